@@ -1,0 +1,408 @@
+//! The agent's REST API (protocol §1) on a blocking tiny_http loop.
+//!
+//! One `match` routes every request (`route`); handlers compute a
+//! [`Reply`] from the request and never respond themselves, so a panic in
+//! a handler still gets an answer (500), and a request is never dropped
+//! without one. `wait=true` on an async command is answered from a short
+//! waiter thread so the loop keeps serving `GET /v1/commands/` meanwhile.
+
+pub mod tls;
+
+use crate::agent::Agent;
+use crate::commands::{self, Entry, Params};
+use crate::logbuf::redact_query;
+use serde_json::{json, Value};
+use std::io::Read;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tiny_http::{Header, Method, Request, Response, Server};
+
+/// Werkzeug's texts, which IPA's error bodies carry.
+const NOT_FOUND: &str = "404 Not Found: The requested URL was not found on the server. If you \
+                         entered the URL manually please check your spelling and try again.";
+const METHOD_NOT_ALLOWED: &str =
+    "405 Method Not Allowed: The method is not allowed for the requested URL.";
+const UNAUTHORIZED: &str = "401 Unauthorized: Token invalid.";
+const TOO_LARGE: &str =
+    "413 Request Entity Too Large: The data value transmitted exceeds the capacity limit.";
+
+/// Longest a `wait=true` request is held (Ironic's own HTTP timeout is 60 s;
+/// holding longer only ties up a thread).
+const WAIT_LIMIT: Duration = Duration::from_secs(3600);
+/// Concurrent `wait=true` waiters; beyond this the current state is returned.
+const MAX_WAITERS: usize = 16;
+
+static WAITERS: AtomicUsize = AtomicUsize::new(0);
+
+/// What to send back.
+pub enum Reply {
+    Json(u16, Value),
+    /// `Json` plus `Connection: close` (the rest of the body is not read).
+    Close(u16, Value),
+    /// Answer with the entry once it is no longer RUNNING.
+    Wait(Arc<Entry>),
+    Allow(&'static str),
+}
+
+fn fault(status: u16, faultstring: &str) -> Reply {
+    let code = if status >= 500 { "Server" } else { "Client" };
+    Reply::Json(
+        status,
+        json!({"faultcode": code, "faultstring": faultstring}),
+    )
+}
+
+/// A parsed request target.
+struct Target {
+    path: String,
+    query: Vec<(String, String)>,
+}
+
+impl Target {
+    fn parse(url: &str) -> Target {
+        let (path, q) = url.split_once('?').unwrap_or((url, ""));
+        let query = q
+            .split('&')
+            .filter(|s| !s.is_empty())
+            .map(|kv| {
+                let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+                (percent_decode(k), percent_decode(v))
+            })
+            .collect();
+        Target {
+            path: percent_decode(path),
+            query,
+        }
+    }
+
+    fn get(&self, key: &str) -> Option<&str> {
+        self.query
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn wait(&self) -> bool {
+        self.get("wait")
+            .is_some_and(|w| w.eq_ignore_ascii_case("true"))
+    }
+}
+
+/// Decode `%XX` and `+` in a URL component; invalid escapes stay as-is.
+pub fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'%' if i + 2 < b.len() => {
+                let hex = std::str::from_utf8(&b[i + 1..i + 3]).ok();
+                match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                    Some(v) => {
+                        out.push(v);
+                        i += 3;
+                        continue;
+                    }
+                    None => out.push(b'%'),
+                }
+            }
+            b'+' => out.push(b' '),
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The routes of IPA's `api/app.py`, versioned and unversioned, with and
+/// without the trailing slash (IPA redirects; we answer both directly).
+#[derive(Debug, PartialEq)]
+enum Route {
+    Root,
+    V1,
+    Status,
+    Commands,
+    Command(String),
+    NotFound,
+}
+
+fn route_of(path: &str) -> Route {
+    let trimmed = path.trim_end_matches('/');
+    let segs: Vec<&str> = trimmed.split('/').skip(1).collect();
+    match segs.as_slice() {
+        [] | [""] => Route::Root,
+        ["v1"] => Route::V1,
+        ["v1", "status"] | ["status"] => Route::Status,
+        ["v1", "commands"] | ["commands"] => Route::Commands,
+        ["v1", "commands", id] | ["commands", id] if !id.is_empty() => {
+            Route::Command(id.to_string())
+        }
+        _ => Route::NotFound,
+    }
+}
+
+/// `scheme://host[:port]` as the client addressed us (IPA's `url_root`).
+fn url_root(req: &Request, scheme: &str) -> String {
+    let host = req
+        .headers()
+        .iter()
+        .find(|h| h.field.equiv("Host"))
+        .map(|h| h.value.as_str().to_string())
+        .unwrap_or_else(|| "localhost".into());
+    format!("{scheme}://{host}")
+}
+
+fn version_doc(root: &str) -> Value {
+    json!({
+        "id": "v1",
+        "links": [
+            {"href": format!("{root}/v1/"), "rel": "self"},
+            {"href": "https://docs.openstack.org/ironic-python-agent", "rel": "describedby",
+             "type": "text/html"}
+        ]
+    })
+}
+
+fn root_doc(root: &str) -> Value {
+    json!({
+        "name": "OpenStack Ironic Python Agent API",
+        "description": "Ironic Python Agent is a provisioning agent for OpenStack Ironic",
+        "versions": [version_doc(root)],
+        "default_version": version_doc(root),
+    })
+}
+
+fn v1_doc(root: &str) -> Value {
+    let mut v = version_doc(root);
+    let extra = json!({
+        "commands": [
+            {"href": format!("{root}/v1/commands/"), "rel": "self"},
+            {"href": format!("{root}/commands/"), "rel": "bookmark"}
+        ],
+        "status": [
+            {"href": format!("{root}/v1/status"), "rel": "self"},
+            {"href": format!("{root}/status"), "rel": "bookmark"}
+        ],
+        "media_types": [
+            {"base": "application/json",
+             "type": "application/vnd.openstack.ironic-python-agent.v1+json"}
+        ]
+    });
+    v.as_object_mut()
+        .expect("object")
+        .extend(extra.as_object().expect("object").clone());
+    v
+}
+
+/// Read a request body up to `max` bytes; `None` when it is larger.
+fn read_body(req: &mut Request, max: u64) -> std::io::Result<Option<Vec<u8>>> {
+    if req.body_length().is_some_and(|l| l as u64 > max) {
+        return Ok(None);
+    }
+    let mut body = Vec::new();
+    req.as_reader().take(max + 1).read_to_end(&mut body)?;
+    Ok((body.len() as u64 <= max).then_some(body))
+}
+
+fn run_command(agent: &Arc<Agent>, req: &mut Request, target: &Target) -> Reply {
+    let body = match read_body(req, agent.config.max_request_body) {
+        Ok(Some(b)) => b,
+        Ok(None) => {
+            log::warn!(
+                "refusing a request body over {} bytes",
+                agent.config.max_request_body
+            );
+            return match fault(413, TOO_LARGE) {
+                Reply::Json(s, v) => Reply::Close(s, v),
+                r => r,
+            };
+        }
+        Err(e) => {
+            return fault(
+                400,
+                &format!("400 Bad Request: reading the request body: {e}"),
+            )
+        }
+    };
+    let doc: Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => {
+            return fault(
+                400,
+                &format!("400 Bad Request: Failed to decode JSON object: {e}"),
+            )
+        }
+    };
+    let (Some(name), Some(Value::Object(params))) = (doc.get("name"), doc.get("params")) else {
+        return fault(400, "400 Bad Request: Missing or invalid name or params");
+    };
+    let Some(name) = name.as_str() else {
+        return fault(400, "400 Bad Request: Missing or invalid name or params");
+    };
+    log::info!("command {name} requested");
+    match commands::execute(agent, name, Params::clone(params)) {
+        Ok(entry) if target.wait() => Reply::Wait(entry),
+        Ok(entry) => Reply::Json(200, entry.to_json()),
+        Err(r) => fault(r.status, &r.faultstring),
+    }
+}
+
+/// Route one request to a [`Reply`]. May read the body.
+fn route(agent: &Arc<Agent>, req: &mut Request, scheme: &str) -> Reply {
+    let target = Target::parse(req.url());
+    let method = req.method().clone();
+    let is_get = matches!(method, Method::Get | Method::Head);
+    let r = route_of(&target.path);
+    let token_ok = || agent.check_token(target.get("agent_token"));
+    match r {
+        Route::NotFound => fault(404, NOT_FOUND),
+        Route::Root | Route::V1 | Route::Status | Route::Command(_) if !is_get => {
+            Reply::Allow("GET, HEAD")
+        }
+        Route::Commands if !(is_get || method == Method::Post) => Reply::Allow("GET, HEAD, POST"),
+        Route::Root => Reply::Json(200, root_doc(&url_root(req, scheme))),
+        Route::V1 => Reply::Json(200, v1_doc(&url_root(req, scheme))),
+        Route::Status => Reply::Json(
+            200,
+            json!({"started_at": agent.started_at, "version": env!("CARGO_PKG_VERSION")}),
+        ),
+        // The token check runs before the body is parsed (IPA).
+        Route::Commands | Route::Command(_) if !token_ok() => fault(401, UNAUTHORIZED),
+        Route::Commands if is_get => {
+            Reply::Json(200, json!({"commands": agent.commands.list_json()}))
+        }
+        Route::Commands => run_command(agent, req, &target),
+        Route::Command(id) => match agent.commands.get(&id) {
+            None => fault(
+                404,
+                &format!("Not found: Command Result with id {id} not found."),
+            ),
+            Some(e) if target.wait() => Reply::Wait(e),
+            Some(e) => Reply::Json(200, e.to_json()),
+        },
+    }
+}
+
+fn json_response(status: u16, body: &Value) -> Response<std::io::Cursor<Vec<u8>>> {
+    let data = serde_json::to_vec(body).unwrap_or_else(|_| b"{}".to_vec());
+    Response::from_data(data)
+        .with_status_code(status)
+        .with_header(Header::from_bytes("Content-Type", "application/json").expect("header"))
+}
+
+fn respond(req: Request, status: u16, body: &Value, close: bool) {
+    let mut resp = json_response(status, body);
+    if close {
+        resp.add_header(Header::from_bytes("Connection", "close").expect("header"));
+    }
+    if let Err(e) = req.respond(resp) {
+        log::debug!("writing a response: {e}");
+    }
+}
+
+/// Handle one request completely.
+pub fn handle(agent: &Arc<Agent>, mut req: Request, scheme: &str) {
+    log::debug!(
+        "{} {} from {}",
+        req.method(),
+        redact_query(req.url()),
+        req.remote_addr()
+            .map_or_else(|| "tls".into(), |a| a.to_string())
+    );
+    let reply =
+        catch_unwind(AssertUnwindSafe(|| route(agent, &mut req, scheme))).unwrap_or_else(|p| {
+            let what = p
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| p.downcast_ref::<String>().cloned());
+            log::error!(
+                "internal error handling {}: {}",
+                redact_query(req.url()),
+                what.as_deref().unwrap_or("panic")
+            );
+            fault(
+                500,
+                "500 Internal Server Error: the agent hit an internal error; see its log",
+            )
+        });
+    match reply {
+        Reply::Json(s, v) => respond(req, s, &v, false),
+        Reply::Close(s, v) => respond(req, s, &v, true),
+        Reply::Allow(methods) => {
+            let body = json!({"faultcode": "Client", "faultstring": METHOD_NOT_ALLOWED});
+            let resp = json_response(405, &body)
+                .with_header(Header::from_bytes("Allow", methods).expect("header"));
+            let _ = req.respond(resp);
+        }
+        Reply::Wait(entry) => {
+            if entry.wait(Duration::ZERO) {
+                return respond(req, 200, &entry.to_json(), false);
+            }
+            if WAITERS.fetch_add(1, Ordering::SeqCst) >= MAX_WAITERS {
+                WAITERS.fetch_sub(1, Ordering::SeqCst);
+                return respond(req, 200, &entry.to_json(), false);
+            }
+            let spawned = std::thread::Builder::new()
+                .name("api-wait".into())
+                .spawn(move || {
+                    entry.wait(WAIT_LIMIT);
+                    respond(req, 200, &entry.to_json(), false);
+                    WAITERS.fetch_sub(1, Ordering::SeqCst);
+                });
+            if let Err(e) = spawned {
+                // The request moved into the closure is answered with an
+                // empty 500 by tiny_http when the closure is dropped.
+                WAITERS.fetch_sub(1, Ordering::SeqCst);
+                log::error!("spawning a waiter thread: {e}");
+            }
+        }
+    }
+}
+
+/// Serve until an extension stops the API (rescue, lockdown).
+pub fn serve(agent: &Arc<Agent>, server: &Server, scheme: &str) {
+    while agent.is_serving() {
+        match server.recv_timeout(Duration::from_millis(250)) {
+            Ok(Some(req)) => handle(agent, req, scheme),
+            Ok(None) => {}
+            Err(e) => {
+                log::error!("accepting a request: {e}");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+    log::info!("API stopped");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes() {
+        assert_eq!(route_of("/"), Route::Root);
+        assert_eq!(route_of(""), Route::Root);
+        assert_eq!(route_of("/v1"), Route::V1);
+        assert_eq!(route_of("/v1/"), Route::V1);
+        assert_eq!(route_of("/v1/status"), Route::Status);
+        assert_eq!(route_of("/status/"), Route::Status);
+        assert_eq!(route_of("/v1/commands"), Route::Commands);
+        assert_eq!(route_of("/commands/"), Route::Commands);
+        assert_eq!(route_of("/v1/commands/abc"), Route::Command("abc".into()));
+        assert_eq!(route_of("/commands/abc/"), Route::Command("abc".into()));
+        assert_eq!(route_of("/v2"), Route::NotFound);
+        assert_eq!(route_of("/v1/commands/a/b"), Route::NotFound);
+    }
+
+    #[test]
+    fn query_parsing() {
+        let t = Target::parse("/v1/commands/?wait=TRUE&agent_token=a%2Bb&x");
+        assert!(t.wait());
+        assert_eq!(t.get("agent_token"), Some("a+b"));
+        assert_eq!(t.get("x"), Some(""));
+        assert_eq!(percent_decode("%zz%4"), "%zz%4");
+        assert_eq!(percent_decode("a%20b"), "a b");
+    }
+}

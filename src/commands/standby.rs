@@ -1,0 +1,95 @@
+//! The `standby` extension: image writes, partition UUIDs, sync and power.
+
+use super::{param, Params};
+use crate::agent::Agent;
+use crate::error::{AgentError, Kind, Result};
+use crate::sys::PowerAction;
+use serde_json::{Map, Value};
+use std::sync::Arc;
+
+pub fn validate_prepare_image(agent: &Agent, p: &Params) -> Result<()> {
+    let info = p
+        .get("image_info")
+        .and_then(Value::as_object)
+        .ok_or_else(|| {
+            AgentError::invalid_params("image_info is required and must be an object")
+        })?;
+    crate::image::validate_image_info(agent, info)
+}
+
+pub fn prepare_image(agent: &Arc<Agent>, p: &Params) -> Result<Value> {
+    let info = param::require_object(p, "image_info")?;
+    let configdrive = p.get("configdrive").filter(|v| !v.is_null());
+    crate::image::prepare_image(agent, info, configdrive).map(Value::String)
+}
+
+/// `{"root uuid": ..., ...}` of the last image written, `{}` before.
+pub fn get_partition_uuids(agent: &Arc<Agent>, _p: &Params) -> Result<Value> {
+    let state = agent.state();
+    Ok(Value::Object(
+        state
+            .written_image
+            .as_ref()
+            .map(|w| w.partition_uuids.clone())
+            .unwrap_or_default(),
+    ))
+}
+
+/// IPA's `full_sync` on every manager that has one.
+pub fn full_sync(agent: &Agent) -> Result<()> {
+    agent
+        .managers
+        .dispatch_all("full_sync", |m| m.full_sync(agent))
+        .map(|_| ())
+}
+
+pub fn sync(agent: &Arc<Agent>, _p: &Params) -> Result<Value> {
+    full_sync(agent)?;
+    Ok(Value::Null)
+}
+
+/// Sync, then power off or reboot. On the real root this is reboot(2); with
+/// a fixture root (tests, demos) the "machine" is this process, which exits
+/// as a rebooted ramdisk would disappear.
+fn power(agent: &Arc<Agent>, action: PowerAction) -> Result<Value> {
+    if let Err(e) = full_sync(agent) {
+        log::warn!("syncing before {action:?}: {e}");
+    }
+    // Let the response and a final heartbeat go out first (IPA's command
+    // returns, Ironic then polls the BMC).
+    let a = agent.clone();
+    std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        if !a.root.is_real() {
+            log::warn!("{action:?} requested with a fixture root: exiting the agent instead");
+            std::process::exit(0);
+        }
+        log::warn!("{action:?} now");
+        let err = crate::sys::power(action);
+        log::error!("{action:?} failed: {err}; trying /proc/sysrq-trigger");
+        let key = if action == PowerAction::PowerOff {
+            "o"
+        } else {
+            "b"
+        };
+        if let Err(e) = std::fs::write("/proc/sysrq-trigger", key) {
+            log::error!("writing /proc/sysrq-trigger: {e}");
+        }
+    });
+    Ok(Value::Null)
+}
+
+pub fn power_off(agent: &Arc<Agent>, _p: &Params) -> Result<Value> {
+    power(agent, PowerAction::PowerOff)
+}
+
+pub fn run_image(agent: &Arc<Agent>, _p: &Params) -> Result<Value> {
+    power(agent, PowerAction::Reboot)
+}
+
+pub fn execute_bootc_install(_agent: &Arc<Agent>, _p: &Params) -> Result<Value> {
+    Err(AgentError::new(
+        Kind::DeploymentError,
+        "bootc installation needs a container runtime, which this agent does not carry",
+    ))
+}

@@ -1,0 +1,96 @@
+//! The `clean`, `deploy` and `service` extensions (IPA's
+//! `extensions/{clean,deploy,service}.py`, protocol §3.2): list the merged
+//! steps of every hardware manager, and execute one step through
+//! `dispatch_to_managers`.
+
+use super::Params;
+use crate::agent::Agent;
+use crate::error::{AgentError, Result};
+use crate::hardware::{StepCall, StepKind};
+use serde_json::{json, Map, Value};
+use std::sync::Arc;
+
+fn get_steps(agent: &Arc<Agent>, params: &Params, kind: StepKind) -> Result<Value> {
+    if let Some(node) = params.get("node") {
+        agent.cache_node(node);
+    }
+    let steps = agent.managers.get_steps(agent, kind)?;
+    let mut out = Map::new();
+    out.insert(format!("{}_steps", kind.as_str()), Value::Object(steps));
+    out.insert(
+        "hardware_manager_version".into(),
+        Value::Object(agent.managers.versions()),
+    );
+    Ok(Value::Object(out))
+}
+
+fn execute_step(agent: &Arc<Agent>, params: &Params, kind: StepKind) -> Result<Value> {
+    let k = kind.as_str();
+    let null = Value::Null;
+    let node = params.get("node").unwrap_or(&null);
+    agent.cache_node(node);
+    agent
+        .managers
+        .check_versions(params.get(&format!("{k}_version")))?;
+    let step = params
+        .get("step")
+        .and_then(Value::as_object)
+        .ok_or_else(|| {
+            AgentError::execution(format!(
+                "execute_{k}_step() missing required argument: 'step'"
+            ))
+        })?;
+    let Some(name) = step.get("step").and_then(Value::as_str) else {
+        return Err(AgentError::execution(format!(
+            "Malformed {k}_step, no \"step\" key: {}",
+            Value::Object(step.clone())
+        )));
+    };
+    // IPA: kwargs are the extra command parameters, updated with step.args.
+    let mut args: Map<String, Value> = params
+        .iter()
+        .filter(|(key, _)| {
+            !["step", "node", "ports"].contains(&key.as_str()) && **key != format!("{k}_version")
+        })
+        .map(|(key, v)| (key.clone(), v.clone()))
+        .collect();
+    if let Some(a) = step.get("args").and_then(Value::as_object) {
+        args.extend(a.iter().map(|(key, v)| (key.clone(), v.clone())));
+    }
+    let ports = params.get("ports").unwrap_or(&null);
+    log::info!("executing {k} step {name}");
+    let call = StepCall {
+        kind,
+        step: name,
+        node,
+        ports,
+        args: &args,
+    };
+    let result = agent
+        .managers
+        .dispatch(name, |m| m.execute_step(agent, &call))?;
+    log::info!("{k} step {name} completed");
+    Ok(json!({
+        format!("{k}_result"): result,
+        format!("{k}_step"): Value::Object(step.clone()),
+    }))
+}
+
+pub fn get_clean_steps(agent: &Arc<Agent>, p: &Params) -> Result<Value> {
+    get_steps(agent, p, StepKind::Clean)
+}
+pub fn execute_clean_step(agent: &Arc<Agent>, p: &Params) -> Result<Value> {
+    execute_step(agent, p, StepKind::Clean)
+}
+pub fn get_deploy_steps(agent: &Arc<Agent>, p: &Params) -> Result<Value> {
+    get_steps(agent, p, StepKind::Deploy)
+}
+pub fn execute_deploy_step(agent: &Arc<Agent>, p: &Params) -> Result<Value> {
+    execute_step(agent, p, StepKind::Deploy)
+}
+pub fn get_service_steps(agent: &Arc<Agent>, p: &Params) -> Result<Value> {
+    get_steps(agent, p, StepKind::Service)
+}
+pub fn execute_service_step(agent: &Arc<Agent>, p: &Params) -> Result<Value> {
+    execute_step(agent, p, StepKind::Service)
+}

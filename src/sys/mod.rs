@@ -1,0 +1,219 @@
+//! The only module with `unsafe`: thin wrappers over the kernel interfaces
+//! the agent needs and std does not offer (block-device ioctls, sync(2),
+//! reboot(2), getrandom(2)). Every call site has a `// SAFETY:` comment
+//! naming the file descriptor and the memory the kernel reads or writes.
+//!
+//! Request numbers come from `include/uapi/linux/fs.h`; libc does not define
+//! most BLK* ioctls (only BLKSSZGET/BLKPBSZGET). The request argument is
+//! written `req as _` because its C type differs between musl (`int`) and
+//! glibc (`unsigned long`).
+#![allow(unsafe_code)]
+
+use std::fs::File;
+use std::io;
+use std::os::fd::AsRawFd;
+
+// include/uapi/linux/fs.h
+/// `_IO(0x12,95)`: re-read the partition table.
+pub const BLKRRPART: u32 = 0x125f;
+/// `_IO(0x12,97)`: flush the buffer cache.
+pub const BLKFLSBUF: u32 = 0x1261;
+/// `_IO(0x12,104)`: logical sector size (int).
+pub const BLKSSZGET: u32 = 0x1268;
+/// `_IO(0x12,123)`: physical sector size (unsigned int).
+pub const BLKPBSZGET: u32 = 0x127b;
+/// `_IOR(0x12,114,size_t)`: device size in bytes (u64).
+pub const BLKGETSIZE64: u32 = 0x8008_1272;
+/// `_IO(0x12,119)`: discard a byte range (`__u64 range[2]`).
+pub const BLKDISCARD: u32 = 0x1277;
+/// `_IO(0x12,125)`: secure-discard a byte range (`__u64 range[2]`).
+pub const BLKSECDISCARD: u32 = 0x127d;
+/// `_IO(0x12,127)`: zero a byte range (`__u64 range[2]`).
+pub const BLKZEROOUT: u32 = 0x127f;
+
+fn check(ret: libc::c_int) -> io::Result<libc::c_int> {
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret)
+    }
+}
+
+/// An ioctl that takes no argument.
+pub fn ioctl_none(f: &File, req: u32) -> io::Result<()> {
+    // SAFETY: `f` is an open file descriptor; the request takes no argument
+    // pointer, so the kernel reads and writes no user memory.
+    check(unsafe { libc::ioctl(f.as_raw_fd(), req as _, 0) }).map(|_| ())
+}
+
+/// BLKRRPART: ask the kernel to re-read the partition table. EBUSY means a
+/// partition is in use; EINVAL means the device cannot be partitioned.
+pub fn reread_partitions(f: &File) -> io::Result<()> {
+    ioctl_none(f, BLKRRPART)
+}
+
+/// BLKFLSBUF: write back and drop the device's buffer cache
+/// (`blockdev --flushbufs`).
+pub fn flush_buffers(f: &File) -> io::Result<()> {
+    ioctl_none(f, BLKFLSBUF)
+}
+
+/// BLKGETSIZE64: the device size in bytes.
+pub fn block_device_size(f: &File) -> io::Result<u64> {
+    let mut size: u64 = 0;
+    // SAFETY: `f` is an open block device; BLKGETSIZE64 writes one u64 to
+    // the pointer, which points at `size`, alive for the call.
+    check(unsafe { libc::ioctl(f.as_raw_fd(), BLKGETSIZE64 as _, &mut size as *mut u64) })?;
+    Ok(size)
+}
+
+/// BLKSSZGET: the logical sector size.
+pub fn logical_sector_size(f: &File) -> io::Result<u32> {
+    let mut v: libc::c_int = 0;
+    // SAFETY: `f` is an open block device; BLKSSZGET writes one int to the
+    // pointer, which points at `v`.
+    check(unsafe { libc::ioctl(f.as_raw_fd(), BLKSSZGET as _, &mut v as *mut libc::c_int) })?;
+    Ok(v as u32)
+}
+
+/// One of BLKDISCARD, BLKSECDISCARD, BLKZEROOUT over `[offset, offset+len)`.
+/// EOPNOTSUPP means the device does not implement that operation.
+pub fn block_range(f: &File, req: u32, offset: u64, len: u64) -> io::Result<()> {
+    let range: [u64; 2] = [offset, len];
+    // SAFETY: `f` is an open block device; these requests read a 16-byte
+    // `__u64 range[2]` from the pointer, which points at `range`.
+    check(unsafe { libc::ioctl(f.as_raw_fd(), req as _, range.as_ptr()) }).map(|_| ())
+}
+
+/// sync(2): commit every filesystem's dirty data.
+pub fn sync_all_filesystems() {
+    // SAFETY: sync(2) takes no arguments and cannot fail.
+    unsafe { libc::sync() }
+}
+
+/// What to do with the machine.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PowerAction {
+    PowerOff,
+    Reboot,
+}
+
+/// reboot(2) after sync(2). Only returns on failure (EPERM without
+/// CAP_SYS_BOOT, or inside a container).
+pub fn power(action: PowerAction) -> io::Error {
+    sync_all_filesystems();
+    let cmd = match action {
+        PowerAction::PowerOff => libc::RB_POWER_OFF,
+        PowerAction::Reboot => libc::RB_AUTOBOOT,
+    };
+    // SAFETY: reboot(2) with a valid LINUX_REBOOT_CMD_* value and no
+    // argument pointer; on success it does not return.
+    unsafe { libc::reboot(cmd) };
+    io::Error::last_os_error()
+}
+
+/// Fill `buf` from the kernel's CSPRNG (getrandom(2), blocking until the
+/// pool is initialised, as rustls and ring also do).
+pub fn getrandom(buf: &mut [u8]) -> io::Result<()> {
+    let mut done = 0;
+    while done < buf.len() {
+        let rest = &mut buf[done..];
+        // SAFETY: the pointer and length describe `rest`, a live mutable
+        // slice the kernel fills with at most `rest.len()` bytes.
+        let n = unsafe { libc::getrandom(rest.as_mut_ptr().cast(), rest.len(), 0) };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        done += n as usize;
+    }
+    Ok(())
+}
+
+/// Take a network interface down (`ip link set <nic> down`) with
+/// SIOCGIFFLAGS/SIOCSIFFLAGS on a datagram socket.
+pub fn set_link_down(name: &str) -> io::Result<()> {
+    // struct ifreq: char ifr_name[IFNAMSIZ=16]; union { short ifr_flags; ... }
+    // padded to 40 bytes on 64-bit Linux (include/uapi/linux/if.h).
+    let mut ifr = [0u8; 40];
+    let n = name.as_bytes();
+    if n.is_empty() || n.len() >= 16 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "bad interface name",
+        ));
+    }
+    ifr[..n.len()].copy_from_slice(n);
+    let sock = std::net::UdpSocket::bind("0.0.0.0:0")?;
+    // SAFETY: the socket fd is open; SIOCGIFFLAGS reads the name from and
+    // writes the flags into `ifr`, a 40-byte buffer matching struct ifreq.
+    check(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS as _, ifr.as_mut_ptr()) })?;
+    let flags = i16::from_ne_bytes([ifr[16], ifr[17]]) & !(libc::IFF_UP as i16);
+    ifr[16..18].copy_from_slice(&flags.to_ne_bytes());
+    // SAFETY: as above; SIOCSIFFLAGS only reads `ifr`.
+    check(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS as _, ifr.as_ptr()) })?;
+    Ok(())
+}
+
+/// Wait until one of `fds` is readable (or hung up), up to `timeout_ms`
+/// (-1 = forever). Returns which are ready; all false on timeout.
+pub fn poll_readable<const N: usize>(fds: [i32; N], timeout_ms: i32) -> io::Result<[bool; N]> {
+    let mut p = [libc::pollfd {
+        fd: 0,
+        events: libc::POLLIN,
+        revents: 0,
+    }; N];
+    for (slot, fd) in p.iter_mut().zip(fds) {
+        slot.fd = fd;
+    }
+    loop {
+        // SAFETY: `p` is an array of N initialised pollfd structs that the
+        // kernel reads and whose `revents` it writes.
+        let r = unsafe { libc::poll(p.as_mut_ptr(), N as libc::nfds_t, timeout_ms) };
+        if r < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        let mut out = [false; N];
+        for (o, slot) in out.iter_mut().zip(&p) {
+            *o = slot.revents != 0;
+        }
+        return Ok(out);
+    }
+}
+
+/// True when `f` is a block device (not a regular file standing in for
+/// one in a fixture root).
+pub fn is_block_device(f: &File) -> bool {
+    use std::os::unix::fs::FileTypeExt;
+    f.metadata()
+        .map(|m| m.file_type().is_block_device())
+        .unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn random_bytes() {
+        let mut a = [0u8; 32];
+        let mut b = [0u8; 32];
+        getrandom(&mut a).unwrap();
+        getrandom(&mut b).unwrap();
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn regular_file_is_not_block_device() {
+        let f = File::open("/proc/self/status").unwrap();
+        assert!(!is_block_device(&f));
+        assert!(block_device_size(&f).is_err());
+    }
+}

@@ -1,0 +1,210 @@
+//! TLS for both directions, with the rustls 0.23 that ureq already links.
+//!
+//! * Server: IPA's automatic TLS (`tls_utils.py`): a fresh self-signed EC
+//!   certificate (P-384 by default) whose **critical** subjectAltName is the
+//!   advertised IP, valid from now − `auto_tls_allowed_clock_skew` to now +
+//!   30 days, sent to Ironic as `agent_verify_ca`; or static cert/key files.
+//!   TLS 1.2 and 1.3 (or 1.3 only), AEAD suites only (rustls offers nothing
+//!   else).
+//! * Client (Ironic, inspection, image servers): certificates verified by
+//!   default; `ipa-insecure` turns verification off; `--cafile` /
+//!   `ipa-cafile` replaces the built-in Mozilla roots with the operator's CA.
+
+use crate::config::{Config, Curve, TlsVersion};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use std::net::IpAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A server identity ready to serve.
+pub struct ServerTls {
+    /// The certificate as PEM (what IPA sends as `agent_verify_ca`).
+    pub cert_pem: String,
+    pub config: Arc<rustls::ServerConfig>,
+}
+
+fn provider() -> rustls::crypto::CryptoProvider {
+    rustls::crypto::ring::default_provider()
+}
+
+static TLS12_AND_13: &[&rustls::SupportedProtocolVersion] =
+    &[&rustls::version::TLS13, &rustls::version::TLS12];
+static TLS13_ONLY: &[&rustls::SupportedProtocolVersion] = &[&rustls::version::TLS13];
+
+fn versions(min: TlsVersion) -> &'static [&'static rustls::SupportedProtocolVersion] {
+    match min {
+        TlsVersion::V1_2 => TLS12_AND_13,
+        TlsVersion::V1_3 => TLS13_ONLY,
+    }
+}
+
+fn server_config(
+    certs: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+    min: TlsVersion,
+) -> Result<Arc<rustls::ServerConfig>, String> {
+    let mut cfg = rustls::ServerConfig::builder_with_provider(Arc::new(provider()))
+        .with_protocol_versions(versions(min))
+        .map_err(|e| format!("TLS versions: {e}"))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| format!("TLS certificate: {e}"))?;
+    // HTTP/1.1 only; no session tickets needed for a handful of clients.
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(cfg))
+}
+
+/// DER of `SubjectAltName ::= GeneralNames` with one iPAddress.
+fn san_ip_der(ip: IpAddr) -> Vec<u8> {
+    let bytes: Vec<u8> = match ip {
+        IpAddr::V4(v4) => v4.octets().to_vec(),
+        IpAddr::V6(v6) => v6.octets().to_vec(),
+    };
+    // GeneralName iPAddress is [7] IMPLICIT OCTET STRING (RFC 5280 4.2.1.6)
+    let mut inner = vec![0x87, bytes.len() as u8];
+    inner.extend_from_slice(&bytes);
+    let mut out = vec![0x30, inner.len() as u8];
+    out.extend(inner);
+    out
+}
+
+/// Generate IPA's automatic-TLS certificate for `ip`.
+pub fn auto_tls(ip: IpAddr, hostname: &str, config: &Config) -> Result<ServerTls, String> {
+    let alg = match config.tls_certificate_curve {
+        Curve::P256 => &rcgen::PKCS_ECDSA_P256_SHA256,
+        Curve::P384 => &rcgen::PKCS_ECDSA_P384_SHA384,
+    };
+    let key =
+        rcgen::KeyPair::generate_for(alg).map_err(|e| format!("generating a TLS key: {e}"))?;
+    let mut params = rcgen::CertificateParams::default();
+    let mut dn = rcgen::DistinguishedName::new();
+    dn.push(
+        rcgen::DnType::CommonName,
+        if hostname.is_empty() {
+            "ironic-agent"
+        } else {
+            hostname
+        },
+    );
+    params.distinguished_name = dn;
+    let now = rcgen::date_time_ymd(1970, 1, 1)
+        + Duration::from_secs(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0),
+        );
+    params.not_before = now - Duration::from_secs(config.auto_tls_allowed_clock_skew);
+    params.not_after = now + Duration::from_secs(30 * 86400);
+    let mut serial = [0u8; 16];
+    crate::sys::getrandom(&mut serial).map_err(|e| format!("random serial: {e}"))?;
+    serial[0] &= 0x7f; // positive INTEGER
+    params.serial_number = Some(rcgen::SerialNumber::from_slice(&serial));
+    // IPA marks the SAN critical; rcgen only does so for an empty subject,
+    // so the extension is written by hand (OID 2.5.29.17).
+    let mut san = rcgen::CustomExtension::from_oid_content(&[2, 5, 29, 17], san_ip_der(ip));
+    san.set_criticality(true);
+    params.custom_extensions = vec![san];
+    let cert = params
+        .self_signed(&key)
+        .map_err(|e| format!("signing the TLS certificate: {e}"))?;
+    log::info!(
+        "generated a TLS certificate for IP address {ip}, valid for 30 days \
+         (from {} s in the past)",
+        config.auto_tls_allowed_clock_skew
+    );
+    let key_der = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
+    Ok(ServerTls {
+        cert_pem: cert.pem(),
+        config: server_config(vec![cert.der().clone()], key_der, config.tls_min_version)?,
+    })
+}
+
+/// Static TLS from `--tls-cert-file` / `--tls-key-file` (PEM).
+pub fn static_tls(cert_file: &Path, key_file: &Path, min: TlsVersion) -> Result<ServerTls, String> {
+    let pem = std::fs::read_to_string(cert_file)
+        .map_err(|e| format!("reading {}: {e}", cert_file.display()))?;
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(pem.as_bytes())
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("parsing {}: {e:?}", cert_file.display()))?;
+    if certs.is_empty() {
+        return Err(format!("{} holds no certificate", cert_file.display()));
+    }
+    let key = PrivateKeyDer::from_pem_file(key_file)
+        .map_err(|e| format!("reading the key {}: {e:?}", key_file.display()))?;
+    Ok(ServerTls {
+        cert_pem: pem,
+        config: server_config(certs, key, min)?,
+    })
+}
+
+/// The outbound TLS configuration for ureq: verify by default, the
+/// operator's CA when given, no verification with `insecure`, TLS 1.3 only
+/// when `tls_min_version` is 1.3.
+pub fn client_tls(config: &Config) -> Result<ureq::tls::TlsConfig, String> {
+    use ureq::tls::{Certificate, ClientCert, PrivateKey, RootCerts, TlsConfig};
+    let mut b = TlsConfig::builder();
+    if config.insecure {
+        b = b.disable_verification(true);
+    }
+    if let Some(ca) = &config.cafile {
+        let pem =
+            std::fs::read(ca).map_err(|e| format!("reading CA file {}: {e}", ca.display()))?;
+        let certs: Vec<Certificate<'static>> = ureq::tls::parse_pem(&pem)
+            .filter_map(|item| match item {
+                Ok(ureq::tls::PemItem::Certificate(c)) => Some(c),
+                _ => None,
+            })
+            .collect();
+        if certs.is_empty() {
+            return Err(format!("CA file {} holds no certificate", ca.display()));
+        }
+        b = b.root_certs(RootCerts::new_with_certs(&certs));
+    }
+    if let (Some(cert), Some(key)) = (&config.certfile, &config.keyfile) {
+        let cpem = std::fs::read(cert).map_err(|e| format!("reading {}: {e}", cert.display()))?;
+        let kpem = std::fs::read(key).map_err(|e| format!("reading {}: {e}", key.display()))?;
+        let chain: Vec<Certificate<'static>> = ureq::tls::parse_pem(&cpem)
+            .filter_map(|i| match i {
+                Ok(ureq::tls::PemItem::Certificate(c)) => Some(c),
+                _ => None,
+            })
+            .collect();
+        let key =
+            PrivateKey::from_pem(&kpem).map_err(|e| format!("parsing {}: {e}", key.display()))?;
+        b = b.client_cert(Some(ClientCert::new_with_certs(&chain, key)));
+    }
+    if config.tls_min_version == TlsVersion::V1_3 {
+        // ureq has no protocol-version knob; a provider with only TLS 1.3
+        // suites makes rustls offer TLS 1.3 alone.
+        let mut p = provider();
+        p.cipher_suites
+            .retain(|s| s.version() == &rustls::version::TLS13);
+        b = b.unversioned_rustls_crypto_provider(Arc::new(p));
+    }
+    Ok(b.build())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn san_der() {
+        assert_eq!(
+            san_ip_der("10.0.0.5".parse().unwrap()),
+            vec![0x30, 6, 0x87, 4, 10, 0, 0, 5]
+        );
+        assert_eq!(san_ip_der("::1".parse().unwrap()).len(), 2 + 2 + 16);
+    }
+
+    #[test]
+    fn auto_cert_is_pem_and_configures() {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let c = Config::default();
+        let t = auto_tls("127.0.0.1".parse().unwrap(), "test-host", &c).unwrap();
+        assert!(t.cert_pem.starts_with("-----BEGIN CERTIFICATE-----"));
+    }
+}

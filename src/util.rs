@@ -1,0 +1,202 @@
+//! Small self-contained helpers: base64 (configdrives, log bundles, basic
+//! auth), SHA-256 crypt (rescue passwords), random strings.
+
+use sha2::{Digest, Sha256};
+
+const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+/// Standard base64 with padding (RFC 4648 §4).
+pub fn base64_encode(data: &[u8]) -> String {
+    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
+    for chunk in data.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(B64[(n >> (18 - 6 * i)) as usize & 63] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// Decode standard or URL-safe base64; whitespace is ignored, padding is
+/// optional. `None` on any other character or a dangling bit group.
+pub fn base64_decode(text: &str) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(text.len() / 4 * 3);
+    let (mut acc, mut bits) = (0u32, 0u32);
+    let mut padding = false;
+    for c in text.bytes() {
+        let v = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' | b'-' => 62,
+            b'/' | b'_' => 63,
+            b'=' => {
+                padding = true;
+                continue;
+            }
+            b' ' | b'\n' | b'\r' | b'\t' => continue,
+            _ => return None,
+        };
+        if padding {
+            return None; // data after padding
+        }
+        acc = (acc << 6) | u32::from(v);
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+            acc &= (1 << bits) - 1;
+        }
+    }
+    (bits < 6).then_some(out)
+}
+
+const CRYPT64: &[u8; 64] = b"./0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+
+/// A random salt from crypt's alphabet.
+pub fn random_salt(len: usize) -> String {
+    let mut b = vec![0u8; len];
+    if crate::sys::getrandom(&mut b).is_err() {
+        fastrand::fill(&mut b);
+    }
+    b.iter()
+        .map(|x| CRYPT64[(*x & 63) as usize] as char)
+        .collect()
+}
+
+/// SHA-256 crypt (`$5$`, Ulrich Drepper's specification, 5000 rounds): what
+/// IPA's `crypt_mksalt('SHA-256')` produces for an unhashed rescue password.
+pub fn sha256_crypt(password: &[u8], salt: &str) -> String {
+    let salt = &salt.as_bytes()[..salt.len().min(16)];
+    let p = password;
+    let b = Sha256::new()
+        .chain_update(p)
+        .chain_update(salt)
+        .chain_update(p)
+        .finalize();
+    let mut ctx = Sha256::new().chain_update(p).chain_update(salt);
+    let mut n = p.len();
+    while n > 32 {
+        ctx.update(b);
+        n -= 32;
+    }
+    ctx.update(&b[..n]);
+    let mut n = p.len();
+    while n > 0 {
+        if n & 1 == 1 {
+            ctx.update(b);
+        } else {
+            ctx.update(p);
+        }
+        n >>= 1;
+    }
+    let a = ctx.finalize();
+    let mut dp = Sha256::new();
+    for _ in 0..p.len() {
+        dp.update(p);
+    }
+    let dp = dp.finalize();
+    let p_seq: Vec<u8> = dp.iter().cycle().take(p.len()).copied().collect();
+    let mut ds = Sha256::new();
+    for _ in 0..16 + usize::from(a[0]) {
+        ds.update(salt);
+    }
+    let ds = ds.finalize();
+    let s_seq: Vec<u8> = ds.iter().cycle().take(salt.len()).copied().collect();
+    let mut c = a;
+    for i in 0..5000 {
+        let mut ctx = Sha256::new();
+        if i & 1 == 1 {
+            ctx.update(&p_seq);
+        } else {
+            ctx.update(c);
+        }
+        if i % 3 != 0 {
+            ctx.update(&s_seq);
+        }
+        if i % 7 != 0 {
+            ctx.update(&p_seq);
+        }
+        if i & 1 == 1 {
+            ctx.update(c);
+        } else {
+            ctx.update(&p_seq);
+        }
+        c = ctx.finalize();
+    }
+    let mut out = format!("$5${}$", String::from_utf8_lossy(salt));
+    let mut put = |b2: u8, b1: u8, b0: u8, n: usize| {
+        let mut w = (u32::from(b2) << 16) | (u32::from(b1) << 8) | u32::from(b0);
+        for _ in 0..n {
+            out.push(CRYPT64[(w & 63) as usize] as char);
+            w >>= 6;
+        }
+    };
+    let order = [
+        (0, 10, 20),
+        (21, 1, 11),
+        (12, 22, 2),
+        (3, 13, 23),
+        (24, 4, 14),
+        (15, 25, 5),
+        (6, 16, 26),
+        (27, 7, 17),
+        (18, 28, 8),
+        (9, 19, 29),
+    ];
+    for (x, y, z) in order {
+        put(c[x], c[y], c[z], 4);
+    }
+    put(0, c[31], c[30], 3);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_roundtrip() {
+        for (raw, enc) in [
+            (&b""[..], ""),
+            (b"f", "Zg=="),
+            (b"fo", "Zm8="),
+            (b"foo", "Zm9v"),
+            (b"foobar", "Zm9vYmFy"),
+        ] {
+            assert_eq!(base64_encode(raw), enc);
+            assert_eq!(base64_decode(enc).unwrap(), raw);
+        }
+        assert_eq!(base64_decode("Zm9v\nYmFy").unwrap(), b"foobar");
+        assert_eq!(base64_decode("Zm8").unwrap(), b"fo");
+        assert!(base64_decode("Zm9v!").is_none());
+        assert!(base64_decode("Z").is_none());
+        let all: Vec<u8> = (0..=255).collect();
+        assert_eq!(base64_decode(&base64_encode(&all)).unwrap(), all);
+    }
+
+    #[test]
+    fn sha256_crypt_spec_vectors() {
+        // Checked against glibc crypt(3) (Python 3.11 `crypt.crypt`).
+        assert_eq!(
+            sha256_crypt(b"Hello world!", "saltstring"),
+            "$5$saltstring$5B8vYYiY.CVt1RlTTf8KbXBH3hsxY/GNooZaBBGWEc5"
+        );
+    }
+
+    #[test]
+    fn salts() {
+        let s = random_salt(16);
+        assert_eq!(s.len(), 16);
+        assert!(s.bytes().all(|c| CRYPT64.contains(&c)));
+    }
+}
