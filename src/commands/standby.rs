@@ -4,7 +4,7 @@ use super::{param, Params};
 use crate::agent::Agent;
 use crate::error::{AgentError, Kind, Result};
 use crate::sys::PowerAction;
-use serde_json::{Map, Value};
+use serde_json::Value;
 use std::sync::Arc;
 
 pub fn validate_prepare_image(agent: &Agent, p: &Params) -> Result<()> {
