@@ -77,6 +77,22 @@ fn flush_tls(conn: &mut rustls::ServerConnection, tcp: &mut std::net::TcpStream)
     Ok(())
 }
 
+/// Move every decrypted byte rustls holds to the API socket.
+fn drain_plaintext(
+    conn: &mut rustls::ServerConnection,
+    unix: &mut UnixStream,
+    buf: &mut [u8],
+) -> io::Result<()> {
+    loop {
+        match conn.reader().read(buf) {
+            Ok(0) => return Ok(()),
+            Ok(n) => unix.write_all(&buf[..n])?,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 fn relay(
     mut tcp: std::net::TcpStream,
     cfg: Arc<rustls::ServerConfig>,
@@ -103,6 +119,10 @@ fn relay(
     let mut unix = UnixStream::connect(backend)?;
     unix.set_write_timeout(Some(WRITE_TIMEOUT))?;
     let mut buf = vec![0u8; 16 * 1024];
+    // The client's first request often arrives in the same read as its
+    // Finished message, so rustls may already hold plaintext that poll(2)
+    // will never announce: relay it before waiting.
+    drain_plaintext(&mut conn, &mut unix, &mut buf)?;
     loop {
         flush_tls(&mut conn, &mut tcp)?;
         let [from_client, from_api] = crate::sys::poll_readable(
@@ -130,16 +150,8 @@ fn relay(
                     return Err(io::Error::other(e));
                 }
             };
-            let closed = state.peer_has_closed();
-            loop {
-                match conn.reader().read(&mut buf) {
-                    Ok(0) => break,
-                    Ok(n) => unix.write_all(&buf[..n])?,
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                    Err(e) => return Err(e),
-                }
-            }
-            if closed {
+            drain_plaintext(&mut conn, &mut unix, &mut buf)?;
+            if state.peer_has_closed() {
                 return Ok(());
             }
         }

@@ -1,0 +1,232 @@
+//! Shared harness for tests that run the real `ironic-agent` binary
+//! (ripgrep's `tests/util.rs` pattern): a per-test directory under the
+//! system temp dir (no tempfile crate), the binary started on 127.0.0.1:0,
+//! its bound port read back from its log, and the process killed on drop.
+#![allow(dead_code)]
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+/// A fresh, empty directory for one test: `<tmp>/ironic-agent-tests/<name>-<pid>-<n>`.
+pub fn test_dir(name: &str) -> PathBuf {
+    let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+    let d = std::env::temp_dir()
+        .join("ironic-agent-tests")
+        .join(format!("{name}-{}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).expect("creating a test dir");
+    d
+}
+
+/// The binary under test.
+pub fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_ironic-agent"))
+}
+
+/// A running agent. Killed (and reaped) when dropped.
+pub struct Agent {
+    child: Child,
+    /// Where its stderr (the log) goes.
+    pub log: PathBuf,
+    /// `http://127.0.0.1:PORT` or `https://...`.
+    pub base: String,
+    pub port: u16,
+    pub token: String,
+    /// The served certificate (auto-TLS), when https.
+    pub cert: Option<PathBuf>,
+}
+
+/// Start options; `args` are appended after the defaults.
+pub struct Opts<'a> {
+    pub root: Option<&'a Path>,
+    pub token: &'a str,
+    pub tls: bool,
+    pub args: Vec<String>,
+    pub env: Vec<(String, String)>,
+}
+
+impl Default for Opts<'_> {
+    fn default() -> Self {
+        Opts {
+            root: None,
+            token: "678123-test-token",
+            tls: false,
+            args: vec![],
+            env: vec![],
+        }
+    }
+}
+
+impl Agent {
+    /// Start `ironic-agent --standalone` on 127.0.0.1:0 and wait until it
+    /// listens. Panics with the log when it does not come up in 10 s.
+    pub fn start(dir: &Path, o: Opts) -> Agent {
+        let log = dir.join("agent.log");
+        let mut cmd = Command::new(bin());
+        cmd.args([
+            "--standalone",
+            "--listen-host",
+            "127.0.0.1",
+            "--listen-port",
+            "0",
+        ])
+        .args(["--agent-token", o.token])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("TMPDIR", dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("log file"));
+        if !o.tls {
+            cmd.arg("--enable-auto-tls=false");
+        }
+        // An empty cmdline by default: never read the host's /proc/cmdline.
+        let cmdline = dir.join("cmdline");
+        if !o.args.iter().any(|a| a.starts_with("--cmdline")) {
+            std::fs::write(&cmdline, "").expect("cmdline");
+            cmd.arg("--cmdline").arg(&cmdline);
+        }
+        if let Some(r) = o.root {
+            cmd.arg("--root").arg(r);
+        }
+        cmd.args(&o.args);
+        for (k, v) in &o.env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().expect("spawning ironic-agent");
+        let mut agent = Agent {
+            child,
+            log,
+            base: String::new(),
+            port: 0,
+            token: o.token.into(),
+            cert: None,
+        };
+        agent.wait_listening(Duration::from_secs(10));
+        agent
+    }
+
+    fn wait_listening(&mut self, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        loop {
+            let text = self.log_text();
+            if let Some(pos) = text.find("API listening on ") {
+                let rest = &text[pos + "API listening on ".len()..];
+                let url = rest
+                    .split(|c: char| c == ';' || c.is_whitespace())
+                    .next()
+                    .unwrap_or("");
+                self.base = url.to_string();
+                self.port = url
+                    .rsplit(':')
+                    .next()
+                    .and_then(|p| p.parse().ok())
+                    .unwrap_or(0);
+                if let Some(c) = text.find("TLS certificate: ") {
+                    let p = text[c + 17..].lines().next().unwrap_or("").trim();
+                    self.cert = Some(PathBuf::from(p));
+                }
+                return;
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("ironic-agent exited with {status} before listening; log:\n{text}");
+            }
+            if Instant::now() > deadline {
+                panic!("ironic-agent did not listen within {limit:?}; log:\n{text}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Wait for the process to exit; `None` if it is still running after `limit`.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if let Ok(Some(s)) = self.child.try_wait() {
+                return Some(s);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    /// `<base><path>` with `agent_token` appended to the query.
+    pub fn url_with_token(&self, path: &str) -> String {
+        let sep = if path.contains('?') { '&' } else { '?' };
+        format!("{}{path}{sep}agent_token={}", self.base, self.token)
+    }
+
+    /// POST a command with `wait=true`; returns (status, body).
+    pub fn command(&self, name: &str, params: serde_json::Value) -> (u16, serde_json::Value) {
+        let body = serde_json::json!({"name": name, "params": params});
+        post(
+            &self.url_with_token("/v1/commands/?wait=true"),
+            &body.to_string(),
+        )
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A ureq agent that reports HTTP errors as statuses, with a timeout.
+pub fn http() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(60)))
+        .build()
+        .into()
+}
+
+fn finish(r: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> (u16, serde_json::Value) {
+    let mut r = r.expect("HTTP request");
+    let status = r.status().as_u16();
+    let mut s = String::new();
+    let _ = r.body_mut().as_reader().read_to_string(&mut s);
+    let v = serde_json::from_str(&s).unwrap_or(serde_json::Value::String(s));
+    (status, v)
+}
+
+pub fn get(url: &str) -> (u16, serde_json::Value) {
+    finish(http().get(url).call())
+}
+
+pub fn post(url: &str, body: &str) -> (u16, serde_json::Value) {
+    finish(
+        http()
+            .post(url)
+            .header("Content-Type", "application/json")
+            .send(body),
+    )
+}
+
+/// Poll `f` until it returns Some or `limit` passes.
+pub fn wait_for<T>(limit: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
