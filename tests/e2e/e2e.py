@@ -1,0 +1,641 @@
+#!/usr/bin/env python3
+"""End-to-end test: the real ironic-agent binary against the real Ironic 39.
+
+Run through tests/e2e/run.sh, which builds the agent and starts Ironic with
+tests/e2e/ironic.sh. This script enrolls a fake-hardware node (real `direct`
+deploy and `agent` inspect interfaces) whose only port is the MAC of the
+agent's fixture root, runs the agent on this host against that root (its
+"disk" is a sparse file), and drives Ironic through the phases below,
+printing each one's wall time:
+
+  a  inspection: `inspect` -> the agent POSTs to /v1/continue_inspection ->
+     `manageable`, the agent's inventory stored in Ironic
+  b  automated cleaning with erase_devices_metadata -> `available`, the
+     disk's GPT areas zeroed and the data in between untouched
+  c  a second cleaning by the same agent process after Ironic wiped its
+     token (heartbeat 400 -> the agent looks the node up again)
+  f  fault: Ironic stopped while the agent heartbeats in `clean wait`,
+     started again -> the cleaning completes
+  d  fast track ([deploy] fast_track = true, Ironic restarted): one agent
+     process serves cleaning and then the deploy steps, with no new boot
+
+With fake power, Ironic's power actions do nothing: the harness stops an
+agent where Ironic would have powered the node off (after inspection), and
+starts one where Ironic would have booted the ramdisk.
+
+Outcome per phase: PASS, FAIL, or PENDING when the agent failed exactly
+because a step is "not implemented in this build yet" (work on other
+branches). Exit status: 1 if any phase FAILed (or, with E2E_STRICT=1, was
+PENDING), else 0. Logs stay in the work directory.
+"""
+
+import argparse
+import hashlib
+import json
+import os
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+
+NOT_IMPLEMENTED = "not implemented in this build yet"
+NO_NIC = "no network interface with a MAC address found"
+NO_NIC_PENDING = ("the agent found no NIC in its fixture root (inventory "
+                  "collection is not on main yet)")
+SECTOR = 512
+GPT_SECTORS = 33  # IPA's destroy_disk_metadata zeroes 33 sectors each end
+DISK_SIZE = 4 << 30
+MIDDLE = 1 << 30  # a marker here must survive erase_devices_metadata
+
+
+def log(msg):
+    print(f"[e2e {time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+class PhaseFailed(Exception):
+    pass
+
+
+class Pending(Exception):
+    pass
+
+
+# --------------------------------------------------------------------------
+# Ironic API
+
+
+class Ironic:
+    def __init__(self, url, db=None):
+        self.url = url.rstrip("/")
+        self.db = db
+        # every agent token Ironic handed out, read from its database while
+        # we poll (its API and logs mask them)
+        self.tokens = set()
+
+    def harvest_tokens(self):
+        if not self.db or not os.path.exists(self.db):
+            return
+        try:
+            con = sqlite3.connect(f"file:{self.db}?mode=ro", uri=True,
+                                  timeout=1)
+            try:
+                for (dii,) in con.execute(
+                        "SELECT driver_internal_info FROM nodes"):
+                    t = json.loads(dii or "{}").get("agent_secret_token")
+                    if t and len(t) >= 32:
+                        self.tokens.add(t)
+            finally:
+                con.close()
+        except sqlite3.Error:
+            pass  # locked by Ironic right now: next poll
+
+    def call(self, method, path, body=None, ok=(200, 201, 202, 204)):
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(self.url + path, data=data, method=method)
+        req.add_header("X-OpenStack-Ironic-API-Version", "latest")
+        req.add_header("Accept", "application/json")
+        if data is not None:
+            req.add_header("Content-Type", "application/json")
+        try:
+            with urllib.request.urlopen(req, timeout=30) as r:
+                status, text = r.status, r.read().decode()
+        except urllib.error.HTTPError as e:
+            status, text = e.code, e.read().decode()
+        if status not in ok:
+            raise PhaseFailed(f"{method} {path} -> HTTP {status}: {text[:500]}")
+        return json.loads(text) if text.strip() else None
+
+    def node(self, uuid):
+        return self.call("GET", f"/v1/nodes/{uuid}")
+
+    def provision(self, uuid, target, **extra):
+        self.call("PUT", f"/v1/nodes/{uuid}/states/provision",
+                  dict(target=target, **extra))
+
+    def wait_state(self, uuid, good, bad=(), timeout=180, agent=None):
+        """Poll until provision_state is `good`; fail on a `bad` state, on
+        timeout, or when the agent process died."""
+        t0 = time.monotonic()
+        last = None
+        while True:
+            self.harvest_tokens()
+            n = self.node(uuid)
+            s = n["provision_state"]
+            if s != last:
+                log(f"  node: {s}")
+                last = s
+            if s == good:
+                return n
+            if s in bad:
+                err = n.get("last_error") or ""
+                if NOT_IMPLEMENTED in err:
+                    raise Pending(f"node {s}: {err}")
+                raise PhaseFailed(f"node {s}: {err}")
+            if agent is not None and NO_NIC in agent.log_text():
+                raise Pending(NO_NIC_PENDING)
+            if agent is not None and not agent.alive():
+                raise PhaseFailed(
+                    f"the agent exited ({agent.proc.returncode}) while the "
+                    f"node was {s}; see {agent.logfile}")
+            if time.monotonic() - t0 > timeout:
+                raise PhaseFailed(f"timeout after {timeout} s waiting for "
+                                  f"{good} (state {s}, last_error "
+                                  f"{n.get('last_error')!r})")
+            time.sleep(0.3)
+
+    def ensure_manageable(self, uuid):
+        """Bring the node back to `manageable` whatever an earlier phase
+        left it in, so one failed phase does not fail all the others."""
+        t0 = time.monotonic()
+        while True:
+            n = self.node(uuid)
+            s = n["provision_state"]
+            if n["maintenance"]:
+                self.call("DELETE", f"/v1/nodes/{uuid}/maintenance")
+            if s == "manageable":
+                return
+            if time.monotonic() - t0 > 120:
+                raise PhaseFailed(f"cannot bring the node from {s} back to "
+                                  "manageable")
+            if n["reservation"] or s.endswith("ing"):
+                time.sleep(0.3)  # an operation is under way
+            elif s in ("inspect wait", "clean wait", "wait call-back"):
+                self.provision(uuid, "abort")
+                time.sleep(0.3)
+            elif s in ("active", "deploy failed"):
+                self.provision(uuid, "deleted")  # cleans: needs an agent
+                time.sleep(0.3)
+            else:  # enroll, available, clean failed, inspect failed
+                self.provision(uuid, "manage")
+                self.wait_state(uuid, "manageable", timeout=60)
+                return
+
+
+# --------------------------------------------------------------------------
+# Fixture root: a real-sysfs-shaped tree for the agent's --root
+
+
+def write(path, text):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
+        f.write(text)
+
+
+def symlink(target, path):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    os.symlink(target, path)
+
+
+def make_root(root, mac, src_fixture=None):
+    """Build the fixture root. Copies `src_fixture` (the inventory tests'
+    tree) when given; otherwise writes a minimal tree shaped like a QEMU VM's
+    sysfs: one virtio NIC (eth0) and one virtio disk (vda, a sparse file)."""
+    if src_fixture:
+        subprocess.run(["cp", "-a", src_fixture + "/.", root], check=True)
+    pci_nic = "sys/devices/pci0000:00/0000:00:03.0"
+    pci_disk = "sys/devices/pci0000:00/0000:00:04.0"
+    nic = f"{pci_nic}/virtio0/net/eth0"
+    for k, v in {"address": mac, "carrier": "1", "operstate": "up",
+                 "type": "1", "speed": "-1", "mtu": "1500",
+                 "addr_assign_type": "0", "ifindex": "2"}.items():
+        write(f"{root}/{nic}/{k}", v + "\n")
+    symlink("../../../virtio0", f"{root}/{nic}/device")
+    for k, v in {"vendor": "0x1af4", "device": "0x1000", "class": "0x020000",
+                 "revision": "0x00", "numa_node": "-1"}.items():
+        write(f"{root}/{pci_nic}/{k}", v + "\n")
+    write(f"{root}/{pci_nic}/virtio0/vendor", "0x1af4\n")
+    write(f"{root}/{pci_nic}/virtio0/device", "0x0001\n")
+    symlink(f"../../{nic[len('sys/'):]}", f"{root}/sys/class/net/eth0")
+    # lo: no device link, never a lookup address
+    write(f"{root}/sys/devices/virtual/net/lo/address", "00:00:00:00:00:00\n")
+    write(f"{root}/sys/devices/virtual/net/lo/carrier", "1\n")
+    symlink("../../devices/virtual/net/lo", f"{root}/sys/class/net/lo")
+
+    blk = f"{pci_disk}/virtio1/block/vda"
+    for k, v in {"size": str(DISK_SIZE // SECTOR), "ro": "0", "removable": "0",
+                 "dev": "253:0", "queue/logical_block_size": str(SECTOR),
+                 "queue/physical_block_size": str(SECTOR),
+                 "queue/rotational": "1", "device/vendor": "0x1af4",
+                 "device/serial": "e2e-disk-0"}.items():
+        write(f"{root}/{blk}/{k}", v + "\n")
+    for k, v in {"vendor": "0x1af4", "device": "0x1001", "class": "0x010000",
+                 "revision": "0x00", "numa_node": "-1"}.items():
+        write(f"{root}/{pci_disk}/{k}", v + "\n")
+    symlink(f"../../{blk[len('sys/'):]}", f"{root}/sys/class/block/vda")
+    symlink(f"../{blk[len('sys/'):]}", f"{root}/sys/block/vda")
+    os.makedirs(f"{root}/dev", exist_ok=True)
+    with open(f"{root}/dev/vda", "wb") as f:
+        f.truncate(DISK_SIZE)  # sparse
+
+    os.makedirs(f"{root}/sys/firmware/efi/efivars", exist_ok=True)
+    for k, v in {"sys_vendor": "QEMU", "product_name": "Standard PC (Q35)",
+                 "product_serial": "e2e-0001", "bios_vendor": "EDK II",
+                 "bios_version": "0.0.0", "bios_date": "02/06/2015",
+                 "product_uuid": "8d3a1b2c-0000-4000-8000-00000000e2e0"}.items():
+        write(f"{root}/sys/class/dmi/id/{k}", v + "\n")
+    bootif = "01-" + mac.replace(":", "-")
+    write(f"{root}/proc/cmdline",
+          f"BOOT_IMAGE=/vmlinuz console=ttyS0 BOOTIF={bootif} ipa-debug=1\n")
+    write(f"{root}/proc/meminfo",
+          "MemTotal:        2030404 kB\nMemFree:         1800000 kB\n")
+    write(f"{root}/proc/cpuinfo",
+          "processor\t: 0\nvendor_id\t: GenuineIntel\n"
+          "model name\t: QEMU Virtual CPU version 2.5+\ncpu MHz\t\t: 2400.000\n"
+          "flags\t\t: fpu vme de pse tsc msr pae mce cx8 apic lm\n\n")
+    write(f"{root}/proc/sys/kernel/hostname", "e2e-node\n")
+    os.makedirs(f"{root}/run", exist_ok=True)
+    os.makedirs(f"{root}/etc", exist_ok=True)
+
+
+def fill_metadata(disk):
+    """Put GPT-like metadata (signature + pattern) in both areas IPA's
+    erase_devices_metadata zeroes, and a marker between them."""
+    area = GPT_SECTORS * SECTOR
+    pat = bytes([0xA5]) * area
+    head = bytearray(pat)
+    head[SECTOR:SECTOR + 8] = b"EFI PART"
+    tail = bytearray(pat)
+    tail[-SECTOR:-SECTOR + 8] = b"EFI PART"
+    with open(disk, "r+b") as f:
+        f.seek(0)
+        f.write(head)
+        f.seek(MIDDLE)
+        f.write(b"E2E-MIDDLE-MARKER")
+        f.seek(DISK_SIZE - area)
+        f.write(tail)
+
+
+def check_metadata_zeroed(disk):
+    area = GPT_SECTORS * SECTOR
+    with open(disk, "rb") as f:
+        head = f.read(area)
+        f.seek(DISK_SIZE - area)
+        tail = f.read(area)
+        f.seek(MIDDLE)
+        middle = f.read(17)
+    if head.count(0) != area:
+        raise PhaseFailed(f"first {GPT_SECTORS} sectors of {disk} not zeroed")
+    if tail.count(0) != area:
+        raise PhaseFailed(f"last {GPT_SECTORS} sectors of {disk} not zeroed")
+    if middle != b"E2E-MIDDLE-MARKER":
+        raise PhaseFailed("the data between the metadata areas was touched "
+                          "(erase_devices_metadata must not erase the disk)")
+
+
+# --------------------------------------------------------------------------
+# The agent under test
+
+
+class Agent:
+    def __init__(self, binary, root, ironic_url, logfile, extra=()):
+        self.logfile = logfile
+        args = [binary, "--root", root, "--api-url", ironic_url,
+                "--listen-host", "127.0.0.1", "--listen-port", "0",
+                "--advertise-host", "127.0.0.1", "--debug",
+                "--lookup-timeout", "300", "--lookup-interval", "1",
+                "--inspection-dhcp-wait-timeout", "0", *extra]
+        self.out = open(logfile, "a")
+        self.out.write(f"=== {' '.join(args)}\n")
+        self.out.flush()
+        self.proc = subprocess.Popen(args, stdout=self.out,
+                                     stderr=subprocess.STDOUT,
+                                     stdin=subprocess.DEVNULL)
+        log(f"  agent started, pid {self.proc.pid}, log {logfile}")
+
+    def alive(self):
+        return self.proc.poll() is None
+
+    def stop(self):
+        if self.alive():
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.out.close()
+
+    def log_text(self):
+        with open(self.logfile, errors="replace") as f:
+            return f.read()
+
+
+# --------------------------------------------------------------------------
+
+
+class E2E:
+    def __init__(self, args):
+        self.args = args
+        self.state = os.environ["IRONIC_E2E_STATE"]
+        self.ironic = Ironic(os.environ["IRONIC_URL"],
+                             os.path.join(self.state, "ironic.sqlite"))
+        self.http_url = os.environ["IRONIC_HTTP_URL"]
+        self.work = args.work
+        self.root = os.path.join(self.work, "root")
+        self.disk = os.path.join(self.root, "dev/vda")
+        self.mac = "52:54:00:%02x:%02x:%02x" % tuple(
+            random.randrange(256) for _ in range(3))
+        self.agents = []
+        self.uuid = None
+        self.results = []
+        self.blocked = None  # why the remaining phases cannot run
+
+    def agent(self, name, extra=()):
+        a = Agent(self.args.agent, self.root, self.ironic.url,
+                  os.path.join(self.work, f"agent-{name}.log"), extra)
+        self.agents.append(a)
+        return a
+
+    def ironic_sh(self, action):
+        r = subprocess.run([self.args.ironic_sh, action], capture_output=True,
+                           text=True)
+        sys.stderr.write(r.stderr)
+        if r.returncode != 0:
+            raise PhaseFailed(f"ironic.sh {action} failed")
+
+    def enroll(self):
+        n = self.ironic.call("POST", "/v1/nodes", {
+            "name": "e2e-" + self.mac.replace(":", ""),
+            "driver": "fake-hardware",
+            "deploy_interface": "direct",
+            "inspect_interface": "agent",
+            "boot_interface": "fake",
+            "power_interface": "fake",
+            "management_interface": "fake",
+            "network_interface": "noop",
+            "raid_interface": "agent",
+            "bios_interface": "no-bios",
+            "vendor_interface": "no-vendor",
+            "firmware_interface": "no-firmware",
+            "console_interface": "no-console",
+            "rescue_interface": "no-rescue",
+            # fake management supports only the PXE boot device; with
+            # vendor=lenovo and UEFI, Ironic's direct deploy skips
+            # set_boot_device(disk) (see ironic/drivers/modules/agent_base.py)
+            "properties": {"vendor": "lenovo", "capabilities": "boot_mode:uefi"},
+        })
+        self.uuid = n["uuid"]
+        self.ironic.call("POST", "/v1/ports",
+                         {"node_uuid": self.uuid, "address": self.mac})
+        self.ironic.provision(self.uuid, "manage")
+        self.ironic.wait_state(self.uuid, "manageable", ("enroll",), 60)
+        log(f"enrolled node {self.uuid} with port {self.mac}")
+
+    def phase(self, key, title, fn):
+        if key not in self.args.phases:
+            return
+        log(f"phase {key}: {title}")
+        if self.blocked:
+            log(f"phase {key}: PENDING, not run: {self.blocked}")
+            self.results.append((key, title, "PENDING", 0.0,
+                                 f"not run: {self.blocked}"))
+            return
+        t0 = time.monotonic()
+        try:
+            fn()
+            outcome, why = "PASS", ""
+        except Pending as e:
+            outcome, why = "PENDING", str(e)
+            if NO_NIC_PENDING in why:
+                # without a NIC nothing can look up: the rest cannot run
+                self.blocked = why
+        except PhaseFailed as e:
+            outcome, why = "FAIL", str(e)
+        except Exception as e:  # a harness bug must still report
+            outcome, why = "FAIL", f"{type(e).__name__}: {e}"
+        dt = time.monotonic() - t0
+        log(f"phase {key}: {outcome} in {dt:.1f} s {why}")
+        self.results.append((key, title, outcome, dt, why))
+
+    # -- phases ------------------------------------------------------------
+
+    def phase_inspect(self):
+        self.ironic.provision(self.uuid, "inspect")
+        self.ironic.wait_state(self.uuid, "inspect wait", ("inspect failed",),
+                               60)
+        a = self.agent("inspect", ["--inspection-callback-url",
+                                   self.ironic.url + "/v1/continue_inspection"])
+        self.ironic.wait_state(self.uuid, "manageable", ("inspect failed",),
+                               120, agent=a)
+        inv = self.ironic.call("GET", f"/v1/nodes/{self.uuid}/inventory")
+        macs = [i.get("mac_address") for i in
+                inv.get("inventory", {}).get("interfaces", [])]
+        if self.mac not in macs:
+            raise PhaseFailed(f"stored inventory lacks {self.mac}: {macs}")
+        if "Inspection is disabled" in a.log_text():
+            raise PhaseFailed("the agent did not inspect")
+        # Ironic would power the node off now; the agent meanwhile retries
+        # lookup (404 in manageable) and must still be alive
+        if not a.alive():
+            raise PhaseFailed(f"the agent exited after inspection; see {a.logfile}")
+        a.stop()
+        log(f"  inventory stored: {len(json.dumps(inv))} bytes, "
+            f"interfaces {macs}")
+
+    def clean(self, agent, timeout=180):
+        fill_metadata(self.disk)
+        self.ironic.ensure_manageable(self.uuid)
+        self.ironic.provision(self.uuid, "provide")
+        self.ironic.wait_state(self.uuid, "available", ("clean failed",),
+                               timeout, agent=agent)
+        check_metadata_zeroed(self.disk)
+
+    def check_tls(self):
+        n = self.ironic.node(self.uuid)
+        dii = n["driver_internal_info"]
+        url = dii.get("agent_url", "")
+        if url and not url.startswith("https://127.0.0.1:"):
+            raise PhaseFailed(f"agent_url is {url!r}, expected https")
+        if url and not os.path.exists(
+                os.path.join(self.state, "certificates", f"{self.uuid}.crt")):
+            raise PhaseFailed("Ironic stored no agent_verify_ca certificate")
+
+    def phase_clean(self):
+        self.cleaner = self.agent("clean")
+        self.clean(self.cleaner)
+
+    def phase_reclean(self):
+        a = getattr(self, "cleaner", None) or self.agent("clean")
+        self.cleaner = a
+        pid = a.proc.pid
+        try:
+            self.clean(a)
+        finally:
+            text = a.log_text()
+        if a.proc.pid != pid or not a.alive():
+            raise PhaseFailed("the agent process did not carry on")
+        if "looking the node up again" not in text:
+            raise PhaseFailed("the agent never saw its token wiped")
+
+    def phase_ironic_restart(self):
+        a = getattr(self, "cleaner", None) or self.agent("clean")
+        self.cleaner = a
+        fill_metadata(self.disk)
+        self.ironic.ensure_manageable(self.uuid)
+        self.ironic.provision(self.uuid, "provide")
+        self.ironic.wait_state(self.uuid, "clean wait", ("clean failed",),
+                               60, agent=a)
+        log("  stopping Ironic while the node is in clean wait")
+        self.ironic_sh("stop")
+        time.sleep(12)  # > one failed heartbeat plus its 5-10 s back-off
+        if not a.alive():
+            raise PhaseFailed("the agent died while Ironic was down")
+        self.ironic_sh("start")
+        self.ironic.wait_state(self.uuid, "available", ("clean failed",), 180,
+                               agent=a)
+        check_metadata_zeroed(self.disk)
+
+    def phase_fast_track(self):
+        for a in self.agents:
+            a.stop()  # "power off": a fast-track agent boots once
+        with open(os.path.join(self.state, "ironic.conf.d", "fast-track.conf"),
+                  "w") as f:
+            f.write("[deploy]\nfast_track = true\n")
+        self.ironic_sh("restart")
+        self.ironic.ensure_manageable(self.uuid)
+        # the "boot": fake power on, then the agent starts. Ironic only
+        # fast-tracks a node that is powered on and heartbeating; otherwise
+        # it wipes the token and reboots it.
+        self.ironic.call("PUT", f"/v1/nodes/{self.uuid}/states/power",
+                         {"target": "power on"})
+        t0 = time.monotonic()
+        while True:
+            n = self.ironic.node(self.uuid)
+            if n["power_state"] == "power on" and not n["reservation"]:
+                break
+            if time.monotonic() - t0 > 30:
+                raise PhaseFailed(f"fake power on did not finish: {n['power_state']}")
+            time.sleep(0.2)
+        a = self.agent("fast-track")
+        # lookup is allowed in manageable with fast track: wait for the
+        # agent to heartbeat before Ironic decides whether to boot it
+        t0 = time.monotonic()
+        while not self.ironic.node(self.uuid)["driver_internal_info"].get(
+                "agent_last_heartbeat"):
+            if NO_NIC in a.log_text():
+                raise Pending(NO_NIC_PENDING)
+            if not a.alive():
+                raise PhaseFailed(f"the agent exited; see {a.logfile}")
+            if time.monotonic() - t0 > 60:
+                raise PhaseFailed("no heartbeat in manageable with fast track")
+            time.sleep(0.3)
+        t1 = time.monotonic()
+        self.clean(a)
+        log(f"  fast-track cleaning: {time.monotonic() - t1:.1f} s")
+        self.check_tls()
+        # deploy: a 1 MiB raw image from the loopback image server
+        img = os.path.join(self.state, "httpboot", "disk.img")
+        blob = b"".join(hashlib.sha256(b"e2e-%d" % i).digest()
+                        for i in range(32768))
+        with open(img, "wb") as f:
+            f.write(blob)
+        self.ironic.call("PATCH", f"/v1/nodes/{self.uuid}", [
+            {"op": "add", "path": "/instance_info/image_source",
+             "value": self.http_url + "/disk.img"},
+            {"op": "add", "path": "/instance_info/image_os_hash_algo",
+             "value": "sha256"},
+            {"op": "add", "path": "/instance_info/image_os_hash_value",
+             "value": hashlib.sha256(blob).hexdigest()},
+            {"op": "add", "path": "/instance_info/root_gb", "value": "1"},
+        ])
+        t1 = time.monotonic()
+        try:
+            self.ironic.provision(self.uuid, "active")
+            self.ironic.wait_state(self.uuid, "active", ("deploy failed",),
+                                   180, agent=a)
+        except Pending:
+            text = a.log_text()
+            if "get_deploy_steps" not in text or "write_image" not in text:
+                raise PhaseFailed("deploy failed before write_image was "
+                                  "dispatched to the agent")
+            self.check_one_boot(a)
+            raise
+        log(f"  fast-track deploy: {time.monotonic() - t1:.1f} s")
+        self.check_one_boot(a)
+        with open(self.disk, "rb") as f:
+            if f.read(len(blob)) != blob:
+                raise PhaseFailed("the image is not on the disk")
+
+    @staticmethod
+    def check_one_boot(a):
+        """Fast track: one process and one token from lookup to deploy."""
+        text = a.log_text()
+        if not a.alive():
+            raise PhaseFailed("the fast-track agent exited")
+        if text.count("lookup succeeded") != 1 or \
+                "looking the node up again" in text:
+            raise PhaseFailed("Ironic did not fast-track the agent: it "
+                              "wiped the token and the agent looked up again")
+
+    # -- checks across phases ------------------------------------------------
+
+    def check_no_token_in_logs(self):
+        """No token Ironic handed out may appear in any agent log line (the
+        agents run with --debug)."""
+        tokens = self.ironic.tokens
+        leaks = []
+        for a in self.agents:
+            text = a.log_text()
+            leaks += [(a.logfile, t[:6]) for t in tokens if t in text]
+        if leaks:
+            raise PhaseFailed(f"agent token in agent logs: {leaks}")
+        if not tokens:
+            if self.blocked:
+                raise Pending(self.blocked)
+            raise PhaseFailed("no tokens seen in Ironic's database")
+        log(f"  {len(tokens)} tokens, none in {len(self.agents)} agent logs")
+
+    def run(self):
+        os.makedirs(self.root)
+        make_root(self.root, self.mac, self.args.fixture)
+        t0 = time.monotonic()
+        try:
+            self.enroll()
+            self.phase("a", "inspection -> manageable, inventory stored",
+                       self.phase_inspect)
+            self.phase("b", "automated cleaning (erase_devices_metadata)",
+                       self.phase_clean)
+            self.phase("c", "second cleaning after the token was wiped",
+                       self.phase_reclean)
+            self.phase("f", "Ironic stopped and started mid-cleaning",
+                       self.phase_ironic_restart)
+            self.phase("d", "fast track: clean then deploy, one boot",
+                       self.phase_fast_track)
+            self.phase("t", "no agent token in any agent log line",
+                       self.check_no_token_in_logs)
+        except PhaseFailed as e:
+            log(f"setup failed: {e}")
+            self.results.append(("-", "setup", "FAIL", 0.0, str(e)))
+        finally:
+            for a in self.agents:
+                a.stop()
+        total = time.monotonic() - t0
+        print("\n=== e2e summary (Ironic 39, require_tls = true) ===")
+        for key, title, outcome, dt, why in self.results:
+            print(f"  {key}  {outcome:<7} {dt:6.1f} s  {title}")
+            if why:
+                print(f"             {why[:300]}")
+        print(f"  total {total:.1f} s; logs in {self.work} "
+              f"and {self.state}/ironic.log")
+        strict = os.environ.get("E2E_STRICT") == "1"
+        bad = [r for r in self.results
+               if r[2] == "FAIL" or (strict and r[2] == "PENDING")]
+        return 1 if bad else 0
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--agent", required=True, help="the ironic-agent binary")
+    p.add_argument("--ironic-sh", required=True, help="tests/e2e/ironic.sh")
+    p.add_argument("--work", required=True, help="work dir (fixture, logs)")
+    p.add_argument("--fixture", help="fixture root tree to start from")
+    p.add_argument("--phases", default="abcfdt")
+    sys.exit(E2E(p.parse_args()).run())
+
+
+if __name__ == "__main__":
+    main()
