@@ -426,6 +426,9 @@ pub enum Curve {
 pub struct Config {
     pub api_urls: Vec<String>,
     pub inspection_callback_url: Option<String>,
+    /// Empty when not given (IPA's `None`): inspection then runs only with
+    /// a callback URL, and uses `default,logs`. Given together with an API
+    /// URL, it turns inspection on (`inspector.inspect`).
     pub inspection_collectors: Vec<String>,
     pub inspection_dhcp_wait_timeout: u64,
     pub inspection_dhcp_all_interfaces: bool,
@@ -488,7 +491,7 @@ impl Default for Config {
         Config {
             api_urls: vec![],
             inspection_callback_url: None,
-            inspection_collectors: vec!["default".into(), "logs".into()],
+            inspection_collectors: vec![],
             inspection_dhcp_wait_timeout: 60,
             inspection_dhcp_all_interfaces: false,
             standalone: false,

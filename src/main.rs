@@ -148,7 +148,7 @@ fn run() -> i32 {
     if !c.standalone {
         wait_for_interface(&agent);
         let mut node_uuid = None;
-        if c.inspection_callback_url.is_some() {
+        if ironic::inspect::enabled(&agent) {
             match tls::client_tls(c) {
                 Ok(t) => node_uuid = ironic::inspect::inspect(&agent, t),
                 Err(e) => log::error!("inspection: {e}"),

@@ -107,29 +107,45 @@ impl Heartbeater {
 
     /// Ironic wiped our token (end of a clean or deploy, a reboot it
     /// thinks happened): look up again, without a time limit, and take
-    /// the new token.
-    fn relookup(&mut self) {
+    /// the new token. True when a new token came back; false when Ironic
+    /// only had the mask ("******": it handed a token to someone else) or
+    /// the agent is stopping, so the caller backs off instead of
+    /// hammering Ironic with heartbeat + lookup pairs.
+    fn relookup(&mut self) -> bool {
         log::info!("Ironic no longer accepts our agent token; looking the node up again");
+        let before = self.agent.token();
         let agent = self.agent.clone();
         let keep_going = || agent.is_serving();
-        match lookup::lookup_node(
+        let found = match lookup::lookup_node(
             &self.agent,
             &self.client,
             Some(&self.node_uuid),
             None,
             &keep_going,
         ) {
-            Ok(found) => match super::apply_lookup_data(&self.agent, &found.content) {
-                Ok(()) => {
-                    if let Some(u) = found.content["node"]["uuid"].as_str() {
-                        self.node_uuid = u.to_string();
-                    }
-                    log::info!("new agent token received; heartbeating again");
-                }
-                Err(e) => log::error!("{e}"),
-            },
-            Err(e) => log::warn!("re-lookup stopped: {e}"),
+            Ok(f) => f,
+            Err(e) => {
+                log::warn!("re-lookup stopped: {e}");
+                return false;
+            }
+        };
+        if let Err(e) = super::apply_lookup_data(&self.agent, &found.content) {
+            log::error!("{e}");
+            return false;
         }
+        if let Some(u) = found.content["node"]["uuid"].as_str() {
+            self.node_uuid = u.to_string();
+        }
+        if self.agent.token() == before {
+            log::error!(
+                "Ironic did not hand out a new agent token (it gave it to another agent \
+                 process, or expects the pre-shared ipa-agent-token); it will refuse our \
+                 heartbeats until the token is wiped again"
+            );
+            return false;
+        }
+        log::info!("new agent token received; heartbeating again");
+        true
     }
 
     fn run(&mut self) {
@@ -137,8 +153,14 @@ impl Heartbeater {
         let mut previous: Option<Instant> = None;
         let mut forced = false;
         while self.agent.is_serving() {
+            // A forced beat is due MIN_INTERVAL after the previous one.
+            let due = if forced {
+                interval.min(MIN_INTERVAL)
+            } else {
+                interval
+            };
             let elapsed = previous.map_or(f64::INFINITY, |p| p.elapsed().as_secs_f64());
-            let wait = MIN_INTERVAL.min((interval - elapsed).max(0.0));
+            let wait = MIN_INTERVAL.min((due - elapsed).max(0.0));
             if self
                 .agent
                 .events
@@ -166,8 +188,9 @@ impl Heartbeater {
                         Failure::Conflict(t) => log::warn!("heartbeat conflict (node locked): {t}"),
                         Failure::Token(t) => {
                             log::warn!("heartbeat refused: {t}");
-                            self.relookup();
-                            interval = 0.0;
+                            if self.relookup() {
+                                interval = 0.0;
+                            }
                         }
                         Failure::Other(t) => log::error!("error sending heartbeat: {t}"),
                     }

@@ -15,6 +15,26 @@ const RETRY_ATTEMPTS: u32 = 5;
 const RETRY_WAIT: f64 = 5.0;
 const RETRY_WAIT_MAX: f64 = 30.0;
 
+/// IPA's `INSPECTION_DEFAULT_COLLECTORS`.
+const DEFAULT_COLLECTORS: [&str; 2] = ["default", "logs"];
+
+/// Whether to inspect before lookup (IPA's `inspector.inspect`): with a
+/// callback URL, or with collectors given explicitly and an API URL.
+pub fn enabled(agent: &Agent) -> bool {
+    let c = &agent.config;
+    c.inspection_callback_url.is_some()
+        || (!c.inspection_collectors.is_empty() && !c.api_urls.is_empty())
+}
+
+/// The collectors to run: as configured, else `default,logs`.
+pub fn collector_names(agent: &Agent) -> Vec<String> {
+    if agent.config.inspection_collectors.is_empty() {
+        DEFAULT_COLLECTORS.iter().map(|s| s.to_string()).collect()
+    } else {
+        agent.config.inspection_collectors.clone()
+    }
+}
+
 /// The callback URLs: `ipa-inspection-callback-url`, else each API URL +
 /// `/v1/continue_inspection` when collectors are configured.
 pub fn callback_urls(agent: &Agent) -> Vec<String> {
@@ -90,7 +110,8 @@ pub fn normalize_bootif(b: &str) -> String {
 pub fn collect_data(agent: &Agent) -> (Map<String, Value>, Vec<String>) {
     let mut data = Map::new();
     let mut errors: Vec<String> = vec![];
-    for name in &agent.config.inspection_collectors {
+    let names = collector_names(agent);
+    for name in &names {
         match name.as_str() {
             "default" => {
                 wait_for_dhcp(agent);
@@ -117,7 +138,7 @@ pub fn collect_data(agent: &Agent) -> (Map<String, Value>, Vec<String>) {
                     .collect();
                 data.insert(
                     "configuration".into(),
-                    json!({"collectors": agent.config.inspection_collectors, "managers": managers}),
+                    json!({"collectors": names, "managers": managers}),
                 );
             }
             "logs" => {} // added last, below
@@ -139,12 +160,7 @@ pub fn collect_data(agent: &Agent) -> (Map<String, Value>, Vec<String>) {
             other => errors.push(format!("Failed to load collector {other}")),
         }
     }
-    if agent
-        .config
-        .inspection_collectors
-        .iter()
-        .any(|c| c == "logs")
-    {
+    if names.iter().any(|c| c == "logs") {
         match crate::commands::log_ext::bundle(agent) {
             Ok(b) => {
                 data.insert("logs".into(), json!(crate::util::base64_encode(&b)));
@@ -163,7 +179,7 @@ pub fn inspect(agent: &Agent, client_tls: ureq::tls::TlsConfig) -> Option<String
     }
     log::info!(
         "inspection is enabled with collectors {:?}",
-        agent.config.inspection_collectors
+        collector_names(agent)
     );
     let (mut data, errors) = collect_data(agent);
     let error = if errors.is_empty() {
@@ -205,7 +221,10 @@ pub fn inspect(agent: &Agent, client_tls: ureq::tls::TlsConfig) -> Option<String
                     outcome = Some((r.status().as_u16(), text));
                     break;
                 }
-                Err(e) => log::warn!("connection error posting inspection data to {url}: {e}"),
+                Err(e) => log::warn!(
+                    "connection error posting inspection data to {url}: {}",
+                    super::describe(&e)
+                ),
             }
         }
         match outcome {

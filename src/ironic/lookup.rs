@@ -240,11 +240,13 @@ pub fn lookup_node(
                 return Ok(f);
             }
             Attempt::Retry { why, pause } => {
-                let wait = backoff(interval, Duration::from_secs(60), attempt) + pause;
+                let mut wait = backoff(interval, Duration::from_secs(60), attempt) + pause;
                 attempt += 1;
                 let elapsed = start.elapsed();
                 if let Some(t) = timeout {
-                    if elapsed + wait > t {
+                    // tenacity's stop_after_delay: give up once the time is
+                    // spent, after one last attempt at the deadline
+                    if elapsed >= t {
                         return Err(AgentError::new(
                             Kind::LookupNodeError,
                             format!(
@@ -254,6 +256,7 @@ pub fn lookup_node(
                             ),
                         ));
                     }
+                    wait = wait.min(t - elapsed);
                 }
                 log::warn!("lookup: {why}; retrying in {:.1} s", wait.as_secs_f64());
                 let until = Instant::now() + wait;

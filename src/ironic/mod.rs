@@ -126,6 +126,7 @@ impl Client {
                     return Ok(r);
                 }
                 Err(e) => {
+                    let e = describe(&e);
                     if idx + 1 < urls.len() {
                         log::warn!(
                             "connection error when accessing {url}, trying the next URL: {e}"
@@ -224,6 +225,20 @@ impl Client {
     /// The Ironic host names to compute the advertised address against.
     pub fn hosts(&self) -> Vec<(String, u16)> {
         self.urls().iter().filter_map(|u| host_port(u)).collect()
+    }
+}
+
+/// A transport error as an operator reads it: certificate failures say
+/// which knobs exist (IPA's `ipa-cafile` / `ipa-insecure`).
+pub fn describe(e: &ureq::Error) -> String {
+    let text = e.to_string();
+    if text.contains("certificate") {
+        format!(
+            "{text} (Ironic's TLS certificate was not verified: give its CA with \
+             ipa-cafile/--cafile, or set ipa-insecure=1 to skip verification)"
+        )
+    } else {
+        text
     }
 }
 

@@ -4,6 +4,9 @@
 //! its bound port read back from its log, and the process killed on drop.
 #![allow(dead_code)]
 
+/// A fake Ironic and the agent run against it (tests/ironic.rs, tests/tls.rs).
+pub mod ironic;
+
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
