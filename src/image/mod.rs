@@ -1,7 +1,13 @@
 //! Image handling: download, checksum, formats, write. STUB.
 
+pub mod configdrive;
+pub mod disk;
 pub mod efi;
+pub mod fat;
+pub mod gpt;
 pub mod inject;
+pub mod mbr;
+pub mod partition;
 
 use crate::agent::Agent;
 use crate::error::{AgentError, Kind, Result};

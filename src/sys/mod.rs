@@ -188,6 +188,18 @@ pub fn poll_readable<const N: usize>(fds: [i32; N], timeout_ms: i32) -> io::Resu
     }
 }
 
+/// The kernel's page size (the swap header's unit), 4096 if sysconf
+/// cannot tell.
+pub fn page_size() -> u64 {
+    // SAFETY: sysconf(3) takes a constant and touches no caller memory.
+    let n = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    if n > 0 {
+        n as u64
+    } else {
+        4096
+    }
+}
+
 /// True when `f` is a block device (not a regular file standing in for
 /// one in a fixture root).
 pub fn is_block_device(f: &File) -> bool {

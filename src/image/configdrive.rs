@@ -1,0 +1,485 @@
+//! The configdrive of a whole-disk image (IPA's
+//! `partition_utils.create_config_drive_partition` and `get_configdrive`):
+//! an http(s) URL or base64 of a gzipped ISO 9660 image (raw bytes accepted
+//! when a downloaded body is not base64), at most 64 MiB uncompressed,
+//! written into the partition whose filesystem label is `config-2`, or
+//! into a new partition in the last 64 MiB of the disk (GPT: a new entry
+//! with a random PARTUUID, as `sgdisk -n 0:-64MB:0 -u 0:<uuid>`; MBR: a
+//! primary partition, as `parted mkpart primary fat32 -64MiB -0`, placed
+//! just below 2 TiB on bigger disks).
+//!
+//! The drive is never staged: it is decompressed once to measure it and
+//! once more straight onto the disk.
+
+use super::disk::{self, Found, Geometry, Io, Partition};
+use super::gpt::{self, Entry, Gpt, Guid};
+use super::mbr::{self, Mbr};
+use super::partition::Region;
+use crate::agent::Agent;
+use crate::error::{AgentError, Kind, Result};
+use serde_json::Value;
+use std::fs::File;
+use std::io::Read;
+use std::path::Path;
+use std::time::Duration;
+
+/// IPA's `MAX_CONFIG_DRIVE_SIZE_MB`.
+pub const MAX_MB: u64 = 64;
+/// IPA's `CONFIGDRIVE_LABEL`.
+pub const LABEL: &str = "config-2";
+/// IPA's `MAX_DISK_SIZE_MB_SUPPORTED_BY_MBR` (2 TiB).
+const MBR_LIMIT_MB: u64 = 2_097_152;
+/// The largest download accepted (a base64 text of a 64 MiB drive that
+/// compresses badly, with headroom).
+const MAX_DOWNLOAD: u64 = 100 << 20;
+
+fn deploy_err(details: impl Into<String>) -> AgentError {
+    AgentError::new(Kind::DeploymentError, details)
+}
+
+fn node_uuid(agent: &Agent) -> String {
+    agent
+        .node()
+        .and_then(|n| n.get("uuid").and_then(Value::as_str).map(String::from))
+        .unwrap_or_else(|| "local".into())
+}
+
+/// The drive as received: gzip to decompress, or raw ISO bytes.
+pub enum Source {
+    Gzip(Vec<u8>),
+    Raw(Vec<u8>),
+}
+
+fn is_http_url(s: &str) -> bool {
+    let l = s.get(..8).unwrap_or(s).to_ascii_lowercase();
+    l.starts_with("http://") || l.starts_with("https://")
+}
+
+fn download(agent: &Agent, url: &str, node: &str) -> Result<Vec<u8>> {
+    let fail = |reason: String| {
+        deploy_err(format!(
+            "Can't download the configdrive content for node {node} from '{url}'. Reason: \
+             {reason}"
+        ))
+    };
+    let tls = crate::tls::client_tls(&agent.config).map_err(fail)?;
+    let cfg = ureq::Agent::config_builder()
+        .tls_config(tls)
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(
+            agent.config.image_download_connection_timeout.max(1) * 5,
+        )))
+        .build();
+    let http = ureq::Agent::new_with_config(cfg);
+    let mut resp = http.get(url).call().map_err(|e| fail(e.to_string()))?;
+    let status = resp.status().as_u16();
+    let body = resp
+        .body_mut()
+        .with_config()
+        .limit(MAX_DOWNLOAD)
+        .read_to_vec()
+        .map_err(|e| fail(e.to_string()))?;
+    if status >= 400 {
+        return Err(deploy_err(format!(
+            "Can't download the configdrive content for node {node} from '{url}'. Got status \
+             code {status}, response body {}",
+            String::from_utf8_lossy(&body[..body.len().min(512)])
+        )));
+    }
+    Ok(body)
+}
+
+/// IPA's `get_configdrive` up to the decompression.
+pub fn load(agent: &Agent, value: &Value) -> Result<Source> {
+    let node = node_uuid(agent);
+    let Some(text) = value.as_str() else {
+        return Err(deploy_err(format!(
+            "Config drive for node {node} is not base64 encoded or the content is malformed. \
+             TypeError: expected a string, got {value}."
+        )));
+    };
+    if is_http_url(text) {
+        let body = download(agent, text, &node)?;
+        // A downloaded body may be base64 text or the binary drive itself.
+        let decoded = std::str::from_utf8(&body)
+            .ok()
+            .and_then(crate::util::base64_decode);
+        return Ok(match decoded {
+            Some(d) => Source::Gzip(d),
+            None => {
+                log::debug!("config drive for node {node} is not base64 encoded, assuming binary");
+                Source::Raw(body)
+            }
+        });
+    }
+    crate::util::base64_decode(text)
+        .map(Source::Gzip)
+        .ok_or_else(|| {
+            deploy_err(format!(
+                "Config drive for node {node} is not base64 encoded or the content is malformed. \
+             Error: Incorrect padding or invalid character."
+            ))
+        })
+}
+
+/// Stream the uncompressed drive to `sink` in 1 MiB pieces; fails past
+/// 64 MiB. Returns the size.
+fn pump(src: &Source, node: &str, mut sink: impl FnMut(u64, &[u8]) -> Result<()>) -> Result<u64> {
+    let limit = MAX_MB << 20;
+    let too_big = |n: u64| {
+        deploy_err(format!(
+            "Config drive size exceeds maximum limit of 64MiB. Size of the given config drive is \
+             {} MiB for node {node}.",
+            n.div_ceil(1 << 20)
+        ))
+    };
+    match src {
+        Source::Raw(b) => {
+            if b.len() as u64 > limit {
+                return Err(too_big(b.len() as u64));
+            }
+            sink(0, b)?;
+            Ok(b.len() as u64)
+        }
+        Source::Gzip(gz) => {
+            let mut dec = flate2::read::MultiGzDecoder::new(&gz[..]);
+            let mut buf = vec![0u8; 1 << 20];
+            let mut total = 0u64;
+            loop {
+                let n = dec.read(&mut buf).map_err(|e| {
+                    deploy_err(format!(
+                        "Encountered error while decompressing and writing config drive for \
+                         node {node}. Error: {e}"
+                    ))
+                })?;
+                if n == 0 {
+                    break;
+                }
+                if total + n as u64 > limit {
+                    // count the rest for the message, without storing it
+                    let mut rest = total + n as u64;
+                    while let Ok(m) = dec.read(&mut buf) {
+                        if m == 0 || rest > (1 << 32) {
+                            break;
+                        }
+                        rest += m as u64;
+                    }
+                    return Err(too_big(rest));
+                }
+                sink(total, &buf[..n])?;
+                total += n as u64;
+            }
+            Ok(total)
+        }
+    }
+}
+
+/// Write the drive into `region` of the disk open as `file` (also used
+/// for the configdrive partition of partition images).
+pub fn write_into_region(
+    agent: &Agent,
+    file: &mut File,
+    region: &Region,
+    value: &Value,
+) -> Result<()> {
+    let src = load(agent, value)?;
+    write_source(agent, file, region.offset, region.len, &region.path, &src)
+}
+
+fn write_source(
+    agent: &Agent,
+    file: &mut File,
+    offset: u64,
+    len: u64,
+    part: &str,
+    src: &Source,
+) -> Result<()> {
+    let node = node_uuid(agent);
+    let size = pump(src, &node, |_, _| Ok(()))?;
+    if size > len {
+        return Err(deploy_err(format!(
+            "Config drive for node {node} ({size} bytes) does not fit into partition {part} \
+             ({len} bytes)"
+        )));
+    }
+    pump(src, &node, |at, b| {
+        Io::write_all_at(file, b, offset + at).map_err(|e| {
+            AgentError::io(
+                Kind::DeploymentError,
+                format!("writing the config drive to {part}"),
+                e,
+            )
+        })
+    })?;
+    file.sync_all()
+        .map_err(|e| AgentError::io(Kind::DeploymentError, format!("syncing {part}"), e))?;
+    log::info!("Configdrive for node {node} successfully copied onto partition {part}");
+    Ok(())
+}
+
+/// Partitions whose filesystem label (or GPT name) is `config-2`,
+/// case-insensitively, as IPA's `get_labelled_partition` (lsblk LABEL).
+pub fn labelled(io: &impl Io, parts: &[Partition]) -> Vec<Partition> {
+    parts
+        .iter()
+        .filter(|p| {
+            let fs = disk::probe_fs(io, p.offset, p.len).and_then(|f| f.label);
+            fs.is_some_and(|l| l.eq_ignore_ascii_case(LABEL))
+                || p.gpt_name.eq_ignore_ascii_case(LABEL)
+        })
+        .cloned()
+        .collect()
+}
+
+/// Where a new configdrive partition goes: (first, last) LBA, or why not.
+fn new_partition_span(
+    t: &disk::Table,
+    geom: Geometry,
+    last_usable: u64,
+    dev: &str,
+    node: &str,
+) -> Result<(u64, u64)> {
+    let mib = geom.mib();
+    let (first, last) = if t.label == disk::Label::Msdos && geom.size >> 20 > MBR_LIMIT_MB {
+        log::warn!(
+            "Disk size is larger than 2TB for node {node}. Creating config drive at the end of \
+             the disk {dev}."
+        );
+        (
+            (MBR_LIMIT_MB - MAX_MB - 1) * mib,
+            (MBR_LIMIT_MB - 1) * mib - 1,
+        )
+    } else {
+        let end = last_usable;
+        let start = (end + 1).saturating_sub(MAX_MB * mib) / mib * mib;
+        (start, end)
+    };
+    let used_end = t
+        .partitions
+        .iter()
+        .filter(|p| p.mbr_type.is_none_or(|ty| ty != mbr::TYPE_GPT_PROTECTIVE))
+        .map(|p| p.start_lba + p.sectors)
+        .max()
+        .unwrap_or(0);
+    if first < used_end || first == 0 || last <= first {
+        return Err(deploy_err(format!(
+            "Failed to create config drive on disk {dev} for node {node}. Error: no free space \
+             for a {MAX_MB} MiB partition at the end of the disk (partitions end at sector \
+             {used_end}, the config drive would start at {first})"
+        )));
+    }
+    Ok((first, last))
+}
+
+/// IPA's `create_config_drive_partition` for a whole-disk image already on
+/// `dev_path` (open as `file`).
+pub fn write_configdrive(
+    agent: &Agent,
+    dev_path: &Path,
+    file: &mut File,
+    configdrive: &Value,
+) -> Result<()> {
+    let node = node_uuid(agent);
+    let dev = dev_path.display().to_string();
+    let geom = disk::geometry(agent, dev_path, file)?;
+    disk::fix_gpt(dev_path, file, geom)?;
+    let table = match disk::read_table(&*file, geom) {
+        Found::Table(t) => t,
+        Found::Nothing => {
+            return Err(deploy_err(format!(
+                "Failed to create config drive on disk {dev} for node {node}. Error: the disk \
+                 has no partition table"
+            )))
+        }
+        Found::Broken(why) => {
+            return Err(deploy_err(format!(
+                "Failed to create config drive on disk {dev} for node {node}. Error: {why}"
+            )))
+        }
+    };
+    let existing = labelled(&*file, &table.partitions);
+    if existing.len() > 1 {
+        let found: Vec<String> = existing
+            .iter()
+            .map(|p| disk::partition_path(&dev, p.number))
+            .collect();
+        return Err(deploy_err(format!(
+            "More than one partition with label \"{LABEL}\" exists on device {dev} for node \
+             {node}: {}.",
+            found.join(" and ")
+        )));
+    }
+    // Measure (and validate) the drive before touching the table.
+    let src = load(agent, configdrive)?;
+    let size = pump(&src, &node, |_, _| Ok(()))?;
+    log::debug!(
+        "Adding config drive partition {} MiB to device: {dev} for node {node}",
+        size.div_ceil(1 << 20)
+    );
+    let part = match existing.into_iter().next() {
+        Some(p) => {
+            log::debug!(
+                "Configdrive for node {node} exists at {}",
+                disk::partition_path(&dev, p.number)
+            );
+            p
+        }
+        None => {
+            let p = create_partition(dev_path, file, geom, &table, &node)?;
+            file.sync_all()
+                .map_err(|e| AgentError::io(Kind::DeploymentError, format!("syncing {dev}"), e))?;
+            disk::reread_partitions(dev_path, file)?;
+            p
+        }
+    };
+    let path = disk::partition_path(&dev, part.number);
+    write_source(agent, file, part.offset, part.len, &path, &src)?;
+    disk::reread_partitions(dev_path, file)?;
+    Ok(())
+}
+
+fn create_partition(
+    dev_path: &Path,
+    file: &mut File,
+    geom: Geometry,
+    table: &disk::Table,
+    node: &str,
+) -> Result<Partition> {
+    let dev = dev_path.display().to_string();
+    let fail = |e: String| {
+        deploy_err(format!(
+            "Failed to create config drive on disk {dev} for node {node}. Error: {e}"
+        ))
+    };
+    match table.label {
+        disk::Label::Gpt => {
+            let mut g = Gpt::read_primary(&*file, geom.sector, geom.sectors())
+                .map_err(|e| fail(e.to_string()))?;
+            let (first, last) = new_partition_span(table, geom, g.header.last_usable, &dev, node)?;
+            let slot = g
+                .free_slot()
+                .ok_or_else(|| fail("the GPT has no free partition entry".into()))?;
+            let uuid = Guid::random().map_err(|e| fail(e.to_string()))?;
+            g.set_entry(
+                slot,
+                &Entry {
+                    // sgdisk's default type for -n: 8300 Linux filesystem
+                    type_guid: gpt::TYPE_LINUX_DATA,
+                    unique_guid: uuid,
+                    first_lba: first,
+                    last_lba: last,
+                    attributes: 0,
+                    name: String::new(),
+                },
+            )
+            .map_err(|e| fail(e.to_string()))?;
+            g.write(file).map_err(|e| fail(e.to_string()))?;
+            Ok(Partition {
+                number: slot as u32 + 1,
+                offset: first * geom.sector,
+                len: (last - first + 1) * geom.sector,
+                start_lba: first,
+                sectors: last - first + 1,
+                gpt_type: Some(gpt::TYPE_LINUX_DATA),
+                gpt_uuid: Some(uuid),
+                gpt_name: String::new(),
+                mbr_type: None,
+                bootable: false,
+            })
+        }
+        disk::Label::Msdos => {
+            let lba0 = mbr::read(&*file).map_err(|e| fail(e.to_string()))?;
+            let mut m = Mbr::parse(&lba0).ok_or_else(|| fail("no MBR".into()))?;
+            let pp = m.primary_count();
+            if pp > 3 {
+                return Err(deploy_err(format!(
+                    "Config drive cannot be created for node {node}. Disk ({dev}) uses MBR \
+                     partitioning and already has {pp} primary partitions."
+                )));
+            }
+            let last_usable = (geom.sectors() - 1).min(u64::from(u32::MAX));
+            let (first, last) = new_partition_span(table, geom, last_usable, &dev, node)?;
+            if last > u64::from(u32::MAX) {
+                return Err(fail(
+                    "the partition would lie beyond the MBR's 32-bit limit".into(),
+                ));
+            }
+            let slot = m
+                .entries
+                .iter()
+                .position(|e| !e.is_used())
+                .ok_or_else(|| fail("no free primary slot".into()))?;
+            m.entries[slot] = mbr::Entry {
+                bootable: false,
+                ptype: mbr::TYPE_FAT32_LBA,
+                start: first as u32,
+                sectors: (last - first + 1) as u32,
+            };
+            let mut lba0 = lba0;
+            m.write_into(&mut lba0);
+            Io::write_all_at(file, &lba0, 0).map_err(|e| fail(e.to_string()))?;
+            Ok(Partition {
+                number: slot as u32 + 1,
+                offset: first * geom.sector,
+                len: (last - first + 1) * geom.sector,
+                start_lba: first,
+                sectors: last - first + 1,
+                gpt_type: None,
+                gpt_uuid: None,
+                gpt_name: String::new(),
+                mbr_type: Some(mbr::TYPE_FAT32_LBA),
+                bootable: false,
+            })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use flate2::write::GzEncoder;
+    use std::io::Write;
+
+    fn gz(data: &[u8]) -> Vec<u8> {
+        let mut e = GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        e.write_all(data).unwrap();
+        e.finish().unwrap()
+    }
+
+    #[test]
+    fn pump_measures_and_limits() {
+        let src = Source::Gzip(gz(&vec![7u8; 3 << 20]));
+        let mut got = 0u64;
+        assert_eq!(
+            pump(&src, "n", |at, b| {
+                assert_eq!(at, got);
+                got += b.len() as u64;
+                Ok(())
+            })
+            .unwrap(),
+            3 << 20
+        );
+        let big = Source::Gzip(gz(&vec![0u8; (64 << 20) + 1]));
+        let e = pump(&big, "n", |_, _| Ok(())).unwrap_err();
+        assert!(e
+            .details
+            .starts_with("Config drive size exceeds maximum limit of 64MiB"));
+        assert!(e.details.contains("65 MiB"), "{}", e.details);
+        // exactly 64 MiB is allowed, as in IPA (ceil MiB > 64 fails)
+        let edge = Source::Gzip(gz(&vec![0u8; 64 << 20]));
+        assert!(pump(&edge, "n", |_, _| Ok(())).is_ok());
+        let junk = Source::Gzip(b"not gzip".to_vec());
+        assert!(pump(&junk, "n", |_, _| Ok(()))
+            .unwrap_err()
+            .details
+            .contains("decompressing"));
+    }
+
+    #[test]
+    fn urls_detected_like_ipa() {
+        assert!(is_http_url("HTTPS://x/y"));
+        assert!(is_http_url("http://x"));
+        assert!(!is_http_url("H4sIAAAA"));
+        assert!(!is_http_url("ht"));
+    }
+}

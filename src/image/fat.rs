@@ -1,0 +1,512 @@
+//! FAT12/16/32, read-only walking (to find an image's EFI loaders and
+//! BOOTX64.CSV without mounting, and a configdrive's volume label) and a
+//! FAT32 formatter for the ESP of partition images (IPA runs
+//! `mkfs.vfat -n efi-part`). Layout per Microsoft's "FAT: General Overview
+//! of On-Disk Format" (FAT32 spec 1.03). Every value read from disk is
+//! range-checked and every cluster chain is bounded by the cluster count,
+//! so a hostile filesystem yields an error, not a hang or a panic.
+
+use super::disk::Io;
+use std::io;
+
+fn le16(b: &[u8], o: usize) -> u16 {
+    u16::from_le_bytes([b[o], b[o + 1]])
+}
+fn le32(b: &[u8], o: usize) -> u32 {
+    u32::from_le_bytes([b[o], b[o + 1], b[o + 2], b[o + 3]])
+}
+
+fn invalid(msg: impl Into<String>) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, msg.into())
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Fat12,
+    Fat16,
+    Fat32,
+}
+
+/// An opened FAT filesystem at `base` on some [`Io`].
+pub struct Fat<'a, I: Io> {
+    io: &'a I,
+    base: u64,
+    bps: u64,
+    cluster_bytes: u64,
+    fat_offset: u64,
+    root_offset: u64,
+    root_entries: u64,
+    data_offset: u64,
+    clusters: u32,
+    root_cluster: u32,
+    pub kind: Kind,
+}
+
+/// One directory entry, with its long name when it has one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DirEntry {
+    pub name: String,
+    pub is_dir: bool,
+    pub cluster: u32,
+    pub size: u32,
+}
+
+/// The checksum of an 8.3 name that long-name entries carry.
+fn short_checksum(name: &[u8]) -> u8 {
+    name.iter()
+        .fold(0u8, |s, &c| (s >> 1).wrapping_add(s << 7).wrapping_add(c))
+}
+
+impl<'a, I: Io> Fat<'a, I> {
+    /// Parse the boot sector of the filesystem at `base` (`len` bytes).
+    pub fn open(io: &'a I, base: u64, len: u64) -> io::Result<Self> {
+        let mut bs = [0u8; 512];
+        io.read_exact_at(&mut bs, base)?;
+        if bs[510] != 0x55 || bs[511] != 0xaa {
+            return Err(invalid("no boot sector signature"));
+        }
+        let bps = u64::from(le16(&bs, 11));
+        let spc = u64::from(bs[13]);
+        let reserved = u64::from(le16(&bs, 14));
+        let nfats = u64::from(bs[16]);
+        let root_entries = u64::from(le16(&bs, 17));
+        let total = match le16(&bs, 19) {
+            0 => u64::from(le32(&bs, 32)),
+            n => u64::from(n),
+        };
+        let fatsz = match le16(&bs, 22) {
+            0 => u64::from(le32(&bs, 36)),
+            n => u64::from(n),
+        };
+        if !(512..=4096).contains(&bps)
+            || !bps.is_power_of_two()
+            || spc == 0
+            || !spc.is_power_of_two()
+            || reserved == 0
+            || nfats == 0
+            || fatsz == 0
+        {
+            return Err(invalid("not a FAT boot sector"));
+        }
+        if total * bps > len {
+            return Err(invalid("FAT filesystem is larger than its partition"));
+        }
+        let root_sectors = (root_entries * 32).div_ceil(bps);
+        let meta = reserved + nfats * fatsz + root_sectors;
+        let data_sectors = total
+            .checked_sub(meta)
+            .ok_or_else(|| invalid("FAT metadata larger than the filesystem"))?;
+        let clusters = data_sectors / spc;
+        let kind = if clusters < 4085 {
+            Kind::Fat12
+        } else if clusters < 65525 {
+            Kind::Fat16
+        } else {
+            Kind::Fat32
+        };
+        // the FAT must hold an entry for every cluster
+        let bits = match kind {
+            Kind::Fat12 => 12,
+            Kind::Fat16 => 16,
+            Kind::Fat32 => 32,
+        };
+        if (clusters + 2) * bits / 8 > fatsz * bps {
+            return Err(invalid("FAT too small for its cluster count"));
+        }
+        let clusters = u32::try_from(clusters).map_err(|_| invalid("too many clusters"))?;
+        Ok(Fat {
+            io,
+            base,
+            bps,
+            cluster_bytes: bps * spc,
+            fat_offset: reserved * bps,
+            root_offset: (reserved + nfats * fatsz) * bps,
+            root_entries,
+            data_offset: meta * bps,
+            clusters,
+            root_cluster: if kind == Kind::Fat32 {
+                le32(&bs, 44)
+            } else {
+                0
+            },
+            kind,
+        })
+    }
+
+    fn valid_cluster(&self, c: u32) -> bool {
+        c >= 2 && c < self.clusters + 2
+    }
+
+    /// The FAT entry of cluster `c`; `None` at end of chain (or a bad or
+    /// free entry, which also ends it).
+    fn next(&self, c: u32) -> io::Result<Option<u32>> {
+        let (off, mask_end) = match self.kind {
+            Kind::Fat12 => (u64::from(c) + u64::from(c) / 2, 0xff8),
+            Kind::Fat16 => (u64::from(c) * 2, 0xfff8),
+            Kind::Fat32 => (u64::from(c) * 4, 0x0fff_fff8),
+        };
+        let mut b = [0u8; 4];
+        let n = if self.kind == Kind::Fat32 { 4 } else { 2 };
+        self.io
+            .read_exact_at(&mut b[..n], self.base + self.fat_offset + off)?;
+        let v = match self.kind {
+            Kind::Fat12 => {
+                let w = u32::from(le16(&b, 0));
+                if c & 1 == 1 {
+                    w >> 4
+                } else {
+                    w & 0xfff
+                }
+            }
+            Kind::Fat16 => u32::from(le16(&b, 0)),
+            Kind::Fat32 => le32(&b, 0) & 0x0fff_ffff,
+        };
+        Ok((v < mask_end && self.valid_cluster(v)).then_some(v))
+    }
+
+    /// Read a cluster chain, at most `max` bytes.
+    fn read_chain(&self, start: u32, max: u64) -> io::Result<Vec<u8>> {
+        let mut out = Vec::new();
+        let mut c = start;
+        let mut steps = 0u32;
+        while self.valid_cluster(c) && (out.len() as u64) < max {
+            steps += 1;
+            if steps > self.clusters {
+                return Err(invalid("FAT cluster chain loops"));
+            }
+            let n = self.cluster_bytes.min(max - out.len() as u64) as usize;
+            let at = self.base + self.data_offset + u64::from(c - 2) * self.cluster_bytes;
+            let mut buf = vec![0u8; n];
+            self.io.read_exact_at(&mut buf, at)?;
+            out.extend_from_slice(&buf);
+            match self.next(c)? {
+                Some(n) => c = n,
+                None => break,
+            }
+        }
+        Ok(out)
+    }
+
+    fn dir_bytes(&self, cluster: Option<u32>) -> io::Result<Vec<u8>> {
+        const MAX_DIR: u64 = 4 << 20;
+        match cluster {
+            Some(c) if c != 0 => self.read_chain(c, MAX_DIR),
+            _ if self.kind == Kind::Fat32 => self.read_chain(self.root_cluster, MAX_DIR),
+            _ => {
+                let mut b = vec![0u8; (self.root_entries * 32) as usize];
+                self.io
+                    .read_exact_at(&mut b, self.base + self.root_offset)?;
+                Ok(b)
+            }
+        }
+    }
+
+    fn parse_dir(raw: &[u8]) -> (Vec<DirEntry>, Option<String>) {
+        let mut out = Vec::new();
+        let mut label = None;
+        let mut lfn: Vec<(u8, Vec<u16>)> = Vec::new();
+        let mut lfn_sum = None;
+        for e in raw.chunks_exact(32) {
+            if e[0] == 0 {
+                break;
+            }
+            if e[0] == 0xe5 {
+                lfn.clear();
+                continue;
+            }
+            let attr = e[11];
+            if attr & 0x3f == 0x0f {
+                let mut units = Vec::with_capacity(13);
+                for r in [1..11, 14..26, 28..32] {
+                    for c in e[r].chunks_exact(2) {
+                        units.push(u16::from_le_bytes([c[0], c[1]]));
+                    }
+                }
+                if e[0] & 0x40 != 0 {
+                    lfn.clear();
+                }
+                lfn_sum = Some(e[13]);
+                lfn.push((e[0] & 0x1f, units));
+                continue;
+            }
+            if attr & 0x08 != 0 {
+                if attr & 0x10 == 0 && label.is_none() {
+                    let l = String::from_utf8_lossy(&e[0..11]).trim_end().to_string();
+                    if !l.is_empty() {
+                        label = Some(l);
+                    }
+                }
+                lfn.clear();
+                continue;
+            }
+            let long = if !lfn.is_empty() && lfn_sum == Some(short_checksum(&e[0..11])) {
+                lfn.sort_by_key(|(seq, _)| *seq);
+                let units: Vec<u16> = lfn
+                    .iter()
+                    .flat_map(|(_, u)| u.iter().copied())
+                    .take_while(|&u| u != 0 && u != 0xffff)
+                    .collect();
+                Some(String::from_utf16_lossy(&units))
+            } else {
+                None
+            };
+            lfn.clear();
+            let name = long.unwrap_or_else(|| {
+                // 8.3 with the NT case bits (0x08 base, 0x10 extension in
+                // lower case), as Linux shows it with shortname=mixed.
+                let case = |s: &[u8], lower: bool| {
+                    let t = String::from_utf8_lossy(s).trim_end().to_string();
+                    if lower {
+                        t.to_ascii_lowercase()
+                    } else {
+                        t
+                    }
+                };
+                let mut n = e[0..8].to_vec();
+                if n[0] == 0x05 {
+                    n[0] = 0xe5;
+                }
+                let base = case(&n, e[12] & 0x08 != 0);
+                let ext = case(&e[8..11], e[12] & 0x10 != 0);
+                if ext.is_empty() {
+                    base
+                } else {
+                    format!("{base}.{ext}")
+                }
+            });
+            if name == "." || name == ".." {
+                continue;
+            }
+            let cluster = (u32::from(le16(e, 20)) << 16) | u32::from(le16(e, 26));
+            out.push(DirEntry {
+                name,
+                is_dir: attr & 0x10 != 0,
+                cluster,
+                size: le32(e, 28),
+            });
+        }
+        (out, label)
+    }
+
+    /// The entries of a directory (`None`: the root).
+    pub fn list(&self, dir: Option<&DirEntry>) -> io::Result<Vec<DirEntry>> {
+        let raw = self.dir_bytes(dir.map(|d| d.cluster))?;
+        Ok(Self::parse_dir(&raw).0)
+    }
+
+    /// The volume label from the root directory's label entry.
+    pub fn volume_label(&self) -> Option<String> {
+        let raw = self.dir_bytes(None).ok()?;
+        Self::parse_dir(&raw).1
+    }
+
+    /// Read a file's contents (at most `max` bytes).
+    pub fn read_file(&self, f: &DirEntry, max: u64) -> io::Result<Vec<u8>> {
+        if f.size == 0 {
+            return Ok(Vec::new());
+        }
+        self.read_chain(f.cluster, u64::from(f.size).min(max))
+    }
+
+    /// Every file and directory under the root, depth first, in directory
+    /// order (the order `os.walk` visits a mounted FAT in IPA's
+    /// `_get_efi_bootloaders`), as ("EFI/ubuntu/shimx64.efi", entry).
+    /// Bounded to 8 levels and 10 000 entries.
+    pub fn walk(&self) -> io::Result<Vec<(String, DirEntry)>> {
+        let mut out = Vec::new();
+        self.walk_into(None, "", 0, &mut out)?;
+        Ok(out)
+    }
+
+    fn walk_into(
+        &self,
+        dir: Option<&DirEntry>,
+        prefix: &str,
+        depth: usize,
+        out: &mut Vec<(String, DirEntry)>,
+    ) -> io::Result<()> {
+        if depth > 8 || out.len() > 10_000 {
+            return Ok(());
+        }
+        let entries = self.list(dir)?;
+        // files of this directory first, then its subdirectories (os.walk
+        // top-down order)
+        for e in entries.iter().filter(|e| !e.is_dir) {
+            out.push((format!("{prefix}{}", e.name), e.clone()));
+        }
+        for d in entries.iter().filter(|e| e.is_dir) {
+            let p = format!("{prefix}{}/", d.name);
+            out.push((p.trim_end_matches('/').to_string(), d.clone()));
+            if self.valid_cluster(d.cluster) {
+                self.walk_into(Some(d), &p, depth + 1, out)?;
+            }
+        }
+        Ok(())
+    }
+
+    pub fn sector_size(&self) -> u64 {
+        self.bps
+    }
+}
+
+/// Format `[offset, offset+len)` as FAT32 the way `mkfs.vfat -F 32` lays
+/// it out: 32 reserved sectors (boot sector at 0, FSInfo at 1, backups at
+/// 6 and 7), two FATs, the root directory in cluster 2 holding the volume
+/// label. `hidden` is the partition's start LBA (BPB_HiddSec). Fails when
+/// the region is too small to be FAT32 (fewer than 65 525 clusters).
+pub fn format_fat32(
+    io: &mut impl Io,
+    offset: u64,
+    len: u64,
+    sector: u64,
+    label: &str,
+    volume_id: u32,
+    hidden: u64,
+) -> io::Result<()> {
+    let total = (len / sector).min(u64::from(u32::MAX));
+    let reserved = 32u64;
+    let nfats = 2u64;
+    // 4 KiB clusters where the size allows, as mkfs.fat picks for ESPs.
+    let mut spc = (4096 / sector).max(1);
+    let (clusters, fatsz) = loop {
+        let mut fatsz = 1u64;
+        let clusters = loop {
+            let data = total.saturating_sub(reserved + nfats * fatsz);
+            let clusters = data / spc;
+            let need = ((clusters + 2) * 4).div_ceil(sector);
+            if need <= fatsz {
+                break clusters;
+            }
+            fatsz = need;
+        };
+        if clusters >= 65525 || spc == 1 {
+            break (clusters, fatsz);
+        }
+        spc /= 2;
+    };
+    if !(65525..=0x0fff_fff5).contains(&clusters) {
+        return Err(invalid(format!(
+            "{} MiB is too small for FAT32 with {sector}-byte sectors",
+            len >> 20
+        )));
+    }
+    let s = sector as usize;
+    // zero reserved sectors, both FATs and the root cluster
+    let meta = (reserved + nfats * fatsz + spc) * sector;
+    let zero = vec![0u8; 1 << 20];
+    let mut at = 0u64;
+    while at < meta {
+        let n = (meta - at).min(zero.len() as u64) as usize;
+        io.write_all_at(&zero[..n], offset + at)?;
+        at += n as u64;
+    }
+    let mut lab = [b' '; 11];
+    for (d, c) in lab.iter_mut().zip(label.bytes()) {
+        *d = c;
+    }
+    let mut bs = vec![0u8; s];
+    bs[0..3].copy_from_slice(&[0xeb, 0x58, 0x90]);
+    bs[3..11].copy_from_slice(b"mkfs.fat");
+    bs[11..13].copy_from_slice(&(sector as u16).to_le_bytes());
+    bs[13] = spc as u8;
+    bs[14..16].copy_from_slice(&(reserved as u16).to_le_bytes());
+    bs[16] = nfats as u8;
+    bs[21] = 0xf8;
+    bs[24..26].copy_from_slice(&32u16.to_le_bytes());
+    bs[26..28].copy_from_slice(&64u16.to_le_bytes());
+    bs[28..32].copy_from_slice(&(hidden.min(u64::from(u32::MAX)) as u32).to_le_bytes());
+    bs[32..36].copy_from_slice(&(total as u32).to_le_bytes());
+    bs[36..40].copy_from_slice(&(fatsz as u32).to_le_bytes());
+    bs[44..48].copy_from_slice(&2u32.to_le_bytes());
+    bs[48..50].copy_from_slice(&1u16.to_le_bytes());
+    bs[50..52].copy_from_slice(&6u16.to_le_bytes());
+    bs[64] = 0x80;
+    bs[66] = 0x29;
+    bs[67..71].copy_from_slice(&volume_id.to_le_bytes());
+    bs[71..82].copy_from_slice(&lab);
+    bs[82..90].copy_from_slice(b"FAT32   ");
+    // boot code: loop forever (an ESP is never BIOS-booted)
+    bs[90..92].copy_from_slice(&[0xeb, 0xfe]);
+    bs[510] = 0x55;
+    bs[511] = 0xaa;
+    let mut fsinfo = vec![0u8; s];
+    fsinfo[0..4].copy_from_slice(&0x4161_5252u32.to_le_bytes());
+    fsinfo[484..488].copy_from_slice(&0x6141_7272u32.to_le_bytes());
+    fsinfo[488..492].copy_from_slice(&((clusters - 1) as u32).to_le_bytes());
+    fsinfo[492..496].copy_from_slice(&3u32.to_le_bytes());
+    fsinfo[508..512].copy_from_slice(&0xaa55_0000u32.to_le_bytes());
+    for (lba, buf) in [(0u64, &bs), (1, &fsinfo), (6, &bs), (7, &fsinfo)] {
+        io.write_all_at(buf, offset + lba * sector)?;
+    }
+    let mut fat = vec![0u8; 12];
+    fat[0..4].copy_from_slice(&0x0fff_fff8u32.to_le_bytes());
+    fat[4..8].copy_from_slice(&0x0fff_ffffu32.to_le_bytes());
+    fat[8..12].copy_from_slice(&0x0fff_ffffu32.to_le_bytes()); // root dir
+    for i in 0..nfats {
+        io.write_all_at(&fat, offset + (reserved + i * fatsz) * sector)?;
+    }
+    let mut root = [0u8; 32];
+    root[0..11].copy_from_slice(&lab);
+    root[11] = 0x08;
+    io.write_all_at(&root, offset + (reserved + nfats * fatsz) * sector)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::image::disk::MemDisk;
+
+    #[test]
+    fn formats_and_reads_back() {
+        for sector in [512u64, 4096] {
+            let len = 300u64 << 20;
+            let mut d = MemDisk::new(len as usize);
+            format_fat32(&mut d, 0, len, sector, "efi-part", 0x1234abcd, 2048).unwrap();
+            let f = Fat::open(&d, 0, len).unwrap();
+            assert_eq!(f.kind, Kind::Fat32);
+            assert_eq!(f.volume_label().as_deref(), Some("efi-part"));
+            assert!(f.list(None).unwrap().is_empty());
+            let info = crate::image::disk::probe_fs(&d, 0, len).unwrap();
+            assert_eq!(info.fstype, "vfat");
+            assert_eq!(info.uuid.as_deref(), Some("1234-ABCD"));
+        }
+    }
+
+    #[test]
+    fn too_small_for_fat32() {
+        let mut d = MemDisk::new(8 << 20);
+        assert!(format_fat32(&mut d, 0, 8 << 20, 512, "x", 1, 0).is_err());
+    }
+
+    #[test]
+    fn hostile_fat_never_panics_or_loops() {
+        let len = 40u64 << 20;
+        let mut d = MemDisk::new(len as usize);
+        format_fat32(&mut d, 0, len, 512, "efi-part", 1, 0).unwrap();
+        let mut rng = fastrand::Rng::with_seed(11);
+        for round in 0..300 {
+            let mut x = d.clone();
+            // root dir full of random entries, FAT entries pointing anywhere
+            let (root, fat) = {
+                let f = Fat::open(&x, 0, len).unwrap();
+                (f.data_offset as usize, f.fat_offset as usize)
+            };
+            for b in &mut x.0[root..root + 512] {
+                *b = rng.u8(..);
+            }
+            for b in &mut x.0[fat..fat + 64] {
+                *b = rng.u8(..);
+            }
+            if round % 3 == 0 {
+                for b in &mut x.0[11..40] {
+                    *b = rng.u8(..);
+                }
+            }
+            if let Ok(f) = Fat::open(&x, 0, len) {
+                let _ = f.walk();
+                let _ = f.volume_label();
+            }
+        }
+    }
+}

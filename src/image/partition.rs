@@ -1,0 +1,793 @@
+//! Partition images (`image_type: partition`): IPA's
+//! `partition_utils.work_on_disk` + `disk_utils.make_partitions` without
+//! parted, mkfs.vfat or mkswap.
+//!
+//! [`prepare_layout`] writes a new label and the partitions in IPA's order
+//! (ESP, BIOS boot, ephemeral, swap, configdrive, root last so growroot can
+//! extend it), each `size` MiB from 1 MiB on (`DiskPartitioner.commit`);
+//! the caller streams the image into `Layout.root`; [`finish`] then formats
+//! the ESP (FAT32, label `efi-part`), writes the configdrive, the swap
+//! signature (label `swap1`) and the ephemeral filesystem (only through a
+//! `mkfs.<format>` found on PATH), and returns the `get_partition_uuids`
+//! answer.
+
+use super::disk::{self, Geometry, Io, Label};
+use super::gpt::{self, Entry, Gpt, Guid};
+use super::mbr::{self, Mbr};
+use crate::agent::{as_u64_lenient, Agent};
+use crate::error::{AgentError, Kind, Result};
+use serde_json::{json, Map, Value};
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+/// IPA's `[disk_utils]efi_system_partition_size` default.
+pub const ESP_MB: u64 = 550;
+/// IPA's `[disk_utils]bios_boot_partition_size` default.
+pub const BIOS_BOOT_MB: u64 = 1;
+/// The configdrive partition of a partition image (IPA's maximum
+/// configdrive size; IPA sizes it to the drive, we reserve the maximum so
+/// the drive can be streamed in without staging it first).
+pub const CONFIGDRIVE_MB: u64 = 64;
+
+/// One partition of the layout.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Region {
+    /// Byte offset and length on the disk.
+    pub offset: u64,
+    pub len: u64,
+    /// The kernel's device name for it: /dev/sda2, /dev/nvme0n1p2.
+    pub path: String,
+    pub number: u32,
+    /// The GPT unique partition GUID (PARTUUID), GPT only.
+    pub partuuid: Option<Guid>,
+}
+
+/// What [`prepare_layout`] created (or, with `preserve_ephemeral`, found).
+#[derive(Clone, Debug)]
+pub struct Layout {
+    pub root: Region,
+    pub efi: Option<Region>,
+    pub bios_boot: Option<Region>,
+    pub swap: Option<Region>,
+    pub ephemeral: Option<Region>,
+    pub configdrive: Option<Region>,
+    /// "gpt" or "msdos".
+    pub label: &'static str,
+    /// "uefi" or "bios".
+    pub boot_mode: &'static str,
+    pub preserve_ephemeral: bool,
+    pub ephemeral_format: Option<String>,
+    pub sector: u64,
+}
+
+/// IPA's `utils.parse_capabilities`: a dict, a JSON string, or
+/// "key1:value1,key2:value2".
+pub fn parse_capabilities(root: Option<&Value>) -> Map<String, Value> {
+    let Some(caps) = root.and_then(|r| r.get("capabilities")) else {
+        return Map::new();
+    };
+    match caps {
+        Value::Object(m) => m.clone(),
+        Value::String(s) => match serde_json::from_str::<Value>(s) {
+            Ok(Value::Object(m)) => m,
+            _ => s
+                .split(',')
+                .filter_map(|kv| kv.split_once(':'))
+                .map(|(k, v)| (k.trim().to_string(), json!(v.trim())))
+                .collect(),
+        },
+        _ => Map::new(),
+    }
+}
+
+fn cap_str(m: &Map<String, Value>, k: &str) -> Option<String> {
+    m.get(k).map(|v| match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    })
+}
+
+/// The ramdisk's own boot mode: UEFI when /sys/firmware/efi exists.
+pub fn ramdisk_boot_mode(agent: &Agent) -> &'static str {
+    if agent.root.path("/sys/firmware/efi").is_dir() {
+        "uefi"
+    } else {
+        "bios"
+    }
+}
+
+/// IPA's `utils.get_node_boot_mode`: `uefi` with the secure_boot
+/// capability, else instance_info.deploy_boot_mode →
+/// properties.capabilities.boot_mode → driver_internal_info.deploy_boot_mode
+/// → the ramdisk's own mode.
+pub fn node_boot_mode(agent: &Agent, node: Option<&Value>) -> &'static str {
+    let ii = node.and_then(|n| n.get("instance_info"));
+    let props = node.and_then(|n| n.get("properties"));
+    let ii_caps = parse_capabilities(ii);
+    let node_caps = parse_capabilities(props);
+    let secure = cap_str(&ii_caps, "secure_boot")
+        .or_else(|| cap_str(&node_caps, "secure_boot"))
+        .unwrap_or_default();
+    if secure.eq_ignore_ascii_case("true") {
+        return "uefi";
+    }
+    let own = ramdisk_boot_mode(agent);
+    let mode = ii
+        .and_then(|i| i.get("deploy_boot_mode"))
+        .map(|v| v.as_str().map(String::from).unwrap_or(v.to_string()))
+        .or_else(|| cap_str(&node_caps, "boot_mode"))
+        .or_else(|| {
+            node.and_then(|n| n.pointer("/driver_internal_info/deploy_boot_mode"))
+                .and_then(Value::as_str)
+                .map(String::from)
+        })
+        .unwrap_or_else(|| own.to_string())
+        .to_ascii_lowercase();
+    match mode.as_str() {
+        "uefi" => "uefi",
+        "bios" => "bios",
+        _ => own,
+    }
+}
+
+/// IPA's `utils.get_partition_table_type_from_specs`: gpt in UEFI mode,
+/// else the `disk_label` capability (instance_info over properties),
+/// default msdos.
+pub fn disk_label(agent: &Agent, node: Option<&Value>) -> Label {
+    if node_boot_mode(agent, node) == "uefi" {
+        return Label::Gpt;
+    }
+    let ii_caps = parse_capabilities(node.and_then(|n| n.get("instance_info")));
+    let node_caps = parse_capabilities(node.and_then(|n| n.get("properties")));
+    let l = cap_str(&ii_caps, "disk_label")
+        .or_else(|| cap_str(&node_caps, "disk_label"))
+        .unwrap_or_default();
+    if l == "gpt" {
+        Label::Gpt
+    } else {
+        Label::Msdos
+    }
+}
+
+fn mb(info: &Map<String, Value>, key: &str) -> Result<u64> {
+    match info.get(key) {
+        None | Some(Value::Null) => Ok(0),
+        Some(v) => as_u64_lenient(v).ok_or_else(|| {
+            AgentError::invalid_params(format!("image_info.{key} must be a number of MiB"))
+        }),
+    }
+}
+
+fn truthy(v: Option<&Value>) -> bool {
+    match v {
+        Some(Value::Bool(b)) => *b,
+        Some(Value::String(s)) => crate::config::parse_bool(s).unwrap_or(false),
+        Some(Value::Number(n)) => n.as_u64().unwrap_or(0) != 0,
+        _ => false,
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Role {
+    Efi,
+    BiosBoot,
+    Ephemeral,
+    Swap,
+    ConfigDrive,
+    Root,
+}
+
+struct Spec {
+    role: Role,
+    size_mb: u64,
+}
+
+fn deploy_err(details: impl Into<String>) -> AgentError {
+    AgentError::new(Kind::DeploymentError, details)
+}
+
+fn io_err(what: impl std::fmt::Display, e: std::io::Error) -> AgentError {
+    AgentError::io(Kind::DeploymentError, what, e)
+}
+
+/// Partition the disk for a partition image and return where each part
+/// lives. With `preserve_ephemeral` the table is not rewritten (IPA's
+/// `commit=False`): the same layout is computed and must match what is on
+/// the disk.
+pub fn prepare_layout(
+    agent: &Agent,
+    dev_path: &Path,
+    file: &mut File,
+    image_info: &Map<String, Value>,
+    node: Option<&Value>,
+) -> Result<Layout> {
+    let cached = agent.node();
+    let node = node.or(cached.as_ref());
+    let boot_mode = node_boot_mode(agent, node);
+    let label = disk_label(agent, node);
+    let root_mb = mb(image_info, "root_mb")?;
+    if root_mb == 0 {
+        return Err(AgentError::invalid_params(
+            "image_info.root_mb is required for partition images",
+        ));
+    }
+    let preserve = truthy(image_info.get("preserve_ephemeral"));
+    let geom = disk::geometry(agent, dev_path, file)?;
+    let mut specs = Vec::new();
+    if boot_mode == "uefi" {
+        specs.push(Spec {
+            role: Role::Efi,
+            size_mb: ESP_MB,
+        });
+    }
+    if boot_mode == "bios" && label == Label::Gpt {
+        specs.push(Spec {
+            role: Role::BiosBoot,
+            size_mb: BIOS_BOOT_MB,
+        });
+    }
+    for (role, key) in [(Role::Ephemeral, "ephemeral_mb"), (Role::Swap, "swap_mb")] {
+        let size_mb = mb(image_info, key)?;
+        if size_mb > 0 {
+            specs.push(Spec { role, size_mb });
+        }
+    }
+    if image_info.get("configdrive").is_some_and(|v| !v.is_null()) {
+        specs.push(Spec {
+            role: Role::ConfigDrive,
+            size_mb: CONFIGDRIVE_MB,
+        });
+    }
+    specs.push(Spec {
+        role: Role::Root,
+        size_mb: root_mb,
+    });
+    let dev = dev_path.display().to_string();
+    let mut layout = plan(&dev, geom, label, boot_mode, &specs, preserve, image_info)?;
+    if preserve {
+        check_preserved(dev_path, file, geom, &layout)?;
+        refresh_partuuids(agent, dev_path, file, &mut layout);
+        return Ok(layout);
+    }
+    if label == Label::Gpt {
+        for r in layout.regions_mut() {
+            r.partuuid = Some(Guid::random().map_err(|e| io_err("generating a GUID", e))?);
+        }
+    }
+    write_table(dev_path, file, geom, &layout)?;
+    disk::reread_partitions(dev_path, file)?;
+    Ok(layout)
+}
+
+fn plan(
+    dev: &str,
+    geom: Geometry,
+    label: Label,
+    boot_mode: &'static str,
+    specs: &[Spec],
+    preserve: bool,
+    image_info: &Map<String, Value>,
+) -> Result<Layout> {
+    let mib = geom.mib();
+    let sectors = geom.sectors();
+    // The last sector a partition may use: before the backup GPT array on
+    // GPT (33 sectors with 512-byte sectors), the disk's end (and the
+    // 32-bit LBA limit) on msdos.
+    let last_usable = match label {
+        Label::Gpt => sectors.saturating_sub(2 + (16384u64).div_ceil(geom.sector)),
+        Label::Msdos => (sectors - 1).min(u64::from(u32::MAX)),
+    };
+    if label == Label::Msdos && specs.len() > 4 {
+        return Err(deploy_err(format!(
+            "Disk partitioning failed on device {dev}: an msdos label holds at most 4 primary \
+             partitions, {} are needed",
+            specs.len()
+        )));
+    }
+    let mut start_mb = 1u64;
+    let mut layout = Layout {
+        root: Region {
+            offset: 0,
+            len: 0,
+            path: String::new(),
+            number: 0,
+            partuuid: None,
+        },
+        efi: None,
+        bios_boot: None,
+        swap: None,
+        ephemeral: None,
+        configdrive: None,
+        label: label.as_str(),
+        boot_mode,
+        preserve_ephemeral: preserve,
+        ephemeral_format: image_info
+            .get("ephemeral_format")
+            .and_then(Value::as_str)
+            .map(String::from),
+        sector: geom.sector,
+    };
+    for (i, s) in specs.iter().enumerate() {
+        let number = i as u32 + 1;
+        let first = start_mb * mib;
+        let end_mb = start_mb + s.size_mb;
+        let last = end_mb * mib - 1;
+        if last > last_usable {
+            return Err(deploy_err(format!(
+                "Disk partitioning failed on device {dev}: the partitions need {end_mb} MiB \
+                 but the device has {} MiB",
+                geom.size >> 20
+            )));
+        }
+        let r = Region {
+            offset: first * geom.sector,
+            len: (last - first + 1) * geom.sector,
+            path: disk::partition_path(dev, number),
+            number,
+            partuuid: None,
+        };
+        match s.role {
+            Role::Efi => layout.efi = Some(r),
+            Role::BiosBoot => layout.bios_boot = Some(r),
+            Role::Ephemeral => layout.ephemeral = Some(r),
+            Role::Swap => layout.swap = Some(r),
+            Role::ConfigDrive => layout.configdrive = Some(r),
+            Role::Root => layout.root = r,
+        }
+        start_mb = end_mb;
+    }
+    Ok(layout)
+}
+
+impl Layout {
+    /// (region, GPT type, MBR type, boot flag) in partition-number order.
+    fn parts(&self) -> Vec<(&Region, Guid, u8, bool)> {
+        let msdos_boot = self.label == "msdos" && self.boot_mode == "bios";
+        let mut v: Vec<(&Region, Guid, u8, bool)> = Vec::new();
+        if let Some(r) = &self.efi {
+            v.push((r, gpt::TYPE_ESP, mbr::TYPE_EFI, false));
+        }
+        if let Some(r) = &self.bios_boot {
+            v.push((r, gpt::TYPE_BIOS_BOOT, mbr::TYPE_LINUX, false));
+        }
+        if let Some(r) = &self.ephemeral {
+            v.push((r, gpt::TYPE_LINUX_DATA, mbr::TYPE_LINUX, false));
+        }
+        if let Some(r) = &self.swap {
+            v.push((r, gpt::TYPE_LINUX_SWAP, mbr::TYPE_LINUX_SWAP, false));
+        }
+        if let Some(r) = &self.configdrive {
+            v.push((r, gpt::TYPE_LINUX_DATA, mbr::TYPE_LINUX, false));
+        }
+        v.push((
+            &self.root,
+            gpt::TYPE_LINUX_DATA,
+            mbr::TYPE_LINUX,
+            msdos_boot,
+        ));
+        v.sort_by_key(|p| p.0.number);
+        v
+    }
+
+    fn regions_mut(&mut self) -> Vec<&mut Region> {
+        let mut v: Vec<&mut Region> = Vec::new();
+        for r in [
+            &mut self.efi,
+            &mut self.bios_boot,
+            &mut self.ephemeral,
+            &mut self.swap,
+            &mut self.configdrive,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            v.push(r);
+        }
+        v.push(&mut self.root);
+        v
+    }
+}
+
+/// With preserve_ephemeral nothing is written; the table on the disk must
+/// be the one this layout describes, or the ephemeral data would be lost
+/// or mis-addressed anyway.
+fn check_preserved(dev_path: &Path, file: &File, geom: Geometry, layout: &Layout) -> Result<()> {
+    let t = match disk::read_table(&file, geom) {
+        disk::Found::Table(t) => t,
+        _ => {
+            return Err(deploy_err(format!(
+                "preserve_ephemeral is set but {} has no readable partition table",
+                dev_path.display()
+            )))
+        }
+    };
+    for (r, ..) in layout.parts() {
+        let ok = t
+            .partitions
+            .iter()
+            .any(|p| p.number == r.number && p.offset == r.offset && p.len == r.len);
+        if !ok {
+            return Err(deploy_err(format!(
+                "preserve_ephemeral is set but partition {} of {} does not match the requested \
+                 layout; refusing to repartition",
+                r.path,
+                dev_path.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn write_table(dev_path: &Path, file: &mut File, geom: Geometry, layout: &Layout) -> Result<()> {
+    let dev = dev_path.display();
+    // IPA's destroy_disk_metadata before partitioning: clear the old
+    // tables at both ends (primary GPT and MBR in the first MiB, backup
+    // GPT in the last).
+    let mib_bytes = 1u64 << 20;
+    let zero = vec![0u8; mib_bytes as usize];
+    let head = mib_bytes.min(geom.size);
+    file.write_all_at_(&zero[..head as usize], 0)
+        .map_err(|e| io_err(format!("wiping the head of {dev}"), e))?;
+    if geom.size > 2 * mib_bytes {
+        file.write_all_at_(&zero, geom.size - mib_bytes)
+            .map_err(|e| io_err(format!("wiping the tail of {dev}"), e))?;
+    }
+    // Stale signatures at the start of the new partitions (an old
+    // filesystem would otherwise reappear in blkid); not the root, which
+    // the image overwrites.
+    for (r, ..) in layout.parts() {
+        if r.number != layout.root.number {
+            let n = r.len.min(mib_bytes) as usize;
+            file.write_all_at_(&zero[..n], r.offset)
+                .map_err(|e| io_err(format!("wiping {}", r.path), e))?;
+        }
+    }
+    let sectors = geom.sectors();
+    let mut lba0 = vec![0u8; 512];
+    match layout.label {
+        "gpt" => {
+            let guid = Guid::random().map_err(|e| io_err("generating a GUID", e))?;
+            let mut g = Gpt::new(geom.sector, sectors, guid)
+                .map_err(|e| deploy_err(format!("creating a GPT on {dev}: {e}")))?;
+            for (i, (r, ty, _, _)) in layout.parts().into_iter().enumerate() {
+                let e = Entry {
+                    type_guid: ty,
+                    unique_guid: match r.partuuid {
+                        Some(g) => g,
+                        None => Guid::random().map_err(|e| io_err("generating a GUID", e))?,
+                    },
+                    first_lba: r.offset / geom.sector,
+                    last_lba: (r.offset + r.len) / geom.sector - 1,
+                    attributes: 0,
+                    // parted names GPT partitions after mkpart's type word
+                    name: "primary".into(),
+                };
+                g.set_entry(i, &e)
+                    .map_err(|e| deploy_err(format!("creating a GPT on {dev}: {e}")))?;
+            }
+            Mbr::protective(sectors).write_into(&mut lba0);
+            file.write_all_at_(&lba0, 0)
+                .map_err(|e| io_err(format!("writing the protective MBR of {dev}"), e))?;
+            g.write(file)
+                .map_err(|e| io_err(format!("writing the GPT of {dev}"), e))?;
+        }
+        _ => {
+            let mut sig = [0u8; 4];
+            crate::sys::getrandom(&mut sig).map_err(|e| io_err("generating a disk id", e))?;
+            let mut m = Mbr {
+                // parted gives a new msdos label a random disk signature
+                disk_signature: u32::from_le_bytes(sig).max(1),
+                entries: [mbr::Entry::default(); 4],
+            };
+            for (i, (r, _, ty, boot)) in layout.parts().into_iter().enumerate() {
+                m.entries[i] = mbr::Entry {
+                    bootable: boot,
+                    ptype: ty,
+                    start: (r.offset / geom.sector) as u32,
+                    sectors: (r.len / geom.sector) as u32,
+                };
+            }
+            m.write_into(&mut lba0);
+            file.write_all_at_(&lba0, 0)
+                .map_err(|e| io_err(format!("writing the MBR of {dev}"), e))?;
+        }
+    }
+    file.sync_all()
+        .map_err(|e| io_err(format!("syncing {dev}"), e))?;
+    Ok(())
+}
+
+/// `File` through [`Io`] without importing the trait's method names at
+/// every call site.
+trait WriteAt {
+    fn write_all_at_(&mut self, buf: &[u8], off: u64) -> std::io::Result<()>;
+}
+
+impl WriteAt for File {
+    fn write_all_at_(&mut self, buf: &[u8], off: u64) -> std::io::Result<()> {
+        Io::write_all_at(self, buf, off)
+    }
+}
+
+/// Linux swap v1 (what `mkswap -L <label>` writes, include/linux/swap.h
+/// `union swap_header`): the first page zeroed except, at 1024, version 1,
+/// the last page number, no bad pages, a UUID and a 16-byte label, and
+/// "SWAPSPACE2" in the page's last 10 bytes. The kernel reads it in native
+/// byte order with its own page size.
+pub fn mkswap(
+    io: &mut impl Io,
+    offset: u64,
+    len: u64,
+    label: &str,
+    uuid: [u8; 16],
+) -> std::io::Result<()> {
+    let page = crate::sys::page_size();
+    let pages = len / page;
+    if pages < 10 {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "swap area needs at least 10 pages",
+        ));
+    }
+    let mut p = vec![0u8; page as usize];
+    p[1024..1028].copy_from_slice(&1u32.to_ne_bytes());
+    p[1028..1032].copy_from_slice(&((pages - 1).min(u64::from(u32::MAX)) as u32).to_ne_bytes());
+    p[1036..1052].copy_from_slice(&uuid);
+    for (d, c) in p[1052..1068].iter_mut().zip(label.bytes().take(15)) {
+        *d = c;
+    }
+    let n = p.len();
+    p[n - 10..].copy_from_slice(b"SWAPSPACE2");
+    io.write_all_at(&p, offset)
+}
+
+fn random_uuid() -> Result<[u8; 16]> {
+    let g = Guid::random().map_err(|e| io_err("generating a UUID", e))?;
+    // Guid::random sets the version in on-disk (mixed-endian) order;
+    // filesystem UUIDs are plain big-endian byte strings: set it again.
+    let mut b = g.0;
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    Ok(b)
+}
+
+/// Find `mkfs.<fmt>` on PATH.
+fn find_tool(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+}
+
+/// After the image is in `layout.root`: the ESP's FAT32, the
+/// configdrive, swap and ephemeral filesystems, then the UUID map.
+pub fn finish(
+    agent: &Agent,
+    dev_path: &Path,
+    file: &mut File,
+    layout: &Layout,
+    image_info: &Map<String, Value>,
+) -> Result<Map<String, Value>> {
+    if let Some(efi) = &layout.efi {
+        let mut id = [0u8; 4];
+        crate::sys::getrandom(&mut id).map_err(|e| io_err("generating a volume id", e))?;
+        super::fat::format_fat32(
+            file,
+            efi.offset,
+            efi.len,
+            layout.sector,
+            "efi-part",
+            u32::from_le_bytes(id),
+            efi.offset / layout.sector,
+        )
+        .map_err(|e| io_err(format!("creating the FAT32 filesystem on {}", efi.path), e))?;
+    }
+    if let (Some(cd), Some(value)) = (
+        &layout.configdrive,
+        image_info.get("configdrive").filter(|v| !v.is_null()),
+    ) {
+        super::configdrive::write_into_region(agent, file, cd, value)?;
+    }
+    if let Some(swap) = &layout.swap {
+        mkswap(file, swap.offset, swap.len, "swap1", random_uuid()?)
+            .map_err(|e| io_err(format!("writing the swap signature on {}", swap.path), e))?;
+    }
+    file.sync_all()
+        .map_err(|e| io_err(format!("syncing {}", dev_path.display()), e))?;
+    disk::reread_partitions(dev_path, file)?;
+    if let (Some(eph), false) = (&layout.ephemeral, layout.preserve_ephemeral) {
+        let fmt = layout.ephemeral_format.as_deref().unwrap_or("ext4");
+        mkfs_ephemeral(agent, eph, fmt)?;
+    }
+    uuids(&*file, layout)
+}
+
+/// IPA's `utils.mkfs(fs=<ephemeral_format>, label="ephemeral0")`, only
+/// through a tool on PATH: the agent carries no ext4/xfs writer.
+fn mkfs_ephemeral(agent: &Agent, eph: &Region, fmt: &str) -> Result<()> {
+    if fmt.is_empty() || !fmt.bytes().all(|c| c.is_ascii_alphanumeric()) {
+        return Err(AgentError::invalid_params(format!(
+            "invalid ephemeral_format {fmt:?}"
+        )));
+    }
+    let tool = format!("mkfs.{fmt}");
+    let Some(bin) = find_tool(&tool) else {
+        return Err(deploy_err(format!(
+            "Cannot create the {fmt} ephemeral filesystem on {}: {tool} was not found on PATH \
+             (this agent writes only the ESP and swap natively)",
+            eph.path
+        )));
+    };
+    let dev = agent.root.path(&eph.path);
+    let is_blk = std::fs::metadata(&dev)
+        .map(|m| std::os::unix::fs::FileTypeExt::is_block_device(&m.file_type()))
+        .unwrap_or(false);
+    if !is_blk {
+        return Err(deploy_err(format!(
+            "'ephemeral' device '{}' not found",
+            eph.path
+        )));
+    }
+    let mut cmd = std::process::Command::new(bin);
+    match fmt {
+        "ext2" | "ext3" | "ext4" => {
+            cmd.args(["-F", "-L", "ephemeral0"]);
+        }
+        "vfat" | "fat" | "msdos" => {
+            cmd.args(["-n", "ephemeral0"]);
+        }
+        _ => {
+            cmd.args(["-L", "ephemeral0"]);
+        }
+    }
+    let out = cmd
+        .arg(&dev)
+        .output()
+        .map_err(|e| io_err(format!("running {tool}"), e))?;
+    if !out.status.success() {
+        return Err(deploy_err(format!(
+            "{tool} {} failed ({}): {}",
+            eph.path,
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    Ok(())
+}
+
+/// The `get_partition_uuids` answer for a partition image (IPA's
+/// `work_on_disk` return value): partition paths, the root filesystem's
+/// UUID (PARTUUID when it has none) and the ESP's vfat id.
+pub fn uuids(io: &impl Io, layout: &Layout) -> Result<Map<String, Value>> {
+    let mut partitions = Map::new();
+    let named = [
+        ("efi system partition", &layout.efi),
+        ("BIOS Boot partition", &layout.bios_boot),
+        ("ephemeral", &layout.ephemeral),
+        ("swap", &layout.swap),
+        ("configdrive", &layout.configdrive),
+    ];
+    for (k, r) in named {
+        if let Some(r) = r {
+            partitions.insert(k.into(), json!(r.path));
+        }
+    }
+    partitions.insert("root".into(), json!(layout.root.path));
+    let uuid_of = |r: &Region| -> String {
+        disk::probe_fs(io, r.offset, r.len)
+            .and_then(|f| f.uuid)
+            .or_else(|| r.partuuid.map(|g| g.to_lower()))
+            .unwrap_or_default()
+    };
+    let mut m = Map::new();
+    m.insert("partitions".into(), Value::Object(partitions));
+    m.insert("root uuid".into(), json!(uuid_of(&layout.root)));
+    m.insert(
+        "efi system partition uuid".into(),
+        layout
+            .efi
+            .as_ref()
+            .map(|r| json!(uuid_of(r)))
+            .unwrap_or(Value::Null),
+    );
+    Ok(m)
+}
+
+/// Fill in the PARTUUIDs from the table now on the disk (GPT only).
+pub fn refresh_partuuids(agent: &Agent, dev_path: &Path, file: &File, layout: &mut Layout) {
+    let Ok(geom) = disk::geometry(agent, dev_path, file) else {
+        return;
+    };
+    if let disk::Found::Table(t) = disk::read_table(&file, geom) {
+        for r in layout.regions_mut() {
+            r.partuuid = t
+                .partitions
+                .iter()
+                .find(|p| p.number == r.number)
+                .and_then(|p| p.gpt_uuid);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn capabilities_in_every_shape() {
+        let a = json!({"capabilities": {"boot_mode": "uefi"}});
+        let b = json!({"capabilities": "{\"boot_mode\": \"uefi\"}"});
+        let c = json!({"capabilities": "disk_label:gpt,boot_mode:uefi"});
+        for v in [a, b, c] {
+            assert_eq!(parse_capabilities(Some(&v))["boot_mode"], "uefi");
+        }
+        assert!(parse_capabilities(Some(&json!({"capabilities": 5}))).is_empty());
+    }
+
+    #[test]
+    fn mkswap_header() {
+        let mut d = disk::MemDisk::new(1 << 20);
+        mkswap(&mut d, 0, 1 << 20, "swap1", [7; 16]).unwrap();
+        let f = disk::probe_fs(&d, 0, 1 << 20).unwrap();
+        assert_eq!(f.fstype, "swap");
+        assert_eq!(f.label.as_deref(), Some("swap1"));
+        assert!(mkswap(&mut d, 0, 4096, "x", [0; 16]).is_err());
+    }
+
+    fn geom(mb: u64, sector: u64) -> Geometry {
+        Geometry {
+            sector,
+            size: mb << 20,
+        }
+    }
+
+    #[test]
+    fn plans_ipa_order_and_sizes() {
+        let specs = [
+            Spec {
+                role: Role::Efi,
+                size_mb: ESP_MB,
+            },
+            Spec {
+                role: Role::Swap,
+                size_mb: 64,
+            },
+            Spec {
+                role: Role::ConfigDrive,
+                size_mb: 64,
+            },
+            Spec {
+                role: Role::Root,
+                size_mb: 100,
+            },
+        ];
+        let l = plan(
+            "/dev/nvme0n1",
+            geom(1024, 512),
+            Label::Gpt,
+            "uefi",
+            &specs,
+            false,
+            &Map::new(),
+        )
+        .unwrap();
+        let efi = l.efi.unwrap();
+        assert_eq!((efi.offset, efi.len), (1 << 20, 550 << 20));
+        assert_eq!(efi.path, "/dev/nvme0n1p1");
+        assert_eq!(l.swap.unwrap().offset, 551 << 20);
+        assert_eq!(l.configdrive.unwrap().path, "/dev/nvme0n1p3");
+        assert_eq!(l.root.path, "/dev/nvme0n1p4");
+        assert_eq!(l.root.offset, 679 << 20);
+        // too big
+        assert!(plan(
+            "/dev/sda",
+            geom(700, 512),
+            Label::Gpt,
+            "uefi",
+            &specs,
+            false,
+            &Map::new()
+        )
+        .is_err());
+    }
+}

@@ -1,0 +1,682 @@
+//! The on-disk side of deploying (src/image/{gpt,mbr,disk,configdrive,
+//! partition,fat}.rs) checked against the standard tools as oracles:
+//! sgdisk (gdisk), sfdisk (fdisk), blkid, fsck.fat and mtools
+//! (dosfstools/mtools), genisoimage. The agent never runs them; only these
+//! tests do. A test whose oracle is missing says so and passes vacuously
+//! (scripts/test-all installs them). Disks are sparse files in a per-test
+//! directory; the loop-device tests need root and say so when skipped.
+
+mod common;
+
+use ironic_agent::agent::Agent;
+use ironic_agent::config::Config;
+use ironic_agent::image::disk::{self, Found, Geometry};
+use ironic_agent::image::{configdrive, fat, partition};
+use serde_json::{json, Map, Value};
+use std::fs::{File, OpenOptions};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn have(tool: &str) -> bool {
+    let ok = Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    if !ok {
+        eprintln!("SKIP: oracle {tool} is not installed (scripts/test-all installs it)");
+    }
+    ok
+}
+
+fn run(cmd: &str, args: &[&str]) -> String {
+    let out = Command::new(cmd).args(args).output().expect(cmd);
+    assert!(
+        out.status.success(),
+        "{cmd} {args:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn sparse(path: &Path, size: u64) -> File {
+    let f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(path)
+        .unwrap();
+    f.set_len(size).unwrap();
+    f
+}
+
+fn open_rw(path: &Path) -> File {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .unwrap()
+}
+
+/// An agent whose root is `dir` (no threads of its own beyond the worker).
+fn agent(dir: &Path) -> Agent {
+    let config = Config {
+        root: dir.to_path_buf(),
+        ..Config::default()
+    };
+    Agent::new(config, ironic_agent::logbuf::LogBuffer::new(1 << 16))
+}
+
+fn geom(f: &File) -> Geometry {
+    Geometry {
+        sector: 512,
+        size: f.metadata().unwrap().len(),
+    }
+}
+
+/// `sgdisk -v` must find nothing to complain about.
+fn sgdisk_clean(path: &Path) {
+    let out = run("sgdisk", &["-v", path.to_str().unwrap()]);
+    assert!(out.contains("No problems found"), "sgdisk -v:\n{out}");
+}
+
+#[test]
+fn backup_gpt_moved_like_sgdisk_e() {
+    if !have("sgdisk") {
+        return;
+    }
+    let dir = common::test_dir("gpt-move");
+    let img = dir.join("img");
+    sparse(&img, 64 << 20);
+    let p = img.to_str().unwrap();
+    run(
+        "sgdisk",
+        &["-n", "1:2048:+16M", "-t", "1:ef00", "-n", "2:0:0", p],
+    );
+    let image = std::fs::read(&img).unwrap();
+    // our relocation on one 256 MiB copy, sgdisk -e on another
+    let ours = dir.join("ours");
+    let theirs = dir.join("theirs");
+    for t in [&ours, &theirs] {
+        let f = sparse(t, 256 << 20);
+        std::os::unix::fs::FileExt::write_all_at(&f, &image, 0).unwrap();
+    }
+    let a = agent(&dir);
+    let mut f = open_rw(&ours);
+    disk::after_whole_disk_write(&a, Path::new("/dev/sdx"), &mut f).unwrap();
+    drop(f);
+    run("sgdisk", &["-e", theirs.to_str().unwrap()]);
+    sgdisk_clean(&ours);
+    // same primary header fields, same backup header fields and entries
+    let o = std::fs::read(&ours).unwrap();
+    let t = std::fs::read(&theirs).unwrap();
+    let hdr = |b: &[u8], lba: usize| b[lba * 512..lba * 512 + 92].to_vec();
+    let last = (256 << 20) / 512 - 1;
+    assert_eq!(
+        hdr(&o, 1),
+        hdr(&t, 1),
+        "primary header differs from sgdisk -e"
+    );
+    assert_eq!(hdr(&o, last), hdr(&t, last), "backup header differs");
+    assert_eq!(
+        o[(last - 32) * 512..last * 512],
+        t[(last - 32) * 512..last * 512]
+    );
+    // the protective MBR covers the whole disk again, as sgdisk writes it
+    // (LBA fields only: sgdisk writes real CHS values, we write the
+    // "use LBA" markers)
+    assert_eq!(o[446 + 4], t[446 + 4]);
+    assert_eq!(o[446 + 8..462], t[446 + 8..462]);
+    let listing = run("sgdisk", &["-p", ours.to_str().unwrap()]);
+    assert!(listing.contains("EF00"), "{listing}");
+}
+
+#[test]
+fn no_partitions_is_ipas_error() {
+    let dir = common::test_dir("no-parts");
+    let a = agent(&dir);
+    let img = dir.join("disk");
+    let mut f = sparse(&img, 8 << 20);
+    let e = disk::after_whole_disk_write(&a, Path::new("/dev/sdx"), &mut f).unwrap_err();
+    assert_eq!(e.type_name(), "DeploymentError");
+    assert!(e.details.contains("Unable to find a valid partition table"));
+    if have("sgdisk") {
+        run("sgdisk", &["-o", img.to_str().unwrap()]);
+        let mut f = open_rw(&img);
+        let e = disk::after_whole_disk_write(&a, Path::new("/dev/sdx"), &mut f).unwrap_err();
+        assert_eq!(
+            e.details,
+            "No partitions found on the device /dev/sdx after writing the image."
+        );
+    }
+}
+
+#[test]
+fn mbr_tables_read_like_sfdisk() {
+    if !have("sfdisk") {
+        return;
+    }
+    let dir = common::test_dir("mbr-read");
+    let img = dir.join("disk");
+    sparse(&img, 64 << 20);
+    let script = "label: dos\nlabel-id: 0x1a2b3c4d\n,8M,83,*\n,8M,82\n,,5\n,4M,83\n,4M,83\n";
+    let mut child = Command::new("sfdisk")
+        .arg(&img)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(script.as_bytes())
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+    let f = File::open(&img).unwrap();
+    let t = match disk::read_table(&f, geom(&f)) {
+        Found::Table(t) => t,
+        other => panic!("{other:?}"),
+    };
+    let json: Value =
+        serde_json::from_str(&run("sfdisk", &["--json", img.to_str().unwrap()])).unwrap();
+    let theirs = json["partitiontable"]["partitions"].as_array().unwrap();
+    assert_eq!(t.partitions.len(), theirs.len());
+    for (ours, th) in t.partitions.iter().zip(theirs) {
+        assert_eq!(ours.start_lba, th["start"].as_u64().unwrap());
+        assert_eq!(ours.sectors, th["size"].as_u64().unwrap());
+        let ty = u8::from_str_radix(th["type"].as_str().unwrap(), 16).unwrap();
+        assert_eq!(ours.mbr_type, Some(ty));
+        assert_eq!(ours.bootable, th["bootable"].as_bool().unwrap_or(false));
+    }
+    let uuids = disk::whole_disk_uuids(&f).unwrap();
+    assert_eq!(uuids["root uuid"], "0x1a2b3c4d");
+}
+
+fn iso(dir: &Path, label: &str) -> Option<Vec<u8>> {
+    if !have("genisoimage") {
+        return None;
+    }
+    let src = dir.join("cd");
+    std::fs::create_dir_all(src.join("openstack/latest")).unwrap();
+    std::fs::write(
+        src.join("openstack/latest/meta_data.json"),
+        r#"{"uuid": "x"}"#,
+    )
+    .unwrap();
+    let out = dir.join("cd.iso");
+    let o = Command::new("genisoimage")
+        .args(["-quiet", "-J", "-r", "-V", label, "-o"])
+        .arg(&out)
+        .arg(&src)
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    Some(std::fs::read(out).unwrap())
+}
+
+fn gz_b64(data: &[u8]) -> String {
+    use std::io::Write;
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    e.write_all(data).unwrap();
+    ironic_agent::util::base64_encode(&e.finish().unwrap())
+}
+
+#[test]
+fn configdrive_new_gpt_partition() {
+    if !have("sgdisk") || !have("blkid") {
+        return;
+    }
+    let dir = common::test_dir("cd-gpt");
+    let Some(iso) = iso(&dir, "config-2") else {
+        return;
+    };
+    let img = dir.join("disk");
+    sparse(&img, 64 << 20);
+    run("sgdisk", &["-n", "1:2048:+16M", img.to_str().unwrap()]);
+    // the image was smaller than the 256 MiB disk
+    let image = std::fs::read(&img).unwrap();
+    let disk_path = dir.join("sda");
+    let f = sparse(&disk_path, 256 << 20);
+    std::os::unix::fs::FileExt::write_all_at(&f, &image, 0).unwrap();
+    drop(f);
+    let a = agent(&dir);
+    let mut f = open_rw(&disk_path);
+    disk::after_whole_disk_write(&a, Path::new("/dev/sda"), &mut f).unwrap();
+    configdrive::write_configdrive(&a, Path::new("/dev/sda"), &mut f, &json!(gz_b64(&iso)))
+        .unwrap();
+    drop(f);
+    sgdisk_clean(&disk_path);
+    let info = run("sgdisk", &["-i", "2", disk_path.to_str().unwrap()]);
+    assert!(
+        info.contains("0FC63DAF-8483-4772-8E79-3D69D8477DE4"),
+        "{info}"
+    );
+    let last = (256u64 << 20) / 512 - 34;
+    assert!(info.contains(&format!("Last sector: {last} ")), "{info}");
+    // sgdisk -n 0:-64MB:0 on the same disk gives 391168..524254 (checked
+    // by hand): 64 MiB back from the end, aligned down to 1 MiB.
+    let first = (last + 1 - (64 << 11)) / 2048 * 2048;
+    assert_eq!(first, 391168);
+    assert!(info.contains(&format!("First sector: {first} ")), "{info}");
+    let data = std::fs::read(&disk_path).unwrap();
+    let off = (first * 512) as usize;
+    assert_eq!(&data[off..off + iso.len()], &iso[..]);
+    // blkid sees the label on the partition's bytes
+    let part = dir.join("part");
+    std::fs::write(&part, &data[off..off + (64 << 20)]).unwrap();
+    let label = run(
+        "blkid",
+        &["-p", "-o", "value", "-s", "LABEL", part.to_str().unwrap()],
+    );
+    assert_eq!(label.trim(), "config-2");
+    // a second run reuses the partition instead of adding one
+    let mut f = open_rw(&disk_path);
+    configdrive::write_configdrive(&a, Path::new("/dev/sda"), &mut f, &json!(gz_b64(&iso)))
+        .unwrap();
+    drop(f);
+    let listing = run("sgdisk", &["-p", disk_path.to_str().unwrap()]);
+    assert!(!listing.contains("\n   3 "), "{listing}");
+}
+
+#[test]
+fn configdrive_new_mbr_partition_and_limits() {
+    if !have("sfdisk") {
+        return;
+    }
+    let dir = common::test_dir("cd-mbr");
+    let Some(iso) = iso(&dir, "config-2") else {
+        return;
+    };
+    let img = dir.join("sdb");
+    sparse(&img, 128 << 20);
+    let mut child = Command::new("sfdisk")
+        .arg(&img)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"label: dos\n,16M,83,*\n")
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+    let a = agent(&dir);
+    let mut f = open_rw(&img);
+    configdrive::write_configdrive(&a, Path::new("/dev/sdb"), &mut f, &json!(gz_b64(&iso)))
+        .unwrap();
+    drop(f);
+    let json: Value =
+        serde_json::from_str(&run("sfdisk", &["--json", img.to_str().unwrap()])).unwrap();
+    let parts = json["partitiontable"]["partitions"].as_array().unwrap();
+    assert_eq!(parts.len(), 2);
+    assert_eq!(parts[1]["start"], (128 - 64) * 2048);
+    assert_eq!(parts[1]["size"], 64 * 2048);
+    assert_eq!(parts[1]["type"], "c");
+    // not base64 → IPA's message
+    let mut f = open_rw(&img);
+    let e = configdrive::write_configdrive(&a, Path::new("/dev/sdb"), &mut f, &json!("%%%"))
+        .unwrap_err();
+    assert!(e.details.contains("is not base64 encoded"), "{}", e.details);
+    // too large (65 MiB of zeroes compress to ~64 KiB)
+    let e = configdrive::write_configdrive(
+        &a,
+        Path::new("/dev/sdb"),
+        &mut f,
+        &json!(gz_b64(&vec![0u8; 65 << 20])),
+    )
+    .unwrap_err();
+    assert!(
+        e.details
+            .starts_with("Config drive size exceeds maximum limit of 64MiB"),
+        "{}",
+        e.details
+    );
+}
+
+#[test]
+fn configdrive_refused_with_four_primaries() {
+    if !have("sfdisk") {
+        return;
+    }
+    let dir = common::test_dir("cd-four");
+    let img = dir.join("sdc");
+    sparse(&img, 128 << 20);
+    let mut child = Command::new("sfdisk")
+        .arg(&img)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"label: dos\n,8M\n,8M\n,8M\n,8M\n")
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+    let a = agent(&dir);
+    let mut f = open_rw(&img);
+    let e = configdrive::write_configdrive(&a, Path::new("/dev/sdc"), &mut f, &json!(gz_b64(b"x")))
+        .unwrap_err();
+    assert_eq!(
+        e.details,
+        "Config drive cannot be created for node local. Disk (/dev/sdc) uses MBR partitioning \
+         and already has 4 primary partitions."
+    );
+}
+
+#[test]
+fn filesystem_uuids_match_blkid() {
+    if !have("blkid") {
+        return;
+    }
+    let dir = common::test_dir("fs-uuid");
+    let mut cases: Vec<(&str, Vec<&str>)> = vec![];
+    if have("mkfs.ext4") {
+        cases.push(("mkfs.ext4", vec!["-q", "-F", "-L", "root"]));
+    }
+    if have("mkfs.vfat") {
+        cases.push(("mkfs.vfat", vec!["-n", "EFI"]));
+    }
+    if have("mkswap") {
+        cases.push(("mkswap", vec!["-L", "swap1"]));
+    }
+    if have("mkfs.xfs") {
+        cases.push(("mkfs.xfs", vec!["-q", "-f", "-L", "x"]));
+    }
+    for (tool, args) in cases {
+        let p = dir.join(tool);
+        sparse(&p, 300 << 20);
+        let mut a: Vec<&str> = args.clone();
+        a.push(p.to_str().unwrap());
+        run(tool, &a);
+        let f = File::open(&p).unwrap();
+        let info = disk::probe_fs(&f, 0, 300 << 20).unwrap_or_else(|| panic!("{tool}: no fs"));
+        let uuid = run(
+            "blkid",
+            &["-p", "-o", "value", "-s", "UUID", p.to_str().unwrap()],
+        );
+        let ty = run(
+            "blkid",
+            &["-p", "-o", "value", "-s", "TYPE", p.to_str().unwrap()],
+        );
+        assert_eq!(info.uuid.as_deref(), Some(uuid.trim()), "{tool}");
+        assert_eq!(info.fstype, ty.trim(), "{tool}");
+    }
+}
+
+#[test]
+fn fat32_formatter_passes_fsck_and_mtools() {
+    if !have("fsck.fat") || !have("mcopy") || !have("blkid") {
+        return;
+    }
+    let dir = common::test_dir("fat32");
+    for sector in [512u64, 4096] {
+        let p = dir.join(format!("esp{sector}"));
+        let mut f = sparse(&p, 550 << 20);
+        fat::format_fat32(&mut f, 0, 550 << 20, sector, "efi-part", 0xabcd1234, 2048).unwrap();
+        drop(f);
+        let ps = p.to_str().unwrap();
+        run("fsck.fat", &["-n", ps]);
+        let info = run("blkid", &["-p", "-o", "export", ps]);
+        assert!(info.contains("TYPE=vfat"), "{info}");
+        assert!(info.contains("UUID=ABCD-1234"), "{info}");
+        assert!(info.contains("LABEL=efi-part"), "{info}");
+        if sector == 512 {
+            // mtools can write into it, and we read back what it wrote
+            let src = dir.join("shim.csv");
+            std::fs::write(&src, b"x").unwrap();
+            run("mmd", &["-i", ps, "::EFI", "::EFI/ubuntu"]);
+            run(
+                "mcopy",
+                &["-i", ps, src.to_str().unwrap(), "::EFI/ubuntu/BOOTX64.CSV"],
+            );
+            run("fsck.fat", &["-n", ps]);
+            let f = File::open(&p).unwrap();
+            let fs = fat::Fat::open(&f, 0, 550 << 20).unwrap();
+            let names: Vec<String> = fs.walk().unwrap().into_iter().map(|(n, _)| n).collect();
+            assert!(
+                names.contains(&"EFI/ubuntu/BOOTX64.CSV".to_string()),
+                "{names:?}"
+            );
+        }
+    }
+}
+
+fn node(boot_mode: &str, label: Option<&str>) -> Value {
+    let mut caps = format!("boot_mode:{boot_mode}");
+    if let Some(l) = label {
+        caps.push_str(&format!(",disk_label:{l}"));
+    }
+    json!({"uuid": "n1", "properties": {"capabilities": caps}, "instance_info": {}})
+}
+
+fn info(root_mb: u64, swap_mb: u64, eph_mb: u64, cd: Option<String>) -> Map<String, Value> {
+    let mut m = Map::new();
+    m.insert("root_mb".into(), json!(root_mb));
+    m.insert("swap_mb".into(), json!(swap_mb));
+    m.insert("ephemeral_mb".into(), json!(eph_mb));
+    m.insert("ephemeral_format".into(), json!("ext4"));
+    m.insert("preserve_ephemeral".into(), json!(false));
+    if let Some(c) = cd {
+        m.insert("configdrive".into(), json!(c));
+    }
+    m
+}
+
+#[test]
+fn partition_image_uefi_gpt_layout() {
+    if !have("sgdisk") || !have("blkid") {
+        return;
+    }
+    let dir = common::test_dir("part-uefi");
+    let a = agent(&dir);
+    let disk_path = dir.join("vda");
+    let mut f = sparse(&disk_path, 1 << 30);
+    let n = node("uefi", None);
+    let cd = iso(&dir, "config-2").map(|i| gz_b64(&i));
+    let ii = info(200, 64, 0, cd.clone());
+    let layout =
+        partition::prepare_layout(&a, Path::new("/dev/vda"), &mut f, &ii, Some(&n)).unwrap();
+    assert_eq!(layout.label, "gpt");
+    assert_eq!(layout.efi.as_ref().unwrap().path, "/dev/vda1");
+    assert_eq!(layout.swap.as_ref().unwrap().path, "/dev/vda2");
+    let root_n = if cd.is_some() { 4 } else { 3 };
+    assert_eq!(layout.root.path, format!("/dev/vda{root_n}"));
+    // "the image": an ext4 filesystem made elsewhere, copied into root
+    if have("mkfs.ext4") {
+        let fs = dir.join("rootfs");
+        sparse(&fs, 200 << 20);
+        run("mkfs.ext4", &["-q", "-F", fs.to_str().unwrap()]);
+        let bytes = std::fs::read(&fs).unwrap();
+        std::os::unix::fs::FileExt::write_all_at(&f, &bytes, layout.root.offset).unwrap();
+    }
+    let uuids = partition::finish(&a, Path::new("/dev/vda"), &mut f, &layout, &ii).unwrap();
+    drop(f);
+    let dp = disk_path.to_str().unwrap();
+    sgdisk_clean(&disk_path);
+    let esp = run("sgdisk", &["-i", "1", dp]);
+    assert!(
+        esp.contains("C12A7328-F81F-11D2-BA4B-00A0C93EC93B"),
+        "{esp}"
+    );
+    assert!(esp.contains("First sector: 2048 "), "{esp}");
+    assert!(esp.contains("Last sector: 1128447 "), "{esp}");
+    assert!(esp.contains("Partition name: 'primary'"), "{esp}");
+    let swap = run("sgdisk", &["-i", "2", dp]);
+    assert!(
+        swap.contains("0657FD6D-A4AB-43C4-84E5-0933C84B4F4F"),
+        "{swap}"
+    );
+    // ESP and swap as blkid sees them
+    let data = std::fs::read(&disk_path).unwrap();
+    let esp_r = layout.efi.as_ref().unwrap();
+    let espf = dir.join("esp.img");
+    std::fs::write(
+        &espf,
+        &data[esp_r.offset as usize..(esp_r.offset + esp_r.len) as usize],
+    )
+    .unwrap();
+    let e = run("blkid", &["-p", "-o", "export", espf.to_str().unwrap()]);
+    assert!(
+        e.contains("TYPE=vfat") && e.contains("LABEL=efi-part"),
+        "{e}"
+    );
+    if have("fsck.fat") {
+        run("fsck.fat", &["-n", espf.to_str().unwrap()]);
+    }
+    let espuuid = uuids["efi system partition uuid"].as_str().unwrap();
+    assert!(e.contains(&format!("UUID={espuuid}")), "{e} vs {espuuid}");
+    let sw = layout.swap.as_ref().unwrap();
+    let swf = dir.join("swap.img");
+    std::fs::write(
+        &swf,
+        &data[sw.offset as usize..(sw.offset + sw.len) as usize],
+    )
+    .unwrap();
+    let s = run("blkid", &["-p", "-o", "export", swf.to_str().unwrap()]);
+    assert!(s.contains("TYPE=swap") && s.contains("LABEL=swap1"), "{s}");
+    assert_eq!(uuids["partitions"]["root"], format!("/dev/vda{root_n}"));
+    assert_eq!(uuids["partitions"]["efi system partition"], "/dev/vda1");
+    if have("mkfs.ext4") {
+        let rf = dir.join("rootfs");
+        let u = run(
+            "blkid",
+            &["-p", "-o", "value", "-s", "UUID", rf.to_str().unwrap()],
+        );
+        assert_eq!(uuids["root uuid"], u.trim());
+    }
+    if cd.is_some() {
+        let c = layout.configdrive.as_ref().unwrap();
+        assert_eq!(
+            &data[c.offset as usize + 32769..c.offset as usize + 32774],
+            b"CD001"
+        );
+    }
+}
+
+#[test]
+fn partition_image_bios_msdos_layout() {
+    if !have("sfdisk") {
+        return;
+    }
+    let dir = common::test_dir("part-bios");
+    let a = agent(&dir);
+    let disk_path = dir.join("sda");
+    let mut f = sparse(&disk_path, 1 << 30);
+    let n = node("bios", None);
+    let ii = info(300, 32, 100, None);
+    let layout =
+        partition::prepare_layout(&a, Path::new("/dev/sda"), &mut f, &ii, Some(&n)).unwrap();
+    assert_eq!(layout.label, "msdos");
+    assert!(layout.efi.is_none() && layout.bios_boot.is_none());
+    let json: Value =
+        serde_json::from_str(&run("sfdisk", &["--json", disk_path.to_str().unwrap()])).unwrap();
+    let parts = json["partitiontable"]["partitions"].as_array().unwrap();
+    // ephemeral, swap, root (boot flag), from 1 MiB, in MiB steps
+    let want = [
+        (2048, 100 * 2048, "83", false),
+        (101 * 2048, 32 * 2048, "82", false),
+        (133 * 2048, 300 * 2048, "83", true),
+    ];
+    assert_eq!(parts.len(), 3);
+    for (p, (start, size, ty, boot)) in parts.iter().zip(want) {
+        assert_eq!(p["start"], start);
+        assert_eq!(p["size"], size);
+        assert_eq!(p["type"], ty);
+        assert_eq!(p["bootable"].as_bool().unwrap_or(false), boot);
+    }
+    // ephemeral needs a block device for mkfs: a sparse file is refused clearly
+    let e = partition::finish(&a, Path::new("/dev/sda"), &mut f, &layout, &ii).unwrap_err();
+    assert!(e.details.contains("ephemeral"), "{}", e.details);
+    // BIOS + gpt capability: a 1 MiB BIOS boot partition first
+    let ii = info(300, 0, 0, None);
+    let n = node("bios", Some("gpt"));
+    let layout =
+        partition::prepare_layout(&a, Path::new("/dev/sda"), &mut f, &ii, Some(&n)).unwrap();
+    assert_eq!(layout.label, "gpt");
+    let bb = layout.bios_boot.as_ref().unwrap();
+    assert_eq!((bb.offset, bb.len), (1 << 20, 1 << 20));
+    drop(f);
+    if have("sgdisk") {
+        let i = run("sgdisk", &["-i", "1", disk_path.to_str().unwrap()]);
+        assert!(i.contains("21686148-6449-6E6F-744E-656564454649"), "{i}");
+    }
+}
+
+/// A 4 KiB-sector loop device: geometry from BLKSSZGET, tables in 4 KiB
+/// LBAs, BLKRRPART re-read; sgdisk reads the device as the oracle.
+#[test]
+fn loop_device_4k_sectors() {
+    if unsafe_is_not_root() {
+        eprintln!("SKIP: loop-device test needs root");
+        return;
+    }
+    if !have("losetup") || !have("sgdisk") {
+        return;
+    }
+    let dir = common::test_dir("loop4k");
+    let backing = dir.join("backing");
+    sparse(&backing, 1 << 30);
+    let out = Command::new("losetup")
+        .args(["-f", "--show", "-P", "--sector-size", "4096"])
+        .arg(&backing)
+        .output()
+        .unwrap();
+    if !out.status.success() {
+        eprintln!(
+            "SKIP: losetup failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        return;
+    }
+    let dev = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim().to_string());
+    let _guard = Detach(dev.clone());
+    let a = agent(Path::new("/"));
+    let mut f = open_rw(&dev);
+    let n = node("uefi", None);
+    let ii = info(64, 16, 0, None);
+    let layout = partition::prepare_layout(&a, &dev, &mut f, &ii, Some(&n)).unwrap();
+    assert_eq!(layout.sector, 4096);
+    let uuids = partition::finish(&a, &dev, &mut f, &layout, &ii).unwrap();
+    drop(f);
+    let d = dev.to_str().unwrap();
+    let v = run("sgdisk", &["-v", d]);
+    assert!(v.contains("No problems found"), "{v}");
+    let i = run("sgdisk", &["-i", "1", d]);
+    assert!(i.contains("First sector: 256 "), "{i}"); // 1 MiB in 4 KiB sectors
+                                                      // BLKRRPART succeeded (finish() would have failed otherwise). Whether
+                                                      // the kernel then lists the partitions in sysfs depends on the
+                                                      // sandbox: some (this CI's among them) accept the ioctl but expose no
+                                                      // partitions even after `blockdev --rereadpt`, so it is reported, not
+                                                      // asserted.
+    let k = dev.file_name().unwrap().to_string_lossy().to_string();
+    if !Path::new(&format!("/sys/block/{k}/{k}p1")).exists() {
+        eprintln!("NOTE: this kernel exposes no partitions of {k} in sysfs");
+    }
+    assert!(uuids["efi system partition uuid"].as_str().unwrap().len() == 9);
+}
+
+struct Detach(PathBuf);
+impl Drop for Detach {
+    fn drop(&mut self) {
+        let _ = Command::new("losetup").arg("-d").arg(&self.0).status();
+    }
+}
+
+fn unsafe_is_not_root() -> bool {
+    // no libc in tests: ask id(1)
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() != "0")
+        .unwrap_or(true)
+}
