@@ -7,7 +7,7 @@
 //! lookup gives up or the API cannot start, 2 on a bad command line.
 
 use ironic_agent::agent::Agent;
-use ironic_agent::config::{self, Config, Parsed};
+use ironic_agent::config::{self, Config, Parsed, TlsVersion};
 use ironic_agent::ironic::{self, heartbeat::Heartbeater, lookup, Client};
 use ironic_agent::{api, logbuf, tls};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener};
@@ -79,6 +79,37 @@ fn write_private(path: &std::path::Path, data: &str) -> std::io::Result<()> {
         .mode(0o600)
         .open(path)?
         .write_all(data.as_bytes())
+}
+
+/// The lookup's `config.tls_min_version` overrides ours, as IPA's
+/// `process_lookup_data` does; the API server starts after lookup, so it
+/// serves with it (Ironic 39 sends "1.3": its conductor connects with TLS
+/// 1.3 only). `tls_cipher_suites` is an OpenSSL cipher string for TLS 1.2;
+/// rustls offers only AEAD suites anyway, so it is not applied.
+fn lookup_tls_settings(c: &Config, found: Option<&lookup::Found>) -> Config {
+    let mut out = c.clone();
+    let Some(cfg) = found.and_then(|f| f.content.get("config")) else {
+        return out;
+    };
+    match cfg.get("tls_min_version").and_then(|v| v.as_str()) {
+        Some("1.3") => out.tls_min_version = TlsVersion::V1_3,
+        Some("1.2") => out.tls_min_version = TlsVersion::V1_2,
+        Some(other) => log::warn!("ignoring Ironic's unknown tls_min_version {other:?}"),
+        None => {}
+    }
+    if out.tls_min_version != c.tls_min_version {
+        log::info!(
+            "Ironic sets the minimum TLS version to {:?}",
+            out.tls_min_version
+        );
+    }
+    if let Some(suites) = cfg.get("tls_cipher_suites").and_then(|v| v.as_str()) {
+        log::warn!(
+            "not applying Ironic's tls_cipher_suites {suites:?}: this agent offers only \
+             AEAD suites (AES-GCM, ChaCha20-Poly1305)"
+        );
+    }
+    out
 }
 
 fn run() -> i32 {
@@ -219,12 +250,13 @@ fn run() -> i32 {
 
     // TLS: static files, else automatic when Ironic can take our
     // certificate (API ≥ 1.68) or there is no Ironic, else plain HTTP.
+    let tls_config = lookup_tls_settings(c, found.as_ref());
     let server_tls = if c.listen_tls {
         let (cert, key) = (
             c.tls_cert_file.as_ref().expect("checked"),
             c.tls_key_file.as_ref().expect("checked"),
         );
-        match tls::static_tls(cert, key, c.tls_min_version) {
+        match tls::static_tls(cert, key, tls_config.tls_min_version) {
             Ok(t) => Some((t, false)),
             Err(e) => {
                 log::error!("{e}");
@@ -253,7 +285,7 @@ fn run() -> i32 {
                 .root
                 .read("/proc/sys/kernel/hostname")
                 .unwrap_or_default();
-            match tls::auto_tls(ip, &hostname, c) {
+            match tls::auto_tls(ip, &hostname, &tls_config) {
                 Ok(t) => Some((t, true)),
                 Err(e) => {
                     log::error!("{e}");

@@ -55,18 +55,6 @@ fn standalone(name: &str, extra: &[&str]) -> Standalone {
     }
 }
 
-/// Try a handshake with `openssl s_client` and the given options. Security
-/// level 0 lets OpenSSL offer TLS 1.0/1.1 and weak suites, so a refusal is
-/// the agent's, not the client's.
-fn handshake(port: u16, opts: &[&str], cipher: &str) -> (bool, String) {
-    let addr = format!("127.0.0.1:{port}");
-    let cipher = format!("{cipher}:@SECLEVEL=0");
-    let mut args = vec!["s_client", "-connect", &addr, "-brief", "-cipher", &cipher];
-    args.extend_from_slice(opts);
-    let (ok, text) = openssl(&args, Some(""));
-    (ok && text.contains("CONNECTION ESTABLISHED"), text)
-}
-
 /// "Nov 25 07:00:00 2026 GMT" -> seconds since the epoch.
 fn parse_openssl_date(s: &str) -> i64 {
     let f: Vec<&str> = s.split_whitespace().collect();

@@ -22,6 +22,17 @@ use std::time::{Duration, Instant};
 
 const MIN_INTERVAL: f64 = 5.0;
 
+/// The wait after an accepted heartbeat: heartbeat_timeout × U(0.3, 0.6),
+/// so many agents spread out and one lost beat still leaves margin.
+pub fn success_interval(heartbeat_timeout: f64) -> f64 {
+    heartbeat_timeout * (0.3 + 0.3 * fastrand::f64())
+}
+
+/// The wait after a failed heartbeat (409 included): 5 s × U(1, 2).
+pub fn failure_interval() -> f64 {
+    MIN_INTERVAL * (1.0 + fastrand::f64())
+}
+
 /// Everything the thread needs; owned by it.
 pub struct Heartbeater {
     pub agent: Arc<Agent>,
@@ -179,11 +190,11 @@ impl Heartbeater {
                 Ok(()) => {
                     forced = false;
                     let timeout = self.agent.lookup_settings().heartbeat_timeout as f64;
-                    interval = timeout * (0.3 + 0.3 * fastrand::f64());
+                    interval = success_interval(timeout);
                     log::debug!("heartbeat successful; next in {interval:.1} s");
                 }
                 Err(f) => {
-                    interval = MIN_INTERVAL * (1.0 + fastrand::f64());
+                    interval = failure_interval();
                     match f {
                         Failure::Conflict(t) => log::warn!("heartbeat conflict (node locked): {t}"),
                         Failure::Token(t) => {
@@ -215,5 +226,84 @@ impl Heartbeater {
                 std::thread::sleep(Duration::from_secs(1));
             })?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::logbuf::LogBuffer;
+
+    fn heartbeater(verify_ca: Option<&str>) -> Heartbeater {
+        let config = Config {
+            root: std::env::temp_dir().join("ironic-agent-unit-no-root"),
+            ..Config::default()
+        };
+        let client = Client::new(&config, &["http://127.0.0.1:1".into()]).unwrap();
+        Heartbeater {
+            agent: Arc::new(Agent::new(config, LogBuffer::new(1024))),
+            client: Arc::new(client),
+            node_uuid: "u".into(),
+            callback_url: "https://10.0.0.5:9999".into(),
+            verify_ca: verify_ca.map(String::from),
+            passthru: false,
+        }
+    }
+
+    fn keys(v: &Value) -> Vec<&str> {
+        let mut k: Vec<&str> = v.as_object().unwrap().keys().map(|k| k.as_str()).collect();
+        k.sort();
+        k
+    }
+
+    #[test]
+    fn jitter_bounds() {
+        let (mut lo, mut hi) = (f64::MAX, f64::MIN);
+        for _ in 0..10_000 {
+            let s = success_interval(300.0);
+            assert!((90.0..=180.0).contains(&s), "{s}");
+            let f = failure_interval();
+            assert!((5.0..=10.0).contains(&f), "{f}");
+            lo = lo.min(s);
+            hi = hi.max(s);
+        }
+        // actually random, over nearly the whole range
+        assert!(lo < 95.0 && hi > 175.0, "{lo}..{hi}");
+    }
+
+    /// IPA's `ironic_api_client.heartbeat`: each field only from the API
+    /// version that knows it (an older Ironic rejects unknown fields).
+    #[test]
+    fn body_follows_the_api_version() {
+        let hb = heartbeater(Some("PEM"));
+        let t = Some("tok");
+        assert_eq!(keys(&hb.body((1, 31), t)), ["callback_url"]);
+        assert_eq!(
+            keys(&hb.body((1, 36), t)),
+            ["agent_version", "callback_url"]
+        );
+        assert_eq!(
+            keys(&hb.body((1, 62), t)),
+            ["agent_token", "agent_version", "callback_url"]
+        );
+        let b = hb.body((1, 68), t);
+        assert_eq!(
+            keys(&b),
+            [
+                "agent_token",
+                "agent_verify_ca",
+                "agent_version",
+                "callback_url"
+            ]
+        );
+        assert_eq!(b["agent_token"], "tok");
+        assert_eq!(b["agent_verify_ca"], "PEM");
+        assert_eq!(b["callback_url"], "https://10.0.0.5:9999");
+        // the token is sent even when null (IPA does), the CA only when
+        // automatic TLS made one
+        let b = heartbeater(None).body((1, 115), None);
+        assert_eq!(b["agent_token"], Value::Null);
+        assert!(b.get("agent_verify_ca").is_none());
     }
 }

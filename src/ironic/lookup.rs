@@ -88,8 +88,8 @@ impl Lookup<'_> {
             query.push(("node_uuid", u));
         }
         log::debug!(
-            "looking up node with addresses {macs} and UUID {:?}",
-            self.node_uuid
+            "looking up node with addresses {macs} and UUID {}",
+            self.node_uuid.unwrap_or("(none)")
         );
         let header = version.min(AGENT_TOKEN_IRONIC_VERSION);
         let r = match self

@@ -426,6 +426,56 @@ mod tests {
         assert_eq!(wrap_ipv6("10.0.0.1"), "10.0.0.1");
     }
 
+    fn agent(token: Option<&str>) -> Agent {
+        let config = Config {
+            root: std::env::temp_dir().join("ironic-agent-unit-no-root"),
+            agent_token: token.map(String::from),
+            ..Config::default()
+        };
+        Agent::new(config, crate::logbuf::LogBuffer::new(1024))
+    }
+
+    fn lookup(token: &str) -> Map<String, Value> {
+        serde_json::json!({"node": {"uuid": "u-1", "properties": {}},
+                           "config": {"heartbeat_timeout": 42, "agent_token": token}})
+        .as_object()
+        .unwrap()
+        .clone()
+    }
+
+    /// §1.4: a token of 32+ characters is taken; "******" (already handed
+    /// out) is fatal without a pre-shared token and ignored with one; a
+    /// short token is ignored.
+    #[test]
+    fn lookup_token_rules() {
+        let long = "Q2xhc3NpY1Rva2VuX3dpdGhfNDNfY2hhcmFjdGVyczAw";
+        let a = agent(None);
+        apply_lookup_data(&a, &lookup(long)).unwrap();
+        assert_eq!(a.token().as_deref(), Some(long));
+        assert_eq!(a.lookup_settings().heartbeat_timeout, 42);
+        assert_eq!(a.node().unwrap()["uuid"], "u-1");
+
+        let a = agent(None);
+        let e = apply_lookup_data(&a, &lookup("******")).unwrap_err();
+        assert_eq!(e.kind, Kind::LookupNodeError);
+        assert!(e.to_string().contains("masked agent token"), "{e}");
+
+        let a = agent(Some("pre-shared-token-from-the-cmdline"));
+        apply_lookup_data(&a, &lookup("******")).unwrap();
+        assert_eq!(
+            a.token().as_deref(),
+            Some("pre-shared-token-from-the-cmdline")
+        );
+
+        let a = agent(None);
+        apply_lookup_data(&a, &lookup("short")).unwrap();
+        assert_eq!(a.token(), None);
+
+        let mut no_uuid = lookup(long);
+        no_uuid.insert("node".into(), serde_json::json!({}));
+        assert!(apply_lookup_data(&agent(None), &no_uuid).is_err());
+    }
+
     #[test]
     fn route_source_loopback() {
         assert_eq!(

@@ -558,3 +558,15 @@ pub fn openssl(args: &[&str], stdin: Option<&str>) -> (bool, String) {
         String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
     (out.status.success(), text)
 }
+
+/// Try a handshake with `openssl s_client` and the given options. Security
+/// level 0 lets OpenSSL offer TLS 1.0/1.1 and weak suites, so a refusal is
+/// the agent's, not the client's.
+pub fn handshake(port: u16, opts: &[&str], cipher: &str) -> (bool, String) {
+    let addr = format!("127.0.0.1:{port}");
+    let cipher = format!("{cipher}:@SECLEVEL=0");
+    let mut args = vec!["s_client", "-connect", &addr, "-brief", "-cipher", &cipher];
+    args.extend_from_slice(opts);
+    let (ok, text) = openssl(&args, Some(""));
+    (ok && text.contains("CONNECTION ESTABLISHED"), text)
+}

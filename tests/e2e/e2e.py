@@ -319,6 +319,14 @@ class Agent:
                 self.proc.wait()
         self.out.close()
 
+    def wait_log(self, needle, timeout):
+        t0 = time.monotonic()
+        while needle not in self.log_text():
+            if time.monotonic() - t0 > timeout:
+                return False
+            time.sleep(0.2)
+        return True
+
     def log_text(self):
         with open(self.logfile, errors="replace") as f:
             return f.read()
@@ -426,8 +434,9 @@ class E2E:
                 inv.get("inventory", {}).get("interfaces", [])]
         if self.mac not in macs:
             raise PhaseFailed(f"stored inventory lacks {self.mac}: {macs}")
-        if "Inspection is disabled" in a.log_text():
-            raise PhaseFailed("the agent did not inspect")
+        if not a.wait_log(f"and UUID {self.uuid}", 15):
+            raise PhaseFailed("the agent did not look up with the node UUID "
+                              "Ironic's inspection answer gave it")
         # Ironic would power the node off now; the agent meanwhile retries
         # lookup (404 in manageable) and must still be alive
         if not a.alive():
