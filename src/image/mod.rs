@@ -7,6 +7,7 @@ pub mod fat;
 pub mod gpt;
 pub mod inject;
 pub mod mbr;
+pub mod minire;
 pub mod partition;
 
 use crate::agent::Agent;

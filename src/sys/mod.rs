@@ -188,6 +188,39 @@ pub fn poll_readable<const N: usize>(fds: [i32; N], timeout_ms: i32) -> io::Resu
     }
 }
 
+// include/uapi/linux/fs.h: _IOR('f', 1, long) / _IOW('f', 2, long); the
+// kernel reads and writes an int whatever the size in the number says
+// (e2fsprogs' chattr passes an int too).
+const FS_IOC_GETFLAGS: u32 = 0x8008_6601;
+const FS_IOC_SETFLAGS: u32 = 0x4008_6602;
+const FS_IMMUTABLE_FL: libc::c_int = 0x10;
+
+/// `chattr -i`: clear FS_IMMUTABLE_FL. efivarfs creates non-standard
+/// variables immutable (Documentation/filesystems/efivarfs.rst), and
+/// writing or deleting them then fails with EPERM. Filesystems without
+/// inode flags answer ENOTTY/EOPNOTSUPP/EINVAL: that means "not
+/// immutable", so it is success.
+pub fn clear_immutable(f: &File) -> io::Result<()> {
+    let mut flags: libc::c_int = 0;
+    // SAFETY: `f` is an open file; FS_IOC_GETFLAGS writes one int to the
+    // pointer, which points at `flags`.
+    let r = unsafe { libc::ioctl(f.as_raw_fd(), FS_IOC_GETFLAGS as _, &mut flags as *mut _) };
+    if r < 0 {
+        let e = io::Error::last_os_error();
+        return match e.raw_os_error() {
+            Some(libc::ENOTTY | libc::EOPNOTSUPP | libc::EINVAL) => Ok(()),
+            _ => Err(e),
+        };
+    }
+    if flags & FS_IMMUTABLE_FL == 0 {
+        return Ok(());
+    }
+    flags &= !FS_IMMUTABLE_FL;
+    // SAFETY: as above; FS_IOC_SETFLAGS reads one int from `flags`.
+    check(unsafe { libc::ioctl(f.as_raw_fd(), FS_IOC_SETFLAGS as _, &flags as *const _) })
+        .map(|_| ())
+}
+
 /// The kernel's page size (the swap header's unit), 4096 if sysconf
 /// cannot tell.
 pub fn page_size() -> u64 {
