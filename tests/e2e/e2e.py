@@ -36,11 +36,14 @@ import os
 import random
 import signal
 import sqlite3
+import struct
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
+import uuid
+import zlib
 
 NOT_IMPLEMENTED = "not implemented in this build yet"
 NO_NIC = "no network interface with a MAC address found"
@@ -286,6 +289,81 @@ def check_metadata_zeroed(disk):
     if middle != b"E2E-MIDDLE-MARKER":
         raise PhaseFailed("the data between the metadata areas was touched "
                           "(erase_devices_metadata must not erase the disk)")
+
+
+def gpt_image(size=4 << 20):
+    """A whole-disk image with a real GPT (protective MBR, primary and
+    backup headers and entries with their CRCs) and one Linux partition
+    from LBA 2048 filled with a pattern, so the deploy exercises the GPT
+    relocation and the configdrive partition of a real disk image."""
+    n = size // SECTOR
+    last = n - 1
+    img = bytearray(size)
+    for lba in range(2048, n - 34):
+        img[lba * SECTOR:lba * SECTOR + 32] = hashlib.sha256(
+            b"e2e-%d" % lba).digest()
+    # protective MBR
+    img[446:462] = struct.pack("<B3sB3sII", 0, b"\x00\x02\x00", 0xEE,
+                               b"\xff\xff\xff", 1, min(n - 1, 0xFFFFFFFF))
+    img[510:512] = b"\x55\xaa"
+    entry = struct.pack(
+        "<16s16sQQQ72s",
+        uuid.UUID("0fc63daf-8483-4772-8e79-3d69d8477de4").bytes_le,
+        uuid.uuid4().bytes_le, 2048, n - 35, 0,
+        "e2e-root".encode("utf-16-le"))
+    entries = entry + bytes(128 * 127)
+    ecrc = zlib.crc32(entries)
+    disk_guid = uuid.uuid4().bytes_le
+
+    def header(cur, alt, entries_lba):
+        h = struct.pack("<8sIIIIQQQQ16sQIII", b"EFI PART", 0x10000, 92, 0, 0,
+                        cur, alt, 34, last - 33, disk_guid, entries_lba, 128,
+                        128, ecrc)
+        crc = zlib.crc32(h)
+        return h[:16] + struct.pack("<I", crc) + h[20:]
+
+    img[SECTOR:SECTOR + 92] = header(1, last, 2)
+    img[2 * SECTOR:2 * SECTOR + len(entries)] = entries
+    img[(last - 32) * SECTOR:(last - 32) * SECTOR + len(entries)] = entries
+    img[last * SECTOR:last * SECTOR + 92] = header(last, 1, last - 32)
+    return bytes(img)
+
+
+def gpt_partitions(f):
+    """(first_lba, last_lba) of every used entry of the GPT on `f`."""
+    f.seek(SECTOR)
+    h = f.read(92)
+    if h[:8] != b"EFI PART":
+        raise PhaseFailed("no primary GPT on the disk after the deploy")
+    entries_lba, count, esize = struct.unpack("<QII", h[72:88])
+    f.seek(entries_lba * SECTOR)
+    raw = f.read(count * esize)
+    out = []
+    for i in range(count):
+        e = raw[i * esize:(i + 1) * esize]
+        if e[:16] != bytes(16):
+            out.append(struct.unpack("<QQ", e[32:48]))
+    return out
+
+
+def check_deployed(disk, image):
+    """The image's partition data is on the disk, the backup GPT moved to
+    the disk's end, and a config-2 ISO 9660 partition was added."""
+    with open(disk, "rb") as f:
+        f.seek(2048 * SECTOR)
+        end = len(image) - 34 * SECTOR
+        if f.read(end - 2048 * SECTOR) != image[2048 * SECTOR:end]:
+            raise PhaseFailed("the image's partition data is not on the disk")
+        f.seek(DISK_SIZE - SECTOR)
+        if f.read(8) != b"EFI PART":
+            raise PhaseFailed("the backup GPT header is not at the disk's end")
+        parts = gpt_partitions(f)
+        for first, _ in parts:
+            f.seek(first * SECTOR + 32768)
+            pvd = f.read(72)
+            if pvd[1:6] == b"CD001" and pvd[40:48] == b"config-2":
+                return
+        raise PhaseFailed(f"no config-2 partition among {parts}")
 
 
 # --------------------------------------------------------------------------
@@ -544,10 +622,10 @@ class E2E:
         self.clean(a)
         log(f"  fast-track cleaning: {time.monotonic() - t1:.1f} s")
         self.check_tls()
-        # deploy: a 1 MiB raw image from the loopback image server
+        # deploy: a 4 MiB raw GPT disk image from the loopback image
+        # server, with a configdrive (Ironic builds the ISO)
         img = os.path.join(self.state, "httpboot", "disk.img")
-        blob = b"".join(hashlib.sha256(b"e2e-%d" % i).digest()
-                        for i in range(32768))
+        blob = gpt_image()
         with open(img, "wb") as f:
             f.write(blob)
         self.ironic.call("PATCH", f"/v1/nodes/{self.uuid}", [
@@ -561,7 +639,9 @@ class E2E:
         ])
         t1 = time.monotonic()
         try:
-            self.ironic.provision(self.uuid, "active")
+            self.ironic.provision(self.uuid, "active", configdrive={
+                "meta_data": {"uuid": self.uuid, "hostname": "e2e-node"},
+                "user_data": "#cloud-config\nhostname: e2e-node\n"})
             self.ironic.wait_state(self.uuid, "active", ("deploy failed",),
                                    180, agent=a)
         except Pending:
@@ -576,9 +656,7 @@ class E2E:
         if not a.wait_log(POWERED_OFF, 10):
             raise PhaseFailed("Ironic did not power the agent off at the end "
                               "of the deploy (standby.power_off)")
-        with open(self.disk, "rb") as f:
-            if f.read(len(blob)) != blob:
-                raise PhaseFailed("the image is not on the disk")
+        check_deployed(self.disk, blob)
 
     @staticmethod
     def check_one_boot(a):
