@@ -217,15 +217,32 @@ impl Heartbeater {
     pub fn spawn(mut self) -> std::io::Result<()> {
         std::thread::Builder::new()
             .name("heartbeat".into())
-            .spawn(move || loop {
-                let r = catch_unwind(AssertUnwindSafe(|| self.run()));
-                if r.is_ok() || !self.agent.is_serving() {
-                    return;
-                }
-                log::error!("the heartbeat loop panicked; restarting it in 1 s");
-                std::thread::sleep(Duration::from_secs(1));
+            .spawn(move || {
+                let agent = self.agent.clone();
+                supervise(|| self.run(), || agent.is_serving(), Duration::from_secs(1))
             })?;
         Ok(())
+    }
+}
+
+/// Run `body` until it returns; when it panics, log it and run it again
+/// after `pause`, as long as `keep_going` says so. Returns how many times
+/// `body` panicked.
+pub fn supervise(mut body: impl FnMut(), keep_going: impl Fn() -> bool, pause: Duration) -> u32 {
+    let mut panics = 0;
+    loop {
+        if catch_unwind(AssertUnwindSafe(&mut body)).is_ok() {
+            return panics;
+        }
+        panics += 1;
+        if !keep_going() {
+            return panics;
+        }
+        log::error!(
+            "the heartbeat loop panicked; restarting it in {} s",
+            pause.as_secs_f64()
+        );
+        std::thread::sleep(pause);
     }
 }
 
@@ -255,6 +272,34 @@ mod tests {
         let mut k: Vec<&str> = v.as_object().unwrap().keys().map(|k| k.as_str()).collect();
         k.sort();
         k
+    }
+
+    /// The heartbeat thread never dies of a panic: the loop restarts.
+    #[test]
+    fn supervise_restarts_after_a_panic() {
+        let mut runs = 0;
+        let panics = supervise(
+            || {
+                runs += 1;
+                if runs < 3 {
+                    panic!("injected panic {runs}");
+                }
+            },
+            || true,
+            Duration::ZERO,
+        );
+        assert_eq!((runs, panics), (3, 2));
+        // not restarted once the agent stops serving
+        let mut runs = 0;
+        let panics = supervise(
+            || {
+                runs += 1;
+                panic!("injected")
+            },
+            || false,
+            Duration::ZERO,
+        );
+        assert_eq!((runs, panics), (1, 1));
     }
 
     #[test]
