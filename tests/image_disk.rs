@@ -680,3 +680,91 @@ fn unsafe_is_not_root() -> bool {
         .map(|o| String::from_utf8_lossy(&o.stdout).trim() != "0")
         .unwrap_or(true)
 }
+
+/// inject_files into a real ext4 filesystem on a loop device, mounted
+/// with mount(2) by the agent (partition given as a device path, as IPA
+/// allows), then checked with debugfs-free means: we mount it again
+/// ourselves.
+#[test]
+fn inject_files_into_loop_ext4() {
+    if unsafe_is_not_root() {
+        eprintln!("SKIP: loop-device test needs root");
+        return;
+    }
+    if !have("losetup") || !have("mkfs.ext4") {
+        return;
+    }
+    let dir = common::test_dir("inject-loop");
+    let backing = dir.join("fs");
+    sparse(&backing, 64 << 20);
+    run("mkfs.ext4", &["-q", "-F", backing.to_str().unwrap()]);
+    let out = Command::new("losetup")
+        .args(["-f", "--show"])
+        .arg(&backing)
+        .output()
+        .unwrap();
+    if !out.status.success() {
+        eprintln!("SKIP: losetup failed");
+        return;
+    }
+    let dev = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let _guard = Detach(PathBuf::from(&dev));
+    let a = agent(Path::new("/"));
+    let node = json!({"uuid": "n1", "properties": {}});
+    let ports = json!([]);
+    let args = json!({"files": [
+        {"path": "/etc/sysctl.d/99-x.conf", "partition": dev, "content": "aGVsbG8K",
+         "mode": 0o600, "dirmode": 0o750},
+    ]});
+    let call = ironic_agent::hardware::StepCall {
+        kind: ironic_agent::hardware::StepKind::Deploy,
+        step: "inject_files",
+        node: &node,
+        ports: &ports,
+        args: args.as_object().unwrap(),
+    };
+    ironic_agent::image::inject::inject_files(&a, &call).unwrap();
+    // look with our own mount
+    let mnt = dir.join("mnt");
+    std::fs::create_dir_all(&mnt).unwrap();
+    run("mount", &["-t", "ext4", &dev, mnt.to_str().unwrap()]);
+    let f = mnt.join("etc/sysctl.d/99-x.conf");
+    let content = std::fs::read(&f);
+    let mode = std::fs::metadata(&f).map(|m| {
+        use std::os::unix::fs::PermissionsExt;
+        m.permissions().mode() & 0o777
+    });
+    let dmode = std::fs::metadata(mnt.join("etc/sysctl.d")).map(|m| {
+        use std::os::unix::fs::PermissionsExt;
+        m.permissions().mode() & 0o777
+    });
+    run("umount", &[mnt.to_str().unwrap()]);
+    assert_eq!(content.unwrap(), b"hello\n");
+    assert_eq!(mode.unwrap(), 0o600);
+    assert_eq!(dmode.unwrap(), 0o750);
+}
+
+#[test]
+fn inject_files_on_a_fixture_root_fails_clearly() {
+    let dir = common::test_dir("inject-fixture");
+    std::fs::create_dir_all(dir.join("dev")).unwrap();
+    sparse(&dir.join("dev/sda"), 8 << 20);
+    let a = agent(&dir);
+    let node = json!({"uuid": "n1", "properties": {}});
+    let ports = json!([]);
+    let args = json!({"files": [{"path": "/etc/x", "partition": "/dev/sda", "content": "eA=="}]});
+    let call = ironic_agent::hardware::StepCall {
+        kind: ironic_agent::hardware::StepKind::Deploy,
+        step: "inject_files",
+        node: &node,
+        ports: &ports,
+        args: args.as_object().unwrap(),
+    };
+    let e = ironic_agent::image::inject::inject_files(&a, &call).unwrap_err();
+    assert!(
+        e.details
+            .starts_with("Unable to mount /dev/sda: not a block device"),
+        "{}",
+        e.details
+    );
+}

@@ -1,13 +1,475 @@
-//! The `inject_files` deploy step. STUB.
+//! The `inject_files` deploy/service step (IPA's `inject_files.py`): write,
+//! replace or delete files inside a partition of the install disk. The
+//! partition is mounted with mount(2) (the kernel does the filesystem
+//! work; the type is probed from the superblock), which needs a real block
+//! device: on a fixture root whose disks are regular files the step fails
+//! with a clear message instead of pretending.
 
+use super::disk::{self, Found};
 use crate::agent::Agent;
-use crate::error::{AgentError, Result};
+use crate::error::{AgentError, Kind, Result};
 use crate::hardware::StepCall;
-use serde_json::Value;
+use serde_json::{Map, Value};
+use std::fs::{self, File};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
-pub fn inject_files(_agent: &Agent, call: &StepCall) -> Result<Value> {
-    Err(AgentError::new(
-        call.kind.error_kind(),
-        "inject_files is not implemented in this build yet",
-    ))
+const KNOWN: [&str; 8] = [
+    "path",
+    "partition",
+    "content",
+    "deleted",
+    "mode",
+    "dirmode",
+    "owner",
+    "group",
+];
+
+/// IPA's `_validate_files`, with its messages.
+pub fn validate_files(
+    from_properties: &Value,
+    from_args: &Value,
+) -> Result<Vec<Map<String, Value>>> {
+    let type_name = |v: &Value| match v {
+        Value::Null => "NoneType",
+        Value::Bool(_) => "bool",
+        Value::Number(_) => "int",
+        Value::String(_) => "str",
+        Value::Array(_) => "list",
+        Value::Object(_) => "dict",
+    };
+    let props = match from_properties {
+        Value::Null => vec![],
+        Value::Array(a) => a.clone(),
+        other => {
+            return Err(AgentError::invalid_params(format!(
+                "The `inject_files` node property must be a list, got {}",
+                type_name(other)
+            )))
+        }
+    };
+    let args = match from_args {
+        Value::Null => vec![],
+        Value::Array(a) => a.clone(),
+        other => {
+            return Err(AgentError::invalid_params(format!(
+                "The `files` argument must be a list, got {}",
+                type_name(other)
+            )))
+        }
+    };
+    let mut failures = Vec::new();
+    let mut files = Vec::new();
+    for v in props.into_iter().chain(args) {
+        let Value::Object(fl) = v else {
+            failures.push(format!("expected a dict, got {v}"));
+            continue;
+        };
+        let shown = Value::Object(fl.clone()).to_string();
+        let unknown: Vec<&str> = fl
+            .keys()
+            .map(String::as_str)
+            .filter(|k| !KNOWN.contains(k))
+            .collect();
+        if !unknown.is_empty() {
+            failures.push(format!(
+                "unexpected fields in {shown}: {}",
+                unknown.join(", ")
+            ));
+        }
+        let path = fl.get("path").and_then(Value::as_str).unwrap_or("");
+        let has_partition = fl.get("partition").is_some_and(truthy);
+        if path.is_empty() {
+            failures.push(format!("expected a path in {shown}"));
+        } else if parent(path) == "/" && !has_partition {
+            failures.push(format!("{shown} in root directory requires \"partition\""));
+        } else if path.ends_with('/') {
+            failures.push(format!("directories not supported for {shown}"));
+        }
+        if fl.get("content").is_some_and(truthy) && fl.get("deleted").is_some_and(truthy) {
+            failures.push(format!("content cannot be used with deleted in {shown}"));
+        }
+        for field in ["owner", "group", "mode", "dirmode"] {
+            if let Some(v) = fl.get(field) {
+                if !(v.is_i64() || v.is_u64()) {
+                    failures.push(format!("{field} must be a number in {shown}"));
+                }
+            }
+        }
+        files.push(fl);
+    }
+    if !failures.is_empty() {
+        return Err(AgentError::invalid_params(format!(
+            "Validation of files failed: {}",
+            failures.join("; ")
+        )));
+    }
+    Ok(files)
+}
+
+fn truthy(v: &Value) -> bool {
+    match v {
+        Value::Null => false,
+        Value::Bool(b) => *b,
+        Value::String(s) => !s.is_empty(),
+        Value::Number(n) => n.as_f64() != Some(0.0),
+        Value::Array(a) => !a.is_empty(),
+        Value::Object(o) => !o.is_empty(),
+    }
+}
+
+/// `os.path.dirname`.
+fn parent(path: &str) -> &str {
+    match path.rfind('/') {
+        Some(0) => "/",
+        Some(i) => &path[..i],
+        None => "",
+    }
+}
+
+/// Python's `str.format(node=node, ports=ports)` for the forms a deploy
+/// template uses: `{node[uuid]}`, `{node[properties][x]}`,
+/// `{ports[0][address]}`; `{{` and `}}` are literal braces.
+pub fn format_url(url: &str, node: &Value, ports: &Value) -> Result<String> {
+    let mut out = String::new();
+    let mut rest = url;
+    while let Some(i) = rest.find(['{', '}']) {
+        out.push_str(&rest[..i]);
+        let c = rest.as_bytes()[i];
+        if rest[i + 1..].starts_with(c as char) {
+            out.push(c as char);
+            rest = &rest[i + 2..];
+            continue;
+        }
+        if c == b'}' {
+            return Err(AgentError::execution(format!(
+                "Single '}}' encountered in format string {url}"
+            )));
+        }
+        let end = rest[i..]
+            .find('}')
+            .ok_or_else(|| AgentError::execution(format!("unmatched '{{' in {url}")))?;
+        let field = &rest[i + 1..i + end];
+        let (base, keys) = field.split_once('[').unwrap_or((field, ""));
+        let mut v = match base {
+            "node" => node,
+            "ports" => ports,
+            _ => {
+                return Err(AgentError::execution(format!(
+                    "unknown field {base:?} in {url}"
+                )))
+            }
+        };
+        let keys = if keys.is_empty() {
+            String::new()
+        } else {
+            format!("[{keys}")
+        };
+        for k in keys.split('[').filter(|k| !k.is_empty()) {
+            let k = k.trim_end_matches(']');
+            v = match v {
+                Value::Array(a) => k.parse::<usize>().ok().and_then(|n| a.get(n)),
+                Value::Object(o) => o.get(k),
+                _ => None,
+            }
+            .ok_or_else(|| AgentError::execution(format!("{field} not found for {url}")))?;
+        }
+        match v {
+            Value::String(s) => out.push_str(s),
+            other => out.push_str(&other.to_string()),
+        }
+        rest = &rest[i + end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+static MOUNTS: AtomicUsize = AtomicUsize::new(0);
+
+/// A partition mounted on a temporary directory; unmounted on drop.
+struct Mounted {
+    dir: PathBuf,
+}
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        crate::sys::sync_all_filesystems();
+        if let Err(e) = crate::sys::umount(&self.dir) {
+            log::error!("unmounting {}: {e}", self.dir.display());
+        } else {
+            let _ = fs::remove_dir(&self.dir);
+        }
+    }
+}
+
+/// IPA's `utils.mounted`: mount `dev` (a machine path such as /dev/sda2)
+/// with the type read from its superblock.
+fn mount(agent: &Agent, dev: &str) -> Result<Mounted> {
+    let path = agent.root.path(dev);
+    let fail = |why: String| {
+        AgentError::new(
+            Kind::CommandExecutionError,
+            format!("Unable to mount {dev}: {why}"),
+        )
+    };
+    let f = File::open(&path).map_err(|e| fail(e.to_string()))?;
+    if !crate::sys::is_block_device(&f) {
+        return Err(fail(
+            "not a block device (a fixture root's disks are regular files, which cannot be \
+             mounted without a loop device)"
+                .into(),
+        ));
+    }
+    let size = crate::sys::block_device_size(&f).map_err(|e| fail(e.to_string()))?;
+    let info = disk::probe_fs(&f, 0, size).ok_or_else(|| {
+        fail("no filesystem this agent recognises (ext2/3/4, xfs, btrfs, vfat, iso9660)".into())
+    })?;
+    let fstype = match info.fstype {
+        "ext2" | "ext3" | "ext4" => "ext4",
+        "swap" => return Err(fail("it is a swap area".into())),
+        t => t,
+    };
+    let n = MOUNTS.fetch_add(1, Ordering::SeqCst);
+    let dir = std::env::temp_dir().join(format!("ironic-agent-mnt-{}-{n}", std::process::id()));
+    fs::create_dir_all(&dir).map_err(|e| fail(format!("creating {}: {e}", dir.display())))?;
+    if let Err(e) = crate::sys::mount(&path, &dir, fstype) {
+        let _ = fs::remove_dir(&dir);
+        return Err(fail(format!("mount -t {fstype}: {e}")));
+    }
+    Ok(Mounted { dir })
+}
+
+fn install_device(agent: &Agent) -> Result<String> {
+    if let Some(w) = agent.state().written_image.as_ref() {
+        if !w.device.is_empty() {
+            return Ok(w.device.clone());
+        }
+    }
+    agent
+        .managers
+        .dispatch("get_os_install_device", |m| {
+            m.get_os_install_device(agent, None)
+        })
+        .map(|d| d.name)
+}
+
+/// IPA's `_find_and_mount_path`: the mount and the file's full path in it.
+fn find_and_mount(
+    agent: &Agent,
+    path: &str,
+    partition: Option<&Value>,
+) -> Result<(Mounted, PathBuf)> {
+    let rel = path.trim_matches('/');
+    match partition.filter(|p| truthy(p)) {
+        Some(p) => {
+            let number = match p {
+                Value::Number(n) => n.as_u64(),
+                Value::String(s) => s.trim().parse::<u64>().ok(),
+                _ => None,
+            };
+            let dev = match number {
+                Some(n) => {
+                    let root = install_device(agent)?;
+                    // IPA's template: "p" only for NVMe names
+                    if root.contains("nvme") {
+                        format!("{root}p{n}")
+                    } else {
+                        format!("{root}{n}")
+                    }
+                }
+                None => p.as_str().unwrap_or_default().to_string(),
+            };
+            let m = mount(agent, &dev)?;
+            let full = m.dir.join(rel);
+            Ok((m, full))
+        }
+        None => {
+            let (detect, rest) = rel.split_once('/').ok_or_else(|| {
+                AgentError::invalid_params(format!(
+                    "Invalid path {rel}, must be an absolute path to a file"
+                ))
+            })?;
+            let root = install_device(agent)?;
+            let file = File::open(agent.root.path(&root)).map_err(|e| {
+                AgentError::io(Kind::CommandExecutionError, format!("opening {root}"), e)
+            })?;
+            let geom = disk::geometry(agent, Path::new(&root), &file)?;
+            let parts = match disk::read_table(&file, geom) {
+                Found::Table(t) => t.partitions,
+                _ => vec![],
+            };
+            let mut scanned = Vec::new();
+            for p in &parts {
+                let dev = if root.contains("nvme") {
+                    format!("{root}p{}", p.number)
+                } else {
+                    format!("{root}{}", p.number)
+                };
+                scanned.push(dev.clone());
+                match mount(agent, &dev) {
+                    Ok(m) => {
+                        if m.dir.join(detect).is_dir() {
+                            log::info!("Path {detect} has been found on partition {dev}");
+                            let full = m.dir.join(detect).join(rest);
+                            return Ok((m, full));
+                        }
+                    }
+                    Err(e) => log::warn!("Failure when inspecting partition {dev}: {e}"),
+                }
+            }
+            Err(AgentError::device_not_found(format!(
+                "No partition found with path {detect}, scanned: {scanned:?}"
+            )))
+        }
+    }
+}
+
+fn content_bytes(agent: &Agent, call: &StepCall, content: &str) -> Result<Vec<u8>> {
+    if !content.contains("://") {
+        return crate::util::base64_decode(content)
+            .ok_or_else(|| AgentError::execution("content is not valid base64"));
+    }
+    let url = format_url(content, call.node, call.ports)?;
+    let mut config = agent.config.clone();
+    if call.args.get("verify_ca") == Some(&Value::Bool(false)) {
+        config.insecure = true;
+    }
+    let tls = crate::tls::client_tls(&config).map_err(AgentError::execution)?;
+    let http = ureq::Agent::new_with_config(
+        ureq::Agent::config_builder()
+            .tls_config(tls)
+            .timeout_global(Some(Duration::from_secs(
+                agent.config.image_download_connection_timeout.max(1) * 5,
+            )))
+            .build(),
+    );
+    let mut resp = http
+        .get(&url)
+        .call()
+        .map_err(|e| AgentError::execution(format!("downloading {url}: {e}")))?;
+    resp.body_mut()
+        .with_config()
+        .limit(256 << 20)
+        .read_to_vec()
+        .map_err(|e| AgentError::execution(format!("downloading {url}: {e}")))
+}
+
+fn inject_one(agent: &Agent, call: &StepCall, fl: &Map<String, Value>) -> Result<()> {
+    let path = fl.get("path").and_then(Value::as_str).unwrap_or_default();
+    let (_mounted, full) = find_and_mount(agent, path, fl.get("partition"))?;
+    if fl.get("deleted").is_some_and(truthy) {
+        let _ = fs::remove_file(&full);
+        return Ok(());
+    }
+    let shown = Value::Object(fl.clone()).to_string();
+    let wrap = |e: String| AgentError::execution(format!("Failed to process file {shown}. {e}"));
+    let dir = full.parent().unwrap_or(Path::new("/"));
+    if !dir.exists() {
+        fs::create_dir_all(dir).map_err(|e| wrap(format!("OSError: {e}")))?;
+        if let Some(m) = fl.get("dirmode").and_then(Value::as_u64) {
+            fs::set_permissions(dir, fs::Permissions::from_mode(m as u32))
+                .map_err(|e| wrap(format!("OSError: {e}")))?;
+        }
+    }
+    let content = fl.get("content").and_then(Value::as_str).unwrap_or("");
+    let bytes = content_bytes(agent, call, content).map_err(|e| wrap(e.details))?;
+    fs::write(&full, bytes).map_err(|e| wrap(format!("OSError: {e}")))?;
+    if let Some(m) = fl.get("mode").and_then(Value::as_u64) {
+        fs::set_permissions(&full, fs::Permissions::from_mode(m as u32))
+            .map_err(|e| wrap(format!("OSError: {e}")))?;
+    }
+    let id = |k: &str| {
+        fl.get(k)
+            .and_then(Value::as_i64)
+            .filter(|&v| v >= 0)
+            .map(|v| v as u32)
+    };
+    if id("owner").is_some() || id("group").is_some() {
+        std::os::unix::fs::chown(&full, id("owner"), id("group"))
+            .map_err(|e| wrap(format!("OSError: {e}")))?;
+    }
+    Ok(())
+}
+
+/// The `inject_files` step. Returns null, as IPA.
+pub fn inject_files(agent: &Agent, call: &StepCall) -> Result<Value> {
+    let from_props = call
+        .node
+        .pointer("/properties/inject_files")
+        .cloned()
+        .unwrap_or(Value::Null);
+    let from_props = if truthy(&from_props) {
+        from_props
+    } else {
+        Value::Null
+    };
+    let files = validate_files(&from_props, call.args.get("files").unwrap_or(&Value::Null))?;
+    if files.is_empty() {
+        log::info!("No files to inject");
+        return Ok(Value::Null);
+    }
+    for fl in &files {
+        inject_one(agent, call, fl)?;
+    }
+    Ok(Value::Null)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn validation_like_ipa() {
+        let ok = validate_files(
+            &Value::Null,
+            &json!([{"path": "/etc/x.conf", "content": "eA=="}]),
+        )
+        .unwrap();
+        assert_eq!(ok.len(), 1);
+        let e = validate_files(&json!({}), &Value::Null).unwrap_err();
+        assert_eq!(
+            e.details,
+            "The `inject_files` node property must be a list, got dict"
+        );
+        let e = validate_files(
+            &Value::Null,
+            &json!([{"path": "/x", "bogus": 1, "mode": "644"},
+                    {"path": "/etc/", "partition": 1},
+                    {"content": "x", "deleted": true}]),
+        )
+        .unwrap_err();
+        let d = e.details;
+        assert!(d.starts_with("Validation of files failed: "), "{d}");
+        assert!(d.contains("unexpected fields in"), "{d}");
+        assert!(
+            d.contains("in root directory requires \"partition\""),
+            "{d}"
+        );
+        assert!(d.contains("mode must be a number"), "{d}");
+        assert!(d.contains("directories not supported"), "{d}");
+        assert!(d.contains("expected a path"), "{d}");
+        assert!(d.contains("content cannot be used with deleted"), "{d}");
+        assert_eq!(e.kind, Kind::InvalidCommandParamsError);
+    }
+
+    #[test]
+    fn url_templates() {
+        let node = json!({"uuid": "n1", "properties": {"x": 5}});
+        let ports = json!([{"address": "52:54:00:00:00:01"}]);
+        assert_eq!(
+            format_url(
+                "http://s/{node[uuid]}/{ports[0][address]}/{node[properties][x]}/{{}}",
+                &node,
+                &ports
+            )
+            .unwrap(),
+            "http://s/n1/52:54:00:00:00:01/5/{}"
+        );
+        assert!(format_url("http://s/{node[nope]}", &node, &ports).is_err());
+        assert!(format_url("http://s/{other}", &node, &ports).is_err());
+        assert!(format_url("http://s/}", &node, &ports).is_err());
+    }
 }

@@ -221,6 +221,33 @@ pub fn clear_immutable(f: &File) -> io::Result<()> {
         .map(|_| ())
 }
 
+fn cstr(p: &std::path::Path) -> io::Result<std::ffi::CString> {
+    use std::os::unix::ffi::OsStrExt;
+    std::ffi::CString::new(p.as_os_str().as_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains a NUL byte"))
+}
+
+/// mount(2) a block device read-write with an explicit filesystem type
+/// (the kernel does the filesystem work; no mount(8), which would probe
+/// types from /proc/filesystems).
+pub fn mount(source: &std::path::Path, target: &std::path::Path, fstype: &str) -> io::Result<()> {
+    let src = cstr(source)?;
+    let dst = cstr(target)?;
+    let ty = std::ffi::CString::new(fstype)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "bad filesystem type"))?;
+    // SAFETY: three NUL-terminated strings that live across the call; no
+    // data argument (null), flags 0.
+    check(unsafe { libc::mount(src.as_ptr(), dst.as_ptr(), ty.as_ptr(), 0, std::ptr::null()) })
+        .map(|_| ())
+}
+
+/// umount2(2) without flags.
+pub fn umount(target: &std::path::Path) -> io::Result<()> {
+    let dst = cstr(target)?;
+    // SAFETY: a NUL-terminated path string alive for the call.
+    check(unsafe { libc::umount2(dst.as_ptr(), 0) }).map(|_| ())
+}
+
 /// The kernel's page size (the swap header's unit), 4096 if sysconf
 /// cannot tell.
 pub fn page_size() -> u64 {
