@@ -768,3 +768,69 @@ fn inject_files_on_a_fixture_root_fails_clearly() {
         e.details
     );
 }
+
+/// An MBR disk over 2 TiB (a 3 TiB sparse file): the configdrive goes just
+/// below the 2 TiB limit, as IPA's parted call places it.
+#[test]
+fn configdrive_mbr_above_2tib() {
+    if !have("sfdisk") {
+        return;
+    }
+    let dir = common::test_dir("cd-3t");
+    let img = dir.join("sdd");
+    sparse(&img, 3 << 40);
+    let mut child = Command::new("sfdisk")
+        .arg(&img)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"label: dos\n,16M,83,*\n")
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+    let a = agent(&dir);
+    let mut f = open_rw(&img);
+    configdrive::write_configdrive(&a, Path::new("/dev/sdd"), &mut f, &json!(gz_b64(b"drive")))
+        .unwrap();
+    drop(f);
+    let json: Value =
+        serde_json::from_str(&run("sfdisk", &["--json", img.to_str().unwrap()])).unwrap();
+    let parts = json["partitiontable"]["partitions"].as_array().unwrap();
+    assert_eq!(parts.len(), 2);
+    // MAX_DISK_SIZE_MB_SUPPORTED_BY_MBR - 64 - 1 .. - 1 MiB
+    assert_eq!(parts[1]["start"], (2_097_152u64 - 65) * 2048);
+    assert_eq!(parts[1]["size"], 64 * 2048);
+}
+
+#[test]
+fn preserve_ephemeral_keeps_the_table_and_data() {
+    let dir = common::test_dir("preserve");
+    let a = agent(&dir);
+    let disk_path = dir.join("sda");
+    let mut f = sparse(&disk_path, 1 << 30);
+    let n = node("bios", None);
+    let ii = info(300, 0, 100, None);
+    let first =
+        partition::prepare_layout(&a, Path::new("/dev/sda"), &mut f, &ii, Some(&n)).unwrap();
+    let eph = first.ephemeral.clone().unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&f, b"tenant data", eph.offset + 4096).unwrap();
+    let mut keep = ii.clone();
+    keep.insert("preserve_ephemeral".into(), json!(true));
+    let second =
+        partition::prepare_layout(&a, Path::new("/dev/sda"), &mut f, &keep, Some(&n)).unwrap();
+    assert_eq!(second.root, first.root);
+    let mut buf = [0u8; 11];
+    std::os::unix::fs::FileExt::read_exact_at(&f, &mut buf, eph.offset + 4096).unwrap();
+    assert_eq!(&buf, b"tenant data");
+    // a different layout is refused rather than silently repartitioned
+    let mut other = keep.clone();
+    other.insert("ephemeral_mb".into(), json!(200));
+    let e =
+        partition::prepare_layout(&a, Path::new("/dev/sda"), &mut f, &other, Some(&n)).unwrap_err();
+    assert!(e.details.contains("preserve_ephemeral"), "{}", e.details);
+}

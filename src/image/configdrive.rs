@@ -334,6 +334,16 @@ pub fn write_configdrive(
     };
     let path = disk::partition_path(&dev, part.number);
     write_source(agent, file, part.offset, part.len, &path, &src)?;
+    if geom.sector > 2048 {
+        // isofs needs a logical block size of at most 2 KiB: on a 4Kn disk
+        // the kernel cannot mount the ISO. IPA then rebuilds the drive as
+        // FAT32 (mkfs.vfat + copy); this agent does not (yet), so say so.
+        log::warn!(
+            "{path}: {dev} has {}-byte logical sectors, on which Linux cannot mount an ISO 9660 \
+             config drive; the instance may not see its configuration",
+            geom.sector
+        );
+    }
     disk::reread_partitions(dev_path, file)?;
     Ok(())
 }

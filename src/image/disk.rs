@@ -735,6 +735,41 @@ mod tests {
     }
 
     #[test]
+    fn hostile_disks_never_panic() {
+        let base = gpt_disk(512, 8192, 3);
+        let mut rng = fastrand::Rng::with_seed(5);
+        for round in 0..1500 {
+            let mut d = MemDisk(base.0.clone());
+            // scribble over the MBR, the primary header and the entries
+            for _ in 0..16 {
+                let i = rng.usize(0..(34 * 512));
+                d.0[i] = rng.u8(..);
+            }
+            if round % 2 == 0 {
+                // keep the header CRC valid so the fields themselves are
+                // exercised
+                d.0[512 + 16..512 + 20].fill(0);
+                let crc = gpt::crc32(&d.0[512..512 + 92]);
+                d.0[512 + 16..512 + 20].copy_from_slice(&crc.to_le_bytes());
+            }
+            for sector in [512u64, 4096] {
+                let geom = Geometry {
+                    sector,
+                    size: d.0.len() as u64 * (1 + round as u64 % 3),
+                };
+                let _ = read_table(&d, geom);
+                let mut w = MemDisk(d.0.clone());
+                let _ = fix_gpt(Path::new("/dev/x"), &mut w, geom);
+                if let Found::Table(t) = read_table(&w, geom) {
+                    for p in &t.partitions {
+                        let _ = block_uuid(&w, p);
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
     fn whole_disk_root_uuid_is_mbr_signature() {
         let mut d = MemDisk::new(4096);
         d.0[440..444].copy_from_slice(&0xdeadbeefu32.to_le_bytes());

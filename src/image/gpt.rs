@@ -366,6 +366,12 @@ impl Gpt {
                 header.my_lba
             )));
         }
+        if header.last_usable >= disk_sectors {
+            return Err(bad(format!(
+                "GPT last usable LBA {} lies beyond the device's {disk_sectors} sectors",
+                header.last_usable
+            )));
+        }
         let esec = header.entries_sectors(sector);
         header
             .entries_lba
@@ -681,7 +687,8 @@ mod tests {
         assert!(mutate(&|h| h.my_lba = 7).is_err());
         assert!(mutate(&|h| h.first_usable = u64::MAX).is_err());
         assert!(mutate(&|h| h.last_usable = 40).is_err()); // partition outside
-                                                           // flipped CRC
+        assert!(mutate(&|h| h.last_usable = u64::MAX).is_err());
+        // flipped CRC
         let mut d3 = MemDisk(d.0.clone());
         d3.0[512 + 30] ^= 1;
         assert!(Gpt::read_primary(&d3, sector, sectors).is_err());
