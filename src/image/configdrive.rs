@@ -279,6 +279,18 @@ pub fn write_configdrive(
     file: &mut File,
     configdrive: &Value,
 ) -> Result<()> {
+    let was = disk::direct_off(dev_path, file);
+    let r = write_configdrive_inner(agent, dev_path, file, configdrive);
+    disk::direct_restore(dev_path, file, was);
+    r
+}
+
+fn write_configdrive_inner(
+    agent: &Agent,
+    dev_path: &Path,
+    file: &mut File,
+    configdrive: &Value,
+) -> Result<()> {
     let node = node_uuid(agent);
     let dev = dev_path.display().to_string();
     let geom = disk::geometry(agent, dev_path, file)?;

@@ -103,6 +103,25 @@ fn kname(dev_path: &Path) -> String {
         .unwrap_or_default()
 }
 
+/// Turn O_DIRECT off on `file` for small, unaligned table I/O; returns
+/// whether it was on, for [`direct_restore`]. The streaming writer hands
+/// over the file it opened with O_DIRECT.
+pub fn direct_off(dev_path: &Path, file: &File) -> bool {
+    crate::sys::set_o_direct(file, false).unwrap_or_else(|e| {
+        log::warn!("{}: cannot turn O_DIRECT off: {e}", dev_path.display());
+        false
+    })
+}
+
+/// Put O_DIRECT back when [`direct_off`] found it on.
+pub fn direct_restore(dev_path: &Path, file: &File, was: bool) {
+    if was {
+        if let Err(e) = crate::sys::set_o_direct(file, true) {
+            log::warn!("{}: cannot turn O_DIRECT back on: {e}", dev_path.display());
+        }
+    }
+}
+
 /// BLKSSZGET/BLKGETSIZE64 for a block device; for a regular file (fixture
 /// root) its length and `/sys/block/<name>/queue/logical_block_size` from
 /// the root, 512 when absent.
@@ -397,7 +416,7 @@ pub fn fix_gpt(dev_path: &Path, io: &mut impl Io, geom: Geometry) -> Result<()> 
         Err(GptError::NoSignature) => {}
         Err(GptError::Invalid(why)) => {
             return Err(deploy_error(format!(
-                "Failed to fix GPT partition on disk {} for node: {why}",
+                "Failed to fix GPT partition on disk {}. Error: {why}",
                 dev_path.display()
             )))
         }
@@ -410,6 +429,13 @@ pub fn fix_gpt(dev_path: &Path, io: &mut impl Io, geom: Geometry) -> Result<()> 
 /// partition table, and fail as IPA's `_validate_partitioning` does when
 /// the image carries no partition.
 pub fn after_whole_disk_write(agent: &Agent, dev_path: &Path, file: &mut File) -> Result<()> {
+    let was = direct_off(dev_path, file);
+    let r = after_whole_disk_write_inner(agent, dev_path, file);
+    direct_restore(dev_path, file, was);
+    r
+}
+
+fn after_whole_disk_write_inner(agent: &Agent, dev_path: &Path, file: &mut File) -> Result<()> {
     let geom = geometry(agent, dev_path, file)?;
     fix_gpt(dev_path, file, geom)?;
     file.sync_all().map_err(|e| {
@@ -635,10 +661,16 @@ pub fn partition_uuids(
     layout: Option<&super::partition::Layout>,
 ) -> Result<Map<String, Value>> {
     let Some(layout) = layout else {
-        return whole_disk_uuids(&file);
+        let was = direct_off(dev_path, file);
+        let r = whole_disk_uuids(&file);
+        direct_restore(dev_path, file, was);
+        return r;
     };
     let _ = geometry(agent, dev_path, file)?;
-    super::partition::uuids(file, layout)
+    let was = direct_off(dev_path, file);
+    let r = super::partition::uuids(file, layout);
+    direct_restore(dev_path, file, was);
+    r
 }
 
 #[cfg(test)]

@@ -201,6 +201,19 @@ pub fn prepare_layout(
     image_info: &Map<String, Value>,
     node: Option<&Value>,
 ) -> Result<Layout> {
+    let was = disk::direct_off(dev_path, file);
+    let r = prepare_layout_inner(agent, dev_path, file, image_info, node);
+    disk::direct_restore(dev_path, file, was);
+    r
+}
+
+fn prepare_layout_inner(
+    agent: &Agent,
+    dev_path: &Path,
+    file: &mut File,
+    image_info: &Map<String, Value>,
+    node: Option<&Value>,
+) -> Result<Layout> {
     let cached = agent.node();
     let node = node.or(cached.as_ref());
     let boot_mode = node_boot_mode(agent, node);
@@ -562,6 +575,19 @@ fn find_tool(name: &str) -> Option<PathBuf> {
 /// After the image is in `layout.root`: the ESP's FAT32, the
 /// configdrive, swap and ephemeral filesystems, then the UUID map.
 pub fn finish(
+    agent: &Agent,
+    dev_path: &Path,
+    file: &mut File,
+    layout: &Layout,
+    image_info: &Map<String, Value>,
+) -> Result<Map<String, Value>> {
+    let was = disk::direct_off(dev_path, file);
+    let r = finish_inner(agent, dev_path, file, layout, image_info);
+    disk::direct_restore(dev_path, file, was);
+    r
+}
+
+fn finish_inner(
     agent: &Agent,
     dev_path: &Path,
     file: &mut File,

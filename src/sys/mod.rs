@@ -248,6 +248,26 @@ pub fn umount(target: &std::path::Path) -> io::Result<()> {
     check(unsafe { libc::umount2(dst.as_ptr(), 0) }).map(|_| ())
 }
 
+/// Turn O_DIRECT on or off on an open file (fcntl F_SETFL may toggle it
+/// on Linux); returns whether it was on. The partition-table code does
+/// small unaligned I/O, which O_DIRECT refuses with EINVAL, on the file
+/// the streaming writer opened with O_DIRECT.
+pub fn set_o_direct(f: &File, on: bool) -> io::Result<bool> {
+    // SAFETY: F_GETFL on an open fd takes no pointer argument.
+    let flags = check(unsafe { libc::fcntl(f.as_raw_fd(), libc::F_GETFL) })?;
+    let was = flags & libc::O_DIRECT != 0;
+    if was != on {
+        let new = if on {
+            flags | libc::O_DIRECT
+        } else {
+            flags & !libc::O_DIRECT
+        };
+        // SAFETY: F_SETFL with an int argument; no memory is passed.
+        check(unsafe { libc::fcntl(f.as_raw_fd(), libc::F_SETFL, new) })?;
+    }
+    Ok(was)
+}
+
 /// The kernel's page size (the swap header's unit), 4096 if sysconf
 /// cannot tell.
 pub fn page_size() -> u64 {
