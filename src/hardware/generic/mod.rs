@@ -3,10 +3,14 @@
 //! (protocol §5.4–5.5).
 
 pub mod collect;
+pub mod diskio;
 pub mod disks;
 pub mod dmi;
 pub mod erase;
+pub mod probe;
 pub mod raid;
+pub mod targets;
+pub mod wipe;
 
 use super::inventory::{BlockDevice, Inventory};
 use super::{hints, Step, StepCall, StepKind};

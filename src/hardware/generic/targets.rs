@@ -1,0 +1,558 @@
+//! Which devices an erase step may touch, surveyed before anything is
+//! written, and the safety rules applied to them (IPA's
+//! `_list_erasable_devices`, `list_block_devices_check_skip_list`,
+//! `_is_virtual_media_device`, `_is_linux_raid_member`,
+//! `_is_read_only_device` and `safety_check_block_device` in hardware.py).
+//!
+//! Every disk is surveyed read-only first: its own signatures, its
+//! partitions (those the kernel registered, from sysfs, and those its
+//! partition table lists, which a busy or partscan-less device may not have
+//! registered) and their signatures. All refusals (in use, protected
+//! shared-cluster file system) happen before the first byte is written on
+//! any disk, so a refused step leaves every disk as it was.
+//!
+//! Deliberate differences from IPA, all in the direction of wiping less by
+//! mistake or leaking less data:
+//! * the partitions of a disk the skip list protects are protected too
+//!   (IPA matches hints per device, so `{"name": "/dev/sda"}` left /dev/sda1
+//!   to be wiped);
+//! * a RAID member is a disk (or a disk with a partition) held by an
+//!   *active* md array; IPA's `lsblk --fs` check also skipped disks that
+//!   merely carry a stale md superblock, leaving a previous tenant's data
+//!   on them. Stale superblocks are wiped here like any other signature;
+//! * the shared-cluster check looks at every partition of a disk and at
+//!   OCFS2 and VMFS signatures too, not only at the device's own lsblk IDs;
+//! * a mounted, swapped-on or dm-held disk is refused rather than written.
+
+use super::diskio::Disk;
+use super::probe::{self, Probe, Region};
+use crate::agent::Agent;
+use crate::error::{AgentError, Context, Kind, Result};
+use crate::hardware::hints;
+use crate::hardware::inventory::BlockDevice;
+use crate::root::Root;
+use serde_json::Value;
+use std::path::PathBuf;
+
+/// What the step will do with the disks: decides the read-only rule.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Purpose {
+    /// `erase_devices_metadata` / `erase_devices_express`: read-only disks
+    /// are skipped (IPA's `_list_erasable_devices`).
+    Metadata,
+    /// `erase_devices`: a read-only disk fails the step unless
+    /// `agent_erase_skip_read_only` (IPA's `erase_block_device`).
+    Erase,
+}
+
+/// A partition region of a disk.
+#[derive(Debug)]
+pub struct Part {
+    /// "/dev/sda1", or "/dev/sda@1048576" for a partition only the table
+    /// knows.
+    pub name: String,
+    /// Offset and length on the disk, bytes.
+    pub start: u64,
+    pub size: u64,
+    /// Type from the partition table (GPT GUID or "0xNN").
+    pub part_type: Option<String>,
+    pub probe: Probe,
+    /// Protected by the skip list on its own.
+    pub skip: bool,
+}
+
+/// A disk the step will work on, surveyed.
+#[derive(Debug)]
+pub struct Target {
+    pub dev: BlockDevice,
+    /// The root-mapped path to open.
+    pub path: PathBuf,
+    pub size: u64,
+    pub sector: u32,
+    pub probe: Probe,
+    pub parts: Vec<Part>,
+}
+
+/// A disk left alone, and why (for the log and the step result).
+#[derive(Debug, Clone)]
+pub struct Skipped {
+    pub name: String,
+    pub why: String,
+}
+
+/// `driver_internal_info.<key>` as a bool; Ironic sends JSON booleans, old
+/// conductors and hand-edited nodes sometimes strings or numbers.
+pub fn di_bool(node: &Value, key: &str) -> Option<bool> {
+    match node.get("driver_internal_info")?.get(key)? {
+        Value::Bool(b) => Some(*b),
+        Value::Number(n) => n.as_i64().map(|n| n != 0),
+        Value::String(s) => match s.trim().to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" | "on" => Some(true),
+            "false" | "0" | "no" | "off" => Some(false),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// `driver_internal_info.<key>` as a non-negative integer.
+pub fn di_u64(node: &Value, key: &str) -> Option<u64> {
+    node.get("driver_internal_info")?
+        .get(key)
+        .and_then(crate::agent::as_u64_lenient)
+}
+
+fn kname_of(d: &BlockDevice) -> String {
+    if d.kname.is_empty() {
+        d.name.trim_start_matches("/dev/").to_string()
+    } else {
+        d.kname.clone()
+    }
+}
+
+/// Disks and partitions. The inventory's lister is the authority; until it
+/// lands on main (it answers an empty list), a minimal /sys/block scan
+/// stands in so that erasing works in the meantime.
+fn list_devices(root: &Root) -> Result<(Vec<BlockDevice>, Vec<BlockDevice>)> {
+    let mut all = super::disks::list_block_devices(root, true)?;
+    if all.is_empty() {
+        all = scan_sysfs(root);
+    }
+    let (parts, disks): (Vec<_>, Vec<_>) = all.into_iter().partition(|d| d.dev_type == "part");
+    Ok((disks, parts))
+}
+
+/// The stand-in lister: what `lsblk` would call a disk (or an md RAID
+/// device), non-empty, not a loop, ram, zram, floppy, optical, nbd or dm
+/// device; plus their partitions.
+fn scan_sysfs(root: &Root) -> Vec<BlockDevice> {
+    let mut out = vec![];
+    for k in root.list("/sys/block") {
+        let base = format!("/sys/block/{k}");
+        let skip = ["loop", "ram", "zram", "fd", "sr", "nbd", "dm-"];
+        let size = root.read_u64(format!("{base}/size")).unwrap_or(0) * 512;
+        if skip.iter().any(|p| k.starts_with(p))
+            || size == 0
+            || root.read(format!("{base}/device/type")).as_deref() == Some("5")
+        {
+            continue;
+        }
+        let dev_type = match root.read(format!("{base}/md/level")) {
+            Some(level) if k.starts_with("md") => level,
+            _ => "disk".to_string(),
+        };
+        out.push(BlockDevice {
+            name: format!("/dev/{k}"),
+            kname: k.clone(),
+            size,
+            dev_type,
+            model: root.read_nonempty(format!("{base}/device/model")),
+            vendor: root.read_nonempty(format!("{base}/device/vendor")),
+            serial: root.read_nonempty(format!("{base}/device/serial")),
+            rotational: root.read(format!("{base}/queue/rotational")).as_deref() == Some("1"),
+            read_only: root.read(format!("{base}/ro")).as_deref() == Some("1"),
+            removable: root.read(format!("{base}/removable")).as_deref() == Some("1"),
+            ..Default::default()
+        });
+        for p in sysfs_partitions(root, &k) {
+            out.push(BlockDevice {
+                name: format!("/dev/{}", p.0),
+                kname: p.0,
+                size: p.2,
+                dev_type: "part".into(),
+                ..Default::default()
+            });
+        }
+    }
+    out
+}
+
+/// Registered partitions of a disk: (kname, start, size) in bytes, from
+/// /sys/block/<disk>/<part>/{start,size} (always 512-byte units).
+fn sysfs_partitions(root: &Root, disk: &str) -> Vec<(String, u64, u64)> {
+    root.list(format!("/sys/block/{disk}"))
+        .into_iter()
+        .filter(|e| root.exists(format!("/sys/block/{disk}/{e}/partition")))
+        .filter_map(|e| {
+            let start = root.read_u64(format!("/sys/block/{disk}/{e}/start"))?;
+            let size = root.read_u64(format!("/sys/block/{disk}/{e}/size"))?;
+            Some((e, start * 512, size * 512))
+        })
+        .collect()
+}
+
+/// How a disk is used by the running system.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Usage {
+    Free,
+    /// Held by an active md array (IPA skips RAID members).
+    RaidMember(String),
+    /// Mounted, swapped on, or held by a dm device: not to be written.
+    InUse(String),
+}
+
+/// Mounts (/proc/mounts by name, /proc/self/mountinfo by major:minor, so
+/// /dev/root is caught), swaps (/proc/swaps) and holders (sysfs) of a disk
+/// or any of its partitions.
+pub fn usage(root: &Root, disk: &str) -> Usage {
+    let mut names = vec![(disk.to_string(), format!("/sys/block/{disk}"))];
+    for (p, _, _) in sysfs_partitions(root, disk) {
+        names.push((p.clone(), format!("/sys/block/{disk}/{p}")));
+    }
+    let mounts = root.read("/proc/mounts").unwrap_or_default();
+    let mountinfo = root.read("/proc/self/mountinfo").unwrap_or_default();
+    let swaps = root.read("/proc/swaps").unwrap_or_default();
+    for (k, sys) in &names {
+        let dev = format!("/dev/{k}");
+        for l in mounts.lines() {
+            let mut f = l.split_whitespace();
+            if let (Some(src), Some(mnt)) = (f.next(), f.next()) {
+                if src == dev {
+                    return Usage::InUse(format!("{dev} is mounted on {mnt}"));
+                }
+            }
+        }
+        if let Some(majmin) = root.read(format!("{sys}/dev")) {
+            for l in mountinfo.lines() {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                if f.len() > 4 && f[2] == majmin {
+                    return Usage::InUse(format!("{dev} is mounted on {}", f[4]));
+                }
+            }
+        }
+        if swaps
+            .lines()
+            .skip(1)
+            .any(|l| l.split_whitespace().next() == Some(dev.as_str()))
+        {
+            return Usage::InUse(format!("{dev} is in use as swap"));
+        }
+        let holders = root.list(format!("{sys}/holders"));
+        if let Some(md) = holders.iter().find(|h| h.starts_with("md")) {
+            return Usage::RaidMember(format!("{dev} is a member of /dev/{md}"));
+        }
+        if let Some(h) = holders.first() {
+            return Usage::InUse(format!("{dev} is held by /dev/{h}"));
+        }
+    }
+    Usage::Free
+}
+
+/// Labels whose device must never be erased: IPA's virtual-media floppy
+/// (`_is_virtual_media_device`), and, when the ramdisk was booted from
+/// virtual media (`boot_method=vmedia`), the ISO it booted from or the
+/// configuration drive the BMC attached (IPA's `_check_vmedia_device`
+/// accepts only small USB disks and optical devices for those).
+fn is_virtual_media(agent: &Agent, dev: &BlockDevice, labels: &[&str]) -> Option<String> {
+    let by_label = agent.root.path("/dev/disk/by-label/ir-vfd-dev");
+    if let Ok(t) = std::fs::canonicalize(&by_label) {
+        let me = std::fs::canonicalize(agent.root.path(&dev.name)).ok();
+        let target = agent.root.unmap(&t);
+        if Some(&t) == me.as_ref() || target.starts_with(&dev.name) {
+            return Some("ir-vfd-dev".into());
+        }
+    }
+    let booted_vmedia = agent.config.boot_method.as_deref() == Some("vmedia");
+    let small_usb = dev.tran.as_deref() == Some("usb") && dev.size < 4 * probe::GIB;
+    for l in labels {
+        let up = l.to_ascii_uppercase();
+        if up == "IR-VFD-DEV"
+            || (booted_vmedia && small_usb && (up == "CONFIG-2" || up == "VMEDIA_BOOT_ISO"))
+        {
+            return Some(l.to_string());
+        }
+    }
+    None
+}
+
+/// Open and survey one disk read-only: its probe and its partitions'.
+/// `skip_parts` are partition names the skip list protects.
+pub fn survey(agent: &Agent, dev: BlockDevice, skip_parts: &[String]) -> Result<Target> {
+    let path = agent.root.path(&dev.name);
+    let kname = kname_of(&dev);
+    let hint = agent
+        .root
+        .read_u64(format!("/sys/block/{kname}/queue/logical_block_size"))
+        .unwrap_or(512) as u32;
+    let disk = Disk::open(&path, &dev.name, false, hint)
+        .ctx(Kind::BlockDeviceEraseError, || {
+            format!("opening {}", dev.name)
+        })?;
+    let read = |off: u64, len: usize| disk.read_at(off, len);
+    let region = |base: u64, size: u64| Region {
+        base,
+        size,
+        sector: disk.sector,
+        read: &read,
+    };
+    let ctx = |what: &str| format!("reading {} to find its {what}", dev.name);
+    let probe = probe::probe(&region(0, disk.size), true)
+        .ctx(Kind::BlockDeviceEraseError, || ctx("signatures"))?;
+    let mut regions: Vec<(String, u64, u64, Option<String>, bool)> = vec![];
+    for (k, start, size) in sysfs_partitions(&agent.root, &kname) {
+        let name = format!("/dev/{k}");
+        let ty = probe
+            .table
+            .iter()
+            .find(|e| e.start == start)
+            .map(|e| e.part_type.clone());
+        let skip = skip_parts.contains(&name);
+        regions.push((name, start, size, ty, skip));
+    }
+    for e in &probe.table {
+        if !regions.iter().any(|r| r.1 == e.start) {
+            let name = format!("{}@{}", dev.name, e.start);
+            regions.push((name, e.start, e.size, Some(e.part_type.clone()), false));
+        }
+    }
+    let mut out = vec![];
+    for (name, start, size, part_type, skip) in regions {
+        let size = size.min(disk.size.saturating_sub(start));
+        let p = probe::probe(&region(start, size), false)
+            .ctx(Kind::BlockDeviceEraseError, || {
+                ctx("partitions' signatures")
+            })?;
+        out.push(Part {
+            name,
+            start,
+            size,
+            part_type,
+            probe: p,
+            skip,
+        });
+    }
+    Ok(Target {
+        size: disk.size,
+        sector: disk.sector,
+        path,
+        dev,
+        probe,
+        parts: out,
+    })
+}
+
+/// IPA's `safety_check_block_device`: refuse disks carrying shared-cluster
+/// file systems unless the agent (`[DEFAULT]guard_special_filesystems`)
+/// or the node (`driver_internal_info.wipe_special_filesystems: false`)
+/// says not to guard them. IPA matches lsblk's PARTTYPE against the GPFS
+/// and VMFS partition types and FSTYPE against gfs2; the signatures read
+/// here add gfs, OCFS2 and the VMFS volume and file-system headers.
+pub fn safety_check(agent: &Agent, node: &Value, t: &Target) -> Result<()> {
+    if !agent.config.guard_special_filesystems
+        || di_bool(node, "wipe_special_filesystems") == Some(false)
+    {
+        return Ok(());
+    }
+    let check = |name: &str, p: &Probe, ty: Option<&str>| -> Result<()> {
+        if let Some(ty) = ty {
+            let what = match ty.to_ascii_uppercase().as_str() {
+                "37AFFC90-EF7D-4E96-91C3-2D7AE055B174" => Some("IBM GPFS Partition"),
+                "AA31E02A-400F-11DB-9590-000C2911D1B8" => Some("VMware VMFS Partition (GPT)"),
+                "0XFB" => Some("VMware VMFS Partition (MBR)"),
+                _ => None,
+            };
+            if let Some(what) = what {
+                return Err(AgentError::protected_device(name, what));
+            }
+        }
+        for s in &p.signatures {
+            let what = match s.kind {
+                "gfs2" => "Red Hat Global File System 2",
+                "gfs" => "Red Hat Global File System",
+                "ocfs2" | "ocfs" => "Oracle Cluster File System",
+                "VMFS" => "VMware VMFS File System",
+                "VMFS_volume_member" => "VMware VMFS Volume",
+                _ => continue,
+            };
+            return Err(AgentError::protected_device(name, what));
+        }
+        Ok(())
+    };
+    check(&t.dev.name, &t.probe, None)?;
+    for p in &t.parts {
+        check(&p.name, &p.probe, p.part_type.as_deref())?;
+    }
+    Ok(())
+}
+
+/// The disks `purpose` may erase, surveyed and checked, and those skipped.
+/// Errors (a read-only disk for a full erase, a disk in use, a protected
+/// file system) come before anything is written.
+pub fn erasable(
+    agent: &Agent,
+    node: &Value,
+    purpose: Purpose,
+) -> Result<(Vec<Target>, Vec<Skipped>)> {
+    let (disks, parts) = list_devices(&agent.root)?;
+    let skip_hints = hints::skip_list_hints(node)?;
+    let skip_parts: Vec<String> = parts
+        .iter()
+        .filter(|p| hints::matches_any(p, &skip_hints))
+        .map(|p| {
+            log::warn!("skip_block_devices protects partition {}", p.name);
+            p.name.clone()
+        })
+        .collect();
+    let mut targets = vec![];
+    let mut skipped = vec![];
+    let mut skip = |name: &str, why: String| {
+        log::info!("not erasing {name}: {why}");
+        skipped.push(Skipped {
+            name: name.to_string(),
+            why,
+        });
+    };
+    for dev in disks {
+        if hints::matches_any(&dev, &skip_hints) {
+            skip(&dev.name, "listed in properties.skip_block_devices".into());
+            continue;
+        }
+        let kname = kname_of(&dev);
+        let usage = usage(&agent.root, &kname);
+        if let Usage::RaidMember(why) = &usage {
+            skip(&dev.name, format!("RAID member device ({why})"));
+            continue;
+        }
+        let ro = dev.read_only
+            || agent.root.read(format!("/sys/block/{kname}/ro")).as_deref() == Some("1");
+        if ro {
+            if purpose == Purpose::Erase
+                && di_bool(node, "agent_erase_skip_read_only") != Some(true)
+            {
+                return Err(AgentError::erase(format!(
+                    "Failed to invoke erase of device {} as the device is flagged read-only, \
+                     and the conductor has not signaled this is a permitted case.",
+                    dev.name
+                )));
+            }
+            skip(&dev.name, "read-only device".into());
+            continue;
+        }
+        let t = survey(agent, dev, &skip_parts)?;
+        let mut labels: Vec<&str> = t.probe.label.iter().map(String::as_str).collect();
+        labels.extend(t.parts.iter().filter_map(|p| p.probe.label.as_deref()));
+        if let Some(l) = is_virtual_media(agent, &t.dev, &labels) {
+            skip(&t.dev.name, format!("virtual media device (label {l})"));
+            continue;
+        }
+        if let Usage::InUse(why) = usage {
+            return Err(AgentError::erase(format!(
+                "Refusing to erase {}: {why}",
+                t.dev.name
+            )));
+        }
+        safety_check(agent, node, &t)?;
+        targets.push(t);
+    }
+    // IPA sorts by name, reversed; any stable order will do for disks.
+    targets.sort_by(|a, b| b.dev.name.cmp(&a.dev.name));
+    Ok((targets, skipped))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn driver_internal_info_values() {
+        let n =
+            json!({"driver_internal_info": {"a": true, "b": "False", "c": 0, "d": "7", "e": 3}});
+        assert_eq!(di_bool(&n, "a"), Some(true));
+        assert_eq!(di_bool(&n, "b"), Some(false));
+        assert_eq!(di_bool(&n, "c"), Some(false));
+        assert_eq!(di_bool(&n, "x"), None);
+        assert_eq!(di_u64(&n, "d"), Some(7));
+        assert_eq!(di_u64(&n, "e"), Some(3));
+        assert_eq!(di_bool(&json!({}), "a"), None);
+    }
+
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+    fn root_with(files: &[(&str, &str)]) -> (PathBuf, Root) {
+        let d = std::env::temp_dir().join(format!(
+            "targets-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+        ));
+        let _ = std::fs::remove_dir_all(&d);
+        for (p, c) in files {
+            let f = d.join(p.trim_start_matches('/'));
+            std::fs::create_dir_all(f.parent().unwrap()).unwrap();
+            std::fs::write(f, c).unwrap();
+        }
+        (d.clone(), Root::new(d))
+    }
+
+    #[test]
+    fn usage_rules() {
+        let (d, r) = root_with(&[
+            ("/sys/block/sda/dev", "8:0"),
+            ("/sys/block/sda/sda1/partition", "1"),
+            ("/sys/block/sda/sda1/start", "2048"),
+            ("/sys/block/sda/sda1/size", "2048"),
+            ("/sys/block/sda/sda1/dev", "8:1"),
+            ("/sys/block/sdb/dev", "8:16"),
+            ("/sys/block/sdc/dev", "8:32"),
+            ("/sys/block/sdc/holders/md0", ""),
+            ("/sys/block/sdd/dev", "8:48"),
+            ("/sys/block/sdd/holders/dm-0", ""),
+            ("/sys/block/sde/dev", "8:64"),
+            ("/sys/block/vda/dev", "254:0"),
+            ("/proc/mounts", "/dev/sda1 /mnt ext4 rw 0 0\n"),
+            (
+                "/proc/swaps",
+                "Filename Type Size Used Priority\n/dev/sde partition 1 0 -2\n",
+            ),
+            (
+                "/proc/self/mountinfo",
+                "22 1 254:0 / / rw,relatime - ext4 /dev/root rw\n",
+            ),
+        ]);
+        assert_eq!(
+            usage(&r, "sda"),
+            Usage::InUse("/dev/sda1 is mounted on /mnt".into())
+        );
+        assert_eq!(usage(&r, "sdb"), Usage::Free);
+        assert!(matches!(usage(&r, "sdc"), Usage::RaidMember(_)));
+        assert!(matches!(usage(&r, "sdd"), Usage::InUse(w) if w.contains("dm-0")));
+        assert!(matches!(usage(&r, "sde"), Usage::InUse(w) if w.contains("swap")));
+        assert!(matches!(usage(&r, "vda"), Usage::InUse(w) if w.contains("mounted on /")));
+        std::fs::remove_dir_all(d).unwrap();
+    }
+
+    #[test]
+    fn stand_in_lister() {
+        let (d, r) = root_with(&[
+            ("/sys/block/sda/size", "2048"),
+            ("/sys/block/sda/ro", "0"),
+            ("/sys/block/sda/sda1/partition", "1"),
+            ("/sys/block/sda/sda1/start", "34"),
+            ("/sys/block/sda/sda1/size", "100"),
+            ("/sys/block/loop0/size", "2048"),
+            ("/sys/block/zram0/size", "0"),
+            ("/sys/block/sr0/size", "2048"),
+            ("/sys/block/sdb/size", "0"),
+            ("/sys/block/md0/size", "4096"),
+            ("/sys/block/md0/md/level", "raid1"),
+        ]);
+        let v = scan_sysfs(&r);
+        let names: Vec<(&str, &str)> = v
+            .iter()
+            .map(|d| (d.name.as_str(), d.dev_type.as_str()))
+            .collect();
+        assert_eq!(
+            names,
+            vec![
+                ("/dev/md0", "raid1"),
+                ("/dev/sda", "disk"),
+                ("/dev/sda1", "part")
+            ]
+        );
+        assert_eq!(
+            sysfs_partitions(&r, "sda"),
+            vec![("sda1".into(), 34 * 512, 100 * 512)]
+        );
+        std::fs::remove_dir_all(d).unwrap();
+    }
+}

@@ -1,0 +1,334 @@
+//! The erase clean steps against real block devices (loop devices over
+//! sparse files, root only) and sparse-file fixture disks, through the real
+//! binary's HTTP API. The host's libblkid (`blkid -p`) is the oracle for
+//! "no signature left".
+
+mod blockdev;
+mod common;
+
+use blockdev::{blkid_at, can_loop, fixture_root, must, present, which, Loop};
+use common::{test_dir, Agent, Opts};
+use serde_json::{json, Value};
+
+const MIB: u64 = 1 << 20;
+
+fn clean_step(a: &Agent, step: &str, node: Value) -> Value {
+    let (s, v) = a.command(
+        "clean.execute_clean_step",
+        json!({"step": {"step": step, "interface": "deploy", "priority": 99,
+                        "reboot_requested": false, "abortable": true},
+               "node": node, "ports": [], "clean_version": null}),
+    );
+    assert_eq!(s, 200, "{v}");
+    v
+}
+
+fn node(di: Value) -> Value {
+    json!({"uuid": "1be26c0b-03f2-4d2e-ae87-c02d7f33c123", "driver_internal_info": di,
+           "properties": {}})
+}
+
+macro_rules! need_loop {
+    () => {
+        if !can_loop() {
+            eprintln!("skipped: needs root and losetup for loop devices");
+            return;
+        }
+    };
+}
+
+#[test]
+fn metadata_wipes_partitions_then_disks_on_loop_devices() {
+    need_loop!();
+    let dir = test_dir("erase-meta-loop");
+    let root = fixture_root(&dir);
+    // sda: GPT with ext4, vfat and swap partitions.
+    let a = Loop::new(&dir.join("a.img"), 96 * MIB, true, false);
+    must(&[
+        "sgdisk",
+        "-n",
+        "1:2048:+32M",
+        "-n",
+        "2:0:+16M",
+        "-n",
+        "3:0:+8M",
+        &a.dev,
+    ]);
+    a.register_partitions();
+    must(&["mkfs.ext4", "-q", "-F", &a.part_dev(1)]);
+    must(&["mkfs.vfat", &a.part_dev(2)]);
+    must(&["mkswap", &a.part_dev(3)]);
+    let part_offsets: Vec<u64> = a
+        .partitions()
+        .iter()
+        .map(|p| {
+            let s = std::fs::read_to_string(format!("/sys/block/{}/{p}/start", a.kname())).unwrap();
+            s.trim().parse::<u64>().unwrap() * 512
+        })
+        .collect();
+    assert_eq!(part_offsets.len(), 3);
+    for off in &part_offsets {
+        assert!(blkid_at(&a.dev, *off).is_some(), "set-up: no fs at {off}");
+    }
+    // sdb: a whole-disk file system plus signatures past the first MiB.
+    // (mkfs.xfs wants at least 300 MB; the file is sparse.)
+    let b_size = 320 * MIB;
+    let b = Loop::new(&dir.join("b.img"), b_size, false, false);
+    let whole_fs = if which("mkfs.xfs") { "xfs" } else { "ext4" };
+    if whole_fs == "xfs" {
+        must(&["mkfs.xfs", "-q", "-f", &b.dev]);
+    } else {
+        must(&["mkfs.ext4", "-q", "-F", &b.dev]);
+    }
+    let md090 = (b_size & !(64 * 1024 - 1)) - 64 * 1024;
+    b.write_at(md090, &0xa92b_4efcu32.to_le_bytes());
+    b.write_at(2 * MIB, b"SKUL\xba\xbe");
+    b.write_at(64 * MIB + 0x40, b"_BHRfS_M");
+    let xfs_ag1 = if whole_fs == "xfs" {
+        let sb = b.read_at(0, 512);
+        let bs = u32::from_be_bytes(sb[4..8].try_into().unwrap()) as u64;
+        let agblocks = u32::from_be_bytes(sb[84..88].try_into().unwrap()) as u64;
+        Some(bs * agblocks)
+    } else {
+        None
+    };
+    if let Some(ag1) = xfs_ag1 {
+        assert_eq!(
+            &b.read_at(ag1, 4),
+            b"XFSB",
+            "set-up: xfs secondary superblock"
+        );
+    }
+    // sdc: read-only, must be left alone.
+    let c_img = dir.join("c.img");
+    std::fs::File::create(&c_img)
+        .unwrap()
+        .set_len(32 * MIB)
+        .unwrap();
+    must(&["mkfs.ext4", "-q", "-F", c_img.to_str().unwrap()]);
+    let c = {
+        let dev = must(&["losetup", "-f", "--show", "-r", c_img.to_str().unwrap()]);
+        Loop {
+            dev: dev.trim().to_string(),
+            file: c_img.clone(),
+        }
+    };
+    present(&root, "sda", &a);
+    present(&root, "sdb", &b);
+    present(&root, "sdc", &c);
+
+    let agent = Agent::start(
+        &dir,
+        Opts {
+            root: Some(&root),
+            ..Default::default()
+        },
+    );
+    let v = clean_step(&agent, "erase_devices_metadata", node(json!({})));
+    assert_eq!(
+        v["command_status"],
+        "SUCCEEDED",
+        "{v}\n{}",
+        agent.log_text()
+    );
+    let r = &v["command_result"]["clean_result"];
+    assert_eq!(r["/dev/sda"]["method"], "metadata", "{r}");
+    assert_eq!(
+        r["/dev/sda"]["partitions"],
+        json!(["/dev/sda1", "/dev/sda2", "/dev/sda3"])
+    );
+    let sigs: Vec<&str> = r["/dev/sda"]["signatures"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap())
+        .collect();
+    for want in [
+        "gpt@/dev/sda",
+        "ext4@/dev/sda1",
+        "vfat@/dev/sda2",
+        "swap@/dev/sda3",
+    ] {
+        assert!(sigs.contains(&want), "{want} not in {sigs:?}");
+    }
+    assert!(r["/dev/sdb"]["signatures"]
+        .as_array()
+        .unwrap()
+        .contains(&json!(format!("{whole_fs}@/dev/sdb"))));
+    assert_eq!(r["/dev/sdc"]["skipped"], "read-only device", "{r}");
+
+    // The oracles: nothing left for libblkid, the kernel dropped the
+    // partitions (BLKRRPART), and the signatures past the first MiB are gone.
+    assert_eq!(blkid_at(&a.dev, 0), None);
+    assert!(a.partitions().is_empty(), "{:?}", a.partitions());
+    for off in &part_offsets {
+        assert_eq!(blkid_at(&a.dev, *off), None, "signature left at {off}");
+    }
+    assert!(!must(&["sgdisk", "-p", &a.dev]).contains("EFI"));
+    assert_eq!(blkid_at(&b.dev, 0), None);
+    assert_eq!(b.read_at(md090, 4), vec![0; 4]);
+    assert_eq!(b.read_at(2 * MIB, 6), vec![0; 6]);
+    assert_eq!(b.read_at(64 * MIB + 0x40, 8), vec![0; 8]);
+    if let Some(ag1) = xfs_ag1 {
+        assert_eq!(
+            b.read_at(ag1, 4),
+            vec![0; 4],
+            "xfs secondary superblock left"
+        );
+    }
+    assert!(blkid_at(&c.dev, 0).unwrap().contains("TYPE=ext4"));
+}
+
+#[test]
+fn protected_partition_stops_the_step_before_any_write() {
+    need_loop!();
+    let dir = test_dir("erase-protected");
+    let root = fixture_root(&dir);
+    let a = Loop::new(&dir.join("a.img"), 32 * MIB, false, false);
+    must(&["mkfs.ext4", "-q", "-F", &a.dev]);
+    let b = Loop::new(&dir.join("b.img"), 32 * MIB, true, false);
+    must(&[
+        "sgdisk",
+        "-n",
+        "1:2048:+8M",
+        "-t",
+        "1:AA31E02A-400F-11DB-9590-000C2911D1B8",
+        &b.dev,
+    ]);
+    b.register_partitions();
+    b.part_dev(1);
+    present(&root, "sda", &a);
+    present(&root, "sdb", &b);
+    let agent = Agent::start(
+        &dir,
+        Opts {
+            root: Some(&root),
+            ..Default::default()
+        },
+    );
+    let v = clean_step(&agent, "erase_devices_metadata", node(json!({})));
+    assert_eq!(v["command_status"], "FAILED", "{v}");
+    let e = &v["command_error"];
+    assert_eq!(e["type"], "ProtectedDeviceError");
+    assert_eq!(
+        e["details"],
+        "Protected VMware VMFS Partition (GPT) located on device /dev/sdb1. This volume or \
+         contents may be a shared block device. Please consult your storage administrator, \
+         and restart cleaning after either detaching the volumes, or instructing IPA to not \
+         protect contents. See Ironic Python Agent documentation for more information."
+    );
+    assert_eq!(e["message"], e["details"]);
+    // Nothing was written anywhere, including the unprotected disk.
+    assert!(blkid_at(&a.dev, 0).unwrap().contains("TYPE=ext4"));
+    assert_eq!(b.partitions().len(), 1);
+
+    // The node says not to guard special file systems: both are wiped.
+    let v = clean_step(
+        &agent,
+        "erase_devices_metadata",
+        node(json!({"wipe_special_filesystems": false})),
+    );
+    assert_eq!(v["command_status"], "SUCCEEDED", "{v}");
+    assert_eq!(blkid_at(&a.dev, 0), None);
+    assert_eq!(blkid_at(&b.dev, 0), None);
+    assert!(b.partitions().is_empty());
+}
+
+/// Sparse regular files stand in for disks (no root needed): the step
+/// zeroes the same areas with plain writes and skips the ioctls.
+#[test]
+fn metadata_on_sparse_file_disks() {
+    let dir = test_dir("erase-meta-file");
+    let root = fixture_root(&dir);
+    let disk = root.join("dev/sda");
+    std::fs::create_dir_all(disk.parent().unwrap()).unwrap();
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .read(true)
+        .write(true)
+        .open(&disk)
+        .unwrap();
+    f.set_len(64 * MIB).unwrap();
+    use std::os::unix::fs::FileExt;
+    // A protective MBR, a GPT header at LBA 1 and its backup at the end,
+    // and an ext4 magic in a partition at 1 MiB.
+    f.write_all_at(b"\x55\xaa", 510).unwrap();
+    f.write_all_at(b"EFI PART", 512).unwrap();
+    f.write_all_at(b"EFI PART", 64 * MIB - 512).unwrap();
+    f.write_all_at(&0xef53u16.to_le_bytes(), MIB + 1024 + 0x38)
+        .unwrap();
+    f.write_all_at(b"tenant data", 40 * MIB).unwrap();
+    let sys = root.join("sys/block/sda");
+    for (p, v) in [
+        ("size", "131072"),
+        ("ro", "0"),
+        ("sda1/partition", "1"),
+        ("sda1/start", "2048"),
+        ("sda1/size", "65536"),
+    ] {
+        std::fs::create_dir_all(sys.join(p).parent().unwrap()).unwrap();
+        std::fs::write(sys.join(p), v).unwrap();
+    }
+    let agent = Agent::start(
+        &dir,
+        Opts {
+            root: Some(&root),
+            ..Default::default()
+        },
+    );
+    let v = clean_step(&agent, "erase_devices_metadata", node(json!({})));
+    assert_eq!(v["command_status"], "SUCCEEDED", "{v}");
+    let r = &v["command_result"]["clean_result"]["/dev/sda"];
+    assert_eq!(r["partitions"], json!(["/dev/sda1"]));
+    let mut back = [0u8; 8];
+    for off in [510, 512, 64 * MIB - 512, MIB + 1024 + 0x38] {
+        f.read_exact_at(&mut back[..2], off).unwrap();
+        assert_eq!(&back[..2], &[0, 0], "left at {off}");
+    }
+    // A metadata wipe is not a data erase: data elsewhere stays.
+    let mut data = [0u8; 11];
+    f.read_exact_at(&mut data, 40 * MIB).unwrap();
+    assert_eq!(&data, b"tenant data");
+    assert!(r["zeroed_bytes"].as_u64().unwrap() >= 4 * MIB);
+}
+
+/// A whole-disk gfs2 (the shared SAN LUN case IPA guards against).
+#[test]
+fn gfs2_disk_is_protected() {
+    let dir = test_dir("erase-gfs2");
+    let root = fixture_root(&dir);
+    let disk = root.join("dev/sdb");
+    std::fs::create_dir_all(disk.parent().unwrap()).unwrap();
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .read(true)
+        .write(true)
+        .open(&disk)
+        .unwrap();
+    f.set_len(64 * MIB).unwrap();
+    use std::os::unix::fs::FileExt;
+    let g = 64 * 1024;
+    f.write_all_at(&0x0116_1970u32.to_be_bytes(), g).unwrap();
+    f.write_all_at(&1801u32.to_be_bytes(), g + 24).unwrap();
+    f.write_all_at(&1900u32.to_be_bytes(), g + 28).unwrap();
+    std::fs::create_dir_all(root.join("sys/block/sdb")).unwrap();
+    std::fs::write(root.join("sys/block/sdb/size"), "131072").unwrap();
+    let agent = Agent::start(
+        &dir,
+        Opts {
+            root: Some(&root),
+            ..Default::default()
+        },
+    );
+    let v = clean_step(&agent, "erase_devices_metadata", node(json!({})));
+    assert_eq!(v["command_error"]["type"], "ProtectedDeviceError", "{v}");
+    assert!(v["command_error"]["details"]
+        .as_str()
+        .unwrap()
+        .starts_with("Protected Red Hat Global File System 2 located on device /dev/sdb."));
+    let mut m = [0u8; 4];
+    f.read_exact_at(&mut m, g).unwrap();
+    assert_eq!(m, 0x0116_1970u32.to_be_bytes(), "untouched");
+}
