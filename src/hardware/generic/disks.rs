@@ -1,12 +1,780 @@
-//! Block devices from /sys/block. STUB: to be implemented.
+//! Block devices from /sys/block: IPA's `list_all_block_devices`
+//! (`hardware.py`) without lsblk, udevadm or pyudev.
+//!
+//! IPA runs `lsblk -bia --json -oKNAME,MODEL,SIZE,ROTA,TYPE,...` and fills
+//! the gaps from udev. lsblk itself reads sysfs, so this module reads the
+//! same attributes lsblk and udev's rules read (util-linux
+//! `misc-utils/lsblk*.c`, systemd `rules.d/60-persistent-storage.rules`,
+//! `scsi_id`) and applies IPA's filters on top:
+//!
+//! * keep lsblk TYPE `disk`, any `raid*` (md arrays) and `mpath`;
+//! * drop `ram*`, `zram*`, floppies (`fd*`), zero-size devices, hidden
+//!   devices (NVMe multipath paths) and the paths of a multipath device
+//!   (the `dm-*` multipath device is listed instead);
+//! * `rom` (SCSI type 5), `loop`, `lvm`, `crypt` and plain `dm` are not
+//!   disks. Loop devices can be asked for with [`ListOpts::loop_devices`]
+//!   (tests and demos back "disks" with loop devices).
+//!
+//! Partitions (with `include_partitions`) follow the disks, as IPA appends
+//! `list_all_block_devices(block_type='part', ignore_raid=True)`.
 
-use crate::error::Result;
+use crate::error::{AgentError, Result};
 use crate::hardware::inventory::BlockDevice;
 use crate::root::Root;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Component, Path, PathBuf};
+
+/// What to list besides disks.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ListOpts {
+    /// Append the disks' partitions (lsblk TYPE `part`).
+    pub partitions: bool,
+    /// Treat non-empty loop devices as disks (never on a real node: IPA
+    /// does not list them; erase and deploy tests back disks with them).
+    pub loop_devices: bool,
+}
 
 /// Disks (and with `include_partitions` their partitions), IPA's
 /// `list_all_block_devices` without lsblk/udevadm.
 pub fn list_block_devices(root: &Root, include_partitions: bool) -> Result<Vec<BlockDevice>> {
-    let _ = (root, include_partitions);
-    Ok(vec![])
+    list_block_devices_with(
+        root,
+        ListOpts {
+            partitions: include_partitions,
+            ..ListOpts::default()
+        },
+    )
+}
+
+/// [`list_block_devices`] with explicit options.
+pub fn list_block_devices_with(root: &Root, opts: ListOpts) -> Result<Vec<BlockDevice>> {
+    let mut knames = root.list("/sys/block");
+    knames.sort_by(|a, b| natural_cmp(a, b));
+    let by_path = by_path_map(root);
+    let mpath_members = multipath_members(root, &knames);
+
+    let mut disks = vec![];
+    for k in &knames {
+        if let Some(d) = read_disk(root, k, &by_path, &mpath_members, opts) {
+            disks.push(d);
+        }
+    }
+    if opts.partitions {
+        let mut parts = vec![];
+        for d in &disks {
+            // IPA lists md partitions as TYPE "md" and skips them with
+            // ignore_raid=True.
+            if d.dev_type.contains("raid") {
+                continue;
+            }
+            parts.extend(read_partitions(root, d, &by_path));
+        }
+        disks.extend(parts);
+    }
+    Ok(disks)
+}
+
+/// lsblk's TYPE for a whole device (`lsblk.c: get_type`).
+fn device_type(root: &Root, kname: &str) -> String {
+    let base = format!("/sys/block/{kname}");
+    if kname.starts_with("dm-") {
+        // The device-mapper UUID prefix names the target user: "mpath-",
+        // "LVM-", "CRYPT-", "part1-mpath-..." (kpartx).
+        return match root.read_nonempty(format!("{base}/dm/uuid")) {
+            Some(uuid) => {
+                let prefix = uuid.split('-').next().unwrap_or("").to_ascii_lowercase();
+                if prefix.starts_with("part") {
+                    "part".into()
+                } else if prefix.is_empty() {
+                    "dm".into()
+                } else {
+                    prefix
+                }
+            }
+            None => "dm".into(),
+        };
+    }
+    if kname.starts_with("loop") {
+        return "loop".into();
+    }
+    if kname.starts_with("md") {
+        return root
+            .read_nonempty(format!("{base}/md/level"))
+            .unwrap_or_else(|| "md".into());
+    }
+    // SCSI peripheral device type (include/scsi/scsi_proto.h TYPE_*).
+    match root.read_u64(format!("{base}/device/type")) {
+        Some(0) | None => "disk",
+        Some(1) => "tape",
+        Some(2) => "printer",
+        Some(3) => "processor",
+        Some(4) => "worm",
+        Some(5) => "rom",
+        Some(6) => "scanner",
+        Some(7) => "mo-disk",
+        Some(8) => "changer",
+        Some(9) => "comm",
+        Some(0xc) => "raid",
+        Some(0xd) => "enclosure",
+        Some(0xe) => "rbc",
+        Some(0x11) => "osd",
+        Some(_) => "no-lun",
+    }
+    .into()
+}
+
+/// Paths of an active multipath map: the slaves of every `dm-*` whose
+/// UUID starts with "mpath-" (what `multipath -c` answers for IPA).
+fn multipath_members(root: &Root, knames: &[String]) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for k in knames.iter().filter(|k| k.starts_with("dm-")) {
+        if device_type(root, k) == "mpath" {
+            out.extend(root.list(format!("/sys/block/{k}/slaves")));
+        }
+    }
+    out
+}
+
+fn read_disk(
+    root: &Root,
+    kname: &str,
+    by_path: &BTreeMap<String, String>,
+    mpath_members: &BTreeSet<String>,
+    opts: ListOpts,
+) -> Option<BlockDevice> {
+    let base = format!("/sys/block/{kname}");
+    // IPA: "RAM disks and zRAM devices appear in the output of lsblk as
+    // disks, but we cannot do anything useful with them"; floppies too.
+    if kname.starts_with("ram") || kname.starts_with("zram") || kname.starts_with("fd") {
+        return None;
+    }
+    if mpath_members.contains(kname) {
+        log::debug!("{kname} is a path of a multipath device, listing the dm device instead");
+        return None;
+    }
+    if root.read(format!("{base}/hidden")).as_deref() == Some("1") {
+        return None;
+    }
+    let dev_type = device_type(root, kname);
+    let wanted = dev_type == "disk"
+        || dev_type.contains("raid")
+        || dev_type == "mpath"
+        || (opts.loop_devices && dev_type == "loop");
+    if !wanted {
+        return None;
+    }
+    let size = root.read_u64(format!("{base}/size")).unwrap_or(0) * 512;
+    if size == 0 {
+        // "some hardware represents virtual floppy devices as normal block
+        // devices with size 0"
+        return None;
+    }
+    let scsi = is_scsi(root, kname);
+    // A multipath map has no `device/` link; lsblk shows no model either.
+    let model = root.read_nonempty(format!("{base}/device/model"));
+    let ids = identifiers(root, kname, &dev_type, scsi, model.as_deref());
+    let hctl = root
+        .list(format!("{base}/device/scsi_device"))
+        .into_iter()
+        .next();
+    let name = format!("/dev/{kname}");
+    Some(BlockDevice {
+        by_path: by_path.get(&name).cloned(),
+        model,
+        size,
+        rotational: root.read(format!("{base}/queue/rotational")).as_deref() == Some("1"),
+        wwn: ids.wwn,
+        serial: ids.serial,
+        // IPA's `_get_device_info(dev, 'block', 'vendor')`: the raw
+        // attribute, stripped (may be ""), or None when absent.
+        vendor: root.read(format!("/sys/class/block/{kname}/device/vendor")),
+        wwn_with_extension: ids.wwn_with_extension,
+        wwn_vendor_extension: ids.wwn_vendor_extension,
+        tran: transport(root, kname),
+        hctl,
+        logical_sectors: root.read_u64(format!("{base}/queue/logical_block_size")),
+        physical_sectors: root.read_u64(format!("{base}/queue/physical_block_size")),
+        name,
+        kname: kname.to_string(),
+        dev_type,
+        read_only: root.read(format!("{base}/ro")).as_deref() == Some("1"),
+        removable: root.read(format!("{base}/removable")).as_deref() == Some("1"),
+        all_serials: ids.all_serials,
+        all_wwns: ids.all_wwns,
+    })
+}
+
+/// True when the block device sits on a SCSI device (`device` points at a
+/// "H:C:T:L" directory).
+fn is_scsi(root: &Root, kname: &str) -> bool {
+    root.link_name(format!("/sys/block/{kname}/device"))
+        .map(|n| parse_hctl(&n).is_some())
+        .unwrap_or(false)
+}
+
+fn parse_hctl(s: &str) -> Option<[u32; 4]> {
+    let mut out = [0u32; 4];
+    let mut it = s.split(':');
+    for slot in &mut out {
+        *slot = it.next()?.parse().ok()?;
+    }
+    it.next().is_none().then_some(out)
+}
+
+#[derive(Default, Debug, PartialEq)]
+struct Ids {
+    serial: Option<String>,
+    wwn: Option<String>,
+    wwn_with_extension: Option<String>,
+    wwn_vendor_extension: Option<String>,
+    all_serials: Vec<String>,
+    all_wwns: Vec<String>,
+}
+
+/// Serial numbers and WWNs as lsblk + udev report them.
+///
+/// * serial: udev's `ID_SCSI_SERIAL`/`ID_SERIAL_SHORT` — the SCSI unit
+///   serial number (VPD page 0x80) for SCSI and SATA disks, the `serial`
+///   attribute for NVMe, virtio-blk and MMC.
+/// * WWN: for NVMe udev copies the `wwid` attribute verbatim into
+///   `ID_WWN`; for SCSI `scsi_id` turns an NAA designator ("naa.<hex>") into
+///   `0x<first 16 hex>` plus a vendor extension (the rest). lsblk's WWN
+///   column prefers `ID_WWN_WITH_EXTENSION`.
+/// * all_serials / all_wwns: every value root-device hints may match (IPA's
+///   `all_serial_and_wwn=True`: lsblk's, `ID_SERIAL_SHORT` and the long
+///   `ID_SERIAL`, which udev builds as "<model>_<serial>" for ATA, NVMe and
+///   as "3<naa>" for SCSI disks with an NAA identifier).
+fn identifiers(root: &Root, kname: &str, dev_type: &str, scsi: bool, model: Option<&str>) -> Ids {
+    let base = format!("/sys/block/{kname}");
+    let mut ids = Ids::default();
+    let wwid = root
+        .read_nonempty(format!("{base}/wwid"))
+        .or_else(|| root.read_nonempty(format!("{base}/device/wwid")));
+    let serial = if scsi {
+        std::fs::read(root.path(format!("{base}/device/vpd_pg80")))
+            .ok()
+            .and_then(|b| parse_vpd_pg80(&b))
+            .or_else(|| root.read_nonempty(format!("{base}/device/serial")))
+    } else {
+        root.read_nonempty(format!("{base}/device/serial"))
+            .or_else(|| root.read_nonempty(format!("{base}/serial")))
+    };
+    if dev_type == "mpath" {
+        // DM_UUID "mpath-<wwid>": multipathd names maps by the paths' WWID
+        // ("3" + NAA for SCSI), which is what udev exports as DM_SERIAL.
+        if let Some(uuid) = root.read_nonempty(format!("{base}/dm/uuid")) {
+            if let Some(id) = uuid.strip_prefix("mpath-") {
+                ids.serial = Some(id.to_string());
+                ids.all_serials.push(id.to_string());
+                if let Some(naa) = id.strip_prefix('3') {
+                    let w = wwn_from_hex(naa);
+                    ids.wwn = w.1.clone();
+                    ids.wwn_with_extension = w.1;
+                    ids.wwn_vendor_extension = w.2;
+                    ids.all_wwns.extend(ids.wwn.clone());
+                }
+            }
+        }
+        return ids;
+    }
+    ids.serial = serial.clone();
+    ids.all_serials.extend(serial.clone());
+    if let Some(w) = &wwid {
+        if kname.starts_with("nvme") {
+            ids.wwn = Some(w.clone());
+            ids.all_wwns.push(w.clone());
+        } else if let Some(hex) = w.strip_prefix("naa.") {
+            let (short, with_ext, vendor_ext) = wwn_from_hex(hex);
+            ids.wwn = with_ext.clone().or(short.clone());
+            ids.wwn_with_extension = with_ext;
+            ids.wwn_vendor_extension = vendor_ext;
+            ids.all_wwns.extend(ids.wwn.clone());
+            if short != ids.wwn {
+                ids.all_wwns.extend(short);
+            }
+            // scsi_id's long ID_SERIAL for an NAA identifier
+            if !kname.starts_with("vd") {
+                let long = format!("3{}", hex.to_ascii_lowercase());
+                if !ids.all_serials.contains(&long) {
+                    ids.all_serials.push(long);
+                }
+            }
+        }
+        // eui./t10./nvme. designators on SCSI have no udev ID_WWN, but
+        // hints may still name them.
+        if !ids.all_wwns.contains(w) {
+            ids.all_wwns.push(w.clone());
+        }
+    }
+    if let (Some(s), Some(m)) = (&serial, model) {
+        if !kname.starts_with("vd") {
+            let long = format!("{}_{}", m.trim(), s).replace(' ', "_");
+            if !ids.all_serials.contains(&long) {
+                ids.all_serials.push(long);
+            }
+        }
+    }
+    ids
+}
+
+/// An NAA identifier in hex as udev's `ID_WWN`, `ID_WWN_WITH_EXTENSION`
+/// and `ID_WWN_VENDOR_EXTENSION` (`scsi_id`: the first 16 hex digits are
+/// the WWN, anything beyond is the NAA 6 vendor extension).
+fn wwn_from_hex(hex: &str) -> (Option<String>, Option<String>, Option<String>) {
+    let hex = hex.trim().to_ascii_lowercase();
+    if hex.len() < 16 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return (None, None, None);
+    }
+    let short = format!("0x{}", &hex[..16]);
+    if hex.len() > 16 {
+        (
+            Some(short),
+            Some(format!("0x{hex}")),
+            Some(format!("0x{}", &hex[16..])),
+        )
+    } else {
+        (Some(short.clone()), Some(short), None)
+    }
+}
+
+/// The Unit Serial Number VPD page (SPC-4 7.8.18): 4-byte header whose
+/// bytes 2..4 are the page length, then the ASCII serial, often padded.
+pub(crate) fn parse_vpd_pg80(b: &[u8]) -> Option<String> {
+    if b.len() < 4 || b[1] != 0x80 {
+        return None;
+    }
+    let len = u16::from_be_bytes([b[2], b[3]]) as usize;
+    let data = b.get(4..4 + len.min(b.len() - 4))?;
+    let s: String = data
+        .iter()
+        .filter(|c| c.is_ascii_graphic() || **c == b' ')
+        .map(|&c| c as char)
+        .collect();
+    let s = s.trim();
+    (!s.is_empty()).then(|| s.to_string())
+}
+
+/// lsblk's TRAN column (`lsblk.c: get_transport`), from the SCSI host's
+/// transport class, else from the kernel name. Like util-linux 2.38 (the
+/// lsblk IPA's sample inventory came from), virtio-blk has no transport.
+fn transport(root: &Root, kname: &str) -> Option<String> {
+    let hctl_dir = root.link_name(format!("/sys/block/{kname}/device"));
+    if let Some(h) = hctl_dir.as_deref().and_then(parse_hctl) {
+        let host = h[0];
+        let host_is = |t: &str| {
+            root.path(format!("/sys/class/{t}_host/host{host}"))
+                .is_dir()
+        };
+        let scsi_dev = format!("/sys/block/{kname}/device");
+        let t = if host_is("spi") {
+            "spi"
+        } else if host_is("fc") {
+            let name = root.read(format!("/sys/class/fc_host/host{host}/symbolic_name"))?;
+            if name.contains(" over ") {
+                "fcoe"
+            } else {
+                "fc"
+            }
+        } else if host_is("sas") || root.exists(format!("{scsi_dev}/sas_device")) {
+            "sas"
+        } else if root.exists(format!("{scsi_dev}/ieee1394_id")) {
+            "sbp"
+        } else if host_is("iscsi") {
+            "iscsi"
+        } else if device_path_contains(root, &scsi_dev, "usb") {
+            "usb"
+        } else if host_is("scsi") {
+            let proc_name = root.read(format!("/sys/class/scsi_host/host{host}/proc_name"))?;
+            if proc_name.starts_with("ahci") || proc_name.starts_with("sata") {
+                "sata"
+            } else if proc_name.contains("ata") {
+                "ata"
+            } else {
+                return None;
+            }
+        } else {
+            return None;
+        };
+        return Some(t.into());
+    }
+    if kname.starts_with("nvme") {
+        Some("nvme".into())
+    } else if kname.starts_with("mmcblk") {
+        Some("mmc".into())
+    } else {
+        None
+    }
+}
+
+/// Whether the real (symlink-resolved) sysfs path of a device contains
+/// `pat`, judged on the machine path, not the fixture root's own path.
+fn device_path_contains(root: &Root, abs: &str, pat: &str) -> bool {
+    match std::fs::canonicalize(root.path(abs)) {
+        Ok(p) => root.unmap(&p).to_string_lossy().contains(pat),
+        Err(_) => false,
+    }
+}
+
+fn read_partitions(
+    root: &Root,
+    disk: &BlockDevice,
+    by_path: &BTreeMap<String, String>,
+) -> Vec<BlockDevice> {
+    let mut names: Vec<String> = partition_names(root, &disk.kname);
+    names.sort_by(|a, b| natural_cmp(a, b));
+    let mut out = vec![];
+    for p in names {
+        let base = format!("/sys/block/{}/{p}", disk.kname);
+        let size = root.read_u64(format!("{base}/size")).unwrap_or(0) * 512;
+        if size == 0 {
+            continue;
+        }
+        let name = format!("/dev/{p}");
+        // Partitions have no `device/` link of their own; udev copies the
+        // disk's ID_MODEL/ID_SERIAL/ID_WWN* to them, so lsblk (and IPA)
+        // report the disk's values, while vendor/hctl stay unset.
+        out.push(BlockDevice {
+            by_path: by_path.get(&name).cloned(),
+            model: disk.model.clone(),
+            size,
+            rotational: disk.rotational,
+            wwn: disk.wwn.clone(),
+            serial: disk.serial.clone(),
+            vendor: None,
+            wwn_with_extension: disk.wwn_with_extension.clone(),
+            wwn_vendor_extension: disk.wwn_vendor_extension.clone(),
+            hctl: None,
+            logical_sectors: disk.logical_sectors,
+            physical_sectors: disk.physical_sectors,
+            tran: None,
+            name,
+            kname: p.clone(),
+            dev_type: "part".into(),
+            read_only: root.read(format!("{base}/ro")).as_deref() == Some("1") || disk.read_only,
+            removable: disk.removable,
+            all_serials: disk.all_serials.clone(),
+            all_wwns: disk.all_wwns.clone(),
+        });
+    }
+    out
+}
+
+/// Kernel names of the registered partitions of a disk: the entries of
+/// /sys/block/<disk> that have a `partition` attribute.
+pub fn partition_names(root: &Root, disk: &str) -> Vec<String> {
+    root.list(format!("/sys/block/{disk}"))
+        .into_iter()
+        .filter(|e| root.exists(format!("/sys/block/{disk}/{e}/partition")))
+        .collect()
+}
+
+/// /dev/disk/by-path: device path → link path (IPA's `by_path_mapping`;
+/// links are resolved lexically, as `os.path.abspath` does, so fixture
+/// roots need no real device nodes behind them).
+fn by_path_map(root: &Root) -> BTreeMap<String, String> {
+    let dir = "/dev/disk/by-path";
+    let mut map = BTreeMap::new();
+    for link in root.list(dir) {
+        let abs = format!("{dir}/{link}");
+        if let Ok(target) = root.read_link(&abs) {
+            let dev = normalize(&Path::new(dir).join(target));
+            map.insert(dev.to_string_lossy().into_owned(), abs);
+        }
+    }
+    map
+}
+
+/// Lexical path normalisation (`os.path.abspath` without the cwd).
+fn normalize(p: &Path) -> PathBuf {
+    let mut out = PathBuf::from("/");
+    for c in p.components() {
+        match c {
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::Normal(n) => out.push(n),
+            _ => {}
+        }
+    }
+    out
+}
+
+/// Kernel-name order as people read it: digit runs compare numerically
+/// (nvme2n1 before nvme10n1) and disk letters by length first (sdz before
+/// sdaa), the order the kernel hands the names out in.
+pub fn natural_cmp(a: &str, b: &str) -> std::cmp::Ordering {
+    use std::cmp::Ordering;
+    let (mut x, mut y) = (a.as_bytes(), b.as_bytes());
+    loop {
+        match (x.first(), y.first()) {
+            (None, None) => return Ordering::Equal,
+            (None, Some(_)) => return Ordering::Less,
+            (Some(_), None) => return Ordering::Greater,
+            (Some(c), Some(d)) if c.is_ascii_digit() && d.is_ascii_digit() => {
+                let nx = x.iter().take_while(|c| c.is_ascii_digit()).count();
+                let ny = y.iter().take_while(|c| c.is_ascii_digit()).count();
+                let (dx, dy) = (trim_zeros(&x[..nx]), trim_zeros(&y[..ny]));
+                let o = dx.len().cmp(&dy.len()).then_with(|| dx.cmp(dy));
+                if o != Ordering::Equal {
+                    return o;
+                }
+                x = &x[nx..];
+                y = &y[ny..];
+            }
+            (Some(_), Some(_)) => {
+                let nx = x.iter().take_while(|c| !c.is_ascii_digit()).count();
+                let ny = y.iter().take_while(|c| !c.is_ascii_digit()).count();
+                let (rx, ry) = (&x[..nx], &y[..ny]);
+                // Disk letters ("sdz" < "sdaa"): shorter first among runs
+                // of the same family; otherwise plain byte order.
+                let o = if rx.len() >= 2 && ry.len() >= 2 && rx[..2] == ry[..2] {
+                    nx.cmp(&ny).then_with(|| rx.cmp(ry))
+                } else {
+                    rx.cmp(ry)
+                };
+                if o != Ordering::Equal {
+                    return o;
+                }
+                x = &x[nx..];
+                y = &y[ny..];
+            }
+        }
+    }
+}
+
+fn trim_zeros(d: &[u8]) -> &[u8] {
+    let n = d.iter().take_while(|c| **c == b'0').count();
+    &d[n.min(d.len().saturating_sub(1))..]
+}
+
+/// Refuse a device that the running system uses: mounted (by path in
+/// /proc/mounts, by major:minor in /proc/self/mountinfo, so `/dev/root`
+/// and renamed mapper devices are caught), active swap (/proc/swaps), or
+/// held by another block device (/sys/block/<d>/holders: device-mapper,
+/// md, bcache), for the device itself and each of its partitions.
+pub fn check_not_in_use(root: &Root, dev: &BlockDevice) -> Result<()> {
+    let kname = if dev.kname.is_empty() {
+        dev.name.trim_start_matches("/dev/").to_string()
+    } else {
+        dev.kname.clone()
+    };
+    // (kernel name, its sysfs directory)
+    let mut members = vec![];
+    if root.exists(format!("/sys/block/{kname}")) {
+        members.push((kname.clone(), format!("/sys/block/{kname}")));
+        for p in partition_names(root, &kname) {
+            members.push((p.clone(), format!("/sys/block/{kname}/{p}")));
+        }
+    } else {
+        members.push((kname.clone(), format!("/sys/class/block/{kname}")));
+    }
+    let mounts = root.read("/proc/mounts").unwrap_or_default();
+    let mountinfo = root.read("/proc/self/mountinfo").unwrap_or_default();
+    let swaps = root.read("/proc/swaps").unwrap_or_default();
+    for (k, sys) in &members {
+        let path = format!("/dev/{k}");
+        let devno = root.read_nonempty(format!("{sys}/dev"));
+        if let Some(on) = mounted_at(&mounts, &mountinfo, &path, devno.as_deref()) {
+            return Err(in_use(&dev.name, &format!("{path} is mounted on {on}")));
+        }
+        if swaps
+            .lines()
+            .skip(1)
+            .any(|l| l.split_whitespace().next() == Some(path.as_str()))
+        {
+            return Err(in_use(&dev.name, &format!("{path} is in use as swap")));
+        }
+        let holders = root.list(format!("{sys}/holders"));
+        if !holders.is_empty() {
+            return Err(in_use(
+                &dev.name,
+                &format!("{path} is held by {}", holders.join(", ")),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn in_use(dev: &str, why: &str) -> AgentError {
+    AgentError::block_device(format!("{dev} is in use: {why}"))
+}
+
+/// Where `path` (or the device numbered `devno`, "8:1") is mounted.
+fn mounted_at(mounts: &str, mountinfo: &str, path: &str, devno: Option<&str>) -> Option<String> {
+    for l in mounts.lines() {
+        let mut f = l.split_whitespace();
+        if f.next() == Some(path) {
+            return f.next().map(unescape_octal);
+        }
+    }
+    let devno = devno?;
+    for l in mountinfo.lines() {
+        // id parent major:minor root mountpoint ...
+        let f: Vec<&str> = l.split_whitespace().collect();
+        if f.len() > 4 && f[2] == devno {
+            return Some(unescape_octal(f[4]));
+        }
+    }
+    None
+}
+
+/// /proc/mounts escapes space, tab, newline and backslash as \ooo.
+fn unescape_octal(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\'
+            && i + 4 <= b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
+            let v = (b[i + 1] - b'0') as u32 * 64
+                + (b[i + 2] - b'0') as u32 * 8
+                + (b[i + 3] - b'0') as u32;
+            out.push(v as u8);
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn natural_order() {
+        let mut v = vec![
+            "sdaa", "nvme10n1", "sdb", "nvme2n1", "sda", "vda", "md0", "dm-10", "dm-2",
+        ];
+        v.sort_by(|a, b| natural_cmp(a, b));
+        assert_eq!(
+            v,
+            vec!["dm-2", "dm-10", "md0", "nvme2n1", "nvme10n1", "sda", "sdb", "sdaa", "vda"]
+        );
+    }
+
+    #[test]
+    fn wwn_like_udev() {
+        assert_eq!(
+            wwn_from_hex("5002538e4055b5a2"),
+            (
+                Some("0x5002538e4055b5a2".into()),
+                Some("0x5002538e4055b5a2".into()),
+                None
+            )
+        );
+        assert_eq!(
+            wwn_from_hex("600508B1001C4D5E6F7A8B9C0D1E2F30"),
+            (
+                Some("0x600508b1001c4d5e".into()),
+                Some("0x600508b1001c4d5e6f7a8b9c0d1e2f30".into()),
+                Some("0x6f7a8b9c0d1e2f30".into())
+            )
+        );
+        assert_eq!(wwn_from_hex("xyz"), (None, None, None));
+        assert_eq!(wwn_from_hex("5002538e4055b5"), (None, None, None));
+    }
+
+    #[test]
+    fn vpd_page_80() {
+        let mut b = vec![0u8, 0x80, 0, 12];
+        b.extend_from_slice(b"  S45NNE0M12 ");
+        assert_eq!(parse_vpd_pg80(&b).as_deref(), Some("S45NNE0M12"));
+        // length beyond the buffer is clipped, not a panic
+        assert_eq!(
+            parse_vpd_pg80(&[0, 0x80, 0xff, 0xff, b'A']).as_deref(),
+            Some("A")
+        );
+        assert_eq!(parse_vpd_pg80(&[0, 0x83, 0, 1, b'A']), None);
+        assert_eq!(parse_vpd_pg80(&[0, 0x80, 0, 2, b' ', 0]), None);
+        assert_eq!(parse_vpd_pg80(&[]), None);
+    }
+
+    #[test]
+    fn hctl() {
+        assert_eq!(parse_hctl("0:0:1:0"), Some([0, 0, 1, 0]));
+        assert_eq!(parse_hctl("nvme0"), None);
+        assert_eq!(parse_hctl("1:2:3"), None);
+        assert_eq!(parse_hctl("1:2:3:4:5"), None);
+    }
+
+    #[test]
+    fn mount_lookup() {
+        let mounts = "/dev/sda2 / ext4 rw 0 0\n/dev/sdb1 /mnt/with\\040space xfs rw 0 0\n";
+        let info = "22 1 8:3 / /boot rw - ext4 /dev/root rw\n";
+        assert_eq!(
+            mounted_at(mounts, info, "/dev/sda2", None).as_deref(),
+            Some("/")
+        );
+        assert_eq!(
+            mounted_at(mounts, info, "/dev/sdb1", None).as_deref(),
+            Some("/mnt/with space")
+        );
+        assert_eq!(
+            mounted_at(mounts, info, "/dev/sda3", Some("8:3")).as_deref(),
+            Some("/boot")
+        );
+        assert_eq!(mounted_at(mounts, info, "/dev/sdc", Some("8:32")), None);
+    }
+
+    #[test]
+    fn by_path_normalises() {
+        assert_eq!(
+            normalize(Path::new("/dev/disk/by-path/../../sda")),
+            PathBuf::from("/dev/sda")
+        );
+    }
+}
+
+#[cfg(test)]
+mod fixture_tests {
+    use super::*;
+
+    fn fixture(name: &str) -> Root {
+        Root::new(format!(
+            "{}/tests/fixtures/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+    }
+
+    #[test]
+    fn vm_virtio_disks() {
+        let root = fixture("vm-virtio");
+        let d = list_block_devices(&root, true).unwrap();
+        assert_eq!(d.len(), 1, "{d:#?}");
+        let vda = &d[0];
+        assert_eq!(vda.name, "/dev/vda");
+        assert_eq!(vda.kname, "vda");
+        assert_eq!(vda.dev_type, "disk");
+        assert_eq!(vda.size, 274877906944);
+        assert_eq!(vda.model, None);
+        assert_eq!(vda.vendor.as_deref(), Some("0x1af4"));
+        assert_eq!(vda.serial.as_deref(), Some("overlayblk"));
+        assert!(vda.rotational);
+        assert_eq!(
+            (vda.logical_sectors, vda.physical_sectors),
+            (Some(512), Some(4096))
+        );
+        assert_eq!(
+            (vda.tran.as_deref(), vda.hctl.as_deref(), vda.wwn.as_deref()),
+            (None, None, None)
+        );
+        // loop devices of size 0 stay out even when asked for
+        let with_loops = list_block_devices_with(
+            &root,
+            ListOpts {
+                partitions: false,
+                loop_devices: true,
+            },
+        )
+        .unwrap();
+        assert_eq!(with_loops.len(), 1);
+        // the captured machine runs from /dev/vda
+        let e = check_not_in_use(&root, vda).unwrap_err();
+        assert_eq!(e.details, "/dev/vda is in use: /dev/vda is mounted on /");
+    }
 }
