@@ -21,3 +21,32 @@ ensure_musl() {
     || rustup target add x86_64-unknown-linux-musl
   command -v x86_64-linux-musl-gcc >/dev/null || apt_install musl-tools
 }
+
+# ensure_qemu [ovmf] [isotools]: qemu-system-x86 for the VM tests (and OVMF,
+# Debian's UEFI firmware, when asked).
+# Pitfall (../shared/qemu NOTES §1): this machine image ships a backported
+# qemu-utils (qemu-img 10) that Breaks bookworm's qemu-system-common 7.2, so
+# `apt-get install qemu-system-x86` alone REMOVES qemu-img, which other
+# tests use. Asking for the distribution's qemu-utils in the same
+# transaction replaces it instead, and qemu-img never goes missing.
+ensure_qemu() {
+  local pkgs=() a
+  for a in "$@"; do
+    case "$a" in
+      ovmf) [ -f /usr/share/OVMF/OVMF_CODE.fd ] || pkgs+=(ovmf) ;;
+    esac
+  done
+  if ! command -v qemu-system-x86_64 >/dev/null; then
+    local codename
+    codename=$(. /etc/os-release && echo "${VERSION_CODENAME:-}")
+    pkgs+=(qemu-system-x86 "qemu-utils${codename:+/$codename}")
+  fi
+  [ ${#pkgs[@]} -eq 0 ] && return 0
+  echo "[setup] apt-get install ${pkgs[*]}" >&2
+  local sudo=""; [ "$(id -u)" -ne 0 ] && sudo=sudo
+  $sudo apt-get -o DPkg::Lock::Timeout=600 update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get -o DPkg::Lock::Timeout=600 install -y -qq \
+    --no-install-recommends --allow-downgrades "${pkgs[@]}" >/dev/null
+  # belt and braces: never leave the machine without qemu-img
+  command -v qemu-img >/dev/null || apt_install qemu-utils
+}
