@@ -332,3 +332,165 @@ fn gfs2_disk_is_protected() {
     f.read_exact_at(&mut m, g).unwrap();
     assert_eq!(m, 0x0116_1970u32.to_be_bytes(), "untouched");
 }
+
+/// Fill a loop device with a recognisable non-zero pattern.
+fn pattern_fill(lo: &Loop, size: u64) {
+    blockdev::fill_pattern(lo, size, 0xa5);
+}
+
+fn set_attr(root: &std::path::Path, disk: &str, attr: &str, v: &str) {
+    std::fs::write(root.join("sys/block").join(disk).join(attr), v).unwrap();
+}
+
+/// Every byte of the device, read with O_DIRECT.
+fn all_bytes(lo: &Loop, size: u64) -> Vec<u8> {
+    blockdev::read_direct(&lo.dev, 0, size as usize)
+}
+
+#[test]
+fn erase_devices_on_loop_devices_picks_zeroout_or_overwrite_and_verifies() {
+    need_loop!();
+    let dir = test_dir("erase-full-loop");
+    let root = fixture_root(&dir);
+    let size = 48 * MIB + 512;
+    let a = Loop::new(&dir.join("a.img"), size, false, false);
+    let b = Loop::new(&dir.join("b.img"), size, false, false);
+    pattern_fill(&a, size);
+    pattern_fill(&b, size);
+    present(&root, "sda", &a);
+    present(&root, "sdb", &b);
+    // sda: an SSD whose driver offloads write-zeroes; sdb: a spinning disk.
+    set_attr(&root, "sda", "queue/rotational", "0");
+    set_attr(&root, "sdb", "queue/rotational", "1");
+    let agent = Agent::start(
+        &dir,
+        Opts {
+            root: Some(&root),
+            ..Default::default()
+        },
+    );
+    let v = clean_step(&agent, "erase_devices", node(json!({})));
+    assert_eq!(
+        v["command_status"],
+        "SUCCEEDED",
+        "{v}\n{}",
+        agent.log_text()
+    );
+    let r = &v["command_result"]["clean_result"];
+    assert_eq!(r["/dev/sda"]["method"], "blkzeroout", "{r:#}");
+    assert_eq!(r["/dev/sdb"]["method"], "overwrite", "{r:#}");
+    for d in ["/dev/sda", "/dev/sdb"] {
+        assert_eq!(r[d]["verified"], true);
+        assert_eq!(r[d]["verification"], "zeroes");
+        let outcomes: Vec<(&str, &str)> = r[d]["attempts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| {
+                (
+                    a["method"].as_str().unwrap(),
+                    a["outcome"].as_str().unwrap(),
+                )
+            })
+            .collect();
+        // no SG_IO on a loop device: secure erase is unsupported, not failed
+        assert_eq!(
+            outcomes[0],
+            ("ata_security_erase", "unsupported"),
+            "{outcomes:?}"
+        );
+        assert!(outcomes.contains(&("blksecdiscard", "unsupported")));
+        assert!(!outcomes.iter().any(|o| o.1 == "failed"), "{outcomes:?}");
+    }
+    assert!(all_bytes(&a, size).iter().all(|x| *x == 0), "sda not zero");
+    assert!(all_bytes(&b, size).iter().all(|x| *x == 0), "sdb not zero");
+
+    // Without the zero pass the last random pass is what reads back.
+    pattern_fill(&b, size);
+    std::fs::remove_file(root.join("dev/sda")).unwrap();
+    std::fs::remove_dir_all(root.join("sys/block/sda")).unwrap();
+    let v = clean_step(
+        &agent,
+        "erase_devices",
+        node(json!({"agent_erase_devices_iterations": 2, "agent_erase_devices_zeroize": false})),
+    );
+    assert_eq!(v["command_status"], "SUCCEEDED", "{v}");
+    let r = &v["command_result"]["clean_result"]["/dev/sdb"];
+    assert_eq!(
+        (&r["method"], &r["verification"]),
+        (&json!("overwrite"), &json!("pattern"))
+    );
+    let back = all_bytes(&b, size);
+    assert!(
+        !back.windows(64).any(|w| w.iter().all(|x| *x == 0xa5)),
+        "old data left"
+    );
+    assert!(back.iter().filter(|x| **x == 0).count() < back.len() / 100);
+}
+
+#[test]
+fn read_only_disks_fail_erase_devices_unless_skipping_is_allowed() {
+    need_loop!();
+    let dir = test_dir("erase-ro");
+    let root = fixture_root(&dir);
+    let a = Loop::new(&dir.join("a.img"), 8 * MIB, false, true);
+    present(&root, "sda", &a);
+    let agent = Agent::start(
+        &dir,
+        Opts {
+            root: Some(&root),
+            ..Default::default()
+        },
+    );
+    let v = clean_step(&agent, "erase_devices", node(json!({})));
+    assert_eq!(v["command_error"]["type"], "BlockDeviceEraseError", "{v}");
+    assert_eq!(
+        v["command_error"]["details"],
+        "Failed to invoke erase of device /dev/sda as the device is flagged read-only, and the \
+         conductor has not signaled this is a permitted case."
+    );
+    let v = clean_step(
+        &agent,
+        "erase_devices",
+        node(json!({"agent_erase_skip_read_only": true})),
+    );
+    assert_eq!(v["command_status"], "SUCCEEDED", "{v}");
+    assert_eq!(
+        v["command_result"]["clean_result"]["/dev/sda"]["skipped"],
+        "read-only device"
+    );
+}
+
+/// Sparse files: the overwrite path with plain writes (no root needed).
+#[test]
+fn erase_devices_on_sparse_file_disks() {
+    let dir = test_dir("erase-full-file");
+    let root = fixture_root(&dir);
+    std::fs::create_dir_all(root.join("dev")).unwrap();
+    for (i, disk) in ["sda", "sdb", "sdc"].iter().enumerate() {
+        std::fs::write(root.join("dev").join(disk), vec![0x3cu8 + i as u8; 3 << 20]).unwrap();
+        std::fs::create_dir_all(root.join("sys/block").join(disk)).unwrap();
+        std::fs::write(root.join("sys/block").join(disk).join("size"), "6144").unwrap();
+    }
+    let agent = Agent::start(
+        &dir,
+        Opts {
+            root: Some(&root),
+            ..Default::default()
+        },
+    );
+    let v = clean_step(
+        &agent,
+        "erase_devices",
+        node(json!({"disk_erasure_concurrency": 2})),
+    );
+    assert_eq!(v["command_status"], "SUCCEEDED", "{v}");
+    for disk in ["sda", "sdb", "sdc"] {
+        let r = &v["command_result"]["clean_result"][format!("/dev/{disk}")];
+        assert_eq!(r["method"], "overwrite", "{r}");
+        assert_eq!(r["verified"], true);
+        let back = std::fs::read(root.join("dev").join(disk)).unwrap();
+        assert!(back.iter().all(|x| *x == 0));
+    }
+    assert!(agent.log_text().contains("concurrency 2"));
+}

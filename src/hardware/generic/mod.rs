@@ -2,13 +2,17 @@
 //! root-disk selection, and the generic clean, deploy and service steps
 //! (protocol §5.4–5.5).
 
+pub mod ata;
+pub mod blkerase;
 pub mod collect;
 pub mod diskio;
 pub mod disks;
 pub mod dmi;
 pub mod erase;
+pub mod nvme;
 pub mod probe;
 pub mod raid;
+pub mod scsi;
 pub mod targets;
 pub mod wipe;
 

@@ -267,9 +267,10 @@ fn is_virtual_media(agent: &Agent, dev: &BlockDevice, labels: &[&str]) -> Option
 
 /// Open and survey one disk read-only: its probe and its partitions'.
 /// `skip_parts` are partition names the skip list protects.
-pub fn survey(agent: &Agent, dev: BlockDevice, skip_parts: &[String]) -> Result<Target> {
+pub fn survey(agent: &Agent, mut dev: BlockDevice, skip_parts: &[String]) -> Result<Target> {
     let path = agent.root.path(&dev.name);
     let kname = kname_of(&dev);
+    dev.kname = kname.clone();
     let hint = agent
         .root
         .read_u64(format!("/sys/block/{kname}/queue/logical_block_size"))
