@@ -494,3 +494,163 @@ fn erase_devices_on_sparse_file_disks() {
     }
     assert!(agent.log_text().contains("concurrency 2"));
 }
+
+/// `properties.skip_block_devices`: a skipped disk is untouched, partitions
+/// included; a skipped partition keeps its areas even where the disk's own
+/// areas overlap them.
+#[test]
+fn skip_list_protects_disks_and_partitions() {
+    use std::os::unix::fs::FileExt;
+    let dir = test_dir("erase-skip");
+    let root = fixture_root(&dir);
+    std::fs::create_dir_all(root.join("dev")).unwrap();
+    for disk in ["sda", "sdb"] {
+        std::fs::write(root.join("dev").join(disk), vec![0x5au8; 8 << 20]).unwrap();
+        let sys = root.join("sys/block").join(disk);
+        for (p, v) in [
+            ("size".to_string(), "16384"),
+            (format!("{disk}1/partition"), "1"),
+            (format!("{disk}1/start"), "34"),
+            (format!("{disk}1/size"), "8192"),
+        ] {
+            std::fs::create_dir_all(sys.join(&p).parent().unwrap()).unwrap();
+            std::fs::write(sys.join(&p), v).unwrap();
+        }
+    }
+    let agent = Agent::start(
+        &dir,
+        Opts {
+            root: Some(&root),
+            ..Default::default()
+        },
+    );
+    let mut n = node(json!({}));
+    n["properties"]["skip_block_devices"] = json!([{"name": "/dev/sdb"}, {"name": "/dev/sda1"}]);
+    let v = clean_step(&agent, "erase_devices_metadata", n.clone());
+    assert_eq!(v["command_status"], "SUCCEEDED", "{v}");
+    let r = &v["command_result"]["clean_result"];
+    assert_eq!(
+        r["/dev/sdb"]["skipped"],
+        "listed in properties.skip_block_devices"
+    );
+    assert_eq!(r["/dev/sda"]["partitions"], json!([]));
+    let sdb = std::fs::read(root.join("dev/sdb")).unwrap();
+    assert!(sdb.iter().all(|b| *b == 0x5a), "sdb written");
+    let f = std::fs::File::open(root.join("dev/sda")).unwrap();
+    let mut b = [0u8; 512];
+    f.read_exact_at(&mut b, 0).unwrap();
+    assert!(
+        b.iter().all(|x| *x == 0),
+        "the disk's first sectors are zeroed"
+    );
+    // sda1 (sectors 34..8226) keeps its first MiB though the disk's
+    // first MiB overlaps it
+    f.read_exact_at(&mut b, 34 * 512).unwrap();
+    assert!(b.iter().all(|x| *x == 0x5a), "sda1 written");
+    f.read_exact_at(&mut b, 33 * 512).unwrap();
+    assert!(b.iter().all(|x| *x == 0));
+    // erase_devices honours the same list, and does not overwrite a disk
+    // to erase around a protected partition
+    let v = clean_step(&agent, "erase_devices", n);
+    assert_eq!(v["command_status"], "SUCCEEDED", "{v}");
+    let r = &v["command_result"]["clean_result"];
+    assert!(r["/dev/sdb"]["skipped"].is_string());
+    assert_eq!(
+        r["/dev/sda"]["skipped"],
+        "its partition /dev/sda1 is listed in properties.skip_block_devices"
+    );
+    f.read_exact_at(&mut b, 34 * 512).unwrap();
+    assert!(b.iter().all(|x| *x == 0x5a), "sda1 written");
+    assert!(std::fs::read(root.join("dev/sdb"))
+        .unwrap()
+        .iter()
+        .all(|b| *b == 0x5a));
+}
+
+/// The virtual-media floppy Ironic attaches (vfat label "ir-vfd-dev") is
+/// never erased; a "config-2" drive is, unless the ramdisk booted from
+/// virtual media and it is a small USB disk (IPA's `_check_vmedia_device`).
+#[test]
+fn virtual_media_is_left_alone() {
+    let dir = test_dir("erase-vmedia");
+    let root = fixture_root(&dir);
+    std::fs::create_dir_all(root.join("dev")).unwrap();
+    let vfat = |label: &[u8; 11]| {
+        let mut d = vec![0u8; 2 << 20];
+        d[0x36..0x3e].copy_from_slice(b"FAT12   ");
+        d[0x2b..0x36].copy_from_slice(label);
+        d[510] = 0x55;
+        d[511] = 0xaa;
+        d
+    };
+    std::fs::write(root.join("dev/sda"), vfat(b"ir-vfd-dev ")).unwrap();
+    std::fs::write(root.join("dev/sdb"), vfat(b"config-2   ")).unwrap();
+    for disk in ["sda", "sdb"] {
+        std::fs::create_dir_all(root.join("sys/block").join(disk)).unwrap();
+        std::fs::write(root.join("sys/block").join(disk).join("size"), "4096").unwrap();
+    }
+    let agent = Agent::start(
+        &dir,
+        Opts {
+            root: Some(&root),
+            ..Default::default()
+        },
+    );
+    let v = clean_step(&agent, "erase_devices_metadata", node(json!({})));
+    assert_eq!(v["command_status"], "SUCCEEDED", "{v}");
+    let r = &v["command_result"]["clean_result"];
+    assert_eq!(
+        r["/dev/sda"]["skipped"],
+        "virtual media device (label ir-vfd-dev)"
+    );
+    assert_eq!(r["/dev/sdb"]["method"], "metadata");
+    assert_eq!(
+        &std::fs::read(root.join("dev/sda")).unwrap()[0x2b..0x35],
+        b"ir-vfd-dev"
+    );
+    assert!(std::fs::read(root.join("dev/sdb")).unwrap()[..512]
+        .iter()
+        .all(|b| *b == 0));
+}
+
+#[test]
+fn pstore_and_express() {
+    let dir = test_dir("erase-pstore");
+    let root = fixture_root(&dir);
+    std::fs::write(
+        root.join("proc/mounts"),
+        "sysfs /sys sysfs rw 0 0\npstore /sys/fs/pstore pstore rw,nosuid 0 0\n",
+    )
+    .unwrap();
+    let ps = root.join("sys/fs/pstore");
+    std::fs::create_dir_all(ps.join("sub")).unwrap();
+    std::fs::write(ps.join("dmesg-efi-1"), "tenant kernel log").unwrap();
+    std::fs::write(ps.join("sub/x"), "x").unwrap();
+    std::fs::create_dir_all(root.join("dev")).unwrap();
+    std::fs::write(root.join("dev/sda"), vec![0x11u8; 4 << 20]).unwrap();
+    std::fs::create_dir_all(root.join("sys/block/sda")).unwrap();
+    std::fs::write(root.join("sys/block/sda/size"), "8192").unwrap();
+    let agent = Agent::start(
+        &dir,
+        Opts {
+            root: Some(&root),
+            ..Default::default()
+        },
+    );
+    let v = clean_step(&agent, "erase_pstore", node(json!({})));
+    assert_eq!(v["command_status"], "SUCCEEDED", "{v}");
+    assert_eq!(
+        v["command_result"]["clean_result"],
+        json!({"pstore": "/sys/fs/pstore", "deleted": 2})
+    );
+    assert_eq!(std::fs::read_dir(&ps).unwrap().count(), 0);
+    // not NVMe: express is the metadata wipe
+    let v = clean_step(&agent, "erase_devices_express", node(json!({})));
+    assert_eq!(v["command_status"], "SUCCEEDED", "{v}");
+    assert_eq!(
+        v["command_result"]["clean_result"]["/dev/sda"]["method"],
+        "metadata"
+    );
+    let back = std::fs::read(root.join("dev/sda")).unwrap();
+    assert!(back[..1 << 20].iter().all(|b| *b == 0) && back[3 << 19] == 0x11);
+}

@@ -15,7 +15,9 @@
 //! mistake or leaking less data:
 //! * the partitions of a disk the skip list protects are protected too
 //!   (IPA matches hints per device, so `{"name": "/dev/sda"}` left /dev/sda1
-//!   to be wiped);
+//!   to be wiped), and `erase_devices` leaves alone a disk one of whose
+//!   partitions the skip list protects (IPA matches its hints against
+//!   disks only there, and overwrote the partition with the disk);
 //! * a RAID member is a disk (or a disk with a partition) held by an
 //!   *active* md array; IPA's `lsblk --fs` check also skipped disks that
 //!   merely carry a stale md superblock, leaving a previous tenant's data
@@ -110,61 +112,12 @@ fn kname_of(d: &BlockDevice) -> String {
     }
 }
 
-/// Disks and partitions. The inventory's lister is the authority; until it
-/// lands on main (it answers an empty list), a minimal /sys/block scan
-/// stands in so that erasing works in the meantime.
+/// Disks and partitions, from the inventory's lister (IPA's
+/// `list_block_devices(include_partitions=True)`).
 fn list_devices(root: &Root) -> Result<(Vec<BlockDevice>, Vec<BlockDevice>)> {
-    let mut all = super::disks::list_block_devices(root, true)?;
-    if all.is_empty() {
-        all = scan_sysfs(root);
-    }
+    let all = super::disks::list_block_devices(root, true)?;
     let (parts, disks): (Vec<_>, Vec<_>) = all.into_iter().partition(|d| d.dev_type == "part");
     Ok((disks, parts))
-}
-
-/// The stand-in lister: what `lsblk` would call a disk (or an md RAID
-/// device), non-empty, not a loop, ram, zram, floppy, optical, nbd or dm
-/// device; plus their partitions.
-fn scan_sysfs(root: &Root) -> Vec<BlockDevice> {
-    let mut out = vec![];
-    for k in root.list("/sys/block") {
-        let base = format!("/sys/block/{k}");
-        let skip = ["loop", "ram", "zram", "fd", "sr", "nbd", "dm-"];
-        let size = root.read_u64(format!("{base}/size")).unwrap_or(0) * 512;
-        if skip.iter().any(|p| k.starts_with(p))
-            || size == 0
-            || root.read(format!("{base}/device/type")).as_deref() == Some("5")
-        {
-            continue;
-        }
-        let dev_type = match root.read(format!("{base}/md/level")) {
-            Some(level) if k.starts_with("md") => level,
-            _ => "disk".to_string(),
-        };
-        out.push(BlockDevice {
-            name: format!("/dev/{k}"),
-            kname: k.clone(),
-            size,
-            dev_type,
-            model: root.read_nonempty(format!("{base}/device/model")),
-            vendor: root.read_nonempty(format!("{base}/device/vendor")),
-            serial: root.read_nonempty(format!("{base}/device/serial")),
-            rotational: root.read(format!("{base}/queue/rotational")).as_deref() == Some("1"),
-            read_only: root.read(format!("{base}/ro")).as_deref() == Some("1"),
-            removable: root.read(format!("{base}/removable")).as_deref() == Some("1"),
-            ..Default::default()
-        });
-        for p in sysfs_partitions(root, &k) {
-            out.push(BlockDevice {
-                name: format!("/dev/{}", p.0),
-                kname: p.0,
-                size: p.2,
-                dev_type: "part".into(),
-                ..Default::default()
-            });
-        }
-    }
-    out
 }
 
 /// Registered partitions of a disk: (kname, start, size) in bytes, from
@@ -191,51 +144,29 @@ pub enum Usage {
     InUse(String),
 }
 
-/// Mounts (/proc/mounts by name, /proc/self/mountinfo by major:minor, so
-/// /dev/root is caught), swaps (/proc/swaps) and holders (sysfs) of a disk
-/// or any of its partitions.
-pub fn usage(root: &Root, disk: &str) -> Usage {
-    let mut names = vec![(disk.to_string(), format!("/sys/block/{disk}"))];
-    for (p, _, _) in sysfs_partitions(root, disk) {
-        names.push((p.clone(), format!("/sys/block/{disk}/{p}")));
+/// How `dev` is used: a member of an active md array (any md holder of
+/// the disk or of one of its partitions), else whatever the inventory's
+/// `check_not_in_use` finds (mounts by name and by major:minor, swaps,
+/// other holders).
+pub fn usage(root: &Root, dev: &BlockDevice) -> Usage {
+    let disk = kname_of(dev);
+    let mut dirs = vec![(disk.clone(), format!("/sys/block/{disk}"))];
+    for (p, _, _) in sysfs_partitions(root, &disk) {
+        dirs.push((p.clone(), format!("/sys/block/{disk}/{p}")));
     }
-    let mounts = root.read("/proc/mounts").unwrap_or_default();
-    let mountinfo = root.read("/proc/self/mountinfo").unwrap_or_default();
-    let swaps = root.read("/proc/swaps").unwrap_or_default();
-    for (k, sys) in &names {
-        let dev = format!("/dev/{k}");
-        for l in mounts.lines() {
-            let mut f = l.split_whitespace();
-            if let (Some(src), Some(mnt)) = (f.next(), f.next()) {
-                if src == dev {
-                    return Usage::InUse(format!("{dev} is mounted on {mnt}"));
-                }
-            }
-        }
-        if let Some(majmin) = root.read(format!("{sys}/dev")) {
-            for l in mountinfo.lines() {
-                let f: Vec<&str> = l.split_whitespace().collect();
-                if f.len() > 4 && f[2] == majmin {
-                    return Usage::InUse(format!("{dev} is mounted on {}", f[4]));
-                }
-            }
-        }
-        if swaps
-            .lines()
-            .skip(1)
-            .any(|l| l.split_whitespace().next() == Some(dev.as_str()))
+    for (k, sys) in &dirs {
+        if let Some(md) = root
+            .list(format!("{sys}/holders"))
+            .into_iter()
+            .find(|h| h.starts_with("md"))
         {
-            return Usage::InUse(format!("{dev} is in use as swap"));
-        }
-        let holders = root.list(format!("{sys}/holders"));
-        if let Some(md) = holders.iter().find(|h| h.starts_with("md")) {
-            return Usage::RaidMember(format!("{dev} is a member of /dev/{md}"));
-        }
-        if let Some(h) = holders.first() {
-            return Usage::InUse(format!("{dev} is held by /dev/{h}"));
+            return Usage::RaidMember(format!("/dev/{k} is a member of /dev/{md}"));
         }
     }
-    Usage::Free
+    match super::disks::check_not_in_use(root, dev) {
+        Ok(()) => Usage::Free,
+        Err(e) => Usage::InUse(e.details),
+    }
 }
 
 /// Labels whose device must never be erased: IPA's virtual-media floppy
@@ -409,7 +340,7 @@ pub fn erasable(
             continue;
         }
         let kname = kname_of(&dev);
-        let usage = usage(&agent.root, &kname);
+        let usage = usage(&agent.root, &dev);
         if let Usage::RaidMember(why) = &usage {
             skip(&dev.name, format!("RAID member device ({why})"));
             continue;
@@ -430,6 +361,18 @@ pub fn erasable(
             continue;
         }
         let t = survey(agent, dev, &skip_parts)?;
+        if purpose == Purpose::Erase {
+            if let Some(p) = t.parts.iter().find(|p| p.skip) {
+                skip(
+                    &t.dev.name,
+                    format!(
+                        "its partition {} is listed in properties.skip_block_devices",
+                        p.name
+                    ),
+                );
+                continue;
+            }
+        }
         let mut labels: Vec<&str> = t.probe.label.iter().map(String::as_str).collect();
         labels.extend(t.parts.iter().filter_map(|p| p.probe.label.as_deref()));
         if let Some(l) = is_virtual_media(agent, &t.dev, &labels) {
@@ -437,10 +380,7 @@ pub fn erasable(
             continue;
         }
         if let Usage::InUse(why) = usage {
-            return Err(AgentError::erase(format!(
-                "Refusing to erase {}: {why}",
-                t.dev.name
-            )));
+            return Err(AgentError::erase(format!("Refusing to erase {why}")));
         }
         safety_check(agent, node, &t)?;
         targets.push(t);
@@ -510,50 +450,20 @@ mod tests {
                 "22 1 254:0 / / rw,relatime - ext4 /dev/root rw\n",
             ),
         ]);
+        let dev = |k: &str| BlockDevice {
+            name: format!("/dev/{k}"),
+            kname: k.into(),
+            ..Default::default()
+        };
         assert_eq!(
-            usage(&r, "sda"),
-            Usage::InUse("/dev/sda1 is mounted on /mnt".into())
+            usage(&r, &dev("sda")),
+            Usage::InUse("/dev/sda is in use: /dev/sda1 is mounted on /mnt".into())
         );
-        assert_eq!(usage(&r, "sdb"), Usage::Free);
-        assert!(matches!(usage(&r, "sdc"), Usage::RaidMember(_)));
-        assert!(matches!(usage(&r, "sdd"), Usage::InUse(w) if w.contains("dm-0")));
-        assert!(matches!(usage(&r, "sde"), Usage::InUse(w) if w.contains("swap")));
-        assert!(matches!(usage(&r, "vda"), Usage::InUse(w) if w.contains("mounted on /")));
-        std::fs::remove_dir_all(d).unwrap();
-    }
-
-    #[test]
-    fn stand_in_lister() {
-        let (d, r) = root_with(&[
-            ("/sys/block/sda/size", "2048"),
-            ("/sys/block/sda/ro", "0"),
-            ("/sys/block/sda/sda1/partition", "1"),
-            ("/sys/block/sda/sda1/start", "34"),
-            ("/sys/block/sda/sda1/size", "100"),
-            ("/sys/block/loop0/size", "2048"),
-            ("/sys/block/zram0/size", "0"),
-            ("/sys/block/sr0/size", "2048"),
-            ("/sys/block/sdb/size", "0"),
-            ("/sys/block/md0/size", "4096"),
-            ("/sys/block/md0/md/level", "raid1"),
-        ]);
-        let v = scan_sysfs(&r);
-        let names: Vec<(&str, &str)> = v
-            .iter()
-            .map(|d| (d.name.as_str(), d.dev_type.as_str()))
-            .collect();
-        assert_eq!(
-            names,
-            vec![
-                ("/dev/md0", "raid1"),
-                ("/dev/sda", "disk"),
-                ("/dev/sda1", "part")
-            ]
-        );
-        assert_eq!(
-            sysfs_partitions(&r, "sda"),
-            vec![("sda1".into(), 34 * 512, 100 * 512)]
-        );
+        assert_eq!(usage(&r, &dev("sdb")), Usage::Free);
+        assert!(matches!(usage(&r, &dev("sdc")), Usage::RaidMember(_)));
+        assert!(matches!(usage(&r, &dev("sdd")), Usage::InUse(w) if w.contains("dm-0")));
+        assert!(matches!(usage(&r, &dev("sde")), Usage::InUse(w) if w.contains("swap")));
+        assert!(matches!(usage(&r, &dev("vda")), Usage::InUse(w) if w.contains("mounted on /")));
         std::fs::remove_dir_all(d).unwrap();
     }
 }
