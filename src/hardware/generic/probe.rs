@@ -467,7 +467,8 @@ fn partition_table(r: &Region, head: &[u8], p: &mut Probe) -> io::Result<()> {
             let ents_lba = le64(&last, 72);
             let ents = u64::from(le32(&last, 80)) * u64::from(le32(&last, 84));
             let ent_bytes = ents.div_ceil(ss) * ss;
-            if ents_lba * ss < r.size && ent_bytes <= MIB {
+            // the header is not trusted yet: its fields may be garbage
+            if ents_lba.checked_mul(ss).is_some_and(|b| b < r.size) && ent_bytes <= MIB {
                 p.backups
                     .push((ents_lba * ss, ent_bytes, "gpt backup partition entries"));
             }
@@ -581,6 +582,21 @@ pub mod tests {
             read: &read,
         };
         probe(&r, whole).unwrap()
+    }
+
+    /// A last sector that starts with "EFI PART" followed by garbage (a
+    /// half-overwritten backup header) must not overflow or mark a bogus
+    /// area; found by the e2e harness, whose fixture disks carry one.
+    #[test]
+    fn garbage_backup_gpt_header() {
+        let mut d = vec![0xa5u8; 64 * 1024];
+        let last = d.len() - 512;
+        d[last..last + 8].copy_from_slice(b"EFI PART");
+        let p = probe_vec(&d, 512, true);
+        assert!(p
+            .backups
+            .iter()
+            .all(|(start, len, _)| start + len <= d.len() as u64));
     }
 
     fn kinds(p: &Probe) -> Vec<&'static str> {
