@@ -316,7 +316,12 @@ fn run() -> i32 {
     );
 
     let server = match &server_tls {
-        None => tiny_http::Server::from_listener(listener, None),
+        None => {
+            if let Err(e) = ironic_agent::sys::net::set_nodelay(&listener) {
+                log::warn!("setting TCP_NODELAY on the API socket: {e}");
+            }
+            tiny_http::Server::from_listener(listener, None)
+        }
         Some((t, _)) => {
             let sock = dir.join("api.sock");
             let unix = match std::os::unix::net::UnixListener::bind(&sock) {

@@ -1,7 +1,7 @@
 //! The only module with `unsafe`: thin wrappers over the kernel interfaces
 //! the agent needs and std does not offer (block-device ioctls, sync(2),
 //! reboot(2), getrandom(2); NVMe admin and SCSI generic pass-through in
-//! [`passthru`]). Every call site has a `// SAFETY:` comment
+//! [`passthru`]; the IPMI device in [`ipmi`]; interface ioctls in [`net`]). Every call site has a `// SAFETY:` comment
 //! naming the file descriptor and the memory the kernel reads or writes.
 //!
 //! Request numbers come from `include/uapi/linux/fs.h`; libc does not define
@@ -10,6 +10,8 @@
 //! glibc (`unsigned long`).
 #![allow(unsafe_code)]
 
+pub mod ipmi;
+pub mod net;
 pub mod passthru;
 
 use std::fs::File;

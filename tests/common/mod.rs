@@ -233,3 +233,59 @@ pub fn wait_for<T>(limit: Duration, mut f: impl FnMut() -> Option<T>) -> Option<
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// A committed fixture root (tests/fixtures/<name>), read-only.
+pub fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+/// A private, writable copy of fixture `name` under `dir` (symlinks kept
+/// as symlinks), with a sparse regular file at /dev/<kname> for every
+/// disk and partition in its /sys/block, sized as sysfs says. Deploy and
+/// erase tests write to these "disks" without touching the committed tree.
+pub fn fixture_root(name: &str, dir: &Path) -> PathBuf {
+    let root = dir.join(name);
+    copy_tree(&fixture(name), &root);
+    let sectors = |p: &Path| -> u64 {
+        std::fs::read_to_string(p.join("size"))
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(0)
+    };
+    let block = root.join("sys/block");
+    std::fs::create_dir_all(root.join("dev")).expect("mkdir dev");
+    for e in std::fs::read_dir(&block).into_iter().flatten().flatten() {
+        let disk = e.path();
+        let name = e.file_name().to_string_lossy().into_owned();
+        let mut nodes = vec![(name, sectors(&disk))];
+        for p in std::fs::read_dir(&disk).into_iter().flatten().flatten() {
+            if p.path().join("partition").exists() {
+                let pn = p.file_name().to_string_lossy().into_owned();
+                nodes.push((pn, sectors(&p.path())));
+            }
+        }
+        for (n, s) in nodes {
+            let f = std::fs::File::create(root.join("dev").join(n)).expect("dev node");
+            f.set_len(s * 512).expect("sparse size");
+        }
+    }
+    root
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for e in std::fs::read_dir(from).expect("fixture dir").flatten() {
+        let (src, dst) = (e.path(), to.join(e.file_name()));
+        let ty = e.file_type().expect("file type");
+        if ty.is_symlink() {
+            let target = std::fs::read_link(&src).expect("readlink");
+            std::os::unix::fs::symlink(target, &dst).expect("symlink");
+        } else if ty.is_dir() {
+            copy_tree(&src, &dst);
+        } else {
+            std::fs::copy(&src, &dst).expect("copy");
+        }
+    }
+}

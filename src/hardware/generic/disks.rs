@@ -777,4 +777,224 @@ mod fixture_tests {
         let e = check_not_in_use(&root, vda).unwrap_err();
         assert_eq!(e.details, "/dev/vda is in use: /dev/vda is mounted on /");
     }
+
+    fn names(d: &[BlockDevice]) -> Vec<&str> {
+        d.iter().map(|d| d.name.as_str()).collect()
+    }
+
+    #[test]
+    fn server_disks() {
+        let root = fixture("server");
+        let d = list_block_devices(&root, false).unwrap();
+        assert_eq!(names(&d), vec!["/dev/nvme0n1", "/dev/sda", "/dev/sdb"]);
+        let (nvme, sda, sdb) = (&d[0], &d[1], &d[2]);
+        assert_eq!(nvme.model.as_deref(), Some("Dell Ent NVMe CM6 RI 1.92TB"));
+        assert_eq!(nvme.serial.as_deref(), Some("Z0N0A02ETZ1A"));
+        assert_eq!(
+            nvme.wwn.as_deref(),
+            Some("eui.36344630528003960025384500000001")
+        );
+        assert_eq!(
+            (nvme.tran.as_deref(), nvme.hctl.as_deref()),
+            (Some("nvme"), None)
+        );
+        assert_eq!(
+            nvme.all_serials,
+            vec!["Z0N0A02ETZ1A", "Dell_Ent_NVMe_CM6_RI_1.92TB_Z0N0A02ETZ1A"]
+        );
+        assert_eq!(sda.vendor.as_deref(), Some("ATA"));
+        assert_eq!(sda.serial.as_deref(), Some("S45NNE0M123456"));
+        assert_eq!(sda.wwn.as_deref(), Some("0x5002538e4055b5a2"));
+        assert_eq!(
+            sda.wwn_with_extension.as_deref(),
+            Some("0x5002538e4055b5a2")
+        );
+        assert_eq!(sda.wwn_vendor_extension, None);
+        assert_eq!(sda.hctl.as_deref(), Some("0:0:0:0"));
+        assert_eq!(sda.tran.as_deref(), Some("sata"));
+        assert_eq!(
+            sda.by_path.as_deref(),
+            Some("/dev/disk/by-path/pci-0000:00:17.0-ata-1")
+        );
+        assert!(!sda.rotational && sdb.rotational);
+        assert!(sda.all_serials.contains(&"35002538e4055b5a2".to_string()));
+        assert!(sda
+            .all_serials
+            .contains(&"SAMSUNG_MZ7LH480_S45NNE0M123456".to_string()));
+        // partitions follow the disks, with the disk's identifiers
+        let all = list_block_devices(&root, true).unwrap();
+        assert_eq!(
+            names(&all),
+            vec![
+                "/dev/nvme0n1",
+                "/dev/sda",
+                "/dev/sdb",
+                "/dev/sda1",
+                "/dev/sda2"
+            ]
+        );
+        let sda1 = &all[3];
+        assert_eq!((sda1.dev_type.as_str(), sda1.size), ("part", 1 << 30));
+        assert_eq!(sda1.serial, sda.serial);
+        assert_eq!(
+            sda1.by_path.as_deref(),
+            Some("/dev/disk/by-path/pci-0000:00:17.0-ata-1-part1")
+        );
+        for dev in &all {
+            check_not_in_use(&root, dev).unwrap();
+        }
+    }
+
+    #[test]
+    fn odd_disks() {
+        let root = fixture("odd");
+        let d = list_block_devices(&root, false).unwrap();
+        // sr0 (rom), fd0, ram0, zram0, loop0, sdf (empty card reader),
+        // dm-1 (LVM) and the multipath paths sdc/sdd are not disks
+        assert_eq!(
+            names(&d),
+            vec![
+                "/dev/dm-0",
+                "/dev/nvme0n1",
+                "/dev/sda",
+                "/dev/sdb",
+                "/dev/sde"
+            ]
+        );
+        let dm0 = &d[0];
+        assert_eq!(dm0.dev_type, "mpath");
+        assert_eq!(
+            dm0.wwn.as_deref(),
+            Some("0x600c0ff0001e2a3b4c5d6e7f01000000")
+        );
+        let nvme = &d[1];
+        assert_eq!(
+            (nvme.serial.as_deref(), nvme.model.as_deref()),
+            (None, None)
+        );
+        assert_eq!((nvme.logical_sectors, nvme.physical_sectors), (None, None));
+        assert!(nvme.all_serials.is_empty() && nvme.all_wwns.is_empty());
+        let sda = &d[2];
+        assert_eq!((sda.model.as_deref(), sda.serial.as_deref()), (None, None));
+        assert_eq!(sda.tran.as_deref(), Some("ata"));
+        let sdb = &d[3];
+        assert_eq!(
+            (sdb.logical_sectors, sdb.physical_sectors),
+            (Some(4096), Some(4096))
+        );
+        assert_eq!(sdb.tran.as_deref(), Some("sas"));
+        assert_eq!(
+            sdb.wwn_vendor_extension.as_deref(),
+            Some("0x6f7a8b9c0d1e2f30")
+        );
+        let sde = &d[4];
+        assert!(sde.removable);
+        assert_eq!(sde.tran.as_deref(), Some("usb"));
+        // loop devices on request
+        let with_loop = list_block_devices_with(
+            &root,
+            ListOpts {
+                partitions: true,
+                loop_devices: true,
+            },
+        )
+        .unwrap();
+        assert!(with_loop
+            .iter()
+            .any(|d| d.name == "/dev/loop0" && d.dev_type == "loop"));
+        // partitions: only of listed disks; sdb1 on a 4Kn disk keeps
+        // 512-byte sysfs units
+        let parts: Vec<&BlockDevice> = with_loop.iter().filter(|d| d.dev_type == "part").collect();
+        assert_eq!(
+            parts.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(),
+            vec!["/dev/sda1", "/dev/sda2", "/dev/sdb1"]
+        );
+        assert_eq!(parts[2].size, 100 << 30);
+        // usage
+        let err = |n: &str| {
+            let dev = with_loop.iter().find(|d| d.name == n).unwrap();
+            check_not_in_use(&root, dev).unwrap_err().details
+        };
+        assert_eq!(
+            err("/dev/sda"),
+            "/dev/sda is in use: /dev/sda1 is mounted on /boot"
+        );
+        assert_eq!(
+            err("/dev/sda2"),
+            "/dev/sda2 is in use: /dev/sda2 is in use as swap"
+        );
+        assert_eq!(
+            err("/dev/sdb"),
+            "/dev/sdb is in use: /dev/sdb1 is held by dm-1"
+        );
+        for free in ["/dev/sde", "/dev/nvme0n1", "/dev/dm-0", "/dev/loop0"] {
+            let dev = with_loop.iter().find(|d| d.name == free).unwrap();
+            check_not_in_use(&root, dev).unwrap();
+        }
+        // a multipath path is held by its map
+        let sdc = BlockDevice {
+            name: "/dev/sdc".into(),
+            kname: "sdc".into(),
+            ..Default::default()
+        };
+        assert_eq!(
+            check_not_in_use(&root, &sdc).unwrap_err().details,
+            "/dev/sdc is in use: /dev/sdc is held by dm-0"
+        );
+    }
+
+    #[test]
+    fn root_device_on_fixtures() {
+        use crate::hardware::hints::{select_root_device, Hints};
+        let hints = |v: serde_json::Value| -> Hints { v.as_object().unwrap().clone() };
+        let server = list_block_devices(&fixture("server"), false).unwrap();
+        assert_eq!(select_root_device(&server, None).unwrap().name, "/dev/sda");
+        for (h, want) in [
+            (
+                serde_json::json!({"serial": "z0n0a02etz1a"}),
+                "/dev/nvme0n1",
+            ),
+            (serde_json::json!({"wwn": "0x5000C500A1B2C3D4"}), "/dev/sdb"),
+            (serde_json::json!({"rotational": true}), "/dev/sdb"),
+            (serde_json::json!({"size": ">= 1000"}), "/dev/nvme0n1"),
+            (serde_json::json!({"hctl": "1:0:0:0"}), "/dev/sdb"),
+            (serde_json::json!({"tran": "nvme"}), "/dev/nvme0n1"),
+            (
+                serde_json::json!({"vendor": "ata", "size": "<= 1000"}),
+                "/dev/sda",
+            ),
+            (serde_json::json!({"model": "<in> samsung"}), "/dev/sda"),
+            (
+                serde_json::json!({"by_path": "/dev/disk/by-path/pci-0000:00:17.0-ata-2"}),
+                "/dev/sdb",
+            ),
+            (serde_json::json!({"name": "/dev/sdb"}), "/dev/sdb"),
+            (
+                serde_json::json!({"serial": "SAMSUNG_MZ7LH480_S45NNE0M123456"}),
+                "/dev/sda",
+            ),
+        ] {
+            assert_eq!(
+                select_root_device(&server, Some(&hints(h.clone())))
+                    .unwrap()
+                    .name,
+                want,
+                "{h}"
+            );
+        }
+        let odd = list_block_devices(&fixture("odd"), false).unwrap();
+        // smallest disk of at least 4 GiB
+        assert_eq!(select_root_device(&odd, None).unwrap().name, "/dev/nvme0n1");
+        assert_eq!(
+            select_root_device(
+                &odd,
+                Some(&hints(
+                    serde_json::json!({"wwn_vendor_extension": "0x6f7a8b9c0d1e2f30"})
+                ))
+            )
+            .unwrap()
+            .name,
+            "/dev/sdb"
+        );
+    }
 }
