@@ -196,11 +196,48 @@ def symlink(target, path):
 
 
 def make_root(root, mac, src_fixture=None):
-    """Build the fixture root. Copies `src_fixture` (the inventory tests'
-    tree) when given; otherwise writes a minimal tree shaped like a QEMU VM's
-    sysfs: one virtio NIC (eth0) and one virtio disk (vda, a sparse file)."""
+    """Build the fixture root and return the MAC of its NIC.
+
+    With `src_fixture` (tests/fixtures/vm-virtio, captured from a live VM by
+    tests/fixtures/capture.sh) the tree is copied and made to look like a
+    ramdisk boot of that machine: its disk vda unmounted (the captured VM
+    ran from it) and 8 GiB, the disk itself a sparse file. Without one, a
+    minimal tree shaped like a QEMU guest's sysfs is written: one virtio
+    NIC (eth0, `mac`) and one virtio disk (vda)."""
     if src_fixture:
         subprocess.run(["cp", "-a", src_fixture + "/.", root], check=True)
+        with open(f"{root}/sys/class/net/eth0/address") as f:
+            mac = f.read().strip()
+        write(f"{root}/sys/block/vda/size", f"{DISK_SIZE // SECTOR}\n")
+        # the ramdisk runs from RAM: nothing of vda is mounted or swapped
+        write(f"{root}/proc/mounts",
+              "rootfs / rootfs rw 0 0\nproc /proc proc rw,relatime 0 0\n"
+              "sysfs /sys sysfs rw,relatime 0 0\n"
+              "devtmpfs /dev devtmpfs rw,relatime,mode=755 0 0\n")
+        write(f"{root}/proc/self/mountinfo",
+              "1 1 0:2 / / rw - rootfs rootfs rw\n"
+              "22 1 0:21 / /proc rw,relatime - proc proc rw\n"
+              "23 1 0:22 / /sys rw,relatime - sysfs sysfs rw\n"
+              "24 1 0:6 / /dev rw,relatime - devtmpfs devtmpfs rw,mode=755\n")
+        write(f"{root}/proc/swaps",
+              "Filename\t\t\t\tType\t\tSize\t\tUsed\t\tPriority\n")
+        # booted in UEFI mode, as the node's boot_mode capability says
+        os.makedirs(f"{root}/sys/firmware/efi/efivars", exist_ok=True)
+    else:
+        make_minimal_root(root, mac)
+    os.makedirs(f"{root}/dev", exist_ok=True)
+    with open(f"{root}/dev/vda", "wb") as f:
+        f.truncate(DISK_SIZE)  # sparse
+    bootif = "01-" + mac.replace(":", "-")
+    write(f"{root}/proc/cmdline",
+          f"BOOT_IMAGE=/vmlinuz console=ttyS0 BOOTIF={bootif} ipa-debug=1\n")
+    for d in ("run", "etc"):
+        os.makedirs(f"{root}/{d}", exist_ok=True)
+    return mac
+
+
+def make_minimal_root(root, mac):
+    """A QEMU guest's sysfs in miniature: virtio NIC eth0, virtio disk vda."""
     pci_nic = "sys/devices/pci0000:00/0000:00:03.0"
     pci_disk = "sys/devices/pci0000:00/0000:00:04.0"
     nic = f"{pci_nic}/virtio0/net/eth0"
@@ -232,9 +269,6 @@ def make_root(root, mac, src_fixture=None):
         write(f"{root}/{pci_disk}/{k}", v + "\n")
     symlink(f"../../{blk[len('sys/'):]}", f"{root}/sys/class/block/vda")
     symlink(f"../{blk[len('sys/'):]}", f"{root}/sys/block/vda")
-    os.makedirs(f"{root}/dev", exist_ok=True)
-    with open(f"{root}/dev/vda", "wb") as f:
-        f.truncate(DISK_SIZE)  # sparse
 
     os.makedirs(f"{root}/sys/firmware/efi/efivars", exist_ok=True)
     for k, v in {"sys_vendor": "QEMU", "product_name": "Standard PC (Q35)",
@@ -242,9 +276,6 @@ def make_root(root, mac, src_fixture=None):
                  "bios_version": "0.0.0", "bios_date": "02/06/2015",
                  "product_uuid": "8d3a1b2c-0000-4000-8000-00000000e2e0"}.items():
         write(f"{root}/sys/class/dmi/id/{k}", v + "\n")
-    bootif = "01-" + mac.replace(":", "-")
-    write(f"{root}/proc/cmdline",
-          f"BOOT_IMAGE=/vmlinuz console=ttyS0 BOOTIF={bootif} ipa-debug=1\n")
     write(f"{root}/proc/meminfo",
           "MemTotal:        2030404 kB\nMemFree:         1800000 kB\n")
     write(f"{root}/proc/cpuinfo",
@@ -252,8 +283,6 @@ def make_root(root, mac, src_fixture=None):
           "model name\t: QEMU Virtual CPU version 2.5+\ncpu MHz\t\t: 2400.000\n"
           "flags\t\t: fpu vme de pse tsc msr pae mce cx8 apic lm\n\n")
     write(f"{root}/proc/sys/kernel/hostname", "e2e-node\n")
-    os.makedirs(f"{root}/run", exist_ok=True)
-    os.makedirs(f"{root}/etc", exist_ok=True)
 
 
 def fill_metadata(disk):
@@ -689,7 +718,9 @@ class E2E:
 
     def run(self):
         os.makedirs(self.root)
-        make_root(self.root, self.mac, self.args.fixture)
+        self.mac = make_root(self.root, self.mac, self.args.fixture)
+        log(f"fixture root {self.root} from "
+            f"{self.args.fixture or 'the built-in minimal tree'}, NIC {self.mac}")
         t0 = time.monotonic()
         try:
             self.enroll()
@@ -730,7 +761,12 @@ def main():
     p.add_argument("--agent", required=True, help="the ironic-agent binary")
     p.add_argument("--ironic-sh", required=True, help="tests/e2e/ironic.sh")
     p.add_argument("--work", required=True, help="work dir (fixture, logs)")
-    p.add_argument("--fixture", help="fixture root tree to start from")
+    default_fixture = os.path.join(os.path.dirname(os.path.abspath(
+        __file__)), "..", "fixtures", "vm-virtio")
+    p.add_argument("--fixture", default=default_fixture if os.path.isdir(
+        default_fixture) else None,
+        help="fixture root to copy [tests/fixtures/vm-virtio]; "
+             "'' for the built-in minimal tree")
     p.add_argument("--phases", default="abcfdt")
     sys.exit(E2E(p.parse_args()).run())
 
