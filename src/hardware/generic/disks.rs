@@ -566,7 +566,14 @@ pub fn check_not_in_use(root: &Root, dev: &BlockDevice) -> Result<()> {
             members.push((p.clone(), format!("/sys/block/{kname}/{p}")));
         }
     } else {
-        members.push((kname.clone(), format!("/sys/class/block/{kname}")));
+        // a partition: its directory sits under its disk
+        let sys = root
+            .list("/sys/block")
+            .into_iter()
+            .map(|d| format!("/sys/block/{d}/{kname}"))
+            .find(|p| root.exists(format!("{p}/partition")))
+            .unwrap_or_else(|| format!("/sys/class/block/{kname}"));
+        members.push((kname.clone(), sys));
     }
     let mounts = root.read("/proc/mounts").unwrap_or_default();
     let mountinfo = root.read("/proc/self/mountinfo").unwrap_or_default();
