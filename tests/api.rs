@@ -604,4 +604,9 @@ fn unknown_ipa_kernel_parameters_warn_once() {
         log.contains("DEBUG"),
         "ipa-debug=1 from the cmdline turns on debug logging"
     );
+    let (_, v) = a.command("poll.get_hardware_info", json!({}));
+    assert_eq!(
+        v["command_result"]["boot"]["pxe_interface"], "01-52-54-00-12-34-56",
+        "{v}"
+    );
 }
