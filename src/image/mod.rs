@@ -1,25 +1,87 @@
-//! Image handling: download, checksum, formats, write. STUB.
+//! Image handling: `standby.prepare_image` and the `write_image` deploy
+//! step (protocol §3.3, §7; IPA's `extensions/standby.py`).
+//!
+//! The write path is one streaming pass, download → hash → write, for raw
+//! and qcow2 images alike, in bounded memory, with the disk's first MiB
+//! written only after the checksum verified:
+//!
+//! * [`checksum`]: which digest `image_info` asks for, checksum files;
+//! * [`download`]: HTTP(S) with auth, proxies, retries and Range resume;
+//! * [`format`]: sniffing and IPA's format policy (CVE-2024-44082);
+//! * [`qcow2`]: qcow2 → raw while streaming;
+//! * [`writer`]: the target, O_DIRECT, held-back head, wipe on failure;
+//! * [`stream`]: the pass itself, retries, verification.
+//!
+//! The on-disk side (GPT/MBR, partition re-read, configdrive, partition
+//! images, UUIDs) is in `disk`, `gpt`, `mbr`, `configdrive`, `partition`.
 
+pub mod checksum;
 pub mod configdrive;
 pub mod disk;
+pub mod download;
 pub mod efi;
 pub mod fat;
+pub mod format;
 pub mod gpt;
 pub mod inject;
 pub mod mbr;
 pub mod minire;
 pub mod partition;
+pub mod qcow2;
+pub mod stream;
+pub mod writer;
 
-use crate::agent::Agent;
+use crate::agent::{Agent, WrittenImage};
 use crate::error::{AgentError, Kind, Result};
 use crate::hardware::StepCall;
-use serde_json::{Map, Value};
+use serde_json::{json, Map, Value};
+use std::fs::{File, OpenOptions};
+use std::path::Path;
+use std::sync::Arc;
 
-/// Synchronous validation of `image_info` (IPA's
-/// `_validate_image_info`): 400 on failure.
+/// Synchronous validation of `image_info` (IPA's `_validate_image_info`):
+/// 400 on failure.
 pub fn validate_image_info(agent: &Agent, image_info: &Map<String, Value>) -> Result<()> {
-    let _ = (agent, image_info);
-    Ok(())
+    checksum::validate(image_info, agent.lookup_settings().md5_enabled)
+}
+
+/// IPA's `_message_format`: "image (<id>) written to device <dev>
+/// root_uuid=<uuid>", plus the ESP's UUID for UEFI partition images.
+fn result_message(
+    id: &str,
+    device: &str,
+    info: &Map<String, Value>,
+    uuids: &Map<String, Value>,
+) -> String {
+    let show = |v: Option<&Value>| match v {
+        Some(Value::String(s)) => s.clone(),
+        None | Some(Value::Null) => "None".into(),
+        Some(v) => v.to_string(),
+    };
+    let root = show(uuids.get("root uuid"));
+    let esp = uuids
+        .get("efi system partition uuid")
+        .filter(|v| v.as_str().is_some_and(|s| !s.is_empty()));
+    match esp {
+        Some(esp) if info.get("deploy_boot_mode").and_then(Value::as_str) == Some("uefi") => {
+            format!(
+            "image ({id}) written to device {device} root_uuid={root} efi_system_partition_uuid={}",
+            show(Some(esp))
+        )
+        }
+        _ => format!("image ({id}) written to device {device} root_uuid={root}"),
+    }
+}
+
+/// Open the device again for the table work after the write: without
+/// O_EXCL (mkfs tools the partition code may run open partitions
+/// exclusively) and without O_DIRECT (small unaligned table I/O).
+fn reopen(path: &Path, dev: &str) -> Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .map_err(|e| AgentError::io(Kind::ImageWriteError, format!("opening {dev}"), e))
 }
 
 /// `standby.prepare_image`: write the image, returns IPA's result string.
@@ -28,14 +90,181 @@ pub fn prepare_image(
     image_info: &Map<String, Value>,
     configdrive: Option<&Value>,
 ) -> Result<String> {
-    let _ = (agent, image_info, configdrive);
-    Err(AgentError::new(
-        Kind::ImageWriteError,
-        "writing images is not implemented in this build yet",
-    ))
+    let id = checksum::image_id(image_info);
+    log::debug!("Preparing image {id}");
+    let mut info = image_info.clone();
+    // IPA: backward compatibility, the configdrive inside image_info
+    let configdrive = configdrive
+        .cloned()
+        .or_else(|| info.remove("configdrive"))
+        .filter(|v| !v.is_null());
+    let node = agent.node();
+    let dev = agent.managers.dispatch("get_os_install_device", |m| {
+        m.get_os_install_device(agent, node.as_ref())
+    })?;
+    let device = dev.name.clone();
+    let dev_path = Path::new(&device);
+    let path = agent.root.path(&device);
+    let partition_image = info.get("image_type").and_then(Value::as_str) == Some("partition");
+    if partition_image {
+        if let Some(cd) = &configdrive {
+            info.insert("configdrive".into(), cd.clone());
+        }
+    }
+
+    // IPA: the same image already on this device is not written again
+    let cached = agent
+        .state()
+        .written_image
+        .clone()
+        .filter(|w| w.image_id == id && w.device == device);
+    let uuids = if let Some(w) = cached {
+        log::info!("image {id} is already on {device}; not writing it again");
+        if !partition_image {
+            let mut file = reopen(&path, &device)?;
+            disk::after_whole_disk_write(agent, dev_path, &mut file)?;
+            if let Some(cd) = &configdrive {
+                configdrive::write_configdrive(agent, dev_path, &mut file, cd)?;
+            }
+        }
+        w.partition_uuids
+    } else {
+        agent.state().written_image = None;
+        write_to_device(
+            agent,
+            &info,
+            &id,
+            &device,
+            &path,
+            node.as_ref(),
+            configdrive.as_ref(),
+        )?
+    };
+    agent.state().written_image = Some(WrittenImage {
+        image_id: id.clone(),
+        device: device.clone(),
+        partition_uuids: uuids.clone(),
+    });
+    let msg = result_message(&id, &device, &info, &uuids);
+    log::info!("{msg}");
+    Ok(msg)
 }
 
-/// The `write_image` deploy/service step.
+fn write_to_device(
+    agent: &Agent,
+    info: &Map<String, Value>,
+    id: &str,
+    device: &str,
+    path: &Path,
+    node: Option<&Value>,
+    configdrive: Option<&Value>,
+) -> Result<Map<String, Value>> {
+    let dev_path = Path::new(device);
+    let settings = agent.lookup_settings();
+    let client = Arc::new(download::Client::new(agent, info, id)?);
+    let expected = checksum::resolve(agent, info, &mut |u| client.fetch_text(u))?;
+    let urls: Vec<String> = info
+        .get("urls")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .map(|u| {
+                    u.as_str()
+                        .map(String::from)
+                        .unwrap_or_else(|| u.to_string())
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let partition_image = info.get("image_type").and_then(Value::as_str) == Some("partition");
+    let job = stream::Job {
+        id,
+        urls,
+        client,
+        expected,
+        policy: format::Policy {
+            permitted: &settings.permitted_image_formats,
+            declared: info.get("disk_format").and_then(Value::as_str),
+            deep_inspection: !settings.disable_deep_image_inspection,
+        },
+        partition: partition_image,
+    };
+    let (file, mode) = writer::open_device(path, device, writer::IoMode::preferred())?;
+    let geom = disk::geometry(agent, dev_path, &file)?;
+    log::info!(
+        "writing image {id} to {device} ({} bytes, {}-byte sectors, {})",
+        geom.size,
+        geom.sector,
+        if mode == writer::IoMode::Direct {
+            "O_DIRECT"
+        } else {
+            "buffered"
+        }
+    );
+    if partition_image {
+        let mut file = file;
+        let layout = partition::prepare_layout(agent, dev_path, &mut file, info, node)?;
+        let mut target = writer::Target::new(
+            file,
+            &layout.root.path,
+            id,
+            mode,
+            geom.sector,
+            geom.size,
+            layout.root.offset,
+            layout.root.len,
+            false,
+        );
+        let s = stream::write_image(&job, &mut target)?;
+        log_done(id, &layout.root.path, &s);
+        drop(target);
+        let mut file = reopen(path, device)?;
+        partition::finish(agent, dev_path, &mut file, &layout, info)
+    } else {
+        let mut target = writer::Target::new(
+            file,
+            device,
+            id,
+            mode,
+            geom.sector,
+            geom.size,
+            0,
+            geom.size,
+            true,
+        );
+        let s = stream::write_image(&job, &mut target)?;
+        log_done(id, device, &s);
+        drop(target);
+        let mut file = reopen(path, device)?;
+        disk::after_whole_disk_write(agent, dev_path, &mut file)?;
+        if let Some(cd) = configdrive {
+            configdrive::write_configdrive(agent, dev_path, &mut file, cd)?;
+        }
+        disk::partition_uuids(agent, dev_path, &file, None)
+    }
+}
+
+fn log_done(id: &str, dev: &str, s: &stream::Summary) {
+    let mib = s.bytes as f64 / (1 << 20) as f64;
+    log::info!(
+        "Image {id} streamed onto device {dev} in {:.2} seconds for {} bytes ({:.1} MiB/s, {}; \
+         {} bytes written){}",
+        s.seconds,
+        s.bytes,
+        mib / s.seconds.max(0.001),
+        s.format.map(|f| f.name()).unwrap_or("?"),
+        s.written,
+        if s.resumes > 0 {
+            format!(", {} resumed connections", s.resumes)
+        } else {
+            String::new()
+        }
+    );
+}
+
+/// The `write_image` deploy/service step: IPA's
+/// `GenericHardwareManager.write_image` runs `standby.prepare_image` and
+/// returns its command result, `{"result": "prepare_image: ..."}`.
 pub fn write_image_step(agent: &Agent, call: &StepCall) -> Result<Value> {
     let info = call
         .args
@@ -43,5 +272,52 @@ pub fn write_image_step(agent: &Agent, call: &StepCall) -> Result<Value> {
         .and_then(Value::as_object)
         .ok_or_else(|| AgentError::invalid_params("image_info is required"))?;
     validate_image_info(agent, info)?;
-    prepare_image(agent, info, call.args.get("configdrive")).map(Value::String)
+    let configdrive = call.args.get("configdrive").filter(|v| !v.is_null());
+    let msg = prepare_image(agent, info, configdrive)?;
+    Ok(json!({ "result": format!("prepare_image: {msg}") }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn result_messages_like_ipa() {
+        let info = json!({"id": "img"});
+        let uuids = json!({"root uuid": "0x1234abcd"});
+        assert_eq!(
+            result_message(
+                "img",
+                "/dev/sda",
+                info.as_object().unwrap(),
+                uuids.as_object().unwrap()
+            ),
+            "image (img) written to device /dev/sda root_uuid=0x1234abcd"
+        );
+        let info = json!({"id": "img", "deploy_boot_mode": "uefi"});
+        let uuids = json!({"root uuid": "r-u", "efi system partition uuid": "E-F"});
+        assert_eq!(
+            result_message(
+                "img",
+                "/dev/sda",
+                info.as_object().unwrap(),
+                uuids.as_object().unwrap()
+            ),
+            "image (img) written to device /dev/sda root_uuid=r-u efi_system_partition_uuid=E-F"
+        );
+        let info = json!({"id": "img", "deploy_boot_mode": "bios"});
+        assert_eq!(
+            result_message(
+                "img",
+                "/dev/sda",
+                info.as_object().unwrap(),
+                uuids.as_object().unwrap()
+            ),
+            "image (img) written to device /dev/sda root_uuid=r-u"
+        );
+        assert_eq!(
+            result_message("i", "/dev/vda", &Map::new(), &Map::new()),
+            "image (i) written to device /dev/vda root_uuid=None"
+        );
+    }
 }

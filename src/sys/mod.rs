@@ -286,6 +286,64 @@ pub fn page_size() -> u64 {
     }
 }
 
+/// fallocate(2) `FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE` over
+/// `[offset, offset+len)`: afterwards the range reads as zeroes. On a
+/// block device the kernel turns this into a zero-out *without* the
+/// write-zeroes fallback (`blkdev_fallocate` → `blkdev_issue_zeroout(...,
+/// BLKDEV_ZERO_NOFALLBACK)`, block/fops.c), so it is cheap or fails with
+/// EOPNOTSUPP; it is never a plain discard, which need not zero (kernel
+/// commits 98262f2762f0, 48920ff2a5a9). On a regular file it deallocates.
+pub fn punch_hole(f: &File, offset: u64, len: u64) -> io::Result<()> {
+    let (Ok(off), Ok(n)) = (libc::off_t::try_from(offset), libc::off_t::try_from(len)) else {
+        return Err(io::Error::from_raw_os_error(libc::EINVAL));
+    };
+    // SAFETY: fallocate on an open fd with integer arguments; no memory is
+    // passed to the kernel.
+    check(unsafe {
+        libc::fallocate(
+            f.as_raw_fd(),
+            libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
+            off,
+            n,
+        )
+    })
+    .map(|_| ())
+}
+
+/// sync_file_range(2): start writeback of `[offset, offset+len)`
+/// (`wait` = also wait for it). Keeps buffered image writes from piling
+/// up dirty pages in a RAM-only system.
+pub fn sync_file_range(f: &File, offset: u64, len: u64, wait: bool) -> io::Result<()> {
+    let flags = if wait {
+        libc::SYNC_FILE_RANGE_WAIT_BEFORE
+            | libc::SYNC_FILE_RANGE_WRITE
+            | libc::SYNC_FILE_RANGE_WAIT_AFTER
+    } else {
+        libc::SYNC_FILE_RANGE_WRITE
+    };
+    let (Ok(off), Ok(n)) = (libc::off_t::try_from(offset), libc::off_t::try_from(len)) else {
+        return Err(io::Error::from_raw_os_error(libc::EINVAL));
+    };
+    // SAFETY: integer arguments on an open fd; no memory is passed.
+    check(unsafe { libc::sync_file_range(f.as_raw_fd(), off as _, n as _, flags) }).map(|_| ())
+}
+
+/// posix_fadvise(POSIX_FADV_DONTNEED): drop clean cached pages of a range
+/// already written back.
+pub fn drop_cache(f: &File, offset: u64, len: u64) -> io::Result<()> {
+    let (Ok(off), Ok(n)) = (libc::off_t::try_from(offset), libc::off_t::try_from(len)) else {
+        return Err(io::Error::from_raw_os_error(libc::EINVAL));
+    };
+    // SAFETY: integer arguments on an open fd; no memory is passed.
+    let r = unsafe { libc::posix_fadvise(f.as_raw_fd(), off, n, libc::POSIX_FADV_DONTNEED) };
+    if r == 0 {
+        Ok(())
+    } else {
+        // posix_fadvise returns the error number instead of setting errno
+        Err(io::Error::from_raw_os_error(r))
+    }
+}
+
 /// True when `f` is a block device (not a regular file standing in for
 /// one in a fixture root).
 pub fn is_block_device(f: &File) -> bool {

@@ -1,0 +1,610 @@
+//! Image checksums (protocol §7, IPA's `standby.ImageDownload.__init__`,
+//! `_fetch_checksum`, `_get_algorithm_by_length`): which algorithm and
+//! which expected digest an `image_info` asks for, checksum files in GNU
+//! (`<digest>  [*]<file>`) and BSD/CentOS (`SHA256 (<file>) = <digest>`)
+//! form, and the running hash the streaming writer feeds.
+//!
+//! Resolution order, as IPA's:
+//! 1. `os_hash_algo` when this agent knows it → `os_hash_value` (which may
+//!    itself be an http(s) URL to a checksum file);
+//! 2. `checksum` that is an http(s) URL → fetch it, algorithm by length;
+//! 3. `checksum` literal → algorithm by length: 32 = md5 (only while md5
+//!    is enabled), 64 = sha256, 128 = sha512.
+//!
+//! Digests are compared case-insensitively (IPA compares the exact
+//! strings, so an upper-case checksum file fails there for no reason).
+
+use crate::agent::Agent;
+use crate::error::{AgentError, Kind, Result};
+use md5::Digest;
+use serde_json::{Map, Value};
+
+/// The hash algorithms this agent computes (hashlib names).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Algo {
+    Md5,
+    Sha224,
+    Sha256,
+    Sha384,
+    Sha512,
+}
+
+impl Algo {
+    /// hashlib's name for it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Algo::Md5 => "md5",
+            Algo::Sha224 => "sha224",
+            Algo::Sha256 => "sha256",
+            Algo::Sha384 => "sha384",
+            Algo::Sha512 => "sha512",
+        }
+    }
+
+    /// `os_hash_algo` → algorithm; `None` for names this agent does not
+    /// implement (IPA: not in `hashlib.algorithms_available`).
+    pub fn from_name(name: &str) -> Option<Algo> {
+        Some(match name.to_ascii_lowercase().as_str() {
+            "md5" => Algo::Md5,
+            "sha224" => Algo::Sha224,
+            "sha256" => Algo::Sha256,
+            "sha384" => Algo::Sha384,
+            "sha512" => Algo::Sha512,
+            _ => return None,
+        })
+    }
+
+    pub fn hasher(self) -> Hasher {
+        match self {
+            Algo::Md5 => Hasher::Md5(md5::Md5::new()),
+            Algo::Sha224 => Hasher::Sha224(sha2::Sha224::new()),
+            Algo::Sha256 => Hasher::Sha256(sha2::Sha256::new()),
+            Algo::Sha384 => Hasher::Sha384(sha2::Sha384::new()),
+            Algo::Sha512 => Hasher::Sha512(sha2::Sha512::new()),
+        }
+    }
+}
+
+/// IPA's `check_md5_enabled` text.
+pub const MD5_DISABLED: &str =
+    "MD5 support is disabled, and support will be removed in a 2024 version of Ironic.";
+
+/// IPA's `_get_algorithm_by_length`: SHA-2 by hex length, md5 for 32 hex
+/// digits only while md5 is enabled. The error texts are IPA's.
+pub fn algo_by_length(digest: &str, md5_enabled: bool) -> Result<Algo, &'static str> {
+    match digest.len() {
+        128 => Ok(Algo::Sha512),
+        64 => Ok(Algo::Sha256),
+        32 if md5_enabled => Ok(Algo::Md5),
+        32 => Err(MD5_DISABLED),
+        _ => Err(
+            "Unable to identify checksum algorithm used, and a value is not specified \
+                  in the os_hash_algo setting.",
+        ),
+    }
+}
+
+/// A running digest; the state survives a resumed download.
+#[derive(Clone)]
+pub enum Hasher {
+    Md5(md5::Md5),
+    Sha224(sha2::Sha224),
+    Sha256(sha2::Sha256),
+    Sha384(sha2::Sha384),
+    Sha512(sha2::Sha512),
+}
+
+impl Hasher {
+    pub fn update(&mut self, data: &[u8]) {
+        match self {
+            Hasher::Md5(h) => h.update(data),
+            Hasher::Sha224(h) => h.update(data),
+            Hasher::Sha256(h) => h.update(data),
+            Hasher::Sha384(h) => h.update(data),
+            Hasher::Sha512(h) => h.update(data),
+        }
+    }
+
+    /// Lower-case hex, as hashlib's `hexdigest()`.
+    pub fn hexdigest(self) -> String {
+        let bytes: Vec<u8> = match self {
+            Hasher::Md5(h) => h.finalize().to_vec(),
+            Hasher::Sha224(h) => h.finalize().to_vec(),
+            Hasher::Sha256(h) => h.finalize().to_vec(),
+            Hasher::Sha384(h) => h.finalize().to_vec(),
+            Hasher::Sha512(h) => h.finalize().to_vec(),
+        };
+        bytes.iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+/// What the image must hash to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Expected {
+    pub algo: Algo,
+    /// Lower-case hex.
+    pub value: String,
+}
+
+impl Expected {
+    pub fn matches(&self, actual: &str) -> bool {
+        self.value.eq_ignore_ascii_case(actual)
+    }
+}
+
+/// IPA's `_is_checksum_url`.
+pub fn is_url(s: &str) -> bool {
+    s.starts_with("http://") || s.starts_with("https://")
+}
+
+fn is_hex_digest(s: &str) -> bool {
+    matches!(s.len(), 32 | 64 | 128) && s.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// The basename of a URL's path (IPA: `os.path.basename(urlparse(u).path)`).
+pub fn url_basename(url: &str) -> &str {
+    let rest = url.split_once("://").map(|(_, r)| r).unwrap_or(url);
+    let path = rest.find('/').map(|i| &rest[i..]).unwrap_or("");
+    let path = path.split(['?', '#']).next().unwrap_or("");
+    path.rsplit('/').next().unwrap_or("")
+}
+
+/// Why a checksum file yielded no digest; the texts are IPA's.
+#[derive(Debug, PartialEq, Eq)]
+pub enum FileError {
+    Empty,
+    /// A one-line file that is not a bare digest (IPA shows the line list).
+    Invalid(String),
+    NoName(String),
+}
+
+impl std::fmt::Display for FileError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FileError::Empty => write!(f, "Empty checksum file"),
+            FileError::Invalid(line) => write!(
+                f,
+                "Invalid checksum file (No valid checksum found) ['{line}']"
+            ),
+            FileError::NoName(name) => write!(f, "Checksum file does not contain name {name}"),
+        }
+    }
+}
+
+/// True when `line` names `fname`: GNU `<digest> [*]<fname>` at the end of
+/// the line, or BSD/CentOS `(<fname>)` followed by whitespace (IPA's
+/// `FILENAME_MATCHERS`, matched literally rather than as a regex).
+fn names_file(line: &str, fname: &str) -> bool {
+    if let Some(head) = line.strip_suffix(fname) {
+        let head = head.strip_suffix('*').unwrap_or(head);
+        if head.ends_with(char::is_whitespace) {
+            return true;
+        }
+    }
+    let paren = format!("({fname})");
+    line.match_indices(&paren).any(|(i, _)| {
+        let before = line[..i].chars().next_back();
+        let after = line[i + paren.len()..].chars().next();
+        before.is_some_and(char::is_whitespace) && after.is_some_and(char::is_whitespace)
+    })
+}
+
+/// A digest at the start of the line followed by whitespace, or at the end
+/// preceded by whitespace (IPA's `CHECKSUM_MATCHERS`, md5 first, then
+/// sha256, then sha512).
+fn digest_in_line(line: &str) -> Option<&str> {
+    for len in [32, 64, 128] {
+        if let Some(first) = line.get(..len) {
+            let next = line[len..].chars().next();
+            if is_hex_digest(first) && next.is_some_and(char::is_whitespace) {
+                return Some(first);
+            }
+        }
+        if line.len() > len {
+            let split = line.len() - len;
+            if let (Some(last), Some(before)) = (line.get(split..), line.get(..split)) {
+                if is_hex_digest(last) && before.ends_with(char::is_whitespace) {
+                    return Some(last);
+                }
+            }
+        }
+    }
+    None
+}
+
+/// IPA's `_fetch_checksum` after the download: the digest for `fname`.
+pub fn parse_checksum_file(text: &str, fname: &str) -> Result<String, FileError> {
+    let lines: Vec<&str> = text
+        .split('\n')
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    match lines.as_slice() {
+        [] => return Err(FileError::Empty),
+        [only] if !only.contains(' ') => {
+            return if is_hex_digest(only) {
+                Ok(only.to_string())
+            } else {
+                Err(FileError::Invalid(only.to_string()))
+            };
+        }
+        _ => {}
+    }
+    for line in lines {
+        if line.starts_with('#') || !names_file(line, fname) {
+            continue;
+        }
+        if let Some(d) = digest_in_line(line) {
+            return Ok(d.to_string());
+        }
+    }
+    Err(FileError::NoName(fname.to_string()))
+}
+
+fn str_field<'a>(info: &'a Map<String, Value>, key: &str) -> Option<&'a str> {
+    info.get(key)
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+}
+
+/// IPA's `_validate_image_info`, the checksum part and the required
+/// fields; 400 on failure with IPA's texts.
+pub fn validate(info: &Map<String, Value>, md5_enabled: bool) -> Result<()> {
+    for field in ["id", "urls"] {
+        if !info.contains_key(field) {
+            return Err(AgentError::invalid_params(format!(
+                "Image is missing '{field}' field."
+            )));
+        }
+    }
+    if !info["urls"].as_array().is_some_and(|a| !a.is_empty()) {
+        return Err(AgentError::invalid_params(
+            "Image 'urls' must be a list with at least one element.",
+        ));
+    }
+    let mut usable = false;
+    if let Some(c) = info.get("checksum").filter(|v| !v.is_null()) {
+        let Some(c) = c.as_str().filter(|s| !s.is_empty()) else {
+            return Err(AgentError::invalid_params(
+                "Image 'checksum' must be a non-empty string.",
+            ));
+        };
+        // a URL or longer than md5's 32 digits: a SHA-2 digest
+        usable = is_url(c) || c.len() > 32 || md5_enabled;
+    }
+    let truthy = |k: &str| match info.get(k) {
+        None | Some(Value::Null) | Some(Value::Bool(false)) => false,
+        Some(Value::String(s)) => !s.is_empty(),
+        Some(_) => true,
+    };
+    if truthy("os_hash_algo") || truthy("os_hash_value") {
+        for k in ["os_hash_algo", "os_hash_value"] {
+            if str_field(info, k).is_none() {
+                return Err(AgentError::invalid_params(format!(
+                    "Image '{k}' must be a non-empty string."
+                )));
+            }
+        }
+        usable = true;
+    }
+    if !usable {
+        return Err(AgentError::invalid_params(
+            "Image checksum is not available, either the 'checksum' field or the \
+             'os_hash_algo' and 'os_hash_value' fields pair must be set for image verification.",
+        ));
+    }
+    Ok(())
+}
+
+/// The image id for messages.
+pub fn image_id(info: &Map<String, Value>) -> String {
+    match info.get("id") {
+        Some(Value::String(s)) => s.clone(),
+        Some(v) => v.to_string(),
+        None => String::new(),
+    }
+}
+
+fn checksum_error(details: String) -> AgentError {
+    log::error!("{details}");
+    AgentError::new(Kind::ImageChecksumError, details)
+}
+
+/// Work out the expected digest. `fetch(url)` downloads a checksum file
+/// (and fails with IPA's `ImageDownloadError` texts).
+pub fn resolve(
+    agent: &Agent,
+    info: &Map<String, Value>,
+    fetch: &mut dyn FnMut(&str) -> Result<String>,
+) -> Result<Expected> {
+    resolve_with(info, agent.lookup_settings().md5_enabled, fetch)
+}
+
+pub fn resolve_with(
+    info: &Map<String, Value>,
+    md5_enabled: bool,
+    fetch: &mut dyn FnMut(&str) -> Result<String>,
+) -> Result<Expected> {
+    let id = image_id(info);
+    let first_url = info
+        .get("urls")
+        .and_then(Value::as_array)
+        .and_then(|a| a.first())
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let fname = url_basename(first_url).to_string();
+    let mut from_url = |url: &str| -> Result<String> {
+        log::debug!("downloading checksums file from {url}");
+        let text = fetch(url)?;
+        parse_checksum_file(&text, &fname).map_err(|e| AgentError::download(url, e))
+    };
+    let algo_name = str_field(info, "os_hash_algo");
+    let checksum = str_field(info, "checksum");
+    let requested = algo_name.and_then(Algo::from_name);
+    let (algo, value) = if let Some(algo) = requested {
+        let v = str_field(info, "os_hash_value").unwrap_or("");
+        let v = if is_url(v) {
+            from_url(v)?
+        } else {
+            v.to_string()
+        };
+        // This agent refuses md5 whichever field asks for it while the
+        // lookup disables it (IPA only checks the legacy field).
+        if algo == Algo::Md5 && !md5_enabled {
+            return Err(checksum_error(format!(
+                "Unable to proceed with image {id}: {MD5_DISABLED}"
+            )));
+        }
+        (algo, v)
+    } else if let Some(c) = checksum {
+        let v = if is_url(c) {
+            from_url(c)?
+        } else {
+            c.to_string()
+        };
+        match algo_by_length(&v, md5_enabled) {
+            Ok(a) => (a, v),
+            Err(why) => {
+                return Err(checksum_error(format!(
+                    "Unable to proceed with image {id} as the checksum indicator has been used \
+                     but the algorithm could not be identified. Error: {why}"
+                )))
+            }
+        }
+    } else {
+        return Err(checksum_error(format!(
+            "Unable to verify image {id} with available checksums. Please make sure the \
+             specified 'os_hash_algo' (currently {}) is supported by this ramdisk, or provide \
+             a md5 checksum via the 'checksum' field",
+            algo_name.unwrap_or("None")
+        )));
+    };
+    // IPA: warn when the digest's length contradicts the named algorithm
+    // (an easy mistake with checksum URLs).
+    if let (Some(name), Ok(detected)) = (algo_name, algo_by_length(&value, true)) {
+        if detected != algo {
+            log::warn!(
+                "Provided checksum algorithm {name} does not match the detected algorithm {}. \
+                 It may be a sign of a user error when providing the algorithm or the checksum \
+                 URL.",
+                detected.name()
+            );
+        }
+    }
+    Ok(Expected {
+        algo,
+        value: value.to_ascii_lowercase(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const SHA256_EMPTY: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+    const MD5_EMPTY: &str = "d41d8cd98f00b204e9800998ecf8427e";
+
+    fn info(v: Value) -> Map<String, Value> {
+        v.as_object().unwrap().clone()
+    }
+
+    fn no_fetch(_: &str) -> Result<String> {
+        panic!("unexpected fetch")
+    }
+
+    #[test]
+    fn hashes_like_hashlib() {
+        assert_eq!(Algo::Sha256.hasher().hexdigest(), SHA256_EMPTY);
+        assert_eq!(Algo::Md5.hasher().hexdigest(), MD5_EMPTY);
+        let mut h = Algo::Sha512.hasher();
+        h.update(b"abc");
+        assert!(h.hexdigest().starts_with("ddaf35a193617aba"));
+        let mut h = Algo::Sha384.hasher();
+        h.update(b"abc");
+        assert!(h.hexdigest().starts_with("cb00753f45a35e8b"));
+    }
+
+    #[test]
+    fn by_length() {
+        assert_eq!(algo_by_length(SHA256_EMPTY, false), Ok(Algo::Sha256));
+        assert_eq!(algo_by_length(&"a".repeat(128), false), Ok(Algo::Sha512));
+        assert_eq!(algo_by_length(MD5_EMPTY, true), Ok(Algo::Md5));
+        assert_eq!(algo_by_length(MD5_EMPTY, false), Err(MD5_DISABLED));
+        assert!(algo_by_length("abc", true).is_err());
+    }
+
+    #[test]
+    fn basenames() {
+        assert_eq!(url_basename("http://h/a/b/img.qcow2"), "img.qcow2");
+        assert_eq!(url_basename("https://h:8080/img.raw?x=1#f"), "img.raw");
+        assert_eq!(url_basename("http://h"), "");
+    }
+
+    #[test]
+    fn checksum_files() {
+        let gnu = format!(
+            "# comment {SHA256_EMPTY}  img.raw\n{}  other.raw\n{SHA256_EMPTY} *img.raw\n",
+            "1".repeat(64)
+        );
+        assert_eq!(parse_checksum_file(&gnu, "img.raw").unwrap(), SHA256_EMPTY);
+        assert_eq!(
+            parse_checksum_file(&gnu, "other.raw").unwrap(),
+            "1".repeat(64)
+        );
+        let bsd = format!("SHA256 (img.qcow2) = {SHA256_EMPTY}\nSHA256 (x) = {MD5_EMPTY}\n");
+        assert_eq!(
+            parse_checksum_file(&bsd, "img.qcow2").unwrap(),
+            SHA256_EMPTY
+        );
+        // CentOS style with a comment header
+        let centos = format!(
+            "# CentOS-Stream.qcow2: 123 bytes\nSHA256 (CentOS-Stream.qcow2) = {SHA256_EMPTY}\n"
+        );
+        assert_eq!(
+            parse_checksum_file(&centos, "CentOS-Stream.qcow2").unwrap(),
+            SHA256_EMPTY
+        );
+        // a bare digest on one line
+        assert_eq!(
+            parse_checksum_file(&format!("  {MD5_EMPTY}\n\n"), "x").unwrap(),
+            MD5_EMPTY
+        );
+        assert_eq!(parse_checksum_file(" \n\n", "x"), Err(FileError::Empty));
+        assert_eq!(
+            parse_checksum_file("nothex", "x").unwrap_err().to_string(),
+            "Invalid checksum file (No valid checksum found) ['nothex']"
+        );
+        assert_eq!(
+            parse_checksum_file(&gnu, "missing.raw")
+                .unwrap_err()
+                .to_string(),
+            "Checksum file does not contain name missing.raw"
+        );
+        // names are literal: "imgXraw" must not match "img.raw"
+        let tricky = format!("{SHA256_EMPTY}  imgXraw\n{SHA256_EMPTY}  a-img.raw\n");
+        assert!(parse_checksum_file(&tricky, "img.raw").is_err());
+        // a digest that is neither at the start nor at the end is not used
+        let odd = format!("x {SHA256_EMPTY} img.raw\n y");
+        assert!(parse_checksum_file(&odd, "img.raw").is_err());
+    }
+
+    #[test]
+    fn validation_like_ipa() {
+        let ok = |v: Value, md5: bool| validate(&info(v), md5);
+        let msg = |v: Value, md5: bool| ok(v, md5).unwrap_err().details;
+        assert_eq!(
+            msg(json!({"urls": ["u"]}), true),
+            "Image is missing 'id' field."
+        );
+        assert_eq!(
+            msg(json!({"id": "i", "urls": []}), true),
+            "Image 'urls' must be a list with at least one element."
+        );
+        assert_eq!(
+            msg(json!({"id": "i", "urls": "u", "checksum": "x"}), true),
+            "Image 'urls' must be a list with at least one element."
+        );
+        assert_eq!(
+            msg(json!({"id": "i", "urls": ["u"], "checksum": ""}), true),
+            "Image 'checksum' must be a non-empty string."
+        );
+        assert_eq!(
+            msg(
+                json!({"id": "i", "urls": ["u"], "os_hash_algo": "sha256"}),
+                true
+            ),
+            "Image 'os_hash_value' must be a non-empty string."
+        );
+        assert!(msg(json!({"id": "i", "urls": ["u"]}), true).starts_with("Image checksum is not"));
+        // md5 only while enabled
+        assert!(ok(
+            json!({"id": "i", "urls": ["u"], "checksum": MD5_EMPTY}),
+            true
+        )
+        .is_ok());
+        assert!(ok(
+            json!({"id": "i", "urls": ["u"], "checksum": MD5_EMPTY}),
+            false
+        )
+        .is_err());
+        assert!(ok(
+            json!({"id": "i", "urls": ["u"], "checksum": SHA256_EMPTY}),
+            false
+        )
+        .is_ok());
+        assert!(ok(
+            json!({"id": "i", "urls": ["u"], "checksum": "http://x/S"}),
+            false
+        )
+        .is_ok());
+        assert!(ok(
+            json!({"id": "i", "urls": ["u"], "os_hash_algo": "sha512", "os_hash_value": "a"}),
+            false
+        )
+        .is_ok());
+        let e = validate(&info(json!({"id": "i"})), true).unwrap_err();
+        assert_eq!(e.code(), 400);
+    }
+
+    #[test]
+    fn resolution_order() {
+        let i = info(json!({"id": "i", "urls": ["http://h/img.raw"],
+            "os_hash_algo": "sha512", "os_hash_value": "AB".repeat(64),
+            "checksum": MD5_EMPTY}));
+        let e = resolve_with(&i, true, &mut no_fetch).unwrap();
+        assert_eq!(e.algo, Algo::Sha512);
+        assert_eq!(e.value, "ab".repeat(64));
+        assert!(e.matches(&"AB".repeat(64)));
+        // unknown os_hash_algo falls back to the legacy field
+        let i = info(json!({"id": "i", "urls": ["http://h/img.raw"],
+            "os_hash_algo": "sha3_256", "os_hash_value": "x", "checksum": SHA256_EMPTY}));
+        assert_eq!(
+            resolve_with(&i, true, &mut no_fetch).unwrap().algo,
+            Algo::Sha256
+        );
+        let i = info(json!({"id": "i", "urls": ["u"], "os_hash_algo": "sha3_256",
+            "os_hash_value": "x"}));
+        let e = resolve_with(&i, true, &mut no_fetch).unwrap_err();
+        assert!(e.details.contains("(currently sha3_256) is supported"));
+        // legacy md5 refused while disabled
+        let i = info(json!({"id": "i", "urls": ["u"], "checksum": MD5_EMPTY}));
+        let e = resolve_with(&i, false, &mut no_fetch).unwrap_err();
+        assert!(e.is(Kind::ImageChecksumError) && e.details.contains("MD5 support is disabled"));
+        let i = info(json!({"id": "i", "urls": ["u"], "os_hash_algo": "md5",
+            "os_hash_value": MD5_EMPTY}));
+        assert!(resolve_with(&i, false, &mut no_fetch).is_err());
+        assert!(resolve_with(&i, true, &mut no_fetch).is_ok());
+        // a 40-digit (sha1) legacy checksum has no known algorithm
+        let i = info(json!({"id": "i", "urls": ["u"], "checksum": "a".repeat(40)}));
+        let e = resolve_with(&i, true, &mut no_fetch).unwrap_err();
+        assert!(e.details.contains("could not be identified"));
+    }
+
+    #[test]
+    fn checksum_urls_are_fetched() {
+        let i = info(json!({"id": "i", "urls": ["http://h/d/img.qcow2"],
+            "checksum": "http://h/d/SHA256SUMS"}));
+        let mut asked = vec![];
+        let mut fetch = |u: &str| {
+            asked.push(u.to_string());
+            Ok(format!("{SHA256_EMPTY}  img.qcow2\n"))
+        };
+        let e = resolve_with(&i, true, &mut fetch).unwrap();
+        assert_eq!(asked, vec!["http://h/d/SHA256SUMS"]);
+        assert_eq!((e.algo, e.value.as_str()), (Algo::Sha256, SHA256_EMPTY));
+        // os_hash_value as a URL
+        let i = info(json!({"id": "i", "urls": ["http://h/img.qcow2"],
+            "os_hash_algo": "sha256", "os_hash_value": "https://h/SUMS"}));
+        let e = resolve_with(&i, true, &mut |_| Ok(format!("{SHA256_EMPTY}\n"))).unwrap();
+        assert_eq!(e.value, SHA256_EMPTY);
+        // a checksum file without our file name
+        let e = resolve_with(&i, true, &mut |_| Ok("a  b\nc  d\n".into())).unwrap_err();
+        assert!(e.is(Kind::ImageDownloadError));
+        assert_eq!(
+            e.details,
+            "Download of image https://h/SUMS failed: Checksum file does not contain name \
+             img.qcow2"
+        );
+    }
+}

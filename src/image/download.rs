@@ -1,0 +1,732 @@
+//! Image downloads over HTTP(S) (IPA's `standby._download_with_proxy` and
+//! `ImageDownload`), with what IPA lacks: a dropped connection resumes
+//! with `Range: bytes=N-` from the last byte delivered (the caller's
+//! running hash keeps its state), and Range requests fetch qcow2 metadata
+//! that sits after the data.
+//!
+//! * One [`Client`] per image write: TLS from `crate::tls::client_tls`
+//!   (verified unless `ipa-insecure`, the operator's CA file when given),
+//!   the `Authorization` header from `image_request_authorization` (base64
+//!   of the full header value) or HTTP basic auth
+//!   (`image_server_auth_strategy: http_basic`), `proxies` by URL scheme
+//!   with `no_proxy` matched here (requests' `should_bypass_proxies`
+//!   rules, with a dot boundary: `example.com` does not cover
+//!   `badexample.com`), falling back to the `*_proxy` environment as
+//!   requests does.
+//! * `Accept-Encoding: identity`: the bytes hashed and written must be the
+//!   image's own bytes, and byte offsets must mean the same thing on a
+//!   resumed request.
+//! * Timeouts: `ipa-image-download-connection-timeout` for connecting, for
+//!   the response headers and for each read (a stall), retries
+//!   `ipa-image-download-connection-retries` times (consecutive failures
+//!   without progress) every `..._retry_interval` seconds, the whole
+//!   download capped by `ipa-image-download-max-duration`
+//!   (`ImageDownloadTimeoutError`, 408, never retried).
+//! * A 4xx answer is final for that URL (IPA: `ImageDownloadFatalError`),
+//!   5xx answers and connection errors are retried.
+
+use crate::agent::Agent;
+use crate::error::{AgentError, Kind, Result};
+use serde_json::{Map, Value};
+use std::collections::HashMap;
+use std::io::Read;
+use std::net::IpAddr;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// Why a request or read failed, before it becomes an `AgentError`.
+#[derive(Debug)]
+pub enum Fail {
+    /// Connection problems and 5xx: worth retrying.
+    Retry(String),
+    /// 4xx and other answers retrying cannot change.
+    Fatal(String),
+    /// `image_download_max_duration` exceeded.
+    Timeout(String),
+    /// The server cannot continue a download from an offset.
+    NoResume(String),
+}
+
+impl Fail {
+    pub fn message(&self) -> &str {
+        match self {
+            Fail::Retry(m) | Fail::Fatal(m) | Fail::Timeout(m) | Fail::NoResume(m) => m,
+        }
+    }
+
+    /// The IPA error class for a download of `id`.
+    pub fn into_error(self, id: &str) -> AgentError {
+        let kind = match &self {
+            Fail::Fatal(_) => Kind::ImageDownloadFatalError,
+            Fail::Timeout(_) => Kind::ImageDownloadTimeoutError,
+            Fail::Retry(_) | Fail::NoResume(_) => Kind::ImageDownloadError,
+        };
+        AgentError::new(
+            kind,
+            format!("Download of image {id} failed: {}", self.message()),
+        )
+    }
+}
+
+/// `no_proxy` matching (requests' `should_bypass_proxies`): `*` matches
+/// everything; IP hosts match an equal address or a CIDR entry; names match
+/// an equal entry or a parent domain (`.example.com`, `*.example.com` and
+/// `example.com` all cover `a.example.com`); `host:port` entries also
+/// require the port.
+pub fn bypass_proxy(no_proxy: &str, host: &str, port: Option<u16>) -> bool {
+    let host = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_ascii_lowercase();
+    let ip: Option<IpAddr> = host.parse().ok();
+    for entry in no_proxy.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        let entry = entry.to_ascii_lowercase();
+        if entry == "*" {
+            return true;
+        }
+        if let Some(ip) = ip {
+            if let Some((net, bits)) = entry.split_once('/') {
+                if let (Ok(net), Ok(bits)) = (net.parse::<IpAddr>(), bits.parse::<u32>()) {
+                    if in_network(ip, net, bits) {
+                        return true;
+                    }
+                }
+            } else if entry
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .parse::<IpAddr>()
+                == Ok(ip)
+            {
+                return true;
+            }
+            continue;
+        }
+        let (name, eport) = match entry.rsplit_once(':') {
+            Some((n, p)) if p.bytes().all(|b| b.is_ascii_digit()) => (n, p.parse::<u16>().ok()),
+            _ => (entry.as_str(), None),
+        };
+        if eport.is_some() && eport != port {
+            continue;
+        }
+        let name = name.trim_start_matches('*').trim_start_matches('.');
+        if !name.is_empty() && (host == name || host.ends_with(&format!(".{name}"))) {
+            return true;
+        }
+    }
+    false
+}
+
+fn in_network(ip: IpAddr, net: IpAddr, bits: u32) -> bool {
+    match (ip, net) {
+        (IpAddr::V4(a), IpAddr::V4(n)) if bits <= 32 => {
+            let mask = u32::MAX.checked_shl(32 - bits).unwrap_or(0);
+            u32::from(a) & mask == u32::from(n) & mask
+        }
+        (IpAddr::V6(a), IpAddr::V6(n)) if bits <= 128 => {
+            let mask = u128::MAX.checked_shl(128 - bits).unwrap_or(0);
+            u128::from(a) & mask == u128::from(n) & mask
+        }
+        _ => false,
+    }
+}
+
+/// Scheme, host and port of a URL.
+fn url_parts(url: &str) -> std::result::Result<(String, String, Option<u16>), String> {
+    let uri: ureq::http::Uri = url.parse().map_err(|e| format!("invalid URL {url}: {e}"))?;
+    let scheme = uri.scheme_str().unwrap_or("").to_ascii_lowercase();
+    if scheme != "http" && scheme != "https" {
+        return Err(format!(
+            "unsupported URL scheme in {url}: only http and https are supported"
+        ));
+    }
+    let host = uri
+        .host()
+        .ok_or_else(|| format!("invalid URL {url}: no host"))?
+        .to_string();
+    Ok((scheme, host, uri.port_u16()))
+}
+
+/// A validator for conditional requests: a strong ETag or Last-Modified.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Validator(pub String);
+
+impl Validator {
+    fn from_response(resp: &ureq::http::Response<ureq::Body>) -> Option<Validator> {
+        let h = |n: &str| {
+            resp.headers()
+                .get(n)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
+        h("etag")
+            .filter(|e| !e.starts_with("W/"))
+            .or_else(|| h("last-modified"))
+            .map(Validator)
+    }
+}
+
+/// `Content-Range: bytes START-END/TOTAL` (TOTAL may be `*`).
+pub fn parse_content_range(v: &str) -> Option<(u64, u64, Option<u64>)> {
+    let rest = v.trim().strip_prefix("bytes")?.trim_start();
+    let (span, total) = rest.split_once('/')?;
+    let (a, b) = span.split_once('-')?;
+    let total = match total.trim() {
+        "*" => None,
+        t => Some(t.parse().ok()?),
+    };
+    Some((a.trim().parse().ok()?, b.trim().parse().ok()?, total))
+}
+
+pub struct Client {
+    tls: ureq::tls::TlsConfig,
+    auth: Option<String>,
+    proxies: Map<String, Value>,
+    no_proxy: Option<String>,
+    timeout: Duration,
+    pub retries: u64,
+    pub retry_interval: Duration,
+    max_duration: Option<Duration>,
+    started: Instant,
+    agents: Mutex<HashMap<Option<String>, ureq::Agent>>,
+}
+
+fn str_of<'a>(info: &'a Map<String, Value>, k: &str) -> Option<&'a str> {
+    info.get(k)
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+}
+
+impl Client {
+    /// The download settings of `image_info` and the agent's configuration.
+    pub fn new(agent: &Agent, info: &Map<String, Value>, id: &str) -> Result<Client> {
+        let dl = |msg: String| AgentError::download(id, msg);
+        let tls = crate::tls::client_tls(&agent.config).map_err(dl)?;
+        // IPA: image_request_authorization wins over basic auth
+        let auth = if let Some(b64) = str_of(info, "image_request_authorization") {
+            let raw = crate::util::base64_decode(b64)
+                .and_then(|v| String::from_utf8(v).ok())
+                .ok_or_else(|| dl("image_request_authorization is not valid base64".into()))?;
+            Some(raw)
+        } else if str_of(info, "image_server_auth_strategy") == Some("http_basic") {
+            let user = str_of(info, "image_server_user");
+            let pass = str_of(info, "image_server_password");
+            let missing: Vec<&str> = [("user", user), ("password", pass)]
+                .iter()
+                .filter(|(_, v)| v.is_none())
+                .map(|(k, _)| *k)
+                .collect();
+            if !missing.is_empty() {
+                let list: Vec<String> = missing.iter().map(|m| format!("'{m}'")).collect();
+                return Err(dl(format!(
+                    "Missing [{}] fields from HTTP(S) basic auth config",
+                    list.join(", ")
+                )));
+            }
+            let pair = format!("{}:{}", user.unwrap_or(""), pass.unwrap_or(""));
+            Some(format!(
+                "Basic {}",
+                crate::util::base64_encode(pair.as_bytes())
+            ))
+        } else {
+            None
+        };
+        let c = &agent.config;
+        Ok(Client {
+            tls,
+            auth,
+            proxies: info
+                .get("proxies")
+                .and_then(Value::as_object)
+                .cloned()
+                .unwrap_or_default(),
+            no_proxy: str_of(info, "no_proxy").map(String::from),
+            timeout: Duration::from_secs(c.image_download_connection_timeout.max(1)),
+            retries: c.image_download_connection_retries,
+            retry_interval: Duration::from_secs(c.image_download_connection_retry_interval),
+            max_duration: (c.image_download_max_duration > 0)
+                .then(|| Duration::from_secs(c.image_download_max_duration)),
+            started: Instant::now(),
+            agents: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// For unit tests: a client without TLS roots, auth or proxies.
+    #[cfg(test)]
+    pub fn plain(retries: u64, timeout: Duration) -> Client {
+        Client {
+            tls: ureq::tls::TlsConfig::builder().build(),
+            auth: None,
+            proxies: Map::new(),
+            no_proxy: None,
+            timeout,
+            retries,
+            retry_interval: Duration::from_millis(10),
+            max_duration: None,
+            started: Instant::now(),
+            agents: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn elapsed(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    /// Fail once `image_download_max_duration` has passed (checked before
+    /// each request and each read, as IPA checks between chunks).
+    pub fn check_deadline(&self) -> Result<(), Fail> {
+        match self.max_duration {
+            Some(max) if self.started.elapsed() > max => {
+                log::error!(
+                    "Total download timeout ({} seconds) exceeded",
+                    max.as_secs()
+                );
+                Err(Fail::Timeout(format!(
+                    "Download exceeded max allowed time ({} seconds)",
+                    max.as_secs()
+                )))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// The proxy for `url`, if any: image_info's `proxies` by scheme (or
+    /// `all`), else the environment, unless `no_proxy` says to bypass.
+    fn proxy_for(&self, url: &str) -> std::result::Result<Option<String>, String> {
+        let (scheme, host, port) = url_parts(url)?;
+        let env = |n: &str| {
+            std::env::var(n)
+                .ok()
+                .or_else(|| std::env::var(n.to_ascii_uppercase()).ok())
+                .filter(|v| !v.is_empty())
+        };
+        let no_proxy = self.no_proxy.clone().or_else(|| env("no_proxy"));
+        if no_proxy
+            .as_deref()
+            .is_some_and(|np| bypass_proxy(np, &host, port))
+        {
+            return Ok(None);
+        }
+        let from_info = self
+            .proxies
+            .get(&scheme)
+            .or_else(|| self.proxies.get("all"))
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+            .map(String::from);
+        if !self.proxies.is_empty() {
+            return Ok(from_info);
+        }
+        Ok(env(&format!("{scheme}_proxy")).or_else(|| env("all_proxy")))
+    }
+
+    fn agent_for(&self, url: &str) -> std::result::Result<ureq::Agent, String> {
+        let proxy = self.proxy_for(url)?;
+        let mut agents = crate::agent::lock(&self.agents);
+        if let Some(a) = agents.get(&proxy) {
+            return Ok(a.clone());
+        }
+        let p = match &proxy {
+            Some(p) => Some(ureq::Proxy::new(p).map_err(|e| format!("invalid proxy {p}: {e}"))?),
+            None => None,
+        };
+        let t = Some(self.timeout);
+        let cfg = ureq::Agent::config_builder()
+            .tls_config(self.tls.clone())
+            .proxy(p)
+            .http_status_as_error(false)
+            .accept_encoding("identity")
+            .user_agent(concat!("ironic-agent/", env!("CARGO_PKG_VERSION")))
+            .timeout_connect(t)
+            .timeout_send_request(t)
+            .timeout_recv_response(t)
+            .timeout_per_read(t)
+            .max_redirects(10)
+            .build();
+        let a = ureq::Agent::new_with_config(cfg);
+        agents.insert(proxy, a.clone());
+        Ok(a)
+    }
+
+    /// One GET; `range` = (start, optional inclusive end). Status codes
+    /// other than 200/206 become failures with IPA's text.
+    pub fn get(
+        &self,
+        url: &str,
+        range: Option<(u64, Option<u64>)>,
+        if_range: Option<&Validator>,
+    ) -> std::result::Result<ureq::http::Response<ureq::Body>, Fail> {
+        self.check_deadline()?;
+        let agent = self.agent_for(url).map_err(Fail::Fatal)?;
+        let mut req = agent.get(url);
+        if let Some(a) = &self.auth {
+            req = req.header("Authorization", a);
+        }
+        if let Some((start, end)) = range {
+            let spec = match end {
+                Some(e) => format!("bytes={start}-{e}"),
+                None => format!("bytes={start}-"),
+            };
+            req = req.header("Range", &spec);
+            if let Some(v) = if_range {
+                req = req.header("If-Range", &v.0);
+            }
+        }
+        let mut resp = req.call().map_err(|e| Fail::Retry(e.to_string()))?;
+        let status = resp.status().as_u16();
+        if status == 200 || status == 206 {
+            return Ok(resp);
+        }
+        let mut body = String::new();
+        let _ = resp
+            .body_mut()
+            .as_reader()
+            .take(1024)
+            .read_to_string(&mut body);
+        let headers: Vec<String> = resp
+            .headers()
+            .iter()
+            .map(|(k, v)| format!("'{k}': '{}'", v.to_str().unwrap_or("?")))
+            .collect();
+        let msg = format!(
+            "Received status code {status} from {url}, expected 200. Response body: {} \
+             Response headers: {{{}}}",
+            body.trim(),
+            headers.join(", ")
+        );
+        if status < 500 && status != 416 {
+            Err(Fail::Fatal(msg))
+        } else {
+            Err(Fail::Retry(msg))
+        }
+    }
+
+    /// `get` with IPA's connection retries: 4xx fails at once, other
+    /// failures are retried `retries` times, `retry_interval` apart.
+    pub fn get_retrying(
+        &self,
+        url: &str,
+        range: Option<(u64, Option<u64>)>,
+        if_range: Option<&Validator>,
+    ) -> std::result::Result<ureq::http::Response<ureq::Body>, Fail> {
+        let mut attempt = 0;
+        loop {
+            match self.get(url, range, if_range) {
+                Err(Fail::Retry(m)) if attempt < self.retries => {
+                    attempt += 1;
+                    log::warn!("Unable to connect to {url}, retrying. Error: {m}");
+                    std::thread::sleep(self.retry_interval);
+                }
+                r => return r,
+            }
+        }
+    }
+
+    /// A small text document (a checksum file), IPA's
+    /// `_download_with_proxy(...).text`; errors as an `ImageDownloadError`
+    /// of the URL.
+    pub fn fetch_text(&self, url: &str) -> Result<String> {
+        let mut resp = self
+            .get_retrying(url, None, None)
+            .map_err(|f| f.into_error(url))?;
+        let mut text = String::new();
+        resp.body_mut()
+            .with_config()
+            .limit(16 << 20)
+            .reader()
+            .read_to_string(&mut text)
+            .map_err(|e| AgentError::download(url, format!("reading the body: {e}")))?;
+        Ok(text)
+    }
+
+    /// Bytes `[start, start+len)` of `url` as a reader; the server must
+    /// answer 206 for exactly that range (and, with `validator`, for the
+    /// same file the image stream reads).
+    pub fn range(
+        &self,
+        url: &str,
+        start: u64,
+        len: u64,
+        validator: Option<&Validator>,
+    ) -> std::result::Result<ureq::BodyReader<'static>, Fail> {
+        let end = start + len.max(1) - 1;
+        let resp = self.get_retrying(url, Some((start, Some(end))), validator)?;
+        if resp.status().as_u16() != 206 {
+            return Err(Fail::NoResume(format!(
+                "{url} does not answer HTTP Range requests (status {} to Range: bytes={start}-{end}{})",
+                resp.status().as_u16(),
+                if validator.is_some() {
+                    ", or the image changed on the server"
+                } else {
+                    ""
+                }
+            )));
+        }
+        let cr = resp
+            .headers()
+            .get("content-range")
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_content_range);
+        match cr {
+            Some((s, e, _)) if s == start && e <= end => {}
+            other => {
+                return Err(Fail::Fatal(format!(
+                    "{url} answered Range: bytes={start}-{end} with Content-Range {other:?}"
+                )))
+            }
+        }
+        Ok(resp.into_body().into_reader())
+    }
+}
+
+/// The image body, read front to back; a dropped connection or a stall is
+/// resumed with a Range request from the last byte delivered.
+pub struct ImageStream {
+    client: std::sync::Arc<Client>,
+    pub url: String,
+    reader: Option<ureq::BodyReader<'static>>,
+    /// Bytes delivered so far.
+    pub pos: u64,
+    /// The image size, when the server said (Content-Length).
+    pub total: Option<u64>,
+    pub validator: Option<Validator>,
+    /// The server announced `Accept-Ranges: bytes`.
+    pub accepts_ranges: bool,
+    /// Consecutive failures without progress.
+    failures: u64,
+    /// Resumes done, for the final log line.
+    pub resumes: u64,
+}
+
+impl ImageStream {
+    /// GET `url` with IPA's connection retries.
+    pub fn open(client: std::sync::Arc<Client>, url: &str) -> std::result::Result<Self, Fail> {
+        let resp = client.get_retrying(url, None, None)?;
+        let total = resp.body().content_length();
+        let accepts_ranges = resp
+            .headers()
+            .get("accept-ranges")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.eq_ignore_ascii_case("bytes"));
+        let validator = Validator::from_response(&resp);
+        Ok(ImageStream {
+            client,
+            url: url.to_string(),
+            reader: Some(resp.into_body().into_reader()),
+            pos: 0,
+            total,
+            validator,
+            accepts_ranges,
+            failures: 0,
+            resumes: 0,
+        })
+    }
+
+    /// Continue from `self.pos` after a failure.
+    fn resume(&mut self) -> std::result::Result<(), Fail> {
+        self.reader = None;
+        let resp = self
+            .client
+            .get(&self.url, Some((self.pos, None)), self.validator.as_ref())?;
+        match resp.status().as_u16() {
+            206 => {
+                let cr = resp
+                    .headers()
+                    .get("content-range")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(parse_content_range);
+                match cr {
+                    Some((start, _, total))
+                        if start == self.pos
+                            && (total.is_none() || self.total.is_none() || total == self.total) => {
+                    }
+                    other => {
+                        return Err(Fail::NoResume(format!(
+                            "{} answered Range: bytes={}- with Content-Range {other:?}; cannot \
+                             resume",
+                            self.url, self.pos
+                        )))
+                    }
+                }
+            }
+            // the server ignored the range (or the file changed): only a
+            // download that has delivered nothing yet may start over
+            _ if self.pos == 0 => {
+                self.total = resp.body().content_length();
+                self.validator = Validator::from_response(&resp);
+            }
+            s => {
+                return Err(Fail::NoResume(format!(
+                    "{} answered status {s} instead of 206 to Range: bytes={}-{} (no Range \
+                     support, or the image changed on the server); cannot resume after {} bytes",
+                    self.url,
+                    self.pos,
+                    if self.validator.is_some() {
+                        " with If-Range"
+                    } else {
+                        ""
+                    },
+                    self.pos
+                )))
+            }
+        }
+        self.resumes += 1;
+        log::info!("resumed the download of {} at byte {}", self.url, self.pos);
+        self.reader = Some(resp.into_body().into_reader());
+        Ok(())
+    }
+
+    /// Read into `buf`; 0 at the end of the image.
+    pub fn read(&mut self, buf: &mut [u8]) -> std::result::Result<usize, Fail> {
+        loop {
+            self.client.check_deadline()?;
+            let r = match self.reader.as_mut() {
+                Some(rd) => rd.read(buf),
+                None => Err(std::io::Error::other("not connected")),
+            };
+            let err = match r {
+                Ok(0) if self.total.is_some_and(|t| self.pos < t) => {
+                    format!(
+                        "the connection closed at byte {} of {:?}",
+                        self.pos, self.total
+                    )
+                }
+                Ok(n) => {
+                    self.pos += n as u64;
+                    if n > 0 {
+                        self.failures = 0;
+                    }
+                    return Ok(n);
+                }
+                Err(e) => e.to_string(),
+            };
+            // IPA's stall message when the per-read timeout fired
+            let err = if err.to_ascii_lowercase().contains("timeout")
+                || err.to_ascii_lowercase().contains("timed out")
+            {
+                format!("Timed out reading next chunk from webserver ({err})")
+            } else {
+                err
+            };
+            loop {
+                self.failures += 1;
+                if self.failures > self.client.retries {
+                    return Err(Fail::Retry(format!(
+                        "Unable to read the image from {} at byte {}: {err} (after {} attempts)",
+                        self.url, self.pos, self.failures
+                    )));
+                }
+                log::warn!(
+                    "reading {} failed at byte {}: {err}; resuming in {} s (attempt {} of {})",
+                    self.url,
+                    self.pos,
+                    self.client.retry_interval.as_secs(),
+                    self.failures,
+                    self.client.retries
+                );
+                std::thread::sleep(self.client.retry_interval);
+                match self.resume() {
+                    Ok(()) => break,
+                    Err(Fail::Retry(m)) => log::warn!("resuming failed: {m}"),
+                    Err(f) => return Err(f),
+                }
+            }
+        }
+    }
+
+    /// Fill `buf` completely unless the image ends first.
+    pub fn read_full(&mut self, buf: &mut [u8]) -> std::result::Result<usize, Fail> {
+        let mut n = 0;
+        while n < buf.len() {
+            match self.read(&mut buf[n..])? {
+                0 => break,
+                k => n += k,
+            }
+        }
+        Ok(n)
+    }
+}
+
+/// Open the first of `urls` that answers (IPA's `ImageDownload.__init__`).
+/// A 4xx answer is final for its URL; the next URL is still tried (IPA
+/// stops at the first 4xx, which defeats the point of a URL list).
+pub fn open_first(
+    client: &std::sync::Arc<Client>,
+    urls: &[String],
+    id: &str,
+) -> Result<ImageStream> {
+    let mut details = vec![];
+    let mut fatal = None;
+    for url in urls {
+        log::info!("Attempting to download image from {url}");
+        match ImageStream::open(client.clone(), url) {
+            Ok(s) => return Ok(s),
+            Err(Fail::Timeout(m)) => return Err(Fail::Timeout(m).into_error(id)),
+            Err(f) => {
+                let msg = format!(
+                    "URL: {url}; time: {:.3} seconds. Error: {}",
+                    client.elapsed().as_secs_f64(),
+                    f.message()
+                );
+                log::warn!("{msg}");
+                details.push(msg);
+                if let Fail::Fatal(_) = f {
+                    fatal = Some(());
+                }
+            }
+        }
+    }
+    let kind = if fatal.is_some() && details.len() == 1 {
+        Kind::ImageDownloadFatalError
+    } else {
+        Kind::ImageDownloadError
+    };
+    Err(AgentError::new(
+        kind,
+        format!("Download of image {id} failed: {}", details.join("\n ")),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_proxy_rules() {
+        assert!(bypass_proxy("*", "anything", None));
+        assert!(bypass_proxy("example.com", "example.com", None));
+        assert!(bypass_proxy("example.com", "a.b.example.com", None));
+        assert!(bypass_proxy(".example.com", "a.example.com", None));
+        assert!(bypass_proxy("*.example.com", "a.example.com", None));
+        assert!(!bypass_proxy("example.com", "badexample.com", None));
+        assert!(bypass_proxy(" foo , Example.COM ", "EXAMPLE.com", None));
+        assert!(bypass_proxy("example.com:8080", "example.com", Some(8080)));
+        assert!(!bypass_proxy("example.com:8080", "example.com", Some(80)));
+        assert!(bypass_proxy("10.0.0.0/8", "10.1.2.3", None));
+        assert!(!bypass_proxy("10.0.0.0/8", "11.1.2.3", None));
+        assert!(bypass_proxy("192.168.1.5", "192.168.1.5", None));
+        assert!(bypass_proxy("fd00::/8", "[fd00::1]", None));
+        assert!(bypass_proxy("[::1]", "[::1]", None));
+        assert!(!bypass_proxy("", "x", None));
+        assert!(!bypass_proxy("10.0.0.0/33", "10.0.0.1", None));
+    }
+
+    #[test]
+    fn content_ranges() {
+        assert_eq!(
+            parse_content_range("bytes 100-199/1000"),
+            Some((100, 199, Some(1000)))
+        );
+        assert_eq!(parse_content_range("bytes 0-0/*"), Some((0, 0, None)));
+        assert_eq!(parse_content_range("items 0-1/2"), None);
+        assert_eq!(parse_content_range("bytes x-1/2"), None);
+    }
+
+    #[test]
+    fn url_checks() {
+        assert!(url_parts("ftp://h/x").unwrap_err().contains("scheme"));
+        assert_eq!(
+            url_parts("https://[::1]:8443/x").unwrap(),
+            ("https".into(), "[::1]".into(), Some(8443))
+        );
+    }
+}

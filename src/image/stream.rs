@@ -1,0 +1,485 @@
+//! One pass over the image: download → hash → (qcow2 conversion) → write.
+//!
+//! A fetch thread reads the body into a few large aligned buffers and
+//! hashes each one; the calling thread writes them (raw) or converts them
+//! (qcow2) while the next buffer downloads. Memory: [`BUFFERS`] ×
+//! [`CHUNK`] plus the target's held-back MiB and the qcow2 converter's
+//! bounded state, whatever the image size.
+//!
+//! Verification comes after EOF, explicitly, with the stream drained to
+//! its end (coreos-installer's CVE-2021-20319 lesson: a check tied to a
+//! reader's EOF may never run), and before the first MiB is written.
+//! A failed attempt wipes the head again; download errors and checksum
+//! mismatches are retried from the start as IPA does
+//! (`_stream_raw_image_onto_device`: retries × interval), out-of-space,
+//! 4xx, timeouts, invalid images and write errors are not.
+
+use super::checksum::{Expected, Hasher};
+use super::download::{open_first, Client, Fail, ImageStream};
+use super::format::{self, Format, Policy};
+use super::qcow2::{self, ConvError, Converter};
+use super::writer::{AlignedBuf, Target, MIB};
+use crate::error::{AgentError, Kind, Result};
+use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Bytes per read buffer: a multiple of the largest qcow2 cluster (2 MiB),
+/// so clusters and tables never straddle two buffers.
+pub const CHUNK: usize = 2 << 20;
+/// Buffers in flight between the fetch thread and the writer.
+pub const BUFFERS: usize = 3;
+/// How often progress is logged.
+const PROGRESS_EVERY: Duration = Duration::from_secs(5);
+/// qcow2 L1 tables beyond this offset are fetched with a Range request
+/// before streaming (qemu-img puts them in the first clusters).
+const FAR_L1: u64 = 16 << 20;
+
+enum Msg {
+    Chunk(AlignedBuf, u64),
+    End {
+        digest: String,
+        bytes: u64,
+        resumes: u64,
+    },
+    Failed(AgentError),
+}
+
+/// The fetch thread's end of the pipeline, seen from the writer.
+pub struct Fetch {
+    rx: Receiver<Msg>,
+    back: Sender<AlignedBuf>,
+    pub url: String,
+    pub total: Option<u64>,
+    pub accepts_ranges: bool,
+    pub validator: Option<super::download::Validator>,
+    done: Option<(String, u64, u64)>,
+}
+
+impl Fetch {
+    pub fn start(mut stream: ImageStream, mut hasher: Hasher, id: &str) -> Fetch {
+        let (tx, rx): (SyncSender<Msg>, _) = mpsc::sync_channel(BUFFERS);
+        let (back, pool): (Sender<AlignedBuf>, Receiver<AlignedBuf>) = mpsc::channel();
+        let info = (
+            stream.url.clone(),
+            stream.total,
+            stream.accepts_ranges,
+            stream.validator.clone(),
+        );
+        let id = id.to_string();
+        std::thread::Builder::new()
+            .name("image-fetch".into())
+            .spawn(move || {
+                let mut made = 0;
+                let mut off = 0u64;
+                loop {
+                    let mut buf = if made < BUFFERS {
+                        made += 1;
+                        AlignedBuf::new(CHUNK)
+                    } else {
+                        match pool.recv() {
+                            Ok(b) => b,
+                            Err(_) => return, // the writer gave up
+                        }
+                    };
+                    let n = match stream.read_full(buf.space()) {
+                        Ok(n) => n,
+                        Err(f) => {
+                            let _ = tx.send(Msg::Failed(f.into_error(&id)));
+                            return;
+                        }
+                    };
+                    if n > 0 {
+                        hasher.update(&buf.space()[..n]);
+                        buf.len = n;
+                        if tx.send(Msg::Chunk(buf, off)).is_err() {
+                            return;
+                        }
+                        off += n as u64;
+                    }
+                    if n < CHUNK {
+                        let _ = tx.send(Msg::End {
+                            digest: hasher.hexdigest(),
+                            bytes: off,
+                            resumes: stream.resumes,
+                        });
+                        return;
+                    }
+                }
+            })
+            .expect("spawning the image fetch thread");
+        Fetch {
+            rx,
+            back,
+            url: info.0,
+            total: info.1,
+            accepts_ranges: info.2,
+            validator: info.3,
+            done: None,
+        }
+    }
+
+    /// The next buffer and its offset in the image; `None` at the end.
+    pub fn next(&mut self) -> Result<Option<(AlignedBuf, u64)>> {
+        if self.done.is_some() {
+            return Ok(None);
+        }
+        match self.rx.recv() {
+            Ok(Msg::Chunk(b, off)) => Ok(Some((b, off))),
+            Ok(Msg::End {
+                digest,
+                bytes,
+                resumes,
+            }) => {
+                self.done = Some((digest, bytes, resumes));
+                Ok(None)
+            }
+            Ok(Msg::Failed(e)) => Err(e),
+            Err(_) => Err(AgentError::new(
+                Kind::ImageDownloadError,
+                "the image download thread stopped unexpectedly",
+            )),
+        }
+    }
+
+    pub fn recycle(&self, b: AlignedBuf) {
+        let _ = self.back.send(b);
+    }
+
+    /// Read to the end of the image (what the writer did not need), and
+    /// return (hex digest, bytes, resumes).
+    pub fn drain(&mut self) -> Result<(String, u64, u64)> {
+        while let Some((b, _)) = self.next()? {
+            self.recycle(b);
+        }
+        Ok(self.done.clone().unwrap_or_default())
+    }
+}
+
+/// Progress lines, at most every [`PROGRESS_EVERY`].
+struct Progress {
+    id: String,
+    dev: String,
+    start: Instant,
+    last: Instant,
+    total: Option<u64>,
+}
+
+impl Progress {
+    fn new(id: &str, dev: &str, total: Option<u64>) -> Progress {
+        let now = Instant::now();
+        Progress {
+            id: id.into(),
+            dev: dev.into(),
+            start: now,
+            last: now,
+            total,
+        }
+    }
+
+    fn tick(&mut self, read: u64, written: u64) {
+        if self.last.elapsed() < PROGRESS_EVERY {
+            return;
+        }
+        self.last = Instant::now();
+        let secs = self.start.elapsed().as_secs_f64().max(0.001);
+        let of = self
+            .total
+            .map(|t| format!(" of {:.1}", t as f64 / MIB as f64))
+            .unwrap_or_default();
+        log::info!(
+            "image {}: {:.1}{of} MiB downloaded, {:.1} MiB written to {} ({:.1} MiB/s)",
+            self.id,
+            read as f64 / MIB as f64,
+            written as f64 / MIB as f64,
+            self.dev,
+            read as f64 / MIB as f64 / secs
+        );
+    }
+}
+
+/// What a successful write did.
+#[derive(Debug, Default)]
+pub struct Summary {
+    pub format: Option<Format>,
+    pub bytes: u64,
+    pub written: u64,
+    pub resumes: u64,
+    pub seconds: f64,
+}
+
+/// Everything one image write needs.
+pub struct Job<'a> {
+    pub id: &'a str,
+    pub urls: Vec<String>,
+    pub client: Arc<Client>,
+    pub expected: Expected,
+    pub policy: Policy<'a>,
+    /// A partition image: size errors use IPA's root-partition message.
+    pub partition: bool,
+}
+
+fn retryable(e: &AgentError) -> bool {
+    e.is(Kind::ImageDownloadError) || e.is(Kind::ImageChecksumError)
+}
+
+/// Write the image to `target`, retrying as IPA does; on failure the
+/// target's head is wiped.
+pub fn write_image(job: &Job, target: &mut Target) -> Result<Summary> {
+    let retries = job.client.retries;
+    let mut attempt = 0;
+    loop {
+        match write_once(job, target) {
+            Ok(s) => return Ok(s),
+            Err(e) => {
+                target.wipe();
+                if !retryable(&e) || attempt >= retries {
+                    return Err(e);
+                }
+                attempt += 1;
+                log::warn!("Image download failed, {attempt} of {retries}: {e}");
+                std::thread::sleep(job.client.retry_interval);
+            }
+        }
+    }
+}
+
+fn too_big(job: &Job, target: &Target, size: u64, what: &str) -> AgentError {
+    if job.partition {
+        return AgentError::invalid_params(format!(
+            "Root partition is too small for requested image. Image virtual size: {} MB, \
+             Root size: {} MB",
+            size.div_ceil(MIB),
+            target.len / MIB
+        ));
+    }
+    AgentError::new(
+        Kind::ImageDownloadOutofSpaceError,
+        format!(
+            "Download of image {} failed: Unable to write image to {}. Error: the image's {what} \
+             ({size} bytes) is larger than the device ({} bytes)",
+            job.id, target.dev, target.len
+        ),
+    )
+}
+
+fn write_once(job: &Job, target: &mut Target) -> Result<Summary> {
+    let started = Instant::now();
+    target.prepare()?;
+    let stream = open_first(&job.client, &job.urls, job.id)?;
+    let mut fetch = Fetch::start(stream, job.expected.algo.hasher(), job.id);
+    let Some((first, _)) = fetch.next()? else {
+        return Err(AgentError::download(job.id, "the image is empty"));
+    };
+    let head = &first.data()[..first.len.min(format::SNIFF_LEN.max(4096))];
+    let fmt = format::check(head, &job.policy)?;
+    log::info!(
+        "image {}: detected format {} ({} bytes announced by {})",
+        job.id,
+        fmt.name(),
+        fetch
+            .total
+            .map(|t| t.to_string())
+            .unwrap_or_else(|| "no size".into()),
+        fetch.url
+    );
+    let mut progress = Progress::new(job.id, &target.dev, fetch.total);
+    let (digest, bytes, resumes) = if fmt == Format::Qcow2 {
+        write_qcow2(job, target, fetch, first, &mut progress)?
+    } else {
+        if let Some(total) = fetch.total.filter(|&t| t > target.len) {
+            return Err(too_big(job, target, total, "size"));
+        }
+        write_raw(target, &mut fetch, first, &mut progress)?;
+        fetch.drain()?
+    };
+    // explicit verification, after EOF, before the head is written
+    if !job.expected.matches(&digest) {
+        log::error!(
+            "Image failed to verify against checksum. location: {}; image ID: {}; image \
+             checksum: {}; verification checksum: {digest}",
+            target.dev,
+            job.id,
+            job.expected.value
+        );
+        return Err(AgentError::checksum(
+            job.id,
+            &target.dev,
+            &job.expected.value,
+            &digest,
+        ));
+    }
+    log::info!(
+        "image {}: {} checksum verified ({bytes} bytes{})",
+        job.id,
+        job.expected.algo.name(),
+        if resumes > 0 {
+            format!(", {resumes} resumed connections")
+        } else {
+            String::new()
+        }
+    );
+    target.commit()?;
+    Ok(Summary {
+        format: Some(fmt),
+        bytes,
+        written: target.written,
+        resumes,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+fn write_raw(
+    target: &mut Target,
+    fetch: &mut Fetch,
+    first: AlignedBuf,
+    progress: &mut Progress,
+) -> Result<()> {
+    let mut next = Some((first, 0u64));
+    while let Some((buf, off)) = next {
+        target.write_at(off, buf.data())?;
+        let read = off + buf.len as u64;
+        fetch.recycle(buf);
+        progress.tick(read, target.written);
+        next = fetch.next()?;
+    }
+    Ok(())
+}
+
+fn qcow2_error(e: ConvError) -> AgentError {
+    match e {
+        ConvError::Write(e) => e,
+        ConvError::Invalid(m) => {
+            log::error!("qcow2: {m}");
+            AgentError::new(Kind::InvalidImage, format!("qcow2 image: {m}"))
+        }
+        ConvError::Backward { host, at } => AgentError::new(
+            Kind::InvalidImage,
+            format!("qcow2 image: metadata points back to byte {host} from byte {at}"),
+        ),
+    }
+}
+
+/// qcow2: forward mode; when the metadata turns out to follow the data,
+/// once more with the tables prefetched by Range requests.
+fn write_qcow2(
+    job: &Job,
+    target: &mut Target,
+    fetch: Fetch,
+    first: AlignedBuf,
+    progress: &mut Progress,
+) -> Result<(String, u64, u64)> {
+    let h = qcow2::parse_header(first.data()).map_err(|m| qcow2_error(ConvError::Invalid(m)))?;
+    if h.size > target.len {
+        return Err(too_big(job, target, h.size, "virtual size"));
+    }
+    if h.dirty {
+        log::warn!(
+            "image {}: the qcow2 image is marked dirty (not closed cleanly); its refcounts may \
+             be stale, its cluster mapping is used as is",
+            job.id
+        );
+    }
+    log::info!(
+        "image {}: qcow2 version {}, {} bytes virtual, {} KiB clusters, L1 at {}",
+        job.id,
+        h.version,
+        h.size,
+        h.cluster_size() >> 10,
+        h.l1_offset
+    );
+    let stream_url = fetch.url.clone();
+    let prefetch_first = h.l1_offset >= FAR_L1 && fetch.accepts_ranges;
+    if !prefetch_first {
+        let mut conv = Converter::new(h.clone());
+        match convert(&mut conv, target, fetch, first, progress) {
+            Ok(r) => return Ok(r),
+            Err(ConvError::Backward { host, at }) => log::info!(
+                "image {}: qcow2 metadata at byte {at} points back to byte {host}; reading the \
+                 tables with Range requests and streaming the image again",
+                job.id
+            ),
+            Err(e) => return Err(qcow2_error(e)),
+        }
+    } else {
+        drop(fetch);
+        log::info!(
+            "image {}: the qcow2 L1 table sits at byte {}; reading the tables with Range \
+             requests first",
+            job.id,
+            h.l1_offset
+        );
+    }
+    // Prefetched mode: a fresh stream (and hash) from byte 0; the tables
+    // are read from the same file (If-Range with its validator).
+    let stream =
+        ImageStream::open(job.client.clone(), &stream_url).map_err(|f| f.into_error(job.id))?;
+    let fetch = Fetch::start(stream, job.expected.algo.hasher(), job.id);
+    let url = fetch.url.clone();
+    let validator = fetch.validator.clone();
+    let client = job.client.clone();
+    let mut conv = Converter::new(h);
+    let mut read_range =
+        |start: u64,
+         len: u64,
+         sink: &mut dyn FnMut(&[u8]) -> std::result::Result<(), ConvError>| {
+            let mut r = client
+                .range(&url, start, len, validator.as_ref())
+                .map_err(|f| {
+                    let hint = if matches!(f, Fail::NoResume(_)) {
+                        " (a qcow2 image whose metadata follows its data needs an image server \
+                     that answers HTTP Range requests)"
+                    } else {
+                        ""
+                    };
+                    ConvError::Write(AgentError::download(
+                        job.id,
+                        format!("{}{hint}", f.message()),
+                    ))
+                })?;
+            let mut buf = vec![0u8; 256 * 1024];
+            let mut left = len;
+            while left > 0 {
+                let want = buf.len().min(left as usize);
+                let n = std::io::Read::read(&mut r, &mut buf[..want]).map_err(|e| {
+                    ConvError::Write(AgentError::download(
+                        job.id,
+                        format!("reading bytes {start}+{len} of {url}: {e}"),
+                    ))
+                })?;
+                if n == 0 {
+                    break;
+                }
+                sink(&buf[..n])?;
+                left -= n as u64;
+            }
+            Ok(())
+        };
+    conv.prefetch(target, &mut read_range)
+        .map_err(qcow2_error)?;
+    let mut fetch = fetch;
+    let Some((first, _)) = fetch.next()? else {
+        return Err(AgentError::download(job.id, "the image is empty"));
+    };
+    convert(&mut conv, target, fetch, first, progress).map_err(qcow2_error)
+}
+
+fn convert(
+    conv: &mut Converter,
+    target: &mut Target,
+    mut fetch: Fetch,
+    first: AlignedBuf,
+    progress: &mut Progress,
+) -> std::result::Result<(String, u64, u64), ConvError> {
+    let mut next = Some((first, 0u64));
+    while let Some((buf, off)) = next {
+        let r = conv.feed(target, off, buf.data());
+        let read = off + buf.len as u64;
+        fetch.recycle(buf);
+        r?;
+        progress.tick(read, target.written);
+        next = fetch.next()?;
+    }
+    conv.finish(target)?;
+    Ok(fetch.drain()?)
+}

@@ -1,0 +1,696 @@
+//! The target side of an image write: a disk (or, for partition images, the
+//! root partition's byte range on it) written with large aligned buffers,
+//! with its first MiB held back until the image has verified.
+//!
+//! The order of operations is coreos-installer's (`download.rs:
+//! image_copy_default`, `install.rs: write_disk`/`reset_partition_table`)
+//! with verification moved *before* the head is written:
+//!
+//! 1. [`Target::prepare`]: zero the first MiB (and, for a whole disk, the
+//!    last MiB, where the backup GPT lives: 33 sectors at 512 bytes, 5 at
+//!    4096; md 1.0 and ZFS labels sit there too) and sync;
+//! 2. stream everything through [`Target::write_at`] / [`Target::zero_range`]:
+//!    bytes for the first MiB, and for a whole disk the last MiB, are kept
+//!    in memory instead of being written, so a backup GPT at the very end of
+//!    a disk-sized image cannot make a half-written disk bootable either;
+//! 3. the caller verifies the checksum after EOF;
+//! 4. [`Target::commit`]: sync, write the held-back ranges, sync again;
+//! 5. on any failure [`Target::wipe`] zeroes those ranges again and syncs.
+//!
+//! Writes use O_DIRECT where the device accepts it (no page cache: in a
+//! RAM-only ramdisk every cached page of a multi-GiB image competes with
+//! the agent for memory), with a buffered fallback that starts writeback
+//! every 32 MiB and drops the written pages (`sync_file_range` +
+//! `POSIX_FADV_DONTNEED`). `IRONIC_AGENT_IMAGE_IO=buffered` forces the
+//! fallback (benches/image-write.sh compares both).
+//!
+//! Ranges that must read as zeroes (qcow2 holes) are zeroed only where the
+//! target does not already read zeroes: `fallocate(PUNCH_HOLE)`, which on a
+//! block device is a zero-out that fails rather than falls back to writing
+//! (so it is never gigabytes of redundant I/O), and where the device cannot
+//! do that, a read of the range and a write of zeroes only for the MiB
+//! pieces that are not zero already. Reading is chosen over tracking "this
+//! disk was zeroed" because nothing zeroes a whole disk before a deploy
+//! (IPA's `destroy_disk_metadata` only wipes signatures).
+
+use crate::error::{AgentError, Kind, Result};
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::unix::fs::{FileExt, FileTypeExt, OpenOptionsExt};
+use std::path::Path;
+
+pub const MIB: u64 = 1 << 20;
+/// Memory alignment of every buffer handed to an O_DIRECT write (the page
+/// size, which satisfies any logical block size up to 4 KiB).
+pub const MEM_ALIGN: usize = 4096;
+/// Buffered mode: start writeback after this many bytes.
+const WRITEBACK_WINDOW: u64 = 32 * MIB;
+
+/// A heap buffer whose usable part starts at a `MEM_ALIGN` boundary,
+/// without unsafe code: the Vec is over-allocated and never reallocated.
+pub struct AlignedBuf {
+    raw: Vec<u8>,
+    start: usize,
+    cap: usize,
+    /// Bytes in use, from the start.
+    pub len: usize,
+}
+
+impl AlignedBuf {
+    pub fn new(cap: usize) -> AlignedBuf {
+        let raw = vec![0u8; cap + MEM_ALIGN];
+        let start = (MEM_ALIGN - raw.as_ptr() as usize % MEM_ALIGN) % MEM_ALIGN;
+        AlignedBuf {
+            raw,
+            start,
+            cap,
+            len: 0,
+        }
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.cap
+    }
+
+    /// The whole capacity, for filling.
+    pub fn space(&mut self) -> &mut [u8] {
+        &mut self.raw[self.start..self.start + self.cap]
+    }
+
+    /// The bytes in use.
+    pub fn data(&self) -> &[u8] {
+        &self.raw[self.start..self.start + self.len]
+    }
+}
+
+/// How the device is written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IoMode {
+    Direct,
+    Buffered,
+}
+
+impl IoMode {
+    /// The mode asked for: O_DIRECT unless `IRONIC_AGENT_IMAGE_IO=buffered`.
+    pub fn preferred() -> IoMode {
+        match std::env::var("IRONIC_AGENT_IMAGE_IO").as_deref() {
+            Ok("buffered") => IoMode::Buffered,
+            _ => IoMode::Direct,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ZeroMode {
+    Punch,
+    ReadCheck,
+}
+
+/// Open `path` (the device `dev` inside the agent's root) for writing an
+/// image: exclusively when it is a block device (O_EXCL makes the kernel
+/// refuse while a partition is mounted, used as swap or held by md, LVM or
+/// device-mapper, and keeps anyone from mounting it meanwhile), with
+/// O_DIRECT when allowed. Returns the file and the mode obtained.
+pub fn open_device(path: &Path, dev: &str, want: IoMode) -> Result<(File, IoMode)> {
+    let is_blk = std::fs::metadata(path)
+        .map(|m| m.file_type().is_block_device())
+        .map_err(|e| {
+            AgentError::io(
+                Kind::DeviceNotFound,
+                format!("opening the install device {dev}"),
+                e,
+            )
+        })?;
+    let excl = if is_blk { libc::O_EXCL } else { 0 };
+    let open = |flags: i32| {
+        OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(flags | excl)
+            .open(path)
+    };
+    let busy = |e: io::Error| {
+        let hint = if e.raw_os_error() == Some(libc::EBUSY) {
+            " (a partition of it is mounted, used as swap, or held by md, LVM or device-mapper)"
+        } else {
+            ""
+        };
+        AgentError::new(
+            Kind::ImageWriteError,
+            format!("opening {dev} for writing: {e}{hint}"),
+        )
+    };
+    if want == IoMode::Direct {
+        match open(libc::O_DIRECT) {
+            Ok(f) => return Ok((f, IoMode::Direct)),
+            // tmpfs, overlayfs and some drivers refuse O_DIRECT
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+                log::info!("{dev} does not accept O_DIRECT; writing through the page cache");
+            }
+            Err(e) => return Err(busy(e)),
+        }
+    }
+    open(0).map(|f| (f, IoMode::Buffered)).map_err(busy)
+}
+
+/// A byte range of the device held in memory until [`Target::commit`].
+struct Held {
+    /// Region-relative start.
+    start: u64,
+    buf: AlignedBuf,
+    touched: bool,
+}
+
+pub struct Target {
+    file: File,
+    /// The device path as the operator knows it ("/dev/sda").
+    pub dev: String,
+    image_id: String,
+    /// Byte offset of the region on the device, and its length.
+    pub base: u64,
+    pub len: u64,
+    disk_size: u64,
+    sector: u64,
+    mode: IoMode,
+    zero_mode: ZeroMode,
+    head: Held,
+    /// Whole-disk targets: the device's last MiB.
+    tail: Option<Held>,
+    bounce: AlignedBuf,
+    /// Buffered mode: the window being written back and the one before.
+    window: Option<(u64, u64)>,
+    previous: Option<(u64, u64)>,
+    /// Bytes sent to the device (data and zeroes), for progress.
+    pub written: u64,
+}
+
+impl Target {
+    /// `base`/`len`: the region written (the whole disk, or the root
+    /// partition). `whole_disk` also holds back and wipes the last MiB.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        file: File,
+        dev: &str,
+        image_id: &str,
+        mode: IoMode,
+        sector: u64,
+        disk_size: u64,
+        base: u64,
+        len: u64,
+        whole_disk: bool,
+    ) -> Target {
+        let head_len = len.min(MIB) as usize;
+        let tail = (whole_disk && len > MIB).then(|| {
+            let start = len - MIB.min(len - MIB);
+            Held {
+                start,
+                buf: AlignedBuf::new(0),
+                touched: false,
+            }
+        });
+        let mut head = AlignedBuf::new(head_len);
+        head.len = head_len;
+        Target {
+            file,
+            dev: dev.to_string(),
+            image_id: image_id.to_string(),
+            base,
+            len,
+            disk_size,
+            sector: sector.max(512),
+            mode,
+            zero_mode: ZeroMode::Punch,
+            head: Held {
+                start: 0,
+                buf: head,
+                touched: false,
+            },
+            tail,
+            bounce: AlignedBuf::new(MIB as usize),
+            window: None,
+            previous: None,
+            written: 0,
+        }
+    }
+
+    pub fn mode(&self) -> IoMode {
+        self.mode
+    }
+
+    pub fn into_file(self) -> File {
+        self.file
+    }
+
+    fn write_error(&self, what: String, e: io::Error) -> AgentError {
+        if e.raw_os_error() == Some(libc::ENOSPC) {
+            // IPA's ImageDownloadOutofSpaceError (fail fast, never retried)
+            return AgentError::new(
+                Kind::ImageDownloadOutofSpaceError,
+                format!(
+                    "Download of image {} failed: Unable to write image to {}. Error: {e}",
+                    self.image_id, self.dev
+                ),
+            );
+        }
+        AgentError::new(
+            Kind::ImageWriteError,
+            format!("Writing image to device {} failed: {what}: {e}", self.dev),
+        )
+    }
+
+    fn no_space(&self, end: u64) -> AgentError {
+        AgentError::new(
+            Kind::ImageDownloadOutofSpaceError,
+            format!(
+                "Download of image {} failed: Unable to write image to {}. Error: the image \
+                 needs at least {end} bytes but {} has {} bytes",
+                self.image_id,
+                self.dev,
+                if self.base == 0 {
+                    "the device".to_string()
+                } else {
+                    "the partition".to_string()
+                },
+                self.len
+            ),
+        )
+    }
+
+    /// Positioned write of `data` at absolute device offset `abs`,
+    /// respecting O_DIRECT's alignment rules.
+    fn device_write(&mut self, abs: u64, data: &[u8]) -> io::Result<()> {
+        if data.is_empty() {
+            return Ok(());
+        }
+        if self.mode == IoMode::Buffered {
+            self.file.write_all_at(data, abs)?;
+            return self.writeback(abs, data.len() as u64);
+        }
+        let s = self.sector;
+        let aligned_io = abs % s == 0 && data.len() as u64 % s == 0;
+        if aligned_io && data.as_ptr() as usize % MEM_ALIGN == 0 {
+            return self.file.write_all_at(data, abs);
+        }
+        // Through the bounce buffer: copy, and read-modify-write partial
+        // sectors at either end.
+        let mut done = 0usize;
+        while done < data.len() {
+            let pos = abs + done as u64;
+            let a0 = pos - pos % s;
+            let room = self.bounce.capacity() as u64 - (pos - a0);
+            let n = (data.len() - done).min(room as usize);
+            let end = pos + n as u64;
+            let a1 = end.div_ceil(s) * s;
+            let span = (a1 - a0) as usize;
+            let buf = &mut self.bounce.space()[..span];
+            if a0 < pos {
+                read_at_zero_filled(&self.file, &mut buf[..s as usize], a0)?;
+            }
+            if end < a1 {
+                let last = span - s as usize;
+                read_at_zero_filled(&self.file, &mut buf[last..], a1 - s)?;
+            }
+            let off = (pos - a0) as usize;
+            buf[off..off + n].copy_from_slice(&data[done..done + n]);
+            self.file.write_all_at(buf, a0)?;
+            done += n;
+        }
+        Ok(())
+    }
+
+    /// Buffered mode: keep at most two windows of dirty pages, start
+    /// writeback of the newest and wait for and drop the previous one.
+    fn writeback(&mut self, abs: u64, n: u64) -> io::Result<()> {
+        let (lo, hi) = match self.window {
+            Some((lo, hi)) => (lo.min(abs), hi.max(abs + n)),
+            None => (abs, abs + n),
+        };
+        self.window = Some((lo, hi));
+        if hi - lo < WRITEBACK_WINDOW {
+            return Ok(());
+        }
+        // Errors here are only performance hints; fdatasync reports real
+        // write errors.
+        let _ = crate::sys::sync_file_range(&self.file, lo, hi - lo, false);
+        if let Some((plo, phi)) = self.previous.take() {
+            let _ = crate::sys::sync_file_range(&self.file, plo, phi - plo, true);
+            let _ = crate::sys::drop_cache(&self.file, plo, phi - plo);
+        }
+        self.previous = self.window.take();
+        Ok(())
+    }
+
+    /// Copy the parts of `[off, off+len)` that fall into held ranges; returns
+    /// the device range left to write (region-relative).
+    fn split_held(&mut self, off: u64, data: Option<&[u8]>, len: u64) -> (u64, u64) {
+        let end = off + len;
+        let mut lo = off;
+        let mut hi = end;
+        let head_end = self.head.buf.len as u64;
+        if off < head_end {
+            let n = (end.min(head_end) - off) as usize;
+            let dst = &mut self.head.buf.space()[off as usize..off as usize + n];
+            match data {
+                Some(d) => dst.copy_from_slice(&d[..n]),
+                None => dst.fill(0),
+            }
+            self.head.touched = true;
+            lo = end.min(head_end);
+        }
+        if let Some(t) = &mut self.tail {
+            let t_end = self.len;
+            if end > t.start && off < t_end {
+                let s = off.max(t.start);
+                let e = end.min(t_end);
+                if data.is_some() && t.buf.capacity() == 0 {
+                    let mut b = AlignedBuf::new((t_end - t.start) as usize);
+                    b.len = b.capacity();
+                    t.buf = b;
+                }
+                if t.buf.capacity() > 0 {
+                    let dst = &mut t.buf.space()[(s - t.start) as usize..(e - t.start) as usize];
+                    match data {
+                        Some(d) => dst.copy_from_slice(&d[(s - off) as usize..(e - off) as usize]),
+                        None => dst.fill(0),
+                    }
+                    t.touched = true;
+                }
+                hi = hi.min(s).max(lo);
+            }
+        }
+        (lo, hi)
+    }
+
+    /// Write image bytes at region offset `off`.
+    pub fn write_at(&mut self, off: u64, data: &[u8]) -> Result<()> {
+        let end = off + data.len() as u64;
+        if end > self.len {
+            return Err(self.no_space(end));
+        }
+        let (lo, hi) = self.split_held(off, Some(data), data.len() as u64);
+        if lo < hi {
+            let part = &data[(lo - off) as usize..(hi - off) as usize];
+            let abs = self.base + lo;
+            self.device_write(abs, part).map_err(|e| {
+                self.write_error(format!("writing {} bytes at offset {abs}", part.len()), e)
+            })?;
+        }
+        self.written += data.len() as u64;
+        Ok(())
+    }
+
+    /// Make region range `[off, off+len)` read as zeroes.
+    pub fn zero_range(&mut self, off: u64, len: u64) -> Result<()> {
+        let end = off + len;
+        if end > self.len {
+            return Err(self.no_space(end));
+        }
+        let (lo, hi) = self.split_held(off, None, len);
+        if lo < hi {
+            let abs = self.base + lo;
+            self.device_zero(abs, hi - lo).map_err(|e| {
+                self.write_error(format!("zeroing {} bytes at offset {abs}", hi - lo), e)
+            })?;
+        }
+        self.written += len;
+        Ok(())
+    }
+
+    fn device_zero(&mut self, abs: u64, len: u64) -> io::Result<()> {
+        let s = self.sector;
+        // unaligned edges are written as explicit zeroes
+        let a0 = abs.div_ceil(s) * s;
+        let a1 = ((abs + len) / s * s).max(a0);
+        if a0 >= abs + len || a1 <= a0 {
+            return self.write_zeroes(abs, len);
+        }
+        self.write_zeroes(abs, a0 - abs)?;
+        self.write_zeroes(a1, abs + len - a1)?;
+        if self.zero_mode == ZeroMode::Punch {
+            match crate::sys::punch_hole(&self.file, a0, a1 - a0) {
+                Ok(()) => return Ok(()),
+                Err(e)
+                    if matches!(
+                        e.raw_os_error(),
+                        Some(libc::EOPNOTSUPP) | Some(libc::EINVAL) | Some(libc::ENODEV)
+                    ) =>
+                {
+                    log::info!(
+                        "{}: the device cannot zero ranges without writing ({e}); reading \
+                         holes and writing zeroes only where they are not zero",
+                        self.dev
+                    );
+                    self.zero_mode = ZeroMode::ReadCheck;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        // read, and write zeroes only over non-zero MiB pieces
+        let mut pos = a0;
+        while pos < a1 {
+            let n = (a1 - pos).min(self.bounce.capacity() as u64) as usize;
+            let buf = &mut self.bounce.space()[..n];
+            read_at_zero_filled(&self.file, buf, pos)?;
+            if buf.iter().any(|&b| b != 0) {
+                buf.fill(0);
+                let b = &self.bounce.space()[..n];
+                self.file.write_all_at(b, pos)?;
+            }
+            pos += n as u64;
+        }
+        Ok(())
+    }
+
+    fn write_zeroes(&mut self, abs: u64, len: u64) -> io::Result<()> {
+        let mut done = 0;
+        while done < len {
+            let n = (len - done).min(MIB);
+            let zeroes = vec![0u8; n as usize];
+            self.device_write(abs + done, &zeroes)?;
+            done += n;
+        }
+        Ok(())
+    }
+
+    /// Zero the held-back ranges on the device (and, for a whole disk, the
+    /// backup GPT area), then sync.
+    fn zero_held_on_device(&mut self) -> io::Result<()> {
+        let head_len = self.head.buf.len as u64;
+        self.write_zeroes(self.base, head_len)?;
+        if let Some(t) = &self.tail {
+            let (start, n) = (self.base + t.start, self.len - t.start);
+            self.write_zeroes(start, n)?;
+        }
+        self.file.sync_data()
+    }
+
+    /// Step 1: blank the label areas before anything else is written.
+    pub fn prepare(&mut self) -> Result<()> {
+        self.zero_held_on_device()
+            .map_err(|e| self.write_error(format!("clearing the first MiB of {}", self.dev), e))?;
+        let (disk_size, sector) = (self.disk_size, self.sector);
+        log::debug!(
+            "{}: cleared the first MiB{} (disk {disk_size} bytes, {sector}-byte sectors)",
+            self.dev,
+            if self.tail.is_some() {
+                " and the last MiB (backup GPT)"
+            } else {
+                ""
+            }
+        );
+        Ok(())
+    }
+
+    /// Step 4, after the checksum verified: make the write durable, then
+    /// write the held-back ranges and make them durable.
+    pub fn commit(&mut self) -> Result<()> {
+        let sync = |t: &Target| {
+            t.file
+                .sync_data()
+                .map_err(|e| t.write_error(format!("syncing {}", t.dev), e))
+        };
+        sync(self)?;
+        if let Some(mut t) = self.tail.take() {
+            if t.touched {
+                let abs = self.base + t.start;
+                let r = self.device_write(abs, t.buf.data());
+                r.map_err(|e| self.write_error(format!("writing the last MiB at {abs}"), e))?;
+            }
+            t.buf = AlignedBuf::new(0);
+            self.tail = Some(t);
+        }
+        let head = std::mem::replace(&mut self.head.buf, AlignedBuf::new(0));
+        let r = self.device_write(self.base, head.data());
+        self.head.buf = head;
+        r.map_err(|e| self.write_error("writing the first MiB".into(), e))?;
+        sync(self)
+    }
+
+    /// Step 5, on any failure: make sure what is on the disk cannot boot.
+    /// Best effort; the original error is what the caller reports.
+    pub fn wipe(&mut self) {
+        let head_len = self.len.min(MIB) as usize;
+        let mut head = AlignedBuf::new(head_len);
+        head.len = head_len;
+        self.head.buf = head;
+        match self.zero_held_on_device() {
+            Ok(()) => log::warn!(
+                "{}: the image write failed; cleared the first MiB{} so nothing half-written \
+                 can boot",
+                self.dev,
+                if self.tail.is_some() {
+                    " and the backup GPT"
+                } else {
+                    ""
+                }
+            ),
+            Err(e) => log::error!(
+                "{}: the image write failed, and clearing the first MiB failed too: {e}",
+                self.dev
+            ),
+        }
+    }
+}
+
+/// `read_exact_at` that treats bytes past the end of a regular file as
+/// zeroes (fixture disks need not be a whole number of sectors).
+fn read_at_zero_filled(f: &File, buf: &mut [u8], off: u64) -> io::Result<()> {
+    let mut done = 0;
+    while done < buf.len() {
+        match f.read_at(&mut buf[done..], off + done as u64) {
+            Ok(0) => {
+                buf[done..].fill(0);
+                return Ok(());
+            }
+            Ok(n) => done += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scratch(name: &str, size: u64, fill: u8) -> (std::path::PathBuf, File) {
+        let dir =
+            std::env::temp_dir().join(format!("ironic-agent-writer-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("disk");
+        let f = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&p)
+            .unwrap();
+        f.write_all_at(&vec![fill; size as usize], 0).unwrap();
+        (p, f)
+    }
+
+    fn target(p: &Path, len: u64, whole: bool, want: IoMode) -> Target {
+        let (f, mode) = open_device(p, "/dev/test", want).unwrap();
+        Target::new(f, "/dev/test", "img", mode, 512, len, 0, len, whole)
+    }
+
+    #[test]
+    fn aligned_buffers() {
+        for cap in [0, 1, 4096, 1 << 20] {
+            let mut b = AlignedBuf::new(cap);
+            assert_eq!(b.space().len(), cap);
+            assert_eq!(b.space().as_ptr() as usize % MEM_ALIGN, 0);
+        }
+    }
+
+    #[test]
+    fn head_and_tail_are_held_back_until_commit() {
+        for mode in [IoMode::Direct, IoMode::Buffered] {
+            let size = 4 * MIB;
+            let (p, _) = scratch(&format!("held-{mode:?}"), size, 0xee);
+            let mut t = target(&p, size, true, mode);
+            t.prepare().unwrap();
+            let disk = std::fs::read(&p).unwrap();
+            assert!(disk[..MIB as usize].iter().all(|&b| b == 0));
+            assert!(disk[3 * MIB as usize..].iter().all(|&b| b == 0));
+            assert!(disk[MIB as usize..3 * MIB as usize]
+                .iter()
+                .all(|&b| b == 0xee));
+            let data = vec![7u8; size as usize];
+            t.write_at(0, &data).unwrap();
+            let disk = std::fs::read(&p).unwrap();
+            assert!(disk[..MIB as usize].iter().all(|&b| b == 0), "{mode:?}");
+            assert!(disk[3 * MIB as usize..].iter().all(|&b| b == 0));
+            assert!(disk[MIB as usize..3 * MIB as usize].iter().all(|&b| b == 7));
+            t.commit().unwrap();
+            assert!(std::fs::read(&p).unwrap().iter().all(|&b| b == 7));
+            t.wipe();
+            let disk = std::fs::read(&p).unwrap();
+            assert!(disk[..MIB as usize].iter().all(|&b| b == 0));
+            assert!(disk[3 * MIB as usize..].iter().all(|&b| b == 0));
+        }
+    }
+
+    #[test]
+    fn unaligned_writes_and_bounds() {
+        let size = 3 * MIB;
+        let (p, _) = scratch("unaligned", size, 0x11);
+        let mut t = target(&p, size, false, IoMode::Direct);
+        // misaligned offset, length and memory
+        let data: Vec<u8> = (0..10_000u32).map(|i| i as u8).collect();
+        let off = MIB + 777;
+        t.write_at(off, &data[1..]).unwrap();
+        let disk = std::fs::read(&p).unwrap();
+        let o = off as usize;
+        assert_eq!(&disk[o..o + data.len() - 1], &data[1..]);
+        assert_eq!(disk[o - 1], 0x11);
+        assert_eq!(disk[o + data.len() - 1], 0x11);
+        let e = t.write_at(size - 10, &[0u8; 11]).unwrap_err();
+        assert!(e.is(Kind::ImageDownloadOutofSpaceError), "{e:?}");
+        assert!(e.details.contains("needs at least"), "{}", e.details);
+    }
+
+    #[test]
+    fn zero_ranges_read_as_zero() {
+        let size = 4 * MIB;
+        let (p, _) = scratch("zero", size, 0x5a);
+        let mut t = target(&p, size, false, IoMode::Direct);
+        t.zero_range(MIB + 100, 2 * MIB).unwrap();
+        t.zero_range(10, 20).unwrap();
+        let disk = std::fs::read(&p).unwrap();
+        let m = MIB as usize;
+        assert_eq!(disk[m + 99], 0x5a);
+        assert!(disk[m + 100..3 * m + 100].iter().all(|&b| b == 0));
+        assert_eq!(disk[3 * m + 100], 0x5a);
+        // the head range stays held back (on disk: untouched until commit)
+        assert_eq!(disk[10], 0x5a);
+        // the read-check fallback gives the same result
+        t.zero_mode = ZeroMode::ReadCheck;
+        t.zero_range(3 * MIB + 200, 300).unwrap();
+        let disk = std::fs::read(&p).unwrap();
+        assert!(disk[3 * m + 200..3 * m + 500].iter().all(|&b| b == 0));
+        assert_eq!(disk[3 * m + 500], 0x5a);
+    }
+
+    #[test]
+    fn region_targets_hold_their_own_head() {
+        let size = 4 * MIB;
+        let (p, _) = scratch("region", size, 0x33);
+        let (f, mode) = open_device(&p, "/dev/test", IoMode::Direct).unwrap();
+        let mut t = Target::new(f, "/dev/test2", "img", mode, 512, size, MIB, 2 * MIB, false);
+        t.prepare().unwrap();
+        t.write_at(0, &vec![9u8; 2 * MIB as usize]).unwrap();
+        let disk = std::fs::read(&p).unwrap();
+        let m = MIB as usize;
+        assert!(disk[..m].iter().all(|&b| b == 0x33));
+        assert!(disk[m..2 * m].iter().all(|&b| b == 0));
+        assert!(disk[2 * m..3 * m].iter().all(|&b| b == 9));
+        t.commit().unwrap();
+        let disk = std::fs::read(&p).unwrap();
+        assert!(disk[m..3 * m].iter().all(|&b| b == 9));
+        assert!(disk[3 * m..].iter().all(|&b| b == 0x33));
+        assert!(t.write_at(2 * MIB - 1, &[1, 2]).is_err());
+    }
+}
