@@ -257,7 +257,7 @@ pub fn validate(info: &Map<String, Value>, md5_enabled: bool) -> Result<()> {
             )));
         }
     }
-    if !info["urls"].as_array().is_some_and(|a| !a.is_empty()) {
+    if info["urls"].as_array().is_none_or(|a| a.is_empty()) {
         return Err(AgentError::invalid_params(
             "Image 'urls' must be a list with at least one element.",
         ));

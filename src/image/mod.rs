@@ -130,6 +130,9 @@ pub fn prepare_image(
         w.partition_uuids
     } else {
         agent.state().written_image = None;
+        // mounted, swap or held partitions (from the root's /proc and /sys);
+        // opening a real block device with O_EXCL checks again in the kernel
+        crate::hardware::generic::disks::check_not_in_use(&agent.root, &dev)?;
         write_to_device(
             agent,
             &info,

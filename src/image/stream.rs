@@ -120,7 +120,7 @@ impl Fetch {
     }
 
     /// The next buffer and its offset in the image; `None` at the end.
-    pub fn next(&mut self) -> Result<Option<(AlignedBuf, u64)>> {
+    pub fn next_chunk(&mut self) -> Result<Option<(AlignedBuf, u64)>> {
         if self.done.is_some() {
             return Ok(None);
         }
@@ -149,7 +149,7 @@ impl Fetch {
     /// Read to the end of the image (what the writer did not need), and
     /// return (hex digest, bytes, resumes).
     pub fn drain(&mut self) -> Result<(String, u64, u64)> {
-        while let Some((b, _)) = self.next()? {
+        while let Some((b, _)) = self.next_chunk()? {
             self.recycle(b);
         }
         Ok(self.done.clone().unwrap_or_default())
@@ -268,7 +268,7 @@ fn write_once(job: &Job, target: &mut Target) -> Result<Summary> {
     target.prepare()?;
     let stream = open_first(&job.client, &job.urls, job.id)?;
     let mut fetch = Fetch::start(stream, job.expected.algo.hasher(), job.id);
-    let Some((first, _)) = fetch.next()? else {
+    let Some((first, _)) = fetch.next_chunk()? else {
         return Err(AgentError::download(job.id, "the image is empty"));
     };
     let head = &first.data()[..first.len.min(format::SNIFF_LEN.max(4096))];
@@ -341,7 +341,7 @@ fn write_raw(
         let read = off + buf.len as u64;
         fetch.recycle(buf);
         progress.tick(read, target.written);
-        next = fetch.next()?;
+        next = fetch.next_chunk()?;
     }
     Ok(())
 }
@@ -458,7 +458,7 @@ fn write_qcow2(
     conv.prefetch(target, &mut read_range)
         .map_err(qcow2_error)?;
     let mut fetch = fetch;
-    let Some((first, _)) = fetch.next()? else {
+    let Some((first, _)) = fetch.next_chunk()? else {
         return Err(AgentError::download(job.id, "the image is empty"));
     };
     convert(&mut conv, target, fetch, first, progress).map_err(qcow2_error)
@@ -478,7 +478,7 @@ fn convert(
         fetch.recycle(buf);
         r?;
         progress.tick(read, target.written);
-        next = fetch.next()?;
+        next = fetch.next_chunk()?;
     }
     conv.finish(target)?;
     Ok(fetch.drain()?)

@@ -486,6 +486,7 @@ impl Target {
 
     /// Step 1: blank the label areas before anything else is written.
     pub fn prepare(&mut self) -> Result<()> {
+        self.written = 0;
         self.zero_held_on_device()
             .map_err(|e| self.write_error(format!("clearing the first MiB of {}", self.dev), e))?;
         let (disk_size, sector) = (self.disk_size, self.sector);

@@ -1,0 +1,807 @@
+//! The image write path end to end: the real binary, a fixture root whose
+//! install disk `vda` is an 8 GiB sparse file (or, for the O_DIRECT and
+//! O_EXCL paths, a loop device presented as `vda`), and an image server on
+//! 127.0.0.1:0 in this process that serves Range requests and misbehaves
+//! on demand (drops the connection mid-body, answers 5xx or 404, stalls,
+//! ignores Range): a plain TCP listener, one request per connection, so a
+//! dropped connection is a real one. Drives `standby.prepare_image` and
+//! `deploy.execute_deploy_step` `write_image` over the agent's API and
+//! checks the disk's bytes against the image (raw) or
+//! `qemu-img convert -O raw` (qcow2).
+
+mod blockdev;
+mod common;
+
+use common::{test_dir, Agent, Opts};
+use serde_json::{json, Value};
+use std::collections::{HashMap, VecDeque};
+use std::fs;
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+const MIB: usize = 1 << 20;
+const DISK: u64 = 8 << 30;
+
+// ---------------------------------------------------------------- server
+
+/// What the server does with the next request for a path.
+#[derive(Clone, Debug)]
+enum Fault {
+    Status(u16),
+    /// Send this many body bytes, then drop the connection.
+    DropAfter(usize),
+    /// Send this many body bytes, then go silent for the duration.
+    StallAfter(usize, Duration),
+}
+
+#[derive(Default)]
+struct State {
+    files: HashMap<String, Arc<Vec<u8>>>,
+    faults: HashMap<String, VecDeque<Fault>>,
+    /// (path, Range header, Authorization header)
+    log: Vec<(String, Option<String>, Option<String>)>,
+    /// Answer Range requests with the whole file (200).
+    no_range: bool,
+    /// Require this Authorization header.
+    auth: Option<String>,
+}
+
+struct Server {
+    base: String,
+    state: Arc<Mutex<State>>,
+}
+
+/// One request per connection (`Connection: close`), so that a fault can
+/// really drop the connection mid-body (tiny_http keeps the socket open
+/// when a response body fails, which looks like a stall to the client).
+fn serve(mut sock: TcpStream, state: Arc<Mutex<State>>) {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") && head.len() < 16384 {
+        match sock.read(&mut byte) {
+            Ok(1) => head.push(byte[0]),
+            _ => return,
+        }
+    }
+    let text = String::from_utf8_lossy(&head).into_owned();
+    let mut lines = text.split("\r\n");
+    let path = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .unwrap_or("")
+        .split('?')
+        .next()
+        .unwrap_or("")
+        .to_string();
+    let mut hdrs = HashMap::new();
+    for l in lines {
+        if let Some((k, v)) = l.split_once(':') {
+            hdrs.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
+        }
+    }
+    let (range, auth) = (
+        hdrs.get("range").cloned(),
+        hdrs.get("authorization").cloned(),
+    );
+    let (file, fault, no_range, want_auth) = {
+        let mut s = state.lock().unwrap();
+        s.log.push((path.clone(), range.clone(), auth.clone()));
+        let fault = s.faults.get_mut(&path).and_then(|q| q.pop_front());
+        (
+            s.files.get(&path).cloned(),
+            fault,
+            s.no_range,
+            s.auth.clone(),
+        )
+    };
+    let reply = |sock: &mut TcpStream, status: &str, body: &str| {
+        let _ = write!(
+            sock,
+            "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+    };
+    if want_auth.is_some() && want_auth != auth {
+        return reply(&mut sock, "401 Unauthorized", "who are you");
+    }
+    let Some(data) = file else {
+        return reply(&mut sock, "404 Not Found", "no such image");
+    };
+    if let Some(Fault::Status(code)) = fault {
+        return reply(&mut sock, &format!("{code} Oops"), "try later");
+    }
+    let len = data.len();
+    let mut status = "200 OK";
+    let (mut start, mut end) = (0, len);
+    let mut headers = String::from("ETag: \"v1\"\r\n");
+    if !no_range {
+        headers.push_str("Accept-Ranges: bytes\r\n");
+        if let Some(r) = range.as_deref().and_then(|r| r.strip_prefix("bytes=")) {
+            let (a, b) = r.split_once('-').unwrap();
+            start = a.parse().unwrap();
+            end = if b.is_empty() {
+                len
+            } else {
+                (b.parse::<usize>().unwrap() + 1).min(len)
+            };
+            status = "206 Partial Content";
+            headers.push_str(&format!(
+                "Content-Range: bytes {start}-{}/{len}\r\n",
+                end - 1
+            ));
+        }
+    }
+    let _ = write!(
+        sock,
+        "HTTP/1.1 {status}\r\nContent-Length: {}\r\n{headers}Connection: close\r\n\r\n",
+        end - start
+    );
+    let (cut, stall) = match fault {
+        Some(Fault::DropAfter(n)) => (start + n, None),
+        Some(Fault::StallAfter(n, d)) => (start + n, Some(d)),
+        _ => (end, None),
+    };
+    let cut = cut.min(end);
+    if sock.write_all(&data[start..cut]).is_err() {
+        return;
+    }
+    match stall {
+        Some(d) => {
+            std::thread::sleep(d);
+            let _ = sock.write_all(&data[cut..end]);
+        }
+        None if cut < end => {
+            let _ = sock.flush();
+            let _ = sock.shutdown(Shutdown::Both);
+        }
+        None => {}
+    }
+}
+
+impl Server {
+    fn start() -> Server {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let base = format!("http://{}", l.local_addr().unwrap());
+        let state = Arc::new(Mutex::new(State::default()));
+        let st = state.clone();
+        std::thread::spawn(move || {
+            for sock in l.incoming().flatten() {
+                let st = st.clone();
+                std::thread::spawn(move || serve(sock, st));
+            }
+        });
+        Server { base, state }
+    }
+
+    fn put(&self, path: &str, data: Vec<u8>) -> String {
+        self.state
+            .lock()
+            .unwrap()
+            .files
+            .insert(path.into(), Arc::new(data));
+        format!("{}{path}", self.base)
+    }
+
+    fn fault(&self, path: &str, f: Fault) {
+        self.state
+            .lock()
+            .unwrap()
+            .faults
+            .entry(path.into())
+            .or_default()
+            .push_back(f);
+    }
+
+    fn log(&self, path: &str) -> Vec<(Option<String>, Option<String>)> {
+        self.state
+            .lock()
+            .unwrap()
+            .log
+            .iter()
+            .filter(|(p, _, _)| p == path)
+            .map(|(_, r, a)| (r.clone(), a.clone()))
+            .collect()
+    }
+}
+
+// ---------------------------------------------------------------- images
+
+fn sha256(data: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(data)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// A raw MBR disk image: one Linux partition from 1 MiB, disk signature
+/// 0x1234abcd, pseudo-random contents with zero runs.
+fn raw_image(size: usize, seed: u64) -> Vec<u8> {
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let mut img = vec![0u8; size];
+    for (i, piece) in img.chunks_mut(256 * 1024).enumerate() {
+        if i % 5 != 3 {
+            rng.fill(piece);
+        }
+    }
+    let lba0 = &mut img[..512];
+    lba0.fill(0);
+    lba0[440..444].copy_from_slice(&0x1234_abcdu32.to_le_bytes());
+    let e = &mut lba0[446..462];
+    e[0] = 0x80;
+    e[4] = 0x83;
+    e[8..12].copy_from_slice(&2048u32.to_le_bytes());
+    e[12..16].copy_from_slice(&((size / 512 - 2048) as u32).to_le_bytes());
+    lba0[510] = 0x55;
+    lba0[511] = 0xaa;
+    img
+}
+
+fn qemu_img() -> bool {
+    let ok = std::process::Command::new("qemu-img")
+        .arg("--version")
+        .output()
+        .is_ok();
+    if !ok {
+        eprintln!("SKIP: qemu-img is not installed (apt-get install qemu-utils)");
+    }
+    ok
+}
+
+fn qemu(args: &[&str]) {
+    let o = std::process::Command::new("qemu-img")
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "qemu-img {args:?}: {o:?}");
+}
+
+/// qcow2 (optionally compressed) of `raw`, and qemu-img's raw of it.
+fn qcow2_of(dir: &Path, raw: &[u8], compress: bool) -> (Vec<u8>, Vec<u8>) {
+    let r = dir.join("src.raw");
+    let q = dir.join("img.qcow2");
+    let back = dir.join("back.raw");
+    fs::write(&r, raw).unwrap();
+    let mut a = vec!["convert"];
+    if compress {
+        a.push("-c");
+    }
+    a.extend(["-O", "qcow2", r.to_str().unwrap(), q.to_str().unwrap()]);
+    qemu(&a);
+    qemu(&[
+        "convert",
+        "-O",
+        "raw",
+        q.to_str().unwrap(),
+        back.to_str().unwrap(),
+    ]);
+    (fs::read(&q).unwrap(), fs::read(&back).unwrap())
+}
+
+// ---------------------------------------------------------------- agent
+
+fn put(path: &Path, content: &str) {
+    fs::create_dir_all(path.parent().unwrap()).unwrap();
+    fs::write(path, content).unwrap();
+}
+
+/// A fixture root with one 8 GiB sparse disk `vda` pre-filled with 0xee in
+/// its first and last MiB (so "zeroed" and "untouched" can be told apart).
+fn sparse_root(dir: &Path) -> (PathBuf, PathBuf) {
+    let root = blockdev::fixture_root(dir);
+    let sys = root.join("sys/block/vda");
+    for (k, v) in [
+        ("size", (DISK / 512).to_string()),
+        ("ro", "0".into()),
+        ("removable", "0".into()),
+        ("dev", "253:0".into()),
+        ("queue/logical_block_size", "512".into()),
+        ("queue/physical_block_size", "512".into()),
+        ("queue/rotational", "0".into()),
+    ] {
+        put(&sys.join(k), &v);
+    }
+    let disk = root.join("dev/vda");
+    fs::create_dir_all(disk.parent().unwrap()).unwrap();
+    let f = fs::File::create(&disk).unwrap();
+    f.set_len(DISK).unwrap();
+    f.write_all_at(&vec![0xee; MIB], 0).unwrap();
+    f.write_all_at(&vec![0xee; MIB], DISK - MIB as u64).unwrap();
+    (root, disk)
+}
+
+fn start(dir: &Path, root: &Path, extra: &[&str]) -> Agent {
+    let mut args: Vec<String> = [
+        "--debug",
+        "--image-download-connection-retries=2",
+        "--image-download-connection-retry-interval=0",
+        "--image-download-connection-timeout=2",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    args.extend(extra.iter().map(|s| s.to_string()));
+    Agent::start(
+        dir,
+        Opts {
+            root: Some(root),
+            args,
+            ..Opts::default()
+        },
+    )
+}
+
+fn image_info(id: &str, url: &str, data: &[u8], fmt: &str) -> Value {
+    json!({
+        "id": id,
+        "urls": [url],
+        "os_hash_algo": "sha256",
+        "os_hash_value": sha256(data),
+        "disk_format": fmt,
+        "stream_raw_images": true,
+    })
+}
+
+fn prepare(agent: &Agent, info: Value) -> Value {
+    let (status, body) = agent.command("standby.prepare_image", json!({"image_info": info}));
+    assert!(status == 200 || status == 202, "{status}: {body}");
+    finished(agent, body)
+}
+
+/// Wait for an async command (wait=true answers early after 60 s).
+fn finished(agent: &Agent, body: Value) -> Value {
+    let id = body["id"].as_str().unwrap().to_string();
+    common::wait_for(Duration::from_secs(120), || {
+        let (_, v) = common::get(&agent.url_with_token(&format!("/v1/commands/{id}")));
+        (v["command_status"] != "RUNNING").then_some(v)
+    })
+    .expect("the command did not finish")
+}
+
+fn read(path: &Path, off: u64, len: usize) -> Vec<u8> {
+    let mut b = vec![0u8; len];
+    fs::File::open(path)
+        .unwrap()
+        .read_exact_at(&mut b, off)
+        .unwrap();
+    b
+}
+
+fn assert_disk(disk: &Path, expected: &[u8]) {
+    let got = read(disk, 0, expected.len());
+    if got != expected {
+        let i = (0..expected.len())
+            .find(|&i| got[i] != expected[i])
+            .unwrap();
+        panic!("the disk differs from the image at byte {i}");
+    }
+}
+
+// ---------------------------------------------------------------- tests
+
+#[test]
+fn raw_image_streams_and_reports_like_ipa() {
+    let dir = test_dir("img-raw");
+    let (root, disk) = sparse_root(&dir);
+    let srv = Server::start();
+    let img = raw_image(24 * MIB, 1);
+    let url = srv.put("/images/disk.raw", img.clone());
+    let agent = start(&dir, &root, &[]);
+    let r = prepare(&agent, image_info("img-1", &url, &img, "raw"));
+    assert_eq!(
+        r["command_status"],
+        "SUCCEEDED",
+        "{r}\n{}",
+        agent.log_text()
+    );
+    assert_eq!(
+        r["command_result"]["result"],
+        "prepare_image: image (img-1) written to device /dev/vda root_uuid=0x1234abcd"
+    );
+    assert_disk(&disk, &img);
+    // the disk's last MiB (backup GPT area) was cleared before the write
+    assert!(read(&disk, DISK - MIB as u64, MIB).iter().all(|&b| b == 0));
+    let (_, uuids) = agent.command("standby.get_partition_uuids", json!({}));
+    assert_eq!(uuids["command_result"], json!({"root uuid": "0x1234abcd"}));
+    // one plain GET, never a Range request
+    assert_eq!(srv.log("/images/disk.raw"), vec![(None, None)]);
+    let log = agent.log_text();
+    assert!(log.contains("detected format gpt"), "{log}");
+    assert!(log.contains("sha256 checksum verified"), "{log}");
+    // the same image again is not downloaded again (IPA's cached_image_id)
+    let r = prepare(&agent, image_info("img-1", &url, &img, "raw"));
+    assert_eq!(r["command_status"], "SUCCEEDED", "{r}");
+    assert_eq!(srv.log("/images/disk.raw").len(), 1);
+}
+
+#[test]
+fn wrong_checksum_fails_and_leaves_no_bootable_head() {
+    let dir = test_dir("img-badsum");
+    let (root, disk) = sparse_root(&dir);
+    let srv = Server::start();
+    let img = raw_image(8 * MIB, 2);
+    let url = srv.put("/bad.raw", img.clone());
+    let agent = start(&dir, &root, &[]);
+    let mut info = image_info("img-bad", &url, &img, "raw");
+    info["os_hash_value"] = json!("0".repeat(64));
+    let r = prepare(&agent, info);
+    assert_eq!(r["command_status"], "FAILED", "{r}");
+    assert_eq!(r["command_error"]["type"], "ImageChecksumError", "{r}");
+    let details = r["command_error"]["details"].as_str().unwrap();
+    assert!(
+        details.starts_with("Image failed to verify against checksum. location: /dev/vda; image ID: img-bad; image checksum: 0000"),
+        "{details}"
+    );
+    assert!(details.ends_with(&sha256(&img)), "{details}");
+    // retried as IPA does: 1 + 2 retries
+    assert_eq!(srv.log("/bad.raw").len(), 3);
+    assert!(read(&disk, 0, MIB).iter().all(|&b| b == 0));
+    assert!(read(&disk, DISK - MIB as u64, MIB).iter().all(|&b| b == 0));
+    // the rest of the image is on the disk, but nothing can boot it
+    assert_eq!(read(&disk, MIB as u64, MIB), img[MIB..2 * MIB]);
+    let (_, uuids) = agent.command("standby.get_partition_uuids", json!({}));
+    assert_eq!(uuids["command_result"], json!({}));
+}
+
+#[test]
+fn qcow2_through_the_write_image_deploy_step() {
+    if !qemu_img() {
+        return;
+    }
+    let dir = test_dir("img-qcow2");
+    let (root, disk) = sparse_root(&dir);
+    let srv = Server::start();
+    let (q, raw) = qcow2_of(&dir, &raw_image(20 * MIB, 3), true);
+    let url = srv.put("/img.qcow2", q.clone());
+    let agent = start(&dir, &root, &[]);
+    let params = json!({
+        "step": {"interface": "deploy", "step": "write_image", "priority": 80,
+                 "args": {"image_info": image_info("img-q", &url, &q, "qcow2")}},
+        "node": {"uuid": "n1"}, "ports": []
+    });
+    let (status, body) = agent.command("deploy.execute_deploy_step", params);
+    assert!(status == 200 || status == 202, "{status} {body}");
+    let r = finished(&agent, body);
+    assert_eq!(
+        r["command_status"],
+        "SUCCEEDED",
+        "{r}\n{}",
+        agent.log_text()
+    );
+    assert_eq!(
+        r["command_result"]["deploy_result"],
+        json!({"result": "prepare_image: image (img-q) written to device /dev/vda root_uuid=0x1234abcd"})
+    );
+    assert_eq!(r["command_result"]["deploy_step"]["step"], "write_image");
+    assert_disk(&disk, &raw);
+}
+
+#[test]
+fn qcow2_declared_raw_is_refused() {
+    if !qemu_img() {
+        return;
+    }
+    let dir = test_dir("img-mismatch");
+    let (root, disk) = sparse_root(&dir);
+    let srv = Server::start();
+    let (q, _) = qcow2_of(&dir, &raw_image(4 * MIB, 4), false);
+    let url = srv.put("/x.img", q.clone());
+    let agent = start(&dir, &root, &[]);
+    let r = prepare(&agent, image_info("img-m", &url, &q, "raw"));
+    assert_eq!(r["command_status"], "FAILED");
+    assert_eq!(r["command_error"]["type"], "InvalidImage");
+    assert_eq!(
+        r["command_error"]["details"],
+        "Security: Expected format was raw, but image was actually qcow2"
+    );
+    assert!(read(&disk, 0, MIB).iter().all(|&b| b == 0));
+    // refused images are not retried
+    assert_eq!(srv.log("/x.img").len(), 1);
+}
+
+#[test]
+fn dropped_connection_resumes_with_range() {
+    let dir = test_dir("img-resume");
+    let (root, disk) = sparse_root(&dir);
+    let srv = Server::start();
+    let img = raw_image(16 * MIB, 5);
+    let url = srv.put("/r.raw", img.clone());
+    srv.fault("/r.raw", Fault::DropAfter(5 * MIB + 123));
+    srv.fault("/r.raw", Fault::DropAfter(3 * MIB));
+    let agent = start(&dir, &root, &[]);
+    let r = prepare(&agent, image_info("img-r", &url, &img, "raw"));
+    assert_eq!(
+        r["command_status"],
+        "SUCCEEDED",
+        "{r}\n{}",
+        agent.log_text()
+    );
+    assert_disk(&disk, &img);
+    let log = srv.log("/r.raw");
+    assert_eq!(log.len(), 3, "{log:?}");
+    assert_eq!(log[0].0, None);
+    // resumed from the last byte received, twice
+    let first = log[1].0.clone().unwrap();
+    assert!(first.starts_with("bytes="), "{first}");
+    let n: usize = first[6..first.len() - 1].parse().unwrap();
+    assert!(
+        (5 * MIB - 64 * 1024..=5 * MIB + 123).contains(&n),
+        "{first}"
+    );
+    assert!(log[2].0.clone().unwrap().starts_with("bytes="));
+    assert!(agent.log_text().contains("resumed the download"));
+}
+
+#[test]
+fn a_server_without_range_support_restarts_the_download() {
+    let dir = test_dir("img-norange");
+    let (root, disk) = sparse_root(&dir);
+    let srv = Server::start();
+    srv.state.lock().unwrap().no_range = true;
+    let img = raw_image(12 * MIB, 6);
+    let url = srv.put("/n.raw", img.clone());
+    srv.fault("/n.raw", Fault::DropAfter(6 * MIB));
+    let agent = start(&dir, &root, &[]);
+    let r = prepare(&agent, image_info("img-n", &url, &img, "raw"));
+    assert_eq!(
+        r["command_status"],
+        "SUCCEEDED",
+        "{r}\n{}",
+        agent.log_text()
+    );
+    assert_disk(&disk, &img);
+    let text = agent.log_text();
+    assert!(text.contains("cannot resume"), "{text}");
+    // GET, Range (answered 200), GET again from the start
+    assert_eq!(srv.log("/n.raw").len(), 3);
+}
+
+#[test]
+fn server_errors_are_retried_and_4xx_is_final() {
+    let dir = test_dir("img-5xx");
+    let (root, disk) = sparse_root(&dir);
+    let srv = Server::start();
+    let img = raw_image(4 * MIB, 7);
+    let url = srv.put("/s.raw", img.clone());
+    srv.fault("/s.raw", Fault::Status(503));
+    srv.fault("/s.raw", Fault::Status(500));
+    let agent = start(&dir, &root, &[]);
+    let r = prepare(&agent, image_info("img-s", &url, &img, "raw"));
+    assert_eq!(
+        r["command_status"],
+        "SUCCEEDED",
+        "{r}\n{}",
+        agent.log_text()
+    );
+    assert_eq!(srv.log("/s.raw").len(), 3);
+    assert_disk(&disk, &img);
+
+    // 404: no retry, IPA's fatal error text
+    let missing = format!("{}/missing.raw", srv.base);
+    let r = prepare(&agent, image_info("img-404", &missing, &img, "raw"));
+    assert_eq!(r["command_status"], "FAILED");
+    assert_eq!(r["command_error"]["type"], "ImageDownloadFatalError", "{r}");
+    let details = r["command_error"]["details"].as_str().unwrap();
+    assert!(
+        details.starts_with("Download of image img-404 failed: URL: "),
+        "{details}"
+    );
+    assert!(
+        details.contains("Error: Received status code 404 from"),
+        "{details}"
+    );
+    assert_eq!(srv.log("/missing.raw").len(), 1);
+
+    // a list of URLs: the second answers
+    let r = prepare(
+        &agent,
+        json!({"id": "img-2", "urls": [missing, url], "checksum": sha256(&img)}),
+    );
+    assert_eq!(r["command_status"], "SUCCEEDED", "{r}");
+}
+
+#[test]
+fn a_stalled_download_times_out_and_resumes() {
+    let dir = test_dir("img-stall");
+    let (root, disk) = sparse_root(&dir);
+    let srv = Server::start();
+    let img = raw_image(6 * MIB, 8);
+    let url = srv.put("/t.raw", img.clone());
+    srv.fault("/t.raw", Fault::StallAfter(2 * MIB, Duration::from_secs(5)));
+    let agent = start(&dir, &root, &["--image-download-connection-timeout=1"]);
+    let r = prepare(&agent, image_info("img-t", &url, &img, "raw"));
+    assert_eq!(
+        r["command_status"],
+        "SUCCEEDED",
+        "{r}\n{}",
+        agent.log_text()
+    );
+    assert_disk(&disk, &img);
+    let text = agent.log_text();
+    assert!(text.contains("Timed out reading next chunk"), "{text}");
+    assert_eq!(srv.log("/t.raw").len(), 2);
+}
+
+#[test]
+fn checksum_files_and_authorization() {
+    let dir = test_dir("img-auth");
+    let (root, disk) = sparse_root(&dir);
+    let srv = Server::start();
+    let img = raw_image(4 * MIB, 9);
+    let url = srv.put("/dir/cloud.img", img.clone());
+    let sums = format!(
+        "# checksums\n{}  other.img\nSHA256 (cloud.img) = {}\n",
+        "a".repeat(64),
+        sha256(&img)
+    );
+    let sum_url = srv.put("/dir/SHA256SUMS", sums.into_bytes());
+    let auth = "Bearer s3cret-token";
+    srv.state.lock().unwrap().auth = Some(auth.into());
+    let agent = start(&dir, &root, &[]);
+    // image_request_authorization: base64 of the whole header value
+    let b64 = ironic_agent::util::base64_encode(auth.as_bytes());
+    let r = prepare(
+        &agent,
+        json!({"id": "img-a", "urls": [url], "checksum": sum_url,
+               "image_request_authorization": b64}),
+    );
+    assert_eq!(
+        r["command_status"],
+        "SUCCEEDED",
+        "{r}\n{}",
+        agent.log_text()
+    );
+    assert_disk(&disk, &img);
+    for path in ["/dir/cloud.img", "/dir/SHA256SUMS"] {
+        assert!(srv
+            .log(path)
+            .iter()
+            .all(|(_, a)| a.as_deref() == Some(auth)));
+    }
+    // HTTP basic auth, and a missing password as IPA words it
+    srv.state.lock().unwrap().auth = Some("Basic dTpw".into()); // u:p
+    let r = prepare(
+        &agent,
+        json!({"id": "img-b", "urls": [url], "checksum": sha256(&img),
+               "image_server_auth_strategy": "http_basic",
+               "image_server_user": "u", "image_server_password": "p"}),
+    );
+    assert_eq!(r["command_status"], "SUCCEEDED", "{r}");
+    let r = prepare(
+        &agent,
+        json!({"id": "img-c", "urls": [url], "checksum": sha256(&img),
+               "image_server_auth_strategy": "http_basic", "image_server_user": "u"}),
+    );
+    assert_eq!(
+        r["command_error"]["details"],
+        "Download of image img-c failed: Missing ['password'] fields from HTTP(S) basic auth \
+         config"
+    );
+}
+
+/// Add a second, small sparse disk `vdb` to a fixture root.
+fn small_disk(root: &Path, size: u64) -> PathBuf {
+    let sys = root.join("sys/block/vdb");
+    for (k, v) in [
+        ("size", (size / 512).to_string()),
+        ("ro", "0".into()),
+        ("removable", "0".into()),
+        ("dev", "253:16".into()),
+        ("queue/logical_block_size", "512".into()),
+    ] {
+        put(&sys.join(k), &v);
+    }
+    let disk = root.join("dev/vdb");
+    let f = fs::File::create(&disk).unwrap();
+    f.set_len(size).unwrap();
+    f.write_all_at(&vec![0xee; MIB], 0).unwrap();
+    disk
+}
+
+fn deploy(agent: &Agent, info: Value, node: Value) -> Value {
+    let params = json!({
+        "step": {"interface": "deploy", "step": "write_image", "priority": 80,
+                 "args": {"image_info": info}},
+        "node": node, "ports": []
+    });
+    let (status, body) = agent.command("deploy.execute_deploy_step", params);
+    assert!(status == 200 || status == 202, "{status} {body}");
+    finished(agent, body)
+}
+
+#[test]
+fn validation_is_synchronous_and_size_is_checked_first() {
+    let dir = test_dir("img-valid");
+    let (root, _) = sparse_root(&dir);
+    let small = small_disk(&root, 16 * MIB as u64);
+    let srv = Server::start();
+    let agent = start(&dir, &root, &[]);
+    let (status, body) = agent.command(
+        "standby.prepare_image",
+        json!({"image_info": {"id": "x", "urls": []}}),
+    );
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(
+        body["faultstring"],
+        "Invalid command parameters: Image 'urls' must be a list with at least one element."
+    );
+    // root-device hints pick the 16 MiB disk; a 24 MiB image fails before
+    // anything but the cleared head is written
+    let node = json!({"uuid": "n", "properties": {"root_device": {"name": "/dev/vdb"}}});
+    let img = raw_image(24 * MIB, 10);
+    let url = srv.put("/big.raw", img.clone());
+    let r = deploy(
+        &agent,
+        image_info("img-big", &url, &img, "raw"),
+        node.clone(),
+    );
+    assert_eq!(r["command_status"], "FAILED", "{r}");
+    assert_eq!(
+        r["command_error"]["type"], "ImageDownloadOutofSpaceError",
+        "{r}"
+    );
+    let d = r["command_error"]["details"].as_str().unwrap();
+    assert!(
+        d.contains("is larger than the device (16777216 bytes)"),
+        "{d}"
+    );
+    assert!(read(&small, 0, MIB).iter().all(|&b| b == 0));
+    assert!(read(&small, MIB as u64, MIB).iter().all(|&b| b == 0));
+    // the virtual size of a qcow2 image counts
+    if qemu_img() {
+        let q = dir.join("big.qcow2");
+        qemu(&["create", "-f", "qcow2", q.to_str().unwrap(), "9G"]);
+        let data = fs::read(&q).unwrap();
+        let url = srv.put("/big.qcow2", data.clone());
+        let r = deploy(&agent, image_info("img-bq", &url, &data, "qcow2"), node);
+        assert_eq!(
+            r["command_error"]["type"], "ImageDownloadOutofSpaceError",
+            "{r}"
+        );
+        let d = r["command_error"]["details"].as_str().unwrap();
+        assert!(d.contains("virtual size (9663676416 bytes)"), "{d}");
+    }
+}
+
+#[test]
+fn loop_device_is_written_with_o_direct() {
+    if !blockdev::can_loop() {
+        eprintln!("SKIP: needs root and loop devices (losetup)");
+        return;
+    }
+    let dir = test_dir("img-loop");
+    let root = blockdev::fixture_root(&dir);
+    let lo = blockdev::Loop::new(&dir.join("backing"), DISK, false, false);
+    blockdev::fill_pattern(&lo, 2 * MIB as u64, 0x77);
+    blockdev::present(&root, "vda", &lo);
+    let srv = Server::start();
+    let img = raw_image(24 * MIB + 4096, 11);
+    let url = srv.put("/l.raw", img.clone());
+    let agent = start(&dir, &root, &[]);
+    let r = prepare(&agent, image_info("img-l", &url, &img, "raw"));
+    assert_eq!(
+        r["command_status"],
+        "SUCCEEDED",
+        "{r}\n{}",
+        agent.log_text()
+    );
+    assert_eq!(lo.read_at(0, img.len()), img);
+    let text = agent.log_text();
+    assert!(text.contains("O_DIRECT"), "{text}");
+    if qemu_img() {
+        let (q, raw) = qcow2_of(&dir, &raw_image(16 * MIB, 12), false);
+        let url = srv.put("/l.qcow2", q.clone());
+        let r = prepare(&agent, image_info("img-lq", &url, &q, "qcow2"));
+        assert_eq!(
+            r["command_status"],
+            "SUCCEEDED",
+            "{r}\n{}",
+            agent.log_text()
+        );
+        assert_eq!(lo.read_at(0, raw.len()), raw);
+    }
+}
