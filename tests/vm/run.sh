@@ -221,8 +221,7 @@ phase_c() {
 
 phase_d() {
   [ -f "$ROOT/tests/e2e/ironic.sh" ] || { log "no Ironic harness (tests/e2e) on this branch"; return 2; }
-  [ -f "$HERE/ironic_vm.py" ] || { log "tests/vm/ironic_vm.py not written yet"; return 2; }
-  "$HERE/ironic_vm.sh" "$WORK" "$WORK/out-vm"
+  python3 "$HERE/ironic_vm.py" --ramdisk "$WORK/out-vm" --work "$WORK/d" --mem "$MEM"
 }
 
 # ------------------------------------------------------------------ main

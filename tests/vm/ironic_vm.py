@@ -1,0 +1,447 @@
+#!/usr/bin/env python3
+"""The real Ironic 39 drives the ramdisk booted in a VM (tests/vm/run.sh d).
+
+Ironic runs on loopback (tests/e2e/ironic.sh: fake-hardware with the real
+`direct` deploy and `agent` inspect interfaces, require_tls left at its
+default, true). With fake power, this script plays the BMC: it boots the VM
+(ramdisk/run-vm, qemu TCG) where Ironic would power the node on, and stops
+it where Ironic would power it off, except at the end of the deploy, where
+the agent itself must power the VM off (standby.power_off -> reboot(2) ->
+qemu exits). The agent finds everything on its kernel command line:
+
+  ipa-api-url / ipa-inspection-callback-url  http://10.0.2.100:<api port>
+      (qemu guestfwd to Ironic on 127.0.0.1)
+  ipa-advertise-host=127.0.0.1 ipa-advertise-port=<hostfwd port>
+      (Ironic calls the agent back through qemu's hostfwd; the agent's
+      auto-TLS certificate names 127.0.0.1)
+
+Phases, each timed:
+  i  inspection -> manageable, the VM's NIC (MAC) and disk (serial) in the
+     stored inventory
+  c  automated cleaning (erase_devices_metadata) -> available; the disk's
+     GPT areas zeroed, the data in between untouched; an https callback URL
+     and Ironic's copy of the agent's certificate; boot to first heartbeat
+  d  deploy of a whole-disk GPT image -> active; the agent powers the VM
+     off (qemu exits on its own); the disk holds the image
+  t  no agent token in any console log (the agents run with ipa-debug)
+
+One URL for the image serves both sides: Ironic HEADs image_source from the
+host, the agent GETs it in the VM. The image server is
+http://localhost:<port>: on the host that is 127.0.0.1; in the VM an extra
+initramfs layer (a cpio appended to the ramdisk, as the kernel allows)
+maps localhost to 10.0.2.100, the guestfwd address. The ramdisk itself is
+unchanged.
+
+Outcomes: PASS, FAIL, PENDING (the agent failed only because a feature is
+not on main yet, as in tests/e2e). Exit 1 on any FAIL.
+"""
+
+import argparse
+import hashlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, os.path.join(REPO, "tests", "e2e"))
+import e2e  # noqa: E402  (Ironic client, fixtures, outcome conventions)
+
+SECTOR = e2e.SECTOR
+DISK_SIZE = e2e.DISK_SIZE  # 8 GiB sparse: above IPA's 4 GiB root minimum
+DISK_SERIAL = "IRONIC-VM-DISK0"
+
+
+def log(msg):
+    print(f"[vm-ironic {time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+class VM:
+    """One boot of the ramdisk. Quacks like e2e.Agent for wait_state."""
+
+    def __init__(self, t, name):
+        self.name = name
+        self.logfile = os.path.join(t.work, name, "console.log")
+        self.t0 = time.monotonic()
+        for attempt in range(3):  # the pre-chosen hostfwd port may be taken
+            self.port = free_port()
+            append = " ".join([
+                f"ipa-api-url=http://10.0.2.100:{t.api_port}",
+                "ipa-inspection-callback-url="
+                f"http://10.0.2.100:{t.api_port}/v1/continue_inspection",
+                "ipa-advertise-host=127.0.0.1",
+                f"ipa-advertise-port={self.port}", "ipa-debug=1"])
+            cmd = [os.path.join(REPO, "ramdisk", "run-vm"),
+                   "--kernel", t.kernel, "--initrd", t.initrd,
+                   "--mem", t.mem, "--mac", t.mac,
+                   "--disk", f"{t.disk},bus=virtio,serial={DISK_SERIAL}",
+                   "--hostfwd-port", str(self.port),
+                   "--guestfwd", str(t.api_port), "--guestfwd", str(t.http_port),
+                   "--append", append, "--workdir", os.path.join(t.work, name),
+                   # the API listens only after lookup (as IPA): the
+                   # console marker is the readiness here
+                   "--no-http", "--timeout", "120"]
+            r = subprocess.run(cmd, capture_output=True, text=True)
+            if r.returncode == 0:
+                env = dict(line.split("=", 1) for line in r.stdout.split()
+                           if "=" in line)
+                self.pid = int(env["VM_PID"])
+                log(f"  VM {name} up: init ready in "
+                    f"{env['VM_READY_SECONDS']} s, agent port {self.port}")
+                return
+            sys.stderr.write(r.stderr)
+            if "host forwarding" not in r.stderr:
+                break
+        raise e2e.PhaseFailed(f"the VM {name} did not boot; see {self.logfile}")
+
+    # e2e.Agent's interface --------------------------------------------------
+    class _Proc:
+        returncode = None
+
+    proc = _Proc()
+
+    def alive(self):
+        try:
+            os.kill(self.pid, 0)
+        except ProcessLookupError:
+            return False
+        # a zombie is not alive; qemu is not our child, but check anyway
+        try:
+            with open(f"/proc/{self.pid}/stat") as f:
+                return f.read().split(")")[-1].split()[0] != "Z"
+        except OSError:
+            return False
+
+    def powered_off(self):
+        return not self.alive() and "reboot: Power down" in self.log_text()
+
+    def log_text(self):
+        try:
+            with open(self.logfile, errors="replace") as f:
+                return f.read()
+        except OSError:
+            return ""
+
+    def stop(self):
+        if self.alive():
+            os.kill(self.pid, signal.SIGTERM)
+            for _ in range(100):
+                if not self.alive():
+                    break
+                time.sleep(0.1)
+
+    def since(self):
+        return time.monotonic() - self.t0
+
+
+class Test:
+    def __init__(self, args):
+        self.args = args
+        self.work = args.work
+        self.kernel = os.path.join(args.ramdisk, "ironic-agent.kernel")
+        self.initrd = os.path.join(self.work, "initramfs-localhost")
+        self.mem = args.mem
+        self.mac = "52:54:00:%02x:%02x:%02x" % tuple(os.urandom(3))
+        self.disk = os.path.join(self.work, "vm-disk.img")
+        self.vms = []
+        self.results = []
+        self.blocked = None
+        self.uuid = None
+
+    # -- setup ---------------------------------------------------------------
+    def start_ironic(self):
+        self.state = os.path.join(self.work, "ironic")
+        os.makedirs(self.state, exist_ok=True)
+        os.environ["IRONIC_E2E_STATE"] = self.state
+        r = subprocess.run([self.args.ironic_sh, "start"], capture_output=True,
+                           text=True)
+        sys.stderr.write(r.stderr)
+        if r.returncode != 0:
+            raise e2e.PhaseFailed("tests/e2e/ironic.sh start failed")
+        env = dict(line.split("=", 1) for line in r.stdout.split() if "=" in line)
+        self.ironic = e2e.Ironic(env["IRONIC_URL"],
+                                 os.path.join(self.state, "ironic.sqlite"))
+        self.api_port = int(env["IRONIC_URL"].rsplit(":", 1)[1])
+        self.http_port = int(env["IRONIC_HTTP_URL"].rsplit(":", 1)[1])
+        log(f"Ironic at {env['IRONIC_URL']}, images at {env['IRONIC_HTTP_URL']}")
+
+    def stop_ironic(self):
+        subprocess.run([self.args.ironic_sh, "stop"], capture_output=True)
+
+    def make_initrd(self):
+        """The ramdisk + an uncompressed cpio layer with /etc/hosts mapping
+        localhost to the guestfwd address (see the module docstring)."""
+        layer = os.path.join(self.work, "layer")
+        os.makedirs(os.path.join(layer, "etc"), exist_ok=True)
+        with open(os.path.join(layer, "etc", "hosts"), "w") as f:
+            f.write("10.0.2.100\tlocalhost\n")
+        cpio = subprocess.run(
+            "find . | LC_ALL=C sort | cpio -o -H newc --owner=0:0 --quiet",
+            shell=True, cwd=layer, capture_output=True, check=True).stdout
+        with open(os.path.join(self.args.ramdisk, "ironic-agent.initramfs"),
+                  "rb") as src, open(self.initrd, "wb") as dst:
+            base = src.read()
+            # the kernel looks for an uncompressed cpio only at 4-byte
+            # aligned offsets and skips zeros (init/initramfs.c)
+            dst.write(base + bytes(-len(base) % 4))
+            dst.write(cpio)
+        with open(self.disk, "wb") as f:
+            f.truncate(DISK_SIZE)
+
+    def enroll(self):
+        n = self.ironic.call("POST", "/v1/nodes", {
+            "name": "vm-" + self.mac.replace(":", ""),
+            "driver": "fake-hardware",
+            "deploy_interface": "direct", "inspect_interface": "agent",
+            "boot_interface": "fake", "power_interface": "fake",
+            "management_interface": "fake", "network_interface": "noop",
+            "raid_interface": "agent", "bios_interface": "no-bios",
+            "vendor_interface": "no-vendor",
+            "firmware_interface": "no-firmware",
+            "console_interface": "no-console", "rescue_interface": "no-rescue",
+            # as tests/e2e: fake management only knows PXE; vendor lenovo +
+            # UEFI makes the direct deploy skip set_boot_device(disk)
+            "properties": {"vendor": "lenovo", "capabilities": "boot_mode:uefi"},
+        })
+        self.uuid = n["uuid"]
+        self.ironic.call("POST", "/v1/ports",
+                         {"node_uuid": self.uuid, "address": self.mac})
+        self.ironic.provision(self.uuid, "manage")
+        self.ironic.wait_state(self.uuid, "manageable", ("enroll",), 60)
+        log(f"enrolled node {self.uuid}, port {self.mac}")
+
+    def boot(self, name):
+        vm = VM(self, name)
+        self.vms.append(vm)
+        return vm
+
+    # -- phases --------------------------------------------------------------
+    def phase(self, key, title, fn):
+        if key not in self.args.phases:
+            return
+        log(f"phase {key}: {title}")
+        if self.blocked:
+            self.results.append((key, title, "PENDING", 0.0, f"not run: {self.blocked}"))
+            return
+        t0 = time.monotonic()
+        try:
+            fn()
+            outcome, why = "PASS", ""
+        except e2e.Pending as e:
+            outcome, why = "PENDING", str(e)
+            if e2e.NO_NIC_PENDING in why:
+                self.blocked = why
+        except e2e.PhaseFailed as e:
+            outcome, why = "FAIL", str(e)
+        except Exception as e:  # a harness bug still reports
+            outcome, why = "FAIL", f"{type(e).__name__}: {e}"
+        for vm in self.vms:
+            if outcome != "PASS" and os.path.exists(vm.logfile):
+                tail = vm.log_text().splitlines()[-15:]
+                log(f"  console of {vm.name} (tail):\n    " + "\n    ".join(tail))
+            vm.stop()
+        self.vms = []
+        dt = time.monotonic() - t0
+        log(f"phase {key}: {outcome} in {dt:.1f} s {why}")
+        self.results.append((key, title, outcome, dt, why))
+
+    def phase_inspect(self):
+        self.ironic.provision(self.uuid, "inspect")
+        self.ironic.wait_state(self.uuid, "inspect wait", ("inspect failed",), 60)
+        vm = self.boot("inspect")
+        self.ironic.wait_state(self.uuid, "manageable", ("inspect failed",),
+                               240, agent=vm)
+        log(f"  inspected {vm.since():.1f} s after the VM started")
+        inv = self.ironic.call("GET", f"/v1/nodes/{self.uuid}/inventory")
+        inventory = inv.get("inventory", {})
+        macs = [i.get("mac_address") for i in inventory.get("interfaces", [])]
+        serials = [d.get("serial") for d in inventory.get("disks", [])]
+        if self.mac not in macs:
+            raise e2e.PhaseFailed(f"stored inventory lacks {self.mac}: {macs}")
+        if DISK_SERIAL not in serials:
+            raise e2e.PhaseFailed(f"stored inventory lacks disk {DISK_SERIAL}: {serials}")
+        log(f"  inventory: interfaces {macs}, disks {serials}, "
+            f"memory {inventory.get('memory')}")
+
+    def wait_heartbeat(self, vm, timeout=240):
+        """Seconds from the VM's start to Ironic's first agent_last_heartbeat."""
+        t0 = time.monotonic()
+        while True:
+            self.ironic.harvest_tokens()
+            dii = self.ironic.node(self.uuid)["driver_internal_info"]
+            if dii.get("agent_last_heartbeat") and dii.get("agent_url"):
+                return vm.since()
+            if e2e.NO_NIC in vm.log_text():
+                raise e2e.Pending(e2e.NO_NIC_PENDING)
+            if not vm.alive():
+                raise e2e.PhaseFailed("the VM stopped before its first heartbeat")
+            if time.monotonic() - t0 > timeout:
+                raise e2e.PhaseFailed("no heartbeat within %d s" % timeout)
+            time.sleep(0.2)
+
+    def phase_clean(self):
+        e2e.fill_metadata(self.disk)
+        self.ironic.ensure_manageable(self.uuid)
+        self.ironic.provision(self.uuid, "provide")
+        self.ironic.wait_state(self.uuid, "clean wait", ("clean failed",), 60)
+        vm = self.boot("clean")
+        hb = self.wait_heartbeat(vm)
+        log(f"  boot to first heartbeat: {hb:.1f} s")
+        self.heartbeat_seconds = hb
+        self.check_tls(vm)
+        self.ironic.wait_state(self.uuid, "available", ("clean failed",), 300,
+                               agent=vm)
+        log(f"  cleaned {vm.since():.1f} s after the VM started")
+        vm.stop()
+        e2e.check_metadata_zeroed(self.disk)
+
+    def check_tls(self, vm):
+        dii = self.ironic.node(self.uuid)["driver_internal_info"]
+        url = dii.get("agent_url", "")
+        if url != f"https://127.0.0.1:{vm.port}":
+            raise e2e.PhaseFailed(f"agent_url is {url!r}, expected "
+                                  f"https://127.0.0.1:{vm.port}")
+        crt = os.path.join(self.state, "certificates", f"{self.uuid}.crt")
+        if not os.path.exists(crt):
+            raise e2e.PhaseFailed("Ironic stored no agent_verify_ca certificate")
+
+    def phase_deploy(self):
+        img = os.path.join(self.state, "httpboot", "vm-disk.img")
+        blob = e2e.gpt_image()
+        with open(img, "wb") as f:
+            f.write(blob)
+        if self.ironic.node(self.uuid)["provision_state"] != "available":
+            # phase c did not run or failed: clean first (another boot)
+            self.ironic.ensure_manageable(self.uuid)
+            self.ironic.provision(self.uuid, "provide")
+            self.ironic.wait_state(self.uuid, "clean wait", ("clean failed",), 60)
+            vm = self.boot("deploy-clean")
+            self.ironic.wait_state(self.uuid, "available", ("clean failed",),
+                                   300, agent=vm)
+            vm.stop()
+        self.ironic.call("PATCH", f"/v1/nodes/{self.uuid}", [
+            {"op": "add", "path": "/instance_info/image_source",
+             "value": f"http://localhost:{self.http_port}/vm-disk.img"},
+            {"op": "add", "path": "/instance_info/image_os_hash_algo",
+             "value": "sha256"},
+            {"op": "add", "path": "/instance_info/image_os_hash_value",
+             "value": hashlib.sha256(blob).hexdigest()},
+        ])
+        self.ironic.provision(self.uuid, "active")
+        self.ironic.wait_state(self.uuid, "wait call-back", ("deploy failed",), 60)
+        vm = self.boot("deploy")
+        self.ironic.wait_state(self.uuid, "active", ("deploy failed",), 300, agent=vm)
+        log(f"  deployed {vm.since():.1f} s after the VM started")
+        t0 = time.monotonic()
+        while vm.alive() and time.monotonic() - t0 < 60:
+            time.sleep(0.2)
+        if vm.alive():
+            raise e2e.PhaseFailed("standby.power_off did not power the VM off "
+                                  "(qemu still running 60 s after active)")
+        if "reboot: Power down" not in vm.log_text():
+            raise e2e.PhaseFailed("qemu exited without the kernel's power-down")
+        log(f"  the VM powered itself off ({time.monotonic() - t0:.1f} s after active)")
+        self.check_image(blob)
+
+    def check_image(self, image):
+        """The disk holds the image: byte-identical protective MBR,
+        partition entries and partition data; the GPT's backup moved to the
+        disk's end (as IPA does after writing a whole-disk image to a larger
+        disk), so only the header's backup-location fields may differ."""
+        n = len(image)
+        with open(self.disk, "rb") as f:
+            head = f.read(n)
+            f.seek(DISK_SIZE - SECTOR)
+            backup = f.read(8)
+        same = [(0, SECTOR, "protective MBR"),
+                (2 * SECTOR, 34 * SECTOR, "partition entries"),
+                (2048 * SECTOR, n - 34 * SECTOR, "partition data")]
+        for a, b, what in same:
+            if head[a:b] != image[a:b]:
+                raise e2e.PhaseFailed(f"the disk's {what} differ from the image")
+        if head[SECTOR:SECTOR + 8] != b"EFI PART" or backup != b"EFI PART":
+            raise e2e.PhaseFailed("no valid GPT (primary and backup at the end)")
+        log(f"  the disk holds the image ({n} bytes; sha256 of the partition "
+            f"data {hashlib.sha256(head[2048 * SECTOR:n - 34 * SECTOR]).hexdigest()[:16]})")
+
+    def phase_tokens(self):
+        tokens = self.ironic.tokens
+        logs = [os.path.join(self.work, d, "console.log")
+                for d in os.listdir(self.work)
+                if os.path.exists(os.path.join(self.work, d, "console.log"))]
+        leaks = []
+        for p in logs:
+            text = open(p, errors="replace").read()
+            leaks += [(p, t[:6]) for t in tokens if t in text]
+        if leaks:
+            raise e2e.PhaseFailed(f"agent token in console logs: {leaks}")
+        if not tokens:
+            if self.blocked:
+                raise e2e.Pending(self.blocked)
+            raise e2e.PhaseFailed("no tokens seen in Ironic's database")
+        log(f"  {len(tokens)} tokens, none in {len(logs)} console logs")
+
+    def run(self):
+        t0 = time.monotonic()
+        try:
+            self.make_initrd()
+            self.start_ironic()
+            self.enroll()
+            self.phase("i", "inspection -> manageable", self.phase_inspect)
+            self.phase("c", "automated cleaning -> available", self.phase_clean)
+            self.phase("d", "deploy -> active, the agent powers the VM off",
+                       self.phase_deploy)
+            self.phase("t", "no agent token in the console logs", self.phase_tokens)
+        except e2e.PhaseFailed as e:
+            log(f"setup failed: {e}")
+            self.results.append(("-", "setup", "FAIL", 0.0, str(e)))
+        finally:
+            for vm in self.vms:
+                vm.stop()
+            self.stop_ironic()
+        print(f"\n=== Ironic 39 + the ramdisk in a {self.mem} VM (TCG) ===")
+        for key, title, outcome, dt, why in self.results:
+            print(f"  {key}  {outcome:<7} {dt:6.1f} s  {title}")
+            if why:
+                print(f"             {why[:300]}")
+        hb = getattr(self, "heartbeat_seconds", None)
+        if hb is not None:
+            print(f"  boot to first heartbeat: {hb:.1f} s")
+        print(f"  total {time.monotonic() - t0:.1f} s; files in {self.work}")
+        if hb is not None:
+            with open(os.path.join(self.work, "heartbeat-seconds"), "w") as f:
+                f.write(f"{hb:.2f}\n")
+        strict = os.environ.get("VM_STRICT") == "1"
+        bad = [r for r in self.results
+               if r[2] == "FAIL" or (strict and r[2] == "PENDING")]
+        if bad:
+            return 1
+        return 2 if any(r[2] == "PENDING" for r in self.results) else 0
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--ramdisk", required=True, help="ramdisk/build's output dir")
+    p.add_argument("--work", required=True)
+    p.add_argument("--ironic-sh", default=os.path.join(REPO, "tests", "e2e", "ironic.sh"))
+    p.add_argument("--mem", default=os.environ.get("VM_MEM", "128M"))
+    p.add_argument("--phases", default="icdt")
+    args = p.parse_args()
+    os.makedirs(args.work, exist_ok=True)
+    sys.exit(Test(args).run())
+
+
+if __name__ == "__main__":
+    main()
