@@ -15,12 +15,34 @@ use std::time::{Duration, Instant};
 
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
 
+/// Remove the directories of test processes that have exited. Directories
+/// of this run are kept for post-mortems until the next run; disk images
+/// in them can be large, so they must not pile up across runs.
+fn remove_stale_dirs(base: &Path) {
+    let Ok(rd) = std::fs::read_dir(base) else {
+        return;
+    };
+    for e in rd.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        // <name>-<pid>-<n>
+        let mut parts = name.rsplitn(3, '-');
+        let (_, pid) = (parts.next(), parts.next());
+        let Some(pid) = pid.and_then(|p| p.parse::<u32>().ok()) else {
+            continue;
+        };
+        if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
+}
+
 /// A fresh, empty directory for one test: `<tmp>/ironic-agent-tests/<name>-<pid>-<n>`.
 pub fn test_dir(name: &str) -> PathBuf {
+    static CLEANUP: std::sync::Once = std::sync::Once::new();
+    let base = std::env::temp_dir().join("ironic-agent-tests");
+    CLEANUP.call_once(|| remove_stale_dirs(&base));
     let n = COUNTER.fetch_add(1, Ordering::SeqCst);
-    let d = std::env::temp_dir()
-        .join("ironic-agent-tests")
-        .join(format!("{name}-{}-{n}", std::process::id()));
+    let d = base.join(format!("{name}-{}-{n}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).expect("creating a test dir");
     d
