@@ -18,11 +18,22 @@
 //!
 //! ## Adding a vendor manager
 //!
-//! 1. Write a struct with the methods you need (see `example.rs`, a BIOS
-//!    flashing clean step, for the pattern).
+//! `example.rs` is a complete, tested vendor manager (a BIOS-flashing clean
+//! and service step) whose module documentation is the how-to. In short:
+//!
+//! 1. Write a struct: detect the hardware once from sysfs in
+//!    `evaluate_hardware_support` (SERVICE_PROVIDER or higher when present,
+//!    NONE otherwise so that it is dropped), list steps per kind in
+//!    `get_steps`, run them in `execute_step` (`None` for names that are not
+//!    yours; `AgentError::incompatible` when this machine lacks what the step
+//!    needs, so dispatch moves on).
 //! 2. Add a variant to [`Manager`] and one arm to each `match` below that
-//!    your manager implements; return `None` from the others.
+//!    your manager implements; return `None` from the others. Give it a
+//!    name and a version, and bump the version when its steps change.
 //! 3. Register it in [`Managers::evaluate`].
+//!
+//! Steps that need no Rust can instead be executables with a JSON manifest
+//! in the steps directory (`script.rs`, the [`Manager::Script`] variant).
 
 pub mod example;
 pub mod generic;

@@ -1,9 +1,10 @@
 //! The only module with `unsafe`: thin wrappers over the kernel interfaces
 //! the agent needs and std does not offer (block-device ioctls, sync(2),
 //! reboot(2), getrandom(2); NVMe admin and SCSI generic pass-through in
-//! [`passthru`]; the IPMI device in [`ipmi`]; interface ioctls in
-//! [`net`]). Every call site has a `// SAFETY:` comment naming the file
-//! descriptor and the memory the kernel reads or writes.
+//! [`passthru`]; the IPMI device in [`ipmi`]; interface ioctls in [`net`];
+//! process-group signals in [`process`]). Every call site has a
+//! `// SAFETY:` comment naming the file descriptor and the memory the
+//! kernel reads or writes.
 //!
 //! Request numbers come from `include/uapi/linux/fs.h`; libc does not define
 //! most BLK* ioctls (only BLKSSZGET/BLKPBSZGET). The request argument is
@@ -14,6 +15,7 @@
 pub mod ipmi;
 pub mod net;
 pub mod passthru;
+pub mod process;
 
 use std::fs::File;
 use std::io;
