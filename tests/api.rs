@@ -610,3 +610,82 @@ fn unknown_ipa_kernel_parameters_warn_once() {
         "{v}"
     );
 }
+
+/// A one-request HTTP server that holds the request until told to answer:
+/// a stand-in image server for a long-running async command. (A fake: the
+/// point is a command that stays RUNNING on demand, not the download.)
+fn stalling_server() -> (u16, std::sync::mpsc::Sender<()>) {
+    let server = tiny_http::Server::http("127.0.0.1:0").unwrap();
+    let port = server.server_addr().to_ip().unwrap().port();
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    std::thread::spawn(move || {
+        for req in server.incoming_requests() {
+            let _ = rx.recv_timeout(Duration::from_secs(60));
+            let _ = req.respond(tiny_http::Response::empty(404));
+        }
+    });
+    (port, tx)
+}
+
+#[test]
+fn busy_agent_answers_409_and_keeps_serving_while_waiting() {
+    let dir = test_dir("busy");
+    let root = common::fixture_root("vm-virtio", &dir);
+    // captured from a VM whose root fs is on vda: boot it as a ramdisk
+    std::fs::write(root.join("proc/mounts"), "rootfs / rootfs rw 0 0\n").unwrap();
+    let _ = std::fs::remove_file(root.join("proc/self/mountinfo"));
+    let a = Agent::start(
+        &dir,
+        Opts {
+            root: Some(&root),
+            ..Default::default()
+        },
+    );
+    let (port, release) = stalling_server();
+    let info = json!({"id": "img", "urls": [format!("http://127.0.0.1:{port}/img")],
+                      "os_hash_algo": "sha256", "os_hash_value": "0".repeat(64),
+                      "disk_format": "raw"});
+    let body = json!({"name": "standby.prepare_image", "params": {"image_info": info}}).to_string();
+    let (s, v) = post(&a.url_with_token("/v1/commands/?wait=false"), &body);
+    assert_eq!(
+        (s, v["command_status"].as_str()),
+        (200, Some("RUNNING")),
+        "{v}"
+    );
+    let id = v["id"].as_str().unwrap().to_string();
+    // the last command is RUNNING: any submission gets IPA's 409
+    let (s, v) = a.command("poll.get_hardware_info", json!({}));
+    assert_eq!(s, 409);
+    assert_eq!(
+        fault(&v),
+        ("Client", "Agent is busy: executing command prepare_image")
+    );
+    // a waiter blocks, the API does not
+    let url = a.url_with_token(&format!("/v1/commands/{id}?wait=true"));
+    let waiter = std::thread::spawn(move || get(&url));
+    std::thread::sleep(Duration::from_millis(300));
+    let t = std::time::Instant::now();
+    let (s, _) = get(&format!("{}/v1/status", a.base));
+    assert_eq!(s, 200);
+    let (_, list) = get(&a.url_with_token("/v1/commands/"));
+    assert_eq!(
+        list["commands"].as_array().unwrap().last().unwrap()["command_status"],
+        "RUNNING"
+    );
+    assert!(
+        t.elapsed() < Duration::from_secs(1),
+        "the API answered while a waiter waits"
+    );
+    assert!(!waiter.is_finished());
+    release.send(()).unwrap();
+    let (s, v) = waiter.join().unwrap();
+    assert_eq!(s, 200);
+    assert_eq!(v["command_status"], "FAILED", "{v}");
+    assert_eq!(
+        v["command_error"]["type"], "ImageDownloadFatalError",
+        "a 404 is final: {v}"
+    );
+    // no longer busy
+    let (s, v) = a.command("poll.get_hardware_info", json!({}));
+    assert_eq!((s, v["command_status"].as_str()), (200, Some("SUCCEEDED")));
+}
