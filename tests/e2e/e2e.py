@@ -34,6 +34,7 @@ import hashlib
 import json
 import os
 import random
+import re
 import signal
 import sqlite3
 import struct
@@ -320,27 +321,92 @@ def check_metadata_zeroed(disk):
                           "(erase_devices_metadata must not erase the disk)")
 
 
-def gpt_image(size=4 << 20):
-    """A whole-disk image with a real GPT (protective MBR, primary and
-    backup headers and entries with their CRCs) and one Linux partition
-    from LBA 2048 filled with a pattern, so the deploy exercises the GPT
-    relocation and the configdrive partition of a real disk image."""
+ESP_GUID = "c12a7328-f81f-11d2-ba4b-00a0c93ec93b"
+LINUX_GUID = "0fc63daf-8483-4772-8e79-3d69d8477de4"
+ESP = (2048, 4095)  # 1 MiB EFI system partition
+LOADER = b"MZ e2e stand-in for EFI/BOOT/BOOTX64.EFI " * 30
+
+
+def fat12_esp(sectors, hidden):
+    """A FAT12 filesystem holding EFI/BOOT/BOOTX64.EFI, written by hand
+    (no mkfs.vfat/mtools needed): boot sector, two FATs, a 512-entry root
+    directory, then the EFI and BOOT directories and the loader."""
+    fatsz, root_sectors = 6, 32
+    fs = bytearray(sectors * SECTOR)
+    fs[0:62] = (b"\xeb\x3c\x90" + b"MSWIN4.1" + struct.pack(
+        "<HBHBHHBHHHII", SECTOR, 1, 1, 2, 512, sectors, 0xF8, fatsz, 32, 2,
+        hidden, 0) + b"\x80\x00\x29" + struct.pack("<I", 0xE2E0E2E0)
+        + b"NO NAME    " + b"FAT12   ")
+    fs[510:512] = b"\x55\xaa"
+    fat = bytearray(fatsz * SECTOR)
+
+    def set12(n, v):
+        o = n + n // 2
+        if n % 2 == 0:
+            fat[o] = v & 0xFF
+            fat[o + 1] = (fat[o + 1] & 0xF0) | (v >> 8)
+        else:
+            fat[o] = (fat[o] & 0x0F) | ((v & 0x0F) << 4)
+            fat[o + 1] = v >> 4
+
+    def dirent(name, attr, cluster, size=0):
+        return struct.pack("<11sBBBHHHHHHHI", name, attr, 0, 0, 0, 0x5A21, 0,
+                           0, 0, 0x5A21, cluster, size)
+
+    nclusters = -(-len(LOADER) // SECTOR)
+    set12(0, 0xFF8)
+    set12(1, 0xFFF)
+    set12(2, 0xFFF)  # EFI
+    set12(3, 0xFFF)  # EFI/BOOT
+    for c in range(4, 4 + nclusters):
+        set12(c, c + 1 if c < 3 + nclusters else 0xFFF)
+    for k in range(2):
+        fs[(1 + k * fatsz) * SECTOR:(1 + (k + 1) * fatsz) * SECTOR] = fat
+    root = (1 + 2 * fatsz) * SECTOR
+    data = root + root_sectors * SECTOR
+
+    def cluster(c):
+        return data + (c - 2) * SECTOR
+
+    fs[root:root + 32] = dirent(b"EFI        ", 0x10, 2)
+    fs[cluster(2):cluster(2) + 96] = (dirent(b".          ", 0x10, 2)
+                                      + dirent(b"..         ", 0x10, 0)
+                                      + dirent(b"BOOT       ", 0x10, 3))
+    fs[cluster(3):cluster(3) + 96] = (dirent(b".          ", 0x10, 3)
+                                      + dirent(b"..         ", 0x10, 2)
+                                      + dirent(b"BOOTX64 EFI", 0x20, 4,
+                                               len(LOADER)))
+    fs[cluster(4):cluster(4) + len(LOADER)] = LOADER
+    return bytes(fs)
+
+
+def gpt_image(size=8 << 20):
+    """A UEFI whole-disk image with a real GPT (protective MBR, primary and
+    backup headers and entry arrays with their CRCs): an EFI system
+    partition holding EFI/BOOT/BOOTX64.EFI, and a Linux partition filled
+    with a pattern. The deploy then exercises the GPT relocation, the
+    configdrive partition and the UEFI boot entry as a real image does."""
     n = size // SECTOR
     last = n - 1
     img = bytearray(size)
-    for lba in range(2048, n - 34):
+    root = (ESP[1] + 1, n - 35)
+    for lba in range(root[0], root[1] + 1):
         img[lba * SECTOR:lba * SECTOR + 32] = hashlib.sha256(
             b"e2e-%d" % lba).digest()
+    img[ESP[0] * SECTOR:(ESP[1] + 1) * SECTOR] = fat12_esp(
+        ESP[1] - ESP[0] + 1, ESP[0])
     # protective MBR
     img[446:462] = struct.pack("<B3sB3sII", 0, b"\x00\x02\x00", 0xEE,
                                b"\xff\xff\xff", 1, min(n - 1, 0xFFFFFFFF))
     img[510:512] = b"\x55\xaa"
-    entry = struct.pack(
-        "<16s16sQQQ72s",
-        uuid.UUID("0fc63daf-8483-4772-8e79-3d69d8477de4").bytes_le,
-        uuid.uuid4().bytes_le, 2048, n - 35, 0,
-        "e2e-root".encode("utf-16-le"))
-    entries = entry + bytes(128 * 127)
+
+    def entry(type_guid, first, last_lba, name):
+        return struct.pack("<16s16sQQQ72s", uuid.UUID(type_guid).bytes_le,
+                           uuid.uuid4().bytes_le, first, last_lba, 0,
+                           name.encode("utf-16-le"))
+
+    entries = (entry(ESP_GUID, *ESP, "EFI system partition")
+               + entry(LINUX_GUID, *root, "e2e-root") + bytes(128 * 126))
     ecrc = zlib.crc32(entries)
     disk_guid = uuid.uuid4().bytes_le
 
@@ -375,14 +441,16 @@ def gpt_partitions(f):
     return out
 
 
-def check_deployed(disk, image):
-    """The image's partition data is on the disk, the backup GPT moved to
-    the disk's end, and a config-2 ISO 9660 partition was added."""
+def check_deployed(root, image):
+    """The image's partitions are on the disk, the backup GPT moved to the
+    disk's end, a config-2 ISO 9660 partition was added, and a UEFI boot
+    entry (efivarfs Boot####) names the image's loader."""
+    disk = os.path.join(root, "dev/vda")
     with open(disk, "rb") as f:
-        f.seek(2048 * SECTOR)
+        f.seek(ESP[0] * SECTOR)
         end = len(image) - 34 * SECTOR
-        if f.read(end - 2048 * SECTOR) != image[2048 * SECTOR:end]:
-            raise PhaseFailed("the image's partition data is not on the disk")
+        if f.read(end - ESP[0] * SECTOR) != image[ESP[0] * SECTOR:end]:
+            raise PhaseFailed("the image's partitions are not on the disk")
         f.seek(DISK_SIZE - SECTOR)
         if f.read(8) != b"EFI PART":
             raise PhaseFailed("the backup GPT header is not at the disk's end")
@@ -391,8 +459,18 @@ def check_deployed(disk, image):
             f.seek(first * SECTOR + 32768)
             pvd = f.read(72)
             if pvd[1:6] == b"CD001" and pvd[40:48] == b"config-2":
-                return
-        raise PhaseFailed(f"no config-2 partition among {parts}")
+                break
+        else:
+            raise PhaseFailed(f"no config-2 partition among {parts}")
+    efivars = os.path.join(root, "sys/firmware/efi/efivars")
+    loader = "\\EFI\\BOOT\\BOOTX64.EFI".encode("utf-16-le").lower()
+    for name in sorted(os.listdir(efivars)):
+        if re.match(r"Boot[0-9A-F]{4}-8be4df61-", name):
+            with open(os.path.join(efivars, name), "rb") as v:
+                if loader in v.read().lower():
+                    return
+    raise PhaseFailed(f"no UEFI boot entry for the loader in {efivars}: "
+                      f"{os.listdir(efivars)}")
 
 
 # --------------------------------------------------------------------------
@@ -651,7 +729,7 @@ class E2E:
         self.clean(a)
         log(f"  fast-track cleaning: {time.monotonic() - t1:.1f} s")
         self.check_tls()
-        # deploy: a 4 MiB raw GPT disk image from the loopback image
+        # deploy: an 8 MiB raw UEFI GPT disk image from the loopback image
         # server, with a configdrive (Ironic builds the ISO)
         img = os.path.join(self.state, "httpboot", "disk.img")
         blob = gpt_image()
@@ -685,7 +763,7 @@ class E2E:
         if not a.wait_log(POWERED_OFF, 10):
             raise PhaseFailed("Ironic did not power the agent off at the end "
                               "of the deploy (standby.power_off)")
-        check_deployed(self.disk, blob)
+        check_deployed(self.root, blob)
 
     @staticmethod
     def check_one_boot(a):
