@@ -1,8 +1,8 @@
 //! One pass over the image: download → hash → (qcow2 conversion) → write.
 //!
-//! A fetch thread reads the body into a few large aligned buffers and
-//! hashes each one; the calling thread writes them (raw) or converts them
-//! (qcow2) while the next buffer downloads. Memory: [`BUFFERS`] ×
+//! A fetch thread reads the body into a few large aligned buffers, a hash
+//! thread digests each one, and the calling thread writes them (raw) or
+//! converts them (qcow2): network, SHA-256 and disk overlap. Memory: [`BUFFERS`] ×
 //! [`CHUNK`] plus the target's held-back MiB and the qcow2 converter's
 //! bounded state, whatever the image size.
 //!
@@ -57,7 +57,11 @@ pub struct Fetch {
 }
 
 impl Fetch {
+    /// Start the receive and hash threads: one thread reads the body into
+    /// the buffers, a second hashes each buffer and hands it on, so the
+    /// (sequential) digest overlaps both the network and the disk.
     pub fn start(mut stream: ImageStream, mut hasher: Hasher, id: &str) -> Fetch {
+        let (raw_tx, raw_rx): (SyncSender<Msg>, Receiver<Msg>) = mpsc::sync_channel(BUFFERS);
         let (tx, rx): (SyncSender<Msg>, _) = mpsc::sync_channel(BUFFERS);
         let (back, pool): (Sender<AlignedBuf>, Receiver<AlignedBuf>) = mpsc::channel();
         let info = (
@@ -85,21 +89,20 @@ impl Fetch {
                     let n = match stream.read_full(buf.space()) {
                         Ok(n) => n,
                         Err(f) => {
-                            let _ = tx.send(Msg::Failed(f.into_error(&id)));
+                            let _ = raw_tx.send(Msg::Failed(f.into_error(&id)));
                             return;
                         }
                     };
                     if n > 0 {
-                        hasher.update(&buf.space()[..n]);
                         buf.len = n;
-                        if tx.send(Msg::Chunk(buf, off)).is_err() {
+                        if raw_tx.send(Msg::Chunk(buf, off)).is_err() {
                             return;
                         }
                         off += n as u64;
                     }
                     if n < CHUNK {
-                        let _ = tx.send(Msg::End {
-                            digest: hasher.hexdigest(),
+                        let _ = raw_tx.send(Msg::End {
+                            digest: String::new(),
                             bytes: off,
                             resumes: stream.resumes,
                         });
@@ -108,6 +111,28 @@ impl Fetch {
                 }
             })
             .expect("spawning the image fetch thread");
+        std::thread::Builder::new()
+            .name("image-hash".into())
+            .spawn(move || {
+                for msg in raw_rx {
+                    let msg = match msg {
+                        Msg::Chunk(buf, off) => {
+                            hasher.update(buf.data());
+                            Msg::Chunk(buf, off)
+                        }
+                        Msg::End { bytes, resumes, .. } => Msg::End {
+                            digest: hasher.clone().hexdigest(),
+                            bytes,
+                            resumes,
+                        },
+                        failed => failed,
+                    };
+                    if tx.send(msg).is_err() {
+                        return;
+                    }
+                }
+            })
+            .expect("spawning the image hash thread");
         Fetch {
             rx,
             back,

@@ -1,0 +1,263 @@
+#!/usr/bin/env bash
+# Image write throughput and memory, side by side in one run (issue 5,
+# item 9), reported as ratios:
+#
+#   * raw: the agent (standby.prepare_image, sha256 verified) streaming a
+#     2 GiB raw image from nginx on 127.0.0.1 to a loop device, against
+#     `curl URL | dd of=LOOP bs=4M oflag=direct` (no verification) and
+#     against the device's own write speed (`dd if=/dev/zero ... oflag=direct`);
+#     goal >= 0.95 of the pipe;
+#   * qcow2: the agent streaming a qcow2 of the same content over HTTP,
+#     against `qemu-img convert -O raw` from a local file to the same device;
+#     goal >= 1.0;
+#   * peak RSS (VmHWM) of each process; goal <= 16 MiB for the agent and not
+#     growing with the image size (a 4 GiB raw image is run once too).
+#
+#   benches/image-write.sh                 # prints a table; logs in $WORK
+#   SIZE_MIB=512 benches/image-write.sh    # a quicker run
+#   AGENT_IO=buffered benches/image-write.sh  # the page-cache writer
+#
+# The loop device sits on a sparse file in $WORK (direct I/O to the
+# backing file, so the host's page cache does not flatter anyone); it is
+# presented to the agent as /dev/vda of a fixture root, never as a real
+# disk of this machine. Needs root (losetup). Installs nginx and
+# qemu-utils when missing.
+set -euo pipefail
+HERE=$(cd "$(dirname "$0")" && pwd)
+ROOT=$(cd "$HERE/.." && pwd)
+SIZE_MIB=${SIZE_MIB:-2048}
+BIG_MIB=${BIG_MIB:-4096}
+WORK=${BENCH_WORK:-$(mktemp -d /var/tmp/image-write.XXXXXX)}
+AGENT_IO=${AGENT_IO:-direct}
+RUNS=${RUNS:-3}
+# disk: the backing file is on $WORK's filesystem, written with direct I/O
+# (a real disk's speed, noisy on a shared machine); ram: on /dev/shm (the
+# "device" is as fast as memory, so the test is about CPU per byte)
+BACKING=${BACKING:-disk}
+mkdir -p "$WORK"
+log() { echo "[image-write] $*" >&2; }
+free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
+[ "$(id -u)" -eq 0 ] || { echo "needs root for loop devices" >&2; exit 2; }
+
+# shellcheck source=../scripts/lib.sh
+. "$ROOT/scripts/lib.sh"
+apt_install nginx-light curl qemu-utils python3
+ensure_musl
+
+log "building the static release binary"
+(cd "$ROOT" && cargo build -q --release --target x86_64-unknown-linux-musl)
+BIN="${CARGO_TARGET_DIR:-$ROOT/target}/x86_64-unknown-linux-musl/release/ironic-agent"
+
+# --- images ------------------------------------------------------------------
+# Random data (every byte must be written and hashed: the worst case), with
+# an MBR so the agent finds a partition afterwards.
+make_image() { # PATH MIB
+  python3 - "$1" "$2" <<'EOF'
+import os, struct, sys
+path, mib = sys.argv[1], int(sys.argv[2])
+with open(path, "wb+") as f:
+    for i in range(mib):
+        f.write(os.urandom(1 << 20))
+    f.seek(0)
+    mbr = bytearray(f.read(512))
+    mbr[440:444] = struct.pack("<I", 0x1234ABCD)
+    mbr[446:462] = bytes([0x80, 0, 0, 0, 0x83, 0, 0, 0]) + struct.pack("<II", 2048, mib * 2048 - 2048)
+    mbr[462:510] = bytes(48)
+    mbr[510:512] = b"\x55\xaa"
+    f.seek(0)
+    f.write(mbr)
+EOF
+}
+RAW=disk-$SIZE_MIB.raw BIG=disk-$BIG_MIB.raw QCOW=disk-$SIZE_MIB.qcow2
+for f in "$RAW:$SIZE_MIB" "$BIG:$BIG_MIB"; do
+  name=${f%%:*}; mib=${f##*:}
+  if [ ! -f "$WORK/$name" ]; then log "making $name ($mib MiB)"; make_image "$WORK/$name" "$mib"; fi
+done
+[ -f "$WORK/$QCOW" ] || qemu-img convert -f raw -O qcow2 "$WORK/$RAW" "$WORK/$QCOW"
+SUM_RAW=$(sha256sum "$WORK/$RAW" | cut -d' ' -f1)
+SUM_BIG=$(sha256sum "$WORK/$BIG" | cut -d' ' -f1)
+SUM_QCOW=$(sha256sum "$WORK/$QCOW" | cut -d' ' -f1)
+
+# --- image server ------------------------------------------------------------
+PORT=$(free_port)
+cat > "$WORK/nginx.conf" <<EOF
+daemon off;
+worker_processes 1;
+pid $WORK/nginx.pid;
+error_log $WORK/nginx-error.log;
+events { worker_connections 64; }
+http {
+  access_log off;
+  sendfile on;
+  tcp_nopush on;
+  server { listen 127.0.0.1:$PORT; root $WORK; }
+}
+EOF
+nginx -c "$WORK/nginx.conf" &
+NGINX=$!
+# --- the device -----------------------------------------------------------------
+if [ "$BACKING" = ram ]; then
+  BACK=/dev/shm/image-write-backing.$$
+  truncate -s 8G "$BACK"
+  LOOP=$(losetup -f --show "$BACK")
+else
+  BACK="$WORK/backing"
+  truncate -s 8G "$BACK"
+  LOOP=$(losetup -f --show --direct-io=on "$BACK")
+fi
+# Every run overwrites blocks already allocated in the backing file (a
+# first write into a sparse file costs extent allocation, which would
+# penalise whichever run comes first).
+WARM=$SIZE_MIB; [ "$BIG_MIB" -gt "$WARM" ] && WARM=$BIG_MIB
+log "allocating $WARM MiB of the backing file"
+dd if=/dev/zero of="$LOOP" bs=4M count=$((WARM / 4 + 1)) oflag=direct status=none
+sync
+AGENT=
+cleanup() {
+  [ -n "$AGENT" ] && kill "$AGENT" 2>/dev/null || true
+  kill "$NGINX" 2>/dev/null || true
+  losetup -d "$LOOP" 2>/dev/null || true
+  rm -f "$BACK"
+}
+trap cleanup EXIT
+sleep 0.5
+URL=http://127.0.0.1:$PORT
+log "nginx on $URL, device $LOOP over $BACK ($BACKING)"
+
+FX="$WORK/root"
+rm -rf "$FX"; mkdir -p "$FX/proc" "$FX/dev" "$FX/sys/block/vda/queue"
+: > "$FX/proc/mounts"; echo "Filename Type Size Used Priority" > "$FX/proc/swaps"; : > "$FX/proc/cmdline"
+K=${LOOP#/dev/}
+for a in size ro removable dev; do cat "/sys/block/$K/$a" > "$FX/sys/block/vda/$a"; done
+for a in logical_block_size physical_block_size rotational; do
+  cat "/sys/block/$K/queue/$a" > "$FX/sys/block/vda/queue/$a"
+done
+ln -s "$LOOP" "$FX/dev/vda"
+
+# Peak RSS (kB) of a command, from GNU time.
+rss_of() { # LOGFILE
+  awk -F': ' '/Maximum resident set size/ {print $2}' "$1"
+}
+secs() { python3 -c 'import sys,time;print(time.time())'; }
+# CPU seconds (user + system) from a GNU time log.
+cpu_of() { # LOGFILE
+  awk -F': ' '/User time/ {u=$2} /System time/ {s=$2} END {printf "%.2f", u+s}' "$1"
+}
+declare -A C
+
+# --- runs -------------------------------------------------------------------------
+declare -A T R
+drop() { sync "$LOOP"; echo 3 > /proc/sys/vm/drop_caches; }
+
+dd_zero() {
+  drop
+  local s e
+  s=$(secs)
+  dd if=/dev/zero of="$LOOP" bs=4M count="$SIZE_MIB" oflag=direct status=none
+  e=$(secs)
+  T[zero]=$(python3 -c "print($e-$s)")
+}
+
+pipe() {
+  drop
+  local s e
+  s=$(secs)
+  /usr/bin/time -v -o "$WORK/time-curl.log" curl -sS "$URL/$RAW" \
+    | /usr/bin/time -v -o "$WORK/time-dd.log" dd of="$LOOP" bs=4M iflag=fullblock oflag=direct status=none
+  e=$(secs)
+  T[pipe]=$(python3 -c "print($e-$s)")
+  R[pipe]="curl $(rss_of "$WORK/time-curl.log") kB, dd $(rss_of "$WORK/time-dd.log") kB"
+  C[pipe]=$(python3 -c "print(f'{$(cpu_of "$WORK/time-curl.log")+$(cpu_of "$WORK/time-dd.log"):.2f}')")
+}
+
+qemu_local() {
+  drop
+  local s e
+  s=$(secs)
+  # qemu-img's default cache mode (writeback), then fsync of the device
+  # only (a global sync would also flush whatever else the machine wrote)
+  /usr/bin/time -v -o "$WORK/time-qemu.log" qemu-img convert -f qcow2 -O raw "$WORK/$QCOW" "$LOOP"
+  sync "$LOOP"
+  e=$(secs)
+  T[qemu]=$(python3 -c "print($e-$s)")
+  R[qemu]="$(rss_of "$WORK/time-qemu.log") kB"
+  C[qemu]=$(cpu_of "$WORK/time-qemu.log")
+}
+
+# The agent: a fresh process per run (VmHWM is per process), the command
+# timed from the API (prepare_image with wait=true), peak RSS read from
+# /proc/PID/status before it exits.
+agent_run() { # KEY FILE SUM FORMAT
+  local key=$1 file=$2 sum=$3 fmt=$4 port s e out
+  drop
+  dd if=/dev/zero of="$LOOP" bs=1M count=4 oflag=direct status=none
+  port=$(free_port)
+  IRONIC_AGENT_IMAGE_IO=$AGENT_IO "$BIN" --standalone --listen-host 127.0.0.1 --listen-port "$port" \
+    --agent-token bench --enable-auto-tls=false --cmdline /dev/null --root "$FX" \
+    2> "$WORK/agent-$key.log" &
+  AGENT=$!
+  for _ in $(seq 100); do grep -q "API listening" "$WORK/agent-$key.log" && break; sleep 0.05; done
+  local body
+  body=$(printf '{"name":"standby.prepare_image","params":{"image_info":{"id":"%s","urls":["%s/%s"],"os_hash_algo":"sha256","os_hash_value":"%s","disk_format":"%s"}}}' \
+    "$key" "$URL" "$file" "$sum" "$fmt")
+  s=$(secs)
+  out=$(curl -sS -m 3600 -H 'Content-Type: application/json' -d "$body" \
+    "http://127.0.0.1:$port/v1/commands/?wait=true&agent_token=bench")
+  e=$(secs)
+  echo "$out" > "$WORK/result-$key.json"
+  if ! grep -q '"SUCCEEDED"' <<<"$out"; then
+    log "agent run $key failed: $out"; tail -20 "$WORK/agent-$key.log" >&2; exit 1
+  fi
+  R[$key]="$(awk '/VmHWM/ {print $2}' "/proc/$AGENT/status") kB"
+  # utime + stime in clock ticks (fields 14 and 15 of /proc/PID/stat)
+  C[$key]=$(python3 -c "import os;f=open('/proc/$AGENT/stat').read().rsplit(')',1)[1].split();print(f'{(int(f[11])+int(f[12]))/os.sysconf(\"SC_CLK_TCK\"):.2f}')")
+  kill "$AGENT"; wait "$AGENT" 2>/dev/null || true; AGENT=
+  T[$key]=$(python3 -c "print($e-$s)")
+}
+
+verify() { # MIB SUM
+  local got
+  got=$(head -c "$(($1 << 20))" "$LOOP" | sha256sum | cut -d' ' -f1)
+  [ "$got" = "$2" ] || { log "the device does not hold the image ($got != $2)"; exit 1; }
+}
+
+# Each measurement RUNS times, interleaved, keeping the best time (the
+# machine is shared; the best run is the least disturbed one).
+declare -A BEST
+keep() { # KEY
+  local k=$1
+  if [ -z "${BEST[$k]:-}" ] || python3 -c "import sys;sys.exit(0 if ${T[$k]} < ${BEST[$k]} else 1)"; then
+    BEST[$k]=${T[$k]}
+  fi
+}
+for run in $(seq "$RUNS"); do
+  log "run $run of $RUNS: device write speed (dd if=/dev/zero)"; dd_zero; keep zero
+  log "run $run of $RUNS: curl | dd";                            pipe; keep pipe
+  log "run $run of $RUNS: agent, raw";                           agent_run raw "$RAW" "$SUM_RAW" raw; keep raw
+  verify "$SIZE_MIB" "$SUM_RAW"
+  log "run $run of $RUNS: qemu-img convert from a local file";   qemu_local; keep qemu
+  log "run $run of $RUNS: agent, qcow2";                         agent_run qcow2 "$QCOW" "$SUM_QCOW" qcow2; keep qcow2
+  verify "$SIZE_MIB" "$SUM_RAW"
+done
+log "agent, raw, ${BIG_MIB} MiB";          agent_run big "$BIG" "$SUM_BIG" raw; keep big
+for k in "${!BEST[@]}"; do T[$k]=${BEST[$k]}; done
+
+mibs() { python3 -c "print(f'{$1/$2:.0f}')"; }
+ratio() { python3 -c "print(f'{$2/$1:.2f}')"; }
+echo
+echo "image write, $SIZE_MIB MiB of random data, $LOOP over a $BACKING-backed file, agent I/O: $AGENT_IO, best of $RUNS"
+printf '%-44s %9s %9s %8s %s\n' "run" "seconds" "MiB/s" "CPU s" "peak RSS"
+printf '%-44s %9.2f %9s %8s %s\n' "dd if=/dev/zero (device speed)" "${T[zero]}" "$(mibs "$SIZE_MIB" "${T[zero]}")" "-" "-"
+printf '%-44s %9.2f %9s %8s %s\n' "curl | dd oflag=direct (no verification)" "${T[pipe]}" "$(mibs "$SIZE_MIB" "${T[pipe]}")" "${C[pipe]}" "${R[pipe]}"
+printf '%-44s %9.2f %9s %8s %s\n' "agent raw over HTTP, sha256 verified" "${T[raw]}" "$(mibs "$SIZE_MIB" "${T[raw]}")" "${C[raw]}" "${R[raw]}"
+printf '%-44s %9.2f %9s %8s %s\n' "qemu-img convert -O raw, local qcow2" "${T[qemu]}" "$(mibs "$SIZE_MIB" "${T[qemu]}")" "${C[qemu]}" "${R[qemu]}"
+printf '%-44s %9.2f %9s %8s %s\n' "agent qcow2 over HTTP, sha256 verified" "${T[qcow2]}" "$(mibs "$SIZE_MIB" "${T[qcow2]}")" "${C[qcow2]}" "${R[qcow2]}"
+printf '%-44s %9.2f %9s %8s %s\n' "agent raw over HTTP, $BIG_MIB MiB" "${T[big]}" "$(mibs "$BIG_MIB" "${T[big]}")" "${C[big]}" "${R[big]}"
+echo
+echo "(CPU s: user + system seconds of the processes of the last run, not counting the kernel's loop worker;"
+echo " the machine's 2 cores are shared, so seconds are the best of $RUNS runs)"
+echo "ratios (higher is better for the agent)"
+echo "  agent raw / curl|dd pipe      : $(ratio "${T[raw]}" "${T[pipe]}")   (goal >= 0.95)"
+echo "  agent raw / device dd zero    : $(ratio "${T[raw]}" "${T[zero]}")"
+echo "  agent qcow2 / qemu-img local  : $(ratio "${T[qcow2]}" "${T[qemu]}")   (goal >= 1.0)"
+echo "  agent peak RSS raw / qcow2 / ${BIG_MIB} MiB raw: ${R[raw]} / ${R[qcow2]} / ${R[big]} (goal <= 16384 kB, flat)"
