@@ -180,8 +180,12 @@ impl Progress {
 /// that an unsupported operation is found out on the first step).
 fn ranged_ioctl(disk: &Disk, req: u32, what: &str) -> io::Result<()> {
     let step = 1 << 30;
+    let first = step.min(disk.size);
+    // The first step tells whether the device takes the request at all;
+    // only then is it worth a "started" line.
+    crate::sys::block_range(disk.file(), req, 0, first)?;
     let mut p = Progress::new(&disk.name, what.to_string(), disk.size);
-    let mut off = 0;
+    let mut off = first;
     while off < disk.size {
         let len = step.min(disk.size - off);
         crate::sys::block_range(disk.file(), req, off, len)?;
