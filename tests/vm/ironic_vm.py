@@ -9,8 +9,8 @@ it where Ironic would power it off, except at the end of the deploy, where
 the agent itself must power the VM off (standby.power_off -> reboot(2) ->
 qemu exits). The agent finds everything on its kernel command line:
 
-  ipa-api-url / ipa-inspection-callback-url  http://10.0.2.100:<api port>
-      (qemu guestfwd to Ironic on 127.0.0.1)
+  ipa-api-url (and, for the inspection boot, ipa-inspection-callback-url)
+      http://10.0.2.100:<api port>: qemu guestfwd to Ironic on 127.0.0.1
   ipa-advertise-host=127.0.0.1 ipa-advertise-port=<hostfwd port>
       (Ironic calls the agent back through qemu's hostfwd; the agent's
       auto-TLS certificate names 127.0.0.1)
@@ -71,18 +71,20 @@ def free_port():
 class VM:
     """One boot of the ramdisk. Quacks like e2e.Agent for wait_state."""
 
-    def __init__(self, t, name):
+    def __init__(self, t, name, inspect=False):
         self.name = name
         self.logfile = os.path.join(t.work, name, "console.log")
         self.t0 = time.monotonic()
         for attempt in range(3):  # the pre-chosen hostfwd port may be taken
             self.port = free_port()
+            # as Ironic's boot interfaces do, the inspection callback only
+            # when the boot is for inspection
             append = " ".join([
                 f"ipa-api-url=http://10.0.2.100:{t.api_port}",
-                "ipa-inspection-callback-url="
-                f"http://10.0.2.100:{t.api_port}/v1/continue_inspection",
                 "ipa-advertise-host=127.0.0.1",
-                f"ipa-advertise-port={self.port}", "ipa-debug=1"])
+                f"ipa-advertise-port={self.port}", "ipa-debug=1"]
+                + ([f"ipa-inspection-callback-url=http://10.0.2.100:"
+                    f"{t.api_port}/v1/continue_inspection"] if inspect else []))
             cmd = [os.path.join(REPO, "ramdisk", "run-vm"),
                    "--kernel", t.kernel, "--initrd", t.initrd,
                    "--mem", t.mem, "--mac", t.mac,
@@ -222,8 +224,8 @@ class Test:
         self.ironic.wait_state(self.uuid, "manageable", ("enroll",), 60)
         log(f"enrolled node {self.uuid}, port {self.mac}")
 
-    def boot(self, name):
-        vm = VM(self, name)
+    def boot(self, name, inspect=False):
+        vm = VM(self, name, inspect)
         self.vms.append(vm)
         return vm
 
@@ -260,7 +262,7 @@ class Test:
     def phase_inspect(self):
         self.ironic.provision(self.uuid, "inspect")
         self.ironic.wait_state(self.uuid, "inspect wait", ("inspect failed",), 60)
-        vm = self.boot("inspect")
+        vm = self.boot("inspect", inspect=True)
         self.ironic.wait_state(self.uuid, "manageable", ("inspect failed",),
                                240, agent=vm)
         log(f"  inspected {vm.since():.1f} s after the VM started")
@@ -356,25 +358,32 @@ class Test:
         self.check_image(blob)
 
     def check_image(self, image):
-        """The disk holds the image: byte-identical protective MBR,
-        partition entries and partition data; the GPT's backup moved to the
-        disk's end (as IPA does after writing a whole-disk image to a larger
-        disk), so only the header's backup-location fields may differ."""
+        """The disk holds the image: byte-identical partition entries and
+        partition data (everything the image carries). Writing a smaller
+        whole-disk image, IPA moves the GPT's backup to the disk's end and
+        grows the protective MBR's partition to the disk: so those, and the
+        primary header's backup/last-usable fields and CRC, may differ."""
         n = len(image)
         with open(self.disk, "rb") as f:
             head = f.read(n)
             f.seek(DISK_SIZE - SECTOR)
-            backup = f.read(8)
-        same = [(0, SECTOR, "protective MBR"),
+            backup = f.read(SECTOR)
+        same = [(0, 446, "boot code"), (510, 512, "MBR signature"),
+                (SECTOR, SECTOR + 16, "GPT signature, revision, size"),
+                (SECTOR + 56, SECTOR + 72, "GPT disk GUID"),
                 (2 * SECTOR, 34 * SECTOR, "partition entries"),
                 (2048 * SECTOR, n - 34 * SECTOR, "partition data")]
         for a, b, what in same:
             if head[a:b] != image[a:b]:
                 raise e2e.PhaseFailed(f"the disk's {what} differ from the image")
-        if head[SECTOR:SECTOR + 8] != b"EFI PART" or backup != b"EFI PART":
-            raise e2e.PhaseFailed("no valid GPT (primary and backup at the end)")
-        log(f"  the disk holds the image ({n} bytes; sha256 of the partition "
-            f"data {hashlib.sha256(head[2048 * SECTOR:n - 34 * SECTOR]).hexdigest()[:16]})")
+        if head[446 + 4] != 0xEE:
+            raise e2e.PhaseFailed("the protective MBR is gone")
+        if backup[:8] != b"EFI PART":
+            raise e2e.PhaseFailed("no backup GPT header at the disk's end")
+        data = head[2048 * SECTOR:n - 34 * SECTOR]
+        log(f"  the disk holds the image: partition entries and "
+            f"{len(data)} bytes of partition data identical (sha256 "
+            f"{hashlib.sha256(data).hexdigest()[:16]}), backup GPT at the end")
 
     def phase_tokens(self):
         tokens = self.ironic.tokens

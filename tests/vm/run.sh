@@ -17,8 +17,14 @@
 #      password, dropbear (built in, key from the kernel's sshkey=) serves it
 #   c  the ISO from ramdisk/iso-image-create boots under SeaBIOS (128 MiB)
 #      and OVMF (256 MiB: GRUB's EFI loader needs more, see phase_c)
-#   d  the real Ironic 39 (tests/e2e/ironic.sh) drives the VM: see
-#      tests/vm/ironic_vm.py
+#   d  the real Ironic 39 (tests/e2e/ironic.sh, require_tls = true) drives
+#      the ramdisk in a VM of the same RAM: inspection -> manageable,
+#      cleaning (erase_devices_metadata) -> available, deploy of a GPT image
+#      -> active with the agent powering qemu off, the disk checked from the
+#      host; boot to first heartbeat timed (tests/vm/ironic_vm.py)
+#
+# Fixture capture for the inventory tests is separate (it rewrites
+# tests/fixtures/captured-vm-q35-uefi): tests/vm/capture-fixture.sh.
 #
 # PENDING: the agent answered, but a feature the check needs is not on
 # main yet (e.g. inventory collection). VM_STRICT=1 counts PENDING as FAIL.
@@ -127,6 +133,18 @@ phase_a() {
   local t0; t0=$(now)
   cmd poll.get_hardware_info > "$WORK/a-inventory.json" || return 1
   log "get_hardware_info in $(since "$t0") s"
+  # log.collect_system_logs ships /init's copy of the agent's console log
+  cmd log.collect_system_logs > "$WORK/a-logs.json" || return 1
+  python3 - "$WORK/a-logs.json" <<'PY' || { log "console.log is not in the collected logs"; return 1; }
+import base64, io, json, sys, tarfile
+r = json.load(open(sys.argv[1]))["command_result"]["system_logs"]
+t = tarfile.open(fileobj=io.BytesIO(base64.b64decode(r)))
+names = t.getnames()
+text = t.extractfile([m for m in t.getmembers() if m.name.endswith("console.log")][0]).read()
+assert b"starting ironic-agent" in text, names
+print(f"collected logs: {names}")
+PY
+  if grep -aq 'Please press Enter' "$VM_CONSOLE"; then log "a console shell without rd.shell=1"; return 1; fi
   local rc=0; check_inventory "$WORK/a-inventory.json" 52:54:00:a0:00:01 A-VIRTIO A-NVME A-SCSI || rc=$?
   stop_vm; return $rc
 }
@@ -183,16 +201,31 @@ PY
 }
 
 phase_r() {
-  # a key for root from the kernel command line (dynamic-login's sshkey=)
-  rm -f "$WORK/id_r" "$WORK/id_r.pub"
+  # one key built in (--authorized-keys), one from the kernel command line
+  # (dynamic-login's sshkey=); a console shell asked for with rd.shell=1
+  rm -f "$WORK"/id_r*
   ssh-keygen -q -t ed25519 -N '' -f "$WORK/id_r" || return 1
-  "$ROOT/ramdisk/build" --agent "$AGENT" --with-dropbear -o "$WORK/out-ssh" 2>/dev/null || return 1
+  ssh-keygen -q -t ed25519 -N '' -f "$WORK/id_r_built" || return 1
+  "$ROOT/ramdisk/build" --agent "$AGENT" --with-dropbear --authorized-keys "$WORK/id_r_built.pub" \
+    -o "$WORK/out-ssh" 2>/dev/null || return 1
   log "with dropbear: $(grep -E '^initramfs bytes' "$WORK/out-ssh/build-info") (without: $(grep -E '^initramfs bytes' "$WORK/out-vm/build-info" | awk '{print $NF}'))"
-  boot r --dir "$WORK/out-ssh" --forward 22 --append "sshkey=\"$(cat "$WORK/id_r.pub")\"" || return 1
-  local ssh=(ssh -i "$WORK/id_r" -p "$VM_FWD_22" -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null
+  boot r --dir "$WORK/out-ssh" --forward 22 --append "rd.shell=1 sshkey=\"$(cat "$WORK/id_r.pub")\"" || return 1
+  local ssh=(ssh -i "$WORK/id_r" -p "$VM_FWD_22" -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR
              -o ConnectTimeout=10 -o BatchMode=yes root@127.0.0.1)
-  "${ssh[@]}" 'cat /run/ironic-agent/console.log | head -1' 2>/dev/null | grep -q 'starting ironic-agent' \
+  "${ssh[@]}" 'head -1 /run/ironic-agent/console.log' 2>/dev/null | grep -q 'starting ironic-agent' \
     || { log "ssh with the key from sshkey= failed"; return 1; }
+  ssh -i "$WORK/id_r_built" "${ssh[@]:3}" true 2>/dev/null || { log "ssh with the built-in key failed"; return 1; }
+  grep -aq 'Please press Enter to activate this console' "$VM_CONSOLE" || { log "no console shell with rd.shell=1"; return 1; }
+  # the respawn loop: kill the agent, it comes back
+  "${ssh[@]}" 'kill $(cat /run/ironic-agent/pid)' || return 1
+  local i
+  for i in $(seq 100); do
+    grep -aq 'agent exited' "$VM_CONSOLE" && [ "$(grep -ac 'ironic-agent-init: agent started' "$VM_CONSOLE")" -ge 2 ] && \
+      curl -sk -m 2 "https://127.0.0.1:$VM_PORT/v1/status" | grep -q version && break
+    sleep 0.3
+  done
+  [ "$i" -lt 100 ] || { log "the agent was not restarted"; return 1; }
+  log "agent respawned: $(grep -ao 'agent exited[^(]*' "$VM_CONSOLE" | tail -1)"
   # IPA's finalize_rescue with a ready-made sha256-crypt hash ("hashed")
   local hash='$5$abcdefghijklmnop$0ZFyyCzBg5MDWw1RDbNvGL6OAvNTyRPh8m0/H.Gt7I7'
   cmd rescue.finalize_rescue "{\"rescue_password\": \"$hash\", \"hashed\": true}" > "$WORK/r-rescue.json"
@@ -201,7 +234,11 @@ phase_r() {
   for i in $(seq 60); do grep -aq "rescue mode: user 'rescue'" "$VM_CONSOLE" && break; sleep 0.5; done
   "${ssh[@]}" 'grep ^rescue: /etc/shadow' 2>/dev/null | grep -qF "rescue:$hash:" \
     || { log "the rescue user did not get the password"; return 1; }
-  stop_vm
+  # busybox init handles `poweroff`: the VM goes away on its own
+  "${ssh[@]}" poweroff 2>/dev/null || true
+  for i in $(seq 100); do kill -0 "$VM_PID" 2>/dev/null || break; sleep 0.2; done
+  kill -0 "$VM_PID" 2>/dev/null && { log "poweroff did not stop the VM"; return 1; }
+  grep -aq 'reboot: Power down' "$VM_CONSOLE" || { log "no power-down on the console"; return 1; }
 }
 
 phase_c() {
@@ -221,7 +258,9 @@ phase_c() {
 
 phase_d() {
   [ -f "$ROOT/tests/e2e/ironic.sh" ] || { log "no Ironic harness (tests/e2e) on this branch"; return 2; }
-  python3 "$HERE/ironic_vm.py" --ramdisk "$WORK/out-vm" --work "$WORK/d" --mem "$MEM"
+  local rc=0
+  python3 "$HERE/ironic_vm.py" --ramdisk "$WORK/out-vm" --work "$WORK/d" --mem "$MEM" || rc=$?
+  return $rc   # 2 = PENDING
 }
 
 # ------------------------------------------------------------------ main
