@@ -222,8 +222,9 @@ fn heartbeat_interval_is_jittered_within_bounds() {
         .collect();
     for g in &gaps {
         // 4 × [0.3, 0.6] = [1.2, 2.4] s, plus the loop's 0.1 s and HTTP time
+        // (the upper slack is for a loaded CI machine; never earlier)
         assert!(
-            (1.2..=2.4 + 0.4).contains(g),
+            (1.2..=2.4 + 1.0).contains(g),
             "gap {g:.2} s out of bounds: {gaps:?}"
         );
     }
@@ -259,7 +260,7 @@ fn failed_heartbeats_back_off_5_to_10_seconds() {
     let beats = ironic.wait_for("POST", "/v1/heartbeat/", 4, SECS(45));
     for w in beats.windows(2) {
         let g = (w[1].at - w[0].at).as_secs_f64();
-        assert!((5.0..=10.5).contains(&g), "gap after a failure {g:.2} s");
+        assert!((5.0..=11.0).contains(&g), "gap after a failure {g:.2} s");
     }
     // after the 202: 300 × [0.3, 0.6] s, so no fifth beat soon
     std::thread::sleep(SECS(3));
@@ -296,7 +297,7 @@ fn finished_async_command_forces_a_heartbeat() {
     let beats = ironic.wait_for("POST", "/v1/heartbeat/", 2, SECS(9));
     let gap = (beats[1].at - beats[0].at).as_secs_f64();
     assert!(
-        (5.0..=6.0).contains(&gap),
+        (5.0..=6.5).contains(&gap),
         "forced beat {gap:.2} s after the first"
     );
     // more than 5 s later: sent at once
@@ -306,7 +307,7 @@ fn finished_async_command_forces_a_heartbeat() {
     assert_eq!(s, 200, "{v}");
     let beats = ironic.wait_for("POST", "/v1/heartbeat/", 3, SECS(3));
     let delay = (beats[2].at - before).as_secs_f64();
-    assert!(delay < 1.0, "forced beat {delay:.2} s after the command");
+    assert!(delay < 1.5, "forced beat {delay:.2} s after the command");
     // the token went through the API (query string) and is never logged
     assert!(agent.log_text().contains("agent_token=***"));
     agent.assert_clean_log(&[&tok]);
@@ -514,7 +515,7 @@ fn unreachable_ironic_at_boot_exits_after_the_lookup_timeout() {
     assert_eq!(status.code(), Some(1));
     // it used the whole timeout, with a last attempt at the deadline
     assert!(
-        (4.0..6.0).contains(&t0.elapsed().as_secs_f64()),
+        (4.0..8.0).contains(&t0.elapsed().as_secs_f64()),
         "{:?}",
         t0.elapsed()
     );
