@@ -456,13 +456,34 @@ impl Sample {
     }
 
     /// Read the sample blocks now (before the erase).
+    ///
+    /// A disk being retired often has unreadable sectors, and erasing it
+    /// is still the point: when a read fails, the blocks are read one by
+    /// one and those that cannot be read are left out of the sample (and
+    /// counted in the log).
     pub fn take(disk: &Disk, random: usize) -> io::Result<Sample> {
-        let mut blocks = vec![];
         let offsets = Sample::offsets(disk.size, disk.sector, random, new_seed());
-        read_runs(disk, &offsets, |off, b| {
-            blocks.push((off, b.len(), hash(b), b.iter().any(|x| *x != 0)));
+        let entry = |off: u64, b: &[u8]| (off, b.len(), hash(b), b.iter().any(|x| *x != 0));
+        let mut blocks = vec![];
+        let whole = read_runs(disk, &offsets, |off, b| {
+            blocks.push(entry(off, b));
             Ok(())
-        })?;
+        });
+        if let Err(e) = whole {
+            let e = io::Error::from(e);
+            blocks.clear();
+            for &(off, len) in &offsets {
+                if let Ok(b) = disk.read_at(off, len) {
+                    blocks.push(entry(off, &b));
+                }
+            }
+            log::warn!(
+                "{}: {} of {} sample blocks unreadable before the erase ({e})",
+                disk.name,
+                offsets.len() - blocks.len(),
+                offsets.len()
+            );
+        }
         Ok(Sample { blocks })
     }
 
@@ -514,6 +535,13 @@ impl Sample {
             RunError::Judged(w) => w,
         })?;
         let n = self.blocks.len();
+        if n == 0 {
+            return Ok(Verification {
+                verified: false,
+                how: "nothing sampled",
+                blocks: 0,
+            });
+        }
         Ok(match promise {
             Promise::Zeroes => Verification {
                 verified: true,
