@@ -70,7 +70,7 @@ impl std::fmt::Display for AtaError {
 }
 
 /// Something that executes ATA commands: a SCSI-capable block device in
-/// production, a recorded drive in tests.
+/// production, a simulated drive in tests.
 pub trait AtaPort {
     fn ata(
         &self,
@@ -484,27 +484,86 @@ pub mod tests {
     use super::*;
     use std::cell::RefCell;
 
-    /// Real IDENTIFY DEVICE data, 512 bytes each, in `tests/fixtures/ata/`
-    /// (see the INDEX there for where each was recorded).
-    pub fn recorded(name: &str) -> Vec<u8> {
-        let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/fixtures/ata")
-            .join(name);
-        std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+    /// IDENTIFY DEVICE data built field by field (ACS-4 §7.13.6): model
+    /// (words 27–46, two characters per word, high byte first), word 82
+    /// bit 1 (Security feature set supported), words 89/90 (normal /
+    /// enhanced erase time, 2-minute units), word 128 (security status)
+    /// and the word-255 checksum. Synthetic on purpose: the states below
+    /// are the ones each test needs; real drives' IDENTIFY data (qemu's
+    /// AHCI emulation) is exercised by tests/vm/erase.sh.
+    pub struct Profile {
+        pub model: &'static str,
+        pub w89: u16,
+        pub w90: u16,
+        pub w128: u16,
     }
 
-    /// `hdparm --Istdout` text (8 hex words per line) to bytes.
-    pub fn from_istdout(text: &str) -> Vec<u8> {
-        let words: Vec<u16> = text
-            .split_whitespace()
-            .filter(|t| t.len() == 4)
-            .filter_map(|t| u16::from_str_radix(t, 16).ok())
-            .collect();
-        assert_eq!(words.len(), 256, "256 words");
-        words.iter().flat_map(|w| w.to_le_bytes()).collect()
+    /// SSD: security supported, enabled, frozen, enhanced erase (BIOSes
+    /// freeze drives at boot; the usual state in a datacenter).
+    pub const SSD_FROZEN: Profile = Profile {
+        model: "SYNTH SSD FROZEN",
+        w89: 1,
+        w90: 1,
+        w128: 0x012b,
+    };
+    /// SSD: supported, enhanced erase, not frozen.
+    pub const SSD_ENHANCED: Profile = Profile {
+        model: "SYNTH SSD ENHANCED",
+        w89: 1,
+        w90: 1,
+        w128: 0x0021,
+    };
+    /// HDD: supported, enhanced erase estimated at 168 minutes.
+    pub const HDD_ENHANCED_168MIN: Profile = Profile {
+        model: "SYNTH HDD ENHANCED",
+        w89: 0x54,
+        w90: 0x54,
+        w128: 0x0021,
+    };
+    /// HDD: supported, normal erase only, 160 minutes, not frozen.
+    pub const HDD_NORMAL_160MIN: Profile = Profile {
+        model: "SYNTH HDD NORMAL",
+        w89: 80,
+        w90: 0,
+        w128: 0x0001,
+    };
+    /// HDD: supported, frozen.
+    pub const HDD_FROZEN: Profile = Profile {
+        model: "SYNTH HDD FROZEN",
+        w89: 0x40,
+        w90: 0,
+        w128: 0x0009,
+    };
+    /// HDD without the security feature set.
+    pub const HDD_NO_SECURITY: Profile = Profile {
+        model: "SYNTH HDD NOSEC",
+        w89: 0,
+        w90: 0,
+        w128: 0,
+    };
+
+    pub fn synth(p: &Profile) -> Vec<u8> {
+        let mut w = [0u16; 256];
+        w[0] = 0x0040; // ATA device, fixed
+        let mut m = [b' '; 40];
+        m[..p.model.len()].copy_from_slice(p.model.as_bytes());
+        for (i, c) in m.chunks(2).enumerate() {
+            w[27 + i] = u16::from_be_bytes([c[0], c[1]]);
+        }
+        // word 82: SMART, power management, write cache, look-ahead, NOP
+        // and, with security, bit 1
+        w[82] = 0x7069 | if p.w128 & 1 != 0 { 0x2 } else { 0 };
+        w[89] = p.w89;
+        w[90] = p.w90;
+        w[128] = p.w128;
+        w[255] = 0x00a5;
+        let mut b: Vec<u8> = w.iter().flat_map(|x| x.to_le_bytes()).collect();
+        let sum = b.iter().fold(0u8, |s, x| s.wrapping_add(*x));
+        b[511] = 0u8.wrapping_sub(sum);
+        b
     }
 
-    /// A drive that answers with recorded IDENTIFY data and models the
+    /// A drive that answers with the given IDENTIFY data and models the
     /// security state transitions of ACS-4 Figure 8 (SEC1–SEC6), recording
     /// each command.
     pub struct Drive {
@@ -602,36 +661,31 @@ pub mod tests {
     }
 
     #[test]
-    fn recorded_identify_data() {
-        let intel = Identify::from_bytes(&recorded("INTEL_SSDSA2CW120G3--4PC10302.bin")).unwrap();
-        assert!(intel.checksum_ok());
-        assert_eq!(intel.model(), "INTEL SSDSA2CW120G3");
-        let s = intel.security();
-        // word 128 = 0x012b: supported, enabled, frozen, enhanced
+    fn identify_data_fields() {
+        let ssd = Identify::from_bytes(&synth(&SSD_FROZEN)).unwrap();
+        assert!(ssd.checksum_ok());
+        assert_eq!(ssd.model(), "SYNTH SSD FROZEN");
+        let s = ssd.security();
+        // word 128 = 0x012b: supported, enabled, frozen, enhanced, level max
         assert!(s.supported && s.enabled && s.frozen && s.enhanced_supported && !s.locked);
         assert_eq!(s.normal_time, Some(Duration::from_secs(120)));
-        let maxtor = Identify::from_bytes(&recorded("Maxtor_96147H8--BAC51KJ0.bin")).unwrap();
-        assert!(!maxtor.security().supported);
-        let hd501 = Identify::from_bytes(&recorded("SAMSUNG_HD501LJ--CR100-12.bin")).unwrap();
+        let nosec = Identify::from_bytes(&synth(&HDD_NO_SECURITY)).unwrap();
+        assert!(!nosec.security().supported);
+        let hdd = Identify::from_bytes(&synth(&HDD_ENHANCED_168MIN)).unwrap();
         assert_eq!(
-            hd501.security().enhanced_time,
+            hdd.security().enhanced_time,
             Some(Duration::from_secs(168 * 60))
         );
-        // the LKML hdparm --Istdout dump of a Seagate ST3160023AS
-        let st = Identify::from_bytes(&from_istdout(
-            &std::fs::read_to_string(
-                std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-                    .join("tests/fixtures/ata/ST3160023AS.istdout"),
-            )
-            .unwrap(),
-        ))
-        .unwrap();
-        assert!(st.checksum_ok());
-        assert_eq!(st.model(), "ST3160023AS");
-        assert!(st.security().supported && !st.security().enabled);
-        let mut bad = recorded("SAMSUNG_HD501LJ--CR100-12.bin");
+        // word 82 alone says "supported" when word 128 is not filled in
+        let mut old = synth(&HDD_NO_SECURITY);
+        old[164] |= 0x2;
+        assert!(Identify::from_bytes(&old).unwrap().security().supported);
+        let mut bad = synth(&HDD_ENHANCED_168MIN);
         bad[100] ^= 1;
         assert!(!Identify::from_bytes(&bad).unwrap().checksum_ok());
+        // no A5h signature: no checksum to check
+        bad[510] = 0;
+        assert!(Identify::from_bytes(&bad).unwrap().checksum_ok());
     }
 
     #[test]
@@ -662,10 +716,9 @@ pub mod tests {
     }
 
     #[test]
-    fn normal_erase_on_a_recorded_hdd() {
-        // FUJITSU MHZ2160BH G1: supported, not enabled, not frozen, no
-        // enhanced erase, 160 minutes.
-        let d = Drive::new(recorded("FUJITSU_MHZ2160BH_G1--0084000A.bin"));
+    fn normal_erase_on_an_hdd() {
+        // supported, not enabled, not frozen, no enhanced erase, 160 minutes
+        let d = Drive::new(synth(&HDD_NORMAL_160MIN));
         let (m, out) = secure_erase(&d, "/dev/sda");
         assert_eq!(
             (m, out),
@@ -686,9 +739,9 @@ pub mod tests {
     }
 
     #[test]
-    fn enhanced_erase_on_a_recorded_ssd() {
-        // INTEL X25-M G1: supported + enhanced, not frozen
-        let d = Drive::new(recorded("INTEL_SSDSA2MH080G1GC--045C8820.bin"));
+    fn enhanced_erase_on_an_ssd() {
+        // supported + enhanced, not frozen
+        let d = Drive::new(synth(&SSD_ENHANCED));
         let (m, out) = secure_erase(&d, "/dev/sdb");
         assert_eq!(m, "ata_enhanced_security_erase");
         assert_eq!(out, Outcome::Done(Promise::Changed));
@@ -696,11 +749,8 @@ pub mod tests {
 
     #[test]
     fn frozen_drives_fail_like_ipa() {
-        for f in [
-            "INTEL_SSDSA2CW120G3--4PC10302.bin",
-            "FUJITSU_MHY2120BH--0084000D.bin",
-        ] {
-            let d = Drive::new(recorded(f));
+        for p in [&SSD_FROZEN, &HDD_FROZEN] {
+            let d = Drive::new(synth(p));
             let (_, out) = secure_erase(&d, "/dev/sdc");
             assert_eq!(
                 out,
@@ -716,7 +766,7 @@ pub mod tests {
 
     #[test]
     fn unsupported_and_not_ata() {
-        let d = Drive::new(recorded("Maxtor_96147H8--BAC51KJ0.bin"));
+        let d = Drive::new(synth(&HDD_NO_SECURITY));
         assert!(matches!(
             secure_erase(&d, "/dev/sdd").1,
             Outcome::Unsupported(_)
@@ -729,18 +779,17 @@ pub mod tests {
         );
     }
 
-    /// Locked states are hand-built from a recorded drive (word 128 bits
-    /// 1–2 set, checksum fixed): no recorded dump shows a locked drive.
+    /// Locked states: word 128 bits 1–2 set on an unlocked profile.
     #[test]
     fn locked_with_either_null_password_is_unlocked_and_erased() {
         for pw in [&b""[..], b"NULL"] {
-            let d = Drive::new(recorded("FUJITSU_MHZ2160BH_G1--0084000A.bin"));
+            let d = Drive::new(synth(&HDD_NORMAL_160MIN));
             d.lock_with(pw);
             let (_, out) = secure_erase(&d, "/dev/sda");
             assert_eq!(out, Outcome::Done(Promise::Zeroes), "password {pw:?}");
             assert!(d.password.borrow().is_none());
         }
-        let d = Drive::new(recorded("FUJITSU_MHZ2160BH_G1--0084000A.bin"));
+        let d = Drive::new(synth(&HDD_NORMAL_160MIN));
         d.lock_with(b"tenant secret");
         let (_, out) = secure_erase(&d, "/dev/sda");
         assert_eq!(
@@ -753,7 +802,7 @@ pub mod tests {
     /// "NULL" password that hdparm before 9.51 set.
     #[test]
     fn enabled_with_an_old_hdparm_null_password() {
-        let d = Drive::new(recorded("FUJITSU_MHZ2160BH_G1--0084000A.bin"));
+        let d = Drive::new(synth(&HDD_NORMAL_160MIN));
         d.lock_with(b"NULL");
         d.set_w128(0, 0x4);
         assert_eq!(
@@ -765,7 +814,7 @@ pub mod tests {
 
     #[test]
     fn failed_erase_leaves_the_drive_unlocked_and_disabled() {
-        let mut d = Drive::new(recorded("SAMSUNG_HD501LJ--CR100-12.bin"));
+        let mut d = Drive::new(synth(&HDD_ENHANCED_168MIN));
         d.fail_erase = true;
         let (m, out) = secure_erase(&d, "/dev/sda");
         assert_eq!(m, "ata_enhanced_security_erase");
