@@ -805,3 +805,193 @@ fn loop_device_is_written_with_o_direct() {
         assert_eq!(lo.read_at(0, raw.len()), raw);
     }
 }
+
+#[test]
+fn partition_image_streams_into_the_root_partition() {
+    let dir = test_dir("img-part");
+    let (root, disk) = sparse_root(&dir);
+    let srv = Server::start();
+    // an ext4 filesystem when mkfs.ext4 exists (its UUID must come back as
+    // "root uuid"), else opaque bytes
+    let fs_img = dir.join("root.ext4");
+    let have_mkfs = std::process::Command::new("mkfs.ext4")
+        .args(["-q", "-F", "-U", "5f3d2c1b-aaaa-4bbb-8ccc-0123456789ab"])
+        .arg(&fs_img)
+        .arg("12M")
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    let img = if have_mkfs {
+        fs::read(&fs_img).unwrap()
+    } else {
+        eprintln!("mkfs.ext4 not found: writing opaque bytes");
+        raw_image(12 * MIB, 13)
+    };
+    let url = srv.put("/root.img", img.clone());
+    let agent = start(&dir, &root, &[]);
+    let mut info = image_info("img-p", &url, &img, "raw");
+    info["image_type"] = json!("partition");
+    info["root_mb"] = json!(16);
+    info["swap_mb"] = json!(0);
+    info["ephemeral_mb"] = json!(0);
+    info["preserve_ephemeral"] = json!(false);
+    let r = prepare(&agent, info);
+    assert_eq!(
+        r["command_status"],
+        "SUCCEEDED",
+        "{r}\n{}",
+        agent.log_text()
+    );
+    let (_, uuids) = agent.command("standby.get_partition_uuids", json!({}));
+    let uuids = &uuids["command_result"];
+    let part = uuids["partitions"]["root"].as_str().unwrap();
+    assert!(part.starts_with("/dev/vda"), "{uuids}");
+    let result = r["command_result"]["result"].as_str().unwrap();
+    if have_mkfs {
+        assert_eq!(uuids["root uuid"], "5f3d2c1b-aaaa-4bbb-8ccc-0123456789ab");
+        assert!(result.ends_with("root_uuid=5f3d2c1b-aaaa-4bbb-8ccc-0123456789ab"));
+    }
+    // find the root partition in the MBR the layout wrote, and compare
+    let lba0 = read(&disk, 0, 512);
+    let slot = (0..4)
+        .find(|&i| {
+            let e = &lba0[446 + 16 * i..462 + 16 * i];
+            e[4] != 0
+                && u32::from_le_bytes(e[12..16].try_into().unwrap()) as usize * 512 >= 16 * MIB
+        })
+        .expect("a 16 MiB root partition");
+    let e = &lba0[446 + 16 * slot..462 + 16 * slot];
+    let start = u32::from_le_bytes(e[8..12].try_into().unwrap()) as u64 * 512;
+    assert_eq!(read(&disk, start, img.len()), img);
+    // an image bigger than root_mb: IPA's message
+    let big = raw_image(20 * MIB, 14);
+    let url = srv.put("/big-root.img", big.clone());
+    let mut info = image_info("img-p2", &url, &big, "raw");
+    info["image_type"] = json!("partition");
+    info["root_mb"] = json!(16);
+    let r = prepare(&agent, info);
+    assert_eq!(
+        r["command_error"]["type"], "InvalidCommandParamsError",
+        "{r}"
+    );
+    assert_eq!(
+        r["command_error"]["details"],
+        "Root partition is too small for requested image. Image virtual size: 20 MB, Root \
+         size: 16 MB"
+    );
+}
+
+/// A minimal HTTP CONNECT proxy; counts the tunnels it opened.
+fn connect_proxy() -> (String, Arc<Mutex<Vec<String>>>) {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", l.local_addr().unwrap());
+    let seen = Arc::new(Mutex::new(vec![]));
+    let s2 = seen.clone();
+    std::thread::spawn(move || {
+        for c in l.incoming().flatten() {
+            let seen = s2.clone();
+            std::thread::spawn(move || {
+                let mut c = c;
+                let mut head = vec![];
+                let mut b = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    if c.read(&mut b).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    head.push(b[0]);
+                }
+                let text = String::from_utf8_lossy(&head).into_owned();
+                let target = text.split_whitespace().nth(1).unwrap_or("").to_string();
+                seen.lock()
+                    .unwrap()
+                    .push(text.lines().next().unwrap_or("").to_string());
+                let Ok(up) = TcpStream::connect(&target) else {
+                    let _ = c.write_all(b"HTTP/1.1 502 Bad Gateway\r\n\r\n");
+                    return;
+                };
+                let _ = c.write_all(b"HTTP/1.1 200 Connection established\r\n\r\n");
+                let (mut a, mut b2) = (c.try_clone().unwrap(), up.try_clone().unwrap());
+                let (mut c2, mut up2) = (c, up);
+                std::thread::spawn(move || {
+                    let _ = io_copy(&mut a, &mut up2);
+                });
+                let _ = io_copy(&mut b2, &mut c2);
+            });
+        }
+    });
+    (url, seen)
+}
+
+fn io_copy(from: &mut TcpStream, to: &mut TcpStream) -> std::io::Result<u64> {
+    let n = std::io::copy(from, to);
+    let _ = to.shutdown(Shutdown::Write);
+    n
+}
+
+#[test]
+fn proxies_and_no_proxy_from_image_info() {
+    let dir = test_dir("img-proxy");
+    let (root, disk) = sparse_root(&dir);
+    let srv = Server::start();
+    let (proxy, seen) = connect_proxy();
+    let img = raw_image(4 * MIB, 15);
+    let url = srv.put("/p.raw", img.clone());
+    let agent = start(&dir, &root, &[]);
+    let mut info = image_info("img-px", &url, &img, "raw");
+    info["proxies"] = json!({"http": proxy, "https": proxy});
+    let r = prepare(&agent, info.clone());
+    assert_eq!(
+        r["command_status"],
+        "SUCCEEDED",
+        "{r}\n{}",
+        agent.log_text()
+    );
+    assert_disk(&disk, &img);
+    let tunnels = seen.lock().unwrap().clone();
+    assert!(
+        tunnels.iter().any(|t| t.starts_with("CONNECT 127.0.0.1:")),
+        "{tunnels:?}"
+    );
+    // no_proxy covering the image server: straight there
+    let before = seen.lock().unwrap().len();
+    let img2 = raw_image(4 * MIB, 16);
+    let url2 = srv.put("/p2.raw", img2.clone());
+    let mut info = image_info("img-px2", &url2, &img2, "raw");
+    info["proxies"] = json!({"http": proxy});
+    info["no_proxy"] = json!("example.com,127.0.0.0/8");
+    let r = prepare(&agent, info);
+    assert_eq!(r["command_status"], "SUCCEEDED", "{r}");
+    assert_eq!(seen.lock().unwrap().len(), before);
+}
+
+#[test]
+fn the_total_download_time_is_capped() {
+    let dir = test_dir("img-maxdur");
+    let (root, disk) = sparse_root(&dir);
+    let srv = Server::start();
+    let img = raw_image(6 * MIB, 17);
+    let url = srv.put("/m.raw", img.clone());
+    // the stall outlasts the cap; the check comes when the stalled read
+    // times out (IPA also checks between chunks)
+    srv.fault("/m.raw", Fault::StallAfter(3 * MIB, Duration::from_secs(5)));
+    let agent = start(
+        &dir,
+        &root,
+        &[
+            "--image-download-max-duration=1",
+            "--image-download-connection-timeout=2",
+        ],
+    );
+    let r = prepare(&agent, image_info("img-m", &url, &img, "raw"));
+    assert_eq!(r["command_status"], "FAILED", "{r}");
+    assert_eq!(
+        r["command_error"]["type"], "ImageDownloadTimeoutError",
+        "{r}"
+    );
+    assert_eq!(r["command_error"]["code"], 408);
+    assert_eq!(
+        r["command_error"]["details"],
+        "Download of image img-m failed: Download exceeded max allowed time (1 seconds)"
+    );
+    assert!(read(&disk, 0, MIB).iter().all(|&b| b == 0));
+}
