@@ -995,3 +995,58 @@ fn the_total_download_time_is_capped() {
     );
     assert!(read(&disk, 0, MIB).iter().all(|&b| b == 0));
 }
+
+#[test]
+fn qcow2_with_metadata_after_the_data_uses_range_requests() {
+    if !qemu_img() {
+        return;
+    }
+    let dir = test_dir("img-qcow2-late");
+    let (root, disk) = sparse_root(&dir);
+    let srv = Server::start();
+    let raw = raw_image(12 * MIB, 18);
+    let r = dir.join("src.raw");
+    let q = dir.join("late.qcow2");
+    let back = dir.join("late.raw");
+    fs::write(&r, &raw).unwrap();
+    qemu(&[
+        "convert",
+        "-O",
+        "qcow2",
+        "-o",
+        "cluster_size=4096",
+        r.to_str().unwrap(),
+        q.to_str().unwrap(),
+    ]);
+    // growing past what one 4 KiB L1 cluster maps (1 GiB) moves the L1
+    // table behind the data
+    qemu(&["resize", q.to_str().unwrap(), "1100M"]);
+    qemu(&[
+        "convert",
+        "-O",
+        "raw",
+        q.to_str().unwrap(),
+        back.to_str().unwrap(),
+    ]);
+    let data = fs::read(&q).unwrap();
+    let expected = fs::read(&back).unwrap();
+    let url = srv.put("/late.qcow2", data.clone());
+    let agent = start(&dir, &root, &[]);
+    let r = prepare(&agent, image_info("img-late", &url, &data, "qcow2"));
+    assert_eq!(r["command_status"], "SUCCEEDED", "{r}\n{}", agent.log_text());
+    // compare the written part and a stretch of the zeroed rest
+    assert_disk(&disk, &expected[..24 * MIB]);
+    assert!(read(&disk, 1099 * MIB as u64, MIB).iter().all(|&b| b == 0));
+    let log = srv.log("/late.qcow2");
+    let ranges: Vec<&String> = log.iter().filter_map(|(r, _)| r.as_ref()).collect();
+    assert!(!ranges.is_empty(), "the tables were not read with Range: {log:?}");
+    assert!(agent.log_text().contains("with Range requests"));
+
+    // the same image from a server without Range support: a clear refusal
+    srv.state.lock().unwrap().no_range = true;
+    let r = prepare(&agent, image_info("img-late2", &url, &data, "qcow2"));
+    assert_eq!(r["command_status"], "FAILED", "{r}");
+    let d = r["command_error"]["details"].as_str().unwrap();
+    assert!(d.contains("needs an image server that answers HTTP Range requests"), "{d}");
+    assert!(read(&disk, 0, MIB).iter().all(|&b| b == 0));
+}

@@ -14,6 +14,23 @@
 //!
 //! The on-disk side (GPT/MBR, partition re-read, configdrive, partition
 //! images, UUIDs) is in `disk`, `gpt`, `mbr`, `configdrive`, `partition`.
+//!
+//! Where this differs from IPA on purpose:
+//! * every image is streamed, whatever `stream_raw_images` says (IPA stages
+//!   non-raw images in the ramdisk's RAM and runs qemu-img);
+//! * every image is sniffed, also when declared raw (IPA writes raw-declared
+//!   images unexamined), so a qcow2 declared raw is refused instead of being
+//!   written byte for byte;
+//! * a dropped connection resumes with a Range request instead of starting
+//!   over; a 4xx answer moves on to the next URL of `urls` instead of
+//!   ending the download;
+//! * md5 is refused while the lookup disables it also when it comes as
+//!   `os_hash_algo`; digests compare case-insensitively;
+//! * disk write errors are `ImageWriteError` and not retried (IPA wraps them
+//!   in a retried `ImageDownloadError`); ENOSPC is IPA's
+//!   `ImageDownloadOutofSpaceError`;
+//! * `ImageChecksumError` names the device as the location and the image id
+//!   as the image (IPA swaps the two in `verify_image`).
 
 pub mod checksum;
 pub mod configdrive;

@@ -451,16 +451,20 @@ fn write_qcow2(
             let mut r = client
                 .range(&url, start, len, validator.as_ref())
                 .map_err(|f| {
-                    let hint = if matches!(f, Fail::NoResume(_)) {
-                        " (a qcow2 image whose metadata follows its data needs an image server \
-                     that answers HTTP Range requests)"
-                    } else {
-                        ""
+                    // No Range support is permanent: not worth a retry.
+                    let e = match f {
+                        Fail::NoResume(m) => AgentError::new(
+                            Kind::ImageDownloadFatalError,
+                            format!(
+                                "Download of image {} failed: {m} (a qcow2 image whose \
+                                 metadata follows its data needs an image server that \
+                                 answers HTTP Range requests)",
+                                job.id
+                            ),
+                        ),
+                        f => f.into_error(job.id),
                     };
-                    ConvError::Write(AgentError::download(
-                        job.id,
-                        format!("{}{hint}", f.message()),
-                    ))
+                    ConvError::Write(e)
                 })?;
             let mut buf = vec![0u8; 256 * 1024];
             let mut left = len;
