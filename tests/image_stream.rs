@@ -1033,13 +1033,21 @@ fn qcow2_with_metadata_after_the_data_uses_range_requests() {
     let url = srv.put("/late.qcow2", data.clone());
     let agent = start(&dir, &root, &[]);
     let r = prepare(&agent, image_info("img-late", &url, &data, "qcow2"));
-    assert_eq!(r["command_status"], "SUCCEEDED", "{r}\n{}", agent.log_text());
+    assert_eq!(
+        r["command_status"],
+        "SUCCEEDED",
+        "{r}\n{}",
+        agent.log_text()
+    );
     // compare the written part and a stretch of the zeroed rest
     assert_disk(&disk, &expected[..24 * MIB]);
     assert!(read(&disk, 1099 * MIB as u64, MIB).iter().all(|&b| b == 0));
     let log = srv.log("/late.qcow2");
     let ranges: Vec<&String> = log.iter().filter_map(|(r, _)| r.as_ref()).collect();
-    assert!(!ranges.is_empty(), "the tables were not read with Range: {log:?}");
+    assert!(
+        !ranges.is_empty(),
+        "the tables were not read with Range: {log:?}"
+    );
     assert!(agent.log_text().contains("with Range requests"));
 
     // the same image from a server without Range support: a clear refusal
@@ -1047,6 +1055,9 @@ fn qcow2_with_metadata_after_the_data_uses_range_requests() {
     let r = prepare(&agent, image_info("img-late2", &url, &data, "qcow2"));
     assert_eq!(r["command_status"], "FAILED", "{r}");
     let d = r["command_error"]["details"].as_str().unwrap();
-    assert!(d.contains("needs an image server that answers HTTP Range requests"), "{d}");
+    assert!(
+        d.contains("needs an image server that answers HTTP Range requests"),
+        "{d}"
+    );
     assert!(read(&disk, 0, MIB).iter().all(|&b| b == 0));
 }
