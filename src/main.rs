@@ -85,7 +85,8 @@ fn write_private(path: &std::path::Path, data: &str) -> std::io::Result<()> {
 /// `process_lookup_data` does; the API server starts after lookup, so it
 /// serves with it (Ironic 39 sends "1.3": its conductor connects with TLS
 /// 1.3 only). `tls_cipher_suites` is an OpenSSL cipher string for TLS 1.2;
-/// rustls offers only AEAD suites anyway, so it is not applied.
+/// the agent's fixed list already is IPA's default one (ECDHE with AES-GCM,
+/// `tls.rs::provider`), so it is not applied.
 fn lookup_tls_settings(c: &Config, found: Option<&lookup::Found>) -> Config {
     let mut out = c.clone();
     let Some(cfg) = found.and_then(|f| f.content.get("config")) else {
@@ -106,7 +107,7 @@ fn lookup_tls_settings(c: &Config, found: Option<&lookup::Found>) -> Config {
     if let Some(suites) = cfg.get("tls_cipher_suites").and_then(|v| v.as_str()) {
         log::warn!(
             "not applying Ironic's tls_cipher_suites {suites:?}: this agent offers only \
-             AEAD suites (AES-GCM, ChaCha20-Poly1305)"
+             IPA's default TLS 1.2 suites (ECDHE-ECDSA/RSA with AES-256/128-GCM)"
         );
     }
     out
@@ -133,7 +134,7 @@ fn run() -> i32 {
     for w in &loaded.warnings {
         log::warn!("{w}");
     }
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    let _ = tls::provider().install_default();
     let mut config = loaded.config;
     if config.hardware_initialization_delay > 0 {
         log::info!(
@@ -172,6 +173,17 @@ fn run() -> i32 {
     }
     let agent = Arc::new(Agent::new(config, logs));
     let c = &agent.config;
+    let https = c
+        .api_urls
+        .iter()
+        .chain(&c.inspection_callback_url)
+        .any(|u| u.starts_with("https://"));
+    if https && !c.insecure && c.cafile.is_none() && tls::system_ca_bundle(&c.root).is_none() {
+        log::warn!(
+            "no CA to verify Ironic's HTTPS certificate: give ipa-cafile, put a CA bundle \
+             at /etc/ssl/certs/ca-certificates.crt or set ipa-insecure=1"
+        );
+    }
 
     // Inspection, then lookup (unless standalone).
     let mut client: Option<Arc<Client>> = None;

@@ -8,15 +8,34 @@
 //!   else).
 //! * Client (Ironic, inspection, image servers): certificates verified by
 //!   default; `ipa-insecure` turns verification off; `--cafile` /
-//!   `ipa-cafile` replaces the built-in Mozilla roots with the operator's CA.
+//!   `ipa-cafile` names the CA to trust, otherwise the system bundle
+//!   (`<root>/etc/ssl/certs/ca-certificates.crt` or the RHEL path) is used,
+//!   as IPA's `requests` does in a DIB ramdisk. No roots are compiled in:
+//!   the ramdisk's trust is the operator's, and Mozilla's list (webpki-roots)
+//!   cost ~80 KiB of the static binary.
 
 use crate::config::{Config, Curve, TlsVersion};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use std::net::IpAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
+
+/// The system CA bundles IPA's ramdisks trust through `requests`
+/// (Debian/Ubuntu, then RHEL/Fedora), relative to `--root`.
+const SYSTEM_CA_BUNDLES: &[&str] = &[
+    "/etc/ssl/certs/ca-certificates.crt",
+    "/etc/pki/tls/certs/ca-bundle.crt",
+];
+
+/// The first system CA bundle that exists: its bytes and path.
+pub fn system_ca_bundle(root: &Path) -> Option<(Vec<u8>, PathBuf)> {
+    SYSTEM_CA_BUNDLES.iter().find_map(|p| {
+        let path = root.join(p.trim_start_matches('/'));
+        std::fs::read(&path).ok().map(|b| (b, path))
+    })
+}
 
 /// A server identity ready to serve.
 pub struct ServerTls {
@@ -25,8 +44,93 @@ pub struct ServerTls {
     pub config: Arc<rustls::ServerConfig>,
 }
 
-fn provider() -> rustls::crypto::CryptoProvider {
-    rustls::crypto::ring::default_provider()
+/// The kernel's CSPRNG for rustls (getrandom(2), as ring itself uses).
+#[derive(Debug)]
+struct KernelRandom;
+
+impl rustls::crypto::SecureRandom for KernelRandom {
+    fn fill(&self, buf: &mut [u8]) -> Result<(), rustls::crypto::GetRandomFailed> {
+        crate::sys::getrandom(buf).map_err(|_| rustls::crypto::GetRandomFailed)
+    }
+}
+
+/// Private keys through ring's signers.
+#[derive(Debug)]
+struct RingKeys;
+
+impl rustls::crypto::KeyProvider for RingKeys {
+    fn load_private_key(
+        &self,
+        key_der: PrivateKeyDer<'static>,
+    ) -> Result<Arc<dyn rustls::sign::SigningKey>, rustls::Error> {
+        rustls::crypto::ring::sign::any_supported_type(&key_der)
+    }
+}
+
+/// What webpki can verify with ring: the list rustls' ring provider uses
+/// (`rustls::crypto::ring::SUPPORTED_SIG_ALGS`, private there).
+static SIG_ALGS: rustls::crypto::WebPkiSupportedAlgorithms = {
+    use rustls::SignatureScheme as S;
+    use webpki::ring as a;
+    rustls::crypto::WebPkiSupportedAlgorithms {
+        all: &[
+            a::ECDSA_P256_SHA256,
+            a::ECDSA_P256_SHA384,
+            a::ECDSA_P384_SHA256,
+            a::ECDSA_P384_SHA384,
+            a::ED25519,
+            a::RSA_PSS_2048_8192_SHA256_LEGACY_KEY,
+            a::RSA_PSS_2048_8192_SHA384_LEGACY_KEY,
+            a::RSA_PSS_2048_8192_SHA512_LEGACY_KEY,
+            a::RSA_PKCS1_2048_8192_SHA256,
+            a::RSA_PKCS1_2048_8192_SHA384,
+            a::RSA_PKCS1_2048_8192_SHA512,
+            a::RSA_PKCS1_2048_8192_SHA256_ABSENT_PARAMS,
+            a::RSA_PKCS1_2048_8192_SHA384_ABSENT_PARAMS,
+            a::RSA_PKCS1_2048_8192_SHA512_ABSENT_PARAMS,
+        ],
+        // TLS 1.2 does not tie the curve to the scheme; TLS 1.3 does.
+        mapping: &[
+            (
+                S::ECDSA_NISTP384_SHA384,
+                &[a::ECDSA_P384_SHA384, a::ECDSA_P256_SHA384],
+            ),
+            (
+                S::ECDSA_NISTP256_SHA256,
+                &[a::ECDSA_P256_SHA256, a::ECDSA_P384_SHA256],
+            ),
+            (S::ED25519, &[a::ED25519]),
+            (S::RSA_PSS_SHA512, &[a::RSA_PSS_2048_8192_SHA512_LEGACY_KEY]),
+            (S::RSA_PSS_SHA384, &[a::RSA_PSS_2048_8192_SHA384_LEGACY_KEY]),
+            (S::RSA_PSS_SHA256, &[a::RSA_PSS_2048_8192_SHA256_LEGACY_KEY]),
+            (S::RSA_PKCS1_SHA512, &[a::RSA_PKCS1_2048_8192_SHA512]),
+            (S::RSA_PKCS1_SHA384, &[a::RSA_PKCS1_2048_8192_SHA384]),
+            (S::RSA_PKCS1_SHA256, &[a::RSA_PKCS1_2048_8192_SHA256]),
+        ],
+    }
+};
+
+/// ring with AES-GCM suites only: IPA's own TLS 1.2 list is
+/// ECDHE-{ECDSA,RSA}-AES{256,128}-GCM (`ipa-tls-cipher-suites` default), and
+/// leaving ChaCha20-Poly1305 out keeps its code (~40 KiB) out of the static
+/// binary. Built by hand because `ring::default_provider()` references every
+/// suite, which keeps them all linked.
+pub fn provider() -> rustls::crypto::CryptoProvider {
+    use rustls::crypto::ring::{cipher_suite as cs, kx_group};
+    rustls::crypto::CryptoProvider {
+        cipher_suites: vec![
+            cs::TLS13_AES_256_GCM_SHA384,
+            cs::TLS13_AES_128_GCM_SHA256,
+            cs::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+            cs::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+            cs::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+            cs::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+        ],
+        kx_groups: vec![kx_group::X25519, kx_group::SECP256R1, kx_group::SECP384R1],
+        signature_verification_algorithms: SIG_ALGS,
+        secure_random: &KernelRandom,
+        key_provider: &RingKeys,
+    }
 }
 
 static TLS12_AND_13: &[&rustls::SupportedProtocolVersion] =
@@ -149,20 +253,29 @@ pub fn client_tls(config: &Config) -> Result<ureq::tls::TlsConfig, String> {
     if config.insecure {
         b = b.disable_verification(true);
     }
-    if let Some(ca) = &config.cafile {
-        let pem =
-            std::fs::read(ca).map_err(|e| format!("reading CA file {}: {e}", ca.display()))?;
-        let certs: Vec<Certificate<'static>> = ureq::tls::parse_pem(&pem)
-            .filter_map(|item| match item {
-                Ok(ureq::tls::PemItem::Certificate(c)) => Some(c),
-                _ => None,
-            })
-            .collect();
-        if certs.is_empty() {
-            return Err(format!("CA file {} holds no certificate", ca.display()));
-        }
-        b = b.root_certs(RootCerts::new_with_certs(&certs));
+    let (pem, from) = match &config.cafile {
+        Some(ca) => (
+            std::fs::read(ca).map_err(|e| format!("reading CA file {}: {e}", ca.display()))?,
+            ca.clone(),
+        ),
+        None => match system_ca_bundle(&config.root) {
+            Some(found) => found,
+            None => (Vec::new(), PathBuf::new()),
+        },
+    };
+    let certs: Vec<Certificate<'static>> = ureq::tls::parse_pem(&pem)
+        .filter_map(|item| match item {
+            Ok(ureq::tls::PemItem::Certificate(c)) => Some(c),
+            _ => None,
+        })
+        .collect();
+    if certs.is_empty() && config.cafile.is_some() {
+        return Err(format!("CA file {} holds no certificate", from.display()));
     }
+    // With no roots at all every verified HTTPS connection fails with
+    // "invalid peer certificate: UnknownIssuer"; main() warns about that at
+    // start (see `system_ca_bundle`).
+    b = b.root_certs(RootCerts::new_with_certs(&certs));
     if let (Some(cert), Some(key)) = (&config.certfile, &config.keyfile) {
         let cpem = std::fs::read(cert).map_err(|e| format!("reading {}: {e}", cert.display()))?;
         let kpem = std::fs::read(key).map_err(|e| format!("reading {}: {e}", key.display()))?;
@@ -176,14 +289,15 @@ pub fn client_tls(config: &Config) -> Result<ureq::tls::TlsConfig, String> {
             PrivateKey::from_pem(&kpem).map_err(|e| format!("parsing {}: {e}", key.display()))?;
         b = b.client_cert(Some(ClientCert::new_with_certs(&chain, key)));
     }
+    // Always our provider: ureq is built without one of its own. ureq has
+    // no protocol-version knob; with tls_min_version 1.3 a provider with
+    // only TLS 1.3 suites makes rustls offer TLS 1.3 alone.
+    let mut p = provider();
     if config.tls_min_version == TlsVersion::V1_3 {
-        // ureq has no protocol-version knob; a provider with only TLS 1.3
-        // suites makes rustls offer TLS 1.3 alone.
-        let mut p = provider();
         p.cipher_suites
             .retain(|s| s.version() == &rustls::version::TLS13);
-        b = b.unversioned_rustls_crypto_provider(Arc::new(p));
     }
+    b = b.unversioned_rustls_crypto_provider(Arc::new(p));
     Ok(b.build())
 }
 
@@ -202,7 +316,7 @@ mod tests {
 
     #[test]
     fn auto_cert_is_pem_and_configures() {
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        let _ = provider().install_default();
         let c = Config::default();
         let t = auto_tls("127.0.0.1".parse().unwrap(), "test-host", &c).unwrap();
         assert!(t.cert_pem.starts_with("-----BEGIN CERTIFICATE-----"));

@@ -496,8 +496,12 @@ pub fn client_trusting(ca_pem: &str) -> ureq::Agent {
         })
         .collect();
     assert!(!certs.is_empty(), "no certificate in {ca_pem}");
+    // the agent builds ureq without a provider of its own (Cargo.toml)
     let tls = TlsConfig::builder()
         .root_certs(RootCerts::new_with_certs(&certs))
+        .unversioned_rustls_crypto_provider(std::sync::Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
         .build();
     ureq::Agent::config_builder()
         .tls_config(tls)
