@@ -74,7 +74,7 @@ impl Root {
                 .collect(),
             Err(_) => vec![],
         };
-        v.sort();
+        crate::util::sort_small(&mut v);
         v
     }
 

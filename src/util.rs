@@ -160,6 +160,26 @@ pub fn sha256_crypt(password: &[u8], salt: &str) -> String {
     out
 }
 
+/// Stable in-place insertion sort for the agent's short lists (disks, NICs,
+/// partitions, step names: at most a few hundred entries). std's driftsort
+/// is the better algorithm for long slices but instantiates ~4 KiB of code
+/// per element type and comparator; a dozen call sites cost more of the
+/// static binary's budget than any of these lists costs in time.
+pub fn sort_small_by<T>(v: &mut [T], mut cmp: impl FnMut(&T, &T) -> std::cmp::Ordering) {
+    for i in 1..v.len() {
+        let mut j = i;
+        while j > 0 && cmp(&v[j - 1], &v[j]) == std::cmp::Ordering::Greater {
+            v.swap(j - 1, j);
+            j -= 1;
+        }
+    }
+}
+
+/// [`sort_small_by`] in the natural order.
+pub fn sort_small<T: Ord>(v: &mut [T]) {
+    sort_small_by(v, T::cmp)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -198,5 +218,17 @@ mod tests {
         let s = random_salt(16);
         assert_eq!(s.len(), 16);
         assert!(s.bytes().all(|c| CRYPT64.contains(&c)));
+    }
+
+    #[test]
+    fn sort_small_is_stable_and_sorts() {
+        let mut v = vec![(3, 'a'), (1, 'b'), (3, 'c'), (2, 'd'), (1, 'e')];
+        sort_small_by(&mut v, |a, b| a.0.cmp(&b.0));
+        assert_eq!(v, [(1, 'b'), (1, 'e'), (2, 'd'), (3, 'a'), (3, 'c')]);
+        let mut w: Vec<u32> = (0..300).rev().collect();
+        sort_small(&mut w);
+        assert!(w.windows(2).all(|p| p[0] < p[1]));
+        let mut e: Vec<u8> = vec![];
+        sort_small(&mut e);
     }
 }

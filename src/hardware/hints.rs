@@ -416,7 +416,7 @@ pub fn parse_hints(hints: &Hints) -> std::result::Result<Option<BTreeMap<String,
         .filter(|k| hint_type(k).is_none())
         .collect();
     if !invalid.is_empty() {
-        invalid.sort();
+        crate::util::sort_small(&mut invalid);
         let valid: Vec<&str> = VALID.iter().map(|(n, _)| *n).collect();
         return Err(format!(
             "The hints \"{}\" are invalid. Valid hints are: \"{}\"",
@@ -737,7 +737,7 @@ pub fn select_root_device(devices: &[BlockDevice], hints: Option<&Hints>) -> Res
     }
     const MIN: u64 = 4 << 30;
     let mut v: Vec<&BlockDevice> = devices.iter().collect();
-    v.sort_by(|a, b| (a.size, &a.name).cmp(&(b.size, &b.name)));
+    crate::util::sort_small_by(&mut v, |a, b| (a.size, &a.name).cmp(&(b.size, &b.name)));
     v.into_iter()
         .find(|d| d.size >= MIN)
         .cloned()

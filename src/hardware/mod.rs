@@ -270,7 +270,8 @@ impl Managers {
                 *s > support::NONE
             })
             .collect();
-        list.sort_by_key(|m| std::cmp::Reverse(m.1));
+        // stable: equal support keeps registration order, as IPA's sorted()
+        crate::util::sort_small_by(&mut list, |a, b| b.1.cmp(&a.1));
         Managers { list }
     }
 

@@ -197,7 +197,7 @@ impl ScriptHardwareManager {
                 .collect(),
             Err(_) => vec![],
         };
-        names.sort();
+        crate::util::sort_small(&mut names);
         let mut steps: Vec<ScriptStep> = vec![];
         let mut hash = Sha256::new();
         for n in names {

@@ -290,7 +290,7 @@ impl Nvram {
                 Err(err) => log::warn!("reading {name}: {err}"),
             }
         }
-        out.sort_by_key(|b| b.number);
+        crate::util::sort_small_by(&mut out, |a, b| a.number.cmp(&b.number));
         Ok(out)
     }
 

@@ -240,7 +240,7 @@ impl<'a, I: Io> Fat<'a, I> {
                 continue;
             }
             let long = if !lfn.is_empty() && lfn_sum == Some(short_checksum(&e[0..11])) {
-                lfn.sort_by_key(|(seq, _)| *seq);
+                crate::util::sort_small_by(&mut lfn, |a, b| a.0.cmp(&b.0));
                 let units: Vec<u16> = lfn
                     .iter()
                     .flat_map(|(_, u)| u.iter().copied())

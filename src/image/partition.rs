@@ -378,7 +378,7 @@ impl Layout {
             mbr::TYPE_LINUX,
             msdos_boot,
         ));
-        v.sort_by_key(|p| p.0.number);
+        crate::util::sort_small_by(&mut v, |a, b| a.0.number.cmp(&b.0.number));
         v
     }
 

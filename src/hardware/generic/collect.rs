@@ -181,7 +181,7 @@ pub fn numa_topology(root: &Root) -> Result<Value> {
         .filter(|n| n.starts_with("node") && root.path(format!("{dir}/{n}")).is_dir())
         .filter_map(|n| n[4..].parse().ok().map(|id| (id, n)))
         .collect();
-    nodes.sort();
+    crate::util::sort_small(&mut nodes);
     let mut ram = vec![];
     let mut cpus: Vec<(u32, u32, Vec<u32>)> = vec![];
     for (id, n) in &nodes {

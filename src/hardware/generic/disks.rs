@@ -49,7 +49,7 @@ pub fn list_block_devices(root: &Root, include_partitions: bool) -> Result<Vec<B
 /// [`list_block_devices`] with explicit options.
 pub fn list_block_devices_with(root: &Root, opts: ListOpts) -> Result<Vec<BlockDevice>> {
     let mut knames = root.list("/sys/block");
-    knames.sort_by(|a, b| natural_cmp(a, b));
+    crate::util::sort_small_by(&mut knames, |a, b| natural_cmp(a, b));
     let by_path = by_path_map(root);
     let mpath_members = multipath_members(root, &knames);
 
@@ -421,7 +421,7 @@ fn read_partitions(
     by_path: &BTreeMap<String, String>,
 ) -> Vec<BlockDevice> {
     let mut names: Vec<String> = partition_names(root, &disk.kname);
-    names.sort_by(|a, b| natural_cmp(a, b));
+    crate::util::sort_small_by(&mut names, |a, b| natural_cmp(a, b));
     let mut out = vec![];
     for p in names {
         let base = format!("/sys/block/{}/{p}", disk.kname);

@@ -426,7 +426,7 @@ fn collect(results: Vec<(String, Result<Value>)>, prefix: &str) -> Result<Map<St
         0 => Ok(out),
         1 => Err(errors.pop().expect("one").1),
         _ => {
-            errors.sort_by(|a, b| a.0.cmp(&b.0));
+            crate::util::sort_small_by(&mut errors, |a, b| a.0.cmp(&b.0));
             Err(AgentError::erase(format!(
                 "{prefix}: {}",
                 errors

@@ -386,7 +386,7 @@ pub fn erasable(
         targets.push(t);
     }
     // IPA sorts by name, reversed; any stable order will do for disks.
-    targets.sort_by(|a, b| b.dev.name.cmp(&a.dev.name));
+    crate::util::sort_small_by(&mut targets, |a, b| b.dev.name.cmp(&a.dev.name));
     Ok((targets, skipped))
 }
 

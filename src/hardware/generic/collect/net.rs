@@ -19,7 +19,9 @@ pub fn interface_names(root: &Root) -> Vec<String> {
                 || root.exists(format!("/sys/class/net/{n}/bonding"))
         })
         .collect();
-    names.sort_by(|a, b| crate::hardware::generic::disks::natural_cmp(a, b));
+    crate::util::sort_small_by(&mut names, |a, b| {
+        crate::hardware::generic::disks::natural_cmp(a, b)
+    });
     names
 }
 
