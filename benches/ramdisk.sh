@@ -7,10 +7,11 @@
 #   * the smallest RAM that boots and passes, by bisection, per boot path;
 #     "passes" = /v1/status, poll.get_hardware_info and the clean step
 #     erase_devices_metadata all succeed (standalone agent, token from the
-#     console); with --ironic the whole Ironic cycle also runs at 128 MiB
-#     and at the floor found.
+#     console); floor `ironic`: the whole Ironic cycle (inspect, clean,
+#     deploy; tests/vm/ironic_vm.py) passes. With --ironic the cycle also
+#     runs at 128 MiB, which times boot to the first heartbeat.
 #
-#   benches/ramdisk.sh [--boots N] [--ironic] [--floors vm,hw,uefi,iso-bios,iso-uefi]
+#   benches/ramdisk.sh [--boots N] [--ironic] [--floors vm,hw,uefi,iso-bios,iso-uefi,ironic]
 #
 # Prints a table with ratios against IPA's published numbers; raw output in
 # $BENCH_WORK (default: a new /tmp dir).
@@ -77,28 +78,42 @@ try() {
   [ $ok = 1 ]
 }
 
-# boot timing: the vm set in 128 MiB, BOOTS times
-READY=() UPTIME=()
+# boot timing: the vm set in 128 MiB, BOOTS times per initramfs compression
+# (interleaved, so load changes hit all three alike)
+READY=() UPTIME=() READY_zstd=() READY_xz=()
 for i in $(seq "$BOOTS"); do
-  if try timing-$i 128M --dir "$WORK/vm"; then
-    READY+=("$VM_READY_SECONDS")
-    UPTIME+=("$(grep -ao 'agent started (uptime [0-9.]*' "$VM_CONSOLE" | awk '{print $NF}')")
-  else
-    log "timing boot $i failed: $WORK/try-timing-$i-128M"
-  fi
+  for c in gzip zstd xz; do
+    d=$WORK/vm; [ $c = gzip ] || d=$WORK/vm-$c
+    if try "timing-$c-$i" 128M --dir "$d"; then
+      case $c in
+        gzip) READY+=("$VM_READY_SECONDS")
+              UPTIME+=("$(grep -ao 'agent started (uptime [0-9.]*' "$VM_CONSOLE" | awk '{print $NF}')") ;;
+        zstd) READY_zstd+=("$VM_READY_SECONDS") ;;
+        xz) READY_xz+=("$VM_READY_SECONDS") ;;
+      esac
+    else
+      log "timing boot $c $i failed: $WORK/try-timing-$c-$i-128M"
+    fi
+  done
 done
 stats() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END{if(NR==0){print "n/a"; exit} printf "median %.2f (min %.2f, max %.2f, n=%d)", a[int((NR+1)/2)], a[1], a[NR], NR}'; }
 
 # ---------------------------------------------------------------- floors
+# try_ironic NAME MEM: the Ironic cycle (inspect, clean, deploy) passes
+try_ironic() {
+  python3 "$ROOT/tests/vm/ironic_vm.py" --ramdisk "$WORK/vm" --work "$WORK/try-$1-$2" \
+    --mem "$2" --phases icd > "$WORK/try-$1-$2.log" 2>&1
+}
 # floor NAME ARGS...: smallest MiB in [lo, hi] that passes, 2 MiB steps
 declare -A FLOOR
 floor() {
   local name=$1; shift
-  local lo=40 hi=256 mid
-  try "floor-$name" "${hi}M" "$@" || { FLOOR[$name]=">$hi"; log "$name: fails even at ${hi}M"; return 0; }
+  local lo=40 hi=256 mid fn=try
+  [ "$name" = ironic ] && { fn=try_ironic hi=128; }
+  $fn "floor-$name" "${hi}M" "$@" || { FLOOR[$name]=">$hi"; log "$name: fails even at ${hi}M"; return 0; }
   while [ $((hi - lo)) -gt 2 ]; do
     mid=$(( (lo + hi) / 4 * 2 ))
-    if try "floor-$name" "${mid}M" "$@"; then hi=$mid; else lo=$mid; fi
+    if $fn "floor-$name" "${mid}M" "$@"; then hi=$mid; else lo=$mid; fi
     log "$name: ${mid}M $([ $hi = "$mid" ] && echo passes || echo fails)"
   done
   FLOOR[$name]=$hi
@@ -111,20 +126,21 @@ for f in "${fl[@]}"; do
     uefi) floor uefi --dir "$WORK/vm" --uefi ;;
     iso-bios) floor iso-bios --iso "$WORK/vm.iso" ;;
     iso-uefi) floor iso-uefi --iso "$WORK/vm.iso" --uefi ;;
+    ironic) floor ironic ;;
     *) log "unknown floor $f" ;;
   esac
 done
 
 # ---------------------------------------------------------------- Ironic
-HB="" CYCLE128="" CYCLEFLOOR=""
+HB=() CYCLE128=""
 if [ "$IRONIC" = 1 ]; then
-  for m in 128M "${FLOOR[vm]:-128}M"; do
+  for i in $(seq "$BOOTS"); do
     rc=0
-    python3 "$ROOT/tests/vm/ironic_vm.py" --ramdisk "$WORK/vm" --work "$WORK/ironic-$m" --mem "$m" \
-      > "$WORK/ironic-$m.log" 2>&1 || rc=$?
+    python3 "$ROOT/tests/vm/ironic_vm.py" --ramdisk "$WORK/vm" --work "$WORK/ironic-$i" --mem 128M \
+      > "$WORK/ironic-$i.log" 2>&1 || rc=$?
     res=$([ $rc = 0 ] && echo PASS || { [ $rc = 2 ] && echo PENDING || echo FAIL; })
-    [ "$m" = 128M ] && CYCLE128=$res || CYCLEFLOOR="$res at $m"
-    [ -f "$WORK/ironic-$m/heartbeat-seconds" ] && [ "$m" = 128M ] && HB=$(cat "$WORK/ironic-$m/heartbeat-seconds")
+    CYCLE128="$CYCLE128 $res"
+    [ -f "$WORK/ironic-$i/heartbeat-seconds" ] && HB+=("$(cat "$WORK/ironic-$i/heartbeat-seconds")")
   done
 fi
 
@@ -143,10 +159,10 @@ echo "| agent binary | $(field "$WORK/vm" 'agent bytes') B | | ~74 MB site-packa
 echo "| modules vm / hardware (.ko.xz) | $(field "$WORK/vm" 'module bytes') / $(field "$WORK/hw" 'module bytes') B | | | |"
 echo "| ISO (vm) | $(stat -c %s "$WORK/vm.iso") B | | | |"
 echo "| qemu start -> /v1/status 200, vm, 128 MiB, TCG | $(stats "${READY[@]}") s | <= 5 s | | |"
-echo "| guest uptime at agent start | $(stats "${UPTIME[@]}") s | | | |"
-[ "$IRONIC" = 1 ] && echo "| qemu start -> first heartbeat in Ironic | ${HB:-n/a} s | <= 5 s | | |"
-[ "$IRONIC" = 1 ] && echo "| Ironic inspect+clean+deploy in 128 MiB | $CYCLE128 | pass | 1.5-3 GiB | |"
-[ "$IRONIC" = 1 ] && echo "| Ironic cycle at the vm floor | $CYCLEFLOOR | | | |"
+echo "| same, zstd / xz initramfs | $(stats "${READY_zstd[@]}") / $(stats "${READY_xz[@]}") s | | | |"
+echo "| guest uptime at agent start (gzip) | $(stats "${UPTIME[@]}") s | | | |"
+[ "$IRONIC" = 1 ] && echo "| qemu start -> first heartbeat in Ironic, 128 MiB | $(stats "${HB[@]}") s | <= 5 s | | |"
+[ "$IRONIC" = 1 ] && echo "| Ironic inspect+clean+deploy in 128 MiB |$CYCLE128 | pass | 1.5-3 GiB | |"
 for f in "${fl[@]}"; do
   v=${FLOOR[$f]:-n/a}
   r=""; [[ "$v" =~ ^[0-9]+$ ]] && r="1/$((IPA_RAM_MIN / v)) of 1.5 GiB, 1/$((IPA_RAM_TYPICAL / v)) of 3 GiB"

@@ -10,7 +10,8 @@
 #      disks by serial
 #   h  `hardware` set (Debian amd64 kernel), 128 MiB, e1000e NIC, AHCI +
 #      virtio + NVMe + virtio-scsi disks, an emulated BMC: same checks
-#   b  reproducibility: the `vm` set built twice, identical initramfs bytes
+#   b  reproducibility: the `vm` set built twice (the second time later, into
+#      another directory, with umask 077), identical initramfs bytes
 #   z  the initramfs compressed with zstd and with xz boots too
 #   n  ip= static address + a VLAN from ipa-enable-vlan-interfaces (by MAC)
 #   r  rescue: rescue.finalize_rescue -> /init gives user `rescue` the
@@ -161,7 +162,8 @@ phase_h() {
 }
 
 phase_b() {
-  "$ROOT/ramdisk/build" --agent "$AGENT" -o "$WORK/out-vm2" 2>/dev/null || return 1
+  # later, elsewhere, with another umask: the same bytes
+  (umask 077; "$ROOT/ramdisk/build" --agent "$AGENT" -o "$WORK/out-vm2" 2>/dev/null) || return 1
   local a b
   a=$(grep initramfs "$WORK/out-vm/SHA256SUMS"); b=$(grep initramfs "$WORK/out-vm2/SHA256SUMS")
   log "build 1: $a"; log "build 2: $b"
