@@ -485,37 +485,51 @@ pub mod tests {
     use std::cell::RefCell;
 
     /// IDENTIFY DEVICE data built field by field (ACS-4 §7.13.6): model
-    /// (words 27–46, two characters per word, high byte first), word 82
-    /// bit 1 (Security feature set supported), words 89/90 (normal /
-    /// enhanced erase time, 2-minute units), word 128 (security status)
-    /// and the word-255 checksum. Synthetic on purpose: the states below
-    /// are the ones each test needs; real drives' IDENTIFY data (qemu's
-    /// AHCI emulation) is exercised by tests/vm/erase.sh.
+    /// (words 27–46, two characters per word, high byte first), serial
+    /// (words 10–19), word 82 bit 1 (Security feature set supported),
+    /// words 89/90 (normal / enhanced erase time, 2-minute units), word 128
+    /// (security status) and the word-255 checksum.
+    ///
+    /// The SSD profiles carry the values `hdparm -I` recorded from a real
+    /// SATA SSD in IPA's own tests (`tests/unit/samples/hardware_samples.py`,
+    /// HDPARM_INFO_TEMPLATE: "7 PIN  SATA FDM", serial
+    /// 20131210000000000023, 24 min for both erase units), with word 128 set
+    /// to the security state each test needs, as IPA's tests vary that
+    /// template. The HDD profiles are synthetic (times a test needs). Real
+    /// IDENTIFY data from qemu's AHCI emulation goes through SG_IO in
+    /// tests/vm/erase.sh; qemu cannot emulate ATA security, hence these.
     pub struct Profile {
         pub model: &'static str,
+        pub serial: &'static str,
         pub w89: u16,
         pub w90: u16,
         pub w128: u16,
     }
 
+    const FDM_MODEL: &str = "7 PIN  SATA FDM";
+    const FDM_SERIAL: &str = "20131210000000000023";
+
     /// SSD: security supported, enabled, frozen, enhanced erase (BIOSes
     /// freeze drives at boot; the usual state in a datacenter).
     pub const SSD_FROZEN: Profile = Profile {
-        model: "SYNTH SSD FROZEN",
-        w89: 1,
-        w90: 1,
+        model: FDM_MODEL,
+        serial: FDM_SERIAL,
+        w89: 12,
+        w90: 12,
         w128: 0x012b,
     };
     /// SSD: supported, enhanced erase, not frozen.
     pub const SSD_ENHANCED: Profile = Profile {
-        model: "SYNTH SSD ENHANCED",
-        w89: 1,
-        w90: 1,
+        model: FDM_MODEL,
+        serial: FDM_SERIAL,
+        w89: 12,
+        w90: 12,
         w128: 0x0021,
     };
     /// HDD: supported, enhanced erase estimated at 168 minutes.
     pub const HDD_ENHANCED_168MIN: Profile = Profile {
         model: "SYNTH HDD ENHANCED",
+        serial: "SYNTH0001",
         w89: 0x54,
         w90: 0x54,
         w128: 0x0021,
@@ -523,6 +537,7 @@ pub mod tests {
     /// HDD: supported, normal erase only, 160 minutes, not frozen.
     pub const HDD_NORMAL_160MIN: Profile = Profile {
         model: "SYNTH HDD NORMAL",
+        serial: "SYNTH0001",
         w89: 80,
         w90: 0,
         w128: 0x0001,
@@ -530,6 +545,7 @@ pub mod tests {
     /// HDD: supported, frozen.
     pub const HDD_FROZEN: Profile = Profile {
         model: "SYNTH HDD FROZEN",
+        serial: "SYNTH0001",
         w89: 0x40,
         w90: 0,
         w128: 0x0009,
@@ -537,6 +553,7 @@ pub mod tests {
     /// HDD without the security feature set.
     pub const HDD_NO_SECURITY: Profile = Profile {
         model: "SYNTH HDD NOSEC",
+        serial: "SYNTH0001",
         w89: 0,
         w90: 0,
         w128: 0,
@@ -549,6 +566,11 @@ pub mod tests {
         m[..p.model.len()].copy_from_slice(p.model.as_bytes());
         for (i, c) in m.chunks(2).enumerate() {
             w[27 + i] = u16::from_be_bytes([c[0], c[1]]);
+        }
+        let mut sn = [b' '; 20];
+        sn[..p.serial.len()].copy_from_slice(p.serial.as_bytes());
+        for (i, c) in sn.chunks(2).enumerate() {
+            w[10 + i] = u16::from_be_bytes([c[0], c[1]]);
         }
         // word 82: SMART, power management, write cache, look-ahead, NOP
         // and, with security, bit 1
@@ -664,11 +686,12 @@ pub mod tests {
     fn identify_data_fields() {
         let ssd = Identify::from_bytes(&synth(&SSD_FROZEN)).unwrap();
         assert!(ssd.checksum_ok());
-        assert_eq!(ssd.model(), "SYNTH SSD FROZEN");
+        assert_eq!(ssd.model(), "7 PIN  SATA FDM");
+        assert_eq!(ssd.serial(), "20131210000000000023");
         let s = ssd.security();
         // word 128 = 0x012b: supported, enabled, frozen, enhanced, level max
         assert!(s.supported && s.enabled && s.frozen && s.enhanced_supported && !s.locked);
-        assert_eq!(s.normal_time, Some(Duration::from_secs(120)));
+        assert_eq!(s.normal_time, Some(Duration::from_secs(24 * 60)));
         let nosec = Identify::from_bytes(&synth(&HDD_NO_SECURITY)).unwrap();
         assert!(!nosec.security().supported);
         let hdd = Identify::from_bytes(&synth(&HDD_ENHANCED_168MIN)).unwrap();
