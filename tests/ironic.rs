@@ -316,7 +316,9 @@ fn finished_async_command_forces_a_heartbeat() {
 /// Ironic wipes the token at the end of a clean or deploy: the next
 /// heartbeat gets 400 "Invalid or missing agent token received." The agent
 /// looks the node up again (with its UUID), takes the new token, and the
-/// old one stops working on its API.
+/// old one stops working on its API. The new session starts with no
+/// command results, as after a reboot: Ironic's `_freshly_booted` would
+/// otherwise never start the deploy steps (seen with Ironic 39).
 #[test]
 fn wiped_token_leads_to_a_new_lookup() {
     let (t1, t2) = (token('g'), token('h'));
@@ -347,6 +349,22 @@ fn wiped_token_leads_to_a_new_lookup() {
     });
     let dir = test_dir("wiped");
     let agent = AgentProc::start(&dir, &agent_args(&dir, &ironic.url(), &[]));
+    // a command of the first session, before the token is wiped
+    let first = ironic.wait_for("POST", "/v1/heartbeat/", 1, SECS(20))[0].json();
+    let cb = first["callback_url"].as_str().unwrap();
+    let client = client_trusting(first["agent_verify_ca"].as_str().unwrap());
+    let cmd = json!({"name": "standby.get_partition_uuids", "params": {}});
+    post_json(
+        &client,
+        &format!("{cb}/v1/commands/?wait=true&agent_token={t1}"),
+        &cmd,
+    );
+    let (s, v) = get_json(&client, &format!("{cb}/v1/commands/?agent_token={t1}"));
+    assert_eq!(
+        (s, v["commands"].as_array().map(Vec::len)),
+        (200, Some(1)),
+        "{v}"
+    );
     let hbs = ironic.wait_for("POST", "/v1/heartbeat/", 3, SECS(30));
     let lk = ironic.matching("GET", "/v1/lookup");
     assert_eq!(lk.len(), 2, "{lk:?}");
@@ -368,10 +386,8 @@ fn wiped_token_leads_to_a_new_lookup() {
         get_json(&client, &format!("{cb}/v1/commands/?agent_token={t1}")).0,
         401
     );
-    assert_eq!(
-        get_json(&client, &format!("{cb}/v1/commands/?agent_token={t2}")).0,
-        200
-    );
+    let (s, v) = get_json(&client, &format!("{cb}/v1/commands/?agent_token={t2}"));
+    assert_eq!((s, &v["commands"]), (200, &json!([])), "{v}");
     agent.assert_clean_log(&[&t1, &t2]);
 }
 

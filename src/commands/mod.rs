@@ -179,6 +179,12 @@ impl Store {
     pub fn last(&self) -> Option<Arc<Entry>> {
         lock(&self.entries).back().cloned()
     }
+
+    /// Drop every finished result; a running command stays (it still
+    /// holds the agent busy).
+    pub fn forget_finished(&self) {
+        lock(&self.entries).retain(|e| e.status() == Status::Running);
+    }
 }
 
 type Job = Box<dyn FnOnce() + Send>;
@@ -574,5 +580,22 @@ mod tests {
             .map(|v| v["command_name"].as_str().unwrap().to_string())
             .collect();
         assert_eq!(names, vec!["c2", "c3", "c4"]);
+    }
+
+    #[test]
+    fn forget_finished_keeps_the_running_command() {
+        let s = Store::new(10);
+        let done = Arc::new(Entry::new("done"));
+        done.finish(&Ok(Value::Null), false);
+        let failed = Arc::new(Entry::new("failed"));
+        failed.finish(&Err(AgentError::execution("x")), true);
+        s.push(done);
+        s.push(Arc::new(Entry::new("running")));
+        s.push(failed);
+        s.forget_finished();
+        let v = s.list_json();
+        assert_eq!(v.as_array().unwrap().len(), 1, "{v}");
+        assert_eq!(v[0]["command_name"], "running");
+        assert_eq!(v[0]["command_status"], "RUNNING");
     }
 }

@@ -155,6 +155,17 @@ impl Heartbeater {
             );
             return false;
         }
+        // Ironic wipes the token when it believes the node rebooted (end
+        // of a clean or deploy, or a power action that did nothing here:
+        // fake or manual power), so the new session must look like a fresh
+        // boot. Ironic's agent_base._freshly_booted takes any earlier
+        // command in GET /v1/commands as "this ramdisk already ran steps"
+        // and then waits for an execute_deploy_step that never comes: a
+        // deploy after a clean stayed in `wait call-back` (Ironic 39,
+        // tests/e2e phase q without fast track). The written-image cache
+        // goes too: cleaning may have wiped the disk since.
+        self.agent.commands.forget_finished();
+        self.agent.state().written_image = None;
         log::info!("new agent token received; heartbeating again");
         true
     }
