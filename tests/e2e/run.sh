@@ -4,7 +4,7 @@
 # needed (tests/e2e/ironic.sh), starts it on free loopback ports with a
 # fresh state directory, runs tests/e2e/e2e.py, stops Ironic.
 #
-#   tests/e2e/run.sh [--phases abcfdt] [--fixture DIR]
+#   tests/e2e/run.sh [--phases abcfdqpwt] [--fixture DIR]
 #
 # Environment: CARGO_TARGET_DIR (as cargo), E2E_WORK (keep everything
 # there instead of a fresh temp dir), E2E_STRICT=1 (PENDING phases fail),
