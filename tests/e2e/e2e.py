@@ -47,6 +47,12 @@ Ironic 39 findings:
   operator's way out, and the node gets no UEFI boot entry.
 - Undeploy (`deleted`) wipes instance_info; the harness sets it whole
   before every deploy.
+- Without fast track, Ironic starts the deploy steps only for an agent it
+  takes for freshly booted (agent_base._freshly_booted: no command in
+  GET /v1/commands but get_deploy_steps). With fake power the agent that
+  cleaned is still running when the deploy starts; it re-looks up once
+  its token is wiped and, since 44ba24e, drops its old results so Ironic
+  sees a fresh boot (before, the node stayed in `wait call-back`).
 
 Outcome per phase: PASS, FAIL, or PENDING when the agent failed exactly
 because a step is "not implemented in this build yet" (work on other
