@@ -35,6 +35,8 @@ RUNS=${RUNS:-3}
 # "device" is as fast as memory, so the test is about CPU per byte)
 BACKING=${BACKING:-disk}
 mkdir -p "$WORK"
+# nginx's worker (www-data) must read the images: mktemp makes 0700
+chmod 755 "$WORK"
 log() { echo "[image-write] $*" >&2; }
 free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
 [ "$(id -u)" -eq 0 ] || { echo "needs root for loop devices" >&2; exit 2; }
@@ -118,6 +120,9 @@ cleanup() {
   kill "$NGINX" 2>/dev/null || true
   losetup -d "$LOOP" 2>/dev/null || true
   rm -f "$BACK"
+  # the GiB-sized images go unless BENCH_WORK keeps them for the next run;
+  # the logs stay
+  [ -n "${BENCH_WORK:-}" ] || rm -f "$WORK"/*.raw "$WORK"/*.qcow2
 }
 trap cleanup EXIT
 sleep 0.5
@@ -162,7 +167,7 @@ pipe() {
   drop
   local s e
   s=$(secs)
-  /usr/bin/time -v -o "$WORK/time-curl.log" curl -sS "$URL/$RAW" \
+  /usr/bin/time -v -o "$WORK/time-curl.log" curl -fsS "$URL/$RAW" \
     | /usr/bin/time -v -o "$WORK/time-dd.log" dd of="$LOOP" bs=4M iflag=fullblock oflag=direct status=none
   e=$(secs)
   T[pipe]=$(python3 -c "print($e-$s)")
