@@ -46,6 +46,15 @@ fn execute_step(agent: &Arc<Agent>, params: &Params, kind: StepKind) -> Result<V
             Value::Object(step.clone())
         )));
     };
+    // A clean step may erase the disk an earlier deploy wrote (a failed
+    // deploy is cleaned by the same process under fast track): forget the
+    // written image, so that deploying the same image id again writes it
+    // instead of trusting a disk that no longer holds it. (IPA keeps its
+    // cached_image_id across cleaning; a rewrite costs time, a skipped one
+    // an unbootable node.)
+    if kind == StepKind::Clean {
+        agent.state().written_image = None;
+    }
     // IPA: kwargs are the extra command parameters, updated with step.args.
     let mut args: Map<String, Value> = params
         .iter()
@@ -93,4 +102,37 @@ pub fn get_service_steps(agent: &Arc<Agent>, p: &Params) -> Result<Value> {
 }
 pub fn execute_service_step(agent: &Arc<Agent>, p: &Params) -> Result<Value> {
     execute_step(agent, p, StepKind::Service)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::agent::WrittenImage;
+
+    #[test]
+    fn a_clean_step_forgets_the_written_image() {
+        let cfg = crate::config::Config {
+            root: std::env::temp_dir().join("ironic-agent-no-such-root"),
+            steps_dir: std::env::temp_dir().join("ironic-agent-no-such-steps"),
+            standalone: true,
+            ..Default::default()
+        };
+        let agent = Arc::new(Agent::new(cfg, crate::logbuf::LogBuffer::new(64)));
+        let written = || WrittenImage {
+            image_id: "img".into(),
+            device: "/dev/sda".into(),
+            partition_uuids: Map::new(),
+        };
+        let params = |step: &str| -> Params {
+            serde_json::from_value(json!({"step": {"step": step, "interface": "deploy"}})).unwrap()
+        };
+        agent.state().written_image = Some(written());
+        let _ = execute_deploy_step(&agent, &params("no_such_step"));
+        assert!(
+            agent.state().written_image.is_some(),
+            "deploy steps keep it"
+        );
+        let _ = execute_clean_step(&agent, &params("no_such_step"));
+        assert!(agent.state().written_image.is_none());
+    }
 }
