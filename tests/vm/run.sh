@@ -29,7 +29,9 @@
 #
 # PENDING: the agent answered, but a feature the check needs is not on
 # main yet (e.g. inventory collection). VM_STRICT=1 counts PENDING as FAIL.
-# Environment: VM_WORK (keep files there), VM_MEM [128M], CARGO_TARGET_DIR.
+# Environment: VM_WORK (keep files there), VM_MEM [128M], CARGO_TARGET_DIR,
+# VM_AGENT (an agent binary to test instead of building one, e.g. the
+# output of scripts/build-static --small).
 # Exit status: 1 if any phase FAILed.
 set -euo pipefail
 
@@ -109,8 +111,13 @@ setup() {
   local t0; t0=$(now)
   ensure_qemu ovmf
   apt_install busybox-static curl openssh-client
-  AGENT=${CARGO_TARGET_DIR:-$ROOT/target}/x86_64-unknown-linux-musl/release/ironic-agent
-  "$ROOT/ramdisk/build" -o "$WORK/out-vm"
+  if [ -n "${VM_AGENT:-}" ]; then
+    AGENT=$VM_AGENT
+    "$ROOT/ramdisk/build" --agent "$AGENT" -o "$WORK/out-vm"
+  else
+    AGENT=${CARGO_TARGET_DIR:-$ROOT/target}/x86_64-unknown-linux-musl/release/ironic-agent
+    "$ROOT/ramdisk/build" -o "$WORK/out-vm"  # builds $AGENT
+  fi
   "$ROOT/ramdisk/build" --modules hardware --agent "$AGENT" -o "$WORK/out-hw"
   [ -x "$AGENT" ] || { log "no agent binary at $AGENT"; exit 1; }
   log "setup (packages, agent, 2 ramdisks) in $(since "$t0") s"
