@@ -386,3 +386,61 @@ fn hostile_tables_fail_cleanly() {
         let _ = stream(&mut conv, &mut t, &p);
     }
 }
+
+/// Prefetched mode: the tables drive the layout but come from Range
+/// requests outside the checksummed stream, so each is compared with the
+/// same bytes of the stream. A server that answers Range requests with
+/// other tables (zeroed L2 entries: the disk would come out all zeroes
+/// while the stream's checksum verifies) is caught, and so is an untouched
+/// server (the honest case converts as before).
+#[test]
+fn prefetched_tables_must_match_the_checksummed_stream() {
+    if !have("qemu-img") {
+        return;
+    }
+    let d = dir("prefetch-tamper");
+    let raw = d.join("src.raw");
+    make_raw(&raw, 32 << 20);
+    let img = d.join("img.qcow2");
+    run(
+        "qemu-img",
+        &[
+            "convert",
+            "-f",
+            "raw",
+            "-O",
+            "qcow2",
+            raw.to_str().unwrap(),
+            img.to_str().unwrap(),
+        ],
+    );
+    let h = header(&img);
+    let file = File::open(&img).unwrap();
+    let l1 = (h.l1_offset, h.l1_size * 8);
+    for tamper in [false, true] {
+        let out = d.join(format!("target-{tamper}"));
+        let disk = h.size + (4 << 20);
+        target_file(&out, disk);
+        let mut t = target(&out, disk);
+        let mut conv = Converter::new(h.clone());
+        let mut rr =
+            |start: u64, len: u64, sink: &mut dyn FnMut(&[u8]) -> Result<(), ConvError>| {
+                let mut b = vec![0u8; len as usize];
+                let n = file.read_at(&mut b, start).unwrap();
+                if tamper && (start, len) != l1 {
+                    b[..n].fill(0);
+                }
+                sink(&b[..n])
+            };
+        conv.prefetch(&mut t, &mut rr).unwrap();
+        let r = stream(&mut conv, &mut t, &img);
+        if tamper {
+            let e = format!("{:?}", r.expect_err("tampered tables accepted"));
+            assert!(e.contains("differs between the Range request"), "{e}");
+        } else {
+            r.unwrap();
+            t.commit().unwrap();
+            assert_same(&raw, &out, 32 << 20);
+        }
+    }
+}

@@ -384,6 +384,19 @@ impl Event {
 }
 
 /// A compressed cluster whose bytes straddle a chunk boundary.
+/// A table read ahead of the stream: where, how long, its SHA-256.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct TableCheck {
+    host: u64,
+    len: u64,
+    digest: [u8; 32],
+}
+
+fn sha256(bytes: &[u8]) -> [u8; 32] {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes).into()
+}
+
 struct Carry {
     guest: u64,
     host: u64,
@@ -425,6 +438,15 @@ pub struct Converter {
     pub h: Header,
     cs: u64,
     prefetched: bool,
+    /// Prefetched mode: the SHA-256 of every table read with a Range
+    /// request, sorted by host offset, checked against the same bytes of
+    /// the hashed stream (`check_tables`): only the stream is covered by the
+    /// image checksum, and the tables decide where every byte goes.
+    tables: Vec<TableCheck>,
+    /// The next entry of `tables` to meet in the stream, and the running
+    /// digest of one that spans chunks.
+    next_table: usize,
+    table_hash: Option<sha2::Sha256>,
     heap: BinaryHeap<Reverse<Event>>,
     carries: Vec<Carry>,
     inflater: flate2::Decompress,
@@ -449,6 +471,9 @@ impl Converter {
         let mut c = Converter {
             cs,
             prefetched: false,
+            tables: vec![],
+            next_table: 0,
+            table_hash: None,
             heap: BinaryHeap::new(),
             carries: vec![],
             inflater: flate2::Decompress::new(false),
@@ -615,6 +640,9 @@ impl Converter {
     /// `c0` (chunks arrive in order, without gaps).
     pub fn feed(&mut self, t: &mut Target, c0: u64, data: &[u8]) -> Result<(), ConvError> {
         let c1 = c0 + data.len() as u64;
+        if self.prefetched {
+            self.check_tables(c0, data)?;
+        }
         // compressed clusters begun in earlier chunks
         let mut i = 0;
         while i < self.carries.len() {
@@ -745,8 +773,47 @@ impl Converter {
         Ok(())
     }
 
+    /// Prefetched mode: the tables' bytes as the hashed stream carries them
+    /// must be the bytes the Range requests returned.
+    fn check_tables(&mut self, c0: u64, data: &[u8]) -> Result<(), ConvError> {
+        use sha2::Digest;
+        let c1 = c0 + data.len() as u64;
+        while let Some(tc) = self.tables.get(self.next_table) {
+            if tc.host >= c1 {
+                break;
+            }
+            let end = tc.host + tc.len;
+            let from = (tc.host.max(c0) - c0) as usize;
+            let to = (end.min(c1) - c0) as usize;
+            self.table_hash
+                .get_or_insert_with(sha2::Sha256::new)
+                .update(&data[from..to]);
+            if end > c1 {
+                break;
+            }
+            let got: [u8; 32] = self.table_hash.take().unwrap_or_default().finalize().into();
+            if got != tc.digest {
+                return Err(invalid(format!(
+                    "the qcow2 table at byte {} differs between the Range request and the \
+                     checksummed stream (the image changed on the server, or the server is \
+                     not consistent)",
+                    tc.host
+                )));
+            }
+            self.next_table += 1;
+        }
+        Ok(())
+    }
+
     /// The stream ended at `self.pos`: everything must have been found.
     pub fn finish(&mut self, t: &mut Target) -> Result<(), ConvError> {
+        if let Some(tc) = self.tables.get(self.next_table) {
+            return Err(invalid(format!(
+                "the image ends at byte {} but its table at byte {} was read there with a \
+                 Range request",
+                self.pos, tc.host
+            )));
+        }
         // A compressed cluster's length is rounded up to whole sectors and
         // may run past the end of the file (qemu reads zeroes there); the
         // deflate stream itself must be complete.
@@ -780,8 +847,10 @@ impl Converter {
         let mut idx = 0u64;
         let mut entry = [0u8; 8];
         let mut have = 0usize;
+        let mut l1_hash = <sha2::Sha256 as sha2::Digest>::new();
         {
             let mut sink = |bytes: &[u8]| -> Result<(), ConvError> {
+                sha2::Digest::update(&mut l1_hash, bytes);
                 for &b in bytes {
                     entry[have] = b;
                     have += 1;
@@ -799,6 +868,11 @@ impl Converter {
         if idx != self.h.l1_size {
             return Err(invalid("the L1 table lies beyond the end of the image"));
         }
+        let mut checks = vec![TableCheck {
+            host: l1_offset,
+            len: l1_bytes,
+            digest: sha2::Digest::finalize(l1_hash).into(),
+        }];
         // the heap now holds the L2 tables, in host order
         let mut tables = Vec::with_capacity(self.heap.len());
         while let Some(Reverse(ev)) = self.heap.pop() {
@@ -833,6 +907,11 @@ impl Converter {
                         if filled == cs as usize {
                             filled = 0;
                             self.l2_table(t, group[g].1, &table, 0)?;
+                            checks.push(TableCheck {
+                                host: group[g].0,
+                                len: cs,
+                                digest: sha256(&table),
+                            });
                             g += 1;
                         }
                     }
@@ -847,6 +926,22 @@ impl Converter {
             }
             k += n;
         }
+        // In host order, each range once (two L1 entries may share an L2
+        // table); overlapping tables are refused, as qemu-img check would.
+        checks.sort_unstable_by_key(|c| (c.host, c.len));
+        checks.dedup();
+        for w in checks.windows(2) {
+            if w[0].host + w[0].len > w[1].host {
+                return Err(invalid(format!(
+                    "qcow2 tables overlap at byte {} (or one L2 table was read twice with \
+                     different bytes)",
+                    w[1].host
+                )));
+            }
+        }
+        self.tables = checks;
+        self.next_table = 0;
+        self.table_hash = None;
         Ok(())
     }
 }

@@ -490,6 +490,15 @@ fn write_qcow2(
     let Some((first, _)) = fetch.next_chunk()? else {
         return Err(AgentError::download(job.id, "the image is empty"));
     };
+    // The header that laid out the tables came from the first, unhashed
+    // request: the checksummed stream must carry the same one.
+    if qcow2::parse_header(first.data()).as_ref() != Ok(&conv.h) {
+        return Err(qcow2_error(ConvError::Invalid(
+            "the qcow2 header differs between the first request and the checksummed stream \
+             (the image changed on the server, or the server is not consistent)"
+                .into(),
+        )));
+    }
     convert(&mut conv, target, fetch, first, progress).map_err(qcow2_error)
 }
 
