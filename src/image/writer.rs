@@ -487,6 +487,18 @@ impl Target {
     /// Step 1: blank the label areas before anything else is written.
     pub fn prepare(&mut self) -> Result<()> {
         self.written = 0;
+        // A retried attempt starts from nothing: the held bytes of a failed
+        // one (its last MiB above all, which a smaller image never touches
+        // again) must not reach the disk at this attempt's commit.
+        let head_len = self.len.min(MIB) as usize;
+        let mut head = AlignedBuf::new(head_len);
+        head.len = head_len;
+        self.head.buf = head;
+        self.head.touched = false;
+        if let Some(t) = &mut self.tail {
+            t.buf = AlignedBuf::new(0);
+            t.touched = false;
+        }
         self.zero_held_on_device()
             .map_err(|e| self.write_error(format!("clearing the first MiB of {}", self.dev), e))?;
         let (disk_size, sector) = (self.disk_size, self.sector);
@@ -693,5 +705,37 @@ mod tests {
         assert!(disk[m..3 * m].iter().all(|&b| b == 9));
         assert!(disk[3 * m..].iter().all(|&b| b == 0x33));
         assert!(t.write_at(2 * MIB - 1, &[1, 2]).is_err());
+    }
+
+    /// A retry after a failed attempt must not commit that attempt's held
+    /// last MiB: a disk-sized wrong image, then a smaller right one.
+    #[test]
+    fn a_failed_attempts_tail_is_not_committed_by_the_retry() {
+        let size = 4 * MIB;
+        let dir =
+            std::env::temp_dir().join(format!("ironic-agent-writer-{}-tail", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("disk");
+        std::fs::write(&p, vec![0u8; size as usize]).unwrap();
+        let (f, mode) = open_device(&p, "/dev/test", IoMode::Direct).unwrap();
+        let mut t = Target::new(f, "/dev/test", "img", mode, 512, size, 0, size, true);
+        t.prepare().unwrap();
+        t.write_at(0, &vec![0xbbu8; size as usize]).unwrap();
+        t.wipe();
+        t.prepare().unwrap();
+        t.write_at(0, &vec![0x11u8; 2 * MIB as usize]).unwrap();
+        t.commit().unwrap();
+        let disk = std::fs::read(&p).unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(disk[..2 * MIB as usize].iter().all(|&b| b == 0x11));
+        // bytes 2..3 MiB keep attempt 1's data (written through, as any
+        // bytes past a smaller image do); its held last MiB must not appear
+        let tail = &disk[3 * MIB as usize..];
+        let stale = tail.iter().filter(|&&b| b == 0xbb).count();
+        assert_eq!(
+            stale, 0,
+            "{stale} bytes of the failed attempt's last MiB were committed"
+        );
     }
 }
