@@ -323,8 +323,10 @@ fn plan(
     for (i, s) in specs.iter().enumerate() {
         let number = i as u32 + 1;
         let first = start_mb * mib;
-        let end_mb = start_mb + s.size_mb;
-        let last = end_mb * mib - 1;
+        // sizes come from image_info: an absurd one must not wrap around
+        // into a "fitting" layout
+        let end_mb = start_mb.saturating_add(s.size_mb);
+        let last = end_mb.saturating_mul(mib).saturating_sub(1);
         if last > last_usable {
             return Err(deploy_err(format!(
                 "Disk partitioning failed on device {dev}: the partitions need {end_mb} MiB \
@@ -804,6 +806,29 @@ mod tests {
         assert_eq!(l.configdrive.unwrap().path, "/dev/nvme0n1p3");
         assert_eq!(l.root.path, "/dev/nvme0n1p4");
         assert_eq!(l.root.offset, 679 << 20);
+        // sizes that would wrap around u64 are "too big", not a tiny layout
+        for huge in [(1u64 << 53) - 6, u64::MAX - 1, u64::MAX] {
+            let specs = [
+                Spec {
+                    role: Role::Ephemeral,
+                    size_mb: 10,
+                },
+                Spec {
+                    role: Role::Root,
+                    size_mb: huge,
+                },
+            ];
+            let e = plan(
+                "/dev/sda",
+                geom(1024, 512),
+                Label::Msdos,
+                "bios",
+                &specs,
+                false,
+                &Map::new(),
+            );
+            assert!(e.is_err(), "root_mb {huge} accepted");
+        }
         // too big
         assert!(plan(
             "/dev/sda",
