@@ -66,7 +66,7 @@ fn wait_for_interface(agent: &Agent) {
 /// A private directory (0700) for the API's Unix socket, the certificate
 /// and, in standalone mode, the generated token.
 fn run_dir() -> std::io::Result<PathBuf> {
-    api::tls::private_socket_path().map(|p| p.parent().expect("socket in a dir").to_path_buf())
+    api::front::private_socket_path().map(|p| p.parent().expect("socket in a dir").to_path_buf())
 }
 
 fn write_private(path: &std::path::Path, data: &str) -> std::io::Result<()> {
@@ -327,29 +327,27 @@ fn run() -> i32 {
         ironic::wrap_ipv6(&advertise_host)
     );
 
-    let server = match &server_tls {
-        None => {
-            if let Err(e) = ironic_agent::sys::net::set_nodelay(&listener) {
-                log::warn!("setting TCP_NODELAY on the API socket: {e}");
-            }
-            tiny_http::Server::from_listener(listener, None)
-        }
-        Some((t, _)) => {
-            let sock = dir.join("api.sock");
-            let unix = match std::os::unix::net::UnixListener::bind(&sock) {
-                Ok(u) => u,
-                Err(e) => {
-                    log::error!("binding the internal API socket {}: {e}", sock.display());
-                    return 1;
-                }
-            };
-            if let Err(e) = api::tls::start(listener, t.config.clone(), sock) {
-                log::error!("starting the TLS front: {e}");
-                return 1;
-            }
-            tiny_http::Server::from_listener(unix, None)
+    // Plain or TLS, clients reach tiny_http only through the front
+    // (src/api/front.rs), over a private Unix socket.
+    let sock = dir.join("api.sock");
+    let unix = match std::os::unix::net::UnixListener::bind(&sock) {
+        Ok(u) => u,
+        Err(e) => {
+            log::error!("binding the internal API socket {}: {e}", sock.display());
+            return 1;
         }
     };
+    if server_tls.is_none() {
+        if let Err(e) = ironic_agent::sys::net::set_nodelay(&listener) {
+            log::warn!("setting TCP_NODELAY on the API socket: {e}");
+        }
+    }
+    let tls_config = server_tls.as_ref().map(|(t, _)| t.config.clone());
+    if let Err(e) = api::front::start(listener, tls_config, sock, agent.config.max_request_body) {
+        log::error!("starting the API front: {e}");
+        return 1;
+    }
+    let server = tiny_http::Server::from_listener(unix, None);
     let server = match server {
         Ok(s) => s,
         Err(e) => {

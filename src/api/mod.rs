@@ -6,7 +6,8 @@
 //! without one. `wait=true` on an async command is answered from a short
 //! waiter thread so the loop keeps serving `GET /v1/commands/` meanwhile.
 
-pub mod tls;
+pub mod front;
+pub mod guard;
 
 use crate::agent::Agent;
 use crate::commands::{self, Entry, Params};
@@ -25,7 +26,7 @@ const NOT_FOUND: &str = "404 Not Found: The requested URL was not found on the s
 const METHOD_NOT_ALLOWED: &str =
     "405 Method Not Allowed: The method is not allowed for the requested URL.";
 const UNAUTHORIZED: &str = "401 Unauthorized: Token invalid.";
-const TOO_LARGE: &str =
+pub(crate) const TOO_LARGE: &str =
     "413 Request Entity Too Large: The data value transmitted exceeds the capacity limit.";
 
 /// Longest a `wait=true` request is held (Ironic's own HTTP timeout is 60 s;
@@ -39,7 +40,7 @@ static WAITERS: AtomicUsize = AtomicUsize::new(0);
 /// What to send back.
 pub enum Reply {
     Json(u16, Value),
-    /// `Json` plus `Connection: close` (the rest of the body is not read).
+    /// `Json` plus `Connection: close`.
     Close(u16, Value),
     /// Answer with the entry once it is no longer RUNNING.
     Wait(Arc<Entry>),
