@@ -294,3 +294,49 @@ fn ipa_functional_checks_over_tls() {
     assert_eq!(st, 404);
     s.assert_clean_log();
 }
+
+/// A peer that drips a TLS record one byte at a time cannot hold a
+/// connection past the 10 s handshake deadline. Regression found in review:
+/// rustls' `complete_io` kept reading inside one call, so the deadline
+/// checked between calls never fired, and 64 such peers locked Ironic out.
+#[test]
+fn a_dripping_handshake_is_cut_at_the_deadline() {
+    let s = standalone("drip", &[]);
+    let mut t = TcpStream::connect(("127.0.0.1", s.port)).unwrap();
+    // a handshake record header announcing 16 KiB that never comes
+    t.write_all(&[0x16, 0x03, 0x01, 0x40, 0x00]).unwrap();
+    t.set_read_timeout(Some(Duration::from_millis(900)))
+        .unwrap();
+    let t0 = std::time::Instant::now();
+    let mut closed = false;
+    while t0.elapsed() < Duration::from_secs(16) {
+        let mut b = [0u8; 64];
+        match t.read(&mut b) {
+            Ok(0) => {
+                closed = true;
+                break;
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {}
+            Err(_) => {
+                closed = true;
+                break;
+            }
+        }
+        if t.write_all(&[0x01]).is_err() {
+            closed = true;
+            break;
+        }
+    }
+    assert!(closed, "still open after {:?}", t0.elapsed());
+    assert!(
+        t0.elapsed() < Duration::from_secs(13),
+        "closed only after {:?}",
+        t0.elapsed()
+    );
+    // and the API still answers over TLS
+    let client = client_trusting(&std::fs::read_to_string(&s.cert).unwrap());
+    let (st, _) = get_json(&client, &format!("https://127.0.0.1:{}/v1/status", s.port));
+    assert_eq!(st, 200);
+}
