@@ -757,3 +757,22 @@ fn busy_agent_answers_409_and_keeps_serving_while_waiting() {
     let (s, v) = a.command("poll.get_hardware_info", json!({}));
     assert_eq!((s, v["command_status"].as_str()), (200, Some("SUCCEEDED")));
 }
+
+/// One address cannot hold every connection slot: past 16 open
+/// connections from one peer, its next one is closed at once, and the
+/// slots come back when its connections close.
+#[test]
+fn one_peer_cannot_take_every_connection() {
+    let (_d, a) = agent("per-peer");
+    let held: Vec<TcpStream> = (0..16)
+        .map(|_| TcpStream::connect(("127.0.0.1", a.port)).unwrap())
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let r = raw(a.port, b"GET /v1/status HTTP/1.1\r\n\r\n");
+    assert_eq!(r, "", "a 17th connection from one peer was served");
+    assert!(a.log_text().contains("16 already open"));
+    drop(held);
+    std::thread::sleep(Duration::from_millis(300));
+    let (s, _) = get(&format!("{}/v1/status", a.base));
+    assert_eq!(s, 200);
+}

@@ -12,7 +12,8 @@
 //!   [`REQUEST`] in all is cut (its connection closed, so the single API
 //!   thread reading its body sees EOF instead of waiting), an idle
 //!   keep-alive connection is closed after [`IDLE`];
-//! * at most [`MAX_CONNECTIONS`] connections, one thread each.
+//! * at most [`MAX_CONNECTIONS`] connections, one thread each, and at most
+//!   [`MAX_PER_PEER`] from one address.
 //!
 //! tiny_http's own `ssl-rustls` feature is deliberately not used: it pins
 //! rustls 0.20.9, which carries RUSTSEC-2024-0336 (a peer can make a
@@ -29,6 +30,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub const MAX_CONNECTIONS: usize = 64;
+/// Connections from one address at a time: one client (or attacker)
+/// cannot take every slot from Ironic's conductor.
+pub const MAX_PER_PEER: usize = 16;
 const HANDSHAKE: Duration = Duration::from_secs(10);
 /// A request that makes no progress this long, mid-head or mid-body, is
 /// cut. Ironic sends each request in one go.
@@ -42,6 +46,34 @@ const IDLE: Duration = Duration::from_secs(60);
 const WRITE_TIMEOUT: Duration = Duration::from_secs(60);
 
 static ACTIVE: AtomicUsize = AtomicUsize::new(0);
+static PER_PEER: std::sync::Mutex<Vec<(std::net::IpAddr, usize)>> =
+    std::sync::Mutex::new(Vec::new());
+
+/// Take a slot for `ip`; false when it already has [`MAX_PER_PEER`].
+fn take_peer_slot(ip: std::net::IpAddr) -> bool {
+    let mut v = PER_PEER.lock().unwrap_or_else(|e| e.into_inner());
+    match v.iter_mut().find(|(a, _)| *a == ip) {
+        Some((_, n)) if *n >= MAX_PER_PEER => false,
+        Some((_, n)) => {
+            *n += 1;
+            true
+        }
+        None => {
+            v.push((ip, 1));
+            true
+        }
+    }
+}
+
+fn release_peer_slot(ip: std::net::IpAddr) {
+    let mut v = PER_PEER.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(i) = v.iter().position(|(a, _)| *a == ip) {
+        v[i].1 -= 1;
+        if v[i].1 == 0 {
+            v.swap_remove(i);
+        }
+    }
+}
 
 /// Start accepting connections on `listener` (TLS when `tls` is given),
 /// relaying to the tiny_http loop listening on `backend`.
@@ -63,8 +95,17 @@ pub fn start(
                         continue;
                     }
                 };
+                let Ok(peer) = tcp.peer_addr() else { continue };
+                if !take_peer_slot(peer.ip()) {
+                    log::warn!(
+                        "refusing an API connection from {}: {MAX_PER_PEER} already open",
+                        peer.ip()
+                    );
+                    continue;
+                }
                 if ACTIVE.fetch_add(1, Ordering::SeqCst) >= MAX_CONNECTIONS {
                     ACTIVE.fetch_sub(1, Ordering::SeqCst);
+                    release_peer_slot(peer.ip());
                     log::warn!("refusing an API connection: {MAX_CONNECTIONS} already open");
                     continue;
                 }
@@ -73,14 +114,15 @@ pub fn start(
                     std::thread::Builder::new()
                         .name("api-conn".into())
                         .spawn(move || {
-                            let peer = tcp.peer_addr().map(|a| a.to_string()).unwrap_or_default();
                             if let Err(e) = serve(tcp, cfg, &backend, max_body) {
                                 log::debug!("API connection from {peer}: {e}");
                             }
                             ACTIVE.fetch_sub(1, Ordering::SeqCst);
+                            release_peer_slot(peer.ip());
                         });
                 if let Err(e) = spawned {
                     ACTIVE.fetch_sub(1, Ordering::SeqCst);
+                    release_peer_slot(peer.ip());
                     log::error!("spawning an API connection thread: {e}");
                 }
             }
