@@ -265,7 +265,7 @@ fn random_pass(disk: &Disk, seed: u64, bufs: [AlignedBuf; 2], what: String) -> i
     for b in bufs {
         empty_tx.send(b).expect("the receiver is alive");
     }
-    std::thread::scope(|s| {
+    let p = std::thread::scope(move |s| {
         s.spawn(move || {
             let mut off = 0u64;
             while off < size {
@@ -278,14 +278,21 @@ fn random_pass(disk: &Disk, seed: u64, bufs: [AlignedBuf; 2], what: String) -> i
                 off += n as u64;
             }
         });
-        // The writer; returning early drops `full_rx`, which stops the
-        // generator at its next send.
-        for (off, n, b) in full_rx.iter() {
-            disk.write_all_at(off, &b[..n])?;
-            p.update(off + n as u64);
-            let _ = empty_tx.send(b);
-        }
-        Ok::<(), io::Error>(())
+        // The writer. On a write error, both of its channel ends must go
+        // before the scope joins: the generator may be waiting for an empty
+        // buffer (`empty_tx`) or to hand over a full one (`full_rx`), and
+        // only their drop wakes it.
+        let r = (|| {
+            for (off, n, b) in full_rx.iter() {
+                disk.write_all_at(off, &b[..n])?;
+                p.update(off + n as u64);
+                let _ = empty_tx.send(b);
+            }
+            Ok::<(), io::Error>(())
+        })();
+        drop(full_rx);
+        drop(empty_tx);
+        r.map(|()| p)
     })?;
     disk.sync()?;
     p.finish();
@@ -653,5 +660,28 @@ mod tests {
             Outcome::Unsupported(_)
         ));
         std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    /// A write error in the random pass fails the pass; it must not leave
+    /// the pattern generator waiting for a buffer forever (found in review:
+    /// the step stayed RUNNING).
+    #[test]
+    fn a_write_error_in_the_random_pass_fails_it() {
+        let dir =
+            std::env::temp_dir().join(format!("ironic-agent-blkerase-{}-eio", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("disk");
+        std::fs::write(&p, vec![0x5au8; 16 << 20]).unwrap();
+        // opened without write access: every write fails, like EIO
+        let d = Disk::open(&p, "/dev/sdz", false, 512).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(overwrite(&d, 1, false));
+        });
+        let o = rx
+            .recv_timeout(std::time::Duration::from_secs(20))
+            .expect("overwrite did not return after a write error");
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(matches!(o, Outcome::Failed(_)), "{o:?}");
     }
 }
