@@ -648,9 +648,26 @@ fn is_falsy(v: &Value) -> bool {
     }
 }
 
+/// The RAID `volume_name`s `properties.skip_block_devices` keeps (IPA's
+/// `get_skip_list_from_node_for_raids`).
+pub fn skip_list_volume_names(node: &Value) -> Vec<String> {
+    node.get("properties")
+        .and_then(|p| p.get("skip_block_devices"))
+        .and_then(Value::as_array)
+        .map(|items| {
+            items
+                .iter()
+                .filter_map(|i| i.get("volume_name").and_then(Value::as_str))
+                .map(String::from)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// `properties.skip_block_devices` as a list of hint sets, validated.
-/// Entries naming a RAID `volume_name` are the RAID code's business and
-/// are left out here, as IPA's `get_skip_list_from_node_for_disks` does.
+/// Entries naming a RAID `volume_name` are left out here, as IPA's
+/// `get_skip_list_from_node_for_disks` does; [`skip_list_volume_names`]
+/// has them.
 pub fn skip_list_hints(node: &Value) -> Result<Vec<Hints>> {
     let Some(list) = node
         .get("properties")

@@ -99,6 +99,7 @@ impl<'a> Dev<'a> {
         let started = Instant::now();
         let disk = Disk::open(&t.path, name, true, t.sector)
             .ctx(Kind::BlockDeviceEraseError, || format!("opening {name}"))?;
+        targets::check_identity(t, &disk)?;
         let sample = Sample::take(&disk, SAMPLE_BLOCKS)
             .ctx(Kind::BlockDeviceEraseError, || format!("reading {name}"))?;
         Ok(Dev {
@@ -354,7 +355,27 @@ fn run_job(
     }
     if express {
         if devs[0].is_nvme() {
-            nvme_group(&mut devs, f, whole_controller, true);
+            // A format erases the whole namespace (or, controller-wide, all
+            // of them): a namespace with a partition in skip_block_devices
+            // gets the metadata wipe, which cuts around that partition.
+            // (Found in review; a full erase skips such disks in targets.)
+            let protects = |d: &Dev| d.t.parts.iter().any(|p| p.skip);
+            let protected = devs.iter().any(protects);
+            let (mut format, mut keep): (Vec<Dev>, Vec<Dev>) =
+                devs.into_iter().partition(|d| !protects(d));
+            for d in keep.iter_mut() {
+                d.record(
+                    "nvme_format",
+                    Outcome::Unsupported(
+                        "a partition of this namespace is in properties.skip_block_devices".into(),
+                    ),
+                );
+            }
+            if !format.is_empty() {
+                nvme_group(&mut format, f, whole_controller && !protected, true);
+            }
+            format.append(&mut keep);
+            devs = format;
         }
         for d in devs {
             out.push((d.t.dev.name.clone(), finish_express(d)));
@@ -619,6 +640,7 @@ mod tests {
                 ..Default::default()
             },
             path,
+            rdev: 0,
             size: 1 << 20,
             sector: 512,
             probe: Default::default(),

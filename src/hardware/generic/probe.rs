@@ -113,7 +113,7 @@ fn at(b: &[u8], o: usize, magic: &[u8]) -> bool {
 
 /// md superblock magic (`MD_SB_MAGIC`, include/uapi/linux/raid/md_p.h),
 /// stored little-endian by v1.x and in host order by v0.90.
-const MD_MAGIC: u32 = 0xa92b_4efc;
+pub const MD_MAGIC: u32 = 0xa92b_4efc;
 
 /// Offsets at which LUKS2 may keep its secondary header
 /// (cryptsetup `lib/luks2/luks2_disk_metadata.c: hdr2_offsets`).
@@ -378,7 +378,12 @@ fn ext_backups(h: &[u8], size: u64, p: &mut Probe) {
             let mut g = base;
             while g < groups {
                 list.push(g);
-                g *= base;
+                // the superblock's numbers are the previous tenant's: an
+                // overflow ends the powers (wrapping would loop for ever)
+                match g.checked_mul(base) {
+                    Some(n) => g = n,
+                    None => break,
+                }
             }
         }
     } else {
@@ -387,11 +392,33 @@ fn ext_backups(h: &[u8], size: u64, p: &mut Probe) {
     list.sort_unstable();
     list.dedup();
     for g in list.into_iter().filter(|g| *g > 0 && *g < groups) {
-        let off = (g * per_group + first_data_block) * bs;
-        if off + bs <= size {
+        let off = g
+            .checked_mul(per_group)
+            .and_then(|b| b.checked_add(first_data_block))
+            .and_then(|b| b.checked_mul(bs));
+        let Some(off) = off else { continue };
+        if off.saturating_add(bs) <= size {
             p.backups.push((off, bs, "ext backup superblock"));
         }
     }
+}
+
+/// The array name of an md 1.x superblock (`struct mdp_superblock_1`:
+/// magic @0, major_version @4, set_name[32] @32, "host:name" as mdadm
+/// writes it): the part after the colon. `None` for anything else (0.90
+/// superblocks have no name).
+pub fn md_set_name(sb: &[u8]) -> Option<String> {
+    if sb.len() < 64 || le32(sb, 0) != MD_MAGIC || le32(sb, 4) != 1 {
+        return None;
+    }
+    let raw = &sb[32..64];
+    let end = raw.iter().position(|b| *b == 0).unwrap_or(raw.len());
+    let name = String::from_utf8_lossy(&raw[..end]).into_owned();
+    let name = name
+        .rsplit_once(':')
+        .map_or(name.as_str(), |(_, n)| n)
+        .to_string();
+    (!name.is_empty()).then_some(name)
 }
 
 /// XFS secondary superblocks: the first sector of every allocation group
@@ -409,8 +436,8 @@ fn xfs_backups(h: &[u8], size: u64, p: &mut Probe) {
         return;
     }
     for ag in 1..agcount.min(100_000) {
-        let off = ag * agblocks * bs;
-        if off + sect > size {
+        let off = ag.saturating_mul(agblocks).saturating_mul(bs);
+        if off.saturating_add(sect) > size {
             break;
         }
         p.backups.push((off, sect, "xfs secondary superblock"));
@@ -503,7 +530,10 @@ fn gpt_entries(r: &Region, hdr: &[u8], p: &mut Probe) -> io::Result<bool> {
         if last < first || first.saturating_mul(ss) >= r.size {
             continue;
         }
-        let size = ((last - first + 1) * ss).min(r.size - first * ss);
+        let size = (last - first)
+            .saturating_add(1)
+            .saturating_mul(ss)
+            .min(r.size - first * ss);
         p.table.push(TableEntry {
             start: first * ss,
             size,
@@ -749,6 +779,17 @@ pub mod tests {
         let groups: Vec<u64> = p.backups.iter().map(|b| b.0 / (32768 * 4096)).collect();
         assert_eq!(groups, vec![1, 3, 5, 7, 9, 25, 27]);
         assert!(p.backups.iter().all(|b| b.1 == 4096));
+        // a hostile superblock (64bit, 2^64-1 blocks, 1 block per group):
+        // the powers of 3, 5, 7 stop at u64's end instead of wrapping for
+        // ever (found in review), and nothing lands beyond the disk
+        d[sb + 4..sb + 8].copy_from_slice(&u32::MAX.to_le_bytes());
+        d[sb + 0x150..sb + 0x154].copy_from_slice(&u32::MAX.to_le_bytes());
+        d[sb + 0x60..sb + 0x64].copy_from_slice(&0x80u32.to_le_bytes());
+        d[sb + 32..sb + 36].copy_from_slice(&1u32.to_le_bytes());
+        let mut p = Probe::default();
+        ext_backups(&d, 1 << 30, &mut p);
+        assert!(p.backups.iter().all(|b| b.0 + b.1 <= 1 << 30));
+        assert!(p.backups.len() < 200);
     }
 
     #[test]

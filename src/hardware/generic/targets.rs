@@ -34,6 +34,7 @@ use crate::hardware::hints;
 use crate::hardware::inventory::BlockDevice;
 use crate::root::Root;
 use serde_json::Value;
+use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 
 /// What the step will do with the disks: decides the read-only rule.
@@ -69,6 +70,9 @@ pub struct Target {
     pub dev: BlockDevice,
     /// The root-mapped path to open.
     pub path: PathBuf,
+    /// The device number at survey (0 for a fixture's regular file): the
+    /// disk opened later to erase must be the one surveyed and checked.
+    pub rdev: u64,
     pub size: u64,
     pub sector: u32,
     pub probe: Probe,
@@ -196,6 +200,52 @@ fn is_virtual_media(agent: &Agent, dev: &BlockDevice, labels: &[&str]) -> Option
     None
 }
 
+/// With RAID `volume_name`s in `skip_block_devices`: why `dev` must be
+/// kept, if it must. An md array is kept when its name (read from a
+/// member's 1.x superblock) is one of them, or when its name cannot be
+/// read; a disk is kept when it carries an md 1.1/1.2 superblock of a kept
+/// volume (the ramdisk has no mdadm, so arrays are often not assembled and
+/// their members look like plain disks). IPA resolves names with mdadm.
+fn kept_raid(agent: &Agent, dev: &BlockDevice, keep: &[String]) -> Option<String> {
+    let read_sb = |name: &str| -> Vec<(u64, Option<String>)> {
+        let Ok(f) = std::fs::File::open(agent.root.path(name)) else {
+            return vec![];
+        };
+        [0u64, 4096]
+            .into_iter()
+            .filter_map(|off| {
+                let mut b = [0u8; 64];
+                std::os::unix::fs::FileExt::read_exact_at(&f, &mut b, off).ok()?;
+                (u32::from_le_bytes([b[0], b[1], b[2], b[3]]) == probe::MD_MAGIC)
+                    .then(|| (off, probe::md_set_name(&b)))
+            })
+            .collect()
+    };
+    let kname = kname_of(dev);
+    if kname.starts_with("md") {
+        let slaves = agent.root.list(format!("/sys/block/{kname}/slaves"));
+        let name = slaves
+            .iter()
+            .flat_map(|s| read_sb(&format!("/dev/{s}")))
+            .find_map(|(_, n)| n);
+        return match name {
+            Some(n) if keep.contains(&n) => Some(format!(
+                "RAID volume {n} is kept by properties.skip_block_devices"
+            )),
+            Some(_) => None,
+            None => Some(
+                "a RAID volume whose name cannot be read, while \
+                 properties.skip_block_devices keeps RAID volumes by name"
+                    .into(),
+            ),
+        };
+    }
+    read_sb(&dev.name)
+        .into_iter()
+        .find_map(|(_, n)| n.filter(|n| keep.contains(n)))
+        .map(|n| format!("a member of RAID volume {n}, kept by properties.skip_block_devices"))
+}
+
 /// Open and survey one disk read-only: its probe and its partitions'.
 /// `skip_parts` are partition names the skip list protects.
 pub fn survey(agent: &Agent, mut dev: BlockDevice, skip_parts: &[String]) -> Result<Target> {
@@ -253,14 +303,32 @@ pub fn survey(agent: &Agent, mut dev: BlockDevice, skip_parts: &[String]) -> Res
             skip,
         });
     }
+    let rdev = disk.file().metadata().map(|m| m.rdev()).unwrap_or(0);
     Ok(Target {
         size: disk.size,
         sector: disk.sector,
+        rdev,
         path,
         dev,
         probe,
         parts: out,
     })
+}
+
+/// The disk opened to erase `t` is still the one surveyed: same device
+/// number and size. Jobs past the concurrency start later, and a name can
+/// be reused meanwhile (a disk dropped off and the BMC's virtual media
+/// attached in its place); that device went through none of the checks.
+pub fn check_identity(t: &Target, disk: &Disk) -> Result<()> {
+    let rdev = disk.file().metadata().map(|m| m.rdev()).unwrap_or(0);
+    if rdev != t.rdev || disk.size != t.size {
+        return Err(AgentError::erase(format!(
+            "{} is not the device surveyed for erasing any more (device {:#x} of {} bytes, \
+             was {:#x} of {} bytes); not touching it",
+            t.dev.name, rdev, disk.size, t.rdev, t.size
+        )));
+    }
+    Ok(())
 }
 
 /// IPA's `safety_check_block_device`: refuse disks carrying shared-cluster
@@ -325,6 +393,7 @@ pub fn erasable(
             p.name.clone()
         })
         .collect();
+    let keep_volumes = hints::skip_list_volume_names(node);
     let mut targets = vec![];
     let mut skipped = vec![];
     let mut skip = |name: &str, why: String| {
@@ -345,6 +414,14 @@ pub fn erasable(
             skip(&dev.name, format!("RAID member device ({why})"));
             continue;
         }
+        // IPA's erase_block_device: virtual media first, then read-only. A
+        // BMC's virtual floppy is often read-only; it is skipped, not an
+        // error. (The by-label link needs no survey; labels read from the
+        // disk are checked after the survey below.)
+        if let Some(l) = is_virtual_media(agent, &dev, &[]) {
+            skip(&dev.name, format!("virtual media device (label {l})"));
+            continue;
+        }
         let ro = dev.read_only
             || agent.root.read(format!("/sys/block/{kname}/ro")).as_deref() == Some("1");
         if ro {
@@ -359,6 +436,12 @@ pub fn erasable(
             }
             skip(&dev.name, "read-only device".into());
             continue;
+        }
+        if !keep_volumes.is_empty() {
+            if let Some(why) = kept_raid(agent, &dev, &keep_volumes) {
+                skip(&dev.name, why);
+                continue;
+            }
         }
         let t = survey(agent, dev, &skip_parts)?;
         if purpose == Purpose::Erase {
@@ -465,5 +548,119 @@ mod tests {
         assert!(matches!(usage(&r, &dev("sde")), Usage::InUse(w) if w.contains("swap")));
         assert!(matches!(usage(&r, &dev("vda")), Usage::InUse(w) if w.contains("mounted on /")));
         std::fs::remove_dir_all(d).unwrap();
+    }
+
+    fn agent_at(root: &std::path::Path) -> Agent {
+        let cfg = crate::config::Config {
+            root: root.to_path_buf(),
+            steps_dir: root.join("no-steps"),
+            standalone: true,
+            ..Default::default()
+        };
+        Agent::new(cfg, crate::logbuf::LogBuffer::new(1024))
+    }
+
+    fn fixture_writer(d: &std::path::Path) -> impl Fn(&str, &[u8]) + '_ {
+        move |p: &str, c: &[u8]| {
+            let f = d.join(p.trim_start_matches('/'));
+            std::fs::create_dir_all(f.parent().unwrap()).unwrap();
+            std::fs::write(f, c).unwrap();
+        }
+    }
+
+    /// An md 1.2 member: the superblock 4 KiB in, named "host:NAME".
+    fn md_member(name: &str, sectors: usize) -> Vec<u8> {
+        let mut b = vec![0x11u8; sectors * 512];
+        b[4096..4100].copy_from_slice(&probe::MD_MAGIC.to_le_bytes());
+        b[4100..4104].copy_from_slice(&1u32.to_le_bytes());
+        b[4096 + 32..4096 + 64].fill(0);
+        let n = format!("host:{name}");
+        b[4096 + 32..4096 + 32 + n.len()].copy_from_slice(n.as_bytes());
+        b
+    }
+
+    /// Found in review: a volume_name in skip_block_devices was dropped,
+    /// so the array it names (and, unassembled, its members) were erased.
+    #[test]
+    fn raid_volumes_kept_by_name_are_not_erased() {
+        let d = std::env::temp_dir().join(format!("ironic-agent-md-keep-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        let w = fixture_writer(&d);
+        // md127 "data" over sda+sdb (assembled); sdc a member of "data" not
+        // assembled; sdd a member of "scratch"; sde a plain disk
+        for (k, n) in [("sda", "8:0"), ("sdb", "8:16")] {
+            w(&format!("/sys/block/{k}/size"), b"16384");
+            w(&format!("/sys/block/{k}/dev"), n.as_bytes());
+            w(&format!("/sys/block/{k}/holders/md127"), b"");
+            w(&format!("/sys/block/md127/slaves/{k}"), b"");
+            w(&format!("/dev/{k}"), &md_member("data", 16384));
+        }
+        w("/sys/block/md127/size", b"16000");
+        w("/sys/block/md127/dev", b"9:127");
+        w("/sys/block/md127/md/level", b"raid1");
+        w("/dev/md127", &vec![0x22u8; 16000 * 512]);
+        w("/proc/mdstat", b"md127 : active raid1 sdb[1] sda[0]\n");
+        for (k, n, name) in [
+            ("sdc", "8:32", Some("data")),
+            ("sdd", "8:48", Some("scratch")),
+            ("sde", "8:64", None),
+        ] {
+            w(&format!("/sys/block/{k}/size"), b"16384");
+            w(&format!("/sys/block/{k}/dev"), n.as_bytes());
+            let data = match name {
+                Some(n) => md_member(n, 16384),
+                None => vec![0x33u8; 16384 * 512],
+            };
+            w(&format!("/dev/{k}"), &data);
+        }
+        let agent = agent_at(&d);
+        let node = json!({"driver_internal_info": {},
+            "properties": {"skip_block_devices": [{"volume_name": "data"}]}});
+        let (t, s) = erasable(&agent, &node, Purpose::Erase).unwrap();
+        let names: Vec<_> = t.iter().map(|t| t.dev.name.clone()).collect();
+        let kept: Vec<_> = s.iter().map(|s| s.name.clone()).collect();
+        let _ = std::fs::remove_dir_all(&d);
+        assert!(!names.contains(&"/dev/md127".to_string()), "{names:?}");
+        assert!(!names.contains(&"/dev/sdc".to_string()), "{names:?}");
+        assert!(
+            names.contains(&"/dev/sdd".to_string()),
+            "{names:?} {kept:?}"
+        );
+        assert!(
+            names.contains(&"/dev/sde".to_string()),
+            "{names:?} {kept:?}"
+        );
+        assert!(kept.contains(&"/dev/md127".to_string()) && kept.contains(&"/dev/sdc".to_string()));
+    }
+
+    /// Found in review: a read-only virtual floppy failed erase_devices
+    /// instead of being skipped (IPA checks virtual media first).
+    #[test]
+    fn a_read_only_virtual_floppy_is_skipped() {
+        let d = std::env::temp_dir().join(format!("ironic-agent-vfd-ro-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        let w = fixture_writer(&d);
+        w("/sys/block/sda/size", b"8192");
+        w("/sys/block/sda/ro", b"0");
+        w("/sys/block/sda/dev", b"8:0");
+        w("/sys/block/sdb/size", b"2880");
+        w("/sys/block/sdb/ro", b"1");
+        w("/sys/block/sdb/dev", b"8:16");
+        w("/dev/sda", &vec![0x11u8; 8192 * 512]);
+        w("/dev/sdb", &vec![0u8; 2880 * 512]);
+        std::fs::create_dir_all(d.join("dev/disk/by-label")).unwrap();
+        std::os::unix::fs::symlink("../../sdb", d.join("dev/disk/by-label/ir-vfd-dev")).unwrap();
+        let agent = agent_at(&d);
+        let node = json!({"driver_internal_info": {}, "properties": {}});
+        let r = erasable(&agent, &node, Purpose::Erase);
+        let _ = std::fs::remove_dir_all(&d);
+        let (t, s) = r.expect("erase_devices must not fail on the virtual floppy");
+        assert_eq!(
+            t.iter().map(|t| t.dev.name.as_str()).collect::<Vec<_>>(),
+            ["/dev/sda"]
+        );
+        assert!(s
+            .iter()
+            .any(|s| s.name == "/dev/sdb" && s.why.contains("virtual media")));
     }
 }

@@ -160,12 +160,7 @@ pub fn destroy_disk_metadata(t: &Target) -> Result<Value> {
     let name = &t.dev.name;
     let disk = Disk::open(&t.path, name, true, t.sector)
         .ctx(Kind::BlockDeviceEraseError, || format!("opening {name}"))?;
-    if disk.size != t.size {
-        return Err(crate::error::AgentError::erase(format!(
-            "{name} changed size from {} to {} bytes since it was surveyed",
-            t.size, disk.size
-        )));
-    }
+    super::targets::check_identity(t, &disk)?;
     let zeroes = AlignedBuf::zeroed(MIB as usize);
     let mut written = 0;
     let ranges = disk_ranges(t);
