@@ -133,7 +133,9 @@ pub fn run(port: &dyn ScsiPort, sa: u8, promise: Promise, wait: &dyn Fn(Duration
     loop {
         let tur = [0u8; 6];
         match port.scsi(&tur, SgDir::None, &mut [], Duration::from_secs(30)) {
-            Ok(r) if r.status == 0 => {
+            // GOOD from the device *and* no transport error: a host error
+            // with status 0 is not "sanitize complete" (found in review)
+            Ok(r) if r.status == 0 && r.host_status == 0 => {
                 log::info!(
                     "SCSI sanitize (action 0x{sa:02x}) completed in {:.1} s",
                     started.elapsed().as_secs_f64()
@@ -155,8 +157,8 @@ pub fn run(port: &dyn ScsiPort, sa: u8, promise: Promise, wait: &dyn Fn(Duration
                 }
                 None => {
                     return Outcome::Failed(format!(
-                        "waiting for SANITIZE: status 0x{:x}",
-                        r.status
+                        "waiting for SANITIZE: status 0x{:x}, host 0x{:x}",
+                        r.status, r.host_status
                     ))
                 }
             },
@@ -184,6 +186,7 @@ mod tests {
         rsoc_ok: bool,
         polls: RefCell<u32>,
         fails: bool,
+        host_error: bool,
         sent: RefCell<Vec<Vec<u8>>>,
     }
 
@@ -222,6 +225,12 @@ mod tests {
                         check(0x2, 0x04, 0x1b)
                     } else if self.fails {
                         check(0x3, 0x31, 0x03)
+                    } else if self.host_error {
+                        // DID_TIME_OUT with a GOOD status byte and no sense
+                        SgResult {
+                            host_status: 0x03,
+                            ..SgResult::default()
+                        }
                     } else {
                         SgResult::default()
                     }
@@ -237,6 +246,7 @@ mod tests {
             rsoc_ok: true,
             polls: RefCell::new(2),
             fails: false,
+            host_error: false,
             sent: RefCell::new(vec![]),
         }
     }
@@ -276,5 +286,18 @@ mod tests {
         let out = run(&d, SA_CRYPTO_ERASE, Promise::Changed, &|_| {});
         assert!(matches!(out, Outcome::Failed(_)));
         assert_eq!(d.sent.borrow().last().unwrap()[..2], [0x48, 0xbf]);
+    }
+
+    /// A transport error during the TEST UNIT READY poll is not a finished
+    /// sanitize, even with a GOOD status byte (found in review).
+    #[test]
+    fn a_transport_error_while_polling_is_not_done() {
+        let mut d = sas(&[SA_OVERWRITE]);
+        d.host_error = true;
+        let out = run(&d, SA_OVERWRITE, Promise::Zeroes, &|_| {});
+        assert!(
+            matches!(out, Outcome::Failed(ref w) if w.contains("host 0x3")),
+            "{out:?}"
+        );
     }
 }
