@@ -311,13 +311,7 @@ fn serve(
                 // then answer the refused request and close.
                 unix.write_all(&pass)?;
                 let _ = unix.shutdown(Shutdown::Write);
-                unix.set_read_timeout(Some(STALL))?;
-                while let Ok(n) = unix.read(&mut buf) {
-                    if n == 0 {
-                        break;
-                    }
-                    client.send(&buf[..n])?;
-                }
+                relay_rest(&mut unix, &mut client, &mut buf, STALL)?;
                 client.send(&refusal.response())?;
                 client.close();
                 return Ok(());
@@ -367,12 +361,8 @@ fn serve(
                 continue;
             }
             let _ = unix.shutdown(Shutdown::Write);
-            while let Ok(n) = unix.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                client.send(&buf[..n])?;
-            }
+            // a `wait=true` answer may take long (the API caps it at 1 h)
+            relay_rest(&mut unix, &mut client, &mut buf, Duration::from_secs(3600))?;
             client.close();
             return Ok(());
         }
@@ -388,18 +378,30 @@ fn serve(
             // at the client's pace. Relay the rest of the answer and close
             // instead. ("100 Continue" is tiny_http asking for the body.)
             if guard.streaming_body() && !buf[..n].starts_with(b"HTTP/1.1 100 ") {
-                unix.set_read_timeout(Some(Duration::from_millis(200)))?;
-                while let Ok(n) = unix.read(&mut buf) {
-                    if n == 0 {
-                        break;
-                    }
-                    client.send(&buf[..n])?;
-                }
+                relay_rest(&mut unix, &mut client, &mut buf, Duration::from_millis(200))?;
                 client.close();
                 return Ok(());
             }
         }
     }
+}
+
+/// Relay what the API still sends until it closes or stays silent for
+/// `quiet`.
+fn relay_rest(
+    unix: &mut UnixStream,
+    client: &mut Client,
+    buf: &mut [u8],
+    quiet: Duration,
+) -> io::Result<()> {
+    unix.set_read_timeout(Some(quiet))?;
+    while let Ok(n) = unix.read(buf) {
+        if n == 0 {
+            break;
+        }
+        client.send(&buf[..n])?;
+    }
+    Ok(())
 }
 
 /// A private directory for the API's Unix socket (mode 0700).
