@@ -44,6 +44,14 @@ pub const REQUEST: Duration = Duration::from_secs(120);
 /// An idle keep-alive connection is closed after this.
 const IDLE: Duration = Duration::from_secs(60);
 const WRITE_TIMEOUT: Duration = Duration::from_secs(60);
+/// A closing connection keeps reading, and discarding, what the client
+/// still sends for this long (and at most [`LINGER_BYTES`]). Closing a
+/// socket with unread data makes the kernel send a reset (RFC 1122
+/// 4.2.2.13), which can destroy an answer the client has not read yet:
+/// the 411 or 413 of a request refused before its body arrived. Apache's
+/// and nginx's "lingering close" do the same.
+const LINGER: Duration = Duration::from_secs(2);
+const LINGER_BYTES: usize = 1 << 20;
 
 static ACTIVE: AtomicUsize = AtomicUsize::new(0);
 static PER_PEER: std::sync::Mutex<Vec<(std::net::IpAddr, usize)>> =
@@ -191,10 +199,28 @@ impl Client {
         }
     }
 
+    /// Say goodbye (TLS close_notify, FIN), then linger: drain what the
+    /// client is still sending until it closes too or [`LINGER`] passes.
     fn close(&mut self) {
         if let Client::Tls(conn, tcp) = self {
             conn.send_close_notify();
             let _ = flush_tls(conn, tcp);
+        }
+        let mut tcp = self.tcp();
+        if tcp.shutdown(Shutdown::Write).is_err() {
+            return;
+        }
+        let deadline = Instant::now() + LINGER;
+        let (mut buf, mut drained) = ([0u8; 4096], 0);
+        while drained < LINGER_BYTES {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() || tcp.set_read_timeout(Some(left)).is_err() {
+                return;
+            }
+            match tcp.read(&mut buf) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => drained += n,
+            }
         }
     }
 }
