@@ -165,10 +165,13 @@ fn run() -> i32 {
         let token = ironic_agent::util::base64_encode(&b).replace(['+', '/', '='], "");
         let file = dir.join("agent-token");
         let _ = write_private(&file, &token);
-        eprintln!(
-            "ironic-agent: standalone agent token: {token} (also in {})",
+        // one write(2): stderr is unbuffered, and eprintln! would write the
+        // pieces separately, so a reader of the console could see half a token
+        let line = format!(
+            "ironic-agent: standalone agent token: {token} (also in {})\n",
             file.display()
         );
+        let _ = std::io::Write::write_all(&mut std::io::stderr().lock(), line.as_bytes());
         config.agent_token = Some(token);
     }
     let agent = Arc::new(Agent::new(config, logs));

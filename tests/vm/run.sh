@@ -137,6 +137,10 @@ phase_a() {
   # shellcheck disable=SC2046
   boot a --dir "$WORK/out-vm" --nics 2 --mac 52:54:00:a0:00:01 $(disks a virtio nvme scsi) || return 1
   curl -sk -m 5 "https://127.0.0.1:$VM_PORT/v1/status" | grep -q '"started_at"' || { log "no status"; return 1; }
+  # the agent starts on the first address; eth1's udhcpc may still be
+  # retrying a lost DISCOVER (2 s apart)
+  local i
+  for i in $(seq 100); do grep -aq 'DHCP bound eth1 10.0.3.15' "$VM_CONSOLE" && break; sleep 0.2; done
   grep -aq 'DHCP bound eth1 10.0.3.15' "$VM_CONSOLE" || { log "the second NIC got no lease"; return 1; }
   local t0; t0=$(now)
   cmd poll.get_hardware_info > "$WORK/a-inventory.json" || return 1
@@ -229,7 +233,9 @@ phase_r() {
   "${ssh[@]}" 'kill $(cat /run/ironic-agent/pid)' || return 1
   local i
   for i in $(seq 100); do
+    # the new agent's token line must be on the console too (cmd reads it)
     grep -aq 'agent exited' "$VM_CONSOLE" && [ "$(grep -ac 'ironic-agent-init: agent started' "$VM_CONSOLE")" -ge 2 ] && \
+      [ "$(grep -ac 'standalone agent token' "$VM_CONSOLE")" -ge 2 ] && \
       curl -sk -m 2 "https://127.0.0.1:$VM_PORT/v1/status" | grep -q version && break
     sleep 0.3
   done
