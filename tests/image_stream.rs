@@ -1061,3 +1061,66 @@ fn qcow2_with_metadata_after_the_data_uses_range_requests() {
     );
     assert!(read(&disk, 0, MIB).iter().all(|&b| b == 0));
 }
+
+#[test]
+fn compressed_qcow2_with_tables_after_their_data_is_streamed_once() {
+    if !qemu_img() {
+        return;
+    }
+    let dir = test_dir("img-qcow2-trail");
+    let (root, disk) = sparse_root(&dir);
+    let srv = Server::start();
+    // compressible text between the random pieces, so that -c compresses
+    let mut raw = raw_image(24 * MIB, 19);
+    for (i, piece) in raw.chunks_mut(256 * 1024).enumerate().skip(1) {
+        if i % 3 == 0 {
+            let line = format!("piece {i} of some very compressible text\n");
+            for (d, s) in piece.iter_mut().zip(line.bytes().cycle()) {
+                *d = s;
+            }
+        }
+    }
+    let r = dir.join("src.raw");
+    let q = dir.join("trail.qcow2");
+    let back = dir.join("trail.raw");
+    fs::write(&r, &raw).unwrap();
+    // 4 KiB clusters: one L2 table per 2 MiB of guest, and `-c` places
+    // every table after the first behind some of the data it maps
+    qemu(&[
+        "convert",
+        "-c",
+        "-O",
+        "qcow2",
+        "-o",
+        "cluster_size=4096",
+        r.to_str().unwrap(),
+        q.to_str().unwrap(),
+    ]);
+    qemu(&[
+        "convert",
+        "-O",
+        "raw",
+        q.to_str().unwrap(),
+        back.to_str().unwrap(),
+    ]);
+    let data = fs::read(&q).unwrap();
+    let expected = fs::read(&back).unwrap();
+    let url = srv.put("/trail.qcow2", data.clone());
+    let agent = start(&dir, &root, &[]);
+    let r = prepare(&agent, image_info("img-trail", &url, &data, "qcow2"));
+    assert_eq!(
+        r["command_status"],
+        "SUCCEEDED",
+        "{r}\n{}",
+        agent.log_text()
+    );
+    assert_disk(&disk, &expected);
+    let log = agent.log_text();
+    assert!(log.contains("follows data it maps"), "{log}");
+    // decided before streaming: never a second pass over the image
+    assert!(!log.contains("streaming the image again"), "{log}");
+    assert!(
+        log.contains(&format!("{} bytes written", expected.len())),
+        "{log}"
+    );
+}

@@ -946,6 +946,112 @@ impl Converter {
     }
 }
 
+/// At most this many L2 tables are read by [`tables_trail_data`] (2 TiB of
+/// guest at 64 KiB clusters); a larger table count skips the check.
+const MAX_SCANNED_TABLES: usize = 4096;
+
+/// Whether some L2 table sits after data it maps (or the L1 table after an
+/// L2 table), so that forward streaming would only learn where those bytes
+/// go once they have passed. `qemu-img
+/// convert -c` lays images out that way beyond the first L2 table (its
+/// compressed writes run ahead of the table allocation): without this
+/// check a compressed image larger than 512 MiB was streamed, hashed and
+/// written up to the first such table, then all over again with the
+/// tables prefetched. Reads the L1 table (from `first`, the stream's first
+/// chunk, when it is there) and every L2 table through `read_range`; the
+/// bytes are not trusted for anything but this choice (the conversion
+/// itself reads its tables again and checks them against the hashed
+/// stream).
+pub fn tables_trail_data(
+    h: &Header,
+    first: &[u8],
+    read_range: &mut RangeReader,
+) -> Result<bool, ConvError> {
+    let cs = h.cluster_size();
+    let (l1_offset, l1_bytes) = (h.l1_offset, h.l1_size * 8);
+    let mut l1 = Vec::new();
+    if l1_offset + l1_bytes <= first.len() as u64 {
+        l1.extend_from_slice(&first[l1_offset as usize..(l1_offset + l1_bytes) as usize]);
+    } else {
+        if l1_bytes > (MAX_SCANNED_TABLES * 8) as u64 {
+            return Ok(false);
+        }
+        read_range(l1_offset, l1_bytes, &mut |b| {
+            l1.extend_from_slice(b);
+            Ok(())
+        })?;
+    }
+    let mut tables: Vec<u64> = l1
+        .chunks_exact(8)
+        .enumerate()
+        .filter(|(i, _)| (*i as u64) * h.l2_coverage() < h.size)
+        .map(|(_, e)| u64::from_be_bytes(e.try_into().unwrap_or_default()) & L1_OFFSET_MASK)
+        .filter(|&off| off != 0 && off % cs == 0)
+        .collect();
+    tables.sort_unstable();
+    tables.dedup();
+    if tables.len() > MAX_SCANNED_TABLES {
+        return Ok(false);
+    }
+    // an L2 table before the end of the L1 table (`qemu-img resize` moves
+    // the L1 table behind everything) is met before the entry naming it
+    if tables.first().is_some_and(|&t| t < l1_offset + l1_bytes) {
+        return Ok(true);
+    }
+    // adjacent tables in one request (at most 8 MiB), as `prefetch` does
+    let mut k = 0;
+    while k < tables.len() {
+        let start = tables[k];
+        let mut n = 1;
+        while k + n < tables.len()
+            && tables[k + n] == start + n as u64 * cs
+            && (n as u64 + 1) * cs <= 8 << 20
+        {
+            n += 1;
+        }
+        let mut pos = start;
+        let mut entry = [0u8; 8];
+        let mut have = 0usize;
+        let mut trails = false;
+        read_range(start, n as u64 * cs, &mut |bytes: &[u8]| {
+            for &b in bytes {
+                entry[have] = b;
+                have += 1;
+                pos += 1;
+                if have < 8 {
+                    continue;
+                }
+                have = 0;
+                // the table holding this entry ends at the next cluster
+                // boundary after it
+                let table_end = (pos - 1) / cs * cs + cs;
+                let host = match decode_l2(h, u64::from_be_bytes(entry)) {
+                    Ok(Cluster::Data(host)) | Ok(Cluster::Compressed { host, .. }) => host,
+                    _ => continue,
+                };
+                if host < table_end {
+                    trails = true;
+                    // stop reading: the answer is known
+                    return Err(ConvError::Backward {
+                        host,
+                        at: table_end,
+                    });
+                }
+            }
+            Ok(())
+        })
+        .or_else(|e| match e {
+            ConvError::Backward { .. } if trails => Ok(()),
+            e => Err(e),
+        })?;
+        if trails {
+            return Ok(true);
+        }
+        k += n;
+    }
+    Ok(false)
+}
+
 /// `read_range(start, len, sink)`: deliver bytes `[start, start+len)` of
 /// the image to `sink`, in order.
 pub type RangeReader<'a> = dyn FnMut(u64, u64, &mut dyn FnMut(&[u8]) -> Result<(), ConvError>) -> Result<(), ConvError>

@@ -414,7 +414,31 @@ fn write_qcow2(
         h.l1_offset
     );
     let stream_url = fetch.url.clone();
-    let prefetch_first = h.l1_offset >= FAR_L1 && fetch.accepts_ranges;
+    let mut prefetch_first = h.l1_offset >= FAR_L1 && fetch.accepts_ranges;
+    if !prefetch_first && fetch.accepts_ranges {
+        // Tables behind their data (qemu-img convert -c) would make the
+        // forward pass stop at the first such table and start over: look at
+        // the tables first. A failed look is no failure: forward mode still
+        // works, and still falls back.
+        let mut read = range_reader(job, &stream_url, fetch.validator.clone());
+        match qcow2::tables_trail_data(&h, first.data(), &mut *read) {
+            Ok(true) => {
+                prefetch_first = true;
+                log::info!(
+                    "image {}: an L2 table of the qcow2 image follows data it maps (as \
+                     qemu-img convert -c lays them out); reading the tables with Range \
+                     requests first",
+                    job.id
+                );
+            }
+            Ok(false) => {}
+            Err(e) => log::warn!(
+                "image {}: could not read the qcow2 tables ahead ({}); converting as they come",
+                job.id,
+                qcow2_error(e)
+            ),
+        }
+    }
     if !prefetch_first {
         let mut conv = Converter::new(h.clone());
         match convert(&mut conv, target, fetch, first, progress) {
@@ -428,26 +452,53 @@ fn write_qcow2(
         }
     } else {
         drop(fetch);
-        log::info!(
-            "image {}: the qcow2 L1 table sits at byte {}; reading the tables with Range \
-             requests first",
-            job.id,
-            h.l1_offset
-        );
+        if h.l1_offset >= FAR_L1 {
+            log::info!(
+                "image {}: the qcow2 L1 table sits at byte {}; reading the tables with Range \
+                 requests first",
+                job.id,
+                h.l1_offset
+            );
+        }
     }
     // Prefetched mode: a fresh stream (and hash) from byte 0; the tables
     // are read from the same file (If-Range with its validator).
     let stream =
         ImageStream::open(job.client.clone(), &stream_url).map_err(|f| f.into_error(job.id))?;
     let fetch = Fetch::start(stream, job.expected.algo.hasher(), job.id);
-    let url = fetch.url.clone();
-    let validator = fetch.validator.clone();
-    let client = job.client.clone();
+    let mut read_range = range_reader(job, &fetch.url, fetch.validator.clone());
     let mut conv = Converter::new(h);
-    let mut read_range =
-        |start: u64,
-         len: u64,
-         sink: &mut dyn FnMut(&[u8]) -> std::result::Result<(), ConvError>| {
+    conv.prefetch(target, &mut *read_range)
+        .map_err(qcow2_error)?;
+    let mut fetch = fetch;
+    let Some((first, _)) = fetch.next_chunk()? else {
+        return Err(AgentError::download(job.id, "the image is empty"));
+    };
+    // The header that laid out the tables came from the first, unhashed
+    // request: the checksummed stream must carry the same one.
+    if qcow2::parse_header(first.data()).as_ref() != Ok(&conv.h) {
+        return Err(qcow2_error(ConvError::Invalid(
+            "the qcow2 header differs between the first request and the checksummed stream \
+             (the image changed on the server, or the server is not consistent)"
+                .into(),
+        )));
+    }
+    convert(&mut conv, target, fetch, first, progress).map_err(qcow2_error)
+}
+
+/// Reads byte ranges of the image at `url` with HTTP Range requests
+/// (If-Range with the stream's validator), for the qcow2 tables.
+fn range_reader<'a>(
+    job: &'a Job,
+    url: &str,
+    validator: Option<super::download::Validator>,
+) -> Box<qcow2::RangeReader<'a>> {
+    let client = job.client.clone();
+    let url = url.to_string();
+    Box::new(
+        move |start: u64,
+              len: u64,
+              sink: &mut dyn FnMut(&[u8]) -> std::result::Result<(), ConvError>| {
             let mut r = client
                 .range(&url, start, len, validator.as_ref())
                 .map_err(|f| {
@@ -457,8 +508,8 @@ fn write_qcow2(
                             Kind::ImageDownloadFatalError,
                             format!(
                                 "Download of image {} failed: {m} (a qcow2 image whose \
-                                 metadata follows its data needs an image server that \
-                                 answers HTTP Range requests)",
+                             metadata follows its data needs an image server that \
+                             answers HTTP Range requests)",
                                 job.id
                             ),
                         ),
@@ -483,23 +534,8 @@ fn write_qcow2(
                 left -= n as u64;
             }
             Ok(())
-        };
-    conv.prefetch(target, &mut read_range)
-        .map_err(qcow2_error)?;
-    let mut fetch = fetch;
-    let Some((first, _)) = fetch.next_chunk()? else {
-        return Err(AgentError::download(job.id, "the image is empty"));
-    };
-    // The header that laid out the tables came from the first, unhashed
-    // request: the checksummed stream must carry the same one.
-    if qcow2::parse_header(first.data()).as_ref() != Ok(&conv.h) {
-        return Err(qcow2_error(ConvError::Invalid(
-            "the qcow2 header differs between the first request and the checksummed stream \
-             (the image changed on the server, or the server is not consistent)"
-                .into(),
-        )));
-    }
-    convert(&mut conv, target, fetch, first, progress).map_err(qcow2_error)
+        },
+    )
 }
 
 fn convert(
