@@ -1117,8 +1117,13 @@ fn compressed_qcow2_with_tables_after_their_data_is_streamed_once() {
     assert_disk(&disk, &expected);
     let log = agent.log_text();
     assert!(log.contains("follows data it maps"), "{log}");
-    // decided before streaming: never a second pass over the image
+    // decided before streaming: never a second pass over the image, one
+    // plain GET (the stream), the tables read with Range requests
     assert!(!log.contains("streaming the image again"), "{log}");
+    let requests = srv.log("/trail.qcow2");
+    let plain = requests.iter().filter(|(r, _)| r.is_none()).count();
+    assert_eq!(plain, 1, "{requests:?}");
+    assert!(requests.len() > 1, "{requests:?}");
     assert!(
         log.contains(&format!("{} bytes written", expected.len())),
         "{log}"

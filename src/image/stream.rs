@@ -414,22 +414,28 @@ fn write_qcow2(
         h.l1_offset
     );
     let stream_url = fetch.url.clone();
-    let mut prefetch_first = h.l1_offset >= FAR_L1 && fetch.accepts_ranges;
+    let prefetch_first = h.l1_offset >= FAR_L1 && fetch.accepts_ranges;
     if !prefetch_first && fetch.accepts_ranges {
         // Tables behind their data (qemu-img convert -c) would make the
         // forward pass stop at the first such table and start over: look at
         // the tables first. A failed look is no failure: forward mode still
         // works, and still falls back.
-        let mut read = range_reader(job, &stream_url, fetch.validator.clone());
-        match qcow2::tables_trail_data(&h, first.data(), &mut *read) {
+        let mut read_range = range_reader(job, &stream_url, fetch.validator.clone());
+        match qcow2::tables_trail_data(&h, first.data(), &mut *read_range) {
             Ok(true) => {
-                prefetch_first = true;
                 log::info!(
                     "image {}: an L2 table of the qcow2 image follows data it maps (as \
                      qemu-img convert -c lays them out); reading the tables with Range \
                      requests first",
                     job.id
                 );
+                // The same stream goes on: only its first chunk was taken
+                // (hashed, and fed below), so the header that lays out the
+                // tables is the checksummed one.
+                let mut conv = Converter::new(h);
+                conv.prefetch(target, &mut *read_range)
+                    .map_err(qcow2_error)?;
+                return convert(&mut conv, target, fetch, first, progress).map_err(qcow2_error);
             }
             Ok(false) => {}
             Err(e) => log::warn!(
@@ -452,14 +458,12 @@ fn write_qcow2(
         }
     } else {
         drop(fetch);
-        if h.l1_offset >= FAR_L1 {
-            log::info!(
-                "image {}: the qcow2 L1 table sits at byte {}; reading the tables with Range \
-                 requests first",
-                job.id,
-                h.l1_offset
-            );
-        }
+        log::info!(
+            "image {}: the qcow2 L1 table sits at byte {}; reading the tables with Range \
+             requests first",
+            job.id,
+            h.l1_offset
+        );
     }
     // Prefetched mode: a fresh stream (and hash) from byte 0; the tables
     // are read from the same file (If-Range with its validator).
