@@ -16,6 +16,9 @@
 #     needs the whole image in RAM;
 #   * the floor for any writer that verifies: SHA-256 of the cached qcow2
 #     alone on one core, set against qemu-img's whole convert;
+#   * a compressed qcow2 (`qemu-img convert -c` of half-compressible
+#     content, the way cloud images ship): the agent over HTTP against
+#     qemu-img from a local file;
 #   * peak RSS (VmHWM) of each process; goal <= 16 MiB for the agent and not
 #     growing with the image size (a 4 GiB raw image is run once too).
 #
@@ -59,13 +62,20 @@ BIN="${CARGO_TARGET_DIR:-$ROOT/target}/x86_64-unknown-linux-musl/release/ironic-
 # --- images ------------------------------------------------------------------
 # Random data (every byte must be written and hashed: the worst case), with
 # an MBR so the agent finds a partition afterwards.
-make_image() { # PATH MIB
-  python3 - "$1" "$2" <<'EOF'
+# MIXED: each MiB half compressible text, half random (what `qemu-img
+# convert -c` is for: cloud images ship that way).
+make_image() { # PATH MIB [mixed]
+  python3 - "$1" "$2" "${3:-random}" <<'EOF'
 import os, struct, sys
-path, mib = sys.argv[1], int(sys.argv[2])
+path, mib, kind = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 with open(path, "wb+") as f:
     for i in range(mib):
-        f.write(os.urandom(1 << 20))
+        if kind == "mixed":
+            w = b"ironic-agent bench line %08d " % i
+            f.write((w * (524288 // len(w) + 1))[:524288])
+            f.write(os.urandom(1 << 19))
+        else:
+            f.write(os.urandom(1 << 20))
     f.seek(0)
     mbr = bytearray(f.read(512))
     mbr[440:444] = struct.pack("<I", 0x1234ABCD)
@@ -77,11 +87,16 @@ with open(path, "wb+") as f:
 EOF
 }
 RAW=disk-$SIZE_MIB.raw BIG=disk-$BIG_MIB.raw QCOW=disk-$SIZE_MIB.qcow2
-for f in "$RAW:$SIZE_MIB" "$BIG:$BIG_MIB"; do
-  name=${f%%:*}; mib=${f##*:}
-  if [ ! -f "$WORK/$name" ]; then log "making $name ($mib MiB)"; make_image "$WORK/$name" "$mib"; fi
+MIXED=mixed-$SIZE_MIB.raw QCOWC=mixed-$SIZE_MIB-c.qcow2
+for f in "$RAW:$SIZE_MIB:random" "$BIG:$BIG_MIB:random" "$MIXED:$SIZE_MIB:mixed"; do
+  IFS=: read -r name mib kind <<<"$f"
+  if [ ! -f "$WORK/$name" ]; then log "making $name ($mib MiB, $kind)"; make_image "$WORK/$name" "$mib" "$kind"; fi
 done
 [ -f "$WORK/$QCOW" ] || qemu-img convert -f raw -O qcow2 "$WORK/$RAW" "$WORK/$QCOW"
+if [ ! -f "$WORK/$QCOWC" ]; then
+  log "compressing $MIXED with qemu-img convert -c (a minute or so)"
+  qemu-img convert -c -f raw -O qcow2 "$WORK/$MIXED" "$WORK/$QCOWC"
+fi
 # Every SHA-256 here goes through OpenSSL, as IPA's hashlib does: it uses
 # SHA-NI like the agent, where coreutils' sha256sum (Debian 12) does not
 # and runs at a fifth of the speed, which would flatter the agent in the
@@ -90,6 +105,8 @@ sha256() { openssl dgst -sha256 -r "$@" | cut -d' ' -f1; }
 SUM_RAW=$(sha256 "$WORK/$RAW")
 SUM_BIG=$(sha256 "$WORK/$BIG")
 SUM_QCOW=$(sha256 "$WORK/$QCOW")
+SUM_MIXED=$(sha256 "$WORK/$MIXED")
+SUM_QCOWC=$(sha256 "$WORK/$QCOWC")
 
 # --- image server ------------------------------------------------------------
 PORT=$(free_port)
@@ -186,18 +203,19 @@ pipe() {
   C[pipe]=$(python3 -c "print(f'{$(cpu_of "$WORK/time-curl.log")+$(cpu_of "$WORK/time-dd.log"):.2f}')")
 }
 
-qemu_local() {
+qemu_local() { # [KEY IMAGE]
+  local key=${1:-qemu} img=${2:-$QCOW}
   drop
   local s e
   s=$(secs)
   # qemu-img's default cache mode (writeback), then fsync of the device
   # only (a global sync would also flush whatever else the machine wrote)
-  /usr/bin/time -v -o "$WORK/time-qemu.log" qemu-img convert -f qcow2 -O raw "$WORK/$QCOW" "$LOOP"
+  /usr/bin/time -v -o "$WORK/time-$key.log" qemu-img convert -f qcow2 -O raw "$WORK/$img" "$LOOP"
   sync "$LOOP"
   e=$(secs)
-  T[qemu]=$(python3 -c "print($e-$s)")
-  R[qemu]="$(rss_of "$WORK/time-qemu.log") kB"
-  C[qemu]=$(cpu_of "$WORK/time-qemu.log")
+  T[$key]=$(python3 -c "print($e-$s)")
+  R[$key]="$(rss_of "$WORK/time-$key.log") kB"
+  C[$key]=$(cpu_of "$WORK/time-$key.log")
 }
 
 # The same convert without the page cache (`-t none`: O_DIRECT writes, as
@@ -323,6 +341,9 @@ for run in $(seq "$RUNS"); do
   verify "$SIZE_MIB" "$SUM_RAW"
   log "run $run of $RUNS: IPA's way (stage in tmpfs, qemu-img)"; ipa_way; keep ipaway
   verify "$SIZE_MIB" "$SUM_RAW"
+  log "run $run of $RUNS: qemu-img convert, compressed qcow2";   qemu_local qemuc "$QCOWC"; keep qemuc
+  log "run $run of $RUNS: agent, compressed qcow2";              agent_run qcowc "$QCOWC" "$SUM_QCOWC" qcow2; keep qcowc
+  verify "$SIZE_MIB" "$SUM_MIXED"
 done
 log "agent, raw, ${BIG_MIB} MiB";          agent_run big "$BIG" "$SUM_BIG" raw; keep big
 for k in "${!BEST[@]}"; do T[$k]=${BEST[$k]}; done
@@ -341,6 +362,8 @@ printf '%-44s %9.2f %9s %8s %s\n' "the same, SHA-256 of the file first" "${T[qem
 printf '%-44s %9.2f %9s %8s %s\n' "SHA-256 of the cached qcow2 alone (floor)" "${T[floor]}" "$(mibs "$SIZE_MIB" "${T[floor]}")" "-" "-"
 printf '%-44s %9.2f %9s %8s %s\n' "agent qcow2 over HTTP, sha256 verified" "${T[qcow2]}" "$(mibs "$SIZE_MIB" "${T[qcow2]}")" "${C[qcow2]}" "${R[qcow2]}"
 printf '%-44s %9.2f %9s %8s %s\n' "IPA's way: curl|sha256 to tmpfs, qemu-img" "${T[ipaway]}" "$(mibs "$SIZE_MIB" "${T[ipaway]}")" "${C[ipaway]}" "${R[ipaway]}"
+printf '%-44s %9.2f %9s %8s %s\n' "qemu-img convert -O raw, local qcow2 -c" "${T[qemuc]}" "$(mibs "$SIZE_MIB" "${T[qemuc]}")" "${C[qemuc]}" "${R[qemuc]}"
+printf '%-44s %9.2f %9s %8s %s\n' "agent qcow2 -c over HTTP, sha256 verified" "${T[qcowc]}" "$(mibs "$SIZE_MIB" "${T[qcowc]}")" "${C[qcowc]}" "${R[qcowc]}"
 printf '%-44s %9.2f %9s %8s %s\n' "agent raw over HTTP, $BIG_MIB MiB" "${T[big]}" "$(mibs "$BIG_MIB" "${T[big]}")" "${C[big]}" "${R[big]}"
 echo
 echo "(CPU s: user + system seconds of the processes of the last run, not counting the kernel's loop worker;"
@@ -353,4 +376,5 @@ echo "  agent qcow2 / qemu-img -t none: $(ratio "${T[qcow2]}" "${T[qemud]}")   (
 echo "  SHA-256 floor / qemu-img local: $(ratio "${T[floor]}" "${T[qemu]}")   (the most any SHA-256-verifying writer can reach here)"
 echo "  agent qcow2 / verified local  : $(ratio "${T[qcow2]}" "${T[qemuv]}")   (openssl SHA-256, then qemu-img)"
 echo "  agent qcow2 / IPA's way       : $(ratio "${T[qcow2]}" "${T[ipaway]}")"
-echo "  agent peak RSS raw / qcow2 / ${BIG_MIB} MiB raw: ${R[raw]} / ${R[qcow2]} / ${R[big]} (goal <= 16384 kB, flat)"
+echo "  agent qcow2 -c / qemu-img -c  : $(ratio "${T[qcowc]}" "${T[qemuc]}")   (half-compressible content, $(( $(stat -c %s "$WORK/$QCOWC") >> 20 )) MiB compressed)"
+echo "  agent peak RSS raw / qcow2 / qcow2 -c / ${BIG_MIB} MiB raw: ${R[raw]} / ${R[qcow2]} / ${R[qcowc]} / ${R[big]} (goal <= 16384 kB, flat)"
