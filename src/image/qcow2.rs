@@ -16,10 +16,13 @@
 //! clusters of the current L2 table in memory. When a table turns out to
 //! map data that has already gone past (metadata after data: a resized or
 //! hand-built image), the converter reports [`ConvError::Backward`] and the
-//! caller restarts in "prefetched" mode: the L1 and all L2 tables are read
-//! first with HTTP Range requests, then the image is streamed once more and
-//! only data clusters are handled. The image is never staged in RAM or on
-//! disk.
+//! caller restarts in "prefetched" mode (the stream module chooses it
+//! upfront when a look at the tables shows that layout, as `qemu-img
+//! convert -c` produces): the L1 and all L2 tables are read first with HTTP
+//! Range requests, for their digests and the first cluster each maps; then
+//! the image is streamed and each L2 table is read again and loaded just
+//! before the stream reaches its first cluster, so only the tables in play
+//! hold events. The image is never staged in RAM or on disk.
 //!
 //! Memory is bounded whatever the image: one inflate buffer and one write
 //! buffer (at most 2 MiB each), compressed clusters straddling a chunk
@@ -47,6 +50,12 @@ pub const MAX_EVENTS: usize = 256 * 1024;
 const MAX_CARRY: usize = 8 << 20;
 /// Write-combining buffer for guest-contiguous clusters.
 const COMBINE: usize = 2 << 20;
+/// Prefetched mode: L2 tables are loaded this far ahead of the stream
+/// (adjacent ones due together share a request; with 512-byte clusters
+/// this much stream is 16 Ki clusters waiting).
+const LOAD_AHEAD: u64 = 8 << 20;
+/// Prefetched mode: adjacent tables are read in requests of at most this.
+const RANGE_GROUP: u64 = 8 << 20;
 
 const L1_OFFSET_MASK: u64 = 0x00ff_ffff_ffff_fe00;
 const L1_RESERVED: u64 = 0x7f00_0000_0000_01ff;
@@ -447,6 +456,12 @@ pub struct Converter {
     /// digest of one that spans chunks.
     next_table: usize,
     table_hash: Option<sha2::Sha256>,
+    /// Prefetched mode: L2 tables not loaded yet, as (first use, host
+    /// offset, L1 index), the next one to load last. A table is loaded
+    /// (read again, checked against its first read) only when the stream
+    /// comes within [`LOAD_AHEAD`] of its first cluster, so the heap holds
+    /// the clusters of the tables in play, not of the whole image.
+    due: Vec<(u64, u64, u64)>,
     heap: BinaryHeap<Reverse<Event>>,
     carries: Vec<Carry>,
     inflater: flate2::Decompress,
@@ -474,6 +489,7 @@ impl Converter {
             tables: vec![],
             next_table: 0,
             table_hash: None,
+            due: vec![],
             heap: BinaryHeap::new(),
             carries: vec![],
             inflater: flate2::Decompress::new(false),
@@ -807,6 +823,12 @@ impl Converter {
 
     /// The stream ended at `self.pos`: everything must have been found.
     pub fn finish(&mut self, t: &mut Target) -> Result<(), ConvError> {
+        if let Some(&(first, host, _)) = self.due.last() {
+            return Err(invalid(format!(
+                "the image ends at byte {} but the L2 table at byte {host} maps byte {first}",
+                self.pos
+            )));
+        }
         if let Some(tc) = self.tables.get(self.next_table) {
             return Err(invalid(format!(
                 "the image ends at byte {} but its table at byte {} was read there with a \
@@ -880,16 +902,19 @@ impl Converter {
                 tables.push((ev.host, l1_index));
             }
         }
-        // L2 tables, adjacent ones in one request (at most 8 MiB each)
+        // L2 tables, adjacent ones in one request (at most 8 MiB each):
+        // read once here for their digests and first clusters, loaded
+        // later by `load_due`
         let cs = self.cs;
         let mut table = vec![0u8; cs as usize];
+        let mut due = Vec::with_capacity(tables.len());
         let mut k = 0;
         while k < tables.len() {
             let start = tables[k].0;
             let mut n = 1;
             while k + n < tables.len()
                 && tables[k + n].0 == start + n as u64 * cs
-                && (n as u64 + 1) * cs <= 8 << 20
+                && (n as u64 + 1) * cs <= RANGE_GROUP
             {
                 n += 1;
             }
@@ -906,9 +931,11 @@ impl Converter {
                         rest = &rest[m..];
                         if filled == cs as usize {
                             filled = 0;
-                            self.l2_table(t, group[g].1, &table, 0)?;
+                            let (host, l1_index) = group[g];
+                            let first = first_use(&self.h, host, &table)?;
+                            due.push((first, host, l1_index));
                             checks.push(TableCheck {
-                                host: group[g].0,
+                                host,
                                 len: cs,
                                 digest: sha256(&table),
                             });
@@ -942,12 +969,97 @@ impl Converter {
         self.tables = checks;
         self.next_table = 0;
         self.table_hash = None;
+        due.sort_unstable_by_key(|&(first, host, _)| Reverse((first, host)));
+        self.due = due;
+        Ok(())
+    }
+
+    /// Prefetched mode: load the L2 tables whose first cluster (or the
+    /// table itself) lies before `upto` + [`LOAD_AHEAD`], adjacent ones in
+    /// one Range request. Call before feeding the chunk that ends at `upto`.
+    pub fn load_due(
+        &mut self,
+        t: &mut Target,
+        upto: u64,
+        read_range: &mut RangeReader,
+    ) -> Result<(), ConvError> {
+        let horizon = upto.saturating_add(LOAD_AHEAD);
+        let mut now: Vec<(u64, u64)> = vec![];
+        while let Some(&(first, host, l1_index)) = self.due.last() {
+            if first >= horizon {
+                break;
+            }
+            if first < self.pos {
+                // cannot happen: tables are loaded before the stream
+                // reaches their first cluster
+                return Err(ConvError::Backward {
+                    host: first,
+                    at: self.pos,
+                });
+            }
+            self.due.pop();
+            now.push((host, l1_index));
+        }
+        now.sort_unstable();
+        let cs = self.cs;
+        let mut k = 0;
+        while k < now.len() {
+            let start = now[k].0;
+            let mut n = 1;
+            while k + n < now.len()
+                && now[k + n].0 == start + n as u64 * cs
+                && (n as u64 + 1) * cs <= RANGE_GROUP
+            {
+                n += 1;
+            }
+            let mut bytes = Vec::with_capacity((n as u64 * cs) as usize);
+            read_range(start, n as u64 * cs, &mut |b| {
+                bytes.extend_from_slice(b);
+                Ok(())
+            })?;
+            if bytes.len() as u64 != n as u64 * cs {
+                return Err(invalid(format!(
+                    "the L2 tables at {start:#x} lie beyond the end of the image"
+                )));
+            }
+            for (j, table) in bytes.chunks_exact(cs as usize).enumerate() {
+                let (host, l1_index) = now[k + j];
+                let known = self
+                    .tables
+                    .binary_search_by_key(&(host, cs), |c| (c.host, c.len))
+                    .ok()
+                    .map(|i| self.tables[i].digest);
+                if known != Some(sha256(table)) {
+                    return Err(invalid(format!(
+                        "the qcow2 table at byte {host} differs between two Range requests \
+                         (the image changed on the server, or the server is not consistent)"
+                    )));
+                }
+                self.l2_table(t, l1_index, table, 0)?;
+            }
+            k += n;
+        }
         Ok(())
     }
 }
 
-/// At most this many L2 tables are read by [`tables_trail_data`] (2 TiB of
-/// guest at 64 KiB clusters); a larger table count skips the check.
+/// Where the stream first needs the L2 table at `host`: the table itself or
+/// the lowest cluster it maps, whichever comes first. Checks every entry as
+/// `l2_table` will.
+fn first_use(h: &Header, host: u64, table: &[u8]) -> Result<u64, ConvError> {
+    let mut first = host;
+    for raw in table.chunks_exact(8) {
+        let e = u64::from_be_bytes(raw.try_into().unwrap_or_default());
+        match decode_l2(h, e).map_err(ConvError::Invalid)? {
+            Cluster::Data(c) | Cluster::Compressed { host: c, .. } => first = first.min(c),
+            Cluster::Unallocated | Cluster::Zero => {}
+        }
+    }
+    Ok(first)
+}
+
+/// At most this many L2 tables (the first in the file) are read by
+/// [`tables_trail_data`]: 2 TiB of guest at 64 KiB clusters.
 const MAX_SCANNED_TABLES: usize = 4096;
 
 /// Whether some L2 table sits after data it maps (or the L1 table after an
@@ -990,22 +1102,21 @@ pub fn tables_trail_data(
         .collect();
     tables.sort_unstable();
     tables.dedup();
-    if tables.len() > MAX_SCANNED_TABLES {
-        return Ok(false);
-    }
     // an L2 table before the end of the L1 table (`qemu-img resize` moves
     // the L1 table behind everything) is met before the entry naming it
     if tables.first().is_some_and(|&t| t < l1_offset + l1_bytes) {
         return Ok(true);
     }
-    // adjacent tables in one request (at most 8 MiB), as `prefetch` does
+    // adjacent tables in one request (at most 8 MiB), as `prefetch` does;
+    // the first MAX_SCANNED_TABLES only (a trailing layout shows early)
+    tables.truncate(MAX_SCANNED_TABLES);
     let mut k = 0;
     while k < tables.len() {
         let start = tables[k];
         let mut n = 1;
         while k + n < tables.len()
             && tables[k + n] == start + n as u64 * cs
-            && (n as u64 + 1) * cs <= 8 << 20
+            && (n as u64 + 1) * cs <= RANGE_GROUP
         {
             n += 1;
         }

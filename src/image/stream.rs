@@ -435,7 +435,15 @@ fn write_qcow2(
                 let mut conv = Converter::new(h);
                 conv.prefetch(target, &mut *read_range)
                     .map_err(qcow2_error)?;
-                return convert(&mut conv, target, fetch, first, progress).map_err(qcow2_error);
+                return convert(
+                    &mut conv,
+                    target,
+                    fetch,
+                    first,
+                    progress,
+                    Some(&mut *read_range),
+                )
+                .map_err(qcow2_error);
             }
             Ok(false) => {}
             Err(e) => log::warn!(
@@ -447,7 +455,7 @@ fn write_qcow2(
     }
     if !prefetch_first {
         let mut conv = Converter::new(h.clone());
-        match convert(&mut conv, target, fetch, first, progress) {
+        match convert(&mut conv, target, fetch, first, progress, None) {
             Ok(r) => return Ok(r),
             Err(ConvError::Backward { host, at }) => log::info!(
                 "image {}: qcow2 metadata at byte {at} points back to byte {host}; reading the \
@@ -487,7 +495,15 @@ fn write_qcow2(
                 .into(),
         )));
     }
-    convert(&mut conv, target, fetch, first, progress).map_err(qcow2_error)
+    convert(
+        &mut conv,
+        target,
+        fetch,
+        first,
+        progress,
+        Some(&mut *read_range),
+    )
+    .map_err(qcow2_error)
 }
 
 /// Reads byte ranges of the image at `url` with HTTP Range requests
@@ -542,15 +558,25 @@ fn range_reader<'a>(
     )
 }
 
+/// Feed the stream to the converter; `tables` (prefetched mode) loads the
+/// L2 tables as the stream nears their clusters.
 fn convert(
     conv: &mut Converter,
     target: &mut Target,
     mut fetch: Fetch,
     first: AlignedBuf,
     progress: &mut Progress,
+    mut tables: Option<&mut qcow2::RangeReader>,
 ) -> std::result::Result<(String, u64, u64), ConvError> {
     let mut next = Some((first, 0u64));
     while let Some((buf, off)) = next {
+        if let Some(read_range) = tables.as_mut() {
+            let end = off + buf.len as u64;
+            if let Err(e) = conv.load_due(target, end, &mut **read_range) {
+                fetch.recycle(buf);
+                return Err(e);
+            }
+        }
         let r = conv.feed(target, off, buf.data());
         let read = off + buf.len as u64;
         fetch.recycle(buf);
