@@ -560,8 +560,8 @@ fn trailing_tables_beyond_the_event_limit_convert() {
             break;
         }
         conv.load_due(&mut t, off + n as u64, &mut rr).unwrap();
-        conv.feed(&mut t, off, &buf[..n]).unwrap();
         most = most.max(conv.waiting());
+        conv.feed(&mut t, off, &buf[..n]).unwrap();
         off += n as u64;
     }
     conv.finish(&mut t).unwrap();
@@ -570,4 +570,67 @@ fn trailing_tables_beyond_the_event_limit_convert() {
     assert_same(&expected, &out, size);
     // only the tables near the stream hold events
     assert!(most < qcow2::MAX_EVENTS / 4, "{most} events waited at once");
+}
+
+/// Two L1 entries naming one L2 table (legal: the clusters have refcount 2),
+/// the table behind its data: prefetched mode reads the table once to learn
+/// it and once to load it, not once per L1 entry, and both guest ranges get
+/// the data.
+#[test]
+fn a_table_shared_by_two_l1_entries_is_read_once_per_use() {
+    let d = dir("qcow2-shared-l2");
+    let (bits, cs) = (9u32, 512u64);
+    let per_table = cs / 8;
+    let size = 2 * per_table * cs;
+    let mut img = vec![0u8; (4 * cs) as usize];
+    img[..4].copy_from_slice(b"QFI\xfb");
+    img[4..8].copy_from_slice(&3u32.to_be_bytes());
+    img[20..24].copy_from_slice(&bits.to_be_bytes());
+    img[24..32].copy_from_slice(&size.to_be_bytes());
+    img[36..40].copy_from_slice(&2u32.to_be_bytes());
+    img[40..48].copy_from_slice(&(3 * cs).to_be_bytes());
+    img[48..56].copy_from_slice(&cs.to_be_bytes());
+    img[96..100].copy_from_slice(&4u32.to_be_bytes());
+    img[100..104].copy_from_slice(&104u32.to_be_bytes());
+    let mut rng = fastrand::Rng::with_seed(5);
+    let mut data = vec![0u8; (per_table * cs) as usize];
+    rng.fill(&mut data);
+    let mut l2 = vec![0u8; cs as usize];
+    for j in 0..per_table {
+        let e = (img.len() as u64 + j * cs) | (1 << 63);
+        l2[(j * 8) as usize..(j * 8 + 8) as usize].copy_from_slice(&e.to_be_bytes());
+    }
+    img.extend_from_slice(&data);
+    let l2_host = img.len() as u64;
+    img.extend_from_slice(&l2);
+    for i in 0..2 {
+        let at = (3 * cs + i * 8) as usize;
+        img[at..at + 8].copy_from_slice(&(l2_host | (1 << 63)).to_be_bytes());
+    }
+    let path = d.join("shared.qcow2");
+    std::fs::write(&path, &img).unwrap();
+    let expected = d.join("expected.raw");
+    std::fs::write(&expected, [data.clone(), data].concat()).unwrap();
+
+    let h = header(&path);
+    let mut reads = vec![];
+    let mut rr = |start: u64, len: u64, sink: &mut dyn FnMut(&[u8]) -> Result<(), ConvError>| {
+        reads.push(start);
+        let end = (start + len).min(img.len() as u64);
+        sink(&img[start as usize..end as usize])
+    };
+    assert!(qcow2::tables_trail_data(&h, &img, &mut rr).unwrap());
+    let out = d.join("target");
+    let disk = size + (4 << 20);
+    target_file(&out, disk);
+    let mut t = target(&out, disk);
+    let mut conv = Converter::new(h.clone());
+    conv.prefetch(&mut t, &mut rr).unwrap();
+    stream(&mut conv, &mut t, &path, Some(&mut rr)).unwrap();
+    t.commit().unwrap();
+    drop(t);
+    assert_same(&expected, &out, size);
+    // the look, the prefetch and the load: once each
+    let table_reads = reads.iter().filter(|&&r| r == l2_host).count();
+    assert_eq!(table_reads, 3, "{reads:?}");
 }

@@ -902,57 +902,23 @@ impl Converter {
                 tables.push((ev.host, l1_index));
             }
         }
-        // L2 tables, adjacent ones in one request (at most 8 MiB each):
-        // read once here for their digests and first clusters, loaded
-        // later by `load_due`
-        let cs = self.cs;
-        let mut table = vec![0u8; cs as usize];
+        // L2 tables, each once however many L1 entries name it, adjacent
+        // ones in one request (at most 8 MiB): read here for their digests
+        // and first clusters, loaded later by `load_due`
+        tables.sort_unstable();
         let mut due = Vec::with_capacity(tables.len());
-        let mut k = 0;
-        while k < tables.len() {
-            let start = tables[k].0;
-            let mut n = 1;
-            while k + n < tables.len()
-                && tables[k + n].0 == start + n as u64 * cs
-                && (n as u64 + 1) * cs <= RANGE_GROUP
-            {
-                n += 1;
+        let h = self.h.clone();
+        read_tables(&h, &tables, read_range, &mut |host, indexes, table| {
+            for &l1_index in indexes {
+                due.push((first_use(&h, l1_index, host, table)?, host, l1_index));
             }
-            let group = &tables[k..k + n];
-            let mut filled = 0usize;
-            let mut g = 0usize;
-            {
-                let mut sink = |bytes: &[u8]| -> Result<(), ConvError> {
-                    let mut rest = bytes;
-                    while !rest.is_empty() && g < group.len() {
-                        let m = (cs as usize - filled).min(rest.len());
-                        table[filled..filled + m].copy_from_slice(&rest[..m]);
-                        filled += m;
-                        rest = &rest[m..];
-                        if filled == cs as usize {
-                            filled = 0;
-                            let (host, l1_index) = group[g];
-                            let first = first_use(&self.h, host, &table)?;
-                            due.push((first, host, l1_index));
-                            checks.push(TableCheck {
-                                host,
-                                len: cs,
-                                digest: sha256(&table),
-                            });
-                            g += 1;
-                        }
-                    }
-                    Ok(())
-                };
-                read_range(start, n as u64 * cs, &mut sink)?;
-            }
-            if g != n {
-                return Err(invalid(format!(
-                    "the L2 tables at {start:#x} lie beyond the end of the image"
-                )));
-            }
-            k += n;
-        }
+            checks.push(TableCheck {
+                host,
+                len: h.cluster_size(),
+                digest: sha256(table),
+            });
+            Ok(())
+        })?;
         // In host order, each range once (two L1 entries may share an L2
         // table); overlapping tables are refused, as qemu-img check would.
         checks.sort_unstable_by_key(|c| (c.host, c.len));
@@ -1001,54 +967,44 @@ impl Converter {
             now.push((host, l1_index));
         }
         now.sort_unstable();
-        let cs = self.cs;
-        let mut k = 0;
-        while k < now.len() {
-            let start = now[k].0;
-            let mut n = 1;
-            while k + n < now.len()
-                && now[k + n].0 == start + n as u64 * cs
-                && (n as u64 + 1) * cs <= RANGE_GROUP
-            {
-                n += 1;
-            }
-            let mut bytes = Vec::with_capacity((n as u64 * cs) as usize);
-            read_range(start, n as u64 * cs, &mut |b| {
-                bytes.extend_from_slice(b);
-                Ok(())
-            })?;
-            if bytes.len() as u64 != n as u64 * cs {
+        let h = self.h.clone();
+        read_tables(&h, &now, read_range, &mut |host, indexes, table| {
+            let known = self
+                .tables
+                .binary_search_by_key(&(host, h.cluster_size()), |c| (c.host, c.len))
+                .ok()
+                .map(|i| self.tables[i].digest);
+            if known != Some(sha256(table)) {
                 return Err(invalid(format!(
-                    "the L2 tables at {start:#x} lie beyond the end of the image"
+                    "the qcow2 table at byte {host} differs between two Range requests (the \
+                     image changed on the server, or the server is not consistent)"
                 )));
             }
-            for (j, table) in bytes.chunks_exact(cs as usize).enumerate() {
-                let (host, l1_index) = now[k + j];
-                let known = self
-                    .tables
-                    .binary_search_by_key(&(host, cs), |c| (c.host, c.len))
-                    .ok()
-                    .map(|i| self.tables[i].digest);
-                if known != Some(sha256(table)) {
-                    return Err(invalid(format!(
-                        "the qcow2 table at byte {host} differs between two Range requests \
-                         (the image changed on the server, or the server is not consistent)"
-                    )));
-                }
+            for &l1_index in indexes {
                 self.l2_table(t, l1_index, table, 0)?;
             }
-            k += n;
-        }
+            Ok(())
+        })?;
         Ok(())
     }
 }
 
-/// Where the stream first needs the L2 table at `host`: the table itself or
-/// the lowest cluster it maps, whichever comes first. Checks every entry as
-/// `l2_table` will.
-fn first_use(h: &Header, host: u64, table: &[u8]) -> Result<u64, ConvError> {
+/// Entries of the L2 table for L1 entry `l1_index` that map guest bytes
+/// inside the virtual size (`l2_table` stops there too).
+fn entries_in_use(h: &Header, l1_index: u64) -> usize {
+    let guest = l1_index.saturating_mul(h.l2_coverage());
+    h.size
+        .saturating_sub(guest)
+        .div_ceil(h.cluster_size())
+        .min(h.l2_entries()) as usize
+}
+
+/// Where the stream first needs the L2 table at `host` (for L1 entry
+/// `l1_index`): the table itself or the lowest cluster it maps, whichever
+/// comes first. Checks every entry in use as `l2_table` will.
+fn first_use(h: &Header, l1_index: u64, host: u64, table: &[u8]) -> Result<u64, ConvError> {
     let mut first = host;
-    for raw in table.chunks_exact(8) {
+    for raw in table.chunks_exact(8).take(entries_in_use(h, l1_index)) {
         let e = u64::from_be_bytes(raw.try_into().unwrap_or_default());
         match decode_l2(h, e).map_err(ConvError::Invalid)? {
             Cluster::Data(c) | Cluster::Compressed { host: c, .. } => first = first.min(c),
@@ -1058,9 +1014,73 @@ fn first_use(h: &Header, host: u64, table: &[u8]) -> Result<u64, ConvError> {
     Ok(first)
 }
 
+/// What [`read_tables`] hands each table to: (host offset, the L1 indexes
+/// naming it, its bytes).
+type TableSink<'a> = dyn FnMut(u64, &[u64], &[u8]) -> Result<(), ConvError> + 'a;
+
+/// Read the L2 tables of `tables` ((host, L1 index), sorted): each distinct
+/// table once, adjacent ones in one Range request of at most
+/// [`RANGE_GROUP`]; `each(host, L1 indexes naming it, table)`.
+fn read_tables(
+    h: &Header,
+    tables: &[(u64, u64)],
+    read_range: &mut RangeReader,
+    each: &mut TableSink,
+) -> Result<(), ConvError> {
+    let cs = h.cluster_size();
+    // (host, its L1 indexes) per distinct table
+    let mut distinct: Vec<(u64, Vec<u64>)> = vec![];
+    for &(host, l1_index) in tables {
+        match distinct.last_mut() {
+            Some((last, idx)) if *last == host => idx.push(l1_index),
+            _ => distinct.push((host, vec![l1_index])),
+        }
+    }
+    let mut table = vec![0u8; cs as usize];
+    let mut k = 0;
+    while k < distinct.len() {
+        let start = distinct[k].0;
+        let mut n = 1;
+        while k + n < distinct.len()
+            && distinct[k + n].0 == start + n as u64 * cs
+            && (n as u64 + 1) * cs <= RANGE_GROUP
+        {
+            n += 1;
+        }
+        let group = &distinct[k..k + n];
+        let mut filled = 0usize;
+        let mut g = 0usize;
+        read_range(start, n as u64 * cs, &mut |bytes: &[u8]| {
+            let mut rest = bytes;
+            while !rest.is_empty() && g < group.len() {
+                let m = (cs as usize - filled).min(rest.len());
+                table[filled..filled + m].copy_from_slice(&rest[..m]);
+                filled += m;
+                rest = &rest[m..];
+                if filled == cs as usize {
+                    filled = 0;
+                    each(group[g].0, &group[g].1, &table)?;
+                    g += 1;
+                }
+            }
+            Ok(())
+        })?;
+        if g != n {
+            return Err(invalid(format!(
+                "the L2 tables at {start:#x} lie beyond the end of the image"
+            )));
+        }
+        k += n;
+    }
+    Ok(())
+}
+
 /// At most this many L2 tables (the first in the file) are read by
-/// [`tables_trail_data`]: 2 TiB of guest at 64 KiB clusters.
-const MAX_SCANNED_TABLES: usize = 4096;
+/// [`tables_trail_data`]: 32 GiB of guest at 64 KiB clusters.
+const MAX_SCANNED_TABLES: usize = 64;
+/// [`tables_trail_data`] reads an L1 table outside the first chunk only up
+/// to this size (8 Ki entries).
+const MAX_SCANNED_L1: u64 = 64 << 10;
 
 /// Whether some L2 table sits after data it maps (or the L1 table after an
 /// L2 table), so that forward streaming would only learn where those bytes
@@ -1080,87 +1100,82 @@ pub fn tables_trail_data(
     read_range: &mut RangeReader,
 ) -> Result<bool, ConvError> {
     let cs = h.cluster_size();
-    let (l1_offset, l1_bytes) = (h.l1_offset, h.l1_size * 8);
+    let l1_bytes = h.l1_size.saturating_mul(8);
+    let Some(l1_end) = h.l1_offset.checked_add(l1_bytes) else {
+        return Ok(false);
+    };
     let mut l1 = Vec::new();
-    if l1_offset + l1_bytes <= first.len() as u64 {
-        l1.extend_from_slice(&first[l1_offset as usize..(l1_offset + l1_bytes) as usize]);
+    if l1_end <= first.len() as u64 {
+        l1.extend_from_slice(&first[h.l1_offset as usize..l1_end as usize]);
     } else {
-        if l1_bytes > (MAX_SCANNED_TABLES * 8) as u64 {
+        if l1_bytes > MAX_SCANNED_L1 {
             return Ok(false);
         }
-        read_range(l1_offset, l1_bytes, &mut |b| {
+        read_range(h.l1_offset, l1_bytes, &mut |b| {
             l1.extend_from_slice(b);
             Ok(())
         })?;
     }
-    let mut tables: Vec<u64> = l1
+    // (host, L1 index) of every table the guest uses
+    let mut tables: Vec<(u64, u64)> = l1
         .chunks_exact(8)
         .enumerate()
-        .filter(|(i, _)| (*i as u64) * h.l2_coverage() < h.size)
-        .map(|(_, e)| u64::from_be_bytes(e.try_into().unwrap_or_default()) & L1_OFFSET_MASK)
-        .filter(|&off| off != 0 && off % cs == 0)
+        .take_while(|(i, _)| (*i as u64).saturating_mul(h.l2_coverage()) < h.size)
+        .map(|(i, e)| {
+            let off = u64::from_be_bytes(e.try_into().unwrap_or_default()) & L1_OFFSET_MASK;
+            (off, i as u64)
+        })
+        .filter(|&(off, _)| off != 0 && off % cs == 0)
         .collect();
     tables.sort_unstable();
-    tables.dedup();
     // an L2 table before the end of the L1 table (`qemu-img resize` moves
     // the L1 table behind everything) is met before the entry naming it
-    if tables.first().is_some_and(|&t| t < l1_offset + l1_bytes) {
+    if tables.first().is_some_and(|&(t, _)| t < l1_end) {
         return Ok(true);
     }
-    // adjacent tables in one request (at most 8 MiB), as `prefetch` does;
-    // the first MAX_SCANNED_TABLES only (a trailing layout shows early)
-    tables.truncate(MAX_SCANNED_TABLES);
-    let mut k = 0;
-    while k < tables.len() {
-        let start = tables[k];
-        let mut n = 1;
-        while k + n < tables.len()
-            && tables[k + n] == start + n as u64 * cs
-            && (n as u64 + 1) * cs <= RANGE_GROUP
-        {
-            n += 1;
-        }
-        let mut pos = start;
-        let mut entry = [0u8; 8];
-        let mut have = 0usize;
-        let mut trails = false;
-        read_range(start, n as u64 * cs, &mut |bytes: &[u8]| {
-            for &b in bytes {
-                entry[have] = b;
-                have += 1;
-                pos += 1;
-                if have < 8 {
-                    continue;
-                }
-                have = 0;
-                // the table holding this entry ends at the next cluster
-                // boundary after it
-                let table_end = (pos - 1) / cs * cs + cs;
-                let host = match decode_l2(h, u64::from_be_bytes(entry)) {
-                    Ok(Cluster::Data(host)) | Ok(Cluster::Compressed { host, .. }) => host,
-                    _ => continue,
-                };
-                if host < table_end {
+    // the first tables in the file only: a trailing layout shows at the
+    // second table already (qemu-img convert -c), and an image laid out
+    // forward would otherwise cost a request per table before it streams
+    let (mut seen, mut last) = (0, None);
+    let keep = tables
+        .iter()
+        .position(|&(host, _)| {
+            if last != Some(host) {
+                seen += 1;
+                last = Some(host);
+            }
+            seen > MAX_SCANNED_TABLES
+        })
+        .unwrap_or(tables.len());
+    tables.truncate(keep);
+    let mut trails = false;
+    let r = read_tables(h, &tables, read_range, &mut |host, indexes, table| {
+        // the first L1 index naming a table uses the most of its entries
+        let used = indexes
+            .iter()
+            .map(|&i| entries_in_use(h, i))
+            .max()
+            .unwrap_or(0);
+        for raw in table.chunks_exact(8).take(used) {
+            let e = u64::from_be_bytes(raw.try_into().unwrap_or_default());
+            if let Ok(Cluster::Data(c) | Cluster::Compressed { host: c, .. }) = decode_l2(h, e) {
+                if c < host + cs {
                     trails = true;
                     // stop reading: the answer is known
                     return Err(ConvError::Backward {
-                        host,
-                        at: table_end,
+                        host: c,
+                        at: host + cs,
                     });
                 }
             }
-            Ok(())
-        })
-        .or_else(|e| match e {
-            ConvError::Backward { .. } if trails => Ok(()),
-            e => Err(e),
-        })?;
-        if trails {
-            return Ok(true);
         }
-        k += n;
+        Ok(())
+    });
+    match r {
+        Err(ConvError::Backward { .. }) if trails => Ok(true),
+        Err(e) => Err(e),
+        Ok(()) => Ok(false),
     }
-    Ok(false)
 }
 
 /// `read_range(start, len, sink)`: deliver bytes `[start, start+len)` of
