@@ -1062,14 +1062,9 @@ fn qcow2_with_metadata_after_the_data_uses_range_requests() {
     assert!(read(&disk, 0, MIB).iter().all(|&b| b == 0));
 }
 
-#[test]
-fn compressed_qcow2_with_tables_after_their_data_is_streamed_once() {
-    if !qemu_img() {
-        return;
-    }
-    let dir = test_dir("img-qcow2-trail");
-    let (root, disk) = sparse_root(&dir);
-    let srv = Server::start();
+/// A `qemu-img convert -c` image whose L2 tables (4 KiB clusters: one per
+/// 2 MiB of guest) sit behind data they map; (image, qemu-img's raw).
+fn trailing_qcow2(dir: &Path) -> (Vec<u8>, Vec<u8>) {
     // compressible text between the random pieces, so that -c compresses
     let mut raw = raw_image(24 * MIB, 19);
     for (i, piece) in raw.chunks_mut(256 * 1024).enumerate().skip(1) {
@@ -1103,8 +1098,18 @@ fn compressed_qcow2_with_tables_after_their_data_is_streamed_once() {
         q.to_str().unwrap(),
         back.to_str().unwrap(),
     ]);
-    let data = fs::read(&q).unwrap();
-    let expected = fs::read(&back).unwrap();
+    (fs::read(&q).unwrap(), fs::read(&back).unwrap())
+}
+
+#[test]
+fn compressed_qcow2_with_tables_after_their_data_is_streamed_once() {
+    if !qemu_img() {
+        return;
+    }
+    let dir = test_dir("img-qcow2-trail");
+    let (root, disk) = sparse_root(&dir);
+    let srv = Server::start();
+    let (data, expected) = trailing_qcow2(&dir);
     let url = srv.put("/trail.qcow2", data.clone());
     let agent = start(&dir, &root, &[]);
     let r = prepare(&agent, image_info("img-trail", &url, &data, "qcow2"));
@@ -1128,4 +1133,37 @@ fn compressed_qcow2_with_tables_after_their_data_is_streamed_once() {
         log.contains(&format!("{} bytes written", expected.len())),
         "{log}"
     );
+}
+
+/// The look at the tables is an optimisation: when its Range request fails,
+/// the image streams forward as before and still deploys (falling back to
+/// the prefetched mode on the way).
+#[test]
+fn a_failed_look_at_the_qcow2_tables_streams_forward() {
+    if !qemu_img() {
+        return;
+    }
+    let dir = test_dir("img-qcow2-look-fails");
+    let (root, disk) = sparse_root(&dir);
+    let srv = Server::start();
+    let (data, expected) = trailing_qcow2(&dir);
+    let url = srv.put("/trail.qcow2", data.clone());
+    // the stream's GET passes, the look's first Range request gets a 404
+    srv.fault("/trail.qcow2", Fault::DropAfter(1 << 40));
+    srv.fault("/trail.qcow2", Fault::Status(404));
+    let agent = start(&dir, &root, &[]);
+    let r = prepare(&agent, image_info("img-look", &url, &data, "qcow2"));
+    assert_eq!(
+        r["command_status"],
+        "SUCCEEDED",
+        "{r}\n{}",
+        agent.log_text()
+    );
+    assert_disk(&disk, &expected);
+    let log = agent.log_text();
+    assert!(
+        log.contains("could not read the qcow2 tables ahead"),
+        "{log}"
+    );
+    assert!(log.contains("streaming the image again"), "{log}");
 }
