@@ -203,35 +203,21 @@ pipe() {
   C[pipe]=$(python3 -c "print(f'{$(cpu_of "$WORK/time-curl.log")+$(cpu_of "$WORK/time-dd.log"):.2f}')")
 }
 
-qemu_local() { # [KEY IMAGE]
+qemu_local() { # [KEY IMAGE [CONVERT OPTIONS...]]
   local key=${1:-qemu} img=${2:-$QCOW}
+  shift $(( $# < 2 ? $# : 2 ))
   drop
   local s e
   s=$(secs)
-  # qemu-img's default cache mode (writeback), then fsync of the device
-  # only (a global sync would also flush whatever else the machine wrote)
-  /usr/bin/time -v -o "$WORK/time-$key.log" qemu-img convert -f qcow2 -O raw "$WORK/$img" "$LOOP"
+  # qemu-img's default cache mode (writeback) unless told otherwise, then
+  # fsync of the device only (a global sync would also flush whatever
+  # else the machine wrote)
+  /usr/bin/time -v -o "$WORK/time-$key.log" qemu-img convert "$@" -f qcow2 -O raw "$WORK/$img" "$LOOP"
   sync "$LOOP"
   e=$(secs)
   T[$key]=$(python3 -c "print($e-$s)")
   R[$key]="$(rss_of "$WORK/time-$key.log") kB"
   C[$key]=$(cpu_of "$WORK/time-$key.log")
-}
-
-# The same convert without the page cache (`-t none`: O_DIRECT writes, as
-# the agent's): the default above can hold the whole image as dirty pages
-# (here up to 20 % of 24 GiB) and let the source reads run ahead of the
-# writes, which a 128 MiB ramdisk cannot.
-qemu_direct() {
-  drop
-  local s e
-  s=$(secs)
-  /usr/bin/time -v -o "$WORK/time-qemu-direct.log" qemu-img convert -t none -f qcow2 -O raw "$WORK/$QCOW" "$LOOP"
-  sync "$LOOP"
-  e=$(secs)
-  T[qemud]=$(python3 -c "print($e-$s)")
-  R[qemud]="$(rss_of "$WORK/time-qemu-direct.log") kB"
-  C[qemud]=$(cpu_of "$WORK/time-qemu-direct.log")
 }
 
 # The floor for any writer that verifies SHA-256: the digest of the qcow2
@@ -334,7 +320,11 @@ for run in $(seq "$RUNS"); do
   log "run $run of $RUNS: agent, raw";                           agent_run raw "$RAW" "$SUM_RAW" raw; keep raw
   verify "$SIZE_MIB" "$SUM_RAW"
   log "run $run of $RUNS: qemu-img convert from a local file";   qemu_local; keep qemu
-  log "run $run of $RUNS: qemu-img convert -t none";              qemu_direct; keep qemud
+  # the same convert without the page cache (`-t none`: O_DIRECT writes,
+  # as the agent's): the default can hold the whole image as dirty pages
+  # (here up to 20 % of 24 GiB) and let the source reads run ahead of the
+  # writes, which a 128 MiB ramdisk cannot
+  log "run $run of $RUNS: qemu-img convert -t none";              qemu_local qemud "$QCOW" -t none; keep qemud
   log "run $run of $RUNS: SHA-256, then qemu-img convert";       qemu_verified; keep qemuv
   log "run $run of $RUNS: SHA-256 of the cached image alone";    hash_floor; keep floor
   log "run $run of $RUNS: agent, qcow2";                         agent_run qcow2 "$QCOW" "$SUM_QCOW" qcow2; keep qcow2

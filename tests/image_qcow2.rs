@@ -91,15 +91,17 @@ fn target(path: &Path, size: u64) -> Target {
 
 /// Feed `image` to `conv` in stream-sized chunks (prefetched mode:
 /// loading the tables through `tables` on the way, as the agent does).
+/// Returns the most events that waited at once.
 fn stream(
     conv: &mut Converter,
     t: &mut Target,
     image: &Path,
     mut tables: Option<&mut qcow2::RangeReader>,
-) -> Result<(), ConvError> {
+) -> Result<usize, ConvError> {
     let mut f = File::open(image).unwrap();
     let mut buf = vec![0u8; CHUNK];
     let mut off = 0u64;
+    let mut most = 0;
     loop {
         let mut n = 0;
         while n < CHUNK {
@@ -115,13 +117,26 @@ fn stream(
         if let Some(rr) = tables.as_mut() {
             conv.load_due(t, off + n as u64, &mut **rr)?;
         }
+        most = most.max(conv.waiting());
         conv.feed(t, off, &buf[..n])?;
         off += n as u64;
         if n < CHUNK {
             break;
         }
     }
-    conv.finish(t)
+    conv.finish(t)?;
+    Ok(most)
+}
+
+/// Range requests served from the image's bytes (short past the end).
+fn byte_ranges(img: &[u8]) -> Box<qcow2::RangeReader<'_>> {
+    Box::new(
+        move |start: u64, len: u64, sink: &mut dyn FnMut(&[u8]) -> Result<(), ConvError>| {
+            let a = start.min(img.len() as u64) as usize;
+            let b = start.saturating_add(len).min(img.len() as u64) as usize;
+            sink(&img[a..b])
+        },
+    )
 }
 
 fn header(image: &Path) -> qcow2::Header {
@@ -176,7 +191,7 @@ fn check(dir: &Path, image: &Path) -> bool {
     let mut t = target(&out, disk);
     let mut conv = Converter::new(h.clone());
     let backward = match stream(&mut conv, &mut t, image, None) {
-        Ok(()) => false,
+        Ok(_) => false,
         Err(ConvError::Backward { .. }) => {
             let mut conv = Converter::new(h.clone());
             let file = File::open(image).unwrap();
@@ -195,13 +210,10 @@ fn check(dir: &Path, image: &Path) -> bool {
     // the look at the tables that the agent takes before streaming predicts
     // the forward pass's outcome
     let bytes = std::fs::read(image).unwrap();
-    let mut rr = |start: u64, len: u64, sink: &mut dyn FnMut(&[u8]) -> Result<(), ConvError>| {
-        let end = (start + len).min(bytes.len() as u64);
-        sink(&bytes[start as usize..end as usize])
-    };
+    let mut rr = byte_ranges(&bytes);
     let first = &bytes[..CHUNK.min(bytes.len())];
     assert_eq!(
-        qcow2::tables_trail_data(&h, first, &mut rr).unwrap(),
+        qcow2::tables_trail_data(&h, first, &mut *rr).unwrap(),
         backward,
         "{}",
         image.display()
@@ -413,17 +425,12 @@ fn hostile_tables_fail_cleanly() {
         drop(t);
         // the same for the look before streaming and the prefetched mode,
         // with Range requests served from the same bytes
-        let mut rr =
-            |start: u64, len: u64, sink: &mut dyn FnMut(&[u8]) -> Result<(), ConvError>| {
-                let a = start.min(img.len() as u64) as usize;
-                let b = start.saturating_add(len).min(img.len() as u64) as usize;
-                sink(&img[a..b])
-            };
-        let _ = qcow2::tables_trail_data(&h, &img[..CHUNK.min(img.len())], &mut rr);
+        let mut rr = byte_ranges(&img);
+        let _ = qcow2::tables_trail_data(&h, &img[..CHUNK.min(img.len())], &mut *rr);
         let mut t = target(&out, h.size + (4 << 20));
         let mut conv = Converter::new(h);
-        if conv.prefetch(&mut t, &mut rr).is_ok() {
-            let _ = stream(&mut conv, &mut t, &p, Some(&mut rr));
+        if conv.prefetch(&mut t, &mut *rr).is_ok() {
+            let _ = stream(&mut conv, &mut t, &p, Some(&mut *rr));
         }
     }
 }
@@ -549,40 +556,16 @@ fn trailing_tables_beyond_the_event_limit_convert() {
     drop(raw);
 
     let h = header(&path);
-    let mut rr = |start: u64, len: u64, sink: &mut dyn FnMut(&[u8]) -> Result<(), ConvError>| {
-        let end = (start + len).min(img.len() as u64);
-        sink(&img[start as usize..end as usize])
-    };
+    let mut rr = byte_ranges(&img);
     let first = &img[..CHUNK];
-    assert!(qcow2::tables_trail_data(&h, first, &mut rr).unwrap());
+    assert!(qcow2::tables_trail_data(&h, first, &mut *rr).unwrap());
     let out = d.join("target");
     let disk = size + (4 << 20);
     target_file(&out, disk);
     let mut t = target(&out, disk);
     let mut conv = Converter::new(h.clone());
-    conv.prefetch(&mut t, &mut rr).unwrap();
-    let mut most = 0;
-    let mut f = File::open(&path).unwrap();
-    let mut buf = vec![0u8; CHUNK];
-    let mut off = 0u64;
-    loop {
-        let mut n = 0;
-        while n < CHUNK {
-            let k = f.read(&mut buf[n..]).unwrap();
-            if k == 0 {
-                break;
-            }
-            n += k;
-        }
-        if n == 0 {
-            break;
-        }
-        conv.load_due(&mut t, off + n as u64, &mut rr).unwrap();
-        most = most.max(conv.waiting());
-        conv.feed(&mut t, off, &buf[..n]).unwrap();
-        off += n as u64;
-    }
-    conv.finish(&mut t).unwrap();
+    conv.prefetch(&mut t, &mut *rr).unwrap();
+    let most = stream(&mut conv, &mut t, &path, Some(&mut *rr)).unwrap();
     t.commit().unwrap();
     drop(t);
     assert_same(&expected, &out, size);

@@ -262,14 +262,17 @@ fn qemu(args: &[&str]) {
 
 /// qcow2 (optionally compressed) of `raw`, and qemu-img's raw of it.
 fn qcow2_of(dir: &Path, raw: &[u8], compress: bool) -> (Vec<u8>, Vec<u8>) {
+    qcow2_with(dir, raw, if compress { &["-c"] } else { &[] })
+}
+
+/// `qcow2_of` with these `qemu-img convert` options.
+fn qcow2_with(dir: &Path, raw: &[u8], opts: &[&str]) -> (Vec<u8>, Vec<u8>) {
     let r = dir.join("src.raw");
     let q = dir.join("img.qcow2");
     let back = dir.join("back.raw");
     fs::write(&r, raw).unwrap();
     let mut a = vec!["convert"];
-    if compress {
-        a.push("-c");
-    }
+    a.extend_from_slice(opts);
     a.extend(["-O", "qcow2", r.to_str().unwrap(), q.to_str().unwrap()]);
     qemu(&a);
     qemu(&[
@@ -1075,30 +1078,9 @@ fn trailing_qcow2(dir: &Path) -> (Vec<u8>, Vec<u8>) {
             }
         }
     }
-    let r = dir.join("src.raw");
-    let q = dir.join("trail.qcow2");
-    let back = dir.join("trail.raw");
-    fs::write(&r, &raw).unwrap();
     // 4 KiB clusters: one L2 table per 2 MiB of guest, and `-c` places
     // every table after the first behind some of the data it maps
-    qemu(&[
-        "convert",
-        "-c",
-        "-O",
-        "qcow2",
-        "-o",
-        "cluster_size=4096",
-        r.to_str().unwrap(),
-        q.to_str().unwrap(),
-    ]);
-    qemu(&[
-        "convert",
-        "-O",
-        "raw",
-        q.to_str().unwrap(),
-        back.to_str().unwrap(),
-    ]);
-    (fs::read(&q).unwrap(), fs::read(&back).unwrap())
+    qcow2_with(dir, &raw, &["-c", "-o", "cluster_size=4096"])
 }
 
 #[test]

@@ -907,10 +907,10 @@ impl Converter {
         // and first clusters, loaded later by `load_due`
         tables.sort_unstable();
         let mut due = Vec::with_capacity(tables.len());
-        let h = self.h.clone();
-        read_tables(&h, &tables, read_range, &mut |host, indexes, table| {
+        let h = &self.h;
+        read_tables(h, &tables, read_range, &mut |host, indexes, table| {
             for &l1_index in indexes {
-                due.push((first_use(&h, l1_index, host, table)?, host, l1_index));
+                due.push((first_use(h, l1_index, host, table)?, host, l1_index));
             }
             checks.push(TableCheck {
                 host,

@@ -432,18 +432,7 @@ fn write_qcow2(
                 // The same stream goes on: only its first chunk was taken
                 // (hashed, and fed below), so the header that lays out the
                 // tables is the checksummed one.
-                let mut conv = Converter::new(h);
-                conv.prefetch(target, &mut *read_range)
-                    .map_err(qcow2_error)?;
-                return convert(
-                    &mut conv,
-                    target,
-                    fetch,
-                    first,
-                    progress,
-                    Some(&mut *read_range),
-                )
-                .map_err(qcow2_error);
+                return convert_prefetched(h, target, fetch, first, progress, &mut *read_range);
             }
             Ok(false) => {}
             Err(e) => log::warn!(
@@ -477,33 +466,36 @@ fn write_qcow2(
     // are read from the same file (If-Range with its validator).
     let stream =
         ImageStream::open(job.client.clone(), &stream_url).map_err(|f| f.into_error(job.id))?;
-    let fetch = Fetch::start(stream, job.expected.algo.hasher(), job.id);
+    let mut fetch = Fetch::start(stream, job.expected.algo.hasher(), job.id);
     let mut read_range = range_reader(job, &fetch.url, fetch.validator.clone());
-    let mut conv = Converter::new(h);
-    conv.prefetch(target, &mut *read_range)
-        .map_err(qcow2_error)?;
-    let mut fetch = fetch;
     let Some((first, _)) = fetch.next_chunk()? else {
         return Err(AgentError::download(job.id, "the image is empty"));
     };
     // The header that laid out the tables came from the first, unhashed
     // request: the checksummed stream must carry the same one.
-    if qcow2::parse_header(first.data()).as_ref() != Ok(&conv.h) {
+    if qcow2::parse_header(first.data()).as_ref() != Ok(&h) {
         return Err(qcow2_error(ConvError::Invalid(
             "the qcow2 header differs between the first request and the checksummed stream \
              (the image changed on the server, or the server is not consistent)"
                 .into(),
         )));
     }
-    convert(
-        &mut conv,
-        target,
-        fetch,
-        first,
-        progress,
-        Some(&mut *read_range),
-    )
-    .map_err(qcow2_error)
+    convert_prefetched(h, target, fetch, first, progress, &mut *read_range)
+}
+
+/// Prefetched mode: the tables first (Range requests), then the stream,
+/// loading each table as the stream nears its clusters.
+fn convert_prefetched(
+    h: qcow2::Header,
+    target: &mut Target,
+    fetch: Fetch,
+    first: AlignedBuf,
+    progress: &mut Progress,
+    read_range: &mut qcow2::RangeReader,
+) -> Result<(String, u64, u64)> {
+    let mut conv = Converter::new(h);
+    conv.prefetch(target, read_range).map_err(qcow2_error)?;
+    convert(&mut conv, target, fetch, first, progress, Some(read_range)).map_err(qcow2_error)
 }
 
 /// Reads byte ranges of the image at `url` with HTTP Range requests
