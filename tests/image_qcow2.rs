@@ -649,3 +649,40 @@ fn a_table_shared_by_two_l1_entries_is_read_once_per_use() {
     let table_reads = reads.iter().filter(|&&r| r == l2_host).count();
     assert_eq!(table_reads, 3, "{reads:?}");
 }
+
+/// A chunk that cuts a cluster (data or table) anywhere but at the end of the file is
+/// a bug in the caller (the stream sizes chunks by `chunk_size`): the
+/// converter fails instead of writing the rest of the cluster as zeroes.
+#[test]
+fn a_data_cluster_cut_mid_stream_fails() {
+    if !have("qemu-img") {
+        return;
+    }
+    let d = dir("qcow2-cut");
+    let raw = d.join("src.raw");
+    make_raw(&raw, 12 << 20);
+    let q = d.join("c2m.qcow2");
+    let (r, qs) = (raw.to_str().unwrap(), q.to_str().unwrap());
+    run(
+        "qemu-img",
+        &["convert", "-O", "qcow2", "-o", "cluster_size=2M", r, qs],
+    );
+    let img = std::fs::read(&q).unwrap();
+    assert_eq!(chunk_size(&img[..CHUNK]), 2 << 20);
+    let h = header(&q);
+    let out = d.join("target");
+    target_file(&out, h.size + (4 << 20));
+    let mut t = target(&out, h.size + (4 << 20));
+    let mut conv = Converter::new(h);
+    let mut err = None;
+    for (i, c) in img.chunks(CHUNK).enumerate() {
+        if let Err(e) = conv.feed(&mut t, (i * CHUNK) as u64, c) {
+            err = Some(e);
+            break;
+        }
+    }
+    match err {
+        Some(ConvError::Invalid(m)) => assert!(m.contains("a cluster was cut"), "{m}"),
+        other => panic!("1 MiB chunks of 2 MiB clusters: {other:?}"),
+    }
+}

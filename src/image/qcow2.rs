@@ -471,6 +471,11 @@ pub struct Converter {
     zero_len: u64,
     /// Bytes of the stream already handled.
     pos: u64,
+    /// Where a data cluster or an L2 table was cut short (a data cluster is
+    /// read as zeroes past it, as qemu does at the end of the file): any
+    /// byte after it means a chunk cut a cluster mid-stream, which must
+    /// fail rather than write zeroes.
+    cut: Option<u64>,
     pub data_bytes: u64,
     pub zero_bytes: u64,
 }
@@ -501,6 +506,7 @@ impl Converter {
             zero_start: 0,
             zero_len: 0,
             pos: 0,
+            cut: None,
             data_bytes: 0,
             zero_bytes: 0,
             h,
@@ -656,6 +662,12 @@ impl Converter {
     /// `c0` (chunks arrive in order, without gaps).
     pub fn feed(&mut self, t: &mut Target, c0: u64, data: &[u8]) -> Result<(), ConvError> {
         let c1 = c0 + data.len() as u64;
+        if let Some(at) = self.cut.filter(|_| !data.is_empty()) {
+            return Err(invalid(format!(
+                "a cluster was cut at byte {at}, but the stream goes on (chunks must be \
+                 multiples of the cluster size)"
+            )));
+        }
         if self.prefetched {
             self.check_tables(c0, data)?;
         }
@@ -718,6 +730,7 @@ impl Converter {
                     let end = off + self.cs as usize;
                     if end > data.len() {
                         // only a short final chunk can cut a table
+                        self.cut = Some(c1);
                         self.heap.push(Reverse(ev));
                         break;
                     }
@@ -741,9 +754,9 @@ impl Converter {
                         self.heap.pop();
                         n += 1;
                     }
-                    // Chunks are cluster aligned, so only the end of the
-                    // file can cut a data cluster: qemu reads the missing
-                    // bytes as zeroes.
+                    // Chunks are multiples of the cluster size, so only the
+                    // end of the file can cut a data cluster: qemu reads the
+                    // missing bytes as zeroes (`cut` fails any later byte).
                     let end = (off + (n * self.cs) as usize).min(data.len());
                     let bytes = &data[off..end];
                     if n > 1 {
@@ -756,6 +769,7 @@ impl Converter {
                     }
                     let got = bytes.len() as u64;
                     if got < n * self.cs {
+                        self.cut = Some(ev.host + got);
                         self.zero(t, guest + got, n * self.cs - got)?;
                     }
                 }
