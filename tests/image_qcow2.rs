@@ -9,6 +9,7 @@
 
 mod common;
 
+use ironic_agent::error::Kind;
 use ironic_agent::image::qcow2::{self, ConvError, Converter};
 use ironic_agent::image::stream::{chunk_size, CHUNK};
 use ironic_agent::image::writer::{open_device, IoMode, Target};
@@ -684,5 +685,65 @@ fn a_data_cluster_cut_mid_stream_fails() {
     match err {
         Some(ConvError::Invalid(m)) => assert!(m.contains("a cluster was cut"), "{m}"),
         other => panic!("1 MiB chunks of 2 MiB clusters: {other:?}"),
+    }
+}
+
+/// Compressed clusters are written on a helper thread while the next ones
+/// inflate: a write that fails there (here: /dev/full, ENOSPC, in the
+/// direct mode the agent uses on block devices) fails the conversion with
+/// IPA's out-of-space error, without a hang or a panic.
+#[test]
+fn a_failed_write_behind_the_converter_is_reported() {
+    if !have("qemu-img") {
+        return;
+    }
+    let d = dir("qcow2-full");
+    let raw = d.join("src.raw");
+    // compressible throughout: every cluster is a compressed one, so the
+    // only device writes are the helper thread's
+    let text: Vec<u8> = (0..)
+        .flat_map(|i: u32| format!("line {i} of compressible text\n").into_bytes())
+        .take(24 << 20)
+        .collect();
+    std::fs::write(&raw, text).unwrap();
+    let q = d.join("c.qcow2");
+    let (r, qs) = (raw.to_str().unwrap(), q.to_str().unwrap());
+    run("qemu-img", &["convert", "-c", "-O", "qcow2", r, qs]);
+    let h = header(&q);
+    let full = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/full")
+        .unwrap();
+    let size = h.size + (4 << 20);
+    let mut t = Target::new(
+        full,
+        "/dev/full",
+        "img",
+        IoMode::Direct,
+        512,
+        size,
+        0,
+        size,
+        true,
+    );
+    let mut conv = Converter::new(h);
+    let img = std::fs::read(&q).unwrap();
+    let mut res = Ok(());
+    for (i, c) in img.chunks(CHUNK).enumerate() {
+        res = conv.feed(&mut t, (i * CHUNK) as u64, c);
+        if res.is_err() {
+            break;
+        }
+    }
+    if res.is_ok() {
+        res = conv.finish(&mut t);
+    }
+    match res {
+        Err(ConvError::Write(e)) => {
+            assert!(e.is(Kind::ImageDownloadOutofSpaceError), "{e}");
+            assert!(e.to_string().contains("No space left on device"), "{e}");
+        }
+        other => panic!("writing to /dev/full: {other:?}"),
     }
 }

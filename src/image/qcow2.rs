@@ -38,9 +38,12 @@
 //! refcount orders above 6, L1 tables beyond qemu's own 32 MiB limit.
 
 use super::writer::{AlignedBuf, Target};
-use crate::error::AgentError;
+use crate::error::{AgentError, Kind as ErrorKind};
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
+use std::os::unix::fs::FileExt;
+use std::sync::mpsc::{self, Receiver, SyncSender};
+use std::thread::JoinHandle;
 
 /// qemu's `QCOW_MAX_L1_SIZE`.
 const MAX_L1_BYTES: u64 = 32 << 20;
@@ -48,8 +51,9 @@ const MAX_L1_BYTES: u64 = 32 << 20;
 pub const MAX_EVENTS: usize = 256 * 1024;
 /// Compressed bytes carried across chunk boundaries.
 const MAX_CARRY: usize = 8 << 20;
-/// Write-combining buffer for guest-contiguous clusters.
-const COMBINE: usize = 2 << 20;
+/// Write-combining buffer for guest-contiguous clusters (two of them take
+/// turns: one fills while the other is written).
+const COMBINE: usize = 1 << 20;
 /// Prefetched mode: L2 tables are loaded this far ahead of the stream
 /// (adjacent ones due together share a request; with 512-byte clusters
 /// this much stream is 16 Ki clusters waiting).
@@ -417,6 +421,104 @@ struct Carry {
 struct Combiner {
     buf: AlignedBuf,
     start: u64,
+    behind: Option<WriteBehind>,
+}
+
+/// One combined write in flight on a helper thread, so the converter
+/// inflates the next clusters while the device takes the last ones
+/// (qemu-img overlaps them too, with its coroutines). Two buffers take
+/// turns; at most one write is outstanding, and every one is waited for
+/// before the converter finishes, so the head is committed after them.
+/// Its ranges never overlap another write: each guest cluster is written
+/// once, and the held-back head and tail are never written here.
+struct WriteBehind {
+    to: Option<SyncSender<(AlignedBuf, u64)>>,
+    from: Receiver<(AlignedBuf, u64, std::io::Result<()>)>,
+    spare: Option<AlignedBuf>,
+    busy: bool,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl WriteBehind {
+    fn start(t: &Target, cap: usize) -> Option<WriteBehind> {
+        let file = t.clone_file().ok()?;
+        let (to, rx) = mpsc::sync_channel::<(AlignedBuf, u64)>(1);
+        let (tx, from) = mpsc::sync_channel(1);
+        let thread = std::thread::Builder::new()
+            .name("image-write".into())
+            .spawn(move || {
+                for (buf, abs) in rx {
+                    let r = file.write_all_at(buf.data(), abs);
+                    if tx.send((buf, abs, r)).is_err() {
+                        return;
+                    }
+                }
+            })
+            .ok()?;
+        Some(WriteBehind {
+            to: Some(to),
+            from,
+            spare: Some(AlignedBuf::new(cap)),
+            busy: false,
+            thread: Some(thread),
+        })
+    }
+
+    /// Wait for the write in flight, if any.
+    fn settle(&mut self, t: &Target) -> Result<(), AgentError> {
+        if !self.busy {
+            return Ok(());
+        }
+        self.busy = false;
+        match self.from.recv() {
+            Ok((buf, abs, r)) => {
+                let len = buf.len;
+                self.spare = Some(buf);
+                r.map_err(|e| t.write_failed(abs, len, e))
+            }
+            Err(_) => Err(stopped(t)),
+        }
+    }
+
+    /// The buffer not in flight, once the write in flight is done.
+    fn free(&mut self, t: &Target, cap: usize) -> Result<AlignedBuf, AgentError> {
+        self.settle(t)?;
+        let mut free = self.spare.take().unwrap_or_else(|| AlignedBuf::new(cap));
+        free.len = 0;
+        Ok(free)
+    }
+
+    /// Write `buf` at device offset `abs` on the helper thread.
+    fn send(&mut self, t: &Target, buf: AlignedBuf, abs: u64) -> Result<(), AgentError> {
+        if let Some(to) = &self.to {
+            if to.send((buf, abs)).is_ok() {
+                self.busy = true;
+                return Ok(());
+            }
+        }
+        Err(stopped(t))
+    }
+}
+
+fn stopped(t: &Target) -> AgentError {
+    AgentError::new(
+        ErrorKind::ImageWriteError,
+        format!(
+            "Writing image to device {} failed: the write thread stopped",
+            t.dev
+        ),
+    )
+}
+
+impl Drop for WriteBehind {
+    fn drop(&mut self) {
+        // the write in flight (if any) completes before the target is
+        // wiped or committed
+        self.to = None;
+        if let Some(h) = self.thread.take() {
+            let _ = h.join();
+        }
+    }
 }
 
 impl Combiner {
@@ -435,11 +537,35 @@ impl Combiner {
     }
 
     fn flush(&mut self, t: &mut Target) -> Result<(), AgentError> {
-        if self.buf.len > 0 {
-            t.write_at(self.start, self.buf.data())?;
-            self.buf.len = 0;
+        if self.buf.len == 0 {
+            return Ok(());
         }
+        if let Some(abs) = t.direct_slot(self.start, self.buf.len as u64)? {
+            if self.behind.is_none() {
+                self.behind = WriteBehind::start(t, self.buf.capacity());
+            }
+            if let Some(wb) = self.behind.as_mut() {
+                let free = wb.free(t, self.buf.capacity())?;
+                let full = std::mem::replace(&mut self.buf, free);
+                return wb.send(t, full, abs);
+            }
+            // no thread: the slot is already counted, write it here
+            return t
+                .write_slot(abs, self.buf.data())
+                .map(|()| self.buf.len = 0);
+        }
+        t.write_at(self.start, self.buf.data())?;
+        self.buf.len = 0;
         Ok(())
+    }
+
+    /// Flush, and wait for the write in flight.
+    fn settle(&mut self, t: &mut Target) -> Result<(), AgentError> {
+        self.flush(t)?;
+        match self.behind.as_mut() {
+            Some(wb) => wb.settle(t),
+            None => Ok(()),
+        }
     }
 }
 
@@ -502,6 +628,7 @@ impl Converter {
             comb: Combiner {
                 buf: AlignedBuf::new(COMBINE.max(cs as usize)),
                 start: 0,
+                behind: None,
             },
             zero_start: 0,
             zero_len: 0,
@@ -864,7 +991,7 @@ impl Converter {
                 ev.kind(self.h.cluster_bits)
             )));
         }
-        self.comb.flush(t)?;
+        self.comb.settle(t)?;
         self.flush_zero(t)?;
         Ok(())
     }

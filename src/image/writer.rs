@@ -381,6 +381,47 @@ impl Target {
         (lo, hi)
     }
 
+    /// Where `len` bytes at region offset `off` can be written straight to
+    /// the device by another thread (`write_behind`): an O_DIRECT target,
+    /// whole sectors, clear of the held-back head and tail. The bytes count
+    /// as written. `None`: write them with [`Target::write_at`].
+    pub fn direct_slot(&mut self, off: u64, len: u64) -> Result<Option<u64>> {
+        let end = off + len;
+        if end > self.len {
+            return Err(self.no_space(end));
+        }
+        let abs = self.base + off;
+        let clear = self.mode == IoMode::Direct
+            && len > 0
+            && abs % self.sector == 0
+            && len % self.sector == 0
+            && off >= self.head.buf.len as u64
+            && self.tail.as_ref().is_none_or(|t| end <= t.start);
+        if !clear {
+            return Ok(None);
+        }
+        self.written += len;
+        Ok(Some(abs))
+    }
+
+    /// A second handle on the device, for a thread that writes the slots
+    /// [`Target::direct_slot`] gives out.
+    pub fn clone_file(&self) -> io::Result<File> {
+        self.file.try_clone()
+    }
+
+    /// The error for a failed write of `len` bytes at device offset `abs`
+    /// (out of space is IPA's ImageDownloadOutofSpaceError).
+    pub fn write_failed(&self, abs: u64, len: usize, e: io::Error) -> AgentError {
+        self.write_error(format!("writing {len} bytes at offset {abs}"), e)
+    }
+
+    /// Write a slot [`Target::direct_slot`] gave out, on this thread.
+    pub fn write_slot(&mut self, abs: u64, data: &[u8]) -> Result<()> {
+        self.device_write(abs, data)
+            .map_err(|e| self.write_failed(abs, data.len(), e))
+    }
+
     /// Write image bytes at region offset `off`.
     pub fn write_at(&mut self, off: u64, data: &[u8]) -> Result<()> {
         let end = off + data.len() as u64;
