@@ -1185,3 +1185,95 @@ fn a_failed_look_at_the_qcow2_tables_streams_forward() {
     );
     assert!(log.contains("streaming the image again"), "{log}");
 }
+
+/// (client port, was a Range request) of each request.
+type Seen = Arc<Mutex<Vec<(u16, bool)>>>;
+
+/// A keep-alive image server (tiny_http) that answers Range requests and
+/// records the client port of every request: which connection served it.
+fn keep_alive_server(data: Arc<Vec<u8>>) -> (String, Seen) {
+    let server = tiny_http::Server::http("127.0.0.1:0").unwrap();
+    let port = server.server_addr().to_ip().unwrap().port();
+    let seen = Arc::new(Mutex::new(vec![]));
+    let log = seen.clone();
+    std::thread::spawn(move || {
+        for req in server.incoming_requests() {
+            let client = req.remote_addr().map(|a| a.port()).unwrap_or(0);
+            let range = req
+                .headers()
+                .iter()
+                .find(|h| h.field.equiv("Range"))
+                .and_then(|h| {
+                    let v = h.value.as_str().strip_prefix("bytes=")?.to_string();
+                    let (s, e) = v.split_once('-')?;
+                    Some((s.parse::<usize>().ok()?, e.parse::<usize>().ok()?))
+                });
+            log.lock().unwrap().push((client, range.is_some()));
+            let ranges = tiny_http::Header::from_bytes("Accept-Ranges", "bytes").unwrap();
+            let resp = match range {
+                Some((s, e)) => {
+                    let e = e.min(data.len() - 1);
+                    let cr = format!("bytes {s}-{e}/{}", data.len());
+                    tiny_http::Response::from_data(data[s..=e].to_vec())
+                        .with_status_code(206)
+                        .with_header(tiny_http::Header::from_bytes("Content-Range", cr).unwrap())
+                }
+                None => tiny_http::Response::from_data(data.to_vec()),
+            };
+            let _ = req.respond(resp.with_header(ranges));
+        }
+    });
+    (format!("http://127.0.0.1:{port}/img.qcow2"), seen)
+}
+
+/// The qcow2 tables read with Range requests (here a compressed image with
+/// 4 KiB clusters, whose tables follow their data: dozens of them) share
+/// pooled connections: each table body is read to its end, so ureq can
+/// reuse the connection. One connection per table made an image with
+/// small clusters slower to fetch its tables than its data.
+#[test]
+fn range_requests_for_qcow2_tables_reuse_connections() {
+    if !qemu_img() {
+        return;
+    }
+    let dir = test_dir("img-keepalive");
+    let (root, disk) = sparse_root(&dir);
+    // compressible text with random pieces, as the layout test uses
+    let mut raw = raw_image(24 * MIB, 40);
+    for (i, piece) in raw.chunks_mut(64 * 1024).enumerate().skip(16) {
+        if i % 3 != 0 {
+            let line = format!("line {i} of some compressible text\n");
+            for (b, c) in piece.iter_mut().zip(line.bytes().cycle()) {
+                *b = c;
+            }
+        }
+    }
+    let (q, expected) = qcow2_with(&dir, &raw, &["-c", "-o", "cluster_size=4096"]);
+    let (url, seen) = keep_alive_server(Arc::new(q.clone()));
+    let agent = start(&dir, &root, &[]);
+    let r = prepare(&agent, image_info("img-ka", &url, &q, "qcow2"));
+    assert_eq!(
+        r["command_status"],
+        "SUCCEEDED",
+        "{r}\n{}",
+        agent.log_text()
+    );
+    assert_disk(&disk, &expected);
+    let seen = seen.lock().unwrap().clone();
+    let ranges = seen.iter().filter(|(_, r)| *r).count();
+    let mut ports: Vec<u16> = seen.iter().map(|(p, _)| *p).collect();
+    ports.sort_unstable();
+    ports.dedup();
+    assert!(
+        ranges >= 10,
+        "expected the tables to be read with Range requests: {seen:?}\n{}",
+        agent.log_text()
+    );
+    // the image stream's own connection, plus the pooled one(s) for tables
+    assert!(
+        ports.len() <= 3,
+        "{} connections for {} requests",
+        ports.len(),
+        seen.len()
+    );
+}

@@ -588,6 +588,11 @@ fn range_reader<'a>(
                 sink(&buf[..n])?;
                 left -= n as u64;
             }
+            // Read to the end of the body (no bytes are left: the
+            // Content-Range was checked), so the connection goes back to
+            // the pool: qcow2 images with small clusters have thousands of
+            // tables, and a connection per table cost more than the tables.
+            let _ = std::io::Read::read(&mut r, &mut buf[..1]);
             Ok(())
         },
     )
