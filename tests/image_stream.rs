@@ -450,6 +450,30 @@ fn wrong_checksum_fails_and_leaves_no_bootable_head() {
     assert_eq!(uuids["command_result"], json!({}));
 }
 
+/// The same for a compressed qcow2, whose clusters are written behind the
+/// converter on a helper thread: those writes are done before the head is
+/// wiped again, and the head stays zero.
+#[test]
+fn wrong_checksum_of_a_compressed_qcow2_leaves_no_bootable_head() {
+    if !qemu_img() {
+        return;
+    }
+    let dir = test_dir("img-badsum-q");
+    let (root, disk) = sparse_root(&dir);
+    let srv = Server::start();
+    let (q, raw) = qcow2_of(&dir, &raw_image(12 * MIB, 21), true);
+    let url = srv.put("/bad.qcow2", q.clone());
+    let agent = start(&dir, &root, &[]);
+    let mut info = image_info("img-badq", &url, &q, "qcow2");
+    info["os_hash_value"] = json!("0".repeat(64));
+    let r = prepare(&agent, info);
+    assert_eq!(r["command_status"], "FAILED", "{r}");
+    assert_eq!(r["command_error"]["type"], "ImageChecksumError", "{r}");
+    assert!(read(&disk, 0, MIB).iter().all(|&b| b == 0));
+    assert!(read(&disk, DISK - MIB as u64, MIB).iter().all(|&b| b == 0));
+    assert_eq!(read(&disk, MIB as u64, raw.len() - MIB), raw[MIB..]);
+}
+
 #[test]
 fn qcow2_through_the_write_image_deploy_step() {
     if !qemu_img() {
