@@ -52,7 +52,8 @@ pub const MAX_EVENTS: usize = 256 * 1024;
 /// Compressed bytes carried across chunk boundaries.
 const MAX_CARRY: usize = 8 << 20;
 /// Write-combining buffer for guest-contiguous clusters (two of them take
-/// turns: one fills while the other is written).
+/// turns: one fills while the other is written; 2 MiB each for 2 MiB
+/// clusters).
 const COMBINE: usize = 1 << 20;
 /// Prefetched mode: L2 tables are loaded this far ahead of the stream
 /// (adjacent ones due together share a request; with 512-byte clusters
