@@ -363,7 +363,7 @@ echo "  agent raw / curl|dd pipe      : $(ratio "${T[raw]}" "${T[pipe]}")   (goa
 echo "  agent raw / device dd zero    : $(ratio "${T[raw]}" "${T[zero]}")"
 echo "  agent qcow2 / qemu-img local  : $(ratio "${T[qcow2]}" "${T[qemu]}")   (goal >= 1.0)"
 echo "  agent qcow2 / qemu-img -t none: $(ratio "${T[qcow2]}" "${T[qemud]}")   (qemu-img without the page cache)"
-echo "  SHA-256 floor / qemu-img local: $(ratio "${T[floor]}" "${T[qemu]}")   (the most any SHA-256-verifying writer can reach here)"
+echo "  SHA-256 floor / qemu-img local: $(ratio "${T[floor]}" "${T[qemu]}")   (about the most a SHA-256-verifying writer can reach here)"
 echo "  agent qcow2 / verified local  : $(ratio "${T[qcow2]}" "${T[qemuv]}")   (openssl SHA-256, then qemu-img)"
 echo "  agent qcow2 / IPA's way       : $(ratio "${T[qcow2]}" "${T[ipaway]}")"
 echo "  agent qcow2 -c / qemu-img -c  : $(ratio "${T[qcowc]}" "${T[qemuc]}")   (half-compressible content, $(( $(stat -c %s "$WORK/$QCOWC") >> 20 )) MiB compressed)"

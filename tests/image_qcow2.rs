@@ -728,18 +728,7 @@ fn a_failed_write_behind_the_converter_is_reported() {
         true,
     );
     let mut conv = Converter::new(h);
-    let img = std::fs::read(&q).unwrap();
-    let mut res = Ok(());
-    for (i, c) in img.chunks(CHUNK).enumerate() {
-        res = conv.feed(&mut t, (i * CHUNK) as u64, c);
-        if res.is_err() {
-            break;
-        }
-    }
-    if res.is_ok() {
-        res = conv.finish(&mut t);
-    }
-    match res {
+    match stream(&mut conv, &mut t, &q, None) {
         Err(ConvError::Write(e)) => {
             assert!(e.is(Kind::ImageDownloadOutofSpaceError), "{e}");
             assert!(e.to_string().contains("No space left on device"), "{e}");

@@ -441,7 +441,7 @@ struct WriteBehind {
 }
 
 impl WriteBehind {
-    fn start(t: &Target, cap: usize) -> Option<WriteBehind> {
+    fn start(t: &Target) -> Option<WriteBehind> {
         let file = t.clone_file().ok()?;
         let (to, rx) = mpsc::sync_channel::<(AlignedBuf, u64)>(1);
         let (tx, from) = mpsc::sync_channel(1);
@@ -459,7 +459,7 @@ impl WriteBehind {
         Some(WriteBehind {
             to: Some(to),
             from,
-            spare: Some(AlignedBuf::new(cap)),
+            spare: None,
             busy: false,
             thread: Some(thread),
         })
@@ -481,7 +481,8 @@ impl WriteBehind {
         }
     }
 
-    /// The buffer not in flight, once the write in flight is done.
+    /// The buffer not in flight, once the write in flight is done (the
+    /// second buffer is made on first use).
     fn free(&mut self, t: &Target, cap: usize) -> Result<AlignedBuf, AgentError> {
         self.settle(t)?;
         let mut free = self.spare.take().unwrap_or_else(|| AlignedBuf::new(cap));
@@ -543,7 +544,7 @@ impl Combiner {
         }
         if let Some(abs) = t.direct_slot(self.start, self.buf.len as u64)? {
             if self.behind.is_none() {
-                self.behind = WriteBehind::start(t, self.buf.capacity());
+                self.behind = WriteBehind::start(t);
             }
             if let Some(wb) = self.behind.as_mut() {
                 let free = wb.free(t, self.buf.capacity())?;

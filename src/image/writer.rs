@@ -382,7 +382,7 @@ impl Target {
     }
 
     /// Where `len` bytes at region offset `off` can be written straight to
-    /// the device by another thread (`write_behind`): an O_DIRECT target,
+    /// the device by another thread (qcow2's `WriteBehind`): an O_DIRECT target,
     /// whole sectors, clear of the held-back head and tail. The bytes count
     /// as written. `None`: write them with [`Target::write_at`].
     pub fn direct_slot(&mut self, off: u64, len: u64) -> Result<Option<u64>> {
@@ -416,7 +416,8 @@ impl Target {
         self.write_error(format!("writing {len} bytes at offset {abs}"), e)
     }
 
-    /// Write a slot [`Target::direct_slot`] gave out, on this thread.
+    /// Write `data` at device offset `abs` on this thread (a slot
+    /// [`Target::direct_slot`] gave out, or the unheld part of `write_at`).
     pub fn write_slot(&mut self, abs: u64, data: &[u8]) -> Result<()> {
         self.device_write(abs, data)
             .map_err(|e| self.write_failed(abs, data.len(), e))
@@ -431,10 +432,7 @@ impl Target {
         let (lo, hi) = self.split_held(off, Some(data), data.len() as u64);
         if lo < hi {
             let part = &data[(lo - off) as usize..(hi - off) as usize];
-            let abs = self.base + lo;
-            self.device_write(abs, part).map_err(|e| {
-                self.write_error(format!("writing {} bytes at offset {abs}", part.len()), e)
-            })?;
+            self.write_slot(self.base + lo, part)?;
         }
         self.written += data.len() as u64;
         Ok(())
