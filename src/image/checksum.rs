@@ -59,8 +59,8 @@ impl Algo {
             Algo::Md5 => Hasher::Md5(md5::Md5::new()),
             Algo::Sha224 => Hasher::Sha224(sha2::Sha224::new()),
             Algo::Sha256 => Hasher::Sha256(sha2::Sha256::new()),
-            Algo::Sha384 => Hasher::Sha384(sha2::Sha384::new()),
-            Algo::Sha512 => Hasher::Sha512(sha2::Sha512::new()),
+            Algo::Sha384 => Hasher::Ring(ring::digest::Context::new(&ring::digest::SHA384)),
+            Algo::Sha512 => Hasher::Ring(ring::digest::Context::new(&ring::digest::SHA512)),
         }
     }
 }
@@ -84,14 +84,14 @@ pub fn algo_by_length(digest: &str, md5_enabled: bool) -> Result<Algo, &'static 
     }
 }
 
-/// A running digest; the state survives a resumed download.
+/// A running digest; the state survives a resumed download. SHA-384/512
+/// come from ring (see Cargo.toml: faster than sha2 on x86-64).
 #[derive(Clone)]
 pub enum Hasher {
     Md5(md5::Md5),
     Sha224(sha2::Sha224),
     Sha256(sha2::Sha256),
-    Sha384(sha2::Sha384),
-    Sha512(sha2::Sha512),
+    Ring(ring::digest::Context),
 }
 
 impl Hasher {
@@ -100,8 +100,7 @@ impl Hasher {
             Hasher::Md5(h) => h.update(data),
             Hasher::Sha224(h) => h.update(data),
             Hasher::Sha256(h) => h.update(data),
-            Hasher::Sha384(h) => h.update(data),
-            Hasher::Sha512(h) => h.update(data),
+            Hasher::Ring(h) => h.update(data),
         }
     }
 
@@ -111,8 +110,7 @@ impl Hasher {
             Hasher::Md5(h) => h.finalize().to_vec(),
             Hasher::Sha224(h) => h.finalize().to_vec(),
             Hasher::Sha256(h) => h.finalize().to_vec(),
-            Hasher::Sha384(h) => h.finalize().to_vec(),
-            Hasher::Sha512(h) => h.finalize().to_vec(),
+            Hasher::Ring(h) => h.finish().as_ref().to_vec(),
         };
         bytes.iter().map(|b| format!("{b:02x}")).collect()
     }
@@ -417,12 +415,30 @@ mod tests {
     fn hashes_like_hashlib() {
         assert_eq!(Algo::Sha256.hasher().hexdigest(), SHA256_EMPTY);
         assert_eq!(Algo::Md5.hasher().hexdigest(), MD5_EMPTY);
-        let mut h = Algo::Sha512.hasher();
-        h.update(b"abc");
-        assert!(h.hexdigest().starts_with("ddaf35a193617aba"));
-        let mut h = Algo::Sha384.hasher();
-        h.update(b"abc");
-        assert!(h.hexdigest().starts_with("cb00753f45a35e8b"));
+        // FIPS 180-2's "abc" vectors, fed in pieces through a clone as a
+        // resumed download does (the hash thread digests a clone at the end)
+        for (algo, want) in [
+            (
+                Algo::Sha224,
+                "23097d223405d8228642a477bda255b32aadbce4bda0b3f7e36c9da7",
+            ),
+            (
+                Algo::Sha384,
+                "cb00753f45a35e8bb5a03d699ac65007272c32ab0eded1631a8b605a43ff5bed\
+                 8086072ba1e7cc2358baeca134c825a7",
+            ),
+            (
+                Algo::Sha512,
+                "ddaf35a193617abacc417349ae20413112e6fa4e89a97ea20a9eeee64b55d39a\
+                 2192992a274fc1a836ba3c23a3feebbd454d4423643ce80e2a9ac94fa54ca49f",
+            ),
+        ] {
+            let mut h = algo.hasher();
+            h.update(b"a");
+            let mut h = h.clone();
+            h.update(b"bc");
+            assert_eq!(h.hexdigest(), want, "{}", algo.name());
+        }
     }
 
     #[test]
