@@ -277,7 +277,7 @@ fn uefi_disk(dir: &Path, root: &Path, csv: bool) -> (Core, Map<String, Value>) {
     ii.insert("root_mb".into(), json!(100));
     let layout =
         partition::prepare_layout(&core, Path::new("/dev/sda"), &mut f, &ii, Some(&node)).unwrap();
-    let uuids = partition::finish(&core, Path::new("/dev/sda"), &mut f, &layout, &ii).unwrap();
+    let uuids = partition::finish(&core, Path::new("/dev/sda"), &mut f, &layout).unwrap();
     drop(f);
     let esp = layout.efi.as_ref().unwrap();
     let spec = format!("{}@@{}", disk_path.display(), esp.offset);

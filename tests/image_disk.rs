@@ -94,6 +94,13 @@ fn agent(dir: &Path) -> Agent {
     Agent::new(config, ironic_agent::logbuf::LogBuffer::new(1 << 16))
 }
 
+/// What prepare_image does for a whole-disk image: load (fetch, decode,
+/// measure) the drive before the image, write it after.
+fn write_cd(a: &Agent, dev: &str, f: &mut File, v: &Value) -> ironic_agent::error::Result<()> {
+    let d = configdrive::Drive::load(a, v, configdrive::Limit::Ipa)?;
+    configdrive::write_configdrive(a, Path::new(dev), f, &d)
+}
+
 fn geom(f: &File) -> Geometry {
     Geometry {
         sector: 512,
@@ -275,8 +282,7 @@ fn configdrive_new_gpt_partition() {
     let a = agent(&dir);
     let mut f = open_direct(&disk_path);
     disk::after_whole_disk_write(&a, Path::new("/dev/sda"), &mut f).unwrap();
-    configdrive::write_configdrive(&a, Path::new("/dev/sda"), &mut f, &json!(gz_b64(&iso)))
-        .unwrap();
+    write_cd(&a, "/dev/sda", &mut f, &json!(gz_b64(&iso))).unwrap();
     drop(f);
     sgdisk_clean(&disk_path);
     let info = run("sgdisk", &["-i", "2", disk_path.to_str().unwrap()]);
@@ -304,8 +310,7 @@ fn configdrive_new_gpt_partition() {
     assert_eq!(label.trim(), "config-2");
     // a second run reuses the partition instead of adding one
     let mut f = open_rw(&disk_path);
-    configdrive::write_configdrive(&a, Path::new("/dev/sda"), &mut f, &json!(gz_b64(&iso)))
-        .unwrap();
+    write_cd(&a, "/dev/sda", &mut f, &json!(gz_b64(&iso))).unwrap();
     drop(f);
     let listing = run("sgdisk", &["-p", disk_path.to_str().unwrap()]);
     assert!(!listing.contains("\n   3 "), "{listing}");
@@ -338,8 +343,7 @@ fn configdrive_new_mbr_partition_and_limits() {
     assert!(child.wait().unwrap().success());
     let a = agent(&dir);
     let mut f = open_rw(&img);
-    configdrive::write_configdrive(&a, Path::new("/dev/sdb"), &mut f, &json!(gz_b64(&iso)))
-        .unwrap();
+    write_cd(&a, "/dev/sdb", &mut f, &json!(gz_b64(&iso))).unwrap();
     drop(f);
     let json: Value =
         serde_json::from_str(&run("sfdisk", &["--json", img.to_str().unwrap()])).unwrap();
@@ -350,17 +354,10 @@ fn configdrive_new_mbr_partition_and_limits() {
     assert_eq!(parts[1]["type"], "c");
     // not base64 → IPA's message
     let mut f = open_rw(&img);
-    let e = configdrive::write_configdrive(&a, Path::new("/dev/sdb"), &mut f, &json!("%%%"))
-        .unwrap_err();
+    let e = write_cd(&a, "/dev/sdb", &mut f, &json!("%%%")).unwrap_err();
     assert!(e.details.contains("is not base64 encoded"), "{}", e.details);
     // too large (65 MiB of zeroes compress to ~64 KiB)
-    let e = configdrive::write_configdrive(
-        &a,
-        Path::new("/dev/sdb"),
-        &mut f,
-        &json!(gz_b64(&vec![0u8; 65 << 20])),
-    )
-    .unwrap_err();
+    let e = write_cd(&a, "/dev/sdb", &mut f, &json!(gz_b64(&vec![0u8; 65 << 20]))).unwrap_err();
     assert!(
         e.details
             .starts_with("Config drive size exceeds maximum limit of 64MiB"),
@@ -393,8 +390,7 @@ fn configdrive_refused_with_four_primaries() {
     assert!(child.wait().unwrap().success());
     let a = agent(&dir);
     let mut f = open_rw(&img);
-    let e = configdrive::write_configdrive(&a, Path::new("/dev/sdc"), &mut f, &json!(gz_b64(b"x")))
-        .unwrap_err();
+    let e = write_cd(&a, "/dev/sdc", &mut f, &json!(gz_b64(b"x"))).unwrap_err();
     assert_eq!(
         e.details,
         "Config drive cannot be created for node local. Disk (/dev/sdc) uses MBR partitioning \
@@ -512,11 +508,16 @@ fn partition_image_uefi_gpt_layout() {
     drop(sparse(&disk_path, 1 << 30));
     let mut f = open_direct(&disk_path);
     let n = node("uefi", None);
-    let cd = iso(&dir, "config-2").map(|i| gz_b64(&i));
+    let iso_bytes = iso(&dir, "config-2");
+    let cd = iso_bytes.as_ref().map(|i| gz_b64(i));
     let ii = info(200, 64, 0, cd.clone());
     let layout =
         partition::prepare_layout(&a, Path::new("/dev/vda"), &mut f, &ii, Some(&n)).unwrap();
     assert_eq!(layout.label, "gpt");
+    if let (Some(c), Some(i)) = (&layout.configdrive, &iso_bytes) {
+        // IPA's configdrive_mb: the drive's size rounded up to whole MiB
+        assert_eq!(c.len, (i.len() as u64).div_ceil(1 << 20) << 20);
+    }
     assert_eq!(layout.efi.as_ref().unwrap().path, "/dev/vda1");
     assert_eq!(layout.swap.as_ref().unwrap().path, "/dev/vda2");
     let root_n = if cd.is_some() { 4 } else { 3 };
@@ -532,7 +533,7 @@ fn partition_image_uefi_gpt_layout() {
         std::os::unix::fs::FileExt::write_all_at(&open_rw(&disk_path), &bytes, layout.root.offset)
             .unwrap();
     }
-    let uuids = partition::finish(&a, Path::new("/dev/vda"), &mut f, &layout, &ii).unwrap();
+    let uuids = partition::finish(&a, Path::new("/dev/vda"), &mut f, &layout).unwrap();
     drop(f);
     let dp = disk_path.to_str().unwrap();
     sgdisk_clean(&disk_path);
@@ -628,7 +629,7 @@ fn partition_image_bios_msdos_layout() {
         assert_eq!(p["bootable"].as_bool().unwrap_or(false), boot);
     }
     // ephemeral needs a block device for mkfs: a sparse file is refused clearly
-    let e = partition::finish(&a, Path::new("/dev/sda"), &mut f, &layout, &ii).unwrap_err();
+    let e = partition::finish(&a, Path::new("/dev/sda"), &mut f, &layout).unwrap_err();
     assert!(e.details.contains("ephemeral"), "{}", e.details);
     // BIOS + gpt capability: a 1 MiB BIOS boot partition first
     let ii = info(300, 0, 0, None);
@@ -679,7 +680,7 @@ fn loop_device_4k_sectors() {
     let ii = info(64, 16, 0, None);
     let layout = partition::prepare_layout(&a, &dev, &mut f, &ii, Some(&n)).unwrap();
     assert_eq!(layout.sector, 4096);
-    let uuids = partition::finish(&a, &dev, &mut f, &layout, &ii).unwrap();
+    let uuids = partition::finish(&a, &dev, &mut f, &layout).unwrap();
     drop(f);
     let d = dev.to_str().unwrap();
     let v = run("sgdisk", &["-v", d]);
@@ -828,8 +829,7 @@ fn configdrive_mbr_above_2tib() {
     assert!(child.wait().unwrap().success());
     let a = agent(&dir);
     let mut f = open_rw(&img);
-    configdrive::write_configdrive(&a, Path::new("/dev/sdd"), &mut f, &json!(gz_b64(b"drive")))
-        .unwrap();
+    write_cd(&a, "/dev/sdd", &mut f, &json!(gz_b64(b"drive"))).unwrap();
     drop(f);
     let json: Value =
         serde_json::from_str(&run("sfdisk", &["--json", img.to_str().unwrap()])).unwrap();
@@ -847,23 +847,115 @@ fn preserve_ephemeral_keeps_the_table_and_data() {
     let disk_path = dir.join("sda");
     let mut f = sparse(&disk_path, 1 << 30);
     let n = node("bios", None);
-    let ii = info(300, 0, 100, None);
+    let ii = info(300, 0, 100, Some(gz_b64(b"first drive")));
     let first =
         partition::prepare_layout(&a, Path::new("/dev/sda"), &mut f, &ii, Some(&n)).unwrap();
     let eph = first.ephemeral.clone().unwrap();
+    let cd = first.configdrive.clone().unwrap();
+    assert_eq!((eph.number, cd.number, first.root.number), (1, 2, 3));
+    assert_eq!(cd.len, 1 << 20);
     std::os::unix::fs::FileExt::write_all_at(&f, b"tenant data", eph.offset + 4096).unwrap();
+    let read = |f: &File, off: u64, n: usize| {
+        let mut buf = vec![0u8; n];
+        std::os::unix::fs::FileExt::read_exact_at(f, &mut buf, off).unwrap();
+        buf
+    };
+    // A rebuild: the disk's partitions are used as IPA uses them (by
+    // number), though root_mb no longer matches the root partition (as
+    // after cloud-init's growpart); the new drive is larger than the old.
     let mut keep = ii.clone();
     keep.insert("preserve_ephemeral".into(), json!(true));
+    keep.insert("root_mb".into(), json!(500));
+    keep.insert("configdrive".into(), json!(gz_b64(&[7u8; 1 << 19])));
     let second =
         partition::prepare_layout(&a, Path::new("/dev/sda"), &mut f, &keep, Some(&n)).unwrap();
     assert_eq!(second.root, first.root);
-    let mut buf = [0u8; 11];
-    std::os::unix::fs::FileExt::read_exact_at(&f, &mut buf, eph.offset + 4096).unwrap();
-    assert_eq!(&buf, b"tenant data");
+    assert_eq!(second.configdrive, first.configdrive);
+    assert_eq!(read(&f, eph.offset + 4096, 11), b"tenant data");
+    // the new drive is in, over the old one; a drive that does not fit the
+    // partition on the disk fails clearly, the ephemeral data untouched
+    assert_eq!(read(&f, cd.offset, 4), [7u8; 4]);
+    keep.insert("configdrive".into(), json!(gz_b64(&[7u8; 3 << 20])));
+    let e =
+        partition::prepare_layout(&a, Path::new("/dev/sda"), &mut f, &keep, Some(&n)).unwrap_err();
+    assert!(
+        e.details.contains("does not fit into partition"),
+        "{}",
+        e.details
+    );
+    assert_eq!(read(&f, eph.offset + 4096, 11), b"tenant data");
     // a different layout is refused rather than silently repartitioned
-    let mut other = keep.clone();
+    let mut other = ii.clone();
+    other.insert("preserve_ephemeral".into(), json!(true));
     other.insert("ephemeral_mb".into(), json!(200));
     let e =
         partition::prepare_layout(&a, Path::new("/dev/sda"), &mut f, &other, Some(&n)).unwrap_err();
-    assert!(e.details.contains("preserve_ephemeral"), "{}", e.details);
+    assert!(
+        e.details.contains("does not match the ephemeral partition"),
+        "{}",
+        e.details
+    );
+    // as is one that numbers the parts differently (a swap partition now:
+    // root would be partition 4, which the disk does not have)
+    let mut other = ii.clone();
+    other.insert("preserve_ephemeral".into(), json!(true));
+    other.insert("swap_mb".into(), json!(64));
+    let e =
+        partition::prepare_layout(&a, Path::new("/dev/sda"), &mut f, &other, Some(&n)).unwrap_err();
+    assert!(
+        e.details.contains("/dev/sda4 of /dev/sda does not exist"),
+        "{}",
+        e.details
+    );
+    assert_eq!(read(&f, eph.offset + 4096, 11), b"tenant data");
+}
+
+#[test]
+fn partition_image_configdrive_is_checked_before_anything_is_written() {
+    let dir = common::test_dir("cd-early");
+    let a = agent(&dir);
+    let mut f = sparse(&dir.join("sda"), 1 << 30);
+    let old = [0xabu8; 4096];
+    std::os::unix::fs::FileExt::write_all_at(&f, &old, 0).unwrap();
+    let n = node("bios", None);
+    let ii = info(300, 0, 0, Some("%%%".into()));
+    let e =
+        partition::prepare_layout(&a, Path::new("/dev/sda"), &mut f, &ii, Some(&n)).unwrap_err();
+    assert!(e.details.contains("is not base64 encoded"), "{}", e.details);
+    let mut head = [0u8; 4096];
+    std::os::unix::fs::FileExt::read_exact_at(&f, &mut head, 0).unwrap();
+    assert_eq!(
+        head, old,
+        "a table was written before the drive was checked"
+    );
+}
+
+#[test]
+fn partition_image_configdrive_over_64_mib_as_ipa() {
+    // IPA caps only a whole-disk image's drive at 64 MiB; a partition
+    // image's drive gets a partition of its size
+    let dir = common::test_dir("cd-big");
+    let a = agent(&dir);
+    let mut f = sparse(&dir.join("sda"), 256 << 20);
+    let mut drive = vec![0u8; 65 << 20];
+    drive[(65 << 20) - 4..].copy_from_slice(b"END!");
+    let n = node("bios", None);
+    let ii = info(100, 0, 0, Some(gz_b64(&drive)));
+    let layout =
+        partition::prepare_layout(&a, Path::new("/dev/sda"), &mut f, &ii, Some(&n)).unwrap();
+    let cd = layout.configdrive.unwrap();
+    assert_eq!(cd.len, 65 << 20);
+    let mut end = [0u8; 4];
+    std::os::unix::fs::FileExt::read_exact_at(&f, &mut end, cd.offset + (65 << 20) - 4).unwrap();
+    assert_eq!(&end, b"END!");
+    // a drive larger than the disk is refused before anything is written
+    let ii = info(100, 0, 0, Some(gz_b64(&vec![0u8; (256 << 20) + 1])));
+    let e =
+        partition::prepare_layout(&a, Path::new("/dev/sda"), &mut f, &ii, Some(&n)).unwrap_err();
+    assert!(
+        e.details
+            .contains("is too large: 257 MiB uncompressed, more than the 256 MiB"),
+        "{}",
+        e.details
+    );
 }

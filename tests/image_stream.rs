@@ -422,6 +422,29 @@ fn raw_image_streams_and_reports_like_ipa() {
 }
 
 #[test]
+fn a_bad_configdrive_fails_before_the_image_is_downloaded() {
+    // IPA decodes a whole-disk image's configdrive after writing the image;
+    // here a drive that cannot be used fails first, the disk untouched
+    let dir = test_dir("img-bad-cd");
+    let (root, disk) = sparse_root(&dir);
+    let srv = Server::start();
+    let img = raw_image(4 * MIB, 21);
+    let url = srv.put("/images/cd.raw", img.clone());
+    let agent = start(&dir, &root, &[]);
+    let (status, body) = agent.command(
+        "standby.prepare_image",
+        json!({"image_info": image_info("img-cd", &url, &img, "raw"), "configdrive": "%%%"}),
+    );
+    assert!(status == 200 || status == 202, "{status}: {body}");
+    let r = finished(&agent, body);
+    assert_eq!(r["command_status"], "FAILED", "{r}");
+    let details = r["command_error"]["details"].as_str().unwrap();
+    assert!(details.contains("is not base64 encoded"), "{r}");
+    assert!(srv.log("/images/cd.raw").is_empty());
+    assert!(read(&disk, 0, MIB).iter().all(|&b| b == 0xee));
+}
+
+#[test]
 fn wrong_checksum_fails_and_leaves_no_bootable_head() {
     let dir = test_dir("img-badsum");
     let (root, disk) = sparse_root(&dir);

@@ -8,8 +8,9 @@
 //! primary partition, as `parted mkpart primary fat32 -64MiB -0`, placed
 //! just below 2 TiB on bigger disks).
 //!
-//! The drive is never staged: it is decompressed once to measure it and
-//! once more straight onto the disk.
+//! The drive is never staged: it is decompressed once to measure it (a
+//! [`Drive`], loaded before the image is written, so a bad drive fails
+//! before anything is written) and once more straight onto the disk.
 
 use super::disk::{self, Found, Geometry, Io, Partition};
 use super::gpt::{self, Entry, Gpt, Guid};
@@ -25,6 +26,8 @@ use std::time::Duration;
 
 /// IPA's `MAX_CONFIG_DRIVE_SIZE_MB`.
 pub const MAX_MB: u64 = 64;
+/// The largest configdrive of a partition image (see [`Limit::Disk`]).
+pub const MAX_PARTITION_DRIVE: u64 = 4 << 30;
 /// IPA's `CONFIGDRIVE_LABEL`.
 pub const LABEL: &str = "config-2";
 /// IPA's `MAX_DISK_SIZE_MB_SUPPORTED_BY_MBR` (2 TiB).
@@ -89,8 +92,44 @@ fn download(agent: &Agent, url: &str, node: &str) -> Result<Vec<u8>> {
     Ok(body)
 }
 
+/// A configdrive loaded (downloaded and base64-decoded, still compressed)
+/// and measured: IPA's `get_configdrive`, without its temporary file.
+pub struct Drive {
+    src: Source,
+    node: String,
+    /// Bytes once decompressed.
+    pub size: u64,
+}
+
+/// How large a drive may be once decompressed.
+#[derive(Clone, Copy, Debug)]
+pub enum Limit {
+    /// IPA's `MAX_CONFIG_DRIVE_SIZE_MB` (whole-disk images).
+    Ipa,
+    /// Partition images, given the disk's size in bytes: IPA sets no limit
+    /// there and sizes the partition to the drive (staging it in the
+    /// ramdisk's RAM, so a few GiB at most in practice); this agent accepts
+    /// up to the disk's size or [`MAX_PARTITION_DRIVE`], whichever is
+    /// smaller, so a gzip bomb costs seconds, not hours.
+    Disk(u64),
+}
+
+impl Drive {
+    pub fn load(agent: &Agent, value: &Value, limit: Limit) -> Result<Drive> {
+        let src = load(agent, value)?;
+        let node = node_uuid(agent);
+        let size = pump(&src, &node, limit, |_, _| Ok(()))?;
+        Ok(Drive { src, node, size })
+    }
+
+    /// IPA's `configdrive_mb`: the size rounded up to whole MiB.
+    pub fn mib(&self) -> u64 {
+        self.size.div_ceil(1 << 20)
+    }
+}
+
 /// IPA's `get_configdrive` up to the decompression.
-pub fn load(agent: &Agent, value: &Value) -> Result<Source> {
+fn load(agent: &Agent, value: &Value) -> Result<Source> {
     let node = node_uuid(agent);
     let Some(text) = value.as_str() else {
         return Err(deploy_err(format!(
@@ -123,15 +162,35 @@ pub fn load(agent: &Agent, value: &Value) -> Result<Source> {
 }
 
 /// Stream the uncompressed drive to `sink` in 1 MiB pieces; fails past
-/// 64 MiB. Returns the size.
-fn pump(src: &Source, node: &str, mut sink: impl FnMut(u64, &[u8]) -> Result<()>) -> Result<u64> {
-    let limit = MAX_MB << 20;
-    let too_big = |n: u64| {
-        deploy_err(format!(
-            "Config drive size exceeds maximum limit of 64MiB. Size of the given config drive is \
-             {} MiB for node {node}.",
-            n.div_ceil(1 << 20)
-        ))
+/// `limit`. Returns the size.
+fn pump(
+    src: &Source,
+    node: &str,
+    limit: Limit,
+    mut sink: impl FnMut(u64, &[u8]) -> Result<()>,
+) -> Result<u64> {
+    let (limit, too_big): (u64, &dyn Fn(u64) -> AgentError) = match limit {
+        Limit::Ipa => (MAX_MB << 20, &|n: u64| {
+            deploy_err(format!(
+                "Config drive size exceeds maximum limit of 64MiB. Size of the given config \
+                 drive is {} MiB for node {node}.",
+                n.div_ceil(1 << 20)
+            ))
+        }),
+        Limit::Disk(disk) => {
+            let limit = disk.min(MAX_PARTITION_DRIVE);
+            (limit, &move |n: u64| {
+                deploy_err(format!(
+                    "Config drive for node {node} is too large: {}{} MiB uncompressed, more \
+                     than the {} MiB accepted for a partition image (the disk's size, at most \
+                     {} MiB)",
+                    if n > 1 << 32 { "over " } else { "" },
+                    n.div_ceil(1 << 20),
+                    limit >> 20,
+                    MAX_PARTITION_DRIVE >> 20
+                ))
+            })
+        }
     };
     match src {
         Source::Raw(b) => {
@@ -176,33 +235,22 @@ fn pump(src: &Source, node: &str, mut sink: impl FnMut(u64, &[u8]) -> Result<()>
 
 /// Write the drive into `region` of the disk open as `file` (also used
 /// for the configdrive partition of partition images).
-pub fn write_into_region(
-    agent: &Agent,
-    file: &mut File,
-    region: &Region,
-    value: &Value,
-) -> Result<()> {
-    let src = load(agent, value)?;
-    write_source(agent, file, region.offset, region.len, &region.path, &src)
+pub fn write_into_region(file: &mut File, region: &Region, drive: &Drive) -> Result<()> {
+    write_drive(file, region.offset, region.len, &region.path, drive)
 }
 
-fn write_source(
-    agent: &Agent,
-    file: &mut File,
-    offset: u64,
-    len: u64,
-    part: &str,
-    src: &Source,
-) -> Result<()> {
-    let node = node_uuid(agent);
-    let size = pump(src, &node, |_, _| Ok(()))?;
+fn write_drive(file: &mut File, offset: u64, len: u64, part: &str, drive: &Drive) -> Result<()> {
+    let node = &drive.node;
+    let size = drive.size;
     if size > len {
         return Err(deploy_err(format!(
             "Config drive for node {node} ({size} bytes) does not fit into partition {part} \
              ({len} bytes)"
         )));
     }
-    pump(src, &node, |at, b| {
+    // the limit was checked when the drive was measured; the same bytes
+    // come out again
+    pump(&drive.src, node, Limit::Disk(size), |at, b| {
         Io::write_all_at(file, b, offset + at).map_err(|e| {
             AgentError::io(
                 Kind::DeploymentError,
@@ -277,7 +325,7 @@ pub fn write_configdrive(
     agent: &Agent,
     dev_path: &Path,
     file: &mut File,
-    configdrive: &Value,
+    configdrive: &Drive,
 ) -> Result<()> {
     let was = disk::direct_off(dev_path, file);
     let r = write_configdrive_inner(agent, dev_path, file, configdrive);
@@ -289,7 +337,7 @@ fn write_configdrive_inner(
     agent: &Agent,
     dev_path: &Path,
     file: &mut File,
-    configdrive: &Value,
+    drive: &Drive,
 ) -> Result<()> {
     let node = node_uuid(agent);
     let dev = dev_path.display().to_string();
@@ -321,12 +369,9 @@ fn write_configdrive_inner(
             found.join(" and ")
         )));
     }
-    // Measure (and validate) the drive before touching the table.
-    let src = load(agent, configdrive)?;
-    let size = pump(&src, &node, |_, _| Ok(()))?;
     log::debug!(
         "Adding config drive partition {} MiB to device: {dev} for node {node}",
-        size.div_ceil(1 << 20)
+        drive.mib()
     );
     let part = match existing.into_iter().next() {
         Some(p) => {
@@ -345,7 +390,7 @@ fn write_configdrive_inner(
         }
     };
     let path = disk::partition_path(&dev, part.number);
-    write_source(agent, file, part.offset, part.len, &path, &src)?;
+    write_drive(file, part.offset, part.len, &path, drive)?;
     if geom.sector > 2048 {
         // isofs needs a logical block size of at most 2 KiB: on a 4Kn disk
         // the kernel cannot mount the ISO. IPA then rebuilds the drive as
@@ -473,7 +518,7 @@ mod tests {
         let src = Source::Gzip(gz(&vec![7u8; 3 << 20]));
         let mut got = 0u64;
         assert_eq!(
-            pump(&src, "n", |at, b| {
+            pump(&src, "n", Limit::Ipa, |at, b| {
                 assert_eq!(at, got);
                 got += b.len() as u64;
                 Ok(())
@@ -482,19 +527,31 @@ mod tests {
             3 << 20
         );
         let big = Source::Gzip(gz(&vec![0u8; (64 << 20) + 1]));
-        let e = pump(&big, "n", |_, _| Ok(())).unwrap_err();
+        let e = pump(&big, "n", Limit::Ipa, |_, _| Ok(())).unwrap_err();
         assert!(e
             .details
             .starts_with("Config drive size exceeds maximum limit of 64MiB"));
         assert!(e.details.contains("65 MiB"), "{}", e.details);
         // exactly 64 MiB is allowed, as in IPA (ceil MiB > 64 fails)
         let edge = Source::Gzip(gz(&vec![0u8; 64 << 20]));
-        assert!(pump(&edge, "n", |_, _| Ok(())).is_ok());
+        assert!(pump(&edge, "n", Limit::Ipa, |_, _| Ok(())).is_ok());
         let junk = Source::Gzip(b"not gzip".to_vec());
-        assert!(pump(&junk, "n", |_, _| Ok(()))
+        assert!(pump(&junk, "n", Limit::Ipa, |_, _| Ok(()))
             .unwrap_err()
             .details
             .contains("decompressing"));
+        // partition images: no 64 MiB limit, only the disk's size
+        assert_eq!(
+            pump(&big, "n", Limit::Disk(1 << 30), |_, _| Ok(())).unwrap(),
+            (64 << 20) + 1
+        );
+        let e = pump(&big, "n", Limit::Disk(32 << 20), |_, _| Ok(())).unwrap_err();
+        assert!(
+            e.details
+                .contains("too large: 65 MiB uncompressed, more than the 32 MiB accepted"),
+            "{}",
+            e.details
+        );
     }
 
     #[test]

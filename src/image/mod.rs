@@ -138,10 +138,11 @@ pub fn prepare_image(
     let uuids = if let Some(w) = cached {
         log::info!("image {id} is already on {device}; not writing it again");
         if !partition_image {
+            let drive = load_drive(agent, configdrive.as_ref())?;
             let mut file = reopen(&path, &device)?;
             disk::after_whole_disk_write(agent, dev_path, &mut file)?;
-            if let Some(cd) = &configdrive {
-                configdrive::write_configdrive(agent, dev_path, &mut file, cd)?;
+            if let Some(d) = &drive {
+                configdrive::write_configdrive(agent, dev_path, &mut file, d)?;
             }
         }
         w.partition_uuids
@@ -168,6 +169,15 @@ pub fn prepare_image(
     let msg = result_message(&id, &device, &info, &uuids);
     log::info!("{msg}");
     Ok(msg)
+}
+
+/// A whole-disk image's configdrive, fetched and measured before the image
+/// is written (IPA does it after: a bad drive then fails a deploy whose
+/// image is already on the disk).
+fn load_drive(agent: &Agent, value: Option<&Value>) -> Result<Option<configdrive::Drive>> {
+    value
+        .map(|v| configdrive::Drive::load(agent, v, configdrive::Limit::Ipa))
+        .transpose()
 }
 
 fn write_to_device(
@@ -197,6 +207,12 @@ fn write_to_device(
         })
         .unwrap_or_default();
     let partition_image = info.get("image_type").and_then(Value::as_str) == Some("partition");
+    // (a partition image's drive is loaded by partition::prepare_layout,
+    // which sizes its partition from it)
+    let drive = match partition_image {
+        false => load_drive(agent, configdrive)?,
+        true => None,
+    };
     let job = stream::Job {
         id,
         urls,
@@ -239,7 +255,7 @@ fn write_to_device(
         log_done(id, &layout.root.path, &s);
         drop(target);
         let mut file = reopen(path, device)?;
-        partition::finish(agent, dev_path, &mut file, &layout, info)
+        partition::finish(agent, dev_path, &mut file, &layout)
     } else {
         let mut target = writer::Target::new(
             file,
@@ -257,8 +273,8 @@ fn write_to_device(
         drop(target);
         let mut file = reopen(path, device)?;
         disk::after_whole_disk_write(agent, dev_path, &mut file)?;
-        if let Some(cd) = configdrive {
-            configdrive::write_configdrive(agent, dev_path, &mut file, cd)?;
+        if let Some(d) = &drive {
+            configdrive::write_configdrive(agent, dev_path, &mut file, d)?;
         }
         disk::partition_uuids(agent, dev_path, &file, None)
     }

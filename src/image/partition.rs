@@ -4,13 +4,15 @@
 //!
 //! [`prepare_layout`] writes a new label and the partitions in IPA's order
 //! (ESP, BIOS boot, ephemeral, swap, configdrive, root last so growroot can
-//! extend it), each `size` MiB from 1 MiB on (`DiskPartitioner.commit`);
-//! the caller streams the image into `Layout.root`; [`finish`] then formats
-//! the ESP (FAT32, label `efi-part`), writes the configdrive, the swap
-//! signature (label `swap1`) and the ephemeral filesystem (only through a
-//! `mkfs.<format>` found on PATH), and returns the `get_partition_uuids`
-//! answer.
+//! extend it), each `size` MiB from 1 MiB on (`DiskPartitioner.commit`;
+//! the configdrive's is the drive's size in whole MiB), and copies the
+//! configdrive in; the caller streams the image into `Layout.root`;
+//! [`finish`] then formats the ESP (FAT32, label `efi-part`), writes the
+//! swap signature (label `swap1`) and the ephemeral filesystem (only
+//! through a `mkfs.<format>` found on PATH), and returns the
+//! `get_partition_uuids` answer.
 
+use super::configdrive::{self, Drive, Limit};
 use super::disk::{self, Geometry, Io, Label};
 use super::gpt::{self, Entry, Gpt, Guid};
 use super::mbr::{self, Mbr};
@@ -24,10 +26,6 @@ use std::path::{Path, PathBuf};
 pub const ESP_MB: u64 = 550;
 /// IPA's `[disk_utils]bios_boot_partition_size` default.
 pub const BIOS_BOOT_MB: u64 = 1;
-/// The configdrive partition of a partition image (IPA's maximum
-/// configdrive size; IPA sizes it to the drive, we reserve the maximum so
-/// the drive can be streamed in without staging it first).
-pub const CONFIGDRIVE_MB: u64 = 64;
 
 /// One partition of the layout.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -190,10 +188,10 @@ fn io_err(what: impl std::fmt::Display, e: std::io::Error) -> AgentError {
     AgentError::io(Kind::DeploymentError, what, e)
 }
 
-/// Partition the disk for a partition image and return where each part
-/// lives. With `preserve_ephemeral` the table is not rewritten (IPA's
-/// `commit=False`): the same layout is computed and must match what is on
-/// the disk.
+/// Partition the disk for a partition image, write the configdrive into
+/// its partition, and return where each part lives. With
+/// `preserve_ephemeral` the table is not rewritten (IPA's `commit=False`):
+/// the partitions on the disk are used, see [`adopt_preserved`].
 pub fn prepare_layout(
     agent: &Agent,
     dev_path: &Path,
@@ -226,6 +224,15 @@ fn prepare_layout_inner(
     }
     let preserve = truthy(image_info.get("preserve_ephemeral"));
     let geom = disk::geometry(agent, dev_path, file)?;
+    // IPA's work_on_disk calls get_configdrive before make_partitions: a
+    // drive that cannot be fetched or decoded fails before anything is
+    // written, and its partition is the drive's size in whole MiB
+    // (`configdrive_mb`), none for an empty drive.
+    let drive = match image_info.get("configdrive").filter(|v| !v.is_null()) {
+        Some(v) => Some(Drive::load(agent, v, Limit::Disk(geom.size))?),
+        None => None,
+    }
+    .filter(|d| d.size > 0);
     let mut specs = Vec::new();
     if boot_mode == "uefi" {
         specs.push(Spec {
@@ -245,10 +252,10 @@ fn prepare_layout_inner(
             specs.push(Spec { role, size_mb });
         }
     }
-    if image_info.get("configdrive").is_some_and(|v| !v.is_null()) {
+    if let Some(d) = &drive {
         specs.push(Spec {
             role: Role::ConfigDrive,
-            size_mb: CONFIGDRIVE_MB,
+            size_mb: d.mib(),
         });
     }
     specs.push(Spec {
@@ -258,17 +265,22 @@ fn prepare_layout_inner(
     let dev = dev_path.display().to_string();
     let mut layout = plan(&dev, geom, label, boot_mode, &specs, preserve, image_info)?;
     if preserve {
-        check_preserved(dev_path, file, geom, &layout)?;
+        adopt_preserved(dev_path, file, geom, &mut layout)?;
         refresh_partuuids(agent, dev_path, file, &mut layout);
-        return Ok(layout);
-    }
-    if label == Label::Gpt {
-        for r in layout.regions_mut() {
-            r.partuuid = Some(Guid::random().map_err(|e| io_err("generating a GUID", e))?);
+    } else {
+        if label == Label::Gpt {
+            for r in layout.regions_mut() {
+                r.partuuid = Some(Guid::random().map_err(|e| io_err("generating a GUID", e))?);
+            }
         }
+        write_table(dev_path, file, geom, &layout)?;
+        disk::reread_partitions(dev_path, file)?;
     }
-    write_table(dev_path, file, geom, &layout)?;
-    disk::reread_partitions(dev_path, file)?;
+    // IPA copies the drive in before the image (work_on_disk), and the
+    // measured drive need not stay in memory while the image streams
+    if let (Some(cd), Some(d)) = (&layout.configdrive, &drive) {
+        configdrive::write_into_region(file, cd, d)?;
+    }
     Ok(layout)
 }
 
@@ -403,31 +415,51 @@ impl Layout {
     }
 }
 
-/// With preserve_ephemeral nothing is written; the table on the disk must
-/// be the one this layout describes, or the ephemeral data would be lost
-/// or mis-addressed anyway.
-fn check_preserved(dev_path: &Path, file: &File, geom: Geometry, layout: &Layout) -> Result<()> {
+/// With preserve_ephemeral the table is not written. IPA then only numbers
+/// the partitions (`make_partitions(commit=False)`) and writes into
+/// whatever partition carries each number; here each part takes the
+/// on-disk partition with its number, which must exist, and the ephemeral
+/// partition, the data being kept, must be exactly where this layout puts
+/// it (else the request does not describe this disk: refused). The others
+/// may differ from the plan: a root partition grown by cloud-init's
+/// growpart, a configdrive partition sized to an earlier drive (the new
+/// drive and the image must still fit, checked when they are written).
+fn adopt_preserved(
+    dev_path: &Path,
+    file: &File,
+    geom: Geometry,
+    layout: &mut Layout,
+) -> Result<()> {
+    let dev = dev_path.display();
     let t = match disk::read_table(&file, geom) {
         disk::Found::Table(t) => t,
         _ => {
             return Err(deploy_err(format!(
-                "preserve_ephemeral is set but {} has no readable partition table",
-                dev_path.display()
+                "preserve_ephemeral is set but {dev} has no readable partition table"
             )))
         }
     };
-    for (r, ..) in layout.parts() {
-        let ok = t
-            .partitions
-            .iter()
-            .any(|p| p.number == r.number && p.offset == r.offset && p.len == r.len);
-        if !ok {
-            return Err(deploy_err(format!(
-                "preserve_ephemeral is set but partition {} of {} does not match the requested \
-                 layout; refusing to repartition",
-                r.path,
-                dev_path.display()
-            )));
+    let eph = layout.ephemeral.as_ref().map(|r| r.number);
+    for r in layout.regions_mut() {
+        let on_disk = t.partitions.iter().find(|p| p.number == r.number);
+        match on_disk {
+            Some(p) if Some(r.number) != eph => {
+                r.offset = p.offset;
+                r.len = p.len;
+            }
+            Some(p) if p.offset == r.offset && p.len == r.len => {}
+            _ => {
+                return Err(deploy_err(format!(
+                    "preserve_ephemeral is set but partition {} of {dev} {} the requested \
+                     layout; refusing to repartition",
+                    r.path,
+                    if on_disk.is_some() {
+                        "does not match the ephemeral partition of"
+                    } else {
+                        "does not exist in"
+                    }
+                )));
+            }
         }
     }
     Ok(())
@@ -574,17 +606,16 @@ fn find_tool(name: &str) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-/// After the image is in `layout.root`: the ESP's FAT32, the
-/// configdrive, swap and ephemeral filesystems, then the UUID map.
+/// After the image is in `layout.root`: the ESP's FAT32, swap and
+/// ephemeral filesystems, then the UUID map.
 pub fn finish(
     agent: &Agent,
     dev_path: &Path,
     file: &mut File,
     layout: &Layout,
-    image_info: &Map<String, Value>,
 ) -> Result<Map<String, Value>> {
     let was = disk::direct_off(dev_path, file);
-    let r = finish_inner(agent, dev_path, file, layout, image_info);
+    let r = finish_inner(agent, dev_path, file, layout);
     disk::direct_restore(dev_path, file, was);
     r
 }
@@ -594,7 +625,6 @@ fn finish_inner(
     dev_path: &Path,
     file: &mut File,
     layout: &Layout,
-    image_info: &Map<String, Value>,
 ) -> Result<Map<String, Value>> {
     if let Some(efi) = &layout.efi {
         let mut id = [0u8; 4];
@@ -609,12 +639,6 @@ fn finish_inner(
             efi.offset / layout.sector,
         )
         .map_err(|e| io_err(format!("creating the FAT32 filesystem on {}", efi.path), e))?;
-    }
-    if let (Some(cd), Some(value)) = (
-        &layout.configdrive,
-        image_info.get("configdrive").filter(|v| !v.is_null()),
-    ) {
-        super::configdrive::write_into_region(agent, file, cd, value)?;
     }
     if let Some(swap) = &layout.swap {
         mkswap(file, swap.offset, swap.len, "swap1", random_uuid()?)
