@@ -628,6 +628,15 @@ fn partition_image_bios_msdos_layout() {
         assert_eq!(p["type"], ty);
         assert_eq!(p["bootable"].as_bool().unwrap_or(false), boot);
     }
+    // no filesystem in root yet: its "root uuid" is the PARTUUID, which on
+    // msdos is the disk id and the partition number (IPA's block_uuid,
+    // blkid's PARTUUID)
+    let id = json["partitiontable"]["id"].as_str().unwrap();
+    let u = partition::uuids(&f, &layout).unwrap();
+    assert_eq!(
+        u["root uuid"],
+        format!("{}-03", id.trim_start_matches("0x"))
+    );
     // ephemeral needs a block device for mkfs: a sparse file is refused clearly
     let e = partition::finish(&a, Path::new("/dev/sda"), &mut f, &layout).unwrap_err();
     assert!(e.details.contains("ephemeral"), "{}", e.details);

@@ -725,10 +725,21 @@ pub fn uuids(io: &impl Io, layout: &Layout) -> Result<Map<String, Value>> {
         }
     }
     partitions.insert("root".into(), json!(layout.root.path));
+    // IPA's block_uuid: the filesystem UUID, else the PARTUUID, which on
+    // msdos is the disk signature and the partition number as blkid and
+    // the kernel (root=PARTUUID=) spell it: "1234abcd-02"
+    let msdos_signature = (layout.label == "msdos")
+        .then(|| {
+            let mut lba0 = [0u8; 512];
+            io.read_exact_at(&mut lba0, 0).ok()?;
+            Some(mbr::disk_signature(&lba0))
+        })
+        .flatten();
     let uuid_of = |r: &Region| -> String {
         disk::probe_fs(io, r.offset, r.len)
             .and_then(|f| f.uuid)
             .or_else(|| r.partuuid.map(|g| g.to_lower()))
+            .or_else(|| msdos_signature.map(|sig| format!("{sig:08x}-{:02x}", r.number)))
             .unwrap_or_default()
     };
     let mut m = Map::new();
