@@ -655,6 +655,158 @@ fn partition_image_bios_msdos_layout() {
     }
 }
 
+/// A whole-disk image's configdrive on a 4 KiB-sector disk: isofs cannot
+/// read 4 KiB blocks, so the ISO is rebuilt as FAT16 labelled CONFIG-2 with
+/// the same files (IPA's `_try_build_fat32_config_drive`). Checked with
+/// this crate's FAT reader, blkid, fsck.fat and mtools (the host kernel
+/// here has no vfat to mount it with).
+#[test]
+fn configdrive_on_4k_sectors_is_rebuilt_as_vfat() {
+    if unsafe_is_not_root() {
+        eprintln!("SKIP: loop-device test needs root");
+        return;
+    }
+    if !have("losetup") || !have("sgdisk") || !have("genisoimage") {
+        return;
+    }
+    let dir = common::test_dir("cd-4k");
+    // the drive as Nova and Ironic build it (nova/virt/configdrive.py)
+    let src = dir.join("cd");
+    let files: Vec<(&str, Vec<u8>)> = vec![
+        (
+            "openstack/latest/meta_data.json",
+            br#"{"uuid": "x"}"#.to_vec(),
+        ),
+        ("openstack/latest/network_data.json", b"{}".to_vec()),
+        (
+            "openstack/latest/user_data",
+            (0..50_000u32).map(|i| (i % 251) as u8).collect(),
+        ),
+        (
+            "openstack/2018-08-27/vendor_data2.json",
+            b"{\"a\": 1}".to_vec(),
+        ),
+        ("ec2/2009-04-04/meta-data.json", b"{\"b\": 2}".to_vec()),
+    ];
+    for (p, b) in &files {
+        let p = src.join(p);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, b).unwrap();
+    }
+    let iso_path = dir.join("cd.iso");
+    run(
+        "genisoimage",
+        &[
+            "-o",
+            iso_path.to_str().unwrap(),
+            "-ldots",
+            "-allow-lowercase",
+            "-allow-multidot",
+            "-l",
+            "-publisher",
+            "test",
+            "-quiet",
+            "-J",
+            "-r",
+            "-V",
+            "config-2",
+            src.to_str().unwrap(),
+        ],
+    );
+    let iso = std::fs::read(&iso_path).unwrap();
+    // the ISO reader sees what genisoimage put in
+    let mut listed =
+        ironic_agent::image::iso9660::list(&File::open(&iso_path).unwrap(), 0, iso.len() as u64)
+            .unwrap()
+            .into_iter()
+            .filter(|e| !e.is_dir)
+            .map(|e| e.path)
+            .collect::<Vec<_>>();
+    listed.sort();
+    let mut want: Vec<String> = files.iter().map(|(p, _)| p.to_string()).collect();
+    want.sort();
+    assert_eq!(listed, want);
+
+    let backing = dir.join("backing");
+    sparse(&backing, 256 << 20);
+    let out = Command::new("losetup")
+        .args(["-f", "--show", "--sector-size", "4096"])
+        .arg(&backing)
+        .output()
+        .unwrap();
+    if !out.status.success() {
+        eprintln!(
+            "SKIP: losetup failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        return;
+    }
+    let dev = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim().to_string());
+    let _guard = Detach(dev.clone());
+    let d = dev.to_str().unwrap().to_string();
+    // "the image": a GPT with one partition, in 4 KiB LBAs
+    run("sgdisk", &["-n", "1:0:+16M", &d]);
+    let a = agent(Path::new("/"));
+    let mut f = open_rw(&dev);
+    write_cd(&a, &d, &mut f, &json!(gz_b64(&iso))).unwrap();
+    drop(f);
+    let i = run("sgdisk", &["-i", "2", &d]);
+    let sector = |key: &str| -> u64 {
+        let l = i.lines().find(|l| l.starts_with(key)).unwrap();
+        l[key.len()..]
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    let (first, last) = (sector("First sector:"), sector("Last sector:"));
+    let data = std::fs::read(&dev).unwrap();
+    let part = &data[(first * 4096) as usize..((last + 1) * 4096) as usize];
+    let img = dir.join("part.img");
+    std::fs::write(&img, part).unwrap();
+    let pf = File::open(&img).unwrap();
+    let fs = fat::Fat::open(&pf, 0, part.len() as u64).unwrap();
+    assert_eq!(fs.kind, fat::Kind::Fat16);
+    assert_eq!(fs.sector_size(), 4096);
+    assert_eq!(fs.volume_label().as_deref(), Some("CONFIG-2"));
+    let all = fs.walk().unwrap();
+    for (p, b) in &files {
+        let (_, e) = all
+            .iter()
+            .find(|(q, _)| q == p)
+            .unwrap_or_else(|| panic!("{p}: {all:?}"));
+        assert_eq!(&fs.read_file(e, 1 << 20).unwrap(), b, "{p}");
+    }
+    let b = run("blkid", &["-p", "-o", "export", img.to_str().unwrap()]);
+    assert!(
+        b.contains("TYPE=vfat") && b.contains("LABEL=CONFIG-2"),
+        "{b}"
+    );
+    if have("fsck.fat") {
+        run("fsck.fat", &["-n", img.to_str().unwrap()]);
+    }
+    if have("mcopy") {
+        let got = Command::new("mcopy")
+            .args([
+                "-n",
+                "-i",
+                img.to_str().unwrap(),
+                "::openstack/latest/user_data",
+                "-",
+            ])
+            .env("MTOOLS_SKIP_CHECK", "1")
+            .output()
+            .unwrap();
+        assert!(
+            got.status.success(),
+            "{}",
+            String::from_utf8_lossy(&got.stderr)
+        );
+        assert_eq!(got.stdout, files[2].1);
+    }
+}
+
 /// A 4 KiB-sector loop device: geometry from BLKSSZGET, tables in 4 KiB
 /// LBAs, BLKRRPART re-read; sgdisk reads the device as the oracle.
 #[test]

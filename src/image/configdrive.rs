@@ -8,6 +8,10 @@
 //! primary partition, as `parted mkpart primary fat32 -64MiB -0`, placed
 //! just below 2 TiB on bigger disks).
 //!
+//! On a disk with 4 KiB logical sectors, where Linux cannot mount ISO
+//! 9660, the drive is rebuilt as a FAT16 filesystem labelled CONFIG-2 with
+//! the same files, as IPA does ([`rebuild_as_vfat`]).
+//!
 //! The drive is never staged: it is decompressed once to measure it (a
 //! [`Drive`], loaded before the image is written, so a bad drive fails
 //! before anything is written) and once more straight onto the disk.
@@ -392,16 +396,90 @@ fn write_configdrive_inner(
     let path = disk::partition_path(&dev, part.number);
     write_drive(file, part.offset, part.len, &path, drive)?;
     if geom.sector > 2048 {
-        // isofs needs a logical block size of at most 2 KiB: on a 4Kn disk
-        // the kernel cannot mount the ISO. IPA then rebuilds the drive as
-        // FAT32 (mkfs.vfat + copy); this agent does not (yet), so say so.
-        log::warn!(
-            "{path}: {dev} has {}-byte logical sectors, on which Linux cannot mount an ISO 9660 \
-             config drive; the instance may not see its configuration",
-            geom.sector
-        );
+        rebuild_as_vfat(file, part.offset, part.len, &path, geom, drive)?;
     }
     disk::reread_partitions(dev_path, file)?;
+    Ok(())
+}
+
+/// isofs needs logical blocks of at most 2 KiB (`sb_min_blocksize` in
+/// fs/isofs/inode.c), so on a 4Kn disk the instance cannot mount an ISO
+/// 9660 drive. IPA then (`_does_config_drive_work` fails) rebuilds it:
+/// `_try_build_fat32_config_drive` mounts the ISO, runs
+/// `mkfs.vfat -n CONFIG-2` on the partition (FAT16 at 64 MiB) and copies
+/// the files over. Here: the ISO just written is read back, its files kept
+/// in memory (at most the drive's size), and a FAT16 with the same tree is
+/// written over the partition.
+fn rebuild_as_vfat(
+    file: &mut File,
+    offset: u64,
+    len: u64,
+    path: &str,
+    geom: Geometry,
+    drive: &Drive,
+) -> Result<()> {
+    let entries = match super::iso9660::list(&*file, offset, len) {
+        Ok(e) => e,
+        Err(e) => {
+            // IPA: "We were unable to examine the configuration drive, bypassing."
+            log::warn!(
+                "{path}: the config drive is not a readable ISO 9660 image ({e}); left as \
+                 written, though the instance may not read it from {}-byte sectors",
+                geom.sector
+            );
+            return Ok(());
+        }
+    };
+    let fail = |e: String| {
+        deploy_err(format!(
+            "A failure occured while attempting to format, copy, and re-create the \
+             configuration drive in a structure which is compatible with the underlying \
+             hardware and Operating System. Due to the nature of configuration drive, it could \
+             have been incorrectly formatted. Operator investigation is required. Error: {e}"
+        ))
+    };
+    let mut files = Vec::with_capacity(entries.len());
+    let mut bytes = 0u64;
+    for e in &entries {
+        let data = if e.is_dir {
+            None
+        } else {
+            // entries may share extents: bound the total, not each
+            bytes += e.size;
+            if bytes > drive.size {
+                return Err(fail(format!(
+                    "the ISO's files add up to more than the drive ({} bytes)",
+                    drive.size
+                )));
+            }
+            let mut b = vec![0u8; e.size as usize];
+            Io::read_exact_at(&*file, &mut b, offset + e.offset)
+                .map_err(|err| fail(format!("reading {} back from {path}: {err}", e.path)))?;
+            Some(b)
+        };
+        files.push((e.path.clone(), data));
+    }
+    let mut id = [0u8; 4];
+    crate::sys::getrandom(&mut id).map_err(|e| fail(format!("a volume id: {e}")))?;
+    super::fat::write_fat16(
+        file,
+        offset,
+        len,
+        geom.sector,
+        "CONFIG-2",
+        u32::from_le_bytes(id),
+        offset / geom.sector,
+        &files,
+    )
+    .map_err(|e| fail(e.to_string()))?;
+    file.sync_all()
+        .map_err(|e| AgentError::io(Kind::DeploymentError, format!("syncing {path}"), e))?;
+    log::info!(
+        "{path}: {}-byte logical sectors, which isofs cannot read: the config drive was rebuilt \
+         as FAT16 labelled CONFIG-2 with its {} files and directories",
+        geom.sector,
+        files.len()
+    );
     Ok(())
 }
 

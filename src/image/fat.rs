@@ -452,6 +452,330 @@ pub fn format_fat32(
     Ok(())
 }
 
+/// A file (`Some(bytes)`) or directory (`None`) to put in a new FAT16
+/// filesystem; `/`-separated path from the root, parents listed first.
+pub type NewEntry = (String, Option<Vec<u8>>);
+
+/// 1980-01-01, 00:00 (the FAT epoch): the timestamps of what
+/// [`write_fat16`] creates.
+const DOS_DATE: u16 = (1 << 5) | 1;
+
+struct Node {
+    name: String,
+    /// Index of the parent directory (`None` for the root).
+    parent: Option<usize>,
+    data: Option<Vec<u8>>,
+    children: Vec<usize>,
+    cluster: u32,
+    clusters: u32,
+}
+
+/// Format `[offset, offset+len)` as FAT16 holding `entries`, the way
+/// `mkfs.vfat -n LABEL` then a copy onto the mounted filesystem would
+/// (IPA's `_try_build_fat32_config_drive`: mkfs.vfat picks FAT16 for a
+/// 64 MiB partition): 1 reserved sector, two FATs, a 512-entry root
+/// directory, every name as a long (VFAT) name with a unique 8.3 alias,
+/// each file and directory in consecutive clusters. Fails when the region
+/// is outside FAT16's 4085..65524 clusters or the entries do not fit.
+#[allow(clippy::too_many_arguments)]
+pub fn write_fat16(
+    io: &mut impl Io,
+    offset: u64,
+    len: u64,
+    sector: u64,
+    label: &str,
+    volume_id: u32,
+    hidden: u64,
+    entries: &[NewEntry],
+) -> io::Result<()> {
+    let total = len / sector;
+    let (reserved, nfats, root_entries) = (1u64, 2u64, 512u64);
+    let root_sectors = (root_entries * 32).div_ceil(sector);
+    // the smallest clusters (from one sector up to 32 KiB) that keep the
+    // count within FAT16's range
+    let mut spc = 1u64;
+    let (clusters, fatsz) = loop {
+        let mut fatsz = 1u64;
+        let clusters = loop {
+            let data = total.saturating_sub(reserved + nfats * fatsz + root_sectors);
+            let clusters = data / spc;
+            let need = ((clusters + 2) * 2).div_ceil(sector);
+            if need <= fatsz {
+                break clusters;
+            }
+            fatsz = need;
+        };
+        if clusters <= 65524 || spc * sector >= 32768 {
+            break (clusters, fatsz);
+        }
+        spc *= 2;
+    };
+    if !(4085..=65524).contains(&clusters) || total > u64::from(u32::MAX) {
+        return Err(invalid(format!(
+            "{} KiB with {sector}-byte sectors is outside FAT16's range",
+            len >> 10
+        )));
+    }
+    let cluster_bytes = spc * sector;
+    // the tree: node 0 is the root
+    let mut nodes = vec![Node {
+        name: String::new(),
+        parent: None,
+        data: None,
+        children: Vec::new(),
+        cluster: 0,
+        clusters: 0,
+    }];
+    for (path, data) in entries {
+        let (dir, name) = match path.rsplit_once('/') {
+            Some((d, n)) => (Some(d), n),
+            None => (None, path.as_str()),
+        };
+        let parent = match dir {
+            None => 0,
+            Some(d) => nodes
+                .iter()
+                .position(|n| n.data.is_none() && full_path(&nodes, n) == d)
+                .ok_or_else(|| invalid(format!("{path}: its directory is not listed first")))?,
+        };
+        let units = name.encode_utf16().count();
+        if name.is_empty() || units > 255 || name == "." || name == ".." {
+            return Err(invalid(format!("{path}: unusable FAT name")));
+        }
+        let i = nodes.len();
+        nodes.push(Node {
+            name: name.to_string(),
+            parent: Some(parent),
+            data: data.clone(),
+            children: Vec::new(),
+            cluster: 0,
+            clusters: 0,
+        });
+        nodes[parent].children.push(i);
+    }
+    // directory entries a node's children take: an 8.3 entry plus one long
+    // name entry per 13 UTF-16 units
+    let dir_slots = |nodes: &[Node], i: usize| -> u64 {
+        let dots = if i == 0 { 1 } else { 2 }; // root: the volume label
+        dots + nodes[i]
+            .children
+            .iter()
+            .map(|&c| 1 + (nodes[c].name.encode_utf16().count() as u64).div_ceil(13))
+            .sum::<u64>()
+    };
+    if dir_slots(&nodes, 0) > root_entries {
+        return Err(invalid("too many entries for the FAT16 root directory"));
+    }
+    let mut next = 2u64;
+    for i in 1..nodes.len() {
+        let bytes = match &nodes[i].data {
+            Some(d) => d.len() as u64,
+            None => dir_slots(&nodes, i) * 32,
+        };
+        if nodes[i].data.is_some() && bytes > u64::from(u32::MAX) {
+            return Err(invalid(format!("{}: too large for FAT", nodes[i].name)));
+        }
+        let n = bytes.div_ceil(cluster_bytes);
+        if n > 0 {
+            nodes[i].cluster = next as u32;
+            nodes[i].clusters = n as u32;
+            next += n;
+        }
+    }
+    if next - 2 > clusters {
+        return Err(invalid(format!(
+            "the files need {} KiB, the filesystem holds {} KiB",
+            ((next - 2) * cluster_bytes) >> 10,
+            (clusters * cluster_bytes) >> 10
+        )));
+    }
+    let fat_at = offset + reserved * sector;
+    let root_at = fat_at + nfats * fatsz * sector;
+    let data_at = root_at + root_sectors * sector;
+    // boot sector, FATs and root directory, zeroed first
+    let zero = vec![0u8; 1 << 20];
+    let mut at = offset;
+    while at < data_at {
+        let n = (data_at - at).min(zero.len() as u64) as usize;
+        io.write_all_at(&zero[..n], at)?;
+        at += n as u64;
+    }
+    let mut lab = [b' '; 11];
+    for (d, c) in lab.iter_mut().zip(label.bytes()) {
+        *d = c.to_ascii_uppercase();
+    }
+    let mut bs = vec![0u8; sector as usize];
+    bs[0..3].copy_from_slice(&[0xeb, 0x3c, 0x90]);
+    bs[3..11].copy_from_slice(b"mkfs.fat");
+    bs[11..13].copy_from_slice(&(sector as u16).to_le_bytes());
+    bs[13] = spc as u8;
+    bs[14..16].copy_from_slice(&(reserved as u16).to_le_bytes());
+    bs[16] = nfats as u8;
+    bs[17..19].copy_from_slice(&(root_entries as u16).to_le_bytes());
+    if total < 0x10000 {
+        bs[19..21].copy_from_slice(&(total as u16).to_le_bytes());
+    } else {
+        bs[32..36].copy_from_slice(&(total as u32).to_le_bytes());
+    }
+    bs[21] = 0xf8;
+    bs[22..24].copy_from_slice(&(fatsz as u16).to_le_bytes());
+    bs[24..26].copy_from_slice(&32u16.to_le_bytes());
+    bs[26..28].copy_from_slice(&64u16.to_le_bytes());
+    bs[28..32].copy_from_slice(&(hidden.min(u64::from(u32::MAX)) as u32).to_le_bytes());
+    bs[36] = 0x80;
+    bs[38] = 0x29;
+    bs[39..43].copy_from_slice(&volume_id.to_le_bytes());
+    bs[43..54].copy_from_slice(&lab);
+    bs[54..62].copy_from_slice(b"FAT16   ");
+    bs[62..64].copy_from_slice(&[0xeb, 0xfe]); // boot code: loop forever
+    bs[510] = 0x55;
+    bs[511] = 0xaa;
+    io.write_all_at(&bs, offset)?;
+    // the FAT: media and end-of-chain marks, then each run of clusters
+    let mut fat = vec![0u8; (fatsz * sector) as usize];
+    fat[0..2].copy_from_slice(&0xfff8u16.to_le_bytes());
+    fat[2..4].copy_from_slice(&0xffffu16.to_le_bytes());
+    for n in &nodes[1..] {
+        for k in 0..n.clusters {
+            let c = (n.cluster + k) as usize;
+            let v: u16 = if k + 1 == n.clusters {
+                0xffff
+            } else {
+                (c + 1) as u16
+            };
+            fat[2 * c..2 * c + 2].copy_from_slice(&v.to_le_bytes());
+        }
+    }
+    for i in 0..nfats {
+        io.write_all_at(&fat, fat_at + i * fatsz * sector)?;
+    }
+    let cluster_at = |c: u32| data_at + (u64::from(c) - 2) * cluster_bytes;
+    for i in 0..nodes.len() {
+        if let Some(d) = &nodes[i].data {
+            if !d.is_empty() {
+                io.write_all_at(d, cluster_at(nodes[i].cluster))?;
+            }
+            continue;
+        }
+        let mut dir: Vec<u8> = Vec::new();
+        if i == 0 {
+            let mut e = [0u8; 32];
+            e[0..11].copy_from_slice(&lab);
+            e[11] = 0x08;
+            dir.extend_from_slice(&e);
+        } else {
+            let parent = nodes[i].parent.map_or(0, |p| nodes[p].cluster);
+            dir.extend_from_slice(&short_entry(b".          ", 0x10, nodes[i].cluster, 0));
+            dir.extend_from_slice(&short_entry(b"..         ", 0x10, parent, 0));
+        }
+        for (k, &c) in nodes[i].children.iter().enumerate() {
+            let n = &nodes[c];
+            let short = short_name(&n.name, k + 1);
+            let units: Vec<u16> = n.name.encode_utf16().collect();
+            let count = units.len().div_ceil(13);
+            let sum = short_checksum(&short);
+            for part in (0..count).rev() {
+                let mut e = [0u8; 32];
+                e[0] = (part + 1) as u8 | if part + 1 == count { 0x40 } else { 0 };
+                e[11] = 0x0f;
+                e[13] = sum;
+                // 13 units: the name, a NUL after it when there is room, 0xFFFF after that
+                let unit = |j: usize| -> u16 {
+                    let at = part * 13 + j;
+                    match at.cmp(&units.len()) {
+                        std::cmp::Ordering::Less => units[at],
+                        std::cmp::Ordering::Equal => 0,
+                        std::cmp::Ordering::Greater => 0xffff,
+                    }
+                };
+                for (j, o) in (0..5)
+                    .map(|j| (j, 1 + 2 * j))
+                    .chain((5..11).map(|j| (j, 14 + 2 * (j - 5))))
+                    .chain((11..13).map(|j| (j, 28 + 2 * (j - 11))))
+                {
+                    e[o..o + 2].copy_from_slice(&unit(j).to_le_bytes());
+                }
+                dir.extend_from_slice(&e);
+            }
+            let (attr, size) = match &n.data {
+                Some(d) => (0x20, d.len() as u32),
+                None => (0x10, 0),
+            };
+            dir.extend_from_slice(&short_entry(&short, attr, n.cluster, size));
+        }
+        let at = if i == 0 {
+            root_at
+        } else {
+            cluster_at(nodes[i].cluster)
+        };
+        io.write_all_at(&dir, at)?;
+        // the rest of the directory's last cluster reads as free entries
+        let end = if i == 0 {
+            root_sectors * sector
+        } else {
+            u64::from(nodes[i].clusters) * cluster_bytes
+        };
+        let pad = (end - dir.len() as u64) as usize;
+        io.write_all_at(&vec![0u8; pad], at + dir.len() as u64)?;
+    }
+    Ok(())
+}
+
+fn full_path(nodes: &[Node], n: &Node) -> String {
+    let mut parts = vec![n.name.as_str()];
+    let mut p = n.parent;
+    while let Some(i) = p.filter(|&i| i != 0) {
+        parts.push(&nodes[i].name);
+        p = nodes[i].parent;
+    }
+    parts.reverse();
+    parts.join("/")
+}
+
+/// A unique 8.3 alias for the `k`th name of a directory: up to 6 (fewer
+/// as `k` grows) of its valid characters, `~k`, and up to 3 of its
+/// extension's; the long name entries carry the real name.
+fn short_name(name: &str, k: usize) -> [u8; 11] {
+    let clean = |s: &str, n: usize| -> Vec<u8> {
+        s.bytes()
+            .filter(|&c| c != b'.' && c != b' ')
+            .map(|c| match c.to_ascii_uppercase() {
+                c @ (b'A'..=b'Z' | b'0'..=b'9' | b'_' | b'-' | b'~' | b'!' | b'#' | b'$') => c,
+                _ => b'_',
+            })
+            .take(n)
+            .collect()
+    };
+    let (base, ext) = match name.rsplit_once('.') {
+        Some((b, e)) if !b.is_empty() => (b, e),
+        _ => (name, ""),
+    };
+    let tail = format!("~{k}");
+    let mut out = [b' '; 11];
+    let mut b = clean(base, 8 - tail.len());
+    if b.is_empty() {
+        b.push(b'_');
+    }
+    b.extend_from_slice(tail.as_bytes());
+    out[..b.len()].copy_from_slice(&b);
+    let e = clean(ext, 3);
+    out[8..8 + e.len()].copy_from_slice(&e);
+    out
+}
+
+fn short_entry(name: &[u8; 11], attr: u8, cluster: u32, size: u32) -> [u8; 32] {
+    let mut e = [0u8; 32];
+    e[0..11].copy_from_slice(name);
+    e[11] = attr;
+    for o in [16, 18, 24] {
+        e[o..o + 2].copy_from_slice(&DOS_DATE.to_le_bytes());
+    }
+    e[20..22].copy_from_slice(&((cluster >> 16) as u16).to_le_bytes());
+    e[26..28].copy_from_slice(&(cluster as u16).to_le_bytes());
+    e[28..32].copy_from_slice(&size.to_le_bytes());
+    e
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -471,6 +795,64 @@ mod tests {
             assert_eq!(info.fstype, "vfat");
             assert_eq!(info.uuid.as_deref(), Some("1234-ABCD"));
         }
+    }
+
+    #[test]
+    fn fat16_with_long_names_reads_back() {
+        for sector in [512u64, 4096] {
+            let len = 64u64 << 20;
+            let mut d = MemDisk::new(len as usize);
+            let big: Vec<u8> = (0..70_000u32).map(|i| i as u8).collect();
+            let mut entries: Vec<NewEntry> = vec![
+                ("openstack".into(), None),
+                ("openstack/latest".into(), None),
+                (
+                    "openstack/latest/meta_data.json".into(),
+                    Some(b"{}".to_vec()),
+                ),
+                ("openstack/latest/user_data".into(), Some(big.clone())),
+                ("openstack/latest/empty".into(), Some(Vec::new())),
+                ("ec2".into(), None),
+            ];
+            // enough names for a second directory cluster and ~10 aliases
+            for i in 0..150 {
+                entries.push((
+                    format!("ec2/a-rather-long-file-name-{i}.json"),
+                    Some(vec![i as u8]),
+                ));
+            }
+            write_fat16(&mut d, 0, len, sector, "config-2", 7, 0, &entries).unwrap();
+            let f = Fat::open(&d, 0, len).unwrap();
+            assert_eq!(f.kind, Kind::Fat16);
+            assert_eq!(f.volume_label().as_deref(), Some("CONFIG-2"));
+            let all = f.walk().unwrap();
+            for (path, data) in &entries {
+                let (_, e) = all
+                    .iter()
+                    .find(|(p, _)| p == path)
+                    .unwrap_or_else(|| panic!("{path}"));
+                match data {
+                    Some(b) => assert_eq!(&f.read_file(e, 1 << 20).unwrap(), b, "{path}"),
+                    None => assert!(e.is_dir, "{path}"),
+                }
+            }
+            assert_eq!(all.len(), entries.len());
+        }
+        // outside FAT16's range, and a missing parent
+        let mut d = MemDisk::new(1 << 20);
+        assert!(write_fat16(&mut d, 0, 1 << 20, 512, "x", 1, 0, &[]).is_err());
+        let mut d = MemDisk::new(64 << 20);
+        assert!(write_fat16(
+            &mut d,
+            0,
+            64 << 20,
+            4096,
+            "x",
+            1,
+            0,
+            &[("a/b".into(), None)]
+        )
+        .is_err());
     }
 
     #[test]

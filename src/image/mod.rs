@@ -41,6 +41,7 @@ pub mod fat;
 pub mod format;
 pub mod gpt;
 pub mod inject;
+pub mod iso9660;
 pub mod mbr;
 pub mod minire;
 pub mod partition;
