@@ -1069,6 +1069,39 @@ fn preserve_ephemeral_keeps_the_table_and_data() {
         e.details
     );
     assert_eq!(read(&f, eph.offset + 4096, 11), b"tenant data");
+    drop(f);
+    // an msdos extended container is never taken for a partition to write
+    // into: the ephemeral as planned, then an extended #2 holding #5
+    if have("sfdisk") {
+        let mut child = Command::new("sfdisk")
+            .arg(&disk_path)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(
+                b"label: dos\nstart=2048, size=204800, type=83\n\
+                  start=206848, size=409600, type=5\nstart=208896, size=100000, type=83\n",
+            )
+            .unwrap();
+        assert!(child.wait().unwrap().success());
+        let mut f = open_rw(&disk_path);
+        let mut plain = info(300, 0, 100, None);
+        plain.insert("preserve_ephemeral".into(), json!(true));
+        let e = partition::prepare_layout(&a, Path::new("/dev/sda"), &mut f, &plain, Some(&n))
+            .unwrap_err();
+        assert!(
+            e.details
+                .contains("/dev/sda2 of /dev/sda does not exist as a data partition"),
+            "{}",
+            e.details
+        );
+    }
 }
 
 #[test]

@@ -418,6 +418,18 @@ fn rebuild_as_vfat(
     geom: Geometry,
     drive: &Drive,
 ) -> Result<()> {
+    if !super::fat::fat16_fits(len, geom.sector) {
+        // (FAT allows sectors of 4 KiB at most; an existing config-2
+        // partition may be outside FAT16's 16 MiB..2 GiB, where mkfs.vfat
+        // would pick FAT12 or FAT32, which this agent does not write)
+        log::warn!(
+            "{path}: the config drive stays ISO 9660, which the instance may not read from \
+             {}-byte sectors: no FAT16 fits {} MiB with them",
+            geom.sector,
+            len >> 20
+        );
+        return Ok(());
+    }
     let entries = match super::iso9660::list(&*file, offset, len) {
         Ok(e) => e,
         Err(e) => {
@@ -461,6 +473,7 @@ fn rebuild_as_vfat(
     }
     let mut id = [0u8; 4];
     crate::sys::getrandom(&mut id).map_err(|e| fail(format!("a volume id: {e}")))?;
+    let count = files.len();
     super::fat::write_fat16(
         file,
         offset,
@@ -469,7 +482,7 @@ fn rebuild_as_vfat(
         "CONFIG-2",
         u32::from_le_bytes(id),
         offset / geom.sector,
-        &files,
+        files,
     )
     .map_err(|e| fail(e.to_string()))?;
     file.sync_all()
@@ -478,7 +491,7 @@ fn rebuild_as_vfat(
         "{path}: {}-byte logical sectors, which isofs cannot read: the config drive was rebuilt \
          as FAT16 labelled CONFIG-2 with its {} files and directories",
         geom.sector,
-        files.len()
+        count
     );
     Ok(())
 }

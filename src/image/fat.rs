@@ -452,6 +452,51 @@ pub fn format_fat32(
     Ok(())
 }
 
+const FAT16_ROOT_ENTRIES: u64 = 512;
+
+/// (total sectors, sectors per cluster, clusters, sectors per FAT) of a
+/// FAT16 on `len` bytes: the smallest clusters, from one sector up to
+/// 32 KiB, that keep the count within FAT16's 4085..=65524 (as mkfs.fat,
+/// which picks FAT16 there).
+fn fat16_geometry(len: u64, sector: u64) -> io::Result<(u64, u64, u64, u64)> {
+    let total = len / sector;
+    let (reserved, nfats) = (1u64, 2u64);
+    let root_sectors = (FAT16_ROOT_ENTRIES * 32).div_ceil(sector);
+    let mut spc = 1u64;
+    let (clusters, fatsz) = loop {
+        let mut fatsz = 1u64;
+        let clusters = loop {
+            let data = total.saturating_sub(reserved + nfats * fatsz + root_sectors);
+            let clusters = data / spc;
+            let need = ((clusters + 2) * 2).div_ceil(sector);
+            if need <= fatsz {
+                break clusters;
+            }
+            fatsz = need;
+        };
+        if clusters <= 65524 || spc * sector >= 32768 {
+            break (clusters, fatsz);
+        }
+        spc *= 2;
+    };
+    if !(512..=4096).contains(&sector)
+        || !(4085..=65524).contains(&clusters)
+        || total > u64::from(u32::MAX)
+    {
+        return Err(invalid(format!(
+            "{} KiB with {sector}-byte sectors is outside FAT16's range",
+            len >> 10
+        )));
+    }
+    Ok((total, spc, clusters, fatsz))
+}
+
+/// Whether [`write_fat16`] can format `len` bytes with `sector`-byte
+/// sectors (FAT allows 512 to 4096).
+pub fn fat16_fits(len: u64, sector: u64) -> bool {
+    fat16_geometry(len, sector).is_ok()
+}
+
 /// A file (`Some(bytes)`) or directory (`None`) to put in a new FAT16
 /// filesystem; `/`-separated path from the root, parents listed first.
 pub type NewEntry = (String, Option<Vec<u8>>);
@@ -486,36 +531,11 @@ pub fn write_fat16(
     label: &str,
     volume_id: u32,
     hidden: u64,
-    entries: &[NewEntry],
+    entries: Vec<NewEntry>,
 ) -> io::Result<()> {
-    let total = len / sector;
-    let (reserved, nfats, root_entries) = (1u64, 2u64, 512u64);
+    let (total, spc, clusters, fatsz) = fat16_geometry(len, sector)?;
+    let (reserved, nfats, root_entries) = (1u64, 2u64, FAT16_ROOT_ENTRIES);
     let root_sectors = (root_entries * 32).div_ceil(sector);
-    // the smallest clusters (from one sector up to 32 KiB) that keep the
-    // count within FAT16's range
-    let mut spc = 1u64;
-    let (clusters, fatsz) = loop {
-        let mut fatsz = 1u64;
-        let clusters = loop {
-            let data = total.saturating_sub(reserved + nfats * fatsz + root_sectors);
-            let clusters = data / spc;
-            let need = ((clusters + 2) * 2).div_ceil(sector);
-            if need <= fatsz {
-                break clusters;
-            }
-            fatsz = need;
-        };
-        if clusters <= 65524 || spc * sector >= 32768 {
-            break (clusters, fatsz);
-        }
-        spc *= 2;
-    };
-    if !(4085..=65524).contains(&clusters) || total > u64::from(u32::MAX) {
-        return Err(invalid(format!(
-            "{} KiB with {sector}-byte sectors is outside FAT16's range",
-            len >> 10
-        )));
-    }
     let cluster_bytes = spc * sector;
     // the tree: node 0 is the root
     let mut nodes = vec![Node {
@@ -531,6 +551,8 @@ pub fn write_fat16(
             Some((d, n)) => (Some(d), n),
             None => (None, path.as_str()),
         };
+        // (the data is moved into the tree, never copied: a drive's files
+        // can be tens of MiB in a 128 MiB ramdisk)
         let parent = match dir {
             None => 0,
             Some(d) => nodes
@@ -546,7 +568,7 @@ pub fn write_fat16(
         nodes.push(Node {
             name: name.to_string(),
             parent: Some(parent),
-            data: data.clone(),
+            data,
             children: Vec::new(),
             cluster: 0,
             clusters: 0,
@@ -821,7 +843,7 @@ mod tests {
                     Some(vec![i as u8]),
                 ));
             }
-            write_fat16(&mut d, 0, len, sector, "config-2", 7, 0, &entries).unwrap();
+            write_fat16(&mut d, 0, len, sector, "config-2", 7, 0, entries.clone()).unwrap();
             let f = Fat::open(&d, 0, len).unwrap();
             assert_eq!(f.kind, Kind::Fat16);
             assert_eq!(f.volume_label().as_deref(), Some("CONFIG-2"));
@@ -840,7 +862,10 @@ mod tests {
         }
         // outside FAT16's range, and a missing parent
         let mut d = MemDisk::new(1 << 20);
-        assert!(write_fat16(&mut d, 0, 1 << 20, 512, "x", 1, 0, &[]).is_err());
+        assert!(write_fat16(&mut d, 0, 1 << 20, 512, "x", 1, 0, vec![]).is_err());
+        assert!(
+            !fat16_fits(1 << 20, 512) && fat16_fits(64 << 20, 4096) && !fat16_fits(64 << 20, 8192)
+        );
         let mut d = MemDisk::new(64 << 20);
         assert!(write_fat16(
             &mut d,
@@ -850,7 +875,7 @@ mod tests {
             "x",
             1,
             0,
-            &[("a/b".into(), None)]
+            vec![("a/b".into(), None)]
         )
         .is_err());
     }

@@ -16,6 +16,11 @@ pub const TYPE_LINUX_SWAP: u8 = 0x82;
 pub const TYPE_EFI: u8 = 0xef;
 pub const TYPE_GPT_PROTECTIVE: u8 = 0xee;
 const EXTENDED: [u8; 3] = [0x05, 0x0f, 0x85];
+
+/// An extended partition's container type (CHS, LBA, Linux).
+pub fn is_extended_type(ptype: u8) -> bool {
+    EXTENDED.contains(&ptype)
+}
 /// Logical partitions accepted before the chain is declared hostile.
 const MAX_LOGICAL: usize = 256;
 
@@ -34,7 +39,7 @@ impl Entry {
     }
 
     pub fn is_extended(&self) -> bool {
-        EXTENDED.contains(&self.ptype)
+        is_extended_type(self.ptype)
     }
 
     fn parse(b: &[u8]) -> Entry {

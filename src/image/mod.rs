@@ -172,8 +172,8 @@ pub fn prepare_image(
     Ok(msg)
 }
 
-/// A whole-disk image's configdrive, fetched and measured before the image
-/// is written (IPA does it after: a bad drive then fails a deploy whose
+/// A whole-disk image's configdrive, fetched and measured (IPA does it
+/// only after the image is written: a bad drive then fails a deploy whose
 /// image is already on the disk).
 fn load_drive(agent: &Agent, value: Option<&Value>) -> Result<Option<configdrive::Drive>> {
     value
@@ -208,12 +208,14 @@ fn write_to_device(
         })
         .unwrap_or_default();
     let partition_image = info.get("image_type").and_then(Value::as_str) == Some("partition");
-    // (a partition image's drive is loaded by partition::prepare_layout,
-    // which sizes its partition from it)
-    let drive = match partition_image {
-        false => load_drive(agent, configdrive)?,
-        true => None,
-    };
+    // A whole-disk image's drive is checked before the image and loaded
+    // again after it, so it takes no memory while the image streams (up to
+    // 64 MiB, in a 128 MiB ramdisk); a URL is fetched twice. (A partition
+    // image's drive is loaded by partition::prepare_layout, which sizes
+    // its partition from it, and written before the image.)
+    if !partition_image {
+        drop(load_drive(agent, configdrive)?);
+    }
     let job = stream::Job {
         id,
         urls,
@@ -274,8 +276,8 @@ fn write_to_device(
         drop(target);
         let mut file = reopen(path, device)?;
         disk::after_whole_disk_write(agent, dev_path, &mut file)?;
-        if let Some(d) = &drive {
-            configdrive::write_configdrive(agent, dev_path, &mut file, d)?;
+        if let Some(d) = load_drive(agent, configdrive)? {
+            configdrive::write_configdrive(agent, dev_path, &mut file, &d)?;
         }
         disk::partition_uuids(agent, dev_path, &file, None)
     }

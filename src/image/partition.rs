@@ -439,11 +439,20 @@ fn adopt_preserved(
             )))
         }
     };
-    let eph = layout.ephemeral.as_ref().map(|r| r.number);
+    let eph = layout.ephemeral.clone();
+    let overlaps_eph = |p: &disk::Partition| {
+        eph.as_ref()
+            .is_some_and(|e| p.offset < e.offset + e.len && e.offset < p.offset + p.len)
+    };
     for r in layout.regions_mut() {
-        let on_disk = t.partitions.iter().find(|p| p.number == r.number);
+        // an msdos extended container is not a partition to write into
+        // (its EBR and logical partitions are inside)
+        let on_disk = t
+            .partitions
+            .iter()
+            .find(|p| p.number == r.number && !p.mbr_type.is_some_and(mbr::is_extended_type));
         match on_disk {
-            Some(p) if Some(r.number) != eph => {
+            Some(p) if Some(r.number) != eph.as_ref().map(|e| e.number) && !overlaps_eph(p) => {
                 r.offset = p.offset;
                 r.len = p.len;
             }
@@ -453,10 +462,15 @@ fn adopt_preserved(
                     "preserve_ephemeral is set but partition {} of {dev} {} the requested \
                      layout; refusing to repartition",
                     r.path,
-                    if on_disk.is_some() {
-                        "does not match the ephemeral partition of"
-                    } else {
-                        "does not exist in"
+                    match on_disk {
+                        Some(p)
+                            if overlaps_eph(p)
+                                && eph.as_ref().is_some_and(|e| e.number != r.number) =>
+                        {
+                            "overlaps the ephemeral partition of"
+                        }
+                        Some(_) => "does not match the ephemeral partition of",
+                        None => "does not exist as a data partition in",
                     }
                 )));
             }
@@ -732,7 +746,8 @@ pub fn uuids(io: &impl Io, layout: &Layout) -> Result<Map<String, Value>> {
         .then(|| {
             let mut lba0 = [0u8; 512];
             io.read_exact_at(&mut lba0, 0).ok()?;
-            Some(mbr::disk_signature(&lba0))
+            // blkid reports no PARTUUID for a zero disk signature
+            Some(mbr::disk_signature(&lba0)).filter(|&s| s != 0)
         })
         .flatten();
     let uuid_of = |r: &Region| -> String {
