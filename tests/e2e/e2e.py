@@ -84,6 +84,7 @@ POWERED_OFF = "PowerOff requested with a fixture root"
 NO_NIC_PENDING = ("the agent found no NIC in its fixture root (inventory "
                   "collection is not on main yet)")
 SECTOR = 512
+MIB = 1 << 20
 GPT_SECTORS = 33  # IPA's destroy_disk_metadata zeroes 33 sectors each end
 DISK_SIZE = 8 << 30  # above IPA's 4 GiB minimum for a root device
 MIDDLE = 1 << 30  # a marker here must survive erase_devices_metadata
@@ -556,15 +557,25 @@ SWAP_GUID = "0657fd6d-a4ab-43c4-84e5-0933c84b4f4f"
 def check_partition_deployed(root, image, swap_mb, root_mb):
     """A partition image deployed in UEFI mode with a configdrive: a new
     GPT with IPA's layout (partition_utils.work_on_disk: ESP of 550 MiB,
-    swap, configdrive of 64 MiB, root last, packed from 1 MiB on), the ESP
-    formatted FAT32 `efi-part`, the swap signature, the config-2 ISO, and
-    the root partition starting with `image`'s raw bytes."""
-    want, mib = [], 1
-    for guid, size in ((ESP_GUID, 550), (SWAP_GUID, swap_mb),
-                       (LINUX_GUID, 64), (LINUX_GUID, root_mb)):
-        want.append((guid, mib * 2048, (mib + size) * 2048 - 1))
-        mib += size
+    swap, configdrive of the drive's size in whole MiB as get_configdrive
+    gives it, root last, packed from 1 MiB on), the ESP formatted FAT32
+    `efi-part`, the swap signature, the config-2 ISO, and the root
+    partition starting with `image`'s raw bytes."""
     with open(os.path.join(root, "dev/vda"), "rb") as f:
+        # the drive Ironic built: its size from the ISO's primary volume
+        # descriptor (volume space size, in 2 KiB blocks), where the
+        # configdrive partition must start
+        cd_at = (1 + 550 + swap_mb) * MIB
+        f.seek(cd_at + 16 * 2048)
+        pvd = f.read(2048)
+        if pvd[1:6] != b"CD001":
+            raise PhaseFailed(f"no ISO 9660 drive at {cd_at}")
+        cd_mb = -(-struct.unpack("<I", pvd[80:84])[0] * 2048 // MIB)
+        want, mib = [], 1
+        for guid, size in ((ESP_GUID, 550), (SWAP_GUID, swap_mb),
+                           (LINUX_GUID, cd_mb), (LINUX_GUID, root_mb)):
+            want.append((guid, mib * 2048, (mib + size) * 2048 - 1))
+            mib += size
         parts = gpt_partitions(f)
         if parts != want:
             raise PhaseFailed(f"partitions {parts}, expected {want}")
