@@ -16,6 +16,11 @@
 #   n  ip= static address + a VLAN from ipa-enable-vlan-interfaces (by MAC)
 #   r  rescue: rescue.finalize_rescue -> /init gives user `rescue` the
 #      password, dropbear (built in, key from the kernel's sshkey=) serves it
+#   k  a 4 KiB-sector (4Kn) virtio disk: standby.prepare_image writes a
+#      GPT image (4 KiB LBAs) with a configdrive; isofs cannot read 4 KiB
+#      blocks, so the agent rebuilds the drive as FAT16 CONFIG-2; the
+#      guest kernel then mounts it read-write (deploy step inject_files
+#      adds a file) and the host reads the partition back with mtools
 #   c  the ISO from ramdisk/iso-image-create boots under SeaBIOS (128 MiB)
 #      and OVMF (256 MiB: GRUB's EFI loader needs more, see phase_c)
 #   d  the real Ironic 39 (tests/e2e/ironic.sh, require_tls = true) drives
@@ -39,7 +44,7 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
 # shellcheck source=../../scripts/lib.sh
 . "$ROOT/scripts/lib.sh"
-PHASES=("$@"); [ ${#PHASES[@]} -gt 0 ] || PHASES=(a h b z n r c d)
+PHASES=("$@"); [ ${#PHASES[@]} -gt 0 ] || PHASES=(a h b z n r k c d)
 MEM=${VM_MEM:-128M}
 WORK=${VM_WORK:-$(mktemp -d "${TMPDIR:-/tmp}/vm-test.XXXXXX")}
 mkdir -p "$WORK"; WORK=$(cd "$WORK" && pwd)
@@ -110,7 +115,7 @@ PY
 setup() {
   local t0; t0=$(now)
   ensure_qemu ovmf
-  apt_install busybox-static curl openssh-client
+  apt_install busybox-static curl openssh-client genisoimage mtools gdisk dosfstools
   if [ -n "${VM_AGENT:-}" ]; then
     AGENT=$VM_AGENT
     "$ROOT/ramdisk/build" --agent "$AGENT" -o "$WORK/out-vm"
@@ -254,6 +259,57 @@ phase_r() {
   for i in $(seq 100); do kill -0 "$VM_PID" 2>/dev/null || break; sleep 0.2; done
   kill -0 "$VM_PID" 2>/dev/null && { log "poweroff did not stop the VM"; return 1; }
   grep -aq 'reboot: Power down' "$VM_CONSOLE" || { log "no power-down on the console"; return 1; }
+}
+
+phase_k() {
+  local img=$WORK/k-image.raw disk=$WORK/k-4k.img loop
+  # the image: a GPT in 4 KiB LBAs (sgdisk on a 4 KiB-sector loop device)
+  truncate -s 16M "$img"
+  loop=$(losetup -f --show --sector-size 4096 "$img") || return 1
+  sgdisk -n 1:0:+4M "$loop" >/dev/null 2>&1; local rc=$?
+  losetup -d "$loop"; [ $rc = 0 ] || return 1
+  # the drive, as Nova and Ironic build it
+  mkdir -p "$WORK/k-cd/openstack/latest"
+  echo '{"uuid": "k"}' > "$WORK/k-cd/openstack/latest/meta_data.json"
+  genisoimage -quiet -J -r -V config-2 -o "$WORK/k-cd.iso" "$WORK/k-cd" || return 1
+  # the image server, reached by the guest at 10.0.2.100 (run-vm --guestfwd)
+  python3 -u - "$WORK" > "$WORK/k-http.port" 2>/dev/null <<'PY' &
+import functools, http.server, sys
+h = functools.partial(http.server.SimpleHTTPRequestHandler, directory=sys.argv[1])
+s = http.server.ThreadingHTTPServer(("127.0.0.1", 0), h)
+print(s.server_address[1], flush=True)
+s.serve_forever()
+PY
+  echo $! >> "$PIDS"
+  local port i
+  for i in $(seq 50); do port=$(head -1 "$WORK/k-http.port"); [ -n "$port" ] && break; sleep 0.1; done
+  # 5 GiB: above IPA's 4 GiB minimum for a root device
+  truncate -s 5G "$disk"
+  boot k --dir "$WORK/out-vm" --guestfwd "$port" --disk "$disk,bus=virtio,serial=K-4KN,block=4096" || return 1
+  local sum cd
+  sum=$(sha256sum "$img" | cut -d' ' -f1)
+  cd=$(gzip -c "$WORK/k-cd.iso" | base64 -w0)
+  cmd standby.prepare_image "{\"image_info\": {\"id\": \"k\", \"urls\": [\"http://10.0.2.100:$port/k-image.raw\"], \"os_hash_algo\": \"sha256\", \"os_hash_value\": \"$sum\", \"disk_format\": \"raw\"}, \"configdrive\": \"$cd\"}" > "$WORK/k-prepare.json"
+  grep -q '"SUCCEEDED"' "$WORK/k-prepare.json" || { log "prepare_image: $(head -c 600 "$WORK/k-prepare.json")"; return 1; }
+  grep -aq 'rebuilt as FAT16' "$VM_CONSOLE" || { log "no FAT16 rebuild in the agent's log"; return 1; }
+  # the guest kernel mounts it (inject_files mounts with mount(2), read-write)
+  cmd deploy.execute_deploy_step '{"step": {"step": "inject_files", "interface": "deploy", "args": {"files": [{"path": "/openstack/latest/injected", "partition": "/dev/vda2", "content": "aW5qZWN0ZWQK"}]}}, "node": {"uuid": "k"}, "ports": []}' > "$WORK/k-inject.json"
+  grep -q '"SUCCEEDED"' "$WORK/k-inject.json" || { log "inject_files: $(head -c 600 "$WORK/k-inject.json")"; return 1; }
+  stop_vm; sleep 1
+  # the host reads the partition back: the drive's file and the injected one
+  local first last part=$WORK/k-part.img
+  loop=$(losetup -f --show --sector-size 4096 -r "$disk") || return 1
+  first=$(sgdisk -i 2 "$loop" | awk '/^First sector:/ {print $3}')
+  last=$(sgdisk -i 2 "$loop" | awk '/^Last sector:/ {print $3}')
+  losetup -d "$loop"
+  dd if="$disk" of="$part" bs=4096 skip="$first" count=$((last - first + 1)) status=none || return 1
+  blkid -p -o export "$part" | grep -q '^LABEL=CONFIG-2$' || { log "partition 2: $(blkid -p -o export "$part" | tr '\n' ' ')"; return 1; }
+  local got
+  got=$(for f in meta_data.json injected; do MTOOLS_SKIP_CHECK=1 mtype -i "$part" "::openstack/latest/$f" 2>&1; done)
+  log "configdrive on the 4Kn disk: $(echo "$got" | tr '\n' ' ')"
+  [ "$got" = $'{"uuid": "k"}\ninjected' ] || return 1
+  # and after the guest kernel wrote into it, still a clean FAT
+  fsck.fat -n "$part" >/dev/null || { log "fsck.fat: $(fsck.fat -n "$part" 2>&1 | tail -3)"; return 1; }
 }
 
 phase_c() {
