@@ -729,20 +729,10 @@ fn configdrive_on_4k_sectors_is_rebuilt_as_vfat() {
 
     let backing = dir.join("backing");
     sparse(&backing, 256 << 20);
-    let out = Command::new("losetup")
-        .args(["-f", "--show", "--sector-size", "4096"])
-        .arg(&backing)
-        .output()
-        .unwrap();
-    if !out.status.success() {
-        eprintln!(
-            "SKIP: losetup failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+    let Some(guard) = attach_loop(&backing, &["--sector-size", "4096"]) else {
         return;
-    }
-    let dev = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim().to_string());
-    let _guard = Detach(dev.clone());
+    };
+    let dev = guard.0.clone();
     let d = dev.to_str().unwrap().to_string();
     // "the image": a GPT with one partition, in 4 KiB LBAs
     run("sgdisk", &["-n", "1:0:+16M", &d]);
@@ -821,20 +811,10 @@ fn loop_device_4k_sectors() {
     let dir = common::test_dir("loop4k");
     let backing = dir.join("backing");
     sparse(&backing, 1 << 30);
-    let out = Command::new("losetup")
-        .args(["-f", "--show", "-P", "--sector-size", "4096"])
-        .arg(&backing)
-        .output()
-        .unwrap();
-    if !out.status.success() {
-        eprintln!(
-            "SKIP: losetup failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+    let Some(guard) = attach_loop(&backing, &["-P", "--sector-size", "4096"]) else {
         return;
-    }
-    let dev = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim().to_string());
-    let _guard = Detach(dev.clone());
+    };
+    let dev = guard.0.clone();
     let a = agent(Path::new("/"));
     let mut f = open_rw(&dev);
     let n = node("uefi", None);
@@ -861,6 +841,26 @@ fn loop_device_4k_sectors() {
 }
 
 struct Detach(PathBuf);
+
+/// A loop device over `backing` (`losetup -f --show ARGS`), detached on
+/// drop; `None`, with a SKIP line, where this sandbox's losetup fails.
+fn attach_loop(backing: &Path, args: &[&str]) -> Option<Detach> {
+    let out = Command::new("losetup")
+        .args(["-f", "--show"])
+        .args(args)
+        .arg(backing)
+        .output()
+        .unwrap();
+    if !out.status.success() {
+        eprintln!(
+            "SKIP: losetup failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        return None;
+    }
+    let dev = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    Some(Detach(PathBuf::from(dev)))
+}
 impl Drop for Detach {
     fn drop(&mut self) {
         let _ = Command::new("losetup").arg("-d").arg(&self.0).status();
@@ -893,17 +893,10 @@ fn inject_files_into_loop_ext4() {
     let backing = dir.join("fs");
     sparse(&backing, 64 << 20);
     run("mkfs.ext4", &["-q", "-F", backing.to_str().unwrap()]);
-    let out = Command::new("losetup")
-        .args(["-f", "--show"])
-        .arg(&backing)
-        .output()
-        .unwrap();
-    if !out.status.success() {
-        eprintln!("SKIP: losetup failed");
+    let Some(guard) = attach_loop(&backing, &[]) else {
         return;
-    }
-    let dev = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    let _guard = Detach(PathBuf::from(&dev));
+    };
+    let dev = guard.0.to_str().unwrap().to_string();
     let a = agent(Path::new("/"));
     let node = json!({"uuid": "n1", "properties": {}});
     let ports = json!([]);

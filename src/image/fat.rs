@@ -349,6 +349,63 @@ impl<'a, I: Io> Fat<'a, I> {
     }
 }
 
+/// (clusters, sectors per FAT) for `total` sectors with `spc` sectors per
+/// cluster, `fixed` sectors before the data besides the FATs (reserved,
+/// and FAT16's root directory), `nfats` FATs of `entry` bytes per cluster:
+/// the smallest FAT that holds an entry for every cluster it leaves room for.
+fn fit_fat(total: u64, fixed: u64, nfats: u64, spc: u64, sector: u64, entry: u64) -> (u64, u64) {
+    let mut fatsz = 1u64;
+    loop {
+        let clusters = total.saturating_sub(fixed + nfats * fatsz) / spc;
+        let need = ((clusters + 2) * entry).div_ceil(sector);
+        if need <= fatsz {
+            return (clusters, fatsz);
+        }
+        fatsz = need;
+    }
+}
+
+/// Zeroes over `[at, at+len)`, 1 MiB at a time.
+fn zero_fill(io: &mut impl Io, at: u64, len: u64) -> io::Result<()> {
+    let zero = vec![0u8; (1 << 20).min(len) as usize];
+    let mut done = 0u64;
+    while done < len {
+        let n = (len - done).min(zero.len() as u64) as usize;
+        io.write_all_at(&zero[..n], at + done)?;
+        done += n as u64;
+    }
+    Ok(())
+}
+
+/// An 11-byte volume label, space-padded.
+fn label11(label: &str) -> [u8; 11] {
+    let mut lab = [b' '; 11];
+    for (d, c) in lab.iter_mut().zip(label.bytes()) {
+        *d = c;
+    }
+    lab
+}
+
+/// A boot sector with the BPB fields FAT16 and FAT32 share, as mkfs.fat
+/// writes them (`jump` is the short jump over the BPB to the boot code);
+/// the type's own fields are left zero for the caller.
+fn boot_sector(sector: u64, spc: u64, reserved: u64, nfats: u64, hidden: u64, jump: u8) -> Vec<u8> {
+    let mut bs = vec![0u8; sector as usize];
+    bs[0..3].copy_from_slice(&[0xeb, jump, 0x90]);
+    bs[3..11].copy_from_slice(b"mkfs.fat");
+    bs[11..13].copy_from_slice(&(sector as u16).to_le_bytes());
+    bs[13] = spc as u8;
+    bs[14..16].copy_from_slice(&(reserved as u16).to_le_bytes());
+    bs[16] = nfats as u8;
+    bs[21] = 0xf8;
+    bs[24..26].copy_from_slice(&32u16.to_le_bytes());
+    bs[26..28].copy_from_slice(&64u16.to_le_bytes());
+    bs[28..32].copy_from_slice(&(hidden.min(u64::from(u32::MAX)) as u32).to_le_bytes());
+    bs[510] = 0x55;
+    bs[511] = 0xaa;
+    bs
+}
+
 /// Format `[offset, offset+len)` as FAT32 the way `mkfs.vfat -F 32` lays
 /// it out: 32 reserved sectors (boot sector at 0, FSInfo at 1, backups at
 /// 6 and 7), two FATs, the root directory in cluster 2 holding the volume
@@ -369,16 +426,7 @@ pub fn format_fat32(
     // 4 KiB clusters where the size allows, as mkfs.fat picks for ESPs.
     let mut spc = (4096 / sector).max(1);
     let (clusters, fatsz) = loop {
-        let mut fatsz = 1u64;
-        let clusters = loop {
-            let data = total.saturating_sub(reserved + nfats * fatsz);
-            let clusters = data / spc;
-            let need = ((clusters + 2) * 4).div_ceil(sector);
-            if need <= fatsz {
-                break clusters;
-            }
-            fatsz = need;
-        };
+        let (clusters, fatsz) = fit_fat(total, reserved, nfats, spc, sector, 4);
         if clusters >= 65525 || spc == 1 {
             break (clusters, fatsz);
         }
@@ -392,29 +440,9 @@ pub fn format_fat32(
     }
     let s = sector as usize;
     // zero reserved sectors, both FATs and the root cluster
-    let meta = (reserved + nfats * fatsz + spc) * sector;
-    let zero = vec![0u8; 1 << 20];
-    let mut at = 0u64;
-    while at < meta {
-        let n = (meta - at).min(zero.len() as u64) as usize;
-        io.write_all_at(&zero[..n], offset + at)?;
-        at += n as u64;
-    }
-    let mut lab = [b' '; 11];
-    for (d, c) in lab.iter_mut().zip(label.bytes()) {
-        *d = c;
-    }
-    let mut bs = vec![0u8; s];
-    bs[0..3].copy_from_slice(&[0xeb, 0x58, 0x90]);
-    bs[3..11].copy_from_slice(b"mkfs.fat");
-    bs[11..13].copy_from_slice(&(sector as u16).to_le_bytes());
-    bs[13] = spc as u8;
-    bs[14..16].copy_from_slice(&(reserved as u16).to_le_bytes());
-    bs[16] = nfats as u8;
-    bs[21] = 0xf8;
-    bs[24..26].copy_from_slice(&32u16.to_le_bytes());
-    bs[26..28].copy_from_slice(&64u16.to_le_bytes());
-    bs[28..32].copy_from_slice(&(hidden.min(u64::from(u32::MAX)) as u32).to_le_bytes());
+    zero_fill(io, offset, (reserved + nfats * fatsz + spc) * sector)?;
+    let lab = label11(label);
+    let mut bs = boot_sector(sector, spc, reserved, nfats, hidden, 0x58);
     bs[32..36].copy_from_slice(&(total as u32).to_le_bytes());
     bs[36..40].copy_from_slice(&(fatsz as u32).to_le_bytes());
     bs[44..48].copy_from_slice(&2u32.to_le_bytes());
@@ -427,8 +455,6 @@ pub fn format_fat32(
     bs[82..90].copy_from_slice(b"FAT32   ");
     // boot code: loop forever (an ESP is never BIOS-booted)
     bs[90..92].copy_from_slice(&[0xeb, 0xfe]);
-    bs[510] = 0x55;
-    bs[511] = 0xaa;
     let mut fsinfo = vec![0u8; s];
     fsinfo[0..4].copy_from_slice(&0x4161_5252u32.to_le_bytes());
     fsinfo[484..488].copy_from_slice(&0x6141_7272u32.to_le_bytes());
@@ -464,16 +490,7 @@ fn fat16_geometry(len: u64, sector: u64) -> io::Result<(u64, u64, u64, u64)> {
     let root_sectors = (FAT16_ROOT_ENTRIES * 32).div_ceil(sector);
     let mut spc = 1u64;
     let (clusters, fatsz) = loop {
-        let mut fatsz = 1u64;
-        let clusters = loop {
-            let data = total.saturating_sub(reserved + nfats * fatsz + root_sectors);
-            let clusters = data / spc;
-            let need = ((clusters + 2) * 2).div_ceil(sector);
-            if need <= fatsz {
-                break clusters;
-            }
-            fatsz = need;
-        };
+        let (clusters, fatsz) = fit_fat(total, reserved + root_sectors, nfats, spc, sector, 2);
         if clusters <= 65524 || spc * sector >= 32768 {
             break (clusters, fatsz);
         }
@@ -615,43 +632,22 @@ pub fn write_fat16(
     let root_at = fat_at + nfats * fatsz * sector;
     let data_at = root_at + root_sectors * sector;
     // boot sector, FATs and root directory, zeroed first
-    let zero = vec![0u8; 1 << 20];
-    let mut at = offset;
-    while at < data_at {
-        let n = (data_at - at).min(zero.len() as u64) as usize;
-        io.write_all_at(&zero[..n], at)?;
-        at += n as u64;
-    }
-    let mut lab = [b' '; 11];
-    for (d, c) in lab.iter_mut().zip(label.bytes()) {
-        *d = c.to_ascii_uppercase();
-    }
-    let mut bs = vec![0u8; sector as usize];
-    bs[0..3].copy_from_slice(&[0xeb, 0x3c, 0x90]);
-    bs[3..11].copy_from_slice(b"mkfs.fat");
-    bs[11..13].copy_from_slice(&(sector as u16).to_le_bytes());
-    bs[13] = spc as u8;
-    bs[14..16].copy_from_slice(&(reserved as u16).to_le_bytes());
-    bs[16] = nfats as u8;
+    zero_fill(io, offset, data_at - offset)?;
+    let lab = label11(&label.to_ascii_uppercase());
+    let mut bs = boot_sector(sector, spc, reserved, nfats, hidden, 0x3c);
     bs[17..19].copy_from_slice(&(root_entries as u16).to_le_bytes());
     if total < 0x10000 {
         bs[19..21].copy_from_slice(&(total as u16).to_le_bytes());
     } else {
         bs[32..36].copy_from_slice(&(total as u32).to_le_bytes());
     }
-    bs[21] = 0xf8;
     bs[22..24].copy_from_slice(&(fatsz as u16).to_le_bytes());
-    bs[24..26].copy_from_slice(&32u16.to_le_bytes());
-    bs[26..28].copy_from_slice(&64u16.to_le_bytes());
-    bs[28..32].copy_from_slice(&(hidden.min(u64::from(u32::MAX)) as u32).to_le_bytes());
     bs[36] = 0x80;
     bs[38] = 0x29;
     bs[39..43].copy_from_slice(&volume_id.to_le_bytes());
     bs[43..54].copy_from_slice(&lab);
     bs[54..62].copy_from_slice(b"FAT16   ");
     bs[62..64].copy_from_slice(&[0xeb, 0xfe]); // boot code: loop forever
-    bs[510] = 0x55;
-    bs[511] = 0xaa;
     io.write_all_at(&bs, offset)?;
     // the FAT: media and end-of-chain marks, then each run of clusters
     let mut fat = vec![0u8; (fatsz * sector) as usize];
@@ -737,8 +733,7 @@ pub fn write_fat16(
         } else {
             u64::from(nodes[i].clusters) * cluster_bytes
         };
-        let pad = (end - dir.len() as u64) as usize;
-        io.write_all_at(&vec![0u8; pad], at + dir.len() as u64)?;
+        zero_fill(io, at + dir.len() as u64, end - dir.len() as u64)?;
     }
     Ok(())
 }

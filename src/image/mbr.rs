@@ -21,6 +21,7 @@ const EXTENDED: [u8; 3] = [0x05, 0x0f, 0x85];
 pub fn is_extended_type(ptype: u8) -> bool {
     EXTENDED.contains(&ptype)
 }
+
 /// Logical partitions accepted before the chain is declared hostile.
 const MAX_LOGICAL: usize = 256;
 
