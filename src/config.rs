@@ -345,6 +345,13 @@ const OPTIONS: &[Opt] = &[
         "priority of inject_files [0]"
     ),
     opt!(
+        "config-drive-rebuild",
+        None,
+        Bool,
+        "",
+        "always write the configdrive as FAT [false]"
+    ),
+    opt!(
         "guard-special-filesystems",
         Some("ipa-guard-special-filesystems"),
         Bool,
@@ -472,6 +479,9 @@ pub struct Config {
     pub ignore_bootloader_failure: bool,
     pub inject_files_priority: u64,
     pub guard_special_filesystems: bool,
+    /// IPA's `[DEFAULT]config_drive_rebuild`: rebuild every configdrive as
+    /// FAT, not only on disks whose sectors isofs cannot read.
+    pub config_drive_rebuild: bool,
     pub driver_name: String,
     pub md5_enabled: bool,
     pub steps_dir: PathBuf,
@@ -534,6 +544,7 @@ impl Default for Config {
             ignore_bootloader_failure: false,
             inject_files_priority: 0,
             guard_special_filesystems: true,
+            config_drive_rebuild: false,
             driver_name: "agent_ipmitool".into(),
             md5_enabled: true,
             steps_dir: PathBuf::from("/etc/ironic-agent/steps.d"),
@@ -776,6 +787,7 @@ pub fn resolve(cli: &RawArgs, cmdline: &CmdlineParams) -> Result<Config, String>
             "ignore-bootloader-failure" => c.ignore_bootloader_failure = b()?,
             "inject-files-priority" => c.inject_files_priority = u()?,
             "guard-special-filesystems" => c.guard_special_filesystems = b()?,
+            "config-drive-rebuild" => c.config_drive_rebuild = b()?,
             "driver-name" => c.driver_name = value.trim().to_string(),
             "md5-enabled" => c.md5_enabled = b()?,
             "steps-dir" => c.steps_dir = path(),

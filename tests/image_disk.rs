@@ -655,22 +655,14 @@ fn partition_image_bios_msdos_layout() {
     }
 }
 
-/// A whole-disk image's configdrive on a 4 KiB-sector disk: isofs cannot
-/// read 4 KiB blocks, so the ISO is rebuilt as FAT16 labelled CONFIG-2 with
-/// the same files (IPA's `_try_build_fat32_config_drive`). Checked with
-/// this crate's FAT reader, blkid, fsck.fat and mtools (the host kernel
-/// here has no vfat to mount it with).
-#[test]
-fn configdrive_on_4k_sectors_is_rebuilt_as_vfat() {
-    if unsafe_is_not_root() {
-        eprintln!("SKIP: loop-device test needs root");
-        return;
+/// The files of a drive as Nova and Ironic build it
+/// (nova/virt/configdrive.py), and the ISO genisoimage makes of them;
+/// `None` without genisoimage.
+#[allow(clippy::type_complexity)]
+fn nova_drive(dir: &Path) -> Option<(Vec<(&'static str, Vec<u8>)>, Vec<u8>)> {
+    if !have("genisoimage") {
+        return None;
     }
-    if !have("losetup") || !have("sgdisk") || !have("genisoimage") {
-        return;
-    }
-    let dir = common::test_dir("cd-4k");
-    // the drive as Nova and Ironic build it (nova/virt/configdrive.py)
     let src = dir.join("cd");
     let files: Vec<(&str, Vec<u8>)> = vec![
         (
@@ -726,7 +718,69 @@ fn configdrive_on_4k_sectors_is_rebuilt_as_vfat() {
     let mut want: Vec<String> = files.iter().map(|(p, _)| p.to_string()).collect();
     want.sort();
     assert_eq!(listed, want);
+    Some((files, iso))
+}
 
+/// `part` (a configdrive partition's bytes, saved as `img`) is a FAT of
+/// `kind` labelled CONFIG-2 with `sector`-byte sectors holding every file:
+/// checked with this crate's FAT reader, blkid, fsck.fat and mtools (the
+/// host kernel here has no vfat to mount it with; VM phase k mounts one).
+fn check_config2(img: &Path, part: &[u8], sector: u64, kind: fat::Kind, files: &[(&str, Vec<u8>)]) {
+    std::fs::write(img, part).unwrap();
+    let pf = File::open(img).unwrap();
+    let fs = fat::Fat::open(&pf, 0, part.len() as u64).unwrap();
+    assert_eq!(fs.kind, kind);
+    assert_eq!(fs.sector_size(), sector);
+    assert_eq!(fs.volume_label().as_deref(), Some("CONFIG-2"));
+    let all = fs.walk().unwrap();
+    for (p, b) in files {
+        let (_, e) = all
+            .iter()
+            .find(|(q, _)| q == p)
+            .unwrap_or_else(|| panic!("{p}: {all:?}"));
+        assert_eq!(&fs.read_file(e, 1 << 20).unwrap(), b, "{p}");
+    }
+    let b = run("blkid", &["-p", "-o", "export", img.to_str().unwrap()]);
+    assert!(
+        b.contains("TYPE=vfat") && b.contains("LABEL=CONFIG-2"),
+        "{b}"
+    );
+    if have("fsck.fat") {
+        run("fsck.fat", &["-n", img.to_str().unwrap()]);
+    }
+    if have("mcopy") {
+        for (p, want) in files {
+            let got = Command::new("mcopy")
+                .args(["-n", "-i", img.to_str().unwrap(), &format!("::{p}"), "-"])
+                .env("MTOOLS_SKIP_CHECK", "1")
+                .output()
+                .unwrap();
+            assert!(
+                got.status.success(),
+                "{p}: {}",
+                String::from_utf8_lossy(&got.stderr)
+            );
+            assert_eq!(&got.stdout, want, "{p}");
+        }
+    }
+}
+
+/// A whole-disk image's configdrive on a 4 KiB-sector disk: isofs cannot
+/// read 4 KiB blocks, so the ISO is rebuilt as FAT16 labelled CONFIG-2 with
+/// the same files (IPA's `_try_build_fat32_config_drive`).
+#[test]
+fn configdrive_on_4k_sectors_is_rebuilt_as_vfat() {
+    if unsafe_is_not_root() {
+        eprintln!("SKIP: loop-device test needs root");
+        return;
+    }
+    if !have("losetup") || !have("sgdisk") || !have("blkid") {
+        return;
+    }
+    let dir = common::test_dir("cd-4k");
+    let Some((files, iso)) = nova_drive(&dir) else {
+        return;
+    };
     let backing = dir.join("backing");
     sparse(&backing, 256 << 20);
     let Some(guard) = attach_loop(&backing, &["--sector-size", "4096"]) else {
@@ -753,48 +807,84 @@ fn configdrive_on_4k_sectors_is_rebuilt_as_vfat() {
     let (first, last) = (sector("First sector:"), sector("Last sector:"));
     let data = std::fs::read(&dev).unwrap();
     let part = &data[(first * 4096) as usize..((last + 1) * 4096) as usize];
-    let img = dir.join("part.img");
-    std::fs::write(&img, part).unwrap();
-    let pf = File::open(&img).unwrap();
-    let fs = fat::Fat::open(&pf, 0, part.len() as u64).unwrap();
-    assert_eq!(fs.kind, fat::Kind::Fat16);
-    assert_eq!(fs.sector_size(), 4096);
-    assert_eq!(fs.volume_label().as_deref(), Some("CONFIG-2"));
-    let all = fs.walk().unwrap();
-    for (p, b) in &files {
-        let (_, e) = all
-            .iter()
-            .find(|(q, _)| q == p)
-            .unwrap_or_else(|| panic!("{p}: {all:?}"));
-        assert_eq!(&fs.read_file(e, 1 << 20).unwrap(), b, "{p}");
+    check_config2(&dir.join("part.img"), part, 4096, fat::Kind::Fat16, &files);
+}
+
+/// A partition image's configdrive on a 4 KiB-sector disk: IPA copies the
+/// ISO as it is (`work_on_disk`), which the instance cannot mount there;
+/// the agent sizes the partition for a FAT and rebuilds it (FAT12 at this
+/// size, as mkfs.vfat picks under 16 MiB with 4 KiB sectors).
+#[test]
+fn partition_image_configdrive_on_4k_sectors_is_vfat() {
+    if unsafe_is_not_root() {
+        eprintln!("SKIP: loop-device test needs root");
+        return;
     }
-    let b = run("blkid", &["-p", "-o", "export", img.to_str().unwrap()]);
+    if !have("losetup") || !have("blkid") {
+        return;
+    }
+    let dir = common::test_dir("pcd-4k");
+    let Some((files, iso)) = nova_drive(&dir) else {
+        return;
+    };
+    let backing = dir.join("backing");
+    sparse(&backing, 256 << 20);
+    let Some(guard) = attach_loop(&backing, &["--sector-size", "4096"]) else {
+        return;
+    };
+    let dev = guard.0.clone();
+    let a = agent(Path::new("/"));
+    let mut f = open_rw(&dev);
+    let ii = info(64, 0, 0, Some(gz_b64(&iso)));
+    let layout =
+        partition::prepare_layout(&a, &dev, &mut f, &ii, Some(&node("bios", Some("gpt")))).unwrap();
+    drop(f);
+    let cd = layout.configdrive.unwrap();
     assert!(
-        b.contains("TYPE=vfat") && b.contains("LABEL=CONFIG-2"),
-        "{b}"
+        cd.len >= iso.len() as u64 && cd.len % (1 << 20) == 0,
+        "{cd:?}"
     );
-    if have("fsck.fat") {
-        run("fsck.fat", &["-n", img.to_str().unwrap()]);
+    let data = std::fs::read(&dev).unwrap();
+    let part = &data[cd.offset as usize..(cd.offset + cd.len) as usize];
+    check_config2(&dir.join("part.img"), part, 4096, fat::Kind::Fat12, &files);
+}
+
+/// `--config-drive-rebuild` (IPA's `config_drive_rebuild`): the drive of a
+/// whole-disk image is FAT on a 512-byte-sector disk too.
+#[test]
+fn config_drive_rebuild_makes_vfat_on_512_byte_sectors() {
+    if !have("sgdisk") || !have("blkid") {
+        return;
     }
-    if have("mcopy") {
-        let got = Command::new("mcopy")
-            .args([
-                "-n",
-                "-i",
-                img.to_str().unwrap(),
-                "::openstack/latest/user_data",
-                "-",
-            ])
-            .env("MTOOLS_SKIP_CHECK", "1")
-            .output()
-            .unwrap();
-        assert!(
-            got.status.success(),
-            "{}",
-            String::from_utf8_lossy(&got.stderr)
-        );
-        assert_eq!(got.stdout, files[2].1);
-    }
+    let dir = common::test_dir("cd-rebuild");
+    let Some((files, iso)) = nova_drive(&dir) else {
+        return;
+    };
+    let disk_path = dir.join("sda");
+    drop(sparse(&disk_path, 256 << 20));
+    run(
+        "sgdisk",
+        &["-n", "1:2048:+16M", disk_path.to_str().unwrap()],
+    );
+    let a = Agent::new(
+        Config {
+            root: dir.clone(),
+            config_drive_rebuild: true,
+            ..Config::default()
+        },
+        ironic_agent::logbuf::LogBuffer::new(1 << 16),
+    );
+    let mut f = open_rw(&disk_path);
+    write_cd(&a, "/dev/sda", &mut f, &json!(gz_b64(&iso))).unwrap();
+    drop(f);
+    let f = File::open(&disk_path).unwrap();
+    let Found::Table(t) = disk::read_table(&f, geom(&f)) else {
+        panic!("no table")
+    };
+    let cd = t.partitions.iter().find(|q| q.number == 2).unwrap();
+    let data = std::fs::read(&disk_path).unwrap();
+    let part = &data[cd.offset as usize..(cd.offset + cd.len) as usize];
+    check_config2(&dir.join("part.img"), part, 512, fat::Kind::Fat16, &files);
 }
 
 /// A 4 KiB-sector loop device: geometry from BLKSSZGET, tables in 4 KiB

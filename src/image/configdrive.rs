@@ -9,8 +9,9 @@
 //! just below 2 TiB on bigger disks).
 //!
 //! On a disk with 4 KiB logical sectors, where Linux cannot mount ISO
-//! 9660, the drive is rebuilt as a FAT16 filesystem labelled CONFIG-2 with
-//! the same files, as IPA does ([`rebuild_as_vfat`]).
+//! 9660, or always with `--config-drive-rebuild`, the drive is rebuilt as
+//! a FAT filesystem labelled CONFIG-2 with the same files, as IPA does
+//! ([`rebuild_as_vfat`]); for partition images too, which IPA leaves ISO.
 //!
 //! The drive is never staged: it is decompressed once to measure it (a
 //! [`Drive`], loaded before the image is written, so a bad drive fails
@@ -130,6 +131,52 @@ impl Drive {
     pub fn mib(&self) -> u64 {
         self.size.div_ceil(1 << 20)
     }
+
+    /// The whole MiB a partition needs to hold this drive, rebuilt as FAT
+    /// with `sector`-byte sectors when `rebuild`: at least [`Drive::mib`],
+    /// more when FAT's 4 KiB clusters (one per file, where ISO 9660 packs
+    /// files into 2 KiB blocks) need it. A drive whose files cannot be
+    /// listed keeps [`Drive::mib`]; its rebuild is skipped with a warning.
+    pub fn partition_mib(&self, sector: u64, rebuild: bool) -> u64 {
+        let mib = self.mib();
+        if !rebuild {
+            return mib;
+        }
+        let Some(shape) = self.shape() else {
+            return mib;
+        };
+        // FAT's overhead over ISO 9660 is a few KiB per file: double the
+        // drive plus 16 MiB bounds it for any drive that lists
+        (mib..=mib * 2 + 16)
+            .find(|m| super::fat::fat_fits(m << 20, sector, &shape))
+            .unwrap_or(mib)
+    }
+
+    /// The drive's tree as ISO 9660 lists it (directories `None`).
+    fn shape(&self) -> Option<Vec<(String, Option<u64>)>> {
+        let mut mem = super::disk::MemDisk(Vec::new());
+        pump(&self.src, &self.node, Limit::Disk(self.size), |_, b| {
+            mem.0.extend_from_slice(b);
+            Ok(())
+        })
+        .ok()?;
+        let len = mem.0.len() as u64;
+        let entries = super::iso9660::list(&mem, 0, len).ok()?;
+        Some(
+            entries
+                .into_iter()
+                .map(|e| (e.path, (!e.is_dir).then_some(e.size)))
+                .collect(),
+        )
+    }
+}
+
+/// Whether a drive written to a disk with `sector`-byte logical sectors is
+/// rebuilt as FAT: always with `--config-drive-rebuild` (IPA's
+/// `[DEFAULT]config_drive_rebuild`), else where isofs cannot read it
+/// (see [`rebuild_as_vfat`]).
+pub fn rebuilds(agent: &Agent, sector: u64) -> bool {
+    agent.config.config_drive_rebuild || sector > 2048
 }
 
 /// IPA's `get_configdrive` up to the decompression.
@@ -237,10 +284,31 @@ fn pump(
     }
 }
 
-/// Write the drive into `region` of the disk open as `file` (also used
-/// for the configdrive partition of partition images).
-pub fn write_into_region(file: &mut File, region: &Region, drive: &Drive) -> Result<()> {
-    write_drive(file, region.offset, region.len, &region.path, drive)
+/// Write the drive into `region`, the configdrive partition of a
+/// partition image on the disk open as `file`, rebuilt as FAT when
+/// `rebuild` ([`rebuilds`]). IPA's `work_on_disk` copies the ISO as it is,
+/// so on a 4Kn disk the instance could not read it; here the partition was
+/// sized with [`Drive::partition_mib`] to hold the FAT.
+pub fn write_into_region(
+    file: &mut File,
+    region: &Region,
+    drive: &Drive,
+    sector: u64,
+    rebuild: bool,
+) -> Result<()> {
+    write_drive(file, region.offset, region.len, &region.path, drive)?;
+    if rebuild {
+        rebuild_as_vfat(
+            file,
+            region.offset,
+            region.len,
+            &region.path,
+            sector,
+            drive,
+            false,
+        )?;
+    }
+    Ok(())
 }
 
 fn write_drive(file: &mut File, offset: u64, len: u64, part: &str, drive: &Drive) -> Result<()> {
@@ -395,8 +463,8 @@ fn write_configdrive_inner(
     };
     let path = disk::partition_path(&dev, part.number);
     write_drive(file, part.offset, part.len, &path, drive)?;
-    if geom.sector > 2048 {
-        rebuild_as_vfat(file, part.offset, part.len, &path, geom, drive)?;
+    if rebuilds(agent, geom.sector) {
+        rebuild_as_vfat(file, part.offset, part.len, &path, geom.sector, drive, true)?;
     }
     disk::reread_partitions(dev_path, file)?;
     Ok(())
@@ -404,28 +472,29 @@ fn write_configdrive_inner(
 
 /// isofs needs logical blocks of at most 2 KiB (`sb_min_blocksize` in
 /// fs/isofs/inode.c), so on a 4Kn disk the instance cannot mount an ISO
-/// 9660 drive. IPA then (`_does_config_drive_work` fails) rebuilds it:
-/// `_try_build_fat32_config_drive` mounts the ISO, runs
-/// `mkfs.vfat -n CONFIG-2` on the partition (FAT16 at 64 MiB) and copies
-/// the files over. Here: the ISO just written is read back, its files kept
-/// in memory (at most the drive's size), and a FAT16 with the same tree is
-/// written over the partition.
+/// 9660 drive. IPA then (`_does_config_drive_work` fails, or always with
+/// `config_drive_rebuild`) rebuilds it: `_try_build_fat32_config_drive`
+/// mounts the ISO, runs `mkfs.vfat -n CONFIG-2` on the partition (FAT16 at
+/// 64 MiB, FAT12 under 16 MiB with 4 KiB sectors) and copies the files
+/// over. Here: the ISO just written is read back, its files kept in memory
+/// (at most the drive's size), and a FAT with the same tree is written
+/// over the partition; nothing is written when it would not fit.
 fn rebuild_as_vfat(
     file: &mut File,
     offset: u64,
     len: u64,
     path: &str,
-    geom: Geometry,
+    sector: u64,
     drive: &Drive,
+    strict: bool,
 ) -> Result<()> {
-    if !super::fat::fat16_fits(len, geom.sector) {
+    if !super::fat::fat_fits(len, sector, &[]) {
         // (FAT allows sectors of 4 KiB at most; an existing config-2
-        // partition may be outside FAT16's 16 MiB..2 GiB, where mkfs.vfat
-        // would pick FAT12 or FAT32, which this agent does not write)
+        // partition may be over FAT16's 2 GiB, where mkfs.vfat would pick
+        // FAT32, which this agent does not write with files)
         log::warn!(
             "{path}: the config drive stays ISO 9660, which the instance may not read from \
-             {}-byte sectors: no FAT16 fits {} MiB with them",
-            geom.sector,
+             {sector}-byte sectors: no FAT12 or FAT16 fits {} MiB with them",
             len >> 20
         );
         return Ok(());
@@ -436,8 +505,7 @@ fn rebuild_as_vfat(
             // IPA: "We were unable to examine the configuration drive, bypassing."
             log::warn!(
                 "{path}: the config drive is not a readable ISO 9660 image ({e}); left as \
-                 written, though the instance may not read it from {}-byte sectors",
-                geom.sector
+                 written, though the instance may not read it from {sector}-byte sectors"
             );
             return Ok(());
         }
@@ -450,6 +518,24 @@ fn rebuild_as_vfat(
              have been incorrectly formatted. Operator investigation is required. Error: {e}"
         ))
     };
+    let shape: Vec<(String, Option<u64>)> = entries
+        .iter()
+        .map(|e| (e.path.clone(), (!e.is_dir).then_some(e.size)))
+        .collect();
+    if !super::fat::fat_fits(len, sector, &shape) {
+        let why = format!(
+            "the {} files and directories of the drive do not fit a FAT filesystem of {} KiB \
+             with {sector}-byte sectors",
+            shape.len(),
+            len >> 10
+        );
+        if strict {
+            return Err(fail(why));
+        }
+        // a partition IPA would have left ISO 9660: no worse than IPA
+        log::warn!("{path}: the config drive stays ISO 9660: {why}");
+        return Ok(());
+    }
     let mut files = Vec::with_capacity(entries.len());
     let mut bytes = 0u64;
     for e in &entries {
@@ -474,24 +560,27 @@ fn rebuild_as_vfat(
     let mut id = [0u8; 4];
     crate::sys::getrandom(&mut id).map_err(|e| fail(format!("a volume id: {e}")))?;
     let count = files.len();
-    super::fat::write_fat16(
+    let kind = super::fat::write_fat(
         file,
         offset,
         len,
-        geom.sector,
+        sector,
         "CONFIG-2",
         u32::from_le_bytes(id),
-        offset / geom.sector,
+        offset / sector,
         files,
     )
     .map_err(|e| fail(e.to_string()))?;
     file.sync_all()
         .map_err(|e| AgentError::io(Kind::DeploymentError, format!("syncing {path}"), e))?;
     log::info!(
-        "{path}: {}-byte logical sectors, which isofs cannot read: the config drive was rebuilt \
-         as FAT16 labelled CONFIG-2 with its {} files and directories",
-        geom.sector,
-        count
+        "{path}: the config drive was rebuilt as {kind} labelled CONFIG-2 with its {count} files \
+         and directories ({})",
+        if sector > 2048 {
+            format!("{sector}-byte logical sectors, which isofs cannot read")
+        } else {
+            "config_drive_rebuild".to_string()
+        }
     );
     Ok(())
 }

@@ -1,7 +1,8 @@
 //! FAT12/16/32, read-only walking (to find an image's EFI loaders and
-//! BOOTX64.CSV without mounting, and a configdrive's volume label) and a
+//! BOOTX64.CSV without mounting, and a configdrive's volume label), a
 //! FAT32 formatter for the ESP of partition images (IPA runs
-//! `mkfs.vfat -n efi-part`). Layout per Microsoft's "FAT: General Overview
+//! `mkfs.vfat -n efi-part`) and a FAT12/16 writer for configdrives
+//! rebuilt from ISO 9660 (IPA's `mkfs.vfat -n CONFIG-2` and a copy). Layout per Microsoft's "FAT: General Overview
 //! of On-Disk Format" (FAT32 spec 1.03). Every value read from disk is
 //! range-checked and every cluster chain is bounded by the cluster count,
 //! so a hostile filesystem yields an error, not a hang or a panic.
@@ -351,13 +352,13 @@ impl<'a, I: Io> Fat<'a, I> {
 
 /// (clusters, sectors per FAT) for `total` sectors with `spc` sectors per
 /// cluster, `fixed` sectors before the data besides the FATs (reserved,
-/// and FAT16's root directory), `nfats` FATs of `entry` bytes per cluster:
+/// and FAT12/16's root directory), `nfats` FATs of `bits` per cluster:
 /// the smallest FAT that holds an entry for every cluster it leaves room for.
-fn fit_fat(total: u64, fixed: u64, nfats: u64, spc: u64, sector: u64, entry: u64) -> (u64, u64) {
+fn fit_fat(total: u64, fixed: u64, nfats: u64, spc: u64, sector: u64, bits: u64) -> (u64, u64) {
     let mut fatsz = 1u64;
     loop {
         let clusters = total.saturating_sub(fixed + nfats * fatsz) / spc;
-        let need = ((clusters + 2) * entry).div_ceil(sector);
+        let need = ((clusters + 2) * bits).div_ceil(8).div_ceil(sector);
         if need <= fatsz {
             return (clusters, fatsz);
         }
@@ -426,7 +427,7 @@ pub fn format_fat32(
     // 4 KiB clusters where the size allows, as mkfs.fat picks for ESPs.
     let mut spc = (4096 / sector).max(1);
     let (clusters, fatsz) = loop {
-        let (clusters, fatsz) = fit_fat(total, reserved, nfats, spc, sector, 4);
+        let (clusters, fatsz) = fit_fat(total, reserved, nfats, spc, sector, 32);
         if clusters >= 65525 || spc == 1 {
             break (clusters, fatsz);
         }
@@ -478,69 +479,238 @@ pub fn format_fat32(
     Ok(())
 }
 
-const FAT16_ROOT_ENTRIES: u64 = 512;
+/// Root directory entries of a new FAT12/16 (mkfs.fat's for disks).
+const ROOT_ENTRIES: u64 = 512;
+/// FAT12 holds at most this many clusters; the count alone decides the
+/// type for every reader (Linux's `fat_fill_super`, Microsoft's spec).
+const FAT12_MAX_CLUSTERS: u64 = 4084;
 
-/// (total sectors, sectors per cluster, clusters, sectors per FAT) of a
-/// FAT16 on `len` bytes: the smallest clusters, from one sector up to
-/// 32 KiB, that keep the count within FAT16's 4085..=65524 (as mkfs.fat,
-/// which picks FAT16 there).
-fn fat16_geometry(len: u64, sector: u64) -> io::Result<(u64, u64, u64, u64)> {
+/// The layout of a new FAT12 or FAT16.
+#[derive(Clone, Copy, Debug)]
+struct SmallFat {
+    total: u64,
+    spc: u64,
+    clusters: u64,
+    fatsz: u64,
+    /// Bits per FAT entry: 12 or 16.
+    bits: u64,
+}
+
+/// The FAT12 or FAT16 that mkfs.fat would make on `len` bytes with
+/// `sector`-byte sectors: FAT16 with the smallest clusters (one sector up
+/// to 32 KiB) that keep the count within 4085..=65524; below 4085
+/// clusters, FAT12 with one sector per cluster. A FAT12 whose smaller FAT
+/// would leave room for more than 4084 clusters uses only the sectors
+/// 4084 need (a few KiB at the end stay unused).
+fn small_fat_geometry(len: u64, sector: u64) -> io::Result<SmallFat> {
     let total = len / sector;
     let (reserved, nfats) = (1u64, 2u64);
-    let root_sectors = (FAT16_ROOT_ENTRIES * 32).div_ceil(sector);
+    let fixed = reserved + (ROOT_ENTRIES * 32).div_ceil(sector);
+    let outside = || {
+        invalid(format!(
+            "{} KiB with {sector}-byte sectors is outside FAT12's and FAT16's range",
+            len >> 10
+        ))
+    };
+    if !(512..=4096).contains(&sector) || total > u64::from(u32::MAX) {
+        return Err(outside());
+    }
     let mut spc = 1u64;
     let (clusters, fatsz) = loop {
-        let (clusters, fatsz) = fit_fat(total, reserved + root_sectors, nfats, spc, sector, 2);
+        let (clusters, fatsz) = fit_fat(total, fixed, nfats, spc, sector, 16);
         if clusters <= 65524 || spc * sector >= 32768 {
             break (clusters, fatsz);
         }
         spc *= 2;
     };
-    if !(512..=4096).contains(&sector)
-        || !(4085..=65524).contains(&clusters)
-        || total > u64::from(u32::MAX)
-    {
-        return Err(invalid(format!(
-            "{} KiB with {sector}-byte sectors is outside FAT16's range",
-            len >> 10
-        )));
+    if clusters > 65524 {
+        return Err(outside());
     }
-    Ok((total, spc, clusters, fatsz))
+    if clusters > FAT12_MAX_CLUSTERS {
+        return Ok(SmallFat {
+            total,
+            spc,
+            clusters,
+            fatsz,
+            bits: 16,
+        });
+    }
+    let (mut clusters, mut fatsz) = fit_fat(total, fixed, nfats, 1, sector, 12);
+    let mut total = total;
+    if clusters > FAT12_MAX_CLUSTERS {
+        clusters = FAT12_MAX_CLUSTERS;
+        fatsz = ((clusters + 2) * 12).div_ceil(8).div_ceil(sector);
+        total = fixed + nfats * fatsz + clusters;
+    }
+    if clusters == 0 {
+        return Err(outside());
+    }
+    Ok(SmallFat {
+        total,
+        spc: 1,
+        clusters,
+        fatsz,
+        bits: 12,
+    })
 }
 
-/// Whether [`write_fat16`] can format `len` bytes with `sector`-byte
-/// sectors (FAT allows 512 to 4096).
-pub fn fat16_fits(len: u64, sector: u64) -> bool {
-    fat16_geometry(len, sector).is_ok()
-}
-
-/// A file (`Some(bytes)`) or directory (`None`) to put in a new FAT16
+/// A file (`Some(bytes)`) or directory (`None`) to put in a new FAT12/16
 /// filesystem; `/`-separated path from the root, parents listed first.
 pub type NewEntry = (String, Option<Vec<u8>>);
 
+/// The shape of what [`write_fat`] is to hold: each path with its file's
+/// size, or `None` for a directory.
+pub type Shape = [(String, Option<u64>)];
+
 /// 1980-01-01, 00:00 (the FAT epoch): the timestamps of what
-/// [`write_fat16`] creates.
+/// [`write_fat`] creates.
 const DOS_DATE: u16 = (1 << 5) | 1;
 
 struct Node {
     name: String,
     /// Index of the parent directory (`None` for the root).
     parent: Option<usize>,
-    data: Option<Vec<u8>>,
+    /// A file's size; `None` for a directory.
+    size: Option<u64>,
     children: Vec<usize>,
     cluster: u32,
     clusters: u32,
 }
 
-/// Format `[offset, offset+len)` as FAT16 holding `entries`, the way
-/// `mkfs.vfat -n LABEL` then a copy onto the mounted filesystem would
-/// (IPA's `_try_build_fat32_config_drive`: mkfs.vfat picks FAT16 for a
-/// 64 MiB partition): 1 reserved sector, two FATs, a 512-entry root
-/// directory, every name as a long (VFAT) name with a unique 8.3 alias,
-/// each file and directory in consecutive clusters. Fails when the region
-/// is outside FAT16's 4085..65524 clusters or the entries do not fit.
+/// A tree to write, node 0 its root, each other node the entry of the
+/// same index minus one.
+struct Tree {
+    nodes: Vec<Node>,
+}
+
+impl Tree {
+    fn new(shape: &Shape) -> io::Result<Tree> {
+        let mut nodes = vec![Node {
+            name: String::new(),
+            parent: None,
+            size: None,
+            children: Vec::new(),
+            cluster: 0,
+            clusters: 0,
+        }];
+        let mut dirs = std::collections::HashMap::new();
+        for (path, size) in shape {
+            let (dir, name) = match path.rsplit_once('/') {
+                Some((d, n)) => (Some(d), n),
+                None => (None, path.as_str()),
+            };
+            let parent = match dir {
+                None => 0,
+                Some(d) => *dirs
+                    .get(d)
+                    .ok_or_else(|| invalid(format!("{path}: its directory is not listed first")))?,
+            };
+            let units = name.encode_utf16().count();
+            if name.is_empty() || units > 255 || name == "." || name == ".." {
+                return Err(invalid(format!("{path}: unusable FAT name")));
+            }
+            if size.is_some_and(|s| s > u64::from(u32::MAX)) {
+                return Err(invalid(format!("{path}: too large for FAT")));
+            }
+            let i = nodes.len();
+            if size.is_none() {
+                dirs.insert(path.as_str(), i);
+            }
+            nodes.push(Node {
+                name: name.to_string(),
+                parent: Some(parent),
+                size: *size,
+                children: Vec::new(),
+                cluster: 0,
+                clusters: 0,
+            });
+            nodes[parent].children.push(i);
+        }
+        Ok(Tree { nodes })
+    }
+
+    /// Directory entries node `i`'s children take: an 8.3 entry plus one
+    /// long name entry per 13 UTF-16 units, after the volume label (root)
+    /// or `.` and `..`.
+    fn dir_slots(&self, i: usize) -> u64 {
+        let dots = if i == 0 { 1 } else { 2 };
+        dots + self.nodes[i]
+            .children
+            .iter()
+            .map(|&c| 1 + (self.nodes[c].name.encode_utf16().count() as u64).div_ceil(13))
+            .sum::<u64>()
+    }
+
+    /// Give each file and directory its run of clusters; fails when the
+    /// root directory or the data area is too small.
+    fn place(&mut self, g: &SmallFat, sector: u64) -> io::Result<()> {
+        if self.dir_slots(0) > ROOT_ENTRIES {
+            return Err(invalid("too many entries for the FAT root directory"));
+        }
+        let cluster_bytes = g.spc * sector;
+        let mut next = 2u64;
+        for i in 1..self.nodes.len() {
+            let bytes = match self.nodes[i].size {
+                Some(s) => s,
+                None => self.dir_slots(i) * 32,
+            };
+            let n = bytes.div_ceil(cluster_bytes);
+            if n > 0 {
+                self.nodes[i].cluster = next.min(u64::from(u32::MAX)) as u32;
+                self.nodes[i].clusters = n.min(u64::from(u32::MAX)) as u32;
+                next += n;
+            }
+        }
+        if next - 2 > g.clusters {
+            return Err(invalid(format!(
+                "the files need {} KiB, the filesystem holds {} KiB",
+                ((next - 2) * cluster_bytes) >> 10,
+                (g.clusters * cluster_bytes) >> 10
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Whether [`write_fat`] can put a tree of this shape in `len` bytes with
+/// `sector`-byte sectors (FAT allows 512 to 4096).
+pub fn fat_fits(len: u64, sector: u64, shape: &Shape) -> bool {
+    let Ok(g) = small_fat_geometry(len, sector) else {
+        return false;
+    };
+    Tree::new(shape)
+        .and_then(|mut t| t.place(&g, sector))
+        .is_ok()
+}
+
+/// Store FAT entry `c` (12 or 16 bits).
+fn set_entry(fat: &mut [u8], bits: u64, c: usize, v: u16) {
+    if bits == 12 {
+        let o = c + c / 2;
+        let (lo, hi) = if c % 2 == 0 {
+            (v as u8, (fat[o + 1] & 0xf0) | ((v >> 8) as u8 & 0x0f))
+        } else {
+            ((fat[o] & 0x0f) | ((v as u8 & 0x0f) << 4), (v >> 4) as u8)
+        };
+        fat[o] = lo;
+        fat[o + 1] = hi;
+    } else {
+        fat[2 * c..2 * c + 2].copy_from_slice(&v.to_le_bytes());
+    }
+}
+
+/// Format `[offset, offset+len)` as FAT12 or FAT16 (by size, as mkfs.fat
+/// picks) holding `entries`, the way `mkfs.vfat -n LABEL` then a copy
+/// onto the mounted filesystem would (IPA's
+/// `_try_build_fat32_config_drive`: mkfs.vfat picks FAT16 for a 64 MiB
+/// partition, FAT12 under 16 MiB with 4 KiB sectors): 1 reserved sector,
+/// two FATs, a 512-entry root directory, every name as a long (VFAT) name
+/// with a unique 8.3 alias, each file and directory in consecutive
+/// clusters. Returns the type written ("FAT12" or "FAT16"). Fails when
+/// the region is outside FAT12/16's range or the entries do not fit
+/// ([`fat_fits`] tells beforehand), before anything is written.
 #[allow(clippy::too_many_arguments)]
-pub fn write_fat16(
+pub fn write_fat(
     io: &mut impl Io,
     offset: u64,
     len: u64,
@@ -549,128 +719,69 @@ pub fn write_fat16(
     volume_id: u32,
     hidden: u64,
     entries: Vec<NewEntry>,
-) -> io::Result<()> {
-    let (total, spc, clusters, fatsz) = fat16_geometry(len, sector)?;
-    let (reserved, nfats, root_entries) = (1u64, 2u64, FAT16_ROOT_ENTRIES);
-    let root_sectors = (root_entries * 32).div_ceil(sector);
-    let cluster_bytes = spc * sector;
-    // the tree: node 0 is the root
-    let mut nodes = vec![Node {
-        name: String::new(),
-        parent: None,
-        data: None,
-        children: Vec::new(),
-        cluster: 0,
-        clusters: 0,
-    }];
-    for (path, data) in entries {
-        let (dir, name) = match path.rsplit_once('/') {
-            Some((d, n)) => (Some(d), n),
-            None => (None, path.as_str()),
-        };
-        // (the data is moved into the tree, never copied: a drive's files
-        // can be tens of MiB in a 128 MiB ramdisk)
-        let parent = match dir {
-            None => 0,
-            Some(d) => nodes
-                .iter()
-                .position(|n| n.data.is_none() && full_path(&nodes, n) == d)
-                .ok_or_else(|| invalid(format!("{path}: its directory is not listed first")))?,
-        };
-        let units = name.encode_utf16().count();
-        if name.is_empty() || units > 255 || name == "." || name == ".." {
-            return Err(invalid(format!("{path}: unusable FAT name")));
-        }
-        let i = nodes.len();
-        nodes.push(Node {
-            name: name.to_string(),
-            parent: Some(parent),
-            data,
-            children: Vec::new(),
-            cluster: 0,
-            clusters: 0,
-        });
-        nodes[parent].children.push(i);
-    }
-    // directory entries a node's children take: an 8.3 entry plus one long
-    // name entry per 13 UTF-16 units
-    let dir_slots = |nodes: &[Node], i: usize| -> u64 {
-        let dots = if i == 0 { 1 } else { 2 }; // root: the volume label
-        dots + nodes[i]
-            .children
-            .iter()
-            .map(|&c| 1 + (nodes[c].name.encode_utf16().count() as u64).div_ceil(13))
-            .sum::<u64>()
-    };
-    if dir_slots(&nodes, 0) > root_entries {
-        return Err(invalid("too many entries for the FAT16 root directory"));
-    }
-    let mut next = 2u64;
-    for i in 1..nodes.len() {
-        let bytes = match &nodes[i].data {
-            Some(d) => d.len() as u64,
-            None => dir_slots(&nodes, i) * 32,
-        };
-        if nodes[i].data.is_some() && bytes > u64::from(u32::MAX) {
-            return Err(invalid(format!("{}: too large for FAT", nodes[i].name)));
-        }
-        let n = bytes.div_ceil(cluster_bytes);
-        if n > 0 {
-            nodes[i].cluster = next as u32;
-            nodes[i].clusters = n as u32;
-            next += n;
-        }
-    }
-    if next - 2 > clusters {
-        return Err(invalid(format!(
-            "the files need {} KiB, the filesystem holds {} KiB",
-            ((next - 2) * cluster_bytes) >> 10,
-            (clusters * cluster_bytes) >> 10
-        )));
-    }
+) -> io::Result<&'static str> {
+    let g = small_fat_geometry(len, sector)?;
+    let (reserved, nfats) = (1u64, 2u64);
+    let root_sectors = (ROOT_ENTRIES * 32).div_ceil(sector);
+    let cluster_bytes = g.spc * sector;
+    // the data is moved, never copied: a drive's files can be tens of MiB
+    // in a 128 MiB ramdisk
+    let shape: Vec<(String, Option<u64>)> = entries
+        .iter()
+        .map(|(p, d)| (p.clone(), d.as_ref().map(|d| d.len() as u64)))
+        .collect();
+    let mut tree = Tree::new(&shape)?;
+    tree.place(&g, sector)?;
+    let datas: Vec<Option<Vec<u8>>> = entries.into_iter().map(|(_, d)| d).collect();
+    let nodes = &tree.nodes;
     let fat_at = offset + reserved * sector;
-    let root_at = fat_at + nfats * fatsz * sector;
+    let root_at = fat_at + nfats * g.fatsz * sector;
     let data_at = root_at + root_sectors * sector;
     // boot sector, FATs and root directory, zeroed first
     zero_fill(io, offset, data_at - offset)?;
     let lab = label11(&label.to_ascii_uppercase());
-    let mut bs = boot_sector(sector, spc, reserved, nfats, hidden, 0x3c);
-    bs[17..19].copy_from_slice(&(root_entries as u16).to_le_bytes());
-    if total < 0x10000 {
-        bs[19..21].copy_from_slice(&(total as u16).to_le_bytes());
+    let mut bs = boot_sector(sector, g.spc, reserved, nfats, hidden, 0x3c);
+    bs[17..19].copy_from_slice(&(ROOT_ENTRIES as u16).to_le_bytes());
+    if g.total < 0x10000 {
+        bs[19..21].copy_from_slice(&(g.total as u16).to_le_bytes());
     } else {
-        bs[32..36].copy_from_slice(&(total as u32).to_le_bytes());
+        bs[32..36].copy_from_slice(&(g.total as u32).to_le_bytes());
     }
-    bs[22..24].copy_from_slice(&(fatsz as u16).to_le_bytes());
+    bs[22..24].copy_from_slice(&(g.fatsz as u16).to_le_bytes());
     bs[36] = 0x80;
     bs[38] = 0x29;
     bs[39..43].copy_from_slice(&volume_id.to_le_bytes());
     bs[43..54].copy_from_slice(&lab);
-    bs[54..62].copy_from_slice(b"FAT16   ");
+    bs[54..62].copy_from_slice(if g.bits == 12 {
+        b"FAT12   "
+    } else {
+        b"FAT16   "
+    });
     bs[62..64].copy_from_slice(&[0xeb, 0xfe]); // boot code: loop forever
     io.write_all_at(&bs, offset)?;
     // the FAT: media and end-of-chain marks, then each run of clusters
-    let mut fat = vec![0u8; (fatsz * sector) as usize];
-    fat[0..2].copy_from_slice(&0xfff8u16.to_le_bytes());
-    fat[2..4].copy_from_slice(&0xffffu16.to_le_bytes());
+    let eoc: u16 = if g.bits == 12 { 0xfff } else { 0xffff };
+    let mut fat = vec![0u8; (g.fatsz * sector) as usize];
+    set_entry(&mut fat, g.bits, 0, eoc & 0xfff8);
+    set_entry(&mut fat, g.bits, 1, eoc);
     for n in &nodes[1..] {
         for k in 0..n.clusters {
             let c = (n.cluster + k) as usize;
-            let v: u16 = if k + 1 == n.clusters {
-                0xffff
+            let v = if k + 1 == n.clusters {
+                eoc
             } else {
                 (c + 1) as u16
             };
-            fat[2 * c..2 * c + 2].copy_from_slice(&v.to_le_bytes());
+            set_entry(&mut fat, g.bits, c, v);
         }
     }
     for i in 0..nfats {
-        io.write_all_at(&fat, fat_at + i * fatsz * sector)?;
+        io.write_all_at(&fat, fat_at + i * g.fatsz * sector)?;
     }
     let cluster_at = |c: u32| data_at + (u64::from(c) - 2) * cluster_bytes;
     for i in 0..nodes.len() {
-        if let Some(d) = &nodes[i].data {
-            if !d.is_empty() {
+        if nodes[i].size.is_some() {
+            if let Some(d) = datas[i - 1].as_ref().filter(|d| !d.is_empty()) {
                 io.write_all_at(d, cluster_at(nodes[i].cluster))?;
             }
             continue;
@@ -715,8 +826,8 @@ pub fn write_fat16(
                 }
                 dir.extend_from_slice(&e);
             }
-            let (attr, size) = match &n.data {
-                Some(d) => (0x20, d.len() as u32),
+            let (attr, size) = match n.size {
+                Some(s) => (0x20, s as u32),
                 None => (0x10, 0),
             };
             dir.extend_from_slice(&short_entry(&short, attr, n.cluster, size));
@@ -735,18 +846,7 @@ pub fn write_fat16(
         };
         zero_fill(io, at + dir.len() as u64, end - dir.len() as u64)?;
     }
-    Ok(())
-}
-
-fn full_path(nodes: &[Node], n: &Node) -> String {
-    let mut parts = vec![n.name.as_str()];
-    let mut p = n.parent;
-    while let Some(i) = p.filter(|&i| i != 0) {
-        parts.push(&nodes[i].name);
-        p = nodes[i].parent;
-    }
-    parts.reverse();
-    parts.join("/")
+    Ok(if g.bits == 12 { "FAT12" } else { "FAT16" })
 }
 
 /// A unique 8.3 alias for the `k`th name of a directory: up to 6 (fewer
@@ -814,65 +914,116 @@ mod tests {
         }
     }
 
-    #[test]
-    fn fat16_with_long_names_reads_back() {
-        for sector in [512u64, 4096] {
-            let len = 64u64 << 20;
-            let mut d = MemDisk::new(len as usize);
-            let big: Vec<u8> = (0..70_000u32).map(|i| i as u8).collect();
-            let mut entries: Vec<NewEntry> = vec![
-                ("openstack".into(), None),
-                ("openstack/latest".into(), None),
-                (
-                    "openstack/latest/meta_data.json".into(),
-                    Some(b"{}".to_vec()),
-                ),
-                ("openstack/latest/user_data".into(), Some(big.clone())),
-                ("openstack/latest/empty".into(), Some(Vec::new())),
-                ("ec2".into(), None),
-            ];
-            // enough names for a second directory cluster and ~10 aliases
-            for i in 0..150 {
-                entries.push((
-                    format!("ec2/a-rather-long-file-name-{i}.json"),
-                    Some(vec![i as u8]),
-                ));
-            }
-            write_fat16(&mut d, 0, len, sector, "config-2", 7, 0, entries.clone()).unwrap();
-            let f = Fat::open(&d, 0, len).unwrap();
-            assert_eq!(f.kind, Kind::Fat16);
-            assert_eq!(f.volume_label().as_deref(), Some("CONFIG-2"));
-            let all = f.walk().unwrap();
-            for (path, data) in &entries {
-                let (_, e) = all
-                    .iter()
-                    .find(|(p, _)| p == path)
-                    .unwrap_or_else(|| panic!("{path}"));
-                match data {
-                    Some(b) => assert_eq!(&f.read_file(e, 1 << 20).unwrap(), b, "{path}"),
-                    None => assert!(e.is_dir, "{path}"),
-                }
-            }
-            assert_eq!(all.len(), entries.len());
+    /// A tree with long names, a multi-cluster file, an empty file and a
+    /// directory spanning clusters.
+    fn tree() -> Vec<NewEntry> {
+        let big: Vec<u8> = (0..70_000u32).map(|i| i as u8).collect();
+        let mut entries: Vec<NewEntry> = vec![
+            ("openstack".into(), None),
+            ("openstack/latest".into(), None),
+            (
+                "openstack/latest/meta_data.json".into(),
+                Some(b"{}".to_vec()),
+            ),
+            ("openstack/latest/user_data".into(), Some(big)),
+            ("openstack/latest/empty".into(), Some(Vec::new())),
+            ("ec2".into(), None),
+        ];
+        // enough names for a second directory cluster and ~10 aliases
+        for i in 0..150 {
+            entries.push((
+                format!("ec2/a-rather-long-file-name-{i}.json"),
+                Some(vec![i as u8]),
+            ));
         }
-        // outside FAT16's range, and a missing parent
-        let mut d = MemDisk::new(1 << 20);
-        assert!(write_fat16(&mut d, 0, 1 << 20, 512, "x", 1, 0, vec![]).is_err());
-        assert!(
-            !fat16_fits(1 << 20, 512) && fat16_fits(64 << 20, 4096) && !fat16_fits(64 << 20, 8192)
-        );
+        entries
+    }
+
+    fn reads_back(d: &MemDisk, len: u64, kind: Kind, entries: &[NewEntry]) {
+        let f = Fat::open(d, 0, len).unwrap();
+        assert_eq!(f.kind, kind, "{len}");
+        assert_eq!(f.volume_label().as_deref(), Some("CONFIG-2"));
+        let all = f.walk().unwrap();
+        for (path, data) in entries {
+            let (_, e) = all
+                .iter()
+                .find(|(p, _)| p == path)
+                .unwrap_or_else(|| panic!("{path}"));
+            match data {
+                Some(b) => assert_eq!(&f.read_file(e, 1 << 20).unwrap(), b, "{path}"),
+                None => assert!(e.is_dir, "{path}"),
+            }
+        }
+        assert_eq!(all.len(), entries.len());
+    }
+
+    #[test]
+    fn fat12_and_fat16_with_long_names_read_back() {
+        // FAT16 from 4085 clusters, FAT12 below (both sector sizes)
+        for (sector, len, kind) in [
+            (512u64, 64u64 << 20, Kind::Fat16),
+            (4096, 64 << 20, Kind::Fat16),
+            (512, 1 << 20, Kind::Fat12),
+            (4096, 2 << 20, Kind::Fat12),
+            (4096, 15 << 20, Kind::Fat12),
+        ] {
+            let mut d = MemDisk::new(len as usize);
+            let entries = tree();
+            let shape: Vec<(String, Option<u64>)> = entries
+                .iter()
+                .map(|(p, d)| (p.clone(), d.as_ref().map(|d| d.len() as u64)))
+                .collect();
+            assert!(fat_fits(len, sector, &shape));
+            write_fat(&mut d, 0, len, sector, "config-2", 7, 0, entries.clone()).unwrap();
+            reads_back(&d, len, kind, &entries);
+        }
+        // too small for the files: refused before anything is written
+        let mut d = MemDisk::new(64 << 10);
+        let entries = tree();
+        assert!(write_fat(&mut d, 0, 64 << 10, 512, "x", 1, 0, entries).is_err());
+        assert!(d.0.iter().all(|&b| b == 0));
+        // FAT sizes: FAT32 only above 2 GiB, no sectors over 4 KiB
+        assert!(fat_fits(1 << 20, 512, &[]) && fat_fits(64 << 20, 4096, &[]));
+        assert!(!fat_fits(64 << 20, 8192, &[]) && !fat_fits(4 << 30, 512, &[]));
+        // a missing parent
+        assert!(!fat_fits(64 << 20, 4096, &[("a/b".into(), None)]));
         let mut d = MemDisk::new(64 << 20);
-        assert!(write_fat16(
-            &mut d,
-            0,
-            64 << 20,
-            4096,
-            "x",
-            1,
-            0,
-            vec![("a/b".into(), None)]
-        )
-        .is_err());
+        let orphan = vec![("a/b".into(), None)];
+        assert!(write_fat(&mut d, 0, 64 << 20, 4096, "x", 1, 0, orphan).is_err());
+    }
+
+    /// Around FAT12's 4084-cluster limit the type follows the cluster
+    /// count, which is how every reader decides it: each size reads back
+    /// with a file over every cluster (odd and even FAT12 entries).
+    #[test]
+    fn fat12_fat16_boundary() {
+        for sector in [512u64, 4096] {
+            let fixed = 1 + (ROOT_ENTRIES * 32) / sector;
+            for clusters in [4070u64, 4083, 4084, 4085, 4086, 4100, 4120] {
+                let len = (fixed + 2 * 24 + clusters) * sector;
+                let g = small_fat_geometry(len, sector).unwrap();
+                assert_eq!(
+                    g.bits == 12,
+                    g.clusters <= 4084,
+                    "{sector} {clusters} {g:?}"
+                );
+                let mut d = MemDisk::new(len as usize);
+                let n = (g.clusters - 1) * g.spc * sector;
+                let data: Vec<u8> = (0..n).map(|i| (i % 253) as u8).collect();
+                let entries = vec![("f".to_string(), Some(data))];
+                write_fat(&mut d, 0, len, sector, "config-2", 7, 0, entries.clone()).unwrap();
+                let kind = if g.bits == 12 {
+                    Kind::Fat12
+                } else {
+                    Kind::Fat16
+                };
+                let f = Fat::open(&d, 0, len).unwrap();
+                assert_eq!(f.kind, kind);
+                let all = f.walk().unwrap();
+                let got = f.read_file(&all[0].1, 1 << 30).unwrap();
+                assert!(got == entries[0].1.clone().unwrap(), "{sector} {clusters}");
+            }
+        }
     }
 
     #[test]

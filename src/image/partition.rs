@@ -252,10 +252,11 @@ fn prepare_layout_inner(
             specs.push(Spec { role, size_mb });
         }
     }
+    let rebuild = configdrive::rebuilds(agent, geom.sector);
     if let Some(d) = &drive {
         specs.push(Spec {
             role: Role::ConfigDrive,
-            size_mb: d.mib(),
+            size_mb: d.partition_mib(geom.sector, rebuild),
         });
     }
     specs.push(Spec {
@@ -279,7 +280,7 @@ fn prepare_layout_inner(
     // IPA copies the drive in before the image (work_on_disk), and the
     // measured drive need not stay in memory while the image streams
     if let (Some(cd), Some(d)) = (&layout.configdrive, &drive) {
-        configdrive::write_into_region(file, cd, d)?;
+        configdrive::write_into_region(file, cd, d, geom.sector, rebuild)?;
     }
     Ok(layout)
 }

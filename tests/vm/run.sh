@@ -310,6 +310,39 @@ PY
   [ "$got" = $'{"uuid": "k"}\ninjected' ] || return 1
   # and after the guest kernel wrote into it, still a clean FAT
   fsck.fat -n "$part" >/dev/null || { log "fsck.fat: $(fsck.fat -n "$part" 2>&1 | tail -3)"; return 1; }
+  # A partition image on the same disk (BIOS: an msdos label in 4 KiB
+  # LBAs): IPA copies the ISO as it is, which this kernel cannot mount;
+  # the agent sizes the partition for a FAT and rebuilds it (FAT12 here,
+  # the drive being under 16 MiB).
+  head -c 8M /dev/urandom > "$WORK/k-root.img"
+  boot k2 --dir "$WORK/out-vm" --guestfwd "$port" --disk "$disk,bus=virtio,serial=K-4KN,block=4096" || return 1
+  sum=$(sha256sum "$WORK/k-root.img" | cut -d' ' -f1)
+  cmd standby.prepare_image "{\"image_info\": {\"id\": \"k2\", \"urls\": [\"http://10.0.2.100:$port/k-root.img\"], \"os_hash_algo\": \"sha256\", \"os_hash_value\": \"$sum\", \"disk_format\": \"raw\", \"image_type\": \"partition\", \"root_mb\": 16, \"swap_mb\": 0, \"ephemeral_mb\": 0}, \"configdrive\": \"$cd\"}" > "$WORK/k2-prepare.json"
+  grep -q '"SUCCEEDED"' "$WORK/k2-prepare.json" || { log "prepare_image (partition): $(head -c 600 "$WORK/k2-prepare.json")"; return 1; }
+  grep -aq 'rebuilt as FAT12' "$VM_CONSOLE" || { log "no FAT12 rebuild in the agent's log"; return 1; }
+  local cdpart
+  cdpart=$(grep -ao 'successfully copied onto partition /dev/vda[0-9]*' "$VM_CONSOLE" | tail -1 | awk '{print $NF}')
+  [ -n "$cdpart" ] || { log "no configdrive partition in the agent's log"; return 1; }
+  cmd deploy.execute_deploy_step "{\"step\": {\"step\": \"inject_files\", \"interface\": \"deploy\", \"args\": {\"files\": [{\"path\": \"/openstack/latest/injected\", \"partition\": \"$cdpart\", \"content\": \"aW5qZWN0ZWQK\"}]}}, \"node\": {\"uuid\": \"k\"}, \"ports\": []}" > "$WORK/k2-inject.json"
+  grep -q '"SUCCEEDED"' "$WORK/k2-inject.json" || { log "inject_files (partition image): $(head -c 600 "$WORK/k2-inject.json")"; return 1; }
+  stop_vm; sleep 1
+  local start size n=${cdpart#/dev/vda}
+  loop=$(losetup -f --show --sector-size 4096 -r "$disk") || return 1
+  read -r start size < <(sfdisk -J "$loop" | python3 -c "import json,sys; p=[q for q in json.load(sys.stdin)['partitiontable']['partitions'] if q['node'].endswith('p$n') or q['node'].endswith('$n')][0]; print(p['start'], p['size'])")
+  losetup -d "$loop"
+  dd if="$disk" of="$part" bs=4096 skip="$start" count="$size" status=none || return 1
+  blkid -p -o export "$part" | grep -q '^LABEL=CONFIG-2$' || { log "$cdpart: $(blkid -p -o export "$part" | tr '\n' ' ')"; return 1; }
+  got=$(for f in meta_data.json injected; do MTOOLS_SKIP_CHECK=1 mtype -i "$part" "::openstack/latest/$f" 2>&1; done)
+  log "partition image's configdrive ($cdpart, $((size * 4)) KiB): $(echo "$got" | tr '\n' ' ')"
+  [ "$got" = $'{"uuid": "k"}\ninjected' ] || return 1
+  fsck.fat -n "$part" >/dev/null || { log "fsck.fat: $(fsck.fat -n "$part" 2>&1 | tail -3)"; return 1; }
+  # the root partition holds the image
+  local root=$((n == 1 ? 2 : 1))
+  loop=$(losetup -f --show --sector-size 4096 -r "$disk") || return 1
+  read -r start size < <(sfdisk -J "$loop" | python3 -c "import json,sys; p=[q for q in json.load(sys.stdin)['partitiontable']['partitions'] if q['node'].endswith('$root')][0]; print(p['start'], p['size'])")
+  losetup -d "$loop"
+  [ "$(dd if="$disk" bs=4096 skip="$start" count=2048 status=none | sha256sum | cut -d' ' -f1)" = "$sum" ] \
+    || { log "the root partition does not hold the image"; return 1; }
 }
 
 phase_c() {
