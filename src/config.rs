@@ -345,6 +345,20 @@ const OPTIONS: &[Opt] = &[
         "priority of inject_files [0]"
     ),
     opt!(
+        "efi-system-partition-size",
+        None,
+        Uint,
+        "MIB",
+        "ESP of partition images, MiB [550]"
+    ),
+    opt!(
+        "bios-boot-partition-size",
+        None,
+        Uint,
+        "MIB",
+        "BIOS boot partition (GPT), MiB [1]"
+    ),
+    opt!(
         "config-drive-rebuild",
         None,
         Bool,
@@ -479,6 +493,10 @@ pub struct Config {
     pub ignore_bootloader_failure: bool,
     pub inject_files_priority: u64,
     pub guard_special_filesystems: bool,
+    /// IPA's `[disk_utils]efi_system_partition_size` and
+    /// `bios_boot_partition_size` (MiB), for partition images.
+    pub efi_system_partition_size: u64,
+    pub bios_boot_partition_size: u64,
     /// IPA's `[DEFAULT]config_drive_rebuild`: rebuild every configdrive as
     /// FAT, not only on disks whose sectors isofs cannot read.
     pub config_drive_rebuild: bool,
@@ -545,6 +563,8 @@ impl Default for Config {
             inject_files_priority: 0,
             guard_special_filesystems: true,
             config_drive_rebuild: false,
+            efi_system_partition_size: crate::image::partition::ESP_MB,
+            bios_boot_partition_size: crate::image::partition::BIOS_BOOT_MB,
             driver_name: "agent_ipmitool".into(),
             md5_enabled: true,
             steps_dir: PathBuf::from("/etc/ironic-agent/steps.d"),
@@ -788,6 +808,18 @@ pub fn resolve(cli: &RawArgs, cmdline: &CmdlineParams) -> Result<Config, String>
             "inject-files-priority" => c.inject_files_priority = u()?,
             "guard-special-filesystems" => c.guard_special_filesystems = b()?,
             "config-drive-rebuild" => c.config_drive_rebuild = b()?,
+            "efi-system-partition-size" => {
+                c.efi_system_partition_size = u()?;
+                if c.efi_system_partition_size == 0 {
+                    return Err(bad("an ESP needs at least 1 MiB"));
+                }
+            }
+            "bios-boot-partition-size" => {
+                c.bios_boot_partition_size = u()?;
+                if c.bios_boot_partition_size == 0 {
+                    return Err(bad("a BIOS boot partition needs at least 1 MiB"));
+                }
+            }
             "driver-name" => c.driver_name = value.trim().to_string(),
             "md5-enabled" => c.md5_enabled = b()?,
             "steps-dir" => c.steps_dir = path(),
@@ -1000,6 +1032,12 @@ mod tests {
         assert!(e.contains("http://"), "{e}");
         let e = resolve(&run(&["--listen-tls"]), &Default::default()).unwrap_err();
         assert!(e.contains("tls-cert-file"), "{e}");
+        let e = resolve(
+            &run(&["--efi-system-partition-size", "0"]),
+            &Default::default(),
+        )
+        .unwrap_err();
+        assert!(e.contains("at least 1 MiB"), "{e}");
     }
 
     #[test]
@@ -1014,6 +1052,26 @@ mod tests {
         assert_eq!(c.tls_certificate_curve, Curve::P256);
         assert_eq!(c.ironic_api_version, Some((1, 68)));
         assert_eq!(c.inspection_collectors.len(), 3);
+        let c = resolve(
+            &run(&[
+                "--efi-system-partition-size",
+                "1024",
+                "--bios-boot-partition-size",
+                "2",
+                "--config-drive-rebuild",
+            ]),
+            &Default::default(),
+        )
+        .unwrap();
+        assert_eq!(c.efi_system_partition_size, 1024);
+        assert_eq!(c.bios_boot_partition_size, 2);
+        assert!(c.config_drive_rebuild);
+        let c = resolve(&RawArgs::new(), &Default::default()).unwrap();
+        assert_eq!(
+            (c.efi_system_partition_size, c.bios_boot_partition_size),
+            (550, 1)
+        );
+        assert!(!c.config_drive_rebuild);
     }
 
     #[test]

@@ -597,6 +597,64 @@ fn partition_image_uefi_gpt_layout() {
     }
 }
 
+/// `--efi-system-partition-size` / `--bios-boot-partition-size` (IPA's
+/// `[disk_utils]` options): the partitions take the configured sizes, and
+/// an ESP too small for FAT32 is FAT16, as mkfs.vfat would make it.
+#[test]
+fn configured_esp_and_bios_boot_sizes() {
+    if !have("sgdisk") || !have("blkid") {
+        return;
+    }
+    let dir = common::test_dir("part-sizes");
+    let a = Agent::new(
+        Config {
+            root: dir.clone(),
+            efi_system_partition_size: 32,
+            bios_boot_partition_size: 2,
+            ..Config::default()
+        },
+        ironic_agent::logbuf::LogBuffer::new(1 << 16),
+    );
+    let disk_path = dir.join("vda");
+    drop(sparse(&disk_path, 256 << 20));
+    for (mode, first_mib) in [("uefi", 32u64), ("bios", 2)] {
+        let mut f = open_direct(&disk_path);
+        let ii = info(64, 0, 0, None);
+        let n = node(mode, Some("gpt"));
+        let layout =
+            partition::prepare_layout(&a, Path::new("/dev/vda"), &mut f, &ii, Some(&n)).unwrap();
+        partition::finish(&a, Path::new("/dev/vda"), &mut f, &layout).unwrap();
+        drop(f);
+        sgdisk_clean(&disk_path);
+        let p1 = run("sgdisk", &["-i", "1", disk_path.to_str().unwrap()]);
+        let last = 2048 + first_mib * 2048 - 1;
+        assert!(
+            p1.contains(&format!("Last sector: {last} ")),
+            "{mode}: {p1}"
+        );
+        if mode == "uefi" {
+            let esp = layout.efi.as_ref().unwrap();
+            assert_eq!(esp.len, 32 << 20);
+            let data = std::fs::read(&disk_path).unwrap();
+            let espf = dir.join("esp.img");
+            let bytes = &data[esp.offset as usize..(esp.offset + esp.len) as usize];
+            std::fs::write(&espf, bytes).unwrap();
+            let e = run("blkid", &["-p", "-o", "export", espf.to_str().unwrap()]);
+            assert!(
+                e.contains("TYPE=vfat")
+                    && e.contains("LABEL=efi-part")
+                    && e.contains("VERSION=FAT16"),
+                "{e}"
+            );
+            if have("fsck.fat") {
+                run("fsck.fat", &["-n", espf.to_str().unwrap()]);
+            }
+        } else {
+            assert!(p1.contains("21686148-6449-6E6F-744E-656564454649"), "{p1}");
+        }
+    }
+}
+
 #[test]
 fn partition_image_bios_msdos_layout() {
     if !have("sfdisk") {

@@ -739,7 +739,7 @@ pub fn write_fat(
     let data_at = root_at + root_sectors * sector;
     // boot sector, FATs and root directory, zeroed first
     zero_fill(io, offset, data_at - offset)?;
-    let lab = label11(&label.to_ascii_uppercase());
+    let lab = label11(label);
     let mut bs = boot_sector(sector, g.spc, reserved, nfats, hidden, 0x3c);
     bs[17..19].copy_from_slice(&(ROOT_ENTRIES as u16).to_le_bytes());
     if g.total < 0x10000 {
@@ -974,7 +974,7 @@ mod tests {
                 .map(|(p, d)| (p.clone(), d.as_ref().map(|d| d.len() as u64)))
                 .collect();
             assert!(fat_fits(len, sector, &shape));
-            write_fat(&mut d, 0, len, sector, "config-2", 7, 0, entries.clone()).unwrap();
+            write_fat(&mut d, 0, len, sector, "CONFIG-2", 7, 0, entries.clone()).unwrap();
             reads_back(&d, len, kind, &entries);
         }
         // too small for the files: refused before anything is written
@@ -1011,7 +1011,7 @@ mod tests {
                 let n = (g.clusters - 1) * g.spc * sector;
                 let data: Vec<u8> = (0..n).map(|i| (i % 253) as u8).collect();
                 let entries = vec![("f".to_string(), Some(data))];
-                write_fat(&mut d, 0, len, sector, "config-2", 7, 0, entries.clone()).unwrap();
+                write_fat(&mut d, 0, len, sector, "CONFIG-2", 7, 0, entries.clone()).unwrap();
                 let kind = if g.bits == 12 {
                     Kind::Fat12
                 } else {

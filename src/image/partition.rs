@@ -22,9 +22,11 @@ use serde_json::{json, Map, Value};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-/// IPA's `[disk_utils]efi_system_partition_size` default.
+/// IPA's `[disk_utils]efi_system_partition_size` default
+/// (`--efi-system-partition-size`).
 pub const ESP_MB: u64 = 550;
-/// IPA's `[disk_utils]bios_boot_partition_size` default.
+/// IPA's `[disk_utils]bios_boot_partition_size` default
+/// (`--bios-boot-partition-size`).
 pub const BIOS_BOOT_MB: u64 = 1;
 
 /// One partition of the layout.
@@ -237,13 +239,13 @@ fn prepare_layout_inner(
     if boot_mode == "uefi" {
         specs.push(Spec {
             role: Role::Efi,
-            size_mb: ESP_MB,
+            size_mb: agent.config.efi_system_partition_size,
         });
     }
     if boot_mode == "bios" && label == Label::Gpt {
         specs.push(Spec {
             role: Role::BiosBoot,
-            size_mb: BIOS_BOOT_MB,
+            size_mb: agent.config.bios_boot_partition_size,
         });
     }
     for (role, key) in [(Role::Ephemeral, "ephemeral_mb"), (Role::Swap, "swap_mb")] {
@@ -644,16 +646,27 @@ fn finish_inner(
     if let Some(efi) = &layout.efi {
         let mut id = [0u8; 4];
         crate::sys::getrandom(&mut id).map_err(|e| io_err("generating a volume id", e))?;
-        super::fat::format_fat32(
+        let (id, hidden) = (u32::from_le_bytes(id), efi.offset / layout.sector);
+        // IPA's plain `mkfs.vfat` picks the FAT type by size: FAT32 for the
+        // default 550 MiB, FAT16 or FAT12 for an ESP configured smaller
+        // than FAT32's 65525 clusters
+        let fat32 = super::fat::format_fat32(
             file,
             efi.offset,
             efi.len,
             layout.sector,
             "efi-part",
-            u32::from_le_bytes(id),
-            efi.offset / layout.sector,
-        )
-        .map_err(|e| io_err(format!("creating the FAT32 filesystem on {}", efi.path), e))?;
+            id,
+            hidden,
+        );
+        let r = match fat32 {
+            Err(_) if super::fat::fat_fits(efi.len, layout.sector, &[]) => {
+                let (o, l, s) = (efi.offset, efi.len, layout.sector);
+                super::fat::write_fat(file, o, l, s, "efi-part", id, hidden, vec![]).map(|_| ())
+            }
+            r => r,
+        };
+        r.map_err(|e| io_err(format!("creating the FAT filesystem on {}", efi.path), e))?;
     }
     if let Some(swap) = &layout.swap {
         mkswap(file, swap.offset, swap.len, "swap1", random_uuid()?)
