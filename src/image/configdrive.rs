@@ -31,6 +31,10 @@ use std::time::Duration;
 
 /// IPA's `MAX_CONFIG_DRIVE_SIZE_MB`.
 pub const MAX_MB: u64 = 64;
+/// The largest drive rebuilt as FAT: IPA's limit for whole-disk images
+/// (the rebuild holds the drive's files in memory). A partition image's
+/// drive may be larger; it then stays ISO 9660, as IPA leaves it.
+pub const MAX_REBUILD: u64 = MAX_MB << 20;
 /// The largest configdrive of a partition image (see [`Limit::Disk`]).
 pub const MAX_PARTITION_DRIVE: u64 = 4 << 30;
 /// IPA's `CONFIGDRIVE_LABEL`.
@@ -134,27 +138,27 @@ impl Drive {
 
     /// The whole MiB a partition needs to hold this drive, rebuilt as FAT
     /// with `sector`-byte sectors when `rebuild`: at least [`Drive::mib`],
-    /// more when FAT's 4 KiB clusters (one per file, where ISO 9660 packs
-    /// files into 2 KiB blocks) need it. A drive whose files cannot be
-    /// listed keeps [`Drive::mib`]; its rebuild is skipped with a warning.
+    /// more when FAT needs it (a cluster or more per file and directory,
+    /// where ISO 9660 packs files into 2 KiB blocks). A drive that is not
+    /// rebuilt (see [`MAX_REBUILD`]), cannot be listed, or does not fit in
+    /// any FAT12/16 of up to twice its size plus 16 MiB keeps
+    /// [`Drive::mib`]; its rebuild is then skipped with a warning.
     pub fn partition_mib(&self, sector: u64, rebuild: bool) -> u64 {
         let mib = self.mib();
-        if !rebuild {
+        if !rebuild || self.size > MAX_REBUILD {
             return mib;
         }
         let Some(shape) = self.shape() else {
             return mib;
         };
-        // FAT's overhead over ISO 9660 is a few KiB per file: double the
-        // drive plus 16 MiB bounds it for any drive that lists
-        (mib..=mib * 2 + 16)
-            .find(|m| super::fat::fat_fits(m << 20, sector, &shape))
-            .unwrap_or(mib)
+        super::fat::smallest_fat_mib(sector, &shape, mib, mib * 2 + 16).unwrap_or(mib)
     }
 
-    /// The drive's tree as ISO 9660 lists it (directories `None`).
+    /// The drive's tree as ISO 9660 lists it (directories `None`); the
+    /// drive is decompressed into memory for it ([`MAX_REBUILD`] at most).
     fn shape(&self) -> Option<Vec<(String, Option<u64>)>> {
         let mut mem = super::disk::MemDisk(Vec::new());
+        mem.0.try_reserve_exact(self.size as usize).ok()?;
         pump(&self.src, &self.node, Limit::Disk(self.size), |_, b| {
             mem.0.extend_from_slice(b);
             Ok(())
@@ -162,12 +166,7 @@ impl Drive {
         .ok()?;
         let len = mem.0.len() as u64;
         let entries = super::iso9660::list(&mem, 0, len).ok()?;
-        Some(
-            entries
-                .into_iter()
-                .map(|e| (e.path, (!e.is_dir).then_some(e.size)))
-                .collect(),
-        )
+        Some(super::iso9660::shape(&entries))
     }
 }
 
@@ -499,7 +498,16 @@ fn rebuild_as_vfat(
         );
         return Ok(());
     }
-    let entries = match super::iso9660::list(&*file, offset, len) {
+    if drive.size > MAX_REBUILD {
+        // (whole-disk drives never are: IPA's 64 MiB limit)
+        log::warn!(
+            "{path}: the config drive stays ISO 9660, which the instance may not read from \
+             {sector}-byte sectors: it is over the {MAX_MB} MiB rebuilt as FAT"
+        );
+        return Ok(());
+    }
+    // the drive's bytes only, as Drive::partition_mib listed them
+    let entries = match super::iso9660::list(&*file, offset, drive.size) {
         Ok(e) => e,
         Err(e) => {
             // IPA: "We were unable to examine the configuration drive, bypassing."
@@ -518,10 +526,16 @@ fn rebuild_as_vfat(
              have been incorrectly formatted. Operator investigation is required. Error: {e}"
         ))
     };
-    let shape: Vec<(String, Option<u64>)> = entries
-        .iter()
-        .map(|e| (e.path.clone(), (!e.is_dir).then_some(e.size)))
-        .collect();
+    // Until the FAT is written the ISO is intact: for a partition image
+    // (not `strict`), a drive that cannot be rebuilt stays as IPA leaves it.
+    let skip = |why: String| -> Result<()> {
+        if strict {
+            return Err(fail(why));
+        }
+        log::warn!("{path}: the config drive stays ISO 9660: {why}");
+        Ok(())
+    };
+    let shape = super::iso9660::shape(&entries);
     if !super::fat::fat_fits(len, sector, &shape) {
         let why = format!(
             "the {} files and directories of the drive do not fit a FAT filesystem of {} KiB \
@@ -529,12 +543,7 @@ fn rebuild_as_vfat(
             shape.len(),
             len >> 10
         );
-        if strict {
-            return Err(fail(why));
-        }
-        // a partition IPA would have left ISO 9660: no worse than IPA
-        log::warn!("{path}: the config drive stays ISO 9660: {why}");
-        return Ok(());
+        return skip(why);
     }
     let mut files = Vec::with_capacity(entries.len());
     let mut bytes = 0u64;
@@ -545,14 +554,15 @@ fn rebuild_as_vfat(
             // entries may share extents: bound the total, not each
             bytes += e.size;
             if bytes > drive.size {
-                return Err(fail(format!(
+                return skip(format!(
                     "the ISO's files add up to more than the drive ({} bytes)",
                     drive.size
-                )));
+                ));
             }
             let mut b = vec![0u8; e.size as usize];
-            Io::read_exact_at(&*file, &mut b, offset + e.offset)
-                .map_err(|err| fail(format!("reading {} back from {path}: {err}", e.path)))?;
+            if let Err(err) = Io::read_exact_at(&*file, &mut b, offset + e.offset) {
+                return skip(format!("reading {} back from {path}: {err}", e.path));
+            }
             Some(b)
         };
         files.push((e.path.clone(), data));

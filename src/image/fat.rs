@@ -387,7 +387,7 @@ fn label11(label: &str) -> [u8; 11] {
     lab
 }
 
-/// A boot sector with the BPB fields FAT16 and FAT32 share, as mkfs.fat
+/// A boot sector with the BPB fields FAT12/16 and FAT32 share, as mkfs.fat
 /// writes them (`jump` is the short jump over the BPB to the boot code);
 /// the type's own fields are left zero for the caller.
 fn boot_sector(sector: u64, spc: u64, reserved: u64, nfats: u64, hidden: u64, jump: u8) -> Vec<u8> {
@@ -503,16 +503,19 @@ struct SmallFat {
 /// would leave room for more than 4084 clusters uses only the sectors
 /// 4084 need (a few KiB at the end stay unused).
 fn small_fat_geometry(len: u64, sector: u64) -> io::Result<SmallFat> {
-    let total = len / sector;
-    let (reserved, nfats) = (1u64, 2u64);
-    let fixed = reserved + (ROOT_ENTRIES * 32).div_ceil(sector);
     let outside = || {
         invalid(format!(
             "{} KiB with {sector}-byte sectors is outside FAT12's and FAT16's range",
             len >> 10
         ))
     };
-    if !(512..=4096).contains(&sector) || total > u64::from(u32::MAX) {
+    if !(512..=4096).contains(&sector) || !sector.is_power_of_two() {
+        return Err(outside());
+    }
+    let total = len / sector;
+    let (reserved, nfats) = (1u64, 2u64);
+    let fixed = reserved + (ROOT_ENTRIES * 32).div_ceil(sector);
+    if total > u64::from(u32::MAX) {
         return Err(outside());
     }
     let mut spc = 1u64;
@@ -681,6 +684,18 @@ pub fn fat_fits(len: u64, sector: u64, shape: &Shape) -> bool {
     Tree::new(shape)
         .and_then(|mut t| t.place(&g, sector))
         .is_ok()
+}
+
+/// The smallest whole MiB, from `from` to `to`, in which [`write_fat`] can
+/// hold a tree of this shape; `None` when none can (or the tree itself is
+/// unusable: a missing parent, a bad name, a full root directory).
+pub fn smallest_fat_mib(sector: u64, shape: &Shape, from: u64, to: u64) -> Option<u64> {
+    let mut tree = Tree::new(shape).ok()?;
+    if tree.dir_slots(0) > ROOT_ENTRIES {
+        return None;
+    }
+    (from..=to)
+        .find(|m| small_fat_geometry(m << 20, sector).is_ok_and(|g| tree.place(&g, sector).is_ok()))
 }
 
 /// Store FAT entry `c` (12 or 16 bits).
@@ -990,6 +1005,27 @@ mod tests {
         let mut d = MemDisk::new(64 << 20);
         let orphan = vec![("a/b".into(), None)];
         assert!(write_fat(&mut d, 0, 64 << 20, 4096, "x", 1, 0, orphan).is_err());
+    }
+
+    #[test]
+    fn smallest_fat_for_a_tree() {
+        let shape: Vec<(String, Option<u64>)> = tree()
+            .iter()
+            .map(|(p, d)| (p.clone(), d.as_ref().map(|d| d.len() as u64)))
+            .collect();
+        // ~160 one-cluster files and 70 KB: 1 MiB at 4 KiB clusters
+        assert_eq!(smallest_fat_mib(4096, &shape, 1, 10), Some(1));
+        let big = vec![("f".to_string(), Some(3u64 << 20))];
+        assert_eq!(smallest_fat_mib(4096, &big, 3, 10), Some(4));
+        assert_eq!(smallest_fat_mib(4096, &big, 1, 3), None);
+        // unusable trees fail at once, whatever the size
+        let orphan = vec![("a/b".to_string(), None)];
+        assert_eq!(smallest_fat_mib(4096, &orphan, 1, 1 << 12), None);
+        let crowded: Vec<(String, Option<u64>)> =
+            (0..600).map(|i| (format!("f{i}"), Some(1))).collect();
+        assert_eq!(smallest_fat_mib(512, &crowded, 1, 1 << 12), None);
+        assert_eq!(smallest_fat_mib(0, &big, 1, 10), None);
+        assert!(!fat_fits(1 << 20, 0, &[]) && !fat_fits(1 << 20, 1536, &[]));
     }
 
     /// Around FAT12's 4084-cluster limit the type follows the cluster

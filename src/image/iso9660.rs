@@ -35,6 +35,15 @@ pub struct Entry {
     pub size: u64,
 }
 
+/// Each entry's path with its file's size, `None` for a directory: the
+/// shape `fat::write_fat` is asked to hold.
+pub fn shape(entries: &[Entry]) -> Vec<(String, Option<u64>)> {
+    entries
+        .iter()
+        .map(|e| (e.path.clone(), (!e.is_dir).then_some(e.size)))
+        .collect()
+}
+
 struct Walk<'a, I: Io> {
     io: &'a I,
     base: u64,

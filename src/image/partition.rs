@@ -255,10 +255,21 @@ fn prepare_layout_inner(
         }
     }
     let rebuild = configdrive::rebuilds(agent, geom.sector);
-    if let Some(d) = &drive {
+    // IPA's size, or more for a drive rebuilt as FAT (not when preserving:
+    // the partitions on the disk are taken as they are)
+    let cd_mb = drive.as_ref().map(|d| {
+        let ipa = d.mib();
+        let fat = if preserve {
+            ipa
+        } else {
+            d.partition_mib(geom.sector, rebuild)
+        };
+        (ipa, fat)
+    });
+    if let Some((_, fat)) = cd_mb {
         specs.push(Spec {
             role: Role::ConfigDrive,
-            size_mb: d.partition_mib(geom.sector, rebuild),
+            size_mb: fat,
         });
     }
     specs.push(Spec {
@@ -266,7 +277,22 @@ fn prepare_layout_inner(
         size_mb: root_mb,
     });
     let dev = dev_path.display().to_string();
-    let mut layout = plan(&dev, geom, label, boot_mode, &specs, preserve, image_info)?;
+    let mut layout = match plan(&dev, geom, label, boot_mode, &specs, preserve, image_info) {
+        Err(e) if cd_mb.is_some_and(|(ipa, fat)| fat > ipa) => {
+            // the extra MiB for the FAT must not fail a layout that fits
+            // at IPA's size: the drive then stays ISO 9660
+            let (ipa, fat) = cd_mb.unwrap_or_default();
+            log::warn!(
+                "{dev}: no room for a {fat} MiB configdrive partition ({e}); using {ipa} MiB, \
+                 where the drive may not fit as FAT"
+            );
+            for s in specs.iter_mut().filter(|s| s.role == Role::ConfigDrive) {
+                s.size_mb = ipa;
+            }
+            plan(&dev, geom, label, boot_mode, &specs, preserve, image_info)?
+        }
+        r => r?,
+    };
     if preserve {
         adopt_preserved(dev_path, file, geom, &mut layout)?;
         refresh_partuuids(agent, dev_path, file, &mut layout);

@@ -20,7 +20,9 @@
 #      GPT image (4 KiB LBAs) with a configdrive; isofs cannot read 4 KiB
 #      blocks, so the agent rebuilds the drive as FAT16 CONFIG-2; the
 #      guest kernel then mounts it read-write (deploy step inject_files
-#      adds a file) and the host reads the partition back with mtools
+#      adds a file) and the host reads the partition back with mtools;
+#      then a partition image with a configdrive on the same disk (FAT12
+#      CONFIG-2, which IPA leaves ISO), mounted and checked the same way
 #   c  the ISO from ramdisk/iso-image-create boots under SeaBIOS (128 MiB)
 #      and OVMF (256 MiB: GRUB's EFI loader needs more, see phase_c)
 #   d  the real Ironic 39 (tests/e2e/ironic.sh, require_tls = true) drives
