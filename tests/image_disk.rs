@@ -828,10 +828,6 @@ fn check_config2(img: &Path, part: &[u8], sector: u64, kind: fat::Kind, files: &
 /// the same files (IPA's `_try_build_fat32_config_drive`).
 #[test]
 fn configdrive_on_4k_sectors_is_rebuilt_as_vfat() {
-    if unsafe_is_not_root() {
-        eprintln!("SKIP: loop-device test needs root");
-        return;
-    }
     if !have("losetup") || !have("sgdisk") || !have("blkid") {
         return;
     }
@@ -874,10 +870,6 @@ fn configdrive_on_4k_sectors_is_rebuilt_as_vfat() {
 /// size, as mkfs.vfat picks under 16 MiB with 4 KiB sectors).
 #[test]
 fn partition_image_configdrive_on_4k_sectors_is_vfat() {
-    if unsafe_is_not_root() {
-        eprintln!("SKIP: loop-device test needs root");
-        return;
-    }
     if !have("losetup") || !have("blkid") {
         return;
     }
@@ -949,10 +941,6 @@ fn config_drive_rebuild_makes_vfat_on_512_byte_sectors() {
 /// LBAs, BLKRRPART re-read; sgdisk reads the device as the oracle.
 #[test]
 fn loop_device_4k_sectors() {
-    if unsafe_is_not_root() {
-        eprintln!("SKIP: loop-device test needs root");
-        return;
-    }
     if !have("losetup") || !have("sgdisk") {
         return;
     }
@@ -991,8 +979,13 @@ fn loop_device_4k_sectors() {
 struct Detach(PathBuf);
 
 /// A loop device over `backing` (`losetup -f --show ARGS`), detached on
-/// drop; `None`, with a SKIP line, where this sandbox's losetup fails.
+/// drop; `None`, with a SKIP line, when not root or where this sandbox's
+/// losetup fails.
 fn attach_loop(backing: &Path, args: &[&str]) -> Option<Detach> {
+    if unsafe_is_not_root() {
+        eprintln!("SKIP: loop-device test needs root");
+        return None;
+    }
     let out = Command::new("losetup")
         .args(["-f", "--show"])
         .args(args)
@@ -1030,10 +1023,6 @@ fn unsafe_is_not_root() -> bool {
 /// ourselves.
 #[test]
 fn inject_files_into_loop_ext4() {
-    if unsafe_is_not_root() {
-        eprintln!("SKIP: loop-device test needs root");
-        return;
-    }
     if !have("losetup") || !have("mkfs.ext4") {
         return;
     }
