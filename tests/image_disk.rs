@@ -87,10 +87,13 @@ fn is_direct(f: &File) -> bool {
 
 /// An agent whose root is `dir` (no threads of its own beyond the worker).
 fn agent(dir: &Path) -> Agent {
-    let config = Config {
+    agent_with(Config {
         root: dir.to_path_buf(),
         ..Config::default()
-    };
+    })
+}
+
+fn agent_with(config: Config) -> Agent {
     Agent::new(config, ironic_agent::logbuf::LogBuffer::new(1 << 16))
 }
 
@@ -606,15 +609,12 @@ fn configured_esp_and_bios_boot_sizes() {
         return;
     }
     let dir = common::test_dir("part-sizes");
-    let a = Agent::new(
-        Config {
-            root: dir.clone(),
-            efi_system_partition_size: 32,
-            bios_boot_partition_size: 2,
-            ..Config::default()
-        },
-        ironic_agent::logbuf::LogBuffer::new(1 << 16),
-    );
+    let a = agent_with(Config {
+        root: dir.clone(),
+        efi_system_partition_size: 32,
+        bios_boot_partition_size: 2,
+        ..Config::default()
+    });
     let disk_path = dir.join("vda");
     drop(sparse(&disk_path, 256 << 20));
     for (mode, first_mib) in [("uefi", 32u64), ("bios", 2)] {
@@ -916,14 +916,11 @@ fn config_drive_rebuild_makes_vfat_on_512_byte_sectors() {
         "sgdisk",
         &["-n", "1:2048:+16M", disk_path.to_str().unwrap()],
     );
-    let a = Agent::new(
-        Config {
-            root: dir.clone(),
-            config_drive_rebuild: true,
-            ..Config::default()
-        },
-        ironic_agent::logbuf::LogBuffer::new(1 << 16),
-    );
+    let a = agent_with(Config {
+        root: dir.clone(),
+        config_drive_rebuild: true,
+        ..Config::default()
+    });
     let mut f = open_rw(&disk_path);
     write_cd(&a, "/dev/sda", &mut f, &json!(gz_b64(&iso))).unwrap();
     drop(f);

@@ -407,6 +407,50 @@ fn boot_sector(sector: u64, spc: u64, reserved: u64, nfats: u64, hidden: u64, ju
     bs
 }
 
+/// Reserved sectors of a new FAT32 (boot sector, FSInfo, their backups).
+const FAT32_RESERVED: u64 = 32;
+
+/// (total sectors, sectors per cluster, clusters, sectors per FAT) of the
+/// FAT32 [`format_fat32`] makes on `len` bytes: 4 KiB clusters where the
+/// size allows, as mkfs.fat picks for ESPs, smaller down to one sector to
+/// reach FAT32's 65 525 clusters; an error when even that is too small.
+fn fat32_geometry(len: u64, sector: u64) -> io::Result<(u64, u64, u64, u64)> {
+    let total = (len / sector).min(u64::from(u32::MAX));
+    let mut spc = (4096 / sector).max(1);
+    let (clusters, fatsz) = loop {
+        let (clusters, fatsz) = fit_fat(total, FAT32_RESERVED, 2, spc, sector, 32);
+        if clusters >= 65525 || spc == 1 {
+            break (clusters, fatsz);
+        }
+        spc /= 2;
+    };
+    if !(65525..=0x0fff_fff5).contains(&clusters) {
+        return Err(invalid(format!(
+            "{} MiB is too small for FAT32 with {sector}-byte sectors",
+            len >> 20
+        )));
+    }
+    Ok((total, spc, clusters, fatsz))
+}
+
+/// An empty FAT labelled `label` on `[offset, offset+len)`, the way IPA's
+/// plain `mkfs.vfat` formats an ESP: FAT32 ([`format_fat32`]) where it
+/// fits, else FAT16 or FAT12 ([`write_fat`]) for an ESP configured smaller.
+pub fn format_empty(
+    io: &mut impl Io,
+    offset: u64,
+    len: u64,
+    sector: u64,
+    label: &str,
+    volume_id: u32,
+    hidden: u64,
+) -> io::Result<()> {
+    if fat32_geometry(len, sector).is_ok() {
+        return format_fat32(io, offset, len, sector, label, volume_id, hidden);
+    }
+    write_fat(io, offset, len, sector, label, volume_id, hidden, vec![]).map(|_| ())
+}
+
 /// Format `[offset, offset+len)` as FAT32 the way `mkfs.vfat -F 32` lays
 /// it out: 32 reserved sectors (boot sector at 0, FSInfo at 1, backups at
 /// 6 and 7), two FATs, the root directory in cluster 2 holding the volume
@@ -421,24 +465,8 @@ pub fn format_fat32(
     volume_id: u32,
     hidden: u64,
 ) -> io::Result<()> {
-    let total = (len / sector).min(u64::from(u32::MAX));
-    let reserved = 32u64;
-    let nfats = 2u64;
-    // 4 KiB clusters where the size allows, as mkfs.fat picks for ESPs.
-    let mut spc = (4096 / sector).max(1);
-    let (clusters, fatsz) = loop {
-        let (clusters, fatsz) = fit_fat(total, reserved, nfats, spc, sector, 32);
-        if clusters >= 65525 || spc == 1 {
-            break (clusters, fatsz);
-        }
-        spc /= 2;
-    };
-    if !(65525..=0x0fff_fff5).contains(&clusters) {
-        return Err(invalid(format!(
-            "{} MiB is too small for FAT32 with {sector}-byte sectors",
-            len >> 20
-        )));
-    }
+    let (total, spc, clusters, fatsz) = fat32_geometry(len, sector)?;
+    let (reserved, nfats) = (FAT32_RESERVED, 2u64);
     let s = sector as usize;
     // zero reserved sectors, both FATs and the root cluster
     zero_fill(io, offset, (reserved + nfats * fatsz + spc) * sector)?;

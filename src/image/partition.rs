@@ -672,26 +672,17 @@ fn finish_inner(
     if let Some(efi) = &layout.efi {
         let mut id = [0u8; 4];
         crate::sys::getrandom(&mut id).map_err(|e| io_err("generating a volume id", e))?;
-        let (id, hidden) = (u32::from_le_bytes(id), efi.offset / layout.sector);
         // IPA's plain `mkfs.vfat` picks the FAT type by size: FAT32 for the
         // default 550 MiB, FAT16 or FAT12 for an ESP configured smaller
-        // than FAT32's 65525 clusters
-        let fat32 = super::fat::format_fat32(
+        let r = super::fat::format_empty(
             file,
             efi.offset,
             efi.len,
             layout.sector,
             "efi-part",
-            id,
-            hidden,
+            u32::from_le_bytes(id),
+            efi.offset / layout.sector,
         );
-        let r = match fat32 {
-            Err(_) if super::fat::fat_fits(efi.len, layout.sector, &[]) => {
-                let (o, l, s) = (efi.offset, efi.len, layout.sector);
-                super::fat::write_fat(file, o, l, s, "efi-part", id, hidden, vec![]).map(|_| ())
-            }
-            r => r,
-        };
         r.map_err(|e| io_err(format!("creating the FAT filesystem on {}", efi.path), e))?;
     }
     if let Some(swap) = &layout.swap {
