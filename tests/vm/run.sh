@@ -117,7 +117,7 @@ PY
 setup() {
   local t0; t0=$(now)
   ensure_qemu ovmf
-  apt_install busybox-static curl openssh-client genisoimage mtools gdisk dosfstools
+  apt_install busybox-static curl openssh-client genisoimage mtools gdisk fdisk dosfstools
   if [ -n "${VM_AGENT:-}" ]; then
     AGENT=$VM_AGENT
     "$ROOT/ramdisk/build" --agent "$AGENT" -o "$WORK/out-vm"
