@@ -501,11 +501,20 @@ impl Target {
     }
 
     fn write_zeroes(&mut self, abs: u64, len: u64) -> io::Result<()> {
+        if len == 0 {
+            return Ok(());
+        }
+        // A fresh aligned buffer, gone after this call: calloc'd pages are
+        // never written, and an aligned range is written without the bounce
+        // buffer, which would otherwise stay resident for the whole image
+        // once `prepare` had cleared the held ranges through it (1 MiB of
+        // the agent's peak RSS).
+        let mut zeroes = AlignedBuf::new(len.min(MIB) as usize);
         let mut done = 0;
         while done < len {
             let n = (len - done).min(MIB);
-            let zeroes = vec![0u8; n as usize];
-            self.device_write(abs + done, &zeroes)?;
+            zeroes.len = n as usize;
+            self.device_write(abs + done, zeroes.data())?;
             done += n;
         }
         Ok(())
