@@ -187,6 +187,19 @@ fn assert_same(expected: &Path, actual: &Path, len: u64) {
 /// agent does) and compare with qemu-img's raw. Returns whether the
 /// forward pass had to give up.
 fn check(dir: &Path, image: &Path) -> bool {
+    check_with(dir, image, None)
+}
+
+/// [`check`], with compressed clusters inflated on `threads` helpers
+/// (fewer than two: inline) instead of one per CPU.
+fn check_with(dir: &Path, image: &Path, threads: Option<usize>) -> bool {
+    let converter = |h: &qcow2::Header| {
+        let c = Converter::new(h.clone());
+        match threads {
+            Some(n) => c.with_inflate_threads(n),
+            None => c,
+        }
+    };
     let h = header(image);
     let oracle = dir.join("oracle.raw");
     run(
@@ -204,11 +217,11 @@ fn check(dir: &Path, image: &Path) -> bool {
     let disk = h.size + (4 << 20);
     target_file(&out, disk);
     let mut t = target(&out, disk);
-    let mut conv = Converter::new(h.clone());
+    let mut conv = converter(&h);
     let backward = match stream(&mut conv, &mut t, image, None) {
         Ok(_) => false,
         Err(ConvError::Backward { .. }) => {
-            let mut conv = Converter::new(h.clone());
+            let mut conv = converter(&h);
             let file = File::open(image).unwrap();
             let mut rr =
                 |start: u64, len: u64, sink: &mut dyn FnMut(&[u8]) -> Result<(), ConvError>| {
@@ -292,6 +305,12 @@ fn qemu_img_layouts_convert_like_qemu_img() {
                 !backward,
                 "{name}: qemu-img's layout must convert in one forward pass"
             );
+        }
+        if args.contains(&"-c") {
+            // compressed clusters inflated inline (one CPU), and on more
+            // helpers than this machine has CPUs, come out the same
+            assert_eq!(check_with(&d, &q, Some(1)), backward, "{name}");
+            assert_eq!(check_with(&d, &q, Some(4)), backward, "{name}");
         }
         eprintln!("{name}: ok");
     }
@@ -734,5 +753,56 @@ fn a_failed_write_behind_the_converter_is_reported() {
             assert!(e.to_string().contains("No space left on device"), "{e}");
         }
         other => panic!("writing to /dev/full: {other:?}"),
+    }
+}
+
+/// A compressed cluster whose deflate stream is damaged fails the
+/// conversion with its offsets, whether it inflates inline or on the
+/// helper threads (where the error comes back with the job, later than
+/// the cluster was met).
+#[test]
+fn a_damaged_compressed_cluster_is_named() {
+    if !have("qemu-img") {
+        return;
+    }
+    let d = dir("qcow2-damaged");
+    let raw = d.join("src.raw");
+    let text: Vec<u8> = (0..)
+        .flat_map(|i: u32| format!("line {i} of compressible text\n").into_bytes())
+        .take(8 << 20)
+        .collect();
+    std::fs::write(&raw, text).unwrap();
+    let q = d.join("c.qcow2");
+    let (r, qs) = (raw.to_str().unwrap(), q.to_str().unwrap());
+    run("qemu-img", &["convert", "-c", "-O", "qcow2", r, qs]);
+    let mut img = std::fs::read(&q).unwrap();
+    let h = header(&q);
+    let l1 = h.l1_offset as usize;
+    let l2 =
+        (u64::from_be_bytes(img[l1..l1 + 8].try_into().unwrap()) & 0x00ff_ffff_ffff_fe00) as usize;
+    // the 60th cluster's entry: compressed, its bytes at the low bits
+    let e = u64::from_be_bytes(img[l2 + 60 * 8..l2 + 61 * 8].try_into().unwrap());
+    assert!(e & (1 << 62) != 0, "cluster 60 is not compressed");
+    let x = 62 - (h.cluster_bits - 8);
+    let host = (e & ((1u64 << x) - 1)) as usize;
+    img[host..host + 64].fill(0xff);
+    let bad = d.join("bad.qcow2");
+    std::fs::write(&bad, &img).unwrap();
+    for threads in [1, 2, 3] {
+        let out = d.join("target");
+        target_file(&out, h.size + (4 << 20));
+        let mut t = target(&out, h.size + (4 << 20));
+        let mut conv = Converter::new(h.clone()).with_inflate_threads(threads);
+        match stream(&mut conv, &mut t, &bad, None) {
+            Err(ConvError::Invalid(m)) => {
+                let want = format!(
+                    "the compressed cluster at host offset {host:#x} (guest {:#x}) does not \
+                     inflate to a full cluster",
+                    60u64 << h.cluster_bits
+                );
+                assert!(m.starts_with(&want), "{threads} threads: {m}");
+            }
+            other => panic!("{threads} threads: {other:?}"),
+        }
     }
 }

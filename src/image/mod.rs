@@ -40,6 +40,7 @@ pub mod efi;
 pub mod fat;
 pub mod format;
 pub mod gpt;
+pub mod inflate;
 pub mod inject;
 pub mod iso9660;
 pub mod mbr;

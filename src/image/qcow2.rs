@@ -55,6 +55,9 @@ const MAX_CARRY: usize = 8 << 20;
 /// turns: one fills while the other is written; 2 MiB each for 2 MiB
 /// clusters).
 const COMBINE: usize = 1 << 20;
+/// Most helper threads inflating compressed clusters: with more, the
+/// SHA-256 of the stream (one serial chain) or the disk sets the pace.
+const MAX_INFLATE_THREADS: usize = 4;
 /// Prefetched mode: L2 tables are loaded this far ahead of the stream
 /// (adjacent ones due together share a request; with 512-byte clusters
 /// this much stream is 16 Ki clusters waiting).
@@ -593,7 +596,15 @@ pub struct Converter {
     heap: BinaryHeap<Reverse<Event>>,
     carries: Vec<Carry>,
     inflater: flate2::Decompress,
+    /// The inline inflater's output (made with the first compressed
+    /// cluster, when there are no helpers).
     out: AlignedBuf,
+    /// Compressed clusters inflated on helper threads (made with the first
+    /// compressed cluster; `None`: inline).
+    pool: Option<super::inflate::Pool>,
+    /// Helper threads to inflate with: one per CPU, at most four, unless
+    /// set (`with_inflate_threads`).
+    inflate_threads: Option<usize>,
     comb: Combiner,
     zero_start: u64,
     zero_len: u64,
@@ -612,6 +623,13 @@ fn invalid(m: impl Into<String>) -> ConvError {
     ConvError::Invalid(m.into())
 }
 
+fn not_inflating(guest: u64, host: u64, why: &str) -> ConvError {
+    invalid(format!(
+        "the compressed cluster at host offset {host:#x} (guest {guest:#x}) does not inflate \
+         to a full cluster{why}"
+    ))
+}
+
 impl Converter {
     /// Forward mode: the tables are found in the stream.
     pub fn new(h: Header) -> Converter {
@@ -626,7 +644,9 @@ impl Converter {
             heap: BinaryHeap::new(),
             carries: vec![],
             inflater: flate2::Decompress::new(false),
-            out: AlignedBuf::new(cs as usize),
+            out: AlignedBuf::new(0),
+            pool: None,
+            inflate_threads: None,
             comb: Combiner {
                 buf: AlignedBuf::new(COMBINE.max(cs as usize)),
                 start: 0,
@@ -647,6 +667,13 @@ impl Converter {
             c.zero_len = c.h.size;
         }
         c
+    }
+
+    /// Inflate compressed clusters on `n` helper threads (fewer than two:
+    /// inline), instead of one per CPU.
+    pub fn with_inflate_threads(mut self, n: usize) -> Converter {
+        self.inflate_threads = Some(n);
+        self
     }
 
     /// Clusters and tables still waiting for their bytes.
@@ -763,6 +790,23 @@ impl Converter {
         host: u64,
         input: &[u8],
     ) -> Result<(), ConvError> {
+        if self.pool.is_none() && self.out.capacity() == 0 {
+            // the first compressed cluster: start the helpers, or inflate
+            // here (one CPU)
+            let threads = self.inflate_threads.unwrap_or_else(|| {
+                std::thread::available_parallelism().map_or(1, |n| n.get().min(MAX_INFLATE_THREADS))
+            });
+            self.pool = super::inflate::Pool::new(self.cs as usize, threads);
+            if self.pool.is_none() {
+                self.out = AlignedBuf::new(self.cs as usize);
+            }
+        }
+        if let Some(pool) = self.pool.as_mut() {
+            if pool.add(guest, host, input).map_err(invalid)? {
+                return self.send_batch(t);
+            }
+            return Ok(());
+        }
         self.inflater.reset(false);
         let cs = self.cs as usize;
         self.out.len = 0;
@@ -772,11 +816,8 @@ impl Converter {
             flate2::FlushDecompress::Finish,
         );
         if r.is_err() || self.inflater.total_out() != self.cs {
-            return Err(invalid(format!(
-                "the compressed cluster at host offset {host:#x} (guest {guest:#x}) does not \
-                 inflate to a full cluster{}",
-                r.err().map(|e| format!(": {e}")).unwrap_or_default()
-            )));
+            let why = r.err().map(|e| format!(": {e}")).unwrap_or_default();
+            return Err(not_inflating(guest, host, &why));
         }
         let n = (self.h.size - guest).min(self.cs) as usize;
         self.out.len = n;
@@ -785,6 +826,56 @@ impl Converter {
         self.comb.put(t, guest, self.out.data())?;
         self.data_bytes += n as u64;
         Ok(())
+    }
+
+    /// Send the batch of compressed clusters to a helper; write the oldest
+    /// job if it came back.
+    fn send_batch(&mut self, t: &mut Target) -> Result<(), ConvError> {
+        let Some(pool) = self.pool.as_mut() else {
+            return Ok(());
+        };
+        match pool.send().map_err(invalid)? {
+            Some(job) => self.finish_job(t, job),
+            None => Ok(()),
+        }
+    }
+
+    /// A job back from a helper: check it, and write what the helper did
+    /// not (through the write-combining buffer, in the order met).
+    fn finish_job(&mut self, t: &mut Target, job: super::inflate::Job) -> Result<(), ConvError> {
+        let cs = self.cs as usize;
+        let mut r = Ok(());
+        if let Some((f, why)) = &job.failed {
+            r = Err(not_inflating(f.guest, f.host, why));
+        } else {
+            for (i, it) in job.items.iter().enumerate() {
+                let n = (self.h.size - it.guest).min(self.cs) as usize;
+                if let Err(e) = self.comb.put(t, it.guest, &job.output(i, cs)[..n]) {
+                    r = Err(e.into());
+                    break;
+                }
+                self.data_bytes += n as u64;
+            }
+        }
+        if let Some(pool) = self.pool.as_mut() {
+            pool.recycle(job);
+        }
+        r
+    }
+
+    /// Every compressed cluster handed to the helpers, done.
+    fn drain_inflated(&mut self, t: &mut Target) -> Result<(), ConvError> {
+        self.send_batch(t)?;
+        loop {
+            let job = match self.pool.as_mut() {
+                Some(p) => p.collect().map_err(invalid)?,
+                None => None,
+            };
+            match job {
+                Some(job) => self.finish_job(t, job)?,
+                None => return Ok(()),
+            }
+        }
     }
 
     /// The next `data.len()` bytes of the image, starting at host offset
@@ -985,6 +1076,7 @@ impl Converter {
         for c in std::mem::take(&mut self.carries) {
             self.inflate(t, c.guest, c.host, &c.bytes)?;
         }
+        self.drain_inflated(t)?;
         if let Some(Reverse(ev)) = self.heap.pop() {
             return Err(invalid(format!(
                 "the image ends at byte {} but its metadata points at byte {} ({:?})",
