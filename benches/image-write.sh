@@ -18,8 +18,12 @@
 #   * the floor for any writer that verifies: SHA-256 of the cached qcow2
 #     alone on one core, set against qemu-img's whole convert;
 #   * a compressed qcow2 (`qemu-img convert -c` of half-compressible
-#     content, the way cloud images ship): the agent over HTTP against
-#     qemu-img from a local file;
+#     content): the agent over HTTP against qemu-img from a local file;
+#   * a root filesystem image compressed the way cloud images ship: a GPT
+#     disk of $ROOTFS_MIB MiB whose ext4 partition holds this machine's
+#     /usr/{bin,sbin,share,lib/x86_64-linux-gnu} (mkfs.ext4 -d), `qemu-img
+#     convert -c`: the agent over HTTP against qemu-img from a local file
+#     (inflating sets the pace there, not SHA-256 or the disk);
 #   * peak RSS (VmHWM) of each process; goal <= 16 MiB for the agent and not
 #     growing with the image size (a 4 GiB raw image is run once too).
 #
@@ -37,6 +41,7 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/.." && pwd)
 SIZE_MIB=${SIZE_MIB:-2048}
 BIG_MIB=${BIG_MIB:-4096}
+ROOTFS_MIB=${ROOTFS_MIB:-3072}
 WORK=${BENCH_WORK:-$(mktemp -d /var/tmp/image-write.XXXXXX)}
 AGENT_IO=${AGENT_IO:-direct}
 RUNS=${RUNS:-3}
@@ -53,7 +58,7 @@ free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0)
 
 # shellcheck source=../scripts/lib.sh
 . "$ROOT/scripts/lib.sh"
-apt_install nginx-light curl qemu-utils python3 openssl
+apt_install nginx-light curl qemu-utils python3 openssl e2fsprogs fdisk
 ensure_musl
 
 log "building the static release binary"
@@ -98,6 +103,27 @@ if [ ! -f "$WORK/$QCOWC" ]; then
   log "compressing $MIXED with qemu-img convert -c (a minute or so)"
   qemu-img convert -c -f raw -O qcow2 "$WORK/$MIXED" "$WORK/$QCOWC"
 fi
+# The root filesystem image: hard links into a staging tree (no copy; the
+# tree is on /var/tmp's filesystem, /usr usually the same one, else cp -a).
+ROOTFS=rootfs-$ROOTFS_MIB.raw QCOWR=rootfs-$ROOTFS_MIB-c.qcow2
+if [ ! -f "$WORK/$QCOWR" ]; then
+  log "making $ROOTFS from /usr, then qemu-img convert -c (two minutes or so)"
+  stage=$(mktemp -d "$WORK/rootfs-stage.XXXXXX")
+  mkdir -p "$stage/usr/lib"
+  for d in bin sbin share lib/x86_64-linux-gnu; do
+    [ -d "/usr/$d" ] || continue
+    cp -al "/usr/$d" "$stage/usr/$(dirname "$d")/" 2>/dev/null || cp -a "/usr/$d" "$stage/usr/$(dirname "$d")/"
+  done
+  part=$WORK/rootfs-part.ext4
+  rm -f "$part"; truncate -s $(( (ROOTFS_MIB - 2) << 20 )) "$part"
+  mkfs.ext4 -q -F -L rootfs -d "$stage" "$part"
+  rm -rf "$stage"
+  rm -f "$WORK/$ROOTFS"; truncate -s $(( ROOTFS_MIB << 20 )) "$WORK/$ROOTFS"
+  printf 'label: gpt\nstart=2048, size=%d, type=L\n' $(( (ROOTFS_MIB - 2) * 2048 )) | sfdisk -q "$WORK/$ROOTFS"
+  dd if="$part" of="$WORK/$ROOTFS" bs=4M seek=1M oflag=seek_bytes conv=notrunc,sparse status=none
+  rm -f "$part"
+  qemu-img convert -c -f raw -O qcow2 "$WORK/$ROOTFS" "$WORK/$QCOWR"
+fi
 # Every SHA-256 here goes through OpenSSL, as IPA's hashlib does: it uses
 # SHA-NI like the agent, where coreutils' sha256sum (Debian 12) does not
 # and runs at a fifth of the speed, which would flatter the agent in the
@@ -109,6 +135,11 @@ SUM_BIG=$(sha256 "$WORK/$BIG")
 SUM_QCOW=$(sha256 "$WORK/$QCOW")
 SUM_MIXED=$(sha256 "$WORK/$MIXED")
 SUM_QCOWC=$(sha256 "$WORK/$QCOWC")
+SUM_QCOWR=$(sha256 "$WORK/$QCOWR")
+# what the agent must leave on the device: the image between its GPTs (the
+# agent moves the backup GPT to the end of the bigger device)
+mid() { dd if="$1" bs=1M skip=1 count=$(( ROOTFS_MIB - 2 )) status=none | sha256; }
+SUM_ROOTFS_MID=$(mid "$WORK/$ROOTFS")
 
 # --- image server ------------------------------------------------------------
 PORT=$(free_port)
@@ -140,7 +171,7 @@ fi
 # Every run overwrites blocks already allocated in the backing file (a
 # first write into a sparse file costs extent allocation, which would
 # penalise whichever run comes first).
-WARM=$SIZE_MIB; [ "$BIG_MIB" -gt "$WARM" ] && WARM=$BIG_MIB
+WARM=$SIZE_MIB; [ "$BIG_MIB" -gt "$WARM" ] && WARM=$BIG_MIB; [ "$ROOTFS_MIB" -gt "$WARM" ] && WARM=$ROOTFS_MIB
 log "allocating $WARM MiB of the backing file"
 dd if=/dev/zero of="$LOOP" bs=4M count=$((WARM / 4 + 1)) oflag=direct status=none
 sync
@@ -338,6 +369,9 @@ for run in $(seq "$RUNS"); do
   log "run $run of $RUNS: qemu-img convert, compressed qcow2";   qemu_local qemuc "$QCOWC"; keep qemuc
   log "run $run of $RUNS: agent, compressed qcow2";              agent_run qcowc "$QCOWC" "$SUM_QCOWC" qcow2; keep qcowc
   verify "$SIZE_MIB" "$SUM_MIXED"
+  log "run $run of $RUNS: qemu-img convert, root filesystem -c";  qemu_local qemur "$QCOWR"; keep qemur
+  log "run $run of $RUNS: agent, root filesystem qcow2 -c";       agent_run qcowr "$QCOWR" "$SUM_QCOWR" qcow2; keep qcowr
+  [ "$(mid "$LOOP")" = "$SUM_ROOTFS_MID" ] || { log "the device does not hold the root filesystem image"; exit 1; }
 done
 log "agent, raw, ${BIG_MIB} MiB";          agent_run big "$BIG" "$SUM_BIG" raw; keep big
 for k in "${!BEST[@]}"; do T[$k]=${BEST[$k]}; done
@@ -359,6 +393,8 @@ printf '%-44s %9.2f %9s %8s %s\n' "agent qcow2 over HTTP, sha256 verified" "${T[
 printf '%-44s %9.2f %9s %8s %s\n' "IPA's way: curl|sha256 to tmpfs, qemu-img" "${T[ipaway]}" "$(mibs "$SIZE_MIB" "${T[ipaway]}")" "${C[ipaway]}" "${R[ipaway]}"
 printf '%-44s %9.2f %9s %8s %s\n' "qemu-img convert -O raw, local qcow2 -c" "${T[qemuc]}" "$(mibs "$SIZE_MIB" "${T[qemuc]}")" "${C[qemuc]}" "${R[qemuc]}"
 printf '%-44s %9.2f %9s %8s %s\n' "agent qcow2 -c over HTTP, sha256 verified" "${T[qcowc]}" "$(mibs "$SIZE_MIB" "${T[qcowc]}")" "${C[qcowc]}" "${R[qcowc]}"
+printf '%-44s %9.2f %9s %8s %s\n' "qemu-img convert -O raw, rootfs qcow2 -c" "${T[qemur]}" "$(mibs "$ROOTFS_MIB" "${T[qemur]}")" "${C[qemur]}" "${R[qemur]}"
+printf '%-44s %9.2f %9s %8s %s\n' "agent rootfs qcow2 -c over HTTP, sha256" "${T[qcowr]}" "$(mibs "$ROOTFS_MIB" "${T[qcowr]}")" "${C[qcowr]}" "${R[qcowr]}"
 printf '%-44s %9.2f %9s %8s %s\n' "agent raw over HTTP, $BIG_MIB MiB" "${T[big]}" "$(mibs "$BIG_MIB" "${T[big]}")" "${C[big]}" "${R[big]}"
 echo
 echo "(CPU s: user + system seconds of the processes of the last run, not counting the kernel's loop worker;"
@@ -373,4 +409,5 @@ echo "  SHA-256 floor / qemu-img local: $(ratio "${T[floor]}" "${T[qemu]}")   (a
 echo "  agent qcow2 / verified local  : $(ratio "${T[qcow2]}" "${T[qemuv]}")   (openssl SHA-256, then qemu-img)"
 echo "  agent qcow2 / IPA's way       : $(ratio "${T[qcow2]}" "${T[ipaway]}")"
 echo "  agent qcow2 -c / qemu-img -c  : $(ratio "${T[qcowc]}" "${T[qemuc]}")   (half-compressible content, $(( $(stat -c %s "$WORK/$QCOWC") >> 20 )) MiB compressed)"
-echo "  agent peak RSS raw / qcow2 / qcow2 -c / ${BIG_MIB} MiB raw: ${R[raw]} / ${R[qcow2]} / ${R[qcowc]} / ${R[big]} (goal <= 16384 kB, flat)"
+echo "  agent rootfs -c / qemu-img -c : $(ratio "${T[qcowr]}" "${T[qemur]}")   (a root filesystem, $ROOTFS_MIB MiB disk, $(( $(stat -c %s "$WORK/$QCOWR") >> 20 )) MiB compressed; MiB/s above are of the disk)"
+echo "  agent peak RSS raw / qcow2 / qcow2 -c / rootfs -c / ${BIG_MIB} MiB raw: ${R[raw]} / ${R[qcow2]} / ${R[qcowc]} / ${R[qcowr]} / ${R[big]} (goal <= 16384 kB, flat)"
