@@ -8,7 +8,8 @@
 //! * [`checksum`]: which digest `image_info` asks for, checksum files;
 //! * [`download`]: HTTP(S) with auth, proxies, retries and Range resume;
 //! * [`format`]: sniffing and IPA's format policy (CVE-2024-44082);
-//! * [`qcow2`]: qcow2 → raw while streaming;
+//! * [`qcow2`]: qcow2 → raw while streaming ([`inflate`]: its compressed
+//!   clusters on helper threads);
 //! * [`writer`]: the target, O_DIRECT, held-back head, wipe on failure;
 //! * [`stream`]: the pass itself, retries, verification.
 //!
