@@ -793,9 +793,9 @@ impl Converter {
         if self.pool.is_none() && self.out.capacity() == 0 {
             // the first compressed cluster: start the helpers, or inflate
             // here (one CPU)
-            let threads = self.inflate_threads.unwrap_or_else(|| {
-                std::thread::available_parallelism().map_or(1, |n| n.get().min(MAX_INFLATE_THREADS))
-            });
+            let threads = self
+                .inflate_threads
+                .unwrap_or_else(|| crate::sys::cpus_allowed().min(MAX_INFLATE_THREADS));
             self.pool = super::inflate::Pool::new(self.cs as usize, threads);
             if self.pool.is_none() {
                 self.out = AlignedBuf::new(self.cs as usize);

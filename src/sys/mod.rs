@@ -288,6 +288,21 @@ pub fn page_size() -> u64 {
     }
 }
 
+/// CPUs this process may run on (sched_getaffinity(2)), at least 1.
+/// `std::thread::available_parallelism` also reads cgroup v1/v2 CPU
+/// quotas, which a ramdisk does not have, for ~8 KiB of static binary.
+pub fn cpus_allowed() -> usize {
+    // SAFETY: cpu_set_t is plain data, zeroed is a valid (empty) set; the
+    // kernel writes at most size_of::<cpu_set_t>() bytes into it.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) != 0 {
+            return 1;
+        }
+        (libc::CPU_COUNT(&set) as usize).max(1)
+    }
+}
+
 /// fallocate(2) `FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE` over
 /// `[offset, offset+len)`: afterwards the range reads as zeroes. On a
 /// block device the kernel turns this into a zero-out *without* the
