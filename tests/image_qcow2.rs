@@ -707,6 +707,21 @@ fn a_data_cluster_cut_mid_stream_fails() {
     }
 }
 
+/// `qemu-img convert -c` of `len` bytes of numbered text lines, in `d`:
+/// every cluster compresses.
+fn compressed_text(d: &Path, len: usize) -> PathBuf {
+    let raw = d.join("src.raw");
+    let text: Vec<u8> = (0..)
+        .flat_map(|i: u32| format!("line {i} of compressible text\n").into_bytes())
+        .take(len)
+        .collect();
+    std::fs::write(&raw, text).unwrap();
+    let q = d.join("c.qcow2");
+    let (r, qs) = (raw.to_str().unwrap(), q.to_str().unwrap());
+    run("qemu-img", &["convert", "-c", "-O", "qcow2", r, qs]);
+    q
+}
+
 /// Compressed clusters are written on a helper thread while the next ones
 /// inflate: a write that fails there (here: /dev/full, ENOSPC, in the
 /// direct mode the agent uses on block devices) fails the conversion with
@@ -717,17 +732,9 @@ fn a_failed_write_behind_the_converter_is_reported() {
         return;
     }
     let d = dir("qcow2-full");
-    let raw = d.join("src.raw");
     // compressible throughout: every cluster is a compressed one, so the
     // only device writes are the helper thread's
-    let text: Vec<u8> = (0..)
-        .flat_map(|i: u32| format!("line {i} of compressible text\n").into_bytes())
-        .take(24 << 20)
-        .collect();
-    std::fs::write(&raw, text).unwrap();
-    let q = d.join("c.qcow2");
-    let (r, qs) = (raw.to_str().unwrap(), q.to_str().unwrap());
-    run("qemu-img", &["convert", "-c", "-O", "qcow2", r, qs]);
+    let q = compressed_text(&d, 24 << 20);
     let h = header(&q);
     let full = OpenOptions::new()
         .read(true)
@@ -766,15 +773,7 @@ fn a_damaged_compressed_cluster_is_named() {
         return;
     }
     let d = dir("qcow2-damaged");
-    let raw = d.join("src.raw");
-    let text: Vec<u8> = (0..)
-        .flat_map(|i: u32| format!("line {i} of compressible text\n").into_bytes())
-        .take(8 << 20)
-        .collect();
-    std::fs::write(&raw, text).unwrap();
-    let q = d.join("c.qcow2");
-    let (r, qs) = (raw.to_str().unwrap(), q.to_str().unwrap());
-    run("qemu-img", &["convert", "-c", "-O", "qcow2", r, qs]);
+    let q = compressed_text(&d, 8 << 20);
     let mut img = std::fs::read(&q).unwrap();
     let h = header(&q);
     let l1 = h.l1_offset as usize;

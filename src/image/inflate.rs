@@ -74,12 +74,9 @@ impl Job {
         let out = self.out.space();
         let mut done = 0;
         for (i, it) in self.items.iter().enumerate() {
-            inflater.reset(false);
             let dst = &mut out[i * cs..(i + 1) * cs];
             let src = &self.input[it.start..it.start + it.len];
-            let r = inflater.decompress(src, dst, flate2::FlushDecompress::Finish);
-            if r.is_err() || inflater.total_out() != cs as u64 {
-                let why = r.err().map(|e| format!(": {e}")).unwrap_or_default();
+            if let Err(why) = inflate_cluster(inflater, src, dst) {
                 self.failed = Some((*it, why));
                 break;
             }
@@ -87,6 +84,23 @@ impl Job {
         }
         self.out.len = done * cs;
     }
+}
+
+/// Inflate one compressed cluster (a raw deflate stream) into `out`, which
+/// it must fill exactly, for the workers and the converter's inline path
+/// alike. The error is the inflater's reason (": ..."), empty when the
+/// stream came short.
+pub fn inflate_cluster(
+    inflater: &mut flate2::Decompress,
+    input: &[u8],
+    out: &mut [u8],
+) -> Result<(), String> {
+    inflater.reset(false);
+    let r = inflater.decompress(input, out, flate2::FlushDecompress::Finish);
+    if r.is_err() || inflater.total_out() != out.len() as u64 {
+        return Err(r.err().map(|e| format!(": {e}")).unwrap_or_default());
+    }
+    Ok(())
 }
 
 struct Worker {

@@ -807,16 +807,10 @@ impl Converter {
             }
             return Ok(());
         }
-        self.inflater.reset(false);
         let cs = self.cs as usize;
         self.out.len = 0;
-        let r = self.inflater.decompress(
-            input,
-            &mut self.out.space()[..cs],
-            flate2::FlushDecompress::Finish,
-        );
-        if r.is_err() || self.inflater.total_out() != self.cs {
-            let why = r.err().map(|e| format!(": {e}")).unwrap_or_default();
+        let out = &mut self.out.space()[..cs];
+        if let Err(why) = super::inflate::inflate_cluster(&mut self.inflater, input, out) {
             return Err(not_inflating(guest, host, &why));
         }
         let n = (self.h.size - guest).min(self.cs) as usize;
