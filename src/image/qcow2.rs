@@ -800,6 +800,10 @@ impl Converter {
             if self.pool.is_none() {
                 self.out = AlignedBuf::new(self.cs as usize);
             }
+            log::debug!(
+                "qcow2: compressed clusters inflate on {} helper threads (0: inline)",
+                self.pool.as_ref().map_or(0, |_| threads)
+            );
         }
         if let Some(pool) = self.pool.as_mut() {
             if pool.add(guest, host, input).map_err(invalid)? {

@@ -23,6 +23,13 @@ Phases, each timed:
      and Ironic's copy of the agent's certificate; boot to first heartbeat
   d  deploy of a whole-disk GPT image -> active; the agent powers the VM
      off (qemu exits on its own); the disk holds the image
+  q  undeploy (automated cleaning off: phase c covers it), then deploy of
+     a 256 MiB whole-disk image as qcow2 with compressed clusters (`qemu-img
+     convert -c`), twice the VM's RAM, with a configdrive, in a VM with 2
+     vCPUs (so compressed clusters inflate on the agent's helper threads)
+     -> active; the disk, junk-filled before, equals `qemu-img convert -O
+     raw` of the image between its GPTs, and a config-2 partition holding
+     the node's metadata follows the image's partitions
   t  no agent token in any console log (the agents run with ipa-debug)
 
 One URL for the image serves both sides: Ironic HEADs image_source from the
@@ -38,6 +45,7 @@ not on main yet, as in tests/e2e). Exit 1 on any FAIL.
 
 import argparse
 import hashlib
+import io
 import json
 import os
 import signal
@@ -54,6 +62,8 @@ import e2e  # noqa: E402  (Ironic client, fixtures, outcome conventions)
 SECTOR = e2e.SECTOR
 DISK_SIZE = e2e.DISK_SIZE  # 8 GiB sparse: above IPA's 4 GiB root minimum
 DISK_SERIAL = "IRONIC-VM-DISK0"
+QCOW2_IMAGE_SIZE = 256 << 20  # twice the VM's RAM: nothing can be staged
+MIB = 1 << 20
 
 
 def log(msg):
@@ -71,7 +81,7 @@ def free_port():
 class VM:
     """One boot of the ramdisk. Quacks like e2e.Agent for wait_state."""
 
-    def __init__(self, t, name, inspect=False):
+    def __init__(self, t, name, inspect=False, smp=1):
         self.name = name
         self.logfile = os.path.join(t.work, name, "console.log")
         self.t0 = time.monotonic()
@@ -95,6 +105,8 @@ class VM:
                    # the API listens only after lookup (as IPA): the
                    # console marker is the readiness here
                    "--no-http", "--timeout", "120"]
+            if smp > 1:  # run-vm boots one vCPU; a later -smp wins
+                cmd += ["--qemu-arg", "-smp", "--qemu-arg", str(smp)]
             r = subprocess.run(cmd, capture_output=True, text=True)
             if r.returncode == 0:
                 env = dict(line.split("=", 1) for line in r.stdout.split()
@@ -224,8 +236,8 @@ class Test:
         self.ironic.wait_state(self.uuid, "manageable", ("enroll",), 60)
         log(f"enrolled node {self.uuid}, port {self.mac}")
 
-    def boot(self, name, inspect=False):
-        vm = VM(self, name, inspect)
+    def boot(self, name, inspect=False, smp=1):
+        vm = VM(self, name, inspect, smp)
         self.vms.append(vm)
         return vm
 
@@ -346,6 +358,12 @@ class Test:
         vm = self.boot("deploy")
         self.ironic.wait_state(self.uuid, "active", ("deploy failed",), 300, agent=vm)
         log(f"  deployed {vm.since():.1f} s after the VM started")
+        self.wait_powered_off(vm)
+        self.check_image(blob)
+
+    def wait_powered_off(self, vm):
+        """At `active` Ironic has called standby.power_off: the agent powers
+        the VM off itself, so qemu exits on its own."""
         t0 = time.monotonic()
         while vm.alive() and time.monotonic() - t0 < 60:
             time.sleep(0.2)
@@ -355,7 +373,87 @@ class Test:
         if "reboot: Power down" not in vm.log_text():
             raise e2e.PhaseFailed("qemu exited without the kernel's power-down")
         log(f"  the VM powered itself off ({time.monotonic() - t0:.1f} s after active)")
-        self.check_image(blob)
+
+    def phase_qcow2(self):
+        raw_path = os.path.join(self.state, "httpboot", "vm-disk-q.raw")
+        name = "vm-disk-q.qcow2"
+        img = os.path.join(self.state, "httpboot", name)
+        with open(raw_path, "wb") as f:
+            f.write(e2e.gpt_image(QCOW2_IMAGE_SIZE))
+        e2e.qemu_img("convert", "-c", "-O", "qcow2", raw_path, img)
+        os.unlink(raw_path)
+        # `qemu-img map` gives no host offset for compressed clusters
+        m = json.loads(e2e.qemu_img("map", "--output=json", img))
+        if not any(e["data"] and "offset" not in e for e in m):
+            raise e2e.PhaseFailed(f"qemu-img wrote no compressed cluster: {m}")
+        raw = e2e.raw_of(img)
+        with open(img, "rb") as f:
+            digest = hashlib.sha256(f.read()).hexdigest()
+        log(f"  image: {os.path.getsize(img) // 1024} KiB of qcow2, "
+            f"{len(raw) >> 20} MiB virtual")
+        # back to available without a cleaning boot (phase c cleans)
+        self.ironic.call("PATCH", f"/v1/nodes/{self.uuid}", [
+            {"op": "replace", "path": "/automated_clean", "value": False}])
+        state = self.ironic.node(self.uuid)["provision_state"]
+        if state in ("active", "deploy failed"):
+            self.ironic.provision(self.uuid, "deleted")
+        elif state != "available":
+            self.ironic.ensure_manageable(self.uuid)
+            self.ironic.provision(self.uuid, "provide")
+        self.ironic.wait_state(self.uuid, "available",
+                               ("clean failed", "error"), 120)
+        # what the image must replace everywhere, zero clusters included
+        with open(self.disk, "r+b") as f:
+            for _ in range(len(raw) // MIB):
+                f.write(b"\xa5" * MIB)
+        self.ironic.call("PATCH", f"/v1/nodes/{self.uuid}", [
+            {"op": "add", "path": "/instance_info", "value": {
+                "image_source": f"http://localhost:{self.http_port}/{name}",
+                "image_os_hash_algo": "sha256",
+                "image_os_hash_value": digest}}])
+        self.ironic.provision(self.uuid, "active", configdrive={
+            "meta_data": {"uuid": self.uuid, "hostname": "vm-q"},
+            "user_data": "#cloud-config\nhostname: vm-q\n"})
+        self.ironic.wait_state(self.uuid, "wait call-back", ("deploy failed",), 60)
+        vm = self.boot("deploy-qcow2", smp=2)
+        self.ironic.wait_state(self.uuid, "active", ("deploy failed",), 300, agent=vm)
+        log(f"  deployed {vm.since():.1f} s after the VM started")
+        self.wait_powered_off(vm)
+        text = vm.log_text()
+        if "inflate on 2 helper threads" not in text:
+            raise e2e.PhaseFailed("the agent did not inflate on 2 helper "
+                                  "threads (see its console log)")
+        for line in text.splitlines():
+            if "streamed onto device" in line:
+                log("  agent: " + line.split("INFO", 1)[-1].strip())
+        self.check_qcow2(raw)
+
+    def check_qcow2(self, raw):
+        """The disk holds `raw` (`qemu-img convert -O raw` of the qcow2)
+        between its GPTs, the backup GPT moved to the disk's end, the
+        image's partitions first, then the configdrive."""
+        n = len(raw)
+        with open(self.disk, "rb") as f:
+            f.seek(34 * SECTOR)
+            if f.read(n - 68 * SECTOR) != raw[34 * SECTOR:n - 34 * SECTOR]:
+                raise e2e.PhaseFailed("the disk's bytes differ from qemu-img "
+                                      "convert -O raw of the image")
+            f.seek(DISK_SIZE - SECTOR)
+            if f.read(8) != b"EFI PART":
+                raise e2e.PhaseFailed("no backup GPT header at the disk's end")
+            parts = e2e.gpt_partitions(f)
+            want = e2e.gpt_partitions(io.BytesIO(raw))
+            if parts[:len(want)] != want:
+                raise e2e.PhaseFailed(f"the disk's partitions {parts} do not "
+                                      f"start with the image's {want}")
+            first = e2e.find_configdrive(f, parts[len(want):])
+            f.seek(first * SECTOR)
+            if self.uuid.encode() not in f.read(2 * MIB):
+                raise e2e.PhaseFailed("the config-2 partition lacks the "
+                                      "node's meta_data")
+        log(f"  the disk holds the image ({n >> 20} MiB identical to qemu-img's "
+            f"raw between the GPTs), config-2 at LBA {first} with the "
+            f"node's meta_data")
 
     def check_image(self, image):
         """The disk holds the image: byte-identical partition entries and
@@ -412,6 +510,8 @@ class Test:
             self.phase("c", "automated cleaning -> available", self.phase_clean)
             self.phase("d", "deploy -> active, the agent powers the VM off",
                        self.phase_deploy)
+            self.phase("q", "deploy of a compressed qcow2 (2x RAM) with a "
+                       "configdrive, 2 vCPUs -> active", self.phase_qcow2)
             self.phase("t", "no agent token in the console logs", self.phase_tokens)
         except e2e.PhaseFailed as e:
             log(f"setup failed: {e}")
@@ -446,7 +546,7 @@ def main():
     p.add_argument("--work", required=True)
     p.add_argument("--ironic-sh", default=os.path.join(REPO, "tests", "e2e", "ironic.sh"))
     p.add_argument("--mem", default=os.environ.get("VM_MEM", "128M"))
-    p.add_argument("--phases", default="icdt")
+    p.add_argument("--phases", default="icdqt")
     args = p.parse_args()
     os.makedirs(args.work, exist_ok=True)
     sys.exit(Test(args).run())

@@ -29,7 +29,10 @@
 #      the ramdisk in a VM of the same RAM: inspection -> manageable,
 #      cleaning (erase_devices_metadata) -> available, deploy of a GPT image
 #      -> active with the agent powering qemu off, the disk checked from the
-#      host; boot to first heartbeat timed (tests/vm/ironic_vm.py)
+#      host; then a 256 MiB qcow2 with compressed clusters and a configdrive
+#      (twice the VM's RAM, 2 vCPUs: the inflate threads) -> active, the
+#      disk equal to qemu-img's raw; boot to first heartbeat timed
+#      (tests/vm/ironic_vm.py)
 #
 # Fixture capture for the inventory tests is separate (it rewrites
 # tests/fixtures/captured-vm-q35-uefi): tests/vm/capture-fixture.sh.
