@@ -30,6 +30,19 @@ Phases, each timed:
      -> active; the disk, junk-filled before, equals `qemu-img convert -O
      raw` of the image between its GPTs, and a config-2 partition holding
      the node's metadata follows the image's partitions
+  u  the GPT image again, twice, in a VM booted by OVMF (UEFI, 256 MiB)
+     with the machine's NVRAM kept across boots -> active: install_bootloader
+     writes a Boot#### entry through the kernel's efivarfs; OVMF's variable
+     store (the pflash file) then has exactly one entry naming the image's
+     \\EFI\\BOOT\\BOOTX64.EFI, first in BootOrder, after each deploy;
+     then manual cleaning with clean_uefi_nvram (match_patterns bootx64)
+     deletes it and drops it from BootOrder
+  p  a partition image (root_gb 1, swap_mb 64, configdrive) -> active: a
+     new GPT with IPA's layout, the ESP FAT32, the swap signature, config-2,
+     the root partition holding the image (BIOS VM: grub-install refused
+     as Ironic 39 asks, ignored with ipa-ignore-bootloader-failure)
+  x  a wrong sha256 -> deploy failed, last_error carrying the agent's
+     ImageChecksumError with both digests, the junk-filled first MiB zeroed
   t  no agent token in any console log (the agents run with ipa-debug)
 
 One URL for the image serves both sides: Ironic HEADs image_source from the
@@ -50,6 +63,7 @@ import json
 import os
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import time
@@ -64,6 +78,9 @@ DISK_SIZE = e2e.DISK_SIZE  # 8 GiB sparse: above IPA's 4 GiB root minimum
 DISK_SERIAL = "IRONIC-VM-DISK0"
 QCOW2_IMAGE_SIZE = 256 << 20  # twice the VM's RAM: nothing can be staged
 MIB = 1 << 20
+# OVMF takes its share: the kernel and initramfs alone needed 154 MiB
+# under UEFI (benches/ramdisk.sh); 256 MiB as phase c of tests/vm/run.sh
+UEFI_MEM = "256M"
 
 
 def log(msg):
@@ -78,10 +95,30 @@ def free_port():
     return port
 
 
+def uefi_variables(store):
+    """The live variables of an OVMF variable store file (edk2's
+    authenticated variable format after the firmware volume header):
+    {name: data}. Later copies replace earlier ones; deleted ones (State
+    other than VAR_ADDED, 0x3F) are skipped."""
+    off = struct.unpack_from("<H", store, 0x30)[0] + 28  # FV + store headers
+    out = {}
+    while off + 60 <= len(store):
+        start, state, _, _, _, _, _, nsize, dsize, _ = struct.unpack_from(
+            "<HBBIQ16sIII16s", store, off)
+        if start != 0x55AA:
+            break
+        name = store[off + 60:off + 60 + nsize].decode("utf-16-le").rstrip("\0")
+        if state == 0x3F:
+            out[name] = store[off + 60 + nsize:off + 60 + nsize + dsize]
+        off = (off + 60 + nsize + dsize + 3) & ~3
+    return out
+
+
 class VM:
     """One boot of the ramdisk. Quacks like e2e.Agent for wait_state."""
 
-    def __init__(self, t, name, inspect=False, smp=1):
+    def __init__(self, t, name, inspect=False, smp=1, append=(), nvram=None,
+                 mem=None):
         self.name = name
         self.logfile = os.path.join(t.work, name, "console.log")
         self.t0 = time.monotonic()
@@ -92,12 +129,12 @@ class VM:
             append = " ".join([
                 f"ipa-api-url=http://10.0.2.100:{t.api_port}",
                 "ipa-advertise-host=127.0.0.1",
-                f"ipa-advertise-port={self.port}", "ipa-debug=1"]
+                f"ipa-advertise-port={self.port}", "ipa-debug=1", *append]
                 + ([f"ipa-inspection-callback-url=http://10.0.2.100:"
                     f"{t.api_port}/v1/continue_inspection"] if inspect else []))
             cmd = [os.path.join(REPO, "ramdisk", "run-vm"),
                    "--kernel", t.kernel, "--initrd", t.initrd,
-                   "--mem", t.mem, "--mac", t.mac,
+                   "--mem", mem or t.mem, "--mac", t.mac,
                    "--disk", f"{t.disk},bus=virtio,serial={DISK_SERIAL}",
                    "--hostfwd-port", str(self.port),
                    "--guestfwd", str(t.api_port), "--guestfwd", str(t.http_port),
@@ -107,6 +144,8 @@ class VM:
                    "--no-http", "--timeout", "120"]
             if smp > 1:  # run-vm boots one vCPU; a later -smp wins
                 cmd += ["--qemu-arg", "-smp", "--qemu-arg", str(smp)]
+            if nvram:  # OVMF, with the machine's variable store
+                cmd += ["--uefi-vars", nvram]
             r = subprocess.run(cmd, capture_output=True, text=True)
             if r.returncode == 0:
                 env = dict(line.split("=", 1) for line in r.stdout.split()
@@ -236,8 +275,8 @@ class Test:
         self.ironic.wait_state(self.uuid, "manageable", ("enroll",), 60)
         log(f"enrolled node {self.uuid}, port {self.mac}")
 
-    def boot(self, name, inspect=False, smp=1):
-        vm = VM(self, name, inspect, smp)
+    def boot(self, name, inspect=False, **opts):
+        vm = VM(self, name, inspect, **opts)
         self.vms.append(vm)
         return vm
 
@@ -374,6 +413,58 @@ class Test:
             raise e2e.PhaseFailed("qemu exited without the kernel's power-down")
         log(f"  the VM powered itself off ({time.monotonic() - t0:.1f} s after active)")
 
+    def make_available(self):
+        """Back to `available` without a cleaning boot (phase c covers
+        cleaning): the node's automated_clean off, then an undeploy from
+        where the last deploy left it."""
+        self.ironic.call("PATCH", f"/v1/nodes/{self.uuid}", [
+            {"op": "replace", "path": "/automated_clean", "value": False}])
+        state = self.ironic.node(self.uuid)["provision_state"]
+        if state in ("active", "deploy failed"):
+            self.ironic.provision(self.uuid, "deleted")
+        elif state != "available":
+            self.ironic.ensure_manageable(self.uuid)
+            self.ironic.provision(self.uuid, "provide")
+        self.ironic.wait_state(self.uuid, "available",
+                               ("clean failed", "error"), 120)
+
+    def serve(self, name, data):
+        """Put `data` on the image server; its sha256."""
+        with open(os.path.join(self.state, "httpboot", name), "wb") as f:
+            f.write(data)
+        return hashlib.sha256(data).hexdigest()
+
+    def deploy_vm(self, name, sha256, instance_info=(), configdrive=None,
+                  good="active", bad=("deploy failed",), **boot):
+        """Deploy the served image `name` (instance_info set whole, so
+        nothing of an earlier phase leaks in) with a VM booted where
+        Ironic would power the node on; returns the VM."""
+        self.ironic.call("PATCH", f"/v1/nodes/{self.uuid}", [
+            {"op": "add", "path": "/instance_info", "value": {
+                "image_source": f"http://localhost:{self.http_port}/{name}",
+                "image_os_hash_algo": "sha256",
+                "image_os_hash_value": sha256, **dict(instance_info)}}])
+        extra = {"configdrive": configdrive} if configdrive else {}
+        self.ironic.provision(self.uuid, "active", **extra)
+        self.ironic.wait_state(self.uuid, "wait call-back", bad, 60)
+        vm = self.boot("deploy-" + name.split(".")[0], **boot)
+        self.ironic.wait_state(self.uuid, good, bad, 300, agent=vm)
+        log(f"  {good} {vm.since():.1f} s after the VM started")
+        for line in vm.log_text().splitlines():
+            if "streamed onto device" in line:
+                log("  agent: " + line.split("INFO", 1)[-1].strip())
+        return vm
+
+    def configdrive(self, host):
+        return {"meta_data": {"uuid": self.uuid, "hostname": host},
+                "user_data": f"#cloud-config\nhostname: {host}\n"}
+
+    def junk(self, size):
+        """What a deploy must replace: the disk's first `size` bytes."""
+        with open(self.disk, "r+b") as f:
+            for _ in range(size // MIB):
+                f.write(b"\xa5" * MIB)
+
     def phase_qcow2(self):
         raw_path = os.path.join(self.state, "httpboot", "vm-disk-q.raw")
         name = "vm-disk-q.qcow2"
@@ -391,42 +482,130 @@ class Test:
             digest = hashlib.sha256(f.read()).hexdigest()
         log(f"  image: {os.path.getsize(img) // 1024} KiB of qcow2, "
             f"{len(raw) >> 20} MiB virtual")
-        # back to available without a cleaning boot (phase c cleans)
-        self.ironic.call("PATCH", f"/v1/nodes/{self.uuid}", [
-            {"op": "replace", "path": "/automated_clean", "value": False}])
-        state = self.ironic.node(self.uuid)["provision_state"]
-        if state in ("active", "deploy failed"):
-            self.ironic.provision(self.uuid, "deleted")
-        elif state != "available":
-            self.ironic.ensure_manageable(self.uuid)
-            self.ironic.provision(self.uuid, "provide")
-        self.ironic.wait_state(self.uuid, "available",
-                               ("clean failed", "error"), 120)
-        # what the image must replace everywhere, zero clusters included
-        with open(self.disk, "r+b") as f:
-            for _ in range(len(raw) // MIB):
-                f.write(b"\xa5" * MIB)
-        self.ironic.call("PATCH", f"/v1/nodes/{self.uuid}", [
-            {"op": "add", "path": "/instance_info", "value": {
-                "image_source": f"http://localhost:{self.http_port}/{name}",
-                "image_os_hash_algo": "sha256",
-                "image_os_hash_value": digest}}])
-        self.ironic.provision(self.uuid, "active", configdrive={
-            "meta_data": {"uuid": self.uuid, "hostname": "vm-q"},
-            "user_data": "#cloud-config\nhostname: vm-q\n"})
-        self.ironic.wait_state(self.uuid, "wait call-back", ("deploy failed",), 60)
-        vm = self.boot("deploy-qcow2", smp=2)
-        self.ironic.wait_state(self.uuid, "active", ("deploy failed",), 300, agent=vm)
-        log(f"  deployed {vm.since():.1f} s after the VM started")
+        self.make_available()
+        self.junk(len(raw))  # zero clusters included
+        vm = self.deploy_vm(name, digest, configdrive=self.configdrive("vm-q"),
+                            smp=2)
         self.wait_powered_off(vm)
-        text = vm.log_text()
-        if "inflate on 2 helper threads" not in text:
+        if "inflate on 2 helper threads" not in vm.log_text():
             raise e2e.PhaseFailed("the agent did not inflate on 2 helper "
                                   "threads (see its console log)")
-        for line in text.splitlines():
-            if "streamed onto device" in line:
-                log("  agent: " + line.split("INFO", 1)[-1].strip())
         self.check_qcow2(raw)
+
+    LOADER = "\\EFI\\BOOT\\BOOTX64.EFI"
+
+    def boot_entries(self):
+        """BootOrder and the Boot#### numbers naming the image's loader, from
+        the machine's OVMF variable store (the pflash file), where the
+        guest kernel's SetVariable calls land."""
+        with open(self.nvram, "rb") as f:
+            nv = uefi_variables(f.read())
+        raw = nv.get("BootOrder", b"")
+        order = list(struct.unpack(f"<{len(raw) // 2}H", raw))
+        loader = self.LOADER.lower().encode("utf-16-le")
+        ours = sorted(int(k[4:], 16) for k, d in nv.items()
+                      if len(k) == 8 and k.startswith("Boot") and k[4:].isalnum()
+                      and loader in d.lower())
+        return order, ours
+
+    def phase_uefi(self):
+        self.nvram = os.path.join(self.work, "nvram-OVMF_VARS.fd")
+        if os.path.exists(self.nvram):
+            os.unlink(self.nvram)
+        blob = e2e.gpt_image()
+        digest = self.serve("vm-uefi.img", blob)
+        first = None
+        for n in (1, 2):
+            # the second deploy meets the first one's entry in NVRAM
+            self.make_available()
+            vm = self.deploy_vm("vm-uefi.img", digest, nvram=self.nvram,
+                                mem=UEFI_MEM)
+            self.wait_powered_off(vm)
+            text = vm.log_text()
+            if "Boot mode mismatch" in text or "efivarfs is not available" in text:
+                raise e2e.PhaseFailed("the agent did not see UEFI and efivarfs")
+            added = [line.split("INFO", 1)[-1].strip()
+                     for line in text.splitlines() if "Adding loader" in line]
+            if not added:
+                raise e2e.PhaseFailed("install_bootloader added no UEFI boot "
+                                      "entry (see the console log)")
+            log("  agent: " + added[-1])
+            order, ours = self.boot_entries()
+            if len(ours) != 1 or order[:1] != ours:
+                raise e2e.PhaseFailed(
+                    f"deploy {n}: BootOrder {order}, entries naming "
+                    f"{self.LOADER}: {ours} (expected one, first)")
+            log(f"  deploy {n}: OVMF's BootOrder {order}, Boot{ours[0]:04X} "
+                f"names {self.LOADER}")
+            self.check_image(blob)
+            first = first or ours
+        # manual cleaning: clean_uefi_nvram deletes the entry again
+        self.ironic.ensure_manageable(self.uuid)
+        self.ironic.provision(self.uuid, "clean", clean_steps=[{
+            "interface": "deploy", "step": "clean_uefi_nvram",
+            "args": {"match_patterns": ["bootx64"]}}])
+        self.ironic.wait_state(self.uuid, "clean wait", ("clean failed",), 60)
+        vm = self.boot("clean-nvram", nvram=self.nvram, mem=UEFI_MEM)
+        self.ironic.wait_state(self.uuid, "manageable", ("clean failed",), 300,
+                               agent=vm)
+        vm.stop()
+        order, ours = self.boot_entries()
+        if ours or set(order) & set(first):
+            raise e2e.PhaseFailed(f"after clean_uefi_nvram: BootOrder {order}, "
+                                  f"entries naming {self.LOADER}: {ours}")
+        log(f"  clean_uefi_nvram: no entry names {self.LOADER}, BootOrder "
+            f"{order}")
+
+    def phase_partition(self):
+        # The VM boots BIOS (SeaBIOS) while the node asks for UEFI: as IPA,
+        # the agent warns of the mismatch and takes the BIOS path, whose
+        # grub-install Ironic 39 refuses ([agent]
+        # enable_bios_bootloader_install = false); the deploy finishes
+        # because the ramdisk ignores bootloader failures, as in tests/e2e
+        image = e2e.partition_image()
+        digest = self.serve("vm-root.img", image)
+        self.make_available()
+        self.junk(64 * MIB)
+        vm = self.deploy_vm("vm-root.img", digest,
+                            {"image_type": "partition", "root_gb": "1",
+                             "swap_mb": "64"},
+                            configdrive=self.configdrive("vm-p"),
+                            append=["ipa-ignore-bootloader-failure=1"])
+        self.wait_powered_off(vm)
+        if "legacy BIOS bootloaders disabled" not in vm.log_text():
+            raise e2e.PhaseFailed("install_bootloader did not refuse "
+                                  "grub-install as Ironic 39 asks")
+        # e2e's check reads <root>/dev/vda
+        root = os.path.join(self.work, "disk-root")
+        os.makedirs(os.path.join(root, "dev"), exist_ok=True)
+        link = os.path.join(root, "dev", "vda")
+        if not os.path.islink(link):
+            os.symlink(self.disk, link)
+        e2e.check_partition_deployed(root, image, 64, 1024)
+        log("  new GPT: ESP (FAT32 efi-part), swap, config-2, root holding "
+            "the image")
+
+    def phase_bad_checksum(self):
+        digest = self.serve("vm-bad.img", e2e.gpt_image())
+        wrong = hashlib.sha256(b"not the image").hexdigest()
+        self.make_available()
+        self.junk(MIB)  # what a failed write must wipe
+        # one retry, 1 s apart (IPA's defaults: 9 every 10 s)
+        vm = self.deploy_vm(
+            "vm-bad.img", wrong, good="deploy failed", bad=("active",),
+            append=["ipa-image-download-connection-retries=1",
+                    "ipa-image-download-connection-retry-interval=1"])
+        err = self.ironic.node(self.uuid).get("last_error") or ""
+        if "Image failed to verify against checksum" not in err or \
+                wrong not in err or digest not in err:
+            raise e2e.PhaseFailed(f"last_error lacks the agent's "
+                                  f"ImageChecksumError: {err!r}")
+        vm.stop()
+        with open(self.disk, "rb") as f:
+            if f.read(MIB) != bytes(MIB):
+                raise e2e.PhaseFailed("the disk's first MiB is not all zero "
+                                      "after the failed deploy")
+        log(f"  last_error: {err[:160]}...; the disk's first MiB zeroed")
 
     def check_qcow2(self, raw):
         """The disk holds `raw` (`qemu-img convert -O raw` of the qcow2)
@@ -512,6 +691,14 @@ class Test:
                        self.phase_deploy)
             self.phase("q", "deploy of a compressed qcow2 (2x RAM) with a "
                        "configdrive, 2 vCPUs -> active", self.phase_qcow2)
+            self.phase("u", "two deploys under UEFI (OVMF): one boot entry "
+                       "through efivarfs; clean_uefi_nvram deletes it",
+                       self.phase_uefi)
+            self.phase("p", "deploy of a partition image (swap, configdrive) "
+                       "-> active", self.phase_partition)
+            self.phase("x", "a wrong checksum -> deploy failed with the "
+                       "agent's error, the disk's head zeroed",
+                       self.phase_bad_checksum)
             self.phase("t", "no agent token in the console logs", self.phase_tokens)
         except e2e.PhaseFailed as e:
             log(f"setup failed: {e}")
@@ -546,7 +733,7 @@ def main():
     p.add_argument("--work", required=True)
     p.add_argument("--ironic-sh", default=os.path.join(REPO, "tests", "e2e", "ironic.sh"))
     p.add_argument("--mem", default=os.environ.get("VM_MEM", "128M"))
-    p.add_argument("--phases", default="icdqt")
+    p.add_argument("--phases", default="icdqupxt")
     args = p.parse_args()
     os.makedirs(args.work, exist_ok=True)
     sys.exit(Test(args).run())

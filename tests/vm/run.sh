@@ -31,7 +31,11 @@
 #      -> active with the agent powering qemu off, the disk checked from the
 #      host; then a 256 MiB qcow2 with compressed clusters and a configdrive
 #      (twice the VM's RAM, 2 vCPUs: the inflate threads) -> active, the
-#      disk equal to qemu-img's raw; boot to first heartbeat timed
+#      disk equal to qemu-img's raw; two deploys under OVMF (256 MiB) with
+#      the NVRAM kept: one Boot#### through efivarfs, first in BootOrder,
+#      then clean_uefi_nvram (manual cleaning) deletes it; a partition
+#      image with swap and a configdrive; a wrong checksum -> deploy
+#      failed, the disk's head zeroed; boot to first heartbeat timed
 #      (tests/vm/ironic_vm.py)
 #
 # Fixture capture for the inventory tests is separate (it rewrites
