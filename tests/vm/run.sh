@@ -7,7 +7,7 @@
 #
 #   a  `vm` set, 128 MiB, 2 NICs, virtio + NVMe + virtio-scsi disks:
 #      /v1/status, then poll.get_hardware_info lists the NIC's MAC and the
-#      disks by serial
+#      disks by serial; standby.run_image restarts the VM (reboot(2))
 #   h  `hardware` set (Debian amd64 kernel), 128 MiB, e1000e NIC, AHCI +
 #      virtio + NVMe + virtio-scsi disks, an emulated BMC: same checks
 #   b  reproducibility: the `vm` set built twice (the second time later, into
@@ -172,7 +172,15 @@ print(f"collected logs: {names}")
 PY
   if grep -aq 'Please press Enter' "$VM_CONSOLE"; then log "a console shell without rd.shell=1"; return 1; fi
   local rc=0; check_inventory "$WORK/a-inventory.json" 52:54:00:a0:00:01 A-VIRTIO A-NVME A-SCSI || rc=$?
-  stop_vm; return $rc
+  # standby.run_image: answer, sync, then reboot(2); qemu runs with
+  # -no-reboot, so the restart ends it
+  cmd standby.run_image > "$WORK/a-run-image.json"
+  grep -q '"SUCCEEDED"' "$WORK/a-run-image.json" || { log "run_image: $(head -c 300 "$WORK/a-run-image.json")"; stop_vm; return 1; }
+  for i in $(seq 100); do kill -0 "$VM_PID" 2>/dev/null || break; sleep 0.2; done
+  kill -0 "$VM_PID" 2>/dev/null && { log "standby.run_image did not restart the VM"; stop_vm; return 1; }
+  grep -aq 'reboot: Restarting system' "$VM_CONSOLE" || { log "no restart on the console"; return 1; }
+  log "standby.run_image restarted the VM"
+  return $rc
 }
 
 phase_h() {
