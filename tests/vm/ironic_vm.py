@@ -29,7 +29,9 @@ Phases, each timed:
      vCPUs (so compressed clusters inflate on the agent's helper threads)
      -> active; the disk, junk-filled before, equals `qemu-img convert -O
      raw` of the image between its GPTs, and a config-2 partition holding
-     the node's metadata follows the image's partitions
+     the node's metadata follows the image's partitions; a second,
+     smaller disk (IPA's default pick) stays untouched because the node's
+     root_device hint names the first by serial
   u  the GPT image again, twice, in a VM booted by OVMF (UEFI, 256 MiB)
      with the machine's NVRAM kept across boots -> active: install_bootloader
      writes a Boot#### entry through the kernel's efivarfs; OVMF's variable
@@ -77,6 +79,8 @@ SECTOR = e2e.SECTOR
 DISK_SIZE = e2e.DISK_SIZE  # 8 GiB sparse: above IPA's 4 GiB root minimum
 DISK_SERIAL = "IRONIC-VM-DISK0"
 QCOW2_IMAGE_SIZE = 256 << 20  # twice the VM's RAM: nothing can be staged
+SMALL_DISK_SIZE = 6 << 30  # over IPA's 4 GiB minimum, under DISK_SIZE
+SMALL_SERIAL = "IRONIC-VM-SMALL"
 MIB = 1 << 20
 # OVMF takes its share: the kernel and initramfs alone needed 154 MiB
 # under UEFI (benches/ramdisk.sh); 256 MiB as phase c of tests/vm/run.sh
@@ -118,7 +122,7 @@ class VM:
     """One boot of the ramdisk. Quacks like e2e.Agent for wait_state."""
 
     def __init__(self, t, name, inspect=False, smp=1, append=(), nvram=None,
-                 mem=None):
+                 mem=None, disks=()):
         self.name = name
         self.logfile = os.path.join(t.work, name, "console.log")
         self.t0 = time.monotonic()
@@ -146,6 +150,8 @@ class VM:
                 cmd += ["--qemu-arg", "-smp", "--qemu-arg", str(smp)]
             if nvram:  # OVMF, with the machine's variable store
                 cmd += ["--uefi-vars", nvram]
+            for d in disks:  # after the node's disk: /dev/vdb, ...
+                cmd += ["--disk", d]
             r = subprocess.run(cmd, capture_output=True, text=True)
             if r.returncode == 0:
                 env = dict(line.split("=", 1) for line in r.stdout.split()
@@ -484,13 +490,27 @@ class Test:
             f"{len(raw) >> 20} MiB virtual")
         self.make_available()
         self.junk(len(raw))  # zero clusters included
+        # A second, smaller disk, which IPA's default (the smallest disk of
+        # at least 4 GiB) would pick: the node's root device hint names
+        # the first one by serial.
+        small = os.path.join(self.work, "vm-disk-small.img")
+        with open(small, "wb") as f:
+            f.truncate(SMALL_DISK_SIZE)
+        self.ironic.call("PATCH", f"/v1/nodes/{self.uuid}", [
+            {"op": "add", "path": "/properties/root_device",
+             "value": {"serial": DISK_SERIAL}}])
         vm = self.deploy_vm(name, digest, configdrive=self.configdrive("vm-q"),
-                            smp=2)
+                            smp=2, disks=[f"{small},bus=virtio,serial={SMALL_SERIAL}"])
         self.wait_powered_off(vm)
         if "inflate on 2 helper threads" not in vm.log_text():
             raise e2e.PhaseFailed("the agent did not inflate on 2 helper "
                                   "threads (see its console log)")
         self.check_qcow2(raw)
+        if os.stat(small).st_blocks:
+            raise e2e.PhaseFailed(f"the agent wrote to {SMALL_SERIAL}, which "
+                                  "the root device hint excludes")
+        log(f"  the root device hint (serial {DISK_SERIAL}) kept the smaller "
+            f"{SMALL_SERIAL} untouched")
 
     LOADER = "\\EFI\\BOOT\\BOOTX64.EFI"
 

@@ -30,8 +30,8 @@
 #      cleaning (erase_devices_metadata) -> available, deploy of a GPT image
 #      -> active with the agent powering qemu off, the disk checked from the
 #      host; then a 256 MiB qcow2 with compressed clusters and a configdrive
-#      (twice the VM's RAM, 2 vCPUs: the inflate threads) -> active, the
-#      disk equal to qemu-img's raw; two deploys under OVMF (256 MiB) with
+#      (twice the VM's RAM, 2 vCPUs: the inflate threads) -> active on the
+#      disk a root device hint names, equal to qemu-img's raw; two deploys under OVMF (256 MiB) with
 #      the NVRAM kept: one Boot#### through efivarfs, first in BootOrder,
 #      then clean_uefi_nvram (manual cleaning) deletes it; a partition
 #      image with swap and a configdrive; a wrong checksum -> deploy
