@@ -504,13 +504,19 @@ def find_configdrive(f, parts):
 
 
 def check_deployed(root, image, configdrive=True):
-    """A whole-disk image deployed: the disk holds `image` (its raw bytes,
-    what `qemu-img convert -O raw` gives) between the image's primary and
-    backup GPT, the image's partitions are the disk's first ones, the
-    backup GPT moved to the disk's end, with `configdrive` a config-2
-    ISO 9660 partition was added, and a UEFI boot entry names the image's
-    loader."""
-    disk = os.path.join(root, "dev/vda")
+    """A whole-disk image deployed on the fixture root's disk (see
+    check_disk), and a UEFI boot entry names the image's loader."""
+    check_disk(os.path.join(root, "dev/vda"), image, configdrive)
+    check_boot_entry(root)
+
+
+def check_disk(disk, image, configdrive=True):
+    """A whole-disk image deployed on `disk` (a file of DISK_SIZE bytes):
+    it holds `image` (its raw bytes, what `qemu-img convert -O raw` gives)
+    between the image's primary and backup GPT, the image's partitions are
+    the disk's first ones, the backup GPT moved to the disk's end, and with
+    `configdrive` a config-2 ISO 9660 partition was added (its first LBA is
+    returned)."""
     with open(disk, "rb") as f:
         start, end = 34 * SECTOR, len(image) - 34 * SECTOR
         f.seek(start)
@@ -525,8 +531,8 @@ def check_deployed(root, image, configdrive=True):
             raise PhaseFailed(f"the disk's partitions {parts} do not start "
                               f"with the image's {want}")
         if configdrive:
-            find_configdrive(f, parts)
-    check_boot_entry(root)
+            return find_configdrive(f, parts)
+    return None
 
 
 def check_boot_entry(root):
@@ -554,14 +560,14 @@ def forget_boot_entries(root):
 SWAP_GUID = "0657fd6d-a4ab-43c4-84e5-0933c84b4f4f"
 
 
-def check_partition_deployed(root, image, swap_mb, root_mb):
-    """A partition image deployed in UEFI mode with a configdrive: a new
+def check_partition_deployed(disk, image, swap_mb, root_mb):
+    """A partition image deployed on `disk` with a configdrive: a new
     GPT with IPA's layout (partition_utils.work_on_disk: ESP of 550 MiB,
     swap, configdrive of the drive's size in whole MiB as get_configdrive
     gives it, root last, packed from 1 MiB on), the ESP formatted FAT32
     `efi-part`, the swap signature, the config-2 ISO, and the root
     partition starting with `image`'s raw bytes."""
-    with open(os.path.join(root, "dev/vda"), "rb") as f:
+    with open(disk, "rb") as f:
         # the drive Ironic built: its size from the ISO's primary volume
         # descriptor (volume space size, in 2 KiB blocks), where the
         # configdrive partition must start
@@ -599,6 +605,16 @@ def qemu_img(*args):
     if r.returncode != 0:
         raise PhaseFailed(f"qemu-img {' '.join(args)}: {r.stderr.strip()}")
     return r.stdout
+
+
+def compress_qcow2(raw, img):
+    """`qemu-img convert -c` of the raw image file `raw` into `img`,
+    checked to hold compressed clusters."""
+    qemu_img("convert", "-c", "-O", "qcow2", raw, img)
+    # `qemu-img map` gives no host offset for compressed clusters
+    m = json.loads(qemu_img("map", "--output=json", img))
+    if not any(e["data"] and "offset" not in e for e in m):
+        raise PhaseFailed(f"qemu-img wrote no compressed cluster: {m}")
 
 
 def raw_of(path):
@@ -957,11 +973,7 @@ class E2E:
         a = self.ramdisk("qcow2")
         raw = self.serve("disk.raw", gpt_image())
         img = raw[:-len(".raw")] + ".qcow2"
-        qemu_img("convert", "-c", "-O", "qcow2", raw, img)
-        # `qemu-img map` gives no host offset for compressed clusters
-        m = json.loads(qemu_img("map", "--output=json", img))
-        if not any(e["data"] and "offset" not in e for e in m):
-            raise PhaseFailed(f"qemu-img wrote no compressed cluster: {m}")
+        compress_qcow2(raw, img)
         self.deploy(a, os.path.basename(img))
         check_deployed(self.root, raw_of(img), configdrive=False)
 
@@ -978,7 +990,8 @@ class E2E:
         if "Empty EFI partition detected" not in a.log_text():
             raise PhaseFailed("install_bootloader did not find the new, "
                               "empty ESP")
-        check_partition_deployed(self.root, raw_of(img), 64, 1024)
+        check_partition_deployed(os.path.join(self.root, "dev/vda"),
+                                 raw_of(img), 64, 1024)
 
     def phase_bad_checksum(self):
         # one retry, 1 s apart (IPA's defaults: 9 every 10 s)
