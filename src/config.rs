@@ -8,6 +8,7 @@
 //! collect raw strings, [`resolve`] turns the merged strings into a typed
 //! [`Config`]. Only [`load`] touches the filesystem (to read the cmdline).
 
+use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::net::IpAddr;
@@ -563,8 +564,8 @@ impl Default for Config {
             inject_files_priority: 0,
             guard_special_filesystems: true,
             config_drive_rebuild: false,
-            efi_system_partition_size: crate::image::partition::ESP_MB,
-            bios_boot_partition_size: crate::image::partition::BIOS_BOOT_MB,
+            efi_system_partition_size: ESP_MB,
+            bios_boot_partition_size: BIOS_BOOT_MB,
             driver_name: "agent_ipmitool".into(),
             md5_enabled: true,
             steps_dir: PathBuf::from("/etc/ironic-agent/steps.d"),
@@ -935,9 +936,136 @@ pub fn help() -> String {
     s
 }
 
+/// IPA's `[disk_utils]efi_system_partition_size` default
+/// (`--efi-system-partition-size`), in MiB.
+pub const ESP_MB: u64 = 550;
+/// IPA's `[disk_utils]bios_boot_partition_size` default
+/// (`--bios-boot-partition-size`), in MiB.
+pub const BIOS_BOOT_MB: u64 = 1;
+
+/// Settings Ironic sends in the lookup response's `config` that override
+/// local defaults (protocol §2.3).
+#[derive(Clone, Debug)]
+pub struct LookupSettings {
+    pub heartbeat_timeout: u64,
+    pub md5_enabled: bool,
+    pub permitted_image_formats: Vec<String>,
+    pub disable_deep_image_inspection: bool,
+    pub agent_skip_bmc_detect: bool,
+    pub enable_bios_bootloader_install: bool,
+}
+
+impl LookupSettings {
+    pub fn from_config(c: &Config) -> Self {
+        LookupSettings {
+            heartbeat_timeout: 300,
+            md5_enabled: c.md5_enabled,
+            permitted_image_formats: vec!["raw".into(), "gpt".into(), "qcow2".into()],
+            disable_deep_image_inspection: false,
+            agent_skip_bmc_detect: false,
+            enable_bios_bootloader_install: false,
+        }
+    }
+
+    /// Apply a lookup response's `config` object; unknown or mistyped keys
+    /// are ignored (Ironic adds keys over time).
+    pub fn apply(&mut self, cfg: &Map<String, Value>) {
+        if let Some(t) = cfg
+            .get("heartbeat_timeout")
+            .and_then(crate::util::as_u64_lenient)
+        {
+            if t > 0 {
+                self.heartbeat_timeout = t;
+            }
+        }
+        if let Some(b) = cfg
+            .get("agent_md5_checksum_enable")
+            .and_then(Value::as_bool)
+        {
+            self.md5_enabled = b;
+        }
+        if let Some(list) = cfg.get("permitted_image_formats").and_then(Value::as_array) {
+            self.permitted_image_formats = list
+                .iter()
+                .filter_map(|v| v.as_str().map(String::from))
+                .collect();
+        }
+        if let Some(b) = cfg
+            .get("disable_deep_image_inspection")
+            .and_then(Value::as_bool)
+        {
+            self.disable_deep_image_inspection = b;
+        }
+        if let Some(b) = cfg.get("agent_skip_bmc_detect").and_then(Value::as_bool) {
+            self.agent_skip_bmc_detect = b;
+        }
+        if let Some(b) = cfg
+            .get("enable_bios_bootloader_install")
+            .and_then(Value::as_bool)
+        {
+            self.enable_bios_bootloader_install = b;
+        }
+    }
+}
+
+/// What the layers below the agent read for a command: the options, the
+/// root prefix every /sys, /proc, /dev path goes through, what Ironic's
+/// lookup configured and the node it last sent (IPA's `cached_node`).
+/// Built by the agent for each call; no lower layer sees the agent itself.
+#[derive(Clone)]
+pub struct Env<'a> {
+    pub config: &'a Config,
+    pub root: &'a crate::root::Root,
+    pub lookup: LookupSettings,
+    pub node: Option<Value>,
+}
+
+/// An [`Env`]'s parts, owned: for tests and tools that run a layer without
+/// an agent.
+pub struct OwnedEnv {
+    pub config: Config,
+    pub root: crate::root::Root,
+    pub lookup: LookupSettings,
+    pub node: Option<Value>,
+}
+
+impl OwnedEnv {
+    pub fn new(config: Config) -> OwnedEnv {
+        OwnedEnv {
+            root: crate::root::Root::new(&config.root),
+            lookup: LookupSettings::from_config(&config),
+            node: None,
+            config,
+        }
+    }
+
+    pub fn env(&self) -> Env<'_> {
+        Env {
+            config: &self.config,
+            root: &self.root,
+            lookup: self.lookup.clone(),
+            node: self.node.clone(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lookup_settings_apply() {
+        let mut s = LookupSettings::from_config(&Config::default());
+        let cfg = serde_json::json!({
+            "heartbeat_timeout": "60", "agent_md5_checksum_enable": false,
+            "permitted_image_formats": ["raw", "qcow2"], "unknown": 1,
+            "agent_skip_bmc_detect": true
+        });
+        s.apply(cfg.as_object().unwrap());
+        assert_eq!(s.heartbeat_timeout, 60);
+        assert!(!s.md5_enabled && s.agent_skip_bmc_detect);
+        assert_eq!(s.permitted_image_formats, vec!["raw", "qcow2"]);
+    }
 
     fn run(args: &[&str]) -> RawArgs {
         match parse_args(args.iter().copied()).unwrap() {

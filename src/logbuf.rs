@@ -30,7 +30,7 @@ impl LogBuffer {
     }
 
     pub fn snapshot(&self) -> Vec<u8> {
-        let g = crate::agent::lock(&self.inner);
+        let g = crate::util::lock(&self.inner);
         let (a, b) = g.as_slices();
         let mut v = Vec::with_capacity(a.len() + b.len());
         v.extend_from_slice(a);
@@ -39,7 +39,7 @@ impl LogBuffer {
     }
 
     fn push(&self, bytes: &[u8]) {
-        let mut g = crate::agent::lock(&self.inner);
+        let mut g = crate::util::lock(&self.inner);
         let bytes = if bytes.len() > self.cap {
             &bytes[bytes.len() - self.cap..]
         } else {

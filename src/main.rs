@@ -45,9 +45,7 @@ fn listen_addr(c: &Config) -> SocketAddr {
 fn wait_for_interface(agent: &Agent) {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let inv = agent
-            .managers
-            .dispatch("list_hardware_info", |m| m.list_hardware_info(agent));
+        let inv = agent.inventory();
         if inv
             .map(|i| i.interfaces.iter().any(|n| n.mac_address.is_some()))
             .unwrap_or(false)
@@ -211,7 +209,7 @@ fn run() -> i32 {
             let timeout = Some(Duration::from_secs(c.lookup_timeout));
             match lookup::lookup_node(&agent, &cl, node_uuid.as_deref(), timeout, &|| true) {
                 Ok(f) => {
-                    if let Err(e) = ironic::apply_lookup_data(&agent, &f.content) {
+                    if let Err(e) = agent.apply_lookup_data(&f.content) {
                         log::error!("{e}");
                         idle_forever();
                     }

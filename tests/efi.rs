@@ -1,4 +1,5 @@
-//! UEFI NVRAM handling (src/image/efi.rs) on fixture roots whose
+//! UEFI NVRAM handling (src/efi, src/image/bootloader.rs,
+//! src/hardware/generic/nvram.rs) on fixture roots whose
 //! `sys/firmware/efi/efivars` is a directory of plain files: never the
 //! host's NVRAM. The clean step and install_bootloader's BIOS/partition
 //! paths run through the real binary over HTTP; the UEFI loader discovery
@@ -10,12 +11,14 @@
 
 mod common;
 
-use ironic_agent::agent::{Agent as Core, WrittenImage};
+use ironic_agent::agent::Agent as Core;
 use ironic_agent::config::Config;
-use ironic_agent::image::{disk, efi, partition};
+use ironic_agent::image::{partition, WrittenImage};
+use ironic_agent::{disk, efi};
 use serde_json::{json, Map, Value};
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::Arc;
 
 const GUID: &str = "8be4df61-93ca-11d2-aa0d-00e098032b8c";
 
@@ -45,7 +48,7 @@ fn boot_var(desc: &str, file: &str, gpt: bool) -> Vec<u8> {
         start_lba: 2048,
         sectors: 2048,
         gpt_type: None,
-        gpt_uuid: Some(ironic_agent::image::gpt::Guid::random().unwrap()),
+        gpt_uuid: Some(ironic_agent::disk::Guid::random().unwrap()),
         gpt_name: String::new(),
         mbr_type: None,
         bootable: false,
@@ -252,7 +255,7 @@ fn mtools(args: &[&str]) {
 
 /// A UEFI partition-image disk laid out by the agent (ESP 550 MiB at
 /// /dev/sda1), with loaders copied in by mtools.
-fn uefi_disk(dir: &Path, root: &Path, csv: bool) -> (Core, Map<String, Value>) {
+fn uefi_disk(dir: &Path, root: &Path, csv: bool) -> (Arc<Core>, Map<String, Value>) {
     std::fs::create_dir_all(root.join("dev")).unwrap();
     std::fs::create_dir_all(root.join("sys/firmware/efi")).unwrap();
     let core = Core::new(
@@ -276,8 +279,9 @@ fn uefi_disk(dir: &Path, root: &Path, csv: bool) -> (Core, Map<String, Value>) {
     let mut ii = Map::new();
     ii.insert("root_mb".into(), json!(100));
     let layout =
-        partition::prepare_layout(&core, Path::new("/dev/sda"), &mut f, &ii, Some(&node)).unwrap();
-    let uuids = partition::finish(&core, Path::new("/dev/sda"), &mut f, &layout).unwrap();
+        partition::prepare_layout(&core.env(), Path::new("/dev/sda"), &mut f, &ii, Some(&node))
+            .unwrap();
+    let uuids = partition::finish(&core.env(), Path::new("/dev/sda"), &mut f, &layout).unwrap();
     drop(f);
     let esp = layout.efi.as_ref().unwrap();
     let spec = format!("{}@@{}", disk_path.display(), esp.offset);
@@ -305,12 +309,19 @@ fn uefi_disk(dir: &Path, root: &Path, csv: bool) -> (Core, Map<String, Value>) {
             "::EFI/ubuntu/BOOTX64.CSV",
         ]);
     }
-    core.state().written_image = Some(WrittenImage {
+    core.written.set(Some(WrittenImage {
         image_id: "img".into(),
         device: "/dev/sda".into(),
         partition_uuids: uuids.clone(),
-    });
-    (core, uuids)
+    }));
+    (Arc::new(core), uuids)
+}
+
+/// `image.install_bootloader`, run in-process as the command worker runs
+/// it.
+fn install_bootloader(core: &Arc<Core>, params: &Value) {
+    let p = params.as_object().unwrap().clone();
+    ironic_agent::commands::run_inline(core, "image.install_bootloader", p).unwrap();
 }
 
 fn entries(vars: &Path) -> Vec<(u16, String, String)> {
@@ -350,7 +361,7 @@ fn install_bootloader_uefi_csv_creates_then_reuses_entry() {
     let params = json!({"root_uuid": uuids["root uuid"],
                         "efi_system_part_uuid": uuids["efi system partition uuid"],
                         "target_boot_mode": "uefi"});
-    efi::install_bootloader(&core, params.as_object().unwrap()).unwrap();
+    install_bootloader(&core, &params);
     let e = entries(&vars);
     assert_eq!(e.len(), 2, "{e:?}");
     // the existing "ubuntu" entry is reused (number 1) and now points at
@@ -366,7 +377,7 @@ fn install_bootloader_uefi_csv_creates_then_reuses_entry() {
     );
     assert_eq!(boot_order(&vars), vec![1, 0]);
     // again: no duplicate
-    efi::install_bootloader(&core, params.as_object().unwrap()).unwrap();
+    install_bootloader(&core, &params);
     assert_eq!(entries(&vars).len(), 2);
     assert_eq!(boot_order(&vars), vec![1, 0]);
 }
@@ -381,7 +392,7 @@ fn install_bootloader_uefi_without_csv_uses_bootx64() {
     let vars = efivars(&root);
     let (core, uuids) = uefi_disk(&dir, &root, false);
     let params = json!({"root_uuid": uuids["root uuid"], "target_boot_mode": "uefi"});
-    efi::install_bootloader(&core, params.as_object().unwrap()).unwrap();
+    install_bootloader(&core, &params);
     let e = entries(&vars);
     assert_eq!(e.len(), 1, "{e:?}");
     assert_eq!(e[0].1, "ironic1");

@@ -8,10 +8,10 @@
 
 mod common;
 
-use ironic_agent::agent::Agent;
-use ironic_agent::config::Config;
-use ironic_agent::image::disk::{self, Found, Geometry};
-use ironic_agent::image::{configdrive, fat, partition};
+use ironic_agent::config::{Config, OwnedEnv as Agent};
+use ironic_agent::disk::{self, Found, Geometry};
+use ironic_agent::fs::fat;
+use ironic_agent::image::{configdrive, finish, partition};
 use serde_json::{json, Map, Value};
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
@@ -94,14 +94,29 @@ fn agent(dir: &Path) -> Agent {
 }
 
 fn agent_with(config: Config) -> Agent {
-    Agent::new(config, ironic_agent::logbuf::LogBuffer::new(1 << 16))
+    Agent::new(config)
+}
+
+/// What the hardware managers' steps see of an agent with root `a`.
+fn inject_files(
+    a: &Agent,
+    call: &ironic_agent::hardware::StepCall,
+) -> ironic_agent::error::Result<Value> {
+    let managers = ironic_agent::hardware::Managers::evaluate(&a.env());
+    let written = ironic_agent::image::Written::default();
+    let host = ironic_agent::hardware::Host {
+        env: a.env(),
+        managers: &managers,
+        written: &written,
+    };
+    ironic_agent::hardware::generic::inject::inject_files(&host, call)
 }
 
 /// What prepare_image does for a whole-disk image: load (fetch, decode,
 /// measure) the drive before the image, write it after.
 fn write_cd(a: &Agent, dev: &str, f: &mut File, v: &Value) -> ironic_agent::error::Result<()> {
-    let d = configdrive::Drive::load(a, v, configdrive::Limit::Ipa)?;
-    configdrive::write_configdrive(a, Path::new(dev), f, &d)
+    let d = configdrive::Drive::load(&a.env(), v, configdrive::Limit::Ipa)?;
+    configdrive::write_configdrive(&a.env(), Path::new(dev), f, &d)
 }
 
 fn geom(f: &File) -> Geometry {
@@ -143,7 +158,7 @@ fn backup_gpt_moved_like_sgdisk_e() {
     // table I/O must still work (where the filesystem allows O_DIRECT)
     let mut f = open_direct(&ours);
     let direct = is_direct(&f);
-    disk::after_whole_disk_write(&a, Path::new("/dev/sdx"), &mut f).unwrap();
+    finish::after_whole_disk_write(&a.root, Path::new("/dev/sdx"), &mut f).unwrap();
     assert_eq!(is_direct(&f), direct, "O_DIRECT restored for the writer");
     drop(f);
     run("sgdisk", &["-e", theirs.to_str().unwrap()]);
@@ -178,13 +193,13 @@ fn no_partitions_is_ipas_error() {
     let a = agent(&dir);
     let img = dir.join("disk");
     let mut f = sparse(&img, 8 << 20);
-    let e = disk::after_whole_disk_write(&a, Path::new("/dev/sdx"), &mut f).unwrap_err();
+    let e = finish::after_whole_disk_write(&a.root, Path::new("/dev/sdx"), &mut f).unwrap_err();
     assert_eq!(e.type_name(), "DeploymentError");
     assert!(e.details.contains("Unable to find a valid partition table"));
     if have("sgdisk") {
         run("sgdisk", &["-o", img.to_str().unwrap()]);
         let mut f = open_rw(&img);
-        let e = disk::after_whole_disk_write(&a, Path::new("/dev/sdx"), &mut f).unwrap_err();
+        let e = finish::after_whole_disk_write(&a.root, Path::new("/dev/sdx"), &mut f).unwrap_err();
         assert_eq!(
             e.details,
             "No partitions found on the device /dev/sdx after writing the image."
@@ -231,7 +246,7 @@ fn mbr_tables_read_like_sfdisk() {
         assert_eq!(ours.mbr_type, Some(ty));
         assert_eq!(ours.bootable, th["bootable"].as_bool().unwrap_or(false));
     }
-    let uuids = disk::whole_disk_uuids(&f).unwrap();
+    let uuids = finish::whole_disk_uuids(&f).unwrap();
     assert_eq!(uuids["root uuid"], "0x1a2b3c4d");
 }
 
@@ -284,7 +299,7 @@ fn configdrive_new_gpt_partition() {
     drop(f);
     let a = agent(&dir);
     let mut f = open_direct(&disk_path);
-    disk::after_whole_disk_write(&a, Path::new("/dev/sda"), &mut f).unwrap();
+    finish::after_whole_disk_write(&a.root, Path::new("/dev/sda"), &mut f).unwrap();
     write_cd(&a, "/dev/sda", &mut f, &json!(gz_b64(&iso))).unwrap();
     drop(f);
     sgdisk_clean(&disk_path);
@@ -427,7 +442,8 @@ fn filesystem_uuids_match_blkid() {
         a.push(p.to_str().unwrap());
         run(tool, &a);
         let f = File::open(&p).unwrap();
-        let info = disk::probe_fs(&f, 0, 300 << 20).unwrap_or_else(|| panic!("{tool}: no fs"));
+        let info = ironic_agent::fs::blkid::probe_fs(&f, 0, 300 << 20)
+            .unwrap_or_else(|| panic!("{tool}: no fs"));
         let uuid = run(
             "blkid",
             &["-p", "-o", "value", "-s", "UUID", p.to_str().unwrap()],
@@ -515,7 +531,7 @@ fn partition_image_uefi_gpt_layout() {
     let cd = iso_bytes.as_ref().map(|i| gz_b64(i));
     let ii = info(200, 64, 0, cd.clone());
     let layout =
-        partition::prepare_layout(&a, Path::new("/dev/vda"), &mut f, &ii, Some(&n)).unwrap();
+        partition::prepare_layout(&a.env(), Path::new("/dev/vda"), &mut f, &ii, Some(&n)).unwrap();
     assert_eq!(layout.label, "gpt");
     if let (Some(c), Some(i)) = (&layout.configdrive, &iso_bytes) {
         // IPA's configdrive_mb: the drive's size rounded up to whole MiB
@@ -536,7 +552,7 @@ fn partition_image_uefi_gpt_layout() {
         std::os::unix::fs::FileExt::write_all_at(&open_rw(&disk_path), &bytes, layout.root.offset)
             .unwrap();
     }
-    let uuids = partition::finish(&a, Path::new("/dev/vda"), &mut f, &layout).unwrap();
+    let uuids = partition::finish(&a.env(), Path::new("/dev/vda"), &mut f, &layout).unwrap();
     drop(f);
     let dp = disk_path.to_str().unwrap();
     sgdisk_clean(&disk_path);
@@ -622,8 +638,9 @@ fn configured_esp_and_bios_boot_sizes() {
         let ii = info(64, 0, 0, None);
         let n = node(mode, Some("gpt"));
         let layout =
-            partition::prepare_layout(&a, Path::new("/dev/vda"), &mut f, &ii, Some(&n)).unwrap();
-        partition::finish(&a, Path::new("/dev/vda"), &mut f, &layout).unwrap();
+            partition::prepare_layout(&a.env(), Path::new("/dev/vda"), &mut f, &ii, Some(&n))
+                .unwrap();
+        partition::finish(&a.env(), Path::new("/dev/vda"), &mut f, &layout).unwrap();
         drop(f);
         sgdisk_clean(&disk_path);
         let p1 = run("sgdisk", &["-i", "1", disk_path.to_str().unwrap()]);
@@ -667,7 +684,7 @@ fn partition_image_bios_msdos_layout() {
     let n = node("bios", None);
     let ii = info(300, 32, 100, None);
     let layout =
-        partition::prepare_layout(&a, Path::new("/dev/sda"), &mut f, &ii, Some(&n)).unwrap();
+        partition::prepare_layout(&a.env(), Path::new("/dev/sda"), &mut f, &ii, Some(&n)).unwrap();
     assert_eq!(layout.label, "msdos");
     assert!(layout.efi.is_none() && layout.bios_boot.is_none());
     let json: Value =
@@ -696,13 +713,13 @@ fn partition_image_bios_msdos_layout() {
         format!("{}-03", id.trim_start_matches("0x"))
     );
     // ephemeral needs a block device for mkfs: a sparse file is refused clearly
-    let e = partition::finish(&a, Path::new("/dev/sda"), &mut f, &layout).unwrap_err();
+    let e = partition::finish(&a.env(), Path::new("/dev/sda"), &mut f, &layout).unwrap_err();
     assert!(e.details.contains("ephemeral"), "{}", e.details);
     // BIOS + gpt capability: a 1 MiB BIOS boot partition first
     let ii = info(300, 0, 0, None);
     let n = node("bios", Some("gpt"));
     let layout =
-        partition::prepare_layout(&a, Path::new("/dev/sda"), &mut f, &ii, Some(&n)).unwrap();
+        partition::prepare_layout(&a.env(), Path::new("/dev/sda"), &mut f, &ii, Some(&n)).unwrap();
     assert_eq!(layout.label, "gpt");
     let bb = layout.bios_boot.as_ref().unwrap();
     assert_eq!((bb.offset, bb.len), (1 << 20, 1 << 20));
@@ -766,7 +783,7 @@ fn nova_drive(dir: &Path) -> Option<(Vec<(&'static str, Vec<u8>)>, Vec<u8>)> {
     let iso = std::fs::read(&iso_path).unwrap();
     // the ISO reader sees what genisoimage put in
     let mut listed =
-        ironic_agent::image::iso9660::list(&File::open(&iso_path).unwrap(), 0, iso.len() as u64)
+        ironic_agent::fs::iso9660::list(&File::open(&iso_path).unwrap(), 0, iso.len() as u64)
             .unwrap()
             .into_iter()
             .filter(|e| !e.is_dir)
@@ -886,8 +903,14 @@ fn partition_image_configdrive_on_4k_sectors_is_vfat() {
     let a = agent(Path::new("/"));
     let mut f = open_rw(&dev);
     let ii = info(64, 0, 0, Some(gz_b64(&iso)));
-    let layout =
-        partition::prepare_layout(&a, &dev, &mut f, &ii, Some(&node("bios", Some("gpt")))).unwrap();
+    let layout = partition::prepare_layout(
+        &a.env(),
+        &dev,
+        &mut f,
+        &ii,
+        Some(&node("bios", Some("gpt"))),
+    )
+    .unwrap();
     drop(f);
     let cd = layout.configdrive.unwrap();
     assert!(
@@ -952,9 +975,9 @@ fn loop_device_4k_sectors() {
     let mut f = open_rw(&dev);
     let n = node("uefi", None);
     let ii = info(64, 16, 0, None);
-    let layout = partition::prepare_layout(&a, &dev, &mut f, &ii, Some(&n)).unwrap();
+    let layout = partition::prepare_layout(&a.env(), &dev, &mut f, &ii, Some(&n)).unwrap();
     assert_eq!(layout.sector, 4096);
-    let uuids = partition::finish(&a, &dev, &mut f, &layout).unwrap();
+    let uuids = partition::finish(&a.env(), &dev, &mut f, &layout).unwrap();
     drop(f);
     let d = dev.to_str().unwrap();
     let v = run("sgdisk", &["-v", d]);
@@ -1045,7 +1068,7 @@ fn inject_files_into_loop_ext4() {
         ports: &ports,
         args: args.as_object().unwrap(),
     };
-    ironic_agent::image::inject::inject_files(&a, &call).unwrap();
+    inject_files(&a, &call).unwrap();
     // look with our own mount
     let mnt = dir.join("mnt");
     std::fs::create_dir_all(&mnt).unwrap();
@@ -1082,7 +1105,7 @@ fn inject_files_on_a_fixture_root_fails_clearly() {
         ports: &ports,
         args: args.as_object().unwrap(),
     };
-    let e = ironic_agent::image::inject::inject_files(&a, &call).unwrap_err();
+    let e = inject_files(&a, &call).unwrap_err();
     assert!(
         e.details
             .starts_with("Unable to mount /dev/sda: not a block device"),
@@ -1137,7 +1160,7 @@ fn preserve_ephemeral_keeps_the_table_and_data() {
     let n = node("bios", None);
     let ii = info(300, 0, 100, Some(gz_b64(b"first drive")));
     let first =
-        partition::prepare_layout(&a, Path::new("/dev/sda"), &mut f, &ii, Some(&n)).unwrap();
+        partition::prepare_layout(&a.env(), Path::new("/dev/sda"), &mut f, &ii, Some(&n)).unwrap();
     let eph = first.ephemeral.clone().unwrap();
     let cd = first.configdrive.clone().unwrap();
     assert_eq!((eph.number, cd.number, first.root.number), (1, 2, 3));
@@ -1156,7 +1179,8 @@ fn preserve_ephemeral_keeps_the_table_and_data() {
     keep.insert("root_mb".into(), json!(500));
     keep.insert("configdrive".into(), json!(gz_b64(&[7u8; 1 << 19])));
     let second =
-        partition::prepare_layout(&a, Path::new("/dev/sda"), &mut f, &keep, Some(&n)).unwrap();
+        partition::prepare_layout(&a.env(), Path::new("/dev/sda"), &mut f, &keep, Some(&n))
+            .unwrap();
     assert_eq!(second.root, first.root);
     assert_eq!(second.configdrive, first.configdrive);
     assert_eq!(read(&f, eph.offset + 4096, 11), b"tenant data");
@@ -1164,8 +1188,8 @@ fn preserve_ephemeral_keeps_the_table_and_data() {
     // partition on the disk fails clearly, the ephemeral data untouched
     assert_eq!(read(&f, cd.offset, 4), [7u8; 4]);
     keep.insert("configdrive".into(), json!(gz_b64(&[7u8; 3 << 20])));
-    let e =
-        partition::prepare_layout(&a, Path::new("/dev/sda"), &mut f, &keep, Some(&n)).unwrap_err();
+    let e = partition::prepare_layout(&a.env(), Path::new("/dev/sda"), &mut f, &keep, Some(&n))
+        .unwrap_err();
     assert!(
         e.details.contains("does not fit into partition"),
         "{}",
@@ -1176,8 +1200,8 @@ fn preserve_ephemeral_keeps_the_table_and_data() {
     let mut other = ii.clone();
     other.insert("preserve_ephemeral".into(), json!(true));
     other.insert("ephemeral_mb".into(), json!(200));
-    let e =
-        partition::prepare_layout(&a, Path::new("/dev/sda"), &mut f, &other, Some(&n)).unwrap_err();
+    let e = partition::prepare_layout(&a.env(), Path::new("/dev/sda"), &mut f, &other, Some(&n))
+        .unwrap_err();
     assert!(
         e.details.contains("does not match the ephemeral partition"),
         "{}",
@@ -1188,8 +1212,8 @@ fn preserve_ephemeral_keeps_the_table_and_data() {
     let mut other = ii.clone();
     other.insert("preserve_ephemeral".into(), json!(true));
     other.insert("swap_mb".into(), json!(64));
-    let e =
-        partition::prepare_layout(&a, Path::new("/dev/sda"), &mut f, &other, Some(&n)).unwrap_err();
+    let e = partition::prepare_layout(&a.env(), Path::new("/dev/sda"), &mut f, &other, Some(&n))
+        .unwrap_err();
     assert!(
         e.details.contains("/dev/sda4 of /dev/sda does not exist"),
         "{}",
@@ -1220,8 +1244,9 @@ fn preserve_ephemeral_keeps_the_table_and_data() {
         let mut f = open_rw(&disk_path);
         let mut plain = info(300, 0, 100, None);
         plain.insert("preserve_ephemeral".into(), json!(true));
-        let e = partition::prepare_layout(&a, Path::new("/dev/sda"), &mut f, &plain, Some(&n))
-            .unwrap_err();
+        let e =
+            partition::prepare_layout(&a.env(), Path::new("/dev/sda"), &mut f, &plain, Some(&n))
+                .unwrap_err();
         assert!(
             e.details
                 .contains("/dev/sda2 of /dev/sda does not exist as a data partition"),
@@ -1240,8 +1265,8 @@ fn partition_image_configdrive_is_checked_before_anything_is_written() {
     std::os::unix::fs::FileExt::write_all_at(&f, &old, 0).unwrap();
     let n = node("bios", None);
     let ii = info(300, 0, 0, Some("%%%".into()));
-    let e =
-        partition::prepare_layout(&a, Path::new("/dev/sda"), &mut f, &ii, Some(&n)).unwrap_err();
+    let e = partition::prepare_layout(&a.env(), Path::new("/dev/sda"), &mut f, &ii, Some(&n))
+        .unwrap_err();
     assert!(e.details.contains("is not base64 encoded"), "{}", e.details);
     let mut head = [0u8; 4096];
     std::os::unix::fs::FileExt::read_exact_at(&f, &mut head, 0).unwrap();
@@ -1263,7 +1288,7 @@ fn partition_image_configdrive_over_64_mib_as_ipa() {
     let n = node("bios", None);
     let ii = info(100, 0, 0, Some(gz_b64(&drive)));
     let layout =
-        partition::prepare_layout(&a, Path::new("/dev/sda"), &mut f, &ii, Some(&n)).unwrap();
+        partition::prepare_layout(&a.env(), Path::new("/dev/sda"), &mut f, &ii, Some(&n)).unwrap();
     let cd = layout.configdrive.unwrap();
     assert_eq!(cd.len, 65 << 20);
     let mut end = [0u8; 4];
@@ -1271,8 +1296,8 @@ fn partition_image_configdrive_over_64_mib_as_ipa() {
     assert_eq!(&end, b"END!");
     // a drive larger than the disk is refused before anything is written
     let ii = info(100, 0, 0, Some(gz_b64(&vec![0u8; (256 << 20) + 1])));
-    let e =
-        partition::prepare_layout(&a, Path::new("/dev/sda"), &mut f, &ii, Some(&n)).unwrap_err();
+    let e = partition::prepare_layout(&a.env(), Path::new("/dev/sda"), &mut f, &ii, Some(&n))
+        .unwrap_err();
     assert!(
         e.details
             .contains("is too large: 257 MiB uncompressed, more than the 256 MiB"),

@@ -9,10 +9,11 @@
 
 mod common;
 
+use ironic_agent::disk::device::{open_for_image as open_device, IoMode};
 use ironic_agent::error::Kind;
 use ironic_agent::image::qcow2::{self, ConvError, Converter};
 use ironic_agent::image::stream::{chunk_size, CHUNK};
-use ironic_agent::image::writer::{open_device, IoMode, Target};
+use ironic_agent::image::writer::Target;
 use std::fs::{File, OpenOptions};
 use std::io::Read;
 use std::os::unix::fs::FileExt;

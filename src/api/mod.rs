@@ -9,9 +9,11 @@
 pub mod front;
 pub mod guard;
 
+use crate::agent::results::Entry;
 use crate::agent::Agent;
-use crate::commands::{self, Entry, Params};
+use crate::commands::{self, Params};
 use crate::logbuf::redact_query;
+use crate::util;
 use serde_json::{json, Value};
 use std::io::Read;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -69,11 +71,11 @@ impl Target {
             .filter(|s| !s.is_empty())
             .map(|kv| {
                 let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-                (percent_decode(k), percent_decode(v))
+                (util::percent_decode(k), util::percent_decode(v))
             })
             .collect();
         Target {
-            path: percent_decode(path),
+            path: util::percent_decode(path),
             query,
         }
     }
@@ -89,32 +91,6 @@ impl Target {
         self.get("wait")
             .is_some_and(|w| w.eq_ignore_ascii_case("true"))
     }
-}
-
-/// Decode `%XX` and `+` in a URL component; invalid escapes stay as-is.
-pub fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'%' if i + 2 < b.len() => {
-                let hex = std::str::from_utf8(&b[i + 1..i + 3]).ok();
-                match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
-                    Some(v) => {
-                        out.push(v);
-                        i += 3;
-                        continue;
-                    }
-                    None => out.push(b'%'),
-                }
-            }
-            b'+' => out.push(b' '),
-            c => out.push(c),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// The routes of IPA's `api/app.py`, versioned and unversioned, with and
@@ -403,7 +379,7 @@ mod tests {
         assert!(t.wait());
         assert_eq!(t.get("agent_token"), Some("a+b"));
         assert_eq!(t.get("x"), Some(""));
-        assert_eq!(percent_decode("%zz%4"), "%zz%4");
-        assert_eq!(percent_decode("a%20b"), "a b");
+        assert_eq!(crate::util::percent_decode("%zz%4"), "%zz%4");
+        assert_eq!(crate::util::percent_decode("a%20b"), "a b");
     }
 }

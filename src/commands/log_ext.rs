@@ -170,11 +170,11 @@ pub fn bundle(agent: &Agent) -> io::Result<Vec<u8>> {
             .collect();
         tar.append("cmdline", format!("{}\n", redacted.join(" ")).as_bytes())?;
     }
-    let disks = crate::hardware::generic::disks::list_block_devices(&agent.root, true)
+    let disks = crate::disk::list::list_block_devices(&agent.root, true)
         .map(|d| serde_json::to_vec_pretty(&d).unwrap_or_default())
         .unwrap_or_else(|e| format!("listing block devices: {e}\n").into_bytes());
     tar.append("lsblk.json", &disks)?;
-    let nics = crate::hardware::generic::collect::list_hardware_info(agent)
+    let nics = crate::hardware::generic::collect::list_hardware_info(&agent.env())
         .map(|i| {
             serde_json::to_vec_pretty(&json!({"interfaces": i.interfaces})).unwrap_or_default()
         })

@@ -18,203 +18,15 @@ pub mod standby;
 pub mod steps;
 pub mod system;
 
-use crate::agent::{lock, Agent};
+use crate::agent::results::{Entry, Job, Status};
+use crate::agent::Agent;
 use crate::error::{AgentError, Kind, Result};
-use serde_json::{json, Map, Value};
-use std::collections::VecDeque;
+use serde_json::{Map, Value};
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::mpsc;
-use std::sync::{Arc, Condvar, Mutex};
-use std::time::Duration;
+use std::sync::Arc;
 
 /// Keyword arguments of a command (the request's `params` object).
 pub type Params = Map<String, Value>;
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Status {
-    Running,
-    Succeeded,
-    Failed,
-    /// IPA keeps this historical text for every step kind (base.py).
-    VersionMismatch,
-}
-
-impl Status {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Status::Running => "RUNNING",
-            Status::Succeeded => "SUCCEEDED",
-            Status::Failed => "FAILED",
-            Status::VersionMismatch => "CLEAN_VERSION_MISMATCH",
-        }
-    }
-}
-
-#[derive(Clone, Debug)]
-struct Outcome {
-    status: Status,
-    error: Option<Value>,
-    result: Option<Value>,
-}
-
-/// One command result, shared by the store, the worker and waiters.
-#[derive(Debug)]
-pub struct Entry {
-    pub id: String,
-    /// The short name ("execute_clean_step"), as Ironic compares it.
-    pub name: String,
-    outcome: Mutex<Outcome>,
-    done: Condvar,
-}
-
-impl Entry {
-    fn new(name: &str) -> Entry {
-        Entry {
-            id: new_uuid(),
-            name: name.to_string(),
-            outcome: Mutex::new(Outcome {
-                status: Status::Running,
-                error: None,
-                result: None,
-            }),
-            done: Condvar::new(),
-        }
-    }
-
-    pub fn status(&self) -> Status {
-        lock(&self.outcome).status
-    }
-
-    /// `{id, command_name, command_status, command_error, command_result}`.
-    pub fn to_json(&self) -> Value {
-        let o = lock(&self.outcome);
-        json!({
-            "id": self.id,
-            "command_name": self.name,
-            "command_status": o.status.as_str(),
-            "command_error": o.error,
-            "command_result": o.result,
-        })
-    }
-
-    /// Block until the command is no longer RUNNING, or `timeout` passes.
-    /// True when it is done.
-    pub fn wait(&self, timeout: Duration) -> bool {
-        let g = lock(&self.outcome);
-        let (g, _) = self
-            .done
-            .wait_timeout_while(g, timeout, |o| o.status == Status::Running)
-            .unwrap_or_else(|e| e.into_inner());
-        g.status != Status::Running
-    }
-
-    /// Record the outcome. `asynchronous` selects IPA's string wrapping:
-    /// `{"result": "<name>: <s>"}` for async, `{"result": "<s>"}` for sync.
-    fn finish(&self, r: &Result<Value>, asynchronous: bool) {
-        let mut o = lock(&self.outcome);
-        match r {
-            Ok(Value::String(s)) if asynchronous => {
-                o.result = Some(json!({"result": format!("{}: {s}", self.name)}));
-                o.status = Status::Succeeded;
-            }
-            Ok(Value::String(s)) => {
-                o.result = Some(json!({"result": s}));
-                o.status = Status::Succeeded;
-            }
-            Ok(Value::Null) => {
-                o.result = None;
-                o.status = Status::Succeeded;
-            }
-            Ok(v) => {
-                o.result = Some(v.clone());
-                o.status = Status::Succeeded;
-            }
-            Err(e) => {
-                o.error = Some(e.to_json());
-                o.result = None;
-                o.status = if e.is(Kind::VersionMismatch) {
-                    Status::VersionMismatch
-                } else {
-                    Status::Failed
-                };
-            }
-        }
-        drop(o);
-        self.done.notify_all();
-    }
-}
-
-/// Results in submission order; the oldest are dropped past `cap` (IPA
-/// never prunes; Ironic only reads the last few).
-pub struct Store {
-    entries: Mutex<VecDeque<Arc<Entry>>>,
-    cap: usize,
-}
-
-impl Store {
-    pub fn new(cap: usize) -> Store {
-        Store {
-            entries: Mutex::new(VecDeque::new()),
-            cap: cap.max(1),
-        }
-    }
-
-    fn push(&self, e: Arc<Entry>) {
-        let mut v = lock(&self.entries);
-        if v.len() >= self.cap {
-            v.pop_front();
-        }
-        v.push_back(e);
-    }
-
-    pub fn list_json(&self) -> Value {
-        let v = lock(&self.entries);
-        Value::Array(v.iter().map(|e| e.to_json()).collect())
-    }
-
-    pub fn get(&self, id: &str) -> Option<Arc<Entry>> {
-        lock(&self.entries).iter().find(|e| e.id == id).cloned()
-    }
-
-    pub fn last(&self) -> Option<Arc<Entry>> {
-        lock(&self.entries).back().cloned()
-    }
-
-    /// Drop every finished result; a running command stays (it still
-    /// holds the agent busy).
-    pub fn forget_finished(&self) {
-        lock(&self.entries).retain(|e| e.status() == Status::Running);
-    }
-}
-
-type Job = Box<dyn FnOnce() + Send>;
-
-/// The one thread that runs asynchronous commands.
-pub struct Worker {
-    tx: Mutex<mpsc::Sender<Job>>,
-}
-
-impl Worker {
-    pub fn start() -> Worker {
-        let (tx, rx) = mpsc::channel::<Job>();
-        std::thread::Builder::new()
-            .name("command-worker".into())
-            .spawn(move || {
-                for job in rx {
-                    // The job catches its own panics; this is a last line.
-                    let _ = catch_unwind(AssertUnwindSafe(job));
-                }
-            })
-            .expect("spawning the command worker thread");
-        Worker { tx: Mutex::new(tx) }
-    }
-
-    fn submit(&self, job: Job) -> Result<()> {
-        lock(&self.tx)
-            .send(job)
-            .map_err(|_| AgentError::execution("the command worker thread is gone"))
-    }
-}
 
 pub type Handler = fn(&Arc<Agent>, &Params) -> Result<Value>;
 pub type Validator = fn(&Agent, &Params) -> Result<()>;
@@ -323,14 +135,14 @@ pub static COMMANDS: &[CommandDef] = &[
 
 /// An HTTP-level refusal of a submission (not a command result).
 #[derive(Debug, PartialEq)]
-pub struct Refusal {
+pub struct Rejection {
     pub status: u16,
     pub faultstring: String,
 }
 
-impl Refusal {
-    fn from_error(e: &AgentError) -> Refusal {
-        Refusal {
+impl Rejection {
+    fn from_error(e: &AgentError) -> Rejection {
+        Rejection {
             status: e.code(),
             faultstring: e.to_string(),
         }
@@ -388,27 +200,27 @@ pub fn execute(
     agent: &Arc<Agent>,
     full_name: &str,
     params: Params,
-) -> std::result::Result<Arc<Entry>, Refusal> {
+) -> std::result::Result<Arc<Entry>, Rejection> {
     // IPA splits the name before the busy check, then resolves the extension.
     if !full_name.contains('.') {
         if let Err(e) = find(full_name) {
-            return Err(Refusal::from_error(&e));
+            return Err(Rejection::from_error(&e));
         }
     }
     if let Some(last) = agent.commands.last() {
         if last.status() == Status::Running {
             log::warn!("refusing {full_name}: still executing {}", last.name);
-            return Err(Refusal {
+            return Err(Rejection {
                 status: 409,
                 faultstring: format!("Agent is busy: executing command {}", last.name),
             });
         }
     }
-    let def = find(full_name).map_err(|e| Refusal::from_error(&e))?;
+    let def = find(full_name).map_err(|e| Rejection::from_error(&e))?;
     if let Some(v) = def.validate {
         if let Err(e) = v(agent, &params) {
             log::warn!("{full_name}: {e}");
-            return Err(Refusal::from_error(&e));
+            return Err(Rejection::from_error(&e));
         }
     }
     let entry = Arc::new(Entry::new(def.name));
@@ -416,7 +228,7 @@ pub fn execute(
         let r = run_guarded(agent, def, &params);
         if let Err(e) = &r {
             if is_invalid_content(e) {
-                return Err(Refusal::from_error(e));
+                return Err(Rejection::from_error(e));
             }
             log::error!("command {full_name} failed: {e}");
         } else {
@@ -458,23 +270,6 @@ pub fn run_inline(agent: &Arc<Agent>, full_name: &str, params: Params) -> Result
     run_guarded(agent, def, &params)
 }
 
-/// A random UUID4 string for command ids.
-pub fn new_uuid() -> String {
-    let mut b = [0u8; 16];
-    fastrand::fill(&mut b);
-    b[6] = (b[6] & 0x0f) | 0x40;
-    b[8] = (b[8] & 0x3f) | 0x80;
-    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[0..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..32]
-    )
-}
-
 /// Helpers for reading typed parameters with IPA-style errors.
 pub mod param {
     use super::Params;
@@ -514,14 +309,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn uuid_shape() {
-        let u = new_uuid();
-        assert_eq!(u.len(), 36);
-        assert_eq!(&u[14..15], "4");
-        assert_ne!(new_uuid(), u);
-    }
-
-    #[test]
     fn find_errors_match_ipa() {
         let e = find("nodot").unwrap_err();
         assert_eq!(
@@ -546,56 +333,5 @@ mod tests {
         for ext in EXTENSIONS {
             assert!(COMMANDS.iter().any(|c| c.ext == *ext), "{ext}");
         }
-    }
-
-    #[test]
-    fn result_wrapping() {
-        let e = Entry::new("prepare_image");
-        e.finish(&Ok(json!("done")), true);
-        assert_eq!(
-            e.to_json()["command_result"],
-            json!({"result": "prepare_image: done"})
-        );
-        let e = Entry::new("sync");
-        e.finish(&Ok(Value::Null), false);
-        assert_eq!(e.to_json()["command_result"], Value::Null);
-        assert_eq!(e.to_json()["command_status"], "SUCCEEDED");
-        let e = Entry::new("execute_clean_step");
-        e.finish(&Err(AgentError::new(Kind::VersionMismatch, "x")), true);
-        assert_eq!(e.to_json()["command_status"], "CLEAN_VERSION_MISMATCH");
-        assert_eq!(e.to_json()["command_error"]["type"], "VersionMismatch");
-    }
-
-    #[test]
-    fn store_is_bounded_and_ordered() {
-        let s = Store::new(3);
-        for i in 0..5 {
-            s.push(Arc::new(Entry::new(&format!("c{i}"))));
-        }
-        let names: Vec<String> = s
-            .list_json()
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v["command_name"].as_str().unwrap().to_string())
-            .collect();
-        assert_eq!(names, vec!["c2", "c3", "c4"]);
-    }
-
-    #[test]
-    fn forget_finished_keeps_the_running_command() {
-        let s = Store::new(10);
-        let done = Arc::new(Entry::new("done"));
-        done.finish(&Ok(Value::Null), false);
-        let failed = Arc::new(Entry::new("failed"));
-        failed.finish(&Err(AgentError::execution("x")), true);
-        s.push(done);
-        s.push(Arc::new(Entry::new("running")));
-        s.push(failed);
-        s.forget_finished();
-        let v = s.list_json();
-        assert_eq!(v.as_array().unwrap().len(), 1, "{v}");
-        assert_eq!(v[0]["command_name"], "running");
-        assert_eq!(v[0]["command_status"], "RUNNING");
     }
 }

@@ -8,9 +8,7 @@ use serde_json::Value;
 use std::sync::Arc;
 
 pub fn get_hardware_info(agent: &Arc<Agent>, _p: &Params) -> Result<Value> {
-    let inv = agent
-        .managers
-        .dispatch("list_hardware_info", |m| m.list_hardware_info(agent))?;
+    let inv = agent.inventory()?;
     serde_json::to_value(inv)
         .map_err(|e| AgentError::execution(format!("serialising inventory: {e}")))
 }
@@ -30,6 +28,6 @@ pub fn set_node_info(agent: &Arc<Agent>, p: &Params) -> Result<Value> {
         .ok_or_else(|| {
             AgentError::invalid_params("node_info must be a lookup document with node and config")
         })?;
-    crate::ironic::apply_lookup_data(agent, info)?;
+    agent.apply_lookup_data(info)?;
     Ok(Value::Null)
 }

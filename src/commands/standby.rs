@@ -14,23 +14,33 @@ pub fn validate_prepare_image(agent: &Agent, p: &Params) -> Result<()> {
         .ok_or_else(|| {
             AgentError::invalid_params("image_info is required and must be an object")
         })?;
-    crate::image::validate_image_info(agent, info)
+    crate::image::validate_image_info(&agent.env(), info)
 }
 
 pub fn prepare_image(agent: &Arc<Agent>, p: &Params) -> Result<Value> {
     let info = param::require_object(p, "image_info")?;
     let configdrive = p.get("configdrive").filter(|v| !v.is_null());
-    crate::image::prepare_image(agent, info, configdrive).map(Value::String)
+    let host = agent.host();
+    let node = host.env.node.clone();
+    let dev = host.os_install_device(node.as_ref())?;
+    crate::image::prepare_image(
+        &host.env,
+        host.written,
+        &dev,
+        node.as_ref(),
+        info,
+        configdrive,
+    )
+    .map(Value::String)
 }
 
 /// `{"root uuid": ..., ...}` of the last image written, `{}` before.
 pub fn get_partition_uuids(agent: &Arc<Agent>, _p: &Params) -> Result<Value> {
-    let state = agent.state();
     Ok(Value::Object(
-        state
-            .written_image
-            .as_ref()
-            .map(|w| w.partition_uuids.clone())
+        agent
+            .written
+            .get()
+            .map(|w| w.partition_uuids)
             .unwrap_or_default(),
     ))
 }
@@ -39,7 +49,7 @@ pub fn get_partition_uuids(agent: &Arc<Agent>, _p: &Params) -> Result<Value> {
 pub fn full_sync(agent: &Agent) -> Result<()> {
     agent
         .managers
-        .dispatch_all("full_sync", |m| m.full_sync(agent))
+        .dispatch_all("full_sync", |m| m.full_sync(&agent.env()))
         .map(|_| ())
 }
 

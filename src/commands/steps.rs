@@ -14,7 +14,7 @@ fn get_steps(agent: &Arc<Agent>, params: &Params, kind: StepKind) -> Result<Valu
     if let Some(node) = params.get("node") {
         agent.cache_node(node);
     }
-    let steps = agent.managers.get_steps(agent, kind)?;
+    let steps = agent.managers.get_steps(&agent.env(), kind)?;
     let mut out = Map::new();
     out.insert(format!("{}_steps", kind.as_str()), Value::Object(steps));
     out.insert(
@@ -53,7 +53,7 @@ fn execute_step(agent: &Arc<Agent>, params: &Params, kind: StepKind) -> Result<V
     // cached_image_id across cleaning; a rewrite costs time, a skipped one
     // an unbootable node.)
     if kind == StepKind::Clean {
-        agent.state().written_image = None;
+        agent.written.set(None);
     }
     // IPA: kwargs are the extra command parameters, updated with step.args.
     let mut args: Map<String, Value> = params
@@ -75,9 +75,10 @@ fn execute_step(agent: &Arc<Agent>, params: &Params, kind: StepKind) -> Result<V
         ports,
         args: &args,
     };
+    let host = agent.host();
     let result = agent
         .managers
-        .dispatch(name, |m| m.execute_step(agent, &call))?;
+        .dispatch(name, |m| m.execute_step(&host, &call))?;
     log::info!("{k} step {name} completed");
     Ok(json!({
         format!("{k}_result"): result,
@@ -107,7 +108,7 @@ pub fn execute_service_step(agent: &Arc<Agent>, p: &Params) -> Result<Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::agent::WrittenImage;
+    use crate::image::WrittenImage;
 
     #[test]
     fn a_clean_step_forgets_the_written_image() {
@@ -126,13 +127,10 @@ mod tests {
         let params = |step: &str| -> Params {
             serde_json::from_value(json!({"step": {"step": step, "interface": "deploy"}})).unwrap()
         };
-        agent.state().written_image = Some(written());
+        agent.written.set(Some(written()));
         let _ = execute_deploy_step(&agent, &params("no_such_step"));
-        assert!(
-            agent.state().written_image.is_some(),
-            "deploy steps keep it"
-        );
+        assert!(agent.written.get().is_some(), "deploy steps keep it");
         let _ = execute_clean_step(&agent, &params("no_such_step"));
-        assert!(agent.state().written_image.is_none());
+        assert!(agent.written.get().is_none());
     }
 }

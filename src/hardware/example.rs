@@ -8,7 +8,7 @@
 //! variant of [`crate::hardware::Manager`]. Copy this file and:
 //!
 //! 1. **Detect your hardware once**, in `evaluate_hardware_support`, from
-//!    sysfs through `agent.root` (DMI ids in /sys/class/dmi/id, PCI ids in
+//!    sysfs through `env.root` (DMI ids in /sys/class/dmi/id, PCI ids in
 //!    /sys/bus/pci/devices/*/{vendor,device}, ...), never by running tools.
 //!    Return [`support::SERVICE_PROVIDER`] (3, or higher) when it is there:
 //!    higher than the generic manager's 1 and any MAINLINE (2) manager, so
@@ -55,7 +55,7 @@
 //! plain writes so that it runs against fixture roots, where /dev/mtdN is a
 //! regular file.
 
-use crate::agent::Agent;
+use crate::config::Env;
 use crate::error::{AgentError, Context, Result};
 use crate::hardware::generic::step_error;
 use crate::hardware::{support, Step, StepCall, StepKind};
@@ -82,8 +82,8 @@ fn argsinfo() -> Value {
 
 impl ExampleBiosHardwareManager {
     /// SERVICE_PROVIDER on Example Corp machines, NONE elsewhere.
-    pub fn evaluate_hardware_support(&self, agent: &Agent) -> u32 {
-        match agent.root.read("/sys/class/dmi/id/sys_vendor") {
+    pub fn evaluate_hardware_support(&self, env: &Env) -> u32 {
+        match env.root.read("/sys/class/dmi/id/sys_vendor") {
             Some(v) if v == VENDOR => {
                 log::info!("{VENDOR} machine: the example BIOS manager is active");
                 support::SERVICE_PROVIDER
@@ -104,20 +104,20 @@ impl ExampleBiosHardwareManager {
         }))
     }
 
-    pub fn execute_step(&self, agent: &Agent, call: &StepCall) -> Option<Result<Value>> {
+    pub fn execute_step(&self, env: &Env, call: &StepCall) -> Option<Result<Value>> {
         match call.step {
-            "update_bios_firmware" => Some(update_bios_firmware(agent, call)),
+            "update_bios_firmware" => Some(update_bios_firmware(env, call)),
             _ => None,
         }
     }
 }
 
 /// The MTD partition named [`MTD_NAME`]: (device path, size in bytes).
-fn bios_flash(agent: &Agent) -> Option<(String, u64)> {
-    agent.root.list("/sys/class/mtd").into_iter().find_map(|m| {
-        let name = agent.root.read(format!("/sys/class/mtd/{m}/name"))?;
+fn bios_flash(env: &Env) -> Option<(String, u64)> {
+    env.root.list("/sys/class/mtd").into_iter().find_map(|m| {
+        let name = env.root.read(format!("/sys/class/mtd/{m}/name"))?;
         (name == MTD_NAME && !m.ends_with("ro")).then(|| {
-            let size = agent
+            let size = env
                 .root
                 .read_u64(format!("/sys/class/mtd/{m}/size"))
                 .unwrap_or(0);
@@ -133,13 +133,13 @@ fn arg<'a>(call: &'a StepCall, name: &str) -> Result<&'a str> {
         .ok_or_else(|| AgentError::invalid_params(format!("update_bios_firmware needs '{name}'")))
 }
 
-fn update_bios_firmware(agent: &Agent, call: &StepCall) -> Result<Value> {
+fn update_bios_firmware(env: &Env, call: &StepCall) -> Result<Value> {
     let (image, sha, version) = (
         arg(call, "image")?,
         arg(call, "sha256")?,
         arg(call, "version")?,
     );
-    let current = agent
+    let current = env
         .root
         .read("/sys/class/dmi/id/bios_version")
         .unwrap_or_default();
@@ -147,12 +147,12 @@ fn update_bios_firmware(agent: &Agent, call: &StepCall) -> Result<Value> {
         log::info!("BIOS {current} is already installed");
         return Ok(json!({"updated": false, "bios_version": current}));
     }
-    let Some((dev, size)) = bios_flash(agent) else {
+    let Some((dev, size)) = bios_flash(env) else {
         return Err(AgentError::incompatible(format!(
             "no BIOS flash on this machine (no MTD partition named \"{MTD_NAME}\")"
         )));
     };
-    let data = std::fs::read(agent.root.path(image)).ctx(call.kind.error_kind(), || {
+    let data = std::fs::read(env.root.path(image)).ctx(call.kind.error_kind(), || {
         format!("reading BIOS image {image}")
     })?;
     let got = Sha256::digest(&data)
@@ -179,7 +179,7 @@ fn update_bios_firmware(agent: &Agent, call: &StepCall) -> Result<Value> {
     let mut f = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
-        .open(agent.root.path(&dev))
+        .open(env.root.path(&dev))
         .ctx(kind, || format!("opening {dev}"))?;
     f.write_all(&data)
         .and_then(|_| f.sync_all())
@@ -204,7 +204,7 @@ mod tests {
     use crate::hardware::{Manager, Managers};
     use serde_json::Map;
 
-    fn agent(files: &[(&str, &[u8])]) -> (std::path::PathBuf, Agent) {
+    fn agent(files: &[(&str, &[u8])]) -> (std::path::PathBuf, crate::config::OwnedEnv) {
         static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let dir = std::env::temp_dir().join(format!(
             "example-bios-{}-{}",
@@ -223,7 +223,7 @@ mod tests {
             standalone: true,
             ..Default::default()
         };
-        (dir, Agent::new(cfg, crate::logbuf::LogBuffer::new(1024)))
+        (dir, crate::config::OwnedEnv::new(cfg))
     }
 
     fn call<'a>(args: &'a Map<String, Value>, node: &'a Value) -> StepCall<'a> {
@@ -256,10 +256,11 @@ mod tests {
     fn inactive_on_other_machines() {
         let (d, a) = agent(&[("/sys/class/dmi/id/sys_vendor", b"QEMU\n")]);
         assert_eq!(
-            ExampleBiosHardwareManager.evaluate_hardware_support(&a),
+            ExampleBiosHardwareManager.evaluate_hardware_support(&a.env()),
             support::NONE
         );
-        let names: Vec<_> = a.managers.iter().map(|(m, _)| m.class_name()).collect();
+        let managers = Managers::evaluate(&a.env());
+        let names: Vec<_> = managers.iter().map(|(m, _)| m.class_name()).collect();
         assert!(!names.contains(&"ExampleBiosHardwareManager"), "{names:?}");
         std::fs::remove_dir_all(d).unwrap();
     }
@@ -271,32 +272,38 @@ mod tests {
             ("/sys/class/dmi/id/bios_version", b"1.0\n"),
         ]);
         let m = Managers::from_candidates(
-            &a,
+            &a.env(),
             vec![
                 Manager::Generic(crate::hardware::generic::GenericHardwareManager),
                 Manager::ExampleBios(ExampleBiosHardwareManager),
             ],
         );
         assert_eq!(m.iter().next().unwrap().1, support::SERVICE_PROVIDER);
-        let steps = m.get_steps(&a, StepKind::Clean).unwrap();
+        let steps = m.get_steps(&a.env(), StepKind::Clean).unwrap();
         let ours = &steps["ExampleBiosHardwareManager"][0];
         assert_eq!(ours["step"], "update_bios_firmware");
         assert_eq!(ours["reboot_requested"], true);
         assert_eq!(ours["abortable"], false);
         assert!(!m
-            .get_steps(&a, StepKind::Deploy)
+            .get_steps(&a.env(), StepKind::Deploy)
             .unwrap()
             .contains_key("ExampleBiosHardwareManager"));
         let node = json!({});
         let args = args(&sha());
         let direct = ExampleBiosHardwareManager
-            .execute_step(&a, &call(&args, &node))
+            .execute_step(&a.env(), &call(&args, &node))
             .unwrap()
             .unwrap_err();
         assert!(direct.is(Kind::IncompatibleHardwareMethodError));
+        let written = crate::image::Written::default();
+        let host = crate::hardware::Host {
+            env: a.env(),
+            managers: &m,
+            written: &written,
+        };
         let e = m
             .dispatch("update_bios_firmware", |x| {
-                x.execute_step(&a, &call(&args, &node))
+                x.execute_step(&host, &call(&args, &node))
             })
             .unwrap_err();
         assert_eq!(e.details, "Could not find method: update_bios_firmware");
@@ -322,14 +329,20 @@ mod tests {
         let m = ExampleBiosHardwareManager;
         // a wrong checksum fails the step and writes nothing
         let bad = args(&"0".repeat(64));
-        let e = m.execute_step(&a, &call(&bad, &node)).unwrap().unwrap_err();
+        let e = m
+            .execute_step(&a.env(), &call(&bad, &node))
+            .unwrap()
+            .unwrap_err();
         assert!(
             e.is(Kind::CleaningError) && e.details.contains("SHA-256"),
             "{e:?}"
         );
         assert_eq!(std::fs::read(d.join("dev/mtd1")).unwrap(), flash);
         let ok = args(&sha());
-        let v = m.execute_step(&a, &call(&ok, &node)).unwrap().unwrap();
+        let v = m
+            .execute_step(&a.env(), &call(&ok, &node))
+            .unwrap()
+            .unwrap();
         assert_eq!(
             v,
             json!({"updated": true, "from": "1.0", "to": "2.0", "device": "/dev/mtd1"})
@@ -337,12 +350,15 @@ mod tests {
         assert_eq!(std::fs::read(d.join("dev/mtd1")).unwrap(), IMAGE);
         // after the reboot DMI says 2.0: nothing to do
         std::fs::write(d.join("sys/class/dmi/id/bios_version"), "2.0\n").unwrap();
-        let v = m.execute_step(&a, &call(&ok, &node)).unwrap().unwrap();
+        let v = m
+            .execute_step(&a.env(), &call(&ok, &node))
+            .unwrap()
+            .unwrap();
         assert_eq!(v, json!({"updated": false, "bios_version": "2.0"}));
         // missing argument
         let none = Map::new();
         let e = m
-            .execute_step(&a, &call(&none, &node))
+            .execute_step(&a.env(), &call(&none, &node))
             .unwrap()
             .unwrap_err();
         assert!(e.is(Kind::InvalidCommandParamsError));

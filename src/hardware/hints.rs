@@ -621,7 +621,7 @@ pub fn root_device_hints(
                 KILO_KEYS.join(", ")
             )));
         }
-        let v = crate::api::percent_decode(v);
+        let v = crate::util::percent_decode(v);
         let expr = if k == "size" {
             let gib: u64 = v.trim().parse().map_err(|_| {
                 AgentError::device_not_found(format!(
@@ -1323,5 +1323,73 @@ mod tests {
             let _ = spec_match(&Val::Str("x".into()), e);
             let _ = parse_hints(&hints(json!({ "model": e, "size": e })));
         }
+    }
+}
+
+#[cfg(test)]
+mod fixture_tests {
+    use super::*;
+    use crate::root::Root;
+
+    fn fixture(name: &str) -> Root {
+        Root::new(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/fixtures")
+                .join(name),
+        )
+    }
+
+    #[test]
+    fn root_device_on_fixtures() {
+        let hints = |v: serde_json::Value| -> Hints { v.as_object().unwrap().clone() };
+        let server = crate::disk::list::list_block_devices(&fixture("server"), false).unwrap();
+        assert_eq!(select_root_device(&server, None).unwrap().name, "/dev/sda");
+        for (h, want) in [
+            (
+                serde_json::json!({"serial": "z0n0a02etz1a"}),
+                "/dev/nvme0n1",
+            ),
+            (serde_json::json!({"wwn": "0x5000C500A1B2C3D4"}), "/dev/sdb"),
+            (serde_json::json!({"rotational": true}), "/dev/sdb"),
+            (serde_json::json!({"size": ">= 1000"}), "/dev/nvme0n1"),
+            (serde_json::json!({"hctl": "1:0:0:0"}), "/dev/sdb"),
+            (serde_json::json!({"tran": "nvme"}), "/dev/nvme0n1"),
+            (
+                serde_json::json!({"vendor": "ata", "size": "<= 1000"}),
+                "/dev/sda",
+            ),
+            (serde_json::json!({"model": "<in> samsung"}), "/dev/sda"),
+            (
+                serde_json::json!({"by_path": "/dev/disk/by-path/pci-0000:00:17.0-ata-2"}),
+                "/dev/sdb",
+            ),
+            (serde_json::json!({"name": "/dev/sdb"}), "/dev/sdb"),
+            (
+                serde_json::json!({"serial": "SAMSUNG_MZ7LH480_S45NNE0M123456"}),
+                "/dev/sda",
+            ),
+        ] {
+            assert_eq!(
+                select_root_device(&server, Some(&hints(h.clone())))
+                    .unwrap()
+                    .name,
+                want,
+                "{h}"
+            );
+        }
+        let odd = crate::disk::list::list_block_devices(&fixture("odd"), false).unwrap();
+        // smallest disk of at least 4 GiB
+        assert_eq!(select_root_device(&odd, None).unwrap().name, "/dev/nvme0n1");
+        assert_eq!(
+            select_root_device(
+                &odd,
+                Some(&hints(
+                    serde_json::json!({"wwn_vendor_extension": "0x6f7a8b9c0d1e2f30"})
+                ))
+            )
+            .unwrap()
+            .name,
+            "/dev/sdb"
+        );
     }
 }

@@ -43,45 +43,7 @@ pub struct Memory {
     pub physical_mb: Option<u64>,
 }
 
-/// One block device as IPA serialises it. Internal fields the agent needs
-/// for erase and deploy are skipped in JSON.
-#[derive(Serialize, Clone, Debug, Default, PartialEq)]
-pub struct BlockDevice {
-    /// Always `/dev/<kernel name>`.
-    pub name: String,
-    pub model: Option<String>,
-    pub size: u64,
-    pub rotational: bool,
-    pub wwn: Option<String>,
-    pub serial: Option<String>,
-    pub vendor: Option<String>,
-    pub wwn_with_extension: Option<String>,
-    pub wwn_vendor_extension: Option<String>,
-    pub hctl: Option<String>,
-    pub by_path: Option<String>,
-    pub logical_sectors: Option<u64>,
-    pub physical_sectors: Option<u64>,
-    pub tran: Option<String>,
-    /// Kernel name ("nvme0n1", "sda", "sda1").
-    #[serde(skip)]
-    pub kname: String,
-    /// "disk", "part", "raid1", "mpath", "rom", ... (lsblk's TYPE).
-    #[serde(skip)]
-    pub dev_type: String,
-    /// /sys/block/<d>/ro.
-    #[serde(skip)]
-    pub read_only: bool,
-    /// /sys/block/<d>/removable.
-    #[serde(skip)]
-    pub removable: bool,
-    /// Every serial the device answers to (sysfs, udev-style IDs); hints
-    /// match any of them, as IPA does with lsblk + udev.
-    #[serde(skip)]
-    pub all_serials: Vec<String>,
-    /// Every WWN the device answers to.
-    #[serde(skip)]
-    pub all_wwns: Vec<String>,
-}
+pub use crate::disk::BlockDevice;
 
 #[derive(Serialize, Clone, Debug, Default, PartialEq)]
 pub struct Firmware {

@@ -41,8 +41,9 @@ pub mod hints;
 pub mod inventory;
 pub mod script;
 
-use crate::agent::Agent;
+use crate::config::Env;
 use crate::error::{AgentError, Kind, Result};
+use crate::image::Written;
 use inventory::{BlockDevice, Inventory};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -121,6 +122,35 @@ impl Step {
     }
 }
 
+/// What a hardware manager's methods see of the agent: the options, root
+/// and lookup settings ([`Env`]), the managers themselves (a step that
+/// needs the install device asks all of them, as IPA's
+/// `dispatch_to_managers` does), and the last image written.
+#[derive(Clone)]
+pub struct Host<'a> {
+    pub env: Env<'a>,
+    pub managers: &'a Managers,
+    pub written: &'a Written,
+}
+
+impl Host<'_> {
+    /// IPA's `get_os_install_device` over every manager.
+    pub fn os_install_device(&self, node: Option<&Value>) -> Result<BlockDevice> {
+        self.managers.dispatch("get_os_install_device", |m| {
+            m.get_os_install_device(&self.env, node)
+        })
+    }
+
+    /// The device the last image went to, else the managers' choice (what
+    /// `install_bootloader` and `inject_files` work on).
+    pub fn install_device(&self) -> Result<String> {
+        match self.written.device() {
+            Some(d) => Ok(d),
+            None => self.os_install_device(None).map(|d| d.name),
+        }
+    }
+}
+
 /// The arguments of a step method: `(node, ports, **kwargs)` in IPA.
 pub struct StepCall<'a> {
     pub kind: StepKind,
@@ -166,19 +196,19 @@ impl Manager {
         }
     }
 
-    pub fn evaluate_hardware_support(&self, agent: &Agent) -> u32 {
+    pub fn evaluate_hardware_support(&self, env: &Env) -> u32 {
         match self {
             Manager::Generic(_) => support::GENERIC,
             Manager::Script(s) => s.evaluate_hardware_support(),
-            Manager::ExampleBios(e) => e.evaluate_hardware_support(agent),
+            Manager::ExampleBios(e) => e.evaluate_hardware_support(env),
             #[cfg(test)]
             Manager::Test(t) => t.support,
         }
     }
 
-    pub fn get_steps(&self, agent: &Agent, kind: StepKind) -> Option<Result<Vec<Step>>> {
+    pub fn get_steps(&self, env: &Env, kind: StepKind) -> Option<Result<Vec<Step>>> {
         match self {
-            Manager::Generic(g) => Some(Ok(g.get_steps(agent, kind))),
+            Manager::Generic(g) => Some(Ok(g.get_steps(env, kind))),
             Manager::Script(s) => Some(Ok(s.get_steps(kind))),
             Manager::ExampleBios(e) => e.get_steps(kind),
             #[cfg(test)]
@@ -188,31 +218,31 @@ impl Manager {
 
     /// Run a step method; `None` when this manager has no method of that
     /// name.
-    pub fn execute_step(&self, agent: &Agent, call: &StepCall) -> Option<Result<Value>> {
+    pub fn execute_step(&self, host: &Host, call: &StepCall) -> Option<Result<Value>> {
         match self {
-            Manager::Generic(g) => g.execute_step(agent, call),
-            Manager::Script(s) => s.execute_step(agent, call),
-            Manager::ExampleBios(e) => e.execute_step(agent, call),
+            Manager::Generic(g) => g.execute_step(host, call),
+            Manager::Script(s) => s.execute_step(&host.env, call),
+            Manager::ExampleBios(e) => e.execute_step(&host.env, call),
             #[cfg(test)]
             Manager::Test(t) => t.execute_step(call),
         }
     }
 
-    pub fn list_hardware_info(&self, agent: &Agent) -> Option<Result<Inventory>> {
+    pub fn list_hardware_info(&self, env: &Env) -> Option<Result<Inventory>> {
         match self {
-            Manager::Generic(g) => Some(g.list_hardware_info(agent)),
+            Manager::Generic(g) => Some(g.list_hardware_info(env)),
             _ => None,
         }
     }
 
     pub fn list_block_devices(
         &self,
-        agent: &Agent,
+        env: &Env,
         partitions: bool,
     ) -> Option<Result<Vec<BlockDevice>>> {
         match self {
             Manager::Generic(_) => {
-                Some(generic::disks::list_block_devices(&agent.root, partitions))
+                Some(crate::disk::list::list_block_devices(env.root, partitions))
             }
             _ => None,
         }
@@ -220,19 +250,19 @@ impl Manager {
 
     pub fn get_os_install_device(
         &self,
-        agent: &Agent,
+        env: &Env,
         node: Option<&Value>,
     ) -> Option<Result<BlockDevice>> {
         match self {
-            Manager::Generic(g) => Some(g.get_os_install_device(agent, node)),
+            Manager::Generic(g) => Some(g.get_os_install_device(env, node)),
             _ => None,
         }
     }
 
     /// sync(2) and flush every disk's buffers.
-    pub fn full_sync(&self, agent: &Agent) -> Option<Result<()>> {
+    pub fn full_sync(&self, env: &Env) -> Option<Result<()>> {
         match self {
-            Manager::Generic(_) => Some(generic::full_sync(agent)),
+            Manager::Generic(_) => Some(generic::full_sync(env.root)),
             _ => None,
         }
     }
@@ -247,20 +277,20 @@ pub struct Managers {
 impl Managers {
     /// Build every compiled-in manager, keep those that support this
     /// hardware, sort by support (stable: ties keep this order).
-    pub fn evaluate(agent: &Agent) -> Managers {
+    pub fn evaluate(env: &Env) -> Managers {
         let candidates = vec![
             Manager::Generic(generic::GenericHardwareManager),
-            Manager::Script(script::ScriptHardwareManager::load(agent)),
+            Manager::Script(script::ScriptHardwareManager::load(env)),
             Manager::ExampleBios(example::ExampleBiosHardwareManager),
         ];
-        Self::from_candidates(agent, candidates)
+        Self::from_candidates(env, candidates)
     }
 
-    pub fn from_candidates(agent: &Agent, candidates: Vec<Manager>) -> Managers {
+    pub fn from_candidates(env: &Env, candidates: Vec<Manager>) -> Managers {
         let mut list: Vec<(Manager, u32)> = candidates
             .into_iter()
             .map(|m| {
-                let s = m.evaluate_hardware_support(agent);
+                let s = m.evaluate_hardware_support(env);
                 (m, s)
             })
             .filter(|(m, s)| {
@@ -350,9 +380,9 @@ impl Managers {
     }
 
     /// Every manager's steps of `kind`, deduplicated: `{ClassName: [steps]}`.
-    pub fn get_steps(&self, agent: &Agent, kind: StepKind) -> Result<Map<String, Value>> {
+    pub fn get_steps(&self, env: &Env, kind: StepKind) -> Result<Map<String, Value>> {
         let all = self.dispatch_all(&format!("get_{}_steps", kind.as_str()), |m| {
-            m.get_steps(agent, kind)
+            m.get_steps(env, kind)
         })?;
         let candidates: Vec<(&str, u32, Vec<Step>)> = all
             .into_iter()
@@ -439,19 +469,18 @@ pub mod tests {
         }
     }
 
-    fn test_agent() -> Agent {
-        let cfg = crate::config::Config {
+    fn test_agent() -> crate::config::OwnedEnv {
+        crate::config::OwnedEnv::new(crate::config::Config {
             root: std::env::temp_dir().join("ironic-agent-no-such-root"),
             steps_dir: std::env::temp_dir().join("ironic-agent-no-such-steps"),
             standalone: true,
             ..Default::default()
-        };
-        Agent::new(cfg, crate::logbuf::LogBuffer::new(1024))
+        })
     }
 
-    fn managers(agent: &Agent, test_support: u32) -> Managers {
+    fn managers(env: &crate::config::OwnedEnv, test_support: u32) -> Managers {
         Managers::from_candidates(
-            agent,
+            &env.env(),
             vec![
                 Manager::Generic(generic::GenericHardwareManager),
                 Manager::Test(TestManager {
@@ -479,6 +508,12 @@ pub mod tests {
     fn dispatch_rules() {
         let a = test_agent();
         let m = managers(&a, support::MAINLINE);
+        let written = Written::default();
+        let host = Host {
+            env: a.env(),
+            managers: &m,
+            written: &written,
+        };
         let node = json!({});
         let ports = json!([]);
         let args = Map::new();
@@ -491,18 +526,18 @@ pub mod tests {
         };
         // overridden: the higher-support manager answers
         let r = m.dispatch("erase_devices_metadata", |x| {
-            x.execute_step(&a, &call("erase_devices_metadata"))
+            x.execute_step(&host, &call("erase_devices_metadata"))
         });
         assert_eq!(r.unwrap(), json!("test manager wiped metadata"));
         // added: only the test manager has it
         assert!(m
             .dispatch("test_only_step", |x| x
-                .execute_step(&a, &call("test_only_step")))
+                .execute_step(&host, &call("test_only_step")))
             .is_ok());
         // incompatible: passes to the generic manager, whose real step runs
         // (on an empty root it finds no disks and succeeds)
         let r = m.dispatch("erase_devices", |x| {
-            x.execute_step(&a, &call("erase_devices"))
+            x.execute_step(&host, &call("erase_devices"))
         });
         assert!(
             !matches!(&r, Err(e) if e.is(Kind::IncompatibleHardwareMethodError)),
@@ -511,7 +546,7 @@ pub mod tests {
         // nobody
         let e = m
             .dispatch("no_such_step", |x| {
-                x.execute_step(&a, &call("no_such_step"))
+                x.execute_step(&host, &call("no_such_step"))
             })
             .unwrap_err();
         assert!(e.is(Kind::HardwareManagerMethodNotFound));
@@ -522,7 +557,7 @@ pub mod tests {
     fn merged_steps_follow_ipa() {
         let a = test_agent();
         let m = managers(&a, support::MAINLINE);
-        let steps = m.get_steps(&a, StepKind::Clean).unwrap();
+        let steps = m.get_steps(&a.env(), StepKind::Clean).unwrap();
         let test_steps: Vec<&str> = steps["TestManager"]
             .as_array()
             .unwrap()

@@ -35,7 +35,7 @@
 //! When the timeout passes, the whole process group is killed and the step
 //! fails. Processes the script leaves behind are killed when it exits.
 
-use crate::agent::Agent;
+use crate::config::Env;
 use crate::error::{AgentError, Result};
 use crate::hardware::{support, Step, StepCall, StepKind};
 use serde_json::{json, Map, Value};
@@ -181,8 +181,8 @@ fn is_executable(p: &Path) -> bool {
 }
 
 impl ScriptHardwareManager {
-    pub fn load(agent: &Agent) -> Self {
-        Self::load_dir(&agent.root.path(&agent.config.steps_dir))
+    pub fn load(env: &Env) -> Self {
+        Self::load_dir(&env.root.path(&env.config.steps_dir))
     }
 
     /// Read every manifest in `dir` (sorted by name; invalid ones are
@@ -288,7 +288,7 @@ impl ScriptHardwareManager {
             .collect()
     }
 
-    pub fn execute_step(&self, _agent: &Agent, call: &StepCall) -> Option<Result<Value>> {
+    pub fn execute_step(&self, _env: &Env, call: &StepCall) -> Option<Result<Value>> {
         let s = self.steps.iter().find(|s| s.step.step == call.step)?;
         Some(run(s, &self.dir, call))
     }
@@ -548,13 +548,13 @@ mod tests {
         std::fs::remove_dir_all(d).unwrap();
     }
 
-    fn agent() -> Agent {
+    fn agent() -> crate::config::OwnedEnv {
         let cfg = crate::config::Config {
             root: std::env::temp_dir().join("script-steps-no-root"),
             standalone: true,
             ..Default::default()
         };
-        Agent::new(cfg, crate::logbuf::LogBuffer::new(1024))
+        crate::config::OwnedEnv::new(cfg)
     }
 
     #[test]
@@ -580,7 +580,10 @@ mod tests {
         let node = json!({"uuid": "n-1", "properties": {"x": [1, 2]}});
         let args = json!({"level": 3}).as_object().unwrap().clone();
         let v = m
-            .execute_step(&a, &call(StepKind::Service, "echo_json", &node, &args))
+            .execute_step(
+                &a.env(),
+                &call(StepKind::Service, "echo_json", &node, &args),
+            )
             .unwrap()
             .unwrap();
         assert_eq!(v["got"]["node"], node);
@@ -588,17 +591,17 @@ mod tests {
         assert_eq!(v["got"]["step"], "echo_json");
         assert_eq!(v["env"], "service");
         let v = m
-            .execute_step(&a, &call(StepKind::Clean, "text", &node, &args))
+            .execute_step(&a.env(), &call(StepKind::Clean, "text", &node, &args))
             .unwrap()
             .unwrap();
         assert_eq!(v, json!("hello world"));
         let v = m
-            .execute_step(&a, &call(StepKind::Clean, "quiet", &node, &args))
+            .execute_step(&a.env(), &call(StepKind::Clean, "quiet", &node, &args))
             .unwrap()
             .unwrap();
         assert_eq!(v, Value::Null);
         assert!(m
-            .execute_step(&a, &call(StepKind::Clean, "not_ours", &node, &args))
+            .execute_step(&a.env(), &call(StepKind::Clean, "not_ours", &node, &args))
             .is_none());
         std::fs::remove_dir_all(d).unwrap();
     }
@@ -618,7 +621,7 @@ mod tests {
         let node = json!({});
         let args = Map::new();
         let e = m
-            .execute_step(&a, &call(StepKind::Clean, "fails", &node, &args))
+            .execute_step(&a.env(), &call(StepKind::Clean, "fails", &node, &args))
             .unwrap()
             .unwrap_err();
         assert_eq!(e.kind, Kind::CleaningError);
@@ -629,7 +632,7 @@ mod tests {
             e.details
         );
         let e = m
-            .execute_step(&a, &call(StepKind::Deploy, "fails", &node, &args))
+            .execute_step(&a.env(), &call(StepKind::Deploy, "fails", &node, &args))
             .unwrap()
             .unwrap_err();
         assert_eq!(e.kind, Kind::DeploymentError);
@@ -678,7 +681,7 @@ mod tests {
         let args = Map::new();
         let t = Instant::now();
         let e = m
-            .execute_step(&a, &call(StepKind::Clean, "hangs", &node, &args))
+            .execute_step(&a.env(), &call(StepKind::Clean, "hangs", &node, &args))
             .unwrap()
             .unwrap_err();
         assert!(t.elapsed() < Duration::from_secs(10));
@@ -695,7 +698,10 @@ mod tests {
         // the step open
         let t = Instant::now();
         let v = m
-            .execute_step(&a, &call(StepKind::Clean, "leaves_a_child", &node, &args))
+            .execute_step(
+                &a.env(),
+                &call(StepKind::Clean, "leaves_a_child", &node, &args),
+            )
             .unwrap()
             .unwrap();
         assert_eq!(v, json!("done"));

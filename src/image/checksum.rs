@@ -14,7 +14,7 @@
 //! Digests are compared case-insensitively (IPA compares the exact
 //! strings, so an upper-case checksum file fails there for no reason).
 
-use crate::agent::Agent;
+use crate::config::Env;
 use crate::error::{AgentError, Kind, Result};
 use md5::Digest;
 use serde_json::{Map, Value};
@@ -311,11 +311,11 @@ fn checksum_error(details: String) -> AgentError {
 /// Work out the expected digest. `fetch(url)` downloads a checksum file
 /// (and fails with IPA's `ImageDownloadError` texts).
 pub fn resolve(
-    agent: &Agent,
+    env: &Env,
     info: &Map<String, Value>,
     fetch: &mut dyn FnMut(&str) -> Result<String>,
 ) -> Result<Expected> {
-    resolve_with(info, agent.lookup_settings().md5_enabled, fetch)
+    resolve_with(info, env.lookup.clone().md5_enabled, fetch)
 }
 
 pub fn resolve_with(

@@ -17,11 +17,11 @@
 //! [`Drive`], loaded before the image is written, so a bad drive fails
 //! before anything is written) and once more straight onto the disk.
 
-use super::disk::{self, Found, Geometry, Io, Partition};
-use super::gpt::{self, Entry, Gpt, Guid};
-use super::mbr::{self, Mbr};
 use super::partition::Region;
-use crate::agent::Agent;
+use crate::config::Env;
+use crate::disk::gpt::{self, Entry, Gpt, Guid};
+use crate::disk::mbr::{self, Mbr};
+use crate::disk::{self, Found, Geometry, Io, Partition};
 use crate::error::{AgentError, Kind, Result};
 use serde_json::Value;
 use std::fs::File;
@@ -49,9 +49,9 @@ fn deploy_err(details: impl Into<String>) -> AgentError {
     AgentError::new(Kind::DeploymentError, details)
 }
 
-fn node_uuid(agent: &Agent) -> String {
-    agent
-        .node()
+fn node_uuid(env: &Env) -> String {
+    env.node
+        .clone()
         .and_then(|n| n.get("uuid").and_then(Value::as_str).map(String::from))
         .unwrap_or_else(|| "local".into())
 }
@@ -67,19 +67,19 @@ fn is_http_url(s: &str) -> bool {
     l.starts_with("http://") || l.starts_with("https://")
 }
 
-fn download(agent: &Agent, url: &str, node: &str) -> Result<Vec<u8>> {
+fn download(env: &Env, url: &str, node: &str) -> Result<Vec<u8>> {
     let fail = |reason: String| {
         deploy_err(format!(
             "Can't download the configdrive content for node {node} from '{url}'. Reason: \
              {reason}"
         ))
     };
-    let tls = crate::tls::client_tls(&agent.config).map_err(fail)?;
+    let tls = crate::tls::client_tls(env.config).map_err(fail)?;
     let cfg = ureq::Agent::config_builder()
         .tls_config(tls)
         .http_status_as_error(false)
         .timeout_global(Some(Duration::from_secs(
-            agent.config.image_download_connection_timeout.max(1) * 5,
+            env.config.image_download_connection_timeout.max(1) * 5,
         )))
         .build();
     let http = ureq::Agent::new_with_config(cfg);
@@ -124,9 +124,9 @@ pub enum Limit {
 }
 
 impl Drive {
-    pub fn load(agent: &Agent, value: &Value, limit: Limit) -> Result<Drive> {
-        let src = load(agent, value)?;
-        let node = node_uuid(agent);
+    pub fn load(env: &Env, value: &Value, limit: Limit) -> Result<Drive> {
+        let src = load(env, value)?;
+        let node = node_uuid(env);
         let size = pump(&src, &node, limit, |_, _| Ok(()))?;
         Ok(Drive { src, node, size })
     }
@@ -151,13 +151,13 @@ impl Drive {
         let Some(shape) = self.shape() else {
             return mib;
         };
-        super::fat::smallest_fat_mib(sector, &shape, mib, mib * 2 + 16).unwrap_or(mib)
+        crate::fs::fat::smallest_fat_mib(sector, &shape, mib, mib * 2 + 16).unwrap_or(mib)
     }
 
     /// The drive's tree as ISO 9660 lists it (directories `None`); the
     /// drive is decompressed into memory for it ([`MAX_REBUILD`] at most).
     fn shape(&self) -> Option<Vec<(String, Option<u64>)>> {
-        let mut mem = super::disk::MemDisk(Vec::new());
+        let mut mem = crate::disk::MemDisk(Vec::new());
         mem.0.try_reserve_exact(self.size as usize).ok()?;
         pump(&self.src, &self.node, Limit::Disk(self.size), |_, b| {
             mem.0.extend_from_slice(b);
@@ -165,8 +165,8 @@ impl Drive {
         })
         .ok()?;
         let len = mem.0.len() as u64;
-        let entries = super::iso9660::list(&mem, 0, len).ok()?;
-        Some(super::iso9660::shape(&entries))
+        let entries = crate::fs::iso9660::list(&mem, 0, len).ok()?;
+        Some(crate::fs::iso9660::shape(&entries))
     }
 }
 
@@ -174,13 +174,13 @@ impl Drive {
 /// rebuilt as FAT: always with `--config-drive-rebuild` (IPA's
 /// `[DEFAULT]config_drive_rebuild`), else where isofs cannot read it
 /// (see [`rebuild_as_vfat`]).
-pub fn rebuilds(agent: &Agent, sector: u64) -> bool {
-    agent.config.config_drive_rebuild || sector > 2048
+pub fn rebuilds(env: &Env, sector: u64) -> bool {
+    env.config.config_drive_rebuild || sector > 2048
 }
 
 /// IPA's `get_configdrive` up to the decompression.
-fn load(agent: &Agent, value: &Value) -> Result<Source> {
-    let node = node_uuid(agent);
+fn load(env: &Env, value: &Value) -> Result<Source> {
+    let node = node_uuid(env);
     let Some(text) = value.as_str() else {
         return Err(deploy_err(format!(
             "Config drive for node {node} is not base64 encoded or the content is malformed. \
@@ -188,7 +188,7 @@ fn load(agent: &Agent, value: &Value) -> Result<Source> {
         )));
     };
     if is_http_url(text) {
-        let body = download(agent, text, &node)?;
+        let body = download(env, text, &node)?;
         // A downloaded body may be base64 text or the binary drive itself.
         let decoded = std::str::from_utf8(&body)
             .ok()
@@ -342,7 +342,7 @@ pub fn labelled(io: &impl Io, parts: &[Partition]) -> Vec<Partition> {
     parts
         .iter()
         .filter(|p| {
-            let fs = disk::probe_fs(io, p.offset, p.len).and_then(|f| f.label);
+            let fs = crate::fs::blkid::probe_fs(io, p.offset, p.len).and_then(|f| f.label);
             fs.is_some_and(|l| l.eq_ignore_ascii_case(LABEL))
                 || p.gpt_name.eq_ignore_ascii_case(LABEL)
         })
@@ -393,26 +393,26 @@ fn new_partition_span(
 /// IPA's `create_config_drive_partition` for a whole-disk image already on
 /// `dev_path` (open as `file`).
 pub fn write_configdrive(
-    agent: &Agent,
+    env: &Env,
     dev_path: &Path,
     file: &mut File,
     configdrive: &Drive,
 ) -> Result<()> {
     let was = disk::direct_off(dev_path, file);
-    let r = write_configdrive_inner(agent, dev_path, file, configdrive);
+    let r = write_configdrive_inner(env, dev_path, file, configdrive);
     disk::direct_restore(dev_path, file, was);
     r
 }
 
 fn write_configdrive_inner(
-    agent: &Agent,
+    env: &Env,
     dev_path: &Path,
     file: &mut File,
     drive: &Drive,
 ) -> Result<()> {
-    let node = node_uuid(agent);
+    let node = node_uuid(env);
     let dev = dev_path.display().to_string();
-    let geom = disk::geometry(agent, dev_path, file)?;
+    let geom = disk::geometry(env.root, dev_path, file)?;
     disk::fix_gpt(dev_path, file, geom)?;
     let table = match disk::read_table(&*file, geom) {
         Found::Table(t) => t,
@@ -462,7 +462,7 @@ fn write_configdrive_inner(
     };
     let path = disk::partition_path(&dev, part.number);
     write_drive(file, part.offset, part.len, &path, drive)?;
-    if rebuilds(agent, geom.sector) {
+    if rebuilds(env, geom.sector) {
         rebuild_as_vfat(file, part.offset, part.len, &path, geom.sector, drive, true)?;
     }
     disk::reread_partitions(dev_path, file)?;
@@ -487,7 +487,7 @@ fn rebuild_as_vfat(
     drive: &Drive,
     strict: bool,
 ) -> Result<()> {
-    if !super::fat::fat_fits(len, sector, &[]) {
+    if !crate::fs::fat::fat_fits(len, sector, &[]) {
         // (FAT allows sectors of 4 KiB at most; an existing config-2
         // partition may be over FAT16's 2 GiB, where mkfs.vfat would pick
         // FAT32, which this agent does not write with files)
@@ -507,7 +507,7 @@ fn rebuild_as_vfat(
         return Ok(());
     }
     // the drive's bytes only, as Drive::partition_mib listed them
-    let entries = match super::iso9660::list(&*file, offset, drive.size) {
+    let entries = match crate::fs::iso9660::list(&*file, offset, drive.size) {
         Ok(e) => e,
         Err(e) => {
             // IPA: "We were unable to examine the configuration drive, bypassing."
@@ -535,8 +535,8 @@ fn rebuild_as_vfat(
         log::warn!("{path}: the config drive stays ISO 9660: {why}");
         Ok(())
     };
-    let shape = super::iso9660::shape(&entries);
-    if !super::fat::fat_fits(len, sector, &shape) {
+    let shape = crate::fs::iso9660::shape(&entries);
+    if !crate::fs::fat::fat_fits(len, sector, &shape) {
         let why = format!(
             "the {} files and directories of the drive do not fit a FAT filesystem of {} KiB \
              with {sector}-byte sectors",
@@ -570,7 +570,7 @@ fn rebuild_as_vfat(
     let mut id = [0u8; 4];
     crate::sys::getrandom(&mut id).map_err(|e| fail(format!("a volume id: {e}")))?;
     let count = files.len();
-    let kind = super::fat::write_fat(
+    let kind = crate::fs::fat::write_fat(
         file,
         offset,
         len,

@@ -25,7 +25,7 @@
 //! * A 4xx answer is final for that URL (IPA: `ImageDownloadFatalError`),
 //!   5xx answers and connection errors are retried.
 
-use crate::agent::Agent;
+use crate::config::Env;
 use crate::error::{AgentError, Kind, Result};
 use serde_json::{Map, Value};
 use std::collections::HashMap;
@@ -198,9 +198,9 @@ fn str_of<'a>(info: &'a Map<String, Value>, k: &str) -> Option<&'a str> {
 
 impl Client {
     /// The download settings of `image_info` and the agent's configuration.
-    pub fn new(agent: &Agent, info: &Map<String, Value>, id: &str) -> Result<Client> {
+    pub fn new(env: &Env, info: &Map<String, Value>, id: &str) -> Result<Client> {
         let dl = |msg: String| AgentError::download(id, msg);
-        let tls = crate::tls::client_tls(&agent.config).map_err(dl)?;
+        let tls = crate::tls::client_tls(env.config).map_err(dl)?;
         // IPA: image_request_authorization wins over basic auth
         let auth = if let Some(b64) = str_of(info, "image_request_authorization") {
             let raw = crate::util::base64_decode(b64)
@@ -230,7 +230,7 @@ impl Client {
         } else {
             None
         };
-        let c = &agent.config;
+        let c = &env.config;
         Ok(Client {
             tls,
             auth,
@@ -321,7 +321,7 @@ impl Client {
 
     fn agent_for(&self, url: &str) -> std::result::Result<ureq::Agent, String> {
         let proxy = self.proxy_for(url)?;
-        let mut agents = crate::agent::lock(&self.agents);
+        let mut agents = crate::util::lock(&self.agents);
         if let Some(a) = agents.get(&proxy) {
             return Ok(a.clone());
         }

@@ -19,6 +19,7 @@
 //! agent writes only raw and qcow2.
 
 use crate::error::{AgentError, Kind, Result};
+use crate::util::bytes::{be32, le32};
 
 /// How many leading bytes detection wants: the ISO 9660/UDF volume
 /// descriptor at 32 KiB plus its 2 KiB (oslo's `ISOInspector`).
@@ -68,18 +69,6 @@ impl Format {
     pub fn is_raw(self) -> bool {
         matches!(self, Format::Raw | Format::Gpt)
     }
-}
-
-fn be32(b: &[u8], off: usize) -> u32 {
-    b.get(off..off + 4)
-        .map(|s| u32::from_be_bytes(s.try_into().unwrap_or_default()))
-        .unwrap_or(0)
-}
-
-fn le32(b: &[u8], off: usize) -> u32 {
-    b.get(off..off + 4)
-        .map(|s| u32::from_le_bytes(s.try_into().unwrap_or_default()))
-        .unwrap_or(0)
 }
 
 fn starts(b: &[u8], off: usize, sig: &[u8]) -> bool {

@@ -13,8 +13,14 @@
 //! * [`writer`]: the target, O_DIRECT, held-back head, wipe on failure;
 //! * [`stream`]: the pass itself, retries, verification.
 //!
-//! The on-disk side (GPT/MBR, partition re-read, configdrive, partition
-//! images, UUIDs) is in `disk`, `gpt`, `mbr`, `configdrive`, `partition`.
+//! After the stream: [`finish`] (backup GPT moved, partitions re-read,
+//! UUIDs), [`configdrive`], [`partition`] (partition images),
+//! and [`bootloader`] (`install_bootloader`'s UEFI entries). Disks, partition tables and filesystems
+//! themselves are the lower layers' (`crate::disk`, `crate::fs`,
+//! `crate::efi`).
+//!
+//! The install device is chosen by the caller (the hardware managers'
+//! `get_os_install_device`) and passed in; nothing here calls back up.
 //!
 //! Where this differs from IPA on purpose:
 //! * every image is streamed, whatever `stream_raw_images` says (IPA stages
@@ -33,36 +39,67 @@
 //! * `ImageChecksumError` names the device as the location and the image id
 //!   as the image (IPA swaps the two in `verify_image`).
 
+pub mod bootloader;
 pub mod checksum;
 pub mod configdrive;
-pub mod disk;
 pub mod download;
-pub mod efi;
-pub mod fat;
+pub mod finish;
 pub mod format;
-pub mod gpt;
 pub mod inflate;
-pub mod inject;
-pub mod iso9660;
-pub mod mbr;
-pub mod minire;
 pub mod partition;
 pub mod qcow2;
 pub mod stream;
 pub mod writer;
 
-use crate::agent::{Agent, WrittenImage};
+use crate::config::Env;
+use crate::disk::device::{geometry, open_for_image, IoMode};
+use crate::disk::usage::check_not_in_use;
+use crate::disk::BlockDevice;
 use crate::error::{AgentError, Kind, Result};
-use crate::hardware::StepCall;
-use serde_json::{json, Map, Value};
+use crate::util::lock;
+use serde_json::{Map, Value};
 use std::fs::{File, OpenOptions};
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+
+/// What the last image write left behind, for `standby.get_partition_uuids`
+/// and `image.install_bootloader`.
+#[derive(Clone, Debug, Default)]
+pub struct WrittenImage {
+    pub image_id: String,
+    pub device: String,
+    /// The `get_partition_uuids` answer (keys contain spaces, as IPA's).
+    pub partition_uuids: Map<String, Value>,
+}
+
+/// The last image written, shared by the commands that read it
+/// (`get_partition_uuids`, `install_bootloader`, `inject_files`) and
+/// forgotten when a clean step or a new lookup starts over.
+#[derive(Debug, Default)]
+pub struct Written(Mutex<Option<WrittenImage>>);
+
+impl Written {
+    pub fn get(&self) -> Option<WrittenImage> {
+        lock(&self.0).clone()
+    }
+
+    pub fn set(&self, w: Option<WrittenImage>) {
+        *lock(&self.0) = w;
+    }
+
+    /// The device the last image went to, if any.
+    pub fn device(&self) -> Option<String> {
+        lock(&self.0)
+            .as_ref()
+            .map(|w| w.device.clone())
+            .filter(|d| !d.is_empty())
+    }
+}
 
 /// Synchronous validation of `image_info` (IPA's `_validate_image_info`):
 /// 400 on failure.
-pub fn validate_image_info(agent: &Agent, image_info: &Map<String, Value>) -> Result<()> {
-    checksum::validate(image_info, agent.lookup_settings().md5_enabled)
+pub fn validate_image_info(env: &Env, image_info: &Map<String, Value>) -> Result<()> {
+    checksum::validate(image_info, env.lookup.md5_enabled)
 }
 
 /// IPA's `_message_format`: "image (<id>) written to device <dev>
@@ -104,9 +141,13 @@ fn reopen(path: &Path, dev: &str) -> Result<File> {
         .map_err(|e| AgentError::io(Kind::ImageWriteError, format!("opening {dev}"), e))
 }
 
-/// `standby.prepare_image`: write the image, returns IPA's result string.
+/// `standby.prepare_image`: write the image to `dev` (the install device
+/// the hardware managers chose), returns IPA's result string.
 pub fn prepare_image(
-    agent: &Agent,
+    env: &Env,
+    written: &Written,
+    dev: &BlockDevice,
+    node: Option<&Value>,
     image_info: &Map<String, Value>,
     configdrive: Option<&Value>,
 ) -> Result<String> {
@@ -118,13 +159,9 @@ pub fn prepare_image(
         .cloned()
         .or_else(|| info.remove("configdrive"))
         .filter(|v| !v.is_null());
-    let node = agent.node();
-    let dev = agent.managers.dispatch("get_os_install_device", |m| {
-        m.get_os_install_device(agent, node.as_ref())
-    })?;
     let device = dev.name.clone();
     let dev_path = Path::new(&device);
-    let path = agent.root.path(&device);
+    let path = env.root.path(&device);
     let partition_image = info.get("image_type").and_then(Value::as_str) == Some("partition");
     if partition_image {
         if let Some(cd) = &configdrive {
@@ -133,42 +170,32 @@ pub fn prepare_image(
     }
 
     // IPA: the same image already on this device is not written again
-    let cached = agent
-        .state()
-        .written_image
-        .clone()
+    let cached = written
+        .get()
         .filter(|w| w.image_id == id && w.device == device);
     let uuids = if let Some(w) = cached {
         log::info!("image {id} is already on {device}; not writing it again");
         if !partition_image {
-            let drive = load_drive(agent, configdrive.as_ref())?;
+            let drive = load_drive(env, configdrive.as_ref())?;
             let mut file = reopen(&path, &device)?;
-            disk::after_whole_disk_write(agent, dev_path, &mut file)?;
+            finish::after_whole_disk_write(env.root, dev_path, &mut file)?;
             if let Some(d) = &drive {
-                configdrive::write_configdrive(agent, dev_path, &mut file, d)?;
+                configdrive::write_configdrive(env, dev_path, &mut file, d)?;
             }
         }
         w.partition_uuids
     } else {
-        agent.state().written_image = None;
+        written.set(None);
         // mounted, swap or held partitions (from the root's /proc and /sys);
         // opening a real block device with O_EXCL checks again in the kernel
-        crate::hardware::generic::disks::check_not_in_use(&agent.root, &dev)?;
-        write_to_device(
-            agent,
-            &info,
-            &id,
-            &device,
-            &path,
-            node.as_ref(),
-            configdrive.as_ref(),
-        )?
+        check_not_in_use(env.root, dev)?;
+        write_to_device(env, &info, &id, &device, &path, node, configdrive.as_ref())?
     };
-    agent.state().written_image = Some(WrittenImage {
+    written.set(Some(WrittenImage {
         image_id: id.clone(),
         device: device.clone(),
         partition_uuids: uuids.clone(),
-    });
+    }));
     let msg = result_message(&id, &device, &info, &uuids);
     log::info!("{msg}");
     Ok(msg)
@@ -177,14 +204,14 @@ pub fn prepare_image(
 /// A whole-disk image's configdrive, fetched and measured (IPA does it
 /// only after the image is written: a bad drive then fails a deploy whose
 /// image is already on the disk).
-fn load_drive(agent: &Agent, value: Option<&Value>) -> Result<Option<configdrive::Drive>> {
+fn load_drive(env: &Env, value: Option<&Value>) -> Result<Option<configdrive::Drive>> {
     value
-        .map(|v| configdrive::Drive::load(agent, v, configdrive::Limit::Ipa))
+        .map(|v| configdrive::Drive::load(env, v, configdrive::Limit::Ipa))
         .transpose()
 }
 
 fn write_to_device(
-    agent: &Agent,
+    env: &Env,
     info: &Map<String, Value>,
     id: &str,
     device: &str,
@@ -193,9 +220,9 @@ fn write_to_device(
     configdrive: Option<&Value>,
 ) -> Result<Map<String, Value>> {
     let dev_path = Path::new(device);
-    let settings = agent.lookup_settings();
-    let client = Arc::new(download::Client::new(agent, info, id)?);
-    let expected = checksum::resolve(agent, info, &mut |u| client.fetch_text(u))?;
+    let settings = &env.lookup;
+    let client = Arc::new(download::Client::new(env, info, id)?);
+    let expected = checksum::resolve(env, info, &mut |u| client.fetch_text(u))?;
     let urls: Vec<String> = info
         .get("urls")
         .and_then(Value::as_array)
@@ -216,7 +243,7 @@ fn write_to_device(
     // image's drive is loaded by partition::prepare_layout, which sizes
     // its partition from it, and written before the image.)
     if !partition_image {
-        drop(load_drive(agent, configdrive)?);
+        drop(load_drive(env, configdrive)?);
     }
     let job = stream::Job {
         id,
@@ -230,13 +257,13 @@ fn write_to_device(
         },
         partition: partition_image,
     };
-    let (file, mode) = writer::open_device(path, device, writer::IoMode::preferred())?;
-    let geom = disk::geometry(agent, dev_path, &file)?;
+    let (file, mode) = open_for_image(path, device, IoMode::preferred())?;
+    let geom = geometry(env.root, dev_path, &file)?;
     log::info!(
         "writing image {id} to {device} ({} bytes, {}-byte sectors, {})",
         geom.size,
         geom.sector,
-        if mode == writer::IoMode::Direct {
+        if mode == IoMode::Direct {
             "O_DIRECT"
         } else {
             "buffered"
@@ -244,7 +271,7 @@ fn write_to_device(
     );
     if partition_image {
         let mut file = file;
-        let layout = partition::prepare_layout(agent, dev_path, &mut file, info, node)?;
+        let layout = partition::prepare_layout(env, dev_path, &mut file, info, node)?;
         let mut target = writer::Target::new(
             file,
             &layout.root.path,
@@ -260,7 +287,7 @@ fn write_to_device(
         log_done(id, &layout.root.path, &s);
         drop(target);
         let mut file = reopen(path, device)?;
-        partition::finish(agent, dev_path, &mut file, &layout)
+        partition::finish(env, dev_path, &mut file, &layout)
     } else {
         let mut target = writer::Target::new(
             file,
@@ -277,11 +304,11 @@ fn write_to_device(
         log_done(id, device, &s);
         drop(target);
         let mut file = reopen(path, device)?;
-        disk::after_whole_disk_write(agent, dev_path, &mut file)?;
-        if let Some(d) = load_drive(agent, configdrive)? {
-            configdrive::write_configdrive(agent, dev_path, &mut file, &d)?;
+        finish::after_whole_disk_write(env.root, dev_path, &mut file)?;
+        if let Some(d) = load_drive(env, configdrive)? {
+            configdrive::write_configdrive(env, dev_path, &mut file, &d)?;
         }
-        disk::partition_uuids(agent, dev_path, &file, None)
+        finish::partition_uuids(env.root, dev_path, &file, None)
     }
 }
 
@@ -303,24 +330,10 @@ fn log_done(id: &str, dev: &str, s: &stream::Summary) {
     );
 }
 
-/// The `write_image` deploy/service step: IPA's
-/// `GenericHardwareManager.write_image` runs `standby.prepare_image` and
-/// returns its command result, `{"result": "prepare_image: ..."}`.
-pub fn write_image_step(agent: &Agent, call: &StepCall) -> Result<Value> {
-    let info = call
-        .args
-        .get("image_info")
-        .and_then(Value::as_object)
-        .ok_or_else(|| AgentError::invalid_params("image_info is required"))?;
-    validate_image_info(agent, info)?;
-    let configdrive = call.args.get("configdrive").filter(|v| !v.is_null());
-    let msg = prepare_image(agent, info, configdrive)?;
-    Ok(json!({ "result": format!("prepare_image: {msg}") }))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn result_messages_like_ipa() {

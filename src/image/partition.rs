@@ -13,21 +13,17 @@
 //! `get_partition_uuids` answer.
 
 use super::configdrive::{self, Drive, Limit};
-use super::disk::{self, Geometry, Io, Label};
-use super::gpt::{self, Entry, Gpt, Guid};
-use super::mbr::{self, Mbr};
-use crate::agent::{as_u64_lenient, Agent};
+use crate::config::Env;
+use crate::disk::gpt::{self, Entry, Gpt, Guid};
+use crate::disk::mbr::{self, Mbr};
+use crate::disk::{self, Geometry, Io, Label};
 use crate::error::{AgentError, Kind, Result};
+use crate::util::as_u64_lenient;
 use serde_json::{json, Map, Value};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-/// IPA's `[disk_utils]efi_system_partition_size` default
-/// (`--efi-system-partition-size`).
-pub const ESP_MB: u64 = 550;
-/// IPA's `[disk_utils]bios_boot_partition_size` default
-/// (`--bios-boot-partition-size`).
-pub const BIOS_BOOT_MB: u64 = 1;
+pub use crate::config::{BIOS_BOOT_MB, ESP_MB};
 
 /// One partition of the layout.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -88,8 +84,8 @@ fn cap_str(m: &Map<String, Value>, k: &str) -> Option<String> {
 }
 
 /// The ramdisk's own boot mode: UEFI when /sys/firmware/efi exists.
-pub fn ramdisk_boot_mode(agent: &Agent) -> &'static str {
-    if agent.root.path("/sys/firmware/efi").is_dir() {
+pub fn ramdisk_boot_mode(root: &crate::root::Root) -> &'static str {
+    if root.path("/sys/firmware/efi").is_dir() {
         "uefi"
     } else {
         "bios"
@@ -100,7 +96,7 @@ pub fn ramdisk_boot_mode(agent: &Agent) -> &'static str {
 /// capability, else instance_info.deploy_boot_mode →
 /// properties.capabilities.boot_mode → driver_internal_info.deploy_boot_mode
 /// → the ramdisk's own mode.
-pub fn node_boot_mode(agent: &Agent, node: Option<&Value>) -> &'static str {
+pub fn node_boot_mode(env: &Env, node: Option<&Value>) -> &'static str {
     let ii = node.and_then(|n| n.get("instance_info"));
     let props = node.and_then(|n| n.get("properties"));
     let ii_caps = parse_capabilities(ii);
@@ -111,7 +107,7 @@ pub fn node_boot_mode(agent: &Agent, node: Option<&Value>) -> &'static str {
     if secure.eq_ignore_ascii_case("true") {
         return "uefi";
     }
-    let own = ramdisk_boot_mode(agent);
+    let own = ramdisk_boot_mode(env.root);
     let mode = ii
         .and_then(|i| i.get("deploy_boot_mode"))
         .map(|v| v.as_str().map(String::from).unwrap_or(v.to_string()))
@@ -133,8 +129,8 @@ pub fn node_boot_mode(agent: &Agent, node: Option<&Value>) -> &'static str {
 /// IPA's `utils.get_partition_table_type_from_specs`: gpt in UEFI mode,
 /// else the `disk_label` capability (instance_info over properties),
 /// default msdos.
-pub fn disk_label(agent: &Agent, node: Option<&Value>) -> Label {
-    if node_boot_mode(agent, node) == "uefi" {
+pub fn disk_label(env: &Env, node: Option<&Value>) -> Label {
+    if node_boot_mode(env, node) == "uefi" {
         return Label::Gpt;
     }
     let ii_caps = parse_capabilities(node.and_then(|n| n.get("instance_info")));
@@ -195,29 +191,29 @@ fn io_err(what: impl std::fmt::Display, e: std::io::Error) -> AgentError {
 /// `preserve_ephemeral` the table is not rewritten (IPA's `commit=False`):
 /// the partitions on the disk are used, see [`adopt_preserved`].
 pub fn prepare_layout(
-    agent: &Agent,
+    env: &Env,
     dev_path: &Path,
     file: &mut File,
     image_info: &Map<String, Value>,
     node: Option<&Value>,
 ) -> Result<Layout> {
     let was = disk::direct_off(dev_path, file);
-    let r = prepare_layout_inner(agent, dev_path, file, image_info, node);
+    let r = prepare_layout_inner(env, dev_path, file, image_info, node);
     disk::direct_restore(dev_path, file, was);
     r
 }
 
 fn prepare_layout_inner(
-    agent: &Agent,
+    env: &Env,
     dev_path: &Path,
     file: &mut File,
     image_info: &Map<String, Value>,
     node: Option<&Value>,
 ) -> Result<Layout> {
-    let cached = agent.node();
+    let cached = env.node.clone();
     let node = node.or(cached.as_ref());
-    let boot_mode = node_boot_mode(agent, node);
-    let label = disk_label(agent, node);
+    let boot_mode = node_boot_mode(env, node);
+    let label = disk_label(env, node);
     let root_mb = mb(image_info, "root_mb")?;
     if root_mb == 0 {
         return Err(AgentError::invalid_params(
@@ -225,13 +221,13 @@ fn prepare_layout_inner(
         ));
     }
     let preserve = truthy(image_info.get("preserve_ephemeral"));
-    let geom = disk::geometry(agent, dev_path, file)?;
+    let geom = disk::geometry(env.root, dev_path, file)?;
     // IPA's work_on_disk calls get_configdrive before make_partitions: a
     // drive that cannot be fetched or decoded fails before anything is
     // written, and its partition is the drive's size in whole MiB
     // (`configdrive_mb`), none for an empty drive.
     let drive = match image_info.get("configdrive").filter(|v| !v.is_null()) {
-        Some(v) => Some(Drive::load(agent, v, Limit::Disk(geom.size))?),
+        Some(v) => Some(Drive::load(env, v, Limit::Disk(geom.size))?),
         None => None,
     }
     .filter(|d| d.size > 0);
@@ -239,13 +235,13 @@ fn prepare_layout_inner(
     if boot_mode == "uefi" {
         specs.push(Spec {
             role: Role::Efi,
-            size_mb: agent.config.efi_system_partition_size,
+            size_mb: env.config.efi_system_partition_size,
         });
     }
     if boot_mode == "bios" && label == Label::Gpt {
         specs.push(Spec {
             role: Role::BiosBoot,
-            size_mb: agent.config.bios_boot_partition_size,
+            size_mb: env.config.bios_boot_partition_size,
         });
     }
     for (role, key) in [(Role::Ephemeral, "ephemeral_mb"), (Role::Swap, "swap_mb")] {
@@ -254,7 +250,7 @@ fn prepare_layout_inner(
             specs.push(Spec { role, size_mb });
         }
     }
-    let rebuild = configdrive::rebuilds(agent, geom.sector);
+    let rebuild = configdrive::rebuilds(env, geom.sector);
     // IPA's size, or more for a drive rebuilt as FAT (not when preserving:
     // the partitions on the disk are taken as they are)
     let cd_mb = drive.as_ref().map(|d| {
@@ -295,7 +291,7 @@ fn prepare_layout_inner(
     };
     if preserve {
         adopt_preserved(dev_path, file, geom, &mut layout)?;
-        refresh_partuuids(agent, dev_path, file, &mut layout);
+        refresh_partuuids(env, dev_path, file, &mut layout);
     } else {
         if label == Label::Gpt {
             for r in layout.regions_mut() {
@@ -652,19 +648,19 @@ fn find_tool(name: &str) -> Option<PathBuf> {
 /// After the image is in `layout.root`: the ESP's FAT32, swap and
 /// ephemeral filesystems, then the UUID map.
 pub fn finish(
-    agent: &Agent,
+    env: &Env,
     dev_path: &Path,
     file: &mut File,
     layout: &Layout,
 ) -> Result<Map<String, Value>> {
     let was = disk::direct_off(dev_path, file);
-    let r = finish_inner(agent, dev_path, file, layout);
+    let r = finish_inner(env, dev_path, file, layout);
     disk::direct_restore(dev_path, file, was);
     r
 }
 
 fn finish_inner(
-    agent: &Agent,
+    env: &Env,
     dev_path: &Path,
     file: &mut File,
     layout: &Layout,
@@ -674,7 +670,7 @@ fn finish_inner(
         crate::sys::getrandom(&mut id).map_err(|e| io_err("generating a volume id", e))?;
         // IPA's plain `mkfs.vfat` picks the FAT type by size: FAT32 for the
         // default 550 MiB, FAT16 or FAT12 for an ESP configured smaller
-        let r = super::fat::format_empty(
+        let r = crate::fs::fat::format_empty(
             file,
             efi.offset,
             efi.len,
@@ -694,14 +690,14 @@ fn finish_inner(
     disk::reread_partitions(dev_path, file)?;
     if let (Some(eph), false) = (&layout.ephemeral, layout.preserve_ephemeral) {
         let fmt = layout.ephemeral_format.as_deref().unwrap_or("ext4");
-        mkfs_ephemeral(agent, eph, fmt)?;
+        mkfs_ephemeral(env.root, eph, fmt)?;
     }
     uuids(&*file, layout)
 }
 
 /// IPA's `utils.mkfs(fs=<ephemeral_format>, label="ephemeral0")`, only
 /// through a tool on PATH: the agent carries no ext4/xfs writer.
-fn mkfs_ephemeral(agent: &Agent, eph: &Region, fmt: &str) -> Result<()> {
+fn mkfs_ephemeral(root: &crate::root::Root, eph: &Region, fmt: &str) -> Result<()> {
     if fmt.is_empty() || !fmt.bytes().all(|c| c.is_ascii_alphanumeric()) {
         return Err(AgentError::invalid_params(format!(
             "invalid ephemeral_format {fmt:?}"
@@ -715,7 +711,7 @@ fn mkfs_ephemeral(agent: &Agent, eph: &Region, fmt: &str) -> Result<()> {
             eph.path
         )));
     };
-    let dev = agent.root.path(&eph.path);
+    let dev = root.path(&eph.path);
     let is_blk = std::fs::metadata(&dev)
         .map(|m| std::os::unix::fs::FileTypeExt::is_block_device(&m.file_type()))
         .unwrap_or(false);
@@ -782,7 +778,7 @@ pub fn uuids(io: &impl Io, layout: &Layout) -> Result<Map<String, Value>> {
         })
         .flatten();
     let uuid_of = |r: &Region| -> String {
-        disk::probe_fs(io, r.offset, r.len)
+        crate::fs::blkid::probe_fs(io, r.offset, r.len)
             .and_then(|f| f.uuid)
             .or_else(|| r.partuuid.map(|g| g.to_lower()))
             .or_else(|| msdos_signature.map(|sig| format!("{sig:08x}-{:02x}", r.number)))
@@ -803,8 +799,8 @@ pub fn uuids(io: &impl Io, layout: &Layout) -> Result<Map<String, Value>> {
 }
 
 /// Fill in the PARTUUIDs from the table now on the disk (GPT only).
-pub fn refresh_partuuids(agent: &Agent, dev_path: &Path, file: &File, layout: &mut Layout) {
-    let Ok(geom) = disk::geometry(agent, dev_path, file) else {
+pub fn refresh_partuuids(env: &Env, dev_path: &Path, file: &File, layout: &mut Layout) {
+    let Ok(geom) = disk::geometry(env.root, dev_path, file) else {
         return;
     };
     if let disk::Found::Table(t) = disk::read_table(&file, geom) {
@@ -837,7 +833,7 @@ mod tests {
     fn mkswap_header() {
         let mut d = disk::MemDisk::new(1 << 20);
         mkswap(&mut d, 0, 1 << 20, "swap1", [7; 16]).unwrap();
-        let f = disk::probe_fs(&d, 0, 1 << 20).unwrap();
+        let f = crate::fs::blkid::probe_fs(&d, 0, 1 << 20).unwrap();
         assert_eq!(f.fstype, "swap");
         assert_eq!(f.label.as_deref(), Some("swap1"));
         assert!(mkswap(&mut d, 0, 4096, "x", [0; 16]).is_err());

@@ -39,6 +39,7 @@
 
 use super::writer::{AlignedBuf, Target};
 use crate::error::{AgentError, Kind as ErrorKind};
+use crate::util::bytes::{be32, be64};
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::os::unix::fs::FileExt;
@@ -110,14 +111,6 @@ impl Header {
     pub fn l2_coverage(&self) -> u64 {
         self.l2_entries() * self.cluster_size()
     }
-}
-
-fn be32(b: &[u8], off: usize) -> u32 {
-    u32::from_be_bytes(b[off..off + 4].try_into().unwrap_or_default())
-}
-
-fn be64(b: &[u8], off: usize) -> u64 {
-    u64::from_be_bytes(b[off..off + 8].try_into().unwrap_or_default())
 }
 
 /// Parse and vet the header in `buf` (the start of the image; the whole

@@ -34,123 +34,19 @@
 //! (IPA's `destroy_disk_metadata` only wipes signatures).
 
 use crate::error::{AgentError, Kind, Result};
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io;
-use std::os::unix::fs::{FileExt, FileTypeExt, OpenOptionsExt};
-use std::path::Path;
+use std::os::unix::fs::FileExt;
 
-pub const MIB: u64 = 1 << 20;
-/// Memory alignment of every buffer handed to an O_DIRECT write (the page
-/// size, which satisfies any logical block size up to 4 KiB).
-pub const MEM_ALIGN: usize = 4096;
+pub use crate::disk::device::{AlignedBuf, IoMode, ALIGN as MEM_ALIGN};
+pub use crate::disk::MIB;
 /// Buffered mode: start writeback after this many bytes.
 const WRITEBACK_WINDOW: u64 = 32 * MIB;
-
-/// A heap buffer whose usable part starts at a `MEM_ALIGN` boundary,
-/// without unsafe code: the Vec is over-allocated and never reallocated.
-pub struct AlignedBuf {
-    raw: Vec<u8>,
-    start: usize,
-    cap: usize,
-    /// Bytes in use, from the start.
-    pub len: usize,
-}
-
-impl AlignedBuf {
-    pub fn new(cap: usize) -> AlignedBuf {
-        let raw = vec![0u8; cap + MEM_ALIGN];
-        let start = (MEM_ALIGN - raw.as_ptr() as usize % MEM_ALIGN) % MEM_ALIGN;
-        AlignedBuf {
-            raw,
-            start,
-            cap,
-            len: 0,
-        }
-    }
-
-    pub fn capacity(&self) -> usize {
-        self.cap
-    }
-
-    /// The whole capacity, for filling.
-    pub fn space(&mut self) -> &mut [u8] {
-        &mut self.raw[self.start..self.start + self.cap]
-    }
-
-    /// The bytes in use.
-    pub fn data(&self) -> &[u8] {
-        &self.raw[self.start..self.start + self.len]
-    }
-}
-
-/// How the device is written.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum IoMode {
-    Direct,
-    Buffered,
-}
-
-impl IoMode {
-    /// The mode asked for: O_DIRECT unless `IRONIC_AGENT_IMAGE_IO=buffered`.
-    pub fn preferred() -> IoMode {
-        match std::env::var("IRONIC_AGENT_IMAGE_IO").as_deref() {
-            Ok("buffered") => IoMode::Buffered,
-            _ => IoMode::Direct,
-        }
-    }
-}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum ZeroMode {
     Punch,
     ReadCheck,
-}
-
-/// Open `path` (the device `dev` inside the agent's root) for writing an
-/// image: exclusively when it is a block device (O_EXCL makes the kernel
-/// refuse while a partition is mounted, used as swap or held by md, LVM or
-/// device-mapper, and keeps anyone from mounting it meanwhile), with
-/// O_DIRECT when allowed. Returns the file and the mode obtained.
-pub fn open_device(path: &Path, dev: &str, want: IoMode) -> Result<(File, IoMode)> {
-    let is_blk = std::fs::metadata(path)
-        .map(|m| m.file_type().is_block_device())
-        .map_err(|e| {
-            AgentError::io(
-                Kind::DeviceNotFound,
-                format!("opening the install device {dev}"),
-                e,
-            )
-        })?;
-    let excl = if is_blk { libc::O_EXCL } else { 0 };
-    let open = |flags: i32| {
-        OpenOptions::new()
-            .read(true)
-            .write(true)
-            .custom_flags(flags | excl)
-            .open(path)
-    };
-    let busy = |e: io::Error| {
-        let hint = if e.raw_os_error() == Some(libc::EBUSY) {
-            " (a partition of it is mounted, used as swap, or held by md, LVM or device-mapper)"
-        } else {
-            ""
-        };
-        AgentError::new(
-            Kind::ImageWriteError,
-            format!("opening {dev} for writing: {e}{hint}"),
-        )
-    };
-    if want == IoMode::Direct {
-        match open(libc::O_DIRECT) {
-            Ok(f) => return Ok((f, IoMode::Direct)),
-            // tmpfs, overlayfs and some drivers refuse O_DIRECT
-            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
-                log::info!("{dev} does not accept O_DIRECT; writing through the page cache");
-            }
-            Err(e) => return Err(busy(e)),
-        }
-    }
-    open(0).map(|f| (f, IoMode::Buffered)).map_err(busy)
 }
 
 /// A byte range of the device held in memory until [`Target::commit`].
@@ -634,6 +530,8 @@ fn read_at_zero_filled(f: &File, buf: &mut [u8], off: u64) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs::OpenOptions;
+    use std::path::Path;
 
     fn scratch(name: &str, size: u64, fill: u8) -> (std::path::PathBuf, File) {
         let dir =
@@ -653,7 +551,7 @@ mod tests {
     }
 
     fn target(p: &Path, len: u64, whole: bool, want: IoMode) -> Target {
-        let (f, mode) = open_device(p, "/dev/test", want).unwrap();
+        let (f, mode) = crate::disk::device::open_for_image(p, "/dev/test", want).unwrap();
         Target::new(f, "/dev/test", "img", mode, 512, len, 0, len, whole)
     }
 
@@ -739,7 +637,8 @@ mod tests {
     fn region_targets_hold_their_own_head() {
         let size = 4 * MIB;
         let (p, _) = scratch("region", size, 0x33);
-        let (f, mode) = open_device(&p, "/dev/test", IoMode::Direct).unwrap();
+        let (f, mode) =
+            crate::disk::device::open_for_image(&p, "/dev/test", IoMode::Direct).unwrap();
         let mut t = Target::new(f, "/dev/test2", "img", mode, 512, size, MIB, 2 * MIB, false);
         t.prepare().unwrap();
         t.write_at(0, &vec![9u8; 2 * MIB as usize]).unwrap();
@@ -766,7 +665,8 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let p = dir.join("disk");
         std::fs::write(&p, vec![0u8; size as usize]).unwrap();
-        let (f, mode) = open_device(&p, "/dev/test", IoMode::Direct).unwrap();
+        let (f, mode) =
+            crate::disk::device::open_for_image(&p, "/dev/test", IoMode::Direct).unwrap();
         let mut t = Target::new(f, "/dev/test", "img", mode, 512, size, 0, size, true);
         t.prepare().unwrap();
         t.write_at(0, &vec![0xbbu8; size as usize]).unwrap();

@@ -140,7 +140,7 @@ impl Heartbeater {
                 return false;
             }
         };
-        if let Err(e) = super::apply_lookup_data(&self.agent, &found.content) {
+        if let Err(e) = self.agent.apply_lookup_data(&found.content) {
             log::error!("{e}");
             return false;
         }
@@ -165,7 +165,7 @@ impl Heartbeater {
         // tests/e2e phase q without fast track). The written-image cache
         // goes too: cleaning may have wiped the disk since.
         self.agent.commands.forget_finished();
-        self.agent.state().written_image = None;
+        self.agent.written.set(None);
         log::info!("new agent token received; heartbeating again");
         true
     }

@@ -7,7 +7,7 @@
 //! better than none.
 
 use crate::agent::Agent;
-use crate::hardware::generic::{collect, dmi};
+use crate::hardware::generic::collect::{self, dmi};
 use serde_json::{json, Map, Value};
 use std::time::{Duration, Instant};
 
@@ -62,9 +62,7 @@ fn wait_for_dhcp(agent: &Agent) {
     let bootif = c.bootif.as_deref().map(normalize_bootif);
     let deadline = Instant::now() + Duration::from_secs(c.inspection_dhcp_wait_timeout);
     loop {
-        let inv = agent
-            .managers
-            .dispatch("list_hardware_info", |m| m.list_hardware_info(agent));
+        let inv = agent.inventory();
         let ready = inv.map(|inv| {
             let relevant: Vec<_> = inv
                 .interfaces
@@ -115,10 +113,7 @@ pub fn collect_data(agent: &Agent) -> (Map<String, Value>, Vec<String>) {
         match name.as_str() {
             "default" => {
                 wait_for_dhcp(agent);
-                match agent
-                    .managers
-                    .dispatch("list_hardware_info", |m| m.list_hardware_info(agent))
-                {
+                match agent.inventory() {
                     Ok(inv) => {
                         data.insert("inventory".into(), json!(inv));
                         let root_disk =

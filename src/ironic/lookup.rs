@@ -30,9 +30,7 @@ enum Attempt {
 /// MACs for `addresses=`: every inventory interface that has one (IPA
 /// filters `fa:` MACs and non-physical NICs while building the inventory).
 pub fn lookup_macs(agent: &Agent) -> Result<Vec<String>> {
-    let inv = agent
-        .managers
-        .dispatch("list_hardware_info", |m| m.list_hardware_info(agent))?;
+    let inv = agent.inventory()?;
     Ok(inv
         .interfaces
         .iter()
@@ -151,11 +149,7 @@ impl Lookup<'_> {
     /// Kilo–Mitaka: `POST /v1/drivers/<driver>/vendor_passthru/lookup`
     /// with the version-2 inventory body.
     fn passthru(&mut self) -> Attempt {
-        let inv = match self
-            .agent
-            .managers
-            .dispatch("list_hardware_info", |m| m.list_hardware_info(self.agent))
-        {
+        let inv = match self.agent.inventory() {
             Ok(i) => i,
             Err(e) => {
                 return Attempt::Retry {

@@ -9,7 +9,7 @@ pub mod lookup;
 use crate::agent::Agent;
 use crate::config::Config;
 use crate::error::{AgentError, Kind, Result};
-use serde_json::{Map, Value};
+use serde_json::Value;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs, UdpSocket};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -97,7 +97,7 @@ impl Client {
 
     /// The API URLs, the one that last worked first.
     pub fn urls(&self) -> Vec<String> {
-        crate::agent::lock(&self.urls).clone()
+        crate::util::lock(&self.urls).clone()
     }
 
     /// One request to each URL in turn until one answers at the HTTP level
@@ -120,7 +120,7 @@ impl Client {
             match self.send(method, &url, query, body, version) {
                 Ok(r) => {
                     if idx > 0 {
-                        let mut u = crate::agent::lock(&self.urls);
+                        let mut u = crate::util::lock(&self.urls);
                         u.rotate_left(idx);
                     }
                     return Ok(r);
@@ -196,7 +196,7 @@ impl Client {
         if let Some(v) = self.forced_version {
             return v;
         }
-        if let Some(v) = *crate::agent::lock(&self.version) {
+        if let Some(v) = *crate::util::lock(&self.version) {
             return v;
         }
         match self.request("GET", "/", &[], None, None) {
@@ -208,7 +208,7 @@ impl Client {
                 });
                 if let Some(v) = v {
                     log::info!("Ironic API version {}.{} detected", v.0, v.1);
-                    *crate::agent::lock(&self.version) = Some(v);
+                    *crate::util::lock(&self.version) = Some(v);
                     return v;
                 }
                 log::warn!("Ironic's root document has no default_version.version; assuming 1.31");
@@ -312,9 +312,7 @@ pub fn advertise_host(agent: &Agent, hosts: &[(String, u16)]) -> Result<String> 
         return Ok(h.clone());
     }
     if let Some(nic) = &c.network_interface {
-        let inv = agent
-            .managers
-            .dispatch("list_hardware_info", |m| m.list_hardware_info(agent))?;
+        let inv = agent.inventory()?;
         return inv
             .interfaces
             .iter()
@@ -347,49 +345,10 @@ pub fn advertise_host(agent: &Agent, hosts: &[(String, u16)]) -> Result<String> 
     ))
 }
 
-/// What lookup returned, parsed: IPA's `process_lookup_data`.
-pub fn apply_lookup_data(agent: &Agent, content: &Map<String, Value>) -> Result<()> {
-    let node = content
-        .get("node")
-        .filter(|n| n.get("uuid").and_then(Value::as_str).is_some())
-        .ok_or_else(|| AgentError::new(Kind::LookupNodeError, "lookup data has no node.uuid"))?;
-    let mut config = content
-        .get("config")
-        .and_then(Value::as_object)
-        .cloned()
-        .unwrap_or_default();
-    if let Some(t) = content.get("heartbeat_timeout") {
-        config.entry("heartbeat_timeout").or_insert(t.clone());
-    }
-    agent.cache_node(node);
-    let mut state = agent.state();
-    state.lookup.apply(&config);
-    match config.get("agent_token").and_then(Value::as_str) {
-        Some(t) if t.len() >= 32 => {
-            log::debug!("agent token recorded as designated by Ironic");
-            state.token = Some(t.to_string());
-        }
-        Some("******") => {
-            if state.token.is_none() {
-                return Err(AgentError::new(
-                    Kind::LookupNodeError,
-                    "Ironic returned a masked agent token (******): the token was already handed \
-                     out and this agent has none (no ipa-agent-token on the command line). The \
-                     agent was probably restarted outside Ironic's process; Ironic will not \
-                     accept this agent until the node is rebooted. This is FATAL.",
-                ));
-            }
-            log::warn!("the agent token was already retrieved; keeping the one this agent has");
-        }
-        Some(_) => log::warn!("an invalid (short) agent token was received and ignored"),
-        None => {}
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::Map;
 
     #[test]
     fn error_text_unwraps_ironic() {
@@ -450,30 +409,30 @@ mod tests {
     fn lookup_token_rules() {
         let long = "Q2xhc3NpY1Rva2VuX3dpdGhfNDNfY2hhcmFjdGVyczAw";
         let a = agent(None);
-        apply_lookup_data(&a, &lookup(long)).unwrap();
+        a.apply_lookup_data(&lookup(long)).unwrap();
         assert_eq!(a.token().as_deref(), Some(long));
         assert_eq!(a.lookup_settings().heartbeat_timeout, 42);
         assert_eq!(a.node().unwrap()["uuid"], "u-1");
 
         let a = agent(None);
-        let e = apply_lookup_data(&a, &lookup("******")).unwrap_err();
+        let e = a.apply_lookup_data(&lookup("******")).unwrap_err();
         assert_eq!(e.kind, Kind::LookupNodeError);
         assert!(e.to_string().contains("masked agent token"), "{e}");
 
         let a = agent(Some("pre-shared-token-from-the-cmdline"));
-        apply_lookup_data(&a, &lookup("******")).unwrap();
+        a.apply_lookup_data(&lookup("******")).unwrap();
         assert_eq!(
             a.token().as_deref(),
             Some("pre-shared-token-from-the-cmdline")
         );
 
         let a = agent(None);
-        apply_lookup_data(&a, &lookup("short")).unwrap();
+        a.apply_lookup_data(&lookup("short")).unwrap();
         assert_eq!(a.token(), None);
 
         let mut no_uuid = lookup(long);
         no_uuid.insert("node".into(), serde_json::json!({}));
-        assert!(apply_lookup_data(&agent(None), &no_uuid).is_err());
+        assert!(agent(None).apply_lookup_data(&no_uuid).is_err());
     }
 
     #[test]

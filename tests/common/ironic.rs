@@ -62,7 +62,7 @@ trait ReadWrite: Read + Write {}
 impl<T: Read + Write> ReadWrite for T {}
 
 fn decode(s: &str) -> String {
-    ironic_agent::api::percent_decode(s)
+    ironic_agent::util::percent_decode(s)
 }
 
 /// A fake Ironic API. Stopped when dropped.

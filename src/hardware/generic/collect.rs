@@ -9,30 +9,32 @@
 
 mod bmc;
 mod cpu;
+pub mod dmi;
 mod net;
 
-use crate::agent::{lock, Agent};
+use crate::config::Env;
 use crate::error::{AgentError, Result};
 use crate::hardware::inventory::{BootInfo, Firmware, Inventory, Memory, SystemVendor};
 use crate::root::Root;
+use crate::util::lock;
 use serde_json::{json, Value};
 use std::path::PathBuf;
 use std::sync::Mutex;
 
 pub use bmc::BmcInfo;
 
-pub fn list_hardware_info(agent: &Agent) -> Result<Inventory> {
-    let root = &agent.root;
+pub fn list_hardware_info(env: &Env) -> Result<Inventory> {
+    let root = env.root;
     let tables = net::AddressTables::read(root);
     let interfaces = net::interface_names(root)
         .iter()
         .filter_map(|n| net::interface(root, &tables, n))
         .collect();
-    let disks = super::disks::list_block_devices(root, false)?;
+    let disks = crate::disk::list::list_block_devices(root, false)?;
     let total = cpu::mem_total(root);
-    let dmi_bytes = super::dmi::memory_device_bytes(root);
+    let dmi_bytes = dmi::memory_device_bytes(root);
     let physical_mb = cpu::physical_mb(dmi_bytes, total, || cpu::hotplug_memory(root));
-    let (bmc_address, bmc_v6address, bmc_mac) = if agent.lookup_settings().agent_skip_bmc_detect {
+    let (bmc_address, bmc_v6address, bmc_mac) = if env.lookup.clone().agent_skip_bmc_detect {
         log::info!("Skipping BMC detection as requested by Ironic");
         (None, None, None)
     } else {
@@ -55,7 +57,7 @@ pub fn list_hardware_info(agent: &Agent) -> Result<Inventory> {
         system_vendor: system_vendor(root),
         boot: BootInfo {
             current_boot_mode: boot_mode(root).into(),
-            pxe_interface: agent.config.bootif.clone(),
+            pxe_interface: env.config.bootif.clone(),
         },
         hostname: root
             .read_nonempty("/proc/sys/kernel/hostname")
@@ -303,20 +305,17 @@ mod fixture_tests {
 
     #[test]
     fn dmi_decode_on_fixtures() {
-        let v = crate::hardware::generic::dmi::dmi_decode(&fixture("server"));
+        let v = dmi::dmi_decode(&fixture("server"));
         assert_eq!(v["bios"]["Vendor"], "Dell Inc.");
         assert_eq!(v["cpu"].as_array().unwrap().len(), 2);
         assert_eq!(v["cpu"][1]["Socket Designation"], "CPU2");
         assert_eq!(v["memory"]["Number Of Devices"], 6);
         assert_eq!(v["memory"]["devices"][2]["Size"], "No Module Installed");
-        assert_eq!(
-            crate::hardware::generic::dmi::memory_device_bytes(&fixture("server")),
-            Some(64 << 30)
-        );
+        assert_eq!(dmi::memory_device_bytes(&fixture("server")), Some(64 << 30));
         // a truncated table: what parses is kept, nothing panics
-        let v = crate::hardware::generic::dmi::dmi_decode(&fixture("odd"));
+        let v = dmi::dmi_decode(&fixture("odd"));
         assert!(v["memory"]["devices"].is_array());
-        let v = crate::hardware::generic::dmi::dmi_decode(&fixture("vm-virtio"));
+        let v = dmi::dmi_decode(&fixture("vm-virtio"));
         assert_eq!(v, json!({"bios": {}, "cpu": [], "memory": {"devices": []}}));
     }
 

@@ -2,23 +2,15 @@
 //! root-disk selection, and the generic clean, deploy and service steps
 //! (protocol §5.4–5.5).
 
-pub mod ata;
-pub mod blkerase;
 pub mod collect;
-pub mod diskio;
-pub mod disks;
-pub mod dmi;
 pub mod erase;
-pub mod nvme;
-pub mod probe;
+pub mod inject;
+pub mod nvram;
 pub mod raid;
-pub mod scsi;
-pub mod targets;
-pub mod wipe;
 
 use super::inventory::{BlockDevice, Inventory};
-use super::{hints, Step, StepCall, StepKind};
-use crate::agent::Agent;
+use super::{hints, Host, Step, StepCall, StepKind};
+use crate::config::Env;
 use crate::error::{AgentError, Result};
 use serde_json::{json, Value};
 
@@ -75,8 +67,8 @@ fn inject_files_argsinfo() -> Value {
 }
 
 impl GenericHardwareManager {
-    pub fn get_steps(&self, agent: &Agent, kind: StepKind) -> Vec<Step> {
-        let inject_prio = agent.config.inject_files_priority as i64;
+    pub fn get_steps(&self, env: &Env, kind: StepKind) -> Vec<Step> {
+        let inject_prio = env.config.inject_files_priority as i64;
         match kind {
             StepKind::Clean => vec![
                 Step::new("erase_devices", 10, "deploy").abortable(true),
@@ -109,40 +101,36 @@ impl GenericHardwareManager {
     /// The step methods this manager implements. Like IPA, a method can be
     /// run whatever kind of step asked for it (Ironic only asks for listed
     /// ones).
-    pub fn execute_step(&self, agent: &Agent, call: &StepCall) -> Option<Result<Value>> {
+    pub fn execute_step(&self, host: &Host, call: &StepCall) -> Option<Result<Value>> {
+        let env = &host.env;
         let r = match call.step {
-            "erase_devices" => erase::erase_devices(agent, call),
-            "erase_devices_metadata" => erase::erase_devices_metadata(agent, call),
-            "erase_devices_express" => erase::erase_devices_express(agent, call),
-            "erase_pstore" => erase::erase_pstore(agent, call),
-            "clean_uefi_nvram" => crate::image::efi::clean_uefi_nvram(agent, call),
-            "delete_configuration" => raid::delete_configuration(agent, call),
-            "create_configuration" => raid::create_configuration(agent, call),
-            "apply_configuration" => raid::apply_configuration(agent, call),
-            "write_image" => crate::image::write_image_step(agent, call),
-            "inject_files" => crate::image::inject::inject_files(agent, call),
+            "erase_devices" => erase::erase_devices(env, call),
+            "erase_devices_metadata" => erase::erase_devices_metadata(env, call),
+            "erase_devices_express" => erase::erase_devices_express(env, call),
+            "erase_pstore" => erase::erase_pstore(env, call),
+            "clean_uefi_nvram" => nvram::clean_uefi_nvram(env.root, call),
+            "delete_configuration" => raid::delete_configuration(env, call),
+            "create_configuration" => raid::create_configuration(env, call),
+            "apply_configuration" => raid::apply_configuration(env, call),
+            "write_image" => write_image(host, call),
+            "inject_files" => inject::inject_files(host, call),
             _ => return None,
         };
         Some(r)
     }
 
-    pub fn list_hardware_info(&self, agent: &Agent) -> Result<Inventory> {
-        collect::list_hardware_info(agent)
+    pub fn list_hardware_info(&self, env: &Env) -> Result<Inventory> {
+        collect::list_hardware_info(env)
     }
 
     /// IPA's `get_os_install_device`: root-device hints from the node
     /// (`instance_info.root_device` over `properties.root_device`, or the
     /// Kilo-era `root_device=` kernel parameter), minus the
     /// `skip_block_devices`; without hints the smallest disk ≥ 4 GiB.
-    pub fn get_os_install_device(
-        &self,
-        agent: &Agent,
-        node: Option<&Value>,
-    ) -> Result<BlockDevice> {
-        let devices = disks::list_block_devices(&agent.root, false)?;
-        let node = node.cloned().or_else(|| agent.node());
-        let hints =
-            hints::root_device_hints(node.as_ref(), agent.config.root_device_hints.as_ref())?;
+    pub fn get_os_install_device(&self, env: &Env, node: Option<&Value>) -> Result<BlockDevice> {
+        let devices = crate::disk::list::list_block_devices(env.root, false)?;
+        let node = node.cloned().or_else(|| env.node.clone());
+        let hints = hints::root_device_hints(node.as_ref(), env.config.root_device_hints.as_ref())?;
         let skip = node
             .as_ref()
             .map(hints::skip_list_hints)
@@ -156,14 +144,31 @@ impl GenericHardwareManager {
     }
 }
 
+/// The `write_image` deploy/service step: IPA's
+/// `GenericHardwareManager.write_image` runs `standby.prepare_image` and
+/// returns its command result, `{"result": "prepare_image: ..."}`.
+fn write_image(host: &Host, call: &StepCall) -> Result<Value> {
+    let info = call
+        .args
+        .get("image_info")
+        .and_then(Value::as_object)
+        .ok_or_else(|| AgentError::invalid_params("image_info is required"))?;
+    crate::image::validate_image_info(&host.env, info)?;
+    let configdrive = call.args.get("configdrive").filter(|v| !v.is_null());
+    let node = host.env.node.as_ref();
+    let dev = host.os_install_device(node)?;
+    let msg = crate::image::prepare_image(&host.env, host.written, &dev, node, info, configdrive)?;
+    Ok(json!({ "result": format!("prepare_image: {msg}") }))
+}
+
 /// IPA's `full_sync`: sync(2), then flush every disk's buffer cache
 /// (`blockdev --flushbufs`, i.e. BLKFLSBUF) so a power cut right after
 /// cannot lose what was written.
-pub fn full_sync(agent: &Agent) -> Result<()> {
+pub fn full_sync(root: &crate::root::Root) -> Result<()> {
     crate::sys::sync_all_filesystems();
-    let devices = disks::list_block_devices(&agent.root, false)?;
+    let devices = crate::disk::list::list_block_devices(root, false)?;
     for d in devices {
-        let path = agent.root.path(&d.name);
+        let path = root.path(&d.name);
         match std::fs::OpenOptions::new().read(true).open(&path) {
             Ok(f) => {
                 if let Err(e) = crate::sys::flush_buffers(&f) {

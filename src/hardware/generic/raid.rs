@@ -4,15 +4,14 @@
 //! success, anything else is a clear `SoftwareRAIDError`, never a fake
 //! success.
 
-use crate::agent::Agent;
+use crate::config::Env;
 use crate::error::{AgentError, Kind, Result};
 use crate::hardware::StepCall;
 use serde_json::{json, Value};
 
 /// md arrays the kernel currently runs (`/proc/mdstat` lines "mdN : ...").
-pub fn active_md_arrays(agent: &Agent) -> Vec<String> {
-    agent
-        .root
+pub fn active_md_arrays(env: &Env) -> Vec<String> {
+    env.root
         .read("/proc/mdstat")
         .unwrap_or_default()
         .lines()
@@ -35,8 +34,8 @@ fn logical_disks(raid_config: Option<&Value>) -> usize {
         .map_or(0, Vec::len)
 }
 
-pub fn delete_configuration(agent: &Agent, _call: &StepCall) -> Result<Value> {
-    let arrays = active_md_arrays(agent);
+pub fn delete_configuration(env: &Env, _call: &StepCall) -> Result<Value> {
+    let arrays = active_md_arrays(env);
     if arrays.is_empty() {
         log::info!("delete_configuration: no software RAID devices found");
         return Ok(Value::Null);
@@ -47,7 +46,7 @@ pub fn delete_configuration(agent: &Agent, _call: &StepCall) -> Result<Value> {
     )))
 }
 
-pub fn create_configuration(_agent: &Agent, call: &StepCall) -> Result<Value> {
+pub fn create_configuration(_env: &Env, call: &StepCall) -> Result<Value> {
     if logical_disks(call.node.get("target_raid_config")) == 0 {
         log::debug!("create_configuration: no target_raid_config");
         return Ok(json!({}));
@@ -55,7 +54,7 @@ pub fn create_configuration(_agent: &Agent, call: &StepCall) -> Result<Value> {
     Err(unsupported("creating the target RAID configuration"))
 }
 
-pub fn apply_configuration(agent: &Agent, call: &StepCall) -> Result<Value> {
+pub fn apply_configuration(env: &Env, call: &StepCall) -> Result<Value> {
     let Some(cfg) = call.args.get("raid_config") else {
         return Err(AgentError::invalid_params("raid_config is required"));
     };
@@ -65,7 +64,7 @@ pub fn apply_configuration(agent: &Agent, call: &StepCall) -> Result<Value> {
         .and_then(Value::as_bool)
         .unwrap_or(true);
     if delete_existing {
-        delete_configuration(agent, call)?;
+        delete_configuration(env, call)?;
     }
     if logical_disks(Some(cfg)) == 0 {
         return Ok(json!({}));

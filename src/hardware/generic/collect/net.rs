@@ -19,9 +19,7 @@ pub fn interface_names(root: &Root) -> Vec<String> {
                 || root.exists(format!("/sys/class/net/{n}/bonding"))
         })
         .collect();
-    crate::util::sort_small_by(&mut names, |a, b| {
-        crate::hardware::generic::disks::natural_cmp(a, b)
-    });
+    crate::util::sort_small_by(&mut names, |a, b| crate::disk::list::natural_cmp(a, b));
     names
 }
 

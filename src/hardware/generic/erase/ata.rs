@@ -27,7 +27,7 @@
 //! data; an enhanced erase writes a vendor pattern. The verification holds
 //! them to that.
 
-use super::blkerase::{Outcome, Promise};
+use super::block::{Outcome, Promise};
 use crate::sys::passthru::{sg_io, SgDir};
 use std::fs::File;
 use std::io;

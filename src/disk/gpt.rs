@@ -8,7 +8,9 @@
 //! [`relocate_backup`]; what `parted mklabel gpt` + `mkpart` do is
 //! [`Gpt::new`] + [`Gpt::write`].
 
-use super::disk::Io;
+use super::Io;
+use crate::util::bytes::{le32, le64};
+pub use crate::util::guid::Guid;
 use std::fmt;
 use std::io;
 
@@ -58,118 +60,6 @@ pub fn crc32(data: &[u8]) -> u32 {
         crc = table[((crc ^ u32::from(b)) & 0xFF) as usize] ^ (crc >> 8);
     }
     !crc
-}
-
-/// A GUID in its on-disk (mixed-endian) byte order.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub struct Guid(pub [u8; 16]);
-
-impl Guid {
-    pub const ZERO: Guid = Guid([0; 16]);
-
-    /// Parse "C12A7328-F81F-11D2-BA4B-00A0C93EC93B" at compile time (for
-    /// the constants above; panics on a malformed literal, which a test
-    /// would catch at once).
-    pub const fn from_str_const(s: &str) -> Guid {
-        match Self::parse_bytes(s.as_bytes()) {
-            Some(g) => g,
-            None => panic!("bad GUID literal"),
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Guid> {
-        Self::parse_bytes(s.trim().as_bytes())
-    }
-
-    const fn parse_bytes(s: &[u8]) -> Option<Guid> {
-        if s.len() != 36 || s[8] != b'-' || s[13] != b'-' || s[18] != b'-' || s[23] != b'-' {
-            return None;
-        }
-        // text order of the 16 bytes
-        let mut text = [0u8; 16];
-        let mut i = 0;
-        let mut n = 0;
-        while i < 36 {
-            if i == 8 || i == 13 || i == 18 || i == 23 {
-                i += 1;
-                continue;
-            }
-            let (hi, lo) = match (hex(s[i]), hex(s[i + 1])) {
-                (Some(h), Some(l)) => (h, l),
-                _ => return None,
-            };
-            text[n] = hi << 4 | lo;
-            n += 1;
-            i += 2;
-        }
-        // the first three fields are little-endian on disk
-        let b = [
-            text[3], text[2], text[1], text[0], text[5], text[4], text[7], text[6], text[8],
-            text[9], text[10], text[11], text[12], text[13], text[14], text[15],
-        ];
-        Some(Guid(b))
-    }
-
-    /// A random (version 4) GUID from the kernel's CSPRNG, as
-    /// `uuidutils.generate_uuid()` / sgdisk's `-u 0:R` produce.
-    pub fn random() -> io::Result<Guid> {
-        let mut b = [0u8; 16];
-        crate::sys::getrandom(&mut b)?;
-        // version 4 lives in the high nibble of the third field, which is
-        // stored little-endian: byte 7 on disk.
-        b[7] = (b[7] & 0x0F) | 0x40;
-        b[8] = (b[8] & 0x3F) | 0x80;
-        Ok(Guid(b))
-    }
-
-    pub fn is_zero(&self) -> bool {
-        self.0 == [0; 16]
-    }
-
-    /// Lower-case text, as lsblk/blkid print PARTUUIDs.
-    pub fn to_lower(&self) -> String {
-        self.to_string().to_ascii_lowercase()
-    }
-}
-
-const fn hex(c: u8) -> Option<u8> {
-    match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        b'A'..=b'F' => Some(c - b'A' + 10),
-        _ => None,
-    }
-}
-
-impl fmt::Display for Guid {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let b = &self.0;
-        write!(
-            f,
-            "{:02X}{:02X}{:02X}{:02X}-{:02X}{:02X}-{:02X}{:02X}-{:02X}{:02X}-",
-            b[3], b[2], b[1], b[0], b[5], b[4], b[7], b[6], b[8], b[9]
-        )?;
-        for x in &b[10..] {
-            write!(f, "{x:02X}")?;
-        }
-        Ok(())
-    }
-}
-
-impl fmt::Debug for Guid {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(self, f)
-    }
-}
-
-fn le32(b: &[u8], off: usize) -> u32 {
-    u32::from_le_bytes([b[off], b[off + 1], b[off + 2], b[off + 3]])
-}
-
-fn le64(b: &[u8], off: usize) -> u64 {
-    let mut a = [0u8; 8];
-    a.copy_from_slice(&b[off..off + 8]);
-    u64::from_le_bytes(a)
 }
 
 /// A GPT header (UEFI spec Table 5-5).
@@ -287,6 +177,39 @@ impl Header {
     }
 }
 
+/// The header fields that probing needs, read without checking anything
+/// but the signature: before a wipe, a damaged or foreign table still names
+/// areas to zero (IPA's `wipefs` and `sgdisk -Z` read them the same way).
+/// Writing and deploying use the strict [`Gpt::read_at`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LooseHeader {
+    pub alternate_lba: u64,
+    pub entries_lba: u64,
+    pub num_entries: u32,
+    pub entry_size: u32,
+}
+
+impl LooseHeader {
+    /// `None` without the "EFI PART" signature or when `b` is shorter than
+    /// a header.
+    pub fn parse(b: &[u8]) -> Option<LooseHeader> {
+        if b.len() < HEADER_SIZE as usize || &b[..8] != SIGNATURE {
+            return None;
+        }
+        Some(LooseHeader {
+            alternate_lba: le64(b, 32),
+            entries_lba: le64(b, 72),
+            num_entries: le32(b, 80),
+            entry_size: le32(b, 84),
+        })
+    }
+
+    /// Bytes of the entry array.
+    pub fn entries_bytes(&self) -> u64 {
+        u64::from(self.num_entries) * u64::from(self.entry_size)
+    }
+}
+
 /// One partition entry (UEFI spec Table 5-6).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Entry {
@@ -300,7 +223,9 @@ pub struct Entry {
 }
 
 impl Entry {
-    fn parse(b: &[u8]) -> Entry {
+    /// Parse a 128-byte (or larger) entry; `b` must hold at least 128
+    /// bytes.
+    pub fn parse(b: &[u8]) -> Entry {
         let mut t = [0u8; 16];
         let mut u = [0u8; 16];
         t.copy_from_slice(&b[0..16]);
@@ -577,7 +502,7 @@ pub fn relocate_backup(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::image::disk::MemDisk;
+    use crate::disk::MemDisk;
 
     #[test]
     fn crc32_check_value() {

@@ -10,11 +10,11 @@
 //! `partitions/{gpt,dos}.c`), the UEFI specification §5.3 (GPT), and each
 //! on-disk format's own headers, cited where used.
 
+use super::gpt::{self, LooseHeader};
+use super::mbr::{self, Mbr};
+use super::{GIB, KIB, MIB};
+use crate::util::bytes::{at, be16, be32, be64, le16, le32, le64};
 use std::io;
-
-pub const KIB: u64 = 1024;
-pub const MIB: u64 = 1024 * KIB;
-pub const GIB: u64 = 1024 * MIB;
 
 /// Bytes read (and later zeroed) at each end of every device and partition.
 /// 1 MiB covers the partition tables, the primary superblocks of every
@@ -87,28 +87,6 @@ impl Probe {
     pub fn has(&self, kind: &str) -> bool {
         self.signatures.iter().any(|s| s.kind == kind)
     }
-}
-
-fn le16(b: &[u8], o: usize) -> u16 {
-    u16::from_le_bytes([b[o], b[o + 1]])
-}
-fn le32(b: &[u8], o: usize) -> u32 {
-    u32::from_le_bytes(b[o..o + 4].try_into().expect("4 bytes"))
-}
-fn le64(b: &[u8], o: usize) -> u64 {
-    u64::from_le_bytes(b[o..o + 8].try_into().expect("8 bytes"))
-}
-fn be16(b: &[u8], o: usize) -> u16 {
-    u16::from_be_bytes([b[o], b[o + 1]])
-}
-fn be32(b: &[u8], o: usize) -> u32 {
-    u32::from_be_bytes(b[o..o + 4].try_into().expect("4 bytes"))
-}
-fn be64(b: &[u8], o: usize) -> u64 {
-    u64::from_be_bytes(b[o..o + 8].try_into().expect("8 bytes"))
-}
-fn at(b: &[u8], o: usize, magic: &[u8]) -> bool {
-    b.len() >= o + magic.len() && &b[o..o + magic.len()] == magic
 }
 
 /// md superblock magic (`MD_SB_MAGIC`, include/uapi/linux/raid/md_p.h),
@@ -452,81 +430,65 @@ fn label(b: &[u8]) -> Option<String> {
     (!s.is_empty() && s != "NO NAME").then(|| s.to_string())
 }
 
-/// GUID bytes as lsblk prints a GPT type or partition GUID: the first three
-/// fields little-endian, upper case.
-pub fn guid_text(b: &[u8]) -> String {
-    format!(
-        "{:08X}-{:04X}-{:04X}-{:02X}{:02X}-{}",
-        le32(b, 0),
-        le16(b, 4),
-        le16(b, 6),
-        b[8],
-        b[9],
-        b[10..16]
-            .iter()
-            .map(|x| format!("{x:02X}"))
-            .collect::<String>()
-    )
-}
-
 /// GPT (primary, else the backup at the end) and MBR entries with their
 /// types, plus the GPT backup area named by the primary header and the
 /// EBR sectors of logical partitions, which must be zeroed too.
 fn partition_table(r: &Region, head: &[u8], p: &mut Probe) -> io::Result<()> {
     let ss = u64::from(r.sector);
     let mut gpt_found = false;
-    if at(head, ss as usize, b"EFI PART") {
-        let hdr = &head[ss as usize..ss as usize + 92];
-        gpt_found = gpt_entries(r, hdr, p)?;
+    if let Some(hdr) = LooseHeader::parse(&head[ss as usize..]) {
+        gpt_found = gpt_entries(r, &hdr, p)?;
         // The backup header the primary points at: it may not be the last
         // sector when an image was written to a larger disk.
-        let alt = le64(hdr, 32);
+        let alt = hdr.alternate_lba;
         if alt > 1 && alt.saturating_mul(ss) < r.size {
-            let ents = u64::from(le32(hdr, 80)) * u64::from(le32(hdr, 84));
-            let ent_bytes = ents.div_ceil(ss) * ss;
+            let ent_bytes = hdr.entries_bytes().div_ceil(ss) * ss;
             let start = (alt * ss).saturating_sub(ent_bytes.min(MIB));
             p.backups.push((start, alt * ss + ss - start, "gpt backup"));
         }
     }
     if r.size >= ss {
         let last = r.get(r.size - ss, ss as usize)?;
-        if at(&last, 0, b"EFI PART") {
-            let ents_lba = le64(&last, 72);
-            let ents = u64::from(le32(&last, 80)) * u64::from(le32(&last, 84));
-            let ent_bytes = ents.div_ceil(ss) * ss;
+        if let Some(hdr) = LooseHeader::parse(&last) {
+            let ent_bytes = hdr.entries_bytes().div_ceil(ss) * ss;
             // the header is not trusted yet: its fields may be garbage
-            if ents_lba.checked_mul(ss).is_some_and(|b| b < r.size) && ent_bytes <= MIB {
-                p.backups
-                    .push((ents_lba * ss, ent_bytes, "gpt backup partition entries"));
+            if hdr.entries_lba.checked_mul(ss).is_some_and(|b| b < r.size) && ent_bytes <= MIB {
+                p.backups.push((
+                    hdr.entries_lba * ss,
+                    ent_bytes,
+                    "gpt backup partition entries",
+                ));
             }
             if !gpt_found {
-                gpt_found = gpt_entries(r, &last[..92], p)?;
+                gpt_found = gpt_entries(r, &hdr, p)?;
             }
         }
     }
-    if !gpt_found && at(head, 510, b"\x55\xaa") {
-        mbr_entries(r, head, p)?;
+    if !gpt_found {
+        if let Some(mbr) = Mbr::parse(&head[..512]) {
+            mbr_entries(r, &mbr, p)?;
+        }
     }
     Ok(())
 }
 
 /// Parse the entry array a GPT header points at. False when the header is
 /// not plausible (then the MBR is tried).
-fn gpt_entries(r: &Region, hdr: &[u8], p: &mut Probe) -> io::Result<bool> {
+fn gpt_entries(r: &Region, hdr: &LooseHeader, p: &mut Probe) -> io::Result<bool> {
     let ss = u64::from(r.sector);
-    let lba = le64(hdr, 72);
-    let n = u64::from(le32(hdr, 80));
-    let esz = u64::from(le32(hdr, 84));
+    let lba = hdr.entries_lba;
+    let n = u64::from(hdr.num_entries);
+    let esz = u64::from(hdr.entry_size);
     if !(128..=4096).contains(&esz) || n == 0 || n > 4096 || lba.saturating_mul(ss) >= r.size {
         return Ok(false);
     }
     let buf = r.get(lba * ss, (n * esz) as usize)?;
-    for i in 0..n as usize {
-        let e = &buf[i * esz as usize..(i + 1) * esz as usize];
-        if e[..16].iter().all(|b| *b == 0) {
+    for raw in buf.chunks_exact(esz as usize) {
+        let e = gpt::Entry::parse(raw);
+        if !e.is_used() {
             continue;
         }
-        let (first, last) = (le64(e, 32), le64(e, 40));
+        let (first, last) = (e.first_lba, e.last_lba);
         if last < first || first.saturating_mul(ss) >= r.size {
             continue;
         }
@@ -537,7 +499,7 @@ fn gpt_entries(r: &Region, hdr: &[u8], p: &mut Probe) -> io::Result<bool> {
         p.table.push(TableEntry {
             start: first * ss,
             size,
-            part_type: guid_text(&e[..16]),
+            part_type: e.type_guid.to_string(),
         });
     }
     Ok(true)
@@ -545,13 +507,11 @@ fn gpt_entries(r: &Region, hdr: &[u8], p: &mut Probe) -> io::Result<bool> {
 
 /// The four primary MBR entries and, inside an extended partition, the
 /// chain of EBRs (each holding one logical partition and a link).
-fn mbr_entries(r: &Region, mbr: &[u8], p: &mut Probe) -> io::Result<()> {
+fn mbr_entries(r: &Region, mbr: &Mbr, p: &mut Probe) -> io::Result<()> {
     let ss = u64::from(r.sector);
-    for i in 0..4 {
-        let e = &mbr[446 + i * 16..446 + (i + 1) * 16];
-        let ty = e[4];
-        let (start, count) = (u64::from(le32(e, 8)), u64::from(le32(e, 12)));
-        if ty == 0 || count == 0 || ty == 0xee || start * ss >= r.size {
+    for e in &mbr.entries {
+        let (ty, start, count) = (e.ptype, u64::from(e.start), u64::from(e.sectors));
+        if ty == 0 || count == 0 || ty == mbr::TYPE_GPT_PROTECTIVE || start * ss >= r.size {
             continue;
         }
         p.table.push(TableEntry {
@@ -559,7 +519,7 @@ fn mbr_entries(r: &Region, mbr: &[u8], p: &mut Probe) -> io::Result<()> {
             size: (count * ss).min(r.size - start * ss),
             part_type: format!("0x{ty:x}"),
         });
-        if matches!(ty, 0x05 | 0x0f | 0x85) {
+        if e.is_extended() {
             // Logical partitions: EBR at ext_start + link, up to 128 of them.
             let mut link = 0u64;
             for _ in 0..128 {
@@ -567,24 +527,22 @@ fn mbr_entries(r: &Region, mbr: &[u8], p: &mut Probe) -> io::Result<()> {
                 if ebr_lba * ss >= r.size {
                     break;
                 }
-                let ebr = r.get(ebr_lba * ss, 512)?;
-                if !at(&ebr, 510, b"\x55\xaa") {
+                let Some(ebr) = Mbr::parse(&r.get(ebr_lba * ss, 512)?) else {
                     break;
-                }
+                };
                 p.backups.push((ebr_lba * ss, ss, "ebr"));
-                let l = &ebr[446..462];
-                let (lty, lstart, lcount) = (l[4], u64::from(le32(l, 8)), u64::from(le32(l, 12)));
-                if lty != 0 && lcount != 0 && (ebr_lba + lstart) * ss < r.size {
+                let [l, next, ..] = ebr.entries;
+                let (lstart, lcount) = (u64::from(l.start), u64::from(l.sectors));
+                if l.ptype != 0 && lcount != 0 && (ebr_lba + lstart) * ss < r.size {
                     let s = (ebr_lba + lstart) * ss;
                     p.table.push(TableEntry {
                         start: s,
                         size: (lcount * ss).min(r.size - s),
-                        part_type: format!("0x{lty:x}"),
+                        part_type: format!("0x{:x}", l.ptype),
                     });
                 }
-                let next = &ebr[462..478];
-                let nstart = u64::from(le32(next, 8));
-                if next[4] == 0 || nstart == 0 || nstart == link {
+                let nstart = u64::from(next.start);
+                if next.ptype == 0 || nstart == 0 || nstart == link {
                     break;
                 }
                 link = nstart;

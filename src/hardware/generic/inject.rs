@@ -5,9 +5,9 @@
 //! device: on a fixture root whose disks are regular files the step fails
 //! with a clear message instead of pretending.
 
-use super::disk::{self, Found};
-use crate::agent::Agent;
+use crate::disk::{self, Found};
 use crate::error::{AgentError, Kind, Result};
+use crate::hardware::Host;
 use crate::hardware::StepCall;
 use serde_json::{Map, Value};
 use std::fs::{self, File};
@@ -206,8 +206,8 @@ impl Drop for Mounted {
 
 /// IPA's `utils.mounted`: mount `dev` (a machine path such as /dev/sda2)
 /// with the type read from its superblock.
-fn mount(agent: &Agent, dev: &str) -> Result<Mounted> {
-    let path = agent.root.path(dev);
+fn mount(host: &Host, dev: &str) -> Result<Mounted> {
+    let path = host.env.root.path(dev);
     let fail = |why: String| {
         AgentError::new(
             Kind::CommandExecutionError,
@@ -223,7 +223,7 @@ fn mount(agent: &Agent, dev: &str) -> Result<Mounted> {
         ));
     }
     let size = crate::sys::block_device_size(&f).map_err(|e| fail(e.to_string()))?;
-    let info = disk::probe_fs(&f, 0, size).ok_or_else(|| {
+    let info = crate::fs::blkid::probe_fs(&f, 0, size).ok_or_else(|| {
         fail("no filesystem this agent recognises (ext2/3/4, xfs, btrfs, vfat, iso9660)".into())
     })?;
     let fstype = match info.fstype {
@@ -241,23 +241,9 @@ fn mount(agent: &Agent, dev: &str) -> Result<Mounted> {
     Ok(Mounted { dir })
 }
 
-fn install_device(agent: &Agent) -> Result<String> {
-    if let Some(w) = agent.state().written_image.as_ref() {
-        if !w.device.is_empty() {
-            return Ok(w.device.clone());
-        }
-    }
-    agent
-        .managers
-        .dispatch("get_os_install_device", |m| {
-            m.get_os_install_device(agent, None)
-        })
-        .map(|d| d.name)
-}
-
 /// IPA's `_find_and_mount_path`: the mount and the file's full path in it.
 fn find_and_mount(
-    agent: &Agent,
+    host: &Host,
     path: &str,
     partition: Option<&Value>,
 ) -> Result<(Mounted, PathBuf)> {
@@ -271,7 +257,7 @@ fn find_and_mount(
             };
             let dev = match number {
                 Some(n) => {
-                    let root = install_device(agent)?;
+                    let root = host.install_device()?;
                     // IPA's template: "p" only for NVMe names
                     if root.contains("nvme") {
                         format!("{root}p{n}")
@@ -281,7 +267,7 @@ fn find_and_mount(
                 }
                 None => p.as_str().unwrap_or_default().to_string(),
             };
-            let m = mount(agent, &dev)?;
+            let m = mount(host, &dev)?;
             let full = m.dir.join(rel);
             Ok((m, full))
         }
@@ -291,11 +277,11 @@ fn find_and_mount(
                     "Invalid path {rel}, must be an absolute path to a file"
                 ))
             })?;
-            let root = install_device(agent)?;
-            let file = File::open(agent.root.path(&root)).map_err(|e| {
+            let root = host.install_device()?;
+            let file = File::open(host.env.root.path(&root)).map_err(|e| {
                 AgentError::io(Kind::CommandExecutionError, format!("opening {root}"), e)
             })?;
-            let geom = disk::geometry(agent, Path::new(&root), &file)?;
+            let geom = disk::geometry(host.env.root, Path::new(&root), &file)?;
             let parts = match disk::read_table(&file, geom) {
                 Found::Table(t) => t.partitions,
                 _ => vec![],
@@ -308,7 +294,7 @@ fn find_and_mount(
                     format!("{root}{}", p.number)
                 };
                 scanned.push(dev.clone());
-                match mount(agent, &dev) {
+                match mount(host, &dev) {
                     Ok(m) => {
                         if m.dir.join(detect).is_dir() {
                             log::info!("Path {detect} has been found on partition {dev}");
@@ -326,13 +312,13 @@ fn find_and_mount(
     }
 }
 
-fn content_bytes(agent: &Agent, call: &StepCall, content: &str) -> Result<Vec<u8>> {
+fn content_bytes(host: &Host, call: &StepCall, content: &str) -> Result<Vec<u8>> {
     if !content.contains("://") {
         return crate::util::base64_decode(content)
             .ok_or_else(|| AgentError::execution("content is not valid base64"));
     }
     let url = format_url(content, call.node, call.ports)?;
-    let mut config = agent.config.clone();
+    let mut config = host.env.config.clone();
     if call.args.get("verify_ca") == Some(&Value::Bool(false)) {
         config.insecure = true;
     }
@@ -341,7 +327,7 @@ fn content_bytes(agent: &Agent, call: &StepCall, content: &str) -> Result<Vec<u8
         ureq::Agent::config_builder()
             .tls_config(tls)
             .timeout_global(Some(Duration::from_secs(
-                agent.config.image_download_connection_timeout.max(1) * 5,
+                host.env.config.image_download_connection_timeout.max(1) * 5,
             )))
             .build(),
     );
@@ -356,9 +342,9 @@ fn content_bytes(agent: &Agent, call: &StepCall, content: &str) -> Result<Vec<u8
         .map_err(|e| AgentError::execution(format!("downloading {url}: {e}")))
 }
 
-fn inject_one(agent: &Agent, call: &StepCall, fl: &Map<String, Value>) -> Result<()> {
+fn inject_one(host: &Host, call: &StepCall, fl: &Map<String, Value>) -> Result<()> {
     let path = fl.get("path").and_then(Value::as_str).unwrap_or_default();
-    let (_mounted, full) = find_and_mount(agent, path, fl.get("partition"))?;
+    let (_mounted, full) = find_and_mount(host, path, fl.get("partition"))?;
     if fl.get("deleted").is_some_and(truthy) {
         let _ = fs::remove_file(&full);
         return Ok(());
@@ -374,7 +360,7 @@ fn inject_one(agent: &Agent, call: &StepCall, fl: &Map<String, Value>) -> Result
         }
     }
     let content = fl.get("content").and_then(Value::as_str).unwrap_or("");
-    let bytes = content_bytes(agent, call, content).map_err(|e| wrap(e.details))?;
+    let bytes = content_bytes(host, call, content).map_err(|e| wrap(e.details))?;
     fs::write(&full, bytes).map_err(|e| wrap(format!("OSError: {e}")))?;
     if let Some(m) = fl.get("mode").and_then(Value::as_u64) {
         fs::set_permissions(&full, fs::Permissions::from_mode(m as u32))
@@ -394,7 +380,7 @@ fn inject_one(agent: &Agent, call: &StepCall, fl: &Map<String, Value>) -> Result
 }
 
 /// The `inject_files` step. Returns null, as IPA.
-pub fn inject_files(agent: &Agent, call: &StepCall) -> Result<Value> {
+pub fn inject_files(host: &Host, call: &StepCall) -> Result<Value> {
     let from_props = call
         .node
         .pointer("/properties/inject_files")
@@ -411,7 +397,7 @@ pub fn inject_files(agent: &Agent, call: &StepCall) -> Result<Value> {
         return Ok(Value::Null);
     }
     for fl in &files {
-        inject_one(agent, call, fl)?;
+        inject_one(host, call, fl)?;
     }
     Ok(Value::Null)
 }

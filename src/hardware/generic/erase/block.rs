@@ -42,7 +42,7 @@
 //! non-zero data before, and is reported `verified: false` when the device
 //! held no data to compare.
 
-use super::diskio::{AlignedBuf, Disk};
+use crate::disk::{AlignedBuf, Disk};
 use std::collections::hash_map::DefaultHasher;
 use std::hash::Hasher;
 use std::io;
@@ -577,13 +577,14 @@ impl Sample {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::disk::device::Access;
 
     fn file_disk(name: &str, size: usize, fill: u8) -> (std::path::PathBuf, Disk) {
         let dir = std::env::temp_dir().join(format!("blkerase-{name}-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let p = dir.join("disk");
         std::fs::write(&p, vec![fill; size]).unwrap();
-        let d = Disk::open(&p, "/dev/sdz", true, 512).unwrap();
+        let d = Disk::open(&p, "/dev/sdz", Access::Write, 512).unwrap();
         (dir, d)
     }
 
@@ -673,7 +674,7 @@ mod tests {
         let p = dir.join("disk");
         std::fs::write(&p, vec![0x5au8; 16 << 20]).unwrap();
         // opened without write access: every write fails, like EIO
-        let d = Disk::open(&p, "/dev/sdz", false, 512).unwrap();
+        let d = Disk::open(&p, "/dev/sdz", Access::Read, 512).unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             let _ = tx.send(overwrite(&d, 1, false));

@@ -11,7 +11,7 @@
 //! bounded in depth, entries and bytes, so a hostile image yields an
 //! error, not a hang or a panic.
 
-use super::disk::Io;
+use crate::disk::Io;
 use std::io;
 
 const SECTOR: u64 = 2048;
@@ -196,7 +196,7 @@ impl<I: Io> Walk<'_, I> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::image::disk::MemDisk;
+    use crate::disk::MemDisk;
 
     /// A hand-made image: PVD, Joliet SVD, terminator, root and one
     /// subdirectory with a file.

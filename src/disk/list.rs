@@ -18,11 +18,51 @@
 //! Partitions (with `include_partitions`) follow the disks, as IPA appends
 //! `list_all_block_devices(block_type='part', ignore_raid=True)`.
 
-use crate::error::{AgentError, Result};
-use crate::hardware::inventory::BlockDevice;
+use crate::error::Result;
 use crate::root::Root;
+use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Component, Path, PathBuf};
+
+/// One block device as IPA serialises it. Internal fields the agent needs
+/// for erase and deploy are skipped in JSON.
+#[derive(Serialize, Clone, Debug, Default, PartialEq)]
+pub struct BlockDevice {
+    /// Always `/dev/<kernel name>`.
+    pub name: String,
+    pub model: Option<String>,
+    pub size: u64,
+    pub rotational: bool,
+    pub wwn: Option<String>,
+    pub serial: Option<String>,
+    pub vendor: Option<String>,
+    pub wwn_with_extension: Option<String>,
+    pub wwn_vendor_extension: Option<String>,
+    pub hctl: Option<String>,
+    pub by_path: Option<String>,
+    pub logical_sectors: Option<u64>,
+    pub physical_sectors: Option<u64>,
+    pub tran: Option<String>,
+    /// Kernel name ("nvme0n1", "sda", "sda1").
+    #[serde(skip)]
+    pub kname: String,
+    /// "disk", "part", "raid1", "mpath", "rom", ... (lsblk's TYPE).
+    #[serde(skip)]
+    pub dev_type: String,
+    /// /sys/block/<d>/ro.
+    #[serde(skip)]
+    pub read_only: bool,
+    /// /sys/block/<d>/removable.
+    #[serde(skip)]
+    pub removable: bool,
+    /// Every serial the device answers to (sysfs, udev-style IDs); hints
+    /// match any of them, as IPA does with lsblk + udev.
+    #[serde(skip)]
+    pub all_serials: Vec<String>,
+    /// Every WWN the device answers to.
+    #[serde(skip)]
+    pub all_wwns: Vec<String>,
+}
 
 /// What to list besides disks.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -547,107 +587,6 @@ fn trim_zeros(d: &[u8]) -> &[u8] {
     &d[n.min(d.len().saturating_sub(1))..]
 }
 
-/// Refuse a device that the running system uses: mounted (by path in
-/// /proc/mounts, by major:minor in /proc/self/mountinfo, so `/dev/root`
-/// and renamed mapper devices are caught), active swap (/proc/swaps), or
-/// held by another block device (/sys/block/<d>/holders: device-mapper,
-/// md, bcache), for the device itself and each of its partitions.
-pub fn check_not_in_use(root: &Root, dev: &BlockDevice) -> Result<()> {
-    let kname = if dev.kname.is_empty() {
-        dev.name.trim_start_matches("/dev/").to_string()
-    } else {
-        dev.kname.clone()
-    };
-    // (kernel name, its sysfs directory)
-    let mut members = vec![];
-    if root.exists(format!("/sys/block/{kname}")) {
-        members.push((kname.clone(), format!("/sys/block/{kname}")));
-        for p in partition_names(root, &kname) {
-            members.push((p.clone(), format!("/sys/block/{kname}/{p}")));
-        }
-    } else {
-        // a partition: its directory sits under its disk
-        let sys = root
-            .list("/sys/block")
-            .into_iter()
-            .map(|d| format!("/sys/block/{d}/{kname}"))
-            .find(|p| root.exists(format!("{p}/partition")))
-            .unwrap_or_else(|| format!("/sys/class/block/{kname}"));
-        members.push((kname.clone(), sys));
-    }
-    let mounts = root.read("/proc/mounts").unwrap_or_default();
-    let mountinfo = root.read("/proc/self/mountinfo").unwrap_or_default();
-    let swaps = root.read("/proc/swaps").unwrap_or_default();
-    for (k, sys) in &members {
-        let path = format!("/dev/{k}");
-        let devno = root.read_nonempty(format!("{sys}/dev"));
-        if let Some(on) = mounted_at(&mounts, &mountinfo, &path, devno.as_deref()) {
-            return Err(in_use(&dev.name, &format!("{path} is mounted on {on}")));
-        }
-        if swaps
-            .lines()
-            .skip(1)
-            .any(|l| l.split_whitespace().next() == Some(path.as_str()))
-        {
-            return Err(in_use(&dev.name, &format!("{path} is in use as swap")));
-        }
-        let holders = root.list(format!("{sys}/holders"));
-        if !holders.is_empty() {
-            return Err(in_use(
-                &dev.name,
-                &format!("{path} is held by {}", holders.join(", ")),
-            ));
-        }
-    }
-    Ok(())
-}
-
-fn in_use(dev: &str, why: &str) -> AgentError {
-    AgentError::block_device(format!("{dev} is in use: {why}"))
-}
-
-/// Where `path` (or the device numbered `devno`, "8:1") is mounted.
-fn mounted_at(mounts: &str, mountinfo: &str, path: &str, devno: Option<&str>) -> Option<String> {
-    for l in mounts.lines() {
-        let mut f = l.split_whitespace();
-        if f.next() == Some(path) {
-            return f.next().map(unescape_octal);
-        }
-    }
-    let devno = devno?;
-    for l in mountinfo.lines() {
-        // id parent major:minor root mountpoint ...
-        let f: Vec<&str> = l.split_whitespace().collect();
-        if f.len() > 4 && f[2] == devno {
-            return Some(unescape_octal(f[4]));
-        }
-    }
-    None
-}
-
-/// /proc/mounts escapes space, tab, newline and backslash as \ooo.
-fn unescape_octal(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\'
-            && i + 4 <= b.len()
-            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
-        {
-            let v = (b[i + 1] - b'0') as u32 * 64
-                + (b[i + 2] - b'0') as u32 * 8
-                + (b[i + 3] - b'0') as u32;
-            out.push(v as u8);
-            i += 4;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -710,25 +649,6 @@ mod tests {
     }
 
     #[test]
-    fn mount_lookup() {
-        let mounts = "/dev/sda2 / ext4 rw 0 0\n/dev/sdb1 /mnt/with\\040space xfs rw 0 0\n";
-        let info = "22 1 8:3 / /boot rw - ext4 /dev/root rw\n";
-        assert_eq!(
-            mounted_at(mounts, info, "/dev/sda2", None).as_deref(),
-            Some("/")
-        );
-        assert_eq!(
-            mounted_at(mounts, info, "/dev/sdb1", None).as_deref(),
-            Some("/mnt/with space")
-        );
-        assert_eq!(
-            mounted_at(mounts, info, "/dev/sda3", Some("8:3")).as_deref(),
-            Some("/boot")
-        );
-        assert_eq!(mounted_at(mounts, info, "/dev/sdc", Some("8:32")), None);
-    }
-
-    #[test]
     fn by_path_normalises() {
         assert_eq!(
             normalize(Path::new("/dev/disk/by-path/../../sda")),
@@ -740,6 +660,7 @@ mod tests {
 #[cfg(test)]
 mod fixture_tests {
     use super::*;
+    use crate::disk::usage::check_not_in_use;
 
     fn fixture(name: &str) -> Root {
         Root::new(format!(
@@ -947,61 +868,6 @@ mod fixture_tests {
         assert_eq!(
             check_not_in_use(&root, &sdc).unwrap_err().details,
             "/dev/sdc is in use: /dev/sdc is held by dm-0"
-        );
-    }
-
-    #[test]
-    fn root_device_on_fixtures() {
-        use crate::hardware::hints::{select_root_device, Hints};
-        let hints = |v: serde_json::Value| -> Hints { v.as_object().unwrap().clone() };
-        let server = list_block_devices(&fixture("server"), false).unwrap();
-        assert_eq!(select_root_device(&server, None).unwrap().name, "/dev/sda");
-        for (h, want) in [
-            (
-                serde_json::json!({"serial": "z0n0a02etz1a"}),
-                "/dev/nvme0n1",
-            ),
-            (serde_json::json!({"wwn": "0x5000C500A1B2C3D4"}), "/dev/sdb"),
-            (serde_json::json!({"rotational": true}), "/dev/sdb"),
-            (serde_json::json!({"size": ">= 1000"}), "/dev/nvme0n1"),
-            (serde_json::json!({"hctl": "1:0:0:0"}), "/dev/sdb"),
-            (serde_json::json!({"tran": "nvme"}), "/dev/nvme0n1"),
-            (
-                serde_json::json!({"vendor": "ata", "size": "<= 1000"}),
-                "/dev/sda",
-            ),
-            (serde_json::json!({"model": "<in> samsung"}), "/dev/sda"),
-            (
-                serde_json::json!({"by_path": "/dev/disk/by-path/pci-0000:00:17.0-ata-2"}),
-                "/dev/sdb",
-            ),
-            (serde_json::json!({"name": "/dev/sdb"}), "/dev/sdb"),
-            (
-                serde_json::json!({"serial": "SAMSUNG_MZ7LH480_S45NNE0M123456"}),
-                "/dev/sda",
-            ),
-        ] {
-            assert_eq!(
-                select_root_device(&server, Some(&hints(h.clone())))
-                    .unwrap()
-                    .name,
-                want,
-                "{h}"
-            );
-        }
-        let odd = list_block_devices(&fixture("odd"), false).unwrap();
-        // smallest disk of at least 4 GiB
-        assert_eq!(select_root_device(&odd, None).unwrap().name, "/dev/nvme0n1");
-        assert_eq!(
-            select_root_device(
-                &odd,
-                Some(&hints(
-                    serde_json::json!({"wwn_vendor_extension": "0x6f7a8b9c0d1e2f30"})
-                ))
-            )
-            .unwrap()
-            .name,
-            "/dev/sdb"
         );
     }
 }

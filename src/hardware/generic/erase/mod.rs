@@ -29,23 +29,32 @@
 //! 3. overwrite: `agent_erase_devices_iterations` (default 1) random passes
 //!    and a zero pass when `agent_erase_devices_zeroize` (default true).
 //!
-//! Then the device is read back as the method promises (`blkerase::Sample`)
+//! Then the device is read back as the method promises (`block::Sample`)
 //! and a mismatch fails the step. The result, per device:
 //! `{"method", "verified", "verification", "seconds", "attempts"}`, or
 //! `{"skipped": why}`. IPA returns `{device: null}`; Ironic stores
 //! `clean_result` without reading it for this step.
 
-use super::blkerase::{self, Attempt, Outcome, Promise, Sample, SAMPLE_BLOCKS};
-use super::diskio::Disk;
-use super::targets::{self, di_bool, di_u64, Purpose, Skipped, Target};
-use super::{ata, nvme, scsi, wipe};
-use crate::agent::{lock, Agent};
+pub mod ata;
+pub mod block;
+pub mod metadata;
+pub mod nvme;
+pub mod scsi;
+pub mod targets;
+
+use crate::config::Env;
+use crate::disk::device::Access;
+use crate::disk::Disk;
 use crate::error::{AgentError, Context, Kind, Result};
 use crate::hardware::StepCall;
+use crate::root::Root;
+use crate::util::lock;
+use block::{Attempt, Outcome, Promise, Sample, SAMPLE_BLOCKS};
 use serde_json::{json, Map, Value};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
+use targets::{di_bool, di_u64, Purpose, Skipped, Target};
 
 fn skipped_records(out: &mut Map<String, Value>, skipped: &[Skipped]) {
     for s in skipped {
@@ -97,7 +106,7 @@ impl<'a> Dev<'a> {
     fn open(t: &'a Target) -> Result<Dev<'a>> {
         let name = &t.dev.name;
         let started = Instant::now();
-        let disk = Disk::open(&t.path, name, true, t.sector)
+        let disk = Disk::open(&t.path, name, Access::Write, t.sector)
             .ctx(Kind::BlockDeviceEraseError, || format!("opening {name}"))?;
         targets::check_identity(t, &disk)?;
         let sample = Sample::take(&disk, SAMPLE_BLOCKS)
@@ -244,7 +253,7 @@ fn namespace_run(d: &Dev, m: nvme::Method) -> Outcome {
 
 /// After the device-level methods: the failure rule, the block-layer
 /// fallbacks, verification, and the result record.
-fn finish(mut dev: Dev, agent: &Agent, f: &Flags) -> Result<Value> {
+fn finish(mut dev: Dev, env: &Env, f: &Flags) -> Result<Value> {
     let name = dev.t.dev.name.clone();
     if let Some(w) = dev.failure.take() {
         if !f.continue_if_failed {
@@ -255,26 +264,22 @@ fn finish(mut dev: Dev, agent: &Agent, f: &Flags) -> Result<Value> {
         log::warn!("Failed to invoke secure erase, falling back to shred: {w}");
     }
     if dev.done.is_none() {
-        let o = blkerase::secure_discard(&dev.disk);
+        let o = block::secure_discard(&dev.disk);
         dev.record("blksecdiscard", o);
     }
     if dev.pending() {
         let kname = dev.t.dev.kname.clone();
         let q = |a: &str| {
-            agent
-                .root
+            env.root
                 .read_u64(format!("/sys/block/{kname}/queue/{a}"))
                 .unwrap_or(0)
         };
-        let o = blkerase::offloaded_zeroout(
-            &dev.disk,
-            q("write_zeroes_max_bytes"),
-            q("rotational") == 1,
-        );
+        let o =
+            block::offloaded_zeroout(&dev.disk, q("write_zeroes_max_bytes"), q("rotational") == 1);
         dev.record("blkzeroout", o);
     }
     if dev.pending() {
-        let o = blkerase::overwrite(&dev.disk, f.iterations, f.zeroize);
+        let o = block::overwrite(&dev.disk, f.iterations, f.zeroize);
         dev.record("overwrite", o);
     }
     if let Some(w) = dev.failure.take() {
@@ -308,7 +313,7 @@ fn finish(mut dev: Dev, agent: &Agent, f: &Flags) -> Result<Value> {
 
 /// Work items: single disks, and the namespaces of one NVMe controller
 /// together (with whether they are all of its namespaces).
-fn jobs<'a>(agent: &Agent, targets: &'a [Target]) -> Vec<(Vec<&'a Target>, bool)> {
+fn jobs<'a>(root: &Root, targets: &'a [Target]) -> Vec<(Vec<&'a Target>, bool)> {
     let mut out: Vec<(Vec<&Target>, bool)> = vec![];
     let mut by_ctrl: Vec<(String, Vec<&Target>)> = vec![];
     for t in targets {
@@ -316,7 +321,7 @@ fn jobs<'a>(agent: &Agent, targets: &'a [Target]) -> Vec<(Vec<&'a Target>, bool)
             .dev
             .name
             .starts_with("/dev/nvme")
-            .then(|| nvme::controller_of(&agent.root, &t.dev.kname))
+            .then(|| nvme::controller_of(root, &t.dev.kname))
             .flatten();
         match ctrl {
             Some(c) => match by_ctrl.iter_mut().find(|(k, _)| *k == c) {
@@ -327,7 +332,7 @@ fn jobs<'a>(agent: &Agent, targets: &'a [Target]) -> Vec<(Vec<&'a Target>, bool)
         }
     }
     for (c, group) in by_ctrl {
-        let all = nvme::namespaces_of(&agent.root, &c);
+        let all = nvme::namespaces_of(root, &c);
         let whole = !all.is_empty() && all.iter().all(|k| group.iter().any(|t| t.dev.kname == *k));
         out.push((group, whole));
     }
@@ -336,7 +341,7 @@ fn jobs<'a>(agent: &Agent, targets: &'a [Target]) -> Vec<(Vec<&'a Target>, bool)
 
 /// Erase the disks of one job; one result per disk.
 fn run_job(
-    agent: &Agent,
+    env: &Env,
     f: &Flags,
     group: &[&Target],
     whole_controller: bool,
@@ -389,14 +394,14 @@ fn run_job(
     }
     for d in devs {
         let name = d.t.dev.name.clone();
-        out.push((name, finish(d, agent, f)));
+        out.push((name, finish(d, env, f)));
     }
     out
 }
 
 /// Run every job on at most `concurrency` threads.
 fn run_all(
-    agent: &Agent,
+    env: &Env,
     f: &Flags,
     jobs: &[(Vec<&Target>, bool)],
     express: bool,
@@ -412,7 +417,7 @@ fn run_all(
                     break;
                 };
                 let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    run_job(agent, f, group, *whole, express)
+                    run_job(env, f, group, *whole, express)
                 }))
                 .unwrap_or_else(|_| {
                     group
@@ -461,17 +466,17 @@ fn collect(results: Vec<(String, Result<Value>)>, prefix: &str) -> Result<Map<St
 }
 
 /// IPA's `erase_devices` (see the module documentation).
-pub fn erase_devices(agent: &Agent, call: &StepCall) -> Result<Value> {
+pub fn erase_devices(env: &Env, call: &StepCall) -> Result<Value> {
     let f = Flags::from_node(call.node);
-    let (targets, skipped) = targets::erasable(agent, call.node, Purpose::Erase)?;
+    let (targets, skipped) = targets::erasable(env, call.node, Purpose::Erase)?;
     log::info!(
         "erase_devices: {} disk(s), concurrency {}, {f:?}",
         targets.len(),
         f.concurrency
     );
-    let jobs = jobs(agent, &targets);
+    let jobs = jobs(env.root, &targets);
     let mut out = collect(
-        run_all(agent, &f, &jobs, false),
+        run_all(env, &f, &jobs, false),
         "Failed to erase the device(s)",
     )?;
     skipped_records(&mut out, &skipped);
@@ -483,12 +488,12 @@ pub fn erase_devices(agent: &Agent, call: &StepCall) -> Result<Value> {
 /// disk, and re-read the partition table. A failure on one disk does not
 /// stop the others; the step then fails naming every failed disk, as IPA's
 /// `BlockDeviceEraseError` does.
-pub fn erase_devices_metadata(agent: &Agent, call: &StepCall) -> Result<Value> {
-    let (targets, skipped) = targets::erasable(agent, call.node, Purpose::Metadata)?;
+pub fn erase_devices_metadata(env: &Env, call: &StepCall) -> Result<Value> {
+    let (targets, skipped) = targets::erasable(env, call.node, Purpose::Metadata)?;
     let mut out = Map::new();
     let mut errors = vec![];
     for t in &targets {
-        match wipe::destroy_disk_metadata(t) {
+        match metadata::destroy_disk_metadata(t) {
             Ok(rec) => {
                 out.insert(t.dev.name.clone(), rec);
             }
@@ -539,7 +544,7 @@ fn finish_express(mut dev: Dev) -> Result<Value> {
     let attempts: Vec<Value> = dev.attempts.iter().map(Attempt::to_json).collect();
     let t = dev.t;
     drop(dev);
-    match wipe::destroy_disk_metadata(t) {
+    match metadata::destroy_disk_metadata(t) {
         Ok(mut rec) => {
             if !attempts.is_empty() {
                 rec["attempts"] = attempts.into();
@@ -560,15 +565,15 @@ fn finish_express(mut dev: Dev) -> Result<Value> {
 /// where the controller offers it, else user-data erase) when
 /// `agent_enable_nvme_secure_erase` allows; every other disk, and any
 /// NVMe disk whose format is unsupported or fails, gets the metadata wipe.
-pub fn erase_devices_express(agent: &Agent, call: &StepCall) -> Result<Value> {
+pub fn erase_devices_express(env: &Env, call: &StepCall) -> Result<Value> {
     let f = Flags::from_node(call.node);
-    let (targets, skipped) = targets::erasable(agent, call.node, Purpose::Metadata)?;
+    let (targets, skipped) = targets::erasable(env, call.node, Purpose::Metadata)?;
     if targets.is_empty() {
         log::debug!("No erasable devices have been found.");
     }
-    let jobs = jobs(agent, &targets);
+    let jobs = jobs(env.root, &targets);
     let mut out = collect(
-        run_all(agent, &f, &jobs, true),
+        run_all(env, &f, &jobs, true),
         "Failed to conduct an express erase on the device(s)",
     )?;
     skipped_records(&mut out, &skipped);
@@ -577,8 +582,8 @@ pub fn erase_devices_express(agent: &Agent, call: &StepCall) -> Result<Value> {
 
 /// The pstore mount point from /proc/mounts (IPA's
 /// `_find_pstore_mount_point`: the first mount of type pstore).
-fn pstore_mount(agent: &Agent) -> Option<String> {
-    let mounts = agent.root.read("/proc/mounts")?;
+fn pstore_mount(root: &Root) -> Option<String> {
+    let mounts = root.read("/proc/mounts")?;
     mounts.lines().find_map(|l| {
         let f: Vec<&str> = l.split_whitespace().collect();
         (f.len() > 2 && f[2] == "pstore").then(|| f[1].to_string())
@@ -588,13 +593,13 @@ fn pstore_mount(agent: &Agent) -> Option<String> {
 /// IPA's `erase_pstore`: delete every record the kernel keeps in the
 /// persistent store (crash dumps of the previous tenant's kernel may hold
 /// their data). No pstore mounted: nothing to do.
-pub fn erase_pstore(agent: &Agent, _call: &StepCall) -> Result<Value> {
-    let Some(mnt) = pstore_mount(agent) else {
+pub fn erase_pstore(env: &Env, _call: &StepCall) -> Result<Value> {
+    let Some(mnt) = pstore_mount(env.root) else {
         log::debug!("No pstore found");
         return Ok(json!({"pstore": null, "deleted": 0}));
     };
     log::info!("Cleaning up pstore in {mnt}");
-    let dir = agent.root.path(&mnt);
+    let dir = env.root.path(&mnt);
     let entries =
         std::fs::read_dir(&dir).ctx(Kind::CleaningError, || format!("listing pstore {mnt}"))?;
     let mut deleted = 0;
@@ -607,7 +612,7 @@ pub fn erase_pstore(agent: &Agent, _call: &StepCall) -> Result<Value> {
             std::fs::remove_file(&p)
         };
         r.ctx(Kind::CleaningError, || {
-            format!("deleting {}", agent.root.unmap(&p).display())
+            format!("deleting {}", env.root.unmap(&p).display())
         })?;
         deleted += 1;
     }
@@ -619,14 +624,14 @@ mod tests {
     use super::*;
     use crate::hardware::inventory::BlockDevice;
 
-    fn agent_at(root: &std::path::Path) -> Agent {
+    fn agent_at(root: &std::path::Path) -> crate::config::OwnedEnv {
         let cfg = crate::config::Config {
             root: root.to_path_buf(),
             steps_dir: root.join("no-steps"),
             standalone: true,
             ..Default::default()
         };
-        Agent::new(cfg, crate::logbuf::LogBuffer::new(1024))
+        crate::config::OwnedEnv::new(cfg)
     }
 
     fn file_target(dir: &std::path::Path) -> Target {
@@ -662,7 +667,7 @@ mod tests {
             Outcome::Failed("Block device /dev/sdq is frozen and cannot be erased".into()),
         );
         let f = Flags::from_node(&json!({}));
-        let e = finish(d, &agent, &f).unwrap_err();
+        let e = finish(d, &agent.env(), &f).unwrap_err();
         assert_eq!(e.kind, Kind::BlockDeviceEraseError);
         assert_eq!(
             e.details,
@@ -674,7 +679,7 @@ mod tests {
         d.record("ata_security_erase", Outcome::Failed("frozen".into()));
         let f = Flags::from_node(&json!({"driver_internal_info":
             {"agent_continue_if_ata_erase_failed": true}}));
-        let v = finish(d, &agent, &f).unwrap();
+        let v = finish(d, &agent.env(), &f).unwrap();
         assert_eq!(v["method"], "overwrite");
         assert_eq!(v["attempts"][0]["outcome"], "failed");
         assert!(std::fs::read(&t.path).unwrap().iter().all(|b| *b == 0));
@@ -690,14 +695,14 @@ mod tests {
         let mut d = Dev::open(&t).unwrap();
         // claims zeroes, but nothing was written
         d.record("nvme_sanitize_overwrite", Outcome::Done(Promise::Zeroes));
-        let e = finish(d, &agent, &Flags::from_node(&json!({}))).unwrap_err();
+        let e = finish(d, &agent.env(), &Flags::from_node(&json!({}))).unwrap_err();
         assert_eq!(e.kind, Kind::BlockDeviceEraseError);
         assert!(e.details.starts_with(
             "Verifying /dev/sdq after nvme_sanitize_overwrite failed: byte 0 of /dev/sdq is not zero"
         ), "{}", e.details);
         let mut d = Dev::open(&t).unwrap();
         d.record("nvme_format_crypto_erase", Outcome::Done(Promise::Changed));
-        let e = finish(d, &agent, &Flags::from_node(&json!({}))).unwrap_err();
+        let e = finish(d, &agent.env(), &Flags::from_node(&json!({}))).unwrap_err();
         assert!(
             e.details.contains("still holds its old data"),
             "{}",

@@ -1,6 +1,10 @@
 //! Small self-contained helpers: base64 (configdrives, log bundles, basic
 //! auth), SHA-256 crypt (rescue passwords), random strings.
 
+pub mod bytes;
+pub mod guid;
+pub mod regex;
+
 use sha2::{Digest, Sha256};
 
 const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -180,9 +184,69 @@ pub fn sort_small<T: Ord>(v: &mut [T]) {
     sort_small_by(v, T::cmp)
 }
 
+/// Numbers that Ironic may send as strings in older releases.
+pub fn as_u64_lenient(v: &serde_json::Value) -> Option<u64> {
+    match v {
+        serde_json::Value::Number(n) => {
+            n.as_u64().or_else(|| n.as_f64().map(|f| f.max(0.0) as u64))
+        }
+        serde_json::Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+/// A random UUID (version 4) string, for command ids.
+pub fn new_uuid() -> String {
+    let mut b = [0u8; 16];
+    fastrand::fill(&mut b);
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    guid::Guid::from_rfc4122(b).to_lower()
+}
+
+/// Lock a mutex, recovering the data if a panicking thread poisoned it: a
+/// bug in one command must not take the API down with it.
+pub fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Decode `%XX` and `+` in a URL component; invalid escapes stay as-is.
+pub fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'%' if i + 2 < b.len() => {
+                let hex = std::str::from_utf8(&b[i + 1..i + 3]).ok();
+                match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                    Some(v) => {
+                        out.push(v);
+                        i += 3;
+                        continue;
+                    }
+                    None => out.push(b'%'),
+                }
+            }
+            b'+' => out.push(b' '),
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn uuid_shape() {
+        let u = new_uuid();
+        assert_eq!(u.len(), 36);
+        assert_eq!(&u[14..15], "4");
+        assert_ne!(new_uuid(), u);
+    }
 
     #[test]
     fn base64_roundtrip() {

@@ -26,9 +26,10 @@
 //!   OCFS2 and VMFS signatures too, not only at the device's own lsblk IDs;
 //! * a mounted, swapped-on or dm-held disk is refused rather than written.
 
-use super::diskio::Disk;
-use super::probe::{self, Probe, Region};
-use crate::agent::Agent;
+use crate::config::Env;
+use crate::disk::device::Access;
+use crate::disk::signatures::{self as probe, Probe, Region};
+use crate::disk::Disk;
 use crate::error::{AgentError, Context, Kind, Result};
 use crate::hardware::hints;
 use crate::hardware::inventory::BlockDevice;
@@ -105,7 +106,7 @@ pub fn di_bool(node: &Value, key: &str) -> Option<bool> {
 pub fn di_u64(node: &Value, key: &str) -> Option<u64> {
     node.get("driver_internal_info")?
         .get(key)
-        .and_then(crate::agent::as_u64_lenient)
+        .and_then(crate::util::as_u64_lenient)
 }
 
 fn kname_of(d: &BlockDevice) -> String {
@@ -119,7 +120,7 @@ fn kname_of(d: &BlockDevice) -> String {
 /// Disks and partitions, from the inventory's lister (IPA's
 /// `list_block_devices(include_partitions=True)`).
 fn list_devices(root: &Root) -> Result<(Vec<BlockDevice>, Vec<BlockDevice>)> {
-    let all = super::disks::list_block_devices(root, true)?;
+    let all = crate::disk::list::list_block_devices(root, true)?;
     let (parts, disks): (Vec<_>, Vec<_>) = all.into_iter().partition(|d| d.dev_type == "part");
     Ok((disks, parts))
 }
@@ -167,7 +168,7 @@ pub fn usage(root: &Root, dev: &BlockDevice) -> Usage {
             return Usage::RaidMember(format!("/dev/{k} is a member of /dev/{md}"));
         }
     }
-    match super::disks::check_not_in_use(root, dev) {
+    match crate::disk::usage::check_not_in_use(root, dev) {
         Ok(()) => Usage::Free,
         Err(e) => Usage::InUse(e.details),
     }
@@ -178,17 +179,17 @@ pub fn usage(root: &Root, dev: &BlockDevice) -> Usage {
 /// virtual media (`boot_method=vmedia`), the ISO it booted from or the
 /// configuration drive the BMC attached (IPA's `_check_vmedia_device`
 /// accepts only small USB disks and optical devices for those).
-fn is_virtual_media(agent: &Agent, dev: &BlockDevice, labels: &[&str]) -> Option<String> {
-    let by_label = agent.root.path("/dev/disk/by-label/ir-vfd-dev");
+fn is_virtual_media(env: &Env, dev: &BlockDevice, labels: &[&str]) -> Option<String> {
+    let by_label = env.root.path("/dev/disk/by-label/ir-vfd-dev");
     if let Ok(t) = std::fs::canonicalize(&by_label) {
-        let me = std::fs::canonicalize(agent.root.path(&dev.name)).ok();
-        let target = agent.root.unmap(&t);
+        let me = std::fs::canonicalize(env.root.path(&dev.name)).ok();
+        let target = env.root.unmap(&t);
         if Some(&t) == me.as_ref() || target.starts_with(&dev.name) {
             return Some("ir-vfd-dev".into());
         }
     }
-    let booted_vmedia = agent.config.boot_method.as_deref() == Some("vmedia");
-    let small_usb = dev.tran.as_deref() == Some("usb") && dev.size < 4 * probe::GIB;
+    let booted_vmedia = env.config.boot_method.as_deref() == Some("vmedia");
+    let small_usb = dev.tran.as_deref() == Some("usb") && dev.size < 4 * crate::disk::GIB;
     for l in labels {
         let up = l.to_ascii_uppercase();
         if up == "IR-VFD-DEV"
@@ -206,9 +207,9 @@ fn is_virtual_media(agent: &Agent, dev: &BlockDevice, labels: &[&str]) -> Option
 /// read; a disk is kept when it carries an md 1.1/1.2 superblock of a kept
 /// volume (the ramdisk has no mdadm, so arrays are often not assembled and
 /// their members look like plain disks). IPA resolves names with mdadm.
-fn kept_raid(agent: &Agent, dev: &BlockDevice, keep: &[String]) -> Option<String> {
+fn kept_raid(root: &Root, dev: &BlockDevice, keep: &[String]) -> Option<String> {
     let read_sb = |name: &str| -> Vec<(u64, Option<String>)> {
-        let Ok(f) = std::fs::File::open(agent.root.path(name)) else {
+        let Ok(f) = std::fs::File::open(root.path(name)) else {
             return vec![];
         };
         [0u64, 4096]
@@ -223,7 +224,7 @@ fn kept_raid(agent: &Agent, dev: &BlockDevice, keep: &[String]) -> Option<String
     };
     let kname = kname_of(dev);
     if kname.starts_with("md") {
-        let slaves = agent.root.list(format!("/sys/block/{kname}/slaves"));
+        let slaves = root.list(format!("/sys/block/{kname}/slaves"));
         let name = slaves
             .iter()
             .flat_map(|s| read_sb(&format!("/dev/{s}")))
@@ -248,15 +249,15 @@ fn kept_raid(agent: &Agent, dev: &BlockDevice, keep: &[String]) -> Option<String
 
 /// Open and survey one disk read-only: its probe and its partitions'.
 /// `skip_parts` are partition names the skip list protects.
-pub fn survey(agent: &Agent, mut dev: BlockDevice, skip_parts: &[String]) -> Result<Target> {
-    let path = agent.root.path(&dev.name);
+pub fn survey(env: &Env, mut dev: BlockDevice, skip_parts: &[String]) -> Result<Target> {
+    let path = env.root.path(&dev.name);
     let kname = kname_of(&dev);
     dev.kname = kname.clone();
-    let hint = agent
+    let hint = env
         .root
         .read_u64(format!("/sys/block/{kname}/queue/logical_block_size"))
         .unwrap_or(512) as u32;
-    let disk = Disk::open(&path, &dev.name, false, hint)
+    let disk = Disk::open(&path, &dev.name, Access::Read, hint)
         .ctx(Kind::BlockDeviceEraseError, || {
             format!("opening {}", dev.name)
         })?;
@@ -271,7 +272,7 @@ pub fn survey(agent: &Agent, mut dev: BlockDevice, skip_parts: &[String]) -> Res
     let probe = probe::probe(&region(0, disk.size), true)
         .ctx(Kind::BlockDeviceEraseError, || ctx("signatures"))?;
     let mut regions: Vec<(String, u64, u64, Option<String>, bool)> = vec![];
-    for (k, start, size) in sysfs_partitions(&agent.root, &kname) {
+    for (k, start, size) in sysfs_partitions(env.root, &kname) {
         let name = format!("/dev/{k}");
         let ty = probe
             .table
@@ -337,8 +338,8 @@ pub fn check_identity(t: &Target, disk: &Disk) -> Result<()> {
 /// says not to guard them. IPA matches lsblk's PARTTYPE against the GPFS
 /// and VMFS partition types and FSTYPE against gfs2; the signatures read
 /// here add gfs, OCFS2 and the VMFS volume and file-system headers.
-pub fn safety_check(agent: &Agent, node: &Value, t: &Target) -> Result<()> {
-    if !agent.config.guard_special_filesystems
+pub fn safety_check(env: &Env, node: &Value, t: &Target) -> Result<()> {
+    if !env.config.guard_special_filesystems
         || di_bool(node, "wipe_special_filesystems") == Some(false)
     {
         return Ok(());
@@ -378,12 +379,8 @@ pub fn safety_check(agent: &Agent, node: &Value, t: &Target) -> Result<()> {
 /// The disks `purpose` may erase, surveyed and checked, and those skipped.
 /// Errors (a read-only disk for a full erase, a disk in use, a protected
 /// file system) come before anything is written.
-pub fn erasable(
-    agent: &Agent,
-    node: &Value,
-    purpose: Purpose,
-) -> Result<(Vec<Target>, Vec<Skipped>)> {
-    let (disks, parts) = list_devices(&agent.root)?;
+pub fn erasable(env: &Env, node: &Value, purpose: Purpose) -> Result<(Vec<Target>, Vec<Skipped>)> {
+    let (disks, parts) = list_devices(env.root)?;
     let skip_hints = hints::skip_list_hints(node)?;
     let skip_parts: Vec<String> = parts
         .iter()
@@ -409,7 +406,7 @@ pub fn erasable(
             continue;
         }
         let kname = kname_of(&dev);
-        let usage = usage(&agent.root, &dev);
+        let usage = usage(env.root, &dev);
         if let Usage::RaidMember(why) = &usage {
             skip(&dev.name, format!("RAID member device ({why})"));
             continue;
@@ -418,12 +415,12 @@ pub fn erasable(
         // BMC's virtual floppy is often read-only; it is skipped, not an
         // error. (The by-label link needs no survey; labels read from the
         // disk are checked after the survey below.)
-        if let Some(l) = is_virtual_media(agent, &dev, &[]) {
+        if let Some(l) = is_virtual_media(env, &dev, &[]) {
             skip(&dev.name, format!("virtual media device (label {l})"));
             continue;
         }
         let ro = dev.read_only
-            || agent.root.read(format!("/sys/block/{kname}/ro")).as_deref() == Some("1");
+            || env.root.read(format!("/sys/block/{kname}/ro")).as_deref() == Some("1");
         if ro {
             if purpose == Purpose::Erase
                 && di_bool(node, "agent_erase_skip_read_only") != Some(true)
@@ -438,12 +435,12 @@ pub fn erasable(
             continue;
         }
         if !keep_volumes.is_empty() {
-            if let Some(why) = kept_raid(agent, &dev, &keep_volumes) {
+            if let Some(why) = kept_raid(env.root, &dev, &keep_volumes) {
                 skip(&dev.name, why);
                 continue;
             }
         }
-        let t = survey(agent, dev, &skip_parts)?;
+        let t = survey(env, dev, &skip_parts)?;
         if purpose == Purpose::Erase {
             if let Some(p) = t.parts.iter().find(|p| p.skip) {
                 skip(
@@ -458,14 +455,14 @@ pub fn erasable(
         }
         let mut labels: Vec<&str> = t.probe.label.iter().map(String::as_str).collect();
         labels.extend(t.parts.iter().filter_map(|p| p.probe.label.as_deref()));
-        if let Some(l) = is_virtual_media(agent, &t.dev, &labels) {
+        if let Some(l) = is_virtual_media(env, &t.dev, &labels) {
             skip(&t.dev.name, format!("virtual media device (label {l})"));
             continue;
         }
         if let Usage::InUse(why) = usage {
             return Err(AgentError::erase(format!("Refusing to erase {why}")));
         }
-        safety_check(agent, node, &t)?;
+        safety_check(env, node, &t)?;
         targets.push(t);
     }
     // IPA sorts by name, reversed; any stable order will do for disks.
@@ -550,14 +547,14 @@ mod tests {
         std::fs::remove_dir_all(d).unwrap();
     }
 
-    fn agent_at(root: &std::path::Path) -> Agent {
+    fn agent_at(root: &std::path::Path) -> crate::config::OwnedEnv {
         let cfg = crate::config::Config {
             root: root.to_path_buf(),
             steps_dir: root.join("no-steps"),
             standalone: true,
             ..Default::default()
         };
-        Agent::new(cfg, crate::logbuf::LogBuffer::new(1024))
+        crate::config::OwnedEnv::new(cfg)
     }
 
     fn fixture_writer(d: &std::path::Path) -> impl Fn(&str, &[u8]) + '_ {
@@ -616,7 +613,7 @@ mod tests {
         let agent = agent_at(&d);
         let node = json!({"driver_internal_info": {},
             "properties": {"skip_block_devices": [{"volume_name": "data"}]}});
-        let (t, s) = erasable(&agent, &node, Purpose::Erase).unwrap();
+        let (t, s) = erasable(&agent.env(), &node, Purpose::Erase).unwrap();
         let names: Vec<_> = t.iter().map(|t| t.dev.name.clone()).collect();
         let kept: Vec<_> = s.iter().map(|s| s.name.clone()).collect();
         let _ = std::fs::remove_dir_all(&d);
@@ -652,7 +649,7 @@ mod tests {
         std::os::unix::fs::symlink("../../sdb", d.join("dev/disk/by-label/ir-vfd-dev")).unwrap();
         let agent = agent_at(&d);
         let node = json!({"driver_internal_info": {}, "properties": {}});
-        let r = erasable(&agent, &node, Purpose::Erase);
+        let r = erasable(&agent.env(), &node, Purpose::Erase);
         let _ = std::fs::remove_dir_all(&d);
         let (t, s) = r.expect("erase_devices must not fail on the virtual floppy");
         assert_eq!(

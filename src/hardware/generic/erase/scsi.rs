@@ -12,7 +12,7 @@
 //! which EXIT FAILURE MODE (1Fh) lets the overwrite fallback write.
 
 use super::ata::sense_key;
-use super::blkerase::{Outcome, Promise};
+use super::block::{Outcome, Promise};
 use crate::sys::passthru::{sg_io, SgDir, SgResult};
 use std::fs::File;
 use std::io;

@@ -1,107 +1,30 @@
 //! The state every thread shares: configuration, the root prefix, hardware
-//! managers, command results, the agent token and what the lookup told us.
+//! managers, command results ([`results`]), the agent token, what the
+//! lookup told us and the last image written.
 //!
 //! One `Arc<Agent>` is created in `main` and handed to the API loop, the
 //! heartbeat thread and the command worker. Mutable parts sit behind small
 //! mutexes that are never held across I/O.
 
-use crate::commands::{Store, Worker};
-use crate::config::Config;
+pub mod results;
+
+use crate::config::{Config, Env, LookupSettings};
 use crate::hardware::Managers;
+use crate::image::Written;
 use crate::logbuf::LogBuffer;
 use crate::root::Root;
+use crate::util::lock;
+use results::{Store, Worker};
 use serde_json::{Map, Value};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
-/// Settings Ironic sends in the lookup response's `config` that override
-/// local defaults (protocol §2.3).
-#[derive(Clone, Debug)]
-pub struct LookupSettings {
-    pub heartbeat_timeout: u64,
-    pub md5_enabled: bool,
-    pub permitted_image_formats: Vec<String>,
-    pub disable_deep_image_inspection: bool,
-    pub agent_skip_bmc_detect: bool,
-    pub enable_bios_bootloader_install: bool,
-}
-
-impl LookupSettings {
-    fn from_config(c: &Config) -> Self {
-        LookupSettings {
-            heartbeat_timeout: 300,
-            md5_enabled: c.md5_enabled,
-            permitted_image_formats: vec!["raw".into(), "gpt".into(), "qcow2".into()],
-            disable_deep_image_inspection: false,
-            agent_skip_bmc_detect: false,
-            enable_bios_bootloader_install: false,
-        }
-    }
-
-    /// Apply a lookup response's `config` object; unknown or mistyped keys
-    /// are ignored (Ironic adds keys over time).
-    pub fn apply(&mut self, cfg: &Map<String, Value>) {
-        if let Some(t) = cfg.get("heartbeat_timeout").and_then(as_u64_lenient) {
-            if t > 0 {
-                self.heartbeat_timeout = t;
-            }
-        }
-        if let Some(b) = cfg
-            .get("agent_md5_checksum_enable")
-            .and_then(Value::as_bool)
-        {
-            self.md5_enabled = b;
-        }
-        if let Some(list) = cfg.get("permitted_image_formats").and_then(Value::as_array) {
-            self.permitted_image_formats = list
-                .iter()
-                .filter_map(|v| v.as_str().map(String::from))
-                .collect();
-        }
-        if let Some(b) = cfg
-            .get("disable_deep_image_inspection")
-            .and_then(Value::as_bool)
-        {
-            self.disable_deep_image_inspection = b;
-        }
-        if let Some(b) = cfg.get("agent_skip_bmc_detect").and_then(Value::as_bool) {
-            self.agent_skip_bmc_detect = b;
-        }
-        if let Some(b) = cfg
-            .get("enable_bios_bootloader_install")
-            .and_then(Value::as_bool)
-        {
-            self.enable_bios_bootloader_install = b;
-        }
-    }
-}
-
-/// Numbers that Ironic may send as strings in older releases.
-pub fn as_u64_lenient(v: &Value) -> Option<u64> {
-    match v {
-        Value::Number(n) => n.as_u64().or_else(|| n.as_f64().map(|f| f.max(0.0) as u64)),
-        Value::String(s) => s.trim().parse().ok(),
-        _ => None,
-    }
-}
-
-/// What the last image write left behind, for `standby.get_partition_uuids`
-/// and `image.install_bootloader`.
-#[derive(Clone, Debug, Default)]
-pub struct WrittenImage {
-    pub image_id: String,
-    pub device: String,
-    /// The `get_partition_uuids` answer (keys contain spaces, as IPA's).
-    pub partition_uuids: Map<String, Value>,
-}
 
 #[derive(Debug)]
 pub struct State {
     pub token: Option<String>,
     pub node: Option<Value>,
     pub lookup: LookupSettings,
-    pub written_image: Option<WrittenImage>,
 }
 
 /// Wakes the heartbeat thread early (an async command finished, or the
@@ -129,12 +52,6 @@ impl Events {
     }
 }
 
-/// Lock a mutex, recovering the data if a panicking thread poisoned it: a
-/// bug in one command must not take the API down with it.
-pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 pub struct Agent {
     pub config: Config,
     pub root: Root,
@@ -145,6 +62,8 @@ pub struct Agent {
     pub worker: Worker,
     pub events: Events,
     pub log: LogBuffer,
+    /// The last image written (`get_partition_uuids`, `install_bootloader`).
+    pub written: Written,
     /// Cleared by `rescue.finalize_rescue` and `system.lockdown`.
     serving: AtomicBool,
     state: Mutex<State>,
@@ -167,17 +86,92 @@ impl Agent {
             worker: Worker::start(),
             events: Events::default(),
             log,
+            written: Written::default(),
             serving: AtomicBool::new(true),
             state: Mutex::new(State {
                 token,
                 node: None,
                 lookup,
-                written_image: None,
             }),
             config,
         };
-        agent.managers = Managers::evaluate(&agent);
+        agent.managers = Managers::evaluate(&agent.env());
         agent
+    }
+
+    /// What the layers below see of the agent for one call: options, root,
+    /// the lookup's settings (a snapshot).
+    pub fn env(&self) -> Env<'_> {
+        let state = self.state();
+        Env {
+            config: &self.config,
+            root: &self.root,
+            lookup: state.lookup.clone(),
+            node: state.node.clone(),
+        }
+    }
+
+    /// What lookup returned, parsed: IPA's `process_lookup_data`.
+    pub fn apply_lookup_data(&self, content: &Map<String, Value>) -> crate::error::Result<()> {
+        let node = content
+            .get("node")
+            .filter(|n| n.get("uuid").and_then(Value::as_str).is_some())
+            .ok_or_else(|| {
+                crate::error::AgentError::new(
+                    crate::error::Kind::LookupNodeError,
+                    "lookup data has no node.uuid",
+                )
+            })?;
+        let mut config = content
+            .get("config")
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_default();
+        if let Some(t) = content.get("heartbeat_timeout") {
+            config.entry("heartbeat_timeout").or_insert(t.clone());
+        }
+        self.cache_node(node);
+        let mut state = self.state();
+        state.lookup.apply(&config);
+        match config.get("agent_token").and_then(Value::as_str) {
+            Some(t) if t.len() >= 32 => {
+                log::debug!("agent token recorded as designated by Ironic");
+                state.token = Some(t.to_string());
+            }
+            Some("******") => {
+                if state.token.is_none() {
+                    return Err(crate::error::AgentError::new(
+                        crate::error::Kind::LookupNodeError,
+                        "Ironic returned a masked agent token (******): the token was already handed \
+                         out and this agent has none (no ipa-agent-token on the command line). The \
+                         agent was probably restarted outside Ironic's process; Ironic will not \
+                         accept this agent until the node is rebooted. This is FATAL.",
+                    ));
+                }
+                log::warn!("the agent token was already retrieved; keeping the one this agent has");
+            }
+            Some(_) => log::warn!("an invalid (short) agent token was received and ignored"),
+            None => {}
+        }
+        Ok(())
+    }
+
+    /// The hardware inventory, from the first manager that lists one
+    /// (IPA's `dispatch_to_managers('list_hardware_info')`).
+    pub fn inventory(&self) -> crate::error::Result<crate::hardware::inventory::Inventory> {
+        let env = self.env();
+        self.managers
+            .dispatch("list_hardware_info", |m| m.list_hardware_info(&env))
+    }
+
+    /// What a hardware manager's step sees: [`Agent::env`], the managers
+    /// (to find the install device) and the last image written.
+    pub fn host(&self) -> crate::hardware::Host<'_> {
+        crate::hardware::Host {
+            env: self.env(),
+            managers: &self.managers,
+            written: &self.written,
+        }
     }
 
     pub fn state(&self) -> MutexGuard<'_, State> {
@@ -254,20 +248,6 @@ mod tests {
         assert!(constant_time_eq(b"abc", b"abc"));
         assert!(!constant_time_eq(b"abc", b"abd"));
         assert!(!constant_time_eq(b"abc", b"ab"));
-    }
-
-    #[test]
-    fn lookup_settings_apply() {
-        let mut s = LookupSettings::from_config(&Config::default());
-        let cfg = serde_json::json!({
-            "heartbeat_timeout": "60", "agent_md5_checksum_enable": false,
-            "permitted_image_formats": ["raw", "qcow2"], "unknown": 1,
-            "agent_skip_bmc_detect": true
-        });
-        s.apply(cfg.as_object().unwrap());
-        assert_eq!(s.heartbeat_timeout, 60);
-        assert!(!s.md5_enabled && s.agent_skip_bmc_detect);
-        assert_eq!(s.permitted_image_formats, vec!["raw", "qcow2"]);
     }
 
     #[test]

@@ -19,9 +19,11 @@
 //! Areas of partitions that the skip list protects are never written, even
 //! when the disk's own areas overlap them.
 
-use super::diskio::{AlignedBuf, Disk};
-use super::probe::{self, Probe, END_AREA, KIB, MIB};
 use super::targets::Target;
+use crate::disk::device::Access;
+use crate::disk::signatures::{self as probe, Probe, END_AREA};
+use crate::disk::{AlignedBuf, Disk};
+use crate::disk::{KIB, MIB};
 use crate::error::{Context, Kind, Result};
 use serde_json::{json, Value};
 use std::time::Instant;
@@ -158,7 +160,7 @@ pub fn found_signatures(t: &Target) -> Vec<String> {
 pub fn destroy_disk_metadata(t: &Target) -> Result<Value> {
     let started = Instant::now();
     let name = &t.dev.name;
-    let disk = Disk::open(&t.path, name, true, t.sector)
+    let disk = Disk::open(&t.path, name, Access::Write, t.sector)
         .ctx(Kind::BlockDeviceEraseError, || format!("opening {name}"))?;
     super::targets::check_identity(t, &disk)?;
     let zeroes = AlignedBuf::zeroed(MIB as usize);

@@ -29,9 +29,10 @@
 //! leave unspecified content ("indeterminate", NVMe 2.0 §5.23), so they are
 //! verified as "no longer the old data".
 
-use super::blkerase::{Outcome, Promise};
+use super::block::{Outcome, Promise};
 use crate::root::Root;
 use crate::sys::passthru::{nvme_admin, nvme_namespace_id, NvmeAdminCmd, NvmeCompletion};
+use crate::util::bytes::{le16, le32};
 use std::fs::File;
 use std::io;
 use std::time::{Duration, Instant};
@@ -59,12 +60,6 @@ impl Admin for File {
     }
 }
 
-fn le16(b: &[u8], o: usize) -> u16 {
-    u16::from_le_bytes([b[o], b[o + 1]])
-}
-fn le32(b: &[u8], o: usize) -> u32 {
-    u32::from_le_bytes(b[o..o + 4].try_into().expect("4 bytes"))
-}
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).trim().to_string()
 }

@@ -7,15 +7,9 @@
 //! range-checked and every cluster chain is bounded by the cluster count,
 //! so a hostile filesystem yields an error, not a hang or a panic.
 
-use super::disk::Io;
+use crate::disk::Io;
+use crate::util::bytes::{le16, le32};
 use std::io;
-
-fn le16(b: &[u8], o: usize) -> u16 {
-    u16::from_le_bytes([b[o], b[o + 1]])
-}
-fn le32(b: &[u8], o: usize) -> u32 {
-    u32::from_le_bytes([b[o], b[o + 1], b[o + 2], b[o + 3]])
-}
 
 fn invalid(msg: impl Into<String>) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, msg.into())
@@ -939,7 +933,7 @@ fn short_entry(name: &[u8; 11], attr: u8, cluster: u32, size: u32) -> [u8; 32] {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::image::disk::MemDisk;
+    use crate::disk::MemDisk;
 
     #[test]
     fn formats_and_reads_back() {
@@ -951,7 +945,7 @@ mod tests {
             assert_eq!(f.kind, Kind::Fat32);
             assert_eq!(f.volume_label().as_deref(), Some("efi-part"));
             assert!(f.list(None).unwrap().is_empty());
-            let info = crate::image::disk::probe_fs(&d, 0, len).unwrap();
+            let info = crate::fs::blkid::probe_fs(&d, 0, len).unwrap();
             assert_eq!(info.fstype, "vfat");
             assert_eq!(info.uuid.as_deref(), Some("1234-ABCD"));
         }

@@ -1,6 +1,7 @@
-//! UEFI boot entries through efivarfs, without efibootmgr: IPA's
-//! `efi_utils.manage_uefi` / `_run_efibootmgr` (image.install_bootloader)
-//! and `efi_utils.clean_boot_records` (the `clean_uefi_nvram` step).
+//! UEFI variables through efivarfs, without efibootmgr: the boot entries
+//! and BootOrder that IPA's `efi_utils` manages with `efibootmgr`
+//! (`image.install_bootloader` writes them, in `image::bootloader`; the
+//! `clean_uefi_nvram` step deletes them, in `hardware::generic::nvram`).
 //!
 //! A boot entry is the efivarfs file
 //! `Boot####-8be4df61-93ca-11d2-aa0d-00e098032b8c`: 4 bytes of variable
@@ -9,18 +10,14 @@
 //! the device path (§10.3: here a Hard Drive media node with the ESP's
 //! number, start, size and GPT GUID or MBR signature, a File Path node with
 //! the loader's path, and the End node), then optional data. BootOrder is
-//! an array of u16. Everything goes through `agent.root`, so a fixture
+//! an array of u16. Everything goes through the root prefix, so a fixture
 //! root's `sys/firmware/efi/efivars` directory of plain files stands in
 //! for the real NVRAM in tests.
 
-use super::disk::{self, Found, Partition};
-use super::fat::Fat;
-use super::minire::Regex;
-use crate::agent::Agent;
-use crate::commands::{param, Params};
+use crate::disk::table::{Label, Partition, Table};
+use crate::disk::Guid;
 use crate::error::{AgentError, Kind, Result};
-use crate::hardware::StepCall;
-use serde_json::Value;
+use crate::root::Root;
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -31,29 +28,9 @@ pub const GLOBAL_GUID: &str = "8be4df61-93ca-11d2-aa0d-00e098032b8c";
 const VAR_ATTRS: u32 = 0x7;
 const LOAD_OPTION_ACTIVE: u32 = 0x1;
 
-/// IPA's `DEFAULT_CLEAN_UEFI_NVRAM_MATCH_PATTERNS`.
-pub const DEFAULT_PATTERNS: [&str; 3] = [r"^HD\(", r"shim.*\.efi", r"grub.*\.efi"];
-
-/// IPA's `efi_utils.BOOTLOADERS_EFI`: the file names (lower case) that
-/// mark a loader or a loader hint on an ESP.
-const BOOTLOADERS_EFI: [&str; 13] = [
-    "bootx64.csv",
-    "bootaa64.csv",
-    "boot.csv",
-    "bootia32.efi",
-    "bootx64.efi",
-    "bootia64.efi",
-    "bootarm.efi",
-    "bootaa64.efi",
-    "bootriscv32.efi",
-    "bootriscv64.efi",
-    "bootriscv128.efi",
-    "grubaa64.efi",
-    "winload.efi",
-];
-
-fn efivars_dir(agent: &Agent) -> PathBuf {
-    agent.root.path("/sys/firmware/efi/efivars")
+/// Where efivarfs shows the NVRAM, under `root`.
+pub fn efivars_dir(root: &Root) -> PathBuf {
+    root.path("/sys/firmware/efi/efivars")
 }
 
 fn var_path(dir: &Path, name: &str) -> PathBuf {
@@ -77,7 +54,7 @@ fn utf16z(b: &[u8]) -> (String, usize) {
 fn guid_lower(b: &[u8]) -> String {
     let mut g = [0u8; 16];
     g.copy_from_slice(&b[..16]);
-    super::gpt::Guid(g).to_lower()
+    Guid(g).to_lower()
 }
 
 /// A device path in efibootmgr's (libefivar's) text form:
@@ -207,7 +184,7 @@ pub fn build_load_option(description: &str, path: &[u8]) -> Vec<u8> {
 /// Hard Drive media node + File Path node + End node for a loader at
 /// `loader` (backslashes) on partition `part` of a disk whose table is
 /// `table`.
-pub fn hd_file_path(table: &disk::Table, part: &Partition, loader: &str) -> Vec<u8> {
+pub fn hd_file_path(table: &Table, part: &Partition, loader: &str) -> Vec<u8> {
     let mut v = Vec::new();
     // Hard Drive: type 4, subtype 1, length 42
     v.extend_from_slice(&[0x04, 0x01, 42, 0]);
@@ -216,7 +193,7 @@ pub fn hd_file_path(table: &disk::Table, part: &Partition, loader: &str) -> Vec<
     v.extend_from_slice(&part.sectors.to_le_bytes());
     let mut sig = [0u8; 16];
     let (fmt, sigtype) = match (table.label, part.gpt_uuid) {
-        (disk::Label::Gpt, Some(g)) => {
+        (Label::Gpt, Some(g)) => {
             sig = g.0;
             (2u8, 2u8)
         }
@@ -250,11 +227,11 @@ pub struct Nvram {
 }
 
 impl Nvram {
-    pub fn open(agent: &Agent) -> Option<Nvram> {
-        let dir = efivars_dir(agent);
+    pub fn open(root: &Root) -> Option<Nvram> {
+        let dir = efivars_dir(root);
         dir.is_dir().then(|| Nvram {
             dir,
-            plain_files: !agent.root.is_real(),
+            plain_files: !root.is_real(),
         })
     }
 
@@ -383,299 +360,15 @@ impl Nvram {
     }
 }
 
-/// The `clean_uefi_nvram` clean/deploy step (IPA's hardware.py and
-/// `efi_utils.clean_boot_records`): delete every Boot#### whose device
-/// path matches one of `match_patterns` (case-insensitive search; the
-/// subset of Python's `re` that [`super::minire`] supports), and drop them
-/// from BootOrder. Returns null, as IPA.
-pub fn clean_uefi_nvram(agent: &Agent, call: &StepCall) -> Result<Value> {
-    let raw = call.args.get("match_patterns").filter(|v| !v.is_null());
-    let patterns: Vec<String> = match raw {
-        None => DEFAULT_PATTERNS.iter().map(|s| s.to_string()).collect(),
-        Some(v) => {
-            let bad = || {
-                AgentError::invalid_params(format!(
-                    "The match_patterns must be a list of strings: {v}"
-                ))
-            };
-            v.as_array()
-                .ok_or_else(bad)?
-                .iter()
-                .map(|p| p.as_str().map(String::from).ok_or_else(bad))
-                .collect::<Result<_>>()?
-        }
-    };
-    let compiled: Vec<Regex> = patterns
-        .iter()
-        .map(|p| {
-            Regex::new(p).map_err(|e| {
-                AgentError::invalid_params(format!(
-                    "The match_patterns must be a list of strings: {patterns:?} ({e})"
-                ))
-            })
-        })
-        .collect::<Result<_>>()?;
-    let Some(nvram) = Nvram::open(agent) else {
-        return Err(AgentError::new(
-            call.kind.error_kind(),
-            format!(
-                "clean_uefi_nvram: {} does not exist: the node did not boot in UEFI mode or \
-                 efivarfs is not mounted",
-                efivars_dir(agent).display()
-            ),
-        ));
-    };
-    for e in nvram.entries()? {
-        if let Some(p) = compiled
-            .iter()
-            .zip(&patterns)
-            .find(|(r, _)| r.is_match(&e.path_text))
-        {
-            log::debug!(
-                "Path {} matched pattern {}, entry will be deleted: {}",
-                e.path_text,
-                p.1,
-                e.description
-            );
-            nvram.delete_entry(e.number)?;
-        }
-    }
-    Ok(Value::Null)
-}
-
-/// Loaders on the ESP, IPA's `_get_efi_bootloaders`: files whose
-/// lower-case name is in `BOOTLOADERS_EFI`, in `os.walk` order; the first
-/// CSV found wins alone (it names the loader and the label).
-fn find_bootloaders(fat: &Fat<'_, File>) -> Result<Vec<(String, super::fat::DirEntry)>> {
-    let walked = fat
-        .walk()
-        .map_err(|e| AgentError::io(Kind::CommandExecutionError, "reading the EFI partition", e))?;
-    let mut out = Vec::new();
-    for (path, e) in walked {
-        if e.is_dir || !BOOTLOADERS_EFI.contains(&e.name.to_ascii_lowercase().as_str()) {
-            continue;
-        }
-        if e.name.to_ascii_lowercase().contains("csv") {
-            return Ok(vec![(path, e)]);
-        }
-        out.push((path, e));
-    }
-    Ok(out)
-}
-
-/// A BOOTX64.CSV: UTF-16 (BOM-detected, little-endian without one),
-/// "loader,label,options,comment".
-fn parse_csv(bytes: &[u8]) -> Option<(String, String)> {
-    let (body, be) = match bytes {
-        [0xff, 0xfe, rest @ ..] => (rest, false),
-        [0xfe, 0xff, rest @ ..] => (rest, true),
-        rest => (rest, false),
-    };
-    let units: Vec<u16> = body
-        .chunks_exact(2)
-        .map(|c| {
-            if be {
-                u16::from_be_bytes([c[0], c[1]])
-            } else {
-                u16::from_le_bytes([c[0], c[1]])
-            }
-        })
-        .collect();
-    let text = String::from_utf16_lossy(&units);
-    let mut it = text.splitn(4, ',');
-    let file = it.next()?.trim().to_string();
-    let label = it.next()?.to_string();
-    (!file.is_empty()).then_some((file, label))
-}
-
-/// IPA's `manage_uefi`: Ok(true) when NVRAM entries were written, Ok(false)
-/// when the ESP holds no loader.
-fn manage_uefi(
-    agent: &Agent,
-    nvram: &Nvram,
-    device: &str,
-    efi_system_part_uuid: Option<&str>,
-) -> Result<bool> {
-    let dev_path = agent.root.path(device);
-    let file = File::open(&dev_path)
-        .map_err(|e| AgentError::io(Kind::CommandExecutionError, format!("opening {device}"), e))?;
-    let geom = disk::geometry(agent, Path::new(device), &file)?;
-    let table = match disk::read_table(&file, geom) {
-        Found::Table(t) => t,
-        _ => {
-            return Err(AgentError::device_not_found(format!(
-                "No EFI partition could be detected on device {device}: it has no readable \
-                 partition table"
-            )))
-        }
-    };
-    let esp = table.partitions.iter().find(|p| p.is_esp()).or_else(|| {
-        let want = efi_system_part_uuid?.to_ascii_lowercase();
-        table
-            .partitions
-            .iter()
-            .find(|p| disk::block_uuid(&file, p).to_ascii_lowercase() == want)
-    });
-    let Some(esp) = esp else {
-        return Err(AgentError::device_not_found(format!(
-            "No EFI partition could be detected on device {device} and EFI partition UUID has \
-             not been recorded during deployment (which is often the case for whole disk \
-             images). Are you using a UEFI-compatible image?"
-        )));
-    };
-    let fat = Fat::open(&file, esp.offset, esp.len).map_err(|e| {
-        AgentError::new(
-            Kind::CommandExecutionError,
-            format!(
-                "Could not configure UEFI boot on device {device}: the EFI partition {} is not \
-                 a FAT filesystem: {e}",
-                disk::partition_path(device, esp.number)
-            ),
-        )
-    })?;
-    let loaders = find_bootloaders(&fat)?;
-    if loaders.is_empty() {
-        log::warn!("Empty EFI partition detected.");
-        return Ok(false);
-    }
-    let mut entries = nvram.entries()?;
-    for (label_id, (v_bl, entry)) in loaders.iter().enumerate() {
-        let (loader, label) = if v_bl.to_ascii_lowercase().contains("csv") {
-            let bytes = fat.read_file(entry, 64 << 10).map_err(|e| {
-                AgentError::io(Kind::CommandExecutionError, format!("reading {v_bl}"), e)
-            })?;
-            let (file_name, label) = parse_csv(&bytes).ok_or_else(|| {
-                AgentError::execution(format!("{v_bl} is not a valid boot CSV file"))
-            })?;
-            let dir = v_bl.rsplit_once('/').map(|(d, _)| d).unwrap_or("");
-            let path = if dir.is_empty() {
-                file_name
-            } else {
-                format!("{dir}/{file_name}")
-            };
-            (format!("\\{}", path.replace('/', "\\")), label)
-        } else {
-            (
-                format!("\\{}", v_bl.replace('/', "\\")),
-                format!("ironic{}", label_id + 1),
-            )
-        };
-        let path = hd_file_path(&table, esp, &loader);
-        let bytes = build_load_option(&label, &path);
-        // IPA removes every entry with the same label and adds a new one;
-        // we reuse the first such number instead of growing the list.
-        let same: Vec<u16> = entries
-            .iter()
-            .filter(|e| e.description == label)
-            .map(|e| e.number)
-            .collect();
-        let number = match same.first() {
-            Some(&n) => n,
-            None => (0..=u16::MAX)
-                .find(|n| !entries.iter().any(|e| e.number == *n))
-                .ok_or_else(|| AgentError::execution("no free Boot#### number"))?,
-        };
-        for &n in same.iter().skip(1) {
-            log::debug!("Found bootnum {n:04X} matching label");
-            nvram.delete_entry(n)?;
-        }
-        log::info!(
-            "Adding loader {loader} on partition {} of device {device} with label {label}",
-            esp.number
-        );
-        nvram.set_entry(number, &bytes)?;
-        let mut order = vec![number];
-        order.extend(nvram.boot_order().into_iter().filter(|&n| n != number));
-        nvram.set_boot_order(&order)?;
-        entries.retain(|e| !same.contains(&e.number));
-        if let Some(b) = parse_boot_entry(number, &bytes) {
-            entries.push(b);
-        }
-    }
-    Ok(true)
-}
-
-/// The install device: the one the last image went to, else the
-/// hardware managers' `get_os_install_device`.
-fn install_device(agent: &Agent) -> Result<String> {
-    if let Some(w) = agent.state().written_image.as_ref() {
-        if !w.device.is_empty() {
-            return Ok(w.device.clone());
-        }
-    }
-    agent
-        .managers
-        .dispatch("get_os_install_device", |m| {
-            m.get_os_install_device(agent, None)
-        })
-        .map(|d| d.name)
-}
-
-/// `image.install_bootloader` (IPA's `ImageExtension.install_bootloader`).
-pub fn install_bootloader(agent: &Agent, params: &Params) -> Result<Value> {
-    let root_uuid = param::str(params, "root_uuid");
-    let efi_uuid = param::str(params, "efi_system_part_uuid");
-    let target = param::str(params, "target_boot_mode");
-    let ignore_failure = param::bool(params, "ignore_bootloader_failure")
-        .unwrap_or(agent.config.ignore_bootloader_failure);
-    let current = super::partition::ramdisk_boot_mode(agent);
-    if let Some(t) = target {
-        if t != current {
-            log::warn!(
-                "Boot mode mismatch: target boot mode is {t}, current boot mode is {current}. \
-                 Installing boot loader may fail or work incorrectly."
-            );
-        }
-    }
-    if current == "uefi" {
-        match Nvram::open(agent) {
-            None => log::warn!("efivarfs is not available in the ramdisk"),
-            // The device is looked up only here: the BIOS and whole-disk
-            // paths below need none.
-            Some(nvram) => match install_device(agent)
-                .and_then(|device| manage_uefi(agent, &nvram, &device, efi_uuid))
-            {
-                Ok(true) => return Ok(Value::Null),
-                Ok(false) => {}
-                Err(e) => {
-                    log::error!("Error setting up bootloader. Error {e}");
-                    if !ignore_failure {
-                        return Err(e);
-                    }
-                }
-            },
-        }
-    }
-    if root_uuid.is_none() || root_uuid == Some("0x00000000") {
-        log::info!(
-            "Not using grub2-install since root UUID is not provided. Assuming a whole disk image"
-        );
-        return Ok(Value::Null);
-    }
-    let msg = if agent.lookup_settings().enable_bios_bootloader_install {
-        "Installing GRUB (grub-install in a chroot) is not supported by this agent; use a \
-         whole-disk image or a partition image that carries its UEFI loaders"
-    } else {
-        "Install of legacy BIOS bootloaders disabled by CONF.enable_bios_bootloader_install as \
-         part of CVE-2026-43003 mitigation."
-    };
-    log::error!("{msg}");
-    if ignore_failure {
-        return Ok(Value::Null);
-    }
-    Err(AgentError::new(Kind::InvalidImage, msg))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::image::gpt::Guid;
 
     #[test]
     fn load_option_round_trip_and_text() {
         let guid = Guid::parse("0b6a8e4f-4a23-4a5c-8f3e-d1c8a1b2c3d4").unwrap();
-        let table = disk::Table {
-            label: disk::Label::Gpt,
+        let table = Table {
+            label: Label::Gpt,
             disk_guid: None,
             mbr_signature: 0,
             partitions: vec![],
@@ -686,7 +379,7 @@ mod tests {
             len: 512 << 20,
             start_lba: 2048,
             sectors: 0x100000,
-            gpt_type: Some(crate::image::gpt::TYPE_ESP),
+            gpt_type: Some(crate::disk::gpt::TYPE_ESP),
             gpt_uuid: Some(guid),
             gpt_name: String::new(),
             mbr_type: None,
@@ -710,19 +403,6 @@ mod tests {
         bad[9] = 0xff;
         assert!(parse_boot_entry(0, &bad).is_none());
         assert_eq!(device_path_text(&[0x04, 0x01, 0x02, 0x00]), "");
-    }
-
-    #[test]
-    fn csv_in_utf16() {
-        let mut b = vec![0xff, 0xfe];
-        for u in "shimx64.efi,ubuntu,,This is the boot entry for Ubuntu\n".encode_utf16() {
-            b.extend_from_slice(&u.to_le_bytes());
-        }
-        assert_eq!(
-            parse_csv(&b),
-            Some(("shimx64.efi".to_string(), "ubuntu".to_string()))
-        );
-        assert_eq!(parse_csv(&[0xff, 0xfe]), None);
     }
 
     #[test]

@@ -1,0 +1,315 @@
+//! A disk's partition table as the kernel will read it: GPT when LBA 1
+//! (or the last LBA) holds a valid one, else the MBR; the partitions,
+//! whatever the label; the backup GPT moved to the end of a bigger disk
+//! (IPA's `fix_gpt_partition`, `sgdisk -e`).
+
+use super::gpt::{self, Gpt, GptError, Guid};
+use super::mbr::{self, Mbr};
+use super::{Geometry, Io};
+use crate::error::{AgentError, Kind, Result};
+use std::path::Path;
+
+/// "gpt" or "msdos", as parted names them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Label {
+    Gpt,
+    Msdos,
+}
+
+impl Label {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Label::Gpt => "gpt",
+            Label::Msdos => "msdos",
+        }
+    }
+}
+
+/// One partition, whatever the table.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Partition {
+    /// 1-based, as the kernel numbers them (sda1, nvme0n1p1).
+    pub number: u32,
+    /// Byte offset and length on the disk.
+    pub offset: u64,
+    pub len: u64,
+    /// Start and size in logical sectors.
+    pub start_lba: u64,
+    pub sectors: u64,
+    pub gpt_type: Option<Guid>,
+    pub gpt_uuid: Option<Guid>,
+    pub gpt_name: String,
+    pub mbr_type: Option<u8>,
+    pub bootable: bool,
+}
+
+impl Partition {
+    /// An EFI system partition: GPT type C12A7328-…, or MBR type 0xEF
+    /// (parted's `esp` flag on either label; IPA's `find_efi_partition`).
+    pub fn is_esp(&self) -> bool {
+        self.gpt_type == Some(gpt::TYPE_ESP) || self.mbr_type == Some(mbr::TYPE_EFI)
+    }
+}
+
+/// A disk's partition table as the kernel would read it.
+#[derive(Clone, Debug)]
+pub struct Table {
+    pub label: Label,
+    pub disk_guid: Option<Guid>,
+    pub mbr_signature: u32,
+    pub partitions: Vec<Partition>,
+}
+
+/// What reading a table found.
+#[derive(Debug)]
+pub enum Found {
+    Table(Table),
+    /// Neither a GPT nor an MBR signature.
+    Nothing,
+    /// A table that is there but broken (reason given).
+    Broken(String),
+}
+
+/// Read the partition table: GPT when LBA 1 (or the last LBA) holds a
+/// valid one, else the MBR. A protective MBR without any valid GPT is
+/// broken; an image built for 512-byte sectors on a 4 KiB disk (or the
+/// reverse) is detected and named, since that is a common cause of IPA's
+/// "Unable to find a valid partition table".
+pub fn read_table(io: &impl Io, geom: Geometry) -> Found {
+    let lba0 = match mbr::read(io) {
+        Ok(b) => b,
+        Err(e) => return Found::Broken(format!("reading LBA 0: {e}")),
+    };
+    let m = Mbr::parse(&lba0);
+    let sectors = geom.sectors();
+    match Gpt::read_any(io, geom.sector, sectors) {
+        Ok(g) => {
+            let partitions = g
+                .used()
+                .into_iter()
+                .map(|(n, e)| Partition {
+                    number: n,
+                    offset: e.first_lba * geom.sector,
+                    len: (e.last_lba - e.first_lba + 1) * geom.sector,
+                    start_lba: e.first_lba,
+                    sectors: e.last_lba - e.first_lba + 1,
+                    gpt_type: Some(e.type_guid),
+                    gpt_uuid: Some(e.unique_guid),
+                    gpt_name: e.name,
+                    mbr_type: None,
+                    bootable: e.attributes & 4 != 0,
+                })
+                .collect();
+            return Found::Table(Table {
+                label: Label::Gpt,
+                disk_guid: Some(g.header.disk_guid),
+                mbr_signature: mbr::disk_signature(&lba0),
+                partitions,
+            });
+        }
+        Err(GptError::Invalid(why)) => return Found::Broken(format!("invalid GPT: {why}")),
+        Err(GptError::NoSignature) => {}
+    }
+    let Some(m) = m else {
+        return Found::Nothing;
+    };
+    if m.is_protective() {
+        // Look for a GPT written for the other sector size.
+        for other in [512u64, 4096] {
+            if other != geom.sector {
+                let mut b = [0u8; 8];
+                if io.read_exact_at(&mut b, other).is_ok() && &b == gpt::SIGNATURE {
+                    return Found::Broken(format!(
+                        "the GPT was made for {other}-byte sectors but the device uses {}-byte \
+                         sectors",
+                        geom.sector
+                    ));
+                }
+            }
+        }
+        return Found::Broken("protective MBR without a valid GPT".into());
+    }
+    let partitions = mbr::partitions(io, &m, geom.sector, sectors)
+        .into_iter()
+        .filter(|p| p.start.saturating_add(p.sectors) <= sectors)
+        .map(|p| Partition {
+            number: p.number,
+            offset: p.start * geom.sector,
+            len: p.sectors * geom.sector,
+            start_lba: p.start,
+            sectors: p.sectors,
+            gpt_type: None,
+            gpt_uuid: None,
+            gpt_name: String::new(),
+            mbr_type: Some(p.entry.ptype),
+            bootable: p.entry.bootable,
+        })
+        .collect();
+    Found::Table(Table {
+        label: Label::Msdos,
+        disk_guid: None,
+        mbr_signature: m.disk_signature,
+        partitions,
+    })
+}
+
+/// IPA's `partition_index_to_path`: "/dev/sda" + 2 → "/dev/sda2",
+/// "/dev/nvme0n1" + 2 → "/dev/nvme0n1p2" (a name ending in a digit gets a
+/// `p`).
+pub fn partition_path(dev: &str, number: u32) -> String {
+    if dev.ends_with(|c: char| c.is_ascii_digit()) {
+        format!("{dev}p{number}")
+    } else {
+        format!("{dev}{number}")
+    }
+}
+
+/// IPA's `fix_gpt_partition` for an already-open disk: move the backup GPT
+/// to the end when it is not there, and refresh a pure protective MBR's
+/// size to match. MBR disks and disks without a GPT are left alone.
+pub fn fix_gpt(dev_path: &Path, io: &mut impl Io, geom: Geometry) -> Result<()> {
+    let sectors = geom.sectors();
+    match gpt::relocate_backup(io, geom.sector, sectors) {
+        Ok(gpt::Relocation::AlreadyAtEnd) => {}
+        Ok(gpt::Relocation::Moved { from, to }) => {
+            log::info!(
+                "{}: moved the backup GPT from LBA {from} to the end of the disk (LBA {to})",
+                dev_path.display()
+            );
+            let mut lba0 = mbr::read(io).map_err(|e| {
+                AgentError::io(
+                    Kind::DeploymentError,
+                    format!("reading the MBR of {}", dev_path.display()),
+                    e,
+                )
+            })?;
+            if let Some(m) = Mbr::parse(&lba0) {
+                if m.is_pure_protective() {
+                    let mut p = Mbr::protective(sectors);
+                    p.disk_signature = m.disk_signature;
+                    p.write_into(&mut lba0);
+                    io.write_all_at(&lba0, 0).map_err(|e| {
+                        AgentError::io(
+                            Kind::DeploymentError,
+                            format!("writing the protective MBR of {}", dev_path.display()),
+                            e,
+                        )
+                    })?;
+                }
+            }
+        }
+        Err(GptError::NoSignature) => {}
+        Err(GptError::Invalid(why)) => {
+            return Err(AgentError::new(
+                Kind::DeploymentError,
+                format!(
+                    "Failed to fix GPT partition on disk {}. Error: {why}",
+                    dev_path.display()
+                ),
+            ))
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::disk::gpt::{Entry, TYPE_LINUX_DATA};
+    use crate::disk::MemDisk;
+
+    #[test]
+    fn partition_paths_like_ipa() {
+        assert_eq!(partition_path("/dev/sda", 2), "/dev/sda2");
+        assert_eq!(partition_path("/dev/nvme0n1", 2), "/dev/nvme0n1p2");
+        assert_eq!(partition_path("/dev/md0", 1), "/dev/md0p1");
+    }
+
+    /// A GPT disk of `sectors` with `parts` 1 MiB Linux partitions.
+    pub fn gpt_disk(sector: u64, sectors: u64, parts: usize) -> MemDisk {
+        let mut d = MemDisk::new((sector * sectors) as usize);
+        let mut g = Gpt::new(sector, sectors, Guid::random().unwrap()).unwrap();
+        let mib = (1 << 20) / sector;
+        for i in 0..parts {
+            g.set_entry(
+                i,
+                &Entry {
+                    type_guid: TYPE_LINUX_DATA,
+                    unique_guid: Guid::random().unwrap(),
+                    first_lba: mib * (i as u64 + 1),
+                    last_lba: mib * (i as u64 + 2) - 1,
+                    attributes: 0,
+                    name: String::new(),
+                },
+            )
+            .unwrap();
+        }
+        let mut lba0 = vec![0u8; 512];
+        Mbr::protective(sectors).write_into(&mut lba0);
+        d.write_all_at(&lba0, 0).unwrap();
+        g.write(&mut d).unwrap();
+        d
+    }
+
+    #[test]
+    fn wrong_sector_size_is_named() {
+        let d = gpt_disk(512, 16384, 1);
+        let geom = Geometry {
+            sector: 4096,
+            size: 8 << 20,
+        };
+        match read_table(&d, geom) {
+            Found::Broken(why) => assert!(why.contains("512-byte sectors"), "{why}"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn fix_gpt_refreshes_protective_mbr() {
+        let small = gpt_disk(512, 8192, 1);
+        let mut big = MemDisk::new(16384 * 512);
+        big.0[..small.0.len()].copy_from_slice(&small.0);
+        let geom = Geometry {
+            sector: 512,
+            size: 16384 * 512,
+        };
+        fix_gpt(Path::new("/dev/x"), &mut big, geom).unwrap();
+        let m = Mbr::parse(&big.0[..512]).unwrap();
+        assert_eq!(m.entries[0].sectors, 16383);
+        match read_table(&big, geom) {
+            Found::Table(t) => assert_eq!(t.partitions.len(), 1),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn hostile_disks_never_panic() {
+        let base = gpt_disk(512, 8192, 3);
+        let mut rng = fastrand::Rng::with_seed(5);
+        for round in 0..1500 {
+            let mut d = MemDisk(base.0.clone());
+            // scribble over the MBR, the primary header and the entries
+            for _ in 0..16 {
+                let i = rng.usize(0..(34 * 512));
+                d.0[i] = rng.u8(..);
+            }
+            if round % 2 == 0 {
+                // keep the header CRC valid so the fields themselves are
+                // exercised
+                d.0[512 + 16..512 + 20].fill(0);
+                let crc = gpt::crc32(&d.0[512..512 + 92]);
+                d.0[512 + 16..512 + 20].copy_from_slice(&crc.to_le_bytes());
+            }
+            for sector in [512u64, 4096] {
+                let geom = Geometry {
+                    sector,
+                    size: d.0.len() as u64 * (1 + round as u64 % 3),
+                };
+                let _ = read_table(&d, geom);
+                let mut w = MemDisk(d.0.clone());
+                let _ = fix_gpt(Path::new("/dev/x"), &mut w, geom);
+                let _ = read_table(&w, geom);
+            }
+        }
+    }
+}

@@ -1,0 +1,274 @@
+//! `image.install_bootloader` (IPA's `ImageExtension.install_bootloader`
+//! and `efi_utils.manage_uefi`): UEFI boot entries for the loaders found
+//! on the installed disk's EFI system partition, written into the NVRAM
+//! through efivarfs ([`crate::efi`]), without efibootmgr.
+
+use crate::config::Env;
+use crate::disk::table::{partition_path, read_table, Found};
+use crate::efi::{build_load_option, hd_file_path, parse_boot_entry, Nvram};
+use crate::error::{AgentError, Kind, Result};
+use crate::fs::blkid::block_uuid;
+use crate::fs::fat::{DirEntry, Fat};
+use serde_json::Value;
+use std::fs::File;
+use std::path::Path;
+
+/// IPA's `efi_utils.BOOTLOADERS_EFI`: the file names (lower case) that
+/// mark a loader or a loader hint on an ESP.
+const BOOTLOADERS_EFI: [&str; 13] = [
+    "bootx64.csv",
+    "bootaa64.csv",
+    "boot.csv",
+    "bootia32.efi",
+    "bootx64.efi",
+    "bootia64.efi",
+    "bootarm.efi",
+    "bootaa64.efi",
+    "bootriscv32.efi",
+    "bootriscv64.efi",
+    "bootriscv128.efi",
+    "grubaa64.efi",
+    "winload.efi",
+];
+
+/// Loaders on the ESP, IPA's `_get_efi_bootloaders`: files whose
+/// lower-case name is in `BOOTLOADERS_EFI`, in `os.walk` order; the first
+/// CSV found wins alone (it names the loader and the label).
+fn find_bootloaders(fat: &Fat<'_, File>) -> Result<Vec<(String, DirEntry)>> {
+    let walked = fat
+        .walk()
+        .map_err(|e| AgentError::io(Kind::CommandExecutionError, "reading the EFI partition", e))?;
+    let mut out = Vec::new();
+    for (path, e) in walked {
+        if e.is_dir || !BOOTLOADERS_EFI.contains(&e.name.to_ascii_lowercase().as_str()) {
+            continue;
+        }
+        if e.name.to_ascii_lowercase().contains("csv") {
+            return Ok(vec![(path, e)]);
+        }
+        out.push((path, e));
+    }
+    Ok(out)
+}
+
+/// A BOOTX64.CSV: UTF-16 (BOM-detected, little-endian without one),
+/// "loader,label,options,comment".
+fn parse_csv(bytes: &[u8]) -> Option<(String, String)> {
+    let (body, be) = match bytes {
+        [0xff, 0xfe, rest @ ..] => (rest, false),
+        [0xfe, 0xff, rest @ ..] => (rest, true),
+        rest => (rest, false),
+    };
+    let units: Vec<u16> = body
+        .chunks_exact(2)
+        .map(|c| {
+            if be {
+                u16::from_be_bytes([c[0], c[1]])
+            } else {
+                u16::from_le_bytes([c[0], c[1]])
+            }
+        })
+        .collect();
+    let text = String::from_utf16_lossy(&units);
+    let mut it = text.splitn(4, ',');
+    let file = it.next()?.trim().to_string();
+    let label = it.next()?.to_string();
+    (!file.is_empty()).then_some((file, label))
+}
+
+/// IPA's `manage_uefi`: Ok(true) when NVRAM entries were written, Ok(false)
+/// when the ESP holds no loader.
+fn manage_uefi(
+    env: &Env,
+    nvram: &Nvram,
+    device: &str,
+    efi_system_part_uuid: Option<&str>,
+) -> Result<bool> {
+    let dev_path = env.root.path(device);
+    let file = File::open(&dev_path)
+        .map_err(|e| AgentError::io(Kind::CommandExecutionError, format!("opening {device}"), e))?;
+    let geom = crate::disk::geometry(env.root, Path::new(device), &file)?;
+    let table = match read_table(&file, geom) {
+        Found::Table(t) => t,
+        _ => {
+            return Err(AgentError::device_not_found(format!(
+                "No EFI partition could be detected on device {device}: it has no readable \
+                 partition table"
+            )))
+        }
+    };
+    let esp = table.partitions.iter().find(|p| p.is_esp()).or_else(|| {
+        let want = efi_system_part_uuid?.to_ascii_lowercase();
+        table
+            .partitions
+            .iter()
+            .find(|p| block_uuid(&file, p).to_ascii_lowercase() == want)
+    });
+    let Some(esp) = esp else {
+        return Err(AgentError::device_not_found(format!(
+            "No EFI partition could be detected on device {device} and EFI partition UUID has \
+             not been recorded during deployment (which is often the case for whole disk \
+             images). Are you using a UEFI-compatible image?"
+        )));
+    };
+    let fat = Fat::open(&file, esp.offset, esp.len).map_err(|e| {
+        AgentError::new(
+            Kind::CommandExecutionError,
+            format!(
+                "Could not configure UEFI boot on device {device}: the EFI partition {} is not \
+                 a FAT filesystem: {e}",
+                partition_path(device, esp.number)
+            ),
+        )
+    })?;
+    let loaders = find_bootloaders(&fat)?;
+    if loaders.is_empty() {
+        log::warn!("Empty EFI partition detected.");
+        return Ok(false);
+    }
+    let mut entries = nvram.entries()?;
+    for (label_id, (v_bl, entry)) in loaders.iter().enumerate() {
+        let (loader, label) = if v_bl.to_ascii_lowercase().contains("csv") {
+            let bytes = fat.read_file(entry, 64 << 10).map_err(|e| {
+                AgentError::io(Kind::CommandExecutionError, format!("reading {v_bl}"), e)
+            })?;
+            let (file_name, label) = parse_csv(&bytes).ok_or_else(|| {
+                AgentError::execution(format!("{v_bl} is not a valid boot CSV file"))
+            })?;
+            let dir = v_bl.rsplit_once('/').map(|(d, _)| d).unwrap_or("");
+            let path = if dir.is_empty() {
+                file_name
+            } else {
+                format!("{dir}/{file_name}")
+            };
+            (format!("\\{}", path.replace('/', "\\")), label)
+        } else {
+            (
+                format!("\\{}", v_bl.replace('/', "\\")),
+                format!("ironic{}", label_id + 1),
+            )
+        };
+        let path = hd_file_path(&table, esp, &loader);
+        let bytes = build_load_option(&label, &path);
+        // IPA removes every entry with the same label and adds a new one;
+        // we reuse the first such number instead of growing the list.
+        let same: Vec<u16> = entries
+            .iter()
+            .filter(|e| e.description == label)
+            .map(|e| e.number)
+            .collect();
+        let number = match same.first() {
+            Some(&n) => n,
+            None => (0..=u16::MAX)
+                .find(|n| !entries.iter().any(|e| e.number == *n))
+                .ok_or_else(|| AgentError::execution("no free Boot#### number"))?,
+        };
+        for &n in same.iter().skip(1) {
+            log::debug!("Found bootnum {n:04X} matching label");
+            nvram.delete_entry(n)?;
+        }
+        log::info!(
+            "Adding loader {loader} on partition {} of device {device} with label {label}",
+            esp.number
+        );
+        nvram.set_entry(number, &bytes)?;
+        let mut order = vec![number];
+        order.extend(nvram.boot_order().into_iter().filter(|&n| n != number));
+        nvram.set_boot_order(&order)?;
+        entries.retain(|e| !same.contains(&e.number));
+        if let Some(b) = parse_boot_entry(number, &bytes) {
+            entries.push(b);
+        }
+    }
+    Ok(true)
+}
+
+/// `install_bootloader`'s parameters, as Ironic sends them.
+#[derive(Clone, Debug, Default)]
+pub struct Args<'a> {
+    pub root_uuid: Option<&'a str>,
+    pub efi_system_part_uuid: Option<&'a str>,
+    pub target_boot_mode: Option<&'a str>,
+    /// Overrides `--ignore-bootloader-failure` when given.
+    pub ignore_bootloader_failure: Option<bool>,
+}
+
+/// `image.install_bootloader` (IPA's `ImageExtension.install_bootloader`).
+/// `install_device` names the disk the image went to; it is asked only on
+/// the UEFI path (the BIOS and whole-disk paths need none).
+pub fn install_bootloader(
+    env: &Env,
+    args: &Args,
+    install_device: &dyn Fn() -> Result<String>,
+) -> Result<Value> {
+    let root_uuid = args.root_uuid;
+    let efi_uuid = args.efi_system_part_uuid;
+    let target = args.target_boot_mode;
+    let ignore_failure = args
+        .ignore_bootloader_failure
+        .unwrap_or(env.config.ignore_bootloader_failure);
+    let current = super::partition::ramdisk_boot_mode(env.root);
+    if let Some(t) = target {
+        if t != current {
+            log::warn!(
+                "Boot mode mismatch: target boot mode is {t}, current boot mode is {current}. \
+                 Installing boot loader may fail or work incorrectly."
+            );
+        }
+    }
+    if current == "uefi" {
+        match Nvram::open(env.root) {
+            None => log::warn!("efivarfs is not available in the ramdisk"),
+            // The device is looked up only here: the BIOS and whole-disk
+            // paths below need none.
+            Some(nvram) => match install_device()
+                .and_then(|device| manage_uefi(env, &nvram, &device, efi_uuid))
+            {
+                Ok(true) => return Ok(Value::Null),
+                Ok(false) => {}
+                Err(e) => {
+                    log::error!("Error setting up bootloader. Error {e}");
+                    if !ignore_failure {
+                        return Err(e);
+                    }
+                }
+            },
+        }
+    }
+    if root_uuid.is_none() || root_uuid == Some("0x00000000") {
+        log::info!(
+            "Not using grub2-install since root UUID is not provided. Assuming a whole disk image"
+        );
+        return Ok(Value::Null);
+    }
+    let msg = if env.lookup.enable_bios_bootloader_install {
+        "Installing GRUB (grub-install in a chroot) is not supported by this agent; use a \
+         whole-disk image or a partition image that carries its UEFI loaders"
+    } else {
+        "Install of legacy BIOS bootloaders disabled by CONF.enable_bios_bootloader_install as \
+         part of CVE-2026-43003 mitigation."
+    };
+    log::error!("{msg}");
+    if ignore_failure {
+        return Ok(Value::Null);
+    }
+    Err(AgentError::new(Kind::InvalidImage, msg))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_in_utf16() {
+        let mut b = vec![0xff, 0xfe];
+        for u in "shimx64.efi,ubuntu,,This is the boot entry for Ubuntu\n".encode_utf16() {
+            b.extend_from_slice(&u.to_le_bytes());
+        }
+        assert_eq!(
+            parse_csv(&b),
+            Some(("shimx64.efi".to_string(), "ubuntu".to_string()))
+        );
+        assert_eq!(parse_csv(&[0xff, 0xfe]), None);
+    }
+}
