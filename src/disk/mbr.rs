@@ -4,7 +4,7 @@
 //! chain of extended boot records for logical partitions. Bounds-checked:
 //! a hostile chain is cut off, never followed forever.
 
-use super::disk::Io;
+use super::Io;
 use std::io;
 
 pub const TYPE_EMPTY: u8 = 0x00;
@@ -223,7 +223,7 @@ pub fn read(io: &impl Io) -> io::Result<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::image::disk::MemDisk;
+    use crate::disk::MemDisk;
 
     #[test]
     fn round_trip_and_signature() {
