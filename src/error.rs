@@ -164,7 +164,7 @@ impl Kind {
 
 /// A failure with IPA's serialisation. Construct it through the helpers
 /// below so that details read like IPA's.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AgentError {
     pub kind: Kind,
     pub details: String,
@@ -285,6 +285,21 @@ impl AgentError {
     pub fn io(kind: Kind, op: impl fmt::Display, err: io::Error) -> Self {
         Self::new(kind, format!("{op}: {err}"))
     }
+
+    /// A failure a lower layer reports before anyone knows which IPA class
+    /// it belongs to (a parser, a TLS setup, a table): `CommandExecutionError`
+    /// until the caller re-classifies it with [`AgentError::reclass`] or
+    /// [`Context::ctx`].
+    pub fn msg(details: impl Into<String>) -> Self {
+        Self::new(Kind::CommandExecutionError, details)
+    }
+
+    /// The same details under another IPA class.
+    pub fn reclass(mut self, kind: Kind) -> Self {
+        self.kind = kind;
+        self.message = None;
+        self
+    }
 }
 
 impl fmt::Display for AgentError {
@@ -296,8 +311,9 @@ impl fmt::Display for AgentError {
 
 impl std::error::Error for AgentError {}
 
-/// Attach "what was being done" to an `io::Result`, producing an
-/// [`AgentError`] of the given kind.
+/// The one context helper: attach "what was being done" to a failure and
+/// give it its IPA class, for I/O errors and for the agent's own
+/// ("reading /dev/sda to find its signatures: Input/output error").
 pub trait Context<T> {
     fn ctx(self, kind: Kind, op: impl FnOnce() -> String) -> Result<T>;
 }
@@ -305,6 +321,12 @@ pub trait Context<T> {
 impl<T> Context<T> for io::Result<T> {
     fn ctx(self, kind: Kind, op: impl FnOnce() -> String) -> Result<T> {
         self.map_err(|e| AgentError::io(kind, op(), e))
+    }
+}
+
+impl<T> Context<T> for Result<T> {
+    fn ctx(self, kind: Kind, op: impl FnOnce() -> String) -> Result<T> {
+        self.map_err(|e| AgentError::new(kind, format!("{}: {}", op(), e.details)))
     }
 }
 

@@ -195,14 +195,14 @@ fn run() -> i32 {
         if ironic::inspect::enabled(&agent) {
             match tls::client_tls(c) {
                 Ok(t) => node_uuid = ironic::inspect::inspect(&agent, t),
-                Err(e) => log::error!("inspection: {e}"),
+                Err(e) => log::error!("inspection: {}", e.details),
             }
         }
         if !c.api_urls.is_empty() {
             let cl = match Client::new(c, &c.api_urls) {
                 Ok(cl) => Arc::new(cl),
                 Err(e) => {
-                    log::error!("configuring the Ironic client: {e}");
+                    log::error!("configuring the Ironic client: {}", e.details);
                     return 1;
                 }
             };
@@ -272,7 +272,7 @@ fn run() -> i32 {
         match tls::static_tls(cert, key, tls_config.tls_min_version) {
             Ok(t) => Some((t, false)),
             Err(e) => {
-                log::error!("{e}");
+                log::error!("{}", e.details);
                 return 1;
             }
         }
@@ -301,7 +301,7 @@ fn run() -> i32 {
             match tls::auto_tls(ip, &hostname, &tls_config) {
                 Ok(t) => Some((t, true)),
                 Err(e) => {
-                    log::error!("{e}");
+                    log::error!("{}", e.details);
                     return 1;
                 }
             }

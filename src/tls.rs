@@ -15,6 +15,7 @@
 //!   cost ~80 KiB of the static binary.
 
 use crate::config::{Config, Curve, TlsVersion};
+use crate::error::{AgentError, Result};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use std::net::IpAddr;
@@ -148,13 +149,13 @@ fn server_config(
     certs: Vec<CertificateDer<'static>>,
     key: PrivateKeyDer<'static>,
     min: TlsVersion,
-) -> Result<Arc<rustls::ServerConfig>, String> {
+) -> Result<Arc<rustls::ServerConfig>> {
     let mut cfg = rustls::ServerConfig::builder_with_provider(Arc::new(provider()))
         .with_protocol_versions(versions(min))
-        .map_err(|e| format!("TLS versions: {e}"))?
+        .map_err(|e| AgentError::msg(format!("TLS versions: {e}")))?
         .with_no_client_auth()
         .with_single_cert(certs, key)
-        .map_err(|e| format!("TLS certificate: {e}"))?;
+        .map_err(|e| AgentError::msg(format!("TLS certificate: {e}")))?;
     // HTTP/1.1 only; no session tickets needed for a handful of clients.
     cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(cfg))
@@ -175,13 +176,13 @@ fn san_ip_der(ip: IpAddr) -> Vec<u8> {
 }
 
 /// Generate IPA's automatic-TLS certificate for `ip`.
-pub fn auto_tls(ip: IpAddr, hostname: &str, config: &Config) -> Result<ServerTls, String> {
+pub fn auto_tls(ip: IpAddr, hostname: &str, config: &Config) -> Result<ServerTls> {
     let alg = match config.tls_certificate_curve {
         Curve::P256 => &rcgen::PKCS_ECDSA_P256_SHA256,
         Curve::P384 => &rcgen::PKCS_ECDSA_P384_SHA384,
     };
-    let key =
-        rcgen::KeyPair::generate_for(alg).map_err(|e| format!("generating a TLS key: {e}"))?;
+    let key = rcgen::KeyPair::generate_for(alg)
+        .map_err(|e| AgentError::msg(format!("generating a TLS key: {e}")))?;
     let mut params = rcgen::CertificateParams::default();
     let mut dn = rcgen::DistinguishedName::new();
     dn.push(
@@ -203,7 +204,8 @@ pub fn auto_tls(ip: IpAddr, hostname: &str, config: &Config) -> Result<ServerTls
     params.not_before = now - Duration::from_secs(config.auto_tls_allowed_clock_skew);
     params.not_after = now + Duration::from_secs(30 * 86400);
     let mut serial = [0u8; 16];
-    crate::sys::getrandom(&mut serial).map_err(|e| format!("random serial: {e}"))?;
+    crate::sys::getrandom(&mut serial)
+        .map_err(|e| AgentError::msg(format!("random serial: {e}")))?;
     serial[0] &= 0x7f; // positive INTEGER
     params.serial_number = Some(rcgen::SerialNumber::from_slice(&serial));
     // IPA marks the SAN critical; rcgen only does so for an empty subject,
@@ -213,7 +215,7 @@ pub fn auto_tls(ip: IpAddr, hostname: &str, config: &Config) -> Result<ServerTls
     params.custom_extensions = vec![san];
     let cert = params
         .self_signed(&key)
-        .map_err(|e| format!("signing the TLS certificate: {e}"))?;
+        .map_err(|e| AgentError::msg(format!("signing the TLS certificate: {e}")))?;
     log::info!(
         "generated a TLS certificate for IP address {ip}, valid for 30 days \
          (from {} s in the past)",
@@ -227,17 +229,20 @@ pub fn auto_tls(ip: IpAddr, hostname: &str, config: &Config) -> Result<ServerTls
 }
 
 /// Static TLS from `--tls-cert-file` / `--tls-key-file` (PEM).
-pub fn static_tls(cert_file: &Path, key_file: &Path, min: TlsVersion) -> Result<ServerTls, String> {
+pub fn static_tls(cert_file: &Path, key_file: &Path, min: TlsVersion) -> Result<ServerTls> {
     let pem = std::fs::read_to_string(cert_file)
-        .map_err(|e| format!("reading {}: {e}", cert_file.display()))?;
+        .map_err(|e| AgentError::msg(format!("reading {}: {e}", cert_file.display())))?;
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(pem.as_bytes())
         .collect::<Result<_, _>>()
-        .map_err(|e| format!("parsing {}: {e:?}", cert_file.display()))?;
+        .map_err(|e| AgentError::msg(format!("parsing {}: {e:?}", cert_file.display())))?;
     if certs.is_empty() {
-        return Err(format!("{} holds no certificate", cert_file.display()));
+        return Err(AgentError::msg(format!(
+            "{} holds no certificate",
+            cert_file.display()
+        )));
     }
     let key = PrivateKeyDer::from_pem_file(key_file)
-        .map_err(|e| format!("reading the key {}: {e:?}", key_file.display()))?;
+        .map_err(|e| AgentError::msg(format!("reading the key {}: {e:?}", key_file.display())))?;
     Ok(ServerTls {
         cert_pem: pem,
         config: server_config(certs, key, min)?,
@@ -247,7 +252,7 @@ pub fn static_tls(cert_file: &Path, key_file: &Path, min: TlsVersion) -> Result<
 /// The outbound TLS configuration for ureq: verify by default, the
 /// operator's CA when given, no verification with `insecure`, TLS 1.3 only
 /// when `tls_min_version` is 1.3.
-pub fn client_tls(config: &Config) -> Result<ureq::tls::TlsConfig, String> {
+pub fn client_tls(config: &Config) -> Result<ureq::tls::TlsConfig> {
     use ureq::tls::{Certificate, ClientCert, PrivateKey, RootCerts, TlsConfig};
     let mut b = TlsConfig::builder();
     if config.insecure {
@@ -255,7 +260,8 @@ pub fn client_tls(config: &Config) -> Result<ureq::tls::TlsConfig, String> {
     }
     let (pem, from) = match &config.cafile {
         Some(ca) => (
-            std::fs::read(ca).map_err(|e| format!("reading CA file {}: {e}", ca.display()))?,
+            std::fs::read(ca)
+                .map_err(|e| AgentError::msg(format!("reading CA file {}: {e}", ca.display())))?,
             ca.clone(),
         ),
         None => match system_ca_bundle(&config.root) {
@@ -270,23 +276,28 @@ pub fn client_tls(config: &Config) -> Result<ureq::tls::TlsConfig, String> {
         })
         .collect();
     if certs.is_empty() && config.cafile.is_some() {
-        return Err(format!("CA file {} holds no certificate", from.display()));
+        return Err(AgentError::msg(format!(
+            "CA file {} holds no certificate",
+            from.display()
+        )));
     }
     // With no roots at all every verified HTTPS connection fails with
     // "invalid peer certificate: UnknownIssuer"; main() warns about that at
     // start (see `system_ca_bundle`).
     b = b.root_certs(RootCerts::new_with_certs(&certs));
     if let (Some(cert), Some(key)) = (&config.certfile, &config.keyfile) {
-        let cpem = std::fs::read(cert).map_err(|e| format!("reading {}: {e}", cert.display()))?;
-        let kpem = std::fs::read(key).map_err(|e| format!("reading {}: {e}", key.display()))?;
+        let cpem = std::fs::read(cert)
+            .map_err(|e| AgentError::msg(format!("reading {}: {e}", cert.display())))?;
+        let kpem = std::fs::read(key)
+            .map_err(|e| AgentError::msg(format!("reading {}: {e}", key.display())))?;
         let chain: Vec<Certificate<'static>> = ureq::tls::parse_pem(&cpem)
             .filter_map(|i| match i {
                 Ok(ureq::tls::PemItem::Certificate(c)) => Some(c),
                 _ => None,
             })
             .collect();
-        let key =
-            PrivateKey::from_pem(&kpem).map_err(|e| format!("parsing {}: {e}", key.display()))?;
+        let key = PrivateKey::from_pem(&kpem)
+            .map_err(|e| AgentError::msg(format!("parsing {}: {e}", key.display())))?;
         b = b.client_cert(Some(ClientCert::new_with_certs(&chain, key)));
     }
     // Always our provider: ureq is built without one of its own. ureq has

@@ -703,7 +703,7 @@ fn a_data_cluster_cut_mid_stream_fails() {
         }
     }
     match err {
-        Some(ConvError::Invalid(m)) => assert!(m.contains("a cluster was cut"), "{m}"),
+        Some(ConvError::Invalid(m)) => assert!(m.details.contains("a cluster was cut"), "{m}"),
         other => panic!("1 MiB chunks of 2 MiB clusters: {other:?}"),
     }
 }
@@ -800,7 +800,7 @@ fn a_damaged_compressed_cluster_is_named() {
                      inflate to a full cluster",
                     60u64 << h.cluster_bits
                 );
-                assert!(m.starts_with(&want), "{threads} threads: {m}");
+                assert!(m.details.starts_with(&want), "{threads} threads: {m}");
             }
             other => panic!("{threads} threads: {other:?}"),
         }

@@ -18,6 +18,7 @@
 
 use crate::error::{AgentError, Result};
 use crate::hardware::inventory::BlockDevice;
+use crate::util::specs::{parse_spec, spec_match, Val};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 
@@ -59,245 +60,6 @@ pub enum Parsed {
     /// String hints: "s== foo%20model", "<in> samsung", ...
     Str(String),
     Bool(bool),
-}
-
-// ---------------------------------------------------------------------
-// The specs_matcher grammar (oslo_utils/specs_matcher.py: make_grammar)
-// ---------------------------------------------------------------------
-
-/// Unary operators in the grammar's MatchFirst order ("==" before "=",
-/// "s<=" before "s<").
-const UNARY_OPS: [&str; 14] = [
-    "==", "=", "!=", "<in>", ">=", "<=", ">", "<", "s==", "s!=", "s<=", "s<", "s>=", "s>",
-];
-
-fn skip_ws(s: &str, pos: usize) -> usize {
-    pos + s[pos..].len() - s[pos..].trim_start_matches([' ', '\t', '\n', '\r']).len()
-}
-
-fn unary_op_at(s: &str, pos: usize) -> Option<&'static str> {
-    UNARY_OPS
-        .iter()
-        .copied()
-        .find(|op| s[pos..].starts_with(op))
-}
-
-fn keyword_at(s: &str, pos: usize) -> bool {
-    unary_op_at(s, pos).is_some()
-        || ["<all-in>", "<or>", "<range-in>"]
-            .iter()
-            .any(|k| s[pos..].starts_with(k))
-}
-
-/// `atom = ~keyword + Regex(r"\S+")`, after leading whitespace.
-fn atom(s: &str, pos: usize) -> Option<(String, usize)> {
-    let p = skip_ws(s, pos);
-    if p >= s.len() || keyword_at(s, p) {
-        return None;
-    }
-    let len = s[p..]
-        .find(|c: char| c.is_whitespace())
-        .unwrap_or(s.len() - p);
-    Some((s[p..p + len].to_string(), p + len))
-}
-
-fn literal(s: &str, pos: usize, lit: &str) -> Option<usize> {
-    let p = skip_ws(s, pos);
-    s[p..].starts_with(lit).then_some(p + lit.len())
-}
-
-/// `expr = disjunction | nary | range_op | unary | atom`, parsed like
-/// pyparsing's `parseString` (a prefix match: trailing text is ignored).
-/// `None` is a ParseException.
-fn parse_spec(s: &str) -> Option<Vec<String>> {
-    // disjunction = OneOrMore("<or>" + atom) → ["<or>", a, b, ...]
-    let mut pos = 0;
-    let mut alts = vec![];
-    while let Some(p) = literal(s, pos, "<or>") {
-        match atom(s, p) {
-            Some((a, p)) => {
-                alts.push(a);
-                pos = p;
-            }
-            None => break,
-        }
-    }
-    if !alts.is_empty() {
-        let mut t = vec!["<or>".to_string()];
-        t.extend(alts);
-        return Some(t);
-    }
-    // nary = "<all-in>" + OneOrMore(atom)
-    if let Some(mut p) = literal(s, 0, "<all-in>") {
-        let mut t = vec!["<all-in>".to_string()];
-        while let Some((a, np)) = atom(s, p) {
-            t.push(a);
-            p = np;
-        }
-        if t.len() > 1 {
-            return Some(t);
-        }
-    }
-    // range_op = "<range-in>" + atom + atom + atom + atom
-    if let Some(mut p) = literal(s, 0, "<range-in>") {
-        let mut t = vec!["<range-in>".to_string()];
-        for _ in 0..4 {
-            match atom(s, p) {
-                Some((a, np)) => {
-                    t.push(a);
-                    p = np;
-                }
-                None => break,
-            }
-        }
-        if t.len() == 5 {
-            return Some(t);
-        }
-    }
-    // unary = unary_ops + atom
-    let p = skip_ws(s, 0);
-    if p < s.len() {
-        if let Some(op) = unary_op_at(s, p) {
-            if let Some((a, _)) = atom(s, p + op.len()) {
-                return Some(vec![op.to_string(), a]);
-            }
-        }
-    }
-    atom(s, 0).map(|(a, _)| vec![a])
-}
-
-/// A value compared by `specs_matcher.match`.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Val {
-    Str(String),
-    /// `size` in GiB (bytes / 2^30, a float, as IPA computes it).
-    Num(f64),
-}
-
-/// Python's `float(str)`: surrounding whitespace allowed, "inf"/"nan" too.
-fn py_float(s: &str) -> std::result::Result<f64, String> {
-    let t = s.trim().replace('_', "");
-    t.parse::<f64>()
-        .map_err(|_| format!("could not convert string to float: '{s}'"))
-}
-
-fn num(v: &Val) -> std::result::Result<f64, String> {
-    match v {
-        Val::Num(n) => Ok(*n),
-        Val::Str(s) => py_float(s),
-    }
-}
-
-/// `ast.literal_eval` of a list literal of strings/numbers, for `<all-in>`.
-fn literal_list(s: &str) -> Option<Vec<String>> {
-    let inner = s.trim().strip_prefix('[')?.strip_suffix(']')?;
-    let mut out = vec![];
-    for item in inner.split(',').map(str::trim).filter(|i| !i.is_empty()) {
-        let unq = item
-            .strip_prefix('\'')
-            .and_then(|i| i.strip_suffix('\''))
-            .or_else(|| item.strip_prefix('"').and_then(|i| i.strip_suffix('"')));
-        match unq {
-            Some(u) => out.push(u.to_string()),
-            None if py_float(item).is_ok() => out.push(item.to_string()),
-            None => return None,
-        }
-    }
-    Some(out)
-}
-
-/// `ast.literal_eval(x)` followed by `float()`, for `<range-in>`.
-fn literal_number(v: &Val) -> std::result::Result<f64, String> {
-    match v {
-        Val::Num(n) => Ok(*n),
-        Val::Str(s) => {
-            let t = s.trim();
-            if t.starts_with(|c: char| c.is_ascii_digit() || c == '-' || c == '+' || c == '.') {
-                py_float(t)
-            } else {
-                Err(format!("malformed node or string: {s:?}"))
-            }
-        }
-    }
-}
-
-/// oslo `specs_matcher.match(value, spec)` with every operator: numeric
-/// `=` (which means ≥), `==`, `!=`, `>=`, `<=`, `>`, `<`; string `s==`,
-/// `s!=`, `s<`, `s<=`, `s>`, `s>=`; `<in>`, `<or>`, `<all-in>`,
-/// `<range-in>`. `Err` where Python raises (a non-number for a numeric
-/// operator, `<all-in>` on a non-list, a malformed range).
-pub fn spec_match(value: &Val, spec: &str) -> std::result::Result<bool, String> {
-    let tree = parse_spec(spec).unwrap_or_else(|| vec![spec.to_string()]);
-    if tree.len() == 1 {
-        return Ok(matches!(value, Val::Str(s) if *s == tree[0]));
-    }
-    let op = tree[0].as_str();
-    let args = &tree[1..];
-    let y = &args[0];
-    let str_cmp = |f: fn(&str, &str) -> bool| -> std::result::Result<bool, String> {
-        match value {
-            Val::Str(x) => Ok(f(x, y)),
-            Val::Num(_) => Err(format!(
-                "'{op}' not supported between a number and a string"
-            )),
-        }
-    };
-    Ok(match op {
-        "=" | ">=" => num(value)? >= py_float(y)?,
-        "==" => num(value)? == py_float(y)?,
-        "!=" => num(value)? != py_float(y)?,
-        "<=" => num(value)? <= py_float(y)?,
-        "<" => num(value)? < py_float(y)?,
-        ">" => num(value)? > py_float(y)?,
-        "s==" => matches!(value, Val::Str(x) if x == y),
-        "s!=" => !matches!(value, Val::Str(x) if x == y),
-        "s<" => str_cmp(|x, y| x < y)?,
-        "s<=" => str_cmp(|x, y| x <= y)?,
-        "s>" => str_cmp(|x, y| x > y)?,
-        "s>=" => str_cmp(|x, y| x >= y)?,
-        "<in>" => match value {
-            Val::Str(x) => x.contains(y.as_str()),
-            Val::Num(_) => return Err("argument of type 'float' is not iterable".into()),
-        },
-        "<or>" => match value {
-            Val::Str(x) => args.iter().any(|a| a == x),
-            // See the module comment: numeric for size.
-            Val::Num(n) => args
-                .iter()
-                .any(|a| py_float(a).map(|f| f == *n).unwrap_or(false)),
-        },
-        "<all-in>" => {
-            let list = match value {
-                Val::Str(x) => literal_list(x),
-                Val::Num(_) => None,
-            }
-            .ok_or("<all-in> must compare with a list literal string, EG \"['aes', 'mmx']\"")?;
-            args.iter().all(|a| list.contains(a))
-        }
-        "<range-in>" => {
-            let x = literal_number(value)?;
-            let (lo, hi) = (py_float(&args[1])?, py_float(&args[2])?);
-            if lo > hi {
-                return Err(
-                    "<range-in> operator's first argument has to be smaller or equal \
-                            to the second argument"
-                        .into(),
-                );
-            }
-            let lower = match args[0].as_str() {
-                "[" => x >= lo,
-                "(" => x > lo,
-                _ => return Err("The first element should be an opening bracket".into()),
-            };
-            let upper = match args[3].as_str() {
-                "]" => x <= hi,
-                ")" => x < hi,
-                _ => return Err("The last element should be a closing bracket".into()),
-            };
-            lower && upper
-        }
-        _ => false,
-    })
 }
 
 // ---------------------------------------------------------------------
@@ -346,13 +108,18 @@ fn quote(s: &str) -> String {
 }
 
 /// `_extract_hint_operator_and_values`: (operator or "", values).
-fn extract(expression: &str, name: &str) -> std::result::Result<(String, Vec<String>), String> {
+fn extract(expression: &str, name: &str) -> Result<(String, Vec<String>)> {
     let expr = expression.trim().to_lowercase();
     if expr.is_empty() {
-        return Err(format!("Root device hint {name} expression is empty"));
+        return Err(AgentError::msg(format!(
+            "Root device hint {name} expression is empty"
+        )));
     }
-    let ast = parse_spec(&expr)
-        .ok_or_else(|| format!("Root device hint {name} expression \"{expr}\" cannot be parsed"))?;
+    let ast = parse_spec(&expr).ok_or_else(|| {
+        AgentError::msg(format!(
+            "Root device hint {name} expression \"{expr}\" cannot be parsed"
+        ))
+    })?;
     if ast.len() <= 1 {
         return Ok((String::new(), vec![expr]));
     }
@@ -368,7 +135,7 @@ fn extract(expression: &str, name: &str) -> std::result::Result<(String, Vec<Str
 
 /// `_normalize_hint_expression`: lower-case and URL-quote every value,
 /// keep the operator: "<or> foo <or> foo bar" → "<or> foo <or> foo%20bar".
-fn normalize(expression: &str, name: &str) -> std::result::Result<String, String> {
+fn normalize(expression: &str, name: &str) -> Result<String> {
     let (op, values) = extract(expression, name)?;
     let joined = values
         .iter()
@@ -406,7 +173,7 @@ fn py_bool(v: &Value) -> Option<bool> {
 
 /// IPA's `parse_root_device_hints`: validate and normalise. `Ok(None)`
 /// for an empty hint set; `Err` carries IPA's ValueError text.
-pub fn parse_hints(hints: &Hints) -> std::result::Result<Option<BTreeMap<String, Parsed>>, String> {
+pub fn parse_hints(hints: &Hints) -> Result<Option<BTreeMap<String, Parsed>>> {
     if hints.is_empty() {
         return Ok(None);
     }
@@ -418,21 +185,21 @@ pub fn parse_hints(hints: &Hints) -> std::result::Result<Option<BTreeMap<String,
     if !invalid.is_empty() {
         crate::util::sort_small(&mut invalid);
         let valid: Vec<&str> = VALID.iter().map(|(n, _)| *n).collect();
-        return Err(format!(
+        return Err(AgentError::msg(format!(
             "The hints \"{}\" are invalid. Valid hints are: \"{}\"",
             invalid.join(", "),
             valid.join(", ")
-        ));
+        )));
     }
     let mut out = BTreeMap::new();
     for (name, v) in hints {
         let parsed = match hint_type(name) {
             Some(HintType::Str) => {
                 let Value::String(s) = v else {
-                    return Err(format!(
+                    return Err(AgentError::msg(format!(
                         "Root device hint \"{name}\" is not a string value. Hint expression: {}",
                         py_str(v)
-                    ));
+                    )));
                 };
                 let n = normalize(s, name)?;
                 Parsed::Str(with_default_op(n, "s=="))
@@ -442,27 +209,27 @@ pub fn parse_hints(hints: &Hints) -> std::result::Result<Option<BTreeMap<String,
                 let (op, values) = extract(&expr, name)?;
                 let values = if op == "<range-in>" {
                     range_bounds(&expr)
-                        .ok_or_else(|| not_int(name, &expr))?
+                        .ok_or_else(|| AgentError::msg(not_int(name, &expr)))?
                         .to_vec()
                 } else {
                     values
                 };
                 for val in &values {
-                    let i = py_int(val).ok_or_else(|| not_int(name, &expr))?;
+                    let i = py_int(val).ok_or_else(|| AgentError::msg(not_int(name, &expr)))?;
                     if i <= 0 {
-                        return Err(format!(
+                        return Err(AgentError::msg(format!(
                             "Root device hint \"{name}\" should be a positive integer. \
                              Current value: {expr}"
-                        ));
+                        )));
                     }
                 }
                 Parsed::Int(with_default_op(expr, "=="))
             }
             Some(HintType::Bool) => Parsed::Bool(py_bool(v).ok_or_else(|| {
-                format!(
+                AgentError::msg(format!(
                     "Root device hint \"{name}\" is not a Boolean value. Current value: {}",
                     py_str(v)
-                )
+                ))
             })?),
             None => unreachable!("checked above"),
         };
@@ -527,10 +294,7 @@ fn device_value(dev: &BlockDevice, hint: &str) -> DevVal {
 
 /// IPA's `find_devices_by_hints` for one device: all hints must match.
 /// `Err` where IPA raises (an operator that cannot apply to the value).
-fn device_matches(
-    dev: &BlockDevice,
-    parsed: &BTreeMap<String, Parsed>,
-) -> std::result::Result<bool, String> {
+fn device_matches(dev: &BlockDevice, parsed: &BTreeMap<String, Parsed>) -> Result<bool> {
     for (name, hint) in parsed {
         let ok = match (hint, device_value(dev, name)) {
             (Parsed::Bool(want), DevVal::Bool(have)) => *want == have,
@@ -695,8 +459,9 @@ pub fn skip_list_hints(node: &Value) -> Result<Vec<Hints>> {
         }
         parse_hints(h).map_err(|e| {
             AgentError::invalid_params(format!(
-                "Invalid skip_block_devices hint {}: {e}",
-                py_repr(item)
+                "Invalid skip_block_devices hint {}: {}",
+                py_repr(item),
+                e.details
             ))
         })?;
         out.push(h.clone());
@@ -717,11 +482,12 @@ pub fn matches_any(dev: &BlockDevice, hint_sets: &[Hints]) -> bool {
 /// Every device matching the hints, in inventory order (IPA's
 /// `find_devices_by_hints`).
 pub fn find_devices<'a>(devices: &'a [BlockDevice], hints: &Hints) -> Result<Vec<&'a BlockDevice>> {
-    let invalid = |e: String| {
+    let invalid = |e: AgentError| {
         AgentError::device_not_found(format!(
             "No devices could be found using the root device hints {} because they failed \
-             to validate. Error: {e}",
-            py_repr(&Value::Object(hints.clone()))
+             to validate. Error: {}",
+            py_repr(&Value::Object(hints.clone())),
+            e.details
         ))
     };
     let Some(parsed) = parse_hints(hints).map_err(invalid)? else {
@@ -889,7 +655,7 @@ mod tests {
         }
         let e = parse_hints(&hints(json!({"rotational": "not-bool"}))).unwrap_err();
         assert_eq!(
-            e,
+            e.details,
             "Root device hint \"rotational\" is not a Boolean value. Current value: not-bool"
         );
     }
@@ -910,13 +676,15 @@ mod tests {
         ] {
             let e = parse_hints(&hints(json!({ k: 123 }))).unwrap_err();
             assert_eq!(
-                e,
+                e.details,
                 format!("Root device hint \"{k}\" is not a string value. Hint expression: 123")
             );
         }
         let e = parse_hints(&hints(json!({"non-existent": "foo"}))).unwrap_err();
         assert!(
-            e.starts_with("The hints \"non-existent\" are invalid. Valid hints are: \"size, model"),
+            e.details.starts_with(
+                "The hints \"non-existent\" are invalid. Valid hints are: \"size, model"
+            ),
             "{e}"
         );
     }

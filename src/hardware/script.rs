@@ -70,12 +70,14 @@ pub struct ScriptHardwareManager {
     version: String,
 }
 
-fn kind_of(s: &str) -> std::result::Result<StepKind, String> {
+fn kind_of(s: &str) -> Result<StepKind> {
     match s {
         "clean" => Ok(StepKind::Clean),
         "deploy" => Ok(StepKind::Deploy),
         "service" => Ok(StepKind::Service),
-        _ => Err(format!("kind must be clean, deploy or service, not {s:?}")),
+        _ => Err(AgentError::msg(format!(
+            "kind must be clean, deploy or service, not {s:?}"
+        ))),
     }
 }
 
@@ -88,9 +90,12 @@ fn valid_name(s: &str) -> bool {
 }
 
 /// Parse one manifest: the step, its kinds and its timeout.
-pub fn parse_manifest(text: &str) -> std::result::Result<(Step, Vec<StepKind>, Duration), String> {
-    let v: Value = serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
-    let m = v.as_object().ok_or("not a JSON object")?;
+pub fn parse_manifest(text: &str) -> Result<(Step, Vec<StepKind>, Duration)> {
+    let v: Value =
+        serde_json::from_str(text).map_err(|e| AgentError::msg(format!("not JSON: {e}")))?;
+    let m = v
+        .as_object()
+        .ok_or_else(|| AgentError::msg("not a JSON object"))?;
     const KEYS: [&str; 8] = [
         "step",
         "interface",
@@ -102,50 +107,57 @@ pub fn parse_manifest(text: &str) -> std::result::Result<(Step, Vec<StepKind>, D
         "timeout",
     ];
     if let Some(k) = m.keys().find(|k| !KEYS.contains(&k.as_str())) {
-        return Err(format!("unknown key {k:?}"));
+        return Err(AgentError::msg(format!("unknown key {k:?}")));
     }
     let name = m
         .get("step")
         .and_then(Value::as_str)
-        .ok_or("\"step\" (a string) is required")?;
+        .ok_or_else(|| AgentError::msg("\"step\" (a string) is required"))?;
     if !valid_name(name) {
-        return Err(format!(
+        return Err(AgentError::msg(format!(
             "step name {name:?} must be lower-case letters, digits and underscores"
-        ));
+        )));
     }
     let interface = match m.get("interface") {
         None => "deploy",
         Some(Value::String(s)) if valid_name(s) => s.as_str(),
-        Some(x) => return Err(format!("interface must be a name, not {x}")),
+        Some(x) => {
+            return Err(AgentError::msg(format!(
+                "interface must be a name, not {x}"
+            )))
+        }
     };
     let priority = match m.get("priority") {
         None => 0,
-        Some(x) => x
-            .as_i64()
-            .filter(|p| *p >= 0)
-            .ok_or_else(|| format!("priority must be a non-negative integer, not {x}"))?,
+        Some(x) => x.as_i64().filter(|p| *p >= 0).ok_or_else(|| {
+            AgentError::msg(format!("priority must be a non-negative integer, not {x}"))
+        })?,
     };
-    let flag = |k: &str| -> std::result::Result<bool, String> {
+    let flag = |k: &str| -> Result<bool> {
         match m.get(k) {
             None => Ok(false),
             Some(Value::Bool(b)) => Ok(*b),
-            Some(x) => Err(format!("{k} must be true or false, not {x}")),
+            Some(x) => Err(AgentError::msg(format!(
+                "{k} must be true or false, not {x}"
+            ))),
         }
     };
     let mut step = Step::new(name, priority, interface);
     step.reboot_requested = flag("reboot_requested")?;
     let abortable = flag("abortable")?;
     if let Some(a) = m.get("argsinfo").filter(|a| !a.is_null()) {
-        let args = a.as_object().ok_or("argsinfo must be an object")?;
+        let args = a
+            .as_object()
+            .ok_or_else(|| AgentError::msg("argsinfo must be an object"))?;
         for (arg, info) in args {
             let ok = info.as_object().is_some_and(|i| {
                 i.get("description").is_none_or(Value::is_string)
                     && i.get("required").is_none_or(Value::is_boolean)
             });
             if !ok {
-                return Err(format!(
+                return Err(AgentError::msg(format!(
                     "argsinfo.{arg} must be {{\"description\": string, \"required\": bool}}"
-                ));
+                )));
             }
         }
         step = step.argsinfo(a.clone());
@@ -157,18 +169,26 @@ pub fn parse_manifest(text: &str) -> std::result::Result<(Step, Vec<StepKind>, D
             .iter()
             .map(|k| {
                 k.as_str()
-                    .ok_or("kind entries must be strings".to_string())
+                    .ok_or_else(|| AgentError::msg("kind entries must be strings"))
                     .and_then(kind_of)
             })
-            .collect::<std::result::Result<Vec<_>, _>>()?,
-        Some(x) => return Err(format!("kind must be a kind or a list of kinds, not {x}")),
+            .collect::<Result<Vec<_>>>()?,
+        Some(x) => {
+            return Err(AgentError::msg(format!(
+                "kind must be a kind or a list of kinds, not {x}"
+            )))
+        }
     };
     let timeout = match m.get("timeout") {
         None => DEFAULT_TIMEOUT,
         Some(x) => x
             .as_u64()
             .filter(|t| (1..=MAX_TIMEOUT).contains(t))
-            .ok_or_else(|| format!("timeout must be 1 to {MAX_TIMEOUT} seconds, not {x}"))?,
+            .ok_or_else(|| {
+                AgentError::msg(format!(
+                    "timeout must be 1 to {MAX_TIMEOUT} seconds, not {x}"
+                ))
+            })?,
     };
     if abortable {
         step = step.abortable(true);
@@ -204,10 +224,13 @@ impl ScriptHardwareManager {
             let manifest = dir.join(&n);
             let exe = dir.join(n.trim_end_matches(".json"));
             let loaded = std::fs::read_to_string(&manifest)
-                .map_err(|e| format!("reading it: {e}"))
+                .map_err(|e| AgentError::msg(format!("reading it: {e}")))
                 .and_then(|t| {
                     if !is_executable(&exe) {
-                        return Err(format!("{} is not an executable file", exe.display()));
+                        return Err(AgentError::msg(format!(
+                            "{} is not an executable file",
+                            exe.display()
+                        )));
                     }
                     let parsed = parse_manifest(&t)?;
                     hash.update(n.as_bytes());
@@ -238,8 +261,9 @@ impl ScriptHardwareManager {
                     });
                 }
                 Err(why) => log::warn!(
-                    "script step manifest {} is invalid, skipped: {why}",
-                    manifest.display()
+                    "script step manifest {} is invalid, skipped: {}",
+                    manifest.display(),
+                    why.details
                 ),
             }
         }
@@ -505,7 +529,7 @@ mod tests {
             (r#"{"step": "s", "argsinfo": {"a": 1}}"#, "argsinfo.a"),
         ] {
             let e = parse_manifest(bad).unwrap_err();
-            assert!(e.contains(why), "{bad}: {e}");
+            assert!(e.details.contains(why), "{bad}: {e}");
         }
     }
 

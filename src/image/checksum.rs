@@ -71,16 +71,16 @@ pub const MD5_DISABLED: &str =
 
 /// IPA's `_get_algorithm_by_length`: SHA-2 by hex length, md5 for 32 hex
 /// digits only while md5 is enabled. The error texts are IPA's.
-pub fn algo_by_length(digest: &str, md5_enabled: bool) -> Result<Algo, &'static str> {
+pub fn algo_by_length(digest: &str, md5_enabled: bool) -> Result<Algo> {
     match digest.len() {
         128 => Ok(Algo::Sha512),
         64 => Ok(Algo::Sha256),
         32 if md5_enabled => Ok(Algo::Md5),
-        32 => Err(MD5_DISABLED),
-        _ => Err(
+        32 => Err(AgentError::msg(MD5_DISABLED)),
+        _ => Err(AgentError::msg(
             "Unable to identify checksum algorithm used, and a value is not specified \
                   in the os_hash_algo setting.",
-        ),
+        )),
     }
 }
 
@@ -148,25 +148,8 @@ pub fn url_basename(url: &str) -> &str {
 }
 
 /// Why a checksum file yielded no digest; the texts are IPA's.
-#[derive(Debug, PartialEq, Eq)]
-pub enum FileError {
-    Empty,
-    /// A one-line file that is not a bare digest (IPA shows the line list).
-    Invalid(String),
-    NoName(String),
-}
-
-impl std::fmt::Display for FileError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            FileError::Empty => write!(f, "Empty checksum file"),
-            FileError::Invalid(line) => write!(
-                f,
-                "Invalid checksum file (No valid checksum found) ['{line}']"
-            ),
-            FileError::NoName(name) => write!(f, "Checksum file does not contain name {name}"),
-        }
-    }
+fn file_error(why: impl Into<String>) -> AgentError {
+    AgentError::msg(why)
 }
 
 /// True when `line` names `fname`: GNU `<digest> [*]<fname>` at the end of
@@ -211,19 +194,21 @@ fn digest_in_line(line: &str) -> Option<&str> {
 }
 
 /// IPA's `_fetch_checksum` after the download: the digest for `fname`.
-pub fn parse_checksum_file(text: &str, fname: &str) -> Result<String, FileError> {
+pub fn parse_checksum_file(text: &str, fname: &str) -> Result<String> {
     let lines: Vec<&str> = text
         .split('\n')
         .map(str::trim)
         .filter(|l| !l.is_empty())
         .collect();
     match lines.as_slice() {
-        [] => return Err(FileError::Empty),
+        [] => return Err(file_error("Empty checksum file")),
         [only] if !only.contains(' ') => {
             return if is_hex_digest(only) {
                 Ok(only.to_string())
             } else {
-                Err(FileError::Invalid(only.to_string()))
+                Err(file_error(format!(
+                    "Invalid checksum file (No valid checksum found) ['{only}']"
+                )))
             };
         }
         _ => {}
@@ -236,7 +221,9 @@ pub fn parse_checksum_file(text: &str, fname: &str) -> Result<String, FileError>
             return Ok(d.to_string());
         }
     }
-    Err(FileError::NoName(fname.to_string()))
+    Err(file_error(format!(
+        "Checksum file does not contain name {fname}"
+    )))
 }
 
 fn str_field<'a>(info: &'a Map<String, Value>, key: &str) -> Option<&'a str> {
@@ -334,7 +321,7 @@ pub fn resolve_with(
     let mut from_url = |url: &str| -> Result<String> {
         log::debug!("downloading checksums file from {url}");
         let text = fetch(url)?;
-        parse_checksum_file(&text, &fname).map_err(|e| AgentError::download(url, e))
+        parse_checksum_file(&text, &fname).map_err(|e| AgentError::download(url, e.details))
     };
     let algo_name = str_field(info, "os_hash_algo");
     let checksum = str_field(info, "checksum");
@@ -365,7 +352,8 @@ pub fn resolve_with(
             Err(why) => {
                 return Err(checksum_error(format!(
                     "Unable to proceed with image {id} as the checksum indicator has been used \
-                     but the algorithm could not be identified. Error: {why}"
+                     but the algorithm could not be identified. Error: {}",
+                    why.details
                 )))
             }
         }
@@ -446,7 +434,10 @@ mod tests {
         assert_eq!(algo_by_length(SHA256_EMPTY, false), Ok(Algo::Sha256));
         assert_eq!(algo_by_length(&"a".repeat(128), false), Ok(Algo::Sha512));
         assert_eq!(algo_by_length(MD5_EMPTY, true), Ok(Algo::Md5));
-        assert_eq!(algo_by_length(MD5_EMPTY, false), Err(MD5_DISABLED));
+        assert_eq!(
+            algo_by_length(MD5_EMPTY, false).unwrap_err().details,
+            MD5_DISABLED
+        );
         assert!(algo_by_length("abc", true).is_err());
     }
 
@@ -486,15 +477,18 @@ mod tests {
             parse_checksum_file(&format!("  {MD5_EMPTY}\n\n"), "x").unwrap(),
             MD5_EMPTY
         );
-        assert_eq!(parse_checksum_file(" \n\n", "x"), Err(FileError::Empty));
         assert_eq!(
-            parse_checksum_file("nothex", "x").unwrap_err().to_string(),
+            parse_checksum_file(" \n\n", "x").unwrap_err().details,
+            "Empty checksum file"
+        );
+        assert_eq!(
+            parse_checksum_file("nothex", "x").unwrap_err().details,
             "Invalid checksum file (No valid checksum found) ['nothex']"
         );
         assert_eq!(
             parse_checksum_file(&gnu, "missing.raw")
                 .unwrap_err()
-                .to_string(),
+                .details,
             "Checksum file does not contain name missing.raw"
         );
         // names are literal: "imgXraw" must not match "img.raw"

@@ -74,7 +74,7 @@ fn download(env: &Env, url: &str, node: &str) -> Result<Vec<u8>> {
              {reason}"
         ))
     };
-    let tls = crate::tls::client_tls(env.config).map_err(fail)?;
+    let tls = crate::tls::client_tls(env.config).map_err(|e| fail(e.details))?;
     let cfg = ureq::Agent::config_builder()
         .tls_config(tls)
         .http_status_as_error(false)

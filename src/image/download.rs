@@ -131,17 +131,19 @@ fn in_network(ip: IpAddr, net: IpAddr, bits: u32) -> bool {
 }
 
 /// Scheme, host and port of a URL.
-fn url_parts(url: &str) -> std::result::Result<(String, String, Option<u16>), String> {
-    let uri: ureq::http::Uri = url.parse().map_err(|e| format!("invalid URL {url}: {e}"))?;
+fn url_parts(url: &str) -> Result<(String, String, Option<u16>)> {
+    let uri: ureq::http::Uri = url
+        .parse()
+        .map_err(|e| AgentError::msg(format!("invalid URL {url}: {e}")))?;
     let scheme = uri.scheme_str().unwrap_or("").to_ascii_lowercase();
     if scheme != "http" && scheme != "https" {
-        return Err(format!(
+        return Err(AgentError::msg(format!(
             "unsupported URL scheme in {url}: only http and https are supported"
-        ));
+        )));
     }
     let host = uri
         .host()
-        .ok_or_else(|| format!("invalid URL {url}: no host"))?
+        .ok_or_else(|| AgentError::msg(format!("invalid URL {url}: no host")))?
         .to_string();
     Ok((scheme, host, uri.port_u16()))
 }
@@ -200,7 +202,7 @@ impl Client {
     /// The download settings of `image_info` and the agent's configuration.
     pub fn new(env: &Env, info: &Map<String, Value>, id: &str) -> Result<Client> {
         let dl = |msg: String| AgentError::download(id, msg);
-        let tls = crate::tls::client_tls(env.config).map_err(dl)?;
+        let tls = crate::tls::client_tls(env.config).map_err(|e| dl(e.details))?;
         // IPA: image_request_authorization wins over basic auth
         let auth = if let Some(b64) = str_of(info, "image_request_authorization") {
             let raw = crate::util::base64_decode(b64)
@@ -291,7 +293,7 @@ impl Client {
 
     /// The proxy for `url`, if any: image_info's `proxies` by scheme (or
     /// `all`), else the environment, unless `no_proxy` says to bypass.
-    fn proxy_for(&self, url: &str) -> std::result::Result<Option<String>, String> {
+    fn proxy_for(&self, url: &str) -> Result<Option<String>> {
         let (scheme, host, port) = url_parts(url)?;
         let env = |n: &str| {
             std::env::var(n)
@@ -319,14 +321,17 @@ impl Client {
         Ok(env(&format!("{scheme}_proxy")).or_else(|| env("all_proxy")))
     }
 
-    fn agent_for(&self, url: &str) -> std::result::Result<ureq::Agent, String> {
+    fn agent_for(&self, url: &str) -> Result<ureq::Agent> {
         let proxy = self.proxy_for(url)?;
         let mut agents = crate::util::lock(&self.agents);
         if let Some(a) = agents.get(&proxy) {
             return Ok(a.clone());
         }
         let p = match &proxy {
-            Some(p) => Some(ureq::Proxy::new(p).map_err(|e| format!("invalid proxy {p}: {e}"))?),
+            Some(p) => Some(
+                ureq::Proxy::new(p)
+                    .map_err(|e| AgentError::msg(format!("invalid proxy {p}: {e}")))?,
+            ),
             None => None,
         };
         let t = Some(self.timeout);
@@ -356,7 +361,7 @@ impl Client {
         if_range: Option<&Validator>,
     ) -> std::result::Result<ureq::http::Response<ureq::Body>, Fail> {
         self.check_deadline()?;
-        let agent = self.agent_for(url).map_err(Fail::Fatal)?;
+        let agent = self.agent_for(url).map_err(|e| Fail::Fatal(e.details))?;
         let mut req = agent.get(url);
         if let Some(a) = &self.auth {
             req = req.header("Authorization", a);
@@ -723,7 +728,10 @@ mod tests {
 
     #[test]
     fn url_checks() {
-        assert!(url_parts("ftp://h/x").unwrap_err().contains("scheme"));
+        assert!(url_parts("ftp://h/x")
+            .unwrap_err()
+            .details
+            .contains("scheme"));
         assert_eq!(
             url_parts("https://[::1]:8443/x").unwrap(),
             ("https".into(), "[::1]".into(), Some(8443))

@@ -138,27 +138,28 @@ pub fn matches(head: &[u8]) -> Vec<Format> {
     m
 }
 
-/// Why an image was refused.
+/// oslo's `ImageFormatError` "Multiple formats detected": the formats that
+/// matched.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Refusal {
-    /// oslo's `ImageFormatError` "Multiple formats detected".
-    Multiple(Vec<Format>),
-    /// oslo's `SafetyViolation`.
-    Unsafe(String),
-}
+pub struct Ambiguous(pub Vec<Format>);
 
 /// oslo's `InspectWrapper.format`: exactly one specific match, or raw.
-pub fn detect(head: &[u8]) -> Result<Format, Refusal> {
+pub fn detect(head: &[u8]) -> std::result::Result<Format, Ambiguous> {
     let m = matches(head);
     match m.as_slice() {
         [] => Ok(Format::Raw),
         [one] => Ok(*one),
-        _ => Err(Refusal::Multiple(m)),
+        _ => Err(Ambiguous(m)),
     }
 }
 
+/// A failed safety check, with oslo's reason.
+fn failed(reason: impl Into<String>) -> AgentError {
+    AgentError::new(Kind::InvalidImage, reason)
+}
+
 /// oslo's `GPTInspector.check_mbr_partitions`.
-pub fn check_mbr(sector: &[u8]) -> Result<(), String> {
+pub fn check_mbr(sector: &[u8]) -> Result<(), AgentError> {
     let mut valid = vec![];
     let mut found_gpt = false;
     for i in 0..4 {
@@ -168,7 +169,7 @@ pub fn check_mbr(sector: &[u8]) -> Result<(), String> {
         let ostype = pte[4];
         let startlba = le32(pte, 8);
         if boot != 0x00 && boot != 0x80 {
-            return Err(format!("MBR PTE {i} has invalid boot flag"));
+            return Err(failed(format!("MBR PTE {i} has invalid boot flag")));
         }
         if ostype != 0 {
             valid.push(i);
@@ -176,54 +177,54 @@ pub fn check_mbr(sector: &[u8]) -> Result<(), String> {
         if ostype == 0xee {
             found_gpt = true;
             if (starth, starts, startt) != (0x00, 0x02, 0x00) {
-                return Err("GPT MBR has invalid start CHS".into());
+                return Err(failed("GPT MBR has invalid start CHS"));
             }
             if startlba != 1 {
-                return Err("GPT MBR has invalid start LBA".into());
+                return Err(failed("GPT MBR has invalid start LBA"));
             }
         }
     }
     if found_gpt && valid != [0] {
-        return Err("GPT MBR defines invalid extra partitions".into());
+        return Err(failed("GPT MBR defines invalid extra partitions"));
     }
     if valid.is_empty() {
-        return Err("GPT MBR has no partitions defined".into());
+        return Err(failed("GPT MBR has no partitions defined"));
     }
     Ok(())
 }
 
 /// oslo's `QcowInspector` checks on the first 104 bytes (the converter in
 /// `qcow2.rs` checks much more before it trusts a single offset).
-pub fn check_qcow2(head: &[u8]) -> Result<(), String> {
+pub fn check_qcow2(head: &[u8]) -> Result<(), AgentError> {
     if head.len() < 104 {
-        return Err("qcow2 header is truncated".into());
+        return Err(failed("qcow2 header is truncated"));
     }
     if u64::from_be_bytes(head[8..16].try_into().unwrap_or_default()) != 0 {
-        return Err("Image has a backing file".into());
+        return Err(failed("Image has a backing file"));
     }
     match be32(head, 4) {
         2 => return Ok(()),
         3 => {}
-        _ => return Err("Unsupported qcow2 version".into()),
+        _ => return Err(failed("Unsupported qcow2 version")),
     }
     let incompat = u64::from_be_bytes(head[72..80].try_into().unwrap_or_default());
     // bit 2: external data file
     if incompat & 0x4 != 0 {
-        return Err("Image has data_file set".into());
+        return Err(failed("Image has data_file set"));
     }
     // oslo knows bits 0-3 (dirty, corrupt, data file, compression type)
     if incompat & !0xf != 0 {
-        return Err("Unknown QCOW2 features found".into());
+        return Err(failed("Unknown QCOW2 features found"));
     }
     Ok(())
 }
 
 /// The safety check of a detected format (oslo's `safety_check`).
-pub fn safety_check(fmt: Format, head: &[u8]) -> Result<(), String> {
+pub fn safety_check(fmt: Format, head: &[u8]) -> Result<(), AgentError> {
     match fmt {
         Format::Gpt => check_mbr(head),
         Format::Qcow2 => check_qcow2(head),
-        Format::Qed => Err("This file format is not allowed".into()),
+        Format::Qed => Err(failed("This file format is not allowed")),
         // oslo checks the VMDK descriptor and LUKS version; neither format is
         // written by this agent, so they are refused further down anyway.
         _ => Ok(()),
@@ -250,7 +251,7 @@ pub fn check(head: &[u8], policy: &Policy) -> Result<Format> {
     let fmt = if policy.deep_inspection {
         let fmt = match detect(head) {
             Ok(f) => f,
-            Err(Refusal::Multiple(m)) => {
+            Err(Ambiguous(m)) => {
                 let names: Vec<&str> = m.iter().map(|f| f.name()).collect();
                 return Err(invalid(format!(
                     "Security: Image matched multiple potential formats (Multiple formats \
@@ -258,7 +259,6 @@ pub fn check(head: &[u8], policy: &Policy) -> Result<Format> {
                     names.join(",")
                 )));
             }
-            Err(Refusal::Unsafe(why)) => return Err(invalid(why)),
         };
         if !policy.permitted.iter().any(|p| p == fmt.name()) {
             return Err(invalid(format!(
@@ -290,7 +290,8 @@ pub fn check(head: &[u8], policy: &Policy) -> Result<Format> {
         };
         if let Err(why) = verdict {
             return Err(invalid(format!(
-                "Security: Image failed safety check ({why})"
+                "Security: Image failed safety check ({})",
+                why.details
             )));
         }
         fmt
@@ -404,10 +405,7 @@ mod tests {
     fn hybrid_iso_is_ambiguous() {
         let mut b = protective_mbr();
         b[32 * 1024 + 1..32 * 1024 + 6].copy_from_slice(b"CD001");
-        assert_eq!(
-            detect(&b),
-            Err(Refusal::Multiple(vec![Format::Iso, Format::Gpt]))
-        );
+        assert_eq!(detect(&b), Err(Ambiguous(vec![Format::Iso, Format::Gpt])));
         let e = check(&b, &policy(&permitted(), Some("raw"))).unwrap_err();
         assert!(e.is(Kind::InvalidImage));
         assert!(e
@@ -485,11 +483,14 @@ mod tests {
         assert!(e.details.contains("Unsupported qcow2 version"));
         let mut m = protective_mbr();
         m[446] = 0x7f;
-        assert!(check_mbr(&m).unwrap_err().contains("invalid boot flag"));
+        assert!(check_mbr(&m)
+            .unwrap_err()
+            .details
+            .contains("invalid boot flag"));
         let mut m = protective_mbr();
         m[446 + 16 + 4] = 0x83;
         assert_eq!(
-            check_mbr(&m).unwrap_err(),
+            check_mbr(&m).unwrap_err().details,
             "GPT MBR defines invalid extra partitions"
         );
         // IPA writes raw-declared images without inspecting them
@@ -499,7 +500,7 @@ mod tests {
         m[510] = 0x55;
         m[511] = 0xaa;
         assert_eq!(
-            check_mbr(&m).unwrap_err(),
+            check_mbr(&m).unwrap_err().details,
             "GPT MBR has no partitions defined"
         );
         let mut qed = b"QED\0".to_vec();

@@ -19,6 +19,7 @@
 //! inline, one at a time, as before.
 
 use super::writer::AlignedBuf;
+use crate::error::{AgentError, Kind};
 use std::collections::VecDeque;
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::thread::JoinHandle;
@@ -43,7 +44,7 @@ pub struct Job {
     pub items: Vec<Item>,
     out: AlignedBuf,
     /// The first cluster that failed to inflate, with the inflater's reason.
-    pub failed: Option<(Item, String)>,
+    pub failed: Option<(Item, AgentError)>,
 }
 
 impl Job {
@@ -88,17 +89,18 @@ impl Job {
 
 /// Inflate one compressed cluster (a raw deflate stream) into `out`, which
 /// it must fill exactly, for the workers and the converter's inline path
-/// alike. The error is the inflater's reason (": ..."), empty when the
+/// alike. The error's details are the inflater's reason, empty when the
 /// stream came short.
 pub fn inflate_cluster(
     inflater: &mut flate2::Decompress,
     input: &[u8],
     out: &mut [u8],
-) -> Result<(), String> {
+) -> Result<(), AgentError> {
     inflater.reset(false);
     let r = inflater.decompress(input, out, flate2::FlushDecompress::Finish);
     if r.is_err() || inflater.total_out() != out.len() as u64 {
-        return Err(r.err().map(|e| format!(": {e}")).unwrap_or_default());
+        let why = r.err().map(|e| e.to_string()).unwrap_or_default();
+        return Err(AgentError::new(Kind::InvalidImage, why));
     }
     Ok(())
 }
@@ -173,14 +175,19 @@ impl Pool {
 
     /// Add a compressed cluster to the batch being filled; true when the
     /// batch is full and must be sent ([`Pool::send`]).
-    pub fn add(&mut self, guest: u64, host: u64, input: &[u8]) -> Result<bool, String> {
+    pub fn add(&mut self, guest: u64, host: u64, input: &[u8]) -> Result<bool, AgentError> {
         let job = match self.filling.take().or_else(|| self.spare.pop()) {
             Some(j) => j,
             None if self.made < self.jobs => {
                 self.made += 1;
                 Job::new(self.per_job * self.cs)
             }
-            None => return Err("no inflate job is free (a job was not recycled)".into()),
+            None => {
+                return Err(AgentError::new(
+                    Kind::InvalidImage,
+                    "no inflate job is free (a job was not recycled)",
+                ))
+            }
         };
         let job = self.filling.insert(job);
         let start = job.input.len();
@@ -197,7 +204,7 @@ impl Pool {
     /// Send the batch being filled to the next worker. When every job is
     /// then in flight, the oldest comes back done: the caller writes its
     /// clusters and hands it to [`Pool::recycle`] before the next `add`.
-    pub fn send(&mut self) -> Result<Option<Job>, String> {
+    pub fn send(&mut self) -> Result<Option<Job>, AgentError> {
         let Some(job) = self.filling.take() else {
             return Ok(None);
         };
@@ -209,7 +216,7 @@ impl Pool {
         self.next = (self.next + 1) % self.workers.len();
         match &self.workers[w].to {
             Some(to) if to.send(job).is_ok() => self.in_flight.push_back(w),
-            _ => return Err(STOPPED.into()),
+            _ => return Err(AgentError::new(Kind::InvalidImage, STOPPED)),
         }
         if self.spare.is_empty() && self.made >= self.jobs {
             return self.collect();
@@ -218,7 +225,7 @@ impl Pool {
     }
 
     /// The oldest job in flight, done.
-    pub fn collect(&mut self) -> Result<Option<Job>, String> {
+    pub fn collect(&mut self) -> Result<Option<Job>, AgentError> {
         let Some(w) = self.in_flight.pop_front() else {
             return Ok(None);
         };
@@ -226,7 +233,7 @@ impl Pool {
             .from
             .recv()
             .map(Some)
-            .map_err(|_| STOPPED.into())
+            .map_err(|_| AgentError::new(Kind::InvalidImage, STOPPED))
     }
 
     /// Take back a job once the converter is done with it.

@@ -115,18 +115,23 @@ impl Header {
 
 /// Parse and vet the header in `buf` (the start of the image; the whole
 /// first cluster when the image has one).
-pub fn parse_header(buf: &[u8]) -> Result<Header, String> {
+/// A malformed or unsupported image: `InvalidImage` with the reason.
+fn bad(reason: impl Into<String>) -> AgentError {
+    AgentError::new(ErrorKind::InvalidImage, reason)
+}
+
+pub fn parse_header(buf: &[u8]) -> Result<Header, AgentError> {
     if buf.len() < 72 {
-        return Err("the qcow2 header is truncated".into());
+        return Err(bad("the qcow2 header is truncated"));
     }
     if &buf[..4] != b"QFI\xfb" {
-        return Err("not a qcow2 image".into());
+        return Err(bad("not a qcow2 image"));
     }
     let version = be32(buf, 4);
     match version {
         2 | 3 => {}
-        1 => return Err("qcow (version 1) images are not supported".into()),
-        v => return Err(format!("unsupported qcow2 version {v}")),
+        1 => return Err(bad("qcow (version 1) images are not supported")),
+        v => return Err(bad(format!("unsupported qcow2 version {v}"))),
     }
     let backing_offset = be64(buf, 8);
     let backing_size = be32(buf, 16) as usize;
@@ -136,77 +141,79 @@ pub fn parse_header(buf: &[u8]) -> Result<Header, String> {
             .and_then(|o| buf.get(o..o.checked_add(backing_size.min(1023))?))
             .map(|n| String::from_utf8_lossy(n).into_owned())
             .unwrap_or_default();
-        return Err(format!(
+        return Err(bad(format!(
             "the image has a backing file ({name:?}); only self-contained images can be \
              deployed (qemu-img convert it first)"
-        ));
+        )));
     }
     let cluster_bits = be32(buf, 20);
     if !(9..=21).contains(&cluster_bits) {
-        return Err(format!(
+        return Err(bad(format!(
             "cluster_bits {cluster_bits} is outside 9..21 (512 B to 2 MiB clusters)"
-        ));
+        )));
     }
     let cluster = 1u64 << cluster_bits;
     let size = be64(buf, 24);
     if size > 1 << 56 {
-        return Err(format!("virtual size {size} is not plausible"));
+        return Err(bad(format!("virtual size {size} is not plausible")));
     }
     let crypt = be32(buf, 32);
     if crypt != 0 {
-        return Err(format!(
+        return Err(bad(format!(
             "the image is encrypted (crypt_method {crypt}); encrypted images cannot be deployed"
-        ));
+        )));
     }
     let l1_size = u64::from(be32(buf, 36));
     let l1_offset = be64(buf, 40);
     let coverage = (cluster / 8) * cluster;
     let l1_needed = size.div_ceil(coverage);
     if l1_size < l1_needed {
-        return Err(format!(
+        return Err(bad(format!(
             "the L1 table has {l1_size} entries but the virtual size needs {l1_needed}"
-        ));
+        )));
     }
     if l1_size * 8 > MAX_L1_BYTES {
-        return Err(format!(
+        return Err(bad(format!(
             "the L1 table is too big ({} bytes; qemu's limit is {MAX_L1_BYTES})",
             l1_size * 8
-        ));
+        )));
     }
     if l1_size > 0 && (l1_offset < cluster || l1_offset % cluster != 0) {
-        return Err(format!(
+        return Err(bad(format!(
             "the L1 table offset {l1_offset} is not a cluster boundary after the header"
-        ));
+        )));
     }
     let refcount_table_offset = be64(buf, 48);
     if refcount_table_offset % cluster != 0 {
-        return Err(format!(
+        return Err(bad(format!(
             "the refcount table offset {refcount_table_offset} is not cluster aligned"
-        ));
+        )));
     }
     let mut dirty = false;
     let mut ext_start = 72usize;
     if version == 3 {
         if buf.len() < 104 {
-            return Err("the qcow2 version 3 header is truncated".into());
+            return Err(bad("the qcow2 version 3 header is truncated"));
         }
         let incompat = be64(buf, 72);
         let refcount_order = be32(buf, 96);
         let header_length = be32(buf, 100) as usize;
         if refcount_order > 6 {
-            return Err(format!("refcount_order {refcount_order} is above 6"));
+            return Err(bad(format!("refcount_order {refcount_order} is above 6")));
         }
         if header_length < 104 || header_length % 8 != 0 || header_length as u64 > cluster {
-            return Err(format!("invalid header length {header_length}"));
+            return Err(bad(format!("invalid header length {header_length}")));
         }
         if incompat & INCOMPAT_CORRUPT != 0 {
-            return Err("the image is marked corrupt (run qemu-img check -r all on it)".into());
+            return Err(bad(
+                "the image is marked corrupt (run qemu-img check -r all on it)",
+            ));
         }
         if incompat & INCOMPAT_DATA_FILE != 0 {
-            return Err("the image keeps its data in an external data file".into());
+            return Err(bad("the image keeps its data in an external data file"));
         }
         if incompat & INCOMPAT_EXTL2 != 0 {
-            return Err("extended L2 entries (subclusters) are not supported".into());
+            return Err(bad("extended L2 entries (subclusters) are not supported"));
         }
         let unknown = incompat
             & !(INCOMPAT_DIRTY
@@ -215,20 +222,21 @@ pub fn parse_header(buf: &[u8]) -> Result<Header, String> {
                 | INCOMPAT_COMPRESSION
                 | INCOMPAT_EXTL2);
         if unknown != 0 {
-            return Err(format!("unknown incompatible features {unknown:#x}"));
+            return Err(bad(format!("unknown incompatible features {unknown:#x}")));
         }
         let ctype = if header_length > 104 {
-            *buf.get(104).ok_or("the qcow2 header is truncated")?
+            *buf.get(104)
+                .ok_or_else(|| bad("the qcow2 header is truncated"))?
         } else {
             0
         };
         if incompat & INCOMPAT_COMPRESSION != 0 || ctype != 0 {
-            return Err(match ctype {
+            return Err(bad(match ctype {
                 1 => "zstd-compressed clusters are not supported (recompress with \
                       qemu-img convert -c -o compression_type=zlib)"
                     .into(),
                 t => format!("unknown compression type {t}"),
-            });
+            }));
         }
         dirty = incompat & INCOMPAT_DIRTY != 0;
         ext_start = header_length;
@@ -245,14 +253,14 @@ pub fn parse_header(buf: &[u8]) -> Result<Header, String> {
 }
 
 /// Walk the header extensions (all inside the first cluster).
-fn check_extensions(buf: &[u8], start: usize, cluster: u64) -> Result<(), String> {
+fn check_extensions(buf: &[u8], start: usize, cluster: u64) -> Result<(), AgentError> {
     let limit = buf.len().min(cluster as usize);
     let mut off = start;
     loop {
         if off + 8 > limit {
             // the end marker is missing only in truncated images
             return if buf.len() as u64 >= cluster {
-                Err("the header extensions run past the first cluster".into())
+                Err(bad("the header extensions run past the first cluster"))
             } else {
                 Ok(())
             };
@@ -264,14 +272,16 @@ fn check_extensions(buf: &[u8], start: usize, cluster: u64) -> Result<(), String
         }
         let next = off + 8 + len.div_ceil(8) * 8;
         if next > limit {
-            return Err(format!(
+            return Err(bad(format!(
                 "header extension {ty:#x} runs past the first cluster"
-            ));
+            )));
         }
         match ty {
-            EXT_CRYPTO => return Err("the image is encrypted (LUKS header extension)".into()),
+            EXT_CRYPTO => return Err(bad("the image is encrypted (LUKS header extension)")),
             EXT_DATA_FILE => {
-                return Err("the image names an external data file, which is not supported".into())
+                return Err(bad(
+                    "the image names an external data file, which is not supported",
+                ))
             }
             EXT_BACKING_FORMAT | EXT_FEATURE_TABLE | EXT_BITMAPS => {}
             _ => {}
@@ -289,7 +299,7 @@ pub enum Cluster {
     Compressed { host: u64, len: u64 },
 }
 
-pub fn decode_l2(h: &Header, e: u64) -> Result<Cluster, String> {
+pub fn decode_l2(h: &Header, e: u64) -> Result<Cluster, AgentError> {
     if e & L2_COMPRESSED != 0 {
         let bits = h.cluster_bits - 8;
         let x = 62 - bits;
@@ -299,13 +309,13 @@ pub fn decode_l2(h: &Header, e: u64) -> Result<Cluster, String> {
         return Ok(Cluster::Compressed { host, len });
     }
     if e & L2_STD_RESERVED != 0 {
-        return Err(format!("L2 entry {e:#018x} has reserved bits set"));
+        return Err(bad(format!("L2 entry {e:#018x} has reserved bits set")));
     }
     if e & L2_ZERO != 0 {
         if h.version < 3 {
-            return Err(format!(
+            return Err(bad(format!(
                 "L2 entry {e:#018x} uses the zero flag, which version 2 images do not have"
-            ));
+            )));
         }
         return Ok(Cluster::Zero);
     }
@@ -314,9 +324,9 @@ pub fn decode_l2(h: &Header, e: u64) -> Result<Cluster, String> {
         return Ok(Cluster::Unallocated);
     }
     if host % h.cluster_size() != 0 {
-        return Err(format!(
+        return Err(bad(format!(
             "data cluster offset {host:#x} is not cluster aligned"
-        ));
+        )));
     }
     Ok(Cluster::Data(host))
 }
@@ -327,8 +337,8 @@ pub enum ConvError {
     /// Metadata points at bytes the stream has already passed: restart
     /// with the tables prefetched.
     Backward { host: u64, at: u64 },
-    /// The image is malformed or hostile.
-    Invalid(String),
+    /// The image is malformed or hostile (an `InvalidImage` naming why).
+    Invalid(AgentError),
     /// Writing the target failed.
     Write(AgentError),
 }
@@ -613,10 +623,15 @@ pub struct Converter {
 }
 
 fn invalid(m: impl Into<String>) -> ConvError {
-    ConvError::Invalid(m.into())
+    ConvError::Invalid(AgentError::new(ErrorKind::InvalidImage, m))
 }
 
-fn not_inflating(guest: u64, host: u64, why: &str) -> ConvError {
+fn not_inflating(guest: u64, host: u64, why: &AgentError) -> ConvError {
+    let why = if why.details.is_empty() {
+        String::new()
+    } else {
+        format!(": {}", why.details)
+    };
     invalid(format!(
         "the compressed cluster at host offset {host:#x} (guest {guest:#x}) does not inflate \
          to a full cluster{why}"
@@ -799,7 +814,7 @@ impl Converter {
             );
         }
         if let Some(pool) = self.pool.as_mut() {
-            if pool.add(guest, host, input).map_err(invalid)? {
+            if pool.add(guest, host, input).map_err(ConvError::Invalid)? {
                 return self.send_batch(t);
             }
             return Ok(());
@@ -825,7 +840,7 @@ impl Converter {
         let Some(pool) = self.pool.as_mut() else {
             return Ok(());
         };
-        match pool.send().map_err(invalid)? {
+        match pool.send().map_err(ConvError::Invalid)? {
             Some(job) => self.finish_job(t, job),
             None => Ok(()),
         }
@@ -859,7 +874,7 @@ impl Converter {
         self.send_batch(t)?;
         loop {
             let job = match self.pool.as_mut() {
-                Some(p) => p.collect().map_err(invalid)?,
+                Some(p) => p.collect().map_err(ConvError::Invalid)?,
                 None => None,
             };
             match job {
@@ -1450,7 +1465,10 @@ mod tests {
 
     fn refuse(b: &[u8], needle: &str) {
         let e = parse_header(b).unwrap_err();
-        assert!(e.contains(needle), "{e:?} does not contain {needle:?}");
+        assert!(
+            e.details.contains(needle),
+            "{e:?} does not contain {needle:?}"
+        );
     }
 
     #[test]
@@ -1584,12 +1602,17 @@ mod tests {
             decode_l2(&h3, (1 << 63) | 0x50000),
             Ok(Cluster::Data(0x50000))
         );
-        assert!(decode_l2(&h3, 0x50200).unwrap_err().contains("aligned"));
+        assert!(decode_l2(&h3, 0x50200)
+            .unwrap_err()
+            .details
+            .contains("aligned"));
         assert!(decode_l2(&h3, 0x50000 | 2)
             .unwrap_err()
+            .details
             .contains("reserved"));
         assert!(decode_l2(&h3, (1 << 57) | 0x50000)
             .unwrap_err()
+            .details
             .contains("reserved"));
         // compressed: 64 KiB clusters: x = 62 - 8 = 54 offset bits
         let e = (1u64 << 62) | (3u64 << 54) | 0x12345;

@@ -421,8 +421,8 @@ fn qcow2_error(e: ConvError) -> AgentError {
     match e {
         ConvError::Write(e) => e,
         ConvError::Invalid(m) => {
-            log::error!("qcow2: {m}");
-            AgentError::new(Kind::InvalidImage, format!("qcow2 image: {m}"))
+            log::error!("qcow2: {}", m.details);
+            AgentError::new(Kind::InvalidImage, format!("qcow2 image: {}", m.details))
         }
         ConvError::Backward { host, at } => AgentError::new(
             Kind::InvalidImage,
@@ -520,11 +520,11 @@ fn write_qcow2(
     // The header that laid out the tables came from the first, unhashed
     // request: the checksummed stream must carry the same one.
     if qcow2::parse_header(first.data()).as_ref() != Ok(&h) {
-        return Err(qcow2_error(ConvError::Invalid(
+        return Err(qcow2_error(ConvError::Invalid(AgentError::new(
+            Kind::InvalidImage,
             "the qcow2 header differs between the first request and the checksummed stream \
-             (the image changed on the server, or the server is not consistent)"
-                .into(),
-        )));
+             (the image changed on the server, or the server is not consistent)",
+        ))));
     }
     convert_prefetched(h, target, fetch, first, progress, &mut *read_range)
 }

@@ -38,26 +38,30 @@ pub fn lookup_macs(agent: &Agent) -> Result<Vec<String>> {
         .collect())
 }
 
-fn validate(content: Value) -> std::result::Result<Map<String, Value>, String> {
+fn validate(content: Value) -> Result<Map<String, Value>> {
     let Value::Object(mut m) = content else {
-        return Err("the answer is not a JSON object".into());
+        return Err(AgentError::msg("the answer is not a JSON object"));
     };
     if m.get("node")
         .and_then(|n| n.get("uuid"))
         .and_then(Value::as_str)
         .is_none()
     {
-        return Err("the answer has no node.uuid".into());
+        return Err(AgentError::msg("the answer has no node.uuid"));
     }
     if !m.contains_key("config") {
         // Old API: heartbeat_timeout at the top level.
         let Some(t) = m.remove("heartbeat_timeout") else {
-            return Err("the answer has neither config nor heartbeat_timeout".into());
+            return Err(AgentError::msg(
+                "the answer has neither config nor heartbeat_timeout",
+            ));
         };
         m.insert("config".into(), json!({"heartbeat_timeout": t}));
     }
     if m["config"].get("heartbeat_timeout").is_none() {
-        return Err("the answer's config has no heartbeat_timeout".into());
+        return Err(AgentError::msg(
+            "the answer's config has no heartbeat_timeout",
+        ));
     }
     Ok(m)
 }
@@ -97,7 +101,7 @@ impl Lookup<'_> {
             Ok(r) => r,
             Err(e) => {
                 return Attempt::Retry {
-                    why: e,
+                    why: e.details,
                     pause: Duration::ZERO,
                 }
             }
@@ -105,7 +109,7 @@ impl Lookup<'_> {
         match r.status {
             200 => match r
                 .json()
-                .ok_or_else(|| "the answer is not JSON".to_string())
+                .ok_or_else(|| AgentError::msg("the answer is not JSON"))
                 .and_then(validate)
             {
                 Ok(content) => {
@@ -116,7 +120,7 @@ impl Lookup<'_> {
                     })
                 }
                 Err(why) => Attempt::Retry {
-                    why: format!("invalid lookup answer: {why}"),
+                    why: format!("invalid lookup answer: {}", why.details),
                     pause: Duration::ZERO,
                 },
             },
@@ -170,7 +174,7 @@ impl Lookup<'_> {
         match self.client.request("POST", &path, &[], Some(&body), None) {
             Ok(r) if r.status == 200 => match r
                 .json()
-                .ok_or_else(|| "not JSON".to_string())
+                .ok_or_else(|| AgentError::msg("not JSON"))
                 .and_then(validate)
             {
                 Ok(content) => Attempt::Found(Found {
@@ -178,7 +182,7 @@ impl Lookup<'_> {
                     passthru: true,
                 }),
                 Err(why) => Attempt::Retry {
-                    why: format!("invalid passthru lookup answer: {why}"),
+                    why: format!("invalid passthru lookup answer: {}", why.details),
                     pause: Duration::ZERO,
                 },
             },
@@ -187,7 +191,7 @@ impl Lookup<'_> {
                 pause: Duration::ZERO,
             },
             Err(e) => Attempt::Retry {
-                why: e,
+                why: e.details,
                 pause: Duration::ZERO,
             },
         }

@@ -71,7 +71,7 @@ pub struct Client {
 }
 
 impl Client {
-    pub fn new(config: &Config, urls: &[String]) -> std::result::Result<Client, String> {
+    pub fn new(config: &Config, urls: &[String]) -> Result<Client> {
         let tls = crate::tls::client_tls(config)?;
         let cfg = ureq::Agent::config_builder()
             .tls_config(tls)
@@ -109,10 +109,10 @@ impl Client {
         query: &[(&str, &str)],
         body: Option<&Value>,
         version: Option<(u32, u32)>,
-    ) -> std::result::Result<Reply, String> {
+    ) -> Result<Reply> {
         let urls = self.urls();
         if urls.is_empty() {
-            return Err("no Ironic API URL configured".into());
+            return Err(AgentError::msg("no Ironic API URL configured"));
         }
         let mut last_err = String::new();
         for (idx, base) in urls.iter().enumerate() {
@@ -136,7 +136,7 @@ impl Client {
                 }
             }
         }
-        Err(last_err)
+        Err(AgentError::msg(last_err))
     }
 
     fn send(

@@ -4,6 +4,7 @@
 pub mod bytes;
 pub mod guid;
 pub mod regex;
+pub mod specs;
 
 use sha2::{Digest, Sha256};
 

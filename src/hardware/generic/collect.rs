@@ -120,8 +120,11 @@ fn bmc_info(root: &Root) -> Option<BmcInfo> {
 struct Unreachable;
 
 impl bmc::LanParams for Unreachable {
-    fn get(&mut self, _: u8, _: u8, _: u8) -> std::result::Result<Option<Vec<u8>>, String> {
-        Err("no IPMI device".into())
+    fn get(&mut self, _: u8, _: u8, _: u8) -> std::io::Result<Option<Vec<u8>>> {
+        Err(std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            "no IPMI device",
+        ))
     }
 }
 

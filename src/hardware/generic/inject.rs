@@ -322,7 +322,7 @@ fn content_bytes(host: &Host, call: &StepCall, content: &str) -> Result<Vec<u8>>
     if call.args.get("verify_ca") == Some(&Value::Bool(false)) {
         config.insecure = true;
     }
-    let tls = crate::tls::client_tls(&config).map_err(AgentError::execution)?;
+    let tls = crate::tls::client_tls(&config)?;
     let http = ureq::Agent::new_with_config(
         ureq::Agent::config_builder()
             .tls_config(tls)

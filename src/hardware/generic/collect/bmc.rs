@@ -25,7 +25,7 @@ pub trait LanParams {
     /// parameter revision); `Ok(None)`: the BMC refused (invalid channel,
     /// unsupported parameter: a non-zero completion code); `Err`: no BMC
     /// to talk to (the caller stops asking).
-    fn get(&mut self, channel: u8, param: u8, set: u8) -> Result<Option<Vec<u8>>, String>;
+    fn get(&mut self, channel: u8, param: u8, set: u8) -> std::io::Result<Option<Vec<u8>>>;
 }
 
 /// A raw response (completion code, revision, data...) as [`LanParams::get`]
@@ -51,14 +51,10 @@ impl Device {
 }
 
 impl LanParams for Device {
-    fn get(&mut self, channel: u8, param: u8, set: u8) -> Result<Option<Vec<u8>>, String> {
-        match self
-            .dev
+    fn get(&mut self, channel: u8, param: u8, set: u8) -> std::io::Result<Option<Vec<u8>>> {
+        self.dev
             .request(0x0c, 0x02, &[channel & 0x0f, param, set, 0], 2000)
-        {
-            Ok(r) => Ok(parse_response(&r)),
-            Err(e) => Err(e.to_string()),
-        }
+            .map(|r| parse_response(&r))
     }
 }
 
@@ -285,10 +281,10 @@ mod tests {
     }
 
     impl LanParams for Recorded {
-        fn get(&mut self, ch: u8, p: u8, s: u8) -> Result<Option<Vec<u8>>, String> {
+        fn get(&mut self, ch: u8, p: u8, s: u8) -> std::io::Result<Option<Vec<u8>>> {
             self.asked += 1;
             if self.fail {
-                return Err("Inappropriate ioctl for device (os error 25)".into());
+                return Err(std::io::Error::from_raw_os_error(25));
             }
             let raw = self
                 .answers

@@ -43,6 +43,7 @@
 //! held no data to compare.
 
 use crate::disk::{AlignedBuf, Disk};
+use crate::error::AgentError;
 use std::collections::hash_map::DefaultHasher;
 use std::hash::Hasher;
 use std::io;
@@ -350,12 +351,12 @@ fn hash(b: &[u8]) -> u64 {
 /// Why walking the sample stopped.
 enum RunError {
     Io(u64, io::Error),
-    Judged(String),
+    Judged(AgentError),
 }
 
-impl From<String> for RunError {
-    fn from(s: String) -> RunError {
-        RunError::Judged(s)
+impl From<AgentError> for RunError {
+    fn from(e: AgentError) -> RunError {
+        RunError::Judged(e)
     }
 }
 
@@ -363,7 +364,7 @@ impl From<RunError> for io::Error {
     fn from(e: RunError) -> io::Error {
         match e {
             RunError::Io(_, e) => e,
-            RunError::Judged(w) => io::Error::other(w),
+            RunError::Judged(w) => io::Error::other(w.details),
         }
     }
 }
@@ -376,7 +377,7 @@ impl From<RunError> for io::Error {
 fn read_runs(
     disk: &Disk,
     blocks: &[(u64, usize)],
-    mut f: impl FnMut(u64, &[u8]) -> Result<(), String>,
+    mut f: impl FnMut(u64, &[u8]) -> Result<(), AgentError>,
 ) -> Result<(), RunError> {
     // runs: (first block index, end block index, start offset, length)
     let mut runs = vec![];
@@ -412,7 +413,10 @@ fn read_runs(
             .collect()
     });
     if bufs.len() != runs.len() {
-        return Err(RunError::Judged(format!("reading {} failed", disk.name)));
+        return Err(RunError::Judged(AgentError::erase(format!(
+            "reading {} failed",
+            disk.name
+        ))));
     }
     for (&(i, j, start, _), buf) in runs.iter().zip(bufs) {
         let buf = buf.map_err(|e| RunError::Io(start, e))?;
@@ -496,7 +500,7 @@ impl Sample {
 
     /// Read the blocks again and judge them against `promise`. `Err` names
     /// the first block that breaks the promise.
-    pub fn check(&self, disk: &Disk, promise: Promise) -> Result<Verification, String> {
+    pub fn check(&self, disk: &Disk, promise: Promise) -> Result<Verification, AgentError> {
         let mut had_data = 0;
         let offsets: Vec<(u64, usize)> = self.blocks.iter().map(|b| (b.0, b.1)).collect();
         let mut i = 0;
@@ -506,31 +510,31 @@ impl Sample {
             match promise {
                 Promise::Zeroes => {
                     if let Some(i) = b.iter().position(|x| *x != 0) {
-                        return Err(format!(
+                        return Err(AgentError::erase(format!(
                             "byte {} of {} is not zero after an erase that promises zeroes",
                             off + i as u64,
                             disk.name
-                        ));
+                        )));
                     }
                 }
                 Promise::Pattern(seed) => {
                     let mut want = vec![0u8; b.len()];
                     fill_pattern(&mut want, seed, off);
                     if b != &want[..] {
-                        return Err(format!(
+                        return Err(AgentError::erase(format!(
                             "{} does not hold the pattern of the last overwrite pass at byte {off}",
                             disk.name
-                        ));
+                        )));
                     }
                 }
                 Promise::Changed => {
                     if nonzero {
                         had_data += 1;
                         if hash(b) == before {
-                            return Err(format!(
+                            return Err(AgentError::erase(format!(
                                 "{} still holds its old data at byte {off} after the erase",
                                 disk.name
-                            ));
+                            )));
                         }
                     }
                 }
@@ -538,7 +542,9 @@ impl Sample {
             Ok(())
         })
         .map_err(|e| match e {
-            RunError::Io(off, e) => format!("reading {} at byte {off}: {e}", disk.name),
+            RunError::Io(off, e) => {
+                AgentError::erase(format!("reading {} at byte {off}: {e}", disk.name))
+            }
             RunError::Judged(w) => w,
         })?;
         let n = self.blocks.len();
@@ -648,6 +654,7 @@ mod tests {
         assert!(kept
             .check(&d, Promise::Changed)
             .unwrap_err()
+            .details
             .contains("old data"));
         std::fs::remove_dir_all(dir).unwrap();
     }

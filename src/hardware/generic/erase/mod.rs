@@ -171,7 +171,7 @@ fn ata_or_scsi(dev: &mut Dev, f: &Flags) {
                 Outcome::Unsupported("REPORT SUPPORTED OPERATION CODES: not supported".into()),
             ),
             Err(w) => {
-                dev.record("scsi_sanitize", Outcome::Unsupported(w));
+                dev.record("scsi_sanitize", Outcome::Unsupported(w.details));
                 return;
             }
         }
@@ -286,10 +286,12 @@ fn finish(mut dev: Dev, env: &Env, f: &Flags) -> Result<Value> {
         return Err(AgentError::erase(format!("Erasing {name} failed: {w}")));
     }
     let (method, promise) = dev.done.expect("overwrite either succeeds or fails");
-    let v = dev
-        .sample
-        .check(&dev.disk, promise)
-        .map_err(|w| AgentError::erase(format!("Verifying {name} after {method} failed: {w}")))?;
+    let v = dev.sample.check(&dev.disk, promise).map_err(|w| {
+        AgentError::erase(format!(
+            "Verifying {name} after {method} failed: {}",
+            w.details
+        ))
+    })?;
     dev.disk
         .sync()
         .ctx(Kind::BlockDeviceEraseError, || format!("flushing {name}"))?;
@@ -523,7 +525,10 @@ fn finish_express(mut dev: Dev) -> Result<Value> {
     let secure_error = dev.failure.take();
     if let Some((method, promise)) = dev.done {
         let v = dev.sample.check(&dev.disk, promise).map_err(|w| {
-            AgentError::erase(format!("Verifying {name} after {method} failed: {w}"))
+            AgentError::erase(format!(
+                "Verifying {name} after {method} failed: {}",
+                w.details
+            ))
         })?;
         if let Err(e) = dev.disk.reread_partitions() {
             log::warn!("re-reading the partition table of {name}: {e}");

@@ -13,6 +13,7 @@
 
 use super::ata::sense_key;
 use super::block::{Outcome, Promise};
+use crate::error::AgentError;
 use crate::sys::passthru::{sg_io, SgDir, SgResult};
 use std::fs::File;
 use std::io;
@@ -66,20 +67,20 @@ pub const ACTIONS: [(u8, &str, Promise); 3] = [
 
 /// REPORT SUPPORTED OPERATION CODES for SANITIZE with service action `sa`:
 /// `Ok(true/false)`, or `Err` when the device cannot be asked.
-pub fn supports(port: &dyn ScsiPort, sa: u8) -> Result<bool, String> {
+pub fn supports(port: &dyn ScsiPort, sa: u8) -> Result<bool, AgentError> {
     let cdb = [0xa3, 0x0c, 0x02, SANITIZE, 0, sa, 0, 0, 0, 32, 0, 0];
     let mut buf = [0u8; 32];
     let r = port
         .scsi(&cdb, SgDir::FromDevice, &mut buf, Duration::from_secs(30))
-        .map_err(|e| format!("the device takes no SCSI commands ({e})"))?;
+        .map_err(|e| AgentError::erase(format!("the device takes no SCSI commands ({e})")))?;
     if r.host_status != 0 {
-        return Err(format!(
+        return Err(AgentError::erase(format!(
             "REPORT SUPPORTED OPERATION CODES: host status 0x{:x}",
             r.host_status
-        ));
+        )));
     }
     if r.status != 0 {
-        return Err(match sense_key(&r.sense) {
+        return Err(AgentError::erase(match sense_key(&r.sense) {
             Some((k, asc, ascq)) => format!(
                 "REPORT SUPPORTED OPERATION CODES failed (sense key {k:x}, ASC/ASCQ \
                  {asc:02x}/{ascq:02x}); SANITIZE support unknown"
@@ -88,7 +89,7 @@ pub fn supports(port: &dyn ScsiPort, sa: u8) -> Result<bool, String> {
                 "REPORT SUPPORTED OPERATION CODES failed (status 0x{:x})",
                 r.status
             ),
-        });
+        }));
     }
     // SUPPORT field: 011b supported as the standard says, 101b vendor-specific.
     Ok(matches!(buf[1] & 0x7, 0b011 | 0b101))
@@ -264,6 +265,7 @@ mod tests {
         old.rsoc_ok = false;
         assert!(supports(&old, SA_BLOCK_ERASE)
             .unwrap_err()
+            .details
             .contains("unknown"));
         let f = File::open("/proc/self/status").unwrap();
         assert!(supports(&f, SA_CRYPTO_ERASE).is_err());
