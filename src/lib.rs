@@ -6,7 +6,7 @@
 //! Modules are layered; each imports only from layers below it (checked by
 //! `scripts/check-layers` in the lint suite):
 //!
-//! 1. `sys` (the only `unsafe`), `util`, `error`, `root`;
+//! 1. `sys` (the only `unsafe`), `error`, `util`, `root`;
 //! 2. `config`, `tls`, `logbuf`;
 //! 3. `disk` (block devices, partition tables, signatures), `fs` (FAT,
 //!    ISO 9660), `efi` (NVRAM variables and boot entries);

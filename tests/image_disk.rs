@@ -17,6 +17,17 @@ use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+/// A partition image's image_info from the test's fields (id, urls and a
+/// checksum added), parsed as the command boundary parses it.
+fn pinfo(ii: &Map<String, Value>) -> ironic_agent::image::ImageInfo {
+    let mut m = ii.clone();
+    m.entry("id").or_insert(json!("img"));
+    m.entry("urls").or_insert(json!(["http://127.0.0.1:1/img"]));
+    m.entry("checksum").or_insert(json!("0".repeat(64)));
+    m.entry("image_type").or_insert(json!("partition"));
+    ironic_agent::image::ImageInfo::parse(&m, true).unwrap()
+}
+
 fn have(tool: &str) -> bool {
     let ok = Command::new("sh")
         .args(["-c", &format!("command -v {tool}")])
@@ -530,8 +541,15 @@ fn partition_image_uefi_gpt_layout() {
     let iso_bytes = iso(&dir, "config-2");
     let cd = iso_bytes.as_ref().map(|i| gz_b64(i));
     let ii = info(200, 64, 0, cd.clone());
-    let layout =
-        partition::prepare_layout(&a.env(), Path::new("/dev/vda"), &mut f, &ii, Some(&n)).unwrap();
+    let layout = partition::prepare_layout(
+        &a.env(),
+        Path::new("/dev/vda"),
+        &mut f,
+        &pinfo(&ii),
+        ii.get("configdrive"),
+        Some(&n),
+    )
+    .unwrap();
     assert_eq!(layout.label, "gpt");
     if let (Some(c), Some(i)) = (&layout.configdrive, &iso_bytes) {
         // IPA's configdrive_mb: the drive's size rounded up to whole MiB
@@ -637,9 +655,15 @@ fn configured_esp_and_bios_boot_sizes() {
         let mut f = open_direct(&disk_path);
         let ii = info(64, 0, 0, None);
         let n = node(mode, Some("gpt"));
-        let layout =
-            partition::prepare_layout(&a.env(), Path::new("/dev/vda"), &mut f, &ii, Some(&n))
-                .unwrap();
+        let layout = partition::prepare_layout(
+            &a.env(),
+            Path::new("/dev/vda"),
+            &mut f,
+            &pinfo(&ii),
+            ii.get("configdrive"),
+            Some(&n),
+        )
+        .unwrap();
         partition::finish(&a.env(), Path::new("/dev/vda"), &mut f, &layout).unwrap();
         drop(f);
         sgdisk_clean(&disk_path);
@@ -683,8 +707,15 @@ fn partition_image_bios_msdos_layout() {
     let mut f = sparse(&disk_path, 1 << 30);
     let n = node("bios", None);
     let ii = info(300, 32, 100, None);
-    let layout =
-        partition::prepare_layout(&a.env(), Path::new("/dev/sda"), &mut f, &ii, Some(&n)).unwrap();
+    let layout = partition::prepare_layout(
+        &a.env(),
+        Path::new("/dev/sda"),
+        &mut f,
+        &pinfo(&ii),
+        ii.get("configdrive"),
+        Some(&n),
+    )
+    .unwrap();
     assert_eq!(layout.label, "msdos");
     assert!(layout.efi.is_none() && layout.bios_boot.is_none());
     let json: Value =
@@ -718,8 +749,15 @@ fn partition_image_bios_msdos_layout() {
     // BIOS + gpt capability: a 1 MiB BIOS boot partition first
     let ii = info(300, 0, 0, None);
     let n = node("bios", Some("gpt"));
-    let layout =
-        partition::prepare_layout(&a.env(), Path::new("/dev/sda"), &mut f, &ii, Some(&n)).unwrap();
+    let layout = partition::prepare_layout(
+        &a.env(),
+        Path::new("/dev/sda"),
+        &mut f,
+        &pinfo(&ii),
+        ii.get("configdrive"),
+        Some(&n),
+    )
+    .unwrap();
     assert_eq!(layout.label, "gpt");
     let bb = layout.bios_boot.as_ref().unwrap();
     assert_eq!((bb.offset, bb.len), (1 << 20, 1 << 20));
@@ -907,7 +945,8 @@ fn partition_image_configdrive_on_4k_sectors_is_vfat() {
         &a.env(),
         &dev,
         &mut f,
-        &ii,
+        &pinfo(&ii),
+        ii.get("configdrive"),
         Some(&node("bios", Some("gpt"))),
     )
     .unwrap();
@@ -975,7 +1014,15 @@ fn loop_device_4k_sectors() {
     let mut f = open_rw(&dev);
     let n = node("uefi", None);
     let ii = info(64, 16, 0, None);
-    let layout = partition::prepare_layout(&a.env(), &dev, &mut f, &ii, Some(&n)).unwrap();
+    let layout = partition::prepare_layout(
+        &a.env(),
+        &dev,
+        &mut f,
+        &pinfo(&ii),
+        ii.get("configdrive"),
+        Some(&n),
+    )
+    .unwrap();
     assert_eq!(layout.sector, 4096);
     let uuids = partition::finish(&a.env(), &dev, &mut f, &layout).unwrap();
     drop(f);
@@ -1159,8 +1206,15 @@ fn preserve_ephemeral_keeps_the_table_and_data() {
     let mut f = sparse(&disk_path, 1 << 30);
     let n = node("bios", None);
     let ii = info(300, 0, 100, Some(gz_b64(b"first drive")));
-    let first =
-        partition::prepare_layout(&a.env(), Path::new("/dev/sda"), &mut f, &ii, Some(&n)).unwrap();
+    let first = partition::prepare_layout(
+        &a.env(),
+        Path::new("/dev/sda"),
+        &mut f,
+        &pinfo(&ii),
+        ii.get("configdrive"),
+        Some(&n),
+    )
+    .unwrap();
     let eph = first.ephemeral.clone().unwrap();
     let cd = first.configdrive.clone().unwrap();
     assert_eq!((eph.number, cd.number, first.root.number), (1, 2, 3));
@@ -1178,9 +1232,15 @@ fn preserve_ephemeral_keeps_the_table_and_data() {
     keep.insert("preserve_ephemeral".into(), json!(true));
     keep.insert("root_mb".into(), json!(500));
     keep.insert("configdrive".into(), json!(gz_b64(&[7u8; 1 << 19])));
-    let second =
-        partition::prepare_layout(&a.env(), Path::new("/dev/sda"), &mut f, &keep, Some(&n))
-            .unwrap();
+    let second = partition::prepare_layout(
+        &a.env(),
+        Path::new("/dev/sda"),
+        &mut f,
+        &pinfo(&keep),
+        keep.get("configdrive"),
+        Some(&n),
+    )
+    .unwrap();
     assert_eq!(second.root, first.root);
     assert_eq!(second.configdrive, first.configdrive);
     assert_eq!(read(&f, eph.offset + 4096, 11), b"tenant data");
@@ -1188,8 +1248,15 @@ fn preserve_ephemeral_keeps_the_table_and_data() {
     // partition on the disk fails clearly, the ephemeral data untouched
     assert_eq!(read(&f, cd.offset, 4), [7u8; 4]);
     keep.insert("configdrive".into(), json!(gz_b64(&[7u8; 3 << 20])));
-    let e = partition::prepare_layout(&a.env(), Path::new("/dev/sda"), &mut f, &keep, Some(&n))
-        .unwrap_err();
+    let e = partition::prepare_layout(
+        &a.env(),
+        Path::new("/dev/sda"),
+        &mut f,
+        &pinfo(&keep),
+        keep.get("configdrive"),
+        Some(&n),
+    )
+    .unwrap_err();
     assert!(
         e.details.contains("does not fit into partition"),
         "{}",
@@ -1200,8 +1267,15 @@ fn preserve_ephemeral_keeps_the_table_and_data() {
     let mut other = ii.clone();
     other.insert("preserve_ephemeral".into(), json!(true));
     other.insert("ephemeral_mb".into(), json!(200));
-    let e = partition::prepare_layout(&a.env(), Path::new("/dev/sda"), &mut f, &other, Some(&n))
-        .unwrap_err();
+    let e = partition::prepare_layout(
+        &a.env(),
+        Path::new("/dev/sda"),
+        &mut f,
+        &pinfo(&other),
+        other.get("configdrive"),
+        Some(&n),
+    )
+    .unwrap_err();
     assert!(
         e.details.contains("does not match the ephemeral partition"),
         "{}",
@@ -1212,8 +1286,15 @@ fn preserve_ephemeral_keeps_the_table_and_data() {
     let mut other = ii.clone();
     other.insert("preserve_ephemeral".into(), json!(true));
     other.insert("swap_mb".into(), json!(64));
-    let e = partition::prepare_layout(&a.env(), Path::new("/dev/sda"), &mut f, &other, Some(&n))
-        .unwrap_err();
+    let e = partition::prepare_layout(
+        &a.env(),
+        Path::new("/dev/sda"),
+        &mut f,
+        &pinfo(&other),
+        other.get("configdrive"),
+        Some(&n),
+    )
+    .unwrap_err();
     assert!(
         e.details.contains("/dev/sda4 of /dev/sda does not exist"),
         "{}",
@@ -1244,9 +1325,15 @@ fn preserve_ephemeral_keeps_the_table_and_data() {
         let mut f = open_rw(&disk_path);
         let mut plain = info(300, 0, 100, None);
         plain.insert("preserve_ephemeral".into(), json!(true));
-        let e =
-            partition::prepare_layout(&a.env(), Path::new("/dev/sda"), &mut f, &plain, Some(&n))
-                .unwrap_err();
+        let e = partition::prepare_layout(
+            &a.env(),
+            Path::new("/dev/sda"),
+            &mut f,
+            &pinfo(&plain),
+            plain.get("configdrive"),
+            Some(&n),
+        )
+        .unwrap_err();
         assert!(
             e.details
                 .contains("/dev/sda2 of /dev/sda does not exist as a data partition"),
@@ -1265,8 +1352,15 @@ fn partition_image_configdrive_is_checked_before_anything_is_written() {
     std::os::unix::fs::FileExt::write_all_at(&f, &old, 0).unwrap();
     let n = node("bios", None);
     let ii = info(300, 0, 0, Some("%%%".into()));
-    let e = partition::prepare_layout(&a.env(), Path::new("/dev/sda"), &mut f, &ii, Some(&n))
-        .unwrap_err();
+    let e = partition::prepare_layout(
+        &a.env(),
+        Path::new("/dev/sda"),
+        &mut f,
+        &pinfo(&ii),
+        ii.get("configdrive"),
+        Some(&n),
+    )
+    .unwrap_err();
     assert!(e.details.contains("is not base64 encoded"), "{}", e.details);
     let mut head = [0u8; 4096];
     std::os::unix::fs::FileExt::read_exact_at(&f, &mut head, 0).unwrap();
@@ -1287,8 +1381,15 @@ fn partition_image_configdrive_over_64_mib_as_ipa() {
     drive[(65 << 20) - 4..].copy_from_slice(b"END!");
     let n = node("bios", None);
     let ii = info(100, 0, 0, Some(gz_b64(&drive)));
-    let layout =
-        partition::prepare_layout(&a.env(), Path::new("/dev/sda"), &mut f, &ii, Some(&n)).unwrap();
+    let layout = partition::prepare_layout(
+        &a.env(),
+        Path::new("/dev/sda"),
+        &mut f,
+        &pinfo(&ii),
+        ii.get("configdrive"),
+        Some(&n),
+    )
+    .unwrap();
     let cd = layout.configdrive.unwrap();
     assert_eq!(cd.len, 65 << 20);
     let mut end = [0u8; 4];
@@ -1296,8 +1397,15 @@ fn partition_image_configdrive_over_64_mib_as_ipa() {
     assert_eq!(&end, b"END!");
     // a drive larger than the disk is refused before anything is written
     let ii = info(100, 0, 0, Some(gz_b64(&vec![0u8; (256 << 20) + 1])));
-    let e = partition::prepare_layout(&a.env(), Path::new("/dev/sda"), &mut f, &ii, Some(&n))
-        .unwrap_err();
+    let e = partition::prepare_layout(
+        &a.env(),
+        Path::new("/dev/sda"),
+        &mut f,
+        &pinfo(&ii),
+        ii.get("configdrive"),
+        Some(&n),
+    )
+    .unwrap_err();
     assert!(
         e.details
             .contains("is too large: 257 MiB uncompressed, more than the 256 MiB"),

@@ -14,13 +14,13 @@ pub fn validate_prepare_image(agent: &Agent, p: &Params) -> Result<()> {
         .ok_or_else(|| {
             AgentError::invalid_params("image_info is required and must be an object")
         })?;
-    crate::image::validate_image_info(&agent.env(), info)
+    crate::image::parse_image_info(&agent.env(), info).map(drop)
 }
 
 pub fn prepare_image(agent: &Arc<Agent>, p: &Params) -> Result<Value> {
-    let info = param::require_object(p, "image_info")?;
-    let configdrive = p.get("configdrive").filter(|v| !v.is_null());
     let host = agent.host();
+    let info = crate::image::parse_image_info(&host.env, param::require_object(p, "image_info")?)?;
+    let configdrive = p.get("configdrive").filter(|v| !v.is_null());
     let node = host.env.node.clone();
     let dev = host.os_install_device(node.as_ref())?;
     crate::image::prepare_image(
@@ -28,7 +28,7 @@ pub fn prepare_image(agent: &Arc<Agent>, p: &Params) -> Result<Value> {
         host.written,
         &dev,
         node.as_ref(),
-        info,
+        &info,
         configdrive,
     )
     .map(Value::String)

@@ -14,10 +14,10 @@
 //! Digests are compared case-insensitively (IPA compares the exact
 //! strings, so an upper-case checksum file fails there for no reason).
 
+use super::info::ImageInfo;
 use crate::config::Env;
 use crate::error::{AgentError, Kind, Result};
 use md5::Digest;
-use serde_json::{Map, Value};
 
 /// The hash algorithms this agent computes (hashlib names).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -226,70 +226,6 @@ pub fn parse_checksum_file(text: &str, fname: &str) -> Result<String> {
     )))
 }
 
-fn str_field<'a>(info: &'a Map<String, Value>, key: &str) -> Option<&'a str> {
-    info.get(key)
-        .and_then(Value::as_str)
-        .filter(|s| !s.is_empty())
-}
-
-/// IPA's `_validate_image_info`, the checksum part and the required
-/// fields; 400 on failure with IPA's texts.
-pub fn validate(info: &Map<String, Value>, md5_enabled: bool) -> Result<()> {
-    for field in ["id", "urls"] {
-        if !info.contains_key(field) {
-            return Err(AgentError::invalid_params(format!(
-                "Image is missing '{field}' field."
-            )));
-        }
-    }
-    if info["urls"].as_array().is_none_or(|a| a.is_empty()) {
-        return Err(AgentError::invalid_params(
-            "Image 'urls' must be a list with at least one element.",
-        ));
-    }
-    let mut usable = false;
-    if let Some(c) = info.get("checksum").filter(|v| !v.is_null()) {
-        let Some(c) = c.as_str().filter(|s| !s.is_empty()) else {
-            return Err(AgentError::invalid_params(
-                "Image 'checksum' must be a non-empty string.",
-            ));
-        };
-        // a URL or longer than md5's 32 digits: a SHA-2 digest
-        usable = is_url(c) || c.len() > 32 || md5_enabled;
-    }
-    let truthy = |k: &str| match info.get(k) {
-        None | Some(Value::Null) | Some(Value::Bool(false)) => false,
-        Some(Value::String(s)) => !s.is_empty(),
-        Some(_) => true,
-    };
-    if truthy("os_hash_algo") || truthy("os_hash_value") {
-        for k in ["os_hash_algo", "os_hash_value"] {
-            if str_field(info, k).is_none() {
-                return Err(AgentError::invalid_params(format!(
-                    "Image '{k}' must be a non-empty string."
-                )));
-            }
-        }
-        usable = true;
-    }
-    if !usable {
-        return Err(AgentError::invalid_params(
-            "Image checksum is not available, either the 'checksum' field or the \
-             'os_hash_algo' and 'os_hash_value' fields pair must be set for image verification.",
-        ));
-    }
-    Ok(())
-}
-
-/// The image id for messages.
-pub fn image_id(info: &Map<String, Value>) -> String {
-    match info.get("id") {
-        Some(Value::String(s)) => s.clone(),
-        Some(v) => v.to_string(),
-        None => String::new(),
-    }
-}
-
 fn checksum_error(details: String) -> AgentError {
     log::error!("{details}");
     AgentError::new(Kind::ImageChecksumError, details)
@@ -299,35 +235,30 @@ fn checksum_error(details: String) -> AgentError {
 /// (and fails with IPA's `ImageDownloadError` texts).
 pub fn resolve(
     env: &Env,
-    info: &Map<String, Value>,
+    info: &ImageInfo,
     fetch: &mut dyn FnMut(&str) -> Result<String>,
 ) -> Result<Expected> {
-    resolve_with(info, env.lookup.clone().md5_enabled, fetch)
+    resolve_with(info, env.lookup.md5_enabled, fetch)
 }
 
 pub fn resolve_with(
-    info: &Map<String, Value>,
+    info: &ImageInfo,
     md5_enabled: bool,
     fetch: &mut dyn FnMut(&str) -> Result<String>,
 ) -> Result<Expected> {
-    let id = image_id(info);
-    let first_url = info
-        .get("urls")
-        .and_then(Value::as_array)
-        .and_then(|a| a.first())
-        .and_then(Value::as_str)
-        .unwrap_or("");
+    let id = &info.id;
+    let first_url = info.urls.first().map(String::as_str).unwrap_or("");
     let fname = url_basename(first_url).to_string();
     let mut from_url = |url: &str| -> Result<String> {
         log::debug!("downloading checksums file from {url}");
         let text = fetch(url)?;
         parse_checksum_file(&text, &fname).map_err(|e| AgentError::download(url, e.details))
     };
-    let algo_name = str_field(info, "os_hash_algo");
-    let checksum = str_field(info, "checksum");
+    let algo_name = info.os_hash_algo.as_deref();
+    let checksum = info.checksum.as_deref();
     let requested = algo_name.and_then(Algo::from_name);
     let (algo, value) = if let Some(algo) = requested {
-        let v = str_field(info, "os_hash_value").unwrap_or("");
+        let v = info.os_hash_value.as_deref().unwrap_or("");
         let v = if is_url(v) {
             from_url(v)?
         } else {
@@ -386,13 +317,13 @@ pub fn resolve_with(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{json, Value};
 
     const SHA256_EMPTY: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
     const MD5_EMPTY: &str = "d41d8cd98f00b204e9800998ecf8427e";
 
-    fn info(v: Value) -> Map<String, Value> {
-        v.as_object().unwrap().clone()
+    fn info(v: Value) -> ImageInfo {
+        ImageInfo::parse(v.as_object().unwrap(), true).unwrap()
     }
 
     fn no_fetch(_: &str) -> Result<String> {
@@ -497,64 +428,6 @@ mod tests {
         // a digest that is neither at the start nor at the end is not used
         let odd = format!("x {SHA256_EMPTY} img.raw\n y");
         assert!(parse_checksum_file(&odd, "img.raw").is_err());
-    }
-
-    #[test]
-    fn validation_like_ipa() {
-        let ok = |v: Value, md5: bool| validate(&info(v), md5);
-        let msg = |v: Value, md5: bool| ok(v, md5).unwrap_err().details;
-        assert_eq!(
-            msg(json!({"urls": ["u"]}), true),
-            "Image is missing 'id' field."
-        );
-        assert_eq!(
-            msg(json!({"id": "i", "urls": []}), true),
-            "Image 'urls' must be a list with at least one element."
-        );
-        assert_eq!(
-            msg(json!({"id": "i", "urls": "u", "checksum": "x"}), true),
-            "Image 'urls' must be a list with at least one element."
-        );
-        assert_eq!(
-            msg(json!({"id": "i", "urls": ["u"], "checksum": ""}), true),
-            "Image 'checksum' must be a non-empty string."
-        );
-        assert_eq!(
-            msg(
-                json!({"id": "i", "urls": ["u"], "os_hash_algo": "sha256"}),
-                true
-            ),
-            "Image 'os_hash_value' must be a non-empty string."
-        );
-        assert!(msg(json!({"id": "i", "urls": ["u"]}), true).starts_with("Image checksum is not"));
-        // md5 only while enabled
-        assert!(ok(
-            json!({"id": "i", "urls": ["u"], "checksum": MD5_EMPTY}),
-            true
-        )
-        .is_ok());
-        assert!(ok(
-            json!({"id": "i", "urls": ["u"], "checksum": MD5_EMPTY}),
-            false
-        )
-        .is_err());
-        assert!(ok(
-            json!({"id": "i", "urls": ["u"], "checksum": SHA256_EMPTY}),
-            false
-        )
-        .is_ok());
-        assert!(ok(
-            json!({"id": "i", "urls": ["u"], "checksum": "http://x/S"}),
-            false
-        )
-        .is_ok());
-        assert!(ok(
-            json!({"id": "i", "urls": ["u"], "os_hash_algo": "sha512", "os_hash_value": "a"}),
-            false
-        )
-        .is_ok());
-        let e = validate(&info(json!({"id": "i"})), true).unwrap_err();
-        assert_eq!(e.code(), 400);
     }
 
     #[test]

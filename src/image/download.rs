@@ -27,8 +27,9 @@
 
 use crate::config::Env;
 use crate::error::{AgentError, Kind, Result};
-use serde_json::{Map, Value};
-use std::collections::HashMap;
+
+use super::info::ImageInfo;
+use std::collections::{BTreeMap, HashMap};
 use std::io::Read;
 use std::net::IpAddr;
 use std::sync::Mutex;
@@ -182,7 +183,7 @@ pub fn parse_content_range(v: &str) -> Option<(u64, u64, Option<u64>)> {
 pub struct Client {
     tls: ureq::tls::TlsConfig,
     auth: Option<String>,
-    proxies: Map<String, Value>,
+    proxies: BTreeMap<String, String>,
     no_proxy: Option<String>,
     timeout: Duration,
     pub retries: u64,
@@ -192,26 +193,20 @@ pub struct Client {
     agents: Mutex<HashMap<Option<String>, ureq::Agent>>,
 }
 
-fn str_of<'a>(info: &'a Map<String, Value>, k: &str) -> Option<&'a str> {
-    info.get(k)
-        .and_then(Value::as_str)
-        .filter(|s| !s.is_empty())
-}
-
 impl Client {
     /// The download settings of `image_info` and the agent's configuration.
-    pub fn new(env: &Env, info: &Map<String, Value>, id: &str) -> Result<Client> {
+    pub fn new(env: &Env, info: &ImageInfo, id: &str) -> Result<Client> {
         let dl = |msg: String| AgentError::download(id, msg);
         let tls = crate::tls::client_tls(env.config).map_err(|e| dl(e.details))?;
         // IPA: image_request_authorization wins over basic auth
-        let auth = if let Some(b64) = str_of(info, "image_request_authorization") {
+        let auth = if let Some(b64) = info.auth.request_authorization.as_deref() {
             let raw = crate::util::base64_decode(b64)
                 .and_then(|v| String::from_utf8(v).ok())
                 .ok_or_else(|| dl("image_request_authorization is not valid base64".into()))?;
             Some(raw)
-        } else if str_of(info, "image_server_auth_strategy") == Some("http_basic") {
-            let user = str_of(info, "image_server_user");
-            let pass = str_of(info, "image_server_password");
+        } else if info.auth.strategy.as_deref() == Some("http_basic") {
+            let user = info.auth.user.as_deref();
+            let pass = info.auth.password.as_deref();
             let missing: Vec<&str> = [("user", user), ("password", pass)]
                 .iter()
                 .filter(|(_, v)| v.is_none())
@@ -236,12 +231,8 @@ impl Client {
         Ok(Client {
             tls,
             auth,
-            proxies: info
-                .get("proxies")
-                .and_then(Value::as_object)
-                .cloned()
-                .unwrap_or_default(),
-            no_proxy: str_of(info, "no_proxy").map(String::from),
+            proxies: info.proxies.clone(),
+            no_proxy: info.no_proxy.clone(),
             timeout: Duration::from_secs(c.image_download_connection_timeout.max(1)),
             retries: c.image_download_connection_retries,
             retry_interval: Duration::from_secs(c.image_download_connection_retry_interval),
@@ -258,7 +249,7 @@ impl Client {
         Client {
             tls: ureq::tls::TlsConfig::builder().build(),
             auth: None,
-            proxies: Map::new(),
+            proxies: BTreeMap::new(),
             no_proxy: None,
             timeout,
             retries,
@@ -312,9 +303,8 @@ impl Client {
             .proxies
             .get(&scheme)
             .or_else(|| self.proxies.get("all"))
-            .and_then(Value::as_str)
             .filter(|s| !s.is_empty())
-            .map(String::from);
+            .cloned();
         if !self.proxies.is_empty() {
             return Ok(from_info);
         }

@@ -46,6 +46,7 @@ pub mod download;
 pub mod finish;
 pub mod format;
 pub mod inflate;
+pub mod info;
 pub mod partition;
 pub mod qcow2;
 pub mod stream;
@@ -57,6 +58,7 @@ use crate::disk::usage::check_not_in_use;
 use crate::disk::BlockDevice;
 use crate::error::{AgentError, Kind, Result};
 use crate::util::lock;
+pub use info::ImageInfo;
 use serde_json::{Map, Value};
 use std::fs::{File, OpenOptions};
 use std::path::Path;
@@ -96,20 +98,15 @@ impl Written {
     }
 }
 
-/// Synchronous validation of `image_info` (IPA's `_validate_image_info`):
-/// 400 on failure.
-pub fn validate_image_info(env: &Env, image_info: &Map<String, Value>) -> Result<()> {
-    checksum::validate(image_info, env.lookup.md5_enabled)
+/// Parse and validate `image_info` (IPA's `_validate_image_info`): 400 on
+/// failure.
+pub fn parse_image_info(env: &Env, image_info: &Map<String, Value>) -> Result<ImageInfo> {
+    ImageInfo::parse(image_info, env.lookup.md5_enabled)
 }
 
 /// IPA's `_message_format`: "image (<id>) written to device <dev>
 /// root_uuid=<uuid>", plus the ESP's UUID for UEFI partition images.
-fn result_message(
-    id: &str,
-    device: &str,
-    info: &Map<String, Value>,
-    uuids: &Map<String, Value>,
-) -> String {
+fn result_message(id: &str, device: &str, info: &ImageInfo, uuids: &Map<String, Value>) -> String {
     let show = |v: Option<&Value>| match v {
         Some(Value::String(s)) => s.clone(),
         None | Some(Value::Null) => "None".into(),
@@ -120,7 +117,7 @@ fn result_message(
         .get("efi system partition uuid")
         .filter(|v| v.as_str().is_some_and(|s| !s.is_empty()));
     match esp {
-        Some(esp) if info.get("deploy_boot_mode").and_then(Value::as_str) == Some("uefi") => {
+        Some(esp) if info.deploy_boot_mode.as_deref() == Some("uefi") => {
             format!(
             "image ({id}) written to device {device} root_uuid={root} efi_system_partition_uuid={}",
             show(Some(esp))
@@ -148,26 +145,20 @@ pub fn prepare_image(
     written: &Written,
     dev: &BlockDevice,
     node: Option<&Value>,
-    image_info: &Map<String, Value>,
+    info: &ImageInfo,
     configdrive: Option<&Value>,
 ) -> Result<String> {
-    let id = checksum::image_id(image_info);
+    let id = info.id.clone();
     log::debug!("Preparing image {id}");
-    let mut info = image_info.clone();
     // IPA: backward compatibility, the configdrive inside image_info
     let configdrive = configdrive
         .cloned()
-        .or_else(|| info.remove("configdrive"))
+        .or_else(|| info.configdrive.clone())
         .filter(|v| !v.is_null());
     let device = dev.name.clone();
     let dev_path = Path::new(&device);
     let path = env.root.path(&device);
-    let partition_image = info.get("image_type").and_then(Value::as_str) == Some("partition");
-    if partition_image {
-        if let Some(cd) = &configdrive {
-            info.insert("configdrive".into(), cd.clone());
-        }
-    }
+    let partition_image = info.is_partition();
 
     // IPA: the same image already on this device is not written again
     let cached = written
@@ -189,14 +180,14 @@ pub fn prepare_image(
         // mounted, swap or held partitions (from the root's /proc and /sys);
         // opening a real block device with O_EXCL checks again in the kernel
         check_not_in_use(env.root, dev)?;
-        write_to_device(env, &info, &id, &device, &path, node, configdrive.as_ref())?
+        write_to_device(env, info, &id, &device, &path, node, configdrive.as_ref())?
     };
     written.set(Some(WrittenImage {
         image_id: id.clone(),
         device: device.clone(),
         partition_uuids: uuids.clone(),
     }));
-    let msg = result_message(&id, &device, &info, &uuids);
+    let msg = result_message(&id, &device, info, &uuids);
     log::info!("{msg}");
     Ok(msg)
 }
@@ -212,7 +203,7 @@ fn load_drive(env: &Env, value: Option<&Value>) -> Result<Option<configdrive::Dr
 
 fn write_to_device(
     env: &Env,
-    info: &Map<String, Value>,
+    info: &ImageInfo,
     id: &str,
     device: &str,
     path: &Path,
@@ -223,20 +214,8 @@ fn write_to_device(
     let settings = &env.lookup;
     let client = Arc::new(download::Client::new(env, info, id)?);
     let expected = checksum::resolve(env, info, &mut |u| client.fetch_text(u))?;
-    let urls: Vec<String> = info
-        .get("urls")
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .map(|u| {
-                    u.as_str()
-                        .map(String::from)
-                        .unwrap_or_else(|| u.to_string())
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    let partition_image = info.get("image_type").and_then(Value::as_str) == Some("partition");
+    let urls = info.urls.clone();
+    let partition_image = info.is_partition();
     // A whole-disk image's drive is checked before the image and loaded
     // again after it, so it takes no memory while the image streams (up to
     // 64 MiB, in a 128 MiB ramdisk); a URL is fetched twice. (A partition
@@ -252,7 +231,7 @@ fn write_to_device(
         expected,
         policy: format::Policy {
             permitted: &settings.permitted_image_formats,
-            declared: info.get("disk_format").and_then(Value::as_str),
+            declared: info.disk_format.as_deref(),
             deep_inspection: !settings.disable_deep_image_inspection,
         },
         partition: partition_image,
@@ -271,7 +250,7 @@ fn write_to_device(
     );
     if partition_image {
         let mut file = file;
-        let layout = partition::prepare_layout(env, dev_path, &mut file, info, node)?;
+        let layout = partition::prepare_layout(env, dev_path, &mut file, info, configdrive, node)?;
         let mut target = writer::Target::new(
             file,
             &layout.root.path,
@@ -335,42 +314,35 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    /// An image_info with only deploy_boot_mode set, as these tests need.
+    fn mode(v: &Value) -> ImageInfo {
+        ImageInfo {
+            deploy_boot_mode: v["deploy_boot_mode"].as_str().map(String::from),
+            ..Default::default()
+        }
+    }
+
     #[test]
     fn result_messages_like_ipa() {
         let info = json!({"id": "img"});
         let uuids = json!({"root uuid": "0x1234abcd"});
         assert_eq!(
-            result_message(
-                "img",
-                "/dev/sda",
-                info.as_object().unwrap(),
-                uuids.as_object().unwrap()
-            ),
+            result_message("img", "/dev/sda", &mode(&info), uuids.as_object().unwrap()),
             "image (img) written to device /dev/sda root_uuid=0x1234abcd"
         );
         let info = json!({"id": "img", "deploy_boot_mode": "uefi"});
         let uuids = json!({"root uuid": "r-u", "efi system partition uuid": "E-F"});
         assert_eq!(
-            result_message(
-                "img",
-                "/dev/sda",
-                info.as_object().unwrap(),
-                uuids.as_object().unwrap()
-            ),
+            result_message("img", "/dev/sda", &mode(&info), uuids.as_object().unwrap()),
             "image (img) written to device /dev/sda root_uuid=r-u efi_system_partition_uuid=E-F"
         );
         let info = json!({"id": "img", "deploy_boot_mode": "bios"});
         assert_eq!(
-            result_message(
-                "img",
-                "/dev/sda",
-                info.as_object().unwrap(),
-                uuids.as_object().unwrap()
-            ),
+            result_message("img", "/dev/sda", &mode(&info), uuids.as_object().unwrap()),
             "image (img) written to device /dev/sda root_uuid=r-u"
         );
         assert_eq!(
-            result_message("i", "/dev/vda", &Map::new(), &Map::new()),
+            result_message("i", "/dev/vda", &ImageInfo::default(), &Map::new()),
             "image (i) written to device /dev/vda root_uuid=None"
         );
     }

@@ -13,12 +13,12 @@
 //! `get_partition_uuids` answer.
 
 use super::configdrive::{self, Drive, Limit};
+use super::info::{ImageInfo, PartitionSpec};
 use crate::config::Env;
 use crate::disk::gpt::{self, Entry, Gpt, Guid};
 use crate::disk::mbr::{self, Mbr};
 use crate::disk::{self, Geometry, Io, Label};
 use crate::error::{AgentError, Kind, Result};
-use crate::util::as_u64_lenient;
 use serde_json::{json, Map, Value};
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -145,24 +145,6 @@ pub fn disk_label(env: &Env, node: Option<&Value>) -> Label {
     }
 }
 
-fn mb(info: &Map<String, Value>, key: &str) -> Result<u64> {
-    match info.get(key) {
-        None | Some(Value::Null) => Ok(0),
-        Some(v) => as_u64_lenient(v).ok_or_else(|| {
-            AgentError::invalid_params(format!("image_info.{key} must be a number of MiB"))
-        }),
-    }
-}
-
-fn truthy(v: Option<&Value>) -> bool {
-    match v {
-        Some(Value::Bool(b)) => *b,
-        Some(Value::String(s)) => crate::config::parse_bool(s).unwrap_or(false),
-        Some(Value::Number(n)) => n.as_u64().unwrap_or(0) != 0,
-        _ => false,
-    }
-}
-
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Role {
     Efi,
@@ -194,11 +176,12 @@ pub fn prepare_layout(
     env: &Env,
     dev_path: &Path,
     file: &mut File,
-    image_info: &Map<String, Value>,
+    image_info: &ImageInfo,
+    configdrive: Option<&Value>,
     node: Option<&Value>,
 ) -> Result<Layout> {
     let was = disk::direct_off(dev_path, file);
-    let r = prepare_layout_inner(env, dev_path, file, image_info, node);
+    let r = prepare_layout_inner(env, dev_path, file, image_info, configdrive, node);
     disk::direct_restore(dev_path, file, was);
     r
 }
@@ -207,26 +190,27 @@ fn prepare_layout_inner(
     env: &Env,
     dev_path: &Path,
     file: &mut File,
-    image_info: &Map<String, Value>,
+    image_info: &ImageInfo,
+    configdrive: Option<&Value>,
     node: Option<&Value>,
 ) -> Result<Layout> {
     let cached = env.node.clone();
     let node = node.or(cached.as_ref());
     let boot_mode = node_boot_mode(env, node);
     let label = disk_label(env, node);
-    let root_mb = mb(image_info, "root_mb")?;
+    let root_mb = image_info.partition.root_mb;
     if root_mb == 0 {
         return Err(AgentError::invalid_params(
             "image_info.root_mb is required for partition images",
         ));
     }
-    let preserve = truthy(image_info.get("preserve_ephemeral"));
+    let preserve = image_info.partition.preserve_ephemeral;
     let geom = disk::geometry(env.root, dev_path, file)?;
     // IPA's work_on_disk calls get_configdrive before make_partitions: a
     // drive that cannot be fetched or decoded fails before anything is
     // written, and its partition is the drive's size in whole MiB
     // (`configdrive_mb`), none for an empty drive.
-    let drive = match image_info.get("configdrive").filter(|v| !v.is_null()) {
+    let drive = match configdrive.filter(|v| !v.is_null()) {
         Some(v) => Some(Drive::load(env, v, Limit::Disk(geom.size))?),
         None => None,
     }
@@ -244,8 +228,10 @@ fn prepare_layout_inner(
             size_mb: env.config.bios_boot_partition_size,
         });
     }
-    for (role, key) in [(Role::Ephemeral, "ephemeral_mb"), (Role::Swap, "swap_mb")] {
-        let size_mb = mb(image_info, key)?;
+    for (role, size_mb) in [
+        (Role::Ephemeral, image_info.partition.ephemeral_mb),
+        (Role::Swap, image_info.partition.swap_mb),
+    ] {
         if size_mb > 0 {
             specs.push(Spec { role, size_mb });
         }
@@ -273,7 +259,7 @@ fn prepare_layout_inner(
         size_mb: root_mb,
     });
     let dev = dev_path.display().to_string();
-    let mut layout = match plan(&dev, geom, label, boot_mode, &specs, preserve, image_info) {
+    let mut layout = match plan(&dev, geom, label, boot_mode, &specs, &image_info.partition) {
         Err(e) if cd_mb.is_some_and(|(ipa, fat)| fat > ipa) => {
             // the extra MiB for the FAT must not fail a layout that fits
             // at IPA's size: the drive then stays ISO 9660
@@ -285,7 +271,7 @@ fn prepare_layout_inner(
             for s in specs.iter_mut().filter(|s| s.role == Role::ConfigDrive) {
                 s.size_mb = ipa;
             }
-            plan(&dev, geom, label, boot_mode, &specs, preserve, image_info)?
+            plan(&dev, geom, label, boot_mode, &specs, &image_info.partition)?
         }
         r => r?,
     };
@@ -315,9 +301,9 @@ fn plan(
     label: Label,
     boot_mode: &'static str,
     specs: &[Spec],
-    preserve: bool,
-    image_info: &Map<String, Value>,
+    part: &PartitionSpec,
 ) -> Result<Layout> {
+    let preserve = part.preserve_ephemeral;
     let mib = geom.mib();
     let sectors = geom.sectors();
     // The last sector a partition may use: before the backup GPT array on
@@ -351,10 +337,7 @@ fn plan(
         label: label.as_str(),
         boot_mode,
         preserve_ephemeral: preserve,
-        ephemeral_format: image_info
-            .get("ephemeral_format")
-            .and_then(Value::as_str)
-            .map(String::from),
+        ephemeral_format: part.ephemeral_format.clone(),
         sector: geom.sector,
     };
     for (i, s) in specs.iter().enumerate() {
@@ -872,8 +855,7 @@ mod tests {
             Label::Gpt,
             "uefi",
             &specs,
-            false,
-            &Map::new(),
+            &PartitionSpec::default(),
         )
         .unwrap();
         let efi = l.efi.unwrap();
@@ -901,8 +883,7 @@ mod tests {
                 Label::Msdos,
                 "bios",
                 &specs,
-                false,
-                &Map::new(),
+                &PartitionSpec::default(),
             );
             assert!(e.is_err(), "root_mb {huge} accepted");
         }
@@ -913,8 +894,7 @@ mod tests {
             Label::Gpt,
             "uefi",
             &specs,
-            false,
-            &Map::new()
+            &PartitionSpec::default(),
         )
         .is_err());
     }
