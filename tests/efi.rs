@@ -153,6 +153,24 @@ fn clean_uefi_nvram_step_over_http() {
         vec![format!("Boot0000-{GUID}"), format!("Boot000A-{GUID}")]
     );
     assert_eq!(boot_order(&vars), vec![0, 10]);
+    // a pattern that backtracks exponentially fails the step, naming it,
+    // before anything is deleted (never a silent "no match")
+    a.command(
+        "clean.execute_clean_step",
+        json!({"step": {"step": "clean_uefi_nvram", "interface": "deploy",
+                        "args": {"match_patterns": ["(.|.)*#"]}},
+               "node": {"uuid": "n1"}, "ports": [], "clean_version": null}),
+    );
+    let v = last_result(&a);
+    assert_eq!(v["command_status"], "FAILED", "{v}");
+    assert_eq!(v["command_error"]["type"], "CleaningError", "{v}");
+    let details = v["command_error"]["details"].as_str().unwrap_or("");
+    assert!(
+        details.contains(r#""(.|.)*#""#) && details.contains("backtracking steps"),
+        "{v}"
+    );
+    assert_eq!(boot_order(&vars), vec![0, 10]);
+    assert!(vars.join(format!("Boot000A-{GUID}")).exists());
     // a custom pattern (matched against the device path, as IPA does, not
     // the description); and a bad one is IPA's InvalidCommandParamsError
     let (_, v) = a.command(

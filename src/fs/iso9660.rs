@@ -10,6 +10,23 @@
 //! specification 1995. Every value read is range-checked and the walk is
 //! bounded in depth, entries and bytes, so a hostile image yields an
 //! error, not a hang or a panic.
+//!
+//! Why hand-written rather than a crate (judged for issue 15; sizes are the
+//! stable static build, 3,387,288 bytes at e0303c1):
+//! - `hadris-iso` 2.5.0 (hxyulin/hadris, 2026-10, active, reads Joliet and
+//!   Rock Ridge): [`list`] moved onto it (an `Io` region adapted to
+//!   `Read + Seek`) grew the binary by 23,296 bytes, past
+//!   `scripts/build-static`'s budget; it needs Rust 1.88 (this crate: 1.85)
+//!   and brings 37 more crates to build (chrono, rand, tracing, heapless,
+//!   spin, zerocopy among them). Its one gain, Rock Ridge names, does not
+//!   matter here: configdrives are made with `-J`, read through Joliet.
+//! - `cdfs` 0.2.3 (2023-10): its FUSE tool's dependencies (fuser, clap,
+//!   simple_logger) are not optional. `iso9660` 0.1.1 (2023-04) calls itself
+//!   incomplete. `iso9660-rs` 1.0.2 (2026-01) is a bootloader's no_std
+//!   reader, released twice in one day; not wired.
+//!
+//! ~160 lines of code over a frozen format, bounded against hostile images,
+//! checked against genisoimage's output (`tests/image_disk.rs`).
 
 use crate::disk::Io;
 use std::io;

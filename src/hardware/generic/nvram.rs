@@ -14,7 +14,8 @@ pub const DEFAULT_PATTERNS: [&str; 3] = [r"^HD\(", r"shim.*\.efi", r"grub.*\.efi
 /// The `clean_uefi_nvram` clean/deploy step (IPA's hardware.py and
 /// `efi_utils.clean_boot_records`): delete every Boot#### whose device
 /// path matches one of `match_patterns` (case-insensitive search; the
-/// subset of Python's `re` that [`crate::util::regex`] supports), and drop them
+/// subset of Python's `re` that [`crate::util::regex`] supports; a pattern
+/// too complex to search fails the step first), and drop them
 /// from BootOrder. Returns null, as IPA.
 pub fn clean_uefi_nvram(root: &Root, call: &StepCall) -> Result<Value> {
     let raw = call.args.get("match_patterns").filter(|v| !v.is_null());
@@ -53,20 +54,35 @@ pub fn clean_uefi_nvram(root: &Root, call: &StepCall) -> Result<Value> {
             ),
         ));
     };
+    // Decide for every entry before deleting any, so that a pattern too
+    // complex to search fails the step with the NVRAM untouched.
+    let mut doomed = Vec::new();
     for e in nvram.entries()? {
-        if let Some(p) = compiled
-            .iter()
-            .zip(&patterns)
-            .find(|(r, _)| r.is_match(&e.path_text))
-        {
-            log::debug!(
-                "Path {} matched pattern {}, entry will be deleted: {}",
-                e.path_text,
-                p.1,
-                e.description
-            );
-            nvram.delete_entry(e.number)?;
+        for (r, p) in compiled.iter().zip(&patterns) {
+            let hit = r.is_match(&e.path_text).map_err(|why| {
+                AgentError::new(
+                    call.kind.error_kind(),
+                    format!(
+                        "clean_uefi_nvram: match pattern {p:?} against Boot{:04X}'s device \
+                         path {:?}: {why}",
+                        e.number, e.path_text
+                    ),
+                )
+            })?;
+            if hit {
+                log::debug!(
+                    "Path {} matched pattern {}, entry will be deleted: {}",
+                    e.path_text,
+                    p,
+                    e.description
+                );
+                doomed.push(e.number);
+                break;
+            }
         }
+    }
+    for number in doomed {
+        nvram.delete_entry(number)?;
     }
     Ok(Value::Null)
 }
