@@ -6,6 +6,8 @@
 
 /// A fake Ironic and the agent run against it (tests/ironic.rs, tests/tls.rs).
 pub mod ironic;
+/// Image servers, a CONNECT proxy, and the HTTP request parser.
+pub mod servers;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
