@@ -5,6 +5,7 @@
 mod common;
 
 use common::servers::stalling_server;
+use common::tools::need;
 use common::{get, http, post, test_dir, Agent, Opts};
 use serde_json::{json, Value};
 use std::io::{Read, Write};
@@ -522,6 +523,7 @@ fn hostile_connections_never_stop_the_api() {
 
 #[test]
 fn tls_by_default_and_the_token_is_never_logged() {
+    need(&["curl"]);
     let dir = test_dir("tls-default");
     let a = Agent::start(
         &dir,

@@ -8,10 +8,11 @@
 //! over the agent's API and checks the disk's bytes against the image
 //! (raw) or `qemu-img convert -O raw` (qcow2).
 
-mod blockdev;
 mod common;
 
+use common::blockdev;
 use common::servers::{connect_proxy, keep_alive_server, Fault, ImageServer as Server};
+use common::tools::{must, need, need_root};
 use common::{test_dir, Agent, Opts};
 use serde_json::{json, Value};
 use std::fs;
@@ -56,23 +57,10 @@ fn raw_image(size: usize, seed: u64) -> Vec<u8> {
     img
 }
 
-fn qemu_img() -> bool {
-    let ok = std::process::Command::new("qemu-img")
-        .arg("--version")
-        .output()
-        .is_ok();
-    if !ok {
-        eprintln!("SKIP: qemu-img is not installed (apt-get install qemu-utils)");
-    }
-    ok
-}
-
 fn qemu(args: &[&str]) {
-    let o = std::process::Command::new("qemu-img")
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "qemu-img {args:?}: {o:?}");
+    let mut a = vec!["qemu-img"];
+    a.extend_from_slice(args);
+    must(&a);
 }
 
 /// qcow2 (optionally compressed) of `raw`, and qemu-img's raw of it.
@@ -110,7 +98,7 @@ fn put(path: &Path, content: &str) {
 /// A fixture root with one 8 GiB sparse disk `vda` pre-filled with 0xee in
 /// its first and last MiB (so "zeroed" and "untouched" can be told apart).
 fn sparse_root(dir: &Path) -> (PathBuf, PathBuf) {
-    let root = blockdev::fixture_root(dir);
+    let root = blockdev::empty_root(dir);
     let sys = root.join("sys/block/vda");
     for (k, v) in [
         ("size", (DISK / 512).to_string()),
@@ -293,9 +281,7 @@ fn wrong_checksum_fails_and_leaves_no_bootable_head() {
 /// wiped again, and the head stays zero.
 #[test]
 fn wrong_checksum_of_a_compressed_qcow2_leaves_no_bootable_head() {
-    if !qemu_img() {
-        return;
-    }
+    need(&["qemu-img"]);
     let dir = test_dir("img-badsum-q");
     let (root, disk) = sparse_root(&dir);
     let srv = Server::start();
@@ -314,9 +300,7 @@ fn wrong_checksum_of_a_compressed_qcow2_leaves_no_bootable_head() {
 
 #[test]
 fn qcow2_through_the_write_image_deploy_step() {
-    if !qemu_img() {
-        return;
-    }
+    need(&["qemu-img"]);
     let dir = test_dir("img-qcow2");
     let (root, disk) = sparse_root(&dir);
     let srv = Server::start();
@@ -350,9 +334,7 @@ fn qcow2_through_the_write_image_deploy_step() {
 /// chunk would cut its data clusters and tables in two.
 #[test]
 fn qcow2_with_2_mib_clusters_is_read_in_cluster_sized_chunks() {
-    if !qemu_img() {
-        return;
-    }
+    need(&["qemu-img"]);
     let dir = test_dir("img-qcow2-2m");
     let (root, disk) = sparse_root(&dir);
     let srv = Server::start();
@@ -383,9 +365,7 @@ fn qcow2_with_2_mib_clusters_is_read_in_cluster_sized_chunks() {
 
 #[test]
 fn qcow2_declared_raw_is_refused() {
-    if !qemu_img() {
-        return;
-    }
+    need(&["qemu-img"]);
     let dir = test_dir("img-mismatch");
     let (root, disk) = sparse_root(&dir);
     let srv = Server::start();
@@ -616,6 +596,7 @@ fn deploy(agent: &Agent, info: Value, node: Value) -> Value {
 
 #[test]
 fn validation_is_synchronous_and_size_is_checked_first() {
+    need(&["qemu-img"]);
     let dir = test_dir("img-valid");
     let (root, _) = sparse_root(&dir);
     let small = small_disk(&root, 16 * MIB as u64);
@@ -653,29 +634,27 @@ fn validation_is_synchronous_and_size_is_checked_first() {
     assert!(read(&small, 0, MIB).iter().all(|&b| b == 0));
     assert!(read(&small, MIB as u64, MIB).iter().all(|&b| b == 0));
     // the virtual size of a qcow2 image counts
-    if qemu_img() {
-        let q = dir.join("big.qcow2");
-        qemu(&["create", "-f", "qcow2", q.to_str().unwrap(), "9G"]);
-        let data = fs::read(&q).unwrap();
-        let url = srv.put("/big.qcow2", data.clone());
-        let r = deploy(&agent, image_info("img-bq", &url, &data, "qcow2"), node);
-        assert_eq!(
-            r["command_error"]["type"], "ImageDownloadOutofSpaceError",
-            "{r}"
-        );
-        let d = r["command_error"]["details"].as_str().unwrap();
-        assert!(d.contains("virtual size (9663676416 bytes)"), "{d}");
-    }
+    let q = dir.join("big.qcow2");
+    qemu(&["create", "-f", "qcow2", q.to_str().unwrap(), "9G"]);
+    let data = fs::read(&q).unwrap();
+    let url = srv.put("/big.qcow2", data.clone());
+    let r = deploy(&agent, image_info("img-bq", &url, &data, "qcow2"), node);
+    assert_eq!(
+        r["command_error"]["type"], "ImageDownloadOutofSpaceError",
+        "{r}"
+    );
+    let d = r["command_error"]["details"].as_str().unwrap();
+    assert!(d.contains("virtual size (9663676416 bytes)"), "{d}");
 }
 
 #[test]
 fn loop_device_is_written_with_o_direct() {
-    if !blockdev::can_loop() {
-        eprintln!("SKIP: needs root and loop devices (losetup)");
+    if !need_root() {
         return;
     }
+    need(&["losetup", "qemu-img"]);
     let dir = test_dir("img-loop");
-    let root = blockdev::fixture_root(&dir);
+    let root = blockdev::empty_root(&dir);
     let lo = blockdev::Loop::new(&dir.join("backing"), DISK, false, false);
     blockdev::fill_pattern(&lo, 2 * MIB as u64, 0x77);
     blockdev::present(&root, "vda", &lo);
@@ -693,41 +672,36 @@ fn loop_device_is_written_with_o_direct() {
     assert_eq!(lo.read_at(0, img.len()), img);
     let text = agent.log_text();
     assert!(text.contains("O_DIRECT"), "{text}");
-    if qemu_img() {
-        let (q, raw) = qcow2_of(&dir, &raw_image(16 * MIB, 12), false);
-        let url = srv.put("/l.qcow2", q.clone());
-        let r = prepare(&agent, image_info("img-lq", &url, &q, "qcow2"));
-        assert_eq!(
-            r["command_status"],
-            "SUCCEEDED",
-            "{r}\n{}",
-            agent.log_text()
-        );
-        assert_eq!(lo.read_at(0, raw.len()), raw);
-    }
+    let (q, raw) = qcow2_of(&dir, &raw_image(16 * MIB, 12), false);
+    let url = srv.put("/l.qcow2", q.clone());
+    let r = prepare(&agent, image_info("img-lq", &url, &q, "qcow2"));
+    assert_eq!(
+        r["command_status"],
+        "SUCCEEDED",
+        "{r}\n{}",
+        agent.log_text()
+    );
+    assert_eq!(lo.read_at(0, raw.len()), raw);
 }
 
 #[test]
 fn partition_image_streams_into_the_root_partition() {
+    need(&["mkfs.ext4"]);
     let dir = test_dir("img-part");
     let (root, disk) = sparse_root(&dir);
     let srv = Server::start();
-    // an ext4 filesystem when mkfs.ext4 exists (its UUID must come back as
-    // "root uuid"), else opaque bytes
+    // an ext4 filesystem (its UUID must come back as "root uuid")
     let fs_img = dir.join("root.ext4");
-    let have_mkfs = std::process::Command::new("mkfs.ext4")
-        .args(["-q", "-F", "-U", "5f3d2c1b-aaaa-4bbb-8ccc-0123456789ab"])
-        .arg(&fs_img)
-        .arg("12M")
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
-    let img = if have_mkfs {
-        fs::read(&fs_img).unwrap()
-    } else {
-        eprintln!("mkfs.ext4 not found: writing opaque bytes");
-        raw_image(12 * MIB, 13)
-    };
+    must(&[
+        "mkfs.ext4",
+        "-q",
+        "-F",
+        "-U",
+        "5f3d2c1b-aaaa-4bbb-8ccc-0123456789ab",
+        fs_img.to_str().unwrap(),
+        "12M",
+    ]);
+    let img = fs::read(&fs_img).unwrap();
     let url = srv.put("/root.img", img.clone());
     let agent = start(&dir, &root, &[]);
     let mut info = image_info("img-p", &url, &img, "raw");
@@ -748,10 +722,8 @@ fn partition_image_streams_into_the_root_partition() {
     let part = uuids["partitions"]["root"].as_str().unwrap();
     assert!(part.starts_with("/dev/vda"), "{uuids}");
     let result = r["command_result"]["result"].as_str().unwrap();
-    if have_mkfs {
-        assert_eq!(uuids["root uuid"], "5f3d2c1b-aaaa-4bbb-8ccc-0123456789ab");
-        assert!(result.ends_with("root_uuid=5f3d2c1b-aaaa-4bbb-8ccc-0123456789ab"));
-    }
+    assert_eq!(uuids["root uuid"], "5f3d2c1b-aaaa-4bbb-8ccc-0123456789ab");
+    assert!(result.ends_with("root_uuid=5f3d2c1b-aaaa-4bbb-8ccc-0123456789ab"));
     // find the root partition in the MBR the layout wrote, and compare
     let lba0 = read(&disk, 0, 512);
     let slot = (0..4)
@@ -852,9 +824,7 @@ fn the_total_download_time_is_capped() {
 
 #[test]
 fn qcow2_with_metadata_after_the_data_uses_range_requests() {
-    if !qemu_img() {
-        return;
-    }
+    need(&["qemu-img"]);
     let dir = test_dir("img-qcow2-late");
     let (root, disk) = sparse_root(&dir);
     let srv = Server::start();
@@ -936,9 +906,7 @@ fn trailing_qcow2(dir: &Path) -> (Vec<u8>, Vec<u8>) {
 
 #[test]
 fn compressed_qcow2_with_tables_after_their_data_is_streamed_once() {
-    if !qemu_img() {
-        return;
-    }
+    need(&["qemu-img"]);
     let dir = test_dir("img-qcow2-trail");
     let (root, disk) = sparse_root(&dir);
     let srv = Server::start();
@@ -973,9 +941,7 @@ fn compressed_qcow2_with_tables_after_their_data_is_streamed_once() {
 /// the prefetched mode on the way).
 #[test]
 fn a_failed_look_at_the_qcow2_tables_streams_forward() {
-    if !qemu_img() {
-        return;
-    }
+    need(&["qemu-img"]);
     let dir = test_dir("img-qcow2-look-fails");
     let (root, disk) = sparse_root(&dir);
     let srv = Server::start();
@@ -1008,9 +974,7 @@ fn a_failed_look_at_the_qcow2_tables_streams_forward() {
 /// small clusters slower to fetch its tables than its data.
 #[test]
 fn range_requests_for_qcow2_tables_reuse_connections() {
-    if !qemu_img() {
-        return;
-    }
+    need(&["qemu-img"]);
     let dir = test_dir("img-keepalive");
     let (root, disk) = sparse_root(&dir);
     // compressible text with random pieces, as the layout test uses

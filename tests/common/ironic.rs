@@ -505,22 +505,9 @@ pub fn dead_port() -> u16 {
 
 /// Run the `openssl` command; (success, stdout + stderr).
 pub fn openssl(args: &[&str], stdin: Option<&str>) -> (bool, String) {
-    let mut child = Command::new("openssl")
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("these tests need the openssl command");
-    if let Some(input) = stdin {
-        let _ = child.stdin.take().unwrap().write_all(input.as_bytes());
-    } else {
-        drop(child.stdin.take());
-    }
-    let out = child.wait_with_output().unwrap();
-    let text =
-        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
-    (out.status.success(), text)
+    let mut argv = vec!["openssl"];
+    argv.extend_from_slice(args);
+    super::tools::run_input(&argv, stdin.unwrap_or("").as_bytes())
 }
 
 /// Try a handshake with `openssl s_client` and the given options. Security
