@@ -1,24 +1,49 @@
-# Shared shell helpers for the project's scripts (sourced, bash).
-# apt_install PKG...: install missing Debian packages, waiting for the dpkg
-# lock instead of failing when another job holds it.
+# Shared shell helpers for the project's scripts (sourced, bash; safe
+# under `set -euo pipefail`). Every installer returns non-zero, after a
+# line naming what failed, when it could not install: callers under
+# `set -e` stop there, others must check (scripts/test-all does).
+
+# _apt_get_install [APT-OPTION...] PKG...: apt-get update, then install,
+# waiting for the dpkg lock instead of failing when another job holds it.
+_apt_get_install() {
+  local sudo=""
+  if [ "$(id -u)" -ne 0 ]; then sudo=sudo; fi
+  $sudo apt-get -o DPkg::Lock::Timeout=600 update -qq \
+    || echo "[setup] apt-get update failed; installing from the current lists" >&2
+  if ! DEBIAN_FRONTEND=noninteractive $sudo apt-get -o DPkg::Lock::Timeout=600 install -y -qq \
+      --no-install-recommends "$@" >/dev/null; then
+    echo "[setup] FAILED: apt-get install $*" >&2
+    return 1
+  fi
+}
+
+# apt_install PKG...: install the Debian packages not installed yet; fails
+# (naming them) unless every one is installed afterwards.
 apt_install() {
-  local missing=() p
+  local missing=() still=() p
   for p in "$@"; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+    [ "$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null)" = "install ok installed" ] \
+      || missing+=("$p")
   done
-  [ ${#missing[@]} -eq 0 ] && return 0
+  if [ ${#missing[@]} -eq 0 ]; then return 0; fi
   echo "[setup] apt-get install ${missing[*]}" >&2
-  local sudo=""; [ "$(id -u)" -ne 0 ] && sudo=sudo
-  $sudo apt-get -o DPkg::Lock::Timeout=600 update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get -o DPkg::Lock::Timeout=600 install -y -qq \
-    --no-install-recommends "${missing[@]}" >/dev/null
+  _apt_get_install "${missing[@]}" || return 1
+  for p in "${missing[@]}"; do
+    [ "$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null)" = "install ok installed" ] \
+      || still+=("$p")
+  done
+  if [ ${#still[@]} -ne 0 ]; then
+    echo "[setup] FAILED: still not installed after apt-get install: ${still[*]}" >&2
+    return 1
+  fi
 }
 
 # ensure_musl: the static build's toolchain (rust-std for musl; musl-tools
 # for ring's C code, which cc-rs compiles with x86_64-linux-musl-gcc).
 ensure_musl() {
   rustup target list --installed 2>/dev/null | grep -qx x86_64-unknown-linux-musl \
-    || rustup target add x86_64-unknown-linux-musl
+    || rustup target add x86_64-unknown-linux-musl \
+    || { echo "[setup] FAILED: rustup target add x86_64-unknown-linux-musl" >&2; return 1; }
   command -v x86_64-linux-musl-gcc >/dev/null || apt_install musl-tools
 }
 
@@ -41,12 +66,13 @@ ensure_qemu() {
     codename=$(. /etc/os-release && echo "${VERSION_CODENAME:-}")
     pkgs+=(qemu-system-x86 "qemu-utils${codename:+/$codename}")
   fi
-  [ ${#pkgs[@]} -eq 0 ] && return 0
+  if [ ${#pkgs[@]} -eq 0 ]; then return 0; fi
   echo "[setup] apt-get install ${pkgs[*]}" >&2
-  local sudo=""; [ "$(id -u)" -ne 0 ] && sudo=sudo
-  $sudo apt-get -o DPkg::Lock::Timeout=600 update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get -o DPkg::Lock::Timeout=600 install -y -qq \
-    --no-install-recommends --allow-downgrades "${pkgs[@]}" >/dev/null
+  local rc=0
+  _apt_get_install --allow-downgrades "${pkgs[@]}" || rc=1
   # belt and braces: never leave the machine without qemu-img
-  command -v qemu-img >/dev/null || apt_install qemu-utils
+  command -v qemu-img >/dev/null || apt_install qemu-utils || rc=1
+  command -v qemu-system-x86_64 >/dev/null \
+    || { echo "[setup] FAILED: no qemu-system-x86_64 after the install" >&2; rc=1; }
+  return $rc
 }

@@ -4,6 +4,8 @@
 
 mod common;
 
+use common::servers::stalling_server;
+use common::tools::need;
 use common::{get, http, post, test_dir, Agent, Opts};
 use serde_json::{json, Value};
 use std::io::{Read, Write};
@@ -521,6 +523,7 @@ fn hostile_connections_never_stop_the_api() {
 
 #[test]
 fn tls_by_default_and_the_token_is_never_logged() {
+    need(&["curl"]);
     let dir = test_dir("tls-default");
     let a = Agent::start(
         &dir,
@@ -682,22 +685,6 @@ fn unknown_ipa_kernel_parameters_warn_once() {
         v["command_result"]["boot"]["pxe_interface"], "01-52-54-00-12-34-56",
         "{v}"
     );
-}
-
-/// A one-request HTTP server that holds the request until told to answer:
-/// a stand-in image server for a long-running async command. (A fake: the
-/// point is a command that stays RUNNING on demand, not the download.)
-fn stalling_server() -> (u16, std::sync::mpsc::Sender<()>) {
-    let server = tiny_http::Server::http("127.0.0.1:0").unwrap();
-    let port = server.server_addr().to_ip().unwrap().port();
-    let (tx, rx) = std::sync::mpsc::channel::<()>();
-    std::thread::spawn(move || {
-        for req in server.incoming_requests() {
-            let _ = rx.recv_timeout(Duration::from_secs(60));
-            let _ = req.respond(tiny_http::Response::empty(404));
-        }
-    });
-    (port, tx)
 }
 
 #[test]

@@ -11,13 +11,13 @@
 
 mod common;
 
+use common::tools::{must, need};
 use ironic_agent::agent::Agent as Core;
 use ironic_agent::config::Config;
 use ironic_agent::image::{partition, WrittenImage};
 use ironic_agent::{disk, efi};
 use serde_json::{json, Map, Value};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::Arc;
 
 /// A partition image's image_info from the test's fields (id, urls and a
@@ -261,27 +261,6 @@ fn install_bootloader_bios_paths_over_http() {
     assert_eq!(last_result(&a)["command_status"], "SUCCEEDED");
 }
 
-fn have(tool: &str) -> bool {
-    let ok = Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    if !ok {
-        eprintln!("SKIP: oracle {tool} is not installed (scripts/test-all installs it)");
-    }
-    ok
-}
-
-fn mtools(args: &[&str]) {
-    let o = Command::new(args[0]).args(&args[1..]).output().unwrap();
-    assert!(
-        o.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-}
-
 /// A UEFI partition-image disk laid out by the agent (ESP 550 MiB at
 /// /dev/sda1), with loaders copied in by mtools.
 fn uefi_disk(dir: &Path, root: &Path, csv: bool) -> (Arc<Core>, Map<String, Value>) {
@@ -323,12 +302,12 @@ fn uefi_disk(dir: &Path, root: &Path, csv: bool) -> (Arc<Core>, Map<String, Valu
     let files = dir.join("files");
     std::fs::create_dir_all(&files).unwrap();
     std::fs::write(files.join("bin"), b"MZ").unwrap();
-    mtools(&["mmd", "-i", &spec, "::EFI", "::EFI/BOOT", "::EFI/ubuntu"]);
+    must(&["mmd", "-i", &spec, "::EFI", "::EFI/BOOT", "::EFI/ubuntu"]);
     let bin = files.join("bin");
     let bin = bin.to_str().unwrap();
-    mtools(&["mcopy", "-i", &spec, bin, "::EFI/BOOT/BOOTX64.EFI"]);
-    mtools(&["mcopy", "-i", &spec, bin, "::EFI/ubuntu/shimx64.efi"]);
-    mtools(&["mcopy", "-i", &spec, bin, "::EFI/ubuntu/grubx64.efi"]);
+    must(&["mcopy", "-i", &spec, bin, "::EFI/BOOT/BOOTX64.EFI"]);
+    must(&["mcopy", "-i", &spec, bin, "::EFI/ubuntu/shimx64.efi"]);
+    must(&["mcopy", "-i", &spec, bin, "::EFI/ubuntu/grubx64.efi"]);
     if csv {
         let mut b = vec![0xff, 0xfe];
         for u in "shimx64.efi,ubuntu,,This is the boot entry for ubuntu\r\n".encode_utf16() {
@@ -336,7 +315,7 @@ fn uefi_disk(dir: &Path, root: &Path, csv: bool) -> (Arc<Core>, Map<String, Valu
         }
         let c = files.join("csv");
         std::fs::write(&c, b).unwrap();
-        mtools(&[
+        must(&[
             "mcopy",
             "-i",
             &spec,
@@ -379,9 +358,7 @@ fn entries(vars: &Path) -> Vec<(u16, String, String)> {
 
 #[test]
 fn install_bootloader_uefi_csv_creates_then_reuses_entry() {
-    if !have("mcopy") {
-        return;
-    }
+    need(&["mmd", "mcopy"]);
     let dir = common::test_dir("bootloader-uefi");
     let root = dir.join("root");
     let vars = efivars(&root);
@@ -419,9 +396,7 @@ fn install_bootloader_uefi_csv_creates_then_reuses_entry() {
 
 #[test]
 fn install_bootloader_uefi_without_csv_uses_bootx64() {
-    if !have("mcopy") {
-        return;
-    }
+    need(&["mmd", "mcopy"]);
     let dir = common::test_dir("bootloader-uefi-nocsv");
     let root = dir.join("root");
     let vars = efivars(&root);

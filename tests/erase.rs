@@ -3,10 +3,10 @@
 //! binary's HTTP API. The host's libblkid (`blkid -p`) is the oracle for
 //! "no signature left".
 
-mod blockdev;
 mod common;
 
-use blockdev::{blkid_at, can_loop, fixture_root, must, present, which, Loop};
+use common::blockdev::{self, blkid_at, empty_root, present, Loop};
+use common::tools::{must, need, need_root};
 use common::{test_dir, Agent, Opts};
 use serde_json::{json, Value};
 
@@ -28,20 +28,23 @@ fn node(di: Value) -> Value {
            "properties": {}})
 }
 
-macro_rules! need_loop {
-    () => {
-        if !can_loop() {
-            eprintln!("skipped: needs root and losetup for loop devices");
-            return;
-        }
-    };
-}
-
 #[test]
 fn metadata_wipes_partitions_then_disks_on_loop_devices() {
-    need_loop!();
+    if !need_root() {
+        return;
+    }
+    need(&[
+        "losetup",
+        "sgdisk",
+        "partx",
+        "mkfs.ext4",
+        "mkfs.vfat",
+        "mkswap",
+        "mkfs.xfs",
+        "blkid",
+    ]);
     let dir = test_dir("erase-meta-loop");
-    let root = fixture_root(&dir);
+    let root = empty_root(&dir);
     // sda: GPT with ext4, vfat and swap partitions.
     let a = Loop::new(&dir.join("a.img"), 96 * MIB, true, false);
     must(&[
@@ -74,31 +77,22 @@ fn metadata_wipes_partitions_then_disks_on_loop_devices() {
     // (mkfs.xfs wants at least 300 MB; the file is sparse.)
     let b_size = 320 * MIB;
     let b = Loop::new(&dir.join("b.img"), b_size, false, false);
-    let whole_fs = if which("mkfs.xfs") { "xfs" } else { "ext4" };
-    if whole_fs == "xfs" {
-        must(&["mkfs.xfs", "-q", "-f", &b.dev]);
-    } else {
-        must(&["mkfs.ext4", "-q", "-F", &b.dev]);
-    }
+    must(&["mkfs.xfs", "-q", "-f", &b.dev]);
     let md090 = (b_size & !(64 * 1024 - 1)) - 64 * 1024;
     b.write_at(md090, &0xa92b_4efcu32.to_le_bytes());
     b.write_at(2 * MIB, b"SKUL\xba\xbe");
     b.write_at(64 * MIB + 0x40, b"_BHRfS_M");
-    let xfs_ag1 = if whole_fs == "xfs" {
+    let xfs_ag1 = {
         let sb = b.read_at(0, 512);
         let bs = u32::from_be_bytes(sb[4..8].try_into().unwrap()) as u64;
         let agblocks = u32::from_be_bytes(sb[84..88].try_into().unwrap()) as u64;
-        Some(bs * agblocks)
-    } else {
-        None
+        bs * agblocks
     };
-    if let Some(ag1) = xfs_ag1 {
-        assert_eq!(
-            &b.read_at(ag1, 4),
-            b"XFSB",
-            "set-up: xfs secondary superblock"
-        );
-    }
+    assert_eq!(
+        &b.read_at(xfs_ag1, 4),
+        b"XFSB",
+        "set-up: xfs secondary superblock"
+    );
     // sdc: read-only, must be left alone.
     let c_img = dir.join("c.img");
     std::fs::File::create(&c_img)
@@ -106,13 +100,7 @@ fn metadata_wipes_partitions_then_disks_on_loop_devices() {
         .set_len(32 * MIB)
         .unwrap();
     must(&["mkfs.ext4", "-q", "-F", c_img.to_str().unwrap()]);
-    let c = {
-        let dev = must(&["losetup", "-f", "--show", "-r", c_img.to_str().unwrap()]);
-        Loop {
-            dev: dev.trim().to_string(),
-            file: c_img.clone(),
-        }
-    };
+    let c = Loop::attach(&c_img, &["-r"]);
     present(&root, "sda", &a);
     present(&root, "sdb", &b);
     present(&root, "sdc", &c);
@@ -154,7 +142,7 @@ fn metadata_wipes_partitions_then_disks_on_loop_devices() {
     assert!(r["/dev/sdb"]["signatures"]
         .as_array()
         .unwrap()
-        .contains(&json!(format!("{whole_fs}@/dev/sdb"))));
+        .contains(&json!("xfs@/dev/sdb")));
     assert_eq!(r["/dev/sdc"]["skipped"], "read-only device", "{r}");
 
     // The oracles: nothing left for libblkid, the kernel dropped the
@@ -169,21 +157,22 @@ fn metadata_wipes_partitions_then_disks_on_loop_devices() {
     assert_eq!(b.read_at(md090, 4), vec![0; 4]);
     assert_eq!(b.read_at(2 * MIB, 6), vec![0; 6]);
     assert_eq!(b.read_at(64 * MIB + 0x40, 8), vec![0; 8]);
-    if let Some(ag1) = xfs_ag1 {
-        assert_eq!(
-            b.read_at(ag1, 4),
-            vec![0; 4],
-            "xfs secondary superblock left"
-        );
-    }
+    assert_eq!(
+        b.read_at(xfs_ag1, 4),
+        vec![0; 4],
+        "xfs secondary superblock left"
+    );
     assert!(blkid_at(&c.dev, 0).unwrap().contains("TYPE=ext4"));
 }
 
 #[test]
 fn protected_partition_stops_the_step_before_any_write() {
-    need_loop!();
+    if !need_root() {
+        return;
+    }
+    need(&["losetup", "mkfs.ext4", "sgdisk", "partx", "blkid"]);
     let dir = test_dir("erase-protected");
-    let root = fixture_root(&dir);
+    let root = empty_root(&dir);
     let a = Loop::new(&dir.join("a.img"), 32 * MIB, false, false);
     must(&["mkfs.ext4", "-q", "-F", &a.dev]);
     let b = Loop::new(&dir.join("b.img"), 32 * MIB, true, false);
@@ -239,7 +228,7 @@ fn protected_partition_stops_the_step_before_any_write() {
 #[test]
 fn metadata_on_sparse_file_disks() {
     let dir = test_dir("erase-meta-file");
-    let root = fixture_root(&dir);
+    let root = empty_root(&dir);
     let disk = root.join("dev/sda");
     std::fs::create_dir_all(disk.parent().unwrap()).unwrap();
     let f = std::fs::OpenOptions::new()
@@ -297,7 +286,7 @@ fn metadata_on_sparse_file_disks() {
 #[test]
 fn gfs2_disk_is_protected() {
     let dir = test_dir("erase-gfs2");
-    let root = fixture_root(&dir);
+    let root = empty_root(&dir);
     let disk = root.join("dev/sdb");
     std::fs::create_dir_all(disk.parent().unwrap()).unwrap();
     let f = std::fs::OpenOptions::new()
@@ -349,9 +338,12 @@ fn all_bytes(lo: &Loop, size: u64) -> Vec<u8> {
 
 #[test]
 fn erase_devices_on_loop_devices_picks_zeroout_or_overwrite_and_verifies() {
-    need_loop!();
+    if !need_root() {
+        return;
+    }
+    need(&["losetup"]);
     let dir = test_dir("erase-full-loop");
-    let root = fixture_root(&dir);
+    let root = empty_root(&dir);
     let size = 48 * MIB + 512;
     let a = Loop::new(&dir.join("a.img"), size, false, false);
     let b = Loop::new(&dir.join("b.img"), size, false, false);
@@ -430,9 +422,12 @@ fn erase_devices_on_loop_devices_picks_zeroout_or_overwrite_and_verifies() {
 
 #[test]
 fn read_only_disks_fail_erase_devices_unless_skipping_is_allowed() {
-    need_loop!();
+    if !need_root() {
+        return;
+    }
+    need(&["losetup"]);
     let dir = test_dir("erase-ro");
-    let root = fixture_root(&dir);
+    let root = empty_root(&dir);
     let a = Loop::new(&dir.join("a.img"), 8 * MIB, false, true);
     present(&root, "sda", &a);
     let agent = Agent::start(
@@ -465,7 +460,7 @@ fn read_only_disks_fail_erase_devices_unless_skipping_is_allowed() {
 #[test]
 fn erase_devices_on_sparse_file_disks() {
     let dir = test_dir("erase-full-file");
-    let root = fixture_root(&dir);
+    let root = empty_root(&dir);
     std::fs::create_dir_all(root.join("dev")).unwrap();
     for (i, disk) in ["sda", "sdb", "sdc"].iter().enumerate() {
         std::fs::write(root.join("dev").join(disk), vec![0x3cu8 + i as u8; 3 << 20]).unwrap();
@@ -502,7 +497,7 @@ fn erase_devices_on_sparse_file_disks() {
 fn skip_list_protects_disks_and_partitions() {
     use std::os::unix::fs::FileExt;
     let dir = test_dir("erase-skip");
-    let root = fixture_root(&dir);
+    let root = empty_root(&dir);
     std::fs::create_dir_all(root.join("dev")).unwrap();
     for disk in ["sda", "sdb"] {
         std::fs::write(root.join("dev").join(disk), vec![0x5au8; 8 << 20]).unwrap();
@@ -573,7 +568,7 @@ fn skip_list_protects_disks_and_partitions() {
 #[test]
 fn virtual_media_is_left_alone() {
     let dir = test_dir("erase-vmedia");
-    let root = fixture_root(&dir);
+    let root = empty_root(&dir);
     std::fs::create_dir_all(root.join("dev")).unwrap();
     let vfat = |label: &[u8; 11]| {
         let mut d = vec![0u8; 2 << 20];
@@ -616,7 +611,7 @@ fn virtual_media_is_left_alone() {
 #[test]
 fn pstore_and_express() {
     let dir = test_dir("erase-pstore");
-    let root = fixture_root(&dir);
+    let root = empty_root(&dir);
     std::fs::write(
         root.join("proc/mounts"),
         "sysfs /sys sysfs rw 0 0\npstore /sys/fs/pstore pstore rw,nosuid 0 0\n",

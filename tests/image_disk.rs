@@ -2,12 +2,15 @@
 //! partition,fat}.rs) checked against the standard tools as oracles:
 //! sgdisk (gdisk), sfdisk (fdisk), blkid, fsck.fat and mtools
 //! (dosfstools/mtools), genisoimage. The agent never runs them; only these
-//! tests do. A test whose oracle is missing says so and passes vacuously
-//! (scripts/test-all installs them). Disks are sparse files in a per-test
-//! directory; the loop-device tests need root and say so when skipped.
+//! tests do. A test whose oracle is missing fails naming its package
+//! (scripts/test-all installs them; tests/common/tools.rs). Disks are
+//! sparse files in a per-test directory; the loop-device tests need root
+//! (`need_root`).
 
 mod common;
 
+use common::blockdev::Loop;
+use common::tools::{must, must_input, need, need_root};
 use ironic_agent::config::{Config, OwnedEnv as Agent};
 use ironic_agent::disk::{self, Found, Geometry};
 use ironic_agent::fs::fat;
@@ -26,29 +29,6 @@ fn pinfo(ii: &Map<String, Value>) -> ironic_agent::image::ImageInfo {
     m.entry("checksum").or_insert(json!("0".repeat(64)));
     m.entry("image_type").or_insert(json!("partition"));
     ironic_agent::image::ImageInfo::parse(&m, true).unwrap()
-}
-
-fn have(tool: &str) -> bool {
-    let ok = Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    if !ok {
-        eprintln!("SKIP: oracle {tool} is not installed (scripts/test-all installs it)");
-    }
-    ok
-}
-
-fn run(cmd: &str, args: &[&str]) -> String {
-    let out = Command::new(cmd).args(args).output().expect(cmd);
-    assert!(
-        out.status.success(),
-        "{cmd} {args:?} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 fn sparse(path: &Path, size: u64) -> File {
@@ -139,23 +119,27 @@ fn geom(f: &File) -> Geometry {
 
 /// `sgdisk -v` must find nothing to complain about.
 fn sgdisk_clean(path: &Path) {
-    let out = run("sgdisk", &["-v", path.to_str().unwrap()]);
+    let out = must(&["sgdisk", "-v", path.to_str().unwrap()]);
     assert!(out.contains("No problems found"), "sgdisk -v:\n{out}");
 }
 
 #[test]
 fn backup_gpt_moved_like_sgdisk_e() {
-    if !have("sgdisk") {
-        return;
-    }
+    need(&["sgdisk"]);
     let dir = common::test_dir("gpt-move");
     let img = dir.join("img");
     sparse(&img, 64 << 20);
     let p = img.to_str().unwrap();
-    run(
+    must(&[
         "sgdisk",
-        &["-n", "1:2048:+16M", "-t", "1:ef00", "-n", "2:0:0", p],
-    );
+        "-n",
+        "1:2048:+16M",
+        "-t",
+        "1:ef00",
+        "-n",
+        "2:0:0",
+        p,
+    ]);
     let image = std::fs::read(&img).unwrap();
     // our relocation on one 256 MiB copy, sgdisk -e on another
     let ours = dir.join("ours");
@@ -172,7 +156,7 @@ fn backup_gpt_moved_like_sgdisk_e() {
     finish::after_whole_disk_write(&a.root, Path::new("/dev/sdx"), &mut f).unwrap();
     assert_eq!(is_direct(&f), direct, "O_DIRECT restored for the writer");
     drop(f);
-    run("sgdisk", &["-e", theirs.to_str().unwrap()]);
+    must(&["sgdisk", "-e", theirs.to_str().unwrap()]);
     sgdisk_clean(&ours);
     // same primary header fields, same backup header fields and entries
     let o = std::fs::read(&ours).unwrap();
@@ -194,12 +178,13 @@ fn backup_gpt_moved_like_sgdisk_e() {
     // "use LBA" markers)
     assert_eq!(o[446 + 4], t[446 + 4]);
     assert_eq!(o[446 + 8..462], t[446 + 8..462]);
-    let listing = run("sgdisk", &["-p", ours.to_str().unwrap()]);
+    let listing = must(&["sgdisk", "-p", ours.to_str().unwrap()]);
     assert!(listing.contains("EF00"), "{listing}");
 }
 
 #[test]
 fn no_partitions_is_ipas_error() {
+    need(&["sgdisk"]);
     let dir = common::test_dir("no-parts");
     let a = agent(&dir);
     let img = dir.join("disk");
@@ -207,47 +192,30 @@ fn no_partitions_is_ipas_error() {
     let e = finish::after_whole_disk_write(&a.root, Path::new("/dev/sdx"), &mut f).unwrap_err();
     assert_eq!(e.type_name(), "DeploymentError");
     assert!(e.details.contains("Unable to find a valid partition table"));
-    if have("sgdisk") {
-        run("sgdisk", &["-o", img.to_str().unwrap()]);
-        let mut f = open_rw(&img);
-        let e = finish::after_whole_disk_write(&a.root, Path::new("/dev/sdx"), &mut f).unwrap_err();
-        assert_eq!(
-            e.details,
-            "No partitions found on the device /dev/sdx after writing the image."
-        );
-    }
+    must(&["sgdisk", "-o", img.to_str().unwrap()]);
+    let mut f = open_rw(&img);
+    let e = finish::after_whole_disk_write(&a.root, Path::new("/dev/sdx"), &mut f).unwrap_err();
+    assert_eq!(
+        e.details,
+        "No partitions found on the device /dev/sdx after writing the image."
+    );
 }
 
 #[test]
 fn mbr_tables_read_like_sfdisk() {
-    if !have("sfdisk") {
-        return;
-    }
+    need(&["sfdisk"]);
     let dir = common::test_dir("mbr-read");
     let img = dir.join("disk");
     sparse(&img, 64 << 20);
     let script = "label: dos\nlabel-id: 0x1a2b3c4d\n,8M,83,*\n,8M,82\n,,5\n,4M,83\n,4M,83\n";
-    let mut child = Command::new("sfdisk")
-        .arg(&img)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(script.as_bytes())
-        .unwrap();
-    assert!(child.wait().unwrap().success());
+    must_input(&["sfdisk", img.to_str().unwrap()], script.as_bytes());
     let f = File::open(&img).unwrap();
     let t = match disk::read_table(&f, geom(&f)) {
         Found::Table(t) => t,
         other => panic!("{other:?}"),
     };
     let json: Value =
-        serde_json::from_str(&run("sfdisk", &["--json", img.to_str().unwrap()])).unwrap();
+        serde_json::from_str(&must(&["sfdisk", "--json", img.to_str().unwrap()])).unwrap();
     let theirs = json["partitiontable"]["partitions"].as_array().unwrap();
     assert_eq!(t.partitions.len(), theirs.len());
     for (ours, th) in t.partitions.iter().zip(theirs) {
@@ -261,10 +229,8 @@ fn mbr_tables_read_like_sfdisk() {
     assert_eq!(uuids["root uuid"], "0x1a2b3c4d");
 }
 
-fn iso(dir: &Path, label: &str) -> Option<Vec<u8>> {
-    if !have("genisoimage") {
-        return None;
-    }
+fn iso(dir: &Path, label: &str) -> Vec<u8> {
+    need(&["genisoimage"]);
     let src = dir.join("cd");
     std::fs::create_dir_all(src.join("openstack/latest")).unwrap();
     std::fs::write(
@@ -273,14 +239,18 @@ fn iso(dir: &Path, label: &str) -> Option<Vec<u8>> {
     )
     .unwrap();
     let out = dir.join("cd.iso");
-    let o = Command::new("genisoimage")
-        .args(["-quiet", "-J", "-r", "-V", label, "-o"])
-        .arg(&out)
-        .arg(&src)
-        .output()
-        .unwrap();
-    assert!(o.status.success());
-    Some(std::fs::read(out).unwrap())
+    must(&[
+        "genisoimage",
+        "-quiet",
+        "-J",
+        "-r",
+        "-V",
+        label,
+        "-o",
+        out.to_str().unwrap(),
+        src.to_str().unwrap(),
+    ]);
+    std::fs::read(out).unwrap()
 }
 
 fn gz_b64(data: &[u8]) -> String {
@@ -292,16 +262,12 @@ fn gz_b64(data: &[u8]) -> String {
 
 #[test]
 fn configdrive_new_gpt_partition() {
-    if !have("sgdisk") || !have("blkid") {
-        return;
-    }
+    need(&["sgdisk", "blkid"]);
     let dir = common::test_dir("cd-gpt");
-    let Some(iso) = iso(&dir, "config-2") else {
-        return;
-    };
+    let iso = iso(&dir, "config-2");
     let img = dir.join("disk");
     sparse(&img, 64 << 20);
-    run("sgdisk", &["-n", "1:2048:+16M", img.to_str().unwrap()]);
+    must(&["sgdisk", "-n", "1:2048:+16M", img.to_str().unwrap()]);
     // the image was smaller than the 256 MiB disk
     let image = std::fs::read(&img).unwrap();
     let disk_path = dir.join("sda");
@@ -314,7 +280,7 @@ fn configdrive_new_gpt_partition() {
     write_cd(&a, "/dev/sda", &mut f, &json!(gz_b64(&iso))).unwrap();
     drop(f);
     sgdisk_clean(&disk_path);
-    let info = run("sgdisk", &["-i", "2", disk_path.to_str().unwrap()]);
+    let info = must(&["sgdisk", "-i", "2", disk_path.to_str().unwrap()]);
     assert!(
         info.contains("0FC63DAF-8483-4772-8E79-3D69D8477DE4"),
         "{info}"
@@ -332,50 +298,41 @@ fn configdrive_new_gpt_partition() {
     // blkid sees the label on the partition's bytes
     let part = dir.join("part");
     std::fs::write(&part, &data[off..off + (64 << 20)]).unwrap();
-    let label = run(
+    let label = must(&[
         "blkid",
-        &["-p", "-o", "value", "-s", "LABEL", part.to_str().unwrap()],
-    );
+        "-p",
+        "-o",
+        "value",
+        "-s",
+        "LABEL",
+        part.to_str().unwrap(),
+    ]);
     assert_eq!(label.trim(), "config-2");
     // a second run reuses the partition instead of adding one
     let mut f = open_rw(&disk_path);
     write_cd(&a, "/dev/sda", &mut f, &json!(gz_b64(&iso))).unwrap();
     drop(f);
-    let listing = run("sgdisk", &["-p", disk_path.to_str().unwrap()]);
+    let listing = must(&["sgdisk", "-p", disk_path.to_str().unwrap()]);
     assert!(!listing.contains("\n   3 "), "{listing}");
 }
 
 #[test]
 fn configdrive_new_mbr_partition_and_limits() {
-    if !have("sfdisk") {
-        return;
-    }
+    need(&["sfdisk"]);
     let dir = common::test_dir("cd-mbr");
-    let Some(iso) = iso(&dir, "config-2") else {
-        return;
-    };
+    let iso = iso(&dir, "config-2");
     let img = dir.join("sdb");
     sparse(&img, 128 << 20);
-    let mut child = Command::new("sfdisk")
-        .arg(&img)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"label: dos\n,16M,83,*\n")
-        .unwrap();
-    assert!(child.wait().unwrap().success());
+    must_input(
+        &["sfdisk", img.to_str().unwrap()],
+        b"label: dos\n,16M,83,*\n",
+    );
     let a = agent(&dir);
     let mut f = open_rw(&img);
     write_cd(&a, "/dev/sdb", &mut f, &json!(gz_b64(&iso))).unwrap();
     drop(f);
     let json: Value =
-        serde_json::from_str(&run("sfdisk", &["--json", img.to_str().unwrap()])).unwrap();
+        serde_json::from_str(&must(&["sfdisk", "--json", img.to_str().unwrap()])).unwrap();
     let parts = json["partitiontable"]["partitions"].as_array().unwrap();
     assert_eq!(parts.len(), 2);
     assert_eq!(parts[1]["start"], (128 - 64) * 2048);
@@ -397,26 +354,14 @@ fn configdrive_new_mbr_partition_and_limits() {
 
 #[test]
 fn configdrive_refused_with_four_primaries() {
-    if !have("sfdisk") {
-        return;
-    }
+    need(&["sfdisk"]);
     let dir = common::test_dir("cd-four");
     let img = dir.join("sdc");
     sparse(&img, 128 << 20);
-    let mut child = Command::new("sfdisk")
-        .arg(&img)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"label: dos\n,8M\n,8M\n,8M\n,8M\n")
-        .unwrap();
-    assert!(child.wait().unwrap().success());
+    must_input(
+        &["sfdisk", img.to_str().unwrap()],
+        b"label: dos\n,8M\n,8M\n,8M\n,8M\n",
+    );
     let a = agent(&dir);
     let mut f = open_rw(&img);
     let e = write_cd(&a, "/dev/sdc", &mut f, &json!(gz_b64(b"x"))).unwrap_err();
@@ -429,40 +374,42 @@ fn configdrive_refused_with_four_primaries() {
 
 #[test]
 fn filesystem_uuids_match_blkid() {
-    if !have("blkid") {
-        return;
-    }
+    need(&["blkid", "mkfs.ext4", "mkfs.vfat", "mkswap", "mkfs.xfs"]);
     let dir = common::test_dir("fs-uuid");
-    let mut cases: Vec<(&str, Vec<&str>)> = vec![];
-    if have("mkfs.ext4") {
-        cases.push(("mkfs.ext4", vec!["-q", "-F", "-L", "root"]));
-    }
-    if have("mkfs.vfat") {
-        cases.push(("mkfs.vfat", vec!["-n", "EFI"]));
-    }
-    if have("mkswap") {
-        cases.push(("mkswap", vec!["-L", "swap1"]));
-    }
-    if have("mkfs.xfs") {
-        cases.push(("mkfs.xfs", vec!["-q", "-f", "-L", "x"]));
-    }
+    let cases: Vec<(&str, Vec<&str>)> = vec![
+        ("mkfs.ext4", vec!["-q", "-F", "-L", "root"]),
+        ("mkfs.vfat", vec!["-n", "EFI"]),
+        ("mkswap", vec!["-L", "swap1"]),
+        ("mkfs.xfs", vec!["-q", "-f", "-L", "x"]),
+    ];
     for (tool, args) in cases {
         let p = dir.join(tool);
         sparse(&p, 300 << 20);
-        let mut a: Vec<&str> = args.clone();
+        let mut a: Vec<&str> = vec![tool];
+        a.extend_from_slice(&args);
         a.push(p.to_str().unwrap());
-        run(tool, &a);
+        must(&a);
         let f = File::open(&p).unwrap();
         let info = ironic_agent::fs::blkid::probe_fs(&f, 0, 300 << 20)
             .unwrap_or_else(|| panic!("{tool}: no fs"));
-        let uuid = run(
+        let uuid = must(&[
             "blkid",
-            &["-p", "-o", "value", "-s", "UUID", p.to_str().unwrap()],
-        );
-        let ty = run(
+            "-p",
+            "-o",
+            "value",
+            "-s",
+            "UUID",
+            p.to_str().unwrap(),
+        ]);
+        let ty = must(&[
             "blkid",
-            &["-p", "-o", "value", "-s", "TYPE", p.to_str().unwrap()],
-        );
+            "-p",
+            "-o",
+            "value",
+            "-s",
+            "TYPE",
+            p.to_str().unwrap(),
+        ]);
         assert_eq!(info.uuid.as_deref(), Some(uuid.trim()), "{tool}");
         assert_eq!(info.fstype, ty.trim(), "{tool}");
     }
@@ -470,9 +417,7 @@ fn filesystem_uuids_match_blkid() {
 
 #[test]
 fn fat32_formatter_passes_fsck_and_mtools() {
-    if !have("fsck.fat") || !have("mcopy") || !have("blkid") {
-        return;
-    }
+    need(&["fsck.fat", "mmd", "mcopy", "blkid"]);
     let dir = common::test_dir("fat32");
     for sector in [512u64, 4096] {
         let p = dir.join(format!("esp{sector}"));
@@ -480,8 +425,8 @@ fn fat32_formatter_passes_fsck_and_mtools() {
         fat::format_fat32(&mut f, 0, 550 << 20, sector, "efi-part", 0xabcd1234, 2048).unwrap();
         drop(f);
         let ps = p.to_str().unwrap();
-        run("fsck.fat", &["-n", ps]);
-        let info = run("blkid", &["-p", "-o", "export", ps]);
+        must(&["fsck.fat", "-n", ps]);
+        let info = must(&["blkid", "-p", "-o", "export", ps]);
         assert!(info.contains("TYPE=vfat"), "{info}");
         assert!(info.contains("UUID=ABCD-1234"), "{info}");
         assert!(info.contains("LABEL=efi-part"), "{info}");
@@ -489,12 +434,15 @@ fn fat32_formatter_passes_fsck_and_mtools() {
             // mtools can write into it, and we read back what it wrote
             let src = dir.join("shim.csv");
             std::fs::write(&src, b"x").unwrap();
-            run("mmd", &["-i", ps, "::EFI", "::EFI/ubuntu"]);
-            run(
+            must(&["mmd", "-i", ps, "::EFI", "::EFI/ubuntu"]);
+            must(&[
                 "mcopy",
-                &["-i", ps, src.to_str().unwrap(), "::EFI/ubuntu/BOOTX64.CSV"],
-            );
-            run("fsck.fat", &["-n", ps]);
+                "-i",
+                ps,
+                src.to_str().unwrap(),
+                "::EFI/ubuntu/BOOTX64.CSV",
+            ]);
+            must(&["fsck.fat", "-n", ps]);
             let f = File::open(&p).unwrap();
             let fs = fat::Fat::open(&f, 0, 550 << 20).unwrap();
             let names: Vec<String> = fs.walk().unwrap().into_iter().map(|(n, _)| n).collect();
@@ -529,9 +477,7 @@ fn info(root_mb: u64, swap_mb: u64, eph_mb: u64, cd: Option<String>) -> Map<Stri
 
 #[test]
 fn partition_image_uefi_gpt_layout() {
-    if !have("sgdisk") || !have("blkid") {
-        return;
-    }
+    need(&["sgdisk", "blkid", "genisoimage", "mkfs.ext4", "fsck.fat"]);
     let dir = common::test_dir("part-uefi");
     let a = agent(&dir);
     let disk_path = dir.join("vda");
@@ -539,8 +485,7 @@ fn partition_image_uefi_gpt_layout() {
     let mut f = open_direct(&disk_path);
     let n = node("uefi", None);
     let iso_bytes = iso(&dir, "config-2");
-    let cd = iso_bytes.as_ref().map(|i| gz_b64(i));
-    let ii = info(200, 64, 0, cd.clone());
+    let ii = info(200, 64, 0, Some(gz_b64(&iso_bytes)));
     let layout = partition::prepare_layout(
         &a.env(),
         Path::new("/dev/vda"),
@@ -551,30 +496,27 @@ fn partition_image_uefi_gpt_layout() {
     )
     .unwrap();
     assert_eq!(layout.label, "gpt");
-    if let (Some(c), Some(i)) = (&layout.configdrive, &iso_bytes) {
-        // IPA's configdrive_mb: the drive's size rounded up to whole MiB
-        assert_eq!(c.len, (i.len() as u64).div_ceil(1 << 20) << 20);
-    }
+    let c = layout.configdrive.as_ref().unwrap();
+    // IPA's configdrive_mb: the drive's size rounded up to whole MiB
+    assert_eq!(c.len, (iso_bytes.len() as u64).div_ceil(1 << 20) << 20);
     assert_eq!(layout.efi.as_ref().unwrap().path, "/dev/vda1");
     assert_eq!(layout.swap.as_ref().unwrap().path, "/dev/vda2");
-    let root_n = if cd.is_some() { 4 } else { 3 };
-    assert_eq!(layout.root.path, format!("/dev/vda{root_n}"));
+    // ESP, swap, configdrive, root
+    assert_eq!(layout.root.path, "/dev/vda4");
     // "the image": an ext4 filesystem made elsewhere, copied into root
-    if have("mkfs.ext4") {
-        let fs = dir.join("rootfs");
-        sparse(&fs, 200 << 20);
-        run("mkfs.ext4", &["-q", "-F", fs.to_str().unwrap()]);
-        let bytes = std::fs::read(&fs).unwrap();
-        // (through a buffered handle: `f` is O_DIRECT again, as the
-        // streaming writer expects, and this Vec is not aligned)
-        std::os::unix::fs::FileExt::write_all_at(&open_rw(&disk_path), &bytes, layout.root.offset)
-            .unwrap();
-    }
+    let fs = dir.join("rootfs");
+    sparse(&fs, 200 << 20);
+    must(&["mkfs.ext4", "-q", "-F", fs.to_str().unwrap()]);
+    let bytes = std::fs::read(&fs).unwrap();
+    // (through a buffered handle: `f` is O_DIRECT again, as the
+    // streaming writer expects, and this Vec is not aligned)
+    std::os::unix::fs::FileExt::write_all_at(&open_rw(&disk_path), &bytes, layout.root.offset)
+        .unwrap();
     let uuids = partition::finish(&a.env(), Path::new("/dev/vda"), &mut f, &layout).unwrap();
     drop(f);
     let dp = disk_path.to_str().unwrap();
     sgdisk_clean(&disk_path);
-    let esp = run("sgdisk", &["-i", "1", dp]);
+    let esp = must(&["sgdisk", "-i", "1", dp]);
     assert!(
         esp.contains("C12A7328-F81F-11D2-BA4B-00A0C93EC93B"),
         "{esp}"
@@ -582,7 +524,7 @@ fn partition_image_uefi_gpt_layout() {
     assert!(esp.contains("First sector: 2048 "), "{esp}");
     assert!(esp.contains("Last sector: 1128447 "), "{esp}");
     assert!(esp.contains("Partition name: 'primary'"), "{esp}");
-    let swap = run("sgdisk", &["-i", "2", dp]);
+    let swap = must(&["sgdisk", "-i", "2", dp]);
     assert!(
         swap.contains("0657FD6D-A4AB-43C4-84E5-0933C84B4F4F"),
         "{swap}"
@@ -596,14 +538,12 @@ fn partition_image_uefi_gpt_layout() {
         &data[esp_r.offset as usize..(esp_r.offset + esp_r.len) as usize],
     )
     .unwrap();
-    let e = run("blkid", &["-p", "-o", "export", espf.to_str().unwrap()]);
+    let e = must(&["blkid", "-p", "-o", "export", espf.to_str().unwrap()]);
     assert!(
         e.contains("TYPE=vfat") && e.contains("LABEL=efi-part"),
         "{e}"
     );
-    if have("fsck.fat") {
-        run("fsck.fat", &["-n", espf.to_str().unwrap()]);
-    }
+    must(&["fsck.fat", "-n", espf.to_str().unwrap()]);
     let espuuid = uuids["efi system partition uuid"].as_str().unwrap();
     assert!(e.contains(&format!("UUID={espuuid}")), "{e} vs {espuuid}");
     let sw = layout.swap.as_ref().unwrap();
@@ -613,25 +553,26 @@ fn partition_image_uefi_gpt_layout() {
         &data[sw.offset as usize..(sw.offset + sw.len) as usize],
     )
     .unwrap();
-    let s = run("blkid", &["-p", "-o", "export", swf.to_str().unwrap()]);
+    let s = must(&["blkid", "-p", "-o", "export", swf.to_str().unwrap()]);
     assert!(s.contains("TYPE=swap") && s.contains("LABEL=swap1"), "{s}");
-    assert_eq!(uuids["partitions"]["root"], format!("/dev/vda{root_n}"));
+    assert_eq!(uuids["partitions"]["root"], "/dev/vda4");
     assert_eq!(uuids["partitions"]["efi system partition"], "/dev/vda1");
-    if have("mkfs.ext4") {
-        let rf = dir.join("rootfs");
-        let u = run(
-            "blkid",
-            &["-p", "-o", "value", "-s", "UUID", rf.to_str().unwrap()],
-        );
-        assert_eq!(uuids["root uuid"], u.trim());
-    }
-    if cd.is_some() {
-        let c = layout.configdrive.as_ref().unwrap();
-        assert_eq!(
-            &data[c.offset as usize + 32769..c.offset as usize + 32774],
-            b"CD001"
-        );
-    }
+    let rf = dir.join("rootfs");
+    let u = must(&[
+        "blkid",
+        "-p",
+        "-o",
+        "value",
+        "-s",
+        "UUID",
+        rf.to_str().unwrap(),
+    ]);
+    assert_eq!(uuids["root uuid"], u.trim());
+    let c = layout.configdrive.as_ref().unwrap();
+    assert_eq!(
+        &data[c.offset as usize + 32769..c.offset as usize + 32774],
+        b"CD001"
+    );
 }
 
 /// `--efi-system-partition-size` / `--bios-boot-partition-size` (IPA's
@@ -639,9 +580,7 @@ fn partition_image_uefi_gpt_layout() {
 /// an ESP too small for FAT32 is FAT16, as mkfs.vfat would make it.
 #[test]
 fn configured_esp_and_bios_boot_sizes() {
-    if !have("sgdisk") || !have("blkid") {
-        return;
-    }
+    need(&["sgdisk", "blkid", "fsck.fat"]);
     let dir = common::test_dir("part-sizes");
     let a = agent_with(Config {
         root: dir.clone(),
@@ -667,7 +606,7 @@ fn configured_esp_and_bios_boot_sizes() {
         partition::finish(&a.env(), Path::new("/dev/vda"), &mut f, &layout).unwrap();
         drop(f);
         sgdisk_clean(&disk_path);
-        let p1 = run("sgdisk", &["-i", "1", disk_path.to_str().unwrap()]);
+        let p1 = must(&["sgdisk", "-i", "1", disk_path.to_str().unwrap()]);
         let last = 2048 + first_mib * 2048 - 1;
         assert!(
             p1.contains(&format!("Last sector: {last} ")),
@@ -680,16 +619,14 @@ fn configured_esp_and_bios_boot_sizes() {
             let espf = dir.join("esp.img");
             let bytes = &data[esp.offset as usize..(esp.offset + esp.len) as usize];
             std::fs::write(&espf, bytes).unwrap();
-            let e = run("blkid", &["-p", "-o", "export", espf.to_str().unwrap()]);
+            let e = must(&["blkid", "-p", "-o", "export", espf.to_str().unwrap()]);
             assert!(
                 e.contains("TYPE=vfat")
                     && e.contains("LABEL=efi-part")
                     && e.contains("VERSION=FAT16"),
                 "{e}"
             );
-            if have("fsck.fat") {
-                run("fsck.fat", &["-n", espf.to_str().unwrap()]);
-            }
+            must(&["fsck.fat", "-n", espf.to_str().unwrap()]);
         } else {
             assert!(p1.contains("21686148-6449-6E6F-744E-656564454649"), "{p1}");
         }
@@ -698,9 +635,7 @@ fn configured_esp_and_bios_boot_sizes() {
 
 #[test]
 fn partition_image_bios_msdos_layout() {
-    if !have("sfdisk") {
-        return;
-    }
+    need(&["sfdisk", "sgdisk"]);
     let dir = common::test_dir("part-bios");
     let a = agent(&dir);
     let disk_path = dir.join("sda");
@@ -719,7 +654,7 @@ fn partition_image_bios_msdos_layout() {
     assert_eq!(layout.label, "msdos");
     assert!(layout.efi.is_none() && layout.bios_boot.is_none());
     let json: Value =
-        serde_json::from_str(&run("sfdisk", &["--json", disk_path.to_str().unwrap()])).unwrap();
+        serde_json::from_str(&must(&["sfdisk", "--json", disk_path.to_str().unwrap()])).unwrap();
     let parts = json["partitiontable"]["partitions"].as_array().unwrap();
     // ephemeral, swap, root (boot flag), from 1 MiB, in MiB steps
     let want = [
@@ -762,20 +697,15 @@ fn partition_image_bios_msdos_layout() {
     let bb = layout.bios_boot.as_ref().unwrap();
     assert_eq!((bb.offset, bb.len), (1 << 20, 1 << 20));
     drop(f);
-    if have("sgdisk") {
-        let i = run("sgdisk", &["-i", "1", disk_path.to_str().unwrap()]);
-        assert!(i.contains("21686148-6449-6E6F-744E-656564454649"), "{i}");
-    }
+    let i = must(&["sgdisk", "-i", "1", disk_path.to_str().unwrap()]);
+    assert!(i.contains("21686148-6449-6E6F-744E-656564454649"), "{i}");
 }
 
 /// The files of a drive as Nova and Ironic build it
-/// (nova/virt/configdrive.py), and the ISO genisoimage makes of them;
-/// `None` without genisoimage.
+/// (nova/virt/configdrive.py), and the ISO genisoimage makes of them.
 #[allow(clippy::type_complexity)]
-fn nova_drive(dir: &Path) -> Option<(Vec<(&'static str, Vec<u8>)>, Vec<u8>)> {
-    if !have("genisoimage") {
-        return None;
-    }
+fn nova_drive(dir: &Path) -> (Vec<(&'static str, Vec<u8>)>, Vec<u8>) {
+    need(&["genisoimage"]);
     let src = dir.join("cd");
     let files: Vec<(&str, Vec<u8>)> = vec![
         (
@@ -799,25 +729,23 @@ fn nova_drive(dir: &Path) -> Option<(Vec<(&'static str, Vec<u8>)>, Vec<u8>)> {
         std::fs::write(p, b).unwrap();
     }
     let iso_path = dir.join("cd.iso");
-    run(
+    must(&[
         "genisoimage",
-        &[
-            "-o",
-            iso_path.to_str().unwrap(),
-            "-ldots",
-            "-allow-lowercase",
-            "-allow-multidot",
-            "-l",
-            "-publisher",
-            "test",
-            "-quiet",
-            "-J",
-            "-r",
-            "-V",
-            "config-2",
-            src.to_str().unwrap(),
-        ],
-    );
+        "-o",
+        iso_path.to_str().unwrap(),
+        "-ldots",
+        "-allow-lowercase",
+        "-allow-multidot",
+        "-l",
+        "-publisher",
+        "test",
+        "-quiet",
+        "-J",
+        "-r",
+        "-V",
+        "config-2",
+        src.to_str().unwrap(),
+    ]);
     let iso = std::fs::read(&iso_path).unwrap();
     // the ISO reader sees what genisoimage put in
     let mut listed =
@@ -831,7 +759,7 @@ fn nova_drive(dir: &Path) -> Option<(Vec<(&'static str, Vec<u8>)>, Vec<u8>)> {
     let mut want: Vec<String> = files.iter().map(|(p, _)| p.to_string()).collect();
     want.sort();
     assert_eq!(listed, want);
-    Some((files, iso))
+    (files, iso)
 }
 
 /// `part` (a configdrive partition's bytes, saved as `img`) is a FAT of
@@ -839,6 +767,7 @@ fn nova_drive(dir: &Path) -> Option<(Vec<(&'static str, Vec<u8>)>, Vec<u8>)> {
 /// checked with this crate's FAT reader, blkid, fsck.fat and mtools (the
 /// host kernel here has no vfat to mount it with; VM phase k mounts one).
 fn check_config2(img: &Path, part: &[u8], sector: u64, kind: fat::Kind, files: &[(&str, Vec<u8>)]) {
+    need(&["blkid", "fsck.fat", "mcopy"]);
     std::fs::write(img, part).unwrap();
     let pf = File::open(img).unwrap();
     let fs = fat::Fat::open(&pf, 0, part.len() as u64).unwrap();
@@ -853,28 +782,24 @@ fn check_config2(img: &Path, part: &[u8], sector: u64, kind: fat::Kind, files: &
             .unwrap_or_else(|| panic!("{p}: {all:?}"));
         assert_eq!(&fs.read_file(e, 1 << 20).unwrap(), b, "{p}");
     }
-    let b = run("blkid", &["-p", "-o", "export", img.to_str().unwrap()]);
+    let b = must(&["blkid", "-p", "-o", "export", img.to_str().unwrap()]);
     assert!(
         b.contains("TYPE=vfat") && b.contains("LABEL=CONFIG-2"),
         "{b}"
     );
-    if have("fsck.fat") {
-        run("fsck.fat", &["-n", img.to_str().unwrap()]);
-    }
-    if have("mcopy") {
-        for (p, want) in files {
-            let got = Command::new("mcopy")
-                .args(["-n", "-i", img.to_str().unwrap(), &format!("::{p}"), "-"])
-                .env("MTOOLS_SKIP_CHECK", "1")
-                .output()
-                .unwrap();
-            assert!(
-                got.status.success(),
-                "{p}: {}",
-                String::from_utf8_lossy(&got.stderr)
-            );
-            assert_eq!(&got.stdout, want, "{p}");
-        }
+    must(&["fsck.fat", "-n", img.to_str().unwrap()]);
+    for (p, want) in files {
+        let got = Command::new("mcopy")
+            .args(["-n", "-i", img.to_str().unwrap(), &format!("::{p}"), "-"])
+            .env("MTOOLS_SKIP_CHECK", "1")
+            .output()
+            .unwrap();
+        assert!(
+            got.status.success(),
+            "{p}: {}",
+            String::from_utf8_lossy(&got.stderr)
+        );
+        assert_eq!(&got.stdout, want, "{p}");
     }
 }
 
@@ -883,27 +808,24 @@ fn check_config2(img: &Path, part: &[u8], sector: u64, kind: fat::Kind, files: &
 /// the same files (IPA's `_try_build_fat32_config_drive`).
 #[test]
 fn configdrive_on_4k_sectors_is_rebuilt_as_vfat() {
-    if !have("losetup") || !have("sgdisk") || !have("blkid") {
+    if !need_root() {
         return;
     }
+    need(&["losetup", "sgdisk", "blkid"]);
     let dir = common::test_dir("cd-4k");
-    let Some((files, iso)) = nova_drive(&dir) else {
-        return;
-    };
+    let (files, iso) = nova_drive(&dir);
     let backing = dir.join("backing");
     sparse(&backing, 256 << 20);
-    let Some(guard) = attach_loop(&backing, &["--sector-size", "4096"]) else {
-        return;
-    };
-    let dev = guard.0.clone();
+    let guard = Loop::attach(&backing, &["--sector-size", "4096"]);
+    let dev = PathBuf::from(&guard.dev);
     let d = dev.to_str().unwrap().to_string();
     // "the image": a GPT with one partition, in 4 KiB LBAs
-    run("sgdisk", &["-n", "1:0:+16M", &d]);
+    must(&["sgdisk", "-n", "1:0:+16M", &d]);
     let a = agent(Path::new("/"));
     let mut f = open_rw(&dev);
     write_cd(&a, &d, &mut f, &json!(gz_b64(&iso))).unwrap();
     drop(f);
-    let i = run("sgdisk", &["-i", "2", &d]);
+    let i = must(&["sgdisk", "-i", "2", &d]);
     let sector = |key: &str| -> u64 {
         let l = i.lines().find(|l| l.starts_with(key)).unwrap();
         l[key.len()..]
@@ -925,19 +847,16 @@ fn configdrive_on_4k_sectors_is_rebuilt_as_vfat() {
 /// size, as mkfs.vfat picks under 16 MiB with 4 KiB sectors).
 #[test]
 fn partition_image_configdrive_on_4k_sectors_is_vfat() {
-    if !have("losetup") || !have("blkid") {
+    if !need_root() {
         return;
     }
+    need(&["losetup", "blkid"]);
     let dir = common::test_dir("pcd-4k");
-    let Some((files, iso)) = nova_drive(&dir) else {
-        return;
-    };
+    let (files, iso) = nova_drive(&dir);
     let backing = dir.join("backing");
     sparse(&backing, 256 << 20);
-    let Some(guard) = attach_loop(&backing, &["--sector-size", "4096"]) else {
-        return;
-    };
-    let dev = guard.0.clone();
+    let guard = Loop::attach(&backing, &["--sector-size", "4096"]);
+    let dev = PathBuf::from(&guard.dev);
     let a = agent(Path::new("/"));
     let mut f = open_rw(&dev);
     let ii = info(64, 0, 0, Some(gz_b64(&iso)));
@@ -965,19 +884,12 @@ fn partition_image_configdrive_on_4k_sectors_is_vfat() {
 /// whole-disk image is FAT on a 512-byte-sector disk too.
 #[test]
 fn config_drive_rebuild_makes_vfat_on_512_byte_sectors() {
-    if !have("sgdisk") || !have("blkid") {
-        return;
-    }
+    need(&["sgdisk", "blkid"]);
     let dir = common::test_dir("cd-rebuild");
-    let Some((files, iso)) = nova_drive(&dir) else {
-        return;
-    };
+    let (files, iso) = nova_drive(&dir);
     let disk_path = dir.join("sda");
     drop(sparse(&disk_path, 256 << 20));
-    run(
-        "sgdisk",
-        &["-n", "1:2048:+16M", disk_path.to_str().unwrap()],
-    );
+    must(&["sgdisk", "-n", "1:2048:+16M", disk_path.to_str().unwrap()]);
     let a = agent_with(Config {
         root: dir.clone(),
         config_drive_rebuild: true,
@@ -1000,16 +912,15 @@ fn config_drive_rebuild_makes_vfat_on_512_byte_sectors() {
 /// LBAs, BLKRRPART re-read; sgdisk reads the device as the oracle.
 #[test]
 fn loop_device_4k_sectors() {
-    if !have("losetup") || !have("sgdisk") {
+    if !need_root() {
         return;
     }
+    need(&["losetup", "sgdisk"]);
     let dir = common::test_dir("loop4k");
     let backing = dir.join("backing");
     sparse(&backing, 1 << 30);
-    let Some(guard) = attach_loop(&backing, &["-P", "--sector-size", "4096"]) else {
-        return;
-    };
-    let dev = guard.0.clone();
+    let guard = Loop::attach(&backing, &["-P", "--sector-size", "4096"]);
+    let dev = PathBuf::from(&guard.dev);
     let a = agent(Path::new("/"));
     let mut f = open_rw(&dev);
     let n = node("uefi", None);
@@ -1027,9 +938,9 @@ fn loop_device_4k_sectors() {
     let uuids = partition::finish(&a.env(), &dev, &mut f, &layout).unwrap();
     drop(f);
     let d = dev.to_str().unwrap();
-    let v = run("sgdisk", &["-v", d]);
+    let v = must(&["sgdisk", "-v", d]);
     assert!(v.contains("No problems found"), "{v}");
-    let i = run("sgdisk", &["-i", "1", d]);
+    let i = must(&["sgdisk", "-i", "1", d]);
     assert!(i.contains("First sector: 256 "), "{i}"); // 1 MiB in 4 KiB sectors
                                                       // BLKRRPART succeeded (finish() would have failed otherwise). Whether
                                                       // the kernel then lists the partitions in sysfs depends on the
@@ -1043,64 +954,22 @@ fn loop_device_4k_sectors() {
     assert!(uuids["efi system partition uuid"].as_str().unwrap().len() == 9);
 }
 
-struct Detach(PathBuf);
-
-/// A loop device over `backing` (`losetup -f --show ARGS`), detached on
-/// drop; `None`, with a SKIP line, when not root or where this sandbox's
-/// losetup fails.
-fn attach_loop(backing: &Path, args: &[&str]) -> Option<Detach> {
-    if unsafe_is_not_root() {
-        eprintln!("SKIP: loop-device test needs root");
-        return None;
-    }
-    let out = Command::new("losetup")
-        .args(["-f", "--show"])
-        .args(args)
-        .arg(backing)
-        .output()
-        .unwrap();
-    if !out.status.success() {
-        eprintln!(
-            "SKIP: losetup failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        return None;
-    }
-    let dev = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    Some(Detach(PathBuf::from(dev)))
-}
-impl Drop for Detach {
-    fn drop(&mut self) {
-        let _ = Command::new("losetup").arg("-d").arg(&self.0).status();
-    }
-}
-
-fn unsafe_is_not_root() -> bool {
-    // no libc in tests: ask id(1)
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim() != "0")
-        .unwrap_or(true)
-}
-
 /// inject_files into a real ext4 filesystem on a loop device, mounted
 /// with mount(2) by the agent (partition given as a device path, as IPA
 /// allows), then checked with debugfs-free means: we mount it again
 /// ourselves.
 #[test]
 fn inject_files_into_loop_ext4() {
-    if !have("losetup") || !have("mkfs.ext4") {
+    if !need_root() {
         return;
     }
+    need(&["losetup", "mkfs.ext4", "mount", "umount"]);
     let dir = common::test_dir("inject-loop");
     let backing = dir.join("fs");
     sparse(&backing, 64 << 20);
-    run("mkfs.ext4", &["-q", "-F", backing.to_str().unwrap()]);
-    let Some(guard) = attach_loop(&backing, &[]) else {
-        return;
-    };
-    let dev = guard.0.to_str().unwrap().to_string();
+    must(&["mkfs.ext4", "-q", "-F", backing.to_str().unwrap()]);
+    let guard = Loop::attach(&backing, &[]);
+    let dev = guard.dev.clone();
     let a = agent(Path::new("/"));
     let node = json!({"uuid": "n1", "properties": {}});
     let ports = json!([]);
@@ -1119,7 +988,7 @@ fn inject_files_into_loop_ext4() {
     // look with our own mount
     let mnt = dir.join("mnt");
     std::fs::create_dir_all(&mnt).unwrap();
-    run("mount", &["-t", "ext4", &dev, mnt.to_str().unwrap()]);
+    must(&["mount", "-t", "ext4", &dev, mnt.to_str().unwrap()]);
     let f = mnt.join("etc/sysctl.d/99-x.conf");
     let content = std::fs::read(&f);
     let mode = std::fs::metadata(&f).map(|m| {
@@ -1130,7 +999,7 @@ fn inject_files_into_loop_ext4() {
         use std::os::unix::fs::PermissionsExt;
         m.permissions().mode() & 0o777
     });
-    run("umount", &[mnt.to_str().unwrap()]);
+    must(&["umount", mnt.to_str().unwrap()]);
     assert_eq!(content.unwrap(), b"hello\n");
     assert_eq!(mode.unwrap(), 0o600);
     assert_eq!(dmode.unwrap(), 0o750);
@@ -1165,32 +1034,20 @@ fn inject_files_on_a_fixture_root_fails_clearly() {
 /// below the 2 TiB limit, as IPA's parted call places it.
 #[test]
 fn configdrive_mbr_above_2tib() {
-    if !have("sfdisk") {
-        return;
-    }
+    need(&["sfdisk"]);
     let dir = common::test_dir("cd-3t");
     let img = dir.join("sdd");
     sparse(&img, 3 << 40);
-    let mut child = Command::new("sfdisk")
-        .arg(&img)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"label: dos\n,16M,83,*\n")
-        .unwrap();
-    assert!(child.wait().unwrap().success());
+    must_input(
+        &["sfdisk", img.to_str().unwrap()],
+        b"label: dos\n,16M,83,*\n",
+    );
     let a = agent(&dir);
     let mut f = open_rw(&img);
     write_cd(&a, "/dev/sdd", &mut f, &json!(gz_b64(b"drive"))).unwrap();
     drop(f);
     let json: Value =
-        serde_json::from_str(&run("sfdisk", &["--json", img.to_str().unwrap()])).unwrap();
+        serde_json::from_str(&must(&["sfdisk", "--json", img.to_str().unwrap()])).unwrap();
     let parts = json["partitiontable"]["partitions"].as_array().unwrap();
     assert_eq!(parts.len(), 2);
     // MAX_DISK_SIZE_MB_SUPPORTED_BY_MBR - 64 - 1 .. - 1 MiB
@@ -1200,6 +1057,7 @@ fn configdrive_mbr_above_2tib() {
 
 #[test]
 fn preserve_ephemeral_keeps_the_table_and_data() {
+    need(&["sfdisk"]);
     let dir = common::test_dir("preserve");
     let a = agent(&dir);
     let disk_path = dir.join("sda");
@@ -1304,43 +1162,29 @@ fn preserve_ephemeral_keeps_the_table_and_data() {
     drop(f);
     // an msdos extended container is never taken for a partition to write
     // into: the ephemeral as planned, then an extended #2 holding #5
-    if have("sfdisk") {
-        let mut child = Command::new("sfdisk")
-            .arg(&disk_path)
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        use std::io::Write;
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(
-                b"label: dos\nstart=2048, size=204800, type=83\n\
-                  start=206848, size=409600, type=5\nstart=208896, size=100000, type=83\n",
-            )
-            .unwrap();
-        assert!(child.wait().unwrap().success());
-        let mut f = open_rw(&disk_path);
-        let mut plain = info(300, 0, 100, None);
-        plain.insert("preserve_ephemeral".into(), json!(true));
-        let e = partition::prepare_layout(
-            &a.env(),
-            Path::new("/dev/sda"),
-            &mut f,
-            &pinfo(&plain),
-            plain.get("configdrive"),
-            Some(&n),
-        )
-        .unwrap_err();
-        assert!(
-            e.details
-                .contains("/dev/sda2 of /dev/sda does not exist as a data partition"),
-            "{}",
-            e.details
-        );
-    }
+    must_input(
+        &["sfdisk", disk_path.to_str().unwrap()],
+        b"label: dos\nstart=2048, size=204800, type=83\n\
+          start=206848, size=409600, type=5\nstart=208896, size=100000, type=83\n",
+    );
+    let mut f = open_rw(&disk_path);
+    let mut plain = info(300, 0, 100, None);
+    plain.insert("preserve_ephemeral".into(), json!(true));
+    let e = partition::prepare_layout(
+        &a.env(),
+        Path::new("/dev/sda"),
+        &mut f,
+        &pinfo(&plain),
+        plain.get("configdrive"),
+        Some(&n),
+    )
+    .unwrap_err();
+    assert!(
+        e.details
+            .contains("/dev/sda2 of /dev/sda does not exist as a data partition"),
+        "{}",
+        e.details
+    );
 }
 
 #[test]

@@ -5,10 +5,12 @@
 //! L1 table was moved behind the data by `qemu-img resize`. Each is fed to
 //! the converter in the stream's chunk size, written to a sparse target
 //! pre-filled with garbage, and compared byte for byte with
-//! `qemu-img convert -O raw`. Without qemu-img the tests say so and pass.
+//! `qemu-img convert -O raw`. Without qemu-img (qemu-utils, installed by
+//! scripts/test-all) the tests fail and say so.
 
 mod common;
 
+use common::tools::{must, need};
 use ironic_agent::disk::device::{open_for_image as open_device, IoMode};
 use ironic_agent::error::Kind;
 use ironic_agent::image::qcow2::{self, ConvError, Converter};
@@ -18,25 +20,6 @@ use std::fs::{File, OpenOptions};
 use std::io::Read;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
-
-fn have(tool: &str) -> bool {
-    let ok = Command::new(tool).arg("--version").output().is_ok();
-    if !ok {
-        eprintln!("SKIP: {tool} is not installed (apt-get install qemu-utils)");
-    }
-    ok
-}
-
-fn run(cmd: &str, args: &[&str]) {
-    let out = Command::new(cmd).args(args).output().expect(cmd);
-    assert!(
-        out.status.success(),
-        "{cmd} {args:?}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 /// A raw image with random data, compressible text, explicit zeroes and
 /// holes, in 256 KiB pieces (deterministic).
@@ -203,16 +186,14 @@ fn check_with(dir: &Path, image: &Path, threads: Option<usize>) -> bool {
     };
     let h = header(image);
     let oracle = dir.join("oracle.raw");
-    run(
+    must(&[
         "qemu-img",
-        &[
-            "convert",
-            "-O",
-            "raw",
-            image.to_str().unwrap(),
-            oracle.to_str().unwrap(),
-        ],
-    );
+        "convert",
+        "-O",
+        "raw",
+        image.to_str().unwrap(),
+        oracle.to_str().unwrap(),
+    ]);
     let out = dir.join("target");
     // a disk bigger than the image, as in a deploy
     let disk = h.size + (4 << 20);
@@ -259,9 +240,7 @@ fn dir(name: &str) -> PathBuf {
 
 #[test]
 fn qemu_img_layouts_convert_like_qemu_img() {
-    if !have("qemu-img") {
-        return;
-    }
+    need(&["qemu-img"]);
     let d = dir("qcow2-layouts");
     let raw = d.join("src.raw");
     // not a multiple of the cluster size: the last cluster is partial
@@ -295,11 +274,11 @@ fn qemu_img_layouts_convert_like_qemu_img() {
     ];
     for (name, args, forward) in variants {
         let q = d.join(format!("{name}.qcow2"));
-        let mut a: Vec<&str> = vec!["convert"];
+        let mut a: Vec<&str> = vec!["qemu-img", "convert"];
         a.extend_from_slice(args);
         a.push(raw.to_str().unwrap());
         a.push(q.to_str().unwrap());
-        run("qemu-img", &a);
+        must(&a);
         let backward = check(&d, &q);
         if *forward {
             assert!(
@@ -319,24 +298,20 @@ fn qemu_img_layouts_convert_like_qemu_img() {
 
 #[test]
 fn zero_clusters_and_discards() {
-    if !have("qemu-img") || !have("qemu-io") {
-        return;
-    }
+    need(&["qemu-img", "qemu-io"]);
     let d = dir("qcow2-zero");
     for compat in ["1.1", "0.10"] {
         let q = d.join(format!("z-{compat}.qcow2"));
-        run(
+        must(&[
             "qemu-img",
-            &[
-                "create",
-                "-f",
-                "qcow2",
-                "-o",
-                &format!("compat={compat}"),
-                q.to_str().unwrap(),
-                "64M",
-            ],
-        );
+            "create",
+            "-f",
+            "qcow2",
+            "-o",
+            &format!("compat={compat}"),
+            q.to_str().unwrap(),
+            "64M",
+        ]);
         let cmds = [
             "write -P 0xab 0 8M",
             "write -P 0xcd 16M 4M",
@@ -347,7 +322,7 @@ fn zero_clusters_and_discards() {
             "write -P 0x11 60M 64k",
         ];
         for c in cmds {
-            run("qemu-io", &["-f", "qcow2", "-c", c, q.to_str().unwrap()]);
+            must(&["qemu-io", "-f", "qcow2", "-c", c, q.to_str().unwrap()]);
         }
         assert!(!check(&d, &q), "compat={compat}");
     }
@@ -355,28 +330,24 @@ fn zero_clusters_and_discards() {
 
 #[test]
 fn l1_behind_the_data_needs_prefetch() {
-    if !have("qemu-img") {
-        return;
-    }
+    need(&["qemu-img"]);
     let d = dir("qcow2-resized");
     let raw = d.join("src.raw");
     make_raw(&raw, 24 << 20);
     let q = d.join("r.qcow2");
-    run(
+    must(&[
         "qemu-img",
-        &[
-            "convert",
-            "-O",
-            "qcow2",
-            "-o",
-            "cluster_size=4096",
-            raw.to_str().unwrap(),
-            q.to_str().unwrap(),
-        ],
-    );
+        "convert",
+        "-O",
+        "qcow2",
+        "-o",
+        "cluster_size=4096",
+        raw.to_str().unwrap(),
+        q.to_str().unwrap(),
+    ]);
     // 4 KiB clusters: one L1 cluster maps 1 GiB; growing past it moves the
     // L1 table to the end of the file
-    run("qemu-img", &["resize", q.to_str().unwrap(), "1200M"]);
+    must(&["qemu-img", "resize", q.to_str().unwrap(), "1200M"]);
     let h = header(&q);
     let len = std::fs::metadata(&q).unwrap().len();
     assert!(
@@ -395,23 +366,19 @@ fn l1_behind_the_data_needs_prefetch() {
 /// with an error or a result, never a panic or a hang.
 #[test]
 fn hostile_tables_fail_cleanly() {
-    if !have("qemu-img") {
-        return;
-    }
+    need(&["qemu-img"]);
     let d = dir("qcow2-hostile");
     let raw = d.join("src.raw");
     make_raw(&raw, 8 << 20);
     let q = d.join("h.qcow2");
-    run(
+    must(&[
         "qemu-img",
-        &[
-            "convert",
-            "-O",
-            "qcow2",
-            raw.to_str().unwrap(),
-            q.to_str().unwrap(),
-        ],
-    );
+        "convert",
+        "-O",
+        "qcow2",
+        raw.to_str().unwrap(),
+        q.to_str().unwrap(),
+    ]);
     let orig = std::fs::read(&q).unwrap();
     let h = header(&q);
     let cs = h.cluster_size() as usize;
@@ -478,25 +445,21 @@ fn hostile_tables_fail_cleanly() {
 /// server (the honest case converts as before).
 #[test]
 fn prefetched_tables_must_match_the_checksummed_stream() {
-    if !have("qemu-img") {
-        return;
-    }
+    need(&["qemu-img"]);
     let d = dir("prefetch-tamper");
     let raw = d.join("src.raw");
     make_raw(&raw, 32 << 20);
     let img = d.join("img.qcow2");
-    run(
+    must(&[
         "qemu-img",
-        &[
-            "convert",
-            "-f",
-            "raw",
-            "-O",
-            "qcow2",
-            raw.to_str().unwrap(),
-            img.to_str().unwrap(),
-        ],
-    );
+        "convert",
+        "-f",
+        "raw",
+        "-O",
+        "qcow2",
+        raw.to_str().unwrap(),
+        img.to_str().unwrap(),
+    ]);
     let h = header(&img);
     let file = File::open(&img).unwrap();
     let l1 = (h.l1_offset, h.l1_size * 8);
@@ -676,18 +639,22 @@ fn a_table_shared_by_two_l1_entries_is_read_once_per_use() {
 /// converter fails instead of writing the rest of the cluster as zeroes.
 #[test]
 fn a_data_cluster_cut_mid_stream_fails() {
-    if !have("qemu-img") {
-        return;
-    }
+    need(&["qemu-img"]);
     let d = dir("qcow2-cut");
     let raw = d.join("src.raw");
     make_raw(&raw, 12 << 20);
     let q = d.join("c2m.qcow2");
     let (r, qs) = (raw.to_str().unwrap(), q.to_str().unwrap());
-    run(
+    must(&[
         "qemu-img",
-        &["convert", "-O", "qcow2", "-o", "cluster_size=2M", r, qs],
-    );
+        "convert",
+        "-O",
+        "qcow2",
+        "-o",
+        "cluster_size=2M",
+        r,
+        qs,
+    ]);
     let img = std::fs::read(&q).unwrap();
     assert_eq!(chunk_size(&img[..CHUNK]), 2 << 20);
     let h = header(&q);
@@ -719,7 +686,7 @@ fn compressed_text(d: &Path, len: usize) -> PathBuf {
     std::fs::write(&raw, text).unwrap();
     let q = d.join("c.qcow2");
     let (r, qs) = (raw.to_str().unwrap(), q.to_str().unwrap());
-    run("qemu-img", &["convert", "-c", "-O", "qcow2", r, qs]);
+    must(&["qemu-img", "convert", "-c", "-O", "qcow2", r, qs]);
     q
 }
 
@@ -729,9 +696,7 @@ fn compressed_text(d: &Path, len: usize) -> PathBuf {
 /// IPA's out-of-space error, without a hang or a panic.
 #[test]
 fn a_failed_write_behind_the_converter_is_reported() {
-    if !have("qemu-img") {
-        return;
-    }
+    need(&["qemu-img"]);
     let d = dir("qcow2-full");
     // compressible throughout: every cluster is a compressed one, so the
     // only device writes are the helper thread's
@@ -770,9 +735,7 @@ fn a_failed_write_behind_the_converter_is_reported() {
 /// the cluster was met).
 #[test]
 fn a_damaged_compressed_cluster_is_named() {
-    if !have("qemu-img") {
-        return;
-    }
+    need(&["qemu-img"]);
     let d = dir("qcow2-damaged");
     let q = compressed_text(&d, 8 << 20);
     let mut img = std::fs::read(&q).unwrap();

@@ -1,212 +1,28 @@
 //! The image write path end to end: the real binary, a fixture root whose
 //! install disk `vda` is an 8 GiB sparse file (or, for the O_DIRECT and
 //! O_EXCL paths, a loop device presented as `vda`), and an image server on
-//! 127.0.0.1:0 in this process that serves Range requests and misbehaves
-//! on demand (drops the connection mid-body, answers 5xx or 404, stalls,
-//! ignores Range): a plain TCP listener, one request per connection, so a
-//! dropped connection is a real one. Drives `standby.prepare_image` and
-//! `deploy.execute_deploy_step` `write_image` over the agent's API and
-//! checks the disk's bytes against the image (raw) or
-//! `qemu-img convert -O raw` (qcow2).
+//! 127.0.0.1:0 in this process (tests/common/servers.rs) that serves Range
+//! requests and misbehaves on demand (drops the connection mid-body,
+//! answers 5xx or 404, stalls, ignores Range). Drives
+//! `standby.prepare_image` and `deploy.execute_deploy_step` `write_image`
+//! over the agent's API and checks the disk's bytes against the image
+//! (raw) or `qemu-img convert -O raw` (qcow2).
 
-mod blockdev;
 mod common;
 
+use common::blockdev;
+use common::servers::{connect_proxy, keep_alive_server, Fault, ImageServer as Server};
+use common::tools::{must, need, need_root};
 use common::{test_dir, Agent, Opts};
 use serde_json::{json, Value};
-use std::collections::{HashMap, VecDeque};
 use std::fs;
-use std::io::{Read, Write};
-use std::net::{Shutdown, TcpListener, TcpStream};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 const MIB: usize = 1 << 20;
 const DISK: u64 = 8 << 30;
-
-// ---------------------------------------------------------------- server
-
-/// What the server does with the next request for a path.
-#[derive(Clone, Debug)]
-enum Fault {
-    Status(u16),
-    /// Send this many body bytes, then drop the connection.
-    DropAfter(usize),
-    /// Send this many body bytes, then go silent for the duration.
-    StallAfter(usize, Duration),
-}
-
-#[derive(Default)]
-struct State {
-    files: HashMap<String, Arc<Vec<u8>>>,
-    faults: HashMap<String, VecDeque<Fault>>,
-    /// (path, Range header, Authorization header)
-    log: Vec<(String, Option<String>, Option<String>)>,
-    /// Answer Range requests with the whole file (200).
-    no_range: bool,
-    /// Require this Authorization header.
-    auth: Option<String>,
-}
-
-struct Server {
-    base: String,
-    state: Arc<Mutex<State>>,
-}
-
-/// One request per connection (`Connection: close`), so that a fault can
-/// really drop the connection mid-body (tiny_http keeps the socket open
-/// when a response body fails, which looks like a stall to the client).
-fn serve(mut sock: TcpStream, state: Arc<Mutex<State>>) {
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") && head.len() < 16384 {
-        match sock.read(&mut byte) {
-            Ok(1) => head.push(byte[0]),
-            _ => return,
-        }
-    }
-    let text = String::from_utf8_lossy(&head).into_owned();
-    let mut lines = text.split("\r\n");
-    let path = lines
-        .next()
-        .and_then(|l| l.split_whitespace().nth(1))
-        .unwrap_or("")
-        .split('?')
-        .next()
-        .unwrap_or("")
-        .to_string();
-    let mut hdrs = HashMap::new();
-    for l in lines {
-        if let Some((k, v)) = l.split_once(':') {
-            hdrs.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
-        }
-    }
-    let (range, auth) = (
-        hdrs.get("range").cloned(),
-        hdrs.get("authorization").cloned(),
-    );
-    let (file, fault, no_range, want_auth) = {
-        let mut s = state.lock().unwrap();
-        s.log.push((path.clone(), range.clone(), auth.clone()));
-        let fault = s.faults.get_mut(&path).and_then(|q| q.pop_front());
-        (
-            s.files.get(&path).cloned(),
-            fault,
-            s.no_range,
-            s.auth.clone(),
-        )
-    };
-    let reply = |sock: &mut TcpStream, status: &str, body: &str| {
-        let _ = write!(
-            sock,
-            "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        );
-    };
-    if want_auth.is_some() && want_auth != auth {
-        return reply(&mut sock, "401 Unauthorized", "who are you");
-    }
-    let Some(data) = file else {
-        return reply(&mut sock, "404 Not Found", "no such image");
-    };
-    if let Some(Fault::Status(code)) = fault {
-        return reply(&mut sock, &format!("{code} Oops"), "try later");
-    }
-    let len = data.len();
-    let mut status = "200 OK";
-    let (mut start, mut end) = (0, len);
-    let mut headers = String::from("ETag: \"v1\"\r\n");
-    if !no_range {
-        headers.push_str("Accept-Ranges: bytes\r\n");
-        if let Some(r) = range.as_deref().and_then(|r| r.strip_prefix("bytes=")) {
-            let (a, b) = r.split_once('-').unwrap();
-            start = a.parse().unwrap();
-            end = if b.is_empty() {
-                len
-            } else {
-                (b.parse::<usize>().unwrap() + 1).min(len)
-            };
-            status = "206 Partial Content";
-            headers.push_str(&format!(
-                "Content-Range: bytes {start}-{}/{len}\r\n",
-                end - 1
-            ));
-        }
-    }
-    let _ = write!(
-        sock,
-        "HTTP/1.1 {status}\r\nContent-Length: {}\r\n{headers}Connection: close\r\n\r\n",
-        end - start
-    );
-    let (cut, stall) = match fault {
-        Some(Fault::DropAfter(n)) => (start + n, None),
-        Some(Fault::StallAfter(n, d)) => (start + n, Some(d)),
-        _ => (end, None),
-    };
-    let cut = cut.min(end);
-    if sock.write_all(&data[start..cut]).is_err() {
-        return;
-    }
-    match stall {
-        Some(d) => {
-            std::thread::sleep(d);
-            let _ = sock.write_all(&data[cut..end]);
-        }
-        None if cut < end => {
-            let _ = sock.flush();
-            let _ = sock.shutdown(Shutdown::Both);
-        }
-        None => {}
-    }
-}
-
-impl Server {
-    fn start() -> Server {
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        let base = format!("http://{}", l.local_addr().unwrap());
-        let state = Arc::new(Mutex::new(State::default()));
-        let st = state.clone();
-        std::thread::spawn(move || {
-            for sock in l.incoming().flatten() {
-                let st = st.clone();
-                std::thread::spawn(move || serve(sock, st));
-            }
-        });
-        Server { base, state }
-    }
-
-    fn put(&self, path: &str, data: Vec<u8>) -> String {
-        self.state
-            .lock()
-            .unwrap()
-            .files
-            .insert(path.into(), Arc::new(data));
-        format!("{}{path}", self.base)
-    }
-
-    fn fault(&self, path: &str, f: Fault) {
-        self.state
-            .lock()
-            .unwrap()
-            .faults
-            .entry(path.into())
-            .or_default()
-            .push_back(f);
-    }
-
-    fn log(&self, path: &str) -> Vec<(Option<String>, Option<String>)> {
-        self.state
-            .lock()
-            .unwrap()
-            .log
-            .iter()
-            .filter(|(p, _, _)| p == path)
-            .map(|(_, r, a)| (r.clone(), a.clone()))
-            .collect()
-    }
-}
 
 // ---------------------------------------------------------------- images
 
@@ -241,23 +57,10 @@ fn raw_image(size: usize, seed: u64) -> Vec<u8> {
     img
 }
 
-fn qemu_img() -> bool {
-    let ok = std::process::Command::new("qemu-img")
-        .arg("--version")
-        .output()
-        .is_ok();
-    if !ok {
-        eprintln!("SKIP: qemu-img is not installed (apt-get install qemu-utils)");
-    }
-    ok
-}
-
 fn qemu(args: &[&str]) {
-    let o = std::process::Command::new("qemu-img")
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "qemu-img {args:?}: {o:?}");
+    let mut a = vec!["qemu-img"];
+    a.extend_from_slice(args);
+    must(&a);
 }
 
 /// qcow2 (optionally compressed) of `raw`, and qemu-img's raw of it.
@@ -295,7 +98,7 @@ fn put(path: &Path, content: &str) {
 /// A fixture root with one 8 GiB sparse disk `vda` pre-filled with 0xee in
 /// its first and last MiB (so "zeroed" and "untouched" can be told apart).
 fn sparse_root(dir: &Path) -> (PathBuf, PathBuf) {
-    let root = blockdev::fixture_root(dir);
+    let root = blockdev::empty_root(dir);
     let sys = root.join("sys/block/vda");
     for (k, v) in [
         ("size", (DISK / 512).to_string()),
@@ -478,9 +281,7 @@ fn wrong_checksum_fails_and_leaves_no_bootable_head() {
 /// wiped again, and the head stays zero.
 #[test]
 fn wrong_checksum_of_a_compressed_qcow2_leaves_no_bootable_head() {
-    if !qemu_img() {
-        return;
-    }
+    need(&["qemu-img"]);
     let dir = test_dir("img-badsum-q");
     let (root, disk) = sparse_root(&dir);
     let srv = Server::start();
@@ -499,9 +300,7 @@ fn wrong_checksum_of_a_compressed_qcow2_leaves_no_bootable_head() {
 
 #[test]
 fn qcow2_through_the_write_image_deploy_step() {
-    if !qemu_img() {
-        return;
-    }
+    need(&["qemu-img"]);
     let dir = test_dir("img-qcow2");
     let (root, disk) = sparse_root(&dir);
     let srv = Server::start();
@@ -535,9 +334,7 @@ fn qcow2_through_the_write_image_deploy_step() {
 /// chunk would cut its data clusters and tables in two.
 #[test]
 fn qcow2_with_2_mib_clusters_is_read_in_cluster_sized_chunks() {
-    if !qemu_img() {
-        return;
-    }
+    need(&["qemu-img"]);
     let dir = test_dir("img-qcow2-2m");
     let (root, disk) = sparse_root(&dir);
     let srv = Server::start();
@@ -568,9 +365,7 @@ fn qcow2_with_2_mib_clusters_is_read_in_cluster_sized_chunks() {
 
 #[test]
 fn qcow2_declared_raw_is_refused() {
-    if !qemu_img() {
-        return;
-    }
+    need(&["qemu-img"]);
     let dir = test_dir("img-mismatch");
     let (root, disk) = sparse_root(&dir);
     let srv = Server::start();
@@ -627,7 +422,7 @@ fn a_server_without_range_support_restarts_the_download() {
     let dir = test_dir("img-norange");
     let (root, disk) = sparse_root(&dir);
     let srv = Server::start();
-    srv.state.lock().unwrap().no_range = true;
+    srv.ignore_range();
     let img = raw_image(12 * MIB, 6);
     let url = srv.put("/n.raw", img.clone());
     srv.fault("/n.raw", Fault::DropAfter(6 * MIB));
@@ -726,7 +521,7 @@ fn checksum_files_and_authorization() {
     );
     let sum_url = srv.put("/dir/SHA256SUMS", sums.into_bytes());
     let auth = "Bearer s3cret-token";
-    srv.state.lock().unwrap().auth = Some(auth.into());
+    srv.require_auth(auth);
     let agent = start(&dir, &root, &[]);
     // image_request_authorization: base64 of the whole header value
     let b64 = ironic_agent::util::base64_encode(auth.as_bytes());
@@ -749,7 +544,7 @@ fn checksum_files_and_authorization() {
             .all(|(_, a)| a.as_deref() == Some(auth)));
     }
     // HTTP basic auth, and a missing password as IPA words it
-    srv.state.lock().unwrap().auth = Some("Basic dTpw".into()); // u:p
+    srv.require_auth("Basic dTpw"); // u:p
     let r = prepare(
         &agent,
         json!({"id": "img-b", "urls": [url], "checksum": sha256(&img),
@@ -801,6 +596,7 @@ fn deploy(agent: &Agent, info: Value, node: Value) -> Value {
 
 #[test]
 fn validation_is_synchronous_and_size_is_checked_first() {
+    need(&["qemu-img"]);
     let dir = test_dir("img-valid");
     let (root, _) = sparse_root(&dir);
     let small = small_disk(&root, 16 * MIB as u64);
@@ -838,29 +634,27 @@ fn validation_is_synchronous_and_size_is_checked_first() {
     assert!(read(&small, 0, MIB).iter().all(|&b| b == 0));
     assert!(read(&small, MIB as u64, MIB).iter().all(|&b| b == 0));
     // the virtual size of a qcow2 image counts
-    if qemu_img() {
-        let q = dir.join("big.qcow2");
-        qemu(&["create", "-f", "qcow2", q.to_str().unwrap(), "9G"]);
-        let data = fs::read(&q).unwrap();
-        let url = srv.put("/big.qcow2", data.clone());
-        let r = deploy(&agent, image_info("img-bq", &url, &data, "qcow2"), node);
-        assert_eq!(
-            r["command_error"]["type"], "ImageDownloadOutofSpaceError",
-            "{r}"
-        );
-        let d = r["command_error"]["details"].as_str().unwrap();
-        assert!(d.contains("virtual size (9663676416 bytes)"), "{d}");
-    }
+    let q = dir.join("big.qcow2");
+    qemu(&["create", "-f", "qcow2", q.to_str().unwrap(), "9G"]);
+    let data = fs::read(&q).unwrap();
+    let url = srv.put("/big.qcow2", data.clone());
+    let r = deploy(&agent, image_info("img-bq", &url, &data, "qcow2"), node);
+    assert_eq!(
+        r["command_error"]["type"], "ImageDownloadOutofSpaceError",
+        "{r}"
+    );
+    let d = r["command_error"]["details"].as_str().unwrap();
+    assert!(d.contains("virtual size (9663676416 bytes)"), "{d}");
 }
 
 #[test]
 fn loop_device_is_written_with_o_direct() {
-    if !blockdev::can_loop() {
-        eprintln!("SKIP: needs root and loop devices (losetup)");
+    if !need_root() {
         return;
     }
+    need(&["losetup", "qemu-img"]);
     let dir = test_dir("img-loop");
-    let root = blockdev::fixture_root(&dir);
+    let root = blockdev::empty_root(&dir);
     let lo = blockdev::Loop::new(&dir.join("backing"), DISK, false, false);
     blockdev::fill_pattern(&lo, 2 * MIB as u64, 0x77);
     blockdev::present(&root, "vda", &lo);
@@ -878,41 +672,36 @@ fn loop_device_is_written_with_o_direct() {
     assert_eq!(lo.read_at(0, img.len()), img);
     let text = agent.log_text();
     assert!(text.contains("O_DIRECT"), "{text}");
-    if qemu_img() {
-        let (q, raw) = qcow2_of(&dir, &raw_image(16 * MIB, 12), false);
-        let url = srv.put("/l.qcow2", q.clone());
-        let r = prepare(&agent, image_info("img-lq", &url, &q, "qcow2"));
-        assert_eq!(
-            r["command_status"],
-            "SUCCEEDED",
-            "{r}\n{}",
-            agent.log_text()
-        );
-        assert_eq!(lo.read_at(0, raw.len()), raw);
-    }
+    let (q, raw) = qcow2_of(&dir, &raw_image(16 * MIB, 12), false);
+    let url = srv.put("/l.qcow2", q.clone());
+    let r = prepare(&agent, image_info("img-lq", &url, &q, "qcow2"));
+    assert_eq!(
+        r["command_status"],
+        "SUCCEEDED",
+        "{r}\n{}",
+        agent.log_text()
+    );
+    assert_eq!(lo.read_at(0, raw.len()), raw);
 }
 
 #[test]
 fn partition_image_streams_into_the_root_partition() {
+    need(&["mkfs.ext4"]);
     let dir = test_dir("img-part");
     let (root, disk) = sparse_root(&dir);
     let srv = Server::start();
-    // an ext4 filesystem when mkfs.ext4 exists (its UUID must come back as
-    // "root uuid"), else opaque bytes
+    // an ext4 filesystem (its UUID must come back as "root uuid")
     let fs_img = dir.join("root.ext4");
-    let have_mkfs = std::process::Command::new("mkfs.ext4")
-        .args(["-q", "-F", "-U", "5f3d2c1b-aaaa-4bbb-8ccc-0123456789ab"])
-        .arg(&fs_img)
-        .arg("12M")
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
-    let img = if have_mkfs {
-        fs::read(&fs_img).unwrap()
-    } else {
-        eprintln!("mkfs.ext4 not found: writing opaque bytes");
-        raw_image(12 * MIB, 13)
-    };
+    must(&[
+        "mkfs.ext4",
+        "-q",
+        "-F",
+        "-U",
+        "5f3d2c1b-aaaa-4bbb-8ccc-0123456789ab",
+        fs_img.to_str().unwrap(),
+        "12M",
+    ]);
+    let img = fs::read(&fs_img).unwrap();
     let url = srv.put("/root.img", img.clone());
     let agent = start(&dir, &root, &[]);
     let mut info = image_info("img-p", &url, &img, "raw");
@@ -933,10 +722,8 @@ fn partition_image_streams_into_the_root_partition() {
     let part = uuids["partitions"]["root"].as_str().unwrap();
     assert!(part.starts_with("/dev/vda"), "{uuids}");
     let result = r["command_result"]["result"].as_str().unwrap();
-    if have_mkfs {
-        assert_eq!(uuids["root uuid"], "5f3d2c1b-aaaa-4bbb-8ccc-0123456789ab");
-        assert!(result.ends_with("root_uuid=5f3d2c1b-aaaa-4bbb-8ccc-0123456789ab"));
-    }
+    assert_eq!(uuids["root uuid"], "5f3d2c1b-aaaa-4bbb-8ccc-0123456789ab");
+    assert!(result.ends_with("root_uuid=5f3d2c1b-aaaa-4bbb-8ccc-0123456789ab"));
     // find the root partition in the MBR the layout wrote, and compare
     let lba0 = read(&disk, 0, 512);
     let slot = (0..4)
@@ -965,53 +752,6 @@ fn partition_image_streams_into_the_root_partition() {
         "Root partition is too small for requested image. Image virtual size: 20 MB, Root \
          size: 16 MB"
     );
-}
-
-/// A minimal HTTP CONNECT proxy; counts the tunnels it opened.
-fn connect_proxy() -> (String, Arc<Mutex<Vec<String>>>) {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}", l.local_addr().unwrap());
-    let seen = Arc::new(Mutex::new(vec![]));
-    let s2 = seen.clone();
-    std::thread::spawn(move || {
-        for c in l.incoming().flatten() {
-            let seen = s2.clone();
-            std::thread::spawn(move || {
-                let mut c = c;
-                let mut head = vec![];
-                let mut b = [0u8; 1];
-                while !head.ends_with(b"\r\n\r\n") {
-                    if c.read(&mut b).unwrap_or(0) == 0 {
-                        return;
-                    }
-                    head.push(b[0]);
-                }
-                let text = String::from_utf8_lossy(&head).into_owned();
-                let target = text.split_whitespace().nth(1).unwrap_or("").to_string();
-                seen.lock()
-                    .unwrap()
-                    .push(text.lines().next().unwrap_or("").to_string());
-                let Ok(up) = TcpStream::connect(&target) else {
-                    let _ = c.write_all(b"HTTP/1.1 502 Bad Gateway\r\n\r\n");
-                    return;
-                };
-                let _ = c.write_all(b"HTTP/1.1 200 Connection established\r\n\r\n");
-                let (mut a, mut b2) = (c.try_clone().unwrap(), up.try_clone().unwrap());
-                let (mut c2, mut up2) = (c, up);
-                std::thread::spawn(move || {
-                    let _ = io_copy(&mut a, &mut up2);
-                });
-                let _ = io_copy(&mut b2, &mut c2);
-            });
-        }
-    });
-    (url, seen)
-}
-
-fn io_copy(from: &mut TcpStream, to: &mut TcpStream) -> std::io::Result<u64> {
-    let n = std::io::copy(from, to);
-    let _ = to.shutdown(Shutdown::Write);
-    n
 }
 
 #[test]
@@ -1084,9 +824,7 @@ fn the_total_download_time_is_capped() {
 
 #[test]
 fn qcow2_with_metadata_after_the_data_uses_range_requests() {
-    if !qemu_img() {
-        return;
-    }
+    need(&["qemu-img"]);
     let dir = test_dir("img-qcow2-late");
     let (root, disk) = sparse_root(&dir);
     let srv = Server::start();
@@ -1137,7 +875,7 @@ fn qcow2_with_metadata_after_the_data_uses_range_requests() {
     assert!(agent.log_text().contains("with Range requests"));
 
     // the same image from a server without Range support: a clear refusal
-    srv.state.lock().unwrap().no_range = true;
+    srv.ignore_range();
     let r = prepare(&agent, image_info("img-late2", &url, &data, "qcow2"));
     assert_eq!(r["command_status"], "FAILED", "{r}");
     let d = r["command_error"]["details"].as_str().unwrap();
@@ -1168,9 +906,7 @@ fn trailing_qcow2(dir: &Path) -> (Vec<u8>, Vec<u8>) {
 
 #[test]
 fn compressed_qcow2_with_tables_after_their_data_is_streamed_once() {
-    if !qemu_img() {
-        return;
-    }
+    need(&["qemu-img"]);
     let dir = test_dir("img-qcow2-trail");
     let (root, disk) = sparse_root(&dir);
     let srv = Server::start();
@@ -1205,9 +941,7 @@ fn compressed_qcow2_with_tables_after_their_data_is_streamed_once() {
 /// the prefetched mode on the way).
 #[test]
 fn a_failed_look_at_the_qcow2_tables_streams_forward() {
-    if !qemu_img() {
-        return;
-    }
+    need(&["qemu-img"]);
     let dir = test_dir("img-qcow2-look-fails");
     let (root, disk) = sparse_root(&dir);
     let srv = Server::start();
@@ -1233,46 +967,6 @@ fn a_failed_look_at_the_qcow2_tables_streams_forward() {
     assert!(log.contains("streaming the image again"), "{log}");
 }
 
-/// (client port, was a Range request) of each request.
-type Seen = Arc<Mutex<Vec<(u16, bool)>>>;
-
-/// A keep-alive image server (tiny_http) that answers Range requests and
-/// records the client port of every request: which connection served it.
-fn keep_alive_server(data: Arc<Vec<u8>>) -> (String, Seen) {
-    let server = tiny_http::Server::http("127.0.0.1:0").unwrap();
-    let port = server.server_addr().to_ip().unwrap().port();
-    let seen = Arc::new(Mutex::new(vec![]));
-    let log = seen.clone();
-    std::thread::spawn(move || {
-        for req in server.incoming_requests() {
-            let client = req.remote_addr().map(|a| a.port()).unwrap_or(0);
-            let range = req
-                .headers()
-                .iter()
-                .find(|h| h.field.equiv("Range"))
-                .and_then(|h| {
-                    let v = h.value.as_str().strip_prefix("bytes=")?.to_string();
-                    let (s, e) = v.split_once('-')?;
-                    Some((s.parse::<usize>().ok()?, e.parse::<usize>().ok()?))
-                });
-            log.lock().unwrap().push((client, range.is_some()));
-            let ranges = tiny_http::Header::from_bytes("Accept-Ranges", "bytes").unwrap();
-            let resp = match range {
-                Some((s, e)) => {
-                    let e = e.min(data.len() - 1);
-                    let cr = format!("bytes {s}-{e}/{}", data.len());
-                    tiny_http::Response::from_data(data[s..=e].to_vec())
-                        .with_status_code(206)
-                        .with_header(tiny_http::Header::from_bytes("Content-Range", cr).unwrap())
-                }
-                None => tiny_http::Response::from_data(data.to_vec()),
-            };
-            let _ = req.respond(resp.with_header(ranges));
-        }
-    });
-    (format!("http://127.0.0.1:{port}/img.qcow2"), seen)
-}
-
 /// The qcow2 tables read with Range requests (here a compressed image with
 /// 4 KiB clusters, whose tables follow their data: dozens of them) share
 /// pooled connections: each table body is read to its end, so ureq can
@@ -1280,9 +974,7 @@ fn keep_alive_server(data: Arc<Vec<u8>>) -> (String, Seen) {
 /// small clusters slower to fetch its tables than its data.
 #[test]
 fn range_requests_for_qcow2_tables_reuse_connections() {
-    if !qemu_img() {
-        return;
-    }
+    need(&["qemu-img"]);
     let dir = test_dir("img-keepalive");
     let (root, disk) = sparse_root(&dir);
     // compressible text with random pieces, as the layout test uses

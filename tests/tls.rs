@@ -146,8 +146,8 @@ fn auto_tls_certificate_is_ipas() {
 
 #[test]
 fn auto_tls_certifies_an_ipv6_advertise_address() {
-    if std::net::TcpListener::bind("[::1]:0").is_err() {
-        eprintln!("no IPv6 loopback here; skipping");
+    let ipv6 = std::net::TcpListener::bind("[::1]:0").is_ok();
+    if !common::tools::precondition(ipv6, "an IPv6 loopback (::1)") {
         return;
     }
     let s = standalone(

@@ -7,6 +7,7 @@
 //! do on demand: answer 409/5xx, hand out broken lookup answers, speak an
 //! old API version, or wipe a token at a chosen moment.
 
+use super::servers::read_request;
 use serde_json::{json, Value};
 use std::io::{Read, Write};
 use std::net::TcpListener;
@@ -79,47 +80,6 @@ pub struct FakeIronic {
     handler: Arc<Mutex<Box<Handler>>>,
     tls: Option<Arc<rustls::ServerConfig>>,
     server: Option<(Arc<AtomicBool>, JoinHandle<()>)>,
-}
-
-/// A request as read off the wire.
-struct Raw {
-    method: String,
-    target: String,
-    headers: Vec<(String, String)>,
-    body: String,
-}
-
-/// Read one HTTP request: request line, headers, Content-Length body.
-fn read_request(s: &mut dyn Read) -> Option<Raw> {
-    let mut buf = Vec::new();
-    let mut byte = [0u8; 1];
-    while !buf.ends_with(b"\r\n\r\n") {
-        if s.read(&mut byte).ok()? == 0 || buf.len() > 64 * 1024 {
-            return None;
-        }
-        buf.push(byte[0]);
-    }
-    let head = String::from_utf8_lossy(&buf).to_string();
-    let mut lines = head.split("\r\n");
-    let mut first = lines.next()?.split(' ');
-    let (method, target) = (first.next()?.to_string(), first.next()?.to_string());
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
-        .collect();
-    let len: usize = headers
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
-        .and_then(|(_, v)| v.parse().ok())
-        .unwrap_or(0);
-    let mut body = vec![0u8; len];
-    s.read_exact(&mut body).ok()?;
-    Some(Raw {
-        method,
-        target,
-        headers,
-        body: String::from_utf8_lossy(&body).to_string(),
-    })
 }
 
 fn reason(status: u16) -> &'static str {
@@ -545,22 +505,9 @@ pub fn dead_port() -> u16 {
 
 /// Run the `openssl` command; (success, stdout + stderr).
 pub fn openssl(args: &[&str], stdin: Option<&str>) -> (bool, String) {
-    let mut child = Command::new("openssl")
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("these tests need the openssl command");
-    if let Some(input) = stdin {
-        let _ = child.stdin.take().unwrap().write_all(input.as_bytes());
-    } else {
-        drop(child.stdin.take());
-    }
-    let out = child.wait_with_output().unwrap();
-    let text =
-        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
-    (out.status.success(), text)
+    let mut argv = vec!["openssl"];
+    argv.extend_from_slice(args);
+    super::tools::run_input(&argv, stdin.unwrap_or("").as_bytes())
 }
 
 /// Try a handshake with `openssl s_client` and the given options. Security

@@ -1,11 +1,18 @@
-//! Shared harness for tests that run the real `ironic-agent` binary
-//! (ripgrep's `tests/util.rs` pattern): a per-test directory under the
-//! system temp dir (no tempfile crate), the binary started on 127.0.0.1:0,
-//! its bound port read back from its log, and the process killed on drop.
+//! Shared harness of the Rust tests (ripgrep's `tests/util.rs` pattern):
+//! a per-test directory under the system temp dir (no tempfile crate), the
+//! real `ironic-agent` binary started on 127.0.0.1:0, its bound port read
+//! back from its log, and the process killed on drop; fixture roots. The
+//! submodules hold the rest, once for every test file.
 #![allow(dead_code)]
 
+/// Loop devices over sparse files, presented in a fixture root.
+pub mod blockdev;
 /// A fake Ironic and the agent run against it (tests/ironic.rs, tests/tls.rs).
 pub mod ironic;
+/// Image servers, a CONNECT proxy, and the HTTP request parser.
+pub mod servers;
+/// Host tools (`need`, `run`, `must`) and the skip policy (`precondition`).
+pub mod tools;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};

@@ -70,11 +70,13 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
-sys.path.insert(0, os.path.join(REPO, "tests", "e2e"))
-import e2e  # noqa: E402  (Ironic client, fixtures, outcome conventions)
+sys.path.insert(0, os.path.join(REPO, "tests", "lib"))
+# the Ironic client, outcome conventions, images and disk checks, shared
+# with tests/e2e/e2e.py
+import checks  # noqa: E402
 
-SECTOR = e2e.SECTOR
-DISK_SIZE = e2e.DISK_SIZE  # 8 GiB sparse: above IPA's 4 GiB root minimum
+SECTOR = checks.SECTOR
+DISK_SIZE = checks.DISK_SIZE  # 8 GiB sparse: above IPA's 4 GiB root minimum
 DISK_SERIAL = "IRONIC-VM-DISK0"
 QCOW2_IMAGE_SIZE = 256 << 20  # twice the VM's RAM: nothing can be staged
 SMALL_DISK_SIZE = 6 << 30  # over IPA's 4 GiB minimum, under DISK_SIZE
@@ -117,7 +119,7 @@ def uefi_variables(store):
 
 
 class VM:
-    """One boot of the ramdisk. Quacks like e2e.Agent for wait_state."""
+    """One boot of the ramdisk. Quacks like e2e.py's Agent for wait_state."""
 
     def __init__(self, t, name, inspect=False, smp=1, append=(), nvram=None,
                  mem=None, disks=()):
@@ -161,9 +163,9 @@ class VM:
             sys.stderr.write(r.stderr)
             if "host forwarding" not in r.stderr:
                 break
-        raise e2e.PhaseFailed(f"the VM {name} did not boot; see {self.logfile}")
+        raise checks.PhaseFailed(f"the VM {name} did not boot; see {self.logfile}")
 
-    # e2e.Agent's interface --------------------------------------------------
+    # e2e.py's Agent's interface ----------------------------------------------
     class _Proc:
         returncode = None
 
@@ -226,9 +228,9 @@ class Test:
                            text=True)
         sys.stderr.write(r.stderr)
         if r.returncode != 0:
-            raise e2e.PhaseFailed("tests/e2e/ironic.sh start failed")
+            raise checks.PhaseFailed("tests/e2e/ironic.sh start failed")
         env = dict(line.split("=", 1) for line in r.stdout.split() if "=" in line)
-        self.ironic = e2e.Ironic(env["IRONIC_URL"],
+        self.ironic = checks.Ironic(env["IRONIC_URL"],
                                  os.path.join(self.state, "ironic.sqlite"))
         self.api_port = int(env["IRONIC_URL"].rsplit(":", 1)[1])
         self.http_port = int(env["IRONIC_HTTP_URL"].rsplit(":", 1)[1])
@@ -296,11 +298,11 @@ class Test:
         try:
             fn()
             outcome, why = "PASS", ""
-        except e2e.Pending as e:
+        except checks.Pending as e:
             outcome, why = "PENDING", str(e)
-            if e2e.NO_NIC_PENDING in why:
+            if checks.NO_NIC_PENDING in why:
                 self.blocked = why
-        except e2e.PhaseFailed as e:
+        except checks.PhaseFailed as e:
             outcome, why = "FAIL", str(e)
         except Exception as e:  # a harness bug still reports
             outcome, why = "FAIL", f"{type(e).__name__}: {e}"
@@ -326,9 +328,9 @@ class Test:
         macs = [i.get("mac_address") for i in inventory.get("interfaces", [])]
         serials = [d.get("serial") for d in inventory.get("disks", [])]
         if self.mac not in macs:
-            raise e2e.PhaseFailed(f"stored inventory lacks {self.mac}: {macs}")
+            raise checks.PhaseFailed(f"stored inventory lacks {self.mac}: {macs}")
         if DISK_SERIAL not in serials:
-            raise e2e.PhaseFailed(f"stored inventory lacks disk {DISK_SERIAL}: {serials}")
+            raise checks.PhaseFailed(f"stored inventory lacks disk {DISK_SERIAL}: {serials}")
         log(f"  inventory: interfaces {macs}, disks {serials}, "
             f"memory {inventory.get('memory')}")
 
@@ -340,16 +342,16 @@ class Test:
             dii = self.ironic.node(self.uuid)["driver_internal_info"]
             if dii.get("agent_last_heartbeat") and dii.get("agent_url"):
                 return vm.since()
-            if e2e.NO_NIC in vm.log_text():
-                raise e2e.Pending(e2e.NO_NIC_PENDING)
+            if checks.NO_NIC in vm.log_text():
+                raise checks.Pending(checks.NO_NIC_PENDING)
             if not vm.alive():
-                raise e2e.PhaseFailed("the VM stopped before its first heartbeat")
+                raise checks.PhaseFailed("the VM stopped before its first heartbeat")
             if time.monotonic() - t0 > timeout:
-                raise e2e.PhaseFailed("no heartbeat within %d s" % timeout)
+                raise checks.PhaseFailed("no heartbeat within %d s" % timeout)
             time.sleep(0.2)
 
     def phase_clean(self):
-        e2e.fill_metadata(self.disk)
+        checks.fill_metadata(self.disk)
         self.ironic.ensure_manageable(self.uuid)
         self.ironic.provision(self.uuid, "provide")
         self.ironic.wait_state(self.uuid, "clean wait", ("clean failed",), 60)
@@ -362,21 +364,21 @@ class Test:
                                agent=vm)
         log(f"  cleaned {vm.since():.1f} s after the VM started")
         vm.stop()
-        e2e.check_metadata_zeroed(self.disk)
+        checks.check_metadata_zeroed(self.disk)
 
     def check_tls(self, vm):
         dii = self.ironic.node(self.uuid)["driver_internal_info"]
         url = dii.get("agent_url", "")
         if url != f"https://127.0.0.1:{vm.port}":
-            raise e2e.PhaseFailed(f"agent_url is {url!r}, expected "
+            raise checks.PhaseFailed(f"agent_url is {url!r}, expected "
                                   f"https://127.0.0.1:{vm.port}")
         crt = os.path.join(self.state, "certificates", f"{self.uuid}.crt")
         if not os.path.exists(crt):
-            raise e2e.PhaseFailed("Ironic stored no agent_verify_ca certificate")
+            raise checks.PhaseFailed("Ironic stored no agent_verify_ca certificate")
 
     def phase_deploy(self):
         img = os.path.join(self.state, "httpboot", "vm-disk.img")
-        blob = e2e.gpt_image()
+        blob = checks.gpt_image()
         with open(img, "wb") as f:
             f.write(blob)
         if self.ironic.node(self.uuid)["provision_state"] != "available":
@@ -411,10 +413,10 @@ class Test:
         while vm.alive() and time.monotonic() - t0 < 60:
             time.sleep(0.2)
         if vm.alive():
-            raise e2e.PhaseFailed("standby.power_off did not power the VM off "
+            raise checks.PhaseFailed("standby.power_off did not power the VM off "
                                   "(qemu still running 60 s after active)")
         if "reboot: Power down" not in vm.log_text():
-            raise e2e.PhaseFailed("qemu exited without the kernel's power-down")
+            raise checks.PhaseFailed("qemu exited without the kernel's power-down")
         log(f"  the VM powered itself off ({time.monotonic() - t0:.1f} s after active)")
 
     def make_available(self):
@@ -474,10 +476,10 @@ class Test:
         name = "vm-disk-q.qcow2"
         img = os.path.join(self.state, "httpboot", name)
         with open(raw_path, "wb") as f:
-            f.write(e2e.gpt_image(QCOW2_IMAGE_SIZE))
-        e2e.compress_qcow2(raw_path, img)
+            f.write(checks.gpt_image(QCOW2_IMAGE_SIZE))
+        checks.compress_qcow2(raw_path, img)
         os.unlink(raw_path)
-        raw = e2e.raw_of(img)
+        raw = checks.raw_of(img)
         with open(img, "rb") as f:
             digest = hashlib.sha256(f.read()).hexdigest()
         log(f"  image: {os.path.getsize(img) // 1024} KiB of qcow2, "
@@ -497,11 +499,11 @@ class Test:
                             smp=2, disks=[f"{small},bus=virtio,serial={SMALL_SERIAL}"])
         self.wait_powered_off(vm)
         if "inflate on 2 helper threads" not in vm.log_text():
-            raise e2e.PhaseFailed("the agent did not inflate on 2 helper "
+            raise checks.PhaseFailed("the agent did not inflate on 2 helper "
                                   "threads (see its console log)")
         self.check_qcow2(raw)
         if os.stat(small).st_blocks:
-            raise e2e.PhaseFailed(f"the agent wrote to {SMALL_SERIAL}, which "
+            raise checks.PhaseFailed(f"the agent wrote to {SMALL_SERIAL}, which "
                                   "the root device hint excludes")
         log(f"  the root device hint (serial {DISK_SERIAL}) kept the smaller "
             f"{SMALL_SERIAL} untouched")
@@ -526,7 +528,7 @@ class Test:
         self.nvram = os.path.join(self.work, "nvram-OVMF_VARS.fd")
         if os.path.exists(self.nvram):
             os.unlink(self.nvram)
-        blob = e2e.gpt_image()
+        blob = checks.gpt_image()
         digest = self.serve("vm-uefi.img", blob)
         first = None
         for n in (1, 2):
@@ -537,16 +539,16 @@ class Test:
             self.wait_powered_off(vm)
             text = vm.log_text()
             if "Boot mode mismatch" in text or "efivarfs is not available" in text:
-                raise e2e.PhaseFailed("the agent did not see UEFI and efivarfs")
+                raise checks.PhaseFailed("the agent did not see UEFI and efivarfs")
             added = [line.split("INFO", 1)[-1].strip()
                      for line in text.splitlines() if "Adding loader" in line]
             if not added:
-                raise e2e.PhaseFailed("install_bootloader added no UEFI boot "
+                raise checks.PhaseFailed("install_bootloader added no UEFI boot "
                                       "entry (see the console log)")
             log("  agent: " + added[-1])
             order, ours = self.boot_entries()
             if len(ours) != 1 or order[:1] != ours:
-                raise e2e.PhaseFailed(
+                raise checks.PhaseFailed(
                     f"deploy {n}: BootOrder {order}, entries naming "
                     f"{self.LOADER}: {ours} (expected one, first)")
             log(f"  deploy {n}: OVMF's BootOrder {order}, Boot{ours[0]:04X} "
@@ -565,7 +567,7 @@ class Test:
         vm.stop()
         order, ours = self.boot_entries()
         if ours or set(order) & set(first):
-            raise e2e.PhaseFailed(f"after clean_uefi_nvram: BootOrder {order}, "
+            raise checks.PhaseFailed(f"after clean_uefi_nvram: BootOrder {order}, "
                                   f"entries naming {self.LOADER}: {ours}")
         log(f"  clean_uefi_nvram: no entry names {self.LOADER}, BootOrder "
             f"{order}")
@@ -576,7 +578,7 @@ class Test:
         # grub-install Ironic 39 refuses ([agent]
         # enable_bios_bootloader_install = false); the deploy finishes
         # because the ramdisk ignores bootloader failures, as in tests/e2e
-        image = e2e.partition_image()
+        image = checks.partition_image()
         digest = self.serve("vm-root.img", image)
         self.make_available()
         self.junk(64 * MIB)
@@ -587,14 +589,14 @@ class Test:
                             append=["ipa-ignore-bootloader-failure=1"])
         self.wait_powered_off(vm)
         if "legacy BIOS bootloaders disabled" not in vm.log_text():
-            raise e2e.PhaseFailed("install_bootloader did not refuse "
+            raise checks.PhaseFailed("install_bootloader did not refuse "
                                   "grub-install as Ironic 39 asks")
-        e2e.check_partition_deployed(self.disk, image, 64, 1024)
+        checks.check_partition_deployed(self.disk, image, 64, 1024)
         log("  new GPT: ESP (FAT32 efi-part), swap, config-2, root holding "
             "the image")
 
     def phase_bad_checksum(self):
-        digest = self.serve("vm-bad.img", e2e.gpt_image())
+        digest = self.serve("vm-bad.img", checks.gpt_image())
         wrong = hashlib.sha256(b"not the image").hexdigest()
         self.make_available()
         self.junk(MIB)  # what a failed write must wipe
@@ -606,12 +608,12 @@ class Test:
         err = self.ironic.node(self.uuid).get("last_error") or ""
         if "Image failed to verify against checksum" not in err or \
                 wrong not in err or digest not in err:
-            raise e2e.PhaseFailed(f"last_error lacks the agent's "
+            raise checks.PhaseFailed(f"last_error lacks the agent's "
                                   f"ImageChecksumError: {err!r}")
         vm.stop()
         with open(self.disk, "rb") as f:
             if f.read(MIB) != bytes(MIB):
-                raise e2e.PhaseFailed("the disk's first MiB is not all zero "
+                raise checks.PhaseFailed("the disk's first MiB is not all zero "
                                       "after the failed deploy")
         log(f"  last_error: {err[:160]}...; the disk's first MiB zeroed")
 
@@ -619,40 +621,19 @@ class Test:
         """The disk holds `raw` (`qemu-img convert -O raw` of the qcow2)
         as tests/e2e checks a whole-disk deploy, and its config-2 partition
         holds the node's meta_data."""
-        first = e2e.check_disk(self.disk, raw)
+        first = checks.check_disk(self.disk, raw)
         with open(self.disk, "rb") as f:
             f.seek(first * SECTOR)
             if self.uuid.encode() not in f.read(2 * MIB):
-                raise e2e.PhaseFailed("the config-2 partition lacks the "
+                raise checks.PhaseFailed("the config-2 partition lacks the "
                                       "node's meta_data")
         log(f"  the disk holds the image ({len(raw) >> 20} MiB identical to "
             f"qemu-img's raw between the GPTs), config-2 at LBA {first} with "
             f"the node's meta_data")
 
     def check_image(self, image):
-        """The disk holds the image: byte-identical partition entries and
-        partition data (everything the image carries). Writing a smaller
-        whole-disk image, IPA moves the GPT's backup to the disk's end and
-        grows the protective MBR's partition to the disk: so those, and the
-        primary header's backup/last-usable fields and CRC, may differ."""
-        n = len(image)
-        with open(self.disk, "rb") as f:
-            head = f.read(n)
-            f.seek(DISK_SIZE - SECTOR)
-            backup = f.read(SECTOR)
-        same = [(0, 446, "boot code"), (510, 512, "MBR signature"),
-                (SECTOR, SECTOR + 16, "GPT signature, revision, size"),
-                (SECTOR + 56, SECTOR + 72, "GPT disk GUID"),
-                (2 * SECTOR, 34 * SECTOR, "partition entries"),
-                (2048 * SECTOR, n - 34 * SECTOR, "partition data")]
-        for a, b, what in same:
-            if head[a:b] != image[a:b]:
-                raise e2e.PhaseFailed(f"the disk's {what} differ from the image")
-        if head[446 + 4] != 0xEE:
-            raise e2e.PhaseFailed("the protective MBR is gone")
-        if backup[:8] != b"EFI PART":
-            raise e2e.PhaseFailed("no backup GPT header at the disk's end")
-        data = head[2048 * SECTOR:n - 34 * SECTOR]
+        """The disk holds the image (checks.check_gpt_image)."""
+        data = checks.check_gpt_image(self.disk, image)
         log(f"  the disk holds the image: partition entries and "
             f"{len(data)} bytes of partition data identical (sha256 "
             f"{hashlib.sha256(data).hexdigest()[:16]}), backup GPT at the end")
@@ -667,11 +648,11 @@ class Test:
             text = open(p, errors="replace").read()
             leaks += [(p, t[:6]) for t in tokens if t in text]
         if leaks:
-            raise e2e.PhaseFailed(f"agent token in console logs: {leaks}")
+            raise checks.PhaseFailed(f"agent token in console logs: {leaks}")
         if not tokens:
             if self.blocked:
-                raise e2e.Pending(self.blocked)
-            raise e2e.PhaseFailed("no tokens seen in Ironic's database")
+                raise checks.Pending(self.blocked)
+            raise checks.PhaseFailed("no tokens seen in Ironic's database")
         log(f"  {len(tokens)} tokens, none in {len(logs)} console logs")
 
     def run(self):
@@ -695,7 +676,7 @@ class Test:
                        "agent's error, the disk's head zeroed",
                        self.phase_bad_checksum)
             self.phase("t", "no agent token in the console logs", self.phase_tokens)
-        except e2e.PhaseFailed as e:
+        except checks.PhaseFailed as e:
             log(f"setup failed: {e}")
             self.results.append(("-", "setup", "FAIL", 0.0, str(e)))
         finally:

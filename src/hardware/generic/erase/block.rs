@@ -1,8 +1,8 @@
 //! Erasing through the block layer, and checking afterwards that the
 //! device reads back what the erase method promised.
 //!
-//! The methods, in the order `erase.rs` tries them once no device-level
-//! secure erase applies:
+//! The methods, in the order the erase steps (`super`) try them once no
+//! device-level secure erase applies:
 //!
 //! 1. **BLKSECDISCARD**: a discard the device must make unrecoverable. Only
 //!    eMMC/SD (secure trim/erase) implement it today; everything else says

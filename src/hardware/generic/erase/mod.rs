@@ -3,9 +3,10 @@
 //! `erase_devices_express`, `erase_pstore`; protocol §5.5), with no
 //! external tools.
 //!
-//! Device selection and safety live in `targets.rs`, metadata wiping in
-//! `wipe.rs`, signature probing in `probe.rs`; the methods in `nvme.rs`,
-//! `ata.rs`, `scsi.rs` and `blkerase.rs`.
+//! Device selection and safety live in [`targets`], metadata wiping in
+//! [`metadata`], signature probing in `crate::disk::signatures`; the
+//! device-level secure erase commands in [`nvme`], [`ata`] and [`scsi`], the
+//! block-layer methods and their read-back verification in [`block`].
 //!
 //! `erase_devices` takes every erasable disk (in parallel, up to
 //! `driver_internal_info.disk_erasure_concurrency`, default 4; the
@@ -24,7 +25,7 @@
 //!    IncompatibleHardwareMethodError there, which its own dispatcher then
 //!    turns into "Could not find method: erase_block_device"; the same text
 //!    is raised here as BlockDeviceEraseError so that the operator sees it.
-//! 2. BLKSECDISCARD; BLKZEROOUT where offloaded (`blkerase.rs` explains
+//! 2. BLKSECDISCARD; BLKZEROOUT where offloaded ([`block`] explains
 //!    why never a plain BLKDISCARD);
 //! 3. overwrite: `agent_erase_devices_iterations` (default 1) random passes
 //!    and a zero pass when `agent_erase_devices_zeroize` (default true).

@@ -1,48 +1,18 @@
-//! Real block devices for erase tests: sparse files attached as loop
-//! devices (`losetup`, root only; always detached on drop), and fixture
-//! roots whose /dev/<name> is a symlink to the loop device and whose
-//! /sys/block/<name> copies the loop device's real attributes, so the agent
-//! runs its real ioctls and direct I/O against a device it was told about
-//! by name, and never sees this machine's own disks.
-#![allow(dead_code)]
+//! Real block devices for the erase, image and deploy tests: sparse files
+//! attached as loop devices (`losetup`, root only; detached, and the
+//! backing file removed, on drop), and fixture roots whose /dev/<name> is
+//! a symlink to the loop device and whose /sys/block/<name> copies the
+//! loop device's real attributes, so the agent runs its real ioctls and
+//! direct I/O against a device it was told about by name, and never sees
+//! this machine's own disks.
+//!
+//! Tests that use them call [`super::tools::need_root`] first.
 
+use super::tools::{must, run};
 use std::fs;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-
-/// True when the tests can create loop devices. Tests that need them
-/// print why they are skipped and return early otherwise.
-pub fn can_loop() -> bool {
-    let uid = Command::new("id").arg("-u").output();
-    let root = matches!(uid, Ok(o) if String::from_utf8_lossy(&o.stdout).trim() == "0");
-    root && Path::new("/dev/loop-control").exists() && which("losetup")
-}
-
-pub fn which(tool: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false)
-}
-
-/// Run a host tool (test set-up and oracles only; the agent runs none).
-pub fn run(args: &[&str]) -> (bool, String) {
-    let o = Command::new(args[0])
-        .args(&args[1..])
-        .output()
-        .unwrap_or_else(|e| panic!("running {args:?}: {e}"));
-    let mut s = String::from_utf8_lossy(&o.stdout).into_owned();
-    s.push_str(&String::from_utf8_lossy(&o.stderr));
-    (o.status.success(), s)
-}
-
-pub fn must(args: &[&str]) -> String {
-    let (ok, out) = run(args);
-    assert!(ok, "{args:?} failed: {out}");
-    out
-}
 
 /// A loop device over a sparse file; detached (and the file removed) on
 /// drop.
@@ -52,20 +22,28 @@ pub struct Loop {
 }
 
 impl Loop {
-    /// `size` bytes, `partscan` for partition devices, `read_only` for a
-    /// write-protected device.
+    /// A new sparse backing file of `size` bytes, attached; `partscan` for
+    /// partition devices, `read_only` for a write-protected device.
     pub fn new(file: &Path, size: u64, partscan: bool, read_only: bool) -> Loop {
         let f = fs::File::create(file).expect("creating the backing file");
         f.set_len(size).expect("sizing the backing file");
-        let mut args = vec!["losetup", "-f", "--show"];
+        let mut opts = vec![];
         if partscan {
-            args.push("-P");
+            opts.push("-P");
         }
         if read_only {
-            args.push("-r");
+            opts.push("-r");
         }
-        let fname = file.to_str().unwrap().to_string();
-        args.push(&fname);
+        Loop::attach(file, &opts)
+    }
+
+    /// Attach an existing backing file (`losetup -f --show OPTS FILE`,
+    /// e.g. `-r`, `-P`, `--sector-size 4096`).
+    pub fn attach(file: &Path, opts: &[&str]) -> Loop {
+        let fname = file.to_str().unwrap();
+        let mut args = vec!["losetup", "-f", "--show"];
+        args.extend_from_slice(opts);
+        args.push(fname);
         let dev = must(&args).trim().to_string();
         assert!(dev.starts_with("/dev/loop"), "losetup said {dev}");
         Loop {
@@ -213,7 +191,7 @@ pub fn present(root: &Path, name: &str, lo: &Loop) {
 }
 
 /// An empty fixture root: no mounts, no swaps, an empty cmdline.
-pub fn fixture_root(dir: &Path) -> PathBuf {
+pub fn empty_root(dir: &Path) -> PathBuf {
     let root = dir.join("root");
     put(&root.join("proc/mounts"), "");
     put(
