@@ -8,6 +8,8 @@
 //! collect raw strings, [`resolve`] turns the merged strings into a typed
 //! [`Config`]. Only [`load`] touches the filesystem (to read the cmdline).
 
+mod ini;
+
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 use std::ffi::OsString;
@@ -416,6 +418,9 @@ const OPTIONS: &[Opt] = &[
         "kernel command line to read [/proc/cmdline]"
     ),
 ];
+
+/// IPA's config-file format (used by `load` in a later step).
+pub use ini::{parse as parse_ini, Entry as IniEntry};
 
 /// Kernel parameters the agent reads that are not in [`OPTIONS`].
 const OTHER_CMDLINE_KEYS: &[&str] = &["BOOTIF", "root_device", "boot_method"];
