@@ -123,7 +123,7 @@ fn run() -> i32 {
             return 0;
         }
         Err(e) => {
-            eprintln!("ironic-agent: {e}\nTry 'ironic-agent --help'.");
+            eprintln!("ironic-agent: {}\nTry 'ironic-agent --help'.", e.details);
             return 2;
         }
     };
