@@ -1,6 +1,5 @@
-//! Configuration: command-line flags, IPA's kernel command-line keys and
-//! defaults, resolved by one rule: a flag beats the kernel command line,
-//! which beats the default.
+//! Configuration: IPA's options from the kernel command line, IPA's config
+//! files, the environment and flags, merged in IPA's order.
 //!
 //! Every option is one row of [`OPTIONS`]: its flag (`--<flag>`; IPA's
 //! spelling with underscores is accepted too), the kernel parameter IPA
@@ -11,9 +10,28 @@
 //! the table, so a default shown by `--help` is the default in force
 //! (tests/config.rs checks it against the binary).
 //!
-//! Parsing is pure: [`parse_args`] and [`parse_cmdline`] take text and
-//! return settings, [`resolve`] turns them into a typed [`Config`]. Only
-//! [`load`] touches the filesystem (to read the kernel command line).
+//! Precedence, lowest first, as IPA's (`config.py` evaluates every `ipa-*`
+//! key as the option's *default*; oslo.config `cfg.py:ConfigOpts._do_get`,
+//! `_Namespace._parse_cli_opts_from_config_file`,
+//! `ConfigOpts._parse_config_files`; `cmd/agent.py:run`):
+//!
+//! 1. the table's default;
+//! 2. the kernel command line;
+//! 3. config files and flags, in the order oslo.config reads them, the
+//!    last one winning: `/etc/ironic-python-agent.conf` (unless a
+//!    `--config-file` is given), `/etc/ironic-python-agent.d/*.conf` (unless
+//!    a `--config-dir` is given; the directory IPA's ramdisk passes with
+//!    `--config-dir`), then the arguments left to right, each
+//!    `--config-file FILE` and `--config-dir DIR` read where it stands;
+//! 4. `OS_<SECTION>__<KEY>` environment variables: they beat values from
+//!    files, and a flag only when the option is also set in some file
+//!    (oslo's location rule);
+//! 5. [`KERNEL_OVERRIDES`] (`ipa-debug`), which IPA applies with
+//!    `CONF.set_override` after parsing: they beat everything.
+//!
+//! Parsing is pure: [`parse_args`], [`parse_cmdline`], [`file_settings`]
+//! and [`resolve`] take text and return values; only [`load`] reads the
+//! kernel command line, the files (under `--root`) and the environment.
 
 mod ini;
 
@@ -23,10 +41,23 @@ use serde_json::{Map, Value};
 use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsString;
 use std::net::IpAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-/// IPA's config-file format (used by `load` in a later step).
 pub use ini::{parse as parse_ini, Entry as IniEntry};
+
+/// IPA's default config file (oslo.config's `find_config_files` for the
+/// program `ironic-python-agent`), read under `--root` when present and no
+/// `--config-file` is given.
+pub const DEFAULT_CONFIG_FILE: &str = "/etc/ironic-python-agent.conf";
+/// The directory IPA's ramdisk names with `--config-dir`
+/// (ironic-python-agent-builder's `ironic-python-agent.service`), read
+/// under `--root` when present and no `--config-dir` is given.
+pub const DEFAULT_CONFIG_DIR: &str = "/etc/ironic-python-agent.d";
+
+/// Kernel parameters that IPA applies with `CONF.set_override` and that
+/// therefore beat config files and flags (`cmd/agent.py:run`: "Debug option
+/// comes from oslo.log, allow overriding it via kernel cmdline").
+pub const KERNEL_OVERRIDES: &[&str] = &["ipa-debug"];
 
 /// Where an option's value goes, and how its text is parsed. Booleans take
 /// an optional value on the command line (`--insecure`, `--insecure=no`).
@@ -43,6 +74,9 @@ enum Field {
     File(fn(&mut Config) -> &mut Option<PathBuf>),
     /// Anything else: a parser of its own, failing with the reason.
     Parse(fn(&mut Config, &str) -> std::result::Result<(), &'static str>),
+    /// `--config-file` and `--config-dir`: read where they stand in argv.
+    ConfigFile,
+    ConfigDir,
 }
 
 /// One option. See the module documentation.
@@ -143,7 +177,7 @@ pub const OPTIONS: &[Opt] = &[
         field: Field::Bool(|c| &mut c.standalone),
     },
     Opt {
-        // oslo.log's option
+        // oslo.log's option; `ipa-debug` overrides (KERNEL_OVERRIDES).
         flag: "debug",
         kernel: "ipa-debug",
         section: D,
@@ -668,6 +702,132 @@ pub const OPTIONS: &[Opt] = &[
             Ok(())
         }),
     },
+    Opt {
+        flag: "config-file",
+        kernel: "",
+        section: "",
+        meta: "FILE",
+        default: "",
+        help: "read this IPA config file (repeatable)",
+        field: Field::ConfigFile,
+    },
+    Opt {
+        flag: "config-dir",
+        kernel: "",
+        section: "",
+        meta: "DIR",
+        default: "",
+        help: "read DIR/*.conf (repeatable)",
+        field: Field::ConfigDir,
+    },
+];
+
+/// Config-file keys of IPA's that are accepted and have no effect here
+/// (the feature is absent, or the ramdisk does it), by section. Anything
+/// else that is not in [`OPTIONS`] is logged once as unknown.
+pub const NO_EFFECT_FILE_KEYS: &[(&str, &[&str])] = &[
+    (
+        D,
+        &[
+            // IPA (config.py)
+            "tls_cipher_suites",
+            "lldp_timeout",
+            "introspection_daemon",
+            "introspection_daemon_post_interval",
+            "fail_if_clock_not_set",
+            "image_server_user",
+            "image_server_password",
+            "image_server_auth_strategy",
+            "disable_bootc_deploy",
+            // oslo.log (_options.py), with its deprecated names
+            "log_config_append",
+            "log_config",
+            "log_date_format",
+            "log_file",
+            "logfile",
+            "log_dir",
+            "logdir",
+            "use_syslog",
+            "use_journal",
+            "syslog_log_facility",
+            "use_json",
+            "use_stderr",
+            "log_color",
+            "log_rotate_interval",
+            "log_rotate_interval_type",
+            "max_logfile_count",
+            "max_logfile_size_mb",
+            "log_rotation_type",
+            "logging_context_format_string",
+            "logging_default_format_string",
+            "logging_debug_format_suffix",
+            "logging_exception_prefix",
+            "logging_user_identity_format",
+            "default_log_levels",
+            "publish_errors",
+            "instance_format",
+            "instance_uuid_format",
+            "rate_limit_interval",
+            "rate_limit_burst",
+            "rate_limit_except_level",
+        ],
+    ),
+    (
+        "disk_utils",
+        &[
+            "dd_block_size",
+            "partition_detection_attempts",
+            "partprobe_attempts",
+            "image_convert_memory_limit",
+            "image_convert_attempts",
+        ],
+    ),
+    (
+        "disk_partitioner",
+        &["check_device_interval", "check_device_max_retries"],
+    ),
+    (
+        "metrics",
+        &[
+            "backend",
+            "prepend_host",
+            "prepend_host_reverse",
+            "global_prefix",
+        ],
+    ),
+    ("metrics_statsd", &["statsd_host", "statsd_port"]),
+    (
+        "container",
+        &[
+            "allow_arbitrary_containers",
+            "allowed_containers",
+            "container_steps_file",
+            "runner",
+            "pull_options",
+            "run_options",
+        ],
+    ),
+    (
+        "mdns",
+        &[
+            "use_mdns",
+            "allowed_overrides",
+            "lookup_attempts",
+            "params",
+            "interfaces",
+        ],
+    ),
+    // written by ironic-python-agent-builder's ironic-python-agent-tls
+    // element; IPA itself no longer reads it (oslo.service's old option)
+    ("ssl", &["ca_file"]),
+];
+
+/// IPA's deprecated names (`config.py`: `deprecated_group='ssl'`):
+/// `(section, key, flag of the option it sets)`. A file's current name
+/// wins over a deprecated one in the same file, as in oslo.
+const DEPRECATED_FILE_KEYS: &[(&str, &str, &str)] = &[
+    ("ssl", "cert_file", "tls-cert-file"),
+    ("ssl", "key_file", "tls-key-file"),
 ];
 
 /// Kernel parameters the agent reads that are not in [`OPTIONS`].
@@ -836,9 +996,19 @@ impl Opt {
             Field::List(f) => *f(c) = split_list(v),
             Field::File(f) => *f(c) = Some(PathBuf::from(v)),
             Field::Parse(p) => p(c, v)?,
+            Field::ConfigFile | Field::ConfigDir => {}
         }
         Ok(())
     }
+}
+
+/// `flag` with '-' read as '_' equals `key`, without allocating.
+fn is_key(flag: &str, key: &str) -> bool {
+    flag.len() == key.len()
+        && flag
+            .bytes()
+            .zip(key.bytes())
+            .all(|(f, k)| k == if f == b'-' { b'_' } else { f })
 }
 
 fn find_opt(flag: &str) -> Option<&'static Opt> {
@@ -851,6 +1021,12 @@ fn find_opt(flag: &str) -> Option<&'static Opt> {
 pub enum Source {
     Kernel,
     Flag,
+    File {
+        path: PathBuf,
+        section: String,
+        key: String,
+    },
+    Env(String),
 }
 
 /// One value for one option.
@@ -867,6 +1043,10 @@ impl Setting {
             let what = match &self.source {
                 Source::Flag => format!("--{}", self.opt.flag),
                 Source::Kernel => format!("{} on the kernel command line", self.opt.kernel),
+                Source::File { path, section, key } => {
+                    format!("{key} in [{section}] of {}", path.display())
+                }
+                Source::Env(name) => format!("{name} in the environment"),
             };
             AgentError::invalid_params(format!("invalid value {:?} for {what}: {why}", self.value))
         })
@@ -876,7 +1056,8 @@ impl Setting {
 /// What the command line asked for.
 #[derive(Debug)]
 pub enum Parsed {
-    /// Each option given, in order.
+    /// Each option given, in order (`--config-file`/`--config-dir`
+    /// included: where they stand matters).
     Run(Vec<(&'static Opt, String)>),
     Help,
     Version,
@@ -971,6 +1152,86 @@ pub fn parse_cmdline(text: &str) -> CmdlineParams {
     out
 }
 
+/// The settings of one parsed config file, one per option (the file's last
+/// value; a current name beats a deprecated one), in file order. Keys that
+/// are neither in [`OPTIONS`] nor in [`NO_EFFECT_FILE_KEYS`] add a warning,
+/// once per section and key across files (`warned`). Pure: no I/O.
+pub fn file_settings(
+    path: &Path,
+    entries: &[IniEntry],
+    warned: &mut BTreeSet<(String, String)>,
+    warnings: &mut Vec<String>,
+) -> Vec<Setting> {
+    let mut out: Vec<(Setting, bool)> = Vec::new();
+    for e in entries {
+        let (sec, key) = (e.section.as_str(), e.key.as_str());
+        let current = OPTIONS
+            .iter()
+            .find(|o| o.section == sec && !sec.is_empty() && is_key(o.flag, key));
+        let deprecated = DEPRECATED_FILE_KEYS
+            .iter()
+            .find(|(s, k, _)| *s == sec && *k == key)
+            .and_then(|(_, _, flag)| find_opt(flag));
+        let Some(opt) = current.or(deprecated) else {
+            let no_effect = NO_EFFECT_FILE_KEYS
+                .iter()
+                .any(|(s, keys)| *s == sec && keys.contains(&key));
+            if !no_effect && warned.insert((sec.to_string(), key.to_string())) {
+                warnings.push(format!(
+                    "ignoring unknown option {key} in [{sec}] of {}",
+                    path.display()
+                ));
+            }
+            continue;
+        };
+        let is_current = current.is_some();
+        if !is_current && warned.insert((sec.to_string(), key.to_string())) {
+            warnings.push(format!(
+                "option {key} in [{sec}] of {} is deprecated: use {} in [{}]",
+                path.display(),
+                opt.key(),
+                opt.section
+            ));
+        }
+        let s = Setting {
+            opt,
+            value: e.value.clone(),
+            source: Source::File {
+                path: path.to_path_buf(),
+                section: e.section.clone(),
+                key: e.key.clone(),
+            },
+        };
+        match out.iter_mut().find(|(o, _)| o.opt == opt) {
+            Some(slot) if is_current || !slot.1 => *slot = (s, is_current),
+            Some(_) => {}
+            None => out.push((s, is_current)),
+        }
+    }
+    out.into_iter().map(|(s, _)| s).collect()
+}
+
+/// `OS_<SECTION>__<KEY>` values for every option config files can set
+/// (oslo.config's environment source), read through `get`.
+pub fn env_settings(get: impl Fn(&str) -> Option<String>) -> Vec<Setting> {
+    OPTIONS
+        .iter()
+        .filter(|o| !o.section.is_empty())
+        .filter_map(|opt| {
+            let name = format!(
+                "OS_{}__{}",
+                opt.section.to_ascii_uppercase(),
+                opt.key().to_ascii_uppercase()
+            );
+            get(&name).map(|value| Setting {
+                opt,
+                value,
+                source: Source::Env(name),
+            })
+        })
+        .collect()
+}
+
 /// oslo.config's boolean parsing (`strutils.bool_from_string`, strict).
 pub fn parse_bool(s: &str) -> Option<bool> {
     match s.trim().to_ascii_lowercase().as_str() {
@@ -1009,12 +1270,29 @@ fn parse_root_device(s: &str) -> BTreeMap<String, String> {
         .collect()
 }
 
-/// Resolve the kernel command line and the flags into a [`Config`]: a
-/// flag beats the kernel command line beats the default; the last of
-/// repeated flags wins. Pure: no I/O.
-pub fn resolve(kernel: &CmdlineParams, flags: &[Setting]) -> Result<Config> {
+/// Merge the sources into a [`Config`] in IPA's order (module
+/// documentation): defaults, `kernel` (as defaults), `stream` (config files
+/// and flags in the order read; the last wins), `env`, then the kernel
+/// overrides. Every value is checked, also one a later source replaces (IPA
+/// fails on a bad value wherever it is). Pure: no I/O.
+pub fn resolve(kernel: &CmdlineParams, stream: &[Setting], env: &[Setting]) -> Result<Config> {
+    let overrides = |s: &&Setting| KERNEL_OVERRIDES.contains(&s.opt.kernel);
     let mut c = Config::default();
-    for s in kernel.options.iter().chain(flags) {
+    for s in kernel.options.iter().filter(|s| !overrides(s)) {
+        s.apply(&mut c)?;
+    }
+    for s in stream {
+        s.apply(&mut c)?;
+    }
+    for s in env {
+        let mut given = stream.iter().filter(|g| g.opt == s.opt);
+        let flag_only = given.clone().next().is_some()
+            && !given.any(|g| matches!(g.source, Source::File { .. }));
+        if !flag_only {
+            s.apply(&mut c)?;
+        }
+    }
+    for s in kernel.options.iter().filter(overrides) {
         s.apply(&mut c)?;
     }
     c.bootif = kernel.other.get("BOOTIF").and_then(|s| non_empty(s));
@@ -1034,15 +1312,95 @@ pub fn resolve(kernel: &CmdlineParams, flags: &[Setting]) -> Result<Config> {
     Ok(c)
 }
 
-/// Everything `main` needs to start: the config and the warnings to log
-/// once logging is up.
+/// Everything `main` needs to start: the config, the warnings to log once
+/// logging is up, and the config files read (in order).
 pub struct Loaded {
     pub config: Config,
     pub warnings: Vec<String>,
+    pub files: Vec<PathBuf>,
 }
 
-/// Parse the process arguments, read the kernel command line (from
-/// `--cmdline FILE`, else `<root>/proc/cmdline`) and resolve.
+/// Reads the config files of one `--config-file`/`--config-dir` (or of the
+/// defaults) under the root, turning them into settings.
+struct FileReader<'a> {
+    root: &'a Root,
+    stream: Vec<Setting>,
+    files: Vec<PathBuf>,
+    warned: BTreeSet<(String, String)>,
+    warnings: Vec<String>,
+}
+
+impl FileReader<'_> {
+    /// One file; a missing one is an error unless `optional` (oslo's
+    /// `ConfigFilesNotFoundError` for `--config-file`).
+    fn file(&mut self, path: &Path, optional: bool) -> Result<()> {
+        let real = self.root.path(path);
+        let text = match std::fs::read(&real) {
+            Ok(b) => String::from_utf8(b).map_err(|_| {
+                AgentError::invalid_params(format!(
+                    "Failed to parse {}: not UTF-8 text",
+                    real.display()
+                ))
+            })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return match optional {
+                    true => Ok(()),
+                    false => Err(AgentError::invalid_params(format!(
+                        "Failed to find some config files: {}",
+                        real.display()
+                    ))),
+                };
+            }
+            Err(e) => {
+                return Err(AgentError::invalid_params(format!(
+                    "reading config file {}: {e}",
+                    real.display()
+                )))
+            }
+        };
+        let entries = parse_ini(&text, &real)?;
+        let settings = file_settings(&real, &entries, &mut self.warned, &mut self.warnings);
+        self.stream.extend(settings);
+        self.files.push(real);
+        Ok(())
+    }
+
+    /// `DIR/*.conf` in name order (Python's `sorted(glob(...))`: hidden
+    /// files excluded); a missing directory is an error unless `optional`
+    /// (oslo's `ConfigDirNotFoundError` for `--config-dir`).
+    fn dir(&mut self, dir: &Path, optional: bool) -> Result<()> {
+        let real = self.root.path(dir);
+        let mut names: Vec<String> = match std::fs::read_dir(&real) {
+            Ok(rd) => rd
+                .filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.ends_with(".conf") && !n.starts_with('.'))
+                .collect(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && optional => return Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(AgentError::invalid_params(format!(
+                    "Failed to read config file directory: {}",
+                    real.display()
+                )))
+            }
+            Err(e) => {
+                return Err(AgentError::invalid_params(format!(
+                    "reading config directory {}: {e}",
+                    real.display()
+                )))
+            }
+        };
+        names.sort();
+        for n in names {
+            self.file(&dir.join(n), false)?;
+        }
+        Ok(())
+    }
+}
+
+/// Parse the process arguments; read the kernel command line (from
+/// `--cmdline FILE`, else `<root>/proc/cmdline`), the config files under
+/// `--root` and the `OS_*` environment; resolve.
 pub fn load<I>(args: I) -> Result<std::result::Result<Loaded, Parsed>>
 where
     I: IntoIterator,
@@ -1075,15 +1433,35 @@ where
             )],
         ),
     };
-    let flags: Vec<Setting> = args
-        .into_iter()
-        .map(|(opt, value)| Setting {
-            opt,
-            value,
-            source: Source::Flag,
-        })
-        .collect();
-    let mut config = resolve(&kernel, &flags)?;
+    let root = Root::new(&root_dir);
+    let mut r = FileReader {
+        root: &root,
+        stream: Vec::new(),
+        files: Vec::new(),
+        warned: BTreeSet::new(),
+        warnings: Vec::new(),
+    };
+    let given = |f: fn(&Field) -> bool| args.iter().any(|(o, _)| f(&o.field));
+    if !given(|f| matches!(f, Field::ConfigFile)) {
+        r.file(Path::new(DEFAULT_CONFIG_FILE), true)?;
+    }
+    if !given(|f| matches!(f, Field::ConfigDir)) {
+        r.dir(Path::new(DEFAULT_CONFIG_DIR), true)?;
+    }
+    for (opt, value) in &args {
+        match opt.field {
+            Field::ConfigFile => r.file(Path::new(value), false)?,
+            Field::ConfigDir => r.dir(Path::new(value), false)?,
+            _ => r.stream.push(Setting {
+                opt,
+                value: value.clone(),
+                source: Source::Flag,
+            }),
+        }
+    }
+    warnings.append(&mut r.warnings);
+    let env = env_settings(|name| std::env::var(name).ok());
+    let mut config = resolve(&kernel, &r.stream, &env)?;
     config.cmdline_path = cmdline_path;
     if config.api_urls.is_empty() && config.inspection_callback_url.is_none() && !config.standalone
     {
@@ -1096,7 +1474,11 @@ where
         );
         config.standalone = true;
     }
-    Ok(Ok(Loaded { config, warnings }))
+    Ok(Ok(Loaded {
+        config,
+        warnings,
+        files: r.files,
+    }))
 }
 
 /// `--help`, generated from [`OPTIONS`]: a `[value]` at the end of a line is
@@ -1107,10 +1489,14 @@ pub fn help() -> String {
         "ironic-agent {}\n\
          The OpenStack Ironic Python Agent protocol in one static binary.\n\n\
          Usage: ironic-agent [OPTIONS]\n\n\
-         Options also come from the kernel command line (ipa-* keys, BOOTIF,\n\
-         root_device=); a flag given here wins over it, and both over the\n\
-         [default] shown. Booleans take an optional =true|false. IPA's\n\
-         --api_url spelling is accepted too.\n\n",
+         Options come from, lowest first: the [default] shown, the kernel\n\
+         command line (ipa-* keys, BOOTIF, root_device=), IPA's config files\n\
+         ({DEFAULT_CONFIG_FILE} unless --config-file is given,\n\
+         {DEFAULT_CONFIG_DIR}/*.conf unless --config-dir is) and\n\
+         these flags, files and flags in order, the last one winning; then\n\
+         OS_<SECTION>__<KEY> variables; ipa-debug beats all. A file's key is\n\
+         the flag with underscores, in [DEFAULT] unless shown. Booleans take\n\
+         an optional =true|false. IPA's --api_url spelling is accepted too.\n\n",
         env!("CARGO_PKG_VERSION")
     );
     for o in OPTIONS {
@@ -1131,10 +1517,11 @@ pub fn help() -> String {
         if !o.kernel.is_empty() {
             notes.push(format!("kernel: {}", o.kernel));
         }
-        match o.section {
-            "" => notes.push("not in files".into()),
-            D => {}
-            sec => notes.push(format!("file: [{sec}]")),
+        match (o.section, o.field) {
+            ("", Field::ConfigFile | Field::ConfigDir) => {}
+            ("", _) => notes.push("not in files".into()),
+            (D, _) => {}
+            (sec, _) => notes.push(format!("file: [{sec}]")),
         }
         if !notes.is_empty() {
             let note = format!("({})", notes.join("; "));
@@ -1310,6 +1697,12 @@ mod tests {
         }
     }
 
+    fn file(text: &str) -> Vec<Setting> {
+        let path = Path::new("/etc/ironic-python-agent.conf");
+        let entries = parse_ini(text, path).unwrap();
+        file_settings(path, &entries, &mut BTreeSet::new(), &mut Vec::new())
+    }
+
     fn none() -> CmdlineParams {
         CmdlineParams::default()
     }
@@ -1401,7 +1794,7 @@ mod tests {
             assert_eq!(format!("{c:?}"), d, "--{} {}", o.flag, o.default);
         }
         assert_eq!(
-            format!("{:?}", resolve(&none(), &[]).unwrap()),
+            format!("{:?}", resolve(&none(), &[], &[]).unwrap()),
             d,
             "no input resolves to the defaults"
         );
@@ -1441,7 +1834,7 @@ mod tests {
             p.warnings,
             vec!["ignoring unknown kernel parameter ipa-foo"]
         );
-        let c = resolve(&p, &[]).unwrap();
+        let c = resolve(&p, &[], &[]).unwrap();
         assert_eq!(c.bootif.as_deref(), Some("01-52-54-00-12-34-56"));
         let hints = c.root_device_hints.unwrap();
         assert_eq!(hints["serial"], "abc");
@@ -1452,11 +1845,115 @@ mod tests {
     fn flags_beat_cmdline_beats_default() {
         let cmd = parse_cmdline("ipa-listen-port=1111 ipa-lookup-timeout=5 ipa-api-url=http://a");
         let cli = flags(&["--listen-port", "2222", "--api_url=https://b,https://c"]);
-        let c = resolve(&cmd, &cli).unwrap();
+        let c = resolve(&cmd, &cli, &[]).unwrap();
         assert_eq!(c.listen_port, 2222);
         assert_eq!(c.lookup_timeout, 5);
         assert_eq!(c.lookup_interval, 1);
         assert_eq!(c.api_urls, vec!["https://b", "https://c"]);
+    }
+
+    /// IPA's order: the kernel line only gives defaults; files and flags
+    /// in the order read, the last winning; `OS_*` beats files (and flags
+    /// for options also in a file); `ipa-debug` beats everything.
+    #[test]
+    fn precedence_is_ipas() {
+        let kernel = parse_cmdline(
+            "ipa-lookup-timeout=1 ipa-disk-wait-delay=1 ipa-http-request-timeout=1 \
+             ipa-debug=1 ipa-insecure=1",
+        );
+        let mut stream = file(
+            "[DEFAULT]\nlookup_timeout = 2\ndisk_wait_delay = 2\ndebug = false\n\
+             http_request_timeout = 2\ninsecure = false\n",
+        );
+        stream.extend(flags(&[
+            "--disk-wait-delay",
+            "3",
+            "--debug=false",
+            "--listen-port",
+            "3",
+        ]));
+        stream.extend(file("[DEFAULT]\nhttp_request_timeout = 4\n"));
+        let c = resolve(&kernel, &stream, &[]).unwrap();
+        assert_eq!(c.lookup_timeout, 2, "a file beats the kernel line");
+        assert_eq!(c.disk_wait_delay, 3, "a later flag beats a file");
+        assert_eq!(c.http_request_timeout, 4, "a later file beats a file");
+        assert!(!c.insecure, "a file turns a kernel boolean off");
+        assert!(c.debug, "ipa-debug is an override");
+        let env = env_settings(|name| match name {
+            "OS_DEFAULT__LOOKUP_TIMEOUT" => Some("5".into()),
+            "OS_DEFAULT__LISTEN_PORT" => Some("5".into()),
+            "OS_DEFAULT__DISK_WAIT_DELAY" => Some("5".into()),
+            "OS_DISK_UTILS__EFI_SYSTEM_PARTITION_SIZE" => Some("5".into()),
+            _ => None,
+        });
+        assert_eq!(env.len(), 4);
+        let c = resolve(&kernel, &stream, &env).unwrap();
+        assert_eq!(c.lookup_timeout, 5, "the environment beats a file");
+        assert_eq!(c.listen_port, 3, "a flag beats the environment");
+        assert_eq!(
+            c.disk_wait_delay, 5,
+            "... unless the option is in a file too (oslo's location rule)"
+        );
+        assert_eq!(c.efi_system_partition_size, 5, "and beats the default");
+        // without ipa-debug, the last of file and flag decides
+        let c = resolve(&none(), &stream, &[]).unwrap();
+        assert!(!c.debug);
+        let c = resolve(&none(), &flags(&["-d"]), &[]).unwrap();
+        assert!(c.debug);
+    }
+
+    #[test]
+    fn file_keys_are_ipas_option_names() {
+        let path = Path::new("/x.conf");
+        let text = "[DEFAULT]\napi_url = http://a:6385\nlisten-port = 1\nlog_file = /x\n\
+                    frobnicate = 1\nstandalone = true\ndriver_name = x\n\
+                    tls_cert_file = new.pem\n\
+                    [ssl]\ncert_file = old.pem\nkey_file = old.key\nca_file = ca\n\
+                    [DISK_UTILS]\nefi_system_partition_size = 200\nimage_convert_attempts = 9\n\
+                    [disk_utils]\nefi_system_partition_size = 300\n\
+                    [default]\ninsecure = true\n[metrics]\nbackend = statsd\n";
+        let entries = parse_ini(text, path).unwrap();
+        let mut warned = BTreeSet::new();
+        let mut warnings = vec![];
+        let s = file_settings(path, &entries, &mut warned, &mut warnings);
+        assert_eq!(
+            pairs(&s),
+            vec![
+                ("api-url", "http://a:6385"),
+                // the current name beats the deprecated [ssl] one
+                ("tls-cert-file", "new.pem"),
+                ("tls-key-file", "old.key"),
+                // [DISK_UTILS] is [disk_utils]; the last value wins
+                ("efi-system-partition-size", "300"),
+            ]
+        );
+        assert_eq!(
+            s[0].source,
+            Source::File {
+                path: path.into(),
+                section: "DEFAULT".into(),
+                key: "api_url".into()
+            }
+        );
+        assert_eq!(
+            warnings,
+            vec![
+                // dashes are not IPA's spelling in files
+                "ignoring unknown option listen-port in [DEFAULT] of /x.conf",
+                "ignoring unknown option frobnicate in [DEFAULT] of /x.conf",
+                // removed from IPA: files cannot turn standalone on
+                "ignoring unknown option standalone in [DEFAULT] of /x.conf",
+                "ignoring unknown option driver_name in [DEFAULT] of /x.conf",
+                "option cert_file in [ssl] of /x.conf is deprecated: use tls_cert_file in [DEFAULT]",
+                "option key_file in [ssl] of /x.conf is deprecated: use tls_key_file in [DEFAULT]",
+                // [default] is not [DEFAULT]
+                "ignoring unknown option insecure in [default] of /x.conf",
+            ]
+        );
+        // once per key, across files
+        let mut again = vec![];
+        file_settings(Path::new("/y.conf"), &entries, &mut warned, &mut again);
+        assert!(again.is_empty(), "{again:?}");
     }
 
     #[test]
@@ -1464,6 +1961,7 @@ mod tests {
         let c = resolve(
             &none(),
             &flags(&["--insecure", "--debug=false", "--standalone"]),
+            &[],
         )
         .unwrap();
         assert!(c.insecure && !c.debug && c.standalone);
@@ -1478,7 +1976,32 @@ mod tests {
         ] {
             assert_eq!(parse_bool(s), want, "{s}");
         }
-        assert!(resolve(&none(), &flags(&["--insecure=maybe"])).is_err());
+        assert!(resolve(&none(), &flags(&["--insecure=maybe"]), &[]).is_err());
+        for v in ["true", "1", "yes", "on"] {
+            let c = resolve(&none(), &file(&format!("[DEFAULT]\ninsecure = {v}\n")), &[]).unwrap();
+            assert!(c.insecure, "{v}");
+        }
+    }
+
+    #[test]
+    fn lists() {
+        let c = resolve(
+            &none(),
+            &file("[DEFAULT]\ninspection_collectors = default,\n  logs , pci-devices,\n"),
+            &[],
+        )
+        .unwrap();
+        assert_eq!(
+            c.inspection_collectors,
+            vec!["default", "logs", "pci-devices"]
+        );
+        let c = resolve(
+            &none(),
+            &file("[DEFAULT]\npermitted_image_formats =\n"),
+            &[],
+        )
+        .unwrap();
+        assert!(c.permitted_image_formats.is_empty());
     }
 
     #[test]
@@ -1492,26 +2015,40 @@ mod tests {
             .unwrap_err()
             .details
             .contains("needs a value"));
-        let e = err(resolve(&none(), &flags(&["--listen-port", "99999"])));
+        let e = err(resolve(&none(), &flags(&["--listen-port", "99999"]), &[]));
         assert_eq!(
             e,
             "invalid value \"99999\" for --listen-port: expected a port number"
         );
-        let e = err(resolve(&none(), &flags(&["--api-url", "ftp://x"])));
+        let e = err(resolve(&none(), &flags(&["--api-url", "ftp://x"]), &[]));
         assert!(e.contains("http://"), "{e}");
-        let e = err(resolve(&none(), &flags(&["--listen-tls"])));
+        let e = err(resolve(&none(), &flags(&["--listen-tls"]), &[]));
         assert!(e.contains("tls-cert-file"), "{e}");
         let e = err(resolve(
             &none(),
             &flags(&["--efi-system-partition-size", "0"]),
+            &[],
         ));
         assert!(e.contains("at least 1 MiB"), "{e}");
-        let e = err(resolve(&parse_cmdline("ipa-lookup-timeout=soon"), &[]));
+        let e = err(resolve(&parse_cmdline("ipa-lookup-timeout=soon"), &[], &[]));
         assert_eq!(
             e,
             "invalid value \"soon\" for ipa-lookup-timeout on the kernel command line: \
              expected a whole number"
         );
+        // a bad value in a file names the file, the section and the key,
+        // even when a later source replaces it (IPA fails at start)
+        let mut stream = file("[disk_utils]\nbios_boot_partition_size = big\n");
+        stream.extend(flags(&["--bios-boot-partition-size", "2"]));
+        let e = err(resolve(&none(), &stream, &[]));
+        assert_eq!(
+            e,
+            "invalid value \"big\" for bios_boot_partition_size in [disk_utils] of \
+             /etc/ironic-python-agent.conf: expected a whole number"
+        );
+        let env = env_settings(|n| (n == "OS_DEFAULT__INSECURE").then(|| "maybe".into()));
+        let e = err(resolve(&none(), &[], &env));
+        assert!(e.contains("OS_DEFAULT__INSECURE in the environment"), "{e}");
     }
 
     #[test]
@@ -1520,7 +2057,7 @@ mod tests {
             "ipa-listen-host=[::1] ipa-tls-min-version=1.3 ipa-tls-certificate-curve=p256 \
              ipa-ironic-api-version=1.68 ipa-inspection-collectors=default,logs,pci-devices",
         );
-        let c = resolve(&cmd, &[]).unwrap();
+        let c = resolve(&cmd, &[], &[]).unwrap();
         assert_eq!(c.listen_host, Some("::1".parse().unwrap()));
         assert_eq!(c.tls_min_version, TlsVersion::V1_3);
         assert_eq!(c.tls_certificate_curve, Curve::P256);
@@ -1535,6 +2072,7 @@ mod tests {
                 "2",
                 "--config-drive-rebuild",
             ]),
+            &[],
         )
         .unwrap();
         assert_eq!(c.efi_system_partition_size, 1024);
@@ -1570,6 +2108,7 @@ mod tests {
                 ("tls-certificate-curve", _) => "p256",
                 ("ironic-api-version", _) => "1.2",
                 ("listen-tls", _) => "false",
+                (_, Field::ConfigFile | Field::ConfigDir) => continue,
                 (_, Field::Bool(_)) if o.default == "true" => "false",
                 (_, Field::Bool(_)) => "true",
                 _ if ["N", "SECS", "PORT", "MIB", "BYTES"].contains(&o.meta) => "5000",
@@ -1580,7 +2119,8 @@ mod tests {
                 args = vec!["--certfile=a".into(), "--keyfile=b".into()];
             }
             let args: Vec<&str> = args.iter().map(String::as_str).collect();
-            let c = resolve(&none(), &flags(&args)).unwrap_or_else(|e| panic!("--{}: {e}", o.flag));
+            let c = resolve(&none(), &flags(&args), &[])
+                .unwrap_or_else(|e| panic!("--{}: {e}", o.flag));
             if o.flag != "listen-tls" {
                 assert_ne!(
                     format!("{c:?}"),
@@ -1593,7 +2133,17 @@ mod tests {
     }
 
     #[test]
-    fn booleans_and_only_booleans_have_no_placeholder() {
+    fn every_file_option_is_ipas() {
+        // Rows in files carry IPA's names; no key is both mapped and listed
+        // as without effect.
+        for o in OPTIONS.iter().filter(|o| !o.section.is_empty()) {
+            assert!(
+                !NO_EFFECT_FILE_KEYS
+                    .iter()
+                    .any(|(s, keys)| *s == o.section && keys.contains(&o.key().as_str())),
+                "{o:?}"
+            );
+        }
         assert!(OPTIONS.iter().all(|o| o.is_bool() == o.meta.is_empty()));
     }
 }
