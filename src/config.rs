@@ -112,7 +112,7 @@ impl PartialEq for Opt {
 const D: &str = "DEFAULT";
 
 /// Every option the agent reads, in `--help` order.
-pub const OPTIONS: &[Opt] = &[
+pub static OPTIONS: &[Opt] = &[
     Opt {
         flag: "api-url",
         kernel: "ipa-api-url",
@@ -725,7 +725,7 @@ pub const OPTIONS: &[Opt] = &[
 /// Config-file keys of IPA's that are accepted and have no effect here
 /// (the feature is absent, or the ramdisk does it), by section. Anything
 /// else that is not in [`OPTIONS`] is logged once as unknown.
-pub const NO_EFFECT_FILE_KEYS: &[(&str, &[&str])] = &[
+pub static NO_EFFECT_FILE_KEYS: &[(&str, &[&str])] = &[
     (
         D,
         &[
@@ -1159,7 +1159,7 @@ pub fn parse_cmdline(text: &str) -> CmdlineParams {
 pub fn file_settings(
     path: &Path,
     entries: &[IniEntry],
-    warned: &mut BTreeSet<(String, String)>,
+    warned: &mut Vec<(String, String)>,
     warnings: &mut Vec<String>,
 ) -> Vec<Setting> {
     let mut out: Vec<(Setting, bool)> = Vec::new();
@@ -1176,7 +1176,7 @@ pub fn file_settings(
             let no_effect = NO_EFFECT_FILE_KEYS
                 .iter()
                 .any(|(s, keys)| *s == sec && keys.contains(&key));
-            if !no_effect && warned.insert((sec.to_string(), key.to_string())) {
+            if !no_effect && first_time(warned, sec, key) {
                 warnings.push(format!(
                     "ignoring unknown option {key} in [{sec}] of {}",
                     path.display()
@@ -1185,7 +1185,7 @@ pub fn file_settings(
             continue;
         };
         let is_current = current.is_some();
-        if !is_current && warned.insert((sec.to_string(), key.to_string())) {
+        if !is_current && first_time(warned, sec, key) {
             warnings.push(format!(
                 "option {key} in [{sec}] of {} is deprecated: use {} in [{}]",
                 path.display(),
@@ -1209,6 +1209,16 @@ pub fn file_settings(
         }
     }
     out.into_iter().map(|(s, _)| s).collect()
+}
+
+/// Whether `(section, key)` is new to `warned` (now added): a short list,
+/// searched linearly.
+fn first_time(warned: &mut Vec<(String, String)>, section: &str, key: &str) -> bool {
+    let seen = warned.iter().any(|(s, k)| s == section && k == key);
+    if !seen {
+        warned.push((section.to_string(), key.to_string()));
+    }
+    !seen
 }
 
 /// `OS_<SECTION>__<KEY>` values for every option config files can set
@@ -1326,7 +1336,7 @@ struct FileReader<'a> {
     root: &'a Root,
     stream: Vec<Setting>,
     files: Vec<PathBuf>,
-    warned: BTreeSet<(String, String)>,
+    warned: Vec<(String, String)>,
     warnings: Vec<String>,
 }
 
@@ -1390,7 +1400,7 @@ impl FileReader<'_> {
                 )))
             }
         };
-        names.sort();
+        crate::util::sort_small(&mut names);
         for n in names {
             self.file(&dir.join(n), false)?;
         }
@@ -1438,7 +1448,7 @@ where
         root: &root,
         stream: Vec::new(),
         files: Vec::new(),
-        warned: BTreeSet::new(),
+        warned: Vec::new(),
         warnings: Vec::new(),
     };
     let given = |f: fn(&Field) -> bool| args.iter().any(|(o, _)| f(&o.field));
@@ -1700,7 +1710,7 @@ mod tests {
     fn file(text: &str) -> Vec<Setting> {
         let path = Path::new("/etc/ironic-python-agent.conf");
         let entries = parse_ini(text, path).unwrap();
-        file_settings(path, &entries, &mut BTreeSet::new(), &mut Vec::new())
+        file_settings(path, &entries, &mut Vec::new(), &mut Vec::new())
     }
 
     fn none() -> CmdlineParams {
@@ -1913,7 +1923,7 @@ mod tests {
                     [disk_utils]\nefi_system_partition_size = 300\n\
                     [default]\ninsecure = true\n[metrics]\nbackend = statsd\n";
         let entries = parse_ini(text, path).unwrap();
-        let mut warned = BTreeSet::new();
+        let mut warned = vec![];
         let mut warnings = vec![];
         let s = file_settings(path, &entries, &mut warned, &mut warnings);
         assert_eq!(

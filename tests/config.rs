@@ -210,6 +210,8 @@ fn config_files_merge_in_ipas_order() {
     ] {
         assert!(line.contains(want), "{why}: want {want}\n{line}");
     }
+    assert!(line.contains("agent_token: Some(\"***\")"), "{line}");
+    assert!(!log.contains(&a.token), "the token stays out of the log");
     let files: Vec<&str> = log
         .lines()
         .filter_map(|l| l.split("read configuration file ").nth(1))

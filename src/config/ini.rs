@@ -3,7 +3,8 @@
 //!
 //! - `[section]` starts a section. Names other than `DEFAULT` are
 //!   lower-cased (`[DISK_UTILS]` is `[disk_utils]`; `[default]` is not
-//!   `[DEFAULT]`);
+//!   `[DEFAULT]`), ASCII letters only (oslo lowers any letter; IPA's
+//!   sections are ASCII);
 //! - `key = value` or `key: value`, split at whichever of `=` and `:` comes
 //!   first; key and value are trimmed and one pair of matching surrounding
 //!   quotes (`"` or `'`) is removed from the value;
@@ -75,7 +76,7 @@ pub fn parse(text: &str, file: &Path) -> Result<Vec<Entry>> {
             section = Some(if name == "DEFAULT" {
                 name.to_string()
             } else {
-                name.to_lowercase()
+                name.to_ascii_lowercase()
             });
         } else if line.starts_with(['#', ';']) {
             // a comment
