@@ -1499,14 +1499,15 @@ pub fn help() -> String {
         "ironic-agent {}\n\
          The OpenStack Ironic Python Agent protocol in one static binary.\n\n\
          Usage: ironic-agent [OPTIONS]\n\n\
-         Options come from, lowest first: the [default] shown, the kernel\n\
-         command line (ipa-* keys, BOOTIF, root_device=), IPA's config files\n\
-         ({DEFAULT_CONFIG_FILE} unless --config-file is given,\n\
-         {DEFAULT_CONFIG_DIR}/*.conf unless --config-dir is) and\n\
-         these flags, files and flags in order, the last one winning; then\n\
-         OS_<SECTION>__<KEY> variables; ipa-debug beats all. A file's key is\n\
-         the flag with underscores, in [DEFAULT] unless shown. Booleans take\n\
-         an optional =true|false. IPA's --api_url spelling is accepted too.\n\n",
+         Options come from, lowest first: the [default] shown; the kernel\n\
+         command line (ipa-* keys, BOOTIF, root_device=); IPA's config files\n\
+         and these flags, in order, the last one winning: {DEFAULT_CONFIG_FILE}\n\
+         unless --config-file is given, {DEFAULT_CONFIG_DIR}/*.conf unless\n\
+         --config-dir is, then the flags, each --config-file and --config-dir\n\
+         read where it stands; OS_<SECTION>__<KEY> variables; ipa-debug. A\n\
+         file's key is the flag with underscores, in [DEFAULT] unless shown.\n\
+         Booleans take an optional =true|false. IPA's --api_url spelling\n\
+         is accepted too.\n\n",
         env!("CARGO_PKG_VERSION")
     );
     for o in OPTIONS {
