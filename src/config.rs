@@ -1330,8 +1330,8 @@ pub struct Loaded {
     pub files: Vec<PathBuf>,
 }
 
-/// Reads the config files of one `--config-file`/`--config-dir` (or of the
-/// defaults) under the root, turning them into settings.
+/// Reads config files under the root, in the order asked, into one stream
+/// of settings (with the files read and the warnings).
 struct FileReader<'a> {
     root: &'a Root,
     stream: Vec<Setting>,
