@@ -11,7 +11,7 @@ pub mod guard;
 
 use crate::agent::Agent;
 use crate::commands::{self, Entry, Params};
-use crate::logbuf::redact_query;
+use crate::logbuf::redact_url;
 use serde_json::{json, Value};
 use std::io::Read;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -305,10 +305,15 @@ fn respond(req: Request, status: u16, body: &Value, close: bool) {
 
 /// Handle one request completely.
 pub fn handle(agent: &Arc<Agent>, mut req: Request, scheme: &str) {
+    // the token, by value, out of every log line from now on, whatever
+    // spelling of it a request uses
+    if let Some(t) = agent.token() {
+        crate::logbuf::add_secret(&t);
+    }
     log::debug!(
         "{} {} from {}",
         req.method(),
-        redact_query(req.url()),
+        redact_url(req.url()),
         req.remote_addr()
             .map_or_else(|| "tls".into(), |a| a.to_string())
     );
@@ -320,7 +325,7 @@ pub fn handle(agent: &Arc<Agent>, mut req: Request, scheme: &str) {
                 .or_else(|| p.downcast_ref::<String>().cloned());
             log::error!(
                 "internal error handling {}: {}",
-                redact_query(req.url()),
+                redact_url(req.url()),
                 what.as_deref().unwrap_or("panic")
             );
             fault(
