@@ -167,6 +167,25 @@ fn scrub(msg: String) -> String {
     msg
 }
 
+/// `data` with every known secret replaced by `***` (the log bundle's
+/// files: process command lines, dmesg's kernel command line, ...).
+pub fn scrub_bytes(data: &[u8]) -> Vec<u8> {
+    let secrets = SECRETS.read().unwrap_or_else(|e| e.into_inner());
+    let mut out = data.to_vec();
+    for s in secrets.iter().map(|s| s.as_bytes()) {
+        let mut i = 0;
+        while i + s.len() <= out.len() {
+            if out[i..].starts_with(s) {
+                out.splice(i..i + s.len(), *b"***");
+                i += 3;
+            } else {
+                i += 1;
+            }
+        }
+    }
+    out
+}
+
 /// A request target as it may be logged: the path percent-decoded up to
 /// its first unusual character, then the query with `***` for every value
 /// but `wait`'s and `...` for every key but `wait` and `agent_token`.
@@ -242,11 +261,23 @@ mod tests {
         );
         assert_eq!(redact_url("/v1/status"), "/v1/status");
         for (url, want) in [
-            ("/v1/commands/?AGENT_TOKEN=s3cr3t", "/v1/commands/?agent_token=***"),
-            ("/v1/commands/?agent_%74oken=s3cr3t", "/v1/commands/?agent_token=***"),
-            ("/v1/commands/?wait=1;agent_token=s3cr3t", "/v1/commands/?wait=***&agent_token=***"),
+            (
+                "/v1/commands/?AGENT_TOKEN=s3cr3t",
+                "/v1/commands/?agent_token=***",
+            ),
+            (
+                "/v1/commands/?agent_%74oken=s3cr3t",
+                "/v1/commands/?agent_token=***",
+            ),
+            (
+                "/v1/commands/?wait=1;agent_token=s3cr3t",
+                "/v1/commands/?wait=***&agent_token=***",
+            ),
             ("/v1/commands/%3Fagent_token=s3cr3t", "/v1/commands/..."),
-            ("/v1/commands/?x=1%3Fagent_token=s3cr3t", "/v1/commands/?...=***"),
+            (
+                "/v1/commands/?x=1%3Fagent_token=s3cr3t",
+                "/v1/commands/?...=***",
+            ),
             ("/v1/commands/?s3cr3t", "/v1/commands/?..."),
             ("/v1/commands/?%73%33cr3t%26=1", "/v1/commands/?...=***"),
             ("/v1/commands/?wait=%74rue", "/v1/commands/?wait=true"),
@@ -270,5 +301,9 @@ mod tests {
         // the last four are kept
         assert_eq!(scrub("another-secret-4 another-secret-1".into()), "*** ***");
         assert_eq!(scrub("another-secret-0".into()), "another-secret-0");
+        assert_eq!(
+            scrub_bytes(b"x another-secret-4another-secret-4 y"),
+            b"x ****** y"
+        );
     }
 }
