@@ -1,6 +1,17 @@
 # Shared shell helpers for the project's scripts (sourced, bash).
+
+# apt_failed WHAT: say why setup cannot go on, and fail.
+apt_failed() {
+  echo "[setup] error: $* failed (apt-get's messages are above); stopping." >&2
+  echo "[setup] A half-configured package system is repaired with 'dpkg --configure -a' and" >&2
+  echo "[setup] 'apt-get -f install'; then run this again." >&2
+  return 1
+}
+
 # apt_install PKG...: install missing Debian packages, waiting for the dpkg
-# lock instead of failing when another job holds it.
+# lock instead of failing when another job holds it. Returns non-zero, with
+# a message, when apt-get fails: callers stop there instead of failing
+# later with a missing tool.
 apt_install() {
   local missing=() p
   for p in "$@"; do
@@ -9,16 +20,19 @@ apt_install() {
   [ ${#missing[@]} -eq 0 ] && return 0
   echo "[setup] apt-get install ${missing[*]}" >&2
   local sudo=""; [ "$(id -u)" -ne 0 ] && sudo=sudo
-  $sudo apt-get -o DPkg::Lock::Timeout=600 update -qq
+  $sudo apt-get -o DPkg::Lock::Timeout=600 update -qq || apt_failed "apt-get update" || return 1
   DEBIAN_FRONTEND=noninteractive $sudo apt-get -o DPkg::Lock::Timeout=600 install -y -qq \
-    --no-install-recommends "${missing[@]}" >/dev/null
+    --no-install-recommends "${missing[@]}" >/dev/null \
+    || apt_failed "apt-get install ${missing[*]}" || return 1
 }
 
 # ensure_musl: the static build's toolchain (rust-std for musl; musl-tools
 # for ring's C code, which cc-rs compiles with x86_64-linux-musl-gcc).
 ensure_musl() {
-  rustup target list --installed 2>/dev/null | grep -qx x86_64-unknown-linux-musl \
-    || rustup target add x86_64-unknown-linux-musl
+  if ! rustup target list --installed 2>/dev/null | grep -qx x86_64-unknown-linux-musl; then
+    rustup target add x86_64-unknown-linux-musl \
+      || { echo "[setup] error: rustup target add x86_64-unknown-linux-musl failed" >&2; return 1; }
+  fi
   command -v x86_64-linux-musl-gcc >/dev/null || apt_install musl-tools
 }
 
@@ -44,9 +58,10 @@ ensure_qemu() {
   [ ${#pkgs[@]} -eq 0 ] && return 0
   echo "[setup] apt-get install ${pkgs[*]}" >&2
   local sudo=""; [ "$(id -u)" -ne 0 ] && sudo=sudo
-  $sudo apt-get -o DPkg::Lock::Timeout=600 update -qq
+  $sudo apt-get -o DPkg::Lock::Timeout=600 update -qq || apt_failed "apt-get update" || return 1
   DEBIAN_FRONTEND=noninteractive $sudo apt-get -o DPkg::Lock::Timeout=600 install -y -qq \
-    --no-install-recommends --allow-downgrades "${pkgs[@]}" >/dev/null
+    --no-install-recommends --allow-downgrades "${pkgs[@]}" >/dev/null \
+    || apt_failed "apt-get install ${pkgs[*]}" || return 1
   # belt and braces: never leave the machine without qemu-img
   command -v qemu-img >/dev/null || apt_install qemu-utils
 }
