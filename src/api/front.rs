@@ -875,7 +875,6 @@ struct Conn<'a> {
     shared: &'a Shared,
     /// Bytes from the client not consumed yet (a pipelined next request).
     input: Vec<u8>,
-    api: Option<UnixStream>,
 }
 
 /// How a request ends the exchange.
@@ -901,7 +900,6 @@ fn serve(tcp: TcpStream, peer: SocketAddr, state: Arc<SlotState>, sh: &Shared) -
         state,
         shared: sh,
         input: Vec::new(),
-        api: None,
     };
     let mut first = true;
     loop {
@@ -1049,7 +1047,6 @@ impl Conn<'_> {
                     crate::logbuf::redact_url(&head.target),
                     self.peer
                 );
-                self.api = None;
                 return Ok(Next::Close);
             }
             Err(e) => {
@@ -1059,7 +1056,6 @@ impl Conn<'_> {
                     crate::logbuf::redact_url(&head.target),
                     self.peer
                 );
-                self.api = None;
                 let r = if e.kind() == io::ErrorKind::TimedOut {
                     Refusal::new("504 Gateway Timeout", "the agent did not answer in time")
                 } else {
@@ -1068,9 +1064,6 @@ impl Conn<'_> {
                 return self.refuse(r);
             }
         };
-        if answer.api_closed {
-            self.api = None;
-        }
 
         // the answer
         self.state.set(Phase::Answer);
@@ -1186,18 +1179,7 @@ impl Conn<'_> {
     ) -> io::Result<Answer> {
         let l = &self.shared.limits;
         let deadline = Instant::now() + if wait { l.wait } else { l.answer };
-        if let Some(s) = &self.api {
-            // tiny_http closed it (after an answer of its own): start afresh
-            if crate::sys::poll([(s.as_raw_fd(), libc::POLLIN)], 0)?[0] != 0 {
-                self.api = None;
-            }
-        }
-        if self.api.is_none() {
-            let s = UnixStream::connect(&self.shared.backend)?;
-            s.set_nonblocking(true)?;
-            self.api = Some(s);
-        }
-        let api = self.api.as_mut().expect("connected above");
+        let mut api = api_connection(&self.shared.backend)?;
         let mut out = Spool::default();
         out.chunks.push_back(head);
         out.chunks.append(&mut body.chunks);
@@ -1212,7 +1194,7 @@ impl Conn<'_> {
         };
         loop {
             if !out.is_empty() {
-                if let Err(e) = out.write_to(api) {
+                if let Err(e) = out.write_to(&mut api) {
                     // tiny_http answered and closed without the body: the
                     // answer is still to be read
                     log::debug!("writing a request to the API: {e}");
@@ -1252,8 +1234,12 @@ impl Conn<'_> {
             };
             if reader.push(&buf[..n], eof)? {
                 // a request whose body tiny_http never read leaves the
-                // connection out of step: start afresh next time
-                return Ok(reader.finish(eof || !out.is_empty()));
+                // connection out of step: not used again
+                let answer = reader.finish(eof || !out.is_empty());
+                if !answer.api_closed {
+                    api_release(api);
+                }
+                return Ok(answer);
             }
             if eof {
                 return Err(io::Error::new(
@@ -1262,6 +1248,38 @@ impl Conn<'_> {
                 ));
             }
         }
+    }
+}
+
+/// Idle connections to tiny_http, shared by every client connection.
+/// tiny_http runs a thread per connection of its own, so handing a few
+/// round keeps its threads to the requests in flight, not the clients
+/// connected, and lets the idle ones expire after a burst.
+static API_POOL: Mutex<Vec<UnixStream>> = Mutex::new(Vec::new());
+/// tiny_http keeps 4 threads whatever happens: as many connections.
+const API_POOL_MAX: usize = 4;
+
+/// A connection to tiny_http: an idle one, else a new one.
+fn api_connection(backend: &std::path::Path) -> io::Result<UnixStream> {
+    loop {
+        let idle = API_POOL.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        let Some(s) = idle else { break };
+        // readable while idle: closed by tiny_http (after an answer of
+        // its own); drop it
+        if crate::sys::poll([(s.as_raw_fd(), libc::POLLIN)], 0)?[0] == 0 {
+            return Ok(s);
+        }
+    }
+    let s = UnixStream::connect(backend)?;
+    s.set_nonblocking(true)?;
+    Ok(s)
+}
+
+/// Hand back a connection whose last answer was read whole.
+fn api_release(s: UnixStream) {
+    let mut pool = API_POOL.lock().unwrap_or_else(|e| e.into_inner());
+    if pool.len() < API_POOL_MAX {
+        pool.push(s);
     }
 }
 
