@@ -14,7 +14,7 @@
 
 use std::collections::VecDeque;
 use std::io::{self, Write};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Shared ring buffer holding the tail of the agent's log.
@@ -126,7 +126,7 @@ pub fn init(debug: bool) -> LogBuffer {
 }
 
 /// Secrets (agent tokens) that no log line may contain.
-static SECRETS: RwLock<Vec<String>> = RwLock::new(Vec::new());
+static SECRETS: Mutex<Vec<String>> = Mutex::new(Vec::new());
 /// Tokens shorter than this are not scrubbed by value (they would mangle
 /// ordinary words); [`redact_url`] still keeps them out of request lines.
 const MIN_SECRET: usize = 6;
@@ -138,15 +138,7 @@ pub fn add_secret(secret: &str) {
     if secret.len() < MIN_SECRET {
         return;
     }
-    if SECRETS
-        .read()
-        .unwrap_or_else(|e| e.into_inner())
-        .iter()
-        .any(|s| s == secret)
-    {
-        return;
-    }
-    let mut v = SECRETS.write().unwrap_or_else(|e| e.into_inner());
+    let mut v = crate::agent::lock(&SECRETS);
     if !v.iter().any(|s| s == secret) {
         if v.len() >= 4 {
             v.remove(0);
@@ -157,7 +149,7 @@ pub fn add_secret(secret: &str) {
 
 /// `msg` with every known secret replaced by `***`.
 fn scrub(msg: String) -> String {
-    let secrets = SECRETS.read().unwrap_or_else(|e| e.into_inner());
+    let secrets = crate::agent::lock(&SECRETS);
     let mut msg = msg;
     for s in secrets.iter() {
         if msg.contains(s.as_str()) {
@@ -170,18 +162,20 @@ fn scrub(msg: String) -> String {
 /// `data` with every known secret replaced by `***` (the log bundle's
 /// files: process command lines, dmesg's kernel command line, ...).
 pub fn scrub_bytes(data: &[u8]) -> Vec<u8> {
-    let secrets = SECRETS.read().unwrap_or_else(|e| e.into_inner());
+    let secrets = crate::agent::lock(&SECRETS);
     let mut out = data.to_vec();
     for s in secrets.iter().map(|s| s.as_bytes()) {
-        let mut i = 0;
-        while i + s.len() <= out.len() {
-            if out[i..].starts_with(s) {
-                out.splice(i..i + s.len(), *b"***");
-                i += 3;
+        let (mut from, mut to) = (0, 0);
+        while from < out.len() {
+            if out[from..].starts_with(s) {
+                out[to..to + 3].copy_from_slice(b"***");
+                (from, to) = (from + s.len(), to + 3);
             } else {
-                i += 1;
+                out[to] = out[from];
+                (from, to) = (from + 1, to + 1);
             }
         }
+        out.truncate(to);
     }
     out
 }

@@ -2,8 +2,8 @@
 //! of issue 21, each run against the real binary from its own source
 //! addresses (127.0.0.2 and up), with a legitimate client on 127.0.0.1
 //! asking `GET /v1/status` meanwhile: it must get its answer, promptly.
-//! `IRONIC_AGENT_API_LIMITS` shortens the front's deadlines where a test
-//! would otherwise wait the real ones.
+//! `IRONIC_AGENT_API_DEADLINE` shortens the front's client deadlines where
+//! a test would otherwise wait the real ones.
 
 mod common;
 
@@ -17,20 +17,24 @@ use std::time::{Duration, Instant};
 
 const TOKEN: &str = "678123-front-test-token-5f1e2d3c4b";
 
-fn start(name: &str, limits: &str, tls: bool, args: &[&str]) -> Agent {
-    start_in(&test_dir(name), None, limits, tls, args)
+/// `deadline`: IRONIC_AGENT_API_DEADLINE (seconds), "" for the real ones.
+fn start(name: &str, deadline: &str, tls: bool, args: &[&str]) -> Agent {
+    start_in(&test_dir(name), None, deadline, tls, args)
 }
 
 fn start_in(
     dir: &std::path::Path,
     root: Option<&std::path::Path>,
-    limits: &str,
+    deadline: &str,
     tls: bool,
     args: &[&str],
 ) -> Agent {
     let mut env = vec![];
-    if !limits.is_empty() {
-        env.push(("IRONIC_AGENT_API_LIMITS".to_string(), limits.to_string()));
+    if !deadline.is_empty() {
+        env.push((
+            "IRONIC_AGENT_API_DEADLINE".to_string(),
+            deadline.to_string(),
+        ));
     }
     Agent::start(
         dir,
@@ -266,7 +270,7 @@ fn request_lines_above_http_1_1_get_505_and_hold_nothing() {
 /// read is cut by the write deadline.
 #[test]
 fn a_client_that_never_reads_its_answers_cannot_freeze_the_api() {
-    let a = start("no-read", "stall=2,write=4", false, &[]);
+    let a = start("no-read", "2", false, &[]);
     let req = format!("GET /v1/ HTTP/1.1\r\nHost: {}\r\n\r\n", "a".repeat(16_000));
     let stop = Arc::new(AtomicBool::new(false));
     let attackers: Vec<_> = [2u8, 3]
@@ -360,7 +364,7 @@ fn idle_connections_cannot_lock_others_out() {
 /// it, one large body at a time is read; each under its deadline.
 #[test]
 fn bodies_announced_and_never_sent_never_reach_the_api() {
-    let a = start("unsent", "head=2,body=4,stall=4", false, &[]);
+    let a = start("unsent", "3", false, &[]);
     for (i, len) in [256 * 1024 + 1, 1 << 20, 16 << 20, (64 << 20) - 1]
         .iter()
         .enumerate()
@@ -570,13 +574,7 @@ fn wait_true_is_answered_past_every_other_deadline() {
     let root = common::fixture_root("vm-virtio", &dir);
     std::fs::write(root.join("proc/mounts"), "rootfs / rootfs rw 0 0\n").unwrap();
     let _ = std::fs::remove_file(root.join("proc/self/mountinfo"));
-    let a = start_in(
-        &dir,
-        Some(&root),
-        "first=1,idle=1,head=1,stall=1,body=1,write=1,answer=1",
-        false,
-        &[],
-    );
+    let a = start_in(&dir, Some(&root), "1", false, &[]);
     let (port, release) = stalling_server();
     let info = json!({"id": "img", "urls": [format!("http://127.0.0.1:{port}/img")],
                       "os_hash_algo": "sha256", "os_hash_value": "0".repeat(64),
@@ -715,12 +713,7 @@ fn the_token_never_reaches_a_log_however_the_query_spells_it() {
 /// figures under a longer run are benches/api-attack.py's.)
 #[test]
 fn every_attack_at_once_from_eight_addresses_leaves_status_answering() {
-    let a = start(
-        "all-attacks",
-        "first=2,idle=2,head=2,body=2,stall=2,write=3,linger=1",
-        false,
-        &[],
-    );
+    let a = start("all-attacks", "2", false, &[]);
     status_ok(&a, 1, Duration::from_secs(2));
     let idle = threads(&a);
     let stop = Arc::new(AtomicBool::new(false));

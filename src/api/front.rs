@@ -42,7 +42,6 @@
 
 use super::guard::{self, Chunked, Framing, Head, HeadScanner, Refusal, ResponseHead};
 use crate::agent::Agent;
-use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
@@ -73,9 +72,10 @@ const MAX_ANSWER: usize = 256 * 1024 * 1024;
 const LINGER_BYTES: usize = 1 << 20;
 
 /// Every deadline of the front. The defaults are the documented ones;
-/// `IRONIC_AGENT_API_LIMITS="idle=2,head=1"` (seconds) overrides some, for
+/// `IRONIC_AGENT_API_DEADLINE=N` sets every deadline that a client's pace
+/// bounds (not the API's answer, nor a `wait=true` one) to N seconds, for
 /// tests that must not wait the real times.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Limits {
     /// The whole TLS handshake.
     pub handshake: Duration,
@@ -129,36 +129,28 @@ impl Default for Limits {
 }
 
 impl Limits {
-    /// The defaults with `IRONIC_AGENT_API_LIMITS` applied.
+    /// The defaults with `IRONIC_AGENT_API_DEADLINE` applied.
     pub fn from_env() -> Limits {
-        let mut l = Limits::default();
-        let Ok(spec) = std::env::var("IRONIC_AGENT_API_LIMITS") else {
+        let l = Limits::default();
+        let Some(secs) = std::env::var("IRONIC_AGENT_API_DEADLINE")
+            .ok()
+            .and_then(|v| v.parse().ok())
+        else {
             return l;
         };
-        for kv in spec.split(',') {
-            let Some((k, v)) = kv.split_once('=') else {
-                continue;
-            };
-            let Ok(secs) = v.trim().parse::<f64>() else {
-                continue;
-            };
-            let d = Duration::from_secs_f64(secs.clamp(0.0, 1e6));
-            match k.trim() {
-                "handshake" => l.handshake = d,
-                "first" => l.first = d,
-                "idle" => l.idle = d,
-                "head" => l.head = d,
-                "body" => l.body = d,
-                "stall" => l.stall = d,
-                "answer" => l.answer = d,
-                "wait" => l.wait = d,
-                "write" => l.write = d,
-                "linger" => l.linger = d,
-                _ => log::warn!("IRONIC_AGENT_API_LIMITS: unknown limit {k:?}"),
-            }
+        log::warn!("API front deadlines set to {secs} s by IRONIC_AGENT_API_DEADLINE");
+        let d = Duration::from_secs(secs);
+        Limits {
+            handshake: d,
+            first: d,
+            idle: d,
+            head: d,
+            body: d,
+            stall: d,
+            write: d,
+            linger: d,
+            ..l
         }
-        log::warn!("API front limits overridden by IRONIC_AGENT_API_LIMITS: {l:?}");
-        l
     }
 }
 
@@ -346,19 +338,23 @@ fn release(id: u64) {
     }
 }
 
-/// Connections closed or refused because the slots were taken: logged at
-/// most once per 10 s, so a flood does not flush the log buffer.
+/// True at most once per 10 s per `last`: floods are logged in summary,
+/// so they do not flush the log buffer.
+fn now_and_then(last: &AtomicU64) -> bool {
+    let (now, prev) = (clock_ms() + 10_000, last.load(Ordering::Relaxed));
+    now >= prev + 10_000
+        && last
+            .compare_exchange(prev, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+}
+
+/// Connections closed or refused because the slots were taken.
 fn note_pressure(evicted: bool) {
     static EVICTED: AtomicU64 = AtomicU64::new(0);
     static REFUSED: AtomicU64 = AtomicU64::new(0);
     static LAST: AtomicU64 = AtomicU64::new(0);
     if evicted { &EVICTED } else { &REFUSED }.fetch_add(1, Ordering::Relaxed);
-    let (now, last) = (clock_ms() + 10_000, LAST.load(Ordering::Relaxed));
-    if now >= last + 10_000
-        && LAST
-            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
-            .is_ok()
-    {
+    if now_and_then(&LAST) {
         log::warn!(
             "API connections: all {MAX_SLOTS} slots (or {MAX_PER_GROUP} for one address) taken; \
              {} closed to make room, {} refused",
@@ -368,24 +364,16 @@ fn note_pressure(evicted: bool) {
     }
 }
 
-/// A refused request, logged like [`note_pressure`]: one line per 10 s at
-/// warning level, every one at debug level.
+/// A refused request: one warning per 10 s, every one at debug level.
 fn note_refusal(peer: SocketAddr, r: &Refusal) {
     static SUPPRESSED: AtomicU64 = AtomicU64::new(0);
     static LAST: AtomicU64 = AtomicU64::new(0);
-    let (now, last) = (clock_ms() + 10_000, LAST.load(Ordering::Relaxed));
-    if now >= last + 10_000
-        && LAST
-            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
-            .is_ok()
-    {
-        let n = SUPPRESSED.swap(0, Ordering::Relaxed);
-        let more = if n > 0 {
-            format!(" ({n} more refused since the last such line)")
-        } else {
-            String::new()
-        };
-        log::warn!("refusing a request from {peer}: {}{more}", r.status);
+    if now_and_then(&LAST) {
+        log::warn!(
+            "refusing a request from {peer}: {} ({} more refused since the last such line)",
+            r.status,
+            SUPPRESSED.swap(0, Ordering::Relaxed)
+        );
     } else {
         SUPPRESSED.fetch_add(1, Ordering::Relaxed);
         log::debug!("refusing a request from {peer}: {}", r.status);
@@ -700,8 +688,9 @@ fn handshake(
 /// them.
 #[derive(Default)]
 struct Spool {
-    chunks: VecDeque<Vec<u8>>,
-    /// Bytes of the front piece already sent.
+    chunks: Vec<Vec<u8>>,
+    /// Pieces already sent (freed), and bytes of the next one sent.
+    done: usize,
     sent: usize,
     len: u64,
 }
@@ -710,7 +699,7 @@ impl Spool {
     fn push(&mut self, mut data: &[u8]) {
         self.len += data.len() as u64;
         while !data.is_empty() {
-            match self.chunks.back_mut() {
+            match self.chunks.last_mut() {
                 Some(c) if c.len() < SPOOL_CHUNK => {
                     let n = (SPOOL_CHUNK - c.len()).min(data.len());
                     c.extend_from_slice(&data[..n]);
@@ -718,24 +707,25 @@ impl Spool {
                 }
                 _ => self
                     .chunks
-                    .push_back(Vec::with_capacity(SPOOL_CHUNK.min(data.len().max(4096)))),
+                    .push(Vec::with_capacity(SPOOL_CHUNK.min(data.len()))),
             }
         }
     }
 
     fn is_empty(&self) -> bool {
-        self.chunks.is_empty()
+        self.done == self.chunks.len()
     }
 
     /// Write what `w` takes without blocking.
     fn write_to(&mut self, w: &mut impl Write) -> io::Result<()> {
-        while let Some(front) = self.chunks.front() {
-            match w.write(&front[self.sent..]) {
+        while let Some(c) = self.chunks.get_mut(self.done) {
+            match w.write(&c[self.sent..]) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(n) => {
                     self.sent += n;
-                    if self.sent == front.len() {
-                        self.chunks.pop_front();
+                    if self.sent == c.len() {
+                        *c = Vec::new();
+                        self.done += 1;
                         self.sent = 0;
                     }
                 }
@@ -748,122 +738,47 @@ impl Spool {
     }
 }
 
-/// The API's answer, read in full.
-struct Answer {
-    /// The status line and header fields, re-serialised for the client
-    /// without the final empty line.
-    head: Vec<u8>,
-    status: u16,
-    body: Vec<u8>,
-    /// The API closed its side: the next request needs a new connection.
-    api_closed: bool,
-}
-
-/// Reads one answer from tiny_http as it arrives.
+/// Reads one answer from tiny_http as it arrives: a head, then the body
+/// its Content-Length announces.
+#[derive(Default)]
 struct AnswerReader {
     buf: Vec<u8>,
     to_head: bool,
     /// The parsed head and where it ends in `buf`.
     head: Option<(usize, ResponseHead)>,
-    chunked: Chunked,
-    /// Decoded chunked body.
-    body: Vec<u8>,
-    /// Bytes of `buf` after the head already given to the decoder.
-    fed: usize,
 }
 
 impl AnswerReader {
-    fn new(to_head: bool) -> AnswerReader {
-        AnswerReader {
-            buf: Vec::new(),
-            to_head,
-            head: None,
-            chunked: Chunked::new(),
-            body: Vec::new(),
-            fed: 0,
-        }
-    }
-
-    /// Take `data`; true once the answer is complete (`eof`: the API
-    /// closed the connection).
-    fn push(&mut self, data: &[u8], eof: bool) -> io::Result<bool> {
+    /// Take `data`; true once the answer is complete.
+    fn push(&mut self, data: &[u8]) -> io::Result<bool> {
         if self.buf.len() + data.len() > MAX_ANSWER {
             return Err(io::Error::other("the API's answer is too large"));
         }
         self.buf.extend_from_slice(data);
         loop {
-            let Some((end, head)) = &self.head else {
-                let Some(end) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") else {
-                    if self.buf.len() > 64 * 1024 {
-                        return Err(io::Error::other("the API's answer head is too large"));
-                    }
-                    return Ok(false);
-                };
-                let head = guard::parse_response_head(&self.buf[..end + 4], self.to_head)?;
-                if (100..200).contains(&head.status) {
-                    // an interim answer: the front already said 100 Continue
-                    self.buf.drain(..end + 4);
-                    continue;
-                }
-                self.head = Some((end + 4, head));
-                continue;
+            if let Some((end, head)) = &self.head {
+                return Ok((self.buf.len() - end) as u64 >= head.length);
+            }
+            let Some(end) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+                return Ok(false);
             };
-            let body = &self.buf[*end..];
-            return Ok(match &head.framing {
-                Framing::None => true,
-                Framing::Length(n) => body.len() as u64 >= *n,
-                Framing::UntilClose => eof,
-                Framing::Chunked => {
-                    let (start, status) = (*end + self.fed, head.status);
-                    let mut out = std::mem::take(&mut self.body);
-                    let used = self
-                        .chunked
-                        .feed(&self.buf[start..], MAX_ANSWER as u64, &mut |d| {
-                            out.extend_from_slice(d)
-                        });
-                    self.body = out;
-                    let used = used.map_err(|r| {
-                        io::Error::other(format!("API answer {status}: {}", r.faultstring))
-                    })?;
-                    self.fed += used;
-                    self.chunked.done()
-                }
-            });
+            let head = guard::parse_response_head(&self.buf[..end + 4], self.to_head)?;
+            if (100..200).contains(&head.status) {
+                // an interim answer: the front already said 100 Continue
+                self.buf.drain(..end + 4);
+                continue;
+            }
+            self.head = Some((end + 4, head));
         }
     }
 
-    fn finish(mut self, api_closed: bool) -> Answer {
-        let (
-            end,
-            ResponseHead {
-                status,
-                fields,
-                framing,
-            },
-        ) = self.head.take().unwrap_or_default();
-        let body = match framing {
-            Framing::Chunked => self.body,
-            Framing::None => Vec::new(),
-            Framing::Length(n) => {
-                let mut b = self.buf.split_off(end);
-                b.truncate(n as usize);
-                b
-            }
-            Framing::UntilClose => self.buf.split_off(end),
-        };
-        let status_line = self.buf.split(|&c| c == b'\r').next().unwrap_or_default();
-        let mut head = status_line.to_vec();
-        for (name, value) in fields {
-            head.extend_from_slice(format!("\r\n{name}: {value}").as_bytes());
-        }
-        Answer {
-            head,
-            status,
-            body,
-            // tiny_http cannot be trusted to frame the next answer after
-            // one framed by its close
-            api_closed: api_closed || framing == Framing::UntilClose,
-        }
+    /// The answer for the client: (status, head without its final empty
+    /// line, body).
+    fn finish(mut self) -> (u16, Vec<u8>, Vec<u8>) {
+        let (end, head) = self.head.take().unwrap_or_default();
+        let mut body = self.buf.split_off(end);
+        body.truncate(head.length as usize);
+        (head.status, head.head, body)
     }
 }
 
@@ -921,6 +836,17 @@ impl Conn<'_> {
             Client::Plain(_) => "http",
             Client::Tls(..) => "https",
         }
+    }
+
+    /// A request for the log: method, target (redacted), client, scheme.
+    fn describe(&self, head: &Head) -> String {
+        format!(
+            "{} {} from {} over {}",
+            head.method,
+            crate::logbuf::redact_url(&head.target),
+            self.peer,
+            self.scheme()
+        )
     }
 
     /// Answer a request the front refuses, then close.
@@ -982,7 +908,7 @@ impl Conn<'_> {
         let max_body = shared.agent.config.max_request_body;
         let trusted = || shared.agent.check_token(target.get("agent_token"));
         let (cap, large) = match head.framing {
-            Framing::None | Framing::UntilClose => (0, false),
+            Framing::None => (0, false),
             Framing::Length(n) if n > max_body => {
                 return self.refuse(Refusal::new(
                     "413 Request Entity Too Large",
@@ -1024,66 +950,41 @@ impl Conn<'_> {
 
         self.state.set(Phase::Api);
         let t0 = Instant::now();
-        let wait = target.wait();
-        let answer = match self.exchange(head.canonical(body.len), body, head.is_head(), wait) {
-            Ok(a) => {
-                if log::log_enabled!(log::Level::Debug) {
-                    log::debug!(
-                        "{} {} from {} over {}: {} in {:.1?}",
-                        head.method,
-                        crate::logbuf::redact_url(&head.target),
-                        self.peer,
-                        self.scheme(),
-                        a.status,
-                        t0.elapsed()
-                    );
+        let canonical = head.canonical(body.len);
+        let (status, mut out, body) =
+            match self.exchange(canonical, body, head.is_head(), target.wait()) {
+                Ok(a) => a,
+                Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => {
+                    log::debug!("{}: {e}", self.describe(&head));
+                    return Ok(Next::Close);
                 }
-                a
-            }
-            Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => {
-                log::info!(
-                    "{} {} from {}: {e}",
-                    head.method,
-                    crate::logbuf::redact_url(&head.target),
-                    self.peer
-                );
-                return Ok(Next::Close);
-            }
-            Err(e) => {
-                log::warn!(
-                    "no answer from the API to {} {} from {}: {e}",
-                    head.method,
-                    crate::logbuf::redact_url(&head.target),
-                    self.peer
-                );
-                let r = if e.kind() == io::ErrorKind::TimedOut {
-                    Refusal::new("504 Gateway Timeout", "the agent did not answer in time")
-                } else {
-                    Refusal::new("500 Internal Server Error", "the agent did not answer")
-                };
-                return self.refuse(r);
-            }
-        };
+                Err(e) => {
+                    log::warn!("{}: no answer from the API: {e}", self.describe(&head));
+                    let r = if e.kind() == io::ErrorKind::TimedOut {
+                        Refusal::new("504 Gateway Timeout", "the agent did not answer in time")
+                    } else {
+                        Refusal::new("500 Internal Server Error", "the agent did not answer")
+                    };
+                    return self.refuse(r);
+                }
+            };
+        if log::log_enabled!(log::Level::Debug) {
+            log::debug!("{}: {status} in {:.1?}", self.describe(&head), t0.elapsed());
+        }
 
         // the answer
         self.state.set(Phase::Answer);
         let keep = head.keep_alive && !stopping();
-        let mut out = answer.head;
         if !head.is_head() {
-            out.extend_from_slice(format!("\r\nContent-Length: {}", answer.body.len()).as_bytes());
+            out.extend_from_slice(format!("\r\nContent-Length: {}", body.len()).as_bytes());
         }
         if !keep {
             out.extend_from_slice(b"\r\nConnection: close");
         }
         out.extend_from_slice(b"\r\n\r\n");
-        if answer.body.len() <= 16 * 1024 {
-            out.extend_from_slice(&answer.body);
-        }
         let until = Instant::now() + l.write;
         self.client.send(&out, until, l.stall)?;
-        if answer.body.len() > 16 * 1024 {
-            self.client.send(&answer.body, until, l.stall)?;
-        }
+        self.client.send(&body, until, l.stall)?;
         Ok(if keep { Next::KeepAlive } else { Next::Close })
     }
 
@@ -1153,11 +1054,7 @@ impl Conn<'_> {
                 Err(e) if e.kind() == io::ErrorKind::TimedOut => {
                     return Err(Ok(Refusal::new(
                         "408 Request Timeout",
-                        format!(
-                            "the request body did not arrive in time ({} bytes in {:.0?})",
-                            spool.len,
-                            start.elapsed()
-                        ),
+                        "the request body did not arrive in time",
                     )))
                 }
                 Err(e) => return Err(Err(e)),
@@ -1176,14 +1073,17 @@ impl Conn<'_> {
         mut body: Spool,
         to_head: bool,
         wait: bool,
-    ) -> io::Result<Answer> {
+    ) -> io::Result<(u16, Vec<u8>, Vec<u8>)> {
         let l = &self.shared.limits;
         let deadline = Instant::now() + if wait { l.wait } else { l.answer };
         let mut api = api_connection(&self.shared.backend)?;
         let mut out = Spool::default();
-        out.chunks.push_back(head);
+        out.chunks.push(head);
         out.chunks.append(&mut body.chunks);
-        let mut reader = AnswerReader::new(to_head);
+        let mut reader = AnswerReader {
+            to_head,
+            ..AnswerReader::default()
+        };
         let mut buf = vec![0u8; 64 * 1024];
         // a client that closes its side right after its request (HTTP/1.0
         // style) still gets a quick answer; only a waiter is watched
@@ -1232,14 +1132,13 @@ impl Conn<'_> {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e),
             };
-            if reader.push(&buf[..n], eof)? {
+            if reader.push(&buf[..n])? {
                 // a request whose body tiny_http never read leaves the
                 // connection out of step: not used again
-                let answer = reader.finish(eof || !out.is_empty());
-                if !answer.api_closed {
+                if !eof && out.is_empty() {
                     api_release(api);
                 }
-                return Ok(answer);
+                return Ok(reader.finish());
             }
             if eof {
                 return Err(io::Error::new(
@@ -1403,31 +1302,30 @@ mod tests {
     }
 
     #[test]
-    fn answers_are_read_whole_and_reframed() {
-        let mut r = AnswerReader::new(false);
-        let resp = b"HTTP/1.1 200 OK\r\nServer: t\r\nContent-Length: 5\r\n\r\nhello";
-        assert!(!r.push(&resp[..20], false).unwrap());
-        assert!(r.push(&resp[20..], false).unwrap());
-        let a = r.finish(false);
-        assert_eq!((a.status, a.body.as_slice()), (200, &b"hello"[..]));
-        assert_eq!(a.head, b"HTTP/1.1 200 OK\r\nServer: t");
-        let mut r = AnswerReader::new(false);
-        let resp = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n";
+    fn answers_are_read_whole() {
+        let reader = |to_head| AnswerReader {
+            to_head,
+            ..AnswerReader::default()
+        };
+        let mut r = reader(false);
+        let resp = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nServer: t\r\nContent-Length: 5\r\n\r\nhello";
         for (i, b) in resp.iter().enumerate() {
-            let done = r.push(&[*b], false).unwrap();
-            assert_eq!(done, i == resp.len() - 1, "at {i}");
+            assert_eq!(r.push(&[*b]).unwrap(), i == resp.len() - 1, "at {i}");
         }
-        let a = r.finish(false);
+        let (status, head, body) = r.finish();
         assert_eq!(
-            (a.status, a.body.as_slice(), a.api_closed),
-            (200, &b"abc"[..], false)
+            (status, head.as_slice(), body.as_slice()),
+            (200, &b"HTTP/1.1 200 OK\r\nServer: t"[..], &b"hello"[..])
         );
-        let mut r = AnswerReader::new(true);
+        let mut r = reader(true);
         assert!(r
-            .push(b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n", false)
+            .push(b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n")
             .unwrap());
-        let a = r.finish(false);
-        assert_eq!(a.head, b"HTTP/1.1 200 OK\r\nContent-Length: 9");
-        assert!(a.body.is_empty());
+        let (_, head, body) = r.finish();
+        assert_eq!(head, b"HTTP/1.1 200 OK\r\nContent-Length: 9");
+        assert!(body.is_empty());
+        assert!(reader(false)
+            .push(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+            .is_err());
     }
 }
