@@ -468,10 +468,13 @@ fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
     }
 }
 
-/// The client side of one connection.
-enum Client {
-    Plain(TcpStream),
-    Tls(Box<rustls::ServerConnection>, TcpStream),
+/// The client side of one connection: TCP, and TLS over it unless plain.
+struct Client {
+    tcp: TcpStream,
+    tls: Option<Box<rustls::ServerConnection>>,
+    /// The socket's send timeout as last set (one system call saved per
+    /// answer).
+    sndtimeo: Duration,
 }
 
 fn timed_out(what: &str) -> io::Error {
@@ -479,18 +482,11 @@ fn timed_out(what: &str) -> io::Error {
 }
 
 impl Client {
-    fn tcp(&self) -> &TcpStream {
-        match self {
-            Client::Plain(t) | Client::Tls(_, t) => t,
-        }
-    }
-
     /// Read what the client sends (decrypted) into `out`, waiting at most
     /// until `deadline`. Ok(0): the client closed its side.
     fn read_some(&mut self, out: &mut Vec<u8>, deadline: Instant) -> io::Result<usize> {
-        let mut buf = [0u8; 16 * 1024];
         loop {
-            if let Client::Tls(conn, _) = self {
+            if let Some(conn) = &mut self.tls {
                 let n = take_plaintext(conn, out)?;
                 if n > 0 {
                     return Ok(n);
@@ -502,46 +498,37 @@ impl Client {
             }
             // slices: notice a stopped API while a client dawdles
             let wait = left.min(Duration::from_millis(500));
-            let [ready] = crate::sys::poll([(self.tcp().as_raw_fd(), libc::POLLIN)], ms(wait))?;
+            let [ready] = crate::sys::poll([(self.tcp.as_raw_fd(), libc::POLLIN)], ms(wait))?;
             if stopping() {
                 return Err(io::Error::other("the API stopped"));
             }
             if ready == 0 {
                 continue;
             }
-            match self {
-                Client::Plain(tcp) => match tcp.read(&mut buf) {
+            let Some(conn) = &mut self.tls else {
+                let mut buf = [0u8; 16 * 1024];
+                match self.tcp.read(&mut buf) {
                     Ok(n) => {
                         out.extend_from_slice(&buf[..n]);
                         return Ok(n);
                     }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                     Err(e) => return Err(e),
-                },
-                Client::Tls(conn, tcp) => {
-                    match conn.read_tls(tcp) {
-                        Ok(0) => return Ok(0),
-                        Ok(_) => {}
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                        Err(e) => return Err(e),
-                    }
-                    let state = match conn.process_new_packets() {
-                        Ok(s) => s,
-                        Err(e) => {
-                            // send the alert rustls queued, then give up
-                            let _ = flush_tls(conn, tcp);
-                            return Err(io::Error::other(e));
-                        }
-                    };
-                    let closed = state.peer_has_closed();
-                    // a key update or alert to answer
-                    flush_tls(conn, tcp)?;
-                    let n = take_plaintext(conn, out)?;
-                    if n > 0 || closed {
-                        return Ok(n);
-                    }
                 }
+            };
+            if conn.read_tls(&mut self.tcp)? == 0 {
+                return Ok(0);
+            }
+            let state = conn.process_new_packets().map_err(|e| {
+                // send the alert rustls queued, then give up
+                let _ = flush_tls(conn, &mut self.tcp);
+                io::Error::other(e)
+            })?;
+            // a key update or an alert to answer
+            flush_tls(conn, &mut self.tcp)?;
+            let n = take_plaintext(conn, out)?;
+            if n > 0 || state.peer_has_closed() {
+                return Ok(n);
             }
         }
     }
@@ -549,37 +536,34 @@ impl Client {
     /// Write all of `data`, by `deadline`, each write stalling at most
     /// `stall`.
     fn send(&mut self, data: &[u8], deadline: Instant, stall: Duration) -> io::Result<()> {
-        let timeout = |tcp: &TcpStream| -> io::Result<()> {
+        let mut off = 0;
+        loop {
+            if let Some(conn) = &mut self.tls {
+                if off < data.len() {
+                    off += conn.writer().write(&data[off..])?;
+                }
+                if !conn.wants_write() && off == data.len() {
+                    return Ok(());
+                }
+            } else if off == data.len() {
+                return Ok(());
+            }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 return Err(timed_out("writing the answer"));
             }
-            tcp.set_write_timeout(Some(left.min(stall)))
-        };
-        match self {
-            Client::Plain(tcp) => {
-                let mut off = 0;
-                while off < data.len() {
-                    timeout(tcp)?;
-                    match tcp.write(&data[off..]) {
-                        Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                        Ok(n) => off += n,
-                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                        Err(e) => return Err(e),
-                    }
-                }
-                Ok(())
+            if left.min(stall) != self.sndtimeo {
+                self.sndtimeo = left.min(stall);
+                self.tcp.set_write_timeout(Some(self.sndtimeo))?;
             }
-            Client::Tls(conn, tcp) => {
-                let mut off = 0;
-                while off < data.len() || conn.wants_write() {
-                    if off < data.len() {
-                        off += conn.writer().write(&data[off..])?;
-                    }
-                    timeout(tcp)?;
-                    flush_tls(conn, tcp)?;
-                }
-                Ok(())
+            match &mut self.tls {
+                Some(conn) => flush_tls(conn, &mut self.tcp)?,
+                None => match self.tcp.write(&data[off..]) {
+                    Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                    Ok(n) => off += n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(e),
+                },
             }
         }
     }
@@ -587,23 +571,22 @@ impl Client {
     /// Say goodbye (TLS close_notify, FIN), then linger: drain what the
     /// client is still sending until it closes too or `linger` passes.
     fn close(&mut self, linger: Duration) {
-        if let Client::Tls(conn, tcp) = self {
+        if let Some(conn) = &mut self.tls {
             conn.send_close_notify();
-            let _ = tcp.set_write_timeout(Some(Duration::from_secs(1)));
-            let _ = flush_tls(conn, tcp);
+            let _ = self.tcp.set_write_timeout(Some(Duration::from_secs(1)));
+            let _ = flush_tls(conn, &mut self.tcp);
         }
-        let mut tcp = self.tcp();
-        if tcp.shutdown(Shutdown::Write).is_err() {
+        if self.tcp.shutdown(Shutdown::Write).is_err() {
             return;
         }
         let deadline = Instant::now() + linger;
         let (mut buf, mut drained) = ([0u8; 4096], 0);
         while drained < LINGER_BYTES {
             let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() || tcp.set_read_timeout(Some(left)).is_err() {
+            if left.is_zero() || self.tcp.set_read_timeout(Some(left)).is_err() {
                 return;
             }
-            match tcp.read(&mut buf) {
+            match self.tcp.read(&mut buf) {
                 Ok(0) | Err(_) => return,
                 Ok(n) => drained += n,
             }
@@ -800,15 +783,18 @@ enum Next {
 
 fn serve(tcp: TcpStream, peer: SocketAddr, state: Arc<SlotState>, sh: &Shared) -> io::Result<()> {
     tcp.set_nodelay(true)?;
-    let client = match &sh.tls {
-        None => Client::Plain(tcp),
-        Some(cfg) => {
-            let mut tcp = tcp;
-            let mut conn = rustls::ServerConnection::new(cfg.clone()).map_err(io::Error::other)?;
-            handshake(&mut conn, &mut tcp, sh.limits.handshake)?;
-            Client::Tls(Box::new(conn), tcp)
-        }
+    let mut client = Client {
+        tcp,
+        tls: None,
+        sndtimeo: Duration::ZERO,
     };
+    if let Some(cfg) = &sh.tls {
+        let mut conn = rustls::ServerConnection::new(cfg.clone()).map_err(io::Error::other)?;
+        handshake(&mut conn, &mut client.tcp, sh.limits.handshake)?;
+        // the handshake set it
+        client.sndtimeo = sh.limits.handshake;
+        client.tls = Some(Box::new(conn));
+    }
     let mut c = Conn {
         client,
         peer,
@@ -832,9 +818,10 @@ fn serve(tcp: TcpStream, peer: SocketAddr, state: Arc<SlotState>, sh: &Shared) -
 
 impl Conn<'_> {
     fn scheme(&self) -> &'static str {
-        match self.client {
-            Client::Plain(_) => "http",
-            Client::Tls(..) => "https",
+        if self.client.tls.is_some() {
+            "https"
+        } else {
+            "http"
         }
     }
 
@@ -901,12 +888,13 @@ impl Conn<'_> {
             Err(r) => return self.refuse(r),
         };
         self.input.drain(..end);
-        let target = super::Target::parse(&head.target);
+        // the query is parsed (as the API parses it) only when it matters
+        let target = || super::Target::parse(&head.target);
 
         // what body may come, and from whom
         let shared = self.shared;
         let max_body = shared.agent.config.max_request_body;
-        let trusted = || shared.agent.check_token(target.get("agent_token"));
+        let trusted = || shared.agent.check_token(target().get("agent_token"));
         let (cap, large) = match head.framing {
             Framing::None => (0, false),
             Framing::Length(n) if n > max_body => {
@@ -951,23 +939,23 @@ impl Conn<'_> {
         self.state.set(Phase::Api);
         let t0 = Instant::now();
         let canonical = head.canonical(body.len);
-        let (status, mut out, body) =
-            match self.exchange(canonical, body, head.is_head(), target.wait()) {
-                Ok(a) => a,
-                Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => {
-                    log::debug!("{}: {e}", self.describe(&head));
-                    return Ok(Next::Close);
-                }
-                Err(e) => {
-                    log::warn!("{}: no answer from the API: {e}", self.describe(&head));
-                    let r = if e.kind() == io::ErrorKind::TimedOut {
-                        Refusal::new("504 Gateway Timeout", "the agent did not answer in time")
-                    } else {
-                        Refusal::new("500 Internal Server Error", "the agent did not answer")
-                    };
-                    return self.refuse(r);
-                }
-            };
+        let wait = head.target.contains("wait") && target().wait();
+        let (status, mut out, body) = match self.exchange(canonical, body, head.is_head(), wait) {
+            Ok(a) => a,
+            Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => {
+                log::debug!("{}: {e}", self.describe(&head));
+                return Ok(Next::Close);
+            }
+            Err(e) => {
+                log::warn!("{}: no answer from the API: {e}", self.describe(&head));
+                let r = if e.kind() == io::ErrorKind::TimedOut {
+                    Refusal::new("504 Gateway Timeout", "the agent did not answer in time")
+                } else {
+                    Refusal::new("500 Internal Server Error", "the agent did not answer")
+                };
+                return self.refuse(r);
+            }
+        };
         if log::log_enabled!(log::Level::Debug) {
             log::debug!("{}: {status} in {:.1?}", self.describe(&head), t0.elapsed());
         }
@@ -983,8 +971,14 @@ impl Conn<'_> {
         }
         out.extend_from_slice(b"\r\n\r\n");
         let until = Instant::now() + l.write;
+        if body.len() <= 64 * 1024 {
+            // one write for a small answer
+            out.extend_from_slice(&body);
+        } else {
+            self.client.send(&out, until, l.stall)?;
+            out = body;
+        }
         self.client.send(&out, until, l.stall)?;
-        self.client.send(&body, until, l.stall)?;
         Ok(if keep { Next::KeepAlive } else { Next::Close })
     }
 
@@ -1081,14 +1075,15 @@ impl Conn<'_> {
         out.chunks.push(head);
         out.chunks.append(&mut body.chunks);
         let mut reader = AnswerReader {
+            buf: Vec::with_capacity(4096),
             to_head,
             ..AnswerReader::default()
         };
-        let mut buf = vec![0u8; 64 * 1024];
+        let mut buf = [0u8; 16 * 1024];
         // a client that closes its side right after its request (HTTP/1.0
         // style) still gets a quick answer; only a waiter is watched
         let client_fd = if wait {
-            self.client.tcp().as_raw_fd()
+            self.client.tcp.as_raw_fd()
         } else {
             -1
         };
@@ -1160,14 +1155,11 @@ const API_POOL_MAX: usize = 4;
 
 /// A connection to tiny_http: an idle one, else a new one.
 fn api_connection(backend: &std::path::Path) -> io::Result<UnixStream> {
-    loop {
-        let idle = API_POOL.lock().unwrap_or_else(|e| e.into_inner()).pop();
-        let Some(s) = idle else { break };
-        // readable while idle: closed by tiny_http (after an answer of
-        // its own); drop it
-        if crate::sys::poll([(s.as_raw_fd(), libc::POLLIN)], 0)?[0] == 0 {
-            return Ok(s);
-        }
+    // (tiny_http closes a connection only after an error answer of its
+    // own, which a canonical request does not get; a connection is handed
+    // back only after an answer read whole)
+    if let Some(s) = API_POOL.lock().unwrap_or_else(|e| e.into_inner()).pop() {
+        return Ok(s);
     }
     let s = UnixStream::connect(backend)?;
     s.set_nonblocking(true)?;
