@@ -7,11 +7,13 @@
 //! never waits on a client's socket.** For each request the front
 //! * reads the whole head and the whole body itself (a chunked body it
 //!   decodes), within [`super::guard`]'s checks and the body cap, and
-//!   answers what it refuses itself (400, 401, 413, 417, 431, 501, 505);
+//!   answers what it refuses itself (400, 401, 408, 413, 417, 431, 501,
+//!   503, 505);
 //! * then hands tiny_http the canonical HTTP/1.1 head and the body with
-//!   its exact Content-Length, one request at a time per connection, and
-//!   reads the answer in full as tiny_http writes it (no write of the API
-//!   thread waits on a client that does not read);
+//!   its exact Content-Length, one request at a time per client, over one
+//!   of a few pooled Unix connections, and reads the answer in full as
+//!   tiny_http writes it (no write of the API thread waits on a client
+//!   that does not read);
 //! * then writes the answer to the client, under its own deadline.
 //!
 //! Every connection has a slot, and every slot a deadline that matches what
