@@ -6,8 +6,11 @@
 //! Ironic conversation failed; WARN = an operator configuration problem or a
 //! retried fault; INFO = state changes an operator follows on the console
 //! (lookup, heartbeats that change something, commands started/finished);
-//! DEBUG = requests and decisions. Tokens are never logged at any level; the
-//! HTTP libraries' own wire logging is capped at INFO for that reason.
+//! DEBUG = requests and decisions. Tokens are never logged at any level: a
+//! request target is logged through [`redact_url`] (no query value but
+//! `wait`'s, however the query spells its keys), every record is scrubbed
+//! of the known token by value ([`add_secret`]), and the HTTP libraries'
+//! own wire logging is capped at WARN.
 
 use std::collections::VecDeque;
 use std::io::{self, Write};
@@ -114,7 +117,7 @@ pub fn init(debug: bool) -> LogBuffer {
                 utc_timestamp(SystemTime::now()),
                 r.level(),
                 r.target().trim_start_matches("ironic_agent::"),
-                r.args()
+                scrub(r.args().to_string())
             )
         });
     // A second init (unit tests) is harmless.
@@ -122,24 +125,104 @@ pub fn init(debug: bool) -> LogBuffer {
     buf
 }
 
-/// Replace the value of `agent_token` (and anything that looks like a
-/// credential) in a URL or query string with `***`.
-pub fn redact_query(url: &str) -> String {
-    let Some((path, query)) = url.split_once('?') else {
-        return url.to_string();
-    };
-    let q: Vec<String> = query
-        .split('&')
-        .map(|kv| match kv.split_once('=') {
-            Some((k, _))
-                if k.contains("token") || k.contains("password") || k.contains("secret") =>
-            {
-                format!("{k}=***")
+/// Secrets (agent tokens) that no log line may contain.
+static SECRETS: Mutex<Vec<String>> = Mutex::new(Vec::new());
+/// Tokens shorter than this are not scrubbed by value (they would mangle
+/// ordinary words); [`redact_url`] still keeps them out of request lines.
+const MIN_SECRET: usize = 6;
+
+/// From now on, replace `secret` with `***` wherever it appears in a log
+/// record (console and the buffer `collect_system_logs` ships). The last
+/// few secrets are kept: a token replaced by a new lookup stays secret.
+pub fn add_secret(secret: &str) {
+    if secret.len() < MIN_SECRET {
+        return;
+    }
+    let mut v = crate::util::lock(&SECRETS);
+    if !v.iter().any(|s| s == secret) {
+        if v.len() >= 4 {
+            v.remove(0);
+        }
+        v.push(secret.to_string());
+    }
+}
+
+/// `msg` with every known secret replaced by `***`.
+fn scrub(msg: String) -> String {
+    let secrets = crate::util::lock(&SECRETS);
+    let mut msg = msg;
+    for s in secrets.iter() {
+        if msg.contains(s.as_str()) {
+            msg = msg.replace(s.as_str(), "***");
+        }
+    }
+    msg
+}
+
+/// `data` with every known secret replaced by `***` (the log bundle's
+/// files: process command lines, dmesg's kernel command line, ...).
+pub fn scrub_bytes(data: &[u8]) -> Vec<u8> {
+    let secrets = crate::util::lock(&SECRETS);
+    let mut out = data.to_vec();
+    for s in secrets.iter().map(|s| s.as_bytes()) {
+        let (mut from, mut to) = (0, 0);
+        while from < out.len() {
+            if out[from..].starts_with(s) {
+                out[to..to + 3].copy_from_slice(b"***");
+                (from, to) = (from + s.len(), to + 3);
+            } else {
+                out[to] = out[from];
+                (from, to) = (from + 1, to + 1);
             }
-            _ => kv.to_string(),
-        })
-        .collect();
-    format!("{path}?{}", q.join("&"))
+        }
+        out.truncate(to);
+    }
+    out
+}
+
+/// A request target as it may be logged: the path percent-decoded up to
+/// its first unusual character, then the query with `***` for every value
+/// but `wait`'s and `...` for every key but `wait` and `agent_token`.
+/// Whatever spelling a client uses for `agent_token` (any case,
+/// percent-encoded, after `;` or an encoded `?`, as a bare key), the token
+/// is not in the result.
+pub fn redact_url(url: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "/_.-~".contains(c);
+    let (path, query) = url.split_once('?').unwrap_or((url, ""));
+    let path = crate::util::percent_decode(path);
+    let mut out: String = path.chars().take_while(|&c| plain(c)).take(200).collect();
+    if out.len() < path.len() {
+        out.push_str("...");
+    }
+    let mut sep = '?';
+    for part in query.split(['&', ';']).filter(|p| !p.is_empty()) {
+        out.push(sep);
+        sep = '&';
+        let (k, v) = match part.split_once('=') {
+            Some((k, v)) => (k, Some(v)),
+            None => (part, None),
+        };
+        let key = crate::util::percent_decode(k).to_ascii_lowercase();
+        if key == "wait" || key == "agent_token" {
+            out.push_str(&key);
+        } else {
+            out.push_str("...");
+        }
+        match v {
+            None => {}
+            Some(v) if key == "wait" => {
+                let v = crate::util::percent_decode(v);
+                if v.len() <= 8 && v.chars().all(|c| c.is_ascii_alphabetic()) {
+                    out.push('=');
+                    out.push_str(&v);
+                } else {
+                    out.push_str("=***");
+                }
+            }
+            Some(_) => out.push_str("=***"),
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -165,11 +248,56 @@ mod tests {
     }
 
     #[test]
-    fn redacts() {
+    fn redacts_every_spelling_of_a_token() {
         assert_eq!(
-            redact_query("/v1/commands/?wait=true&agent_token=abc"),
+            redact_url("/v1/commands/?wait=true&agent_token=abc"),
             "/v1/commands/?wait=true&agent_token=***"
         );
-        assert_eq!(redact_query("/v1/status"), "/v1/status");
+        assert_eq!(redact_url("/v1/status"), "/v1/status");
+        for (url, want) in [
+            (
+                "/v1/commands/?AGENT_TOKEN=s3cr3t",
+                "/v1/commands/?agent_token=***",
+            ),
+            (
+                "/v1/commands/?agent_%74oken=s3cr3t",
+                "/v1/commands/?agent_token=***",
+            ),
+            (
+                "/v1/commands/?wait=1;agent_token=s3cr3t",
+                "/v1/commands/?wait=***&agent_token=***",
+            ),
+            ("/v1/commands/%3Fagent_token=s3cr3t", "/v1/commands/..."),
+            (
+                "/v1/commands/?x=1%3Fagent_token=s3cr3t",
+                "/v1/commands/?...=***",
+            ),
+            ("/v1/commands/?s3cr3t", "/v1/commands/?..."),
+            ("/v1/commands/?%73%33cr3t%26=1", "/v1/commands/?...=***"),
+            ("/v1/commands/?wait=%74rue", "/v1/commands/?wait=true"),
+            ("/v1/commands/s3cr3t%0a", "/v1/commands/s3cr3t..."),
+        ] {
+            assert_eq!(redact_url(url), want, "{url}");
+        }
+    }
+
+    #[test]
+    fn secrets_are_scrubbed_by_value() {
+        add_secret("tok");
+        add_secret("s3cr3t-value");
+        assert_eq!(
+            scrub("a s3cr3t-value b s3cr3t-value tok".into()),
+            "a *** b *** tok"
+        );
+        for i in 0..5 {
+            add_secret(&format!("another-secret-{i}"));
+        }
+        // the last four are kept
+        assert_eq!(scrub("another-secret-4 another-secret-1".into()), "*** ***");
+        assert_eq!(scrub("another-secret-0".into()), "another-secret-0");
+        assert_eq!(
+            scrub_bytes(b"x another-secret-4another-secret-4 y"),
+            b"x ****** y"
+        );
     }
 }

@@ -348,7 +348,7 @@ fn run() -> i32 {
         }
     }
     let tls_config = server_tls.as_ref().map(|(t, _)| t.config.clone());
-    if let Err(e) = api::front::start(listener, tls_config, sock, agent.config.max_request_body) {
+    if let Err(e) = api::front::start(listener, tls_config, sock, agent.clone()) {
         log::error!("starting the API front: {e}");
         return 1;
     }

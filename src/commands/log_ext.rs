@@ -26,6 +26,9 @@ struct Tar<W: Write> {
 
 impl<W: Write> Tar<W> {
     fn append(&mut self, name: &str, data: &[u8]) -> io::Result<()> {
+        // the token can be anywhere: a process's command line, the kernel
+        // command line in dmesg, the console log
+        let data = &crate::logbuf::scrub_bytes(data);
         let mut h = [0u8; 512];
         let name = name.as_bytes();
         h[..name.len().min(99)].copy_from_slice(&name[..name.len().min(99)]);
@@ -129,6 +132,9 @@ fn processes(agent: &Agent) -> Vec<u8> {
 
 /// Build the tar.gz in memory.
 pub fn bundle(agent: &Agent) -> io::Result<Vec<u8>> {
+    if let Some(t) = agent.token() {
+        crate::logbuf::add_secret(&t);
+    }
     let mtime = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())

@@ -169,13 +169,21 @@ pub fn set_link_down(name: &str) -> io::Result<()> {
 /// Wait until one of `fds` is readable (or hung up), up to `timeout_ms`
 /// (-1 = forever). Returns which are ready; all false on timeout.
 pub fn poll_readable<const N: usize>(fds: [i32; N], timeout_ms: i32) -> io::Result<[bool; N]> {
+    Ok(poll(fds.map(|fd| (fd, libc::POLLIN)), timeout_ms)?.map(|revents| revents != 0))
+}
+
+/// poll(2): wait until one of `fds` has one of its `events` (`libc::POLL*`
+/// bits; hang-ups and errors are always reported), up to `timeout_ms`
+/// (-1 = forever). Returns each fd's `revents`; all 0 on timeout.
+pub fn poll<const N: usize>(fds: [(i32, i16); N], timeout_ms: i32) -> io::Result<[i16; N]> {
     let mut p = [libc::pollfd {
         fd: 0,
-        events: libc::POLLIN,
+        events: 0,
         revents: 0,
     }; N];
-    for (slot, fd) in p.iter_mut().zip(fds) {
+    for (slot, (fd, events)) in p.iter_mut().zip(fds) {
         slot.fd = fd;
+        slot.events = events;
     }
     loop {
         // SAFETY: `p` is an array of N initialised pollfd structs that the
@@ -188,11 +196,7 @@ pub fn poll_readable<const N: usize>(fds: [i32; N], timeout_ms: i32) -> io::Resu
             }
             return Err(e);
         }
-        let mut out = [false; N];
-        for (o, slot) in out.iter_mut().zip(&p) {
-            *o = slot.revents != 0;
-        }
-        return Ok(out);
+        return Ok(p.map(|slot| slot.revents));
     }
 }
 

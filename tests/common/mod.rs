@@ -318,3 +318,66 @@ fn copy_tree(from: &Path, to: &Path) {
         }
     }
 }
+
+/// A TCP connection to 127.0.0.1:`port` from the source address `src`
+/// (every 127.0.0.0/8 address is local on Linux without configuration):
+/// how the front's tests play clients on several hosts.
+pub fn connect_from(src: std::net::Ipv4Addr, port: u16) -> std::io::Result<std::net::TcpStream> {
+    use std::os::fd::FromRawFd;
+    let sockaddr = |ip: std::net::Ipv4Addr, port: u16| libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: port.to_be(),
+        sin_addr: libc::in_addr {
+            s_addr: u32::from_ne_bytes(ip.octets()),
+        },
+        sin_zero: [0; 8],
+    };
+    let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+    let check = |r: libc::c_int| {
+        if r < 0 {
+            Err(std::io::Error::last_os_error())
+        } else {
+            Ok(r)
+        }
+    };
+    // SAFETY: socket(2) returns a new descriptor that the TcpStream owns
+    // (and closes) from here on.
+    let s = unsafe {
+        let fd = check(libc::socket(
+            libc::AF_INET,
+            libc::SOCK_STREAM | libc::SOCK_CLOEXEC,
+            0,
+        ))?;
+        std::net::TcpStream::from_raw_fd(fd)
+    };
+    use std::os::fd::AsRawFd;
+    let (from, to) = (
+        sockaddr(src, 0),
+        sockaddr(std::net::Ipv4Addr::LOCALHOST, port),
+    );
+    // SAFETY: `from` and `to` are initialised sockaddr_in structs that
+    // outlive the calls, and `len` is their size.
+    unsafe {
+        check(libc::bind(
+            s.as_raw_fd(),
+            (&from as *const libc::sockaddr_in).cast(),
+            len,
+        ))?;
+        check(libc::connect(
+            s.as_raw_fd(),
+            (&to as *const libc::sockaddr_in).cast(),
+            len,
+        ))?;
+    }
+    Ok(s)
+}
+
+/// A field of /proc/<pid>/status as a number ("Threads", "VmRSS" in kB).
+pub fn proc_status(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}

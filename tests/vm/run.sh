@@ -138,6 +138,18 @@ setup() {
   for f in "$WORK"/out-*/build-info; do log "$(dirname "$f" | xargs basename): $(grep -E '^initramfs bytes' "$f")"; done
 }
 
+# build_quiet ARGS...: ramdisk/build without its progress lines; when it
+# fails, its stderr (the reason) is printed.
+build_quiet() {
+  local err
+  err=$(mktemp "$WORK/build-stderr.XXXXXX")
+  if "$ROOT/ramdisk/build" "$@" 2>"$err"; then rm -f "$err"; return 0; fi
+  log "ramdisk/build $* failed:"
+  sed 's/^/  | /' "$err" >&2
+  rm -f "$err"
+  return 1
+}
+
 disks() {  # disks NAME BUS...: sparse files, one per bus, serial NAME-BUS
   local name=$1 b; shift
   for b in "$@"; do
@@ -196,7 +208,7 @@ phase_h() {
 
 phase_b() {
   # later, elsewhere, with another umask: the same bytes
-  (umask 077; "$ROOT/ramdisk/build" --agent "$AGENT" -o "$WORK/out-vm2" 2>/dev/null) || return 1
+  (umask 077; build_quiet --agent "$AGENT" -o "$WORK/out-vm2") || return 1
   local a b
   a=$(grep initramfs "$WORK/out-vm/SHA256SUMS"); b=$(grep initramfs "$WORK/out-vm2/SHA256SUMS")
   log "build 1: $a"; log "build 2: $b"
@@ -206,7 +218,7 @@ phase_b() {
 phase_z() {
   local c
   for c in zstd xz; do
-    "$ROOT/ramdisk/build" --agent "$AGENT" --compress "$c" -o "$WORK/out-$c" 2>/dev/null || return 1
+    build_quiet --agent "$AGENT" --compress "$c" -o "$WORK/out-$c" || return 1
     log "$c: $(grep -E '^initramfs bytes' "$WORK/out-$c/build-info")"
     boot "z-$c" --dir "$WORK/out-$c" || return 1
     stop_vm
@@ -241,8 +253,8 @@ phase_r() {
   rm -f "$WORK"/id_r*
   ssh-keygen -q -t ed25519 -N '' -f "$WORK/id_r" || return 1
   ssh-keygen -q -t ed25519 -N '' -f "$WORK/id_r_built" || return 1
-  "$ROOT/ramdisk/build" --agent "$AGENT" --with-dropbear --authorized-keys "$WORK/id_r_built.pub" \
-    -o "$WORK/out-ssh" 2>/dev/null || return 1
+  build_quiet --agent "$AGENT" --with-dropbear --authorized-keys "$WORK/id_r_built.pub" \
+    -o "$WORK/out-ssh" || return 1
   log "with dropbear: $(grep -E '^initramfs bytes' "$WORK/out-ssh/build-info") (without: $(grep -E '^initramfs bytes' "$WORK/out-vm/build-info" | awk '{print $NF}'))"
   boot r --dir "$WORK/out-ssh" --forward 22 --append "rd.shell=1 sshkey=\"$(cat "$WORK/id_r.pub")\"" || return 1
   local ssh=(ssh -i "$WORK/id_r" -p "$VM_FWD_22" -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR
