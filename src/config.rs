@@ -1656,6 +1656,17 @@ impl OwnedEnv {
         }
     }
 
+    /// A standalone agent's environment over the fixture root `root`
+    /// (tests): no steps directory, no Ironic.
+    pub fn at(root: &std::path::Path) -> OwnedEnv {
+        OwnedEnv::new(Config {
+            root: root.to_path_buf(),
+            steps_dir: root.join("no-steps"),
+            standalone: true,
+            ..Default::default()
+        })
+    }
+
     pub fn env(&self) -> Env<'_> {
         Env {
             config: &self.config,

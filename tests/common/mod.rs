@@ -381,3 +381,17 @@ pub fn proc_status(pid: u32, field: &str) -> u64 {
         .and_then(|v| v.split_whitespace().next()?.parse().ok())
         .unwrap_or(0)
 }
+
+/// A partition image's image_info from a test's fields (id, urls and a
+/// checksum added), parsed as the command boundary parses it.
+pub fn partition_image_info(
+    ii: &serde_json::Map<String, serde_json::Value>,
+) -> ironic_agent::image::ImageInfo {
+    use serde_json::json;
+    let mut m = ii.clone();
+    m.entry("id").or_insert(json!("img"));
+    m.entry("urls").or_insert(json!(["http://127.0.0.1:1/img"]));
+    m.entry("checksum").or_insert(json!("0".repeat(64)));
+    m.entry("image_type").or_insert(json!("partition"));
+    ironic_agent::image::ImageInfo::parse(&m, true).unwrap()
+}

@@ -255,10 +255,7 @@ mod fixture_tests {
     use super::*;
 
     fn fixture(name: &str) -> Root {
-        Root::new(format!(
-            "{}/tests/fixtures/{name}",
-            env!("CARGO_MANIFEST_DIR")
-        ))
+        Root::fixture(name)
     }
 
     #[test]
