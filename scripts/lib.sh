@@ -14,32 +14,56 @@ apt_install() {
     --no-install-recommends "${missing[@]}" >/dev/null
 }
 
-# ensure_musl: the static build's toolchain (rust-std for musl; musl-tools
-# for ring's C code, which cc-rs compiles with x86_64-linux-musl-gcc).
+# ensure_musl [x86_64|aarch64]: the static build's toolchain (rust-std for
+# musl; a C compiler for ring's C and assembly code). x86_64 (the default):
+# musl-tools, whose x86_64-linux-musl-gcc cc-rs picks by itself. aarch64:
+# Debian's cross gcc and the arm64 C headers (libc6-dev-arm64-cross: ring's
+# few libc includes), which .cargo/config.toml names to cc-rs
+# (CC_aarch64_unknown_linux_musl); the link needs no C toolchain
+# (rust-lld, see .cargo/config.toml).
 ensure_musl() {
-  rustup target list --installed 2>/dev/null | grep -qx x86_64-unknown-linux-musl \
-    || rustup target add x86_64-unknown-linux-musl
-  command -v x86_64-linux-musl-gcc >/dev/null || apt_install musl-tools
+  local arch=${1:-x86_64}
+  case "$arch" in x86_64|aarch64) ;; *) echo "ensure_musl: unknown arch $arch" >&2; return 1 ;; esac
+  rustup target list --installed 2>/dev/null | grep -qx "$arch-unknown-linux-musl" \
+    || rustup target add "$arch-unknown-linux-musl"
+  if [ "$arch" = x86_64 ]; then
+    command -v x86_64-linux-musl-gcc >/dev/null || apt_install musl-tools
+  else
+    apt_install gcc-aarch64-linux-gnu libc6-dev-arm64-cross
+  fi
 }
 
-# ensure_qemu [ovmf] [isotools]: qemu-system-x86 for the VM tests (and OVMF,
-# Debian's UEFI firmware, when asked).
+# ensure_arm64_user: qemu-aarch64-static, the runner .cargo/config.toml
+# names for aarch64-unknown-linux-musl (cargo test/run of aarch64 binaries
+# on this x86_64 machine). A standalone package: it does not touch
+# qemu-system-common, so qemu-utils stays (see ensure_qemu).
+ensure_arm64_user() {
+  command -v qemu-aarch64-static >/dev/null || apt_install qemu-user-static
+}
+
+# ensure_qemu [ovmf]: qemu-system-x86 for the VM tests (and OVMF, Debian's
+# UEFI firmware, when asked).
 # Pitfall (../shared/qemu NOTES §1): this machine image ships a backported
 # qemu-utils (qemu-img 10) that Breaks bookworm's qemu-system-common 7.2, so
 # `apt-get install qemu-system-x86` alone REMOVES qemu-img, which other
 # tests use. Asking for the distribution's qemu-utils in the same
 # transaction replaces it instead, and qemu-img never goes missing.
+# ensure_qemu arm64 [aavmf]: qemu-system-aarch64 (Debian's qemu-system-arm)
+# instead, and AAVMF, edk2's firmware for the `virt` machine
+# (qemu-efi-aarch64), when asked.
 ensure_qemu() {
-  local pkgs=() a
+  local pkgs=() a sys=x86 bin=qemu-system-x86_64
   for a in "$@"; do
     case "$a" in
       ovmf) [ -f /usr/share/OVMF/OVMF_CODE.fd ] || pkgs+=(ovmf) ;;
+      aavmf) [ -f /usr/share/AAVMF/AAVMF_CODE.fd ] || pkgs+=(qemu-efi-aarch64) ;;
+      arm64) sys=arm bin=qemu-system-aarch64 ;;
     esac
   done
-  if ! command -v qemu-system-x86_64 >/dev/null; then
+  if ! command -v "$bin" >/dev/null; then
     local codename
     codename=$(. /etc/os-release && echo "${VERSION_CODENAME:-}")
-    pkgs+=(qemu-system-x86 "qemu-utils${codename:+/$codename}")
+    pkgs+=("qemu-system-$sys" "qemu-utils${codename:+/$codename}")
   fi
   [ ${#pkgs[@]} -eq 0 ] && return 0
   echo "[setup] apt-get install ${pkgs[*]}" >&2
