@@ -409,7 +409,7 @@ pub fn agent_args(dir: &Path, api_url: &str, extra: &[&str]) -> Vec<String> {
 impl AgentProc {
     pub fn start(dir: &Path, args: &[String]) -> AgentProc {
         let log = dir.join("agent.log");
-        let child = Command::new(env!("CARGO_BIN_EXE_ironic-agent"))
+        let child = super::agent_command()
             .args(args)
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
