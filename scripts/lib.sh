@@ -33,6 +33,19 @@ ensure_musl() {
   fi
 }
 
+# ensure_apt_arch ARCH: let apt see Debian's packages of another
+# architecture (dpkg --add-architecture + apt-get update), so that
+# `apt-get download PKG:ARCH` fetches them; ramdisk/build only unpacks such
+# packages (dpkg -x), it never installs one.
+ensure_apt_arch() {
+  [ "$1" = "$(dpkg --print-architecture)" ] && return 0
+  dpkg --print-foreign-architectures | grep -qx "$1" && return 0
+  echo "[setup] dpkg --add-architecture $1" >&2
+  local sudo=""; [ "$(id -u)" -ne 0 ] && sudo=sudo
+  $sudo dpkg --add-architecture "$1"
+  $sudo apt-get -o DPkg::Lock::Timeout=600 update -qq
+}
+
 # ensure_arm64_user: qemu-aarch64-static, the runner .cargo/config.toml
 # names for aarch64-unknown-linux-musl (cargo test/run of aarch64 binaries
 # on this x86_64 machine). A standalone package: it does not touch
