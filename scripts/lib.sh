@@ -46,6 +46,37 @@ ensure_apt_arch() {
   $sudo apt-get -o DPkg::Lock::Timeout=600 update -qq
 }
 
+# deb_unpack PKG ARCH CACHE: sets DEBDIR to the unpacked contents (dpkg -x)
+# of the candidate version of PKG:ARCH, downloaded with `apt-get download`
+# into CACHE/debs and unpacked into CACHE/unpacked once; nothing is
+# installed. For another architecture's files (busybox-static:arm64,
+# GRUB's arm64-efi modules) on this machine.
+deb_unpack() {
+  local pkg=$1 arch=$2 cache=$3 ver deb
+  ensure_apt_arch "$arch"
+  ver=$(apt-cache show --no-all-versions "$pkg:$arch" 2>/dev/null | awk '/^Version:/{print $2; exit}')
+  if [ -z "$ver" ]; then    # fresh machine: no package lists yet
+    apt-get -o DPkg::Lock::Timeout=600 update -qq
+    ver=$(apt-cache show --no-all-versions "$pkg:$arch" | awk '/^Version:/{print $2; exit}')
+  fi
+  [ -n "$ver" ] || { echo "apt-cache knows no $pkg:$arch" >&2; return 1; }
+  mkdir -p "$cache/debs" "$cache/unpacked"
+  deb=$(ls "$cache/debs/${pkg}_"*"${ver#*:}_$arch.deb" 2>/dev/null | head -1 || true)
+  if [ -z "$deb" ]; then
+    echo "[setup] apt-get download $pkg:$arch ($ver)" >&2
+    # apt warns that _apt cannot write to a root-owned cache: harmless
+    (cd "$cache/debs" && apt-get download "$pkg:$arch=$ver" 2>&1 \
+      | grep -v '^W: Download is performed unsandboxed' >&2 || true)
+    deb=$(ls "$cache/debs/${pkg}_"*"${ver#*:}_$arch.deb" 2>/dev/null | head -1 || true)
+    [ -n "$deb" ] || { echo "apt-get download $pkg:$arch failed" >&2; return 1; }
+  fi
+  DEBDIR=$cache/unpacked/$(basename "$deb" .deb)
+  if [ ! -f "$DEBDIR/.unpacked" ]; then
+    rm -rf "$DEBDIR.tmp"; dpkg -x "$deb" "$DEBDIR.tmp"; touch "$DEBDIR.tmp/.unpacked"
+    rm -rf "$DEBDIR"; mv "$DEBDIR.tmp" "$DEBDIR"
+  fi
+}
+
 # ensure_arm64_user: qemu-aarch64-static, the runner .cargo/config.toml
 # names for aarch64-unknown-linux-musl (cargo test/run of aarch64 binaries
 # on this x86_64 machine). A standalone package: it does not touch
