@@ -463,6 +463,41 @@ fn find_bootloaders(fat: &Fat<'_, File>) -> Result<Vec<(String, super::fat::DirE
     Ok(out)
 }
 
+/// The architecture a loader or shim CSV of `BOOTLOADERS_EFI` is for (the
+/// removable-media names of UEFI spec 2.10 §3.5.1.1), as Rust names it.
+fn loader_arch(name: &str) -> Option<&'static str> {
+    Some(match name.to_ascii_lowercase().as_str() {
+        "bootx64.efi" | "bootx64.csv" => "x86_64",
+        "bootia32.efi" => "x86",
+        "bootia64.efi" => "ia64",
+        "bootarm.efi" => "arm",
+        "bootaa64.efi" | "bootaa64.csv" | "grubaa64.efi" => "aarch64",
+        "bootriscv32.efi" => "riscv32",
+        "bootriscv64.efi" => "riscv64",
+        "bootriscv128.efi" => "riscv128",
+        _ => return None,
+    })
+}
+
+/// IPA adds a boot entry for every loader it finds on the ESP, whatever
+/// its architecture, and so does the agent: an image made for another
+/// architecture (an x86_64-only image on an arm64 server) is written and
+/// registered all the same, and the firmware then finds nothing it can
+/// run. The warning the agent logs then, `None` when some loader is for
+/// `arch` or none names its architecture.
+fn foreign_loaders(names: &[String], arch: &str) -> Option<String> {
+    let archs: Vec<&str> = names.iter().filter_map(|n| loader_arch(n)).collect();
+    if archs.is_empty() || archs.contains(&arch) {
+        return None;
+    }
+    Some(format!(
+        "The EFI partition holds loaders for {} only ({}), none for this {arch} machine: its \
+         firmware will not run them. Is the image built for {arch}?",
+        archs.join(", "),
+        names.join(", ")
+    ))
+}
+
 /// A BOOTX64.CSV: UTF-16 (BOM-detected, little-endian without one),
 /// "loader,label,options,comment".
 fn parse_csv(bytes: &[u8]) -> Option<(String, String)> {
@@ -537,6 +572,10 @@ fn manage_uefi(
     if loaders.is_empty() {
         log::warn!("Empty EFI partition detected.");
         return Ok(false);
+    }
+    let names: Vec<String> = loaders.iter().map(|(_, e)| e.name.clone()).collect();
+    if let Some(w) = foreign_loaders(&names, std::env::consts::ARCH) {
+        log::warn!("{w}");
     }
     let mut entries = nvram.entries()?;
     for (label_id, (v_bl, entry)) in loaders.iter().enumerate() {
@@ -710,6 +749,24 @@ mod tests {
         bad[9] = 0xff;
         assert!(parse_boot_entry(0, &bad).is_none());
         assert_eq!(device_path_text(&[0x04, 0x01, 0x02, 0x00]), "");
+    }
+
+    #[test]
+    fn loaders_of_another_architecture_are_named() {
+        let n = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        // an x86_64-only image on an arm64 machine, and the reverse
+        let w = foreign_loaders(&n(&["BOOTX64.EFI"]), "aarch64").unwrap();
+        assert!(w.contains("x86_64 only (BOOTX64.EFI)"), "{w}");
+        assert!(foreign_loaders(&n(&["BOOTAA64.EFI"]), "x86_64").is_some());
+        assert!(foreign_loaders(&n(&["bootaa64.csv"]), "x86_64").is_some());
+        // the machine's own loader, alone or beside others (multi-arch
+        // media), or loaders that name no architecture: nothing to say
+        assert!(foreign_loaders(&n(&["BOOTAA64.EFI"]), "aarch64").is_none());
+        assert!(foreign_loaders(&n(&["grubaa64.efi"]), "aarch64").is_none());
+        assert!(foreign_loaders(&n(&["BOOTX64.EFI", "BOOTAA64.EFI"]), "aarch64").is_none());
+        assert!(foreign_loaders(&n(&["BOOTX64.EFI", "BOOTAA64.EFI"]), "x86_64").is_none());
+        assert!(foreign_loaders(&n(&["boot.csv", "winload.efi"]), "aarch64").is_none());
+        assert!(foreign_loaders(&[], "aarch64").is_none());
     }
 
     #[test]
