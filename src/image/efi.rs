@@ -463,39 +463,26 @@ fn find_bootloaders(fat: &Fat<'_, File>) -> Result<Vec<(String, super::fat::DirE
     Ok(out)
 }
 
-/// The architecture a loader or shim CSV of `BOOTLOADERS_EFI` is for (the
-/// removable-media names of UEFI spec 2.10 §3.5.1.1), as Rust names it.
-fn loader_arch(name: &str) -> Option<&'static str> {
-    Some(match name.to_ascii_lowercase().as_str() {
-        "bootx64.efi" | "bootx64.csv" => "x86_64",
-        "bootia32.efi" => "x86",
-        "bootia64.efi" => "ia64",
-        "bootarm.efi" => "arm",
-        "bootaa64.efi" | "bootaa64.csv" | "grubaa64.efi" => "aarch64",
-        "bootriscv32.efi" => "riscv32",
-        "bootriscv64.efi" => "riscv64",
-        "bootriscv128.efi" => "riscv128",
-        _ => return None,
-    })
-}
+/// This machine's architecture as UEFI's removable-media loader names
+/// spell it (BOOTX64.EFI, BOOTAA64.EFI: UEFI spec 2.10 §3.5.1.1).
+const OWN_LOADER_ARCH: &str = if cfg!(target_arch = "aarch64") {
+    "aa64"
+} else {
+    "x64"
+};
 
 /// IPA adds a boot entry for every loader it finds on the ESP, whatever
 /// its architecture, and so does the agent: an image made for another
 /// architecture (an x86_64-only image on an arm64 server) is written and
 /// registered all the same, and the firmware then finds nothing it can
-/// run. The warning the agent logs then, `None` when some loader is for
-/// `arch` or none names its architecture.
-fn foreign_loaders(names: &[String], arch: &str) -> Option<String> {
-    let archs: Vec<&str> = names.iter().filter_map(|n| loader_arch(n)).collect();
-    if archs.is_empty() || archs.contains(&arch) {
-        return None;
-    }
-    Some(format!(
-        "The EFI partition holds loaders for {} only ({}), none for this {arch} machine: its \
-         firmware will not run them. Is the image built for {arch}?",
-        archs.join(", "),
-        names.join(", ")
-    ))
+/// run. True (the agent logs a warning) when some of `names` (lower case,
+/// from `BOOTLOADERS_EFI`) name an architecture and none names `own`.
+fn foreign_loaders(names: &[String], own: &str) -> bool {
+    let mut tagged = names
+        .iter()
+        .filter(|n| !n.starts_with("boot.") && *n != "winload.efi")
+        .peekable();
+    tagged.peek().is_some() && !tagged.any(|n| n.contains(own))
 }
 
 /// A BOOTX64.CSV: UTF-16 (BOM-detected, little-endian without one),
@@ -573,9 +560,16 @@ fn manage_uefi(
         log::warn!("Empty EFI partition detected.");
         return Ok(false);
     }
-    let names: Vec<String> = loaders.iter().map(|(_, e)| e.name.clone()).collect();
-    if let Some(w) = foreign_loaders(&names, std::env::consts::ARCH) {
-        log::warn!("{w}");
+    let names: Vec<String> = loaders
+        .iter()
+        .map(|(_, e)| e.name.to_ascii_lowercase())
+        .collect();
+    if foreign_loaders(&names, OWN_LOADER_ARCH) {
+        log::warn!(
+            "The EFI partition holds no loader for this {} machine, only {names:?}: its \
+             firmware will not run them. Is the image built for {0}?",
+            std::env::consts::ARCH
+        );
     }
     let mut entries = nvram.entries()?;
     for (label_id, (v_bl, entry)) in loaders.iter().enumerate() {
@@ -755,18 +749,28 @@ mod tests {
     fn loaders_of_another_architecture_are_named() {
         let n = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
         // an x86_64-only image on an arm64 machine, and the reverse
-        let w = foreign_loaders(&n(&["BOOTX64.EFI"]), "aarch64").unwrap();
-        assert!(w.contains("x86_64 only (BOOTX64.EFI)"), "{w}");
-        assert!(foreign_loaders(&n(&["BOOTAA64.EFI"]), "x86_64").is_some());
-        assert!(foreign_loaders(&n(&["bootaa64.csv"]), "x86_64").is_some());
+        assert!(foreign_loaders(&n(&["bootx64.efi"]), "aa64"));
+        assert!(foreign_loaders(&n(&["bootaa64.efi"]), "x64"));
+        assert!(foreign_loaders(&n(&["bootaa64.csv"]), "x64"));
+        assert!(foreign_loaders(&n(&["bootia32.efi"]), "x64"));
         // the machine's own loader, alone or beside others (multi-arch
         // media), or loaders that name no architecture: nothing to say
-        assert!(foreign_loaders(&n(&["BOOTAA64.EFI"]), "aarch64").is_none());
-        assert!(foreign_loaders(&n(&["grubaa64.efi"]), "aarch64").is_none());
-        assert!(foreign_loaders(&n(&["BOOTX64.EFI", "BOOTAA64.EFI"]), "aarch64").is_none());
-        assert!(foreign_loaders(&n(&["BOOTX64.EFI", "BOOTAA64.EFI"]), "x86_64").is_none());
-        assert!(foreign_loaders(&n(&["boot.csv", "winload.efi"]), "aarch64").is_none());
-        assert!(foreign_loaders(&[], "aarch64").is_none());
+        assert!(!foreign_loaders(&n(&["bootaa64.efi"]), "aa64"));
+        assert!(!foreign_loaders(&n(&["grubaa64.efi"]), "aa64"));
+        assert!(!foreign_loaders(
+            &n(&["bootx64.efi", "bootaa64.efi"]),
+            "aa64"
+        ));
+        assert!(!foreign_loaders(
+            &n(&["bootx64.efi", "bootaa64.efi"]),
+            "x64"
+        ));
+        assert!(!foreign_loaders(&n(&["boot.csv", "winload.efi"]), "aa64"));
+        assert!(!foreign_loaders(&[], "aa64"));
+        #[cfg(target_arch = "aarch64")]
+        assert_eq!(OWN_LOADER_ARCH, "aa64");
+        #[cfg(target_arch = "x86_64")]
+        assert_eq!(OWN_LOADER_ARCH, "x64");
     }
 
     #[test]

@@ -163,7 +163,11 @@ pub fn cpu(root: &Root) -> Cpu {
 
 /// ARM cores by (implementer, part): the 64-bit entries of lscpu's
 /// lscpu-arm.c, with its spelling, which IPA reports as lscpu's "Model
-/// name".
+/// name". Only in aarch64 builds (and tests): an x86_64 machine's cpuinfo
+/// always has "model name", and the static x86_64 binary has no room to
+/// spare under its size budget; an x86_64 agent pointed at an arm64
+/// fixture root (`--root`) leaves the core unnamed.
+#[cfg(any(target_arch = "aarch64", test))]
 const ARM_PARTS: &[(u32, u32, &str)] = &[
     (0x41, 0xd02, "Cortex-A34"),
     (0x41, 0xd03, "Cortex-A53"),
@@ -223,6 +227,7 @@ const ARM_PARTS: &[(u32, u32, &str)] = &[
 /// implementer" and "CPU part" (hex): lscpu names the core from them
 /// (`arm_ids_decode`), and leaves it unnamed when either is 0 or unknown
 /// (qemu's `-cpu max` is implementer 0, "reserved for software use").
+#[cfg(any(target_arch = "aarch64", test))]
 fn arm_model_name(info: &CpuInfo) -> Option<&'static str> {
     let hex = |k: &str| {
         info.get(k)
@@ -235,6 +240,11 @@ fn arm_model_name(info: &CpuInfo) -> Option<&'static str> {
         .iter()
         .find(|(i, p, _)| *i == implementer && *p == part)
         .map(|(_, _, name)| *name)
+}
+
+#[cfg(not(any(target_arch = "aarch64", test)))]
+fn arm_model_name(_: &CpuInfo) -> Option<&'static str> {
+    None
 }
 
 /// `/proc/meminfo` MemTotal in bytes (psutil's `virtual_memory().total`).
