@@ -102,6 +102,8 @@ sys.stdout.buffer.write(base64.b64decode(r["command_result"]["clean_result"]))' 
     echo "command: $(sed "s|$WORK|/tmp/capture-vm|g" "$WORK/vm/qemu-cmd")"
   } > "$OUT.vm.txt"
   log "captured into $OUT ($(du -sh "$OUT" | cut -f1)); VM described in $OUT.vm.txt"
+  kill "$VM_PID" 2>/dev/null || true; VM_PID=""
+  rm -rf "$WORK"    # the sparse disks
   exit 0
 fi
 
