@@ -122,6 +122,19 @@ mod tests {
     use super::*;
 
     #[test]
+    fn layouts_and_numbers_on_both_architectures() {
+        // include/uapi/linux/sockios.h (no _IOC encoding: the same number
+        // on x86_64 and aarch64); struct ifreq is 40 bytes on LP64
+        assert_eq!(SIOCETHTOOL, 0x8946);
+        assert_eq!(std::mem::size_of::<IfReq>(), 40);
+        assert_eq!(
+            std::mem::size_of::<IfReq>(),
+            std::mem::size_of::<libc::ifreq>()
+        );
+        assert_eq!(std::mem::size_of::<PermAddr>(), 8 + MAX_ADDR_LEN);
+    }
+
+    #[test]
     fn loopback_and_bad_names() {
         let s = IfSocket::new().unwrap();
         assert_eq!(s.ipv4_address("lo").unwrap(), Some(Ipv4Addr::LOCALHOST));

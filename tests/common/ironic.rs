@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -369,7 +369,7 @@ pub fn agent_args(dir: &Path, api_url: &str, extra: &[&str]) -> Vec<String> {
 impl AgentProc {
     pub fn start(dir: &Path, args: &[String]) -> AgentProc {
         let log = dir.join("agent.log");
-        let child = Command::new(env!("CARGO_BIN_EXE_ironic-agent"))
+        let child = super::agent_command()
             .args(args)
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())

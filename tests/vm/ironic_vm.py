@@ -47,6 +47,17 @@ Phases, each timed:
      ImageChecksumError with both digests, the junk-filled first MiB zeroed
   t  no agent token in any console log (the agents run with ipa-debug)
 
+--arch arm64 (tests/vm/run.sh arm64): the same against the arm64 ramdisk
+(ramdisk/build --arch arm64) in qemu-system-aarch64's `virt` machine
+(ramdisk/run-vm --arch arm64), by default phases i c d u t: inspection
+also checks what is arm64's own (cpu.architecture aarch64, which Ironic's
+`architecture` inspection hook stores as the node's cpu_arch, the key of
+[conductor]deploy_kernel_by_arch / deploy_ramdisk_by_arch, which this
+Ironic is given; the core named from its MIDR; the device tree's model
+where there is no DMI), the images carry EFI/BOOT/BOOTAA64.EFI, and phase
+u runs under AAVMF (edk2 for arm64) in the same RAM as the rest, checking
+the Boot#### entry names \\EFI\\BOOT\\BOOTAA64.EFI.
+
 One URL for the image serves both sides: Ironic HEADs image_source from the
 host, the agent GETs it in the VM. The image server is
 http://localhost:<port>: on the host that is 127.0.0.1; in the VM an extra
@@ -123,6 +134,7 @@ class VM:
 
     def __init__(self, t, name, inspect=False, smp=1, append=(), nvram=None,
                  mem=None, disks=()):
+        arch = ["--arch", t.arch] if t.arch != "amd64" else []
         self.name = name
         self.logfile = os.path.join(t.work, name, "console.log")
         self.t0 = time.monotonic()
@@ -136,7 +148,7 @@ class VM:
                 f"ipa-advertise-port={self.port}", "ipa-debug=1", *append]
                 + ([f"ipa-inspection-callback-url=http://10.0.2.100:"
                     f"{t.api_port}/v1/continue_inspection"] if inspect else []))
-            cmd = [os.path.join(REPO, "ramdisk", "run-vm"),
+            cmd = [os.path.join(REPO, "ramdisk", "run-vm"), *arch,
                    "--kernel", t.kernel, "--initrd", t.initrd,
                    "--mem", mem or t.mem, "--mac", t.mac,
                    "--disk", f"{t.disk},bus=virtio,serial={DISK_SERIAL}",
@@ -213,6 +225,16 @@ class Test:
         self.initrd = os.path.join(self.work, "initramfs-localhost")
         self.mem = args.mem
         self.mac = "52:54:00:%02x:%02x:%02x" % tuple(os.urandom(3))
+        self.arch = args.arch
+        # the loader a UEFI image of this architecture carries, the pattern
+        # clean_uefi_nvram is given for it, and the RAM a UEFI boot takes
+        # (OVMF + GRUB-less direct boot needed 154 MiB on amd64; AAVMF
+        # boots the arm64 ramdisk in the suite's 128 MiB)
+        if self.arch == "arm64":
+            self.loader_name, self.uefi_mem = "BOOTAA64.EFI", args.mem
+        else:
+            self.loader_name, self.uefi_mem = "BOOTX64.EFI", UEFI_MEM
+        self.LOADER = "\\EFI\\BOOT\\" + self.loader_name
         self.disk = os.path.join(self.work, "vm-disk.img")
         self.vms = []
         self.results = []
@@ -224,6 +246,15 @@ class Test:
         self.state = os.path.join(self.work, "ironic")
         os.makedirs(self.state, exist_ok=True)
         os.environ["IRONIC_E2E_STATE"] = self.state
+        if self.arch == "arm64":
+            # what an operator sets so that Ironic boots aarch64 nodes
+            # (node properties cpu_arch, from inspection) with this ramdisk
+            os.makedirs(os.path.join(self.state, "ironic.conf.d"), exist_ok=True)
+            with open(os.path.join(self.state, "ironic.conf.d",
+                                   "arm64.conf"), "w") as f:
+                f.write("[conductor]\n"
+                        f"deploy_kernel_by_arch = aarch64:file://{self.kernel}\n"
+                        f"deploy_ramdisk_by_arch = aarch64:file://{self.initrd}\n")
         r = subprocess.run([self.args.ironic_sh, "start"], capture_output=True,
                            text=True)
         sys.stderr.write(r.stderr)
@@ -333,6 +364,37 @@ class Test:
             raise checks.PhaseFailed(f"stored inventory lacks disk {DISK_SERIAL}: {serials}")
         log(f"  inventory: interfaces {macs}, disks {serials}, "
             f"memory {inventory.get('memory')}")
+        if self.arch == "arm64":
+            self.check_arm64_inventory(inventory)
+
+    def check_arm64_inventory(self, inventory):
+        """What is arm64's own in the stored inventory, and the node's
+        cpu_arch Ironic derived from it."""
+        cpu = inventory.get("cpu", {})
+        vendor = inventory.get("system_vendor", {})
+        boot = inventory.get("boot", {})
+        bad = []
+        if cpu.get("architecture") != "aarch64":
+            bad.append(f"cpu.architecture {cpu.get('architecture')!r}")
+        # run-vm's Neoverse N1, named from its MIDR as lscpu does
+        if cpu.get("model_name") != "Neoverse-N1":
+            bad.append(f"cpu.model_name {cpu.get('model_name')!r}")
+        if "asimd" not in cpu.get("flags", []):
+            bad.append(f"cpu.flags {cpu.get('flags')}")
+        # qemu's `virt` booted without firmware: no DMI, the device tree's
+        # model; no /sys/firmware/efi, so "bios" as IPA reports it
+        if vendor.get("product_name") != "linux,dummy-virt":
+            bad.append(f"system_vendor {vendor}")
+        if boot.get("current_boot_mode") != "bios":
+            bad.append(f"boot {boot}")
+        arch = self.ironic.node(self.uuid)["properties"].get("cpu_arch")
+        if arch != "aarch64":
+            bad.append(f"the node's cpu_arch is {arch!r}")
+        if bad:
+            raise e2e.PhaseFailed("arm64 inventory: " + "; ".join(bad))
+        log(f"  arm64: cpu {cpu.get('model_name')} x{cpu.get('count')} "
+            f"{cpu.get('architecture')}, system {vendor.get('product_name')!r}, "
+            f"boot {boot.get('current_boot_mode')}; node cpu_arch {arch}")
 
     def wait_heartbeat(self, vm, timeout=240):
         """Seconds from the VM's start to Ironic's first agent_last_heartbeat."""
@@ -378,7 +440,7 @@ class Test:
 
     def phase_deploy(self):
         img = os.path.join(self.state, "httpboot", "vm-disk.img")
-        blob = checks.gpt_image()
+        blob = checks.gpt_image(loader=self.loader_name)
         with open(img, "wb") as f:
             f.write(blob)
         if self.ironic.node(self.uuid)["provision_state"] != "available":
@@ -508,8 +570,6 @@ class Test:
         log(f"  the root device hint (serial {DISK_SERIAL}) kept the smaller "
             f"{SMALL_SERIAL} untouched")
 
-    LOADER = "\\EFI\\BOOT\\BOOTX64.EFI"
-
     def boot_entries(self):
         """BootOrder and the Boot#### numbers naming the image's loader, from
         the machine's OVMF variable store (the pflash file), where the
@@ -528,14 +588,14 @@ class Test:
         self.nvram = os.path.join(self.work, "nvram-OVMF_VARS.fd")
         if os.path.exists(self.nvram):
             os.unlink(self.nvram)
-        blob = checks.gpt_image()
+        blob = checks.gpt_image(loader=self.loader_name)
         digest = self.serve("vm-uefi.img", blob)
         first = None
         for n in (1, 2):
             # the second deploy meets the first one's entry in NVRAM
             self.make_available()
             vm = self.deploy_vm("vm-uefi.img", digest, nvram=self.nvram,
-                                mem=UEFI_MEM)
+                                mem=self.uefi_mem)
             self.wait_powered_off(vm)
             text = vm.log_text()
             if "Boot mode mismatch" in text or "efivarfs is not available" in text:
@@ -559,9 +619,9 @@ class Test:
         self.ironic.ensure_manageable(self.uuid)
         self.ironic.provision(self.uuid, "clean", clean_steps=[{
             "interface": "deploy", "step": "clean_uefi_nvram",
-            "args": {"match_patterns": ["bootx64"]}}])
+            "args": {"match_patterns": [self.loader_name[:-4].lower()]}}])
         self.ironic.wait_state(self.uuid, "clean wait", ("clean failed",), 60)
-        vm = self.boot("clean-nvram", nvram=self.nvram, mem=UEFI_MEM)
+        vm = self.boot("clean-nvram", nvram=self.nvram, mem=self.uefi_mem)
         self.ironic.wait_state(self.uuid, "manageable", ("clean failed",), 300,
                                agent=vm)
         vm.stop()
@@ -596,7 +656,7 @@ class Test:
             "the image")
 
     def phase_bad_checksum(self):
-        digest = self.serve("vm-bad.img", checks.gpt_image())
+        digest = self.serve("vm-bad.img", checks.gpt_image(loader=self.loader_name))
         wrong = hashlib.sha256(b"not the image").hexdigest()
         self.make_available()
         self.junk(MIB)  # what a failed write must wipe
@@ -683,7 +743,8 @@ class Test:
             for vm in self.vms:
                 vm.stop()
             self.stop_ironic()
-        print(f"\n=== Ironic 39 + the ramdisk in a {self.mem} VM (TCG) ===")
+        print(f"\n=== Ironic 39 + the {self.arch} ramdisk in a {self.mem} VM "
+              "(TCG) ===")
         for key, title, outcome, dt, why in self.results:
             print(f"  {key}  {outcome:<7} {dt:6.1f} s  {title}")
             if why:
@@ -709,8 +770,12 @@ def main():
     p.add_argument("--work", required=True)
     p.add_argument("--ironic-sh", default=os.path.join(REPO, "tests", "e2e", "ironic.sh"))
     p.add_argument("--mem", default=os.environ.get("VM_MEM", "128M"))
-    p.add_argument("--phases", default="icdqupxt")
+    p.add_argument("--arch", default="amd64", choices=("amd64", "arm64"))
+    p.add_argument("--phases", default=None,
+                   help="default: icdqupxt (amd64), icdut (arm64)")
     args = p.parse_args()
+    if args.phases is None:
+        args.phases = "icdut" if args.arch == "arm64" else "icdqupxt"
     os.makedirs(args.work, exist_ok=True)
     sys.exit(Test(args).run())
 

@@ -77,21 +77,41 @@ pub fn boot_mode(root: &Root) -> &'static str {
 /// `system_vendor` from the kernel's DMI identification
 /// (/sys/class/dmi/id, the same SMBIOS type 0/1 strings lshw reports);
 /// empty strings where the firmware provides none, as IPA reports them.
+/// On a machine the kernel knows through a device tree (arm64 boards and
+/// BMC SoCs booted by u-boot, qemu's `virt` without UEFI, where there is
+/// usually no DMI at all), lshw's `scan_device_tree`, which runs after its
+/// DMI scan, takes the tree's `model` as the product, its `serial-number`
+/// (else `system-id`) as the serial and its `copyright` as the vendor
+/// wherever those properties exist.
 fn system_vendor(root: &Root) -> SystemVendor {
     let id = |k: &str| {
         root.read(format!("/sys/class/dmi/id/{k}"))
             .unwrap_or_default()
     };
+    let serial = device_tree_string(root, "serial-number")
+        .filter(|s| !s.is_empty())
+        .or_else(|| device_tree_string(root, "system-id"))
+        .unwrap_or_else(|| id("product_serial"));
     SystemVendor {
-        product_name: id("product_name"),
-        serial_number: id("product_serial"),
-        manufacturer: id("sys_vendor"),
+        product_name: device_tree_string(root, "model").unwrap_or_else(|| id("product_name")),
+        serial_number: serial,
+        manufacturer: device_tree_string(root, "copyright").unwrap_or_else(|| id("sys_vendor")),
         firmware: Firmware {
             vendor: id("bios_vendor"),
             version: id("bios_version"),
             build_date: id("bios_date"),
         },
     }
+}
+
+/// A string property of the device tree's root node (/proc/device-tree,
+/// a link to /sys/firmware/devicetree/base): NUL-terminated bytes, cut
+/// at the first NUL and trimmed as lshw's `hw::strip`. `None` when the
+/// machine has no device tree or the node no such property.
+fn device_tree_string(root: &Root, prop: &str) -> Option<String> {
+    let b = std::fs::read(root.path(format!("/sys/firmware/devicetree/base/{prop}"))).ok()?;
+    let b = b.split(|&c| c == 0).next().unwrap_or_default();
+    Some(String::from_utf8_lossy(b).trim().to_string())
 }
 
 /// BMC answers per root (IPA: `self._bmc_cache`). Only successful device
@@ -317,6 +337,49 @@ mod fixture_tests {
         assert!(v["memory"]["devices"].is_array());
         let v = dmi::dmi_decode(&fixture("vm-virtio"));
         assert_eq!(v, json!({"bios": {}, "cpu": [], "memory": {"devices": []}}));
+    }
+
+    #[test]
+    fn system_vendor_from_a_device_tree() {
+        let dir = std::env::temp_dir().join(format!("dt-vendor-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let dt = dir.join("sys/firmware/devicetree/base");
+        std::fs::create_dir_all(&dt).unwrap();
+        let root = Root::new(&dir);
+        // qemu's `virt` machine without firmware: a tree, no DMI
+        std::fs::write(dt.join("model"), b"linux,dummy-virt\0").unwrap();
+        let v = system_vendor(&root);
+        assert_eq!(v.product_name, "linux,dummy-virt");
+        assert_eq!(
+            (v.serial_number.as_str(), v.manufacturer.as_str()),
+            ("", "")
+        );
+        assert_eq!(v.firmware.vendor, "");
+        // a board with a serial; system-id only when serial-number is empty
+        std::fs::write(dt.join("model"), b"Raspberry Pi 4 Model B Rev 1.4\0").unwrap();
+        std::fs::write(dt.join("serial-number"), b"10000000abcdef01\0").unwrap();
+        std::fs::write(dt.join("system-id"), b"SYS-1\0").unwrap();
+        let v = system_vendor(&root);
+        assert_eq!(v.product_name, "Raspberry Pi 4 Model B Rev 1.4");
+        assert_eq!(v.serial_number, "10000000abcdef01");
+        std::fs::write(dt.join("serial-number"), b"\0").unwrap();
+        assert_eq!(system_vendor(&root).serial_number, "SYS-1");
+        // DMI fills what the tree lacks (u-boot with SMBIOS, EFI on DT)
+        let id = dir.join("sys/class/dmi/id");
+        std::fs::create_dir_all(&id).unwrap();
+        std::fs::write(id.join("sys_vendor"), "QEMU\n").unwrap();
+        std::fs::write(id.join("product_name"), "QEMU Virtual Machine\n").unwrap();
+        std::fs::write(id.join("bios_vendor"), "EFI Development Kit II / OVMF\n").unwrap();
+        let v = system_vendor(&root);
+        assert_eq!(v.product_name, "Raspberry Pi 4 Model B Rev 1.4");
+        assert_eq!(v.manufacturer, "QEMU");
+        assert_eq!(v.firmware.vendor, "EFI Development Kit II / OVMF");
+        // no tree (ACPI boot): DMI alone, as before
+        std::fs::remove_dir_all(dir.join("sys/firmware")).unwrap();
+        let v = system_vendor(&root);
+        assert_eq!(v.product_name, "QEMU Virtual Machine");
+        assert_eq!(v.serial_number, "");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
