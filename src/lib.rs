@@ -9,7 +9,9 @@
 //! 1. `sys` (the only `unsafe`), `error`, `util`, `root`;
 //! 2. `config`, `tls`, `logbuf`;
 //! 3. `disk` (block devices, partition tables, signatures), `fs` (FAT,
-//!    ISO 9660), `efi` (NVRAM variables and boot entries);
+//!    ISO 9660), `efi` (NVRAM variables and boot entries), `network` (the
+//!    ramdisk's network before the agent: virtual media, network_data,
+//!    DHCPv6);
 //! 4. `image`: the deploy pipeline, download to the disk's last byte;
 //! 5. `hardware`: the managers, inventory, erase, RAID and their steps;
 //! 6. `agent`: the state every thread shares, the command results;
@@ -31,6 +33,7 @@ pub mod tls;
 pub mod disk;
 pub mod efi;
 pub mod fs;
+pub mod network;
 
 pub mod image;
 

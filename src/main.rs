@@ -16,6 +16,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 fn main() {
+    // the ramdisk's helpers (ramdisk/init runs them before the agent)
+    let mut args = std::env::args_os().skip(1);
+    match args.next().as_deref().and_then(|a| a.to_str()) {
+        Some("network-setup") => std::process::exit(ironic_agent::network::setup::main(args)),
+        Some("dhcp6") => std::process::exit(ironic_agent::network::dhcp6::main(args)),
+        _ => {}
+    }
     std::process::exit(run());
 }
 

@@ -6,8 +6,13 @@
 //!
 //! Names come from the Joliet supplementary descriptor when there is one
 //! (OpenStack's drives are made with `genisoimage -J -r`), else from the
-//! primary one with the `;1` version cut off. ECMA-119 §8.4, §9.1; Joliet
-//! specification 1995. Every value read is range-checked and the walk is
+//! primary one: its Rock Ridge name (`NM`, IEEE P1282) when the record has
+//! one, else the ISO name with the `;1` version cut off. Ironic's UEFI
+//! boot ISOs (`mkisofs -r -l`, no `-J`; the virtual media the ramdisk reads
+//! `network_data.json` from) need Rock Ridge: their ISO names are
+//! upper-cased and `-` becomes `_`. [`volume`] reads the volume label and
+//! publisher (what IPA finds the media by). ECMA-119 §8.4, §9.1; Joliet
+//! specification 1995; SUSP 1.12 §5, RRIP 1.12 §4.1.4. Every value read is range-checked and the walk is
 //! bounded in depth, entries and bytes, so a hostile image yields an
 //! error, not a hang or a panic.
 //!
@@ -18,8 +23,8 @@
 //!   `Read + Seek`) grew the binary by 23,296 bytes, past
 //!   `scripts/build-static`'s budget; it needs Rust 1.88 (this crate: 1.85)
 //!   and brings 37 more crates to build (chrono, rand, tracing, heapless,
-//!   spin, zerocopy among them). Its one gain, Rock Ridge names, does not
-//!   matter here: configdrives are made with `-J`, read through Joliet.
+//!   spin, zerocopy among them). Its one gain then, Rock Ridge names, is
+//!   ~40 lines here (added for issue 18's virtual media).
 //! - `cdfs` 0.2.3 (2023-10): its FUSE tool's dependencies (fuser, clap,
 //!   simple_logger) are not optional. `iso9660` 0.1.1 (2023-04) calls itself
 //!   incomplete. `iso9660-rs` 1.0.2 (2026-01) is a bootloader's no_std
@@ -154,7 +159,10 @@ impl<I: Io> Walk<'_, I> {
             if raw == [0] || raw == [1] {
                 continue; // "." and ".."
             }
-            let name = self.name(raw, is_dir)?;
+            let name = match (self.joliet, rock_ridge_name(r, name_len)) {
+                (false, Some(rr)) => checked_name(rr)?,
+                _ => self.name(raw, is_dir)?,
+            };
             if self.out.len() >= MAX_ENTRIES {
                 return Err(invalid("too many ISO 9660 entries"));
             }
@@ -203,11 +211,120 @@ impl<I: Io> Walk<'_, I> {
                 name.pop();
             }
         }
-        if name.is_empty() || name == "." || name == ".." || name.contains(['/', '\0']) {
-            return Err(invalid(format!("unusable ISO 9660 name {name:?}")));
-        }
-        Ok(name)
+        checked_name(name)
     }
+}
+
+fn checked_name(name: String) -> io::Result<String> {
+    if name.is_empty() || name == "." || name == ".." || name.contains(['/', '\0']) {
+        return Err(invalid(format!("unusable ISO 9660 name {name:?}")));
+    }
+    Ok(name)
+}
+
+/// The Rock Ridge name of a directory record: its `NM` entries joined
+/// (SUSP entries follow the name and its padding byte). `None` without one,
+/// or for "." / ".." (flags CURRENT/PARENT); continuation areas (`CE`,
+/// names of hundreds of bytes) are not followed.
+fn rock_ridge_name(r: &[u8], name_len: usize) -> Option<String> {
+    let mut at = 33 + name_len + usize::from(name_len % 2 == 0);
+    let mut name = Vec::new();
+    let mut found = false;
+    while at + 4 <= r.len() {
+        let (sig, len) = (&r[at..at + 2], usize::from(r[at + 2]));
+        if len < 4 || at + len > r.len() || sig == b"ST" {
+            break;
+        }
+        if sig == b"NM" && len >= 5 {
+            if r[at + 4] & 0x06 != 0 {
+                return None;
+            }
+            name.extend_from_slice(&r[at + 5..at + len]);
+            found = true;
+        }
+        at += len;
+    }
+    found.then(|| String::from_utf8_lossy(&name).into_owned())
+}
+
+/// What a volume is known by: the primary descriptor's volume identifier
+/// (the label blkid reports) and publisher identifier (Ironic puts the
+/// `ir_pub_id` of the kernel command line there), trailing blanks cut;
+/// the Joliet descriptor's (UCS-2) publisher too, which blkid prefers.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Volume {
+    pub label: String,
+    pub publisher: String,
+    pub joliet_publisher: Option<String>,
+}
+
+fn trimmed(b: &[u8]) -> String {
+    String::from_utf8_lossy(b)
+        .trim_end_matches([' ', '\0'])
+        .to_string()
+}
+
+/// The label and publisher of the ISO 9660 image at `base`; an error when
+/// there is no primary volume descriptor.
+pub fn volume(io: &impl Io, base: u64) -> io::Result<Volume> {
+    let mut out: Option<Volume> = None;
+    for i in 16..16 + 16u64 {
+        let mut vd = [0u8; 2048];
+        io.read_exact_at(&mut vd, base + i * SECTOR)?;
+        if &vd[1..6] != b"CD001" {
+            break;
+        }
+        match vd[0] {
+            1 if out.is_none() => {
+                out = Some(Volume {
+                    label: trimmed(&vd[40..72]),
+                    publisher: trimmed(&vd[318..446]),
+                    joliet_publisher: None,
+                })
+            }
+            2 if vd[88] == b'%' && vd[89] == b'/' => {
+                if let Some(v) = out.as_mut() {
+                    let units: Vec<u16> = vd[318..446]
+                        .chunks_exact(2)
+                        .map(|c| u16::from_be_bytes([c[0], c[1]]))
+                        .collect();
+                    let p = String::from_utf16_lossy(&units);
+                    v.joliet_publisher = Some(p.trim_end_matches([' ', '\0']).to_string());
+                }
+            }
+            255 => break,
+            _ => {}
+        }
+    }
+    out.ok_or_else(|| invalid("no ISO 9660 primary volume descriptor"))
+}
+
+/// The contents of the file at `path` (as [`list`] names it), at most
+/// `max` bytes: `Ok(None)` when there is no such file, an error when it
+/// is larger.
+pub fn read_file(
+    io: &impl Io,
+    base: u64,
+    len: u64,
+    entries: &[Entry],
+    path: &str,
+    max: u64,
+) -> io::Result<Option<Vec<u8>>> {
+    let Some(e) = entries.iter().find(|e| !e.is_dir && e.path == path) else {
+        return Ok(None);
+    };
+    if e.size > max {
+        return Err(invalid(format!(
+            "{path} is {} bytes, more than {max}",
+            e.size
+        )));
+    }
+    if e.offset.checked_add(e.size).is_none_or(|end| end > len) {
+        return Err(invalid(format!("{path} is outside the image")));
+    }
+    let mut b = vec![0u8; e.size as usize];
+    io.read_exact_at(&mut b, base + e.offset)?;
+    Ok(Some(b))
 }
 
 #[cfg(test)]
@@ -286,6 +403,67 @@ mod tests {
             assert_eq!(l[1].path, want);
             assert_eq!((l[1].offset, l[1].size), (22 * 2048, 13));
         }
+    }
+
+    #[test]
+    fn rock_ridge_names() {
+        // "NETWORK_DATA.JSON;1" (19 bytes: no padding byte), then SUSP
+        // entries: PX (skipped), NM split in two with CONTINUE
+        let iso = b"NETWORK_DATA.JSON;1";
+        let mut r = vec![0u8; 33];
+        r[32] = iso.len() as u8;
+        r.extend_from_slice(iso);
+        r.extend_from_slice(b"PX\x0c\x01\0\0\0\0\0\0\0\0");
+        r.extend_from_slice(b"NM\x0d\x01\x01network_");
+        r.extend_from_slice(b"NM\x0e\x01\0data.json");
+        r[0] = r.len() as u8;
+        assert_eq!(
+            rock_ridge_name(&r, iso.len()).as_deref(),
+            Some("network_data.json")
+        );
+        // an even-length name is followed by a padding byte
+        let mut r = vec![0u8; 33];
+        r[32] = 2;
+        r.extend_from_slice(b"AB\0NM\x07\x01\0ab");
+        assert_eq!(rock_ridge_name(&r, 2).as_deref(), Some("ab"));
+        // "." (CURRENT), no SUSP, a truncated entry: none
+        let mut r = vec![0u8; 34];
+        r[32] = 1;
+        r.extend_from_slice(b"NM\x05\x01\x02");
+        assert_eq!(rock_ridge_name(&r, 1), None);
+        assert_eq!(rock_ridge_name(&r[..36], 1), None);
+        let mut r = vec![0u8; 36];
+        r[32] = 2;
+        r.extend_from_slice(b"NM\xff\x01\0abc");
+        assert_eq!(rock_ridge_name(&r, 2), None);
+    }
+
+    #[test]
+    fn volume_label_and_publisher() {
+        let mut d = image(true);
+        d.0[16 * 2048 + 40..16 * 2048 + 72]
+            .copy_from_slice(format!("{:<32}", "config-2").as_bytes());
+        let p = format!("{:<128}", "0b7b9a3e-6ad7-4cbf-bd7e-6b6dbf2e3b04");
+        d.0[16 * 2048 + 318..16 * 2048 + 446].copy_from_slice(p.as_bytes());
+        let ucs: Vec<u8> = "PUB"
+            .encode_utf16()
+            .flat_map(|u| u.to_be_bytes())
+            .chain([0, b' '].repeat(61))
+            .collect();
+        d.0[17 * 2048 + 318..17 * 2048 + 446].copy_from_slice(&ucs);
+        let v = volume(&d, 0).unwrap();
+        assert_eq!(v.label, "config-2");
+        assert_eq!(v.publisher, "0b7b9a3e-6ad7-4cbf-bd7e-6b6dbf2e3b04");
+        assert_eq!(v.joliet_publisher.as_deref(), Some("PUB"));
+        let l = list(&d, 0, d.0.len() as u64).unwrap();
+        let f = read_file(&d, 0, d.0.len() as u64, &l, "openstack/meta_data.json", 100).unwrap();
+        assert_eq!(f.as_deref(), Some(&b"{\"uuid\": \"x\"}"[..]));
+        assert!(read_file(&d, 0, d.0.len() as u64, &l, "openstack/meta_data.json", 5).is_err());
+        assert_eq!(
+            read_file(&d, 0, d.0.len() as u64, &l, "nope", 5).unwrap(),
+            None
+        );
+        assert!(volume(&MemDisk::new(64 * 2048), 0).is_err());
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! the agent needs and std does not offer (block-device ioctls, sync(2),
 //! reboot(2), getrandom(2); NVMe admin and SCSI generic pass-through in
 //! [`passthru`]; the IPMI device in [`ipmi`]; interface ioctls in [`net`];
-//! process-group signals in [`process`]). Every call site has a
+//! rtnetlink in [`netlink`]; process-group signals in [`process`]). Every call site has a
 //! `// SAFETY:` comment naming the file descriptor and the memory the
 //! kernel reads or writes.
 //!
@@ -14,6 +14,7 @@
 
 pub mod ipmi;
 pub mod net;
+pub mod netlink;
 pub mod passthru;
 pub mod process;
 
