@@ -861,7 +861,7 @@ impl Pki {
             "-subj",
             "/CN=127.0.0.1",
         ]);
-        std::fs::write(&ext, "subjectAltName=IP:127.0.0.1\n").unwrap();
+        std::fs::write(&ext, "subjectAltName=IP:127.0.0.1,IP:::1\n").unwrap();
         run(&[
             "x509",
             "-req",
@@ -918,6 +918,47 @@ fn tls_ironic(pki: &Pki, tok: &str) -> FakeIronic {
         },
         pki.server_config(),
     )
+}
+
+/// `ipa-api-url` with an IPv6 literal (issue 18): the agent reaches an
+/// https Ironic at `https://[::1]:PORT`, verifies its certificate (IP SAN
+/// ::1) with `--cafile`, and, with no `--advertise-host`, advertises the
+/// route source toward it, bracketed: `https://[::1]:PORT`.
+#[test]
+fn ipv6_api_url_and_bracketed_callback_url() {
+    let v6 = std::net::TcpListener::bind("[::1]:0").is_ok();
+    if !common::tools::precondition(v6, "an IPv6 loopback (::1)") {
+        return;
+    }
+    let dir = test_dir("ipv6-api");
+    let pki = Pki::new(&dir);
+    let tok = token('6');
+    let t = tok.clone();
+    let ironic = FakeIronic::start_tls_ipv6(
+        move |r: &Req| match (r.method.as_str(), r.path.as_str()) {
+            ("GET", "/") => (200, root_doc("1.115")),
+            ("GET", "/v1/lookup") => (200, lookup_doc(UUID, &t, 300)),
+            ("POST", _) => (202, String::new()),
+            _ => (404, String::new()),
+        },
+        pki.server_config(),
+    );
+    let url = format!("https://[::1]:{}", ironic.port);
+    let mut args = agent_args(&dir, &url, &["--cafile", pki.ca_cert.to_str().unwrap()]);
+    // listen on ::1 and let the agent find its own address toward Ironic
+    let at = args.iter().position(|a| a == "--advertise-host").unwrap();
+    args.drain(at..at + 2);
+    let at = args.iter().position(|a| a == "--listen-host").unwrap();
+    args[at + 1] = "::1".into();
+    let agent = AgentProc::start(&dir, &args);
+    let hb = &ironic.wait_for("POST", "/v1/heartbeat/", 1, SECS(20))[0];
+    let body = hb.json();
+    let cb = body["callback_url"].as_str().unwrap();
+    assert!(cb.starts_with("https://[::1]:"), "{body}");
+    let client = client_trusting(body["agent_verify_ca"].as_str().unwrap());
+    let (st, _) = get_json(&client, &format!("{cb}/v1/commands/?agent_token={tok}"));
+    assert_eq!(st, 200);
+    agent.assert_clean_log(&[&tok]);
 }
 
 #[test]

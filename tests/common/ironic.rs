@@ -75,6 +75,8 @@ fn decode(s: &str) -> String {
 /// alive after its server is dropped, which would hang the client).
 pub struct FakeIronic {
     pub port: u16,
+    /// The loopback address it listens on.
+    ip: std::net::IpAddr,
     started: Instant,
     requests: Arc<Mutex<Vec<Req>>>,
     handler: Arc<Mutex<Box<Handler>>>,
@@ -108,14 +110,31 @@ impl FakeIronic {
         Self::start_inner(handler, Some(config))
     }
 
+    /// An https Ironic on the IPv6 loopback, `[::1]:<port>`.
+    pub fn start_tls_ipv6(
+        handler: impl FnMut(&Req) -> Answer + Send + 'static,
+        config: Arc<rustls::ServerConfig>,
+    ) -> FakeIronic {
+        Self::start_on("[::1]:0", handler, Some(config))
+    }
+
     fn start_inner(
         handler: impl FnMut(&Req) -> Answer + Send + 'static,
         tls: Option<Arc<rustls::ServerConfig>>,
     ) -> FakeIronic {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("binding the fake Ironic");
+        Self::start_on("127.0.0.1:0", handler, tls)
+    }
+
+    fn start_on(
+        addr: &str,
+        handler: impl FnMut(&Req) -> Answer + Send + 'static,
+        tls: Option<Arc<rustls::ServerConfig>>,
+    ) -> FakeIronic {
+        let listener = TcpListener::bind(addr).expect("binding the fake Ironic");
         let port = listener.local_addr().unwrap().port();
         let mut f = FakeIronic {
             port,
+            ip: listener.local_addr().unwrap().ip(),
             started: Instant::now(),
             requests: Arc::default(),
             handler: Arc::new(Mutex::new(Box::new(handler))),
@@ -232,7 +251,7 @@ impl FakeIronic {
         if let Some((stop, thread)) = self.server.take() {
             stop.store(true, Ordering::SeqCst);
             // wake the blocking accept()
-            let _ = std::net::TcpStream::connect(("127.0.0.1", self.port));
+            let _ = std::net::TcpStream::connect((self.ip, self.port));
             let _ = thread.join();
         }
     }
@@ -242,7 +261,7 @@ impl FakeIronic {
         self.stop();
         let deadline = Instant::now() + Duration::from_secs(5);
         let listener = loop {
-            match TcpListener::bind(("127.0.0.1", self.port)) {
+            match TcpListener::bind((self.ip, self.port)) {
                 Ok(l) => break l,
                 Err(e) if Instant::now() > deadline => panic!("rebinding {}: {e}", self.port),
                 Err(_) => std::thread::sleep(Duration::from_millis(50)),
