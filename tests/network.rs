@@ -3,8 +3,8 @@
 //! `images.create_boot_iso` makes it (`-r -J -l -V config-2 -publisher
 //! <ir_pub_id>` for BIOS; `-r -l`, no Joliet, for UEFI) holding what
 //! `image_utils.prepare_deploy_iso` injects. With `--root` the kernel is
-//! not touched: the changes are printed ("would ..."), the state file for
-//! /init and the copied files are written under the root.
+//! not touched: the console lines say what is configured, the state file
+//! for /init and the copied files are written under the root.
 //!
 //! The same code applies the data to real NICs in tests/vm/network.py.
 
@@ -137,13 +137,10 @@ fn bond_vlan_from_bios_and_uefi_isos() {
         let (text, state) = setup(&r);
         for want in [
             "copied from /dev/sr0 (config-2): /etc/ironic-python-agent/ironic.crt /etc/ironic-python-agent.d/ironic-tls.conf",
-            "would set eth0 down",
-            "would add bond bond0 address 52:54:00:00:00:01 mode 1 miimon 100",
-            "would enslave eth1 to bond0",
-            "would add vlan bond0.101 on bond0 id 101",
-            "would add 192.0.2.10/24 to bond0.101",
-            "would add route 0.0.0.0/0 via 192.0.2.1 dev bond0.101",
-            "would add 2001:db8:101::10/64 to bond0.101",
+            "configured bond bond0 (active-backup) of eth0, eth1",
+            "configured vlan bond0.101 (id 101 on bond0)",
+            "configured bond0.101: 192.0.2.10/24, route 0.0.0.0/0 via 192.0.2.1",
+            "configured bond0.101: 2001:db8:101::10/64",
             "applied: eth0 eth1 configured, DHCP on eth2",
         ] {
             assert!(text.contains(want), "joliet {joliet}: no {want:?} in:\n{text}");
@@ -201,10 +198,10 @@ fn broken_network_data_falls_back_to_dhcp() {
     let iso2 = iso(&dir, "partial", Some(partial), true, "config-2");
     let (text, state) = setup(&root(&dir, Some(&iso2), VMEDIA));
     for want in [
-        "network_data.json: link \"odd\": unknown type \"token-ring\"",
+        "network_data.json: link \"odd\": type \"token-ring\" is unknown",
         "network_data.json: network \"n2\": link \"odd\" is not a link that was accepted; ignored",
         "network_data.json: link \"gone\": no NIC has MAC 52:54:00:00:00:99; ignored with its networks",
-        "would add 192.0.2.10/24 to eth0",
+        "configured eth0: 192.0.2.10/24",
         "applied: eth0 configured, DHCP on eth1 eth2",
     ] {
         assert!(text.contains(want), "no {want:?} in:\n{text}");
@@ -228,7 +225,7 @@ fn which_media_are_read() {
         text.contains("ignoring /dev/sr0 (config-2): its publisher"),
         "{text}"
     );
-    assert!(!text.contains("would"), "{text}");
+    assert!(!text.contains("configured "), "{text}");
     assert_eq!(state, "configured \ndhcp \ndhcp6 \n");
 
     let (text, _) = setup(&root(

@@ -288,7 +288,7 @@ pub fn volume(io: &impl Io, base: u64) -> io::Result<Volume> {
                         .chunks_exact(2)
                         .map(|c| u16::from_be_bytes([c[0], c[1]]))
                         .collect();
-                    let p = String::from_utf16_lossy(&units);
+                    let p = String::from_utf16(&units).unwrap_or_default();
                     v.joliet_publisher = Some(p.trim_end_matches([' ', '\0']).to_string());
                 }
             }

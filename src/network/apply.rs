@@ -11,7 +11,6 @@
 
 use super::data::{mac_text, LinkKind, NetKind, NetworkData, Route};
 use crate::sys::netlink::{BondOptions, LinkChange};
-use std::collections::BTreeSet;
 use std::io;
 use std::net::IpAddr;
 
@@ -66,6 +65,7 @@ pub fn valid_ifname(s: &str) -> bool {
             .all(|b| b.is_ascii_graphic() && b != b'/' && b != b':')
 }
 
+#[inline(never)]
 fn push_unique(v: &mut Vec<String>, s: &str) {
     if !v.iter().any(|x| x == s) {
         v.push(s.to_string());
@@ -75,7 +75,7 @@ fn push_unique(v: &mut Vec<String>, s: &str) {
 /// The interface name a bond or VLAN gets: `wanted` when it is a valid
 /// name nobody has (glean names bonds by link id and VLANs
 /// `<parent>.<id>`), else the first free one of `more`.
-fn pick_name(wanted: &str, more: impl Iterator<Item = String>, taken: &BTreeSet<String>) -> String {
+fn pick_name(wanted: &str, more: impl Iterator<Item = String>, taken: &[String]) -> String {
     std::iter::once(wanted.to_string())
         .chain(more)
         .find(|n| valid_ifname(n) && !taken.contains(n))
@@ -102,10 +102,12 @@ struct Dev {
 /// Configure what `nd` describes on `nics` through `k`.
 pub fn apply(nd: &NetworkData, nics: &[Nic], k: &mut dyn Kernel) -> Outcome {
     let mut out = Outcome::default();
-    let mut taken: BTreeSet<String> = nics.iter().map(|n| n.name.clone()).collect();
+    // plain vectors: a BTreeSet's collect() would link std's sort for a
+    // handful of names
+    let mut taken: Vec<String> = nics.iter().map(|n| n.name.clone()).collect();
     let mut devs: Vec<Dev> = vec![];
     let find = |devs: &[Dev], link: &str| devs.iter().position(|d| d.link == link);
-    let slaves: BTreeSet<&str> = nd
+    let slaves: Vec<&str> = nd
         .links
         .iter()
         .filter_map(|l| match &l.kind {
@@ -138,7 +140,7 @@ pub fn apply(nd: &NetworkData, nics: &[Nic], k: &mut dyn Kernel) -> Outcome {
             ));
             continue;
         }
-        let change = if slaves.contains(l.id.as_str()) {
+        let change = if slaves.contains(&l.id.as_str()) {
             // enslaving needs the NIC down; the bond brings it up
             LinkChange {
                 up: Some(false),
@@ -238,7 +240,7 @@ pub fn apply(nd: &NetworkData, nics: &[Nic], k: &mut dyn Kernel) -> Outcome {
             devs.retain(|d| !members.contains(&d.name));
             continue;
         }
-        taken.insert(name.clone());
+        taken.push(name.clone());
         out.done.push(format!(
             "bond {name} ({}) of {}",
             BOND_NAMES[usize::from(*mode).min(6)],
@@ -287,7 +289,7 @@ pub fn apply(nd: &NetworkData, nics: &[Nic], k: &mut dyn Kernel) -> Outcome {
             }
             continue;
         }
-        taken.insert(name.clone());
+        taken.push(name.clone());
         out.done
             .push(format!("vlan {name} (id {id} on {parent_dev})"));
         let (nics_below, fallback) = (devs[p].nics.clone(), devs[p].fallback.clone());
@@ -562,7 +564,7 @@ mod tests {
 
     #[test]
     fn names() {
-        let taken: BTreeSet<String> = ["eth0".to_string(), "bond0".to_string()].into();
+        let taken = ["eth0".to_string(), "bond0".to_string()];
         assert_eq!(pick_name("bond0", bond_names(), &taken), "bond1");
         assert_eq!(
             pick_name("e1c90e9f-eafc-4e2d-8ec9", bond_names(), &taken),
@@ -573,7 +575,7 @@ mod tests {
             pick_name("enp129s0f1np1.101", vlan_names(101), &taken),
             "vlan101"
         );
-        let taken: BTreeSet<String> = ["vlan7".to_string()].into();
+        let taken = ["vlan7".to_string()];
         assert_eq!(pick_name("x/y", vlan_names(7), &taken), "vlan7_1");
         assert!(!valid_ifname("a/b") && !valid_ifname("a b") && !valid_ifname(""));
         assert!(valid_ifname("bond0.101"));

@@ -180,11 +180,20 @@ fn host_bits(ip: IpAddr, prefix: u8) -> bool {
     v & host_mask != 0
 }
 
+// The lookups and messages below are out of line: inlined at each of
+// their dozens of call sites they cost the static binary kilobytes.
+#[inline(never)]
+fn field<'a>(o: &'a Map<String, Value>, k: &str) -> Option<&'a Value> {
+    o.get(k)
+}
+
+#[inline(never)]
 fn text<'a>(o: &'a Map<String, Value>, k: &str) -> Option<&'a str> {
-    o.get(k).and_then(Value::as_str).map(str::trim)
+    field(o, k).and_then(Value::as_str).map(str::trim)
 }
 
 /// An integer given as a number or a numeric string (`"100"`).
+#[inline(never)]
 fn int(v: &Value) -> Option<u64> {
     match v {
         Value::Number(n) => n.as_u64(),
@@ -194,6 +203,7 @@ fn int(v: &Value) -> Option<u64> {
 }
 
 /// What an item is called in messages: its id, else its position.
+#[inline(never)]
 fn name_of(o: &Map<String, Value>, what: &str, i: usize) -> String {
     match text(o, "id") {
         Some(id) if !id.is_empty() => format!("{what} {id:?}"),
@@ -217,13 +227,13 @@ pub fn parse(text_in: &str) -> Result<NetworkData> {
         ));
     };
     let mut nd = NetworkData::default();
-    let list = |k: &str, nd: &mut NetworkData| -> Vec<Value> {
+    let list = |k: &str, nd: &mut NetworkData| -> &[Value] {
         match top.get(k) {
-            Some(Value::Array(a)) => a.clone(),
-            None | Some(Value::Null) => vec![],
+            Some(Value::Array(a)) => a,
+            None | Some(Value::Null) => &[],
             Some(_) => {
                 nd.problems.push(format!("{k:?} is not a list; ignored"));
-                vec![]
+                &[]
             }
         }
     };
@@ -294,7 +304,10 @@ pub fn parse(text_in: &str) -> Result<NetworkData> {
             Err(why) => nd.problems.push(why.details),
         }
     }
-    let mut dns_items: Vec<Value> = list("services", &mut nd);
+    // DNS: top-level and per-network `services` of type dns, and each
+    // network's `dns_nameservers`
+    let mut addrs: Vec<&Value> = vec![];
+    dns_services(list("services", &mut nd), &mut addrs);
     for n in top
         .get("networks")
         .and_then(Value::as_array)
@@ -302,34 +315,45 @@ pub fn parse(text_in: &str) -> Result<NetworkData> {
         .flatten()
     {
         if let Some(s) = n.get("services").and_then(Value::as_array) {
-            dns_items.extend(s.iter().cloned());
+            dns_services(s, &mut addrs);
         }
         if let Some(d) = n.get("dns_nameservers").and_then(Value::as_array) {
-            dns_items.extend(
-                d.iter()
-                    .map(|a| serde_json::json!({"type": "dns", "address": a})),
-            );
+            addrs.extend(d);
         }
     }
-    for s in &dns_items {
-        let Some(o) = s.as_object() else { continue };
-        if text(o, "type") != Some("dns") {
-            continue;
-        }
-        match text(o, "address").and_then(|a| a.parse::<IpAddr>().ok()) {
+    for a in addrs {
+        match a.as_str().and_then(|a| a.trim().parse::<IpAddr>().ok()) {
             Some(ip) if !nd.dns.contains(&ip) => nd.dns.push(ip),
             Some(_) => {}
-            None => nd.problems.push(format!(
-                "DNS server {} is not an IP address; ignored",
-                o.get("address").unwrap_or(&Value::Null)
-            )),
+            None => nd
+                .problems
+                .push(format!("DNS server {a} is not an IP address; ignored")),
         }
     }
     Ok(nd)
 }
 
+/// The addresses of the `{"type": "dns", "address": ...}` items of `v`.
+fn dns_services<'a>(v: &'a [Value], out: &mut Vec<&'a Value>) {
+    for s in v.iter().filter_map(Value::as_object) {
+        if text(s, "type") == Some("dns") {
+            out.extend(s.get("address"));
+        }
+    }
+}
+
+#[inline(never)]
 fn bad(details: String) -> AgentError {
     AgentError::new(Kind::InvalidContentError, details)
+}
+
+/// The one message of a dropped item: `{name}: {key} {value} {why};
+/// ignored` (one formatting site for all of them: each costs the static
+/// binary code).
+#[inline(never)]
+fn dropped(name: &str, key: &str, value: Option<&Value>, why: &str) -> AgentError {
+    let v = value.map(|v| format!(" {v}")).unwrap_or_default();
+    bad(format!("{name}: {key}{v} {why}; ignored"))
 }
 
 fn link(v: &Value, i: usize) -> Result<Link> {
@@ -339,43 +363,42 @@ fn link(v: &Value, i: usize) -> Result<Link> {
     let name = name_of(o, "link", i);
     let id = match text(o, "id") {
         Some(id) if !id.is_empty() => id.to_string(),
-        _ => return Err(bad(format!("{name} has no id; ignored"))),
+        _ => return Err(dropped(&name, "id", None, "is missing")),
     };
     let ty = text(o, "type").unwrap_or("");
     let mac_of = |key: &str| -> Result<Option<[u8; 6]>> {
-        match o.get(key) {
+        match field(o, key) {
             None | Some(Value::Null) => Ok(None),
-            Some(Value::String(s)) => parse_mac(s)
+            Some(v) => v
+                .as_str()
+                .and_then(parse_mac)
                 .map(Some)
-                .ok_or_else(|| bad(format!("{name}: {key} {s:?} is not a MAC address; ignored"))),
-            Some(other) => Err(bad(format!(
-                "{name}: {key} {other} is not a MAC address; ignored"
-            ))),
+                .ok_or_else(|| dropped(&name, key, Some(v), "is not a MAC address")),
         }
     };
-    let mtu = match o.get("mtu") {
+    let mtu = match field(o, "mtu") {
         None | Some(Value::Null) => None,
         Some(m) => match int(m) {
             Some(n) if (68..=65535).contains(&n) => Some(n as u32),
-            _ => return Err(bad(format!("{name}: mtu {m} is not 68..65535; ignored"))),
+            _ => return Err(dropped(&name, "mtu", Some(m), "is not 68..65535")),
         },
     };
     let (kind, mac) = if PHY_TYPES.contains(&ty) {
         let Some(mac) = mac_of("ethernet_mac_address")? else {
-            return Err(bad(format!(
-                "{name} (type {ty:?}) has no ethernet_mac_address; ignored"
-            )));
+            return Err(dropped(&name, "ethernet_mac_address", None, "is missing"));
         };
         (LinkKind::Phy, Some(mac))
     } else if ty == "bond" {
         let mode_name = text(o, "bond_mode").unwrap_or("");
         let Some(&(_, mode)) = BOND_MODES.iter().find(|(n, _)| *n == mode_name) else {
-            return Err(bad(format!(
-                "{name}: unknown bond_mode {}; ignored",
-                o.get("bond_mode").unwrap_or(&Value::Null)
-            )));
+            return Err(dropped(
+                &name,
+                "bond_mode",
+                field(o, "bond_mode"),
+                "is not a bonding mode",
+            ));
         };
-        let slaves: Vec<String> = match o.get("bond_links") {
+        let slaves: Vec<String> = match field(o, "bond_links") {
             Some(Value::Array(a)) => a
                 .iter()
                 .filter_map(|s| s.as_str().map(|s| s.trim().to_string()))
@@ -383,15 +406,16 @@ fn link(v: &Value, i: usize) -> Result<Link> {
             _ => vec![],
         };
         if slaves.is_empty() {
-            return Err(bad(format!("{name} has no bond_links; ignored")));
+            return Err(dropped(&name, "bond_links", None, "is missing or empty"));
         }
-        let miimon =
-            match o.get("bond_miimon") {
-                None | Some(Value::Null) => None,
-                Some(m) => Some(int(m).and_then(|n| u32::try_from(n).ok()).ok_or_else(|| {
-                    bad(format!("{name}: bond_miimon {m} is not a number; ignored"))
-                })?),
-            };
+        let miimon = match field(o, "bond_miimon") {
+            None | Some(Value::Null) => None,
+            Some(m) => Some(
+                int(m)
+                    .and_then(|n| u32::try_from(n).ok())
+                    .ok_or_else(|| dropped(&name, "bond_miimon", Some(m), "is not a number"))?,
+            ),
+        };
         let xmit_hash_policy = match text(o, "bond_xmit_hash_policy") {
             None | Some("") => None,
             Some(p) => Some(
@@ -400,21 +424,27 @@ fn link(v: &Value, i: usize) -> Result<Link> {
                     .find(|(n, _)| *n == p)
                     .map(|&(_, v)| v)
                     .ok_or_else(|| {
-                        bad(format!(
-                            "{name}: unknown bond_xmit_hash_policy {p:?}; ignored"
-                        ))
+                        dropped(
+                            &name,
+                            "bond_xmit_hash_policy",
+                            field(o, "bond_xmit_hash_policy"),
+                            "is not a hash policy",
+                        )
                     })?,
             ),
         };
-        let lacp_rate = match o.get("bond_lacp_rate") {
+        let lacp_rate = match field(o, "bond_lacp_rate") {
             None | Some(Value::Null) => None,
             Some(r) => match (r.as_str().map(str::trim), int(r)) {
                 (Some("slow"), _) | (_, Some(0)) => Some(0),
                 (Some("fast"), _) | (_, Some(1)) => Some(1),
                 _ => {
-                    return Err(bad(format!(
-                        "{name}: bond_lacp_rate {r} is not slow or fast; ignored"
-                    )))
+                    return Err(dropped(
+                        &name,
+                        "bond_lacp_rate",
+                        Some(r),
+                        "is not slow or fast",
+                    ))
                 }
             },
         };
@@ -430,15 +460,17 @@ fn link(v: &Value, i: usize) -> Result<Link> {
         )
     } else if ty == "vlan" {
         let Some(parent) = text(o, "vlan_link").filter(|p| !p.is_empty()) else {
-            return Err(bad(format!("{name} has no vlan_link; ignored")));
+            return Err(dropped(&name, "vlan_link", None, "is missing"));
         };
-        let id = match o.get("vlan_id").and_then(int) {
+        let id = match field(o, "vlan_id").and_then(int) {
             Some(n) if (1..=4094).contains(&n) => n as u16,
             _ => {
-                return Err(bad(format!(
-                    "{name}: vlan_id {} is not 1..4094; ignored",
-                    o.get("vlan_id").unwrap_or(&Value::Null)
-                )))
+                return Err(dropped(
+                    &name,
+                    "vlan_id",
+                    field(o, "vlan_id"),
+                    "is not 1..4094",
+                ))
             }
         };
         (
@@ -449,10 +481,12 @@ fn link(v: &Value, i: usize) -> Result<Link> {
             mac_of("vlan_mac_address")?,
         )
     } else {
-        return Err(bad(format!(
-            "{name}: unknown type {} (expected phy, vif, bond, vlan, ...); ignored",
-            o.get("type").unwrap_or(&Value::Null)
-        )));
+        return Err(dropped(
+            &name,
+            "type",
+            field(o, "type"),
+            "is unknown (phy, vif, bond, vlan, ...)",
+        ));
     };
     Ok(Link { id, kind, mac, mtu })
 }
@@ -469,9 +503,12 @@ fn network(v: &Value, i: usize, links: &[Link]) -> Result<(Network, Vec<String>)
         .unwrap_or_else(|| format!("#{}", i + 1));
     let link = text(o, "link").unwrap_or("");
     if !links.iter().any(|l| l.id == link) {
-        return Err(bad(format!(
-            "{name}: link {link:?} is not a link that was accepted; ignored"
-        )));
+        return Err(dropped(
+            &name,
+            "link",
+            field(o, "link"),
+            "is not a link that was accepted",
+        ));
     }
     let ty = text(o, "type").unwrap_or("");
     let kind = match ty {
@@ -480,12 +517,7 @@ fn network(v: &Value, i: usize, links: &[Link]) -> Result<(Network, Vec<String>)
         "ipv6" => NetKind::Ipv6,
         "ipv6_dhcp" | "ipv6_dhcpv6-stateful" | "ipv6_dhcpv6_stateful" => NetKind::Ipv6Dhcp,
         "ipv6_slaac" | "ipv6_dhcpv6-stateless" => NetKind::Ipv6Slaac,
-        _ => {
-            return Err(bad(format!(
-                "{name}: unknown type {}; ignored",
-                o.get("type").unwrap_or(&Value::Null)
-            )))
-        }
+        _ => return Err(dropped(&name, "type", field(o, "type"), "is unknown")),
     };
     let mut notes = vec![];
     let mut address = None;
@@ -500,11 +532,12 @@ fn network(v: &Value, i: usize, links: &[Link]) -> Result<(Network, Vec<String>)
             Ok(ip @ IpAddr::V4(_)) if !v6 => ip,
             Ok(ip @ IpAddr::V6(_)) if v6 => ip,
             _ => {
-                return Err(bad(format!(
-                    "{name}: ip_address {} is not an {} address; ignored",
-                    o.get("ip_address").unwrap_or(&Value::Null),
-                    if v6 { "IPv6" } else { "IPv4" }
-                )))
+                let why = if v6 {
+                    "is not an IPv6 address"
+                } else {
+                    "is not an IPv4 address"
+                };
+                return Err(dropped(&name, "ip_address", field(o, "ip_address"), why));
             }
         };
         let prefix = match (len_text, text(o, "netmask")) {
@@ -517,25 +550,22 @@ fn network(v: &Value, i: usize, links: &[Link]) -> Result<(Network, Vec<String>)
             (None, None) => None,
         };
         let Some(prefix) = prefix else {
-            return Err(bad(format!(
-                "{name}: netmask {} is not a valid {} netmask; ignored",
-                o.get("netmask")
-                    .or(o.get("ip_address"))
-                    .unwrap_or(&Value::Null),
-                if v6 { "IPv6" } else { "IPv4" }
-            )));
+            let (key, v) = match field(o, "netmask") {
+                Some(m) if len_text.is_none() => ("netmask", Some(m)),
+                _ => ("ip_address", field(o, "ip_address")),
+            };
+            return Err(dropped(&name, key, v, "has no valid prefix length"));
         };
         if ip.is_unspecified() || ip.is_multicast() {
-            return Err(bad(format!(
-                "{name}: ip_address {ip} cannot be a host address; ignored"
-            )));
+            let v = field(o, "ip_address");
+            return Err(dropped(&name, "ip_address", v, "cannot be a host address"));
         }
         address = Some((ip, prefix));
     }
     let mut routes = vec![];
-    if let Some(rs) = o.get("routes") {
+    if let Some(rs) = field(o, "routes") {
         let Some(rs) = rs.as_array() else {
-            return Err(bad(format!("{name}: routes is not a list; ignored")));
+            return Err(dropped(&name, "routes", None, "is not a list"));
         };
         for (j, r) in rs.iter().enumerate() {
             match route(r) {
@@ -752,20 +782,20 @@ mod tests {
         assert_eq!(nd.dns, vec!["10.0.0.53".parse::<IpAddr>().unwrap()]);
         let all = nd.problems.join("\n");
         for want in [
-            "link \"weird\": unknown type \"infiniband-ish\"",
-            "link \"nomac\" (type \"phy\") has no ethernet_mac_address",
+            "link \"weird\": type \"infiniband-ish\" is unknown",
+            "link \"nomac\": ethernet_mac_address is missing",
             "ethernet_mac_address \"52:54:00:00:00\" is not a MAC address",
             "link \"good\" is defined twice",
-            "unknown bond_mode \"fastest\"",
+            "bond_mode \"fastest\" is not a bonding mode",
             "bond_links entry \"weird\" is not a physical link",
             "vlan_link \"nomac\" is not a physical or bond link",
             "vlan_id 5000 is not 1..4094",
             "link #10 is not an object",
-            "link #13 has no id",
-            "network \"n1\": netmask",
+            "link #13: id is missing",
+            "network \"n1\": netmask \"255.0.255.0\" has no valid prefix length",
             "network \"n2\": link \"weird\" is not a link that was accepted",
             "network \"n3\": ip_address \"fd00::1\" is not an IPv4 address",
-            "network \"n4\": unknown type \"ipv7\"",
+            "network \"n4\": type \"ipv7\" is unknown",
             "network \"n5\": route #1",
             "network \"n5\": route #2",
             "network \"n5\": route #3 is not IPv4",

@@ -257,8 +257,9 @@ pub fn timers(a: &Answer) -> Option<(Duration, Duration, Duration)> {
 fn next_rt(rt: Duration, max: Duration) -> Duration {
     let mut b = [0u8; 1];
     let _ = crate::sys::getrandom(&mut b);
-    let jitter = 0.9 + f64::from(b[0]) / 255.0 * 0.2;
-    (rt.mul_f64(2.0 * jitter)).min(max)
+    // 2 RT x (0.9 .. 1.1), in milliseconds
+    let ms = rt.as_millis() as u64 * (1800 + u64::from(b[0]) * 400 / 255) / 1000;
+    Duration::from_millis(ms).min(max)
 }
 
 fn xid() -> [u8; 3] {

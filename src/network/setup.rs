@@ -22,7 +22,8 @@
 //!
 //! Anything wrong is said on the console and the boot goes on with DHCP:
 //! this never fails the boot. With `--root DIR` (tests, a look at what
-//! would happen) the kernel is not touched: the changes are printed.
+//! would happen) the kernel is not touched: the console lines say what
+//! would be configured.
 
 use super::apply::{self, Kernel, Nic, Outcome};
 use super::data::{self, parse_mac, Route};
@@ -30,7 +31,6 @@ use super::vmedia::{self, Iso, Medium};
 use crate::error::{Context, Kind, Result};
 use crate::root::Root;
 use crate::sys::netlink::{self, BondOptions, LinkChange, Netlink};
-use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::io;
 use std::net::IpAddr;
@@ -40,8 +40,11 @@ use std::time::{Duration, Instant};
 const PREFIX: &str = "ironic-agent network-setup";
 
 fn say(msg: &str) {
-    // one write per line: the console is shared with /init's messages
-    let line = format!("{PREFIX}: {msg}\n");
+    // one write per line: the console is shared with /init's messages;
+    // the uptime as /init's say() gives it
+    let up = std::fs::read_to_string("/proc/uptime").unwrap_or_default();
+    let up = up.split_whitespace().next().unwrap_or("?");
+    let line = format!("{PREFIX}: {msg} (uptime {up})\n");
     let _ = io::Write::write_all(&mut io::stderr().lock(), line.as_bytes());
 }
 
@@ -115,7 +118,7 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> i32 {
             }
         }
     } else {
-        run(&root, &o, &mut Printer)
+        run(&root, &o, &mut DryRun)
     };
     if let Err(e) = write_state(&o.state, &report) {
         say(&format!("writing {}: {e}", o.state.display()));
@@ -123,14 +126,14 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> i32 {
     0
 }
 
-/// The kernel command line's `key=value` words, the last one winning (as
+/// The value of the last `key=value` word of the kernel command line (as
 /// IPA's `_read_params_from_file`).
-fn cmdline(root: &Root) -> BTreeMap<String, String> {
-    let text = std::fs::read_to_string(root.path("/proc/cmdline")).unwrap_or_default();
-    text.split_whitespace()
-        .filter_map(|w| w.split_once('='))
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
+fn karg(cmdline: &str, key: &str) -> Option<String> {
+    cmdline
+        .split_whitespace()
+        .rev()
+        .find_map(|w| w.split_once('=').filter(|(k, _)| *k == key))
+        .map(|(_, v)| v.to_string())
 }
 
 /// NICs as /init sees them (`/sys/class/net/X/device` exists) with their
@@ -148,10 +151,10 @@ fn nics(root: &Root) -> Vec<Nic> {
 
 /// Find, copy, parse, apply. Every step reports on the console.
 pub fn run(root: &Root, o: &Opts, k: &mut dyn Kernel) -> Outcome {
-    let args = cmdline(root);
-    let vmedia = args.get("boot_method").map(String::as_str) == Some("vmedia");
-    let pub_id = args.get("ir_pub_id").cloned();
-    if !vmedia && args.contains_key("BOOTIF") && pub_id.is_none() {
+    let args = std::fs::read_to_string(root.path("/proc/cmdline")).unwrap_or_default();
+    let vmedia = karg(&args, "boot_method").as_deref() == Some("vmedia");
+    let pub_id = karg(&args, "ir_pub_id");
+    if !vmedia && karg(&args, "BOOTIF").is_some() && pub_id.is_none() {
         // resolve-configdrive: "Non-vmedia based deploy detected"
         return Outcome::default();
     }
@@ -300,7 +303,7 @@ fn write_dns(root: &Root, dns: &[IpAddr]) -> Result<()> {
 /// `/etc/resolv.conf` from every `/run/resolv.*` (ramdisk/udhcpc.script's
 /// `resolv`).
 pub fn merge_resolv(root: &Root) -> Result<()> {
-    let mut seen = std::collections::BTreeSet::new();
+    let mut seen: Vec<String> = vec![];
     let mut text = String::new();
     for f in root.list("/run") {
         if !f.starts_with("resolv.") {
@@ -310,7 +313,8 @@ pub fn merge_resolv(root: &Root) -> Result<()> {
             .unwrap_or_default()
             .lines()
         {
-            if seen.insert(line.to_string()) {
+            if !seen.iter().any(|s| s == line) {
+                seen.push(line.to_string());
                 text += line;
                 text.push('\n');
             }
@@ -365,8 +369,23 @@ impl Kernel for RealKernel {
     }
 
     fn add_bond(&mut self, name: &str, mac: Option<[u8; 6]>, o: &BondOptions) -> io::Result<()> {
-        self.nl
-            .ack(netlink::new_bond(name, mac.as_ref().map(|m| &m[..]), o))
+        let mac = mac.as_ref().map(|m| &m[..]);
+        match self.nl.ack(netlink::new_bond(name, mac, o)) {
+            // Loading the bonding driver (the kernel asks for
+            // rtnl-link-bond) makes an empty "bond0" of its own
+            // (max_bonds=1): take its place.
+            Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
+                let old = self.nl.links()?.into_iter().find(|l| l.name == name);
+                match old {
+                    Some(l) if l.kind.as_deref() == Some("bond") => {
+                        self.nl.ack(netlink::del_link(l.index))?;
+                        self.nl.ack(netlink::new_bond(name, mac, o))
+                    }
+                    _ => Err(e),
+                }
+            }
+            r => r,
+        }
     }
 
     fn enslave(&mut self, slave: &str, bond: &str) -> io::Result<()> {
@@ -404,57 +423,27 @@ impl Kernel for RealKernel {
     }
 }
 
-/// `--root`: say what would be done instead of doing it.
-struct Printer;
+/// `--root`: the kernel is not touched; the console lines of `apply`
+/// (`configured ...`) say what would have been done.
+struct DryRun;
 
-impl Printer {
-    fn would(&self, what: String) -> io::Result<()> {
-        say(&format!("would {what}"));
+impl Kernel for DryRun {
+    fn set_link(&mut self, _: &str, _: &LinkChange) -> io::Result<()> {
         Ok(())
     }
-}
-
-impl Kernel for Printer {
-    fn set_link(&mut self, dev: &str, c: &LinkChange) -> io::Result<()> {
-        let mut s = format!("set {dev}");
-        match c.up {
-            Some(true) => s += " up",
-            Some(false) => s += " down",
-            None => {}
-        }
-        if let Some(m) = c.mtu {
-            s += &format!(" mtu {m}");
-        }
-        self.would(s)
+    fn add_bond(&mut self, _: &str, _: Option<[u8; 6]>, _: &BondOptions) -> io::Result<()> {
+        Ok(())
     }
-    fn add_bond(&mut self, name: &str, mac: Option<[u8; 6]>, o: &BondOptions) -> io::Result<()> {
-        self.would(format!(
-            "add bond {name}{} mode {} miimon {}",
-            mac.map(|m| format!(" address {}", data::mac_text(&m)))
-                .unwrap_or_default(),
-            o.mode,
-            o.miimon
-        ))
+    fn enslave(&mut self, _: &str, _: &str) -> io::Result<()> {
+        Ok(())
     }
-    fn enslave(&mut self, slave: &str, bond: &str) -> io::Result<()> {
-        self.would(format!("enslave {slave} to {bond}"))
+    fn add_vlan(&mut self, _: &str, _: &str, _: u16, _: Option<[u8; 6]>) -> io::Result<()> {
+        Ok(())
     }
-    fn add_vlan(
-        &mut self,
-        name: &str,
-        parent: &str,
-        id: u16,
-        _: Option<[u8; 6]>,
-    ) -> io::Result<()> {
-        self.would(format!("add vlan {name} on {parent} id {id}"))
+    fn add_addr(&mut self, _: &str, _: IpAddr, _: u8) -> io::Result<()> {
+        Ok(())
     }
-    fn add_addr(&mut self, dev: &str, ip: IpAddr, prefix: u8) -> io::Result<()> {
-        self.would(format!("add {ip}/{prefix} to {dev}"))
-    }
-    fn add_route(&mut self, dev: &str, r: &Route) -> io::Result<()> {
-        self.would(format!(
-            "add route {}/{} via {} dev {dev}",
-            r.dst, r.prefix, r.gateway
-        ))
+    fn add_route(&mut self, _: &str, _: &Route) -> io::Result<()> {
+        Ok(())
     }
 }

@@ -28,6 +28,7 @@ const HDR: usize = 16;
 
 // include/uapi/linux/rtnetlink.h
 pub const RTM_NEWLINK: u16 = 16;
+pub const RTM_DELLINK: u16 = 17;
 pub const RTM_GETLINK: u16 = 18;
 pub const RTM_NEWADDR: u16 = 20;
 pub const RTM_DELADDR: u16 = 21;
@@ -230,6 +231,11 @@ pub fn set_link(index: u32, c: &LinkChange) -> Msg {
         m.u32(IFLA_MASTER, master);
     }
     m
+}
+
+/// RTM_DELLINK: `ip link del dev X`.
+pub fn del_link(index: u32) -> Msg {
+    Msg::new(RTM_DELLINK, NLM_F_ACK, &ifinfomsg(0, index, 0, 0))
 }
 
 /// Bonding driver settings (Documentation/networking/bonding.rst).
@@ -768,6 +774,13 @@ mod tests {
             attrs(info[1].1),
             vec![(IFLA_VLAN_ID, &101u16.to_ne_bytes()[..])]
         );
+    }
+
+    #[test]
+    fn del_link_is_an_empty_ifinfomsg() {
+        let m = del_link(12).finish(2);
+        assert_eq!(hex(&m[..8]), "2000000011000500");
+        assert_eq!(hex(&m[16..]), "000000000c0000000000000000000000");
     }
 
     #[test]

@@ -21,6 +21,12 @@
 #                     venv (ironic-venv/), shared by every run
 #   IRONIC_VERSION    [ironic==39.0.0]
 #   PYTHON            interpreter for the venv [python3; Ironic 39 needs 3.11+]
+#   IRONIC_E2E_BIND   [127.0.0.1] address the image server binds (`::` inside
+#                     a test's network namespace: tests/vm/network.py)
+#   IRONIC_E2E_CACERT the CA of the API's certificate when a *.conf in
+#                     $IRONIC_E2E_STATE/ironic.conf.d turns on [api]
+#                     enable_ssl_api: the API is then https:// (readiness
+#                     check and IRONIC_URL)
 #
 # start prints, for `eval`:
 #   IRONIC_E2E_STATE=... IRONIC_URL=http://127.0.0.1:<port>
@@ -134,10 +140,13 @@ start() {
   install
   ensure_iso_tool
   setup_state
-  local api="http://127.0.0.1:$API_PORT"
+  local api="http://127.0.0.1:$API_PORT" curl_tls=()
+  if [ -n "${IRONIC_E2E_CACERT:-}" ]; then
+    api="https://127.0.0.1:$API_PORT" curl_tls=(--cacert "$IRONIC_E2E_CACERT")
+  fi
   if ! alive "$STATE/httpd.pid"; then
     port_busy "$HTTP_PORT" && die "port $HTTP_PORT is taken by another process"
-    setsid "$PYTHON" -m http.server "$HTTP_PORT" --bind 127.0.0.1 \
+    setsid "$PYTHON" -m http.server "$HTTP_PORT" --bind "${IRONIC_E2E_BIND:-127.0.0.1}" \
       --directory "$STATE/httpboot" >> "$STATE/httpd.log" 2>&1 < /dev/null &
     echo $! > "$STATE/httpd.pid"
   fi
@@ -150,7 +159,7 @@ start() {
   fi
   local t0=$SECONDS
   # the conductor registers fake-hardware shortly after the API answers
-  until curl -sf "$api/v1/drivers" 2>/dev/null | grep -q fake-hardware; do
+  until curl -sf "${curl_tls[@]}" "$api/v1/drivers" 2>/dev/null | grep -q fake-hardware; do
     alive "$STATE/ironic.pid" || die "ironic exited; see $STATE/ironic.log"
     [ $((SECONDS - t0)) -lt 120 ] || die "ironic did not come up in 120 s; see $STATE/ironic.log"
     sleep 0.3
