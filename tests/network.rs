@@ -252,6 +252,62 @@ fn which_media_are_read() {
     );
 }
 
+/// Ironic's `prepare_floppy_image` (config_via_removable): a vfat image
+/// labelled ir-vfd-dev with parameters.txt on a virtual USB stick; its
+/// parameters win over the kernel command line (IPA's get_agent_params),
+/// through the command line file /init hands the agent. Its token is not
+/// printed.
+#[test]
+fn removable_parameters_image() {
+    need(&["mkfs.vfat", "mcopy"]);
+    let dir = test_dir("netsetup-vfd");
+    let img = dir.join("vfd.img");
+    std::fs::write(&img, vec![0u8; 1440 * 1024]).unwrap();
+    must(&["mkfs.vfat", "-n", "ir-vfd-dev", img.to_str().unwrap()]);
+    let params = dir.join("parameters.txt");
+    let token = "s3cr3t-token-from-the-floppy-0123456789abcdef";
+    std::fs::write(
+        &params,
+        format!(
+            "ipa-api-url=https://198.51.100.1:6385\nipa-agent-token={token}\nboot_method=vmedia"
+        ),
+    )
+    .unwrap();
+    let i = img.to_str().unwrap();
+    must(&[
+        "mcopy",
+        "-i",
+        i,
+        params.to_str().unwrap(),
+        "::parameters.txt",
+    ]);
+    // a pre-built ISO: its own command line, no config drive
+    let r = root(&dir, None, "boot_method=vmedia ipa-api-url=http://old:6385");
+    // a USB disk: its sysfs path goes through the USB bus
+    let dev = r.join("sys/devices/pci0000:00/0000:00:04.0/usb1/1-1/1-1:1.0/host2/block/sdb");
+    std::fs::create_dir_all(&dev).unwrap();
+    std::fs::write(dev.join("size"), "2880\n").unwrap();
+    std::os::unix::fs::symlink(&dev, r.join("sys/block/sdb")).unwrap();
+    std::fs::copy(&img, r.join("dev/sdb")).unwrap();
+    let (text, _) = setup(&r);
+    assert!(
+        text.contains(
+            "parameters from /dev/sdb (ir-vfd-dev) override the kernel command line: \
+             ipa-api-url ipa-agent-token boot_method"
+        ),
+        "{text}"
+    );
+    assert!(!text.contains(token), "{text}");
+    let merged = std::fs::read_to_string(r.join("run/ironic-agent/cmdline")).unwrap();
+    assert_eq!(
+        merged,
+        format!(
+            "boot_method=vmedia ipa-api-url=http://old:6385 ipa-api-url=https://198.51.100.1:6385 \
+             ipa-agent-token={token} boot_method=vmedia\n"
+        )
+    );
+}
+
 /// A bad command line is exit 2 with the usage; the DHCPv6 client too.
 #[test]
 fn usage_errors() {

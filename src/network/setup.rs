@@ -159,6 +159,9 @@ pub fn run(root: &Root, o: &Opts, k: &mut dyn Kernel) -> Outcome {
         return Outcome::default();
     }
     let media = wait_for_media(root, if vmedia { o.wait } else { 0 });
+    if vmedia {
+        removable(root, &args);
+    }
     if vmedia && media.is_empty() {
         say(&format!(
             "boot_method=vmedia, but no virtual media labelled config-2 or VMEDIA_BOOT_ISO \
@@ -277,15 +280,48 @@ pub fn run(root: &Root, o: &Opts, k: &mut dyn Kernel) -> Outcome {
 }
 
 /// Devices labelled as IPA looks for, waiting up to `wait` seconds for the
-/// first one (a CD-ROM is probed asynchronously after its driver loads).
+/// first one, or for Ironic's parameters image (a CD-ROM or USB stick is
+/// probed asynchronously after its driver loads).
 fn wait_for_media(root: &Root, wait: u64) -> Vec<Medium> {
     let deadline = Instant::now() + Duration::from_secs(wait);
     loop {
         let m = vmedia::find(root, &vmedia::CONFIG_LABELS);
-        if !m.is_empty() || Instant::now() >= deadline {
+        if !m.is_empty() || Instant::now() >= deadline || vmedia::removable_params(root).is_some() {
             return m;
         }
         std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Where the agent's command line goes when a parameters image adds to it
+/// (/init starts the agent with `--cmdline` of this file when it exists).
+pub const CMDLINE: &str = "/run/ironic-agent/cmdline";
+
+/// IPA's get_agent_params on a virtual-media boot: `parameters.txt` of the
+/// `ir-vfd-dev` image wins over the kernel command line. The agent reads
+/// both from [`CMDLINE`], the image's words last (the last one wins).
+fn removable(root: &Root, cmdline: &str) {
+    let Some((dev, text)) = vmedia::removable_params(root) else {
+        return;
+    };
+    let words: Vec<&str> = text
+        .split_whitespace()
+        .filter(|w| w.contains('='))
+        .collect();
+    // names only: the agent token is a secret
+    let keys: Vec<&str> = words.iter().filter_map(|w| w.split('=').next()).collect();
+    let merged = format!("{} {}\n", cmdline.trim(), words.join(" "));
+    let path = root.path(CMDLINE);
+    if let Some(d) = path.parent() {
+        let _ = std::fs::create_dir_all(d);
+    }
+    match std::fs::write(&path, merged) {
+        Ok(()) => say(&format!(
+            "parameters from {dev} ({}) override the kernel command line: {}",
+            vmedia::PARAMS_LABEL,
+            keys.join(" ")
+        )),
+        Err(e) => say(&format!("writing {CMDLINE}: {e}")),
     }
 }
 

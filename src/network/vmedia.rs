@@ -12,8 +12,14 @@
 //!   `/`: Ironic's CA (`[agent]api_ca_file` becomes
 //!   `etc/ironic-python-agent/ironic.crt`) and `ironic-tls.conf`, which
 //!   points `cafile` at it.
+//! - [`removable_params`]: IPA's `_get_vmedia_params`: `parameters.txt` of
+//!   the vfat device labelled `ir-vfd-dev` (Ironic's
+//!   `prepare_floppy_image`, a virtual USB stick with
+//!   `driver_info/config_via_removable`, for ISOs whose command line
+//!   Ironic cannot write).
 
 use crate::error::{Context, Kind, Result};
+use crate::fs::fat::Fat;
 use crate::fs::iso9660::{self, Entry, Volume};
 use crate::root::Root;
 use std::fs::File;
@@ -98,6 +104,44 @@ pub fn find(root: &Root, labels: &[&str]) -> Vec<Medium> {
         }
     }
     out
+}
+
+/// The label of Ironic's removable parameters image.
+pub const PARAMS_LABEL: &str = "ir-vfd-dev";
+
+/// `(device, parameters.txt)` of the first virtual-media device (as
+/// [`find`] checks them) holding a FAT labelled `ir-vfd-dev`: Ironic's
+/// `key=value` lines, the same parameters as on an ISO's command line
+/// (API URL, agent token, BOOTIF, boot_method).
+pub fn removable_params(root: &Root) -> Option<(String, String)> {
+    for kname in root.list("/sys/block") {
+        let Some(size) = vmedia_size(root, &kname) else {
+            continue;
+        };
+        let Ok(f) = File::open(root.path(format!("/dev/{kname}"))) else {
+            continue;
+        };
+        let Ok(fat) = Fat::open(&f, 0, size) else {
+            continue;
+        };
+        if !fat
+            .volume_label()
+            .is_some_and(|l| l.trim().eq_ignore_ascii_case(PARAMS_LABEL))
+        {
+            continue;
+        }
+        let entry = fat
+            .list(None)
+            .ok()?
+            .into_iter()
+            .find(|e| !e.is_dir && e.name.eq_ignore_ascii_case("parameters.txt"))?;
+        let text = fat.read_file(&entry, 64 << 10).ok()?;
+        return Some((
+            format!("/dev/{kname}"),
+            String::from_utf8_lossy(&text).into_owned(),
+        ));
+    }
+    None
 }
 
 /// An opened medium: its directory, for reading files.
