@@ -44,6 +44,8 @@ Phases (each timed; PASS, FAIL, PENDING):
      the agent's DHCPv6 client, ipa-api-url is https://[fd00:6::1]:PORT,
      the callback URL is bracketed, and Ironic deploys a GPT image served
      over IPv6 (the agent powers the VM off at the end).
+  m  (only when asked: --phases m) --repeat pairs of boots, static then
+     DHCPv4, alternating, timed to Ironic's first heartbeat; the medians
 """
 
 import argparse
@@ -663,6 +665,29 @@ ldlinux_c32 = /usr/lib/syslinux/modules/bios/ldlinux.c32
             log("  " + l.split("network-setup: ", 1)[-1])
         self.finish_clean(vm)
 
+    def phase_measure(self):
+        """Boot to first heartbeat, static (phase a's ISO) against DHCPv4
+        (phase 4's), alternating, --repeat pairs; the medians."""
+        import statistics
+        self.dhcp4()  # for the DHCPv4 boots; the static ones are on VLAN 101
+        runs = {"static": [], "dhcp4": []}
+        for i in range(self.args.repeat):
+            for kind in ("static", "dhcp4"):
+                if kind == "static":
+                    self.set_network_data(bond_vlan_data())
+                    host = V101[0]
+                else:
+                    self.set_network_data(None)
+                    host = UNTAG[0]
+                vm, hb = self.clean_boot(f"m{i}-{kind}", [], host)
+                runs[kind].append(hb)
+                log(f"  {kind} #{i + 1}: first heartbeat {hb:.1f} s after qemu started")
+                self.finish_clean(vm)
+        for kind, v in runs.items():
+            self.times[f"{kind} median of {len(v)}"] = statistics.median(v)
+            log(f"  {kind}: {', '.join(f'{x:.1f}' for x in v)} s (median "
+                f"{statistics.median(v):.1f})")
+
     def phase_ipv6(self):
         run("ip", "-4", "addr", "flush", "dev", "ia-untag")  # not the link-local: RAs need it
         run("ip", "-6", "addr", "add", f"{V6[0]}/{V6[1]}", "dev", "ia-untag", "nodad")
@@ -744,6 +769,8 @@ ldlinux_c32 = /usr/lib/syslinux/modules/bios/ldlinux.c32
                        "says what was ignored", self.phase_broken)
             self.phase("6", "IPv6-only: RA M flag + stateful DHCPv6, Ironic on IPv6, "
                        "a deploy", self.phase_ipv6)
+            self.phase("m", "boot to first heartbeat, static against DHCPv4, "
+                       "alternating", self.phase_measure)
         except checks.PhaseFailed as e:
             log(f"setup failed: {e}")
             self.results.append(("-", "setup", "FAIL", 0.0, str(e)))
@@ -773,7 +800,9 @@ def main():
     p.add_argument("--work", required=True)
     p.add_argument("--ironic-sh", default=os.path.join(REPO, "tests", "e2e", "ironic.sh"))
     p.add_argument("--mem", default=os.environ.get("VM_MEM", "128M"))
-    p.add_argument("--phases", default="a4c6")
+    p.add_argument("--phases", default="a4c6",
+                   help="a 4 c 6; m (not by default): --repeat timed pairs")
+    p.add_argument("--repeat", type=int, default=3)
     args = p.parse_args()
     os.makedirs(args.work, exist_ok=True)
     # taps, addresses and servers: only ever in a namespace made for this
