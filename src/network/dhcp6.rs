@@ -23,6 +23,17 @@
 //! Message encoding and the checks on what comes back are plain functions
 //! with unit tests; the loop around them is exercised in the VM
 //! (tests/vm/network.py, dnsmasq with `--enable-ra`).
+//!
+//! Why here rather than busybox's udhcpc6 built from source: building
+//! busybox would add a C build (toolchain, pinned source, its own CVE
+//! watch) to ramdisk/build for one applet, and udhcpc6 alone is not
+//! enough: it never reads router advertisements, so something must still
+//! ask the kernel for the M/O flags (rtnetlink, which the agent already
+//! speaks for network_data) and a hook script must install what it leased
+//! (`ip` calls in shell). Here the flags, the exchange and the address
+//! are one program on the netlink code the agent already has, ~15 KiB of
+//! the static binary (measured: the `dhcp6` symbols and their share of
+//! `main`), no new crate.
 
 use crate::error::{AgentError, Kind, Result};
 use crate::root::Root;
