@@ -55,7 +55,8 @@
 #      network_data.json, the CA from the media, a clean); the same VM with
 #      DHCPv4 (boot to heartbeat compared); broken network_data.json; an
 #      IPv6-only deploy (RA M flag, stateful DHCPv6 from dnsmasq, Ironic on
-#      IPv6). tests/vm/network.py
+#      IPv6). tests/vm/network.py; VM_NET_PHASES=m VM_NET_REPEAT=N times N
+#      static/DHCPv4 pairs to the first heartbeat instead
 #
 # Fixture capture for the inventory tests is separate (it rewrites
 # tests/fixtures/captured-vm-q35-uefi): tests/vm/capture-fixture.sh.
@@ -460,8 +461,10 @@ phase_s() {
   apt_install dnsmasq-base isolinux syslinux-common genisoimage openssl cpio || return 1
   local ns=ironic-agent-net-$$ rc=0 p
   ip netns add "$ns" || return 1
+  # VM_NET_PHASES=m VM_NET_REPEAT=N: the timed static/DHCPv4 pairs instead
   ip netns exec "$ns" python3 "$HERE/network.py" --ramdisk-hw "$WORK/out-hw" \
-    --ramdisk-vm "$WORK/out-vm" --work "$WORK/s" --mem "$MEM" || rc=$?
+    --ramdisk-vm "$WORK/out-vm" --work "$WORK/s" --mem "$MEM" \
+    --phases "${VM_NET_PHASES:-a4c6}" --repeat "${VM_NET_REPEAT:-3}" || rc=$?
   # whatever it started and left (it stops its own): by pid, then the namespace
   for p in $(ip netns pids "$ns" 2>/dev/null); do kill "$p" 2>/dev/null || true; done
   ip netns del "$ns"
