@@ -10,6 +10,7 @@
 mod bmc;
 mod cpu;
 pub mod dmi;
+pub mod lldp;
 mod net;
 
 use crate::config::Env;
@@ -26,10 +27,18 @@ pub use bmc::BmcInfo;
 pub fn list_hardware_info(env: &Env) -> Result<Inventory> {
     let root = env.root;
     let tables = net::AddressTables::read(root);
-    let interfaces = net::interface_names(root)
+    let names = net::interface_names(root);
+    let mut interfaces: Vec<_> = names
         .iter()
         .filter_map(|n| net::interface(root, &tables, n))
         .collect();
+    if env.config.collect_lldp {
+        // IPA: `list_network_interfaces` with `collect_lldp` on
+        let mut heard = lldp::lldp_data(&names, lldp_timeout(env));
+        for i in &mut interfaces {
+            i.lldp = heard.remove(&i.name);
+        }
+    }
     let disks = crate::disk::list::list_block_devices(root, false)?;
     let total = cpu::mem_total(root);
     let dmi_bytes = dmi::memory_device_bytes(root);
@@ -63,6 +72,20 @@ pub fn list_hardware_info(env: &Env) -> Result<Inventory> {
             .read_nonempty("/proc/sys/kernel/hostname")
             .unwrap_or_default(),
     })
+}
+
+/// `lldp_timeout` as a duration (a float of seconds, as IPA's).
+pub fn lldp_timeout(env: &Env) -> std::time::Duration {
+    std::time::Duration::from_secs_f64(env.config.lldp_timeout.clamp(0.0, 86_400.0))
+}
+
+/// The `lldp` inspection collector (IPA's `collect_lldp`, key
+/// `lldp_raw`): `{interface: [[type, hex], ...]}` for every interface of
+/// `list_interfaces` (physical NICs, VLANs, bonds); one that could not be
+/// listened on is absent, one that heard nothing has `[]`.
+pub fn lldp_raw(env: &Env) -> Value {
+    let names = net::interface_names(env.root);
+    json!(lldp::lldp_data(&names, lldp_timeout(env)))
 }
 
 /// IPA's `get_boot_info`: "uefi" when /sys/firmware/efi exists.
