@@ -8,14 +8,14 @@ Used by tests/lldp.rs (veth pairs in a network namespace),
 tests/vm/ironic_vm.py (the VM's NIC, through qemu) and benches/lldp.sh.
 
   lldp.py send (--iface IF | --udp HOST:PORT) [--interval S] [--count N]
-               [--garbage K] [--chassis MAC] [--port-id NAME]
+               [--garbage K [--only-garbage]] [--chassis MAC] [--port-id NAME]
                [--system-name NAME] [--port-desc TEXT] [--vlan ID:NAME]...
                [--pvid ID] [--src MAC]
   lldp.py hex  [the same frame options]   # the frame, hex, on stdout
 
 --garbage K sends K frames that are not LLDPDUs (truncated TLVs, lengths
-past the end, the mandatory TLVs missing) before each good one. --count 0
-sends until killed.
+past the end, the mandatory TLVs missing) before each good one; with
+--only-garbage no good one. --count 0 sends until killed.
 """
 
 import argparse
@@ -115,6 +115,7 @@ def main():
     p.add_argument("--interval", type=float, default=1.0)
     p.add_argument("--count", type=int, default=1)
     p.add_argument("--garbage", type=int, default=0)
+    p.add_argument("--only-garbage", action="store_true")
     p.add_argument("--chassis", default="52:54:00:ab:cd:ef")
     p.add_argument("--src", default="52:54:00:ab:cd:01")
     p.add_argument("--port-id", default="Ethernet1/1")
@@ -134,7 +135,8 @@ def main():
     while a.count == 0 or n < a.count:
         for i in range(a.garbage):
             s.send(garbage(a.src, i))
-        s.send(f)
+        if not a.only_garbage:
+            s.send(f)
         n += 1
         sys.stdout.flush()
         if a.count == 0 or n < a.count:
