@@ -10,12 +10,13 @@ tests/vm/ironic_vm.py (the VM's NIC, through qemu) and benches/lldp.sh.
   lldp.py send (--iface IF | --udp HOST:PORT) [--interval S] [--count N]
                [--garbage K [--only-garbage]] [--chassis MAC] [--port-id NAME]
                [--system-name NAME] [--port-desc TEXT] [--vlan ID:NAME]...
-               [--pvid ID] [--src MAC]
+               [--pvid ID] [--src MAC] [--delay S]
   lldp.py hex  [the same frame options]   # the frame, hex, on stdout
 
 --garbage K sends K frames that are not LLDPDUs (truncated TLVs, lengths
 past the end, the mandatory TLVs missing) before each good one; with
---only-garbage no good one. --count 0 sends until killed.
+--only-garbage no good one. --count 0 sends until killed. --delay S waits
+before the first frame (a switch whose transmit timer fires later).
 """
 
 import argparse
@@ -123,6 +124,7 @@ def main():
     p.add_argument("--port-desc", default="to the node")
     p.add_argument("--vlan", action="append", default=[])
     p.add_argument("--pvid", type=int)
+    p.add_argument("--delay", type=float, default=0.0)
     a = p.parse_args()
     f = frame_from(a)
     if a.action == "hex":
@@ -131,6 +133,7 @@ def main():
     if not (a.iface or a.udp):
         p.error("send needs --iface or --udp")
     s = Sender(a.iface, a.udp)
+    time.sleep(a.delay)
     n = 0
     while a.count == 0 or n < a.count:
         for i in range(a.garbage):

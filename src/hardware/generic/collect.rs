@@ -39,9 +39,9 @@ pub fn list_hardware_info(env: &Env) -> Result<Inventory> {
         .collect();
     if env.config.collect_lldp {
         // IPA: `list_network_interfaces` with `collect_lldp` on
-        let mut heard = lldp::lldp_data(&names, lldp_timeout(env));
+        let heard = lldp::lldp_data(&names, lldp_timeout(env));
         for i in &mut interfaces {
-            i.lldp = heard.remove(&i.name);
+            i.lldp = lldp::get(&heard, &i.name).cloned();
         }
     }
     let disks = crate::disk::list::list_block_devices(root, false)?;
@@ -90,7 +90,11 @@ pub fn lldp_timeout(env: &Env) -> std::time::Duration {
 /// listened on is absent, one that heard nothing has `[]`.
 pub fn lldp_raw(env: &Env) -> Value {
     let names = net::interface_names(env.root);
-    json!(lldp::lldp_data(&names, lldp_timeout(env)))
+    let mut m = serde_json::Map::new();
+    for (name, tlvs) in lldp::lldp_data(&names, lldp_timeout(env)) {
+        m.insert(name, json!(tlvs));
+    }
+    Value::Object(m)
 }
 
 /// IPA's `get_boot_info`: "uefi" when /sys/firmware/efi exists.

@@ -43,15 +43,20 @@
 use super::{cpu, dmi, net};
 use crate::root::Root;
 use serde_json::{json, Value};
-use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 
 /// The rows, in order.
 struct Rows(Vec<Value>);
 
 impl Rows {
+    // one copy of the row building, not one per value type (binary size)
+    #[inline(never)]
+    fn row(&mut self, cat: &str, item: &str, key: &str, value: Value) {
+        self.0.push(json!([cat, item, key, value]));
+    }
+
     fn add(&mut self, cat: &str, item: &str, key: &str, value: impl Into<Value>) {
-        self.0.push(json!([cat, item, key, value.into()]));
+        self.row(cat, item, key, value.into());
     }
 
     /// A string row, left out when empty (lshw omits empty fields).
@@ -149,7 +154,7 @@ fn disks(root: &Root, r: &mut Rows) {
                 }
             }
         }
-        for entry in by_id.get(name).into_iter().flatten() {
+        for (_, entry) in by_id.iter().filter(|(dev, _)| dev == name) {
             let key = if entry.starts_with("wwn") {
                 "wwn-id"
             } else if entry.starts_with("scsi") {
@@ -162,15 +167,12 @@ fn disks(root: &Root, r: &mut Rows) {
     }
 }
 
-/// /dev/disk/by-id: device name → its link names.
-fn disk_ids(root: &Root) -> BTreeMap<String, Vec<String>> {
-    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for entry in root.list("/dev/disk/by-id") {
-        if let Some(dev) = root.link_name(format!("/dev/disk/by-id/{entry}")) {
-            out.entry(dev).or_default().push(entry);
-        }
-    }
-    out
+/// /dev/disk/by-id: (device name, link name), in link name order.
+fn disk_ids(root: &Root) -> Vec<(String, String)> {
+    root.list("/dev/disk/by-id")
+        .into_iter()
+        .filter_map(|e| Some((root.link_name(format!("/dev/disk/by-id/{e}"))?, e)))
+        .collect()
 }
 
 // ---------------------------------------------------------------- system
@@ -444,12 +446,12 @@ fn cache_size(s: &str) -> Option<u64> {
     num.parse::<u64>().ok().map(|n| n * mult)
 }
 
-/// lscpu's cache lines: name → "total (N instances)", from every CPU's
+/// lscpu's cache lines: (name, "total (N instances)"), from every CPU's
 /// cache/index* (an instance is one distinct shared_cpu_list).
-fn caches(root: &Root, cpus: &[u32]) -> BTreeMap<String, String> {
+fn caches(root: &Root, cpus: &[u32]) -> Vec<(String, String)> {
     let sys = "/sys/devices/system/cpu";
-    // name → (size of one instance, distinct sharing sets)
-    let mut seen: BTreeMap<String, (u64, BTreeSet<String>)> = BTreeMap::new();
+    // (name, size of one instance, distinct sharing sets)
+    let mut seen: Vec<(String, u64, Vec<String>)> = vec![];
     for c in cpus {
         let dir = format!("{sys}/cpu{c}/cache");
         for idx in root
@@ -473,12 +475,15 @@ fn caches(root: &Root, cpus: &[u32]) -> BTreeMap<String, String> {
             let shared = root
                 .read(format!("{d}/shared_cpu_list"))
                 .unwrap_or_else(|| c.to_string());
-            let e = seen.entry(name).or_insert((size, BTreeSet::new()));
-            e.1.insert(shared);
+            match seen.iter_mut().find(|e| e.0 == name) {
+                Some(e) if !e.2.contains(&shared) => e.2.push(shared),
+                Some(_) => {}
+                None => seen.push((name, size, vec![shared])),
+            }
         }
     }
     seen.into_iter()
-        .map(|(name, (size, sets))| {
+        .map(|(name, size, sets)| {
             let n = sets.len() as u64;
             let plural = if n == 1 { "instance" } else { "instances" };
             (name, format!("{} ({n} {plural})", human(size * n)))
@@ -524,15 +529,19 @@ fn cpus(root: &Root, r: &mut Rows) {
         present = (0..summary.count as u32).collect();
     }
     // sockets, cores and threads from the topology, as lscpu counts them
-    let mut cores = BTreeSet::new();
-    let mut packages = BTreeSet::new();
+    let mut cores: Vec<(String, String)> = vec![];
+    let mut packages: Vec<String> = vec![];
     for c in &present {
         let t = format!("{sys}/cpu{c}/topology");
         let pkg = root.read(format!("{t}/physical_package_id"));
         let core = root.read(format!("{t}/core_id"));
         if let (Some(p), Some(k)) = (pkg, core) {
-            packages.insert(p.clone());
-            cores.insert((p, k));
+            if !packages.contains(&p) {
+                packages.push(p.clone());
+            }
+            if !cores.contains(&(p.clone(), k.clone())) {
+                cores.push((p, k));
+            }
         }
     }
     let sockets = summary.socket_count.max(1);
@@ -593,7 +602,7 @@ fn cpus(root: &Root, r: &mut Rows) {
         }
         r.add("cpu", t, "architecture", summary.architecture.clone());
         for name in ["l1d cache", "l1i cache", "l2 cache", "l3 cache"] {
-            if let Some(v) = caches.get(name) {
+            if let Some((_, v)) = caches.iter().find(|(n, _)| n == name) {
                 r.add("cpu", t, name, v.clone());
             }
         }
@@ -633,7 +642,7 @@ fn cpus(root: &Root, r: &mut Rows) {
         })
         .collect();
     if !nodes.is_empty() {
-        nodes.sort_by_key(|(id, _)| *id);
+        crate::util::sort_small_by(&mut nodes, |a, b| a.0.cmp(&b.0));
         r.add("numa", "nodes", "count", nodes.len() as u64);
         for (id, list) in nodes {
             let tag = format!("node_{id}");

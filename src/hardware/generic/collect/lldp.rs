@@ -33,7 +33,6 @@
 
 use crate::sys::packet::{self, PacketSocket, Received, ETH_P_LLDP, LLDP_GROUPS};
 use crate::util::lock;
-use std::collections::BTreeMap;
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::Mutex;
@@ -211,16 +210,26 @@ pub enum Heard {
     Failed,
 }
 
+/// What each interface said, in the order the interfaces were given
+/// (a Vec, not a map: smaller code for a handful of NICs).
+pub type PerInterface<T> = Vec<(String, T)>;
+
+/// The value for interface `name`.
+pub fn get<'a, T>(list: &'a PerInterface<T>, name: &str) -> Option<&'a T> {
+    list.iter().find(|(n, _)| n == name).map(|(_, v)| v)
+}
+
 /// Wait on every source at once until each has delivered an LLDPDU or
 /// `deadline` passes, reading at most `max_frames` frames per source.
 /// Sources that are done are dropped at once (leaving their multicast
-/// groups).
+/// groups). The result is in the sources' order.
 pub fn listen<S: FrameSource>(
     sources: Vec<(String, S)>,
     deadline: Instant,
     max_frames: usize,
-) -> BTreeMap<String, Heard> {
-    let mut out = BTreeMap::new();
+) -> PerInterface<Heard> {
+    let order: Vec<String> = sources.iter().map(|(n, _)| n.clone()).collect();
+    let mut out: PerInterface<Heard> = vec![];
     // (name, source, frames read)
     let mut waiting: Vec<(String, S, usize)> =
         sources.into_iter().map(|(n, s)| (n, s, 0)).collect();
@@ -255,7 +264,7 @@ pub fn listen<S: FrameSource>(
             }
             let result = read_batch(name, src, count, max_frames, &mut buf);
             if let Some(r) = result {
-                out.insert(name.clone(), r);
+                out.push((name.clone(), r));
                 done[i] = true;
             }
         }
@@ -272,9 +281,15 @@ pub fn listen<S: FrameSource>(
         );
     }
     for (name, _, _) in waiting {
-        out.insert(name, Heard::Nothing);
+        out.push((name, Heard::Nothing));
     }
-    out
+    order
+        .into_iter()
+        .filter_map(|n| {
+            let i = out.iter().position(|(o, _)| *o == n)?;
+            Some(out.swap_remove(i))
+        })
+        .collect()
 }
 
 /// Read up to [`BATCH`] queued frames of one source; `Some` when the
@@ -353,7 +368,7 @@ impl Drop for BroughtUp {
 /// `timeout` in all: open, bring up the down ones, join the groups,
 /// [`listen`], restore. An interface whose socket cannot be set up is
 /// left out (IPA leaves every interface out then).
-pub fn capture(names: &[String], timeout: Duration) -> BTreeMap<String, Heard> {
+pub fn capture(names: &[String], timeout: Duration) -> PerInterface<Heard> {
     let deadline = Instant::now() + timeout;
     let ifsock = crate::sys::net::IfSocket::new()
         .map_err(|e| log::warn!("LLDP: no socket for interface flags: {e}"))
@@ -393,20 +408,20 @@ pub fn capture(names: &[String], timeout: Duration) -> BTreeMap<String, Heard> {
 
 /// What each interface said, collected once per process (see the module
 /// comment): `None` for an interface whose socket failed.
-static CACHE: Mutex<BTreeMap<String, Option<Vec<Tlv>>>> = Mutex::new(BTreeMap::new());
+static CACHE: Mutex<PerInterface<Option<Vec<Tlv>>>> = Mutex::new(Vec::new());
 /// Held during a capture, so that two callers do not listen twice.
 static CAPTURING: Mutex<()> = Mutex::new(());
 
 /// IPA's `collect_lldp_data(interface_names)`: the TLVs per interface,
 /// listening (at most `timeout`) only on interfaces not heard before.
 /// Interfaces whose socket failed are absent.
-pub fn lldp_data(names: &[String], timeout: Duration) -> BTreeMap<String, Vec<Tlv>> {
+pub fn lldp_data(names: &[String], timeout: Duration) -> PerInterface<Vec<Tlv>> {
     let _one = lock(&CAPTURING);
     let missing: Vec<String> = {
         let cache = lock(&CACHE);
         names
             .iter()
-            .filter(|n| n.as_str() != "lo" && !cache.contains_key(*n))
+            .filter(|n| n.as_str() != "lo" && get(&cache, n).is_none())
             .cloned()
             .collect()
     };
@@ -414,18 +429,18 @@ pub fn lldp_data(names: &[String], timeout: Duration) -> BTreeMap<String, Vec<Tl
         let heard = capture(&missing, timeout);
         let mut cache = lock(&CACHE);
         for name in missing {
-            let v = match heard.get(&name) {
+            let v = match get(&heard, &name) {
                 Some(Heard::Frame(t)) => Some(t.clone()),
                 Some(Heard::Nothing) => Some(vec![]),
                 Some(Heard::Failed) | None => None,
             };
-            cache.insert(name, v);
+            cache.push((name, v));
         }
     }
     let cache = lock(&CACHE);
     names
         .iter()
-        .filter_map(|n| Some((n.clone(), cache.get(n)?.clone()?)))
+        .filter_map(|n| Some((n.clone(), get(&cache, n)?.clone()?)))
         .collect()
 }
 
@@ -616,10 +631,10 @@ mod tests {
         let took = t.elapsed();
         let _s3 = sender.join().unwrap();
         let want = Heard::Frame(encode(&parse_frame(&good()).unwrap()));
-        assert_eq!(got["eth0"], want);
-        assert_eq!(got["eth1"], Heard::Nothing);
-        assert_eq!(got["eth2"], want);
-        assert_eq!(got["eth3"], want);
+        assert_eq!(*get(&got, "eth0").unwrap(), want);
+        assert_eq!(*get(&got, "eth1").unwrap(), Heard::Nothing);
+        assert_eq!(*get(&got, "eth2").unwrap(), want);
+        assert_eq!(*get(&got, "eth3").unwrap(), want);
         // the whole listen took the one deadline, not one per NIC
         assert!(took >= Duration::from_millis(590), "{took:?}");
         assert!(took < Duration::from_millis(1500), "{took:?}");
@@ -631,7 +646,7 @@ mod tests {
         s.send(&good()).unwrap();
         let t = Instant::now();
         let got = listen(vec![("eth0".into(), r)], t + Duration::from_secs(30), 8);
-        assert!(matches!(got["eth0"], Heard::Frame(_)));
+        assert!(matches!(*get(&got, "eth0").unwrap(), Heard::Frame(_)));
         assert!(t.elapsed() < Duration::from_secs(5));
         // no sources: nothing to wait for
         let none: Vec<(String, UnixDatagram)> = vec![];
@@ -657,8 +672,8 @@ mod tests {
             40,
         );
         let _ok = ok.join().unwrap();
-        assert_eq!(got["flood"], Heard::Nothing);
-        assert!(matches!(got["ok"], Heard::Frame(_)));
+        assert_eq!(*get(&got, "flood").unwrap(), Heard::Nothing);
+        assert!(matches!(*get(&got, "ok").unwrap(), Heard::Frame(_)));
         // given up after 40 frames, answered without waiting for the deadline
         assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
     }
@@ -684,8 +699,8 @@ mod tests {
         let deadline = Instant::now() + Duration::from_secs(2);
         let got = listen(vec![("bad".into(), Broken(rx))], deadline, 8);
         drop(tx);
-        assert_eq!(got["bad"], Heard::Failed);
+        assert_eq!(*get(&got, "bad").unwrap(), Heard::Failed);
         let got = listen(vec![("ok".into(), ok_rx)], deadline, 8);
-        assert!(matches!(got["ok"], Heard::Frame(_)));
+        assert!(matches!(*get(&got, "ok").unwrap(), Heard::Frame(_)));
     }
 }
