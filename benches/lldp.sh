@@ -37,6 +37,7 @@ CACHE=${XDG_CACHE_HOME:-$HOME/.cache}/ironic-agent
 VENV=$CACHE/ipa-venv
 IPA_REQ=${IPA_REQ:-ironic-python-agent==13.0.0}
 WORK=${BENCH_WORK:-$(mktemp -d /tmp/lldp-bench.XXXXXX)}
+mkdir -p "$WORK"
 SWITCH=$ROOT/tests/lib/lldp.py
 log() { echo "[lldp-bench] $*" >&2; }
 [ "$(id -u)" = 0 ] || { log "needs root (network namespaces)"; exit 1; }
