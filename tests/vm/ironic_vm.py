@@ -30,8 +30,7 @@ Phases, each timed:
      the extra-hardware data (as `extra`) and the NUMA topology
   f  the same collectors from a config file in the ramdisk
      (/etc/ironic-python-agent.conf, [DEFAULT] inspection_collectors), not
-     the kernel line; PENDING while the agent reads no config files
-     (issue 17 item 3, another branch)
+     the kernel line
   c  automated cleaning (erase_devices_metadata) -> available; the disk's
      GPT areas zeroed, the data in between untouched; an https callback URL
      and Ironic's copy of the agent's certificate; boot to first heartbeat
@@ -84,7 +83,6 @@ not on main yet, as in tests/e2e). Exit 1 on any FAIL.
 """
 
 import argparse
-import gzip
 import hashlib
 import os
 import signal
@@ -559,17 +557,6 @@ class Test:
         self.lldp_seconds = took
 
     def phase_config_file(self):
-        # the agent in the ramdisk must know IPA's config files
-        with open(self.args.ramdisk + "/ironic-agent.initramfs", "rb") as f:
-            blob = f.read()
-        try:
-            blob = gzip.decompress(blob)
-        except OSError:
-            pass  # zstd or xz: look for the flag in the first archive only
-        if b"--config-file" not in blob:
-            raise checks.Pending(
-                "the agent reads no IPA config files yet (issue 17 item 3 is "
-                "on another branch); this phase runs once it does")
         layer = os.path.join(self.work, "layer-conf")
         os.makedirs(os.path.join(layer, "etc"), exist_ok=True)
         with open(os.path.join(layer, "etc", "hosts"), "w") as f:

@@ -31,8 +31,8 @@
 #      extra-hardware, numa-topology and logs collectors, with Ironic's
 #      parse-lldp, local-link-connection and extra-hardware hooks (the
 #      port's local_link_connection, parsed LLDP, extra data checked; the
-#      same collectors from a config file: PENDING until the agent reads
-#      IPA's config files); cleaning (erase_devices_metadata) -> available, deploy of a GPT image
+#      same collectors from a config file in the ramdisk); cleaning
+#      (erase_devices_metadata) -> available, deploy of a GPT image
 #      -> active with the agent powering qemu off, the disk checked from the
 #      host; then a 256 MiB qcow2 with compressed clusters and a configdrive
 #      (twice the VM's RAM, 2 vCPUs: the inflate threads) -> active on the
