@@ -488,7 +488,7 @@ pub static OPTIONS: &[Opt] = &[
         kernel: "ipa-lldp-timeout",
         section: D,
         meta: "SECS",
-        default: "30",
+        default: "30.0",
         help: "listen this long for LLDP, all NICs",
         field: Field::Parse(|c, v| {
             c.lldp_timeout = v
