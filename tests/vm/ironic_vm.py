@@ -565,6 +565,13 @@ class Test:
             f.write(f"[DEFAULT]\ninspection_collectors = {COLLECTORS}\n")
         initrd = self.layered_initrd(layer, "initramfs-conf")
         data, _, _ = self.inspect_with_switch("inspect-conf", initrd=initrd)
+        want = "inspection is enabled with collectors " + str(
+            COLLECTORS.split(",")).replace("'", '"')
+        console = os.path.join(self.work, "inspect-conf", "console.log")
+        with open(console, errors="replace") as f:
+            if want not in f.read():
+                raise checks.PhaseFailed(f"the agent did not log {want!r}: "
+                                         "the config file's collectors were not used")
         plugin = data.get("plugin_data", {})
         self.check_extra(plugin)
         log("  the config file's collectors ran: extra and numa_topology stored")
