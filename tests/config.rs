@@ -52,7 +52,7 @@ fn debug(c: &Config) -> String {
 /// the configuration is `Config::default()`.
 #[test]
 fn help_shows_the_defaults_in_force() {
-    let out = Command::new(common::bin()).arg("--help").output().unwrap();
+    let out = common::agent_command().arg("--help").output().unwrap();
     assert!(out.status.success());
     let help = String::from_utf8(out.stdout).unwrap();
     assert_eq!(help, config::help());
@@ -343,7 +343,7 @@ fn bad_files_stop_the_agent_with_a_clear_error() {
             format!("Failed to read config file directory: {r}/etc/missing.d"),
         ),
     ] {
-        let out = Command::new(common::bin())
+        let out = common::agent_command()
             .arg("--root")
             .arg(&root)
             .arg("--cmdline")
