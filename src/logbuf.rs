@@ -66,26 +66,12 @@ impl Write for Tee {
     }
 }
 
-/// UTC "YYYY-MM-DD hh:mm:ss.mmm" without a date crate (Howard Hinnant's
-/// days-to-civil algorithm).
+/// UTC "YYYY-MM-DD hh:mm:ss.mmm" without a date crate.
 pub fn utc_timestamp(t: SystemTime) -> String {
     let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
-    let secs = d.as_secs() as i64;
-    let (days, rem) = (secs.div_euclid(86400), secs.rem_euclid(86400));
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
+    let (year, month, day, h, m, s) = crate::util::civil_utc(d.as_secs() as i64);
     format!(
-        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}.{:03}",
-        rem / 3600,
-        (rem / 60) % 60,
-        rem % 60,
+        "{year:04}-{month:02}-{day:02} {h:02}:{m:02}:{s:02}.{:03}",
         d.subsec_millis()
     )
 }

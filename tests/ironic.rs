@@ -3,8 +3,8 @@
 //! cannot be made to do on demand (409/5xx heartbeats, broken lookup
 //! answers, an old API, a token wiped at a chosen moment, going away), and
 //! TLS toward Ironic: verified by default, `--cafile`, `--insecure`
-//! (certificates made with the `openssl` command, independent of the rcgen
-//! the agent uses), plus static server certificates. The same conversation
+//! (certificates made with the `openssl` command, independent of the agent's
+//! own certificate encoder), plus static server certificates. The same conversation
 //! with the real Ironic 39 runs in tests/e2e/run.sh.
 
 mod common;

@@ -10,6 +10,31 @@ use sha2::{Digest, Sha256};
 
 const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
+/// The UTC calendar time of a Unix timestamp: (year, month, day, hour,
+/// minute, second), by Howard Hinnant's days-to-civil algorithm (the log's
+/// timestamps, the auto-TLS certificate's validity).
+pub fn civil_utc(secs: i64) -> (i64, u32, u32, u32, u32, u32) {
+    let (days, rem) = (secs.div_euclid(86400), secs.rem_euclid(86400));
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    let rem = rem as u32;
+    (
+        year,
+        month as u32,
+        day as u32,
+        rem / 3600,
+        (rem / 60) % 60,
+        rem % 60,
+    )
+}
+
 /// Standard base64 with padding (RFC 4648 §4).
 pub fn base64_encode(data: &[u8]) -> String {
     let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
@@ -240,6 +265,15 @@ pub fn percent_decode(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn civil_times() {
+        assert_eq!(civil_utc(0), (1970, 1, 1, 0, 0, 0));
+        assert_eq!(civil_utc(1_764_057_600), (2025, 11, 25, 8, 0, 0));
+        assert_eq!(civil_utc(-1), (1969, 12, 31, 23, 59, 59));
+        assert_eq!(civil_utc(951_782_400), (2000, 2, 29, 0, 0, 0));
+        assert_eq!(civil_utc(2_524_608_000), (2050, 1, 1, 0, 0, 0));
+    }
 
     #[test]
     fn uuid_shape() {
