@@ -54,7 +54,13 @@ impl rustls::crypto::SecureRandom for KernelRandom {
     }
 }
 
-/// Private keys through ring's signers.
+/// Private keys through ring's signers: RSA and ECDSA (P-256, P-384), what
+/// `rustls::crypto::ring::sign::any_supported_type` takes but Ed25519. An
+/// Ed25519 signer keeps ring's curve25519 base-point table (24 KiB) and its
+/// code linked, which together with X25519 (see `provider`) cost 45,312
+/// bytes of the static binary (2026-12-06); no CA/Browser-Forum certificate
+/// and no documented Ironic or IPA set-up uses an Ed25519 key. An Ed25519
+/// `--tls-key-file` or `--keyfile` is refused at start with this error.
 #[derive(Debug)]
 struct RingKeys;
 
@@ -63,7 +69,17 @@ impl rustls::crypto::KeyProvider for RingKeys {
         &self,
         key_der: PrivateKeyDer<'static>,
     ) -> Result<Arc<dyn rustls::sign::SigningKey>, rustls::Error> {
-        rustls::crypto::ring::sign::any_supported_type(&key_der)
+        use rustls::crypto::ring::sign;
+        if let Ok(rsa) = sign::RsaSigningKey::new(&key_der) {
+            return Ok(Arc::new(rsa));
+        }
+        sign::any_ecdsa_type(&key_der).map_err(|_| {
+            rustls::Error::General(
+                "failed to parse private key as RSA or ECDSA (P-256, P-384); \
+                 Ed25519 keys are not supported"
+                    .into(),
+            )
+        })
     }
 }
 
@@ -126,7 +142,17 @@ pub fn provider() -> rustls::crypto::CryptoProvider {
             cs::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
             cs::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
         ],
-        kx_groups: vec![kx_group::X25519, kx_group::SECP256R1, kx_group::SECP384R1],
+        // Key exchange over P-256 and P-384, without X25519: every peer
+        // also does P-256. TLS 1.3 makes secp256r1 mandatory to implement
+        // (RFC 8446 §9.1) and OpenSSL (Ironic's Python client, Apache and
+        // nginx image servers), Go, Java and rustls enable it by default;
+        // TLS 1.2 ECDHE peers offer it as well (RFC 8422). The price: an
+        // OpenSSL client sends its first TLS 1.3 key share for X25519 (3.5:
+        // also X25519MLKEM768), so its handshake with the agent's API takes
+        // one HelloRetryRequest round trip more. X25519 alone is 4 KiB of
+        // the static binary; with Ed25519 signing (`RingKeys`) it keeps
+        // ring's curve25519 base-point table: 45,312 bytes for both.
+        kx_groups: vec![kx_group::SECP256R1, kx_group::SECP384R1],
         signature_verification_algorithms: SIG_ALGS,
         secure_random: &KernelRandom,
         key_provider: &RingKeys,
@@ -538,6 +564,25 @@ mod tests {
         handshake("10.1.2.3", Curve::P384, TlsVersion::V1_2);
         handshake("192.0.2.1", Curve::P256, TlsVersion::V1_3);
         handshake("fd00::5", Curve::P256, TlsVersion::V1_2);
+    }
+
+    #[test]
+    fn keys_rsa_and_ecdsa_but_not_ed25519() {
+        use rustls::crypto::KeyProvider;
+        use rustls::pki_types::PrivatePkcs8KeyDer as Pkcs8;
+        let rng = ring::rand::SystemRandom::new();
+        for alg in [
+            &ring::signature::ECDSA_P256_SHA256_ASN1_SIGNING,
+            &ring::signature::ECDSA_P384_SHA384_ASN1_SIGNING,
+        ] {
+            let k = ring::signature::EcdsaKeyPair::generate_pkcs8(alg, &rng).unwrap();
+            let der = PrivateKeyDer::Pkcs8(Pkcs8::from(k.as_ref().to_vec()));
+            assert!(RingKeys.load_private_key(der).is_ok());
+        }
+        let k = ring::signature::Ed25519KeyPair::generate_pkcs8(&rng).unwrap();
+        let der = PrivateKeyDer::Pkcs8(Pkcs8::from(k.as_ref().to_vec()));
+        let e = RingKeys.load_private_key(der).err().unwrap().to_string();
+        assert!(e.contains("Ed25519 keys are not supported"), "{e}");
     }
 
     #[test]
