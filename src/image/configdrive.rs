@@ -251,7 +251,7 @@ fn pump(
             Ok(b.len() as u64)
         }
         Source::Gzip(gz) => {
-            let mut dec = flate2::read::MultiGzDecoder::new(&gz[..]);
+            let mut dec = crate::util::gzip::Decoder::new(gz);
             let mut buf = vec![0u8; 1 << 20];
             let mut total = 0u64;
             loop {
