@@ -66,11 +66,11 @@ pub fn parse_capabilities(root: Option<&Value>) -> Map<String, Value> {
         Value::Object(m) => m.clone(),
         Value::String(s) => match serde_json::from_str::<Value>(s) {
             Ok(Value::Object(m)) => m,
-            _ => s
-                .split(',')
-                .filter_map(|kv| kv.split_once(':'))
-                .map(|(k, v)| (k.trim().to_string(), json!(v.trim())))
-                .collect(),
+            _ => crate::util::collect_map(
+                s.split(',')
+                    .filter_map(|kv| kv.split_once(':'))
+                    .map(|(k, v)| (k.trim().to_string(), json!(v.trim()))),
+            ),
         },
         _ => Map::new(),
     }

@@ -461,7 +461,7 @@ impl Sample {
                 v.push((rng.u64(0..nblocks) * BLOCK, BLOCK as usize));
             }
         }
-        v.sort_unstable();
+        crate::util::sort_unstable(&mut v);
         v.dedup();
         v
     }
