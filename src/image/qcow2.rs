@@ -40,10 +40,10 @@
 use super::writer::{AlignedBuf, Target};
 use crate::error::{AgentError, Kind as ErrorKind};
 use crate::util::bytes::{be32, be64};
+use crate::util::chan::{self as mpsc, Receiver, Sender};
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::os::unix::fs::FileExt;
-use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::thread::JoinHandle;
 
 /// qemu's `QCOW_MAX_L1_SIZE`.
@@ -439,7 +439,7 @@ struct Combiner {
 /// Its ranges never overlap another write: each guest cluster is written
 /// once, and the held-back head and tail are never written here.
 struct WriteBehind {
-    to: Option<SyncSender<(AlignedBuf, u64)>>,
+    to: Option<Sender<(AlignedBuf, u64)>>,
     from: Receiver<(AlignedBuf, u64, std::io::Result<()>)>,
     spare: Option<AlignedBuf>,
     busy: bool,

@@ -2,6 +2,7 @@
 //! auth), SHA-256 crypt (rescue passwords), random strings.
 
 pub mod bytes;
+pub mod chan;
 pub mod guid;
 pub mod gzip;
 pub mod regex;
