@@ -273,12 +273,7 @@ impl Gpt {
     /// Read the table whose header sits at `lba`, checking the header CRC,
     /// the entry-array CRC and every used entry's bounds. `disk_sectors` is
     /// the device size in sectors.
-    pub fn read_at(
-        io: &impl Io,
-        sector: u64,
-        disk_sectors: u64,
-        lba: u64,
-    ) -> Result<Gpt, GptError> {
+    pub fn read_at(io: &dyn Io, sector: u64, disk_sectors: u64, lba: u64) -> Result<Gpt, GptError> {
         let mut hs = vec![0u8; sector as usize];
         io.read_exact_at(&mut hs, lba * sector)
             .map_err(|e| bad(format!("reading GPT header at LBA {lba}: {e}")))?;
@@ -331,13 +326,13 @@ impl Gpt {
     }
 
     /// The primary table (LBA 1).
-    pub fn read_primary(io: &impl Io, sector: u64, disk_sectors: u64) -> Result<Gpt, GptError> {
+    pub fn read_primary(io: &dyn Io, sector: u64, disk_sectors: u64) -> Result<Gpt, GptError> {
         Self::read_at(io, sector, disk_sectors, 1)
     }
 
     /// The primary table, or the backup at the last LBA when the primary is
     /// damaged (the kernel's and gdisk's fallback).
-    pub fn read_any(io: &impl Io, sector: u64, disk_sectors: u64) -> Result<Gpt, GptError> {
+    pub fn read_any(io: &dyn Io, sector: u64, disk_sectors: u64) -> Result<Gpt, GptError> {
         match Self::read_primary(io, sector, disk_sectors) {
             Ok(g) => Ok(g),
             Err(GptError::NoSignature) if disk_sectors > 2 => {
@@ -425,7 +420,7 @@ impl Gpt {
 
     /// Write both copies. The backup goes first, so a crash in between
     /// leaves the old primary pointing at a complete backup.
-    pub fn write(&self, io: &mut impl Io) -> io::Result<()> {
+    pub fn write(&self, io: &mut dyn Io) -> io::Result<()> {
         let s = self.sector;
         let mut arr = self.entries.clone();
         arr.resize(self.header.entries_sectors(s) as usize * s as usize, 0);
@@ -454,7 +449,7 @@ pub enum Relocation {
 /// configdrive, cloud-init's growpart). The old backup header sector is
 /// zeroed so that no stale "EFI PART" remains in the middle of the disk.
 pub fn relocate_backup(
-    io: &mut impl Io,
+    io: &mut dyn Io,
     sector: u64,
     disk_sectors: u64,
 ) -> Result<Relocation, GptError> {
