@@ -7,7 +7,9 @@
 //! the image pipeline's buffers, the qcow2 and erase helpers) cost 59,968
 //! bytes of the static binary more than this (2026-12-06). They carry at
 //! most a few thousand messages a second (1 MiB buffers), where a mutex is
-//! as fast. Same contract as std's: `send` fails once the receiver is
+//! as fast: buffers handed through a bounded channel and back, as the
+//! image pipeline does, took 8.6–9.5 µs each here against std's 11.2–11.8
+//! (thread wake-ups dominate both; 2026-12-06). Same contract as std's: `send` fails once the receiver is
 //! gone (handing the message back), `recv` fails once every sender is gone
 //! and the queue is empty, a bounded channel's `send` blocks while full,
 //! and the messages still queued are dropped with the receiver.
