@@ -1292,10 +1292,11 @@ fn non_empty(s: &str) -> Option<String> {
 
 /// Parse `root_device=k=v,k=v` (Kilo-era hints; values may not contain ',').
 fn parse_root_device(s: &str) -> BTreeMap<String, String> {
-    s.split(',')
-        .filter_map(|kv| kv.split_once('='))
-        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
-        .collect()
+    crate::util::collect_map(
+        s.split(',')
+            .filter_map(|kv| kv.split_once('='))
+            .map(|(k, v)| (k.trim().to_string(), v.trim().to_string())),
+    )
 }
 
 /// Merge the sources into a [`Config`] in IPA's order (module

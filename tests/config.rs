@@ -9,7 +9,6 @@ mod common;
 use common::{test_dir, Agent, Opts};
 use ironic_agent::config::{self, Config, Loaded};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 /// A root holding `files` (path under the root, text) and an empty
 /// kernel command line; returns (root, cmdline file).

@@ -3,8 +3,8 @@
 //! cannot be made to do on demand (409/5xx heartbeats, broken lookup
 //! answers, an old API, a token wiped at a chosen moment, going away), and
 //! TLS toward Ironic: verified by default, `--cafile`, `--insecure`
-//! (certificates made with the `openssl` command, independent of the rcgen
-//! the agent uses), plus static server certificates. The same conversation
+//! (certificates made with the `openssl` command, independent of the agent's
+//! own certificate encoder), plus static server certificates. The same conversation
 //! with the real Ironic 39 runs in tests/e2e/run.sh.
 
 mod common;
@@ -898,8 +898,19 @@ fn unknown_collector_posts_ipas_error_only() {
 /// certificate only for automatic TLS; operators distribute their own CA).
 #[test]
 fn static_tls_certificate() {
-    let dir = test_dir("static-tls");
-    let pki = Pki::new(&dir);
+    static_tls_with("static-tls", &["ec", "-pkeyopt", "ec_paramgen_curve:P-256"]);
+}
+
+/// An RSA server key works too (the agent's key provider takes RSA and
+/// ECDSA keys, src/tls.rs `RingKeys`).
+#[test]
+fn static_tls_certificate_with_an_rsa_key() {
+    static_tls_with("static-tls-rsa", &["rsa:2048"]);
+}
+
+fn static_tls_with(name: &str, server_key: &[&str]) {
+    let dir = test_dir(name);
+    let pki = Pki::with_server_key(&dir, server_key);
     let tok = token('s');
     let ironic = FakeIronic::start({
         let tok = tok.clone();
@@ -944,6 +955,11 @@ struct Pki {
 
 impl Pki {
     fn new(dir: &Path) -> Pki {
+        Pki::with_server_key(dir, &["ec", "-pkeyopt", "ec_paramgen_curve:P-256"])
+    }
+
+    /// `server_key`: openssl's `-newkey` argument and options.
+    fn with_server_key(dir: &Path, server_key: &[&str]) -> Pki {
         let p = |n: &str| dir.join(n);
         let s = |p: &PathBuf| p.to_str().unwrap().to_string();
         let (ca_key, ca_cert, key, csr, cert, ext) = (
@@ -975,20 +991,13 @@ impl Pki {
             "-subj",
             "/CN=ironic-agent test CA",
         ]);
-        run(&[
-            "req",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-keyout",
-            &s(&key),
-            "-out",
-            &s(&csr),
-            "-subj",
-            "/CN=127.0.0.1",
-        ]);
+        let key_s = s(&key);
+        let csr_s = s(&csr);
+        let mut args = vec!["req", "-newkey"];
+        args.extend_from_slice(server_key);
+        args.extend_from_slice(&["-nodes", "-keyout", &key_s, "-out", &csr_s]);
+        args.extend_from_slice(&["-subj", "/CN=127.0.0.1"]);
+        run(&args);
         std::fs::write(&ext, "subjectAltName=IP:127.0.0.1\n").unwrap();
         run(&[
             "x509",

@@ -262,7 +262,7 @@ pub fn numa_topology(root: &Root) -> Result<Value> {
             threads =
                 cpu::parse_cpu_list(&root.read(format!("{dir}/{n}/cpulist")).unwrap_or_default());
         }
-        threads.sort_unstable();
+        crate::util::sort_unstable(&mut threads);
         for t in threads {
             let Some(core) =
                 root.read_u64(format!("/sys/devices/system/cpu/cpu{t}/topology/core_id"))
