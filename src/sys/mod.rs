@@ -2,7 +2,8 @@
 //! the agent needs and std does not offer (block-device ioctls, sync(2),
 //! reboot(2), getrandom(2); NVMe admin and SCSI generic pass-through in
 //! [`passthru`]; the IPMI device in [`ipmi`]; interface ioctls in [`net`];
-//! rtnetlink in [`netlink`]; process-group signals in [`process`]). Every call site has a
+//! rtnetlink in [`netlink`]; process-group signals in [`process`];
+//! AF_PACKET sockets for LLDP in [`packet`]). Every call site has a
 //! `// SAFETY:` comment naming the file descriptor and the memory the
 //! kernel reads or writes.
 //!
@@ -15,6 +16,7 @@
 pub mod ipmi;
 pub mod net;
 pub mod netlink;
+pub mod packet;
 pub mod passthru;
 pub mod process;
 
