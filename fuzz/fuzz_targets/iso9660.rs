@@ -2,7 +2,8 @@
 //! (`fs::iso9660::list`), then what `image::configdrive` does with one on
 //! 4 KiB-sector disks: the tree rebuilt as FAT (`fs::fat::write_fat`).
 //! Whatever `write_fat` accepts must read back (`fs::fat::Fat::walk`) as
-//! the same paths with the same bytes.
+//! the same paths with the same bytes. The input starts at the volume
+//! descriptors (byte 32768 of the image).
 #![no_main]
 
 use ironic_agent::disk::Io;
@@ -13,7 +14,9 @@ use libfuzzer_sys::fuzz_target;
 use std::collections::BTreeMap;
 
 fuzz_target!(|data: &[u8]| {
-    let disk = SparseDisk::fitted(data, 2048);
+    // the input is the image from its volume descriptors on (sector 16):
+    // the system area before them is never read
+    let disk = SparseDisk::after_gap(data, 16 * 2048, 2048);
     let Ok(entries) = iso9660::list(&disk, 0, disk.size) else {
         return;
     };

@@ -19,6 +19,8 @@ const BLOCK: u64 = 4096;
 /// disk's size.
 pub struct SparseDisk<'a> {
     pub data: &'a [u8],
+    /// Where the data starts on the disk (zeroes before it).
+    pub at: u64,
     pub size: u64,
     overlay: HashMap<u64, Box<[u8; BLOCK as usize]>>,
 }
@@ -27,8 +29,20 @@ impl<'a> SparseDisk<'a> {
     pub fn new(data: &'a [u8], size: u64) -> SparseDisk<'a> {
         SparseDisk {
             data,
+            at: 0,
             size,
             overlay: HashMap::new(),
+        }
+    }
+
+    /// The data at byte `at` of a disk that ends with it, rounded up to
+    /// whole `sector`s: an image whose first `at` bytes are zeroes, stored
+    /// without them (ISO 9660's 32 KiB system area).
+    pub fn after_gap(data: &'a [u8], at: u64, sector: u64) -> SparseDisk<'a> {
+        let size = (at + data.len() as u64).div_ceil(sector).max(1) * sector;
+        SparseDisk {
+            at,
+            ..SparseDisk::new(data, size)
         }
     }
 
@@ -39,8 +53,8 @@ impl<'a> SparseDisk<'a> {
     }
 
     fn base_byte(&self, off: u64) -> u8 {
-        usize::try_from(off)
-            .ok()
+        off.checked_sub(self.at)
+            .and_then(|o| usize::try_from(o).ok())
             .and_then(|o| self.data.get(o).copied())
             .unwrap_or(0)
     }
@@ -64,13 +78,18 @@ impl Io for SparseDisk<'_> {
             let dst = &mut buf[done..done + n];
             match self.overlay.get(&blk) {
                 Some(b) => dst.copy_from_slice(&b[within..within + n]),
-                None => {
-                    let start = usize::try_from(pos).unwrap_or(usize::MAX);
+                None if pos >= self.at => {
+                    let start = usize::try_from(pos - self.at).unwrap_or(usize::MAX);
                     let have = self.data.len().saturating_sub(start).min(n);
                     if have > 0 {
                         dst[..have].copy_from_slice(&self.data[start..start + have]);
                     }
                     dst[have..].fill(0);
+                }
+                None => {
+                    for (i, x) in dst.iter_mut().enumerate() {
+                        *x = self.base_byte(pos + i as u64);
+                    }
                 }
             }
             done += n;
