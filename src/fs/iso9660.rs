@@ -266,7 +266,7 @@ fn trimmed(b: &[u8]) -> String {
 
 /// The label and publisher of the ISO 9660 image at `base`; an error when
 /// there is no primary volume descriptor.
-pub fn volume(io: &impl Io, base: u64) -> io::Result<Volume> {
+pub fn volume(io: &dyn Io, base: u64) -> io::Result<Volume> {
     let mut out: Option<Volume> = None;
     for i in 16..16 + 16u64 {
         let mut vd = [0u8; 2048];
@@ -303,7 +303,7 @@ pub fn volume(io: &impl Io, base: u64) -> io::Result<Volume> {
 /// `max` bytes: `Ok(None)` when there is no such file, an error when it
 /// is larger.
 pub fn read_file(
-    io: &impl Io,
+    io: &dyn Io,
     base: u64,
     len: u64,
     entries: &[Entry],
