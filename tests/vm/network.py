@@ -18,8 +18,9 @@ every server binds there, nothing touches the host's network. In it:
     ia-untag, or router advertisements with the M flag and stateful
     DHCPv6 (no IPv4 at all).
 
-Phases (each timed; PASS, FAIL, PENDING):
-  a  DHCP-less: the node's network_data (set through Ironic's API, so its
+Phases (each timed; PASS, FAIL, PENDING). Their letters are network.py's
+own, chosen apart from run.sh's (a, c, ...) so a log line is unambiguous:
+  v  DHCP-less: the node's network_data (set through Ironic's API, so its
      schema checked it) is a bond (active-backup) of the VM's two NICs
      with VLAN 101 on it and static IPv4/IPv6 addresses, a default route
      and DNS. The deploy ISO is built by Ironic's image_utils
@@ -29,12 +30,12 @@ Phases (each timed; PASS, FAIL, PENDING):
      agent verifies Ironic's certificate with the CA from the media (the
      ramdisk's own bundle does not have it), heartbeats from
      192.0.2.10 and Ironic cleans the node. The CA reaches the agent
-     through ironic-tls.conf once IPA's config files are read (the config
-     branch); until then that check is PENDING and the boot is repeated
-     with ipa-cafile naming the copied file.
+     as it reaches IPA: network-setup copies ironic.crt and
+     ironic-tls.conf ([DEFAULT] cafile) from the media, and the agent
+     reads /etc/ironic-python-agent.d/*.conf.
   4  the same VM and ISO path with DHCPv4 (no network_data, the ISO
      labelled VMEDIA_BOOT_ISO): boot to first heartbeat, to compare with a
-  c  broken network_data.json, two boots with DHCPv4 available: (1) JSON
+  e  broken network_data.json, two boots with DHCPv4 available: (1) JSON
      with a link of an unknown type and a link whose MAC matches no NIC
      next to a good static link; (2) text that is not JSON. The console
      says what was ignored, the other NICs get DHCP, the agent reaches
@@ -446,7 +447,7 @@ ldlinux_c32 = /usr/lib/syslinux/modules/bios/ldlinux.c32
                                   driver_info={
                                       "deploy_kernel": f"{base}/hw.kernel",
                                       "deploy_ramdisk": f"{base}/hw.initramfs",
-                                      "kernel_append_params": self.append_a(False)})
+                                      "kernel_append_params": self.append_a()})
         # as tests/vm/ironic_vm.py: fake management knows only PXE; vendor
         # lenovo + UEFI makes the direct deploy skip set_boot_device(disk)
         self.node_6 = self.enroll("net-6", MAC_6,
@@ -459,17 +460,8 @@ ldlinux_c32 = /usr/lib/syslinux/modules/bios/ldlinux.c32
             f.truncate(DISK_SIZE)
 
     @staticmethod
-    def append_a(stand_in):
-        a = "console=ttyS0 panic=-1 nofb vga=normal"
-        if stand_in:
-            # until the agent reads ironic-tls.conf: the same file by hand
-            a += " ipa-cafile=/etc/ironic-python-agent/ironic.crt"
-        return a
-
-    def set_append(self, stand_in):
-        self.ironic.call("PATCH", f"/v1/nodes/{self.node_a}", [
-            {"op": "add", "path": "/driver_info/kernel_append_params",
-             "value": self.append_a(stand_in)}])
+    def append_a():
+        return "console=ttyS0 panic=-1 nofb vga=normal"
 
     def set_network_data(self, nd):
         op = [{"op": "add", "path": "/network_data", "value": nd}] if nd else \
@@ -584,23 +576,13 @@ ldlinux_c32 = /usr/lib/syslinux/modules/bios/ldlinux.c32
 
     def phase_static(self):
         self.set_network_data(bond_vlan_data())
-        self.set_append(False)
-        vm, hb = self.clean_boot("a-static", [], V101[0], tls_pending=True)
+        # the agent takes cafile from ironic-tls.conf, which network-setup
+        # copied from the media; its own bundle does not know this CA
+        vm, hb = self.clean_boot("v-static", [], V101[0], tls_pending=True)
         if hb is None:
-            # the agent refused Ironic's certificate: it did not read
-            # ironic-tls.conf (IPA's config files: the config branch)
-            self.results.append((
-                "a.conf", "the agent takes cafile from ironic-tls.conf", "PENDING",
-                0.0, "IPA's config files are not read yet (the config branch); "
-                "the copied CA is used through ipa-cafile instead"))
-            log("  PENDING: ironic-tls.conf not read by the agent; booting again "
-                "with ipa-cafile=/etc/ironic-python-agent/ironic.crt")
-            vm.stop()
-            self.set_append(True)
-            vm, hb = self.clean_boot("a-static2", [], V101[0])
-        else:
-            self.results.append(("a.conf", "the agent takes cafile from "
-                                 "ironic-tls.conf", "PASS", 0.0, ""))
+            raise checks.PhaseFailed(
+                "the agent refused Ironic's certificate: cafile from "
+                "/etc/ironic-python-agent.d/ironic-tls.conf not in force")
         self.times["static"] = hb
         log(f"  boot to first heartbeat (static, bond + VLAN): {hb:.1f} s")
         self.console(vm, [
@@ -623,7 +605,7 @@ ldlinux_c32 = /usr/lib/syslinux/modules/bios/ldlinux.c32
     def phase_dhcp4(self):
         self.dhcp4()
         self.set_network_data(None)
-        vm, hb = self.clean_boot("a-dhcp4", [], UNTAG[0])
+        vm, hb = self.clean_boot("4-dhcp4", [], UNTAG[0])
         self.times["dhcp4"] = hb
         log(f"  boot to first heartbeat (DHCPv4): {hb:.1f} s")
         self.console(vm, ["network-setup: copied from /dev/sr0 (VMEDIA_BOOT_ISO)",
@@ -637,7 +619,7 @@ ldlinux_c32 = /usr/lib/syslinux/modules/bios/ldlinux.c32
         nd = os.path.join(self.work, "partial.json")
         with open(nd, "w") as f:
             json.dump(partial_data(), f)
-        vm, hb = self.clean_boot("c-partial", ["--network-data-json", nd], UNTAG[0])
+        vm, hb = self.clean_boot("e-partial", ["--network-data-json", nd], UNTAG[0])
         log(f"  heartbeat {hb:.1f} s after qemu started")
         self.console(vm, [
             'network_data.json: link "odd": type "token-ring" is unknown',
@@ -654,7 +636,7 @@ ldlinux_c32 = /usr/lib/syslinux/modules/bios/ldlinux.c32
         raw = os.path.join(self.work, "broken.json")
         with open(raw, "w") as f:
             f.write('{"links": [{"id": "port0", "type": "phy", ')
-        vm, hb = self.clean_boot("c-badjson", ["--network-data-raw", raw], UNTAG[0])
+        vm, hb = self.clean_boot("e-badjson", ["--network-data-raw", raw], UNTAG[0])
         log(f"  heartbeat {hb:.1f} s after qemu started")
         self.console(vm, [
             "network-setup: ignoring openstack/latest/network_data.json from "
@@ -666,7 +648,7 @@ ldlinux_c32 = /usr/lib/syslinux/modules/bios/ldlinux.c32
         self.finish_clean(vm)
 
     def phase_measure(self):
-        """Boot to first heartbeat, static (phase a's ISO) against DHCPv4
+        """Boot to first heartbeat, static (phase v's ISO) against DHCPv4
         (phase 4's), alternating, --repeat pairs; the medians."""
         import statistics
         self.dhcp4()  # for the DHCPv4 boots; the static ones are on VLAN 101
@@ -761,11 +743,11 @@ ldlinux_c32 = /usr/lib/syslinux/modules/bios/ldlinux.c32
             self.network()
             self.start_ironic()
             self.setup_nodes()
-            self.phase("a", "DHCP-less: bond + VLAN + static v4/v6 from the ISO Ironic "
+            self.phase("v", "DHCP-less: bond + VLAN + static v4/v6 from the ISO Ironic "
                        "built, CA from the media, a clean", self.phase_static)
             self.phase("4", "the same VM with DHCPv4 (boot to heartbeat compared)",
                        self.phase_dhcp4)
-            self.phase("c", "broken network_data.json: DHCP where it can, the console "
+            self.phase("e", "broken network_data.json: DHCP where it can, the console "
                        "says what was ignored", self.phase_broken)
             self.phase("6", "IPv6-only: RA M flag + stateful DHCPv6, Ironic on IPv6, "
                        "a deploy", self.phase_ipv6)
@@ -800,8 +782,8 @@ def main():
     p.add_argument("--work", required=True)
     p.add_argument("--ironic-sh", default=os.path.join(REPO, "tests", "e2e", "ironic.sh"))
     p.add_argument("--mem", default=os.environ.get("VM_MEM", "128M"))
-    p.add_argument("--phases", default="a4c6",
-                   help="a 4 c 6; m (not by default): --repeat timed pairs")
+    p.add_argument("--phases", default="v4e6",
+                   help="v 4 e 6; m (not by default): --repeat timed pairs")
     p.add_argument("--repeat", type=int, default=3)
     args = p.parse_args()
     os.makedirs(args.work, exist_ok=True)

@@ -469,7 +469,7 @@ phase_s() {
   # VM_NET_PHASES=m VM_NET_REPEAT=N: the timed static/DHCPv4 pairs instead
   ip netns exec "$ns" python3 "$HERE/network.py" --ramdisk-hw "$WORK/out-hw" \
     --ramdisk-vm "$WORK/out-vm" --work "$WORK/s" --mem "$MEM" \
-    --phases "${VM_NET_PHASES:-a4c6}" --repeat "${VM_NET_REPEAT:-3}" || rc=$?
+    --phases "${VM_NET_PHASES:-v4e6}" --repeat "${VM_NET_REPEAT:-3}" || rc=$?
   # whatever it started and left (it stops its own): by pid, then the namespace
   for p in $(ip netns pids "$ns" 2>/dev/null); do kill "$p" 2>/dev/null || true; done
   ip netns del "$ns"
