@@ -47,7 +47,13 @@ impl Kernel for Fake {
         assert!(valid_ifname(bond));
         self.call(slave)
     }
-    fn add_vlan(&mut self, name: &str, parent: &str, _id: u16, _m: Option<[u8; 6]>) -> io::Result<()> {
+    fn add_vlan(
+        &mut self,
+        name: &str,
+        parent: &str,
+        _id: u16,
+        _m: Option<[u8; 6]>,
+    ) -> io::Result<()> {
         assert!(valid_ifname(parent));
         self.create(name)
     }
@@ -80,6 +86,9 @@ fuzz_target!(|data: &[u8]| {
     };
     let out = apply(&nd, &nics, &mut k);
     for d in out.dhcp.iter().chain(&out.dhcp6).chain(&out.configured) {
-        assert!(k.names.contains(d), "{d:?} in the outcome, unknown to the kernel");
+        assert!(
+            k.names.contains(d),
+            "{d:?} in the outcome, unknown to the kernel"
+        );
     }
 });
