@@ -1,5 +1,5 @@
 //! The only module with `unsafe`: thin wrappers over the kernel interfaces
-//! the agent needs and std does not offer (block-device ioctls, sync(2),
+//! the agent needs and std does not offer (block-device ioctls, the md driver's in [`md`], sync(2),
 //! reboot(2), getrandom(2); NVMe admin and SCSI generic pass-through in
 //! [`passthru`]; the IPMI device in [`ipmi`]; interface ioctls in [`net`];
 //! process-group signals in [`process`]). Every call site has a
@@ -13,6 +13,7 @@
 #![allow(unsafe_code)]
 
 pub mod ipmi;
+pub mod md;
 pub mod net;
 pub mod passthru;
 pub mod process;
