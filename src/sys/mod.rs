@@ -94,6 +94,61 @@ pub fn block_range(f: &File, req: u32, offset: u64, len: u64) -> io::Result<()> 
     check(unsafe { libc::ioctl(f.as_raw_fd(), req as _, range.as_ptr()) }).map(|_| ())
 }
 
+/// `_IO(0x12,105)`: add or delete one partition of a disk (BLKPG).
+pub const BLKPG: u32 = 0x1269;
+
+/// `struct blkpg_partition` (include/uapi/linux/blkpg.h).
+#[repr(C)]
+struct BlkpgPartition {
+    start: i64,
+    length: i64,
+    pno: i32,
+    devname: [u8; 64],
+    volname: [u8; 64],
+}
+
+/// `struct blkpg_ioctl_arg`.
+#[repr(C)]
+struct BlkpgIoctlArg {
+    op: i32,
+    flags: i32,
+    datalen: i32,
+    data: *mut BlkpgPartition,
+}
+
+/// BLKPG_ADD_PARTITION / BLKPG_DEL_PARTITION of partition `number` at
+/// `[start, start+len)` bytes (what partprobe and partx use): unlike
+/// BLKRRPART, it works while other partitions of the disk are in use
+/// (members of running md arrays). EBUSY: that partition is in use;
+/// ENXIO (delete): there is no such partition.
+pub fn blkpg_partition(f: &File, add: bool, number: u32, start: u64, len: u64) -> io::Result<()> {
+    let (Ok(start), Ok(length), Ok(pno)) = (
+        i64::try_from(start),
+        i64::try_from(len),
+        i32::try_from(number),
+    ) else {
+        return Err(io::Error::from_raw_os_error(libc::EINVAL));
+    };
+    let mut part = BlkpgPartition {
+        start,
+        length,
+        pno,
+        devname: [0; 64],
+        volname: [0; 64],
+    };
+    let arg = BlkpgIoctlArg {
+        op: if add { 1 } else { 2 },
+        flags: 0,
+        datalen: std::mem::size_of::<BlkpgPartition>() as i32,
+        data: &mut part,
+    };
+    // SAFETY: `f` is an open block device; BLKPG reads the 24-byte
+    // blkpg_ioctl_arg `arg` and, through its `data` pointer, the
+    // blkpg_partition `part` (`datalen` bytes); both live across the call.
+    check(unsafe { libc::ioctl(f.as_raw_fd(), BLKPG as _, &arg as *const BlkpgIoctlArg) })
+        .map(|_| ())
+}
+
 /// sync(2): commit every filesystem's dirty data.
 pub fn sync_all_filesystems() {
     // SAFETY: sync(2) takes no arguments and cannot fail.
@@ -382,6 +437,14 @@ mod tests {
         getrandom(&mut a).unwrap();
         getrandom(&mut b).unwrap();
         assert_ne!(a, b);
+    }
+
+    #[test]
+    fn blkpg_layout() {
+        assert_eq!(std::mem::size_of::<BlkpgPartition>(), 152);
+        assert_eq!(std::mem::size_of::<BlkpgIoctlArg>(), 24);
+        let f = File::open("/proc/self/status").unwrap();
+        assert!(blkpg_partition(&f, true, 1, 0, 512).is_err());
     }
 
     #[test]

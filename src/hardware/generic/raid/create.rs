@@ -1,0 +1,756 @@
+//! `create_configuration` and `apply_configuration`'s second half: IPA's
+//! `_do_create_configuration`, natively.
+//!
+//! 1. the software logical disks, validated (`validate_configuration`);
+//! 2. with RAID volume names in `skip_block_devices`: the volumes that
+//!    exist and are kept are not built again (`_create_raid_ignore_list`);
+//! 3. holder disks: every disk, or those `physical_disks` names
+//!    (`get_block_devices_for_raid`); none may carry partitions ("Partitions
+//!    detected on devices ...") or be in use;
+//! 4. the whole layout (partitions and md geometry) computed before the
+//!    first write ([`super::layout`]);
+//! 5. per holder, while no one else can open it (`O_EXCL`): the new
+//!    table, old md superblocks in the new partitions cleared (mdadm's
+//!    `Kill`), each member's v1.2 superblock written (what `mdadm --create
+//!    --metadata=1 --force --run` writes), then the kernel re-reads the
+//!    table;
+//! 6. the arrays started through the md ioctls as `/dev/md<index>` (IPA's
+//!    `create_raid_device`), `/dev/md/<volume_name>` linked; the kernel
+//!    resyncs redundant levels in the background, as after mdadm.
+//!
+//! If anything fails after step 5 began (a member gone, the kernel
+//! refusing), the arrays started are stopped, the superblocks written are
+//! cleared and the tables written are wiped again: no half-built array
+//! stays behind.
+//!
+//! Differences from IPA, all refusing what would destroy data: md arrays
+//! and disks the skip list names are never holders (IPA also offered the
+//! arrays themselves as holders), and a holder carrying a running array's
+//! members is refused (IPA re-labelled such disks when the skip list kept
+//! an array on them).
+
+use super::layout::{self, HolderPlan, Members, Volume};
+use super::skip::{self, Action};
+use super::validate::{raid_error, truthy, validate_configuration};
+use super::RaidState;
+use crate::config::Env;
+use crate::disk::md::array::{self, Kernel};
+use crate::disk::md::{self, Version};
+use crate::disk::table::{self, partition_path, NewPart};
+use crate::disk::{gpt, mbr, BlockDevice, Geometry};
+use crate::error::Result;
+use crate::hardware::hints;
+use crate::root::Root;
+use serde_json::{json, Value};
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::{FileExt, FileTypeExt, OpenOptionsExt};
+
+/// The disks a volume may be built on: every disk the inventory lists,
+/// except md arrays and what `skip_block_devices` names.
+fn holder_candidates(root: &Root, node: &Value) -> Result<Vec<BlockDevice>> {
+    let skip = hints::skip_list_hints(node)?;
+    Ok(crate::disk::list::list_block_devices(root, false)?
+        .into_iter()
+        .filter(|d| !d.dev_type.contains("raid") && !array::is_md(root, &d.kname))
+        .filter(|d| {
+            let s = hints::matches_any(d, &skip);
+            if s {
+                log::info!("{} is in skip_block_devices: not a RAID holder", d.name);
+            }
+            !s
+        })
+        .collect())
+}
+
+/// IPA's `_create_raid_ignore_list`: the logical disks not to build
+/// because their volumes exist and the skip list keeps them (or they
+/// share disks with one it keeps).
+fn ignore_list(root: &Root, lds: &[Value], skip: &[String]) -> Result<Vec<Value>> {
+    let arrays = array::list(root);
+    if arrays.is_empty() {
+        return Ok(vec![]);
+    }
+    let decisions = skip::decide(root, arrays, skip);
+    let mut names: Vec<String> = vec![];
+    for d in &decisions {
+        match &d.name {
+            Some(n) if !n.is_empty() => names.push(n.clone()),
+            _ => {
+                return Err(raid_error(
+                    "A Software RAID device detected that does not have a volume name. This \
+                     is not allowed because there is a volume_name hint in the property \
+                     'skip_block_devices'.",
+                ))
+            }
+        }
+    }
+    let should_not = || raid_error("Existing Software RAID device detected that should not");
+    let mut rm = vec![];
+    for ld in lds {
+        let Some(vn) = ld.get("volume_name").and_then(Value::as_str) else {
+            continue;
+        };
+        let Some(pos) = names.iter().position(|n| n == vn) else {
+            continue;
+        };
+        if skip.iter().any(|s| s == vn) {
+            log::debug!(
+                "Software RAID device with volume name {vn} exists and is, therefore, not going \
+                 to be created"
+            );
+        } else {
+            let d = decisions.iter().find(|d| d.name.as_deref() == Some(vn));
+            if !matches!(d.map(|d| &d.action), Some(Action::Wipe(Some(_)))) {
+                return Err(should_not());
+            }
+        }
+        names.remove(pos);
+        rm.push(ld.clone());
+    }
+    if let Some(pos) = names.iter().position(|n| n == "esp") {
+        if decisions
+            .iter()
+            .any(|d| d.name.as_deref() == Some("esp") && d.action == Action::Keep)
+        {
+            names.remove(pos);
+        }
+    }
+    if !names.is_empty() {
+        return Err(should_not());
+    }
+    Ok(rm)
+}
+
+/// Open a holder for writing its new table: exclusively when it is a
+/// block device (the kernel refuses while a partition is mounted or held),
+/// without O_DIRECT (small table writes).
+fn open_holder(root: &Root, name: &str, excl: bool) -> Result<File> {
+    let path = root.path(name);
+    let block = std::fs::metadata(&path)
+        .map(|m| m.file_type().is_block_device())
+        .unwrap_or(false);
+    let mut o = OpenOptions::new();
+    o.read(true).write(true);
+    if block && excl {
+        o.custom_flags(libc::O_EXCL);
+    }
+    o.open(&path).map_err(|e| {
+        let busy = if e.raw_os_error() == Some(libc::EBUSY) {
+            " (in use: mounted, or held by md, LVM or device-mapper)"
+        } else {
+            ""
+        };
+        raid_error(format!("opening {name} to partition it: {e}{busy}"))
+    })
+}
+
+fn geometry_of(root: &Root, name: &str) -> Result<Geometry> {
+    let f = File::open(root.path(name)).map_err(|e| raid_error(format!("opening {name}: {e}")))?;
+    crate::disk::geometry(root, std::path::Path::new(name), &f).map_err(|e| raid_error(e.details))
+}
+
+/// The ramdisk's host name, mdadm's default homehost.
+fn homehost(root: &Root) -> Option<String> {
+    root.read_nonempty("/proc/sys/kernel/hostname")
+        .filter(|h| h != "(none)")
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn random16() -> Result<[u8; 16]> {
+    let mut b = [0u8; 16];
+    crate::sys::getrandom(&mut b).map_err(|e| raid_error(format!("generating an md UUID: {e}")))?;
+    Ok(b)
+}
+
+/// A new array's identity: a random UUID, "homehost:name", now.
+pub fn new_identity(root: &Root, name: &str) -> Result<md::Identity> {
+    Ok(md::Identity {
+        set_uuid: random16()?,
+        set_name: md::set_name(homehost(root).as_deref(), name),
+        ctime: now(),
+    })
+}
+
+/// Clear stale md superblocks in a member's window and write its new one
+/// (through the holder, at the partition's offset: the partition's device
+/// node need not exist yet).
+pub fn write_member(
+    f: &File,
+    name: &str,
+    offset: u64,
+    len: u64,
+    sb: &md::Superblock,
+) -> Result<()> {
+    array::zero_superblocks_in(f, offset, len, name)?;
+    f.write_all_at(&sb.encode(), offset + sb.super_offset * 512)
+        .map_err(|e| raid_error(format!("writing the md superblock of {name}: {e}")))
+}
+
+/// What was written, to undo on failure.
+#[derive(Default)]
+struct Written {
+    /// Holders whose tables were rewritten.
+    holders: Vec<usize>,
+    /// md devices started.
+    started: Vec<String>,
+}
+
+/// Undo a failed creation: stop what started, clear the superblocks and
+/// the tables written. Best effort; every failure is logged.
+fn roll_back(root: &Root, kernel: &dyn Kernel, plans: &[HolderPlan], w: &Written) {
+    for md in w.started.iter().rev() {
+        match kernel.stop(md) {
+            Ok(()) => log::info!("rolled back: stopped /dev/{md}"),
+            Err(e) => log::error!("rolling back: {}", e.details),
+        }
+        array::unlink_names(root, md);
+    }
+    for &hi in &w.holders {
+        let p = &plans[hi];
+        let f = match open_holder(root, &p.name, false) {
+            Ok(f) => f,
+            Err(e) => {
+                log::error!("rolling back: {}", e.details);
+                continue;
+            }
+        };
+        for part in &p.parts {
+            let name = partition_path(&p.name, part.number);
+            if let Err(e) =
+                array::zero_superblocks_in(&f, part.offset(p.sector), part.len(p.sector), &name)
+            {
+                log::error!("rolling back: {}", e.details);
+            }
+        }
+        if let Err(e) = clear_tables(&f, p.size) {
+            log::error!("rolling back the table of {}: {e}", p.name);
+        }
+        let _ = f.sync_all();
+        if let Err(e) = crate::disk::device::reread(&f) {
+            log::warn!("re-reading the partition table of {}: {e}", p.name);
+        }
+        log::info!("rolled back: the partition table of {} is cleared", p.name);
+    }
+}
+
+/// IPA's `_do_create_configuration`: build `raid_config` on this node.
+/// Returns the configuration as given (what IPA returns and Ironic
+/// records), `{}` when it has no software RAID logical disk.
+pub fn do_create(
+    env: &Env,
+    node: &Value,
+    raid_config: &Value,
+    kernel: &dyn Kernel,
+    state: &RaidState,
+) -> Result<Value> {
+    let root = env.root;
+    let lds: Vec<Value> = raid_config
+        .get("logical_disks")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    if !lds
+        .iter()
+        .any(|ld| ld.get("controller").and_then(Value::as_str) == Some("software"))
+    {
+        log::debug!("No Software RAID config found");
+        return Ok(json!({}));
+    }
+    log::info!("Creating Software RAID");
+    validate_configuration(raid_config, node, &mut || {
+        Ok(crate::disk::list::list_block_devices(root, false)?.len())
+    })?;
+    let skip = hints::skip_list_volume_names(node);
+    let mut lds = lds;
+    let mut rm_from_list = vec![];
+    if !skip.is_empty() {
+        rm_from_list = ignore_list(root, &lds, &skip)?;
+        lds.retain(|d| !rm_from_list.contains(d));
+    }
+    log::debug!("Target Software RAID configuration: {raid_config}");
+    let devices = holder_candidates(root, node)?;
+    let mut vols = layout::parse_volumes(&lds)?;
+    let holders = layout::select_holders(&devices, &mut vols)?;
+    let mut geoms = vec![];
+    for h in &holders {
+        geoms.push(geometry_of(root, h)?);
+    }
+    if rm_from_list.is_empty() {
+        let mut with_parts = vec![];
+        for (h, g) in holders.iter().zip(&geoms) {
+            let f =
+                File::open(root.path(h)).map_err(|e| raid_error(format!("opening {h}: {e}")))?;
+            if let table::Found::Table(t) = table::read_table(&f, *g) {
+                if !t.partitions.is_empty() {
+                    with_parts.push(h.clone());
+                }
+            }
+        }
+        if !with_parts.is_empty() {
+            return Err(raid_error(format!(
+                "Partitions detected on devices {} during RAID config",
+                with_parts.join(", ")
+            )));
+        }
+    }
+    let label = crate::image::partition::disk_label(env, Some(node));
+    let uefi = crate::image::partition::node_boot_mode(env, Some(node)) == "uefi";
+    if holders.is_empty() || vols.is_empty() {
+        return Ok(raid_config.clone());
+    }
+    for h in &holders {
+        if let Some(d) = devices.iter().find(|d| &d.name == h) {
+            crate::disk::usage::check_not_in_use(root, d).map_err(|e| {
+                raid_error(format!(
+                    "{} (run delete_configuration first, or name other disks in \
+                     physical_disks)",
+                    e.details
+                ))
+            })?;
+        }
+    }
+    let vols = layout::reorder(vols);
+    let hs: Vec<(String, u64, u64)> = holders
+        .iter()
+        .zip(&geoms)
+        .map(|(h, g)| (h.clone(), g.size, g.sector))
+        .collect();
+    let (plans, members) = layout::partition(&hs, &vols, label, uefi)?;
+    let sbs = superblocks(root, &vols, &plans, &members)?;
+    let mut w = Written::default();
+    let r = build(root, kernel, &vols, &plans, &members, &sbs, &mut w);
+    let started = match r {
+        Ok(s) => s,
+        Err(e) => {
+            log::error!(
+                "creating the software RAID failed: {}; rolling back",
+                e.details
+            );
+            roll_back(root, kernel, &plans, &w);
+            return Err(e);
+        }
+    };
+    for (v, md) in vols.iter().zip(&started) {
+        let path = format!("/dev/{md}");
+        if let Some(is_root) = v.is_root {
+            state.record(&path, is_root);
+        }
+    }
+    log::info!("Successfully created Software RAID");
+    Ok(raid_config.clone())
+}
+
+/// Per volume, per member: the superblock to write.
+fn superblocks(
+    root: &Root,
+    vols: &[Volume],
+    plans: &[HolderPlan],
+    members: &[Members],
+) -> Result<Vec<Vec<md::Superblock>>> {
+    let mut out = vec![];
+    for (vi, (v, mem)) in vols.iter().zip(members).enumerate() {
+        let sizes: Vec<u64> = mem
+            .iter()
+            .map(|(hi, n)| {
+                let p = &plans[*hi];
+                p.parts[*n as usize - 1].len(p.sector) / 512
+            })
+            .collect();
+        let plan = md::plan(Version::V1_2, v.level, &sizes).map_err(|e| raid_error(e.details))?;
+        let name = v.volume_name.clone().unwrap_or_else(|| format!("md{vi}"));
+        let id = new_identity(root, &name)?;
+        let mut sbs = vec![];
+        for i in 0..mem.len() {
+            sbs.push(plan.superblock(&id, i, random16()?));
+        }
+        out.push(sbs);
+    }
+    Ok(out)
+}
+
+/// Steps 5 and 6; returns the md device of each volume.
+fn build(
+    root: &Root,
+    kernel: &dyn Kernel,
+    vols: &[Volume],
+    plans: &[HolderPlan],
+    members: &[Members],
+    sbs: &[Vec<md::Superblock>],
+    w: &mut Written,
+) -> Result<Vec<String>> {
+    for (hi, p) in plans.iter().enumerate() {
+        let f = open_holder(root, &p.name, true)?;
+        w.holders.push(hi);
+        let geom = Geometry {
+            sector: p.sector,
+            size: p.size,
+        };
+        let parts: Vec<NewPart> = p
+            .parts
+            .iter()
+            .map(|part| NewPart {
+                number: part.number,
+                first_lba: part.first_lba,
+                last_lba: part.last_lba,
+                gpt_type: gpt::TYPE_LINUX_DATA,
+                mbr_type: mbr::TYPE_LINUX,
+                name: "primary".into(),
+            })
+            .collect();
+        log::info!(
+            "{}: new {} table, partitions {}",
+            p.name,
+            p.label.as_str(),
+            p.parts
+                .iter()
+                .map(|x| format!("{}:{}-{}", x.number, x.first_lba, x.last_lba))
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
+        table::write_new(&mut &f, geom, p.label, &parts)
+            .map_err(|e| raid_error(format!("partitioning {}: {}", p.name, e.details)))?;
+        for (vi, mem) in members.iter().enumerate() {
+            for (mi, (h, n)) in mem.iter().enumerate() {
+                if *h != hi {
+                    continue;
+                }
+                let part = &p.parts[*n as usize - 1];
+                let name = partition_path(&p.name, *n);
+                write_member(
+                    &f,
+                    &name,
+                    part.offset(p.sector),
+                    part.len(p.sector),
+                    &sbs[vi][mi],
+                )?;
+            }
+        }
+        f.sync_all()
+            .map_err(|e| raid_error(format!("flushing {}: {e}", p.name)))?;
+        crate::disk::device::reread_partitions(std::path::Path::new(&p.name), &f)
+            .map_err(|e| raid_error(e.details))?;
+    }
+    let mut started = vec![];
+    for (vi, (v, mem)) in vols.iter().zip(members).enumerate() {
+        let md = array::free_name(root, vi as u32..=127)
+            .ok_or_else(|| raid_error("No free md (RAID) devices are left"))?;
+        let knames: Vec<String> = mem
+            .iter()
+            .map(|(hi, n)| {
+                partition_path(&plans[*hi].name, *n)
+                    .trim_start_matches("/dev/")
+                    .to_string()
+            })
+            .collect();
+        kernel.start(&md, Version::V1_2, &knames).map_err(|e| {
+            raid_error(format!(
+                "Failed to create md device /dev/{md} on {}: {}",
+                knames
+                    .iter()
+                    .map(|k| format!("/dev/{k}"))
+                    .collect::<Vec<_>>()
+                    .join(" "),
+                e.details
+            ))
+        })?;
+        w.started.push(md.clone());
+        let name = v.volume_name.clone().unwrap_or_else(|| format!("md{vi}"));
+        log::info!(
+            "created /dev/{md}: RAID-{} \"{name}\" on {} ({} sectors per member)",
+            v.raid_level,
+            knames.join(" "),
+            sbs[vi][0].data_size
+        );
+        array::link_name(root, &md, &name);
+        started.push(md);
+    }
+    Ok(started)
+}
+
+/// `delete_existing`'s default and Python truthiness for `apply_configuration`.
+pub fn delete_existing(v: Option<&Value>) -> bool {
+    v.map(truthy).unwrap_or(true)
+}
+
+/// Zero the first and last MiB of a disk: its partition tables.
+pub fn clear_tables(f: &File, size: u64) -> std::io::Result<()> {
+    let mib = 1u64 << 20;
+    let zero = vec![0u8; mib.min(size) as usize];
+    f.write_all_at(&zero, 0)?;
+    if size > mib {
+        f.write_all_at(&zero, size - zero.len() as u64)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Config, OwnedEnv};
+    use crate::disk::table::{read_table, Found};
+    use crate::disk::Label;
+    use std::cell::RefCell;
+
+    /// A kernel that records what it is asked and fails the `fail_at`th
+    /// start (1-based).
+    #[derive(Default)]
+    struct FakeKernel {
+        started: RefCell<Vec<(String, Vec<String>)>>,
+        stopped: RefCell<Vec<String>>,
+        fail_at: Option<usize>,
+    }
+
+    impl Kernel for FakeKernel {
+        fn start(&self, md: &str, v: Version, members: &[String]) -> Result<()> {
+            assert_eq!(v, Version::V1_2);
+            let n = self.started.borrow().len() + 1;
+            if self.fail_at == Some(n) {
+                return Err(raid_error(format!(
+                    "adding /dev/{} to /dev/{md}: the device is gone",
+                    members[1]
+                )));
+            }
+            self.started
+                .borrow_mut()
+                .push((md.into(), members.to_vec()));
+            Ok(())
+        }
+        fn stop(&self, md: &str) -> Result<()> {
+            self.stopped.borrow_mut().push(md.into());
+            Ok(())
+        }
+    }
+
+    struct Fixture {
+        dir: std::path::PathBuf,
+        env: OwnedEnv,
+    }
+
+    impl Drop for Fixture {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+
+    /// A root with disks sda, sdb, sdc of `gib` GiB (sparse files).
+    fn fixture(tag: &str, gib: &[u64]) -> Fixture {
+        let dir = std::env::temp_dir().join(format!("raid-create-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        for (i, g) in gib.iter().enumerate() {
+            let k = format!("sd{}", (b'a' + i as u8) as char);
+            let sys = dir.join(format!("sys/block/{k}"));
+            std::fs::create_dir_all(sys.join("queue")).unwrap();
+            std::fs::write(sys.join("size"), (g << 21).to_string()).unwrap();
+            std::fs::write(sys.join("queue/logical_block_size"), "512").unwrap();
+            std::fs::create_dir_all(dir.join("dev")).unwrap();
+            let f = File::create(dir.join(format!("dev/{k}"))).unwrap();
+            f.set_len(g << 30).unwrap();
+        }
+        std::fs::create_dir_all(dir.join("proc/sys/kernel")).unwrap();
+        std::fs::write(dir.join("proc/sys/kernel/hostname"), "ramdisk\n").unwrap();
+        let env = OwnedEnv::new(Config {
+            root: dir.clone(),
+            standalone: true,
+            ..Default::default()
+        });
+        Fixture { dir, env }
+    }
+
+    fn node(cfg: Value) -> Value {
+        json!({"uuid": "n1", "properties": {"capabilities": "boot_mode:uefi"},
+               "target_raid_config": cfg})
+    }
+
+    fn disk(f: &Fixture, k: &str) -> File {
+        File::open(f.dir.join(format!("dev/{k}"))).unwrap()
+    }
+
+    fn read_sb(f: &Fixture, k: &str, part_first_lba: u64) -> md::Superblock {
+        let mut b = vec![0u8; 4096];
+        disk(f, k)
+            .read_exact_at(&mut b, part_first_lba * 512 + 4096)
+            .unwrap();
+        md::Superblock::parse(&b).unwrap()
+    }
+
+    #[test]
+    fn creates_tables_superblocks_and_arrays() {
+        let f = fixture("ok", &[20, 20]);
+        // IPA's "MAX first": reordered, so md0 is the 10 GiB RAID-0
+        let cfg = json!({"logical_disks": [
+            {"size_gb": "MAX", "raid_level": "1", "controller": "software", "volume_name": "root",
+             "is_root_volume": true},
+            {"size_gb": 10, "raid_level": "0", "controller": "software", "volume_name": "data"}]});
+        let k = FakeKernel::default();
+        let state = RaidState::default();
+        let out = do_create(&f.env.env(), &node(cfg.clone()), &cfg, &k, &state).unwrap();
+        assert_eq!(out, cfg, "the configuration as given");
+        assert_eq!(
+            *k.started.borrow(),
+            vec![
+                (
+                    "md0".to_string(),
+                    vec!["sda1".to_string(), "sdb1".to_string()]
+                ),
+                (
+                    "md1".to_string(),
+                    vec!["sda2".to_string(), "sdb2".to_string()]
+                )
+            ]
+        );
+        assert_eq!(state.root_mapping(), vec![("/dev/md1".to_string(), true)]);
+        for (i, d) in ["sda", "sdb"].iter().enumerate() {
+            let geom = Geometry {
+                sector: 512,
+                size: 20 << 30,
+            };
+            let Found::Table(t) = read_table(&disk(&f, d), geom) else {
+                panic!("no table on {d}")
+            };
+            assert_eq!(t.label, Label::Gpt);
+            let lbas: Vec<(u64, u64)> = t
+                .partitions
+                .iter()
+                .map(|p| (p.start_lba, p.start_lba + p.sectors - 1))
+                .collect();
+            assert_eq!(lbas, vec![(1128448, 20971519), (20971520, 41940991)]);
+            let data = read_sb(&f, d, 1128448);
+            assert_eq!(
+                (data.level, data.full_name(), data.dev_number),
+                (0, "ramdisk:data".into(), i as u32)
+            );
+            assert_eq!(data.resync_offset, md::IN_SYNC);
+            let root = read_sb(&f, d, 20971520);
+            assert_eq!(
+                (root.level, root.name(), root.resync_offset),
+                (1, "root".into(), 0)
+            );
+            root.check_place(Version::V1_2, 41940992 - 20971520)
+                .unwrap();
+        }
+        // the two members share the array's identity
+        assert_eq!(
+            read_sb(&f, "sda", 1128448).set_uuid,
+            read_sb(&f, "sdb", 1128448).set_uuid
+        );
+        assert_ne!(
+            read_sb(&f, "sda", 1128448).set_uuid,
+            read_sb(&f, "sda", 20971520).set_uuid
+        );
+        // a second run refuses: the holders have partitions now
+        let e = do_create(&f.env.env(), &node(cfg.clone()), &cfg, &k, &state).unwrap_err();
+        assert_eq!(
+            e.details,
+            "Partitions detected on devices /dev/sda, /dev/sdb during RAID config"
+        );
+    }
+
+    #[test]
+    fn a_failure_rolls_everything_back() {
+        let f = fixture("fail", &[20, 20]);
+        let cfg = json!({"logical_disks": [
+            {"size_gb": 10, "raid_level": "1", "controller": "software"},
+            {"size_gb": "MAX", "raid_level": "0", "controller": "software"}]});
+        let k = FakeKernel {
+            fail_at: Some(2),
+            ..Default::default()
+        };
+        let e = do_create(
+            &f.env.env(),
+            &node(cfg.clone()),
+            &cfg,
+            &k,
+            &RaidState::default(),
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.details,
+            "Failed to create md device /dev/md1 on /dev/sda2 /dev/sdb2: adding /dev/sdb2 to \
+             /dev/md1: the device is gone"
+        );
+        assert_eq!(*k.stopped.borrow(), vec!["md0".to_string()]);
+        for d in ["sda", "sdb"] {
+            let geom = Geometry {
+                sector: 512,
+                size: 20 << 30,
+            };
+            assert!(
+                matches!(read_table(&disk(&f, d), geom), Found::Nothing),
+                "{d} keeps a table"
+            );
+            let mut b = vec![0u8; 4096];
+            for lba in [1128448u64, 20971520] {
+                disk(&f, d).read_exact_at(&mut b, lba * 512 + 4096).unwrap();
+                assert!(
+                    b.iter().all(|x| *x == 0),
+                    "{d}: a superblock at {lba} survived"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn what_does_not_fit_fails_before_any_write() {
+        let f = fixture("fit", &[8, 8, 8]);
+        let cfg = json!({"logical_disks": [
+            {"size_gb": 6, "raid_level": "1", "controller": "software"},
+            {"size_gb": 4, "raid_level": "5", "controller": "software"}]});
+        let k = FakeKernel::default();
+        let e = do_create(
+            &f.env.env(),
+            &node(cfg.clone()),
+            &cfg,
+            &k,
+            &RaidState::default(),
+        )
+        .unwrap_err();
+        assert!(e.details.starts_with("The software RAID configuration does not fit on /dev/sda (8589934592 bytes, 8.00 GiB): logical disk 2 (size_gb 4) would end at byte 10737418240"), "{}", e.details);
+        for d in ["sda", "sdb", "sdc"] {
+            let mut b = vec![0u8; 1 << 20];
+            disk(&f, d).read_exact_at(&mut b, 0).unwrap();
+            assert!(b.iter().all(|x| *x == 0), "{d} was written");
+        }
+        assert!(k.started.borrow().is_empty());
+        // physical_disks limits the holders: sdc stays untouched
+        let cfg = json!({"logical_disks": [
+            {"size_gb": 6, "raid_level": "1", "controller": "software",
+             "physical_disks": [{"name": "/dev/sda"}, {"name": "/dev/sdb"}]}]});
+        do_create(
+            &f.env.env(),
+            &node(cfg.clone()),
+            &cfg,
+            &k,
+            &RaidState::default(),
+        )
+        .unwrap();
+        assert_eq!(k.started.borrow()[0].1, vec!["sda1", "sdb1"]);
+        let mut b = vec![0u8; 1 << 20];
+        disk(&f, "sdc").read_exact_at(&mut b, 0).unwrap();
+        assert!(b.iter().all(|x| *x == 0));
+    }
+
+    #[test]
+    fn no_software_disks_is_an_empty_result() {
+        let f = fixture("none", &[8]);
+        let cfg = json!({"logical_disks": [{"size_gb": 6, "raid_level": "1", "controller": "hw"}]});
+        let k = FakeKernel::default();
+        assert_eq!(
+            do_create(
+                &f.env.env(),
+                &node(cfg.clone()),
+                &cfg,
+                &k,
+                &RaidState::default()
+            )
+            .unwrap(),
+            json!({})
+        );
+        assert!(delete_existing(None) && !delete_existing(Some(&json!(false))));
+    }
+}

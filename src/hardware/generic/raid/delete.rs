@@ -1,0 +1,261 @@
+//! `delete_configuration`: IPA's `delete_configuration` and
+//! `_delete_config_pass`, natively. Every software RAID device is
+//! deleted, not only those of `target_raid_config` (IPA: "if that config
+//! has been lost, the cleanup may become difficult").
+//!
+//! A pass, per array (after assembling whatever the disks carry, as
+//! IPA's `mdadm --assemble --scan`):
+//! * delete: the signatures inside the array wiped (`wipefs -af`), the
+//!   array stopped, the md superblock of every component cleared
+//!   (`mdadm --zero-superblock`);
+//! * kept by the skip list: untouched; its neighbours on the same disks
+//!   wiped but kept ([`super::skip`]).
+//!
+//! Then stale superblocks on any other disk or partition are cleared, and
+//! the holder disks wiped (their partition tables with them), except those
+//! holding a kept array, where only the deleted arrays' partitions are
+//! removed (`parted rm`). Two passes at most; arrays still running after
+//! the second fail the step with IPA's "Unable to clean all softraid
+//! correctly. Remaining [...]".
+
+use super::assemble::md_scan_and_assemble;
+use super::skip::{self, Action, Decision};
+use super::validate::raid_error;
+use crate::config::Env;
+use crate::disk::md::array::{self, Array, Kernel};
+use crate::disk::{table, BlockDevice};
+use crate::error::Result;
+use crate::hardware::generic::erase::{metadata, targets};
+use crate::hardware::hints;
+use crate::root::Root;
+use serde_json::Value;
+use std::fs::OpenOptions;
+
+/// Assemble what the disks carry, then list the arrays (IPA's
+/// `_scan_raids`).
+fn scan(root: &Root, kernel: &dyn Kernel) -> Vec<Array> {
+    md_scan_and_assemble(root, kernel);
+    array::list(root)
+}
+
+/// `wipefs -af` of a device: its signatures and partition tables zeroed
+/// (the erase steps' metadata wipe, which covers what wipefs finds).
+fn wipe(env: &Env, kname: &str) -> Result<()> {
+    let dev = BlockDevice {
+        name: format!("/dev/{kname}"),
+        kname: kname.to_string(),
+        ..Default::default()
+    };
+    let t = targets::survey(env, dev, &[])?;
+    metadata::destroy_disk_metadata(&t)?;
+    Ok(())
+}
+
+/// The components of an array (IPA's `get_component_devices`): its
+/// members, and any disk or partition whose superblock carries its UUID.
+fn components(root: &Root, a: &Array, devices: &[BlockDevice]) -> Vec<String> {
+    let mut out: Vec<String> = a.members.iter().map(|m| m.kname.clone()).collect();
+    if a.uuid.is_empty() {
+        return out;
+    }
+    for d in devices {
+        if out.contains(&d.kname) || array::is_md(root, &d.kname) {
+            continue;
+        }
+        if array::superblocks(root, &d.kname)
+            .iter()
+            .any(|f| f.sb.uuid_sysfs() == a.uuid)
+        {
+            out.push(d.kname.clone());
+        }
+    }
+    out
+}
+
+/// The partition number of a partition ("vda2" → 2) from sysfs.
+fn partition_number(root: &Root, kname: &str) -> Option<u32> {
+    let disk = array::parent_disk(root, kname);
+    if disk == kname {
+        return None;
+    }
+    root.read_u64(format!("/sys/block/{disk}/{kname}/partition"))
+        .map(|n| n as u32)
+}
+
+/// Remove partitions from a disk that keeps others in use: the table
+/// edited, and each partition dropped from the kernel with BLKPG (the
+/// disk cannot be re-read while a kept array holds its other partitions).
+fn remove_partitions(root: &Root, disk: &str, numbers: &[u32]) -> Result<()> {
+    let name = format!("/dev/{disk}");
+    let f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(root.path(&name))
+        .map_err(|e| raid_error(format!("opening {name}: {e}")))?;
+    let geom = crate::disk::geometry(root, std::path::Path::new(&name), &f)?;
+    table::remove_partitions(&mut &f, geom, numbers)
+        .map_err(|e| raid_error(format!("{name}: {}", e.details)))?;
+    let _ = f.sync_all();
+    if crate::sys::is_block_device(&f) {
+        for &n in numbers {
+            if let Err(e) = crate::sys::blkpg_partition(&f, false, n, 0, 0) {
+                log::warn!("dropping partition {n} of {name} from the kernel: {e}");
+            }
+        }
+    }
+    log::info!("removed partitions {numbers:?} from {name}");
+    Ok(())
+}
+
+fn delete_pass(
+    env: &Env,
+    arrays: Vec<Array>,
+    skip: &[String],
+    kernel: &dyn Kernel,
+) -> Result<Vec<Decision>> {
+    let root = env.root;
+    let decisions = skip::decide(root, arrays, skip);
+    let devices = crate::disk::list::list_block_devices(root, true)?;
+    let mut all_holders: Vec<String> = vec![];
+    let mut keep_devices: Vec<String> = vec![];
+    let mut delete_partitions: Vec<(String, u32)> = vec![];
+    for d in &decisions {
+        let md = d.array.kname.as_str();
+        let comps = components(root, &d.array, &devices);
+        if comps.is_empty() {
+            log::info!("Software RAID cleaning is skipping partition /dev/{md}");
+            continue;
+        }
+        for h in &d.holders {
+            all_holders.push(h.trim_start_matches("/dev/").to_string());
+        }
+        match &d.action {
+            Action::Keep => {
+                keep_devices.extend(comps);
+                if d.name.as_deref() == Some("esp") {
+                    log::warn!(
+                        "EFI RAID device /dev/{md} is not going to be deleted because device {} \
+                         is on the skip list and is present on the same holder disk.",
+                        d.cause.as_deref().unwrap_or("None")
+                    );
+                } else {
+                    log::warn!(
+                        "Software RAID device /dev/{md} is not going to be deleted as its \
+                         volume name - {} - is on the skip list",
+                        d.name.as_deref().unwrap_or("None")
+                    );
+                }
+                continue;
+            }
+            Action::Wipe(cause) => {
+                keep_devices.extend(comps);
+                log::warn!(
+                    "Software RAID device /dev/{md} is not going to be deleted because device {} \
+                     is on the skip list and is present on the same holder disk. The device \
+                     will be wiped.",
+                    cause.as_deref().unwrap_or("None")
+                );
+                if let Err(e) = wipe(env, md) {
+                    log::warn!("Failed to wipefs /dev/{md}: {}", e.details);
+                }
+                continue;
+            }
+            Action::Delete => {}
+        }
+        log::info!("Deleting Software RAID device /dev/{md}");
+        if let Err(e) = wipe(env, md) {
+            log::warn!("Failed to wipefs /dev/{md}: {}", e.details);
+        }
+        if let Err(e) = kernel.stop(md) {
+            log::warn!("Failed to stop /dev/{md}: {}", e.details);
+        }
+        array::unlink_names(root, md);
+        for c in comps {
+            log::debug!("Deleting md superblock on /dev/{c}");
+            match array::zero_superblocks(root, &c) {
+                Ok(spots) if spots.is_empty() => {}
+                Ok(_) => log::info!("cleared the md superblock of /dev/{c}"),
+                Err(e) => log::warn!("Failed to remove superblock from /dev/{c}: {}", e.details),
+            }
+            if !skip.is_empty() {
+                if let Some(n) = partition_number(root, &c) {
+                    delete_partitions.push((array::parent_disk(root, &c), n));
+                }
+            }
+        }
+    }
+    // leftovers: superblocks on devices no running array claims (partitions
+    // first, as IPA walks the list reversed)
+    let mut keep_disks: Vec<String> = vec![];
+    for d in devices.iter().rev() {
+        if array::is_md(root, &d.kname) {
+            continue;
+        }
+        let disk = array::parent_disk(root, &d.kname);
+        if keep_devices.contains(&d.kname) {
+            if !keep_disks.contains(&disk) {
+                keep_disks.push(disk);
+            }
+            continue;
+        }
+        if keep_disks.contains(&d.kname) || keep_disks.contains(&disk) {
+            continue;
+        }
+        if array::superblocks(root, &d.kname).is_empty() {
+            continue;
+        }
+        match array::zero_superblocks(root, &d.kname) {
+            Ok(_) => log::info!("cleared a stale md superblock on {}", d.name),
+            Err(e) => log::warn!("Failed to remove superblock from {}: {}", d.name, e.details),
+        }
+    }
+    let mut done: Vec<String> = vec![];
+    for h in all_holders {
+        if done.contains(&h) {
+            continue;
+        }
+        done.push(h.clone());
+        if keep_disks.contains(&h) {
+            let numbers: Vec<u32> = delete_partitions
+                .iter()
+                .filter(|(d, _)| *d == h)
+                .map(|(_, n)| *n)
+                .collect();
+            if numbers.is_empty() {
+                log::warn!("Software RAID holder disk /dev/{h} keeps its partitions");
+            } else {
+                remove_partitions(root, &h, &numbers)?;
+            }
+        } else if let Err(e) = wipe(env, &h) {
+            log::warn!("Failed to remove partitions on /dev/{h}: {}", e.details);
+        }
+    }
+    Ok(decisions)
+}
+
+/// `delete_configuration`.
+pub fn delete(env: &Env, node: &Value, kernel: &dyn Kernel) -> Result<()> {
+    let root = env.root;
+    let mut arrays = scan(root, kernel);
+    let skip = hints::skip_list_volume_names(node);
+    for _ in 0..2 {
+        let decisions = delete_pass(env, arrays, &skip, kernel)?;
+        arrays = scan(root, kernel);
+        if !skip.is_empty() {
+            arrays.retain(|a| {
+                decisions
+                    .iter()
+                    .find(|d| d.array.kname == a.kname)
+                    .is_none_or(|d| d.action == Action::Delete)
+            });
+        }
+        if arrays.is_empty() {
+            return Ok(());
+        }
+    }
+    let names: Vec<String> = arrays.iter().map(|a| format!("'{}'", a.path())).collect();
+    Err(raid_error(format!(
+        "Unable to clean all softraid correctly. Remaining [{}]",
+        names.join(", ")
+    )))
+}
