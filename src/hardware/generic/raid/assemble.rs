@@ -103,9 +103,6 @@ pub fn md_scan_and_assemble(root: &Root, kernel: &dyn Kernel) -> Vec<String> {
             started.push(md);
         }
     }
-    if started.is_empty() {
-        log::info!("No new RAID devices assembled during start-up");
-    }
     started
 }
 

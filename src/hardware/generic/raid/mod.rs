@@ -99,5 +99,7 @@ pub fn apply_configuration(env: &Env, call: &StepCall, state: &RaidState) -> Res
 /// Start-up: assemble the arrays the disks carry (IPA's
 /// `_md_scan_and_assemble` in `GenericHardwareManager.initialize`).
 pub fn initialize(env: &Env) {
-    assemble::md_scan_and_assemble(env.root, &Sysfs(env.root));
+    if assemble::md_scan_and_assemble(env.root, &Sysfs(env.root)).is_empty() {
+        log::info!("No new RAID devices assembled during start-up");
+    }
 }
