@@ -2,15 +2,26 @@
 //! and `efi_utils.manage_uefi`): UEFI boot entries for the loaders found
 //! on the installed disk's EFI system partition, written into the NVRAM
 //! through efivarfs ([`crate::efi`]), without efibootmgr.
+//!
+//! On a software RAID root (an md device), as IPA's
+//! `prepare_boot_partitions_for_softraid`: the firmware cannot see inside
+//! the array, so the image's ESP moves to a RAID-1 of 550 MiB ESP
+//! partitions, one per holder disk, with the md superblock at the end
+//! (v1.0: each member reads as a plain FAT), and every holder's copy gets
+//! its boot entries ("ironic1 (RAID, part0)", "ironic1 (RAID, part1)",
+//! ...), so the node boots from whichever disk survives. In BIOS mode IPA
+//! would run grub-install on every holder; this agent refuses, naming why.
 
 use crate::config::Env;
-use crate::disk::table::{partition_path, read_table, Found};
+use crate::disk::md;
+use crate::disk::table::{partition_path, read_table, Found, Partition, Table};
 use crate::efi::{build_load_option, hd_file_path, parse_boot_entry, Nvram};
 use crate::error::{AgentError, Kind, Result};
 use crate::fs::blkid::block_uuid;
 use crate::fs::fat::{DirEntry, Fat};
 use serde_json::Value;
-use std::fs::File;
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 /// IPA's `efi_utils.BOOTLOADERS_EFI`: the file names (lower case) that
@@ -76,27 +87,112 @@ fn parse_csv(bytes: &[u8]) -> Option<(String, String)> {
     (!file.is_empty()).then_some((file, label))
 }
 
+/// The loaders of an ESP as (path with backslashes, label): IPA's
+/// `_run_efibootmgr` naming ("ironic<N>", or the CSV's loader and label).
+fn loader_entries(fat: &Fat<'_, File>) -> Result<Vec<(String, String)>> {
+    let mut out = vec![];
+    for (label_id, (v_bl, entry)) in find_bootloaders(fat)?.iter().enumerate() {
+        if v_bl.to_ascii_lowercase().contains("csv") {
+            let bytes = fat.read_file(entry, 64 << 10).map_err(|e| {
+                AgentError::io(Kind::CommandExecutionError, format!("reading {v_bl}"), e)
+            })?;
+            let (file_name, label) = parse_csv(&bytes).ok_or_else(|| {
+                AgentError::execution(format!("{v_bl} is not a valid boot CSV file"))
+            })?;
+            let dir = v_bl.rsplit_once('/').map(|(d, _)| d).unwrap_or("");
+            let path = if dir.is_empty() {
+                file_name
+            } else {
+                format!("{dir}/{file_name}")
+            };
+            out.push((format!("\\{}", path.replace('/', "\\")), label));
+        } else {
+            out.push((
+                format!("\\{}", v_bl.replace('/', "\\")),
+                format!("ironic{}", label_id + 1),
+            ));
+        }
+    }
+    Ok(out)
+}
+
+/// IPA's `_run_efibootmgr` for one ESP (`part` of the disk whose table is
+/// `table`, named `device` in the log): one entry per loader, labelled
+/// with `suffix` when given, first in BootOrder.
+fn add_entries(
+    nvram: &Nvram,
+    loaders: &[(String, String)],
+    table: &Table,
+    part: &Partition,
+    device: &str,
+    suffix: Option<&str>,
+) -> Result<()> {
+    let mut entries = nvram.entries()?;
+    for (loader, base) in loaders {
+        let label = match suffix {
+            Some(s) => format!("{base} {s}"),
+            None => base.clone(),
+        };
+        let path = hd_file_path(table, part, loader);
+        let bytes = build_load_option(&label, &path);
+        // IPA removes every entry with the same label and adds a new one;
+        // we reuse the first such number instead of growing the list.
+        let same: Vec<u16> = entries
+            .iter()
+            .filter(|e| e.description == label)
+            .map(|e| e.number)
+            .collect();
+        let number = match same.first() {
+            Some(&n) => n,
+            None => (0..=u16::MAX)
+                .find(|n| !entries.iter().any(|e| e.number == *n))
+                .ok_or_else(|| AgentError::execution("no free Boot#### number"))?,
+        };
+        for &n in same.iter().skip(1) {
+            log::debug!("Found bootnum {n:04X} matching label");
+            nvram.delete_entry(n)?;
+        }
+        log::info!(
+            "Adding loader {loader} on partition {} of device {device} with label {label}",
+            part.number
+        );
+        nvram.set_entry(number, &bytes)?;
+        let mut order = vec![number];
+        order.extend(nvram.boot_order().into_iter().filter(|&n| n != number));
+        nvram.set_boot_order(&order)?;
+        entries.retain(|e| !same.contains(&e.number));
+        if let Some(b) = parse_boot_entry(number, &bytes) {
+            entries.push(b);
+        }
+    }
+    Ok(())
+}
+
+/// The partition table of `device` (a disk), read through the root.
+fn table_of(env: &Env, device: &str) -> Result<(File, Table)> {
+    let file = File::open(env.root.path(device))
+        .map_err(|e| AgentError::io(Kind::CommandExecutionError, format!("opening {device}"), e))?;
+    let geom = crate::disk::geometry(env.root, Path::new(device), &file)?;
+    match read_table(&file, geom) {
+        Found::Table(t) => Ok((file, t)),
+        _ => Err(AgentError::device_not_found(format!(
+            "No EFI partition could be detected on device {device}: it has no readable \
+             partition table"
+        ))),
+    }
+}
+
 /// IPA's `manage_uefi`: Ok(true) when NVRAM entries were written, Ok(false)
-/// when the ESP holds no loader.
+/// when the ESP holds no loader. On a software RAID device the ESP moves
+/// to a RAID-1 on every holder disk ([`softraid_esp`]) and each holder's
+/// copy gets its entries, labelled "(RAID, part<i>)".
 fn manage_uefi(
     env: &Env,
     nvram: &Nvram,
     device: &str,
     efi_system_part_uuid: Option<&str>,
 ) -> Result<bool> {
-    let dev_path = env.root.path(device);
-    let file = File::open(&dev_path)
-        .map_err(|e| AgentError::io(Kind::CommandExecutionError, format!("opening {device}"), e))?;
-    let geom = crate::disk::geometry(env.root, Path::new(device), &file)?;
-    let table = match read_table(&file, geom) {
-        Found::Table(t) => t,
-        _ => {
-            return Err(AgentError::device_not_found(format!(
-                "No EFI partition could be detected on device {device}: it has no readable \
-                 partition table"
-            )))
-        }
-    };
+    let (file, table) = table_of(env, device)?;
     let esp = table.partitions.iter().find(|p| p.is_esp()).or_else(|| {
         let want = efi_system_part_uuid?.to_ascii_lowercase();
         table
@@ -121,66 +217,211 @@ fn manage_uefi(
             ),
         )
     })?;
-    let loaders = find_bootloaders(&fat)?;
+    let loaders = loader_entries(&fat)?;
     if loaders.is_empty() {
         log::warn!("Empty EFI partition detected.");
         return Ok(false);
     }
-    let mut entries = nvram.entries()?;
-    for (label_id, (v_bl, entry)) in loaders.iter().enumerate() {
-        let (loader, label) = if v_bl.to_ascii_lowercase().contains("csv") {
-            let bytes = fat.read_file(entry, 64 << 10).map_err(|e| {
-                AgentError::io(Kind::CommandExecutionError, format!("reading {v_bl}"), e)
-            })?;
-            let (file_name, label) = parse_csv(&bytes).ok_or_else(|| {
-                AgentError::execution(format!("{v_bl} is not a valid boot CSV file"))
-            })?;
-            let dir = v_bl.rsplit_once('/').map(|(d, _)| d).unwrap_or("");
-            let path = if dir.is_empty() {
-                file_name
-            } else {
-                format!("{dir}/{file_name}")
-            };
-            (format!("\\{}", path.replace('/', "\\")), label)
-        } else {
-            (
-                format!("\\{}", v_bl.replace('/', "\\")),
-                format!("ironic{}", label_id + 1),
-            )
-        };
-        let path = hd_file_path(&table, esp, &loader);
-        let bytes = build_load_option(&label, &path);
-        // IPA removes every entry with the same label and adds a new one;
-        // we reuse the first such number instead of growing the list.
-        let same: Vec<u16> = entries
+    let kname = device.trim_start_matches("/dev/");
+    if !md::array::is_md(env.root, kname) {
+        add_entries(nvram, &loaders, &table, esp, device, None)?;
+        return Ok(true);
+    }
+    let esp_md = softraid_esp(env, device, &file, esp)?;
+    for (i, m) in esp_md.members.iter().enumerate() {
+        let disk = format!("/dev/{}", md::array::parent_disk(env.root, &m.kname));
+        let number = env
+            .root
+            .read_u64(format!(
+                "/sys/block/{}/{}/partition",
+                disk.trim_start_matches("/dev/"),
+                m.kname
+            ))
+            .ok_or_else(|| {
+                AgentError::device_not_found(format!(
+                    "Could not extract the partition number from /dev/{}!",
+                    m.kname
+                ))
+            })? as u32;
+        let (_, t) = table_of(env, &disk)?;
+        let part = t
+            .partitions
             .iter()
-            .filter(|e| e.description == label)
-            .map(|e| e.number)
-            .collect();
-        let number = match same.first() {
-            Some(&n) => n,
-            None => (0..=u16::MAX)
-                .find(|n| !entries.iter().any(|e| e.number == *n))
-                .ok_or_else(|| AgentError::execution("no free Boot#### number"))?,
-        };
-        for &n in same.iter().skip(1) {
-            log::debug!("Found bootnum {n:04X} matching label");
-            nvram.delete_entry(n)?;
-        }
-        log::info!(
-            "Adding loader {loader} on partition {} of device {device} with label {label}",
-            esp.number
-        );
-        nvram.set_entry(number, &bytes)?;
-        let mut order = vec![number];
-        order.extend(nvram.boot_order().into_iter().filter(|&n| n != number));
-        nvram.set_boot_order(&order)?;
-        entries.retain(|e| !same.contains(&e.number));
-        if let Some(b) = parse_boot_entry(number, &bytes) {
-            entries.push(b);
-        }
+            .find(|p| p.number == number)
+            .ok_or_else(|| {
+                AgentError::device_not_found(format!(
+                    "/dev/{} is not in the partition table of {disk}",
+                    m.kname
+                ))
+            })?;
+        let suffix = format!("(RAID, part{i})");
+        add_entries(nvram, &loaders, &t, part, &disk, Some(&suffix))?;
     }
     Ok(true)
+}
+
+/// IPA's ESP size on each holder (`raid_utils.ESP_SIZE_MIB`).
+const ESP_SIZE: u64 = 550 << 20;
+
+fn raid_err(details: impl Into<String>) -> AgentError {
+    AgentError::new(Kind::SoftwareRAIDError, details)
+}
+
+/// IPA's `prepare_boot_partitions_for_softraid` in UEFI mode, for the
+/// image's ESP `esp` on the software RAID device `device` (read through
+/// `file`): the firmware cannot read an ESP inside an md array, so every
+/// holder disk gets a 550 MiB ESP partition ("uefi-holder-<i>", in the
+/// room `create_configuration` left before the RAID partitions) and those
+/// become a RAID-1 named "esp" with its superblock at the end (v1.0), so
+/// that each is a plain FAT to the firmware and all stay identical. The
+/// image's ESP is copied onto the mirror as it is (same UUID and label),
+/// then its own signature is wiped, so only one filesystem carries that
+/// UUID. An ESP mirror already running (vfat on a RAID-1) is reused.
+fn softraid_esp(env: &Env, device: &str, file: &File, esp: &Partition) -> Result<md::array::Array> {
+    let root = env.root;
+    let kname = device.trim_start_matches("/dev/");
+    let array = md::array::read(root, kname)
+        .ok_or_else(|| raid_err(format!("{device} is not a running software RAID device")))?;
+    let holders = md::array::holders(root, &array);
+    let esp_md = match find_esp_raid(root) {
+        Some(a) => {
+            log::info!("Found RAIDed ESP {}, skip creation", a.path());
+            a
+        }
+        None => build_esp_raid(root, &holders)?,
+    };
+    // the image's ESP onto the mirror, as it is
+    let md_size = esp_md.size;
+    if esp.len > md_size {
+        return Err(raid_err(format!(
+            "ESP content ({} bytes) exceeds md device size ({md_size} bytes)",
+            esp.len
+        )));
+    }
+    let out = OpenOptions::new()
+        .write(true)
+        .open(root.path(esp_md.path()))
+        .map_err(|e| raid_err(format!("opening {}: {e}", esp_md.path())))?;
+    let mut buf = vec![0u8; 1 << 20];
+    let mut off = 0;
+    while off < esp.len {
+        let n = ((esp.len - off) as usize).min(buf.len());
+        file.read_exact_at(&mut buf[..n], esp.offset + off)
+            .map_err(|e| raid_err(format!("reading the ESP of {device}: {e}")))?;
+        out.write_all_at(&buf[..n], off)
+            .map_err(|e| raid_err(format!("writing {}: {e}", esp_md.path())))?;
+        off += n as u64;
+    }
+    out.sync_all()
+        .map_err(|e| raid_err(format!("flushing {}: {e}", esp_md.path())))?;
+    // wipefs -a of the image's own ESP: its boot sector and the FAT32
+    // backup boot sector and FSInfo (sectors 6 and 7) go
+    let rw = OpenOptions::new()
+        .write(true)
+        .open(root.path(device))
+        .map_err(|e| raid_err(format!("opening {device}: {e}")))?;
+    let n = esp.len.min(64 << 10) as usize;
+    rw.write_all_at(&vec![0u8; n], esp.offset)
+        .and_then(|_| rw.sync_all())
+        .map_err(|e| raid_err(format!("wiping the ESP signature of {device}: {e}")))?;
+    log::info!(
+        "the ESP of {device} ({} bytes) now lives on {} (RAID-1 of {})",
+        esp.len,
+        esp_md.path(),
+        esp_md
+            .members
+            .iter()
+            .map(|m| format!("/dev/{}", m.kname))
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    Ok(esp_md)
+}
+
+/// IPA's `find_esp_raid`: a running RAID-1 holding a FAT filesystem.
+fn find_esp_raid(root: &crate::root::Root) -> Option<md::array::Array> {
+    md::array::list(root).into_iter().find(|a| {
+        a.level == "raid1"
+            && File::open(root.path(a.path()))
+                .ok()
+                .is_some_and(|f| Fat::open(&f, 0, a.size).is_ok())
+    })
+}
+
+/// An ESP partition on each holder, and the RAID-1 (v1.0) over them.
+fn build_esp_raid(root: &crate::root::Root, holders: &[String]) -> Result<md::array::Array> {
+    let mut members: Vec<(String, File, u64, u64)> = vec![];
+    for (i, holder) in holders.iter().enumerate() {
+        let f = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(root.path(holder))
+            .map_err(|e| raid_err(format!("opening {holder}: {e}")))?;
+        let geom = crate::disk::geometry(root, Path::new(holder), &f)?;
+        let g =
+            crate::disk::gpt::Gpt::read_primary(&f, geom.sector, geom.sectors()).map_err(|e| {
+                raid_err(format!(
+                    "{holder} has no usable GPT ({e}): a UEFI ESP needs one on every RAID holder"
+                ))
+            })?;
+        let need = ESP_SIZE / geom.sector;
+        let (first, last_free) = crate::disk::table::largest_free(&g, geom)
+            .ok_or_else(|| raid_err(format!("{holder} has no free space for an ESP")))?;
+        if last_free + 1 - first < need {
+            return Err(raid_err(format!(
+                "{holder} has no room for a 550 MiB ESP: its largest free space is {} bytes",
+                (last_free + 1 - first) * geom.sector
+            )));
+        }
+        let last = first + need - 1;
+        let (number, _) = crate::disk::table::gpt_add(
+            &mut &f,
+            geom,
+            first,
+            last,
+            crate::disk::gpt::TYPE_ESP,
+            &format!("uefi-holder-{i}"),
+        )
+        .map_err(|e| raid_err(format!("adding an ESP to {holder}: {}", e.details)))?;
+        f.sync_all()
+            .map_err(|e| raid_err(format!("flushing {holder}: {e}")))?;
+        // the other partitions are md members: BLKRRPART would be refused
+        if crate::sys::is_block_device(&f) {
+            crate::sys::blkpg_partition(&f, true, number, first * geom.sector, need * geom.sector)
+                .map_err(|e| {
+                    raid_err(format!("registering partition {number} of {holder}: {e}"))
+                })?;
+        }
+        log::info!("{holder}: ESP partition {number} (uefi-holder-{i}) at LBA {first}..{last}");
+        members.push((
+            partition_path(holder, number),
+            f,
+            first * geom.sector,
+            need * geom.sector,
+        ));
+    }
+    let sizes: Vec<u64> = members.iter().map(|m| m.3 / 512).collect();
+    let plan = md::plan(md::Version::V1_0, 1, &sizes).map_err(|e| raid_err(e.details))?;
+    let id = md::array::new_identity(root, "esp")?;
+    for (i, (name, f, off, len)) in members.iter().enumerate() {
+        let mut dev_uuid = [0u8; 16];
+        crate::sys::getrandom(&mut dev_uuid)
+            .map_err(|e| raid_err(format!("generating an md UUID: {e}")))?;
+        md::array::write_member(f, name, *off, *len, &plan.superblock(&id, i, dev_uuid))?;
+        f.sync_all()
+            .map_err(|e| raid_err(format!("flushing {name}: {e}")))?;
+    }
+    let md_name = md::array::free_name(root, 0..=127)
+        .ok_or_else(|| raid_err("No free md (RAID) devices are left"))?;
+    let knames: Vec<String> = members
+        .iter()
+        .map(|m| m.0.trim_start_matches("/dev/").to_string())
+        .collect();
+    use md::array::Kernel;
+    md::array::Sysfs(root).start(&md_name, md::Version::V1_0, &knames)?;
+    md::array::link_name(root, &md_name, "esp");
+    md::array::read(root, &md_name)
+        .ok_or_else(|| raid_err(format!("/dev/{md_name} vanished after it started")))
 }
 
 /// `install_bootloader`'s parameters, as Ironic sends them.
@@ -233,6 +474,31 @@ pub fn install_bootloader(
                     }
                 }
             },
+        }
+    }
+    // A software RAID root outside UEFI: IPA runs grub-install on every
+    // holder disk (when the conductor allows BIOS bootloader installs at
+    // all); without it the holders carry no boot code and the node cannot
+    // boot, whatever the image holds. Refused, with the reason.
+    if let Some(dev) = (current != "uefi")
+        .then(install_device)
+        .and_then(|d| d.ok())
+    {
+        let kname = dev.trim_start_matches("/dev/");
+        if md::array::is_md(env.root, kname) {
+            let holders = md::array::read(env.root, kname)
+                .map(|a| md::array::holders(env.root, &a).join(", "))
+                .unwrap_or_default();
+            let msg = format!(
+                "Booting the software RAID device {dev} in BIOS mode needs GRUB installed on \
+                 every holder disk ({holders}); this agent does not run grub-install. Deploy \
+                 this node in UEFI mode (its ESP is then mirrored on every holder)"
+            );
+            log::error!("{msg}");
+            if ignore_failure {
+                return Ok(Value::Null);
+            }
+            return Err(AgentError::new(Kind::CommandExecutionError, msg));
         }
     }
     if root_uuid.is_none() || root_uuid == Some("0x00000000") {

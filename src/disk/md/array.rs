@@ -441,6 +441,39 @@ pub fn zero_superblocks_in(f: &File, base: u64, size: u64, name: &str) -> Result
     Ok(spots)
 }
 
+/// The ramdisk's host name, mdadm's default homehost.
+fn homehost(root: &Root) -> Option<String> {
+    root.read_nonempty("/proc/sys/kernel/hostname")
+        .filter(|h| h != "(none)")
+}
+
+/// A new array's identity, as `mdadm --create --name NAME` gives it: a
+/// random UUID, "homehost:NAME", created now.
+pub fn new_identity(root: &Root, name: &str) -> Result<super::Identity> {
+    let mut set_uuid = [0u8; 16];
+    crate::sys::getrandom(&mut set_uuid)
+        .map_err(|e| raid_err(format!("generating an md UUID: {e}")))?;
+    let ctime = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    Ok(super::Identity {
+        set_uuid,
+        set_name: super::set_name(homehost(root).as_deref(), name),
+        ctime,
+    })
+}
+
+/// Clear stale md superblocks in a member's window `[offset, offset+len)`
+/// of an open disk (mdadm's `Kill` before `--create`) and write its new
+/// one there: through the disk, so the partition's device node need not
+/// exist yet. The caller syncs.
+pub fn write_member(f: &File, name: &str, offset: u64, len: u64, sb: &Superblock) -> Result<()> {
+    zero_superblocks_in(f, offset, len, name)?;
+    f.write_all_at(&sb.encode(), offset + sb.super_offset * 512)
+        .map_err(|e| raid_err(format!("writing the md superblock of {name}: {e}")))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -149,47 +149,10 @@ fn geometry_of(root: &Root, name: &str) -> Result<Geometry> {
     crate::disk::geometry(root, std::path::Path::new(name), &f).map_err(|e| raid_error(e.details))
 }
 
-/// The ramdisk's host name, mdadm's default homehost.
-fn homehost(root: &Root) -> Option<String> {
-    root.read_nonempty("/proc/sys/kernel/hostname")
-        .filter(|h| h != "(none)")
-}
-
-fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
 fn random16() -> Result<[u8; 16]> {
     let mut b = [0u8; 16];
     crate::sys::getrandom(&mut b).map_err(|e| raid_error(format!("generating an md UUID: {e}")))?;
     Ok(b)
-}
-
-/// A new array's identity: a random UUID, "homehost:name", now.
-pub fn new_identity(root: &Root, name: &str) -> Result<md::Identity> {
-    Ok(md::Identity {
-        set_uuid: random16()?,
-        set_name: md::set_name(homehost(root).as_deref(), name),
-        ctime: now(),
-    })
-}
-
-/// Clear stale md superblocks in a member's window and write its new one
-/// (through the holder, at the partition's offset: the partition's device
-/// node need not exist yet).
-pub fn write_member(
-    f: &File,
-    name: &str,
-    offset: u64,
-    len: u64,
-    sb: &md::Superblock,
-) -> Result<()> {
-    array::zero_superblocks_in(f, offset, len, name)?;
-    f.write_all_at(&sb.encode(), offset + sb.super_offset * 512)
-        .map_err(|e| raid_error(format!("writing the md superblock of {name}: {e}")))
 }
 
 /// What was written, to undo on failure.
@@ -364,7 +327,7 @@ fn superblocks(
             .collect();
         let plan = md::plan(Version::V1_2, v.level, &sizes).map_err(|e| raid_error(e.details))?;
         let name = v.volume_name.clone().unwrap_or_else(|| format!("md{vi}"));
-        let id = new_identity(root, &name)?;
+        let id = array::new_identity(root, &name)?;
         let mut sbs = vec![];
         for i in 0..mem.len() {
             sbs.push(plan.superblock(&id, i, random16()?));
@@ -422,7 +385,7 @@ fn build(
                 }
                 let part = &p.parts[*n as usize - 1];
                 let name = partition_path(&p.name, *n);
-                write_member(
+                array::write_member(
                     &f,
                     &name,
                     part.offset(p.sector),
