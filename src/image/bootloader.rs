@@ -229,33 +229,30 @@ fn manage_uefi(
     }
     let esp_md = softraid_esp(env, device, &file, esp)?;
     for (i, m) in esp_md.members.iter().enumerate() {
-        let disk = format!("/dev/{}", md::array::parent_disk(env.root, &m.kname));
+        let disk = md::array::parent_disk(env.root, &m.kname);
         let number = env
             .root
-            .read_u64(format!(
-                "/sys/block/{}/{}/partition",
-                disk.trim_start_matches("/dev/"),
-                m.kname
-            ))
-            .ok_or_else(|| {
-                AgentError::device_not_found(format!(
-                    "Could not extract the partition number from /dev/{}!",
-                    m.kname
-                ))
-            })? as u32;
+            .read_u64(format!("/sys/block/{disk}/{}/partition", m.kname));
+        let disk = format!("/dev/{disk}");
         let (_, t) = table_of(env, &disk)?;
-        let part = t
+        let Some(part) = t
             .partitions
             .iter()
-            .find(|p| p.number == number)
-            .ok_or_else(|| {
-                AgentError::device_not_found(format!(
-                    "/dev/{} is not in the partition table of {disk}",
-                    m.kname
-                ))
-            })?;
-        let suffix = format!("(RAID, part{i})");
-        add_entries(nvram, &loaders, &t, part, &disk, Some(&suffix))?;
+            .find(|p| Some(u64::from(p.number)) == number)
+        else {
+            return Err(AgentError::device_not_found(format!(
+                "Could not extract the partition number from /dev/{}!",
+                m.kname
+            )));
+        };
+        add_entries(
+            nvram,
+            &loaders,
+            &t,
+            part,
+            &disk,
+            Some(&format!("(RAID, part{i})")),
+        )?;
     }
     Ok(true)
 }
@@ -290,51 +287,39 @@ fn softraid_esp(env: &Env, device: &str, file: &File, esp: &Partition) -> Result
         }
         None => build_esp_raid(root, &holders)?,
     };
-    // the image's ESP onto the mirror, as it is
-    let md_size = esp_md.size;
-    if esp.len > md_size {
+    // the image's ESP onto the mirror, as it is; then wipefs -a of the
+    // image's own: its boot sector, and the FAT32 backup boot sector and
+    // FSInfo (sectors 6 and 7)
+    if esp.len > esp_md.size {
         return Err(raid_err(format!(
-            "ESP content ({} bytes) exceeds md device size ({md_size} bytes)",
-            esp.len
+            "ESP content ({} bytes) exceeds md device size ({} bytes)",
+            esp.len, esp_md.size
         )));
     }
-    let out = OpenOptions::new()
-        .write(true)
-        .open(root.path(esp_md.path()))
-        .map_err(|e| raid_err(format!("opening {}: {e}", esp_md.path())))?;
-    let mut buf = vec![0u8; 1 << 20];
-    let mut off = 0;
-    while off < esp.len {
-        let n = ((esp.len - off) as usize).min(buf.len());
-        file.read_exact_at(&mut buf[..n], esp.offset + off)
-            .map_err(|e| raid_err(format!("reading the ESP of {device}: {e}")))?;
-        out.write_all_at(&buf[..n], off)
-            .map_err(|e| raid_err(format!("writing {}: {e}", esp_md.path())))?;
-        off += n as u64;
-    }
-    out.sync_all()
-        .map_err(|e| raid_err(format!("flushing {}: {e}", esp_md.path())))?;
-    // wipefs -a of the image's own ESP: its boot sector and the FAT32
-    // backup boot sector and FSInfo (sectors 6 and 7) go
-    let rw = OpenOptions::new()
-        .write(true)
-        .open(root.path(device))
-        .map_err(|e| raid_err(format!("opening {device}: {e}")))?;
-    let n = esp.len.min(64 << 10) as usize;
-    rw.write_all_at(&vec![0u8; n], esp.offset)
-        .and_then(|_| rw.sync_all())
-        .map_err(|e| raid_err(format!("wiping the ESP signature of {device}: {e}")))?;
-    log::info!(
-        "the ESP of {device} ({} bytes) now lives on {} (RAID-1 of {})",
-        esp.len,
-        esp_md.path(),
-        esp_md
-            .members
-            .iter()
-            .map(|m| format!("/dev/{}", m.kname))
-            .collect::<Vec<_>>()
-            .join(" ")
-    );
+    let copy = || -> std::io::Result<()> {
+        let out = OpenOptions::new()
+            .write(true)
+            .open(root.path(esp_md.path()))?;
+        let mut buf = vec![0u8; 1 << 20];
+        let mut off = 0;
+        while off < esp.len {
+            let n = ((esp.len - off) as usize).min(buf.len());
+            file.read_exact_at(&mut buf[..n], esp.offset + off)?;
+            out.write_all_at(&buf[..n], off)?;
+            off += n as u64;
+        }
+        out.sync_all()?;
+        let rw = OpenOptions::new().write(true).open(root.path(device))?;
+        rw.write_all_at(&vec![0u8; esp.len.min(64 << 10) as usize], esp.offset)?;
+        rw.sync_all()
+    };
+    copy().map_err(|e| {
+        raid_err(format!(
+            "moving the ESP of {device} to {}: {e}",
+            esp_md.path()
+        ))
+    })?;
+    log::info!("the ESP of {device} now lives on {}", esp_md.path());
     Ok(esp_md)
 }
 
@@ -350,7 +335,8 @@ fn find_esp_raid(root: &crate::root::Root) -> Option<md::array::Array> {
 
 /// An ESP partition on each holder, and the RAID-1 (v1.0) over them.
 fn build_esp_raid(root: &crate::root::Root, holders: &[String]) -> Result<md::array::Array> {
-    let mut members: Vec<(String, File, u64, u64)> = vec![];
+    let mut files = vec![];
+    let mut parts = vec![];
     for (i, holder) in holders.iter().enumerate() {
         let f = OpenOptions::new()
             .read(true)
@@ -358,70 +344,53 @@ fn build_esp_raid(root: &crate::root::Root, holders: &[String]) -> Result<md::ar
             .open(root.path(holder))
             .map_err(|e| raid_err(format!("opening {holder}: {e}")))?;
         let geom = crate::disk::geometry(root, Path::new(holder), &f)?;
-        let g =
-            crate::disk::gpt::Gpt::read_primary(&f, geom.sector, geom.sectors()).map_err(|e| {
-                raid_err(format!(
-                    "{holder} has no usable GPT ({e}): a UEFI ESP needs one on every RAID holder"
-                ))
-            })?;
         let need = ESP_SIZE / geom.sector;
-        let (first, last_free) = crate::disk::table::largest_free(&g, geom)
-            .ok_or_else(|| raid_err(format!("{holder} has no free space for an ESP")))?;
-        if last_free + 1 - first < need {
+        let free = crate::disk::gpt::Gpt::read_primary(&f, geom.sector, geom.sectors())
+            .ok()
+            .and_then(|g| crate::disk::table::largest_free(&g, geom))
+            .filter(|(a, b)| b + 1 - a >= need);
+        let Some((first, _)) = free else {
             return Err(raid_err(format!(
-                "{holder} has no room for a 550 MiB ESP: its largest free space is {} bytes",
-                (last_free + 1 - first) * geom.sector
+                "{holder} has no GPT with room for a 550 MiB ESP, which UEFI needs on every \
+                 software RAID holder"
             )));
-        }
-        let last = first + need - 1;
+        };
         let (number, _) = crate::disk::table::gpt_add(
             &mut &f,
             geom,
             first,
-            last,
+            first + need - 1,
             crate::disk::gpt::TYPE_ESP,
             &format!("uefi-holder-{i}"),
-        )
-        .map_err(|e| raid_err(format!("adding an ESP to {holder}: {}", e.details)))?;
-        f.sync_all()
-            .map_err(|e| raid_err(format!("flushing {holder}: {e}")))?;
+        )?;
+        let (off, len) = (first * geom.sector, need * geom.sector);
         // the other partitions are md members: BLKRRPART would be refused
-        if crate::sys::is_block_device(&f) {
-            crate::sys::blkpg_partition(&f, true, number, first * geom.sector, need * geom.sector)
-                .map_err(|e| {
-                    raid_err(format!("registering partition {number} of {holder}: {e}"))
-                })?;
-        }
-        log::info!("{holder}: ESP partition {number} (uefi-holder-{i}) at LBA {first}..{last}");
-        members.push((
-            partition_path(holder, number),
-            f,
-            first * geom.sector,
-            need * geom.sector,
-        ));
+        let r = f.sync_all().and_then(|_| {
+            if crate::sys::is_block_device(&f) {
+                crate::sys::blkpg_partition(&f, true, number, off, len)
+            } else {
+                Ok(())
+            }
+        });
+        r.map_err(|e| raid_err(format!("adding partition {number} to {holder}: {e}")))?;
+        parts.push((partition_path(holder, number)[5..].to_string(), off, len));
+        files.push(f);
     }
-    let sizes: Vec<u64> = members.iter().map(|m| m.3 / 512).collect();
-    let plan = md::plan(md::Version::V1_0, 1, &sizes).map_err(|e| raid_err(e.details))?;
-    let id = md::array::new_identity(root, "esp")?;
-    for (i, (name, f, off, len)) in members.iter().enumerate() {
-        let mut dev_uuid = [0u8; 16];
-        crate::sys::getrandom(&mut dev_uuid)
-            .map_err(|e| raid_err(format!("generating an md UUID: {e}")))?;
-        md::array::write_member(f, name, *off, *len, &plan.superblock(&id, i, dev_uuid))?;
-        f.sync_all()
-            .map_err(|e| raid_err(format!("flushing {name}: {e}")))?;
-    }
-    let md_name = md::array::free_name(root, 0..=127)
-        .ok_or_else(|| raid_err("No free md (RAID) devices are left"))?;
-    let knames: Vec<String> = members
-        .iter()
-        .map(|m| m.0.trim_start_matches("/dev/").to_string())
+    let members: Vec<md::array::NewMember> = parts
+        .into_iter()
+        .zip(&files)
+        .map(|((kname, offset, len), disk)| md::array::NewMember {
+            disk,
+            kname,
+            offset,
+            len,
+        })
         .collect();
-    use md::array::Kernel;
-    md::array::Sysfs(root).start(&md_name, md::Version::V1_0, &knames)?;
-    md::array::link_name(root, &md_name, "esp");
-    md::array::read(root, &md_name)
-        .ok_or_else(|| raid_err(format!("/dev/{md_name} vanished after it started")))
+    let name = md::array::free_name(root, 0..=127)
+        .ok_or_else(|| raid_err("No free md (RAID) devices are left"))?;
+    let kernel = md::array::Sysfs(root);
+    md::array::create(root, &kernel, &name, md::Version::V1_0, 1, "esp", &members)?;
+    md::array::read(root, &name).ok_or_else(|| raid_err(format!("/dev/{name} vanished")))
 }
 
 /// `install_bootloader`'s parameters, as Ironic sends them.

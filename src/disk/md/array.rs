@@ -474,6 +474,60 @@ pub fn write_member(f: &File, name: &str, offset: u64, len: u64, sb: &Superblock
         .map_err(|e| raid_err(format!("writing the md superblock of {name}: {e}")))
 }
 
+/// One member of a new array: a window of an open disk, and the kernel
+/// name the window has as a partition.
+pub struct NewMember<'a> {
+    pub disk: &'a File,
+    pub kname: String,
+    pub offset: u64,
+    pub len: u64,
+}
+
+/// Make and start a new array, as `mdadm --create MD --force --run
+/// --metadata=1.x --level LEVEL --name NAME` does: the superblocks written
+/// (the members in slot order, a full resync to follow for redundant
+/// levels), then the array started and `/dev/md/NAME` linked. Returns its
+/// size in sectors.
+pub fn create(
+    root: &Root,
+    kernel: &dyn Kernel,
+    md: &str,
+    version: Version,
+    level: i32,
+    name: &str,
+    members: &[NewMember],
+) -> Result<u64> {
+    let sizes: Vec<u64> = members.iter().map(|m| m.len / 512).collect();
+    let plan = super::plan(version, level, &sizes).map_err(|e| raid_err(e.details))?;
+    let id = new_identity(root, name)?;
+    let mut knames = vec![];
+    for (i, m) in members.iter().enumerate() {
+        let mut dev_uuid = [0u8; 16];
+        crate::sys::getrandom(&mut dev_uuid)
+            .map_err(|e| raid_err(format!("generating an md UUID: {e}")))?;
+        write_member(
+            m.disk,
+            &m.kname,
+            m.offset,
+            m.len,
+            &plan.superblock(&id, i, dev_uuid),
+        )?;
+        m.disk
+            .sync_all()
+            .map_err(|e| raid_err(format!("flushing /dev/{}: {e}", m.kname)))?;
+        knames.push(m.kname.clone());
+    }
+    kernel.start(md, version, &knames)?;
+    log::info!(
+        "created /dev/{md}: {} \"{name}\" on {}, {} sectors",
+        super::level_name(level),
+        knames.join(" "),
+        plan.array_sectors
+    );
+    link_name(root, md, name);
+    Ok(plan.array_sectors)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

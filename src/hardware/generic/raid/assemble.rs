@@ -120,59 +120,36 @@ fn assemble_one(root: &Root, kernel: &dyn Kernel, mut g: Vec<Candidate>) -> Opti
     let mut slots: Vec<u32> = vec![];
     for c in &g {
         let s = &c.found.sb;
-        if c.found.version != fresh.version
-            || s.level != sb.level
-            || s.layout != sb.layout
-            || s.chunksize != sb.chunksize
-            || s.raid_disks != sb.raid_disks
-            || s.ctime != sb.ctime
-        {
+        let same = c.found.version == fresh.version
+            && (s.level, s.layout, s.chunksize, s.raid_disks, s.ctime)
+                == (sb.level, sb.layout, sb.chunksize, sb.raid_disks, sb.ctime);
+        let slot = s.slot();
+        if !same || s.events + 1 < sb.events || slot.is_some_and(|x| slots.contains(&x)) {
             log::warn!(
-                "/dev/{} has a superblock of {what} that does not match the others; left out",
-                c.kname
-            );
-            continue;
-        }
-        if s.events + 1 < sb.events {
-            log::warn!(
-                "/dev/{} is behind the other members of {what} (events {} < {}); left out",
+                "/dev/{} left out of {what}: its superblock differs from the others', is \
+                 stale (events {} of {}) or claims a taken slot",
                 c.kname,
                 s.events,
                 sb.events
             );
             continue;
         }
-        if let Some(slot) = s.slot() {
-            if slots.contains(&slot) {
-                log::warn!(
-                    "/dev/{} claims slot {slot} of {what} again; left out",
-                    c.kname
-                );
-                continue;
-            }
-            slots.push(slot);
-        }
+        slots.extend(slot);
         chosen.push(c);
     }
     let raid_disks = sb.raid_disks as usize;
-    if !enough(sb.level, raid_disks, slots.len(), sb.layout) {
+    let dirty_degraded = slots.len() < raid_disks && sb.level >= 4 && sb.resync_offset != IN_SYNC;
+    if !enough(sb.level, raid_disks, slots.len(), sb.layout) || dirty_degraded {
         log::warn!(
-            "not assembling {what}: {} of {raid_disks} members found ({})",
+            "not assembling {what}: {} of {raid_disks} members found{}",
             slots.len(),
-            chosen
-                .iter()
-                .map(|c| c.kname.as_str())
-                .collect::<Vec<_>>()
-                .join(" ")
+            if dirty_degraded {
+                ", and it was not shut down clean"
+            } else {
+                ""
+            }
         );
         return None;
-    }
-    if slots.len() < raid_disks && sb.level >= 4 && sb.resync_offset != IN_SYNC {
-        log::warn!(
-            "{what} is degraded ({} of {raid_disks}) and was not shut down clean: the kernel \
-             will refuse it (md_mod.start_dirty_degraded)",
-            slots.len()
-        );
     }
     let md = array::free_name(root, (0..=127).rev())?;
     // mdadm adds the freshest member last

@@ -34,8 +34,8 @@ use super::skip::{self, Action};
 use super::validate::{raid_error, truthy, validate_configuration};
 use super::RaidState;
 use crate::config::Env;
-use crate::disk::md::array::{self, Kernel};
-use crate::disk::md::{self, Version};
+use crate::disk::md::array::{self, Kernel, NewMember};
+use crate::disk::md::Version;
 use crate::disk::table::{self, partition_path, NewPart};
 use crate::disk::{gpt, mbr, BlockDevice, Geometry};
 use crate::error::Result;
@@ -49,32 +49,20 @@ use std::os::unix::fs::{FileExt, FileTypeExt, OpenOptionsExt};
 /// except md arrays and what `skip_block_devices` names.
 fn holder_candidates(root: &Root, node: &Value) -> Result<Vec<BlockDevice>> {
     let skip = hints::skip_list_hints(node)?;
-    Ok(crate::disk::list::list_block_devices(root, false)?
-        .into_iter()
-        .filter(|d| !d.dev_type.contains("raid") && !array::is_md(root, &d.kname))
-        .filter(|d| {
-            let s = hints::matches_any(d, &skip);
-            if s {
-                log::info!("{} is in skip_block_devices: not a RAID holder", d.name);
-            }
-            !s
-        })
-        .collect())
+    let mut out = crate::disk::list::list_block_devices(root, false)?;
+    out.retain(|d| !array::is_md(root, &d.kname) && !hints::matches_any(d, &skip));
+    Ok(out)
 }
 
 /// IPA's `_create_raid_ignore_list`: the logical disks not to build
 /// because their volumes exist and the skip list keeps them (or they
 /// share disks with one it keeps).
 fn ignore_list(root: &Root, lds: &[Value], skip: &[String]) -> Result<Vec<Value>> {
-    let arrays = array::list(root);
-    if arrays.is_empty() {
-        return Ok(vec![]);
-    }
-    let decisions = skip::decide(root, arrays, skip);
-    let mut names: Vec<String> = vec![];
+    let decisions = skip::decide(root, array::list(root), skip);
+    let mut names: Vec<&str> = vec![];
     for d in &decisions {
-        match &d.name {
-            Some(n) if !n.is_empty() => names.push(n.clone()),
+        match d.name.as_deref() {
+            Some(n) if !n.is_empty() => names.push(n),
             _ => {
                 return Err(raid_error(
                     "A Software RAID device detected that does not have a volume name. This \
@@ -84,122 +72,85 @@ fn ignore_list(root: &Root, lds: &[Value], skip: &[String]) -> Result<Vec<Value>
             }
         }
     }
-    let should_not = || raid_error("Existing Software RAID device detected that should not");
     let mut rm = vec![];
+    let mut bad = false;
     for ld in lds {
-        let Some(vn) = ld.get("volume_name").and_then(Value::as_str) else {
+        let vn = ld.get("volume_name").and_then(Value::as_str);
+        let Some(pos) = names.iter().position(|n| Some(*n) == vn) else {
             continue;
         };
-        let Some(pos) = names.iter().position(|n| n == vn) else {
-            continue;
-        };
-        if skip.iter().any(|s| s == vn) {
-            log::debug!(
-                "Software RAID device with volume name {vn} exists and is, therefore, not going \
-                 to be created"
-            );
-        } else {
-            let d = decisions.iter().find(|d| d.name.as_deref() == Some(vn));
-            if !matches!(d.map(|d| &d.action), Some(Action::Wipe(Some(_)))) {
-                return Err(should_not());
-            }
-        }
+        // an existing volume not kept itself must be a kept one's neighbour
+        let d = &decisions[decisions
+            .iter()
+            .position(|d| d.name.as_deref() == vn)
+            .unwrap_or(0)];
+        bad |= !skip.iter().any(|s| Some(s.as_str()) == vn)
+            && !matches!(d.action, Action::Wipe(Some(_)));
         names.remove(pos);
         rm.push(ld.clone());
     }
-    if let Some(pos) = names.iter().position(|n| n == "esp") {
-        if decisions
-            .iter()
-            .any(|d| d.name.as_deref() == Some("esp") && d.action == Action::Keep)
-        {
-            names.remove(pos);
-        }
-    }
-    if !names.is_empty() {
-        return Err(should_not());
+    let esp_kept = decisions
+        .iter()
+        .any(|d| d.name.as_deref() == Some("esp") && d.action == Action::Keep);
+    names.retain(|n| !(esp_kept && *n == "esp"));
+    if bad || !names.is_empty() {
+        return Err(raid_error(
+            "Existing Software RAID device detected that should not",
+        ));
     }
     Ok(rm)
 }
 
-/// Open a holder for writing its new table: exclusively when it is a
-/// block device (the kernel refuses while a partition is mounted or held),
-/// without O_DIRECT (small table writes).
+/// Open a holder to write its table: exclusively when asked and it is a
+/// block device (the kernel then refuses while a partition is mounted or
+/// held), never with O_DIRECT (small table writes).
 fn open_holder(root: &Root, name: &str, excl: bool) -> Result<File> {
     let path = root.path(name);
-    let block = std::fs::metadata(&path)
-        .map(|m| m.file_type().is_block_device())
-        .unwrap_or(false);
+    let block = std::fs::metadata(&path).is_ok_and(|m| m.file_type().is_block_device());
     let mut o = OpenOptions::new();
     o.read(true).write(true);
     if block && excl {
         o.custom_flags(libc::O_EXCL);
     }
-    o.open(&path).map_err(|e| {
-        let busy = if e.raw_os_error() == Some(libc::EBUSY) {
-            " (in use: mounted, or held by md, LVM or device-mapper)"
-        } else {
-            ""
-        };
-        raid_error(format!("opening {name} to partition it: {e}{busy}"))
-    })
-}
-
-fn geometry_of(root: &Root, name: &str) -> Result<Geometry> {
-    let f = File::open(root.path(name)).map_err(|e| raid_error(format!("opening {name}: {e}")))?;
-    crate::disk::geometry(root, std::path::Path::new(name), &f).map_err(|e| raid_error(e.details))
-}
-
-fn random16() -> Result<[u8; 16]> {
-    let mut b = [0u8; 16];
-    crate::sys::getrandom(&mut b).map_err(|e| raid_error(format!("generating an md UUID: {e}")))?;
-    Ok(b)
-}
-
-/// What was written, to undo on failure.
-#[derive(Default)]
-struct Written {
-    /// Holders whose tables were rewritten.
-    holders: Vec<usize>,
-    /// md devices started.
-    started: Vec<String>,
+    o.open(&path)
+        .map_err(|e| raid_error(format!("opening {name} to partition it: {e}")))
 }
 
 /// Undo a failed creation: stop what started, clear the superblocks and
-/// the tables written. Best effort; every failure is logged.
-fn roll_back(root: &Root, kernel: &dyn Kernel, plans: &[HolderPlan], w: &Written) {
-    for md in w.started.iter().rev() {
-        match kernel.stop(md) {
-            Ok(()) => log::info!("rolled back: stopped /dev/{md}"),
-            Err(e) => log::error!("rolling back: {}", e.details),
+/// the tables written. Best effort; failures are logged.
+fn roll_back(
+    root: &Root,
+    kernel: &dyn Kernel,
+    plans: &[HolderPlan],
+    holders: usize,
+    started: &[String],
+) {
+    for md in started.iter().rev() {
+        if let Err(e) = kernel.stop(md) {
+            log::error!("rolling back: {}", e.details);
         }
         array::unlink_names(root, md);
     }
-    for &hi in &w.holders {
-        let p = &plans[hi];
-        let f = match open_holder(root, &p.name, false) {
-            Ok(f) => f,
-            Err(e) => {
-                log::error!("rolling back: {}", e.details);
-                continue;
+    for p in &plans[..holders] {
+        let r = open_holder(root, &p.name, false).and_then(|f| {
+            for part in &p.parts {
+                let name = partition_path(&p.name, part.number);
+                array::zero_superblocks_in(&f, part.offset(p.sector), part.len(p.sector), &name)?;
             }
-        };
-        for part in &p.parts {
-            let name = partition_path(&p.name, part.number);
-            if let Err(e) =
-                array::zero_superblocks_in(&f, part.offset(p.sector), part.len(p.sector), &name)
-            {
-                log::error!("rolling back: {}", e.details);
-            }
+            clear_tables(&f, p.size)
+                .and_then(|_| f.sync_all())
+                .map_err(|e| raid_error(e.to_string()))?;
+            let _ = crate::disk::device::reread(&f);
+            Ok(())
+        });
+        if let Err(e) = r {
+            log::error!("rolling back {}: {}", p.name, e.details);
         }
-        if let Err(e) = clear_tables(&f, p.size) {
-            log::error!("rolling back the table of {}: {e}", p.name);
-        }
-        let _ = f.sync_all();
-        if let Err(e) = crate::disk::device::reread(&f) {
-            log::warn!("re-reading the partition table of {}: {e}", p.name);
-        }
-        log::info!("rolled back: the partition table of {} is cleared", p.name);
     }
+    log::info!(
+        "rolled back: {} started arrays, {holders} partition tables",
+        started.len()
+    );
 }
 
 /// IPA's `_do_create_configuration`: build `raid_config` on this node.
@@ -213,7 +164,7 @@ pub fn do_create(
     state: &RaidState,
 ) -> Result<Value> {
     let root = env.root;
-    let lds: Vec<Value> = raid_config
+    let mut lds: Vec<Value> = raid_config
         .get("logical_disks")
         .and_then(Value::as_array)
         .cloned()
@@ -230,130 +181,83 @@ pub fn do_create(
         Ok(crate::disk::list::list_block_devices(root, false)?.len())
     })?;
     let skip = hints::skip_list_volume_names(node);
-    let mut lds = lds;
-    let mut rm_from_list = vec![];
-    if !skip.is_empty() {
-        rm_from_list = ignore_list(root, &lds, &skip)?;
-        lds.retain(|d| !rm_from_list.contains(d));
-    }
-    log::debug!("Target Software RAID configuration: {raid_config}");
+    let rm_from_list = if skip.is_empty() {
+        vec![]
+    } else {
+        ignore_list(root, &lds, &skip)?
+    };
+    lds.retain(|d| !rm_from_list.contains(d));
     let devices = holder_candidates(root, node)?;
     let mut vols = layout::parse_volumes(&lds)?;
     let holders = layout::select_holders(&devices, &mut vols)?;
-    let mut geoms = vec![];
+    let mut hs: Vec<(String, u64, u64)> = vec![];
+    let mut with_parts: Vec<&str> = vec![];
     for h in &holders {
-        geoms.push(geometry_of(root, h)?);
-    }
-    if rm_from_list.is_empty() {
-        let mut with_parts = vec![];
-        for (h, g) in holders.iter().zip(&geoms) {
-            let f =
-                File::open(root.path(h)).map_err(|e| raid_error(format!("opening {h}: {e}")))?;
-            if let table::Found::Table(t) = table::read_table(&f, *g) {
-                if !t.partitions.is_empty() {
-                    with_parts.push(h.clone());
-                }
-            }
+        let f = File::open(root.path(h)).map_err(|e| raid_error(format!("opening {h}: {e}")))?;
+        let g = crate::disk::geometry(root, std::path::Path::new(h), &f)?;
+        if matches!(table::read_table(&f, g), table::Found::Table(t) if !t.partitions.is_empty()) {
+            with_parts.push(h);
         }
-        if !with_parts.is_empty() {
-            return Err(raid_error(format!(
-                "Partitions detected on devices {} during RAID config",
-                with_parts.join(", ")
-            )));
-        }
+        hs.push((h.clone(), g.size, g.sector));
     }
-    let label = crate::image::partition::disk_label(env, Some(node));
-    let uefi = crate::image::partition::node_boot_mode(env, Some(node)) == "uefi";
+    if rm_from_list.is_empty() && !with_parts.is_empty() {
+        return Err(raid_error(format!(
+            "Partitions detected on devices {} during RAID config",
+            with_parts.join(", ")
+        )));
+    }
     if holders.is_empty() || vols.is_empty() {
         return Ok(raid_config.clone());
     }
-    for h in &holders {
-        if let Some(d) = devices.iter().find(|d| &d.name == h) {
-            crate::disk::usage::check_not_in_use(root, d).map_err(|e| {
-                raid_error(format!(
-                    "{} (run delete_configuration first, or name other disks in \
-                     physical_disks)",
-                    e.details
-                ))
-            })?;
-        }
+    for d in devices.iter().filter(|d| holders.contains(&d.name)) {
+        crate::disk::usage::check_not_in_use(root, d)
+            .map_err(|e| raid_error(format!("{} (delete_configuration first?)", e.details)))?;
     }
+    let label = crate::image::partition::disk_label(env, Some(node));
+    let uefi = crate::image::partition::node_boot_mode(env, Some(node)) == "uefi";
     let vols = layout::reorder(vols);
-    let hs: Vec<(String, u64, u64)> = holders
-        .iter()
-        .zip(&geoms)
-        .map(|(h, g)| (h.clone(), g.size, g.sector))
-        .collect();
     let (plans, members) = layout::partition(&hs, &vols, label, uefi)?;
-    let sbs = superblocks(root, &vols, &plans, &members)?;
-    let mut w = Written::default();
-    let r = build(root, kernel, &vols, &plans, &members, &sbs, &mut w);
-    let started = match r {
-        Ok(s) => s,
-        Err(e) => {
-            log::error!(
-                "creating the software RAID failed: {}; rolling back",
-                e.details
-            );
-            roll_back(root, kernel, &plans, &w);
-            return Err(e);
-        }
-    };
+    let mut written = 0;
+    let mut started = vec![];
+    if let Err(e) = build(
+        root,
+        kernel,
+        &vols,
+        &plans,
+        &members,
+        &mut written,
+        &mut started,
+    ) {
+        log::error!(
+            "creating the software RAID failed: {}; rolling back",
+            e.details
+        );
+        roll_back(root, kernel, &plans, written, &started);
+        return Err(e);
+    }
     for (v, md) in vols.iter().zip(&started) {
-        let path = format!("/dev/{md}");
         if let Some(is_root) = v.is_root {
-            state.record(&path, is_root);
+            state.record(&format!("/dev/{md}"), is_root);
         }
     }
     log::info!("Successfully created Software RAID");
     Ok(raid_config.clone())
 }
 
-/// Per volume, per member: the superblock to write.
-fn superblocks(
-    root: &Root,
-    vols: &[Volume],
-    plans: &[HolderPlan],
-    members: &[Members],
-) -> Result<Vec<Vec<md::Superblock>>> {
-    let mut out = vec![];
-    for (vi, (v, mem)) in vols.iter().zip(members).enumerate() {
-        let sizes: Vec<u64> = mem
-            .iter()
-            .map(|(hi, n)| {
-                let p = &plans[*hi];
-                p.parts[*n as usize - 1].len(p.sector) / 512
-            })
-            .collect();
-        let plan = md::plan(Version::V1_2, v.level, &sizes).map_err(|e| raid_error(e.details))?;
-        let name = v.volume_name.clone().unwrap_or_else(|| format!("md{vi}"));
-        let id = array::new_identity(root, &name)?;
-        let mut sbs = vec![];
-        for i in 0..mem.len() {
-            sbs.push(plan.superblock(&id, i, random16()?));
-        }
-        out.push(sbs);
-    }
-    Ok(out)
-}
-
-/// Steps 5 and 6; returns the md device of each volume.
+/// Write every holder's table (counting them in `written`), then make and
+/// start each volume's array (recording it in `started`).
 fn build(
     root: &Root,
     kernel: &dyn Kernel,
     vols: &[Volume],
     plans: &[HolderPlan],
     members: &[Members],
-    sbs: &[Vec<md::Superblock>],
-    w: &mut Written,
-) -> Result<Vec<String>> {
-    for (hi, p) in plans.iter().enumerate() {
+    written: &mut usize,
+    started: &mut Vec<String>,
+) -> Result<()> {
+    for p in plans {
         let f = open_holder(root, &p.name, true)?;
-        w.holders.push(hi);
-        let geom = Geometry {
-            sector: p.sector,
-            size: p.size,
-        };
+        *written += 1;
         let parts: Vec<NewPart> = p
             .parts
             .iter()
@@ -366,74 +270,49 @@ fn build(
                 name: "primary".into(),
             })
             .collect();
-        log::info!(
-            "{}: new {} table, partitions {}",
-            p.name,
-            p.label.as_str(),
-            p.parts
-                .iter()
-                .map(|x| format!("{}:{}-{}", x.number, x.first_lba, x.last_lba))
-                .collect::<Vec<_>>()
-                .join(" ")
-        );
+        let geom = Geometry {
+            sector: p.sector,
+            size: p.size,
+        };
         table::write_new(&mut &f, geom, p.label, &parts)
+            .and_then(|_| f.sync_all().map_err(|e| raid_error(e.to_string())))
             .map_err(|e| raid_error(format!("partitioning {}: {}", p.name, e.details)))?;
-        for (vi, mem) in members.iter().enumerate() {
-            for (mi, (h, n)) in mem.iter().enumerate() {
-                if *h != hi {
-                    continue;
-                }
-                let part = &p.parts[*n as usize - 1];
-                let name = partition_path(&p.name, *n);
-                array::write_member(
-                    &f,
-                    &name,
-                    part.offset(p.sector),
-                    part.len(p.sector),
-                    &sbs[vi][mi],
-                )?;
-            }
-        }
-        f.sync_all()
-            .map_err(|e| raid_error(format!("flushing {}: {e}", p.name)))?;
-        crate::disk::device::reread_partitions(std::path::Path::new(&p.name), &f)
-            .map_err(|e| raid_error(e.details))?;
+        crate::disk::device::reread_partitions(std::path::Path::new(&p.name), &f)?;
     }
-    let mut started = vec![];
+    // the superblocks through the holders (not exclusively: md claims the
+    // partitions when the array starts)
+    let files = plans
+        .iter()
+        .map(|p| open_holder(root, &p.name, false))
+        .collect::<Result<Vec<File>>>()?;
     for (vi, (v, mem)) in vols.iter().zip(members).enumerate() {
         let md = array::free_name(root, vi as u32..=127)
             .ok_or_else(|| raid_error("No free md (RAID) devices are left"))?;
-        let knames: Vec<String> = mem
+        let nm: Vec<NewMember> = mem
             .iter()
-            .map(|(hi, n)| {
-                partition_path(&plans[*hi].name, *n)
-                    .trim_start_matches("/dev/")
-                    .to_string()
+            .map(|&(hi, n)| {
+                let p = &plans[hi];
+                let part = &p.parts[n as usize - 1];
+                NewMember {
+                    disk: &files[hi],
+                    kname: partition_path(&p.name, n)[5..].to_string(),
+                    offset: part.offset(p.sector),
+                    len: part.len(p.sector),
+                }
             })
             .collect();
-        kernel.start(&md, Version::V1_2, &knames).map_err(|e| {
+        let name = v.volume_name.clone().unwrap_or_else(|| format!("md{vi}"));
+        array::create(root, kernel, &md, Version::V1_2, v.level, &name, &nm).map_err(|e| {
+            let devs: Vec<String> = nm.iter().map(|m| format!("/dev/{}", m.kname)).collect();
             raid_error(format!(
                 "Failed to create md device /dev/{md} on {}: {}",
-                knames
-                    .iter()
-                    .map(|k| format!("/dev/{k}"))
-                    .collect::<Vec<_>>()
-                    .join(" "),
+                devs.join(" "),
                 e.details
             ))
         })?;
-        w.started.push(md.clone());
-        let name = v.volume_name.clone().unwrap_or_else(|| format!("md{vi}"));
-        log::info!(
-            "created /dev/{md}: RAID-{} \"{name}\" on {} ({} sectors per member)",
-            v.raid_level,
-            knames.join(" "),
-            sbs[vi][0].data_size
-        );
-        array::link_name(root, &md, &name);
         started.push(md);
     }
-    Ok(started)
+    Ok(())
 }
 
 /// `delete_existing`'s default and Python truthiness for `apply_configuration`.
@@ -446,16 +325,14 @@ pub fn clear_tables(f: &File, size: u64) -> std::io::Result<()> {
     let mib = 1u64 << 20;
     let zero = vec![0u8; mib.min(size) as usize];
     f.write_all_at(&zero, 0)?;
-    if size > mib {
-        f.write_all_at(&zero, size - zero.len() as u64)?;
-    }
-    Ok(())
+    f.write_all_at(&zero, size - zero.len() as u64)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::config::{Config, OwnedEnv};
+    use crate::disk::md;
     use crate::disk::table::{read_table, Found};
     use crate::disk::Label;
     use std::cell::RefCell;
@@ -673,7 +550,7 @@ mod tests {
             &RaidState::default(),
         )
         .unwrap_err();
-        assert!(e.details.starts_with("The software RAID configuration does not fit on /dev/sda (8589934592 bytes, 8.00 GiB): logical disk 2 (size_gb 4) would end at byte 10737418240"), "{}", e.details);
+        assert!(e.details.starts_with("The software RAID configuration does not fit on /dev/sda (8589934592 bytes): logical disk 2 (size_gb 4) would span bytes 6442450944 to 10737418240"), "{}", e.details);
         for d in ["sda", "sdb", "sdc"] {
             let mut b = vec![0u8; 1 << 20];
             disk(&f, d).read_exact_at(&mut b, 0).unwrap();

@@ -129,38 +129,25 @@ fn delete_pass(
         for h in &d.holders {
             all_holders.push(h.trim_start_matches("/dev/").to_string());
         }
-        match &d.action {
-            Action::Keep => {
-                keep_devices.extend(comps);
-                if d.name.as_deref() == Some("esp") {
-                    log::warn!(
-                        "EFI RAID device /dev/{md} is not going to be deleted because device {} \
-                         is on the skip list and is present on the same holder disk.",
-                        d.cause.as_deref().unwrap_or("None")
-                    );
+        if d.action != Action::Delete {
+            keep_devices.extend(comps);
+            let wiped = matches!(d.action, Action::Wipe(_));
+            log::warn!(
+                "Software RAID device /dev/{md} is not going to be deleted: the skip list keeps \
+                 {} ({})",
+                d.cause.as_deref().or(d.name.as_deref()).unwrap_or("None"),
+                if wiped {
+                    "on the same holder disk; wiped"
                 } else {
-                    log::warn!(
-                        "Software RAID device /dev/{md} is not going to be deleted as its \
-                         volume name - {} - is on the skip list",
-                        d.name.as_deref().unwrap_or("None")
-                    );
+                    "kept"
                 }
-                continue;
-            }
-            Action::Wipe(cause) => {
-                keep_devices.extend(comps);
-                log::warn!(
-                    "Software RAID device /dev/{md} is not going to be deleted because device {} \
-                     is on the skip list and is present on the same holder disk. The device \
-                     will be wiped.",
-                    cause.as_deref().unwrap_or("None")
-                );
+            );
+            if wiped {
                 if let Err(e) = wipe(env, md) {
                     log::warn!("Failed to wipefs /dev/{md}: {}", e.details);
                 }
-                continue;
             }
-            Action::Delete => {}
+            continue;
         }
         log::info!("Deleting Software RAID device /dev/{md}");
         if let Err(e) = wipe(env, md) {
@@ -171,11 +158,8 @@ fn delete_pass(
         }
         array::unlink_names(root, md);
         for c in comps {
-            log::debug!("Deleting md superblock on /dev/{c}");
-            match array::zero_superblocks(root, &c) {
-                Ok(spots) if spots.is_empty() => {}
-                Ok(_) => log::info!("cleared the md superblock of /dev/{c}"),
-                Err(e) => log::warn!("Failed to remove superblock from /dev/{c}: {}", e.details),
+            if let Err(e) = array::zero_superblocks(root, &c) {
+                log::warn!("Failed to remove superblock from /dev/{c}: {}", e.details);
             }
             if !skip.is_empty() {
                 if let Some(n) = partition_number(root, &c) {
@@ -204,9 +188,9 @@ fn delete_pass(
         if array::superblocks(root, &d.kname).is_empty() {
             continue;
         }
-        match array::zero_superblocks(root, &d.kname) {
-            Ok(_) => log::info!("cleared a stale md superblock on {}", d.name),
-            Err(e) => log::warn!("Failed to remove superblock from {}: {}", d.name, e.details),
+        log::info!("clearing a stale md superblock on {}", d.name);
+        if let Err(e) = array::zero_superblocks(root, &d.kname) {
+            log::warn!("Failed to remove superblock from {}: {}", d.name, e.details);
         }
     }
     let mut done: Vec<String> = vec![];

@@ -233,10 +233,6 @@ pub fn first_start(label: Label, uefi: bool) -> u64 {
     }
 }
 
-fn gib(b: u64) -> String {
-    format!("{:.2} GiB", b as f64 / GIB as f64)
-}
-
 /// Lay the partitions out on `holders` (name, size in bytes, logical
 /// sector size), for `vols` in creation order. Fails, naming the sizes,
 /// when a partition would not fit or would be too small for its array.
@@ -283,47 +279,32 @@ pub fn partition(
                 // unit), ±0.5 MB, and -a optimal ends on a MiB boundary
                 None => (p.size.saturating_sub(500_000) / MIB * MIB / s).saturating_sub(1),
             };
-            let what = match v.size {
-                Size::Gib(g) => format!("size_gb {g}"),
-                Size::Max => "size_gb MAX".into(),
-            };
-            if last > usable {
+            // past the usable end, no room at all, or beyond an msdos
+            // table's 32-bit sectors
+            if last > usable || last < first + mib || (label == Label::Msdos && last >> 32 != 0) {
+                let size = match v.size {
+                    Size::Gib(g) => g.to_string(),
+                    Size::Max => "MAX".into(),
+                };
                 return Err(raid_error(format!(
-                    "The software RAID configuration does not fit on {hname} ({} bytes, {}): \
-                     logical disk {} ({what}) would end at byte {}, past the disk's last \
-                     usable byte {}",
+                    "The software RAID configuration does not fit on {hname} ({} bytes): \
+                     logical disk {} (size_gb {size}) would span bytes {} to {}, the disk's \
+                     usable space ends at byte {}{}",
                     p.size,
-                    gib(p.size),
-                    vi + 1,
-                    (last + 1) * s,
-                    (usable + 1) * s
-                )));
-            }
-            if last < first + mib {
-                return Err(raid_error(format!(
-                    "The software RAID configuration does not fit on {hname} ({} bytes, {}): \
-                     logical disk {} ({what}) would get no room (bytes {} to {})",
-                    p.size,
-                    gib(p.size),
                     vi + 1,
                     first * s,
-                    (last + 1) * s
+                    (last + 1) * s,
+                    ((usable + 1) * s).min(if label == Label::Msdos {
+                        s << 32
+                    } else {
+                        u64::MAX
+                    }),
+                    if label == Label::Msdos {
+                        " (msdos label)"
+                    } else {
+                        ""
+                    }
                 )));
-            }
-            if label == Label::Msdos {
-                if p.parts.len() >= 4 {
-                    return Err(raid_error(format!(
-                        "{hname} would need more than 4 partitions, more than an msdos label \
-                         holds"
-                    )));
-                }
-                if last >= 1 << 32 {
-                    return Err(raid_error(format!(
-                        "{hname} ({} bytes) is too large for an msdos partition table; use \
-                         disk_label gpt",
-                        p.size
-                    )));
-                }
             }
             let number = p.parts.len() as u32 + 1;
             p.parts.push(Part {
@@ -466,9 +447,9 @@ mod tests {
         let e = partition(&h, &v, Label::Gpt, true).unwrap_err();
         assert_eq!(
             e.details,
-            "The software RAID configuration does not fit on /dev/sda (8589934592 bytes, \
-             8.00 GiB): logical disk 1 (size_gb 10) would end at byte 10737418240, past the \
-             disk's last usable byte 8589917696"
+            "The software RAID configuration does not fit on /dev/sda (8589934592 bytes): \
+             logical disk 1 (size_gb 10) would span bytes 577765376 to 10737418240, the disk's \
+             usable space ends at byte 8589917696"
         );
         // MAX on a disk smaller than the room kept for the ESP
         let mut v = vols(json!([
@@ -479,7 +460,7 @@ mod tests {
         let e = partition(&small, &v, Label::Gpt, true).unwrap_err();
         assert!(
             e.details
-                .contains("logical disk 1 (size_gb MAX) would get no room"),
+                .contains("logical disk 1 (size_gb MAX) would span bytes 577765376 to 535822336"),
             "{e:?}"
         );
     }
