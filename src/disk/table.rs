@@ -222,7 +222,7 @@ pub struct NewPart {
     pub gpt_type: Guid,
     pub mbr_type: u8,
     /// GPT partition name.
-    pub name: String,
+    pub name: &'static str,
 }
 
 /// Write a fresh partition table on a disk (`parted mklabel` + `mkpart`):
@@ -254,7 +254,7 @@ pub fn write_new(io: &mut impl Io, geom: Geometry, label: Label, parts: &[NewPar
                     first_lba: p.first_lba,
                     last_lba: p.last_lba,
                     attributes: 0,
-                    name: p.name.clone(),
+                    name: p.name.to_string(),
                 };
                 g.set_entry(p.number as usize - 1, &e)
                     .map_err(|e| fail("creating a GPT", &e))?;
@@ -506,7 +506,7 @@ pub(crate) mod tests {
             last_lba: last,
             gpt_type: TYPE_LINUX_DATA,
             mbr_type: mbr::TYPE_LINUX,
-            name: "primary".into(),
+            name: "primary",
         };
         write_new(
             &mut d,

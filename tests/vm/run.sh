@@ -492,8 +492,8 @@ PY
   for i in "${files[@]}"; do python3 "$raid" examine "$i" 1:raid1:root 2:raid5:data >&2 || return 1; done
   # the same disks again: the agent assembles both arrays at start-up
   boot m2 --kernel "$kernel" --initrd "$d/initrd" "${specs[@]}" || return 1
-  grep -aq 'assembled /dev/md127: raid1 "root"' "$VM_CONSOLE" || { log "root not assembled"; return 1; }
-  grep -aq 'assembled /dev/md126: raid5 "data"' "$VM_CONSOLE" || { log "data not assembled"; return 1; }
+  grep -aq 'assembling /dev/md127: raid1 "root".*: started' "$VM_CONSOLE" || { log "root not assembled"; return 1; }
+  grep -aq 'assembling /dev/md126: raid5 "data".*: started' "$VM_CONSOLE" || { log "data not assembled"; return 1; }
   local again; again=$(md_sizes)
   log "after a reboot: $again (before: $sizes)"
   [ "$(echo "$again" | tr ' ' '\n' | cut -d= -f2 | sort)" = "$(echo "$sizes" | tr ' ' '\n' | cut -d= -f2 | sort)" ] \
@@ -513,7 +513,7 @@ PY
   done
   log "mdadm made RAID-1 hostmade on vdc+vdd (host mdadm --examine reads it)"
   boot m3 --kernel "$kernel" --initrd "$d/initrd" "${specs[@]}" || return 1
-  grep -aq 'assembled /dev/md127: raid1 "hostmade"' "$VM_CONSOLE" || { log "hostmade not assembled"; return 1; }
+  grep -aq 'assembling /dev/md127: raid1 "hostmade".*: started' "$VM_CONSOLE" || { log "hostmade not assembled"; return 1; }
   log "the agent assembled mdadm's array: $(md_sizes)"
   raid_step delete_configuration '{"uuid": "m", "properties": {}}' || return 1
   [ -z "$(md_sizes)" ] || { log "arrays left: $(md_sizes)"; return 1; }

@@ -36,8 +36,6 @@ pub struct Member {
     pub kname: String,
     /// Its slot, `None` for spares and faulty members.
     pub slot: Option<u32>,
-    /// sysfs `state` ("in_sync", "spare", "faulty", ...).
-    pub state: String,
 }
 
 /// An md device with a configuration (`array_state` other than "clear").
@@ -46,13 +44,8 @@ pub struct Array {
     pub kname: String,
     /// "raid1", ...; empty while inactive.
     pub level: String,
-    /// "1.2", "1.0", "none", "external:..."
-    pub metadata: String,
     /// sysfs `md/uuid` (8-4-4-4-12).
     pub uuid: String,
-    /// sysfs `md/array_state`.
-    pub state: String,
-    pub raid_disks: u32,
     /// Bytes.
     pub size: u64,
     /// In slot order, spares last.
@@ -62,16 +55,6 @@ pub struct Array {
 impl Array {
     pub fn path(&self) -> String {
         format!("/dev/{}", self.kname)
-    }
-
-    pub fn version(&self) -> Option<Version> {
-        Version::parse(&self.metadata)
-    }
-
-    /// Running (not inactive, not broken).
-    pub fn is_running(&self) -> bool {
-        !self.level.is_empty()
-            && !matches!(self.state.as_str(), "inactive" | "clear" | "broken" | "")
     }
 }
 
@@ -86,39 +69,29 @@ pub fn read(root: &Root, kname: &str) -> Option<Array> {
     if !root.exists(&md) {
         return None;
     }
-    let state = root.read(format!("{md}/array_state")).unwrap_or_default();
-    if state == "clear" {
+    if root.read(format!("{md}/array_state")).as_deref() == Some("clear") {
         return None;
     }
     let mut members = vec![];
     for e in root.list(&md) {
-        if !e.starts_with("dev-") {
+        let Some(name) = e.strip_prefix("dev-") else {
             continue;
-        }
-        let dir = format!("{md}/{e}");
-        let kname = root
-            .link_name(format!("{dir}/block"))
-            .unwrap_or_else(|| e.trim_start_matches("dev-").to_string());
+        };
         members.push(Member {
-            kname,
-            slot: root
-                .read(format!("{dir}/slot"))
-                .and_then(|s| s.parse().ok()),
-            state: root.read(format!("{dir}/state")).unwrap_or_default(),
+            kname: root
+                .link_name(format!("{md}/{e}/block"))
+                .unwrap_or_else(|| name.to_string()),
+            slot: root.read_u64(format!("{md}/{e}/slot")).map(|n| n as u32),
         });
     }
+    // slot order, spares (None) last
     crate::util::sort_small_by(&mut members, |a, b| {
-        (a.slot.is_none(), a.slot, &a.kname).cmp(&(b.slot.is_none(), b.slot, &b.kname))
+        a.slot.unwrap_or(u32::MAX).cmp(&b.slot.unwrap_or(u32::MAX))
     });
     Some(Array {
         kname: kname.to_string(),
         level: root.read(format!("{md}/level")).unwrap_or_default(),
-        metadata: root
-            .read(format!("{md}/metadata_version"))
-            .unwrap_or_default(),
         uuid: root.read(format!("{md}/uuid")).unwrap_or_default(),
-        state,
-        raid_disks: root.read_u64(format!("{md}/raid_disks")).unwrap_or(0) as u32,
         size: root
             .read_u64(format!("/sys/block/{kname}/size"))
             .unwrap_or(0)
@@ -241,22 +214,14 @@ pub fn free_name(root: &Root, numbers: impl IntoIterator<Item = u32>) -> Option<
 /// without udev) make it. Failures are logged, not fatal: nothing in the
 /// agent opens arrays by these links.
 pub fn link_name(root: &Root, md: &str, name: &str) {
-    if name.is_empty() || name.contains('/') || name == "." || name == ".." {
+    if name.is_empty() || name.contains('/') || name.starts_with('.') {
         return;
     }
-    let dir = root.path("/dev/md");
-    let link = dir.join(name);
-    let r = std::fs::create_dir_all(&dir).and_then(|_| {
-        match std::fs::symlink_metadata(&link) {
-            Ok(m) if m.file_type().is_symlink() => std::fs::remove_file(&link)?,
-            Ok(_) => return Err(io::Error::from(io::ErrorKind::AlreadyExists)),
-            Err(_) => {}
-        }
-        std::os::unix::fs::symlink(format!("../{md}"), &link)
-    });
-    match r {
-        Ok(()) => log::info!("/dev/md/{name} -> /dev/{md}"),
-        Err(e) => log::warn!("linking /dev/md/{name} to /dev/{md}: {e}"),
+    let link = root.path(format!("/dev/md/{name}"));
+    let _ = std::fs::create_dir_all(root.path("/dev/md"));
+    let _ = std::fs::remove_file(&link);
+    if let Err(e) = std::os::unix::fs::symlink(format!("../{md}"), &link) {
+        log::warn!("linking /dev/md/{name} to /dev/{md}: {e}");
     }
 }
 
@@ -400,9 +365,13 @@ impl Kernel for Sysfs<'_> {
 /// cleared.
 pub fn zero_superblocks(root: &Root, kname: &str) -> Result<Vec<u64>> {
     let path = root.path(format!("/dev/{kname}"));
+    // exclusively, as mdadm: never under a running array, a mount, dm
+    let excl = std::fs::metadata(&path)
+        .is_ok_and(|m| std::os::unix::fs::FileTypeExt::is_block_device(&m.file_type()));
     let f = OpenOptions::new()
         .read(true)
         .write(true)
+        .custom_flags(if excl { libc::O_EXCL } else { 0 })
         .open(&path)
         .map_err(|e| {
             raid_err(format!(
@@ -559,7 +528,6 @@ mod tests {
             let d = dir.join(format!("sys/block/md127/md/dev-{m}"));
             std::fs::create_dir_all(&d).unwrap();
             std::fs::write(d.join("slot"), slot).unwrap();
-            std::fs::write(d.join("state"), "in_sync").unwrap();
         }
         // an md device without a configuration
         w(&dir, "/sys/block/md0/md/array_state", "clear");
@@ -568,9 +536,7 @@ mod tests {
         assert_eq!(all.len(), 1);
         let a = &all[0];
         assert_eq!(a.path(), "/dev/md127");
-        assert!(a.is_running());
         assert_eq!(a.size, 512 * 1024);
-        assert_eq!(a.version(), Some(Version::V1_2));
         let m: Vec<&str> = a.members.iter().map(|m| m.kname.as_str()).collect();
         assert_eq!(m, vec!["vda1", "vdb1"]);
         assert_eq!(holders(&root, a), vec!["/dev/vda", "/dev/vdb"]);

@@ -169,11 +169,12 @@ impl GenericHardwareManager {
                 }
                 continue;
             }
-            let kname = md.trim_start_matches("/dev/");
+            // the array and its holder disks (its members are partitions,
+            // which are not candidates)
             let mut gone = vec![md.clone()];
-            if let Some(a) = crate::disk::md::array::read(env.root, kname) {
+            if let Some(a) = crate::disk::md::array::read(env.root, md.trim_start_matches("/dev/"))
+            {
                 gone.extend(crate::disk::md::array::holders(env.root, &a));
-                gone.extend(a.members.iter().map(|m| format!("/dev/{}", m.kname)));
             }
             candidates.retain(|d| !gone.contains(&d.name));
         }

@@ -109,71 +109,55 @@ pub fn md_scan_and_assemble(root: &Root, kernel: &dyn Kernel) -> Vec<String> {
 fn assemble_one(root: &Root, kernel: &dyn Kernel, mut g: Vec<Candidate>) -> Option<String> {
     // the freshest active member describes the array
     crate::util::sort_small_by(&mut g, |a, b| b.found.sb.events.cmp(&a.found.sb.events));
-    let fresh = g
-        .iter()
-        .find(|c| c.found.sb.slot().is_some())
-        .map(|c| c.found.clone())?;
-    let sb = &fresh.sb;
-    let name = sb.name();
-    let what = format!("{} \"{name}\" ({})", level_name(sb.level), sb.uuid_mdadm());
-    let mut chosen: Vec<&Candidate> = vec![];
+    let fi = g.iter().position(|c| c.found.sb.slot().is_some())?;
+    let (version, sb) = (g[fi].found.version, &g[fi].found.sb);
+    let what = format!(
+        "{} \"{}\" ({})",
+        level_name(sb.level),
+        sb.name(),
+        sb.uuid_mdadm()
+    );
+    // members that agree with it, not stale, one per slot (the freshest
+    // claim wins)
+    let mut members: Vec<String> = vec![];
     let mut slots: Vec<u32> = vec![];
     for c in &g {
         let s = &c.found.sb;
-        let same = c.found.version == fresh.version
-            && (s.level, s.layout, s.chunksize, s.raid_disks, s.ctime)
-                == (sb.level, sb.layout, sb.chunksize, sb.raid_disks, sb.ctime);
         let slot = s.slot();
-        if !same || s.events + 1 < sb.events || slot.is_some_and(|x| slots.contains(&x)) {
+        if c.found.version == version
+            && (s.level, s.layout, s.chunksize, s.raid_disks, s.ctime)
+                == (sb.level, sb.layout, sb.chunksize, sb.raid_disks, sb.ctime)
+            && s.events + 1 >= sb.events
+            && !slot.is_some_and(|x| slots.contains(&x))
+        {
+            slots.extend(slot);
+            members.push(c.kname.clone());
+        } else {
             log::warn!(
-                "/dev/{} left out of {what}: its superblock differs from the others', is \
-                 stale (events {} of {}) or claims a taken slot",
-                c.kname,
-                s.events,
-                sb.events
+                "/dev/{} left out of {what}: a different, stale or repeated member",
+                c.kname
             );
-            continue;
         }
-        slots.extend(slot);
-        chosen.push(c);
     }
-    let raid_disks = sb.raid_disks as usize;
-    let dirty_degraded = slots.len() < raid_disks && sb.level >= 4 && sb.resync_offset != IN_SYNC;
-    if !enough(sb.level, raid_disks, slots.len(), sb.layout) || dirty_degraded {
-        log::warn!(
-            "not assembling {what}: {} of {raid_disks} members found{}",
-            slots.len(),
-            if dirty_degraded {
-                ", and it was not shut down clean"
-            } else {
-                ""
-            }
-        );
-        return None;
-    }
+    // the freshest last, as mdadm adds them
+    members.reverse();
+    let n = sb.raid_disks as usize;
+    let dirty_degraded = slots.len() < n && sb.level >= 4 && sb.resync_offset != IN_SYNC;
     let md = array::free_name(root, (0..=127).rev())?;
-    // mdadm adds the freshest member last
-    chosen.reverse();
-    let members: Vec<String> = chosen.iter().map(|c| c.kname.clone()).collect();
-    match kernel.start(&md, fresh.version, &members) {
-        Ok(()) => {
-            log::info!(
-                "assembled /dev/{md}: {what}, {} of {raid_disks} members: {}",
-                slots.len(),
-                members.join(" ")
-            );
-            array::link_name(root, &md, &name);
-            Some(md)
-        }
-        Err(e) => {
-            log::warn!(
-                "assembling {what} from {}: {}",
-                members.join(" "),
-                e.details
-            );
-            None
-        }
-    }
+    let r = if !enough(sb.level, n, slots.len(), sb.layout) || dirty_degraded {
+        Err("too few members (or degraded and not shut down clean)".to_string())
+    } else {
+        kernel.start(&md, version, &members).map_err(|e| e.details)
+    };
+    log::info!(
+        "assembling /dev/{md}: {what} from {} of {n} members ({}): {}",
+        slots.len(),
+        members.join(" "),
+        r.as_ref().err().map_or("started", |e| e.as_str())
+    );
+    r.ok()?;
+    array::link_name(root, &md, &sb.name());
+    Some(md)
 }
 
 #[cfg(test)]

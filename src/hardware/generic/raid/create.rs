@@ -57,7 +57,7 @@ fn holder_candidates(root: &Root, node: &Value) -> Result<Vec<BlockDevice>> {
 /// IPA's `_create_raid_ignore_list`: the logical disks not to build
 /// because their volumes exist and the skip list keeps them (or they
 /// share disks with one it keeps).
-fn ignore_list(root: &Root, lds: &[Value], skip: &[String]) -> Result<Vec<Value>> {
+fn ignore_list<'a>(root: &Root, lds: &[&'a Value], skip: &[String]) -> Result<Vec<&'a Value>> {
     let decisions = skip::decide(root, array::list(root), skip);
     let mut names: Vec<&str> = vec![];
     for d in &decisions {
@@ -87,7 +87,7 @@ fn ignore_list(root: &Root, lds: &[Value], skip: &[String]) -> Result<Vec<Value>
         bad |= !skip.iter().any(|s| Some(s.as_str()) == vn)
             && !matches!(d.action, Action::Wipe(Some(_)));
         names.remove(pos);
-        rm.push(ld.clone());
+        rm.push(*ld);
     }
     let esp_kept = decisions
         .iter()
@@ -112,8 +112,12 @@ fn open_holder(root: &Root, name: &str, excl: bool) -> Result<File> {
     if block && excl {
         o.custom_flags(libc::O_EXCL);
     }
-    o.open(&path)
-        .map_err(|e| raid_error(format!("opening {name} to partition it: {e}")))
+    o.open(&path).map_err(|e| {
+        raid_error(format!(
+            "opening {name} to partition it: {e} (EBUSY: mounted, or held by md, LVM or \
+             dm; delete_configuration first?)"
+        ))
+    })
 }
 
 /// Undo a failed creation: stop what started, clear the superblocks and
@@ -164,11 +168,12 @@ pub fn do_create(
     state: &RaidState,
 ) -> Result<Value> {
     let root = env.root;
-    let mut lds: Vec<Value> = raid_config
+    let empty = vec![];
+    let all = raid_config
         .get("logical_disks")
         .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
+        .unwrap_or(&empty);
+    let mut lds: Vec<&Value> = all.iter().collect();
     if !lds
         .iter()
         .any(|ld| ld.get("controller").and_then(Value::as_str) == Some("software"))
@@ -186,7 +191,7 @@ pub fn do_create(
     } else {
         ignore_list(root, &lds, &skip)?
     };
-    lds.retain(|d| !rm_from_list.contains(d));
+    lds.retain(|d| !rm_from_list.iter().any(|r| std::ptr::eq(*r, *d)));
     let devices = holder_candidates(root, node)?;
     let mut vols = layout::parse_volumes(&lds)?;
     let holders = layout::select_holders(&devices, &mut vols)?;
@@ -208,10 +213,6 @@ pub fn do_create(
     }
     if holders.is_empty() || vols.is_empty() {
         return Ok(raid_config.clone());
-    }
-    for d in devices.iter().filter(|d| holders.contains(&d.name)) {
-        crate::disk::usage::check_not_in_use(root, d)
-            .map_err(|e| raid_error(format!("{} (delete_configuration first?)", e.details)))?;
     }
     let label = crate::image::partition::disk_label(env, Some(node));
     let uefi = crate::image::partition::node_boot_mode(env, Some(node)) == "uefi";
@@ -249,14 +250,19 @@ pub fn do_create(
 fn build(
     root: &Root,
     kernel: &dyn Kernel,
-    vols: &[Volume],
+    vols: &[Volume<'_>],
     plans: &[HolderPlan],
     members: &[Members],
     written: &mut usize,
     started: &mut Vec<String>,
 ) -> Result<()> {
+    // every holder opened exclusively before the first write: the kernel
+    // refuses one that is mounted or held (by md, LVM, dm)
+    let mut excl = vec![];
     for p in plans {
-        let f = open_holder(root, &p.name, true)?;
+        excl.push(open_holder(root, &p.name, true)?);
+    }
+    for (p, f) in plans.iter().zip(excl) {
         *written += 1;
         let parts: Vec<NewPart> = p
             .parts
@@ -267,7 +273,7 @@ fn build(
                 last_lba: part.last_lba,
                 gpt_type: gpt::TYPE_LINUX_DATA,
                 mbr_type: mbr::TYPE_LINUX,
-                name: "primary".into(),
+                name: "primary",
             })
             .collect();
         let geom = Geometry {
@@ -281,10 +287,10 @@ fn build(
     }
     // the superblocks through the holders (not exclusively: md claims the
     // partitions when the array starts)
-    let files = plans
-        .iter()
-        .map(|p| open_holder(root, &p.name, false))
-        .collect::<Result<Vec<File>>>()?;
+    let mut files = vec![];
+    for p in plans {
+        files.push(open_holder(root, &p.name, false)?);
+    }
     for (vi, (v, mem)) in vols.iter().zip(members).enumerate() {
         let md = array::free_name(root, vi as u32..=127)
             .ok_or_else(|| raid_error("No free md (RAID) devices are left"))?;

@@ -31,6 +31,13 @@ use crate::root::Root;
 use serde_json::Value;
 use std::fs::OpenOptions;
 
+/// Log a failure IPA only warns about (its details name the device).
+fn warn_on(r: Result<()>) {
+    if let Err(e) = r {
+        log::warn!("{}", e.details);
+    }
+}
+
 /// Assemble what the disks carry, then list the arrays (IPA's
 /// `_scan_raids`).
 fn scan(root: &Root, kernel: &dyn Kernel) -> Vec<Array> {
@@ -49,27 +56,6 @@ fn wipe(env: &Env, kname: &str) -> Result<()> {
     let t = targets::survey(env, dev, &[])?;
     metadata::destroy_disk_metadata(&t)?;
     Ok(())
-}
-
-/// The components of an array (IPA's `get_component_devices`): its
-/// members, and any disk or partition whose superblock carries its UUID.
-fn components(root: &Root, a: &Array, devices: &[BlockDevice]) -> Vec<String> {
-    let mut out: Vec<String> = a.members.iter().map(|m| m.kname.clone()).collect();
-    if a.uuid.is_empty() {
-        return out;
-    }
-    for d in devices {
-        if out.contains(&d.kname) || array::is_md(root, &d.kname) {
-            continue;
-        }
-        if array::superblocks(root, &d.kname)
-            .iter()
-            .any(|f| f.sb.uuid_sysfs() == a.uuid)
-        {
-            out.push(d.kname.clone());
-        }
-    }
-    out
 }
 
 /// The partition number of a partition ("vda2" → 2) from sysfs.
@@ -115,103 +101,75 @@ fn delete_pass(
 ) -> Result<Vec<Decision>> {
     let root = env.root;
     let decisions = skip::decide(root, arrays, skip);
-    let devices = crate::disk::list::list_block_devices(root, true)?;
-    let mut all_holders: Vec<String> = vec![];
-    let mut keep_devices: Vec<String> = vec![];
-    let mut delete_partitions: Vec<(String, u32)> = vec![];
+    let mut holders: Vec<String> = vec![];
+    let mut keep: Vec<String> = vec![];
     for d in &decisions {
         let md = d.array.kname.as_str();
-        let comps = components(root, &d.array, &devices);
-        if comps.is_empty() {
+        if d.array.members.is_empty() {
             log::info!("Software RAID cleaning is skipping partition /dev/{md}");
             continue;
         }
         for h in &d.holders {
-            all_holders.push(h.trim_start_matches("/dev/").to_string());
+            if !holders.contains(h) {
+                holders.push(h.clone());
+            }
         }
         if d.action != Action::Delete {
-            keep_devices.extend(comps);
-            let wiped = matches!(d.action, Action::Wipe(_));
+            keep.extend(d.array.members.iter().map(|m| m.kname.clone()));
             log::warn!(
                 "Software RAID device /dev/{md} is not going to be deleted: the skip list keeps \
-                 {} ({})",
+                 {} ({:?})",
                 d.cause.as_deref().or(d.name.as_deref()).unwrap_or("None"),
-                if wiped {
-                    "on the same holder disk; wiped"
-                } else {
-                    "kept"
-                }
+                d.action
             );
-            if wiped {
-                if let Err(e) = wipe(env, md) {
-                    log::warn!("Failed to wipefs /dev/{md}: {}", e.details);
-                }
+            if matches!(d.action, Action::Wipe(_)) {
+                warn_on(wipe(env, md));
             }
             continue;
         }
         log::info!("Deleting Software RAID device /dev/{md}");
-        if let Err(e) = wipe(env, md) {
-            log::warn!("Failed to wipefs /dev/{md}: {}", e.details);
-        }
-        if let Err(e) = kernel.stop(md) {
-            log::warn!("Failed to stop /dev/{md}: {}", e.details);
-        }
+        warn_on(wipe(env, md));
+        warn_on(kernel.stop(md));
         array::unlink_names(root, md);
-        for c in comps {
-            if let Err(e) = array::zero_superblocks(root, &c) {
-                log::warn!("Failed to remove superblock from /dev/{c}: {}", e.details);
-            }
-            if !skip.is_empty() {
-                if let Some(n) = partition_number(root, &c) {
-                    delete_partitions.push((array::parent_disk(root, &c), n));
-                }
+    }
+    // every md superblock no kept array uses goes (the deleted arrays'
+    // members, stale ones); on a disk that keeps an array, the partitions
+    // that carried one are removed from its table instead of the whole
+    // table being wiped
+    let keep_disks: Vec<String> = keep
+        .iter()
+        .map(|k| format!("/dev/{}", array::parent_disk(root, k)))
+        .collect();
+    let mut drop_parts: Vec<(String, u32)> = vec![];
+    for d in crate::disk::list::list_block_devices(root, true)? {
+        if array::is_md(root, &d.kname)
+            || keep.contains(&d.kname)
+            || keep_disks.contains(&d.name)
+            || array::superblocks(root, &d.kname).is_empty()
+        {
+            continue;
+        }
+        log::info!("clearing the md superblock of {}", d.name);
+        warn_on(array::zero_superblocks(root, &d.kname).map(drop));
+        let disk = format!("/dev/{}", array::parent_disk(root, &d.kname));
+        if keep_disks.contains(&disk) {
+            if let Some(n) = partition_number(root, &d.kname) {
+                drop_parts.push((disk, n));
             }
         }
     }
-    // leftovers: superblocks on devices no running array claims (partitions
-    // first, as IPA walks the list reversed)
-    let mut keep_disks: Vec<String> = vec![];
-    for d in devices.iter().rev() {
-        if array::is_md(root, &d.kname) {
-            continue;
-        }
-        let disk = array::parent_disk(root, &d.kname);
-        if keep_devices.contains(&d.kname) {
-            if !keep_disks.contains(&disk) {
-                keep_disks.push(disk);
-            }
-            continue;
-        }
-        if keep_disks.contains(&d.kname) || keep_disks.contains(&disk) {
-            continue;
-        }
-        if array::superblocks(root, &d.kname).is_empty() {
-            continue;
-        }
-        log::info!("clearing a stale md superblock on {}", d.name);
-        if let Err(e) = array::zero_superblocks(root, &d.kname) {
-            log::warn!("Failed to remove superblock from {}: {}", d.name, e.details);
-        }
-    }
-    let mut done: Vec<String> = vec![];
-    for h in all_holders {
-        if done.contains(&h) {
-            continue;
-        }
-        done.push(h.clone());
-        if keep_disks.contains(&h) {
-            let numbers: Vec<u32> = delete_partitions
+    for h in &holders {
+        if keep_disks.contains(h) {
+            let numbers: Vec<u32> = drop_parts
                 .iter()
-                .filter(|(d, _)| *d == h)
+                .filter(|(d, _)| d == h)
                 .map(|(_, n)| *n)
                 .collect();
-            if numbers.is_empty() {
-                log::warn!("Software RAID holder disk /dev/{h} keeps its partitions");
-            } else {
-                remove_partitions(root, &h, &numbers)?;
+            if !numbers.is_empty() {
+                remove_partitions(root, &h[5..], &numbers)?;
             }
-        } else if let Err(e) = wipe(env, &h) {
-            log::warn!("Failed to remove partitions on /dev/{h}: {}", e.details);
+        } else {
+            warn_on(wipe(env, &h[5..]));
         }
     }
     Ok(decisions)

@@ -27,7 +27,7 @@ use super::validate::{py_str, raid_error};
 use crate::disk::md;
 use crate::disk::{BlockDevice, Label};
 use crate::error::Result;
-use crate::hardware::hints::{self, Hints};
+use crate::hardware::hints;
 use serde_json::Value;
 
 const MIB: u64 = 1 << 20;
@@ -42,9 +42,7 @@ pub enum Size {
 
 /// One logical disk to build.
 #[derive(Clone, Debug)]
-pub struct Volume {
-    /// As the configuration gives it.
-    pub raw: Value,
+pub struct Volume<'a> {
     pub size: Size,
     /// "1", "1+0", ...
     pub raid_level: String,
@@ -53,15 +51,16 @@ pub struct Volume {
     pub volume_name: Option<String>,
     /// `is_root_volume` when given (IPA records it whatever its value).
     pub is_root: Option<bool>,
-    pub physical_disks: Option<Vec<Hints>>,
+    pub physical_disks: Option<&'a Vec<Value>>,
     /// Holder disks ("/dev/sda"), chosen by [`select_holders`].
     pub holders: Vec<String>,
 }
 
 /// Parse the logical disks IPA would build (validation has run).
-pub fn parse_volumes(lds: &[Value]) -> Result<Vec<Volume>> {
-    lds.iter()
-        .map(|ld| {
+pub fn parse_volumes<'a>(lds: &[&'a Value]) -> Result<Vec<Volume<'a>>> {
+    let mut out = vec![];
+    for ld in lds {
+        out.push({
             let size = match ld.get("size_gb") {
                 Some(Value::String(s)) if s == "MAX" => Size::Max,
                 Some(Value::Number(n)) if n.as_u64().is_some() => {
@@ -92,15 +91,10 @@ pub fn parse_volumes(lds: &[Value]) -> Result<Vec<Volume>> {
                 ))
             })?;
             let physical_disks = match ld.get("physical_disks") {
-                Some(Value::Array(a)) => Some(
-                    a.iter()
-                        .filter_map(|h| h.as_object().cloned())
-                        .collect::<Vec<Hints>>(),
-                ),
+                Some(Value::Array(a)) if !a.is_empty() => Some(a),
                 _ => None,
             };
-            Ok(Volume {
-                raw: ld.clone(),
+            Volume {
                 size,
                 raid_level,
                 level,
@@ -111,16 +105,17 @@ pub fn parse_volumes(lds: &[Value]) -> Result<Vec<Volume>> {
                     .map(super::validate::truthy),
                 physical_disks,
                 holders: vec![],
-            })
-        })
-        .collect()
+            }
+        });
+    }
+    Ok(out)
 }
 
 /// IPA's `get_block_devices_for_raid`: every candidate for a volume
 /// without `physical_disks`; else, per hint set in order, the first
 /// matching disk not already taken by this volume. Returns the holders of
 /// all volumes, first-seen order.
-pub fn select_holders(devices: &[BlockDevice], vols: &mut [Volume]) -> Result<Vec<String>> {
+pub fn select_holders(devices: &[BlockDevice], vols: &mut [Volume<'_>]) -> Result<Vec<String>> {
     let mut all: Vec<String> = vec![];
     let names = || -> String {
         let v: Vec<String> = devices
@@ -131,13 +126,10 @@ pub fn select_holders(devices: &[BlockDevice], vols: &mut [Volume]) -> Result<Ve
     };
     for v in vols.iter_mut() {
         let mut matching: Vec<String> = vec![];
-        match &v.physical_disks {
+        match v.physical_disks {
             None => matching = devices.iter().map(|d| d.name.clone()).collect(),
-            Some(hint_sets) if hint_sets.is_empty() => {
-                matching = devices.iter().map(|d| d.name.clone()).collect()
-            }
             Some(hint_sets) => {
-                for h in hint_sets {
+                for h in hint_sets.iter().filter_map(Value::as_object) {
                     let candidates: Vec<String> = hints::find_devices(devices, h)
                         .map_err(|e| raid_error(e.details))?
                         .into_iter()
@@ -175,7 +167,7 @@ pub fn select_holders(devices: &[BlockDevice], vols: &mut [Volume]) -> Result<Ve
 }
 
 /// The volumes in creation order: the `MAX` one last.
-pub fn reorder(vols: Vec<Volume>) -> Vec<Volume> {
+pub fn reorder(vols: Vec<Volume<'_>>) -> Vec<Volume<'_>> {
     let (max, mut out): (Vec<Volume>, Vec<Volume>) =
         vols.into_iter().partition(|v| v.size == Size::Max);
     out.extend(max);
@@ -238,7 +230,7 @@ pub fn first_start(label: Label, uefi: bool) -> u64 {
 /// when a partition would not fit or would be too small for its array.
 pub fn partition(
     holders: &[(String, u64, u64)],
-    vols: &[Volume],
+    vols: &[Volume<'_>],
     label: Label,
     uefi: bool,
 ) -> Result<(Vec<HolderPlan>, Vec<Members>)> {
@@ -357,8 +349,10 @@ mod tests {
         }
     }
 
-    fn vols(v: Value) -> Vec<Volume> {
-        parse_volumes(v.as_array().unwrap()).unwrap()
+    fn vols(v: Value) -> Vec<Volume<'static>> {
+        let v: &'static Value = Box::leak(Box::new(v));
+        let refs: Vec<&Value> = v.as_array().unwrap().iter().collect();
+        parse_volumes(&refs).unwrap()
     }
 
     fn lbas(p: &HolderPlan) -> Vec<(u64, u64)> {
@@ -507,8 +501,8 @@ mod tests {
             (v[0].size, v[0].level, v[0].is_root),
             (Size::Gib(7), 10, Some(false))
         );
-        assert!(parse_volumes(&[json!({"size_gb": "7.5", "raid_level": "1"})]).is_err());
-        assert!(parse_volumes(&[json!({"size_gb": 0, "raid_level": "1"})]).is_err());
+        assert!(parse_volumes(&[&json!({"size_gb": "7.5", "raid_level": "1"})]).is_err());
+        assert!(parse_volumes(&[&json!({"size_gb": 0, "raid_level": "1"})]).is_err());
         // an array too small for its members' metadata
         let mut v = vols(json!([{"size_gb": "MAX", "raid_level": "6", "controller": "software"}]));
         let devs: Vec<BlockDevice> = (0..4).map(|i| dev(&format!("/dev/sd{i}"), 1)).collect();
