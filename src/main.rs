@@ -123,15 +123,19 @@ fn run() -> i32 {
             return 0;
         }
         Err(e) => {
-            eprintln!("ironic-agent: {e}\nTry 'ironic-agent --help'.");
+            eprintln!("ironic-agent: {}\nTry 'ironic-agent --help'.", e.details);
             return 2;
         }
     };
     let logs = logbuf::init(loaded.config.debug);
     log::info!("starting ironic-agent {}", env!("CARGO_PKG_VERSION"));
+    for f in &loaded.files {
+        log::info!("read configuration file {}", f.display());
+    }
     for w in &loaded.warnings {
         log::warn!("{w}");
     }
+    log::debug!("configuration: {}", loaded.config.to_log());
     let _ = tls::provider().install_default();
     let mut config = loaded.config;
     if config.hardware_initialization_delay > 0 {
@@ -344,7 +348,7 @@ fn run() -> i32 {
         }
     }
     let tls_config = server_tls.as_ref().map(|(t, _)| t.config.clone());
-    if let Err(e) = api::front::start(listener, tls_config, sock, agent.config.max_request_body) {
+    if let Err(e) = api::front::start(listener, tls_config, sock, agent.clone()) {
         log::error!("starting the API front: {e}");
         return 1;
     }

@@ -20,17 +20,6 @@ use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// A partition image's image_info from the test's fields (id, urls and a
-/// checksum added), parsed as the command boundary parses it.
-fn pinfo(ii: &Map<String, Value>) -> ironic_agent::image::ImageInfo {
-    let mut m = ii.clone();
-    m.entry("id").or_insert(json!("img"));
-    m.entry("urls").or_insert(json!(["http://127.0.0.1:1/img"]));
-    m.entry("checksum").or_insert(json!("0".repeat(64)));
-    m.entry("image_type").or_insert(json!("partition"));
-    ironic_agent::image::ImageInfo::parse(&m, true).unwrap()
-}
-
 fn sparse(path: &Path, size: u64) -> File {
     let f = OpenOptions::new()
         .read(true)
@@ -490,7 +479,7 @@ fn partition_image_uefi_gpt_layout() {
         &a.env(),
         Path::new("/dev/vda"),
         &mut f,
-        &pinfo(&ii),
+        &common::partition_image_info(&ii),
         ii.get("configdrive"),
         Some(&n),
     )
@@ -598,7 +587,7 @@ fn configured_esp_and_bios_boot_sizes() {
             &a.env(),
             Path::new("/dev/vda"),
             &mut f,
-            &pinfo(&ii),
+            &common::partition_image_info(&ii),
             ii.get("configdrive"),
             Some(&n),
         )
@@ -646,7 +635,7 @@ fn partition_image_bios_msdos_layout() {
         &a.env(),
         Path::new("/dev/sda"),
         &mut f,
-        &pinfo(&ii),
+        &common::partition_image_info(&ii),
         ii.get("configdrive"),
         Some(&n),
     )
@@ -688,7 +677,7 @@ fn partition_image_bios_msdos_layout() {
         &a.env(),
         Path::new("/dev/sda"),
         &mut f,
-        &pinfo(&ii),
+        &common::partition_image_info(&ii),
         ii.get("configdrive"),
         Some(&n),
     )
@@ -864,7 +853,7 @@ fn partition_image_configdrive_on_4k_sectors_is_vfat() {
         &a.env(),
         &dev,
         &mut f,
-        &pinfo(&ii),
+        &common::partition_image_info(&ii),
         ii.get("configdrive"),
         Some(&node("bios", Some("gpt"))),
     )
@@ -929,7 +918,7 @@ fn loop_device_4k_sectors() {
         &a.env(),
         &dev,
         &mut f,
-        &pinfo(&ii),
+        &common::partition_image_info(&ii),
         ii.get("configdrive"),
         Some(&n),
     )
@@ -1068,7 +1057,7 @@ fn preserve_ephemeral_keeps_the_table_and_data() {
         &a.env(),
         Path::new("/dev/sda"),
         &mut f,
-        &pinfo(&ii),
+        &common::partition_image_info(&ii),
         ii.get("configdrive"),
         Some(&n),
     )
@@ -1094,7 +1083,7 @@ fn preserve_ephemeral_keeps_the_table_and_data() {
         &a.env(),
         Path::new("/dev/sda"),
         &mut f,
-        &pinfo(&keep),
+        &common::partition_image_info(&keep),
         keep.get("configdrive"),
         Some(&n),
     )
@@ -1110,7 +1099,7 @@ fn preserve_ephemeral_keeps_the_table_and_data() {
         &a.env(),
         Path::new("/dev/sda"),
         &mut f,
-        &pinfo(&keep),
+        &common::partition_image_info(&keep),
         keep.get("configdrive"),
         Some(&n),
     )
@@ -1129,7 +1118,7 @@ fn preserve_ephemeral_keeps_the_table_and_data() {
         &a.env(),
         Path::new("/dev/sda"),
         &mut f,
-        &pinfo(&other),
+        &common::partition_image_info(&other),
         other.get("configdrive"),
         Some(&n),
     )
@@ -1148,7 +1137,7 @@ fn preserve_ephemeral_keeps_the_table_and_data() {
         &a.env(),
         Path::new("/dev/sda"),
         &mut f,
-        &pinfo(&other),
+        &common::partition_image_info(&other),
         other.get("configdrive"),
         Some(&n),
     )
@@ -1174,7 +1163,7 @@ fn preserve_ephemeral_keeps_the_table_and_data() {
         &a.env(),
         Path::new("/dev/sda"),
         &mut f,
-        &pinfo(&plain),
+        &common::partition_image_info(&plain),
         plain.get("configdrive"),
         Some(&n),
     )
@@ -1200,7 +1189,7 @@ fn partition_image_configdrive_is_checked_before_anything_is_written() {
         &a.env(),
         Path::new("/dev/sda"),
         &mut f,
-        &pinfo(&ii),
+        &common::partition_image_info(&ii),
         ii.get("configdrive"),
         Some(&n),
     )
@@ -1229,7 +1218,7 @@ fn partition_image_configdrive_over_64_mib_as_ipa() {
         &a.env(),
         Path::new("/dev/sda"),
         &mut f,
-        &pinfo(&ii),
+        &common::partition_image_info(&ii),
         ii.get("configdrive"),
         Some(&n),
     )
@@ -1245,7 +1234,7 @@ fn partition_image_configdrive_over_64_mib_as_ipa() {
         &a.env(),
         Path::new("/dev/sda"),
         &mut f,
-        &pinfo(&ii),
+        &common::partition_image_info(&ii),
         ii.get("configdrive"),
         Some(&n),
     )

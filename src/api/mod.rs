@@ -12,7 +12,7 @@ pub mod guard;
 use crate::agent::results::Entry;
 use crate::agent::Agent;
 use crate::commands::{self, Params};
-use crate::logbuf::redact_query;
+use crate::logbuf::redact_url;
 use crate::util;
 use serde_json::{json, Value};
 use std::io::Read;
@@ -31,9 +31,11 @@ const UNAUTHORIZED: &str = "401 Unauthorized: Token invalid.";
 pub(crate) const TOO_LARGE: &str =
     "413 Request Entity Too Large: The data value transmitted exceeds the capacity limit.";
 
-/// Longest a `wait=true` request is held (Ironic's own HTTP timeout is 60 s;
-/// holding longer only ties up a thread).
-const WAIT_LIMIT: Duration = Duration::from_secs(3600);
+/// Longest a `wait=true` request is held. IPA waits without limit; Ironic
+/// reads the answer with `[agent]command_timeout` (60 s by default, raised
+/// by operators for slow hardware), so an hour covers any setting while
+/// bounding the waiter thread. The front waits for the API as long.
+pub(crate) const WAIT_LIMIT: Duration = Duration::from_secs(3600);
 /// Concurrent `wait=true` waiters; beyond this the current state is returned.
 const MAX_WAITERS: usize = 16;
 
@@ -42,8 +44,6 @@ static WAITERS: AtomicUsize = AtomicUsize::new(0);
 /// What to send back.
 pub enum Reply {
     Json(u16, Value),
-    /// `Json` plus `Connection: close`.
-    Close(u16, Value),
     /// Answer with the entry once it is no longer RUNNING.
     Wait(Arc<Entry>),
     Allow(&'static str),
@@ -173,12 +173,15 @@ fn v1_doc(root: &str) -> Value {
     v
 }
 
-/// Read a request body up to `max` bytes; `None` when it is larger.
+/// Read a request body up to `max` bytes; `None` when it is larger. (The
+/// front already refused bodies over the cap and hands over the whole
+/// body at once, with its length.)
 fn read_body(req: &mut Request, max: u64) -> std::io::Result<Option<Vec<u8>>> {
     if req.body_length().is_some_and(|l| l as u64 > max) {
         return Ok(None);
     }
-    let mut body = Vec::new();
+    // one allocation of the announced size, not a doubling Vec
+    let mut body = Vec::with_capacity(req.body_length().unwrap_or(0));
     req.as_reader().take(max + 1).read_to_end(&mut body)?;
     Ok((body.len() as u64 <= max).then_some(body))
 }
@@ -191,10 +194,7 @@ fn run_command(agent: &Arc<Agent>, req: &mut Request, target: &Target) -> Reply 
                 "refusing a request body over {} bytes",
                 agent.config.max_request_body
             );
-            return match fault(413, TOO_LARGE) {
-                Reply::Json(s, v) => Reply::Close(s, v),
-                r => r,
-            };
+            return fault(413, TOO_LARGE);
         }
         Err(e) => {
             return fault(
@@ -267,27 +267,25 @@ fn json_response(status: u16, body: &Value) -> Response<std::io::Cursor<Vec<u8>>
     Response::from_data(data)
         .with_status_code(status)
         .with_header(Header::from_bytes("Content-Type", "application/json").expect("header"))
+        // always a Content-Length (tiny_http chunks from 32 KiB on): the
+        // front frames the answer by it
+        .with_chunked_threshold(usize::MAX)
 }
 
-fn respond(req: Request, status: u16, body: &Value, close: bool) {
-    let mut resp = json_response(status, body);
-    if close {
-        resp.add_header(Header::from_bytes("Connection", "close").expect("header"));
-    }
-    if let Err(e) = req.respond(resp) {
+fn respond(req: Request, status: u16, body: &Value) {
+    if let Err(e) = req.respond(json_response(status, body)) {
         log::debug!("writing a response: {e}");
     }
 }
 
-/// Handle one request completely.
+/// Handle one request completely. (The front logs each request, with the
+/// client's address and scheme, before it gets here.)
 pub fn handle(agent: &Arc<Agent>, mut req: Request, scheme: &str) {
-    log::debug!(
-        "{} {} from {}",
-        req.method(),
-        redact_query(req.url()),
-        req.remote_addr()
-            .map_or_else(|| "tls".into(), |a| a.to_string())
-    );
+    // the token, by value, out of every log line from now on, whatever
+    // spelling of it a request uses
+    if let Some(t) = agent.token() {
+        crate::logbuf::add_secret(&t);
+    }
     let reply =
         catch_unwind(AssertUnwindSafe(|| route(agent, &mut req, scheme))).unwrap_or_else(|p| {
             let what = p
@@ -296,7 +294,7 @@ pub fn handle(agent: &Arc<Agent>, mut req: Request, scheme: &str) {
                 .or_else(|| p.downcast_ref::<String>().cloned());
             log::error!(
                 "internal error handling {}: {}",
-                redact_query(req.url()),
+                redact_url(req.url()),
                 what.as_deref().unwrap_or("panic")
             );
             fault(
@@ -305,8 +303,7 @@ pub fn handle(agent: &Arc<Agent>, mut req: Request, scheme: &str) {
             )
         });
     match reply {
-        Reply::Json(s, v) => respond(req, s, &v, false),
-        Reply::Close(s, v) => respond(req, s, &v, true),
+        Reply::Json(s, v) => respond(req, s, &v),
         Reply::Allow(methods) => {
             let body = json!({"faultcode": "Client", "faultstring": METHOD_NOT_ALLOWED});
             let resp = json_response(405, &body)
@@ -315,17 +312,17 @@ pub fn handle(agent: &Arc<Agent>, mut req: Request, scheme: &str) {
         }
         Reply::Wait(entry) => {
             if entry.wait(Duration::ZERO) {
-                return respond(req, 200, &entry.to_json(), false);
+                return respond(req, 200, &entry.to_json());
             }
             if WAITERS.fetch_add(1, Ordering::SeqCst) >= MAX_WAITERS {
                 WAITERS.fetch_sub(1, Ordering::SeqCst);
-                return respond(req, 200, &entry.to_json(), false);
+                return respond(req, 200, &entry.to_json());
             }
             let spawned = std::thread::Builder::new()
                 .name("api-wait".into())
                 .spawn(move || {
                     entry.wait(WAIT_LIMIT);
-                    respond(req, 200, &entry.to_json(), false);
+                    respond(req, 200, &entry.to_json());
                     WAITERS.fetch_sub(1, Ordering::SeqCst);
                 });
             if let Err(e) = spawned {

@@ -7,7 +7,6 @@
 use super::Params;
 use crate::agent::Agent;
 use crate::error::{AgentError, Result};
-use flate2::write::GzEncoder;
 use serde_json::{json, Value};
 use std::io::{self, Read, Write};
 use std::sync::Arc;
@@ -26,6 +25,9 @@ struct Tar<W: Write> {
 
 impl<W: Write> Tar<W> {
     fn append(&mut self, name: &str, data: &[u8]) -> io::Result<()> {
+        // the token can be anywhere: a process's command line, the kernel
+        // command line in dmesg, the console log
+        let data = &crate::logbuf::scrub_bytes(data);
         let mut h = [0u8; 512];
         let name = name.as_bytes();
         h[..name.len().min(99)].copy_from_slice(&name[..name.len().min(99)]);
@@ -129,11 +131,14 @@ fn processes(agent: &Agent) -> Vec<u8> {
 
 /// Build the tar.gz in memory.
 pub fn bundle(agent: &Agent) -> io::Result<Vec<u8>> {
+    if let Some(t) = agent.token() {
+        crate::logbuf::add_secret(&t);
+    }
     let mtime = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
-    let gz = GzEncoder::new(Vec::new(), flate2::Compression::default());
+    let gz = crate::util::gzip::Encoder::new(Vec::new(), flate2::Compression::default())?;
     let mut tar = Tar { out: gz, mtime };
     tar.append("ironic-agent.log", &tail(agent.log.snapshot()))?;
     // The ramdisk's /init keeps the console output of every agent run here.

@@ -42,8 +42,8 @@ pub enum Kind {
 }
 
 /// An opened FAT filesystem at `base` on some [`Io`].
-pub struct Fat<'a, I: Io> {
-    io: &'a I,
+pub struct Fat<'a> {
+    io: &'a dyn Io,
     base: u64,
     bps: u64,
     cluster_bytes: u64,
@@ -55,6 +55,9 @@ pub struct Fat<'a, I: Io> {
     root_cluster: u32,
     pub kind: Kind,
 }
+
+/// Most long-name entries before a short entry: 20 × 13 units ≥ 255.
+const MAX_LFN_PARTS: usize = 20;
 
 /// One directory entry, with its long name when it has one.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -71,9 +74,9 @@ fn short_checksum(name: &[u8]) -> u8 {
         .fold(0u8, |s, &c| (s >> 1).wrapping_add(s << 7).wrapping_add(c))
 }
 
-impl<'a, I: Io> Fat<'a, I> {
+impl<'a> Fat<'a> {
     /// Parse the boot sector of the filesystem at `base` (`len` bytes).
-    pub fn open(io: &'a I, base: u64, len: u64) -> io::Result<Self> {
+    pub fn open(io: &'a dyn Io, base: u64, len: u64) -> io::Result<Self> {
         let mut bs = [0u8; 512];
         io.read_exact_at(&mut bs, base)?;
         if bs[510] != 0x55 || bs[511] != 0xaa {
@@ -239,6 +242,12 @@ impl<'a, I: Io> Fat<'a, I> {
                 if e[0] & 0x40 != 0 {
                     lfn.clear();
                 }
+                // a long name has at most 20 parts (255 UTF-16 units); a
+                // longer run is no name, and must not grow (nor be sorted,
+                // quadratically) without bound
+                if lfn.len() >= MAX_LFN_PARTS {
+                    lfn.clear();
+                }
                 lfn_sum = Some(e[13]);
                 lfn.push((e[0] & 0x1f, units));
                 continue;
@@ -380,7 +389,7 @@ fn fit_fat(total: u64, fixed: u64, nfats: u64, spc: u64, sector: u64, bits: u64)
 }
 
 /// Zeroes over `[at, at+len)`, 1 MiB at a time.
-fn zero_fill(io: &mut impl Io, at: u64, len: u64) -> io::Result<()> {
+fn zero_fill(io: &mut dyn Io, at: u64, len: u64) -> io::Result<()> {
     let zero = vec![0u8; (1 << 20).min(len) as usize];
     let mut done = 0u64;
     while done < len {
@@ -450,7 +459,7 @@ fn fat32_geometry(len: u64, sector: u64) -> io::Result<(u64, u64, u64, u64)> {
 /// plain `mkfs.vfat` formats an ESP: FAT32 ([`format_fat32`]) where it
 /// fits, else FAT16 or FAT12 ([`write_fat`]) for an ESP configured smaller.
 pub fn format_empty(
-    io: &mut impl Io,
+    io: &mut dyn Io,
     offset: u64,
     len: u64,
     sector: u64,
@@ -470,7 +479,7 @@ pub fn format_empty(
 /// label. `hidden` is the partition's start LBA (BPB_HiddSec). Fails when
 /// the region is too small to be FAT32 (fewer than 65 525 clusters).
 pub fn format_fat32(
-    io: &mut impl Io,
+    io: &mut dyn Io,
     offset: u64,
     len: u64,
     sector: u64,
@@ -767,7 +776,7 @@ fn set_entry(fat: &mut [u8], bits: u64, c: usize, v: u16) {
 /// ([`fat_fits`] tells beforehand), before anything is written.
 #[allow(clippy::too_many_arguments)]
 pub fn write_fat(
-    io: &mut impl Io,
+    io: &mut dyn Io,
     offset: u64,
     len: u64,
     sector: u64,
@@ -953,6 +962,42 @@ fn short_entry(name: &[u8; 11], attr: u8, cluster: u32, size: u32) -> [u8; 32] {
 mod tests {
     use super::*;
     use crate::disk::MemDisk;
+
+    /// A directory of long-name entries with no short entry to end them
+    /// (4 MiB of them: a hostile ESP): parsed in linear time, no name
+    /// made of them. Found while writing the fuzz target: the run was
+    /// kept whole and insertion-sorted, quadratic in its length.
+    #[test]
+    fn endless_long_name_run_is_bounded() {
+        let mut lfn = [0u8; 32];
+        lfn[0] = 0x01; // part 1, never the "last part" flag
+        lfn[1] = b'a';
+        lfn[11] = 0x0f;
+        let mut raw: Vec<u8> = lfn.repeat((4 << 20) / 32 - 1);
+        // parts numbered downwards: insertion sort's worst case
+        for (i, e) in raw.chunks_exact_mut(32).enumerate() {
+            e[0] = 0x1f - (i % 0x1f) as u8;
+        }
+        let mut short = [b' '; 32];
+        short[..4].copy_from_slice(b"FILE");
+        short[11] = 0x20;
+        short[12..].fill(0);
+        raw.extend_from_slice(&short);
+        let sum = short_checksum(&short[..11]);
+        for e in raw.chunks_exact_mut(32).rev().skip(1) {
+            e[13] = sum;
+        }
+        let t = std::time::Instant::now();
+        let (entries, _) = Fat::<MemDisk>::parse_dir(&raw);
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(5),
+            "{:?}",
+            t.elapsed()
+        );
+        assert_eq!(entries.len(), 1);
+        // the last 20 parts at most make the name
+        assert!(entries[0].name.encode_utf16().count() <= MAX_LFN_PARTS * 13);
+    }
 
     #[test]
     fn formats_and_reads_back() {

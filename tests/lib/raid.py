@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Software RAID checks from the host, on the disk files a VM used after it
-stopped (tests/vm/run.sh phase m, tests/vm/ironic_vm.py phase s), with
+stopped (tests/vm/run.sh phase m, tests/vm/ironic_vm.py phase R), with
 Debian's mdadm as the judge:
 
   raid.py examine DISK NUMBER:LEVEL:NAME[:VERSION] ...

@@ -716,7 +716,7 @@ pub fn magic_offsets(size: u64, read: &dyn Fn(u64, usize) -> std::io::Result<Vec
         .chain(sb090_sector(sectors))
         .map(|s| s * 512)
         .collect();
-    spots.sort_unstable();
+    crate::util::sort_small(&mut spots);
     spots.dedup();
     spots
         .into_iter()
