@@ -988,7 +988,7 @@ mod tests {
             e[13] = sum;
         }
         let t = std::time::Instant::now();
-        let (entries, _) = Fat::<MemDisk>::parse_dir(&raw);
+        let (entries, _) = Fat::parse_dir(&raw);
         assert!(
             t.elapsed() < std::time::Duration::from_secs(5),
             "{:?}",
