@@ -274,7 +274,7 @@ mod tests {
         let m = Managers::from_candidates(
             &a.env(),
             vec![
-                Manager::Generic(crate::hardware::generic::GenericHardwareManager),
+                Manager::Generic(crate::hardware::generic::GenericHardwareManager::default()),
                 Manager::ExampleBios(ExampleBiosHardwareManager),
             ],
         );

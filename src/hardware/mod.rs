@@ -278,8 +278,10 @@ impl Managers {
     /// Build every compiled-in manager, keep those that support this
     /// hardware, sort by support (stable: ties keep this order).
     pub fn evaluate(env: &Env) -> Managers {
+        let generic = generic::GenericHardwareManager::default();
+        generic.initialize(env);
         let candidates = vec![
-            Manager::Generic(generic::GenericHardwareManager),
+            Manager::Generic(generic),
             Manager::Script(script::ScriptHardwareManager::load(env)),
             Manager::ExampleBios(example::ExampleBiosHardwareManager),
         ];
@@ -479,7 +481,7 @@ pub mod tests {
         Managers::from_candidates(
             &env.env(),
             vec![
-                Manager::Generic(generic::GenericHardwareManager),
+                Manager::Generic(generic::GenericHardwareManager::default()),
                 Manager::Test(TestManager {
                     support: test_support,
                     version: "7".into(),

@@ -19,7 +19,7 @@ every server binds there, nothing touches the host's network. In it:
     DHCPv6 (no IPv4 at all).
 
 Phases (each timed; PASS, FAIL, PENDING). Their letters are network.py's
-own, chosen apart from run.sh's (a, c, ...) so a log line is unambiguous:
+own, chosen apart from run.sh's (a, c, m, ...) so a log line is unambiguous:
   v  DHCP-less: the node's network_data (set through Ironic's API, so its
      schema checked it) is a bond (active-backup) of the VM's two NICs
      with VLAN 101 on it and static IPv4/IPv6 addresses, a default route
@@ -45,7 +45,7 @@ own, chosen apart from run.sh's (a, c, ...) so a log line is unambiguous:
      the agent's DHCPv6 client, ipa-api-url is https://[fd00:6::1]:PORT,
      the callback URL is bracketed, and Ironic deploys a GPT image served
      over IPv6 (the agent powers the VM off at the end).
-  m  (only when asked: --phases m) --repeat pairs of boots, static then
+  t  (only when asked: --phases t) --repeat pairs of boots, static then
      DHCPv4, alternating, timed to Ironic's first heartbeat; the medians,
      and of the guest's own clock from /init's start to "network up" (the
      network set-up without the firmware's ISO boot, which varies most
@@ -693,7 +693,7 @@ ldlinux_c32 = /usr/lib/syslinux/modules/bios/ldlinux.c32
                 else:
                     self.set_network_data(None)
                     host = UNTAG[0]
-                vm, hb = self.clean_boot(f"m{i}-{kind}", [], host)
+                vm, hb = self.clean_boot(f"t{i}-{kind}", [], host)
                 runs[kind].append(hb)
                 g = guest_network_seconds(vm.log_text())
                 if g is not None:
@@ -793,7 +793,7 @@ ldlinux_c32 = /usr/lib/syslinux/modules/bios/ldlinux.c32
                        "says what was ignored", self.phase_broken)
             self.phase("6", "IPv6-only: RA M flag + stateful DHCPv6, Ironic on IPv6, "
                        "a deploy", self.phase_ipv6)
-            self.phase("m", "boot to first heartbeat, static against DHCPv4, "
+            self.phase("t", "boot to first heartbeat, static against DHCPv4, "
                        "alternating", self.phase_measure)
         except checks.PhaseFailed as e:
             log(f"setup failed: {e}")
@@ -826,7 +826,7 @@ def main():
     p.add_argument("--ironic-sh", default=os.path.join(REPO, "tests", "e2e", "ironic.sh"))
     p.add_argument("--mem", default=os.environ.get("VM_MEM", "128M"))
     p.add_argument("--phases", default="v4e6",
-                   help="v 4 e 6; m (not by default): --repeat timed pairs")
+                   help="v 4 e 6; t (not by default): --repeat timed pairs")
     p.add_argument("--repeat", type=int, default=3)
     args = p.parse_args()
     os.makedirs(args.work, exist_ok=True)
