@@ -6,16 +6,16 @@
 //! without one. `wait=true` on an async command is answered from a short
 //! waiter thread so the loop keeps serving `GET /v1/commands/` meanwhile.
 
+pub mod body;
 pub mod front;
 pub mod guard;
 
 use crate::agent::results::Entry;
 use crate::agent::Agent;
-use crate::commands::{self, Params};
+use crate::commands;
 use crate::logbuf::redact_url;
 use crate::util;
 use serde_json::{json, Value};
-use std::io::Read;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -173,53 +173,53 @@ fn v1_doc(root: &str) -> Value {
     v
 }
 
-/// Read a request body up to `max` bytes; `None` when it is larger. (The
-/// front already refused bodies over the cap and hands over the whole
-/// body at once, with its length.)
-fn read_body(req: &mut Request, max: u64) -> std::io::Result<Option<Vec<u8>>> {
-    if req.body_length().is_some_and(|l| l as u64 > max) {
-        return Ok(None);
-    }
-    // one allocation of the announced size, not a doubling Vec
-    let mut body = Vec::with_capacity(req.body_length().unwrap_or(0));
-    req.as_reader().take(max + 1).read_to_end(&mut body)?;
-    Ok((body.len() as u64 <= max).then_some(body))
-}
-
 fn run_command(agent: &Arc<Agent>, req: &mut Request, target: &Target) -> Reply {
-    let body = match read_body(req, agent.config.max_request_body) {
-        Ok(Some(b)) => b,
-        Ok(None) => {
+    let max = agent.config.max_request_body;
+    // (the front already refused bodies over the cap and hands over the
+    // whole body with its length)
+    let doc = if req.body_length().is_some_and(|l| l as u64 > max) {
+        Err(body::BodyError::TooLarge)
+    } else {
+        body::parse(req.as_reader(), max)
+    };
+    let doc = match doc {
+        Ok(v) => v,
+        Err(body::BodyError::TooLarge) => {
+            log::warn!("refusing a request body over {max} bytes");
+            return fault(413, TOO_LARGE);
+        }
+        Err(body::BodyError::TooManyValues) => {
             log::warn!(
-                "refusing a request body over {} bytes",
-                agent.config.max_request_body
+                "refusing a request body of more than {} JSON values",
+                body::MAX_VALUES
             );
             return fault(413, TOO_LARGE);
         }
-        Err(e) => {
+        Err(body::BodyError::Read(e)) => {
             return fault(
                 400,
                 &format!("400 Bad Request: reading the request body: {e}"),
             )
         }
-    };
-    let doc: Value = match serde_json::from_slice(&body) {
-        Ok(v) => v,
-        Err(e) => {
+        Err(body::BodyError::Json(e)) => {
             return fault(
                 400,
                 &format!("400 Bad Request: Failed to decode JSON object: {e}"),
             )
         }
     };
-    let (Some(name), Some(Value::Object(params))) = (doc.get("name"), doc.get("params")) else {
+    // the params are moved out of the document, never copied (an inline
+    // configdrive is tens of MiB)
+    let Value::Object(mut doc) = doc else {
         return fault(400, "400 Bad Request: Missing or invalid name or params");
     };
-    let Some(name) = name.as_str() else {
+    let (Some(Value::String(name)), Some(Value::Object(params))) =
+        (doc.remove("name"), doc.remove("params"))
+    else {
         return fault(400, "400 Bad Request: Missing or invalid name or params");
     };
     log::info!("command {name} requested");
-    match commands::execute(agent, name, Params::clone(params)) {
+    match commands::execute(agent, &name, params) {
         Ok(entry) if target.wait() => Reply::Wait(entry),
         Ok(entry) => Reply::Json(200, entry.to_json()),
         Err(r) => fault(r.status, &r.faultstring),
