@@ -982,7 +982,7 @@ fn inject_files_into_loop_ext4() {
         step: "inject_files",
         node: &node,
         ports: &ports,
-        args: args.as_object().unwrap(),
+        args: args.as_object().unwrap().into(),
     };
     inject_files(&a, &call).unwrap();
     // look with our own mount
@@ -1019,7 +1019,7 @@ fn inject_files_on_a_fixture_root_fails_clearly() {
         step: "inject_files",
         node: &node,
         ports: &ports,
-        args: args.as_object().unwrap(),
+        args: args.as_object().unwrap().into(),
     };
     let e = inject_files(&a, &call).unwrap_err();
     assert!(

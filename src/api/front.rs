@@ -761,7 +761,10 @@ impl AnswerReader {
     /// line, body).
     fn finish(mut self) -> (u16, Vec<u8>, Vec<u8>) {
         let (end, head) = self.head.take().unwrap_or_default();
-        let mut body = self.buf.split_off(end);
+        // the body moved to the front of the buffer, not copied out of it
+        // (an answer can be tens of MiB)
+        let mut body = self.buf;
+        body.drain(..end);
         body.truncate(head.length as usize);
         (head.status, head.head, body)
     }

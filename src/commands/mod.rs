@@ -234,7 +234,7 @@ pub fn execute(
         } else {
             log::debug!("command {full_name} completed");
         }
-        entry.finish(&r, false);
+        entry.finish(r, false);
         agent.commands.push(entry.clone());
         return Ok(entry);
     }
@@ -243,6 +243,8 @@ pub fn execute(
     let (a, e) = (agent.clone(), entry.clone());
     let job: Job = Box::new(move || {
         let r = run_guarded(&a, def, &params);
+        // the parameters (an inline configdrive) go before the result stays
+        drop(params);
         match &r {
             Ok(_) => log::info!("asynchronous command {}.{} completed", def.ext, def.name),
             Err(err) => log::error!(
@@ -251,11 +253,11 @@ pub fn execute(
                 def.name
             ),
         }
-        e.finish(&r, true);
+        e.finish(r, true);
         a.events.notify();
     });
     if let Err(err) = agent.worker.submit(job) {
-        entry.finish(&Err(err), true);
+        entry.finish(Err(err), true);
     }
     Ok(entry)
 }

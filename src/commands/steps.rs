@@ -6,7 +6,7 @@
 use super::Params;
 use crate::agent::Agent;
 use crate::error::{AgentError, Result};
-use crate::hardware::{StepCall, StepKind};
+use crate::hardware::{Args, StepCall, StepKind};
 use serde_json::{json, Map, Value};
 use std::sync::Arc;
 
@@ -43,7 +43,7 @@ fn execute_step(agent: &Arc<Agent>, params: &Params, kind: StepKind) -> Result<V
     let Some(name) = step.get("step").and_then(Value::as_str) else {
         return Err(AgentError::execution(format!(
             "Malformed {k}_step, no \"step\" key: {}",
-            Value::Object(step.clone())
+            echo(&Value::Object(step.clone()))
         )));
     };
     // A clean step may erase the disk an earlier deploy wrote (a failed
@@ -55,17 +55,14 @@ fn execute_step(agent: &Arc<Agent>, params: &Params, kind: StepKind) -> Result<V
     if kind == StepKind::Clean {
         agent.written.set(None);
     }
-    // IPA: kwargs are the extra command parameters, updated with step.args.
-    let mut args: Map<String, Value> = params
-        .iter()
-        .filter(|(key, _)| {
-            !["step", "node", "ports"].contains(&key.as_str()) && **key != format!("{k}_version")
-        })
-        .map(|(key, v)| (key.clone(), v.clone()))
-        .collect();
-    if let Some(a) = step.get("args").and_then(Value::as_object) {
-        args.extend(a.iter().map(|(key, v)| (key.clone(), v.clone())));
-    }
+    // IPA: kwargs are the extra command parameters, updated with step.args
+    // (read in place: an inline configdrive is not copied).
+    let version = format!("{k}_version");
+    let args = Args::new(
+        params,
+        ["step", "node", "ports", &version],
+        step.get("args").and_then(Value::as_object),
+    );
     let ports = params.get("ports").unwrap_or(&null);
     log::info!("executing {k} step {name}");
     let call = StepCall {
@@ -73,7 +70,7 @@ fn execute_step(agent: &Arc<Agent>, params: &Params, kind: StepKind) -> Result<V
         step: name,
         node,
         ports,
-        args: &args,
+        args,
     };
     let host = agent.host();
     let result = agent
@@ -82,8 +79,27 @@ fn execute_step(agent: &Arc<Agent>, params: &Params, kind: StepKind) -> Result<V
     log::info!("{k} step {name} completed");
     Ok(json!({
         format!("{k}_result"): result,
-        format!("{k}_step"): Value::Object(step.clone()),
+        format!("{k}_step"): echo(&Value::Object(step.clone())),
     }))
+}
+
+/// Strings longer than this are not echoed back in a step's result.
+const ECHO_MAX: usize = 64 * 1024;
+
+/// The step as IPA echoes it in the result (`{k}_step`, which Ironic
+/// compares by interface and name), with its long strings (an inline
+/// configdrive, twice in Ironic's write_image step; inject_files'
+/// contents) replaced by a note of their length: a command result is kept
+/// as long as the agent runs and copied into every `GET /v1/commands`.
+fn echo(v: &Value) -> Value {
+    match v {
+        Value::String(s) if s.len() > ECHO_MAX => {
+            Value::String(format!("<{} bytes, not echoed>", s.len()))
+        }
+        Value::Array(a) => Value::Array(a.iter().map(echo).collect()),
+        Value::Object(m) => Value::Object(m.iter().map(|(k, v)| (k.clone(), echo(v))).collect()),
+        v => v.clone(),
+    }
 }
 
 pub fn get_clean_steps(agent: &Arc<Agent>, p: &Params) -> Result<Value> {
@@ -132,5 +148,46 @@ mod tests {
         assert!(agent.written.get().is_some(), "deploy steps keep it");
         let _ = execute_clean_step(&agent, &params("no_such_step"));
         assert!(agent.written.get().is_none());
+    }
+
+    #[test]
+    fn long_strings_are_not_echoed() {
+        let cd = "H4sI".repeat(ECHO_MAX);
+        let step = json!({"step": "write_image", "interface": "deploy", "priority": 80,
+                          "args": {"configdrive": cd, "image_info": {"id": "i", "configdrive": cd},
+                                   "short": "x".repeat(ECHO_MAX)}});
+        let e = echo(&step);
+        let note = format!("<{} bytes, not echoed>", cd.len());
+        assert_eq!(e["args"]["configdrive"], json!(note));
+        assert_eq!(
+            e["args"]["image_info"],
+            json!({"id": "i", "configdrive": note})
+        );
+        assert_eq!(e["args"]["short"], step["args"]["short"]);
+        assert_eq!(e["step"], "write_image");
+        assert_eq!(e["priority"], 80);
+    }
+
+    #[test]
+    fn step_args_over_the_other_params() {
+        let params = json!({"step": {}, "node": {}, "ports": [], "deploy_version": "1",
+                            "a": 1, "b": 2});
+        let params = params.as_object().unwrap();
+        let step_args = json!({"b": 3, "c": 4});
+        let args = Args::new(
+            params,
+            ["step", "node", "ports", "deploy_version"],
+            step_args.as_object(),
+        );
+        assert_eq!(args.get("a"), Some(&json!(1)));
+        assert_eq!(args.get("b"), Some(&json!(3)));
+        assert_eq!(args.get("c"), Some(&json!(4)));
+        assert_eq!(args.get("node"), None);
+        assert_eq!(args.get("deploy_version"), None);
+        assert_eq!(
+            Value::Object(args.to_map()),
+            json!({"a": 1, "b": 3, "c": 4})
+        );
+        assert_eq!(args.iter().count(), 3);
     }
 }
