@@ -198,8 +198,12 @@ impl<R: std::io::Read> Base64Reader<R> {
         self.invalid
     }
 
-    pub fn into_inner(self) -> R {
-        self.inner
+    pub fn get_ref(&self) -> &R {
+        &self.inner
+    }
+
+    pub fn get_mut(&mut self) -> &mut R {
+        &mut self.inner
     }
 }
 
