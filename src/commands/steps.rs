@@ -43,7 +43,7 @@ fn execute_step(agent: &Arc<Agent>, params: &Params, kind: StepKind) -> Result<V
     let Some(name) = step.get("step").and_then(Value::as_str) else {
         return Err(AgentError::execution(format!(
             "Malformed {k}_step, no \"step\" key: {}",
-            echo(&Value::Object(step.clone()))
+            crate::util::elided_map(step)
         )));
     };
     // A clean step may erase the disk an earlier deploy wrote (a failed
@@ -77,29 +77,14 @@ fn execute_step(agent: &Arc<Agent>, params: &Params, kind: StepKind) -> Result<V
         .managers
         .dispatch(name, |m| m.execute_step(&host, &call))?;
     log::info!("{k} step {name} completed");
+    // The step as IPA echoes it (Ironic compares it by interface and
+    // name), without its long strings (an inline configdrive, twice in
+    // Ironic's write_image step; inject_files' contents): a result is kept
+    // as long as the agent runs and copied into every GET /v1/commands.
     Ok(json!({
         format!("{k}_result"): result,
-        format!("{k}_step"): echo(&Value::Object(step.clone())),
+        format!("{k}_step"): crate::util::elided_map(step),
     }))
-}
-
-/// Strings longer than this are not echoed back in a step's result.
-const ECHO_MAX: usize = 64 * 1024;
-
-/// The step as IPA echoes it in the result (`{k}_step`, which Ironic
-/// compares by interface and name), with its long strings (an inline
-/// configdrive, twice in Ironic's write_image step; inject_files'
-/// contents) replaced by a note of their length: a command result is kept
-/// as long as the agent runs and copied into every `GET /v1/commands`.
-fn echo(v: &Value) -> Value {
-    match v {
-        Value::String(s) if s.len() > ECHO_MAX => {
-            Value::String(format!("<{} bytes, not echoed>", s.len()))
-        }
-        Value::Array(a) => Value::Array(a.iter().map(echo).collect()),
-        Value::Object(m) => Value::Object(m.iter().map(|(k, v)| (k.clone(), echo(v))).collect()),
-        v => v.clone(),
-    }
 }
 
 pub fn get_clean_steps(agent: &Arc<Agent>, p: &Params) -> Result<Value> {
@@ -152,6 +137,7 @@ mod tests {
 
     #[test]
     fn long_strings_are_not_echoed() {
+        use crate::util::{elided as echo, ECHO_MAX};
         let cd = "H4sI".repeat(ECHO_MAX);
         let step = json!({"step": "write_image", "interface": "deploy", "priority": 80,
                           "args": {"configdrive": cd, "image_info": {"id": "i", "configdrive": cd},

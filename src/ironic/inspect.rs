@@ -158,9 +158,9 @@ pub fn collect_data(agent: &Agent) -> (Map<String, Value>, Vec<String>) {
         }
     }
     if names.iter().any(|c| c == "logs") {
-        match crate::commands::log_ext::bundle(agent) {
+        match crate::commands::log_ext::bundle_base64(agent) {
             Ok(b) => {
-                data.insert("logs".into(), json!(crate::util::base64_encode(&b)));
+                data.insert("logs".into(), Value::String(b));
             }
             Err(e) => errors.push(format!("collector logs failed: {e}")),
         }

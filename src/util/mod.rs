@@ -241,6 +241,30 @@ impl<R: std::io::Read> std::io::Read for Base64Reader<R> {
     }
 }
 
+/// Strings longer than this are not repeated in a result or a message.
+pub const ECHO_MAX: usize = 64 * 1024;
+
+/// `v` with each string longer than [`ECHO_MAX`] replaced by a note of its
+/// length: what a command result or an error message repeats of its
+/// input (an inline configdrive, a file's contents), which would
+/// otherwise keep tens of MiB for as long as the agent runs.
+pub fn elided(v: &serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match v {
+        Value::String(s) if s.len() > ECHO_MAX => {
+            Value::String(format!("<{} bytes, not echoed>", s.len()))
+        }
+        Value::Array(a) => Value::Array(a.iter().map(elided).collect()),
+        Value::Object(m) => elided_map(m),
+        v => v.clone(),
+    }
+}
+
+/// [`elided`] of an object.
+pub fn elided_map(m: &serde_json::Map<String, serde_json::Value>) -> serde_json::Value {
+    serde_json::Value::Object(m.iter().map(|(k, v)| (k.clone(), elided(v))).collect())
+}
+
 const CRYPT64: &[u8; 64] = b"./0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
 
 /// A random salt from crypt's alphabet.
