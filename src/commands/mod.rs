@@ -217,6 +217,10 @@ pub fn execute(
         }
     }
     let def = find(full_name).map_err(|e| Rejection::from_error(&e))?;
+    let mut params = params;
+    if matches!(def.name, "execute_deploy_step" | "execute_service_step") {
+        steps::keep_one_configdrive(&mut params);
+    }
     if let Some(v) = def.validate {
         if let Err(e) = v(agent, &params) {
             log::warn!("{full_name}: {e}");

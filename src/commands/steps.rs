@@ -87,6 +87,30 @@ fn execute_step(agent: &Arc<Agent>, params: &Params, kind: StepKind) -> Result<V
     }))
 }
 
+/// Ironic 39's write_image step sends an inline configdrive twice, as
+/// `step.args.configdrive` and inside `step.args.image_info` (its FIXME,
+/// kept for IPAs from before 2021). When both are the same text, the copy
+/// in image_info goes before the step runs: write_image reads it only when
+/// the other is missing, and the drive, up to half the request, is then
+/// held once while the image streams. (The step echoed in the result
+/// shows image_info without it.)
+pub fn keep_one_configdrive(params: &mut Params) {
+    let Some(Value::Object(args)) = params
+        .get_mut("step")
+        .and_then(|s| s.as_object_mut())
+        .filter(|s| s.get("step").and_then(Value::as_str) == Some("write_image"))
+        .and_then(|s| s.get_mut("args"))
+    else {
+        return;
+    };
+    let inner = args.get("image_info").and_then(|i| i.get("configdrive"));
+    if inner.is_some_and(|c| c.is_string() && args.get("configdrive") == Some(c)) {
+        if let Some(Value::Object(info)) = args.get_mut("image_info") {
+            info.remove("configdrive");
+        }
+    }
+}
+
 pub fn get_clean_steps(agent: &Arc<Agent>, p: &Params) -> Result<Value> {
     get_steps(agent, p, StepKind::Clean)
 }
@@ -152,6 +176,29 @@ mod tests {
         assert_eq!(e["args"]["short"], step["args"]["short"]);
         assert_eq!(e["step"], "write_image");
         assert_eq!(e["priority"], 80);
+    }
+
+    #[test]
+    fn write_image_keeps_one_configdrive() {
+        let p = |inner: &str| -> Params {
+            serde_json::from_value(json!({"step": {"step": "write_image", "args": {
+                "configdrive": "H4sI", "image_info": {"id": "i", "configdrive": inner}}}}))
+            .unwrap()
+        };
+        let mut same = p("H4sI");
+        keep_one_configdrive(&mut same);
+        assert_eq!(same["step"]["args"]["image_info"], json!({"id": "i"}));
+        assert_eq!(same["step"]["args"]["configdrive"], "H4sI");
+        let mut other = p("http://x/cd");
+        keep_one_configdrive(&mut other);
+        assert_eq!(other, p("http://x/cd"));
+        let mut step: Params =
+            serde_json::from_value(json!({"step": {"step": "inject_files", "args": {
+                "configdrive": "a", "image_info": {"configdrive": "a"}}}}))
+            .unwrap();
+        let before = step.clone();
+        keep_one_configdrive(&mut step);
+        assert_eq!(step, before);
     }
 
     #[test]
