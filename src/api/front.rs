@@ -31,8 +31,11 @@
 //! valid agent token (else 401 at once, as IPA answers on the command
 //! routes), and one at a time ([`LARGE_BUSY`]), so unauthenticated clients
 //! can make the front hold at most [`MAX_SLOTS`] × ([`guard::MAX_HEAD`] +
-//! [`SMALL_BODY`]). A body is kept in [`SPOOL_CHUNK`] pieces and each is
-//! freed once tiny_http has it, so a configdrive is not held twice.
+//! [`SMALL_BODY`]). A body is kept in [`SPOOL_CHUNK`] pieces (of
+//! [`SPOOL_BIG`] past its first MiB) and each is freed once tiny_http has
+//! it, while the API parses it ([`super::body`]) into strings held once, so
+//! a configdrive is not held twice. An answer is read whole, its body
+//! handed on without a copy.
 //!
 //! After `system.lockdown` (or a finished rescue) the listener is closed,
 //! as IPA stops its server: new connections are refused, open ones are

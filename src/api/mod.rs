@@ -5,6 +5,11 @@
 //! a handler still gets an answer (500), and a request is never dropped
 //! without one. `wait=true` on an async command is answered from a short
 //! waiter thread so the loop keeps serving `GET /v1/commands/` meanwhile.
+//!
+//! Memory: a command's body is parsed as it is read, each string held
+//! once ([`body`]), and its params are moved, never copied, into the
+//! command; answers are serialized from where results are kept, in
+//! pieces freed as tiny_http sends them on ([`Pieces`]).
 
 pub mod body;
 pub mod front;
