@@ -38,33 +38,101 @@ apt_install() {
   fi
 }
 
-# ensure_musl: the static build's toolchain (rust-std for musl; musl-tools
-# for ring's C code, which cc-rs compiles with x86_64-linux-musl-gcc).
+# ensure_musl [x86_64|aarch64]: the static build's toolchain (rust-std for
+# musl; a C compiler for ring's C and assembly code). x86_64 (the default):
+# musl-tools, whose x86_64-linux-musl-gcc cc-rs picks by itself. aarch64:
+# Debian's cross gcc and the arm64 C headers (libc6-dev-arm64-cross: ring's
+# few libc includes), which .cargo/config.toml names to cc-rs
+# (CC_aarch64_unknown_linux_musl); the link needs no C toolchain
+# (rust-lld, see .cargo/config.toml).
 ensure_musl() {
-  rustup target list --installed 2>/dev/null | grep -qx x86_64-unknown-linux-musl \
-    || rustup target add x86_64-unknown-linux-musl \
-    || { echo "[setup] FAILED: rustup target add x86_64-unknown-linux-musl" >&2; return 1; }
-  command -v x86_64-linux-musl-gcc >/dev/null || apt_install musl-tools
+  local arch=${1:-x86_64}
+  case "$arch" in x86_64|aarch64) ;; *) echo "ensure_musl: unknown arch $arch" >&2; return 1 ;; esac
+  rustup target list --installed 2>/dev/null | grep -qx "$arch-unknown-linux-musl" \
+    || rustup target add "$arch-unknown-linux-musl" \
+    || { echo "[setup] FAILED: rustup target add $arch-unknown-linux-musl" >&2; return 1; }
+  if [ "$arch" = x86_64 ]; then
+    command -v x86_64-linux-musl-gcc >/dev/null || apt_install musl-tools
+  else
+    apt_install gcc-aarch64-linux-gnu libc6-dev-arm64-cross
+  fi
 }
 
-# ensure_qemu [ovmf] [isotools]: qemu-system-x86 for the VM tests (and OVMF,
-# Debian's UEFI firmware, when asked).
+# ensure_apt_arch ARCH: let apt see Debian's packages of another
+# architecture (dpkg --add-architecture + apt-get update), so that
+# `apt-get download PKG:ARCH` fetches them; ramdisk/build only unpacks such
+# packages (dpkg -x), it never installs one.
+ensure_apt_arch() {
+  [ "$1" = "$(dpkg --print-architecture)" ] && return 0
+  dpkg --print-foreign-architectures | grep -qx "$1" && return 0
+  echo "[setup] dpkg --add-architecture $1" >&2
+  local sudo=""; [ "$(id -u)" -ne 0 ] && sudo=sudo
+  $sudo dpkg --add-architecture "$1"
+  $sudo apt-get -o DPkg::Lock::Timeout=600 update -qq
+}
+
+# deb_unpack PKG ARCH CACHE: sets DEBDIR to the unpacked contents (dpkg -x)
+# of the candidate version of PKG:ARCH, downloaded with `apt-get download`
+# into CACHE/debs and unpacked into CACHE/unpacked once; nothing is
+# installed. For another architecture's files (busybox-static:arm64,
+# GRUB's arm64-efi modules) on this machine.
+deb_unpack() {
+  local pkg=$1 arch=$2 cache=$3 ver deb
+  ensure_apt_arch "$arch"
+  ver=$(apt-cache show --no-all-versions "$pkg:$arch" 2>/dev/null | awk '/^Version:/{print $2; exit}')
+  if [ -z "$ver" ]; then    # fresh machine: no package lists yet
+    apt-get -o DPkg::Lock::Timeout=600 update -qq
+    ver=$(apt-cache show --no-all-versions "$pkg:$arch" | awk '/^Version:/{print $2; exit}')
+  fi
+  [ -n "$ver" ] || { echo "apt-cache knows no $pkg:$arch" >&2; return 1; }
+  mkdir -p "$cache/debs" "$cache/unpacked"
+  deb=$(ls "$cache/debs/${pkg}_"*"${ver#*:}_$arch.deb" 2>/dev/null | head -1 || true)
+  if [ -z "$deb" ]; then
+    echo "[setup] apt-get download $pkg:$arch ($ver)" >&2
+    # apt warns that _apt cannot write to a root-owned cache: harmless
+    (cd "$cache/debs" && apt-get download "$pkg:$arch=$ver" 2>&1 \
+      | grep -v '^W: Download is performed unsandboxed' >&2 || true)
+    deb=$(ls "$cache/debs/${pkg}_"*"${ver#*:}_$arch.deb" 2>/dev/null | head -1 || true)
+    [ -n "$deb" ] || { echo "apt-get download $pkg:$arch failed" >&2; return 1; }
+  fi
+  DEBDIR=$cache/unpacked/$(basename "$deb" .deb)
+  if [ ! -f "$DEBDIR/.unpacked" ]; then
+    rm -rf "$DEBDIR.tmp"; dpkg -x "$deb" "$DEBDIR.tmp"; touch "$DEBDIR.tmp/.unpacked"
+    rm -rf "$DEBDIR"; mv "$DEBDIR.tmp" "$DEBDIR"
+  fi
+}
+
+# ensure_arm64_user: qemu-aarch64-static, the runner .cargo/config.toml
+# names for aarch64-unknown-linux-musl (cargo test/run of aarch64 binaries
+# on this x86_64 machine). A standalone package: it does not touch
+# qemu-system-common, so qemu-utils stays (see ensure_qemu).
+ensure_arm64_user() {
+  command -v qemu-aarch64-static >/dev/null || apt_install qemu-user-static
+}
+
+# ensure_qemu [ovmf]: qemu-system-x86 for the VM tests (and OVMF, Debian's
+# UEFI firmware, when asked).
 # Pitfall (../shared/qemu NOTES §1): this machine image ships a backported
 # qemu-utils (qemu-img 10) that Breaks bookworm's qemu-system-common 7.2, so
 # `apt-get install qemu-system-x86` alone REMOVES qemu-img, which other
 # tests use. Asking for the distribution's qemu-utils in the same
 # transaction replaces it instead, and qemu-img never goes missing.
+# ensure_qemu arm64 [aavmf]: qemu-system-aarch64 (Debian's qemu-system-arm)
+# instead, and AAVMF, edk2's firmware for the `virt` machine
+# (qemu-efi-aarch64), when asked.
 ensure_qemu() {
-  local pkgs=() a
+  local pkgs=() a sys=x86 bin=qemu-system-x86_64
   for a in "$@"; do
     case "$a" in
       ovmf) [ -f /usr/share/OVMF/OVMF_CODE.fd ] || pkgs+=(ovmf) ;;
+      aavmf) [ -f /usr/share/AAVMF/AAVMF_CODE.fd ] || pkgs+=(qemu-efi-aarch64) ;;
+      arm64) sys=arm bin=qemu-system-aarch64 ;;
     esac
   done
-  if ! command -v qemu-system-x86_64 >/dev/null; then
+  if ! command -v "$bin" >/dev/null; then
     local codename
     codename=$(. /etc/os-release && echo "${VERSION_CODENAME:-}")
-    pkgs+=(qemu-system-x86 "qemu-utils${codename:+/$codename}")
+    pkgs+=("qemu-system-$sys" "qemu-utils${codename:+/$codename}")
   fi
   if [ ${#pkgs[@]} -eq 0 ]; then return 0; fi
   echo "[setup] apt-get install ${pkgs[*]}" >&2

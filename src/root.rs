@@ -91,6 +91,18 @@ impl Root {
     }
 }
 
+impl Root {
+    /// The fixture tree `tests/fixtures/<name>` (unit tests).
+    #[cfg(test)]
+    pub fn fixture(name: &str) -> Root {
+        Root::new(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/fixtures")
+                .join(name),
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -592,7 +592,7 @@ fn tls_by_default_and_the_token_is_never_logged() {
 fn standalone_without_a_token_generates_one() {
     let dir = test_dir("gen-token");
     let log = dir.join("agent.log");
-    let mut child = Command::new(common::bin())
+    let mut child = common::agent_command()
         .args([
             "--standalone",
             "--listen-host",
@@ -640,7 +640,7 @@ fn standalone_without_a_token_generates_one() {
 
 #[test]
 fn cli_help_version_and_errors() {
-    let out = Command::new(common::bin()).arg("--help").output().unwrap();
+    let out = common::agent_command().arg("--help").output().unwrap();
     assert!(out.status.success());
     let help = String::from_utf8(out.stdout).unwrap();
     assert!(
@@ -648,21 +648,18 @@ fn cli_help_version_and_errors() {
         "--help fits 80 columns"
     );
     assert!(help.contains("--standalone") && help.contains("ipa-api-url"));
-    let out = Command::new(common::bin())
-        .arg("--version")
-        .output()
-        .unwrap();
+    let out = common::agent_command().arg("--version").output().unwrap();
     assert_eq!(
         String::from_utf8(out.stdout).unwrap().trim(),
         format!("ironic-agent {}", env!("CARGO_PKG_VERSION"))
     );
-    let out = Command::new(common::bin())
+    let out = common::agent_command()
         .arg("--no-such-flag")
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown option --no-such-flag"));
-    let out = Command::new(common::bin())
+    let out = common::agent_command()
         .args(["--listen-port", "http"])
         .output()
         .unwrap();

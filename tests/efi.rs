@@ -20,17 +20,6 @@ use serde_json::{json, Map, Value};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-/// A partition image's image_info from the test's fields (id, urls and a
-/// checksum added), parsed as the command boundary parses it.
-fn pinfo(ii: &Map<String, Value>) -> ironic_agent::image::ImageInfo {
-    let mut m = ii.clone();
-    m.entry("id").or_insert(json!("img"));
-    m.entry("urls").or_insert(json!(["http://127.0.0.1:1/img"]));
-    m.entry("checksum").or_insert(json!("0".repeat(64)));
-    m.entry("image_type").or_insert(json!("partition"));
-    ironic_agent::image::ImageInfo::parse(&m, true).unwrap()
-}
-
 const GUID: &str = "8be4df61-93ca-11d2-aa0d-00e098032b8c";
 
 fn efivars(root: &Path) -> PathBuf {
@@ -290,7 +279,7 @@ fn uefi_disk(dir: &Path, root: &Path, csv: bool) -> (Arc<Core>, Map<String, Valu
         &core.env(),
         Path::new("/dev/sda"),
         &mut f,
-        &pinfo(&ii),
+        &common::partition_image_info(&ii),
         ii.get("configdrive"),
         Some(&node),
     )

@@ -20,17 +20,6 @@ use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// A partition image's image_info from the test's fields (id, urls and a
-/// checksum added), parsed as the command boundary parses it.
-fn pinfo(ii: &Map<String, Value>) -> ironic_agent::image::ImageInfo {
-    let mut m = ii.clone();
-    m.entry("id").or_insert(json!("img"));
-    m.entry("urls").or_insert(json!(["http://127.0.0.1:1/img"]));
-    m.entry("checksum").or_insert(json!("0".repeat(64)));
-    m.entry("image_type").or_insert(json!("partition"));
-    ironic_agent::image::ImageInfo::parse(&m, true).unwrap()
-}
-
 fn sparse(path: &Path, size: u64) -> File {
     let f = OpenOptions::new()
         .read(true)
@@ -578,7 +567,7 @@ fn partition_image_uefi_gpt_layout() {
         &a.env(),
         Path::new("/dev/vda"),
         &mut f,
-        &pinfo(&ii),
+        &common::partition_image_info(&ii),
         ii.get("configdrive"),
         Some(&n),
     )
@@ -686,7 +675,7 @@ fn configured_esp_and_bios_boot_sizes() {
             &a.env(),
             Path::new("/dev/vda"),
             &mut f,
-            &pinfo(&ii),
+            &common::partition_image_info(&ii),
             ii.get("configdrive"),
             Some(&n),
         )
@@ -734,7 +723,7 @@ fn partition_image_bios_msdos_layout() {
         &a.env(),
         Path::new("/dev/sda"),
         &mut f,
-        &pinfo(&ii),
+        &common::partition_image_info(&ii),
         ii.get("configdrive"),
         Some(&n),
     )
@@ -776,7 +765,7 @@ fn partition_image_bios_msdos_layout() {
         &a.env(),
         Path::new("/dev/sda"),
         &mut f,
-        &pinfo(&ii),
+        &common::partition_image_info(&ii),
         ii.get("configdrive"),
         Some(&n),
     )
@@ -952,7 +941,7 @@ fn partition_image_configdrive_on_4k_sectors_is_vfat() {
         &a.env(),
         &dev,
         &mut f,
-        &pinfo(&ii),
+        &common::partition_image_info(&ii),
         ii.get("configdrive"),
         Some(&node("bios", Some("gpt"))),
     )
@@ -1096,7 +1085,7 @@ fn loop_device_4k_sectors() {
         &a.env(),
         &dev,
         &mut f,
-        &pinfo(&ii),
+        &common::partition_image_info(&ii),
         ii.get("configdrive"),
         Some(&n),
     )
@@ -1235,7 +1224,7 @@ fn preserve_ephemeral_keeps_the_table_and_data() {
         &a.env(),
         Path::new("/dev/sda"),
         &mut f,
-        &pinfo(&ii),
+        &common::partition_image_info(&ii),
         ii.get("configdrive"),
         Some(&n),
     )
@@ -1261,7 +1250,7 @@ fn preserve_ephemeral_keeps_the_table_and_data() {
         &a.env(),
         Path::new("/dev/sda"),
         &mut f,
-        &pinfo(&keep),
+        &common::partition_image_info(&keep),
         keep.get("configdrive"),
         Some(&n),
     )
@@ -1277,7 +1266,7 @@ fn preserve_ephemeral_keeps_the_table_and_data() {
         &a.env(),
         Path::new("/dev/sda"),
         &mut f,
-        &pinfo(&keep),
+        &common::partition_image_info(&keep),
         keep.get("configdrive"),
         Some(&n),
     )
@@ -1296,7 +1285,7 @@ fn preserve_ephemeral_keeps_the_table_and_data() {
         &a.env(),
         Path::new("/dev/sda"),
         &mut f,
-        &pinfo(&other),
+        &common::partition_image_info(&other),
         other.get("configdrive"),
         Some(&n),
     )
@@ -1315,7 +1304,7 @@ fn preserve_ephemeral_keeps_the_table_and_data() {
         &a.env(),
         Path::new("/dev/sda"),
         &mut f,
-        &pinfo(&other),
+        &common::partition_image_info(&other),
         other.get("configdrive"),
         Some(&n),
     )
@@ -1341,7 +1330,7 @@ fn preserve_ephemeral_keeps_the_table_and_data() {
         &a.env(),
         Path::new("/dev/sda"),
         &mut f,
-        &pinfo(&plain),
+        &common::partition_image_info(&plain),
         plain.get("configdrive"),
         Some(&n),
     )
@@ -1367,7 +1356,7 @@ fn partition_image_configdrive_is_checked_before_anything_is_written() {
         &a.env(),
         Path::new("/dev/sda"),
         &mut f,
-        &pinfo(&ii),
+        &common::partition_image_info(&ii),
         ii.get("configdrive"),
         Some(&n),
     )
@@ -1396,7 +1385,7 @@ fn partition_image_configdrive_over_64_mib_as_ipa() {
         &a.env(),
         Path::new("/dev/sda"),
         &mut f,
-        &pinfo(&ii),
+        &common::partition_image_info(&ii),
         ii.get("configdrive"),
         Some(&n),
     )
@@ -1412,7 +1401,7 @@ fn partition_image_configdrive_over_64_mib_as_ipa() {
         &a.env(),
         Path::new("/dev/sda"),
         &mut f,
-        &pinfo(&ii),
+        &common::partition_image_info(&ii),
         ii.get("configdrive"),
         Some(&n),
     )

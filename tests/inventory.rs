@@ -461,3 +461,53 @@ fn fixture_roots_get_sparse_disks() {
     assert!(md.blocks() < 8);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A real arm64 kernel's sysfs (tests/vm/capture-fixture.sh --arch arm64:
+/// qemu's `virt` machine, 2 Neoverse N1 vCPUs, no firmware): a device
+/// tree and no DMI, arm64's /proc/cpuinfo, no /sys/firmware/efi.
+#[test]
+fn arm64_virt_without_firmware() {
+    let dir = test_dir("inv-arm64-virt");
+    let root = fixture_root("captured-vm-arm64-virt", &dir);
+    let (_a, inv) = hardware_info(&root, &dir, &[]);
+    let cpu = &inv["cpu"];
+    assert_eq!(cpu["architecture"], "aarch64");
+    // no "model name" in arm64's cpuinfo: named from implementer/part by
+    // the aarch64 build (unit-arm64); the x86_64 one has no such table
+    let model = if cfg!(target_arch = "aarch64") {
+        "Neoverse-N1"
+    } else {
+        ""
+    };
+    assert_eq!(cpu["model_name"], model);
+    assert_eq!(
+        (cpu["count"].as_u64(), cpu["socket_count"].as_u64()),
+        (Some(2), Some(1))
+    );
+    assert_eq!(cpu["frequency"], "");
+    let flags: Vec<&str> = cpu["flags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f.as_str().unwrap())
+        .collect();
+    assert!(
+        flags.contains(&"asimd") && flags.contains(&"atomics"),
+        "{flags:?}"
+    );
+    // lshw's device-tree model where there is no DMI
+    assert_eq!(
+        inv["system_vendor"],
+        json!({"product_name": "linux,dummy-virt", "serial_number": "", "manufacturer": "",
+               "firmware": {"vendor": "", "version": "", "build_date": ""}})
+    );
+    assert_eq!(inv["boot"]["current_boot_mode"], "bios");
+    for (name, serial) in [
+        ("/dev/vda", "CAPTURE-VIRTIO-0"),
+        ("/dev/nvme0n1", "CAPTURE-NVME-0"),
+        ("/dev/sda", "CAPTURE-SCSI-0"),
+    ] {
+        assert_eq!(disk(&inv, name)["serial"], serial, "{}", disk(&inv, name));
+    }
+    assert_eq!(nic(&inv, "eth0")["mac_address"], "52:54:00:fc:00:41");
+}

@@ -7,7 +7,6 @@
 use super::Params;
 use crate::agent::Agent;
 use crate::error::{AgentError, Result};
-use flate2::write::GzEncoder;
 use serde_json::{json, Value};
 use std::io::{self, Read, Write};
 use std::sync::Arc;
@@ -176,7 +175,7 @@ fn bundle_into<W: Write>(agent: &Agent, out: W) -> io::Result<W> {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
-    let gz = GzEncoder::new(out, flate2::Compression::default());
+    let gz = crate::util::gzip::Encoder::new(out, flate2::Compression::default())?;
     let mut tar = Tar { out: gz, mtime };
     tar.append("ironic-agent.log", &tail(agent.log.snapshot()))?;
     // The ramdisk's /init keeps the console output of every agent run here.

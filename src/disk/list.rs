@@ -663,10 +663,7 @@ mod fixture_tests {
     use crate::disk::usage::check_not_in_use;
 
     fn fixture(name: &str) -> Root {
-        Root::new(format!(
-            "{}/tests/fixtures/{name}",
-            env!("CARGO_MANIFEST_DIR")
-        ))
+        Root::fixture(name)
     }
 
     #[test]

@@ -1100,11 +1100,7 @@ mod fixture_tests {
     use crate::root::Root;
 
     fn fixture(name: &str) -> Root {
-        Root::new(
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("tests/fixtures")
-                .join(name),
-        )
+        Root::fixture(name)
     }
 
     #[test]

@@ -208,7 +208,7 @@ impl<'a> Args<'a> {
 
     /// A copy of every argument (for a script step's input).
     pub fn to_map(&self) -> Map<String, Value> {
-        self.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+        crate::util::collect_map(self.iter().map(|(k, v)| (k.clone(), v.clone())))
     }
 }
 
@@ -412,13 +412,10 @@ impl Managers {
 
     /// `hardware_manager_version`: `{name: version}` of every active manager.
     pub fn versions(&self) -> Map<String, Value> {
-        self.list
-            .iter()
-            .map(|(m, _)| {
-                let (n, v) = m.version();
-                (n, Value::String(v))
-            })
-            .collect()
+        crate::util::collect_map(self.list.iter().map(|(m, _)| {
+            let (n, v) = m.version();
+            (n, Value::String(v))
+        }))
     }
 
     /// IPA's `check_versions`: `None` means "first run", accept.

@@ -34,7 +34,7 @@ const BOOTLOADERS_EFI: [&str; 13] = [
 /// Loaders on the ESP, IPA's `_get_efi_bootloaders`: files whose
 /// lower-case name is in `BOOTLOADERS_EFI`, in `os.walk` order; the first
 /// CSV found wins alone (it names the loader and the label).
-fn find_bootloaders(fat: &Fat<'_, File>) -> Result<Vec<(String, DirEntry)>> {
+fn find_bootloaders(fat: &Fat<'_>) -> Result<Vec<(String, DirEntry)>> {
     let walked = fat
         .walk()
         .map_err(|e| AgentError::io(Kind::CommandExecutionError, "reading the EFI partition", e))?;
@@ -49,6 +49,28 @@ fn find_bootloaders(fat: &Fat<'_, File>) -> Result<Vec<(String, DirEntry)>> {
         out.push((path, e));
     }
     Ok(out)
+}
+
+/// This machine's architecture as UEFI's removable-media loader names
+/// spell it (BOOTX64.EFI, BOOTAA64.EFI: UEFI spec 2.10 §3.5.1.1).
+const OWN_LOADER_ARCH: &str = if cfg!(target_arch = "aarch64") {
+    "aa64"
+} else {
+    "x64"
+};
+
+/// IPA adds a boot entry for every loader it finds on the ESP, whatever
+/// its architecture, and so does the agent: an image made for another
+/// architecture (an x86_64-only image on an arm64 server) is written and
+/// registered all the same, and the firmware then finds nothing it can
+/// run. True (the agent logs a warning) when some of `names` (lower case,
+/// from `BOOTLOADERS_EFI`) name an architecture and none names `own`.
+fn foreign_loaders(names: &[String], own: &str) -> bool {
+    let mut tagged = names
+        .iter()
+        .filter(|n| !n.starts_with("boot.") && *n != "winload.efi")
+        .peekable();
+    tagged.peek().is_some() && !tagged.any(|n| n.contains(own))
 }
 
 /// A BOOTX64.CSV: UTF-16 (BOM-detected, little-endian without one),
@@ -125,6 +147,17 @@ fn manage_uefi(
     if loaders.is_empty() {
         log::warn!("Empty EFI partition detected.");
         return Ok(false);
+    }
+    let names: Vec<String> = loaders
+        .iter()
+        .map(|(_, e)| e.name.to_ascii_lowercase())
+        .collect();
+    if foreign_loaders(&names, OWN_LOADER_ARCH) {
+        log::warn!(
+            "The EFI partition holds no loader for this {} machine, only {names:?}: its \
+             firmware will not run them. Is the image built for {0}?",
+            std::env::consts::ARCH
+        );
     }
     let mut entries = nvram.entries()?;
     for (label_id, (v_bl, entry)) in loaders.iter().enumerate() {
@@ -270,5 +303,33 @@ mod tests {
             Some(("shimx64.efi".to_string(), "ubuntu".to_string()))
         );
         assert_eq!(parse_csv(&[0xff, 0xfe]), None);
+    }
+
+    #[test]
+    fn loaders_of_another_architecture_are_named() {
+        let n = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        // an x86_64-only image on an arm64 machine, and the reverse
+        assert!(foreign_loaders(&n(&["bootx64.efi"]), "aa64"));
+        assert!(foreign_loaders(&n(&["bootaa64.efi"]), "x64"));
+        assert!(foreign_loaders(&n(&["bootaa64.csv"]), "x64"));
+        assert!(foreign_loaders(&n(&["bootia32.efi"]), "x64"));
+        // the machine's own loader, alone or beside others (multi-arch
+        // media), or loaders that name no architecture: nothing to say
+        assert!(!foreign_loaders(&n(&["bootaa64.efi"]), "aa64"));
+        assert!(!foreign_loaders(&n(&["grubaa64.efi"]), "aa64"));
+        assert!(!foreign_loaders(
+            &n(&["bootx64.efi", "bootaa64.efi"]),
+            "aa64"
+        ));
+        assert!(!foreign_loaders(
+            &n(&["bootx64.efi", "bootaa64.efi"]),
+            "x64"
+        ));
+        assert!(!foreign_loaders(&n(&["boot.csv", "winload.efi"]), "aa64"));
+        assert!(!foreign_loaders(&[], "aa64"));
+        #[cfg(target_arch = "aarch64")]
+        assert_eq!(OWN_LOADER_ARCH, "aa64");
+        #[cfg(target_arch = "x86_64")]
+        assert_eq!(OWN_LOADER_ARCH, "x64");
     }
 }

@@ -28,8 +28,8 @@ use crate::disk::gpt::{self, Entry, Gpt, Guid};
 use crate::disk::mbr::{self, Mbr};
 use crate::disk::{self, Found, Geometry, Io, Partition};
 use crate::error::{AgentError, Kind, Result};
+use crate::util::gzip::Decoder as GzDecoder;
 use crate::util::Base64Reader;
-use flate2::read::MultiGzDecoder;
 use serde_json::Value;
 use std::cell::RefCell;
 use std::fs::File;
@@ -110,8 +110,8 @@ type Body = Counted<ureq::BodyReader<'static>>;
 
 /// One pass over a drive's uncompressed bytes.
 enum Pass<'a> {
-    Inline(MultiGzDecoder<Base64Reader<&'a [u8]>>),
-    Gzip(MultiGzDecoder<Base64Reader<Body>>),
+    Inline(GzDecoder<Base64Reader<&'a [u8]>>),
+    Gzip(GzDecoder<Base64Reader<Body>>),
     Raw(Body),
 }
 
@@ -239,11 +239,11 @@ impl<'a> Drive<'a> {
     /// A new pass over the uncompressed drive, from its first byte.
     fn open(&self) -> Result<Pass<'a>> {
         Ok(match &self.src {
-            Source::Inline(t) => Pass::Inline(MultiGzDecoder::new(Base64Reader::new(t.as_bytes()))),
+            Source::Inline(t) => Pass::Inline(GzDecoder::new(Base64Reader::new(t.as_bytes()))),
             Source::Url { http, url, base64 } => {
                 let body = get(http, url, &self.node)?;
                 if *base64 {
-                    Pass::Gzip(MultiGzDecoder::new(Base64Reader::new(body)))
+                    Pass::Gzip(GzDecoder::new(Base64Reader::new(body)))
                 } else {
                     Pass::Raw(body)
                 }
@@ -337,7 +337,7 @@ impl<'a> Drive<'a> {
 fn load_url<'a>(env: &Env, url: &'a str, node: String, limit: Limit) -> Result<Drive<'a>> {
     let http = http_client(env, url, &node)?;
     let body = get(&http, url, &node)?;
-    let mut gz = MultiGzDecoder::new(Base64Reader::new(body));
+    let mut gz = GzDecoder::new(Base64Reader::new(body));
     let measured = pump(&mut gz, &node, limit, |_, _| Ok(()));
     // the rest of the text, which the decompressor may not have read
     let b64 = gz.get_mut();
@@ -600,7 +600,7 @@ fn write_drive(file: &mut File, offset: u64, len: u64, part: &str, drive: &Drive
 
 /// Partitions whose filesystem label (or GPT name) is `config-2`,
 /// case-insensitively, as IPA's `get_labelled_partition` (lsblk LABEL).
-pub fn labelled(io: &impl Io, parts: &[Partition]) -> Vec<Partition> {
+pub fn labelled(io: &dyn Io, parts: &[Partition]) -> Vec<Partition> {
     parts
         .iter()
         .filter(|p| {
@@ -1019,8 +1019,8 @@ mod tests {
         e.finish().unwrap()
     }
 
-    fn dec(gz: &[u8]) -> MultiGzDecoder<&[u8]> {
-        MultiGzDecoder::new(gz)
+    fn dec(gz: &[u8]) -> GzDecoder<&[u8]> {
+        GzDecoder::new(gz)
     }
 
     #[test]

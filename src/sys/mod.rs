@@ -2,9 +2,9 @@
 //! the agent needs and std does not offer (block-device ioctls, sync(2),
 //! reboot(2), getrandom(2); NVMe admin and SCSI generic pass-through in
 //! [`passthru`]; the IPMI device in [`ipmi`]; interface ioctls in [`net`];
-//! process-group signals in [`process`]). Every call site has a
-//! `// SAFETY:` comment naming the file descriptor and the memory the
-//! kernel reads or writes.
+//! process-group signals in [`process`]; AF_PACKET sockets for LLDP in
+//! [`packet`]). Every call site has a `// SAFETY:` comment naming the file
+//! descriptor and the memory the kernel reads or writes.
 //!
 //! Request numbers come from `include/uapi/linux/fs.h`; libc does not define
 //! most BLK* ioctls (only BLKSSZGET/BLKPBSZGET). The request argument is
@@ -14,6 +14,7 @@
 
 pub mod ipmi;
 pub mod net;
+pub mod packet;
 pub mod passthru;
 pub mod process;
 
@@ -374,6 +375,18 @@ pub fn is_block_device(f: &File) -> bool {
         .unwrap_or(false)
 }
 
+/// True when this test binary runs under qemu-user (`cargo test --target
+/// aarch64-unknown-linux-musl` on an x86_64 host): qemu fakes uname(2) but
+/// not /proc/sys/kernel/arch, which names the host kernel's machine. qemu
+/// answers ioctls it does not know (IPMI, NVMe admin) with ENOSYS instead
+/// of passing them to the kernel, whose answer on a file would be ENOTTY.
+#[cfg(test)]
+pub(crate) fn under_qemu_user() -> bool {
+    std::fs::read_to_string("/proc/sys/kernel/arch")
+        .map(|a| a.trim() != std::env::consts::ARCH)
+        .unwrap_or(false)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -392,5 +405,166 @@ mod tests {
         let f = File::open("/proc/self/status").unwrap();
         assert!(!is_block_device(&f));
         assert!(block_device_size(&f).is_err());
+    }
+}
+
+/// What differs between x86_64 and aarch64 in the kernel interfaces this
+/// module uses, checked on whichever of the two the tests run on (`cargo
+/// test` here, `cargo test --target aarch64-unknown-linux-musl` under
+/// qemu-user: scripts/test-all unit-arm64).
+///
+/// * ioctl numbers: both architectures take `_IOC` from
+///   include/uapi/asm-generic/ioctl.h (arch/x86 and arch/arm64 have no
+///   ioctl.h of their own; powerpc, mips, sparc and alpha do, with 3
+///   direction bits and 13 size bits), and both are LP64, so every size
+///   encoded in a number (`size_t`, `long`, the pass-through structs) is
+///   the same: every request number is identical on the two, and the
+///   tests below recompute each from its header definition.
+/// * open(2) flags: arm64 has its own asm/fcntl.h, where O_DIRECTORY,
+///   O_NOFOLLOW, O_DIRECT and O_LARGEFILE differ from asm-generic's (x86):
+///   O_DIRECT is 0o200000 there, 0o40000 on x86_64. The code takes them
+///   from libc, per target.
+/// * syscalls: aarch64 has no poll(2) (musl calls ppoll) and numbers every
+///   syscall differently; everything here goes through libc, and the
+///   tests exercise the calls whose argument order differs between
+///   architectures (sync_file_range, fadvise64, fallocate).
+/// * `char` is unsigned on aarch64 (`libc::c_char` = u8): the code
+///   passes C strings only as `CString` pointers.
+#[cfg(test)]
+mod arch_tests {
+    use super::*;
+    use std::io::{Read, Seek, SeekFrom, Write};
+
+    /// include/uapi/asm-generic/ioctl.h
+    const fn ioc(dir: u32, ty: u8, nr: u8, size: usize) -> u32 {
+        (dir << 30) | ((size as u32) << 16) | ((ty as u32) << 8) | nr as u32
+    }
+    const NONE: u32 = 0;
+    const WRITE: u32 = 1;
+    const READ: u32 = 2;
+
+    #[test]
+    // libc's numbers are c_ulong on glibc, c_int on musl
+    #[allow(clippy::unnecessary_cast)]
+    fn block_and_fs_ioctl_numbers() {
+        // include/uapi/linux/fs.h
+        assert_eq!(BLKRRPART, ioc(NONE, 0x12, 95, 0));
+        assert_eq!(BLKFLSBUF, ioc(NONE, 0x12, 97, 0));
+        assert_eq!(BLKSSZGET, ioc(NONE, 0x12, 104, 0));
+        assert_eq!(BLKPBSZGET, ioc(NONE, 0x12, 123, 0));
+        assert_eq!(BLKDISCARD, ioc(NONE, 0x12, 119, 0));
+        assert_eq!(BLKSECDISCARD, ioc(NONE, 0x12, 125, 0));
+        assert_eq!(BLKZEROOUT, ioc(NONE, 0x12, 127, 0));
+        // _IOR(0x12,114,size_t) and _IOR('f', 1, long) / _IOW('f', 2, long)
+        assert_eq!(std::mem::size_of::<libc::size_t>(), 8);
+        assert_eq!(std::mem::size_of::<libc::c_long>(), 8);
+        assert_eq!(BLKGETSIZE64, ioc(READ, 0x12, 114, 8));
+        assert_eq!(FS_IOC_GETFLAGS, ioc(READ, b'f', 1, 8));
+        assert_eq!(FS_IOC_SETFLAGS, ioc(WRITE, b'f', 2, 8));
+        // libc's own (per target) agree with ours
+        assert_eq!(BLKSSZGET as u64, libc::BLKSSZGET as u64);
+        assert_eq!(BLKPBSZGET as u64, libc::BLKPBSZGET as u64);
+    }
+
+    #[test]
+    fn passthrough_and_ipmi_ioctl_numbers() {
+        // include/uapi/linux/nvme_ioctl.h, include/scsi/sg.h
+        assert_eq!(passthru::NVME_IOCTL_ID, ioc(NONE, b'N', 0x40, 0));
+        assert_eq!(
+            passthru::NVME_IOCTL_ADMIN_CMD,
+            ioc(
+                READ | WRITE,
+                b'N',
+                0x41,
+                std::mem::size_of::<passthru::NvmeAdminCmd>()
+            )
+        );
+        assert_eq!(passthru::NVME_IOCTL_ADMIN_CMD, 0xc048_4e41);
+        assert_eq!(passthru::SG_IO, 0x2285);
+        // the IPMI numbers encode struct ipmi_req (40 bytes) and struct
+        // ipmi_recv (48): the same on both LP64 targets
+        ipmi::check_request_numbers();
+    }
+
+    #[test]
+    #[allow(clippy::unnecessary_cast)]
+    fn socket_ioctl_numbers() {
+        // include/uapi/linux/sockios.h: plain numbers, no _IOC encoding
+        assert_eq!(libc::SIOCGIFFLAGS as u64, 0x8913);
+        assert_eq!(libc::SIOCSIFFLAGS as u64, 0x8914);
+        assert_eq!(libc::SIOCGIFADDR as u64, 0x8915);
+        // struct ifreq: 16-byte name + a 24-byte union on LP64
+        assert_eq!(std::mem::size_of::<libc::ifreq>(), 40);
+    }
+
+    #[test]
+    fn open_flags_follow_the_architecture() {
+        #[cfg(target_arch = "x86_64")]
+        assert_eq!(libc::O_DIRECT, 0o40000);
+        #[cfg(target_arch = "aarch64")]
+        assert_eq!(libc::O_DIRECT, 0o200000);
+        // and set_o_direct toggles the target's bit, as F_GETFL reports it
+        let p = std::env::temp_dir().join(format!("sys-odirect-{}", std::process::id()));
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(true)
+            .read(true)
+            .write(true)
+            .open(&p)
+            .unwrap();
+        let _ = std::fs::remove_file(&p);
+        // tmpfs refuses O_DIRECT with EINVAL: nothing to check there
+        if set_o_direct(&f, true).is_ok() {
+            assert!(set_o_direct(&f, false).unwrap());
+            assert!(!set_o_direct(&f, false).unwrap());
+        }
+    }
+
+    #[test]
+    fn range_syscalls_take_their_arguments_in_order() {
+        // sync_file_range, posix_fadvise and fallocate order their 64-bit
+        // arguments differently per architecture (arm32's
+        // sync_file_range2): the effect shows the arguments arrived
+        let p = std::env::temp_dir().join(format!("sys-range-{}", std::process::id()));
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(true)
+            .read(true)
+            .write(true)
+            .open(&p)
+            .unwrap();
+        let _ = std::fs::remove_file(&p);
+        f.write_all(&[0xa5; 3 * 4096]).unwrap();
+        sync_file_range(&f, 0, 3 * 4096, true).unwrap();
+        drop_cache(&f, 0, 3 * 4096).unwrap();
+        match punch_hole(&f, 4096, 4096) {
+            Ok(()) => {
+                let mut b = vec![0u8; 3 * 4096];
+                f.seek(SeekFrom::Start(0)).unwrap();
+                f.read_exact(&mut b).unwrap();
+                assert!(b[..4096].iter().all(|&x| x == 0xa5));
+                assert!(b[4096..8192].iter().all(|&x| x == 0));
+                assert!(b[8192..].iter().all(|&x| x == 0xa5));
+                assert_eq!(f.metadata().unwrap().len(), 3 * 4096);
+            }
+            // a file system without hole punching
+            Err(e) => assert_eq!(e.raw_os_error(), Some(libc::EOPNOTSUPP)),
+        }
+    }
+
+    #[test]
+    fn poll_without_a_poll_syscall() {
+        // aarch64 has ppoll only; musl's poll() maps onto it
+        let (a, b) = std::os::unix::net::UnixStream::pair().unwrap();
+        use std::os::fd::AsRawFd;
+        assert_eq!(poll_readable([a.as_raw_fd()], 0).unwrap(), [false]);
+        (&b).write_all(b"x").unwrap();
+        assert_eq!(poll_readable([a.as_raw_fd()], 1000).unwrap(), [true]);
+    }
+
+    #[test]
+    fn page_size_is_the_kernels() {
+        // arm64 kernels may use 4, 16 or 64 KiB pages (Debian's: 4)
+        assert!([4096, 16384, 65536].contains(&page_size()));
     }
 }

@@ -60,6 +60,24 @@ pub fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_ironic-agent"))
 }
 
+/// A `Command` that runs the binary under test. When the tests themselves
+/// run under qemu-user (`cargo test --target aarch64-unknown-linux-musl`
+/// on x86_64, whose runner is qemu-aarch64-static), the host kernel cannot
+/// exec the agent (no binfmt_misc registration is assumed), so it goes
+/// through the same emulator. qemu-user fakes uname(2), not
+/// /proc/sys/kernel/arch, which names the host's machine.
+pub fn agent_command() -> Command {
+    let host = std::fs::read_to_string("/proc/sys/kernel/arch").unwrap_or_default();
+    let arch = std::env::consts::ARCH;
+    if !host.trim().is_empty() && host.trim() != arch {
+        let mut c = Command::new(format!("qemu-{arch}-static"));
+        c.arg(bin());
+        c
+    } else {
+        Command::new(bin())
+    }
+}
+
 /// A running agent. Killed (and reaped) when dropped.
 pub struct Agent {
     child: Child,
@@ -99,7 +117,7 @@ impl Agent {
     /// listens. Panics with the log when it does not come up in 10 s.
     pub fn start(dir: &Path, o: Opts) -> Agent {
         let log = dir.join("agent.log");
-        let mut cmd = Command::new(bin());
+        let mut cmd = agent_command();
         cmd.args([
             "--standalone",
             "--listen-host",
@@ -380,4 +398,18 @@ pub fn proc_status(pid: u32, field: &str) -> u64 {
         .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
         .and_then(|v| v.split_whitespace().next()?.parse().ok())
         .unwrap_or(0)
+}
+
+/// A partition image's image_info from a test's fields (id, urls and a
+/// checksum added), parsed as the command boundary parses it.
+pub fn partition_image_info(
+    ii: &serde_json::Map<String, serde_json::Value>,
+) -> ironic_agent::image::ImageInfo {
+    use serde_json::json;
+    let mut m = ii.clone();
+    m.entry("id").or_insert(json!("img"));
+    m.entry("urls").or_insert(json!(["http://127.0.0.1:1/img"]));
+    m.entry("checksum").or_insert(json!("0".repeat(64)));
+    m.entry("image_type").or_insert(json!("partition"));
+    ironic_agent::image::ImageInfo::parse(&m, true).unwrap()
 }

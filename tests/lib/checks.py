@@ -209,10 +209,19 @@ ESP = (2048, 4095)  # 1 MiB EFI system partition
 LOADER = b"MZ e2e stand-in for EFI/BOOT/BOOTX64.EFI " * 30
 
 
-def fat12_esp(sectors, hidden):
-    """A FAT12 filesystem holding EFI/BOOT/BOOTX64.EFI, written by hand
-    (no mkfs.vfat/mtools needed): boot sector, two FATs, a 512-entry root
-    directory, then the EFI and BOOT directories and the loader."""
+def loader_bytes(name):
+    """The stand-in loader EFI/BOOT/<name> (same length for every name)."""
+    return (b"MZ e2e stand-in for EFI/BOOT/%s " % name.encode()).ljust(41) * 30
+
+
+def fat12_esp(sectors, hidden, loader="BOOTX64.EFI"):
+    """A FAT12 filesystem holding EFI/BOOT/<loader> (BOOTX64.EFI, or
+    BOOTAA64.EFI for an arm64 image), written by hand (no mkfs.vfat/mtools
+    needed): boot sector, two FATs, a 512-entry root directory, then the
+    EFI and BOOT directories and the loader."""
+    LOADER = loader_bytes(loader)
+    base, ext = loader.split(".")
+    name83 = base.ljust(8).encode() + ext.encode()
     fatsz, root_sectors = 6, 32
     fs = bytearray(sectors * SECTOR)
     fs[0:62] = (b"\xeb\x3c\x90" + b"MSWIN4.1" + struct.pack(
@@ -256,7 +265,7 @@ def fat12_esp(sectors, hidden):
                                       + dirent(b"BOOT       ", 0x10, 3))
     fs[cluster(3):cluster(3) + 96] = (dirent(b".          ", 0x10, 3)
                                       + dirent(b"..         ", 0x10, 2)
-                                      + dirent(b"BOOTX64 EFI", 0x20, 4,
+                                      + dirent(name83, 0x20, 4,
                                                len(LOADER)))
     fs[cluster(4):cluster(4) + len(LOADER)] = LOADER
     return bytes(fs)
@@ -279,12 +288,13 @@ def partition_image(size=16 << 20):
     return bytes(sector_pattern(size // SECTOR, b"e2e-root-%d"))
 
 
-def gpt_image(size=8 << 20):
+def gpt_image(size=8 << 20, loader="BOOTX64.EFI"):
     """A UEFI whole-disk image with a real GPT (protective MBR, primary and
     backup headers and entry arrays with their CRCs): an EFI system
-    partition holding EFI/BOOT/BOOTX64.EFI, and a Linux partition filled
-    with a pattern. The deploy then exercises the GPT relocation, the
-    configdrive partition and the UEFI boot entry as a real image does."""
+    partition holding EFI/BOOT/BOOTX64.EFI (`loader`: BOOTAA64.EFI for
+    arm64), and a Linux partition filled with a pattern. The deploy then
+    exercises the GPT relocation, the configdrive partition and the UEFI
+    boot entry as a real image does."""
     n = size // SECTOR
     last = n - 1
     img = bytearray(size)
@@ -292,7 +302,7 @@ def gpt_image(size=8 << 20):
     img[root[0] * SECTOR:(root[1] + 1) * SECTOR] = sector_pattern(
         root[1] + 1 - root[0], b"e2e-%d", root[0])
     img[ESP[0] * SECTOR:(ESP[1] + 1) * SECTOR] = fat12_esp(
-        ESP[1] - ESP[0] + 1, ESP[0])
+        ESP[1] - ESP[0] + 1, ESP[0], loader)
     # protective MBR
     img[446:462] = struct.pack("<B3sB3sII", 0, b"\x00\x02\x00", 0xEE,
                                b"\xff\xff\xff", 1, min(n - 1, 0xFFFFFFFF))

@@ -26,8 +26,13 @@
 #   c  the ISO from ramdisk/iso-image-create boots under SeaBIOS (128 MiB)
 #      and OVMF (256 MiB: GRUB's EFI loader needs more, see phase_c)
 #   d  the real Ironic 39 (tests/e2e/ironic.sh, require_tls = true) drives
-#      the ramdisk in a VM of the same RAM: inspection -> manageable,
-#      cleaning (erase_devices_metadata) -> available, deploy of a GPT image
+#      the ramdisk in a VM of the same RAM: inspection -> manageable;
+#      inspection with LLDP from a switch the test plays and the
+#      extra-hardware, numa-topology and logs collectors, with Ironic's
+#      parse-lldp, local-link-connection and extra-hardware hooks (the
+#      port's local_link_connection, parsed LLDP, extra data checked; the
+#      same collectors from a config file in the ramdisk); cleaning
+#      (erase_devices_metadata) -> available, deploy of a GPT image
 #      -> active with the agent powering qemu off, the disk checked from the
 #      host; then a 256 MiB qcow2 with compressed clusters and a configdrive
 #      (twice the VM's RAM, 2 vCPUs: the inflate threads) -> active on the
@@ -37,6 +42,17 @@
 #      image with swap and a configdrive; a wrong checksum -> deploy
 #      failed, the disk's head zeroed; boot to first heartbeat timed
 #      (tests/vm/ironic_vm.py)
+#  arm64  the arm64 ramdisk (ramdisk/build --arch arm64) in
+#      qemu-system-aarch64's `virt` machine (TCG, Neoverse N1), same RAM:
+#      its UEFI-only ISO (iso-image-create --arch arm64) boots under AAVMF,
+#      and poll.get_hardware_info reports aarch64, the core's name, DMI from
+#      edk2, boot mode uefi, the NIC and virtio/NVMe/virtio-scsi disks by
+#      serial; then the real Ironic 39 drives it (ironic_vm.py --arch
+#      arm64): inspection (the node's cpu_arch becomes aarch64; the device
+#      tree's model without DMI), cleaning (erase_devices_metadata), a
+#      deploy of a GPT image carrying EFI/BOOT/BOOTAA64.EFI checked on the
+#      host, two UEFI deploys under AAVMF with the Boot#### entry naming
+#      \EFI\BOOT\BOOTAA64.EFI, clean_uefi_nvram, no token in the logs
 #
 # Fixture capture for the inventory tests is separate (it rewrites
 # tests/fixtures/captured-vm-q35-uefi): tests/vm/capture-fixture.sh.
@@ -53,7 +69,7 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
 # shellcheck source=../../scripts/lib.sh
 . "$ROOT/scripts/lib.sh"
-PHASES=("$@"); [ ${#PHASES[@]} -gt 0 ] || PHASES=(a h b z n r k c d)
+PHASES=("$@"); [ ${#PHASES[@]} -gt 0 ] || PHASES=(a h b z n r k c d arm64)
 MEM=${VM_MEM:-128M}
 WORK=${VM_WORK:-$(mktemp -d "${TMPDIR:-/tmp}/vm-test.XXXXXX")}
 mkdir -p "$WORK"; WORK=$(cd "$WORK" && pwd)
@@ -125,6 +141,13 @@ setup() {
   local t0; t0=$(now)
   ensure_qemu ovmf
   apt_install busybox-static curl openssh-client genisoimage mtools gdisk fdisk dosfstools
+  # the amd64 ramdisks only when an amd64 phase runs
+  local p x86=0
+  for p in "${PHASES[@]}"; do [ "$p" = arm64 ] || x86=1; done
+  if [ "$x86" = 0 ]; then
+    log "setup (packages) in $(since "$t0") s"
+    return 0
+  fi
   if [ -n "${VM_AGENT:-}" ]; then
     AGENT=$VM_AGENT
     "$ROOT/ramdisk/build" --agent "$AGENT" -o "$WORK/out-vm"
@@ -393,6 +416,39 @@ phase_d() {
   [ -f "$ROOT/tests/e2e/ironic.sh" ] || { log "no Ironic harness (tests/e2e) on this branch"; return 2; }
   local rc=0
   python3 "$HERE/ironic_vm.py" --ramdisk "$WORK/out-vm" --work "$WORK/d" --mem "$MEM" || rc=$?
+  return $rc   # 2 = PENDING
+}
+
+phase_arm64() {
+  ensure_qemu arm64 aavmf
+  # VM_AGENT_ARM64: an aarch64 agent to test instead of building one
+  "$ROOT/ramdisk/build" --arch arm64 ${VM_AGENT_ARM64:+--agent "$VM_AGENT_ARM64"} \
+    -o "$WORK/out-arm64" 2>&1 | tail -1 >&2 || return 1
+  log "arm64: $(grep -E '^initramfs bytes' "$WORK/out-arm64/build-info"), agent $(grep -E '^agent bytes' "$WORK/out-arm64/build-info" | awk '{print $NF}') bytes"
+  "$ROOT/ramdisk/iso-image-create" --arch arm64 -o "$WORK/agent-arm64.iso" \
+    -i "$WORK/out-arm64/ironic-agent.initramfs" -k "$WORK/out-arm64/ironic-agent.kernel" \
+    -a "console=ttyAMA0 panic=-1" 2>&1 | tail -1 >&2 || return 1
+  # shellcheck disable=SC2046
+  boot arm64-iso --arch arm64 --iso "$WORK/agent-arm64.iso" --uefi --timeout 240 \
+    --mac 52:54:00:a6:40:01 $(disks arm64 virtio nvme scsi) || return 1
+  grep -aq 'efi: EFI v' "$VM_CONSOLE" || { log "the arm64 kernel did not boot through UEFI"; return 1; }
+  cmd poll.get_hardware_info > "$WORK/arm64-inventory.json" || return 1
+  stop_vm
+  check_inventory "$WORK/arm64-inventory.json" 52:54:00:a6:40:01 ARM64-VIRTIO ARM64-NVME ARM64-SCSI || return 1
+  python3 - "$WORK/arm64-inventory.json" <<'PY' || return 1
+import json, sys
+inv = json.load(open(sys.argv[1]))["command_result"]
+cpu, vendor, boot = inv["cpu"], inv["system_vendor"], inv["boot"]
+got = (cpu["architecture"], cpu["model_name"], vendor["manufacturer"],
+       vendor["product_name"], boot["current_boot_mode"])
+print(f"arm64 under AAVMF: {got}, {len(cpu['flags'])} CPU flags, firmware {vendor['firmware']}")
+# edk2 hands the kernel SMBIOS (DMI) and ACPI, no device tree
+sys.exit(0 if got == ("aarch64", "Neoverse-N1", "QEMU", "QEMU Virtual Machine", "uefi") else 1)
+PY
+  [ -f "$ROOT/tests/e2e/ironic.sh" ] || { log "no Ironic harness (tests/e2e) on this branch"; return 2; }
+  local rc=0
+  python3 "$HERE/ironic_vm.py" --arch arm64 --ramdisk "$WORK/out-arm64" --work "$WORK/arm64-ironic" \
+    --mem "$MEM" || rc=$?
   return $rc   # 2 = PENDING
 }
 

@@ -148,6 +148,7 @@ pub fn cpu(root: &Root) -> Cpu {
             .get("model name")
             .or_else(|| info.get("cpu model"))
             .or_else(|| info.get("model"))
+            .or_else(|| arm_model_name(&info))
             .unwrap_or("")
             .to_string(),
         frequency: max_khz
@@ -158,6 +159,92 @@ pub fn cpu(root: &Root) -> Cpu {
         flags,
         socket_count,
     }
+}
+
+/// ARM cores by (implementer, part): the 64-bit entries of lscpu's
+/// lscpu-arm.c, with its spelling, which IPA reports as lscpu's "Model
+/// name". Only in aarch64 builds (and tests): an x86_64 machine's cpuinfo
+/// always has "model name", and the static x86_64 binary has no room to
+/// spare under its size budget; an x86_64 agent pointed at an arm64
+/// fixture root (`--root`) leaves the core unnamed.
+#[cfg(any(target_arch = "aarch64", test))]
+const ARM_PARTS: &[(u32, u32, &str)] = &[
+    (0x41, 0xd02, "Cortex-A34"),
+    (0x41, 0xd03, "Cortex-A53"),
+    (0x41, 0xd04, "Cortex-A35"),
+    (0x41, 0xd05, "Cortex-A55"),
+    (0x41, 0xd06, "Cortex-A65"),
+    (0x41, 0xd07, "Cortex-A57"),
+    (0x41, 0xd08, "Cortex-A72"),
+    (0x41, 0xd09, "Cortex-A73"),
+    (0x41, 0xd0a, "Cortex-A75"),
+    (0x41, 0xd0b, "Cortex-A76"),
+    (0x41, 0xd0c, "Neoverse-N1"),
+    (0x41, 0xd0d, "Cortex-A77"),
+    (0x41, 0xd0e, "Cortex-A76AE"),
+    (0x41, 0xd40, "Neoverse-V1"),
+    (0x41, 0xd41, "Cortex-A78"),
+    (0x41, 0xd42, "Cortex-A78AE"),
+    (0x41, 0xd43, "Cortex-A65AE"),
+    (0x41, 0xd44, "Cortex-X1"),
+    (0x41, 0xd46, "Cortex-A510"),
+    (0x41, 0xd47, "Cortex-A710"),
+    (0x41, 0xd48, "Cortex-X2"),
+    (0x41, 0xd49, "Neoverse-N2"),
+    (0x41, 0xd4a, "Neoverse-E1"),
+    (0x41, 0xd4b, "Cortex-A78C"),
+    (0x41, 0xd4c, "Cortex-X1C"),
+    (0x41, 0xd4d, "Cortex-A715"),
+    (0x41, 0xd4e, "Cortex-X3"),
+    (0x41, 0xd4f, "Neoverse-V2"),
+    (0x42, 0x516, "ThunderX2"),
+    (0x43, 0x0a0, "ThunderX"),
+    (0x43, 0x0a1, "ThunderX-88XX"),
+    (0x43, 0x0a2, "ThunderX-81XX"),
+    (0x43, 0x0a3, "ThunderX-83XX"),
+    (0x43, 0x0af, "ThunderX2-99xx"),
+    (0x43, 0x0b0, "OcteonTX2"),
+    (0x43, 0x0b8, "ThunderX3-T110"),
+    (0x46, 0x001, "A64FX"),
+    (0x48, 0xd01, "Kunpeng-920"),
+    (0x48, 0xd40, "Cortex-A76"),
+    (0x4e, 0x000, "Denver"),
+    (0x4e, 0x003, "Denver 2"),
+    (0x4e, 0x004, "Carmel"),
+    (0x50, 0x000, "X-Gene"),
+    (0x51, 0x800, "Falkor-V1/Kryo"),
+    (0x51, 0xc00, "Falkor"),
+    (0x51, 0xc01, "Saphira"),
+    (0x61, 0x022, "Icestorm-M1"),
+    (0x61, 0x023, "Firestorm-M1"),
+    (0x70, 0x662, "FTC662"),
+    (0x70, 0x663, "FTC663"),
+    (0xc0, 0xac3, "Ampere-1"),
+    (0xc0, 0xac4, "Ampere-1a"),
+];
+
+/// arm64's /proc/cpuinfo has no "model name", only the MIDR fields "CPU
+/// implementer" and "CPU part" (hex): lscpu names the core from them
+/// (`arm_ids_decode`), and leaves it unnamed when either is 0 or unknown
+/// (qemu's `-cpu max` is implementer 0, "reserved for software use").
+#[cfg(any(target_arch = "aarch64", test))]
+fn arm_model_name(info: &CpuInfo) -> Option<&'static str> {
+    let hex = |k: &str| {
+        info.get(k)
+            .and_then(|v| v.strip_prefix("0x"))
+            .and_then(|v| u32::from_str_radix(v, 16).ok())
+            .filter(|v| *v > 0)
+    };
+    let (implementer, part) = (hex("cpu implementer")?, hex("cpu part")?);
+    ARM_PARTS
+        .iter()
+        .find(|(i, p, _)| *i == implementer && *p == part)
+        .map(|(_, _, name)| *name)
+}
+
+#[cfg(not(any(target_arch = "aarch64", test)))]
+fn arm_model_name(_: &CpuInfo) -> Option<&'static str> {
+    None
 }
 
 /// `/proc/meminfo` MemTotal in bytes (psutil's `virtual_memory().total`).
@@ -232,6 +319,66 @@ mod tests {
             "processor : 0\nBogoMIPS : 50.00\nFeatures : fp asimd\nCPU part : 0xd0c\n",
         );
         assert_eq!(arm.get("features"), Some("fp asimd"));
+    }
+
+    /// /proc/cpuinfo of an arm64 kernel (6.1): no "model name", no
+    /// "physical id", the flags as "Features", the core as MIDR fields.
+    const NEOVERSE_N1: &str = "processor\t: 0\nBogoMIPS\t: 50.00\n\
+        Features\t: fp asimd evtstrm aes pmull sha1 sha2 crc32 atomics fphp asimdhp cpuid \
+        asimdrdm lrcpc dcpop asimddp ssbs\nCPU implementer\t: 0x41\nCPU architecture: 8\n\
+        CPU variant\t: 0x3\nCPU part\t: 0xd0c\nCPU revision\t: 1\n\n\
+        processor\t: 1\nBogoMIPS\t: 50.00\nFeatures\t: fp asimd\nCPU implementer\t: 0x41\n\
+        CPU architecture: 8\nCPU variant\t: 0x3\nCPU part\t: 0xd0c\nCPU revision\t: 1\n\n";
+
+    #[test]
+    fn arm64_cpuinfo_names_the_core_as_lscpu() {
+        let i = CpuInfo::parse(NEOVERSE_N1);
+        assert_eq!(i.processors, 2);
+        assert!(i.physical_ids.is_empty());
+        assert_eq!(arm_model_name(&i), Some("Neoverse-N1"));
+        let name = |imp: &str, part: &str| {
+            arm_model_name(&CpuInfo::parse(&format!(
+                "processor : 0\nCPU implementer : {imp}\nCPU part : {part}\n"
+            )))
+        };
+        assert_eq!(name("0xc0", "0xac3"), Some("Ampere-1"));
+        assert_eq!(name("0x48", "0xd01"), Some("Kunpeng-920"));
+        assert_eq!(name("0x41", "0xd4f"), Some("Neoverse-V2"));
+        // qemu -cpu max (implementer 0), an unknown part, garbage: unnamed
+        assert_eq!(name("0x00", "0x051"), None);
+        assert_eq!(name("0x41", "0xfff"), None);
+        assert_eq!(name("0x41", "d0c"), None);
+        assert_eq!(arm_model_name(&CpuInfo::parse("processor : 0\n")), None);
+    }
+
+    #[test]
+    fn arm64_cpu_without_topology_or_cpufreq() {
+        let dir = std::env::temp_dir().join(format!("cpu-arm64-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("proc/sys/kernel")).unwrap();
+        std::fs::create_dir_all(dir.join("sys/devices/system/cpu/cpu0/topology")).unwrap();
+        std::fs::create_dir_all(dir.join("sys/devices/system/cpu/cpu1/topology")).unwrap();
+        std::fs::write(dir.join("proc/cpuinfo"), NEOVERSE_N1).unwrap();
+        std::fs::write(dir.join("proc/sys/kernel/arch"), "aarch64\n").unwrap();
+        std::fs::write(dir.join("sys/devices/system/cpu/present"), "0-1\n").unwrap();
+        // a device tree without cpu-map sockets: no package id
+        for n in 0..2 {
+            std::fs::write(
+                dir.join(format!(
+                    "sys/devices/system/cpu/cpu{n}/topology/physical_package_id"
+                )),
+                "-1\n",
+            )
+            .unwrap();
+        }
+        let c = cpu(&Root::new(&dir));
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(c.model_name, "Neoverse-N1");
+        assert_eq!(c.architecture, "aarch64");
+        assert_eq!((c.count, c.socket_count), (2, 1));
+        assert_eq!(c.frequency, "");
+        assert_eq!(c.flags.first().map(String::as_str), Some("fp"));
+        assert!(c.flags.iter().any(|f| f == "asimd"));
     }
 
     #[test]

@@ -631,13 +631,7 @@ mod tests {
     use crate::hardware::inventory::BlockDevice;
 
     fn agent_at(root: &std::path::Path) -> crate::config::OwnedEnv {
-        let cfg = crate::config::Config {
-            root: root.to_path_buf(),
-            steps_dir: root.join("no-steps"),
-            standalone: true,
-            ..Default::default()
-        };
-        crate::config::OwnedEnv::new(cfg)
+        crate::config::OwnedEnv::at(root)
     }
 
     fn file_target(dir: &std::path::Path) -> Target {

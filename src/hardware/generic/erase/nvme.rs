@@ -795,9 +795,13 @@ pub mod tests {
     #[test]
     fn a_regular_file_is_not_nvme() {
         let f = File::open("/proc/self/status").unwrap();
-        assert!(matches!(
-            identify_controller(&f),
-            Err(Outcome::Unsupported(_))
-        ));
+        let r = identify_controller(&f);
+        if crate::sys::under_qemu_user() {
+            // qemu-user answers the NVMe admin ioctl it does not know with
+            // ENOSYS instead of asking the kernel
+            assert!(r.is_err());
+        } else {
+            assert!(matches!(r, Err(Outcome::Unsupported(_))));
+        }
     }
 }

@@ -548,13 +548,7 @@ mod tests {
     }
 
     fn agent_at(root: &std::path::Path) -> crate::config::OwnedEnv {
-        let cfg = crate::config::Config {
-            root: root.to_path_buf(),
-            steps_dir: root.join("no-steps"),
-            standalone: true,
-            ..Default::default()
-        };
-        crate::config::OwnedEnv::new(cfg)
+        crate::config::OwnedEnv::at(root)
     }
 
     fn fixture_writer(d: &std::path::Path) -> impl Fn(&str, &[u8]) + '_ {
