@@ -26,7 +26,8 @@ The largest legal inputs: the request cap (--max-request-body, 64 MiB)
 bounds an inline configdrive's base64 text (about 64 MiB when sent once,
 as standby.prepare_image takes it; 2 x 32 MiB in Ironic 39's write_image
 step, which sends it both as `configdrive` and inside `image_info`); its
-content is random (incompressible: the most text per byte of ISO) or, to
+content is random (incompressible: the most text per byte of ISO; also at
+20 and 60 MiB of text, the sizes the issue measured) or, to
 stress the drive's size instead, 64 MiB of ISO that compresses to almost
 nothing. A configdrive URL may serve up to 100 MiB: the base64 text of a
 64 MiB random ISO (85 MiB). collect_system_logs reads every file it
@@ -470,6 +471,12 @@ def measure(binary, work, url, disk, rows):
         inline = random_drive(work, "random", CAP - envelope - 1024)
 
     if want("configdrive"):
+        # the sizes issue 21 measured (20 MiB: 69 MB, 60 MiB: 189 MB before)
+        for size in (20, 60):
+            sdata, stext = random_drive(work, f"random{size}", size * MIB)
+            row(f"prepare_image + inline configdrive, {size} MiB", prepare(f"cd-inline-{size}",
+                stext), f"{len(stext) / MIB:.1f} MiB text, {len(sdata) / MIB:.1f} MiB random ISO",
+                len(stext) / MIB + 16)
         data, text = inline
         goal = len(text) / MIB + 16
         desc = f"{len(text) / MIB:.1f} MiB text, {len(data) / MIB:.1f} MiB random ISO"
