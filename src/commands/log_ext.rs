@@ -155,11 +155,6 @@ fn processes(agent: &Agent) -> Vec<u8> {
     out.into_bytes()
 }
 
-/// Build the tar.gz in memory.
-pub fn bundle(agent: &Agent) -> io::Result<Vec<u8>> {
-    bundle_into(agent, Vec::new())
-}
-
 /// The tar.gz as base64 text, encoded as it is compressed (the bundle is
 /// never in memory as bytes and as text at once).
 pub fn bundle_base64(agent: &Agent) -> io::Result<String> {
