@@ -110,6 +110,23 @@ ensure_arm64_user() {
   command -v qemu-aarch64-static >/dev/null || apt_install qemu-user-static
 }
 
+# ensure_nightly [TRIPLE]: the one pinned nightly the project uses where
+# stable cannot (scripts/build-static --small's -Zbuild-std, scripts/fuzz's
+# sanitizers), with rust-src and the musl target (x86_64 unless TRIPLE says
+# otherwise); sets NIGHTLY. The channel date is the day after the rustc
+# commit date (1.97.0-nightly e50aa6fba 2026-05-19).
+ensure_nightly() {
+  local triple=${1:-x86_64-unknown-linux-musl}
+  NIGHTLY=${IRONIC_AGENT_NIGHTLY:-nightly-2026-05-20}
+  if ! rustup component list --installed --toolchain "$NIGHTLY" 2>/dev/null | grep -q '^rust-src' \
+     || ! rustup target list --installed --toolchain "$NIGHTLY" 2>/dev/null \
+          | grep -qx "$triple"; then
+    rustup toolchain install --profile minimal "$NIGHTLY" \
+      --component rust-src --target "$triple" \
+      || { echo "[setup] FAILED: rustup toolchain install $NIGHTLY" >&2; return 1; }
+  fi
+}
+
 # ensure_qemu [ovmf]: qemu-system-x86 for the VM tests (and OVMF, Debian's
 # UEFI firmware, when asked).
 # Pitfall (../shared/qemu NOTES §1): this machine image ships a backported

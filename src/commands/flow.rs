@@ -8,7 +8,10 @@ use crate::error::{AgentError, Result};
 use serde_json::Value;
 use std::sync::Arc;
 
-fn tasks(p: &Params) -> Result<Vec<(String, Params)>> {
+/// The flow's tasks as (command name, params), each name checked; a
+/// flow naming `flow.start_flow` is refused. Pure: the fuzz target's entry
+/// point.
+pub fn tasks(p: &Params) -> Result<Vec<(String, Params)>> {
     let flow = p.get("flow").and_then(Value::as_array).ok_or_else(|| {
         AgentError::invalid_params("flow must be a list of {\"ext.cmd\": {params}}")
     })?;

@@ -444,7 +444,8 @@ fn partition_table(r: &Region, head: &[u8], p: &mut Probe) -> io::Result<()> {
         if alt > 1 && alt.saturating_mul(ss) < r.size {
             let ent_bytes = hdr.entries_bytes().div_ceil(ss) * ss;
             let start = (alt * ss).saturating_sub(ent_bytes.min(MIB));
-            p.backups.push((start, alt * ss + ss - start, "gpt backup"));
+            let end = (alt * ss + ss).min(r.size);
+            p.backups.push((start, end - start, "gpt backup"));
         }
     }
     if r.size >= ss {
@@ -453,9 +454,10 @@ fn partition_table(r: &Region, head: &[u8], p: &mut Probe) -> io::Result<()> {
             let ent_bytes = hdr.entries_bytes().div_ceil(ss) * ss;
             // the header is not trusted yet: its fields may be garbage
             if hdr.entries_lba.checked_mul(ss).is_some_and(|b| b < r.size) && ent_bytes <= MIB {
+                let start = hdr.entries_lba * ss;
                 p.backups.push((
-                    hdr.entries_lba * ss,
-                    ent_bytes,
+                    start,
+                    ent_bytes.min(r.size - start),
                     "gpt backup partition entries",
                 ));
             }
@@ -585,6 +587,38 @@ pub mod tests {
             .backups
             .iter()
             .all(|(start, len, _)| start + len <= d.len() as u64));
+    }
+
+    /// A backup header at the last LBA whose entry array starts inside
+    /// the disk but runs past its end: the area is cut at the end (found
+    /// by the fuzz target `signatures`).
+    #[test]
+    fn backup_entries_past_the_end_are_cut() {
+        let mut d = vec![0u8; 64 * 1024];
+        let last = d.len() - 512;
+        d[last..last + 8].copy_from_slice(b"EFI PART");
+        // entries at the last LBA, 128 of 128 bytes: 64 sectors
+        d[last + 72..last + 80].copy_from_slice(&((last / 512) as u64).to_le_bytes());
+        d[last + 80..last + 84].copy_from_slice(&128u32.to_le_bytes());
+        d[last + 84..last + 88].copy_from_slice(&128u32.to_le_bytes());
+        let p = probe_vec(&d, 512, true);
+        let area = p
+            .backups
+            .iter()
+            .find(|b| b.2 == "gpt backup partition entries")
+            .expect("the backup entries are marked");
+        assert_eq!((area.0, area.1), (last as u64, 512));
+        // a primary header naming a backup in the window's last, partial
+        // sector (a window that is not a whole number of sectors)
+        d[512..520].copy_from_slice(b"EFI PART");
+        d[512 + 32..512 + 40].copy_from_slice(&127u64.to_le_bytes());
+        let size = d.len() - 100;
+        let p = probe_vec(&d[..size], 512, true);
+        assert!(p.backups.iter().any(|b| b.2 == "gpt backup"));
+        assert!(p
+            .backups
+            .iter()
+            .all(|(start, len, _)| start + len <= size as u64));
     }
 
     fn kinds(p: &Probe) -> Vec<&'static str> {

@@ -56,6 +56,9 @@ pub struct Fat<'a> {
     pub kind: Kind,
 }
 
+/// Most long-name entries before a short entry: 20 × 13 units ≥ 255.
+const MAX_LFN_PARTS: usize = 20;
+
 /// One directory entry, with its long name when it has one.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DirEntry {
@@ -237,6 +240,12 @@ impl<'a> Fat<'a> {
                     }
                 }
                 if e[0] & 0x40 != 0 {
+                    lfn.clear();
+                }
+                // a long name has at most 20 parts (255 UTF-16 units); a
+                // longer run is no name, and must not grow (nor be sorted,
+                // quadratically) without bound
+                if lfn.len() >= MAX_LFN_PARTS {
                     lfn.clear();
                 }
                 lfn_sum = Some(e[13]);
@@ -977,6 +986,42 @@ fn short_entry(name: &[u8; 11], attr: u8, cluster: u32, size: u32) -> [u8; 32] {
 mod tests {
     use super::*;
     use crate::disk::MemDisk;
+
+    /// A directory of long-name entries with no short entry to end them
+    /// (4 MiB of them: a hostile ESP): parsed in linear time, no name
+    /// made of them. Found while writing the fuzz target: the run was
+    /// kept whole and insertion-sorted, quadratic in its length.
+    #[test]
+    fn endless_long_name_run_is_bounded() {
+        let mut lfn = [0u8; 32];
+        lfn[0] = 0x01; // part 1, never the "last part" flag
+        lfn[1] = b'a';
+        lfn[11] = 0x0f;
+        let mut raw: Vec<u8> = lfn.repeat((4 << 20) / 32 - 1);
+        // parts numbered downwards: insertion sort's worst case
+        for (i, e) in raw.chunks_exact_mut(32).enumerate() {
+            e[0] = 0x1f - (i % 0x1f) as u8;
+        }
+        let mut short = [b' '; 32];
+        short[..4].copy_from_slice(b"FILE");
+        short[11] = 0x20;
+        short[12..].fill(0);
+        raw.extend_from_slice(&short);
+        let sum = short_checksum(&short[..11]);
+        for e in raw.chunks_exact_mut(32).rev().skip(1) {
+            e[13] = sum;
+        }
+        let t = std::time::Instant::now();
+        let (entries, _) = Fat::parse_dir(&raw);
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(5),
+            "{:?}",
+            t.elapsed()
+        );
+        assert_eq!(entries.len(), 1);
+        // the last 20 parts at most make the name
+        assert!(entries[0].name.encode_utf16().count() <= MAX_LFN_PARTS * 13);
+    }
 
     #[test]
     fn formats_and_reads_back() {

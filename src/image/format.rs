@@ -160,6 +160,9 @@ fn failed(reason: impl Into<String>) -> AgentError {
 
 /// oslo's `GPTInspector.check_mbr_partitions`.
 pub fn check_mbr(sector: &[u8]) -> Result<(), AgentError> {
+    if sector.len() < 512 {
+        return Err(failed("the MBR is truncated"));
+    }
     let mut valid = vec![];
     let mut found_gpt = false;
     for i in 0..4 {
@@ -503,6 +506,14 @@ mod tests {
             check_mbr(&m).unwrap_err().details,
             "GPT MBR has no partitions defined"
         );
+        // a head shorter than a sector is refused, not indexed past its end
+        // (the fuzz target `image_format`: 64 bytes of a gzip header)
+        for short in [&m[..0], &m[..64], &m[..511]] {
+            assert_eq!(
+                check_mbr(short).unwrap_err().details,
+                "the MBR is truncated"
+            );
+        }
         let mut qed = b"QED\0".to_vec();
         qed.resize(512, 0);
         let mut all = p.clone();

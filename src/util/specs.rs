@@ -39,7 +39,10 @@ fn atom(s: &str, pos: usize) -> Option<(String, usize)> {
     let len = s[p..]
         .find(|c: char| c.is_whitespace())
         .unwrap_or(s.len() - p);
-    Some((s[p..p + len].to_string(), p + len))
+    // `\S+` matches at least one character: whitespace that pyparsing
+    // does not skip (a vertical tab, a form feed, Unicode spaces) ends
+    // the expression here, not in an empty atom
+    (len > 0).then(|| (s[p..p + len].to_string(), p + len))
 }
 
 fn literal(s: &str, pos: usize, lit: &str) -> Option<usize> {
@@ -250,4 +253,48 @@ pub fn spec_match(value: &Val, spec: &str) -> Result<bool> {
         }
         _ => false,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Whitespace that pyparsing does not skip but `\S` refuses (here a
+    /// vertical tab) after `<all-in>`: the atom loop took an empty atom
+    /// forever, growing its list until memory ran out (found by the fuzz
+    /// target `specs`; a root-device hint reaches it).
+    #[test]
+    fn no_empty_atoms() {
+        assert_eq!(
+            parse_spec("<all-in>\x0b\0\0"),
+            Some(vec!["<".to_string(), "all-in>".to_string()])
+        );
+        // (no disjunction without an atom: "<" is then the operator)
+        assert_eq!(
+            parse_spec("<or>\x0b"),
+            Some(vec!["<".to_string(), "or>".to_string()])
+        );
+        assert_eq!(
+            parse_spec("<all-in> a\x0c b"),
+            Some(vec!["<all-in>".to_string(), "a".to_string()])
+        );
+        assert_eq!(parse_spec("\x0b"), None);
+        // and a match on it ends (Python raises here: "<" with a string)
+        assert!(spec_match(&Val::Str("x".into()), "<all-in>\x0b").is_err());
+        // unchanged for ordinary specs
+        assert_eq!(
+            parse_spec("<or> 100 <or> 200"),
+            Some(vec!["<or>".into(), "100".into(), "200".into()])
+        );
+        assert_eq!(
+            parse_spec("<range-in> [ 10 20 )"),
+            Some(vec![
+                "<range-in>".into(),
+                "[".into(),
+                "10".into(),
+                "20".into(),
+                ")".into()
+            ])
+        );
+    }
 }
