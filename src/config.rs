@@ -480,8 +480,25 @@ pub static OPTIONS: &[Opt] = &[
         section: D,
         meta: "",
         default: "false",
-        help: "collect LLDP (not implemented: null)",
+        help: "LLDP TLVs in interfaces[].lldp",
         field: Field::Bool(|c| &mut c.collect_lldp),
+    },
+    Opt {
+        flag: "lldp-timeout",
+        kernel: "ipa-lldp-timeout",
+        section: D,
+        meta: "SECS",
+        default: "30.0",
+        help: "listen this long for LLDP, all NICs",
+        field: Field::Parse(|c, v| {
+            c.lldp_timeout = v
+                .trim()
+                .parse::<f64>()
+                .ok()
+                .filter(|f| f.is_finite() && *f >= 0.0)
+                .ok_or("expected a number of seconds")?;
+            Ok(())
+        }),
     },
     Opt {
         flag: "enable-vlan-interfaces",
@@ -731,7 +748,6 @@ pub static NO_EFFECT_FILE_KEYS: &[(&str, &[&str])] = &[
         &[
             // IPA (config.py)
             "tls_cipher_suites",
-            "lldp_timeout",
             "introspection_daemon",
             "introspection_daemon_post_interval",
             "fail_if_clock_not_set",
@@ -837,7 +853,6 @@ const OTHER_CMDLINE_KEYS: &[&str] = &["BOOTIF", "root_device", "boot_method"];
 /// by the ramdisk's /init, or features outside this agent's scope).
 const IGNORED_IPA_KEYS: &[&str] = &[
     "ipa-use-mdns",
-    "ipa-lldp-timeout",
     "ipa-inspection-benchmarks",
     "ipa-tls-cipher-suites",
     "ipa-emergency-shell",
@@ -917,6 +932,9 @@ pub struct Config {
     pub disk_wait_attempts: u64,
     pub disk_wait_delay: u64,
     pub collect_lldp: bool,
+    /// IPA's `lldp_timeout` (seconds, a float): the whole LLDP listen,
+    /// every NIC at once.
+    pub lldp_timeout: f64,
     pub enable_vlan_interfaces: Vec<String>,
     pub image_download_connection_timeout: u64,
     pub image_download_connection_retries: u64,
@@ -1274,10 +1292,11 @@ fn non_empty(s: &str) -> Option<String> {
 
 /// Parse `root_device=k=v,k=v` (Kilo-era hints; values may not contain ',').
 fn parse_root_device(s: &str) -> BTreeMap<String, String> {
-    s.split(',')
-        .filter_map(|kv| kv.split_once('='))
-        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
-        .collect()
+    crate::util::collect_map(
+        s.split(',')
+            .filter_map(|kv| kv.split_once('='))
+            .map(|(k, v)| (k.trim().to_string(), v.trim().to_string())),
+    )
 }
 
 /// Merge the sources into a [`Config`] in IPA's order (module
@@ -2085,6 +2104,11 @@ mod tests {
         assert_eq!(c.tls_certificate_curve, Curve::P256);
         assert_eq!(c.ironic_api_version, Some((1, 68)));
         assert_eq!(c.inspection_collectors.len(), 3);
+        assert_eq!(c.lldp_timeout, 30.0);
+        let c = resolve(&parse_cmdline("ipa-lldp-timeout=2.5"), &[], &[]).unwrap();
+        assert_eq!(c.lldp_timeout, 2.5);
+        assert!(resolve(&none(), &flags(&["--lldp-timeout", "-1"]), &[]).is_err());
+        assert!(resolve(&none(), &flags(&["--lldp-timeout", "nan"]), &[]).is_err());
         let c = resolve(
             &none(),
             &flags(&[

@@ -21,7 +21,6 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
 /// The system CA bundles IPA's ramdisks trust through `requests`
 /// (Debian/Ubuntu, then RHEL/Fedora), relative to `--root`.
@@ -55,7 +54,13 @@ impl rustls::crypto::SecureRandom for KernelRandom {
     }
 }
 
-/// Private keys through ring's signers.
+/// Private keys through ring's signers: RSA and ECDSA (P-256, P-384), what
+/// `rustls::crypto::ring::sign::any_supported_type` takes but Ed25519. An
+/// Ed25519 signer keeps ring's curve25519 base-point table (24 KiB) and its
+/// code linked, which together with X25519 (see `provider`) cost 45,312
+/// bytes of the static binary (2026-12-06); no CA/Browser-Forum certificate
+/// and no documented Ironic or IPA set-up uses an Ed25519 key. An Ed25519
+/// `--tls-key-file` or `--keyfile` is refused at start with this error.
 #[derive(Debug)]
 struct RingKeys;
 
@@ -64,7 +69,17 @@ impl rustls::crypto::KeyProvider for RingKeys {
         &self,
         key_der: PrivateKeyDer<'static>,
     ) -> Result<Arc<dyn rustls::sign::SigningKey>, rustls::Error> {
-        rustls::crypto::ring::sign::any_supported_type(&key_der)
+        use rustls::crypto::ring::sign;
+        if let Ok(rsa) = sign::RsaSigningKey::new(&key_der) {
+            return Ok(Arc::new(rsa));
+        }
+        sign::any_ecdsa_type(&key_der).map_err(|_| {
+            rustls::Error::General(
+                "failed to parse private key as RSA or ECDSA (P-256, P-384); \
+                 Ed25519 keys are not supported"
+                    .into(),
+            )
+        })
     }
 }
 
@@ -127,7 +142,17 @@ pub fn provider() -> rustls::crypto::CryptoProvider {
             cs::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
             cs::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
         ],
-        kx_groups: vec![kx_group::X25519, kx_group::SECP256R1, kx_group::SECP384R1],
+        // Key exchange over P-256 and P-384, without X25519: every peer
+        // also does P-256. TLS 1.3 makes secp256r1 mandatory to implement
+        // (RFC 8446 §9.1) and OpenSSL (Ironic's Python client, Apache and
+        // nginx image servers), Go, Java and rustls enable it by default;
+        // TLS 1.2 ECDHE peers offer it as well (RFC 8422). The price: an
+        // OpenSSL client sends its first TLS 1.3 key share for X25519 (3.5:
+        // also X25519MLKEM768), so its handshake with the agent's API takes
+        // one HelloRetryRequest round trip more. X25519 alone is 4 KiB of
+        // the static binary; with Ed25519 signing (`RingKeys`) it keeps
+        // ring's curve25519 base-point table: 45,312 bytes for both.
+        kx_groups: vec![kx_group::SECP256R1, kx_group::SECP384R1],
         signature_verification_algorithms: SIG_ALGS,
         secure_random: &KernelRandom,
         key_provider: &RingKeys,
@@ -161,6 +186,71 @@ fn server_config(
     Ok(Arc::new(cfg))
 }
 
+// The automatic certificate, DER-encoded by hand. It has one fixed shape
+// (RFC 5280 §4.1), so ~60 lines replace rcgen and the yasna, time and pem
+// crates it brought (-65,376 bytes of the static binary, 2026-12-06):
+//
+//   Certificate  ::= SEQUENCE { tbsCertificate, signatureAlgorithm,
+//                               signatureValue BIT STRING }
+//   TBSCertificate ::= SEQUENCE { [0] version v3, serialNumber, signature,
+//       issuer, validity, subject = issuer, subjectPublicKeyInfo,
+//       [3] extensions: the critical subjectAltName }
+//
+// Signed with ring's ECDSA, already linked for TLS server keys.
+
+/// A DER tag-length-value of the concatenated `parts` (X.690 §8.1; the
+/// certificate stays far below the two-byte length limit of 64 KiB).
+fn der(tag: u8, parts: &[&[u8]]) -> Vec<u8> {
+    let len: usize = parts.iter().map(|p| p.len()).sum();
+    let mut out = Vec::with_capacity(len + 4);
+    out.push(tag);
+    match len {
+        0..=0x7f => out.push(len as u8),
+        0x80..=0xff => out.extend([0x81, len as u8]),
+        _ => out.extend([0x82, (len >> 8) as u8, len as u8]),
+    }
+    for p in parts {
+        out.extend_from_slice(p);
+    }
+    out
+}
+
+const SEQUENCE: u8 = 0x30;
+/// Object identifiers, DER-encoded with tag and length.
+const OID_COMMON_NAME: &[u8] = &[0x06, 3, 0x55, 0x04, 0x03]; // 2.5.4.3
+const OID_SUBJECT_ALT_NAME: &[u8] = &[0x06, 3, 0x55, 0x1d, 0x11]; // 2.5.29.17
+const OID_EC_PUBLIC_KEY: &[u8] = &[0x06, 7, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01]; // 1.2.840.10045.2.1
+const OID_P256: &[u8] = &[0x06, 8, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07]; // 1.2.840.10045.3.1.7
+const OID_P384: &[u8] = &[0x06, 5, 0x2b, 0x81, 0x04, 0x00, 0x22]; // 1.3.132.0.34
+const OID_ECDSA_SHA256: &[u8] = &[0x06, 8, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x02]; // 1.2.840.10045.4.3.2
+const OID_ECDSA_SHA384: &[u8] = &[0x06, 8, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x03]; // 1.2.840.10045.4.3.3
+
+/// DER INTEGER of an unsigned big-endian number: minimal, non-negative.
+fn der_uint(mut n: &[u8]) -> Vec<u8> {
+    while n.len() > 1 && n[0] == 0 && n[1] < 0x80 {
+        n = &n[1..];
+    }
+    let sign: &[u8] = if n.first().is_some_and(|b| *b >= 0x80) {
+        &[0]
+    } else {
+        &[]
+    };
+    der(0x02, &[sign, n])
+}
+
+/// A certificate time: UTCTime for 1950–2049, GeneralizedTime otherwise
+/// (RFC 5280 §4.1.2.5), whole seconds in UTC.
+fn der_time(unix: i64) -> Vec<u8> {
+    let (y, mo, d, h, mi, s) = crate::util::civil_utc(unix);
+    if (1950..2050).contains(&y) {
+        let t = format!("{:02}{mo:02}{d:02}{h:02}{mi:02}{s:02}Z", y % 100);
+        der(0x17, &[t.as_bytes()])
+    } else {
+        let t = format!("{y:04}{mo:02}{d:02}{h:02}{mi:02}{s:02}Z");
+        der(0x18, &[t.as_bytes()])
+    }
+}
+
 /// DER of `SubjectAltName ::= GeneralNames` with one iPAddress.
 fn san_ip_der(ip: IpAddr) -> Vec<u8> {
     let bytes: Vec<u8> = match ip {
@@ -168,63 +258,143 @@ fn san_ip_der(ip: IpAddr) -> Vec<u8> {
         IpAddr::V6(v6) => v6.octets().to_vec(),
     };
     // GeneralName iPAddress is [7] IMPLICIT OCTET STRING (RFC 5280 4.2.1.6)
-    let mut inner = vec![0x87, bytes.len() as u8];
-    inner.extend_from_slice(&bytes);
-    let mut out = vec![0x30, inner.len() as u8];
-    out.extend(inner);
+    der(SEQUENCE, &[&der(0x87, &[&bytes])])
+}
+
+/// What goes into the automatic certificate besides the key.
+struct CertFields<'a> {
+    common_name: &'a str,
+    ip: IpAddr,
+    serial: &'a [u8],
+    not_before: i64,
+    not_after: i64,
+}
+
+/// The self-signed certificate (DER) for `key`'s public key.
+fn self_signed(
+    key: &ring::signature::EcdsaKeyPair,
+    curve: Curve,
+    f: &CertFields,
+    rng: &dyn ring::rand::SecureRandom,
+) -> Result<Vec<u8>> {
+    use ring::signature::KeyPair;
+    let (curve_oid, sig_oid) = match curve {
+        Curve::P256 => (OID_P256, OID_ECDSA_SHA256),
+        Curve::P384 => (OID_P384, OID_ECDSA_SHA384),
+    };
+    // ecdsa-with-SHA* take no parameters (RFC 5758 §3.2)
+    let sig_alg = der(SEQUENCE, &[sig_oid]);
+    // Name: one RDN, the commonName as a UTF8String
+    let atv = der(
+        SEQUENCE,
+        &[OID_COMMON_NAME, &der(0x0c, &[f.common_name.as_bytes()])],
+    );
+    let name = der(SEQUENCE, &[&der(0x31, &[&atv])]);
+    let spki = der(
+        SEQUENCE,
+        &[
+            &der(SEQUENCE, &[OID_EC_PUBLIC_KEY, curve_oid]),
+            // BIT STRING: no unused bits, then the uncompressed point
+            &der(0x03, &[&[0], key.public_key().as_ref()]),
+        ],
+    );
+    // Extension ::= SEQUENCE { extnID, critical TRUE, extnValue OCTET STRING }
+    let san = der(
+        SEQUENCE,
+        &[
+            OID_SUBJECT_ALT_NAME,
+            &[0x01, 0x01, 0xff],
+            &der(0x04, &[&san_ip_der(f.ip)]),
+        ],
+    );
+    let tbs = der(
+        SEQUENCE,
+        &[
+            &[0xa0, 0x03, 0x02, 0x01, 0x02], // [0] EXPLICIT version: v3
+            &der_uint(f.serial),
+            &sig_alg,
+            &name,
+            &der(SEQUENCE, &[&der_time(f.not_before), &der_time(f.not_after)]),
+            &name,
+            &spki,
+            &der(0xa3, &[&der(SEQUENCE, &[&san])]),
+        ],
+    );
+    let sig = key
+        .sign(rng, &tbs)
+        .map_err(|_| AgentError::msg("signing the TLS certificate failed"))?;
+    Ok(der(
+        SEQUENCE,
+        &[&tbs, &sig_alg, &der(0x03, &[&[0], sig.as_ref()])],
+    ))
+}
+
+/// PEM of a DER certificate: base64 in 64-character lines (RFC 7468).
+fn pem_certificate(der: &[u8]) -> String {
+    let b64 = crate::util::base64_encode(der);
+    let mut out = String::with_capacity(b64.len() + b64.len() / 64 + 60);
+    out.push_str("-----BEGIN CERTIFICATE-----\n");
+    for (i, c) in b64.chars().enumerate() {
+        if i > 0 && i % 64 == 0 {
+            out.push('\n');
+        }
+        out.push(c);
+    }
+    out.push_str("\n-----END CERTIFICATE-----\n");
     out
 }
 
-/// Generate IPA's automatic-TLS certificate for `ip`.
+/// Generate IPA's automatic-TLS certificate for `ip`: a fresh EC key on the
+/// configured curve, CN = the hostname, a random 127-bit serial, valid from
+/// now − `auto_tls_allowed_clock_skew` to now + 30 days.
 pub fn auto_tls(ip: IpAddr, hostname: &str, config: &Config) -> Result<ServerTls> {
-    let alg = match config.tls_certificate_curve {
-        Curve::P256 => &rcgen::PKCS_ECDSA_P256_SHA256,
-        Curve::P384 => &rcgen::PKCS_ECDSA_P384_SHA384,
+    use ring::signature::{
+        EcdsaKeyPair, ECDSA_P256_SHA256_ASN1_SIGNING, ECDSA_P384_SHA384_ASN1_SIGNING,
     };
-    let key = rcgen::KeyPair::generate_for(alg)
+    let curve = config.tls_certificate_curve;
+    let alg = match curve {
+        Curve::P256 => &ECDSA_P256_SHA256_ASN1_SIGNING,
+        Curve::P384 => &ECDSA_P384_SHA384_ASN1_SIGNING,
+    };
+    let rng = ring::rand::SystemRandom::new();
+    let pkcs8 = EcdsaKeyPair::generate_pkcs8(alg, &rng)
         .map_err(|e| AgentError::msg(format!("generating a TLS key: {e}")))?;
-    let mut params = rcgen::CertificateParams::default();
-    let mut dn = rcgen::DistinguishedName::new();
-    dn.push(
-        rcgen::DnType::CommonName,
-        if hostname.is_empty() {
-            "ironic-agent"
-        } else {
-            hostname
-        },
-    );
-    params.distinguished_name = dn;
-    let now = rcgen::date_time_ymd(1970, 1, 1)
-        + Duration::from_secs(
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_secs())
-                .unwrap_or(0),
-        );
-    params.not_before = now - Duration::from_secs(config.auto_tls_allowed_clock_skew);
-    params.not_after = now + Duration::from_secs(30 * 86400);
+    let key = EcdsaKeyPair::from_pkcs8(alg, pkcs8.as_ref(), &rng)
+        .map_err(|e| AgentError::msg(format!("loading the generated TLS key: {e}")))?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
     let mut serial = [0u8; 16];
     crate::sys::getrandom(&mut serial)
         .map_err(|e| AgentError::msg(format!("random serial: {e}")))?;
     serial[0] &= 0x7f; // positive INTEGER
-    params.serial_number = Some(rcgen::SerialNumber::from_slice(&serial));
-    // IPA marks the SAN critical; rcgen only does so for an empty subject,
-    // so the extension is written by hand (OID 2.5.29.17).
-    let mut san = rcgen::CustomExtension::from_oid_content(&[2, 5, 29, 17], san_ip_der(ip));
-    san.set_criticality(true);
-    params.custom_extensions = vec![san];
-    let cert = params
-        .self_signed(&key)
-        .map_err(|e| AgentError::msg(format!("signing the TLS certificate: {e}")))?;
+    let fields = CertFields {
+        common_name: if hostname.is_empty() {
+            "ironic-agent"
+        } else {
+            hostname
+        },
+        ip,
+        serial: &serial,
+        not_before: now
+            .saturating_sub(i64::try_from(config.auto_tls_allowed_clock_skew).unwrap_or(i64::MAX)),
+        not_after: now + 30 * 86400,
+    };
+    let cert = self_signed(&key, curve, &fields, &rng)?;
     log::info!(
         "generated a TLS certificate for IP address {ip}, valid for 30 days \
          (from {} s in the past)",
         config.auto_tls_allowed_clock_skew
     );
-    let key_der = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
+    let key_der = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(pkcs8.as_ref().to_vec()));
     Ok(ServerTls {
-        cert_pem: cert.pem(),
-        config: server_config(vec![cert.der().clone()], key_der, config.tls_min_version)?,
+        cert_pem: pem_certificate(&cert),
+        config: server_config(
+            vec![CertificateDer::from(cert)],
+            key_der,
+            config.tls_min_version,
+        )?,
     })
 }
 
@@ -326,10 +496,103 @@ mod tests {
     }
 
     #[test]
+    fn der_integers_and_times() {
+        assert_eq!(der_uint(&[0, 0, 0x7f, 1]), vec![2, 2, 0x7f, 1]);
+        assert_eq!(der_uint(&[0, 0x80]), vec![2, 2, 0, 0x80]);
+        assert_eq!(der_uint(&[0x80]), vec![2, 2, 0, 0x80]);
+        assert_eq!(der_uint(&[0, 0]), vec![2, 1, 0]);
+        assert_eq!(der(4, &[&[7; 200]])[..3], [4, 0x81, 200]);
+        assert_eq!(der(4, &[&[7; 300]])[..4], [4, 0x82, 1, 44]);
+        assert_eq!(der_time(1_764_057_600), b"\x17\x0d251125080000Z");
+        assert_eq!(der_time(-1), b"\x17\x0d691231235959Z");
+        // 2050-01-01: GeneralizedTime from here on
+        assert_eq!(der_time(2_524_608_000), b"\x18\x0f20500101000000Z");
+    }
+
+    #[test]
     fn auto_cert_is_pem_and_configures() {
         let _ = provider().install_default();
         let c = Config::default();
         let t = auto_tls("127.0.0.1".parse().unwrap(), "test-host", &c).unwrap();
-        assert!(t.cert_pem.starts_with("-----BEGIN CERTIFICATE-----"));
+        assert!(t.cert_pem.starts_with("-----BEGIN CERTIFICATE-----\n"));
+        assert!(t.cert_pem.ends_with("\n-----END CERTIFICATE-----\n"));
+        assert!(t.cert_pem.lines().all(|l| l.len() <= 64));
+    }
+
+    /// A rustls client that trusts only the automatic certificate completes
+    /// a handshake with the server it configures, for the IP in its SAN;
+    /// webpki checks the signature, the validity and the SAN.
+    fn handshake(ip: &str, curve: Curve, min: TlsVersion) {
+        use rustls::pki_types::ServerName;
+        let _ = provider().install_default();
+        let c = Config {
+            tls_certificate_curve: curve,
+            tls_min_version: min,
+            ..Config::default()
+        };
+        let ip: IpAddr = ip.parse().unwrap();
+        let t = auto_tls(ip, "", &c).unwrap();
+        let cert = CertificateDer::from_pem_slice(t.cert_pem.as_bytes()).unwrap();
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(cert).unwrap();
+        let client_cfg = rustls::ClientConfig::builder_with_provider(Arc::new(provider()))
+            .with_protocol_versions(versions(min))
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let mut client =
+            rustls::ClientConnection::new(Arc::new(client_cfg), ServerName::from(ip)).unwrap();
+        let mut server = rustls::ServerConnection::new(t.config).unwrap();
+        for _ in 0..10 {
+            let mut buf = Vec::new();
+            client.write_tls(&mut buf).unwrap();
+            server.read_tls(&mut &buf[..]).unwrap();
+            server.process_new_packets().unwrap();
+            buf.clear();
+            server.write_tls(&mut buf).unwrap();
+            client.read_tls(&mut &buf[..]).unwrap();
+            client.process_new_packets().unwrap();
+            if !client.is_handshaking() && !server.is_handshaking() {
+                return;
+            }
+        }
+        panic!("handshake did not complete");
+    }
+
+    #[test]
+    fn rustls_verifies_the_auto_cert() {
+        handshake("10.1.2.3", Curve::P384, TlsVersion::V1_2);
+        handshake("192.0.2.1", Curve::P256, TlsVersion::V1_3);
+        handshake("fd00::5", Curve::P256, TlsVersion::V1_2);
+    }
+
+    #[test]
+    fn keys_rsa_and_ecdsa_but_not_ed25519() {
+        use rustls::crypto::KeyProvider;
+        use rustls::pki_types::PrivatePkcs8KeyDer as Pkcs8;
+        let rng = ring::rand::SystemRandom::new();
+        for alg in [
+            &ring::signature::ECDSA_P256_SHA256_ASN1_SIGNING,
+            &ring::signature::ECDSA_P384_SHA384_ASN1_SIGNING,
+        ] {
+            let k = ring::signature::EcdsaKeyPair::generate_pkcs8(alg, &rng).unwrap();
+            let der = PrivateKeyDer::Pkcs8(Pkcs8::from(k.as_ref().to_vec()));
+            assert!(RingKeys.load_private_key(der).is_ok());
+        }
+        let k = ring::signature::Ed25519KeyPair::generate_pkcs8(&rng).unwrap();
+        let der = PrivateKeyDer::Pkcs8(Pkcs8::from(k.as_ref().to_vec()));
+        let e = RingKeys.load_private_key(der).err().unwrap().to_string();
+        assert!(e.contains("Ed25519 keys are not supported"), "{e}");
+    }
+
+    #[test]
+    #[should_panic(expected = "NotValidForName")]
+    fn rustls_refuses_the_auto_cert_for_another_ip() {
+        let _ = provider().install_default();
+        let t = auto_tls("10.1.2.3".parse().unwrap(), "", &Config::default()).unwrap();
+        let cert = CertificateDer::from_pem_slice(t.cert_pem.as_bytes()).unwrap();
+        let ee = webpki::EndEntityCert::try_from(&cert).unwrap();
+        let other: rustls::pki_types::ServerName = "10.1.2.4".try_into().unwrap();
+        ee.verify_is_valid_for_subject_name(&other).unwrap();
     }
 }

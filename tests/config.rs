@@ -9,7 +9,6 @@ mod common;
 use common::{test_dir, Agent, Opts};
 use ironic_agent::config::{self, Config, Loaded};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 /// A root holding `files` (path under the root, text) and an empty
 /// kernel command line; returns (root, cmdline file).
@@ -52,7 +51,7 @@ fn debug(c: &Config) -> String {
 /// the configuration is `Config::default()`.
 #[test]
 fn help_shows_the_defaults_in_force() {
-    let out = Command::new(common::bin()).arg("--help").output().unwrap();
+    let out = common::agent_command().arg("--help").output().unwrap();
     assert!(out.status.success());
     let help = String::from_utf8(out.stdout).unwrap();
     assert_eq!(help, config::help());
@@ -343,7 +342,7 @@ fn bad_files_stop_the_agent_with_a_clear_error() {
             format!("Failed to read config file directory: {r}/etc/missing.d"),
         ),
     ] {
-        let out = Command::new(common::bin())
+        let out = common::agent_command()
             .arg("--root")
             .arg(&root)
             .arg("--cmdline")

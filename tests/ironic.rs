@@ -3,8 +3,8 @@
 //! cannot be made to do on demand (409/5xx heartbeats, broken lookup
 //! answers, an old API, a token wiped at a chosen moment, going away), and
 //! TLS toward Ironic: verified by default, `--cafile`, `--insecure`
-//! (certificates made with the `openssl` command, independent of the rcgen
-//! the agent uses), plus static server certificates. The same conversation
+//! (certificates made with the `openssl` command, independent of the agent's
+//! own certificate encoder), plus static server certificates. The same conversation
 //! with the real Ironic 39 runs in tests/e2e/run.sh.
 
 mod common;
@@ -705,9 +705,10 @@ fn inspection_posts_data_then_looks_up_by_uuid() {
     assert!((5.0..10.0).contains(&gap), "retry after {gap:.2} s");
     assert_eq!(ins[1].header("X-OpenStack-Ironic-API-Version"), None);
     let data: Value = ins[1].json();
+    // no disk in this root: IPA leaves root_disk out
+    assert!(data.get("root_disk").is_none());
     for k in [
         "inventory",
-        "root_disk",
         "boot_interface",
         "configuration",
         "logs",
@@ -765,13 +766,151 @@ fn inspection_from_collectors_and_the_api_url() {
     agent.assert_clean_log(&[&tok]);
 }
 
+/// Every collector of IPA but `lldp` (tests/lldp.rs listens on live NICs)
+/// on the server fixture: each adds its key with IPA's shape, in the
+/// order given, and nothing fails.
+#[test]
+fn inspection_with_every_collector() {
+    let tok = token('e');
+    let mut normal = modern("1.115", tok.clone(), 300);
+    let ironic = FakeIronic::start(move |r: &Req| {
+        if r.is("POST", "/v1/continue_inspection") {
+            return (202, json!({"uuid": UUID}).to_string());
+        }
+        normal(r)
+    });
+    let dir = test_dir("inspect-all");
+    let server = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/server");
+    let collectors = "dmi-decode,default,extra-hardware,pci-devices,numa-topology,usb-devices,logs";
+    let agent = AgentProc::start(
+        &dir,
+        &agent_args(
+            &dir,
+            &ironic.url(),
+            &[
+                "--root",
+                server,
+                "--inspection-collectors",
+                collectors,
+                "--inspection-dhcp-wait-timeout",
+                "0",
+            ],
+        ),
+    );
+    ironic.wait_for("POST", "/v1/heartbeat/", 1, SECS(30));
+    let ins = ironic.matching("POST", "/v1/continue_inspection");
+    let data = ins[0].json();
+    assert_eq!(data["error"], Value::Null, "{}", agent.log_text());
+    assert_eq!(
+        data["configuration"]["collectors"],
+        json!(collectors.split(',').collect::<Vec<_>>())
+    );
+    for k in [
+        "inventory",
+        "root_disk",
+        "boot_interface",
+        "dmi",
+        "data",
+        "pci_devices",
+        "numa_topology",
+        "usb_devices",
+        "logs",
+    ] {
+        assert!(data.get(k).is_some(), "{k} missing");
+    }
+    // extra-hardware: [category, item, key, value] rows Ironic's hook reads
+    let rows = data["data"].as_array().unwrap();
+    assert!(rows
+        .iter()
+        .all(|r| r.as_array().is_some_and(|r| r.len() == 4)));
+    let find = |c: &str, i: &str, k: &str| {
+        rows.iter()
+            .find(|r| r[0] == c && r[1] == i && r[2] == k)
+            .map(|r| r[3].clone())
+    };
+    assert_eq!(
+        find("system", "product", "name"),
+        Some(json!("PowerEdge R640 (SKU=0716;ModelName=PowerEdge R640)"))
+    );
+    assert_eq!(find("cpu", "physical", "number"), Some(json!(2)));
+    assert_eq!(find("disk", "sda", "rotational"), Some(json!("0")));
+    assert_eq!(
+        find("memory", "total", "size"),
+        Some(json!((64u64 << 30).to_string()))
+    );
+    assert_eq!(
+        find("network", "eno1", "serial"),
+        Some(json!("3c:ec:ef:10:00:01"))
+    );
+    // the lookup used the UUID (no collector failed)
+    let lookup = &ironic.matching("GET", "/v1/lookup")[0];
+    assert_eq!(lookup.query("node_uuid"), Some(UUID));
+    agent.assert_clean_log(&[&tok]);
+}
+
+/// A name that is not a collector (IPA: stevedore cannot load it): no
+/// collector runs, only IPA's error is posted, Ironic refuses it (no
+/// inventory), and the agent looks up without a node UUID.
+#[test]
+fn unknown_collector_posts_ipas_error_only() {
+    let tok = token('u');
+    let mut normal = modern("1.115", tok.clone(), 300);
+    let ironic = FakeIronic::start(move |r: &Req| {
+        if r.is("POST", "/v1/continue_inspection") {
+            return (400, ironic_error("'inventory' is a required property"));
+        }
+        normal(r)
+    });
+    let dir = test_dir("inspect-unknown");
+    let agent = AgentProc::start(
+        &dir,
+        &agent_args(
+            &dir,
+            &ironic.url(),
+            &[
+                "--inspection-collectors",
+                "default,hardware-lshw,logs",
+                "--inspection-dhcp-wait-timeout",
+                "0",
+            ],
+        ),
+    );
+    ironic.wait_for("POST", "/v1/heartbeat/", 1, SECS(30));
+    let ins = ironic.matching("POST", "/v1/continue_inspection");
+    assert_eq!(ins.len(), 1, "a 400 is not retried");
+    assert_eq!(
+        ins[0].json(),
+        json!({"error": "The following errors were encountered:\n\
+                         * Failed to load collector {'hardware-lshw'}"})
+    );
+    let lookup = &ironic.matching("GET", "/v1/lookup")[0];
+    assert_eq!(lookup.query("node_uuid"), None);
+    let log = agent.log_text();
+    assert!(
+        log.contains("Failed to perform inspection: The following errors"),
+        "{log}"
+    );
+    agent.assert_clean_log(&[&tok]);
+}
+
 /// Static TLS (`--listen-tls` with cert/key files): served as given, the
 /// callback URL is https, and no agent_verify_ca is sent (IPA sends the
 /// certificate only for automatic TLS; operators distribute their own CA).
 #[test]
 fn static_tls_certificate() {
-    let dir = test_dir("static-tls");
-    let pki = Pki::new(&dir);
+    static_tls_with("static-tls", &["ec", "-pkeyopt", "ec_paramgen_curve:P-256"]);
+}
+
+/// An RSA server key works too (the agent's key provider takes RSA and
+/// ECDSA keys, src/tls.rs `RingKeys`).
+#[test]
+fn static_tls_certificate_with_an_rsa_key() {
+    static_tls_with("static-tls-rsa", &["rsa:2048"]);
+}
+
+fn static_tls_with(name: &str, server_key: &[&str]) {
+    let dir = test_dir(name);
+    let pki = Pki::with_server_key(&dir, server_key);
     let tok = token('s');
     let ironic = FakeIronic::start({
         let tok = tok.clone();
@@ -816,6 +955,11 @@ struct Pki {
 
 impl Pki {
     fn new(dir: &Path) -> Pki {
+        Pki::with_server_key(dir, &["ec", "-pkeyopt", "ec_paramgen_curve:P-256"])
+    }
+
+    /// `server_key`: openssl's `-newkey` argument and options.
+    fn with_server_key(dir: &Path, server_key: &[&str]) -> Pki {
         let p = |n: &str| dir.join(n);
         let s = |p: &PathBuf| p.to_str().unwrap().to_string();
         let (ca_key, ca_cert, key, csr, cert, ext) = (
@@ -847,20 +991,13 @@ impl Pki {
             "-subj",
             "/CN=ironic-agent test CA",
         ]);
-        run(&[
-            "req",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-keyout",
-            &s(&key),
-            "-out",
-            &s(&csr),
-            "-subj",
-            "/CN=127.0.0.1",
-        ]);
+        let key_s = s(&key);
+        let csr_s = s(&csr);
+        let mut args = vec!["req", "-newkey"];
+        args.extend_from_slice(server_key);
+        args.extend_from_slice(&["-nodes", "-keyout", &key_s, "-out", &csr_s]);
+        args.extend_from_slice(&["-subj", "/CN=127.0.0.1"]);
+        run(&args);
         std::fs::write(&ext, "subjectAltName=IP:127.0.0.1\n").unwrap();
         run(&[
             "x509",

@@ -5,11 +5,11 @@
 //! heartbeat thread.
 
 use crate::error::{AgentError, Kind, Result};
+use crate::util::chan as mpsc;
 use crate::util::lock;
 use serde_json::{json, Value};
 use std::collections::VecDeque;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 

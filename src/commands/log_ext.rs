@@ -7,7 +7,6 @@
 use super::Params;
 use crate::agent::Agent;
 use crate::error::{AgentError, Result};
-use flate2::write::GzEncoder;
 use serde_json::{json, Value};
 use std::io::{self, Read, Write};
 use std::sync::Arc;
@@ -139,7 +138,7 @@ pub fn bundle(agent: &Agent) -> io::Result<Vec<u8>> {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
-    let gz = GzEncoder::new(Vec::new(), flate2::Compression::default());
+    let gz = crate::util::gzip::Encoder::new(Vec::new(), flate2::Compression::default())?;
     let mut tar = Tar { out: gz, mtime };
     tar.append("ironic-agent.log", &tail(agent.log.snapshot()))?;
     // The ramdisk's /init keeps the console output of every agent run here.

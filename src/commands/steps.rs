@@ -56,13 +56,15 @@ fn execute_step(agent: &Arc<Agent>, params: &Params, kind: StepKind) -> Result<V
         agent.written.set(None);
     }
     // IPA: kwargs are the extra command parameters, updated with step.args.
-    let mut args: Map<String, Value> = params
-        .iter()
-        .filter(|(key, _)| {
-            !["step", "node", "ports"].contains(&key.as_str()) && **key != format!("{k}_version")
-        })
-        .map(|(key, v)| (key.clone(), v.clone()))
-        .collect();
+    let mut args: Map<String, Value> = crate::util::collect_map(
+        params
+            .iter()
+            .filter(|(key, _)| {
+                !["step", "node", "ports"].contains(&key.as_str())
+                    && **key != format!("{k}_version")
+            })
+            .map(|(key, v)| (key.clone(), v.clone())),
+    );
     if let Some(a) = step.get("args").and_then(Value::as_object) {
         args.extend(a.iter().map(|(key, v)| (key.clone(), v.clone())));
     }

@@ -55,31 +55,9 @@ pub const TYPE_BIOS_BOOT: Guid = Guid::from_str_const("21686148-6449-6E6F-744E-6
 pub const TYPE_LINUX_DATA: Guid = Guid::from_str_const("0FC63DAF-8483-4772-8E79-3D69D8477DE4");
 pub const TYPE_LINUX_SWAP: Guid = Guid::from_str_const("0657FD6D-A4AB-43C4-84E5-0933C84B4F4F");
 
-/// CRC-32 (IEEE 802.3, reflected, poly 0xEDB88820), the one the GPT uses.
-/// Hand-written rather than a new dependency: 20 lines, tested against the
-/// standard check value.
+/// CRC-32 (IEEE 802.3), the one the GPT uses.
 pub fn crc32(data: &[u8]) -> u32 {
-    static TABLE: std::sync::OnceLock<[u32; 256]> = std::sync::OnceLock::new();
-    let table = TABLE.get_or_init(|| {
-        let mut t = [0u32; 256];
-        for (i, slot) in t.iter_mut().enumerate() {
-            let mut c = i as u32;
-            for _ in 0..8 {
-                c = if c & 1 != 0 {
-                    0xEDB8_8320 ^ (c >> 1)
-                } else {
-                    c >> 1
-                };
-            }
-            *slot = c;
-        }
-        t
-    });
-    let mut crc = 0xFFFF_FFFFu32;
-    for &b in data {
-        crc = table[((crc ^ u32::from(b)) & 0xFF) as usize] ^ (crc >> 8);
-    }
-    !crc
+    !crate::util::crc32_update(!0, data)
 }
 
 /// A GPT header (UEFI spec Table 5-5).
@@ -295,12 +273,7 @@ impl Gpt {
     /// Read the table whose header sits at `lba`, checking the header CRC,
     /// the entry-array CRC and every used entry's bounds. `disk_sectors` is
     /// the device size in sectors.
-    pub fn read_at(
-        io: &impl Io,
-        sector: u64,
-        disk_sectors: u64,
-        lba: u64,
-    ) -> Result<Gpt, GptError> {
+    pub fn read_at(io: &dyn Io, sector: u64, disk_sectors: u64, lba: u64) -> Result<Gpt, GptError> {
         let mut hs = vec![0u8; sector as usize];
         io.read_exact_at(&mut hs, lba * sector)
             .map_err(|e| bad(format!("reading GPT header at LBA {lba}: {e}")))?;
@@ -353,13 +326,13 @@ impl Gpt {
     }
 
     /// The primary table (LBA 1).
-    pub fn read_primary(io: &impl Io, sector: u64, disk_sectors: u64) -> Result<Gpt, GptError> {
+    pub fn read_primary(io: &dyn Io, sector: u64, disk_sectors: u64) -> Result<Gpt, GptError> {
         Self::read_at(io, sector, disk_sectors, 1)
     }
 
     /// The primary table, or the backup at the last LBA when the primary is
     /// damaged (the kernel's and gdisk's fallback).
-    pub fn read_any(io: &impl Io, sector: u64, disk_sectors: u64) -> Result<Gpt, GptError> {
+    pub fn read_any(io: &dyn Io, sector: u64, disk_sectors: u64) -> Result<Gpt, GptError> {
         match Self::read_primary(io, sector, disk_sectors) {
             Ok(g) => Ok(g),
             Err(GptError::NoSignature) if disk_sectors > 2 => {
@@ -447,7 +420,7 @@ impl Gpt {
 
     /// Write both copies. The backup goes first, so a crash in between
     /// leaves the old primary pointing at a complete backup.
-    pub fn write(&self, io: &mut impl Io) -> io::Result<()> {
+    pub fn write(&self, io: &mut dyn Io) -> io::Result<()> {
         let s = self.sector;
         let mut arr = self.entries.clone();
         arr.resize(self.header.entries_sectors(s) as usize * s as usize, 0);
@@ -476,7 +449,7 @@ pub enum Relocation {
 /// configdrive, cloud-init's growpart). The old backup header sector is
 /// zeroed so that no stale "EFI PART" remains in the middle of the disk.
 pub fn relocate_backup(
-    io: &mut impl Io,
+    io: &mut dyn Io,
     sector: u64,
     disk_sectors: u64,
 ) -> Result<Relocation, GptError> {

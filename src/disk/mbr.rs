@@ -171,7 +171,7 @@ pub struct Part {
 /// Every partition: the used primaries, and the logical partitions found by
 /// walking the extended partition's EBR chain (bounded, loop-safe). The
 /// extended container itself is listed too, as parted does.
-pub fn partitions(io: &impl Io, mbr: &Mbr, sector: u64, disk_sectors: u64) -> Vec<Part> {
+pub fn partitions(io: &dyn Io, mbr: &Mbr, sector: u64, disk_sectors: u64) -> Vec<Part> {
     let mut out = Vec::new();
     let mut ext: Option<(u64, u64)> = None;
     for (i, e) in mbr.entries.iter().enumerate() {
@@ -224,7 +224,7 @@ pub fn partitions(io: &impl Io, mbr: &Mbr, sector: u64, disk_sectors: u64) -> Ve
 
 /// Read LBA 0 (always the first 512 bytes used; a 4 KiB sector carries the
 /// MBR in its first 512 bytes too).
-pub fn read(io: &impl Io) -> io::Result<Vec<u8>> {
+pub fn read(io: &dyn Io) -> io::Result<Vec<u8>> {
     let mut b = vec![0u8; 512];
     io.read_exact_at(&mut b, 0)?;
     Ok(b)

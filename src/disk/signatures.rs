@@ -367,7 +367,7 @@ fn ext_backups(h: &[u8], size: u64, p: &mut Probe) {
     } else {
         list.extend(1..groups.min(4096));
     }
-    list.sort_unstable();
+    crate::util::sort_unstable(&mut list);
     list.dedup();
     for g in list.into_iter().filter(|g| *g > 0 && *g < groups) {
         let off = g

@@ -75,7 +75,7 @@ pub enum Found {
 /// broken; an image built for 512-byte sectors on a 4 KiB disk (or the
 /// reverse) is detected and named, since that is a common cause of IPA's
 /// "Unable to find a valid partition table".
-pub fn read_table(io: &impl Io, geom: Geometry) -> Found {
+pub fn read_table(io: &dyn Io, geom: Geometry) -> Found {
     let lba0 = match mbr::read(io) {
         Ok(b) => b,
         Err(e) => return Found::Broken(format!("reading LBA 0: {e}")),
@@ -167,7 +167,7 @@ pub fn partition_path(dev: &str, number: u32) -> String {
 /// IPA's `fix_gpt_partition` for an already-open disk: move the backup GPT
 /// to the end when it is not there, and refresh a pure protective MBR's
 /// size to match. MBR disks and disks without a GPT are left alone.
-pub fn fix_gpt(dev_path: &Path, io: &mut impl Io, geom: Geometry) -> Result<()> {
+pub fn fix_gpt(dev_path: &Path, io: &mut dyn Io, geom: Geometry) -> Result<()> {
     let sectors = geom.sectors();
     match gpt::relocate_backup(io, geom.sector, sectors) {
         Ok(gpt::Relocation::AlreadyAtEnd) => {}

@@ -37,7 +37,7 @@ fn label_text(b: &[u8]) -> Option<String> {
 
 /// Identify the filesystem starting at `offset` (a partition's start) the
 /// way blkid does for the types the agent cares about.
-pub fn probe_fs(io: &impl Io, offset: u64, len: u64) -> Option<FsInfo> {
+pub fn probe_fs(io: &dyn Io, offset: u64, len: u64) -> Option<FsInfo> {
     let read = |at: u64, n: usize| -> Option<Vec<u8>> {
         if at.checked_add(n as u64)? > len {
             return None;
@@ -161,7 +161,7 @@ pub fn probe_fs(io: &impl Io, offset: u64, len: u64) -> Option<FsInfo> {
 }
 
 /// IPA's `block_uuid`: the filesystem UUID, else the GPT PARTUUID, else "".
-pub fn block_uuid(io: &impl Io, part: &Partition) -> String {
+pub fn block_uuid(io: &dyn Io, part: &Partition) -> String {
     if let Some(uuid) = probe_fs(io, part.offset, part.len).and_then(|f| f.uuid) {
         return uuid;
     }

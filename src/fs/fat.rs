@@ -42,8 +42,8 @@ pub enum Kind {
 }
 
 /// An opened FAT filesystem at `base` on some [`Io`].
-pub struct Fat<'a, I: Io> {
-    io: &'a I,
+pub struct Fat<'a> {
+    io: &'a dyn Io,
     base: u64,
     bps: u64,
     cluster_bytes: u64,
@@ -71,9 +71,9 @@ fn short_checksum(name: &[u8]) -> u8 {
         .fold(0u8, |s, &c| (s >> 1).wrapping_add(s << 7).wrapping_add(c))
 }
 
-impl<'a, I: Io> Fat<'a, I> {
+impl<'a> Fat<'a> {
     /// Parse the boot sector of the filesystem at `base` (`len` bytes).
-    pub fn open(io: &'a I, base: u64, len: u64) -> io::Result<Self> {
+    pub fn open(io: &'a dyn Io, base: u64, len: u64) -> io::Result<Self> {
         let mut bs = [0u8; 512];
         io.read_exact_at(&mut bs, base)?;
         if bs[510] != 0x55 || bs[511] != 0xaa {
@@ -380,7 +380,7 @@ fn fit_fat(total: u64, fixed: u64, nfats: u64, spc: u64, sector: u64, bits: u64)
 }
 
 /// Zeroes over `[at, at+len)`, 1 MiB at a time.
-fn zero_fill(io: &mut impl Io, at: u64, len: u64) -> io::Result<()> {
+fn zero_fill(io: &mut dyn Io, at: u64, len: u64) -> io::Result<()> {
     let zero = vec![0u8; (1 << 20).min(len) as usize];
     let mut done = 0u64;
     while done < len {
@@ -450,7 +450,7 @@ fn fat32_geometry(len: u64, sector: u64) -> io::Result<(u64, u64, u64, u64)> {
 /// plain `mkfs.vfat` formats an ESP: FAT32 ([`format_fat32`]) where it
 /// fits, else FAT16 or FAT12 ([`write_fat`]) for an ESP configured smaller.
 pub fn format_empty(
-    io: &mut impl Io,
+    io: &mut dyn Io,
     offset: u64,
     len: u64,
     sector: u64,
@@ -470,7 +470,7 @@ pub fn format_empty(
 /// label. `hidden` is the partition's start LBA (BPB_HiddSec). Fails when
 /// the region is too small to be FAT32 (fewer than 65 525 clusters).
 pub fn format_fat32(
-    io: &mut impl Io,
+    io: &mut dyn Io,
     offset: u64,
     len: u64,
     sector: u64,
@@ -767,7 +767,7 @@ fn set_entry(fat: &mut [u8], bits: u64, c: usize, v: u16) {
 /// ([`fat_fits`] tells beforehand), before anything is written.
 #[allow(clippy::too_many_arguments)]
 pub fn write_fat(
-    io: &mut impl Io,
+    io: &mut dyn Io,
     offset: u64,
     len: u64,
     sector: u64,

@@ -61,8 +61,8 @@ pub fn shape(entries: &[Entry]) -> Vec<(String, Option<u64>)> {
         .collect()
 }
 
-struct Walk<'a, I: Io> {
-    io: &'a I,
+struct Walk<'a> {
+    io: &'a dyn Io,
     base: u64,
     len: u64,
     joliet: bool,
@@ -72,7 +72,7 @@ struct Walk<'a, I: Io> {
 
 /// Every entry of the ISO 9660 image at `base` (`len` bytes), each
 /// directory before its contents.
-pub fn list(io: &impl Io, base: u64, len: u64) -> io::Result<Vec<Entry>> {
+pub fn list(io: &dyn Io, base: u64, len: u64) -> io::Result<Vec<Entry>> {
     let mut root = None;
     for i in 16..16 + 64u64 {
         if (i + 1) * SECTOR > len {
@@ -119,7 +119,7 @@ fn record(r: &[u8]) -> io::Result<(u64, u64, bool)> {
     Ok((u64::from(lba) * SECTOR, u64::from(size), r[25] & 0x02 != 0))
 }
 
-impl<I: Io> Walk<'_, I> {
+impl Walk<'_> {
     fn dir(&mut self, offset: u64, size: u64, prefix: &str, depth: usize) -> io::Result<()> {
         if depth > MAX_DEPTH {
             return Err(invalid("ISO 9660 directories nested too deep"));

@@ -354,13 +354,10 @@ impl Managers {
 
     /// `hardware_manager_version`: `{name: version}` of every active manager.
     pub fn versions(&self) -> Map<String, Value> {
-        self.list
-            .iter()
-            .map(|(m, _)| {
-                let (n, v) = m.version();
-                (n, Value::String(v))
-            })
-            .collect()
+        crate::util::collect_map(self.list.iter().map(|(m, _)| {
+            let (n, v) = m.version();
+            (n, Value::String(v))
+        }))
     }
 
     /// IPA's `check_versions`: `None` means "first run", accept.

@@ -38,7 +38,7 @@
 use crate::config::Env;
 use crate::error::{AgentError, Result};
 use crate::hardware::{support, Step, StepCall, StepKind};
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
@@ -360,7 +360,7 @@ fn run(s: &ScriptStep, dir: &Path, call: &StepCall) -> Result<Value> {
         "kind": call.kind.as_str(),
         "node": call.node,
         "ports": call.ports,
-        "args": Value::Object(call.args.iter().map(|(k, v)| (k.clone(), v.clone())).collect::<Map<_, _>>()),
+        "args": Value::Object(crate::util::collect_map(call.args.iter().map(|(k, v)| (k.clone(), v.clone())))),
     })
     .to_string();
     log::info!("running script step {name}: {}", s.path.display());
@@ -458,6 +458,7 @@ fn run(s: &ScriptStep, dir: &Path, call: &StepCall) -> Result<Value> {
 mod tests {
     use super::*;
     use crate::error::Kind;
+    use serde_json::Map;
 
     fn dir(name: &str) -> PathBuf {
         let d = std::env::temp_dir().join(format!("script-steps-{name}-{}", std::process::id()));

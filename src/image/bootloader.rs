@@ -34,7 +34,7 @@ const BOOTLOADERS_EFI: [&str; 13] = [
 /// Loaders on the ESP, IPA's `_get_efi_bootloaders`: files whose
 /// lower-case name is in `BOOTLOADERS_EFI`, in `os.walk` order; the first
 /// CSV found wins alone (it names the loader and the label).
-fn find_bootloaders(fat: &Fat<'_, File>) -> Result<Vec<(String, DirEntry)>> {
+fn find_bootloaders(fat: &Fat<'_>) -> Result<Vec<(String, DirEntry)>> {
     let walked = fat
         .walk()
         .map_err(|e| AgentError::io(Kind::CommandExecutionError, "reading the EFI partition", e))?;

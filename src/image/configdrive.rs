@@ -251,7 +251,7 @@ fn pump(
             Ok(b.len() as u64)
         }
         Source::Gzip(gz) => {
-            let mut dec = flate2::read::MultiGzDecoder::new(&gz[..]);
+            let mut dec = crate::util::gzip::Decoder::new(gz);
             let mut buf = vec![0u8; 1 << 20];
             let mut total = 0u64;
             loop {
@@ -338,7 +338,7 @@ fn write_drive(file: &mut File, offset: u64, len: u64, part: &str, drive: &Drive
 
 /// Partitions whose filesystem label (or GPT name) is `config-2`,
 /// case-insensitively, as IPA's `get_labelled_partition` (lsblk LABEL).
-pub fn labelled(io: &impl Io, parts: &[Partition]) -> Vec<Partition> {
+pub fn labelled(io: &dyn Io, parts: &[Partition]) -> Vec<Partition> {
     parts
         .iter()
         .filter(|p| {

@@ -42,7 +42,7 @@ fn after_whole_disk_write_inner(root: &Root, dev_path: &Path, file: &mut File) -
 }
 
 /// IPA's `_validate_partitioning`, from the bytes.
-pub fn validate_partitioning(dev_path: &Path, io: &impl Io, geom: Geometry) -> Result<()> {
+pub fn validate_partitioning(dev_path: &Path, io: &dyn Io, geom: Geometry) -> Result<()> {
     match read_table(io, geom) {
         Found::Table(t) if !t.partitions.is_empty() => Ok(()),
         Found::Table(_) => Err(deploy_error(format!(
@@ -67,7 +67,7 @@ pub fn validate_partitioning(dev_path: &Path, io: &impl Io, geom: Geometry) -> R
 /// The `get_partition_uuids` answer for a whole-disk image: `{"root uuid":
 /// "0x%08x"}`, the 4 bytes at 440 (IPA's `get_disk_identifier`; GPT
 /// images usually give `0x00000000`).
-pub fn whole_disk_uuids(io: &impl Io) -> Result<Map<String, Value>> {
+pub fn whole_disk_uuids(io: &dyn Io) -> Result<Map<String, Value>> {
     let lba0 =
         mbr::read(io).map_err(|e| AgentError::io(Kind::DeploymentError, "reading LBA 0", e))?;
     let mut m = Map::new();

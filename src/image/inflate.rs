@@ -20,8 +20,8 @@
 
 use super::writer::AlignedBuf;
 use crate::error::{AgentError, Kind};
+use crate::util::chan::{self as mpsc, Receiver, Sender};
 use std::collections::VecDeque;
-use std::sync::mpsc::{self, Receiver, Sender};
 use std::thread::JoinHandle;
 
 /// Output bytes per job: two clusters of 64 KiB (qemu-img's default).

@@ -189,9 +189,10 @@ impl ImageInfo {
             .get("proxies")
             .and_then(Value::as_object)
             .map(|p| {
-                p.iter()
-                    .filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_string())))
-                    .collect()
+                crate::util::collect_map(
+                    p.iter()
+                        .filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_string()))),
+                )
             })
             .unwrap_or_default();
         Ok(ImageInfo {

@@ -66,11 +66,11 @@ pub fn parse_capabilities(root: Option<&Value>) -> Map<String, Value> {
         Value::Object(m) => m.clone(),
         Value::String(s) => match serde_json::from_str::<Value>(s) {
             Ok(Value::Object(m)) => m,
-            _ => s
-                .split(',')
-                .filter_map(|kv| kv.split_once(':'))
-                .map(|(k, v)| (k.trim().to_string(), json!(v.trim())))
-                .collect(),
+            _ => crate::util::collect_map(
+                s.split(',')
+                    .filter_map(|kv| kv.split_once(':'))
+                    .map(|(k, v)| (k.trim().to_string(), json!(v.trim()))),
+            ),
         },
         _ => Map::new(),
     }
@@ -584,7 +584,7 @@ impl WriteAt for File {
 /// "SWAPSPACE2" in the page's last 10 bytes. The kernel reads it in native
 /// byte order with its own page size.
 pub fn mkswap(
-    io: &mut impl Io,
+    io: &mut dyn Io,
     offset: u64,
     len: u64,
     label: &str,
@@ -734,7 +734,7 @@ fn mkfs_ephemeral(root: &crate::root::Root, eph: &Region, fmt: &str) -> Result<(
 /// The `get_partition_uuids` answer for a partition image (IPA's
 /// `work_on_disk` return value): partition paths, the root filesystem's
 /// UUID (PARTUUID when it has none) and the ESP's vfat id.
-pub fn uuids(io: &impl Io, layout: &Layout) -> Result<Map<String, Value>> {
+pub fn uuids(io: &dyn Io, layout: &Layout) -> Result<Map<String, Value>> {
     let mut partitions = Map::new();
     let named = [
         ("efi system partition", &layout.efi),

@@ -40,10 +40,10 @@
 use super::writer::{AlignedBuf, Target};
 use crate::error::{AgentError, Kind as ErrorKind};
 use crate::util::bytes::{be32, be64};
+use crate::util::chan::{self as mpsc, Receiver, Sender};
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::os::unix::fs::FileExt;
-use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::thread::JoinHandle;
 
 /// qemu's `QCOW_MAX_L1_SIZE`.
@@ -439,7 +439,7 @@ struct Combiner {
 /// Its ranges never overlap another write: each guest cluster is written
 /// once, and the held-back head and tail are never written here.
 struct WriteBehind {
-    to: Option<SyncSender<(AlignedBuf, u64)>>,
+    to: Option<Sender<(AlignedBuf, u64)>>,
     from: Receiver<(AlignedBuf, u64, std::io::Result<()>)>,
     spare: Option<AlignedBuf>,
     busy: bool,
@@ -1146,7 +1146,7 @@ impl Converter {
         // L2 tables, each once however many L1 entries name it, adjacent
         // ones in one request (at most 8 MiB): read here for their digests
         // and first clusters, loaded later by `load_due`
-        tables.sort_unstable();
+        crate::util::sort_unstable(&mut tables);
         let mut due = Vec::with_capacity(tables.len());
         let h = &self.h;
         read_tables(h, &tables, read_range, &mut |host, indexes, table| {
@@ -1162,7 +1162,7 @@ impl Converter {
         })?;
         // In host order, each range once (two L1 entries may share an L2
         // table); overlapping tables are refused, as qemu-img check would.
-        checks.sort_unstable_by_key(|c| (c.host, c.len));
+        crate::util::sort_unstable_by(&mut checks, |a, b| (a.host, a.len).cmp(&(b.host, b.len)));
         checks.dedup();
         for w in checks.windows(2) {
             if w[0].host + w[0].len > w[1].host {
@@ -1176,7 +1176,7 @@ impl Converter {
         self.tables = checks;
         self.next_table = 0;
         self.table_hash = None;
-        due.sort_unstable_by_key(|&(first, host, _)| Reverse((first, host)));
+        crate::util::sort_unstable_by(&mut due, |a, b| (b.0, b.1).cmp(&(a.0, a.1)));
         self.due = due;
         Ok(())
     }
@@ -1207,7 +1207,7 @@ impl Converter {
             self.due.pop();
             now.push((host, l1_index));
         }
-        now.sort_unstable();
+        crate::util::sort_unstable(&mut now);
         let h = self.h.clone();
         read_tables(&h, &now, read_range, &mut |host, indexes, table| {
             let known = self
@@ -1368,7 +1368,7 @@ pub fn tables_trail_data(
         })
         .filter(|&(off, _)| off != 0 && off % cs == 0)
         .collect();
-    tables.sort_unstable();
+    crate::util::sort_unstable(&mut tables);
     // an L2 table before the end of the L1 table (`qemu-img resize` moves
     // the L1 table behind everything) is met before the entry naming it
     if tables.first().is_some_and(|&(t, _)| t < l1_end) {

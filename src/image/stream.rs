@@ -20,7 +20,7 @@ use super::format::{self, Format, Policy};
 use super::qcow2::{self, ConvError, Converter};
 use super::writer::{AlignedBuf, Target, MIB};
 use crate::error::{AgentError, Kind, Result};
-use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
+use crate::util::chan::{self as mpsc, Receiver, Sender};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -91,8 +91,8 @@ impl Fetch {
         // 3.36 against 3.86 s, 2026-12-05). With 2 MiB chunks the 3 buffers
         // all fit in a queue, as before this change.
         let queue = IN_FLIGHT / CHUNK / 2;
-        let (raw_tx, raw_rx): (SyncSender<Msg>, Receiver<Msg>) = mpsc::sync_channel(queue);
-        let (tx, rx): (SyncSender<Msg>, _) = mpsc::sync_channel(queue);
+        let (raw_tx, raw_rx): (Sender<Msg>, Receiver<Msg>) = mpsc::sync_channel(queue);
+        let (tx, rx): (Sender<Msg>, _) = mpsc::sync_channel(queue);
         let (back, pool): (Sender<AlignedBuf>, Receiver<AlignedBuf>) = mpsc::channel();
         let info = (
             stream.url.clone(),

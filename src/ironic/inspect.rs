@@ -2,9 +2,11 @@
 //! their JSON to the inspection callback URL(s) before lookup, and use the
 //! node UUID Ironic answers with for the lookup.
 //!
-//! Collector failures are accumulated into `error` and the data is posted
-//! anyway, as IPA does: inspection runs on unknown nodes, so partial data is
-//! better than none.
+//! As IPA: collector failures are accumulated into `error` and the data is
+//! posted anyway (inspection runs on unknown nodes, so partial data is
+//! better than none), after which the agent looks up without the node
+//! UUID Ironic answered with; a collector name that is not one of IPA's
+//! runs no collector at all and posts only that error.
 
 use crate::agent::Agent;
 use crate::hardware::generic::collect::{self, dmi};
@@ -104,68 +106,159 @@ pub fn normalize_bootif(b: &str) -> String {
     b.replace('-', ":")
 }
 
-/// Run the collectors. Returns the data and the accumulated errors.
+/// IPA's collectors, the `ironic_python_agent.inspector.collectors`
+/// entry points of its pyproject.toml, and the keys they add.
+pub const COLLECTORS: [&str; 8] = [
+    "default",        // inventory, root_disk, boot_interface, configuration
+    "logs",           // logs
+    "extra-hardware", // data
+    "pci-devices",    // pci_devices
+    "numa-topology",  // numa_topology
+    "dmi-decode",     // dmi
+    "lldp",           // lldp_raw
+    "usb-devices",    // usb_devices
+];
+
+/// Python's `repr()` of a string: IPA prints the names it could not load
+/// as a Python set.
+fn py_repr(s: &str) -> String {
+    let q = if s.contains('\'') && !s.contains('"') {
+        '"'
+    } else {
+        '\''
+    };
+    let mut out = String::from(q);
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c == q => {
+                out.push('\\');
+                out.push(c);
+            }
+            c if (c as u32) < 0x20 || (0x7f..0xa0).contains(&(c as u32)) => {
+                out.push_str(&format!("\\x{:02x}", c as u32))
+            }
+            c => out.push(c),
+        }
+    }
+    out.push(q);
+    out
+}
+
+/// IPA's error for collector names that are not collectors (stevedore's
+/// missing entry points, `_extension_manager_err_callback`): `Failed to
+/// load collector {'foo', 'bar'}`, the names as a Python set (here in the
+/// order given; Python's order depends on the hash seed).
+pub fn unknown_collectors(names: &[String]) -> Option<String> {
+    let mut unknown: Vec<&str> = vec![];
+    for n in names {
+        if !COLLECTORS.contains(&n.as_str()) && !unknown.contains(&n.as_str()) {
+            unknown.push(n);
+        }
+    }
+    if unknown.is_empty() {
+        return None;
+    }
+    let set: Vec<String> = unknown.iter().map(|n| py_repr(n)).collect();
+    Some(format!("Failed to load collector {{{}}}", set.join(", ")))
+}
+
+/// Run the collectors in the order given (a name given twice runs twice,
+/// as stevedore's `name_order` does). Returns the data and the
+/// accumulated errors. A name that is not a collector stops everything
+/// before any collector runs: the data is empty and the one error is
+/// IPA's (see [`unknown_collectors`]).
 pub fn collect_data(agent: &Agent) -> (Map<String, Value>, Vec<String>) {
     let mut data = Map::new();
     let mut errors: Vec<String> = vec![];
     let names = collector_names(agent);
-    for name in &names {
-        match name.as_str() {
-            "default" => {
-                wait_for_dhcp(agent);
-                match agent.inventory() {
-                    Ok(inv) => {
-                        data.insert("inventory".into(), json!(inv));
-                        let root_disk =
-                            crate::hardware::hints::select_root_device(&inv.disks, None).ok();
-                        data.insert("root_disk".into(), json!(root_disk));
-                    }
-                    Err(e) => errors.push(format!("collector default failed: {e}")),
-                }
-                data.insert("boot_interface".into(), json!(agent.config.bootif));
-                let managers: Vec<Value> = agent
-                    .managers
-                    .iter()
-                    .map(|(m, _)| {
-                        let (n, v) = m.version();
-                        json!({"name": n, "version": v})
-                    })
-                    .collect();
-                data.insert(
-                    "configuration".into(),
-                    json!({"collectors": names, "managers": managers}),
-                );
-            }
-            "logs" => {} // added last, below
-            "pci-devices" => match collect::pci_devices(&agent.root) {
-                Ok(v) => {
-                    data.insert("pci_devices".into(), v);
-                }
-                Err(e) => errors.push(format!("collector pci-devices failed: {e}")),
-            },
-            "numa-topology" => match collect::numa_topology(&agent.root) {
-                Ok(v) => {
-                    data.insert("numa_topology".into(), v);
-                }
-                // IPA's numa_inspector only warns when the kernel exposes
-                // no NUMA nodes (or an unexpected format) and adds nothing.
-                Err(e) => log::warn!("failed to get NUMA information: {e}"),
-            },
-            "dmi-decode" => {
-                data.insert("dmi".into(), dmi::dmi_decode(&agent.root));
-            }
-            other => errors.push(format!("Failed to load collector {other}")),
-        }
+    if let Some(e) = unknown_collectors(&names) {
+        log::error!("{e}");
+        return (data, vec![e]);
     }
-    if names.iter().any(|c| c == "logs") {
-        match crate::commands::log_ext::bundle(agent) {
+    for name in &names {
+        run_collector(agent, name, &names, &mut data, &mut errors);
+    }
+    (data, errors)
+}
+
+/// One collector (IPA's `inspector.collect_*`), adding its keys to `data`
+/// and its failures to `errors` with IPA's wording.
+fn run_collector(
+    agent: &Agent,
+    name: &str,
+    names: &[String],
+    data: &mut Map<String, Value>,
+    errors: &mut Vec<String>,
+) {
+    let env = agent.env();
+    match name {
+        "default" => {
+            wait_for_dhcp(agent);
+            match agent.inventory() {
+                Ok(inv) => {
+                    data.insert("inventory".into(), json!(inv));
+                    match crate::hardware::hints::select_root_device(&inv.disks, None) {
+                        Ok(d) => {
+                            data.insert("root_disk".into(), json!(d));
+                        }
+                        Err(_) => log::warn!("no suitable root device detected"),
+                    }
+                }
+                Err(e) => errors.push(format!("collector default failed: {e}")),
+            }
+            data.insert("boot_interface".into(), json!(agent.config.bootif));
+            let managers: Vec<Value> = agent
+                .managers
+                .iter()
+                .map(|(m, _)| {
+                    let (n, v) = m.version();
+                    json!({"name": n, "version": v})
+                })
+                .collect();
+            data.insert(
+                "configuration".into(),
+                json!({"collectors": names, "managers": managers}),
+            );
+        }
+        // IPA's logs collector "does not report failures": a warning only
+        "logs" => match crate::commands::log_ext::bundle(agent) {
             Ok(b) => {
                 data.insert("logs".into(), json!(crate::util::base64_encode(&b)));
             }
-            Err(e) => errors.push(format!("collector logs failed: {e}")),
+            Err(e) => log::warn!("failed to get system journal: {e}"),
+        },
+        "extra-hardware" => {
+            data.insert("data".into(), json!(collect::extra::detect(&agent.root)));
         }
+        "pci-devices" => match collect::pci_devices(&agent.root) {
+            Ok(v) => {
+                data.insert("pci_devices".into(), v);
+            }
+            Err(e) => errors.push(e.details),
+        },
+        "numa-topology" => match collect::numa_topology(&agent.root) {
+            Ok(v) => {
+                data.insert("numa_topology".into(), v);
+            }
+            // IPA's numa_inspector only warns when the kernel exposes
+            // no NUMA nodes (or an unexpected format) and adds nothing.
+            Err(e) => log::warn!("Failed to get some NUMA information ({e})"),
+        },
+        "dmi-decode" => {
+            data.insert("dmi".into(), dmi::dmi_decode(&agent.root));
+        }
+        "lldp" => {
+            data.insert("lldp_raw".into(), collect::lldp_raw(&env));
+        }
+        "usb-devices" => {
+            data.insert("usb_devices".into(), collect::usb_devices(&agent.root));
+        }
+        other => unreachable!("{other} is checked against COLLECTORS first"),
     }
-    (data, errors)
 }
 
 /// Run inspection. Returns the node UUID Ironic answered with, if any.
@@ -179,19 +272,17 @@ pub fn inspect(agent: &Agent, client_tls: ureq::tls::TlsConfig) -> Option<String
         collector_names(agent)
     );
     let (mut data, errors) = collect_data(agent);
-    let error = if errors.is_empty() {
-        Value::Null
-    } else {
-        json!(format!(
+    let error = (!errors.is_empty()).then(|| {
+        format!(
             "The following errors were encountered:\n{}",
             errors
                 .iter()
                 .map(|e| format!("* {e}"))
                 .collect::<Vec<_>>()
                 .join("\n")
-        ))
-    };
-    data.insert("error".into(), error);
+        )
+    });
+    data.insert("error".into(), json!(error));
     let body = Value::Object(data).to_string();
     let http: ureq::Agent = ureq::Agent::config_builder()
         .tls_config(client_tls)
@@ -225,7 +316,21 @@ pub fn inspect(agent: &Agent, client_tls: ureq::tls::TlsConfig) -> Option<String
             }
         }
         match outcome {
-            Some((status, text)) if status < 400 => {
+            Some((status, text)) if status < 500 && status != 409 => {
+                if status >= 400 {
+                    log::error!(
+                        "inspection callback returned {status}: {text}; proceeding with lookup"
+                    );
+                }
+                if let Some(e) = &error {
+                    // IPA: `failures.raise_if_needed()` after posting; the
+                    // agent logs it and looks up without the node UUID
+                    log::error!("Failed to perform inspection: {e}");
+                    return None;
+                }
+                if status >= 400 {
+                    return None;
+                }
                 log::info!("inspection finished successfully");
                 return serde_json::from_str::<Value>(&text).ok().and_then(|v| {
                     v.get("uuid")
@@ -233,12 +338,6 @@ pub fn inspect(agent: &Agent, client_tls: ureq::tls::TlsConfig) -> Option<String
                         .and_then(Value::as_str)
                         .map(String::from)
                 });
-            }
-            Some((status, text)) if status < 500 && status != 409 => {
-                log::error!(
-                    "inspection callback returned {status}: {text}; proceeding with lookup"
-                );
-                return None;
             }
             Some((status, text)) => log::warn!("inspection callback returned {status}: {text}"),
             None => {}
@@ -255,6 +354,25 @@ pub fn inspect(agent: &Agent, client_tls: ureq::tls::TlsConfig) -> Option<String
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unknown_collectors_worded_as_ipa() {
+        let n = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(unknown_collectors(&n(&COLLECTORS)), None);
+        assert_eq!(
+            unknown_collectors(&n(&["default", "foo", "logs"])).as_deref(),
+            Some("Failed to load collector {'foo'}")
+        );
+        assert_eq!(
+            unknown_collectors(&n(&["bar", "default", "foo", "bar"])).as_deref(),
+            Some("Failed to load collector {'bar', 'foo'}")
+        );
+        // Python's repr of odd names
+        assert_eq!(py_repr("it's"), "\"it's\"");
+        assert_eq!(py_repr("a'b\"c"), "'a\\'b\"c'");
+        assert_eq!(py_repr("t\tn\\"), "'t\\tn\\\\'");
+        assert_eq!(py_repr("\u{1}é"), "'\\x01é'");
+    }
 
     #[test]
     fn bootif_forms() {

@@ -90,6 +90,63 @@ impl IfSocket {
         Ok((len > 0 && addr.iter().any(|b| *b != 0)).then(|| addr.to_vec()))
     }
 
+    /// Whether the interface is administratively up (IFF_UP, SIOCGIFFLAGS).
+    pub fn is_up(&self, name: &str) -> io::Result<bool> {
+        Ok(self.flags(name)?.0 & libc::IFF_UP as libc::c_short != 0)
+    }
+
+    /// `ip link set <name> up|down`: IFF_UP set or cleared in the
+    /// interface's current flags (SIOCGIFFLAGS, then SIOCSIFFLAGS), the
+    /// other flags left as they are.
+    pub fn set_up(&self, name: &str, up: bool) -> io::Result<()> {
+        let (flags, mut ifr) = self.flags(name)?;
+        let up_flag = libc::IFF_UP as libc::c_short;
+        let new = if up {
+            flags | up_flag
+        } else {
+            flags & !up_flag
+        };
+        if new == flags {
+            return Ok(());
+        }
+        ifr.union[..2].copy_from_slice(&new.to_ne_bytes());
+        // SAFETY: the socket fd is open; SIOCSIFFLAGS reads the name and
+        // `ifr_flags` (the union's first two bytes) from `ifr`, a live
+        // 40-byte struct ifreq.
+        let r = unsafe {
+            libc::ioctl(
+                self.0.as_raw_fd(),
+                libc::SIOCSIFFLAGS as _,
+                &mut ifr as *mut IfReq,
+            )
+        };
+        if r < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    fn flags(&self, name: &str) -> io::Result<(libc::c_short, IfReq)> {
+        let mut ifr = IfReq::new(name)?;
+        // SAFETY: the socket fd is open; SIOCGIFFLAGS reads the name from
+        // and writes `ifr_flags` (a short at the union's start) into
+        // `ifr`, a live 40-byte struct ifreq.
+        let r = unsafe {
+            libc::ioctl(
+                self.0.as_raw_fd(),
+                libc::SIOCGIFFLAGS as _,
+                &mut ifr as *mut IfReq,
+            )
+        };
+        if r < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok((
+            libc::c_short::from_ne_bytes([ifr.union[0], ifr.union[1]]),
+            ifr,
+        ))
+    }
+
     /// The interface's primary IPv4 address (SIOCGIFADDR); `None` when it
     /// has none (EADDRNOTAVAIL).
     pub fn ipv4_address(&self, name: &str) -> io::Result<Option<Ipv4Addr>> {
@@ -143,6 +200,11 @@ mod tests {
         assert!(s.ipv4_address("no-such-nic0").is_err());
         assert!(s.ipv4_address("").is_err());
         assert!(s.ipv4_address("much-too-long-name").is_err());
+        assert!(s.is_up("lo").unwrap());
+        assert!(s.is_up("no-such-nic0").is_err());
+        // lo is already up: nothing to change, no privilege needed
+        s.set_up("lo", true).unwrap();
+        assert_eq!(std::mem::size_of::<IfReq>(), 40);
     }
 }
 

@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -368,8 +368,24 @@ pub fn agent_args(dir: &Path, api_url: &str, extra: &[&str]) -> Vec<String> {
 
 impl AgentProc {
     pub fn start(dir: &Path, args: &[String]) -> AgentProc {
+        Self::start_wrapped(dir, &[], args)
+    }
+
+    /// The agent run by a wrapper that execs it (`ip netns exec NS`), so
+    /// the child's pid is the agent's.
+    pub fn start_wrapped(dir: &Path, wrapper: &[&str], args: &[String]) -> AgentProc {
         let log = dir.join("agent.log");
-        let child = super::agent_command()
+        let mut cmd = match wrapper.split_first() {
+            Some((first, rest)) => {
+                // the wrapper execs what agent_command() would run
+                let inner = super::agent_command();
+                let mut c = Command::new(first);
+                c.args(rest).arg(inner.get_program()).args(inner.get_args());
+                c
+            }
+            None => super::agent_command(),
+        };
+        let child = cmd
             .args(args)
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())

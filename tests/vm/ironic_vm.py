@@ -18,6 +18,19 @@ qemu exits). The agent finds everything on its kernel command line:
 Phases, each timed:
   i  inspection -> manageable, the VM's NIC (MAC) and disk (serial) in the
      stored inventory
+  l  inspection as operators run it, Ironic's hooks default + parse-lldp +
+     local-link-connection + extra-hardware, the VM booted with
+     ipa-collect-lldp=1 and ipa-inspection-collectors=default,
+     extra-hardware,numa-topology,logs while this script plays the switch
+     (tests/lib/lldp.py: real LLDP frames, chassis ID MAC, port ID, system
+     name, port description, VLANs, into the VM's NIC through a qemu hub
+     and a UDP socket, ramdisk/run-vm --wire-udp): the node's port gets
+     local_link_connection {switch_id, port_id, switch_info} from them, the
+     stored inventory has the raw TLVs and plugin_data the parsed LLDP,
+     the extra-hardware data (as `extra`) and the NUMA topology
+  f  the same collectors from a config file in the ramdisk
+     (/etc/ironic-python-agent.conf, [DEFAULT] inspection_collectors), not
+     the kernel line
   c  automated cleaning (erase_devices_metadata) -> available; the disk's
      GPT areas zeroed, the data in between untouched; an https callback URL
      and Ironic's copy of the agent's certificate; boot to first heartbeat
@@ -95,6 +108,11 @@ QCOW2_IMAGE_SIZE = 256 << 20  # twice the VM's RAM: nothing can be staged
 SMALL_DISK_SIZE = 6 << 30  # over IPA's 4 GiB minimum, under DISK_SIZE
 SMALL_SERIAL = "IRONIC-VM-SMALL"
 MIB = 1 << 20
+# what the test's switch says (phase l)
+SWITCH = {"chassis": "52:54:00:5a:17:01", "port_id": "Ethernet1/42",
+          "system_name": "tor-vm-1", "port_desc": "ironic-vm node port",
+          "vlans": [(101, "provisioning"), (102, "tenant")], "pvid": 101}
+COLLECTORS = "default,extra-hardware,numa-topology,logs"
 
 
 def log(msg):
@@ -132,12 +150,12 @@ class VM:
     """One boot of the ramdisk. Quacks like e2e.py's Agent for wait_state."""
 
     def __init__(self, t, name, inspect=False, smp=1, append=(), nvram=None,
-                 mem=None, disks=()):
+                 mem=None, disks=(), wire=None, initrd=None):
         arch = ["--arch", t.arch] if t.arch != "amd64" else []
         # amd64 under OVMF: the kernel and initramfs as one EFI image (the
         # kernel's own EFI stub needs ~154 MiB there, see efi-image-create)
         boot = (["--kernel", t.efi_image] if nvram and t.efi_image
-                else ["--kernel", t.kernel, "--initrd", t.initrd])
+                else ["--kernel", t.kernel, "--initrd", initrd or t.initrd])
         self.name = name
         self.logfile = os.path.join(t.work, name, "console.log")
         self.t0 = time.monotonic()
@@ -167,6 +185,8 @@ class VM:
                 cmd += ["--uefi-vars", nvram]
             for d in disks:  # after the node's disk: /dev/vdb, ...
                 cmd += ["--disk", d]
+            if wire:  # the NIC's wire, reachable by UDP (phase l's switch)
+                cmd += ["--wire-udp", str(wire)]
             r = subprocess.run(cmd, capture_output=True, text=True)
             if r.returncode == 0:
                 env = dict(line.split("=", 1) for line in r.stdout.split()
@@ -250,6 +270,14 @@ class Test:
     def start_ironic(self):
         self.state = os.path.join(self.work, "ironic")
         os.makedirs(self.state, exist_ok=True)
+        if set("lf") & set(self.args.phases):
+            # phases l and f: the LLDP and extra-hardware hooks, which
+            # only act on inspection data that carries what they read
+            confd = os.path.join(self.state, "ironic.conf.d")
+            os.makedirs(confd, exist_ok=True)
+            with open(os.path.join(confd, "inspection-hooks.conf"), "w") as f:
+                f.write("[inspector]\nhooks = $default_hooks,parse-lldp,"
+                        "local-link-connection,extra-hardware\n")
         os.environ["IRONIC_E2E_STATE"] = self.state
         if self.arch == "arm64":
             # what an operator sets so that Ironic boots aarch64 nodes
@@ -282,22 +310,29 @@ class Test:
         os.makedirs(os.path.join(layer, "etc"), exist_ok=True)
         with open(os.path.join(layer, "etc", "hosts"), "w") as f:
             f.write("10.0.2.100\tlocalhost\n")
-        cpio = subprocess.run(
-            "find . | LC_ALL=C sort | cpio -o -H newc --owner=0:0 --quiet",
-            shell=True, cwd=layer, capture_output=True, check=True).stdout
-        with open(os.path.join(self.args.ramdisk, "ironic-agent.initramfs"),
-                  "rb") as src, open(self.initrd, "wb") as dst:
-            base = src.read()
-            # the kernel looks for an uncompressed cpio only at 4-byte
-            # aligned offsets and skips zeros (init/initramfs.c)
-            dst.write(base + bytes(-len(base) % 4))
-            dst.write(cpio)
+        self.layered_initrd(layer, os.path.basename(self.initrd))
         if self.efi_image:
             subprocess.run([os.path.join(REPO, "ramdisk", "efi-image-create"),
                             "-o", self.efi_image, "-k", self.kernel,
                             "-i", self.initrd], check=True)
         with open(self.disk, "wb") as f:
             f.truncate(DISK_SIZE)
+
+    def layered_initrd(self, layer, name):
+        """The ramdisk with the files under `layer` added as one more,
+        uncompressed, cpio archive; its path."""
+        out = os.path.join(self.work, name)
+        cpio = subprocess.run(
+            "find . | LC_ALL=C sort | cpio -o -H newc --owner=0:0 --quiet",
+            shell=True, cwd=layer, capture_output=True, check=True).stdout
+        with open(os.path.join(self.args.ramdisk, "ironic-agent.initramfs"),
+                  "rb") as src, open(out, "wb") as dst:
+            base = src.read()
+            # the kernel looks for an uncompressed cpio only at 4-byte
+            # aligned offsets and skips zeros (init/initramfs.c)
+            dst.write(base + bytes(-len(base) % 4))
+            dst.write(cpio)
+        return out
 
     def enroll(self):
         n = self.ironic.call("POST", "/v1/nodes", {
@@ -404,6 +439,151 @@ class Test:
         log(f"  arm64: cpu {cpu.get('model_name')} x{cpu.get('count')} "
             f"{cpu.get('architecture')}, system {vendor.get('product_name')!r}, "
             f"boot {boot.get('current_boot_mode')}; node cpu_arch {arch}")
+
+    def free_udp_pair(self):
+        """A UDP port whose next one is free too (run-vm --wire-udp)."""
+        for _ in range(50):
+            a = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            a.bind(("127.0.0.1", 0))
+            port = a.getsockname()[1]
+            b = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            try:
+                b.bind(("127.0.0.1", port + 1))
+            except OSError:
+                continue
+            finally:
+                a.close()
+                b.close()
+            return port
+        raise checks.PhaseFailed("no free pair of UDP ports")
+
+    def switch(self, port):
+        """tests/lib/lldp.py sending the SWITCH's LLDP every second into
+        the NIC's wire; a Popen to kill."""
+        sw = SWITCH
+        cmd = [sys.executable, os.path.join(REPO, "tests", "lib", "lldp.py"),
+               "send", "--udp", f"127.0.0.1:{port}", "--count", "0",
+               "--interval", "1", "--chassis", sw["chassis"],
+               "--src", sw["chassis"][:-2] + "42", "--port-id", sw["port_id"],
+               "--system-name", sw["system_name"], "--port-desc",
+               sw["port_desc"], "--pvid", str(sw["pvid"])]
+        for vid, name in sw["vlans"]:
+            cmd += ["--vlan", f"{vid}:{name}"]
+        return subprocess.Popen(cmd, stdout=subprocess.DEVNULL)
+
+    def inspect_with_switch(self, name, append=(), initrd=None):
+        """One inspection of the node with the test's switch on the VM's
+        wire; returns (stored inventory + plugin data, the node's port,
+        seconds from the VM's start to manageable)."""
+        port = self.ironic.call("GET", f"/v1/ports?node={self.uuid}&fields="
+                                "uuid,address")["ports"][0]
+        # a clean port: local-link-connection never overwrites a key
+        self.ironic.call("PATCH", f"/v1/ports/{port['uuid']}", [
+            {"op": "replace", "path": "/local_link_connection", "value": {}}])
+        self.ironic.ensure_manageable(self.uuid)
+        self.ironic.provision(self.uuid, "inspect")
+        self.ironic.wait_state(self.uuid, "inspect wait", ("inspect failed",), 60)
+        wire = self.free_udp_pair()
+        sw = self.switch(wire)
+        try:
+            vm = self.boot(name, inspect=True, append=append, wire=wire,
+                           initrd=initrd)
+            self.ironic.wait_state(self.uuid, "manageable", ("inspect failed",),
+                                   300, agent=vm)
+            took = vm.since()
+        finally:
+            sw.kill()
+            sw.wait()
+        log(f"  inspected {took:.1f} s after the VM started")
+        data = self.ironic.call("GET", f"/v1/nodes/{self.uuid}/inventory")
+        port = self.ironic.call("GET", f"/v1/ports/{port['uuid']}")
+        return data, port, took
+
+    def check_extra(self, plugin):
+        """extra-hardware's rows, turned by Ironic's hook into
+        plugin_data.extra (ints where they parse), and the NUMA topology."""
+        extra = plugin.get("extra")
+        if not isinstance(extra, dict):
+            raise checks.PhaseFailed(f"no extra-hardware data in plugin_data "
+                                     f"(keys {sorted(plugin)})")
+        if "data" in plugin:
+            raise checks.PhaseFailed("Ironic kept the raw extra-hardware data: "
+                                     "its hook did not accept the rows")
+        cpus = extra.get("cpu", {}).get("logical", {}).get("number")
+        mem = extra.get("memory", {}).get("total", {}).get("size")
+        disk = extra.get("disk", {}).get("vda", {}).get("size")
+        kernel = extra.get("system", {}).get("kernel", {}).get("version")
+        if not (isinstance(cpus, int) and cpus >= 1 and isinstance(mem, int)
+                and mem > 0 and disk == DISK_SIZE // 10**9 and kernel):
+            raise checks.PhaseFailed(
+                f"extra: cpu.logical.number {cpus!r}, memory.total.size "
+                f"{mem!r}, disk.vda.size {disk!r} (want {DISK_SIZE // 10**9}), "
+                f"system.kernel.version {kernel!r}; categories {sorted(extra)}")
+        if not plugin.get("numa_topology", {}).get("ram"):
+            raise checks.PhaseFailed("no numa_topology in plugin_data")
+        return extra
+
+    def phase_lldp(self):
+        data, port, took = self.inspect_with_switch("inspect-lldp", append=[
+            "ipa-collect-lldp=1", f"ipa-inspection-collectors={COLLECTORS}"])
+        sw = SWITCH
+        want = {"switch_id": sw["chassis"], "port_id": sw["port_id"],
+                "switch_info": sw["system_name"]}
+        llc = port.get("local_link_connection") or {}
+        if llc != want:
+            raise checks.PhaseFailed(f"port {port['address']}: "
+                                     f"local_link_connection {llc}, want {want}")
+        log(f"  port {port['address']}: local_link_connection {llc}")
+        inv, plugin = data.get("inventory", {}), data.get("plugin_data", {})
+        nic = next((i for i in inv.get("interfaces", [])
+                    if i.get("mac_address") == self.mac), None)
+        if not nic or not nic.get("lldp"):
+            raise checks.PhaseFailed(f"the inventory's NIC has no LLDP: {nic}")
+        types = [t for t, _ in nic["lldp"]]
+        log(f"  inventory {nic['name']}.lldp: TLV types {types}")
+        parsed = plugin.get("parsed_lldp", {}).get(nic["name"], {})
+        expect = {
+            "switch_chassis_id": sw["chassis"],
+            "switch_port_id": sw["port_id"],
+            "switch_system_name": sw["system_name"],
+            "switch_port_description": sw["port_desc"],
+            "switch_port_untagged_vlan_id": sw["pvid"],
+            "switch_port_vlans": [{"id": v, "name": n} for v, n in sw["vlans"]],
+        }
+        bad = {k: (parsed.get(k), v) for k, v in expect.items()
+               if parsed.get(k) != v}
+        if bad:
+            raise checks.PhaseFailed(f"parsed_lldp of {nic['name']}: "
+                                     f"(got, want) {bad}; all: {parsed}")
+        log(f"  plugin_data.parsed_lldp.{nic['name']}: "
+            f"{ {k: parsed[k] for k in sorted(parsed)} }")
+        extra = self.check_extra(plugin)
+        log(f"  plugin_data.extra: {sorted(extra)}, "
+            f"cpu.logical.number {extra['cpu']['logical']['number']}, "
+            f"disk.vda.size {extra['disk']['vda']['size']} GB")
+        if plugin.get("error"):
+            raise checks.PhaseFailed(f"the ramdisk reported {plugin['error']!r}")
+        self.lldp_seconds = took
+
+    def phase_config_file(self):
+        layer = os.path.join(self.work, "layer-conf")
+        os.makedirs(os.path.join(layer, "etc"), exist_ok=True)
+        with open(os.path.join(layer, "etc", "hosts"), "w") as f:
+            f.write("10.0.2.100\tlocalhost\n")
+        with open(os.path.join(layer, "etc", "ironic-python-agent.conf"), "w") as f:
+            f.write(f"[DEFAULT]\ninspection_collectors = {COLLECTORS}\n")
+        initrd = self.layered_initrd(layer, "initramfs-conf")
+        data, _, _ = self.inspect_with_switch("inspect-conf", initrd=initrd)
+        want = "inspection is enabled with collectors " + str(
+            COLLECTORS.split(",")).replace("'", '"')
+        console = os.path.join(self.work, "inspect-conf", "console.log")
+        with open(console, errors="replace") as f:
+            if want not in f.read():
+                raise checks.PhaseFailed(f"the agent did not log {want!r}: "
+                                         "the config file's collectors were not used")
+        plugin = data.get("plugin_data", {})
+        self.check_extra(plugin)
+        log("  the config file's collectors ran: extra and numa_topology stored")
 
     def wait_heartbeat(self, vm, timeout=240):
         """Seconds from the VM's start to Ironic's first agent_last_heartbeat."""
@@ -731,6 +911,11 @@ class Test:
             self.start_ironic()
             self.enroll()
             self.phase("i", "inspection -> manageable", self.phase_inspect)
+            self.phase("l", "inspection with LLDP from the test's switch and "
+                       "extra-hardware: local_link_connection, parsed LLDP, "
+                       "extra data", self.phase_lldp)
+            self.phase("f", "inspection collectors from a config file in "
+                       "the ramdisk", self.phase_config_file)
             self.phase("c", "automated cleaning -> available", self.phase_clean)
             self.phase("d", "deploy -> active, the agent powers the VM off",
                        self.phase_deploy)
@@ -761,6 +946,9 @@ class Test:
         hb = getattr(self, "heartbeat_seconds", None)
         if hb is not None:
             print(f"  boot to first heartbeat: {hb:.1f} s")
+        ls = getattr(self, "lldp_seconds", None)
+        if ls is not None:
+            print(f"  VM start to inspected with LLDP + extra-hardware: {ls:.1f} s")
         print(f"  total {time.monotonic() - t0:.1f} s; files in {self.work}")
         if hb is not None:
             with open(os.path.join(self.work, "heartbeat-seconds"), "w") as f:
@@ -781,10 +969,10 @@ def main():
     p.add_argument("--mem", default=os.environ.get("VM_MEM", "128M"))
     p.add_argument("--arch", default="amd64", choices=("amd64", "arm64"))
     p.add_argument("--phases", default=None,
-                   help="default: icdqupxt (amd64), icdut (arm64)")
+                   help="default: ilfcdqupxt (amd64), icdut (arm64)")
     args = p.parse_args()
     if args.phases is None:
-        args.phases = "icdut" if args.arch == "arm64" else "icdqupxt"
+        args.phases = "icdut" if args.arch == "arm64" else "ilfcdqupxt"
     os.makedirs(args.work, exist_ok=True)
     sys.exit(Test(args).run())
 

@@ -26,8 +26,13 @@
 #   c  the ISO from ramdisk/iso-image-create boots under SeaBIOS (isolinux)
 #      and under OVMF (its El Torito image: ironic-agent-boot), same RAM
 #   d  the real Ironic 39 (tests/e2e/ironic.sh, require_tls = true) drives
-#      the ramdisk in a VM of the same RAM: inspection -> manageable,
-#      cleaning (erase_devices_metadata) -> available, deploy of a GPT image
+#      the ramdisk in a VM of the same RAM: inspection -> manageable;
+#      inspection with LLDP from a switch the test plays and the
+#      extra-hardware, numa-topology and logs collectors, with Ironic's
+#      parse-lldp, local-link-connection and extra-hardware hooks (the
+#      port's local_link_connection, parsed LLDP, extra data checked; the
+#      same collectors from a config file in the ramdisk); cleaning
+#      (erase_devices_metadata) -> available, deploy of a GPT image
 #      -> active with the agent powering qemu off, the disk checked from the
 #      host; then a 256 MiB qcow2 with compressed clusters and a configdrive
 #      (twice the VM's RAM, 2 vCPUs: the inflate threads) -> active on the

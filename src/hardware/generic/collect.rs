@@ -1,7 +1,9 @@
 //! Inventory collection from /sys, /proc and /dev: IPA's
 //! `GenericHardwareManager.list_hardware_info` (protocol §5.4) without
-//! lshw, lscpu, lsblk, dmidecode, ipmitool or biosdevname, plus the
-//! `pci-devices` and `numa-topology` inspection collectors (§6).
+//! lshw, lscpu, lsblk, dmidecode, ipmitool or biosdevname, LLDP from live
+//! NICs ([`lldp`]), and the data of the inspection collectors beyond
+//! `default` (§6): `pci-devices`, `numa-topology`, `dmi-decode` ([`dmi`]),
+//! `extra-hardware` ([`extra`]), `lldp` and `usb-devices`.
 //!
 //! Every file is read once per inventory; the BMC answer is cached per
 //! root, as IPA caches it (`_bmc_cache`), because a BMC takes a few
@@ -10,7 +12,10 @@
 mod bmc;
 mod cpu;
 pub mod dmi;
+pub mod extra;
+pub mod lldp;
 mod net;
+mod usb;
 
 use crate::config::Env;
 use crate::error::{AgentError, Result};
@@ -22,14 +27,23 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 
 pub use bmc::BmcInfo;
+pub use usb::usb_devices;
 
 pub fn list_hardware_info(env: &Env) -> Result<Inventory> {
     let root = env.root;
     let tables = net::AddressTables::read(root);
-    let interfaces = net::interface_names(root)
+    let names = net::interface_names(root);
+    let mut interfaces: Vec<_> = names
         .iter()
         .filter_map(|n| net::interface(root, &tables, n))
         .collect();
+    if env.config.collect_lldp {
+        // IPA: `list_network_interfaces` with `collect_lldp` on
+        let heard = lldp::lldp_data(&names, lldp_timeout(env));
+        for i in &mut interfaces {
+            i.lldp = lldp::get(&heard, &i.name).cloned();
+        }
+    }
     let disks = crate::disk::list::list_block_devices(root, false)?;
     let total = cpu::mem_total(root);
     let dmi_bytes = dmi::memory_device_bytes(root);
@@ -63,6 +77,24 @@ pub fn list_hardware_info(env: &Env) -> Result<Inventory> {
             .read_nonempty("/proc/sys/kernel/hostname")
             .unwrap_or_default(),
     })
+}
+
+/// `lldp_timeout` as a duration (a float of seconds, as IPA's).
+pub fn lldp_timeout(env: &Env) -> std::time::Duration {
+    std::time::Duration::from_secs_f64(env.config.lldp_timeout.clamp(0.0, 86_400.0))
+}
+
+/// The `lldp` inspection collector (IPA's `collect_lldp`, key
+/// `lldp_raw`): `{interface: [[type, hex], ...]}` for every interface of
+/// `list_interfaces` (physical NICs, VLANs, bonds); one that could not be
+/// listened on is absent, one that heard nothing has `[]`.
+pub fn lldp_raw(env: &Env) -> Value {
+    let names = net::interface_names(env.root);
+    let mut m = serde_json::Map::new();
+    for (name, tlvs) in lldp::lldp_data(&names, lldp_timeout(env)) {
+        m.insert(name, json!(tlvs));
+    }
+    Value::Object(m)
 }
 
 /// IPA's `get_boot_info`: "uefi" when /sys/firmware/efi exists.
@@ -230,7 +262,7 @@ pub fn numa_topology(root: &Root) -> Result<Value> {
             threads =
                 cpu::parse_cpu_list(&root.read(format!("{dir}/{n}/cpulist")).unwrap_or_default());
         }
-        threads.sort_unstable();
+        crate::util::sort_unstable(&mut threads);
         for t in threads {
             let Some(core) =
                 root.read_u64(format!("/sys/devices/system/cpu/cpu{t}/topology/core_id"))
@@ -292,7 +324,7 @@ mod fixture_tests {
             &json!({"vendor_id": "144d", "product_id": "a824", "class": "010802",
                     "revision": "01", "bus": "0000:3b:00.0", "numa_node_id": "0"})
         );
-        assert_eq!(v.as_array().unwrap().len(), 5);
+        assert_eq!(v.as_array().unwrap().len(), 6);
         // odd: the device without a class is left out
         let v = pci_devices(&fixture("odd")).unwrap();
         assert!(!v
@@ -337,6 +369,96 @@ mod fixture_tests {
         assert!(v["memory"]["devices"].is_array());
         let v = dmi::dmi_decode(&fixture("vm-virtio"));
         assert_eq!(v, json!({"bios": {}, "cpu": [], "memory": {"devices": []}}));
+    }
+
+    /// The extra-hardware rows of `root` as {(category, item, key): value}.
+    fn extra_rows(root: &Root) -> std::collections::BTreeMap<(String, String, String), Value> {
+        let rows = extra::detect(root);
+        let mut m = std::collections::BTreeMap::new();
+        for r in rows {
+            let r = r.as_array().unwrap().clone();
+            assert_eq!(r.len(), 4, "{r:?}");
+            let s = |i: usize| r[i].as_str().unwrap().to_string();
+            // hardware-detect never repeats a (category, item, key)
+            assert!(
+                m.insert((s(0), s(1), s(2)), r[3].clone()).is_none(),
+                "{r:?}"
+            );
+        }
+        m
+    }
+
+    #[test]
+    fn extra_hardware_on_the_server() {
+        let m = extra_rows(&fixture("server"));
+        let get = |c: &str, i: &str, k: &str| m.get(&(c.into(), i.into(), k.into())).cloned();
+        let want = [
+            (("disk", "logical", "count"), json!("3")),
+            (("disk", "sda", "size"), json!("480")),
+            (("disk", "sda", "scheduler"), json!("mq-deadline")),
+            (("disk", "sda", "Write Cache Enable"), json!("1")),
+            (("disk", "sdb", "Write Cache Enable"), json!("0")),
+            (("disk", "sda", "wwn-id"), json!("wwn-0x5002538e4055b5a2")),
+            (("disk", "nvme0n1", "nr_requests"), json!("1023")),
+            (
+                ("system", "product", "uuid"),
+                json!("4C4C4544-0042-3510-8052-B4C04F4E3132"),
+            ),
+            (("system", "motherboard", "name"), json!("0H28RR")),
+            (("firmware", "bios", "version"), json!("2.11.2")),
+            (("memory", "total", "size"), json!("68719476736")),
+            (("memory", "banks", "count"), json!("6")),
+            (("memory", "bank:0", "clock"), json!("2666000000")),
+            (
+                ("memory", "bank:2", "description"),
+                json!("DIMM DDR4 Synchronous Registered (Buffered) [empty]"),
+            ),
+            (("network", "eno1", "businfo"), json!("pci@0000:18:00.0")),
+            (("network", "eno1", "ipv4-cidr"), json!("24")),
+            (("network", "eno2", "speed"), json!("10Gbit/s")),
+            (("cpu", "physical", "number"), json!(2)),
+            (("cpu", "physical_1", "cores"), json!(2)),
+            (("cpu", "physical_1", "threads"), json!(4)),
+            (
+                ("cpu", "physical_0", "l3 cache"),
+                json!("44 MiB (2 instances)"),
+            ),
+            (("cpu", "physical_0", "max_Mhz"), json!(3700.0)),
+            (("cpu", "logical", "number"), json!(8)),
+            (("cpu", "logical_7", "governor"), json!("performance")),
+            (("numa", "node_1", "cpu_mask"), json!("0xf0")),
+            (("system", "os", "vendor"), json!("Debian")),
+            (("system", "kernel", "version"), json!("6.1.0-27-amd64")),
+        ];
+        for ((c, i, k), v) in want {
+            assert_eq!(get(c, i, k), Some(v), "{c}/{i}/{k}");
+        }
+        // a lone DIMM has no bank rows (lshw calls it "bank")
+        let vm = extra_rows(&fixture("captured-vm-q35-uefi"));
+        assert!(!vm
+            .keys()
+            .any(|(c, i, _)| c == "memory" && i.starts_with("bank")));
+        assert_eq!(
+            vm.get(&("network".into(), "eth1".into(), "businfo".into())),
+            Some(&json!("virtio@0"))
+        );
+        // missing files: fewer rows, never a panic
+        let odd = extra_rows(&fixture("odd"));
+        assert_eq!(
+            odd.get(&("network".into(), "enp0s6".into(), "link".into())),
+            Some(&json!("no"))
+        );
+        assert!(extra::detect(&Root::new("/nonexistent")).len() >= 3);
+    }
+
+    #[test]
+    fn usb_devices_skip_hubs_and_interfaces() {
+        assert_eq!(
+            usb_devices(&fixture("server")),
+            json!([{"product": "Virtual Keyboard and Mouse",
+                    "vendor": "American Megatrends Inc.", "handle": "USB:1:3"}])
+        );
+        assert_eq!(usb_devices(&fixture("vm-virtio")), json!([]));
     }
 
     #[test]

@@ -190,6 +190,31 @@ pub fn memory_device_bytes(root: &Root) -> Option<u64> {
     (total > 0).then_some(total)
 }
 
+/// The memory arrays (type 16, by handle, in table order) with their
+/// memory devices (type 17, linked by the array handle at 0x04): each
+/// device's size in bytes (`None`: empty slot) and its dmidecode fields.
+/// Empty when the machine has no SMBIOS table.
+pub type MemoryArrays = Vec<(u16, Vec<(Option<u64>, Map<String, Value>)>)>;
+
+pub fn memory_arrays(root: &Root) -> MemoryArrays {
+    let Some((table, _)) = read_table(root) else {
+        return vec![];
+    };
+    let structures = parse_table(&table);
+    let mut out: MemoryArrays = structures
+        .iter()
+        .filter(|s| s.kind == 16)
+        .map(|s| (s.handle, vec![]))
+        .collect();
+    for s in structures.iter().filter(|s| s.kind == 17) {
+        let array = s.word(0x04).unwrap_or(0xFFFE);
+        if let Some((_, devs)) = out.iter_mut().find(|(h, _)| *h == array) {
+            devs.push((memory_device_size(s), decode_memory_device(s)));
+        }
+    }
+    out
+}
+
 /// The `dmi-decode` inspection collector.
 pub fn dmi_decode(root: &Root) -> Value {
     match read_table(root) {

@@ -174,6 +174,18 @@ pub fn ipv4_by_interface(fib_trie: &str, route: &str) -> BTreeMap<String, Vec<Ip
     out
 }
 
+/// The netmask of `ip` on `iface`: the longest prefix of the interface
+/// routes in /proc/net/route that hold it (what SIOCGIFNETMASK answers
+/// for a primary address).
+pub fn ipv4_netmask(route: &str, iface: &str, ip: Ipv4Addr) -> Option<Ipv4Addr> {
+    let ip = u32::from(ip);
+    parse_routes(route)
+        .into_iter()
+        .filter(|r| r.iface == iface && r.mask != 0 && ip & r.mask == r.dest & r.mask)
+        .max_by_key(|r| r.mask.count_ones())
+        .map(|r| Ipv4Addr::from(r.mask))
+}
+
 /// The `/32 host LOCAL` entries of the Local table (or of the only table
 /// on kernels that print one), in file order.
 fn local_addresses(fib_trie: &str) -> Vec<Ipv4Addr> {
@@ -332,6 +344,12 @@ bond0\t0001000A\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0
         // garbage in, nothing out, no panic
         assert!(ipv4_by_interface("Local:\n  |-- x\n  /32 host LOCAL", "h\nbad").is_empty());
         assert!(ipv4_by_interface("", "").is_empty());
+        let a = Ipv4Addr::new(10, 0, 0, 5);
+        assert_eq!(
+            ipv4_netmask(ROUTE, "eno1", a),
+            Some(Ipv4Addr::new(255, 255, 255, 0))
+        );
+        assert_eq!(ipv4_netmask(ROUTE, "eth0", a), None);
     }
 
     #[test]

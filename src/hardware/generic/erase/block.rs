@@ -258,7 +258,7 @@ fn zero_pass(disk: &Disk, buf: &mut AlignedBuf, what: String) -> io::Result<()> 
 /// slower of the two (the PRNG, about 2 GB/s on one core, or the device)
 /// instead of their sum.
 fn random_pass(disk: &Disk, seed: u64, bufs: [AlignedBuf; 2], what: String) -> io::Result<()> {
-    use std::sync::mpsc::sync_channel;
+    use crate::util::chan::sync_channel;
     let mut p = Progress::new(&disk.name, what, disk.size);
     let size = disk.size;
     let (full_tx, full_rx) = sync_channel::<(u64, usize, AlignedBuf)>(1);
@@ -461,7 +461,7 @@ impl Sample {
                 v.push((rng.u64(0..nblocks) * BLOCK, BLOCK as usize));
             }
         }
-        v.sort_unstable();
+        crate::util::sort_unstable(&mut v);
         v.dedup();
         v
     }

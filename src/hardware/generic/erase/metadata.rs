@@ -79,7 +79,7 @@ pub fn metadata_ranges(size: u64, p: &Probe) -> Vec<Range> {
 /// Sort and coalesce overlapping or touching ranges.
 pub fn merge(mut v: Vec<(u64, u64)>) -> Vec<(u64, u64)> {
     v.retain(|r| r.1 > 0);
-    v.sort_unstable();
+    crate::util::sort_unstable(&mut v);
     let mut out: Vec<(u64, u64)> = vec![];
     for (s, e) in v.into_iter().map(|(o, l)| (o, o + l)) {
         match out.last_mut() {
