@@ -232,7 +232,7 @@ mod tests {
             step: "update_bios_firmware",
             node,
             ports: node,
-            args,
+            args: args.into(),
         }
     }
 

@@ -424,6 +424,21 @@ pub fn drop_cache(f: &File, offset: u64, len: u64) -> io::Result<()> {
     }
 }
 
+/// CPU seconds (user, system) the calling thread has used so far:
+/// getrusage(RUSAGE_THREAD). For the image stream's stage timers.
+pub fn thread_cpu() -> (f64, f64) {
+    // SAFETY: rusage is plain data, zeroed is valid; the kernel fills it.
+    let ru = unsafe {
+        let mut ru: libc::rusage = std::mem::zeroed();
+        if libc::getrusage(libc::RUSAGE_THREAD, &mut ru) != 0 {
+            return (0.0, 0.0);
+        }
+        ru
+    };
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    (secs(ru.ru_utime), secs(ru.ru_stime))
+}
+
 /// True when `f` is a block device (not a regular file standing in for
 /// one in a fixture root).
 pub fn is_block_device(f: &File) -> bool {

@@ -45,8 +45,10 @@ Phases, each timed:
      the node's metadata follows the image's partitions; a second,
      smaller disk (IPA's default pick) stays untouched because the node's
      root_device hint names the first by serial
-  u  the GPT image again, twice, in a VM booted by OVMF (UEFI, 256 MiB)
-     with the machine's NVRAM kept across boots -> active: install_bootloader
+  u  the GPT image again, twice, in a VM of the same RAM booted by OVMF
+     (UEFI) from the ramdisk as one EFI image (ramdisk/efi-image-create:
+     kernel + initramfs behind ironic-agent-boot, qemu -kernel), with the
+     machine's NVRAM kept across boots -> active: install_bootloader
      writes a Boot#### entry through the kernel's efivarfs; OVMF's variable
      store (the pflash file) then has exactly one entry naming the image's
      \\EFI\\BOOT\\BOOTX64.EFI, first in BootOrder, after each deploy;
@@ -116,9 +118,6 @@ QCOW2_IMAGE_SIZE = 256 << 20  # twice the VM's RAM: nothing can be staged
 SMALL_DISK_SIZE = 6 << 30  # over IPA's 4 GiB minimum, under DISK_SIZE
 SMALL_SERIAL = "IRONIC-VM-SMALL"
 MIB = 1 << 20
-# OVMF takes its share: the kernel and initramfs alone needed 154 MiB
-# under UEFI (benches/ramdisk.sh); 256 MiB as phase c of tests/vm/run.sh
-UEFI_MEM = "256M"
 # what the test's switch says (phase l)
 SWITCH = {"chassis": "52:54:00:5a:17:01", "port_id": "Ethernet1/42",
           "system_name": "tor-vm-1", "port_desc": "ironic-vm node port",
@@ -163,6 +162,10 @@ class VM:
     def __init__(self, t, name, inspect=False, smp=1, append=(), nvram=None,
                  mem=None, disks=(), wire=None, initrd=None):
         arch = ["--arch", t.arch] if t.arch != "amd64" else []
+        # amd64 under OVMF: the kernel and initramfs as one EFI image (the
+        # kernel's own EFI stub needs ~154 MiB there, see efi-image-create)
+        boot = (["--kernel", t.efi_image] if nvram and t.efi_image
+                else ["--kernel", t.kernel, "--initrd", initrd or t.initrd])
         self.name = name
         self.logfile = os.path.join(t.work, name, "console.log")
         self.t0 = time.monotonic()
@@ -177,7 +180,7 @@ class VM:
                 + ([f"ipa-inspection-callback-url=http://10.0.2.100:"
                     f"{t.api_port}/v1/continue_inspection"] if inspect else []))
             cmd = [os.path.join(REPO, "ramdisk", "run-vm"), *arch,
-                   "--kernel", t.kernel, "--initrd", initrd or t.initrd,
+                   *boot,
                    "--mem", mem or t.mem, "--mac", t.mac,
                    "--disk", f"{t.disk},bus=virtio,serial={DISK_SERIAL}{t.disk_opts}",
                    "--hostfwd-port", str(self.port),
@@ -256,14 +259,16 @@ class Test:
         self.mem = args.mem
         self.mac = "52:54:00:%02x:%02x:%02x" % tuple(os.urandom(3))
         self.arch = args.arch
-        # the loader a UEFI image of this architecture carries, the pattern
-        # clean_uefi_nvram is given for it, and the RAM a UEFI boot takes
-        # (OVMF + GRUB-less direct boot needed 154 MiB on amd64; AAVMF
-        # boots the arm64 ramdisk in the suite's 128 MiB)
+        # the loader a UEFI image of this architecture carries (the pattern
+        # clean_uefi_nvram is given for it), and on amd64 the ramdisk as one
+        # EFI image for the UEFI boots (AAVMF boots the arm64 kernel and
+        # initramfs as they are); UEFI runs in the suite's RAM on both
+        self.uefi_mem = args.mem
         if self.arch == "arm64":
-            self.loader_name, self.uefi_mem = "BOOTAA64.EFI", args.mem
+            self.loader_name, self.efi_image = "BOOTAA64.EFI", None
         else:
-            self.loader_name, self.uefi_mem = "BOOTX64.EFI", UEFI_MEM
+            self.loader_name = "BOOTX64.EFI"
+            self.efi_image = os.path.join(self.work, "ironic-agent.efi")
         self.LOADER = "\\EFI\\BOOT\\" + self.loader_name
         self.disk = os.path.join(self.work, "vm-disk.img")
         self.disk_opts = ""
@@ -317,6 +322,10 @@ class Test:
         with open(os.path.join(layer, "etc", "hosts"), "w") as f:
             f.write("10.0.2.100\tlocalhost\n")
         self.layered_initrd(layer, os.path.basename(self.initrd))
+        if self.efi_image:
+            subprocess.run([os.path.join(REPO, "ramdisk", "efi-image-create"),
+                            "-o", self.efi_image, "-k", self.kernel,
+                            "-i", self.initrd], check=True)
         with open(self.disk, "wb") as f:
             f.truncate(DISK_SIZE)
 

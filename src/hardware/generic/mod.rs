@@ -191,8 +191,8 @@ fn write_image(host: &Host, call: &StepCall) -> Result<Value> {
         .get("image_info")
         .and_then(Value::as_object)
         .ok_or_else(|| AgentError::invalid_params("image_info is required"))?;
+    let configdrive = crate::image::configdrive_of(call.args.get("configdrive"), info);
     let info = crate::image::parse_image_info(&host.env, info)?;
-    let configdrive = call.args.get("configdrive").filter(|v| !v.is_null());
     let node = host.env.node.as_ref();
     let dev = host.os_install_device(node)?;
     let msg = crate::image::prepare_image(&host.env, host.written, &dev, node, &info, configdrive)?;
