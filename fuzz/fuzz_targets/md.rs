@@ -13,7 +13,13 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(sb) = Superblock::parse(data) {
         let again = Superblock::parse(&sb.encode()).expect("an encoded superblock parses");
         assert_eq!(again, sb);
-        let _ = (sb.full_name(), sb.name(), sb.slot(), sb.uuid_mdadm(), sb.ctime_secs());
+        let _ = (
+            sb.full_name(),
+            sb.name(),
+            sb.slot(),
+            sb.uuid_mdadm(),
+            sb.ctime_secs(),
+        );
         for v in md::Version::ALL {
             let _ = sb.check_place(v, sb.super_offset.saturating_add(64));
         }
