@@ -11,7 +11,7 @@
 #     deploy; tests/vm/ironic_vm.py) passes. With --ironic the cycle also
 #     runs at 128 MiB, which times boot to the first heartbeat.
 #
-#   benches/ramdisk.sh [--boots N] [--ironic] [--floors vm,hw,uefi,iso-bios,iso-uefi,ironic]
+#   benches/ramdisk.sh [--boots N] [--ironic] [--floors vm,hw,uefi,uefi-efi,iso-bios,iso-uefi,ironic]
 #
 # Prints a table with ratios against IPA's published numbers; raw output in
 # $BENCH_WORK (default: a new /tmp dir).
@@ -20,7 +20,7 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/.." && pwd)
 # shellcheck source=../scripts/lib.sh
 . "$ROOT/scripts/lib.sh"
-BOOTS=5 IRONIC=0 FLOORS=vm,hw,uefi,iso-bios,iso-uefi
+BOOTS=5 IRONIC=0 FLOORS=vm,hw,uefi,uefi-efi,iso-bios,iso-uefi
 while [ $# -gt 0 ]; do
   case "$1" in
     --boots) BOOTS=$2; shift 2 ;;
@@ -50,6 +50,9 @@ t0=$SECONDS
 "$ROOT/ramdisk/build" --agent "$AGENT" --modules hardware -o "$WORK/hw" 2>"$WORK/build-hw.log"
 for c in zstd xz; do "$ROOT/ramdisk/build" --agent "$AGENT" --compress $c -o "$WORK/vm-$c" 2>/dev/null; done
 "$ROOT/ramdisk/iso-image-create" -o "$WORK/vm.iso" -k "$WORK/vm/ironic-agent.kernel" \
+  -i "$WORK/vm/ironic-agent.initramfs" -a "console=ttyS0 panic=-1" 2>/dev/null
+# the UEFI path tests/vm boots: kernel + initramfs behind ironic-agent-boot
+"$ROOT/ramdisk/efi-image-create" -o "$WORK/vm.efi" -k "$WORK/vm/ironic-agent.kernel" \
   -i "$WORK/vm/ironic-agent.initramfs" -a "console=ttyS0 panic=-1" 2>/dev/null
 log "built in $((SECONDS - t0)) s"
 field() { sed -n "s/^$2: //p" "$1/build-info"; }
@@ -123,7 +126,8 @@ for f in "${fl[@]}"; do
   case "$f" in
     vm) floor vm --dir "$WORK/vm" ;;
     hw) floor hw --dir "$WORK/hw" ;;
-    uefi) floor uefi --dir "$WORK/vm" --uefi ;;
+    uefi) floor uefi --dir "$WORK/vm" --uefi ;;  # the kernel's own EFI stub
+    uefi-efi) floor uefi-efi --kernel "$WORK/vm.efi" --uefi ;;
     iso-bios) floor iso-bios --iso "$WORK/vm.iso" ;;
     iso-uefi) floor iso-uefi --iso "$WORK/vm.iso" --uefi ;;
     ironic) floor ironic ;;

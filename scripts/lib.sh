@@ -161,3 +161,22 @@ ensure_qemu() {
     || { echo "[setup] FAILED: no qemu-system-x86_64 after the install" >&2; rc=1; }
   return $rc
 }
+
+# efi_boot_loader: build ramdisk/efi-boot (the x86_64 UEFI loader that
+# ramdisk/efi-image-create wraps the ramdisk in) when its sources are newer
+# than the binary, and print the binary's path. Installs the rustup target
+# x86_64-unknown-uefi when missing.
+efi_boot_loader() {
+  local root dir bin
+  root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+  dir=${CARGO_TARGET_DIR:-$root/target}/efi-boot
+  bin=$dir/x86_64-unknown-uefi/release/ironic-agent-boot.efi
+  rustup target list --installed 2>/dev/null | grep -qx x86_64-unknown-uefi \
+    || rustup target add x86_64-unknown-uefi >&2 \
+    || { echo "[setup] FAILED: rustup target add x86_64-unknown-uefi" >&2; return 1; }
+  if [ ! -f "$bin" ] || [ -n "$(find "$root/ramdisk/efi-boot" -newer "$bin" -type f -not -path '*/target/*' | head -1)" ]; then
+    (cd "$root/ramdisk/efi-boot" && CARGO_TARGET_DIR=$dir cargo build -q --release --target x86_64-unknown-uefi) >&2 \
+      || { echo "[setup] FAILED: building ramdisk/efi-boot" >&2; return 1; }
+  fi
+  echo "$bin"
+}

@@ -305,6 +305,94 @@ fn configdrive_new_gpt_partition() {
     assert!(!listing.contains("\n   3 "), "{listing}");
 }
 
+/// A disk of 256 MiB with a GPT "image" and the offset its configdrive
+/// partition gets (as configdrive_new_gpt_partition checks).
+fn gpt_disk(dir: &Path) -> (PathBuf, usize) {
+    let disk_path = dir.join("sda");
+    drop(sparse(&disk_path, 256 << 20));
+    must(&["sgdisk", "-n", "1:2048:+16M", disk_path.to_str().unwrap()]);
+    (disk_path, 391168 * 512)
+}
+
+/// A configdrive URL: the body is base64 of the gzipped ISO, or the ISO
+/// itself; each pass downloads it again (streamed, never held whole), and
+/// the download's failures keep IPA's messages.
+#[test]
+fn configdrive_from_a_url() {
+    need(&["sgdisk"]);
+    let dir = common::test_dir("cd-url");
+    let iso = iso(&dir, "config-2");
+    let srv = common::servers::ImageServer::start();
+    let a = agent(&dir);
+    for (path, body) in [
+        ("/cd.b64", gz_b64(&iso).into_bytes()),
+        ("/cd.iso", iso.clone()),
+    ] {
+        let url = srv.put(path, body);
+        let (disk_path, off) = gpt_disk(&dir);
+        let mut f = open_rw(&disk_path);
+        write_cd(&a, "/dev/sda", &mut f, &json!(url)).unwrap();
+        drop(f);
+        let data = std::fs::read(&disk_path).unwrap();
+        assert_eq!(&data[off..off + iso.len()], &iso[..], "{path}");
+        // measured once, written once
+        assert_eq!(srv.log(path).len(), 2, "{path}");
+    }
+    let (disk_path, _) = gpt_disk(&dir);
+    let mut f = open_rw(&disk_path);
+    let mut cd = |url: &str| {
+        write_cd(&a, "/dev/sda", &mut f, &json!(url))
+            .unwrap_err()
+            .details
+    };
+    let url = srv.put("/gone", b"nothing here".to_vec());
+    srv.fault("/gone", common::servers::Fault::Status(404));
+    let e = cd(&url);
+    assert!(
+        e.starts_with(&format!(
+            "Can't download the configdrive content for node local from '{url}'. Got status \
+             code 404"
+        )),
+        "{e}"
+    );
+    let url = srv.put("/cut", gz_b64(&iso).into_bytes());
+    srv.fault("/cut", common::servers::Fault::DropAfter(1000));
+    let e = cd(&url);
+    assert!(
+        e.starts_with(&format!(
+            "Can't download the configdrive content for node local from '{url}'. Reason: "
+        )),
+        "{e}"
+    );
+    // base64, but not of gzip
+    let e = cd(&srv.put("/notgz", b"Zm9vYmFy".to_vec()));
+    assert!(
+        e.starts_with("Encountered error while decompressing and writing config drive"),
+        "{e}"
+    );
+    // not base64: the drive itself, over IPA's 64 MiB
+    let e = cd(&srv.put("/big", vec![0u8; (64 << 20) + 1]));
+    assert_eq!(
+        e,
+        "Config drive size exceeds maximum limit of 64MiB. Size of the given config drive is \
+         65 MiB for node local."
+    );
+    // changed between the check and the write
+    let url = srv.put("/moving", gz_b64(&iso).into_bytes());
+    let v = json!(url);
+    let d = configdrive::Drive::load(&a.env(), &v, configdrive::Limit::Ipa).unwrap();
+    let mut bigger = iso.clone();
+    bigger.extend_from_slice(&[0u8; 4096]);
+    srv.put("/moving", gz_b64(&bigger).into_bytes());
+    let e = configdrive::write_configdrive(&a.env(), Path::new("/dev/sda"), &mut f, &d)
+        .unwrap_err()
+        .details;
+    assert!(
+        e.starts_with("Config drive for node local changed since it was checked"),
+        "{e}"
+    );
+}
+
 #[test]
 fn configdrive_new_mbr_partition_and_limits() {
     need(&["sfdisk"]);
@@ -769,7 +857,7 @@ fn check_config2(img: &Path, part: &[u8], sector: u64, kind: fat::Kind, files: &
             .iter()
             .find(|(q, _)| q == p)
             .unwrap_or_else(|| panic!("{p}: {all:?}"));
-        assert_eq!(&fs.read_file(e, 1 << 20).unwrap(), b, "{p}");
+        assert!(fs.read_file(e, 64 << 20).unwrap() == *b, "{p}");
     }
     let b = must(&["blkid", "-p", "-o", "export", img.to_str().unwrap()]);
     assert!(
@@ -788,7 +876,7 @@ fn check_config2(img: &Path, part: &[u8], sector: u64, kind: fat::Kind, files: &
             "{p}: {}",
             String::from_utf8_lossy(&got.stderr)
         );
-        assert_eq!(&got.stdout, want, "{p}");
+        assert!(got.stdout == *want, "{p}");
     }
 }
 
@@ -897,6 +985,85 @@ fn config_drive_rebuild_makes_vfat_on_512_byte_sectors() {
     check_config2(&dir.join("part.img"), part, 512, fat::Kind::Fat16, &files);
 }
 
+/// A FAT rebuild copies the files from another pass over the drive's
+/// stream (here a URL, downloaded again), in the order of their extents:
+/// files larger than the copy buffer, empty files, and hard links that
+/// share one extent (genisoimage writes a hard-linked file once).
+#[test]
+fn config_drive_rebuild_from_a_url_with_shared_extents() {
+    need(&["sgdisk", "blkid", "genisoimage"]);
+    let dir = common::test_dir("cd-rebuild-url");
+    let src = dir.join("cd");
+    let big: Vec<u8> = (0..(3u32 << 20) + 77)
+        .map(|i| (i * 13 % 251) as u8)
+        .collect();
+    let files: Vec<(&str, Vec<u8>)> = vec![
+        (
+            "openstack/latest/meta_data.json",
+            br#"{"uuid": "x"}"#.to_vec(),
+        ),
+        ("openstack/latest/user_data", big.clone()),
+        ("openstack/2018-08-27/user_data", big.clone()),
+        ("openstack/latest/empty", Vec::new()),
+        ("ec2/latest/meta-data.json", b"{}".to_vec()),
+    ];
+    for (p, b) in &files {
+        let p = src.join(p);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        if !p.ends_with("2018-08-27/user_data") {
+            std::fs::write(p, b).unwrap();
+        }
+    }
+    std::fs::hard_link(
+        src.join("openstack/latest/user_data"),
+        src.join("openstack/2018-08-27/user_data"),
+    )
+    .unwrap();
+    let iso_path = dir.join("cd.iso");
+    must(&[
+        "genisoimage",
+        "-quiet",
+        "-J",
+        "-r",
+        "-V",
+        "config-2",
+        "-o",
+        iso_path.to_str().unwrap(),
+        src.to_str().unwrap(),
+    ]);
+    let iso = std::fs::read(&iso_path).unwrap();
+    let listed =
+        ironic_agent::fs::iso9660::list(&File::open(&iso_path).unwrap(), 0, iso.len() as u64)
+            .unwrap();
+    let at = |p: &str| listed.iter().find(|e| e.path == p).unwrap().offset;
+    assert_eq!(
+        at("openstack/latest/user_data"),
+        at("openstack/2018-08-27/user_data"),
+        "genisoimage shares a hard link's extent"
+    );
+    let srv = common::servers::ImageServer::start();
+    let url = srv.put("/cd", gz_b64(&iso).into_bytes());
+    let (disk_path, _) = gpt_disk(&dir);
+    let a = agent_with(Config {
+        root: dir.clone(),
+        config_drive_rebuild: true,
+        ..Config::default()
+    });
+    let mut f = open_rw(&disk_path);
+    write_cd(&a, "/dev/sda", &mut f, &json!(url)).unwrap();
+    drop(f);
+    // measured, written as ISO, files copied into the FAT
+    assert_eq!(srv.log("/cd").len(), 3);
+    let f = File::open(&disk_path).unwrap();
+    let Found::Table(t) = disk::read_table(&f, geom(&f)) else {
+        panic!("no table")
+    };
+    let cd = t.partitions.iter().find(|q| q.number == 2).unwrap();
+    let data = std::fs::read(&disk_path).unwrap();
+    let part = &data[cd.offset as usize..(cd.offset + cd.len) as usize];
+    check_config2(&dir.join("part.img"), part, 512, fat::Kind::Fat16, &files);
+}
+
 /// A 4 KiB-sector loop device: geometry from BLKSSZGET, tables in 4 KiB
 /// LBAs, BLKRRPART re-read; sgdisk reads the device as the oracle.
 #[test]
@@ -971,7 +1138,7 @@ fn inject_files_into_loop_ext4() {
         step: "inject_files",
         node: &node,
         ports: &ports,
-        args: args.as_object().unwrap(),
+        args: args.as_object().unwrap().into(),
     };
     inject_files(&a, &call).unwrap();
     // look with our own mount
@@ -1008,7 +1175,7 @@ fn inject_files_on_a_fixture_root_fails_clearly() {
         step: "inject_files",
         node: &node,
         ports: &ports,
-        args: args.as_object().unwrap(),
+        args: args.as_object().unwrap().into(),
     };
     let e = inject_files(&a, &call).unwrap_err();
     assert!(

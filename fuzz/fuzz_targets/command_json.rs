@@ -1,11 +1,16 @@
 //! A `POST /v1/commands` body as the API decodes it (`api::run_command`):
-//! JSON, `name` and `params`, the command looked up (`commands::find`),
+//! JSON read by `api::body` (long strings diverted as they arrive; here
+//! from 1 to 48 bytes on, so small inputs take that path, and the body
+//! arriving a few bytes a read), which must give serde_json's value or
+//! fail where serde_json fails; `name` and `params`, the command looked
+//! up (`commands::find`),
 //! then the parameter readers that run before or at the start of a
 //! command: a flow's tasks, `image_info` (standby.prepare_image and the
 //! write_image deploy step's args), the node's root-device hints and skip
 //! list, the instance's capabilities, and a lookup response's `config`.
 #![no_main]
 
+use ironic_agent::api::body;
 use ironic_agent::commands::{self, flow};
 use ironic_agent::config::{Config, LookupSettings};
 use ironic_agent::hardware::hints;
@@ -13,10 +18,34 @@ use ironic_agent::image::info::ImageInfo;
 use ironic_agent::image::partition::parse_capabilities;
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
+use std::io::{self, Read};
+
+/// The body as a connection may give it: at most `.1` bytes a read.
+struct Trickle<'a>(&'a [u8], usize);
+
+impl Read for Trickle<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = buf.len().min(self.1).min(self.0.len());
+        buf[..n].copy_from_slice(&self.0[..n]);
+        self.0 = &self.0[n..];
+        Ok(n)
+    }
+}
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(doc) = serde_json::from_slice::<Value>(data) else {
-        return;
+    // the split and the divert threshold from the input, so the corpus
+    // stays plain JSON
+    let divert = data.len() % 48 + 1;
+    let step = data.first().map_or(1, |&b| usize::from(b) % 7 + 1);
+    let ours = body::parse_diverting(Trickle(data, step), u64::MAX, divert);
+    let reference = serde_json::from_slice::<Value>(data);
+    let doc = match (ours, reference) {
+        (Ok(a), Ok(b)) => {
+            assert!(a == b, "api::body and serde_json read different values");
+            a
+        }
+        (Err(_), Err(_)) => return,
+        (a, b) => panic!("api::body: {:?}, serde_json: {:?}", a.err(), b.err()),
     };
     let (Some(name), Some(Value::Object(params))) = (doc.get("name"), doc.get("params")) else {
         return;

@@ -9,6 +9,7 @@ use crate::util::chan as mpsc;
 use crate::util::lock;
 use serde_json::{json, Value};
 use std::collections::VecDeque;
+use std::io::Write;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
@@ -80,6 +81,29 @@ impl Entry {
         })
     }
 
+    /// What [`Entry::to_json`] gives, serialized straight from where the
+    /// result is kept (a result can be tens of MiB: a log bundle).
+    pub fn write_json(&self, w: &mut impl Write) -> std::io::Result<()> {
+        /// `to_json`'s keys, in the order it writes them.
+        #[derive(serde::Serialize)]
+        struct Shown<'a> {
+            command_error: &'a Option<Value>,
+            command_name: &'a str,
+            command_result: &'a Option<Value>,
+            command_status: &'a str,
+            id: &'a str,
+        }
+        let o = lock(&self.outcome);
+        let shown = Shown {
+            command_error: &o.error,
+            command_name: &self.name,
+            command_result: &o.result,
+            command_status: o.status.as_str(),
+            id: &self.id,
+        };
+        serde_json::to_writer(w, &shown).map_err(std::io::Error::from)
+    }
+
     /// Block until the command is no longer RUNNING, or `timeout` passes.
     /// True when it is done.
     pub fn wait(&self, timeout: Duration) -> bool {
@@ -93,7 +117,7 @@ impl Entry {
 
     /// Record the outcome. `asynchronous` selects IPA's string wrapping:
     /// `{"result": "<name>: <s>"}` for async, `{"result": "<s>"}` for sync.
-    pub fn finish(&self, r: &Result<Value>, asynchronous: bool) {
+    pub fn finish(&self, r: Result<Value>, asynchronous: bool) {
         let mut o = lock(&self.outcome);
         match r {
             Ok(Value::String(s)) if asynchronous => {
@@ -109,7 +133,7 @@ impl Entry {
                 o.status = Status::Succeeded;
             }
             Ok(v) => {
-                o.result = Some(v.clone());
+                o.result = Some(v);
                 o.status = Status::Succeeded;
             }
             Err(e) => {
@@ -153,6 +177,19 @@ impl Store {
     pub fn list_json(&self) -> Value {
         let v = lock(&self.entries);
         Value::Array(v.iter().map(|e| e.to_json()).collect())
+    }
+
+    /// `{"commands": [...]}` (each entry's [`Entry::write_json`]).
+    pub fn write_list_json(&self, w: &mut impl Write) -> std::io::Result<()> {
+        let entries: Vec<Arc<Entry>> = lock(&self.entries).iter().cloned().collect();
+        w.write_all(b"{\"commands\":[")?;
+        for (i, e) in entries.iter().enumerate() {
+            if i > 0 {
+                w.write_all(b",")?;
+            }
+            e.write_json(w)?;
+        }
+        w.write_all(b"]}")
     }
 
     pub fn get(&self, id: &str) -> Option<Arc<Entry>> {
@@ -207,19 +244,41 @@ mod tests {
     #[test]
     fn result_wrapping() {
         let e = Entry::new("prepare_image");
-        e.finish(&Ok(json!("done")), true);
+        e.finish(Ok(json!("done")), true);
         assert_eq!(
             e.to_json()["command_result"],
             json!({"result": "prepare_image: done"})
         );
         let e = Entry::new("sync");
-        e.finish(&Ok(Value::Null), false);
+        e.finish(Ok(Value::Null), false);
         assert_eq!(e.to_json()["command_result"], Value::Null);
         assert_eq!(e.to_json()["command_status"], "SUCCEEDED");
         let e = Entry::new("execute_clean_step");
-        e.finish(&Err(AgentError::new(Kind::VersionMismatch, "x")), true);
+        e.finish(Err(AgentError::new(Kind::VersionMismatch, "x")), true);
         assert_eq!(e.to_json()["command_status"], "CLEAN_VERSION_MISMATCH");
         assert_eq!(e.to_json()["command_error"]["type"], "VersionMismatch");
+    }
+
+    #[test]
+    fn written_json_is_to_json() {
+        let s = Store::new(5);
+        for (name, r) in [
+            ("a", Ok(json!({"x": [1, "two"], "logs": "ab\"c"}))),
+            ("b", Err(AgentError::execution("failed \u{e9}"))),
+            ("c", Ok(json!("text"))),
+        ] {
+            let e = Arc::new(Entry::new(name));
+            e.finish(r, true);
+            let mut w = Vec::new();
+            e.write_json(&mut w).unwrap();
+            assert_eq!(w, serde_json::to_vec(&e.to_json()).unwrap());
+            s.push(e);
+        }
+        s.push(Arc::new(Entry::new("running")));
+        let mut w = Vec::new();
+        s.write_list_json(&mut w).unwrap();
+        let want = serde_json::to_vec(&json!({"commands": s.list_json()})).unwrap();
+        assert_eq!(w, want);
     }
 
     #[test]
@@ -242,9 +301,9 @@ mod tests {
     fn forget_finished_keeps_the_running_command() {
         let s = Store::new(10);
         let done = Arc::new(Entry::new("done"));
-        done.finish(&Ok(Value::Null), false);
+        done.finish(Ok(Value::Null), false);
         let failed = Arc::new(Entry::new("failed"));
-        failed.finish(&Err(AgentError::execution("x")), true);
+        failed.finish(Err(AgentError::execution("x")), true);
         s.push(done);
         s.push(Arc::new(Entry::new("running")));
         s.push(failed);

@@ -5,17 +5,22 @@
 //! a handler still gets an answer (500), and a request is never dropped
 //! without one. `wait=true` on an async command is answered from a short
 //! waiter thread so the loop keeps serving `GET /v1/commands/` meanwhile.
+//!
+//! Memory: a command's body is parsed as it is read, each string held
+//! once ([`body`]), and its params are moved, never copied, into the
+//! command; answers are serialized from where results are kept, in
+//! pieces freed as tiny_http sends them on ([`Pieces`]).
 
+pub mod body;
 pub mod front;
 pub mod guard;
 
 use crate::agent::results::Entry;
 use crate::agent::Agent;
-use crate::commands::{self, Params};
+use crate::commands;
 use crate::logbuf::redact_url;
 use crate::util;
 use serde_json::{json, Value};
-use std::io::Read;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -44,6 +49,10 @@ static WAITERS: AtomicUsize = AtomicUsize::new(0);
 /// What to send back.
 pub enum Reply {
     Json(u16, Value),
+    /// A command result (200), written from where it is kept.
+    Entry(Arc<Entry>),
+    /// Every command result (200).
+    List,
     /// Answer with the entry once it is no longer RUNNING.
     Wait(Arc<Entry>),
     Allow(&'static str),
@@ -173,55 +182,55 @@ fn v1_doc(root: &str) -> Value {
     v
 }
 
-/// Read a request body up to `max` bytes; `None` when it is larger. (The
-/// front already refused bodies over the cap and hands over the whole
-/// body at once, with its length.)
-fn read_body(req: &mut Request, max: u64) -> std::io::Result<Option<Vec<u8>>> {
-    if req.body_length().is_some_and(|l| l as u64 > max) {
-        return Ok(None);
-    }
-    // one allocation of the announced size, not a doubling Vec
-    let mut body = Vec::with_capacity(req.body_length().unwrap_or(0));
-    req.as_reader().take(max + 1).read_to_end(&mut body)?;
-    Ok((body.len() as u64 <= max).then_some(body))
-}
-
 fn run_command(agent: &Arc<Agent>, req: &mut Request, target: &Target) -> Reply {
-    let body = match read_body(req, agent.config.max_request_body) {
-        Ok(Some(b)) => b,
-        Ok(None) => {
+    let max = agent.config.max_request_body;
+    // (the front already refused bodies over the cap and hands over the
+    // whole body with its length)
+    let doc = if req.body_length().is_some_and(|l| l as u64 > max) {
+        Err(body::BodyError::TooLarge)
+    } else {
+        body::parse(req.as_reader(), max)
+    };
+    let doc = match doc {
+        Ok(v) => v,
+        Err(body::BodyError::TooLarge) => {
+            log::warn!("refusing a request body over {max} bytes");
+            return fault(413, TOO_LARGE);
+        }
+        Err(body::BodyError::TooManyValues) => {
             log::warn!(
-                "refusing a request body over {} bytes",
-                agent.config.max_request_body
+                "refusing a request body of more than {} JSON values",
+                body::MAX_VALUES
             );
             return fault(413, TOO_LARGE);
         }
-        Err(e) => {
+        Err(body::BodyError::Read(e)) => {
             return fault(
                 400,
                 &format!("400 Bad Request: reading the request body: {e}"),
             )
         }
-    };
-    let doc: Value = match serde_json::from_slice(&body) {
-        Ok(v) => v,
-        Err(e) => {
+        Err(body::BodyError::Json(e)) => {
             return fault(
                 400,
                 &format!("400 Bad Request: Failed to decode JSON object: {e}"),
             )
         }
     };
-    let (Some(name), Some(Value::Object(params))) = (doc.get("name"), doc.get("params")) else {
+    // the params are moved out of the document, never copied (an inline
+    // configdrive is tens of MiB)
+    let Value::Object(mut doc) = doc else {
         return fault(400, "400 Bad Request: Missing or invalid name or params");
     };
-    let Some(name) = name.as_str() else {
+    let (Some(Value::String(name)), Some(Value::Object(params))) =
+        (doc.remove("name"), doc.remove("params"))
+    else {
         return fault(400, "400 Bad Request: Missing or invalid name or params");
     };
     log::info!("command {name} requested");
-    match commands::execute(agent, name, Params::clone(params)) {
+    match commands::execute(agent, &name, params) {
         Ok(entry) if target.wait() => Reply::Wait(entry),
-        Ok(entry) => Reply::Json(200, entry.to_json()),
+        Ok(entry) => Reply::Entry(entry),
         Err(r) => fault(r.status, &r.faultstring),
     }
 }
@@ -247,9 +256,7 @@ fn route(agent: &Arc<Agent>, req: &mut Request, scheme: &str) -> Reply {
         ),
         // The token check runs before the body is parsed (IPA).
         Route::Commands | Route::Command(_) if !token_ok() => fault(401, UNAUTHORIZED),
-        Route::Commands if is_get => {
-            Reply::Json(200, json!({"commands": agent.commands.list_json()}))
-        }
+        Route::Commands if is_get => Reply::List,
         Route::Commands => run_command(agent, req, &target),
         Route::Command(id) => match agent.commands.get(&id) {
             None => fault(
@@ -257,23 +264,98 @@ fn route(agent: &Arc<Agent>, req: &mut Request, scheme: &str) -> Reply {
                 &format!("Not found: Command Result with id {id} not found."),
             ),
             Some(e) if target.wait() => Reply::Wait(e),
-            Some(e) => Reply::Json(200, e.to_json()),
+            Some(e) => Reply::Entry(e),
         },
     }
 }
 
-fn json_response(status: u16, body: &Value) -> Response<std::io::Cursor<Vec<u8>>> {
-    let data = serde_json::to_vec(body).unwrap_or_else(|_| b"{}".to_vec());
-    Response::from_data(data)
-        .with_status_code(status)
-        .with_header(Header::from_bytes("Content-Type", "application/json").expect("header"))
-        // always a Content-Length (tiny_http chunks from 32 KiB on): the
-        // front frames the answer by it
-        .with_chunked_threshold(usize::MAX)
+/// An answer's bytes in pieces, each freed as soon as tiny_http has sent
+/// it on: a large answer (a log bundle) is not held whole on this side
+/// while the front reads it whole on its own.
+#[derive(Default)]
+struct Pieces {
+    pieces: std::collections::VecDeque<Vec<u8>>,
+    at: usize,
+    len: usize,
+}
+
+const PIECE: usize = 64 * 1024;
+
+impl std::io::Write for Pieces {
+    fn write(&mut self, mut data: &[u8]) -> std::io::Result<usize> {
+        let n = data.len();
+        self.len += n;
+        while !data.is_empty() {
+            match self.pieces.back_mut() {
+                Some(p) if p.len() < PIECE => {
+                    let k = (PIECE - p.len()).min(data.len());
+                    p.extend_from_slice(&data[..k]);
+                    data = &data[k..];
+                }
+                _ => self.pieces.push_back(Vec::with_capacity(PIECE)),
+            }
+        }
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl std::io::Read for Pieces {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while let Some(p) = self.pieces.front() {
+            if self.at < p.len() {
+                let n = buf.len().min(p.len() - self.at);
+                buf[..n].copy_from_slice(&p[self.at..self.at + n]);
+                self.at += n;
+                return Ok(n);
+            }
+            self.pieces.pop_front();
+            self.at = 0;
+        }
+        Ok(0)
+    }
+}
+
+/// A JSON answer of what `write` writes.
+fn json_answer(
+    status: u16,
+    write: impl FnOnce(&mut Pieces) -> std::io::Result<()>,
+) -> Response<Pieces> {
+    let mut data = Pieces::default();
+    if let Err(e) = write(&mut data) {
+        log::error!("serializing an answer: {e}");
+        data = Pieces::default();
+        let _ = std::io::Write::write_all(&mut data, b"{}");
+    }
+    let len = data.len;
+    Response::new(
+        status.into(),
+        vec![Header::from_bytes("Content-Type", "application/json").expect("header")],
+        data,
+        Some(len),
+        None,
+    )
+    // always a Content-Length (tiny_http chunks from 32 KiB on): the
+    // front frames the answer by it
+    .with_chunked_threshold(usize::MAX)
+}
+
+fn json_response(status: u16, body: &Value) -> Response<Pieces> {
+    json_answer(status, |w| {
+        serde_json::to_writer(w, body).map_err(std::io::Error::from)
+    })
 }
 
 fn respond(req: Request, status: u16, body: &Value) {
     if let Err(e) = req.respond(json_response(status, body)) {
+        log::debug!("writing a response: {e}");
+    }
+}
+
+fn respond_entry(req: Request, entry: &Entry) {
+    if let Err(e) = req.respond(json_answer(200, |w| entry.write_json(w))) {
         log::debug!("writing a response: {e}");
     }
 }
@@ -304,6 +386,13 @@ pub fn handle(agent: &Arc<Agent>, mut req: Request, scheme: &str) {
         });
     match reply {
         Reply::Json(s, v) => respond(req, s, &v),
+        Reply::Entry(e) => respond_entry(req, &e),
+        Reply::List => {
+            let list = json_answer(200, |w| agent.commands.write_list_json(w));
+            if let Err(e) = req.respond(list) {
+                log::debug!("writing a response: {e}");
+            }
+        }
         Reply::Allow(methods) => {
             let body = json!({"faultcode": "Client", "faultstring": METHOD_NOT_ALLOWED});
             let resp = json_response(405, &body)
@@ -312,17 +401,17 @@ pub fn handle(agent: &Arc<Agent>, mut req: Request, scheme: &str) {
         }
         Reply::Wait(entry) => {
             if entry.wait(Duration::ZERO) {
-                return respond(req, 200, &entry.to_json());
+                return respond_entry(req, &entry);
             }
             if WAITERS.fetch_add(1, Ordering::SeqCst) >= MAX_WAITERS {
                 WAITERS.fetch_sub(1, Ordering::SeqCst);
-                return respond(req, 200, &entry.to_json());
+                return respond_entry(req, &entry);
             }
             let spawned = std::thread::Builder::new()
                 .name("api-wait".into())
                 .spawn(move || {
                     entry.wait(WAIT_LIMIT);
-                    respond(req, 200, &entry.to_json());
+                    respond_entry(req, &entry);
                     WAITERS.fetch_sub(1, Ordering::SeqCst);
                 });
             if let Err(e) = spawned {

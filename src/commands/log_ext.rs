@@ -61,6 +61,32 @@ fn tail(mut data: Vec<u8>) -> Vec<u8> {
     data
 }
 
+/// The last [`MAX_FILE`] bytes of a file, read without holding more than
+/// twice that (a console log grows with every boot; /proc files have no
+/// size to seek by).
+fn read_tail(path: &std::path::Path) -> io::Result<Vec<u8>> {
+    use std::io::{Seek, SeekFrom};
+    let mut f = std::fs::File::open(path)?;
+    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+    if len > MAX_FILE as u64 {
+        f.seek(SeekFrom::Start(len - MAX_FILE as u64))?;
+    }
+    let mut data = Vec::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = match f.read(&mut buf) {
+            Ok(0) => return Ok(tail(data)),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        data.extend_from_slice(&buf[..n]);
+        if data.len() > 2 * MAX_FILE {
+            data = tail(data);
+        }
+    }
+}
+
 /// The kernel log from /dev/kmsg (non-blocking read of every record), as
 /// "[seconds.micros] message" lines.
 fn dmesg(agent: &Agent) -> Option<Vec<u8>> {
@@ -129,8 +155,14 @@ fn processes(agent: &Agent) -> Vec<u8> {
     out.into_bytes()
 }
 
-/// Build the tar.gz in memory.
-pub fn bundle(agent: &Agent) -> io::Result<Vec<u8>> {
+/// The tar.gz as base64 text, encoded as it is compressed (the bundle is
+/// never in memory as bytes and as text at once).
+pub fn bundle_base64(agent: &Agent) -> io::Result<String> {
+    bundle_into(agent, crate::util::Base64Writer::default()).map(|w| w.finish())
+}
+
+/// Write the tar.gz to `out`.
+fn bundle_into<W: Write>(agent: &Agent, out: W) -> io::Result<W> {
     if let Some(t) = agent.token() {
         crate::logbuf::add_secret(&t);
     }
@@ -138,12 +170,12 @@ pub fn bundle(agent: &Agent) -> io::Result<Vec<u8>> {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
-    let gz = crate::util::gzip::Encoder::new(Vec::new(), flate2::Compression::default())?;
+    let gz = crate::util::gzip::Encoder::new(out, flate2::Compression::default())?;
     let mut tar = Tar { out: gz, mtime };
     tar.append("ironic-agent.log", &tail(agent.log.snapshot()))?;
     // The ramdisk's /init keeps the console output of every agent run here.
-    if let Ok(b) = std::fs::read(agent.root.path("/run/ironic-agent/console.log")) {
-        tar.append("console.log", &tail(b))?;
+    if let Ok(b) = read_tail(&agent.root.path("/run/ironic-agent/console.log")) {
+        tar.append("console.log", &b)?;
     }
     if let Some(d) = dmesg(agent) {
         tar.append("dmesg", &d)?;
@@ -157,8 +189,8 @@ pub fn bundle(agent: &Agent) -> io::Result<Vec<u8>> {
         ("net_route", "/proc/net/route"),
         ("net_if_inet6", "/proc/net/if_inet6"),
     ] {
-        if let Ok(b) = std::fs::read(agent.root.path(path)) {
-            tar.append(name, &tail(b))?;
+        if let Ok(b) = read_tail(&agent.root.path(path)) {
+            tar.append(name, &b)?;
         }
     }
     // The cmdline may carry ipa-agent-token: never ship it.
@@ -190,15 +222,31 @@ pub fn bundle(agent: &Agent) -> io::Result<Vec<u8>> {
 }
 
 pub fn collect_system_logs(agent: &Arc<Agent>, _p: &Params) -> Result<Value> {
-    let data = bundle(agent)
+    let text = bundle_base64(agent)
         .map_err(|e| AgentError::execution(format!("building the log bundle: {e}")))?;
-    log::info!("collected system logs: {} bytes compressed", data.len());
-    Ok(json!({"system_logs": crate::util::base64_encode(&data)}))
+    log::info!(
+        "collected system logs: {} bytes compressed",
+        text.len() / 4 * 3
+    );
+    Ok(json!({"system_logs": text}))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_file_s_tail_is_read() {
+        let dir = std::env::temp_dir().join(format!("ia-tail-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("console.log");
+        let data: Vec<u8> = (0..(5 * MAX_FILE as u32 + 7)).map(|i| i as u8).collect();
+        std::fs::write(&p, &data).unwrap();
+        assert_eq!(read_tail(&p).unwrap(), data[data.len() - MAX_FILE..]);
+        std::fs::write(&p, b"short").unwrap();
+        assert_eq!(read_tail(&p).unwrap(), b"short");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn tar_layout() {

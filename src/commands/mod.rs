@@ -217,6 +217,10 @@ pub fn execute(
         }
     }
     let def = find(full_name).map_err(|e| Rejection::from_error(&e))?;
+    let mut params = params;
+    if matches!(def.name, "execute_deploy_step" | "execute_service_step") {
+        steps::keep_one_configdrive(&mut params);
+    }
     if let Some(v) = def.validate {
         if let Err(e) = v(agent, &params) {
             log::warn!("{full_name}: {e}");
@@ -234,7 +238,7 @@ pub fn execute(
         } else {
             log::debug!("command {full_name} completed");
         }
-        entry.finish(&r, false);
+        entry.finish(r, false);
         agent.commands.push(entry.clone());
         return Ok(entry);
     }
@@ -243,6 +247,8 @@ pub fn execute(
     let (a, e) = (agent.clone(), entry.clone());
     let job: Job = Box::new(move || {
         let r = run_guarded(&a, def, &params);
+        // the parameters (an inline configdrive) go before the result stays
+        drop(params);
         match &r {
             Ok(_) => log::info!("asynchronous command {}.{} completed", def.ext, def.name),
             Err(err) => log::error!(
@@ -251,11 +257,11 @@ pub fn execute(
                 def.name
             ),
         }
-        e.finish(&r, true);
+        e.finish(r, true);
         a.events.notify();
     });
     if let Err(err) = agent.worker.submit(job) {
-        entry.finish(&Err(err), true);
+        entry.finish(Err(err), true);
     }
     Ok(entry)
 }

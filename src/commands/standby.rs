@@ -19,8 +19,9 @@ pub fn validate_prepare_image(agent: &Agent, p: &Params) -> Result<()> {
 
 pub fn prepare_image(agent: &Arc<Agent>, p: &Params) -> Result<Value> {
     let host = agent.host();
-    let info = crate::image::parse_image_info(&host.env, param::require_object(p, "image_info")?)?;
-    let configdrive = p.get("configdrive").filter(|v| !v.is_null());
+    let image_info = param::require_object(p, "image_info")?;
+    let info = crate::image::parse_image_info(&host.env, image_info)?;
+    let configdrive = crate::image::configdrive_of(p.get("configdrive"), image_info);
     let node = host.env.node.clone();
     let dev = host.os_install_device(node.as_ref())?;
     crate::image::prepare_image(

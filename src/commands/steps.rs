@@ -6,7 +6,7 @@
 use super::Params;
 use crate::agent::Agent;
 use crate::error::{AgentError, Result};
-use crate::hardware::{StepCall, StepKind};
+use crate::hardware::{Args, StepCall, StepKind};
 use serde_json::{json, Map, Value};
 use std::sync::Arc;
 
@@ -43,7 +43,7 @@ fn execute_step(agent: &Arc<Agent>, params: &Params, kind: StepKind) -> Result<V
     let Some(name) = step.get("step").and_then(Value::as_str) else {
         return Err(AgentError::execution(format!(
             "Malformed {k}_step, no \"step\" key: {}",
-            Value::Object(step.clone())
+            crate::util::elided_map(step)
         )));
     };
     // A clean step may erase the disk an earlier deploy wrote (a failed
@@ -55,19 +55,14 @@ fn execute_step(agent: &Arc<Agent>, params: &Params, kind: StepKind) -> Result<V
     if kind == StepKind::Clean {
         agent.written.set(None);
     }
-    // IPA: kwargs are the extra command parameters, updated with step.args.
-    let mut args: Map<String, Value> = crate::util::collect_map(
-        params
-            .iter()
-            .filter(|(key, _)| {
-                !["step", "node", "ports"].contains(&key.as_str())
-                    && **key != format!("{k}_version")
-            })
-            .map(|(key, v)| (key.clone(), v.clone())),
+    // IPA: kwargs are the extra command parameters, updated with step.args
+    // (read in place: an inline configdrive is not copied).
+    let version = format!("{k}_version");
+    let args = Args::new(
+        params,
+        ["step", "node", "ports", &version],
+        step.get("args").and_then(Value::as_object),
     );
-    if let Some(a) = step.get("args").and_then(Value::as_object) {
-        args.extend(a.iter().map(|(key, v)| (key.clone(), v.clone())));
-    }
     let ports = params.get("ports").unwrap_or(&null);
     log::info!("executing {k} step {name}");
     let call = StepCall {
@@ -75,17 +70,45 @@ fn execute_step(agent: &Arc<Agent>, params: &Params, kind: StepKind) -> Result<V
         step: name,
         node,
         ports,
-        args: &args,
+        args,
     };
     let host = agent.host();
     let result = agent
         .managers
         .dispatch(name, |m| m.execute_step(&host, &call))?;
     log::info!("{k} step {name} completed");
+    // The step as IPA echoes it (Ironic compares it by interface and
+    // name), without its long strings (an inline configdrive, twice in
+    // Ironic's write_image step; inject_files' contents): a result is kept
+    // as long as the agent runs and copied into every GET /v1/commands.
     Ok(json!({
         format!("{k}_result"): result,
-        format!("{k}_step"): Value::Object(step.clone()),
+        format!("{k}_step"): crate::util::elided_map(step),
     }))
+}
+
+/// Ironic 39's write_image step sends an inline configdrive twice, as
+/// `step.args.configdrive` and inside `step.args.image_info` (its FIXME,
+/// kept for IPAs from before 2021). When both are the same text, the copy
+/// in image_info goes before the step runs: write_image reads it only when
+/// the other is missing, and the drive, up to half the request, is then
+/// held once while the image streams. (The step echoed in the result
+/// shows image_info without it.)
+pub fn keep_one_configdrive(params: &mut Params) {
+    let Some(Value::Object(args)) = params
+        .get_mut("step")
+        .and_then(|s| s.as_object_mut())
+        .filter(|s| s.get("step").and_then(Value::as_str) == Some("write_image"))
+        .and_then(|s| s.get_mut("args"))
+    else {
+        return;
+    };
+    let inner = args.get("image_info").and_then(|i| i.get("configdrive"));
+    if inner.is_some_and(|c| c.is_string() && args.get("configdrive") == Some(c)) {
+        if let Some(Value::Object(info)) = args.get_mut("image_info") {
+            info.remove("configdrive");
+        }
+    }
 }
 
 pub fn get_clean_steps(agent: &Arc<Agent>, p: &Params) -> Result<Value> {
@@ -134,5 +157,70 @@ mod tests {
         assert!(agent.written.get().is_some(), "deploy steps keep it");
         let _ = execute_clean_step(&agent, &params("no_such_step"));
         assert!(agent.written.get().is_none());
+    }
+
+    #[test]
+    fn long_strings_are_not_echoed() {
+        use crate::util::{elided as echo, ECHO_MAX};
+        let cd = "H4sI".repeat(ECHO_MAX);
+        let step = json!({"step": "write_image", "interface": "deploy", "priority": 80,
+                          "args": {"configdrive": cd, "image_info": {"id": "i", "configdrive": cd},
+                                   "short": "x".repeat(ECHO_MAX)}});
+        let e = echo(&step);
+        let note = format!("<{} bytes, not echoed>", cd.len());
+        assert_eq!(e["args"]["configdrive"], json!(note));
+        assert_eq!(
+            e["args"]["image_info"],
+            json!({"id": "i", "configdrive": note})
+        );
+        assert_eq!(e["args"]["short"], step["args"]["short"]);
+        assert_eq!(e["step"], "write_image");
+        assert_eq!(e["priority"], 80);
+    }
+
+    #[test]
+    fn write_image_keeps_one_configdrive() {
+        let p = |inner: &str| -> Params {
+            serde_json::from_value(json!({"step": {"step": "write_image", "args": {
+                "configdrive": "H4sI", "image_info": {"id": "i", "configdrive": inner}}}}))
+            .unwrap()
+        };
+        let mut same = p("H4sI");
+        keep_one_configdrive(&mut same);
+        assert_eq!(same["step"]["args"]["image_info"], json!({"id": "i"}));
+        assert_eq!(same["step"]["args"]["configdrive"], "H4sI");
+        let mut other = p("http://x/cd");
+        keep_one_configdrive(&mut other);
+        assert_eq!(other, p("http://x/cd"));
+        let mut step: Params =
+            serde_json::from_value(json!({"step": {"step": "inject_files", "args": {
+                "configdrive": "a", "image_info": {"configdrive": "a"}}}}))
+            .unwrap();
+        let before = step.clone();
+        keep_one_configdrive(&mut step);
+        assert_eq!(step, before);
+    }
+
+    #[test]
+    fn step_args_over_the_other_params() {
+        let params = json!({"step": {}, "node": {}, "ports": [], "deploy_version": "1",
+                            "a": 1, "b": 2});
+        let params = params.as_object().unwrap();
+        let step_args = json!({"b": 3, "c": 4});
+        let args = Args::new(
+            params,
+            ["step", "node", "ports", "deploy_version"],
+            step_args.as_object(),
+        );
+        assert_eq!(args.get("a"), Some(&json!(1)));
+        assert_eq!(args.get("b"), Some(&json!(3)));
+        assert_eq!(args.get("c"), Some(&json!(4)));
+        assert_eq!(args.get("node"), None);
+        assert_eq!(args.get("deploy_version"), None);
+        assert_eq!(
+            Value::Object(args.to_map()),
+            json!({"a": 1, "b": 3, "c": 4})
+        );
+        assert_eq!(args.iter().count(), 3);
     }
 }

@@ -8,6 +8,8 @@
 //!   (probing a disk about to be wiped) or strictly (what the kernel will
 //!   read after a deploy), created and relocated;
 //! * [`signatures`]: what `wipefs` would list, and where backups live;
+//! * [`md`]: Linux software RAID: v1.x superblocks, and arrays as the
+//!   kernel runs them ([`md::array`]);
 //! * [`list`]: the block devices under /sys/block (IPA's
 //!   `list_all_block_devices`), and [`usage`]: whether one is in use.
 //!
@@ -19,6 +21,7 @@ pub mod device;
 pub mod gpt;
 pub mod list;
 pub mod mbr;
+pub mod md;
 pub mod signatures;
 pub mod table;
 pub mod usage;

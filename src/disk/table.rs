@@ -212,6 +212,187 @@ pub fn fix_gpt(dev_path: &Path, io: &mut dyn Io, geom: Geometry) -> Result<()> {
     Ok(())
 }
 
+/// One partition of a table written from scratch.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewPart {
+    /// 1-based; the GPT slot or MBR entry `number - 1`.
+    pub number: u32,
+    pub first_lba: u64,
+    pub last_lba: u64,
+    pub gpt_type: Guid,
+    pub mbr_type: u8,
+    /// GPT partition name.
+    pub name: &'static str,
+}
+
+/// Write a fresh partition table on a disk (`parted mklabel` + `mkpart`):
+/// the first and last MiB are cleared first (old primary and backup
+/// tables), then a protective MBR and both GPT copies, or an MBR with a
+/// random disk signature. Partition GUIDs are random. The caller syncs.
+pub fn write_new(io: &mut impl Io, geom: Geometry, label: Label, parts: &[NewPart]) -> Result<()> {
+    let fail = |what: &str, e: &dyn std::fmt::Display| AgentError::msg(format!("{what}: {e}"));
+    let mib = 1u64 << 20;
+    let zero = vec![0u8; mib as usize];
+    let head = mib.min(geom.size);
+    io.write_all_at(&zero[..head as usize], 0)
+        .map_err(|e| fail("clearing the old partition table", &e))?;
+    if geom.size > 2 * mib {
+        io.write_all_at(&zero, geom.size - mib)
+            .map_err(|e| fail("clearing the old backup partition table", &e))?;
+    }
+    let sectors = geom.sectors();
+    let mut lba0 = vec![0u8; geom.sector as usize];
+    match label {
+        Label::Gpt => {
+            let guid = Guid::random().map_err(|e| fail("generating a GUID", &e))?;
+            let mut g =
+                Gpt::new(geom.sector, sectors, guid).map_err(|e| fail("creating a GPT", &e))?;
+            for p in parts {
+                let e = gpt::Entry {
+                    type_guid: p.gpt_type,
+                    unique_guid: Guid::random().map_err(|e| fail("generating a GUID", &e))?,
+                    first_lba: p.first_lba,
+                    last_lba: p.last_lba,
+                    attributes: 0,
+                    name: p.name.to_string(),
+                };
+                g.set_entry(p.number as usize - 1, &e)
+                    .map_err(|e| fail("creating a GPT", &e))?;
+            }
+            Mbr::protective(sectors).write_into(&mut lba0);
+            io.write_all_at(&lba0, 0)
+                .map_err(|e| fail("writing the protective MBR", &e))?;
+            g.write(io).map_err(|e| fail("writing the GPT", &e))?;
+        }
+        Label::Msdos => {
+            let mut sig = [0u8; 4];
+            crate::sys::getrandom(&mut sig).map_err(|e| fail("generating a disk id", &e))?;
+            let mut m = Mbr {
+                disk_signature: u32::from_le_bytes(sig).max(1),
+                entries: [mbr::Entry::default(); 4],
+            };
+            for p in parts {
+                let (Ok(start), Ok(len), Some(slot)) = (
+                    u32::try_from(p.first_lba),
+                    u32::try_from(p.last_lba - p.first_lba + 1),
+                    m.entries.get_mut(p.number as usize - 1),
+                ) else {
+                    return Err(AgentError::msg(format!(
+                        "partition {} does not fit an msdos table",
+                        p.number
+                    )));
+                };
+                *slot = mbr::Entry {
+                    bootable: false,
+                    ptype: p.mbr_type,
+                    start,
+                    sectors: len,
+                };
+            }
+            m.write_into(&mut lba0);
+            io.write_all_at(&lba0, 0)
+                .map_err(|e| fail("writing the MBR", &e))?;
+        }
+    }
+    Ok(())
+}
+
+/// `sgdisk -F`: the first 1 MiB-aligned sector of the largest free
+/// stretch of a GPT disk, and the last free sector of that stretch.
+pub fn largest_free(g: &Gpt, geom: Geometry) -> Option<(u64, u64)> {
+    let mut used: Vec<(u64, u64)> = g
+        .used()
+        .into_iter()
+        .map(|(_, e)| (e.first_lba, e.last_lba))
+        .collect();
+    crate::util::sort_small(&mut used);
+    let mut best: Option<(u64, u64)> = None;
+    let mut cur = g.header.first_usable;
+    let mut consider = |from: u64, to: u64| {
+        if to >= from && best.is_none_or(|(a, b)| to - from > b - a) {
+            best = Some((from, to));
+        }
+    };
+    for (a, b) in used {
+        if a > cur {
+            consider(cur, a - 1);
+        }
+        cur = cur.max(b.saturating_add(1));
+    }
+    if cur <= g.header.last_usable {
+        consider(cur, g.header.last_usable);
+    }
+    let (from, to) = best?;
+    let mib = geom.mib().max(1);
+    let start = from.div_ceil(mib) * mib;
+    (start <= to).then_some((start, to))
+}
+
+/// Add a GPT partition `[first, last]` in the first free slot (`sgdisk -n
+/// 0:...`); returns its number and unique GUID.
+pub fn gpt_add(
+    io: &mut impl Io,
+    geom: Geometry,
+    first: u64,
+    last: u64,
+    type_guid: Guid,
+    name: &str,
+) -> Result<(u32, Guid)> {
+    let mut g = Gpt::read_primary(io, geom.sector, geom.sectors())
+        .map_err(|e| AgentError::msg(format!("reading the GPT: {e}")))?;
+    let slot = g
+        .free_slot()
+        .ok_or_else(|| AgentError::msg("the GPT has no free partition slot"))?;
+    let unique = Guid::random().map_err(|e| AgentError::msg(format!("generating a GUID: {e}")))?;
+    g.set_entry(
+        slot,
+        &gpt::Entry {
+            type_guid,
+            unique_guid: unique,
+            first_lba: first,
+            last_lba: last,
+            attributes: 0,
+            name: name.to_string(),
+        },
+    )
+    .map_err(|e| AgentError::msg(format!("adding a partition: {e}")))?;
+    g.write(io)
+        .map_err(|e| AgentError::msg(format!("writing the GPT: {e}")))?;
+    Ok((slot as u32 + 1, unique))
+}
+
+/// Drop partitions by number from a GPT or MBR table (`parted rm`).
+pub fn remove_partitions(io: &mut impl Io, geom: Geometry, numbers: &[u32]) -> Result<()> {
+    let fail = |e: &dyn std::fmt::Display| AgentError::msg(format!("removing partitions: {e}"));
+    match Gpt::read_primary(io, geom.sector, geom.sectors()) {
+        Ok(mut g) => {
+            for &n in numbers {
+                let empty = gpt::Entry {
+                    type_guid: Guid::ZERO,
+                    unique_guid: Guid::ZERO,
+                    first_lba: 0,
+                    last_lba: 0,
+                    attributes: 0,
+                    name: String::new(),
+                };
+                g.set_entry(n as usize - 1, &empty).map_err(|e| fail(&e))?;
+            }
+            g.write(io).map_err(|e| fail(&e))
+        }
+        Err(_) => {
+            let mut lba0 = mbr::read(io).map_err(|e| fail(&e))?;
+            let mut m = Mbr::parse(&lba0).ok_or_else(|| fail(&"no partition table"))?;
+            for &n in numbers {
+                if let Some(e) = m.entries.get_mut(n as usize - 1) {
+                    *e = mbr::Entry::default();
+                }
+            }
+            m.write_into(&mut lba0);
+            io.write_all_at(&lba0, 0).map_err(|e| fail(&e))
+        }
+    }
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -311,5 +492,64 @@ pub(crate) mod tests {
                 let _ = read_table(&w, geom);
             }
         }
+    }
+    #[test]
+    fn new_tables_free_space_add_and_remove() {
+        let geom = Geometry {
+            sector: 512,
+            size: 64 << 20,
+        };
+        let mut d = MemDisk::new(geom.size as usize);
+        let part = |number, first, last| NewPart {
+            number,
+            first_lba: first,
+            last_lba: last,
+            gpt_type: TYPE_LINUX_DATA,
+            mbr_type: mbr::TYPE_LINUX,
+            name: "primary",
+        };
+        write_new(
+            &mut d,
+            geom,
+            Label::Gpt,
+            &[part(1, 40960, 81919), part(2, 81920, 122879)],
+        )
+        .unwrap();
+        let Found::Table(t) = read_table(&d, geom) else {
+            panic!("no table")
+        };
+        assert_eq!(t.label, Label::Gpt);
+        assert_eq!(t.partitions.len(), 2);
+        assert_eq!(t.partitions[1].gpt_name, "primary");
+        let g = Gpt::read_primary(&d, 512, geom.sectors()).unwrap();
+        // the gap before partition 1 (20 MiB) is larger than the tail
+        assert_eq!(largest_free(&g, geom), Some((2048, 40959)));
+        let (n, _) = gpt_add(&mut d, geom, 2048, 40959, gpt::TYPE_ESP, "uefi-holder-0").unwrap();
+        assert_eq!(n, 3);
+        let g = Gpt::read_primary(&d, 512, geom.sectors()).unwrap();
+        assert_eq!(largest_free(&g, geom), Some((122880, geom.sectors() - 34)));
+        remove_partitions(&mut d, geom, &[1, 3]).unwrap();
+        let Found::Table(t) = read_table(&d, geom) else {
+            panic!("no table")
+        };
+        assert_eq!(
+            t.partitions.iter().map(|p| p.number).collect::<Vec<_>>(),
+            vec![2]
+        );
+        // msdos
+        write_new(&mut d, geom, Label::Msdos, &[part(1, 2048, 40959)]).unwrap();
+        let Found::Table(t) = read_table(&d, geom) else {
+            panic!("no table")
+        };
+        assert_eq!(t.label, Label::Msdos);
+        assert_eq!(
+            (t.partitions[0].start_lba, t.partitions[0].mbr_type),
+            (2048, Some(0x83))
+        );
+        remove_partitions(&mut d, geom, &[1]).unwrap();
+        let Found::Table(t) = read_table(&d, geom) else {
+            panic!("no table")
+        };
+        assert!(t.partitions.is_empty());
     }
 }

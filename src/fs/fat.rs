@@ -785,19 +785,43 @@ pub fn write_fat(
     hidden: u64,
     entries: Vec<NewEntry>,
 ) -> io::Result<&'static str> {
-    let g = small_fat_geometry(len, sector)?;
-    let (reserved, nfats) = (1u64, 2u64);
-    let root_sectors = (ROOT_ENTRIES * 32).div_ceil(sector);
-    let cluster_bytes = g.spc * sector;
-    // the data is moved, never copied: a drive's files can be tens of MiB
-    // in a 128 MiB ramdisk
     let shape: Vec<(String, Option<u64>)> = entries
         .iter()
         .map(|(p, d)| (p.clone(), d.as_ref().map(|d| d.len() as u64)))
         .collect();
-    let mut tree = Tree::new(&shape)?;
+    let (kind, at) = format_tree(io, offset, len, sector, label, volume_id, hidden, &shape)?;
+    for ((_, data), at) in entries.iter().zip(at) {
+        if let (Some(d), Some(at)) = (data, at) {
+            io.write_all_at(d, at)?;
+        }
+    }
+    Ok(kind)
+}
+
+/// [`write_fat`] for a tree of this shape, without the files' contents:
+/// everything but them is written. Returns the type and, for each entry,
+/// where its file's contents go (its clusters are consecutive: the
+/// contents are one run of bytes from there); `None` for directories and
+/// empty files. So a caller can copy contents in from a stream, in
+/// whatever order it reads them.
+#[allow(clippy::too_many_arguments)]
+pub fn format_tree(
+    io: &mut dyn Io,
+    offset: u64,
+    len: u64,
+    sector: u64,
+    label: &str,
+    volume_id: u32,
+    hidden: u64,
+    shape: &Shape,
+) -> io::Result<(&'static str, Vec<Option<u64>>)> {
+    let g = small_fat_geometry(len, sector)?;
+    let (reserved, nfats) = (1u64, 2u64);
+    let root_sectors = (ROOT_ENTRIES * 32).div_ceil(sector);
+    let cluster_bytes = g.spc * sector;
+    let mut tree = Tree::new(shape)?;
     tree.place(&g, sector)?;
-    let datas: Vec<Option<Vec<u8>>> = entries.into_iter().map(|(_, d)| d).collect();
+    let mut at = vec![None; shape.len()];
     let nodes = &tree.nodes;
     let fat_at = offset + reserved * sector;
     let root_at = fat_at + nfats * g.fatsz * sector;
@@ -846,8 +870,8 @@ pub fn write_fat(
     let cluster_at = |c: u32| data_at + (u64::from(c) - 2) * cluster_bytes;
     for i in 0..nodes.len() {
         if nodes[i].size.is_some() {
-            if let Some(d) = datas[i - 1].as_ref().filter(|d| !d.is_empty()) {
-                io.write_all_at(d, cluster_at(nodes[i].cluster))?;
+            if nodes[i].clusters > 0 {
+                at[i - 1] = Some(cluster_at(nodes[i].cluster));
             }
             continue;
         }
@@ -897,21 +921,21 @@ pub fn write_fat(
             };
             dir.extend_from_slice(&short_entry(&short, attr, n.cluster, size));
         }
-        let at = if i == 0 {
+        let dir_at = if i == 0 {
             root_at
         } else {
             cluster_at(nodes[i].cluster)
         };
-        io.write_all_at(&dir, at)?;
+        io.write_all_at(&dir, dir_at)?;
         // the rest of the directory's last cluster reads as free entries
         let end = if i == 0 {
             root_sectors * sector
         } else {
             u64::from(nodes[i].clusters) * cluster_bytes
         };
-        zero_fill(io, at + dir.len() as u64, end - dir.len() as u64)?;
+        zero_fill(io, dir_at + dir.len() as u64, end - dir.len() as u64)?;
     }
-    Ok(if g.bits == 12 { "FAT12" } else { "FAT16" })
+    Ok((if g.bits == 12 { "FAT12" } else { "FAT16" }, at))
 }
 
 /// A unique 8.3 alias for the `k`th name of a directory: up to 6 (fewer

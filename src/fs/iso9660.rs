@@ -36,6 +36,9 @@ const SECTOR: u64 = 2048;
 const MAX_DEPTH: usize = 16;
 const MAX_ENTRIES: usize = 10_000;
 const MAX_DIR_BYTES: u64 = 1 << 20;
+/// All paths together (a configdrive's are a few KiB): with the entries'
+/// count, what bounds the list's memory against a hostile image.
+const MAX_PATH_BYTES: usize = 1 << 20;
 
 fn invalid(msg: impl Into<String>) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, msg.into())
@@ -68,6 +71,7 @@ struct Walk<'a> {
     joliet: bool,
     out: Vec<Entry>,
     seen_dirs: Vec<u64>,
+    path_bytes: usize,
 }
 
 /// Every entry of the ISO 9660 image at `base` (`len` bytes), each
@@ -104,6 +108,7 @@ pub fn list(io: &dyn Io, base: u64, len: u64) -> io::Result<Vec<Entry>> {
         joliet,
         out: Vec::new(),
         seen_dirs: Vec::new(),
+        path_bytes: 0,
     };
     w.dir(offset, size, "", 0)?;
     Ok(w.out)
@@ -166,6 +171,10 @@ impl Walk<'_> {
             } else {
                 format!("{prefix}/{name}")
             };
+            self.path_bytes += path.len();
+            if self.path_bytes > MAX_PATH_BYTES {
+                return Err(invalid("ISO 9660 paths too long in all"));
+            }
             self.out.push(Entry {
                 path: path.clone(),
                 is_dir,

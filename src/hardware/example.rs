@@ -232,7 +232,7 @@ mod tests {
             step: "update_bios_firmware",
             node,
             ports: node,
-            args,
+            args: args.into(),
         }
     }
 
@@ -274,7 +274,7 @@ mod tests {
         let m = Managers::from_candidates(
             &a.env(),
             vec![
-                Manager::Generic(crate::hardware::generic::GenericHardwareManager),
+                Manager::Generic(crate::hardware::generic::GenericHardwareManager::default()),
                 Manager::ExampleBios(ExampleBiosHardwareManager),
             ],
         );

@@ -158,7 +158,65 @@ pub struct StepCall<'a> {
     pub node: &'a Value,
     pub ports: &'a Value,
     /// `step.args` merged over any extra command parameters.
-    pub args: &'a Map<String, Value>,
+    pub args: Args<'a>,
+}
+
+/// A step's keyword arguments, IPA's `kwargs`: the command's parameters
+/// other than `step`, `node`, `ports` and the version, updated with
+/// `step.args`; read where they are, never copied (an inline configdrive
+/// or inject_files' contents are tens of MiB).
+#[derive(Clone, Copy, Debug)]
+pub struct Args<'a> {
+    step: Option<&'a Map<String, Value>>,
+    params: &'a Map<String, Value>,
+    /// Parameters that are not keyword arguments.
+    skip: [&'a str; 4],
+}
+
+impl<'a> Args<'a> {
+    /// `step_args` over `params` without the keys in `skip`.
+    pub fn new(
+        params: &'a Map<String, Value>,
+        skip: [&'a str; 4],
+        step_args: Option<&'a Map<String, Value>>,
+    ) -> Args<'a> {
+        Args {
+            step: step_args,
+            params,
+            skip,
+        }
+    }
+
+    pub fn get(&self, key: &str) -> Option<&'a Value> {
+        if let Some(v) = self.step.and_then(|a| a.get(key)) {
+            return Some(v);
+        }
+        if self.skip.contains(&key) {
+            return None;
+        }
+        self.params.get(key)
+    }
+
+    /// Every argument, each once.
+    pub fn iter(&self) -> impl Iterator<Item = (&'a String, &'a Value)> + 'a {
+        let (step, skip) = (self.step, self.skip);
+        let params = self.params.iter().filter(move |(k, _)| {
+            !skip.contains(&k.as_str()) && !step.is_some_and(|a| a.contains_key(*k))
+        });
+        step.into_iter().flat_map(|a| a.iter()).chain(params)
+    }
+
+    /// A copy of every argument (for a script step's input).
+    pub fn to_map(&self) -> Map<String, Value> {
+        crate::util::collect_map(self.iter().map(|(k, v)| (k.clone(), v.clone())))
+    }
+}
+
+impl<'a> From<&'a Map<String, Value>> for Args<'a> {
+    /// Arguments given as they are.
+    fn from(m: &'a Map<String, Value>) -> Args<'a> {
+        Args::new(m, [""; 4], None)
+    }
 }
 
 /// Every hardware manager compiled into the agent.
@@ -278,8 +336,10 @@ impl Managers {
     /// Build every compiled-in manager, keep those that support this
     /// hardware, sort by support (stable: ties keep this order).
     pub fn evaluate(env: &Env) -> Managers {
+        let generic = generic::GenericHardwareManager::default();
+        generic.initialize(env);
         let candidates = vec![
-            Manager::Generic(generic::GenericHardwareManager),
+            Manager::Generic(generic),
             Manager::Script(script::ScriptHardwareManager::load(env)),
             Manager::ExampleBios(example::ExampleBiosHardwareManager),
         ];
@@ -459,7 +519,7 @@ pub mod tests {
         pub fn execute_step(&self, call: &StepCall) -> Option<Result<Value>> {
             match call.step {
                 "erase_devices_metadata" => Some(Ok(json!("test manager wiped metadata"))),
-                "test_only_step" => Some(Ok(json!({"args": call.args}))),
+                "test_only_step" => Some(Ok(json!({"args": call.args.to_map()}))),
                 "erase_devices" => Some(Err(AgentError::incompatible("no test disks here"))),
                 _ => None,
             }
@@ -479,7 +539,7 @@ pub mod tests {
         Managers::from_candidates(
             &env.env(),
             vec![
-                Manager::Generic(generic::GenericHardwareManager),
+                Manager::Generic(generic::GenericHardwareManager::default()),
                 Manager::Test(TestManager {
                     support: test_support,
                     version: "7".into(),
@@ -519,7 +579,7 @@ pub mod tests {
             step,
             node: &node,
             ports: &ports,
-            args: &args,
+            args: (&args).into(),
         };
         // overridden: the higher-support manager answers
         let r = m.dispatch("erase_devices_metadata", |x| {

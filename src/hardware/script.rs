@@ -360,7 +360,7 @@ fn run(s: &ScriptStep, dir: &Path, call: &StepCall) -> Result<Value> {
         "kind": call.kind.as_str(),
         "node": call.node,
         "ports": call.ports,
-        "args": Value::Object(crate::util::collect_map(call.args.iter().map(|(k, v)| (k.clone(), v.clone())))),
+        "args": Value::Object(call.args.to_map()),
     })
     .to_string();
     log::info!("running script step {name}: {}", s.path.display());
@@ -488,7 +488,7 @@ mod tests {
             step,
             node,
             ports: node,
-            args,
+            args: args.into(),
         }
     }
 

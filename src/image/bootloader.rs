@@ -2,15 +2,26 @@
 //! and `efi_utils.manage_uefi`): UEFI boot entries for the loaders found
 //! on the installed disk's EFI system partition, written into the NVRAM
 //! through efivarfs ([`crate::efi`]), without efibootmgr.
+//!
+//! On a software RAID root (an md device), as IPA's
+//! `prepare_boot_partitions_for_softraid`: the firmware cannot see inside
+//! the array, so the image's ESP moves to a RAID-1 of 550 MiB ESP
+//! partitions, one per holder disk, with the md superblock at the end
+//! (v1.0: each member reads as a plain FAT), and every holder's copy gets
+//! its boot entries ("ironic1 (RAID, part0)", "ironic1 (RAID, part1)",
+//! ...), so the node boots from whichever disk survives. In BIOS mode IPA
+//! would run grub-install on every holder; this agent refuses, naming why.
 
 use crate::config::Env;
-use crate::disk::table::{partition_path, read_table, Found};
+use crate::disk::md;
+use crate::disk::table::{partition_path, read_table, Found, Partition, Table};
 use crate::efi::{build_load_option, hd_file_path, parse_boot_entry, Nvram};
 use crate::error::{AgentError, Kind, Result};
 use crate::fs::blkid::block_uuid;
 use crate::fs::fat::{DirEntry, Fat};
 use serde_json::Value;
-use std::fs::File;
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 /// IPA's `efi_utils.BOOTLOADERS_EFI`: the file names (lower case) that
@@ -98,27 +109,124 @@ fn parse_csv(bytes: &[u8]) -> Option<(String, String)> {
     (!file.is_empty()).then_some((file, label))
 }
 
+/// The loaders of an ESP as (path with backslashes, label): IPA's
+/// `_run_efibootmgr` naming ("ironic<N>", or the CSV's loader and label).
+fn loader_entries(fat: &Fat<'_>) -> Result<Vec<(String, String)>> {
+    let found = find_bootloaders(fat)?;
+    let names: Vec<String> = found
+        .iter()
+        .map(|(_, e)| e.name.to_ascii_lowercase())
+        .collect();
+    if foreign_loaders(&names, OWN_LOADER_ARCH) {
+        log::warn!(
+            "The EFI partition holds no loader for this {} machine, only {names:?}: its \
+             firmware will not run them. Is the image built for {0}?",
+            std::env::consts::ARCH
+        );
+    }
+    let mut out = vec![];
+    for (label_id, (v_bl, entry)) in found.iter().enumerate() {
+        if v_bl.to_ascii_lowercase().contains("csv") {
+            let bytes = fat.read_file(entry, 64 << 10).map_err(|e| {
+                AgentError::io(Kind::CommandExecutionError, format!("reading {v_bl}"), e)
+            })?;
+            let (file_name, label) = parse_csv(&bytes).ok_or_else(|| {
+                AgentError::execution(format!("{v_bl} is not a valid boot CSV file"))
+            })?;
+            let dir = v_bl.rsplit_once('/').map(|(d, _)| d).unwrap_or("");
+            let path = if dir.is_empty() {
+                file_name
+            } else {
+                format!("{dir}/{file_name}")
+            };
+            out.push((format!("\\{}", path.replace('/', "\\")), label));
+        } else {
+            out.push((
+                format!("\\{}", v_bl.replace('/', "\\")),
+                format!("ironic{}", label_id + 1),
+            ));
+        }
+    }
+    Ok(out)
+}
+
+/// IPA's `_run_efibootmgr` for one ESP (`part` of the disk whose table is
+/// `table`, named `device` in the log): one entry per loader, labelled
+/// with `suffix` when given, first in BootOrder.
+fn add_entries(
+    nvram: &Nvram,
+    loaders: &[(String, String)],
+    table: &Table,
+    part: &Partition,
+    device: &str,
+    suffix: Option<&str>,
+) -> Result<()> {
+    let mut entries = nvram.entries()?;
+    for (loader, base) in loaders {
+        let label = match suffix {
+            Some(s) => format!("{base} {s}"),
+            None => base.clone(),
+        };
+        let path = hd_file_path(table, part, loader);
+        let bytes = build_load_option(&label, &path);
+        // IPA removes every entry with the same label and adds a new one;
+        // we reuse the first such number instead of growing the list.
+        let same: Vec<u16> = entries
+            .iter()
+            .filter(|e| e.description == label)
+            .map(|e| e.number)
+            .collect();
+        let number = match same.first() {
+            Some(&n) => n,
+            None => (0..=u16::MAX)
+                .find(|n| !entries.iter().any(|e| e.number == *n))
+                .ok_or_else(|| AgentError::execution("no free Boot#### number"))?,
+        };
+        for &n in same.iter().skip(1) {
+            log::debug!("Found bootnum {n:04X} matching label");
+            nvram.delete_entry(n)?;
+        }
+        log::info!(
+            "Adding loader {loader} on partition {} of device {device} with label {label}",
+            part.number
+        );
+        nvram.set_entry(number, &bytes)?;
+        let mut order = vec![number];
+        order.extend(nvram.boot_order().into_iter().filter(|&n| n != number));
+        nvram.set_boot_order(&order)?;
+        entries.retain(|e| !same.contains(&e.number));
+        if let Some(b) = parse_boot_entry(number, &bytes) {
+            entries.push(b);
+        }
+    }
+    Ok(())
+}
+
+/// The partition table of `device` (a disk), read through the root.
+fn table_of(env: &Env, device: &str) -> Result<(File, Table)> {
+    let file = File::open(env.root.path(device))
+        .map_err(|e| AgentError::io(Kind::CommandExecutionError, format!("opening {device}"), e))?;
+    let geom = crate::disk::geometry(env.root, Path::new(device), &file)?;
+    match read_table(&file, geom) {
+        Found::Table(t) => Ok((file, t)),
+        _ => Err(AgentError::device_not_found(format!(
+            "No EFI partition could be detected on device {device}: it has no readable \
+             partition table"
+        ))),
+    }
+}
+
 /// IPA's `manage_uefi`: Ok(true) when NVRAM entries were written, Ok(false)
-/// when the ESP holds no loader.
+/// when the ESP holds no loader. On a software RAID device the ESP moves
+/// to a RAID-1 on every holder disk ([`softraid_esp`]) and each holder's
+/// copy gets its entries, labelled "(RAID, part<i>)".
 fn manage_uefi(
     env: &Env,
     nvram: &Nvram,
     device: &str,
     efi_system_part_uuid: Option<&str>,
 ) -> Result<bool> {
-    let dev_path = env.root.path(device);
-    let file = File::open(&dev_path)
-        .map_err(|e| AgentError::io(Kind::CommandExecutionError, format!("opening {device}"), e))?;
-    let geom = crate::disk::geometry(env.root, Path::new(device), &file)?;
-    let table = match read_table(&file, geom) {
-        Found::Table(t) => t,
-        _ => {
-            return Err(AgentError::device_not_found(format!(
-                "No EFI partition could be detected on device {device}: it has no readable \
-                 partition table"
-            )))
-        }
-    };
+    let (file, table) = table_of(env, device)?;
     let esp = table.partitions.iter().find(|p| p.is_esp()).or_else(|| {
         let want = efi_system_part_uuid?.to_ascii_lowercase();
         table
@@ -143,77 +251,180 @@ fn manage_uefi(
             ),
         )
     })?;
-    let loaders = find_bootloaders(&fat)?;
+    let loaders = loader_entries(&fat)?;
     if loaders.is_empty() {
         log::warn!("Empty EFI partition detected.");
         return Ok(false);
     }
-    let names: Vec<String> = loaders
-        .iter()
-        .map(|(_, e)| e.name.to_ascii_lowercase())
-        .collect();
-    if foreign_loaders(&names, OWN_LOADER_ARCH) {
-        log::warn!(
-            "The EFI partition holds no loader for this {} machine, only {names:?}: its \
-             firmware will not run them. Is the image built for {0}?",
-            std::env::consts::ARCH
-        );
+    let kname = device.trim_start_matches("/dev/");
+    if !md::array::is_md(env.root, kname) {
+        add_entries(nvram, &loaders, &table, esp, device, None)?;
+        return Ok(true);
     }
-    let mut entries = nvram.entries()?;
-    for (label_id, (v_bl, entry)) in loaders.iter().enumerate() {
-        let (loader, label) = if v_bl.to_ascii_lowercase().contains("csv") {
-            let bytes = fat.read_file(entry, 64 << 10).map_err(|e| {
-                AgentError::io(Kind::CommandExecutionError, format!("reading {v_bl}"), e)
-            })?;
-            let (file_name, label) = parse_csv(&bytes).ok_or_else(|| {
-                AgentError::execution(format!("{v_bl} is not a valid boot CSV file"))
-            })?;
-            let dir = v_bl.rsplit_once('/').map(|(d, _)| d).unwrap_or("");
-            let path = if dir.is_empty() {
-                file_name
-            } else {
-                format!("{dir}/{file_name}")
-            };
-            (format!("\\{}", path.replace('/', "\\")), label)
-        } else {
-            (
-                format!("\\{}", v_bl.replace('/', "\\")),
-                format!("ironic{}", label_id + 1),
-            )
-        };
-        let path = hd_file_path(&table, esp, &loader);
-        let bytes = build_load_option(&label, &path);
-        // IPA removes every entry with the same label and adds a new one;
-        // we reuse the first such number instead of growing the list.
-        let same: Vec<u16> = entries
+    let esp_md = softraid_esp(env, device, &file, esp)?;
+    for (i, m) in esp_md.members.iter().enumerate() {
+        let disk = md::array::parent_disk(env.root, &m.kname);
+        let number = env
+            .root
+            .read_u64(format!("/sys/block/{disk}/{}/partition", m.kname));
+        let disk = format!("/dev/{disk}");
+        let (_, t) = table_of(env, &disk)?;
+        let Some(part) = t
+            .partitions
             .iter()
-            .filter(|e| e.description == label)
-            .map(|e| e.number)
-            .collect();
-        let number = match same.first() {
-            Some(&n) => n,
-            None => (0..=u16::MAX)
-                .find(|n| !entries.iter().any(|e| e.number == *n))
-                .ok_or_else(|| AgentError::execution("no free Boot#### number"))?,
+            .find(|p| Some(u64::from(p.number)) == number)
+        else {
+            return Err(AgentError::device_not_found(format!(
+                "Could not extract the partition number from /dev/{}!",
+                m.kname
+            )));
         };
-        for &n in same.iter().skip(1) {
-            log::debug!("Found bootnum {n:04X} matching label");
-            nvram.delete_entry(n)?;
-        }
-        log::info!(
-            "Adding loader {loader} on partition {} of device {device} with label {label}",
-            esp.number
-        );
-        nvram.set_entry(number, &bytes)?;
-        let mut order = vec![number];
-        order.extend(nvram.boot_order().into_iter().filter(|&n| n != number));
-        nvram.set_boot_order(&order)?;
-        entries.retain(|e| !same.contains(&e.number));
-        if let Some(b) = parse_boot_entry(number, &bytes) {
-            entries.push(b);
-        }
+        add_entries(
+            nvram,
+            &loaders,
+            &t,
+            part,
+            &disk,
+            Some(&format!("(RAID, part{i})")),
+        )?;
     }
     Ok(true)
+}
+
+/// IPA's ESP size on each holder (`raid_utils.ESP_SIZE_MIB`).
+const ESP_SIZE: u64 = 550 << 20;
+
+fn raid_err(details: impl Into<String>) -> AgentError {
+    AgentError::new(Kind::SoftwareRAIDError, details)
+}
+
+/// IPA's `prepare_boot_partitions_for_softraid` in UEFI mode, for the
+/// image's ESP `esp` on the software RAID device `device` (read through
+/// `file`): the firmware cannot read an ESP inside an md array, so every
+/// holder disk gets a 550 MiB ESP partition ("uefi-holder-<i>", in the
+/// room `create_configuration` left before the RAID partitions) and those
+/// become a RAID-1 named "esp" with its superblock at the end (v1.0), so
+/// that each is a plain FAT to the firmware and all stay identical. The
+/// image's ESP is copied onto the mirror as it is (same UUID and label),
+/// then its own signature is wiped, so only one filesystem carries that
+/// UUID. An ESP mirror already running (vfat on a RAID-1) is reused.
+fn softraid_esp(env: &Env, device: &str, file: &File, esp: &Partition) -> Result<md::array::Array> {
+    let root = env.root;
+    let kname = device.trim_start_matches("/dev/");
+    let array = md::array::read(root, kname)
+        .ok_or_else(|| raid_err(format!("{device} is not a running software RAID device")))?;
+    let holders = md::array::holders(root, &array);
+    let esp_md = match find_esp_raid(root) {
+        Some(a) => {
+            log::info!("Found RAIDed ESP {}, skip creation", a.path());
+            a
+        }
+        None => build_esp_raid(root, &holders)?,
+    };
+    // the image's ESP onto the mirror, as it is; then wipefs -a of the
+    // image's own: its boot sector, and the FAT32 backup boot sector and
+    // FSInfo (sectors 6 and 7)
+    if esp.len > esp_md.size {
+        return Err(raid_err(format!(
+            "ESP content ({} bytes) exceeds md device size ({} bytes)",
+            esp.len, esp_md.size
+        )));
+    }
+    let copy = || -> std::io::Result<()> {
+        let out = OpenOptions::new()
+            .write(true)
+            .open(root.path(esp_md.path()))?;
+        let mut buf = vec![0u8; 1 << 20];
+        let mut off = 0;
+        while off < esp.len {
+            let n = ((esp.len - off) as usize).min(buf.len());
+            file.read_exact_at(&mut buf[..n], esp.offset + off)?;
+            out.write_all_at(&buf[..n], off)?;
+            off += n as u64;
+        }
+        out.sync_all()?;
+        let rw = OpenOptions::new().write(true).open(root.path(device))?;
+        rw.write_all_at(&vec![0u8; esp.len.min(64 << 10) as usize], esp.offset)?;
+        rw.sync_all()
+    };
+    copy().map_err(|e| {
+        raid_err(format!(
+            "moving the ESP of {device} to {}: {e}",
+            esp_md.path()
+        ))
+    })?;
+    log::info!("the ESP of {device} now lives on {}", esp_md.path());
+    Ok(esp_md)
+}
+
+/// IPA's `find_esp_raid`: a running RAID-1 holding a FAT filesystem.
+fn find_esp_raid(root: &crate::root::Root) -> Option<md::array::Array> {
+    md::array::list(root).into_iter().find(|a| {
+        a.level == "raid1"
+            && File::open(root.path(a.path()))
+                .ok()
+                .is_some_and(|f| Fat::open(&f, 0, a.size).is_ok())
+    })
+}
+
+/// An ESP partition on each holder, and the RAID-1 (v1.0) over them.
+fn build_esp_raid(root: &crate::root::Root, holders: &[String]) -> Result<md::array::Array> {
+    let mut files = vec![];
+    let mut parts = vec![];
+    for (i, holder) in holders.iter().enumerate() {
+        let f = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(root.path(holder))
+            .map_err(|e| raid_err(format!("opening {holder}: {e}")))?;
+        let geom = crate::disk::geometry(root, Path::new(holder), &f)?;
+        let need = ESP_SIZE / geom.sector;
+        let free = crate::disk::gpt::Gpt::read_primary(&f, geom.sector, geom.sectors())
+            .ok()
+            .and_then(|g| crate::disk::table::largest_free(&g, geom))
+            .filter(|(a, b)| b + 1 - a >= need);
+        let Some((first, _)) = free else {
+            return Err(raid_err(format!(
+                "{holder} has no GPT with room for a 550 MiB ESP, which UEFI needs on every \
+                 software RAID holder"
+            )));
+        };
+        let (number, _) = crate::disk::table::gpt_add(
+            &mut &f,
+            geom,
+            first,
+            first + need - 1,
+            crate::disk::gpt::TYPE_ESP,
+            &format!("uefi-holder-{i}"),
+        )?;
+        let (off, len) = (first * geom.sector, need * geom.sector);
+        // the other partitions are md members: BLKRRPART would be refused
+        let r = f.sync_all().and_then(|_| {
+            if crate::sys::is_block_device(&f) {
+                crate::sys::blkpg_partition(&f, true, number, off, len)
+            } else {
+                Ok(())
+            }
+        });
+        r.map_err(|e| raid_err(format!("adding partition {number} to {holder}: {e}")))?;
+        parts.push((partition_path(holder, number)[5..].to_string(), off, len));
+        files.push(f);
+    }
+    let members: Vec<md::array::NewMember> = parts
+        .into_iter()
+        .zip(&files)
+        .map(|((kname, offset, len), disk)| md::array::NewMember {
+            disk,
+            kname,
+            offset,
+            len,
+        })
+        .collect();
+    let name = md::array::free_name(root, 0..=127)
+        .ok_or_else(|| raid_err("No free md (RAID) devices are left"))?;
+    let kernel = md::array::Sysfs(root);
+    md::array::create(root, &kernel, &name, md::Version::V1_0, 1, "esp", &members)?;
+    md::array::read(root, &name).ok_or_else(|| raid_err(format!("/dev/{name} vanished")))
 }
 
 /// `install_bootloader`'s parameters, as Ironic sends them.
@@ -266,6 +477,31 @@ pub fn install_bootloader(
                     }
                 }
             },
+        }
+    }
+    // A software RAID root outside UEFI: IPA runs grub-install on every
+    // holder disk (when the conductor allows BIOS bootloader installs at
+    // all); without it the holders carry no boot code and the node cannot
+    // boot, whatever the image holds. Refused, with the reason.
+    if let Some(dev) = (current != "uefi")
+        .then(install_device)
+        .and_then(|d| d.ok())
+    {
+        let kname = dev.trim_start_matches("/dev/");
+        if md::array::is_md(env.root, kname) {
+            let holders = md::array::read(env.root, kname)
+                .map(|a| md::array::holders(env.root, &a).join(", "))
+                .unwrap_or_default();
+            let msg = format!(
+                "Booting the software RAID device {dev} in BIOS mode needs GRUB installed on \
+                 every holder disk ({holders}); this agent does not run grub-install. Deploy \
+                 this node in UEFI mode (its ESP is then mirrored on every holder)"
+            );
+            log::error!("{msg}");
+            if ignore_failure {
+                return Ok(Value::Null);
+            }
+            return Err(AgentError::new(Kind::CommandExecutionError, msg));
         }
     }
     if root_uuid.is_none() || root_uuid == Some("0x00000000") {

@@ -13,9 +13,14 @@
 //! a FAT filesystem labelled CONFIG-2 with the same files, as IPA does
 //! ([`rebuild_as_vfat`]); for partition images too, which IPA leaves ISO.
 //!
-//! The drive is never staged: it is decompressed once to measure it (a
-//! [`Drive`], loaded before the image is written, so a bad drive fails
-//! before anything is written) and once more straight onto the disk.
+//! The drive is never staged, and its text is never copied: it is read
+//! as a stream (base64 → gunzip, or the body of a URL) in bounded buffers,
+//! once to check and measure it (a [`Drive`], loaded before the image is
+//! written, so a bad drive fails before anything is written), once more
+//! straight onto the disk, and for a FAT rebuild once more for the files'
+//! contents. An inline drive is read from the command's own string; a URL
+//! is downloaded once per pass. So a drive costs its command's text (or
+//! nothing, for a URL) plus about 2 MiB, whatever its size.
 
 use super::partition::Region;
 use crate::config::Env;
@@ -23,7 +28,10 @@ use crate::disk::gpt::{self, Entry, Gpt, Guid};
 use crate::disk::mbr::{self, Mbr};
 use crate::disk::{self, Found, Geometry, Io, Partition};
 use crate::error::{AgentError, Kind, Result};
+use crate::util::gzip::Decoder as GzDecoder;
+use crate::util::Base64Reader;
 use serde_json::Value;
+use std::cell::RefCell;
 use std::fs::File;
 use std::io::Read;
 use std::path::Path;
@@ -56,25 +64,87 @@ fn node_uuid(env: &Env) -> String {
         .unwrap_or_else(|| "local".into())
 }
 
-/// The drive as received: gzip to decompress, or raw ISO bytes.
-pub enum Source {
-    Gzip(Vec<u8>),
-    Raw(Vec<u8>),
-}
-
 fn is_http_url(s: &str) -> bool {
     let l = s.get(..8).unwrap_or(s).to_ascii_lowercase();
     l.starts_with("http://") || l.starts_with("https://")
 }
 
-fn download(env: &Env, url: &str, node: &str) -> Result<Vec<u8>> {
-    let fail = |reason: String| {
-        deploy_err(format!(
-            "Can't download the configdrive content for node {node} from '{url}'. Reason: \
-             {reason}"
-        ))
-    };
-    let tls = crate::tls::client_tls(env.config).map_err(|e| fail(e.details))?;
+/// Where a drive's bytes come from, for each pass over them.
+enum Source<'a> {
+    /// The command's base64 text of the gzipped drive, read in place.
+    Inline(&'a str),
+    /// Downloaded again for each pass: base64 text of the gzipped drive,
+    /// or (not base64) the drive itself.
+    Url {
+        http: ureq::Agent,
+        url: &'a str,
+        base64: bool,
+    },
+}
+
+/// A body, counted, with the first error it gave kept.
+struct Counted<R> {
+    inner: R,
+    n: u64,
+    error: Option<String>,
+}
+
+impl<R: Read> Read for Counted<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self.inner.read(buf) {
+            Ok(n) => {
+                self.n += n as u64;
+                Ok(n)
+            }
+            Err(e) => {
+                if e.kind() != std::io::ErrorKind::Interrupted && self.error.is_none() {
+                    self.error = Some(e.to_string());
+                }
+                Err(e)
+            }
+        }
+    }
+}
+
+type Body = Counted<ureq::BodyReader<'static>>;
+
+/// One pass over a drive's uncompressed bytes.
+enum Pass<'a> {
+    Inline(GzDecoder<Base64Reader<&'a [u8]>>),
+    Gzip(GzDecoder<Base64Reader<Body>>),
+    Raw(Body),
+}
+
+impl Read for Pass<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Pass::Inline(r) => r.read(buf),
+            Pass::Gzip(r) => r.read(buf),
+            Pass::Raw(r) => r.read(buf),
+        }
+    }
+}
+
+impl Pass<'_> {
+    /// Why the download failed, if it did.
+    fn download_error(&self) -> Option<&str> {
+        match self {
+            Pass::Inline(_) => None,
+            Pass::Gzip(r) => r.get_ref().get_ref().error.as_deref(),
+            Pass::Raw(r) => r.error.as_deref(),
+        }
+    }
+}
+
+fn download_fail(node: &str, url: &str, reason: &str) -> AgentError {
+    deploy_err(format!(
+        "Can't download the configdrive content for node {node} from '{url}'. Reason: {reason}"
+    ))
+}
+
+fn http_client(env: &Env, url: &str, node: &str) -> Result<ureq::Agent> {
+    let tls =
+        crate::tls::client_tls(env.config).map_err(|e| download_fail(node, url, &e.details))?;
     let cfg = ureq::Agent::config_builder()
         .tls_config(tls)
         .http_status_as_error(false)
@@ -82,29 +152,41 @@ fn download(env: &Env, url: &str, node: &str) -> Result<Vec<u8>> {
             env.config.image_download_connection_timeout.max(1) * 5,
         )))
         .build();
-    let http = ureq::Agent::new_with_config(cfg);
-    let mut resp = http.get(url).call().map_err(|e| fail(e.to_string()))?;
+    Ok(ureq::Agent::new_with_config(cfg))
+}
+
+/// The body at `url`, at most [`MAX_DOWNLOAD`] bytes of it.
+fn get(http: &ureq::Agent, url: &str, node: &str) -> Result<Body> {
+    let resp = http
+        .get(url)
+        .call()
+        .map_err(|e| download_fail(node, url, &e.to_string()))?;
     let status = resp.status().as_u16();
-    let body = resp
-        .body_mut()
-        .with_config()
+    let mut body = resp
+        .into_body()
+        .into_with_config()
         .limit(MAX_DOWNLOAD)
-        .read_to_vec()
-        .map_err(|e| fail(e.to_string()))?;
+        .reader();
     if status >= 400 {
+        let mut head = Vec::new();
+        let _ = (&mut body).take(512).read_to_end(&mut head);
         return Err(deploy_err(format!(
             "Can't download the configdrive content for node {node} from '{url}'. Got status \
              code {status}, response body {}",
-            String::from_utf8_lossy(&body[..body.len().min(512)])
+            String::from_utf8_lossy(&head)
         )));
     }
-    Ok(body)
+    Ok(Counted {
+        inner: body,
+        n: 0,
+        error: None,
+    })
 }
 
-/// A configdrive loaded (downloaded and base64-decoded, still compressed)
-/// and measured: IPA's `get_configdrive`, without its temporary file.
-pub struct Drive {
-    src: Source,
+/// A configdrive checked and measured: IPA's `get_configdrive`, without
+/// its temporary file. It holds no bytes of the drive.
+pub struct Drive<'a> {
+    src: Source<'a>,
     node: String,
     /// Bytes once decompressed.
     pub size: u64,
@@ -123,12 +205,88 @@ pub enum Limit {
     Disk(u64),
 }
 
-impl Drive {
-    pub fn load(env: &Env, value: &Value, limit: Limit) -> Result<Drive> {
-        let src = load(env, value)?;
+impl<'a> Drive<'a> {
+    /// IPA's `get_configdrive` up to the decompression, and the
+    /// decompression measured (nothing kept).
+    pub fn load(env: &Env, value: &'a Value, limit: Limit) -> Result<Drive<'a>> {
         let node = node_uuid(env);
-        let size = pump(&src, &node, limit, |_, _| Ok(()))?;
-        Ok(Drive { src, node, size })
+        let Some(text) = value.as_str() else {
+            return Err(deploy_err(format!(
+                "Config drive for node {node} is not base64 encoded or the content is \
+                 malformed. TypeError: expected a string, got {value}."
+            )));
+        };
+        if is_http_url(text) {
+            return load_url(env, text, node, limit);
+        }
+        if !crate::util::base64_valid(text.as_bytes()) {
+            return Err(deploy_err(format!(
+                "Config drive for node {node} is not base64 encoded or the content is malformed. \
+             Error: Incorrect padding or invalid character."
+            )));
+        }
+        let mut d = Drive {
+            src: Source::Inline(text),
+            node,
+            size: 0,
+        };
+        let mut pass = d.open()?;
+        d.size = pump(&mut pass, &d.node, limit, |_, _| Ok(()))?;
+        drop(pass);
+        Ok(d)
+    }
+
+    /// A new pass over the uncompressed drive, from its first byte.
+    fn open(&self) -> Result<Pass<'a>> {
+        Ok(match &self.src {
+            Source::Inline(t) => Pass::Inline(GzDecoder::new(Base64Reader::new(t.as_bytes()))),
+            Source::Url { http, url, base64 } => {
+                let body = get(http, url, &self.node)?;
+                if *base64 {
+                    Pass::Gzip(GzDecoder::new(Base64Reader::new(body)))
+                } else {
+                    Pass::Raw(body)
+                }
+            }
+        })
+    }
+
+    /// Stream the drive to `sink` (offset, bytes), checking it is still
+    /// the drive measured (a URL's content may change between downloads).
+    fn each(&self, mut sink: impl FnMut(u64, &[u8]) -> Result<()>) -> Result<()> {
+        let mut pass = self.open()?;
+        let mut failed = None;
+        let r = pump(&mut pass, &self.node, Limit::Disk(self.size), |at, b| {
+            sink(at, b).map_err(|e| {
+                failed = Some(e);
+                deploy_err("")
+            })
+        });
+        // the sink's own error (the disk's), as it is
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        self.check_pass(&pass, r)
+    }
+
+    /// A pass's outcome: a failed download or a drive that is no longer
+    /// the one measured is said so.
+    fn check_pass(&self, pass: &Pass, r: Result<u64>) -> Result<()> {
+        let changed = |what: String| {
+            deploy_err(format!(
+                "Config drive for node {} changed since it was checked: {what}",
+                self.node
+            ))
+        };
+        if let (Some(e), Source::Url { url, .. }) = (pass.download_error(), &self.src) {
+            return Err(download_fail(&self.node, url, e));
+        }
+        match r {
+            Ok(n) if n == self.size => Ok(()),
+            Ok(n) => Err(changed(format!("{n} bytes, not {}", self.size))),
+            Err(e) if matches!(self.src, Source::Url { .. }) => Err(changed(e.details)),
+            Err(e) => Err(e),
+        }
     }
 
     /// IPA's `configdrive_mb`: the size rounded up to whole MiB.
@@ -154,19 +312,108 @@ impl Drive {
         crate::fs::fat::smallest_fat_mib(sector, &shape, mib, mib * 2 + 16).unwrap_or(mib)
     }
 
-    /// The drive's tree as ISO 9660 lists it (directories `None`); the
-    /// drive is decompressed into memory for it ([`MAX_REBUILD`] at most).
+    /// The drive's tree as ISO 9660 lists it (directories `None`), read
+    /// from passes over the stream ([`Streamed`]).
     fn shape(&self) -> Option<Vec<(String, Option<u64>)>> {
-        let mut mem = crate::disk::MemDisk(Vec::new());
-        mem.0.try_reserve_exact(self.size as usize).ok()?;
-        pump(&self.src, &self.node, Limit::Disk(self.size), |_, b| {
-            mem.0.extend_from_slice(b);
-            Ok(())
-        })
-        .ok()?;
-        let len = mem.0.len() as u64;
-        let entries = crate::fs::iso9660::list(&mem, 0, len).ok()?;
+        let io = Streamed {
+            drive: self,
+            st: RefCell::new(StreamedState {
+                pass: None,
+                pos: 0,
+                prefix: Vec::new(),
+                passes: 0,
+            }),
+        };
+        let entries = crate::fs::iso9660::list(&io, 0, self.size)
+            .inspect_err(|e| log::debug!("listing the config drive: {e}"))
+            .ok()?;
         Some(crate::fs::iso9660::shape(&entries))
+    }
+}
+
+/// IPA's `get_configdrive` for a URL: download the body once, measuring
+/// it both as base64 of a gzipped drive and as the drive itself, and keep
+/// whichever it turns out to be (base64 only when all of it is).
+fn load_url<'a>(env: &Env, url: &'a str, node: String, limit: Limit) -> Result<Drive<'a>> {
+    let http = http_client(env, url, &node)?;
+    let body = get(&http, url, &node)?;
+    let mut gz = GzDecoder::new(Base64Reader::new(body));
+    let measured = pump(&mut gz, &node, limit, |_, _| Ok(()));
+    // the rest of the text, which the decompressor may not have read
+    let b64 = gz.get_mut();
+    let mut scratch = vec![0u8; 64 << 10];
+    while !b64.invalid() && b64.get_ref().error.is_none() {
+        match b64.read(&mut scratch) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => break,
+        }
+    }
+    let base64 = !b64.invalid();
+    // (for a body that is not base64: the rest of it, counted)
+    let body = b64.get_mut();
+    if !base64 {
+        while body.error.is_none() {
+            match body.read(&mut scratch) {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => break,
+            }
+        }
+    }
+    if let Some(e) = &body.error {
+        return Err(download_fail(&node, url, e));
+    }
+    let size = if base64 {
+        measured?
+    } else {
+        log::debug!("config drive for node {node} is not base64 encoded, assuming binary");
+        let (max, too_big) = limits(&node, limit);
+        if body.n > max {
+            return Err(too_big(body.n));
+        }
+        body.n
+    };
+    Ok(Drive {
+        src: Source::Url { http, url, base64 },
+        node,
+        size,
+    })
+}
+
+/// The largest size `limit` allows, and the error for a drive of `n`
+/// bytes over it.
+fn limits(node: &str, limit: Limit) -> (u64, Box<dyn Fn(u64) -> AgentError + '_>) {
+    match limit {
+        Limit::Ipa => (
+            MAX_MB << 20,
+            Box::new(move |n: u64| {
+                deploy_err(format!(
+                    "Config drive size exceeds maximum limit of 64MiB. Size of the given config \
+                     drive is {} MiB for node {node}.",
+                    n.div_ceil(1 << 20)
+                ))
+            }),
+        ),
+        Limit::Disk(disk) => {
+            let limit = disk.min(MAX_PARTITION_DRIVE);
+            (
+                limit,
+                Box::new(move |n: u64| {
+                    deploy_err(format!(
+                        "Config drive for node {node} is too large: {}{} MiB uncompressed, more \
+                         than the {} MiB accepted for a partition image (the disk's size, at \
+                         most {} MiB)",
+                        if n > 1 << 32 { "over " } else { "" },
+                        n.div_ceil(1 << 20),
+                        limit >> 20,
+                        MAX_PARTITION_DRIVE >> 20
+                    ))
+                }),
+            )
+        }
     }
 }
 
@@ -178,108 +425,125 @@ pub fn rebuilds(env: &Env, sector: u64) -> bool {
     env.config.config_drive_rebuild || sector > 2048
 }
 
-/// IPA's `get_configdrive` up to the decompression.
-fn load(env: &Env, value: &Value) -> Result<Source> {
-    let node = node_uuid(env);
-    let Some(text) = value.as_str() else {
-        return Err(deploy_err(format!(
-            "Config drive for node {node} is not base64 encoded or the content is malformed. \
-             TypeError: expected a string, got {value}."
-        )));
-    };
-    if is_http_url(text) {
-        let body = download(env, text, &node)?;
-        // A downloaded body may be base64 text or the binary drive itself.
-        let decoded = std::str::from_utf8(&body)
-            .ok()
-            .and_then(crate::util::base64_decode);
-        return Ok(match decoded {
-            Some(d) => Source::Gzip(d),
-            None => {
-                log::debug!("config drive for node {node} is not base64 encoded, assuming binary");
-                Source::Raw(body)
-            }
-        });
-    }
-    crate::util::base64_decode(text)
-        .map(Source::Gzip)
-        .ok_or_else(|| {
-            deploy_err(format!(
-                "Config drive for node {node} is not base64 encoded or the content is malformed. \
-             Error: Incorrect padding or invalid character."
-            ))
-        })
-}
-
-/// Stream the uncompressed drive to `sink` in 1 MiB pieces; fails past
+/// Stream the uncompressed drive `r` to `sink` in 1 MiB pieces; fails past
 /// `limit`. Returns the size.
 fn pump(
-    src: &Source,
+    r: &mut impl Read,
     node: &str,
     limit: Limit,
     mut sink: impl FnMut(u64, &[u8]) -> Result<()>,
 ) -> Result<u64> {
-    let (limit, too_big): (u64, &dyn Fn(u64) -> AgentError) = match limit {
-        Limit::Ipa => (MAX_MB << 20, &|n: u64| {
-            deploy_err(format!(
-                "Config drive size exceeds maximum limit of 64MiB. Size of the given config \
-                 drive is {} MiB for node {node}.",
-                n.div_ceil(1 << 20)
-            ))
-        }),
-        Limit::Disk(disk) => {
-            let limit = disk.min(MAX_PARTITION_DRIVE);
-            (limit, &move |n: u64| {
-                deploy_err(format!(
-                    "Config drive for node {node} is too large: {}{} MiB uncompressed, more \
-                     than the {} MiB accepted for a partition image (the disk's size, at most \
-                     {} MiB)",
-                    if n > 1 << 32 { "over " } else { "" },
-                    n.div_ceil(1 << 20),
-                    limit >> 20,
-                    MAX_PARTITION_DRIVE >> 20
-                ))
-            })
-        }
-    };
-    match src {
-        Source::Raw(b) => {
-            if b.len() as u64 > limit {
-                return Err(too_big(b.len() as u64));
+    let (limit, too_big) = limits(node, limit);
+    let mut buf = vec![0u8; 1 << 20];
+    let mut total = 0u64;
+    loop {
+        let n = match r.read(&mut buf) {
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                return Err(deploy_err(format!(
+                    "Encountered error while decompressing and writing config drive for node \
+                     {node}. Error: {e}"
+                )))
             }
-            sink(0, b)?;
-            Ok(b.len() as u64)
+        };
+        if n == 0 {
+            break;
         }
-        Source::Gzip(gz) => {
-            let mut dec = crate::util::gzip::Decoder::new(gz);
-            let mut buf = vec![0u8; 1 << 20];
-            let mut total = 0u64;
-            loop {
-                let n = dec.read(&mut buf).map_err(|e| {
-                    deploy_err(format!(
-                        "Encountered error while decompressing and writing config drive for \
-                         node {node}. Error: {e}"
-                    ))
-                })?;
-                if n == 0 {
+        if total + n as u64 > limit {
+            // count the rest for the message, without storing it
+            let mut rest = total + n as u64;
+            while let Ok(m) = r.read(&mut buf) {
+                if m == 0 || rest > (1 << 32) {
                     break;
                 }
-                if total + n as u64 > limit {
-                    // count the rest for the message, without storing it
-                    let mut rest = total + n as u64;
-                    while let Ok(m) = dec.read(&mut buf) {
-                        if m == 0 || rest > (1 << 32) {
-                            break;
-                        }
-                        rest += m as u64;
-                    }
-                    return Err(too_big(rest));
-                }
-                sink(total, &buf[..n])?;
-                total += n as u64;
+                rest += m as u64;
             }
-            Ok(total)
+            return Err(too_big(rest));
         }
+        sink(total, &buf[..n])?;
+        total += n as u64;
+    }
+    Ok(total)
+}
+
+/// The stream of a drive as a read-only disk, for the ISO 9660 walk that
+/// sizes a partition image's configdrive partition before the drive is
+/// on the disk: reads go forward through a pass, and the first
+/// [`PREFIX`] bytes (where genisoimage puts the descriptors, path tables
+/// and directories) are kept, so a walk that goes back within them costs
+/// nothing; one that goes back further starts a new pass, at most
+/// [`MAX_PASSES`] in all.
+struct Streamed<'d, 'a> {
+    drive: &'d Drive<'a>,
+    st: RefCell<StreamedState<'a>>,
+}
+
+struct StreamedState<'a> {
+    pass: Option<Pass<'a>>,
+    pos: u64,
+    prefix: Vec<u8>,
+    passes: u32,
+}
+
+const PREFIX: usize = 2 << 20;
+const MAX_PASSES: u32 = 16;
+
+impl StreamedState<'_> {
+    /// Read `buf` from the pass at its position.
+    fn take(&mut self, buf: &mut [u8]) -> std::io::Result<()> {
+        let pass = self
+            .pass
+            .as_mut()
+            .ok_or(std::io::ErrorKind::UnexpectedEof)?;
+        pass.read_exact(buf)?;
+        if self.pos == self.prefix.len() as u64 && self.prefix.len() < PREFIX {
+            let k = buf.len().min(PREFIX - self.prefix.len());
+            self.prefix.extend_from_slice(&buf[..k]);
+        }
+        self.pos += buf.len() as u64;
+        Ok(())
+    }
+}
+
+impl Io for Streamed<'_, '_> {
+    fn read_exact_at(&self, buf: &mut [u8], off: u64) -> std::io::Result<()> {
+        let mut st = self.st.borrow_mut();
+        let (mut buf, mut off) = (buf, off);
+        // what the prefix holds
+        if off < st.prefix.len() as u64 {
+            let k = (st.prefix.len() - off as usize).min(buf.len());
+            buf[..k].copy_from_slice(&st.prefix[off as usize..off as usize + k]);
+            buf = &mut buf[k..];
+            off += k as u64;
+        }
+        if buf.is_empty() {
+            return Ok(());
+        }
+        if st.pass.is_none() || off < st.pos {
+            if st.passes == MAX_PASSES {
+                return Err(std::io::Error::other(
+                    "the drive's directories are too far apart to read as a stream",
+                ));
+            }
+            st.passes += 1;
+            st.pass = Some(
+                self.drive
+                    .open()
+                    .map_err(|e| std::io::Error::other(e.details))?,
+            );
+            st.pos = 0;
+        }
+        let mut skip = vec![0u8; (64 << 10).min((off - st.pos) as usize)];
+        while st.pos < off {
+            let k = skip.len().min((off - st.pos) as usize);
+            st.take(&mut skip[..k])?;
+        }
+        st.take(buf)
+    }
+
+    fn write_all_at(&mut self, _: &[u8], _: u64) -> std::io::Result<()> {
+        Err(std::io::ErrorKind::Unsupported.into())
     }
 }
 
@@ -319,9 +583,7 @@ fn write_drive(file: &mut File, offset: u64, len: u64, part: &str, drive: &Drive
              ({len} bytes)"
         )));
     }
-    // the limit was checked when the drive was measured; the same bytes
-    // come out again
-    pump(&drive.src, node, Limit::Disk(size), |at, b| {
+    drive.each(|at, b| {
         Io::write_all_at(file, b, offset + at).map_err(|e| {
             AgentError::io(
                 Kind::DeploymentError,
@@ -475,9 +737,13 @@ fn write_configdrive_inner(
 /// `config_drive_rebuild`) rebuilds it: `_try_build_fat32_config_drive`
 /// mounts the ISO, runs `mkfs.vfat -n CONFIG-2` on the partition (FAT16 at
 /// 64 MiB, FAT12 under 16 MiB with 4 KiB sectors) and copies the files
-/// over. Here: the ISO just written is read back, its files kept in memory
-/// (at most the drive's size), and a FAT with the same tree is written
-/// over the partition; nothing is written when it would not fit.
+/// over. Here: the ISO just written is listed from the disk, a FAT with
+/// the same tree is written over the partition (nothing is written when
+/// it would not fit), and the files' contents are copied into it from one
+/// more pass over the drive's stream ([`fill_files`]), not from the ISO
+/// it overwrites; so memory holds the list of files, never their
+/// contents. Should that pass fail for a partition image (not `strict`),
+/// the ISO is written back, as IPA would leave it.
 fn rebuild_as_vfat(
     file: &mut File,
     offset: u64,
@@ -545,32 +811,10 @@ fn rebuild_as_vfat(
         );
         return skip(why);
     }
-    let mut files = Vec::with_capacity(entries.len());
-    let mut bytes = 0u64;
-    for e in &entries {
-        let data = if e.is_dir {
-            None
-        } else {
-            // entries may share extents: bound the total, not each
-            bytes += e.size;
-            if bytes > drive.size {
-                return skip(format!(
-                    "the ISO's files add up to more than the drive ({} bytes)",
-                    drive.size
-                ));
-            }
-            let mut b = vec![0u8; e.size as usize];
-            if let Err(err) = Io::read_exact_at(&*file, &mut b, offset + e.offset) {
-                return skip(format!("reading {} back from {path}: {err}", e.path));
-            }
-            Some(b)
-        };
-        files.push((e.path.clone(), data));
-    }
     let mut id = [0u8; 4];
     crate::sys::getrandom(&mut id).map_err(|e| fail(format!("a volume id: {e}")))?;
-    let count = files.len();
-    let kind = crate::fs::fat::write_fat(
+    let count = entries.len();
+    let (kind, at) = crate::fs::fat::format_tree(
         file,
         offset,
         len,
@@ -578,9 +822,17 @@ fn rebuild_as_vfat(
         "CONFIG-2",
         u32::from_le_bytes(id),
         offset / sector,
-        files,
+        &shape,
     )
     .map_err(|e| fail(e.to_string()))?;
+    drop(shape);
+    if let Err(e) = fill_files(file, drive, &entries, &at) {
+        if strict {
+            return Err(fail(e));
+        }
+        log::warn!("{path}: the config drive stays ISO 9660: copying its files: {e}");
+        return write_drive(file, offset, len, path, drive);
+    }
     file.sync_all()
         .map_err(|e| AgentError::io(Kind::DeploymentError, format!("syncing {path}"), e))?;
     log::info!(
@@ -592,6 +844,69 @@ fn rebuild_as_vfat(
             "config_drive_rebuild".to_string()
         }
     );
+    Ok(())
+}
+
+/// Copy each file of `entries` (the ISO's) to `at` (where the FAT keeps
+/// it) from one pass over the drive, in the order of their extents. Two
+/// files may share bytes (hard links): what the pass has already gone by
+/// is copied from the file the FAT got it into, which holds all of it.
+fn fill_files(
+    file: &mut File,
+    drive: &Drive,
+    entries: &[crate::fs::iso9660::Entry],
+    at: &[Option<u64>],
+) -> std::result::Result<(), String> {
+    let mut files: Vec<(u64, u64, u64)> = entries
+        .iter()
+        .zip(at)
+        .filter(|(e, _)| !e.is_dir && e.size > 0)
+        .filter_map(|(e, at)| Some((e.offset, e.size, (*at)?)))
+        .collect();
+    files.sort_unstable();
+    let mut pass = drive.open().map_err(|e| e.details)?;
+    let mut buf = vec![0u8; 1 << 20];
+    let mut pos = 0u64;
+    // the file whose extent reaches furthest: (start, disk offset)
+    let mut furthest = (0u64, 0u64);
+    let read_err = |pass: &Pass, e: std::io::Error| match pass.download_error() {
+        Some(d) => format!("downloading the drive again: {d}"),
+        None => format!("reading the drive again: {e}"),
+    };
+    for (start, size, to) in files {
+        let mut done = 0u64;
+        if start < pos {
+            let (from_start, from) = furthest;
+            let k = size.min(pos - start);
+            let mut off = 0u64;
+            while off < k {
+                let n = (buf.len() as u64).min(k - off) as usize;
+                let src = from + (start - from_start) + off;
+                Io::read_exact_at(&*file, &mut buf[..n], src).map_err(|e| e.to_string())?;
+                Io::write_all_at(file, &buf[..n], to + off).map_err(|e| e.to_string())?;
+                off += n as u64;
+            }
+            done = k;
+        } else {
+            while pos < start {
+                let n = (buf.len() as u64).min(start - pos) as usize;
+                pass.read_exact(&mut buf[..n])
+                    .map_err(|e| read_err(&pass, e))?;
+                pos += n as u64;
+            }
+        }
+        while done < size {
+            let n = (buf.len() as u64).min(size - done) as usize;
+            pass.read_exact(&mut buf[..n])
+                .map_err(|e| read_err(&pass, e))?;
+            Io::write_all_at(file, &buf[..n], to + done).map_err(|e| e.to_string())?;
+            done += n as u64;
+            pos += n as u64;
+        }
+        if start + size >= pos {
+            furthest = (start, to);
+        }
+    }
     Ok(())
 }
 
@@ -695,6 +1010,7 @@ fn create_partition(
 mod tests {
     use super::*;
     use flate2::write::GzEncoder;
+    use serde_json::json;
     use std::io::Write;
 
     fn gz(data: &[u8]) -> Vec<u8> {
@@ -703,12 +1019,16 @@ mod tests {
         e.finish().unwrap()
     }
 
+    fn dec(gz: &[u8]) -> GzDecoder<&[u8]> {
+        GzDecoder::new(gz)
+    }
+
     #[test]
     fn pump_measures_and_limits() {
-        let src = Source::Gzip(gz(&vec![7u8; 3 << 20]));
+        let src = gz(&vec![7u8; 3 << 20]);
         let mut got = 0u64;
         assert_eq!(
-            pump(&src, "n", Limit::Ipa, |at, b| {
+            pump(&mut dec(&src), "n", Limit::Ipa, |at, b| {
                 assert_eq!(at, got);
                 got += b.len() as u64;
                 Ok(())
@@ -716,32 +1036,117 @@ mod tests {
             .unwrap(),
             3 << 20
         );
-        let big = Source::Gzip(gz(&vec![0u8; (64 << 20) + 1]));
-        let e = pump(&big, "n", Limit::Ipa, |_, _| Ok(())).unwrap_err();
+        let big = gz(&vec![0u8; (64 << 20) + 1]);
+        let e = pump(&mut dec(&big), "n", Limit::Ipa, |_, _| Ok(())).unwrap_err();
         assert!(e
             .details
             .starts_with("Config drive size exceeds maximum limit of 64MiB"));
         assert!(e.details.contains("65 MiB"), "{}", e.details);
         // exactly 64 MiB is allowed, as in IPA (ceil MiB > 64 fails)
-        let edge = Source::Gzip(gz(&vec![0u8; 64 << 20]));
-        assert!(pump(&edge, "n", Limit::Ipa, |_, _| Ok(())).is_ok());
-        let junk = Source::Gzip(b"not gzip".to_vec());
-        assert!(pump(&junk, "n", Limit::Ipa, |_, _| Ok(()))
+        let edge = gz(&vec![0u8; 64 << 20]);
+        assert!(pump(&mut dec(&edge), "n", Limit::Ipa, |_, _| Ok(())).is_ok());
+        assert!(pump(&mut dec(b"not gzip"), "n", Limit::Ipa, |_, _| Ok(()))
             .unwrap_err()
             .details
             .contains("decompressing"));
         // partition images: no 64 MiB limit, only the disk's size
         assert_eq!(
-            pump(&big, "n", Limit::Disk(1 << 30), |_, _| Ok(())).unwrap(),
+            pump(&mut dec(&big), "n", Limit::Disk(1 << 30), |_, _| Ok(())).unwrap(),
             (64 << 20) + 1
         );
-        let e = pump(&big, "n", Limit::Disk(32 << 20), |_, _| Ok(())).unwrap_err();
+        let e = pump(&mut dec(&big), "n", Limit::Disk(32 << 20), |_, _| Ok(())).unwrap_err();
         assert!(
             e.details
                 .contains("too large: 65 MiB uncompressed, more than the 32 MiB accepted"),
             "{}",
             e.details
         );
+    }
+
+    fn env_test(f: impl FnOnce(&Env)) {
+        let cfg = crate::config::Config {
+            root: std::env::temp_dir().join("ironic-agent-no-such-root"),
+            ..Default::default()
+        };
+        let owned = crate::config::OwnedEnv::new(cfg);
+        f(&owned.env());
+    }
+
+    #[test]
+    fn inline_drives_are_measured_in_place() {
+        let data: Vec<u8> = (0..(3u32 << 20)).map(|i| (i % 251) as u8).collect();
+        let text = Value::String(crate::util::base64_encode(&gz(&data)));
+        env_test(|env| {
+            let d = Drive::load(env, &text, Limit::Ipa).unwrap();
+            assert_eq!(d.size, 3 << 20);
+            assert_eq!(d.mib(), 3);
+            let mut out = Vec::new();
+            d.each(|at, b| {
+                assert_eq!(at, out.len() as u64);
+                out.extend_from_slice(b);
+                Ok(())
+            })
+            .unwrap();
+            assert_eq!(out, data);
+            // base64 is checked before anything is decompressed
+            for bad in [json!("H4sI!"), json!("Zm9v\u{e9}"), json!("Z")] {
+                let e = Drive::load(env, &bad, Limit::Ipa).err().unwrap();
+                assert!(
+                    e.details.ends_with(
+                        "is not base64 encoded or the content is malformed. Error: Incorrect \
+                         padding or invalid character."
+                    ),
+                    "{}",
+                    e.details
+                );
+            }
+            let e = Drive::load(env, &json!(5), Limit::Ipa).err().unwrap();
+            assert!(e.details.ends_with("TypeError: expected a string, got 5."));
+            let e = Drive::load(env, &json!("Zm9v"), Limit::Ipa).err().unwrap();
+            assert!(e.details.contains("decompressing"), "{}", e.details);
+        });
+    }
+
+    #[test]
+    fn streamed_reads_match_the_drive() {
+        let data: Vec<u8> = (0..(5u32 << 20)).map(|i| (i * 7 % 253) as u8).collect();
+        let text = Value::String(crate::util::base64_encode(&gz(&data)));
+        env_test(|env| {
+            let d = Drive::load(env, &text, Limit::Ipa).unwrap();
+            let io = Streamed {
+                drive: &d,
+                st: RefCell::new(StreamedState {
+                    pass: None,
+                    pos: 0,
+                    prefix: Vec::new(),
+                    passes: 0,
+                }),
+            };
+            let at = |off: u64, len: usize| {
+                let mut b = vec![0u8; len];
+                io.read_exact_at(&mut b, off).unwrap();
+                assert_eq!(b, data[off as usize..off as usize + len], "at {off}");
+            };
+            // forward, back within the prefix, across its end, forward
+            at(16 * 2048, 2048);
+            at(100_000, 5000);
+            at(0, 100);
+            at(PREFIX as u64 - 10, 20);
+            at(3 << 20, 4096);
+            assert_eq!(io.st.borrow().passes, 1);
+            // back past the prefix: a new pass
+            at(PREFIX as u64 + 1000, 10);
+            assert_eq!(io.st.borrow().passes, 2);
+            let mut b = [0u8; 10];
+            assert!(io.read_exact_at(&mut b, 5 << 20).is_err());
+            // too many passes is an error, not a hang
+            for _ in 0..MAX_PASSES {
+                let _ = io.read_exact_at(&mut b, 4 << 20);
+                let _ = io.read_exact_at(&mut b, 3 << 20);
+            }
+            assert!(io.st.borrow().passes <= MAX_PASSES);
+            assert!(io.read_exact_at(&mut b, 3 << 20).is_err());
+        });
     }
 
     #[test]

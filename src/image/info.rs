@@ -62,8 +62,6 @@ pub struct ImageInfo {
     pub proxies: BTreeMap<String, String>,
     pub no_proxy: Option<String>,
     pub auth: Auth,
-    /// `configdrive` inside image_info (IPA's backward compatibility).
-    pub configdrive: Option<Value>,
     /// Only for `image_type: partition`.
     pub partition: PartitionSpec,
 }
@@ -221,7 +219,6 @@ impl ImageInfo {
                 user: text(m, "image_server_user"),
                 password: text(m, "image_server_password"),
             },
-            configdrive: m.get("configdrive").filter(|v| !v.is_null()).cloned(),
             partition,
         })
     }

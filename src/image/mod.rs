@@ -138,8 +138,22 @@ fn reopen(path: &Path, dev: &str) -> Result<File> {
         .map_err(|e| AgentError::io(Kind::ImageWriteError, format!("opening {dev}"), e))
 }
 
+/// The configdrive to write: the command's `configdrive` parameter, or
+/// (IPA's backward compatibility) the one inside `image_info`; `None` when
+/// neither is given or both are null. Read in place, never copied.
+pub fn configdrive_of<'a>(
+    param: Option<&'a Value>,
+    image_info: &'a Map<String, Value>,
+) -> Option<&'a Value> {
+    param
+        .filter(|v| !v.is_null())
+        .or_else(|| image_info.get("configdrive"))
+        .filter(|v| !v.is_null())
+}
+
 /// `standby.prepare_image`: write the image to `dev` (the install device
 /// the hardware managers chose), returns IPA's result string.
+/// `configdrive`: [`configdrive_of`].
 pub fn prepare_image(
     env: &Env,
     written: &Written,
@@ -150,11 +164,6 @@ pub fn prepare_image(
 ) -> Result<String> {
     let id = info.id.clone();
     log::debug!("Preparing image {id}");
-    // IPA: backward compatibility, the configdrive inside image_info
-    let configdrive = configdrive
-        .cloned()
-        .or_else(|| info.configdrive.clone())
-        .filter(|v| !v.is_null());
     let device = dev.name.clone();
     let dev_path = Path::new(&device);
     let path = env.root.path(&device);
@@ -167,7 +176,7 @@ pub fn prepare_image(
     let uuids = if let Some(w) = cached {
         log::info!("image {id} is already on {device}; not writing it again");
         if !partition_image {
-            let drive = load_drive(env, configdrive.as_ref())?;
+            let drive = load_drive(env, configdrive)?;
             let mut file = reopen(&path, &device)?;
             finish::after_whole_disk_write(env.root, dev_path, &mut file)?;
             if let Some(d) = &drive {
@@ -180,7 +189,7 @@ pub fn prepare_image(
         // mounted, swap or held partitions (from the root's /proc and /sys);
         // opening a real block device with O_EXCL checks again in the kernel
         check_not_in_use(env.root, dev)?;
-        write_to_device(env, info, &id, &device, &path, node, configdrive.as_ref())?
+        write_to_device(env, info, &id, &device, &path, node, configdrive)?
     };
     written.set(Some(WrittenImage {
         image_id: id.clone(),
@@ -195,7 +204,7 @@ pub fn prepare_image(
 /// A whole-disk image's configdrive, fetched and measured (IPA does it
 /// only after the image is written: a bad drive then fails a deploy whose
 /// image is already on the disk).
-fn load_drive(env: &Env, value: Option<&Value>) -> Result<Option<configdrive::Drive>> {
+fn load_drive<'a>(env: &Env, value: Option<&'a Value>) -> Result<Option<configdrive::Drive<'a>>> {
     value
         .map(|v| configdrive::Drive::load(env, v, configdrive::Limit::Ipa))
         .transpose()
@@ -216,14 +225,16 @@ fn write_to_device(
     let expected = checksum::resolve(env, info, &mut |u| client.fetch_text(u))?;
     let urls = info.urls.clone();
     let partition_image = info.is_partition();
-    // A whole-disk image's drive is checked before the image and loaded
-    // again after it, so it takes no memory while the image streams (up to
-    // 64 MiB, in a 128 MiB ramdisk); a URL is fetched twice. (A partition
-    // image's drive is loaded by partition::prepare_layout, which sizes
-    // its partition from it, and written before the image.)
-    if !partition_image {
-        drop(load_drive(env, configdrive)?);
-    }
+    // A whole-disk image's drive is checked before the image, and written
+    // after it from another pass over its stream (a `Drive` holds none of
+    // its bytes; a URL is fetched again). (A partition image's drive is
+    // loaded by partition::prepare_layout, which sizes its partition from
+    // it, and written before the image.)
+    let drive = if partition_image {
+        None
+    } else {
+        load_drive(env, configdrive)?
+    };
     let job = stream::Job {
         id,
         urls,
@@ -284,8 +295,8 @@ fn write_to_device(
         drop(target);
         let mut file = reopen(path, device)?;
         finish::after_whole_disk_write(env.root, dev_path, &mut file)?;
-        if let Some(d) = load_drive(env, configdrive)? {
-            configdrive::write_configdrive(env, dev_path, &mut file, &d)?;
+        if let Some(d) = &drive {
+            configdrive::write_configdrive(env, dev_path, &mut file, d)?;
         }
         finish::partition_uuids(env.root, dev_path, &file, None)
     }

@@ -59,12 +59,102 @@ pub fn chunk_size(first: &[u8]) -> usize {
     }
 }
 
+/// Seconds on one of the stage timers: an `f64` with the cargo feature
+/// `stage-times`, nothing (a zero-sized value) without it, so the shipped
+/// binary's messages and state do not grow by the timers.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Secs(#[cfg(feature = "stage-times")] pub f64);
+
+/// Where one thread of the stream spent its time. Measured only with the
+/// cargo feature `stage-times` (benches/image-write.sh's profile), which
+/// also logs the three stages after each image; without it the struct is
+/// empty and the timers compile to nothing.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Stage {
+    /// Seconds doing the stage's work (receiving, hashing, writing).
+    pub busy: Secs,
+    /// Seconds waiting for input: a free buffer (receive), data (hash, write).
+    pub wait_in: Secs,
+    /// Seconds waiting to hand a buffer on (the next queue was full).
+    pub wait_out: Secs,
+    /// The thread's CPU seconds, user and system (getrusage).
+    pub user: Secs,
+    pub sys: Secs,
+}
+
+impl Stage {
+    /// With the thread's CPU time since `since` (from [`cpu_now`]).
+    #[inline(always)]
+    fn with_cpu(self, since: Cpu) -> Stage {
+        #[cfg(feature = "stage-times")]
+        {
+            let (u, s) = crate::sys::thread_cpu();
+            Stage {
+                user: Secs(u - since.0 .0),
+                sys: Secs(s - since.1 .0),
+                ..self
+            }
+        }
+        #[cfg(not(feature = "stage-times"))]
+        {
+            let _ = since;
+            self
+        }
+    }
+}
+
+/// The calling thread's CPU seconds (user, system) so far.
+type Cpu = (Secs, Secs);
+
+#[inline(always)]
+fn cpu_now() -> Cpu {
+    #[cfg(feature = "stage-times")]
+    {
+        let (u, s) = crate::sys::thread_cpu();
+        (Secs(u), Secs(s))
+    }
+    #[cfg(not(feature = "stage-times"))]
+    (Secs(), Secs())
+}
+
+/// A point in time for the stage timers (nothing without `stage-times`).
+#[derive(Clone, Copy)]
+struct Mark(#[cfg(feature = "stage-times")] Instant);
+
+impl Mark {
+    #[inline(always)]
+    fn now() -> Mark {
+        Mark(
+            #[cfg(feature = "stage-times")]
+            Instant::now(),
+        )
+    }
+
+    /// Add the seconds since this mark to `acc`; the next mark.
+    #[inline(always)]
+    fn lap(self, acc: &mut Secs) -> Mark {
+        #[cfg(feature = "stage-times")]
+        {
+            let now = Instant::now();
+            acc.0 += (now - self.0).as_secs_f64();
+            Mark(now)
+        }
+        #[cfg(not(feature = "stage-times"))]
+        {
+            let _ = acc;
+            self
+        }
+    }
+}
+
 enum Msg {
     Chunk(AlignedBuf, u64),
     End {
         digest: String,
         bytes: u64,
         resumes: u64,
+        receive: Stage,
+        hash: Stage,
     },
     Failed(AgentError),
 }
@@ -78,6 +168,9 @@ pub struct Fetch {
     pub accepts_ranges: bool,
     pub validator: Option<super::download::Validator>,
     done: Option<(String, u64, u64)>,
+    /// Stage timers: receive and hash (from their threads, at the end), and
+    /// write (waits here; the writer adds its busy time).
+    pub stages: [Stage; 3],
 }
 
 impl Fetch {
@@ -107,7 +200,9 @@ impl Fetch {
                 let mut made = 0;
                 let mut off = 0u64;
                 let mut chunk = CHUNK;
+                let (cpu0, mut st) = (cpu_now(), Stage::default());
                 loop {
+                    let m = Mark::now();
                     let mut buf = if made == 0 {
                         // room for a first chunk of the largest size; with
                         // 1 MiB chunks its second MiB is never written, so
@@ -123,6 +218,7 @@ impl Fetch {
                             Err(_) => return, // the writer gave up
                         }
                     };
+                    let m = m.lap(&mut st.wait_in);
                     let mut read = stream.read_full(&mut buf.space()[..chunk]);
                     if off == 0 && matches!(read, Ok(n) if n == chunk) {
                         chunk = chunk_size(&buf.space()[..CHUNK]);
@@ -139,11 +235,13 @@ impl Fetch {
                             return;
                         }
                     };
+                    let m = m.lap(&mut st.busy);
                     if n > 0 {
                         buf.len = n;
                         if raw_tx.send(Msg::Chunk(buf, off)).is_err() {
                             return;
                         }
+                        m.lap(&mut st.wait_out);
                         off += n as u64;
                     }
                     if n < chunk {
@@ -151,6 +249,8 @@ impl Fetch {
                             digest: String::new(),
                             bytes: off,
                             resumes: stream.resumes,
+                            receive: st.with_cpu(cpu0),
+                            hash: Stage::default(),
                         });
                         return;
                     }
@@ -160,22 +260,34 @@ impl Fetch {
         std::thread::Builder::new()
             .name("image-hash".into())
             .spawn(move || {
+                let (cpu0, mut st) = (cpu_now(), Stage::default());
+                let mut m = Mark::now();
                 for msg in raw_rx {
+                    m = m.lap(&mut st.wait_in);
                     let msg = match msg {
                         Msg::Chunk(buf, off) => {
                             hasher.update(buf.data());
+                            m = m.lap(&mut st.busy);
                             Msg::Chunk(buf, off)
                         }
-                        Msg::End { bytes, resumes, .. } => Msg::End {
+                        Msg::End {
+                            bytes,
+                            resumes,
+                            receive,
+                            ..
+                        } => Msg::End {
                             digest: hasher.clone().hexdigest(),
                             bytes,
                             resumes,
+                            receive,
+                            hash: st.with_cpu(cpu0),
                         },
                         failed => failed,
                     };
                     if tx.send(msg).is_err() {
                         return;
                     }
+                    m = m.lap(&mut st.wait_out);
                 }
             })
             .expect("spawning the image hash thread");
@@ -187,6 +299,7 @@ impl Fetch {
             accepts_ranges: info.2,
             validator: info.3,
             done: None,
+            stages: [Stage::default(); 3],
         }
     }
 
@@ -195,14 +308,21 @@ impl Fetch {
         if self.done.is_some() {
             return Ok(None);
         }
-        match self.rx.recv() {
+        let m = Mark::now();
+        let msg = self.rx.recv();
+        m.lap(&mut self.stages[2].wait_in);
+        match msg {
             Ok(Msg::Chunk(b, off)) => Ok(Some((b, off))),
             Ok(Msg::End {
                 digest,
                 bytes,
                 resumes,
+                receive,
+                hash,
             }) => {
                 self.done = Some((digest, bytes, resumes));
+                self.stages[0] = receive;
+                self.stages[1] = hash;
                 Ok(None)
             }
             Ok(Msg::Failed(e)) => Err(e),
@@ -336,6 +456,7 @@ fn too_big(job: &Job, target: &Target, size: u64, what: &str) -> AgentError {
 
 fn write_once(job: &Job, target: &mut Target) -> Result<Summary> {
     let started = Instant::now();
+    let cpu0 = cpu_now();
     target.prepare()?;
     let stream = open_first(&job.client, &job.urls, job.id)?;
     let mut fetch = Fetch::start(stream, job.expected.algo.hasher(), job.id);
@@ -355,15 +476,20 @@ fn write_once(job: &Job, target: &mut Target) -> Result<Summary> {
         fetch.url
     );
     let mut progress = Progress::new(job.id, &target.dev, fetch.total);
-    let (digest, bytes, resumes) = if fmt == Format::Qcow2 {
+    let (digest, bytes, resumes, stages) = if fmt == Format::Qcow2 {
         write_qcow2(job, target, fetch, first, &mut progress)?
     } else {
         if let Some(total) = fetch.total.filter(|&t| t > target.len) {
             return Err(too_big(job, target, total, "size"));
         }
         write_raw(target, &mut fetch, first, &mut progress)?;
-        fetch.drain()?
+        let (d, b, r) = fetch.drain()?;
+        (d, b, r, fetch.stages)
     };
+    #[cfg(feature = "stage-times")]
+    log_stages(job.id, started, stages, cpu0);
+    #[cfg(not(feature = "stage-times"))]
+    let _ = (stages, cpu0);
     // explicit verification, after EOF, before the head is written
     if !job.expected.matches(&digest) {
         log::error!(
@@ -400,6 +526,25 @@ fn write_once(job: &Job, target: &mut Target) -> Result<Summary> {
     })
 }
 
+/// The stage timers' log line (key=value, read by benches/image-write.sh).
+#[cfg(feature = "stage-times")]
+fn log_stages(id: &str, started: Instant, mut s: [Stage; 3], cpu0: Cpu) {
+    s[2] = s[2].with_cpu(cpu0);
+    let one = |st: &Stage| {
+        format!(
+            "busy:{:.3},user:{:.3},sys:{:.3},wait_in:{:.3},wait_out:{:.3}",
+            st.busy.0, st.user.0, st.sys.0, st.wait_in.0, st.wait_out.0
+        )
+    };
+    log::info!(
+        "image {id} stage-times: wall={:.3} receive={} hash={} write={}",
+        started.elapsed().as_secs_f64(),
+        one(&s[0]),
+        one(&s[1]),
+        one(&s[2])
+    );
+}
+
 fn write_raw(
     target: &mut Target,
     fetch: &mut Fetch,
@@ -408,7 +553,9 @@ fn write_raw(
 ) -> Result<()> {
     let mut next = Some((first, 0u64));
     while let Some((buf, off)) = next {
+        let m = Mark::now();
         target.write_at(off, buf.data())?;
+        m.lap(&mut fetch.stages[2].busy);
         let read = off + buf.len as u64;
         fetch.recycle(buf);
         progress.tick(read, target.written);
@@ -439,7 +586,7 @@ fn write_qcow2(
     fetch: Fetch,
     first: AlignedBuf,
     progress: &mut Progress,
-) -> Result<(String, u64, u64)> {
+) -> Result<(String, u64, u64, [Stage; 3])> {
     let h = qcow2::parse_header(first.data()).map_err(|m| qcow2_error(ConvError::Invalid(m)))?;
     if h.size > target.len {
         return Err(too_big(job, target, h.size, "virtual size"));
@@ -538,7 +685,7 @@ fn convert_prefetched(
     first: AlignedBuf,
     progress: &mut Progress,
     read_range: &mut qcow2::RangeReader,
-) -> Result<(String, u64, u64)> {
+) -> Result<(String, u64, u64, [Stage; 3])> {
     let mut conv = Converter::new(h);
     conv.prefetch(target, read_range).map_err(qcow2_error)?;
     convert(&mut conv, target, fetch, first, progress, Some(read_range)).map_err(qcow2_error)
@@ -610,7 +757,7 @@ fn convert(
     first: AlignedBuf,
     progress: &mut Progress,
     mut tables: Option<&mut qcow2::RangeReader>,
-) -> std::result::Result<(String, u64, u64), ConvError> {
+) -> std::result::Result<(String, u64, u64, [Stage; 3]), ConvError> {
     let mut next = Some((first, 0u64));
     while let Some((buf, off)) = next {
         if let Some(read_range) = tables.as_mut() {
@@ -620,7 +767,9 @@ fn convert(
                 return Err(e);
             }
         }
+        let m = Mark::now();
         let r = conv.feed(target, off, buf.data());
+        m.lap(&mut fetch.stages[2].busy);
         let read = off + buf.len as u64;
         fetch.recycle(buf);
         r?;
@@ -628,7 +777,8 @@ fn convert(
         next = fetch.next_chunk()?;
     }
     conv.finish(target)?;
-    Ok(fetch.drain()?)
+    let (d, b, r) = fetch.drain()?;
+    Ok((d, b, r, fetch.stages))
 }
 
 #[cfg(test)]

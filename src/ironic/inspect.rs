@@ -225,9 +225,9 @@ fn run_collector(
             );
         }
         // IPA's logs collector "does not report failures": a warning only
-        "logs" => match crate::commands::log_ext::bundle(agent) {
+        "logs" => match crate::commands::log_ext::bundle_base64(agent) {
             Ok(b) => {
-                data.insert("logs".into(), json!(crate::util::base64_encode(&b)));
+                data.insert("logs".into(), Value::String(b));
             }
             Err(e) => log::warn!("failed to get system journal: {e}"),
         },

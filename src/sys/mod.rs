@@ -1,5 +1,5 @@
 //! The only module with `unsafe`: thin wrappers over the kernel interfaces
-//! the agent needs and std does not offer (block-device ioctls, sync(2),
+//! the agent needs and std does not offer (block-device ioctls, the md driver's in [`md`], sync(2),
 //! reboot(2), getrandom(2); NVMe admin and SCSI generic pass-through in
 //! [`passthru`]; the IPMI device in [`ipmi`]; interface ioctls in [`net`];
 //! process-group signals in [`process`]; AF_PACKET sockets for LLDP in
@@ -13,6 +13,7 @@
 #![allow(unsafe_code)]
 
 pub mod ipmi;
+pub mod md;
 pub mod net;
 pub mod packet;
 pub mod passthru;
@@ -92,6 +93,61 @@ pub fn block_range(f: &File, req: u32, offset: u64, len: u64) -> io::Result<()> 
     // SAFETY: `f` is an open block device; these requests read a 16-byte
     // `__u64 range[2]` from the pointer, which points at `range`.
     check(unsafe { libc::ioctl(f.as_raw_fd(), req as _, range.as_ptr()) }).map(|_| ())
+}
+
+/// `_IO(0x12,105)`: add or delete one partition of a disk (BLKPG).
+pub const BLKPG: u32 = 0x1269;
+
+/// `struct blkpg_partition` (include/uapi/linux/blkpg.h).
+#[repr(C)]
+struct BlkpgPartition {
+    start: i64,
+    length: i64,
+    pno: i32,
+    devname: [u8; 64],
+    volname: [u8; 64],
+}
+
+/// `struct blkpg_ioctl_arg`.
+#[repr(C)]
+struct BlkpgIoctlArg {
+    op: i32,
+    flags: i32,
+    datalen: i32,
+    data: *mut BlkpgPartition,
+}
+
+/// BLKPG_ADD_PARTITION / BLKPG_DEL_PARTITION of partition `number` at
+/// `[start, start+len)` bytes (what partprobe and partx use): unlike
+/// BLKRRPART, it works while other partitions of the disk are in use
+/// (members of running md arrays). EBUSY: that partition is in use;
+/// ENXIO (delete): there is no such partition.
+pub fn blkpg_partition(f: &File, add: bool, number: u32, start: u64, len: u64) -> io::Result<()> {
+    let (Ok(start), Ok(length), Ok(pno)) = (
+        i64::try_from(start),
+        i64::try_from(len),
+        i32::try_from(number),
+    ) else {
+        return Err(io::Error::from_raw_os_error(libc::EINVAL));
+    };
+    let mut part = BlkpgPartition {
+        start,
+        length,
+        pno,
+        devname: [0; 64],
+        volname: [0; 64],
+    };
+    let arg = BlkpgIoctlArg {
+        op: if add { 1 } else { 2 },
+        flags: 0,
+        datalen: std::mem::size_of::<BlkpgPartition>() as i32,
+        data: &mut part,
+    };
+    // SAFETY: `f` is an open block device; BLKPG reads the 24-byte
+    // blkpg_ioctl_arg `arg` and, through its `data` pointer, the
+    // blkpg_partition `part` (`datalen` bytes); both live across the call.
+    check(unsafe { libc::ioctl(f.as_raw_fd(), BLKPG as _, &arg as *const BlkpgIoctlArg) })
+        .map(|_| ())
 }
 
 /// sync(2): commit every filesystem's dirty data.
@@ -366,6 +422,21 @@ pub fn drop_cache(f: &File, offset: u64, len: u64) -> io::Result<()> {
     }
 }
 
+/// CPU seconds (user, system) the calling thread has used so far:
+/// getrusage(RUSAGE_THREAD). For the image stream's stage timers.
+pub fn thread_cpu() -> (f64, f64) {
+    // SAFETY: rusage is plain data, zeroed is valid; the kernel fills it.
+    let ru = unsafe {
+        let mut ru: libc::rusage = std::mem::zeroed();
+        if libc::getrusage(libc::RUSAGE_THREAD, &mut ru) != 0 {
+            return (0.0, 0.0);
+        }
+        ru
+    };
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    (secs(ru.ru_utime), secs(ru.ru_stime))
+}
+
 /// True when `f` is a block device (not a regular file standing in for
 /// one in a fixture root).
 pub fn is_block_device(f: &File) -> bool {
@@ -398,6 +469,14 @@ mod tests {
         getrandom(&mut a).unwrap();
         getrandom(&mut b).unwrap();
         assert_ne!(a, b);
+    }
+
+    #[test]
+    fn blkpg_layout() {
+        assert_eq!(std::mem::size_of::<BlkpgPartition>(), 152);
+        assert_eq!(std::mem::size_of::<BlkpgIoctlArg>(), 24);
+        let f = File::open("/proc/self/status").unwrap();
+        assert!(blkpg_partition(&f, true, 1, 0, 512).is_err());
     }
 
     #[test]

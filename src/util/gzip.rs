@@ -1,5 +1,6 @@
 //! gzip (RFC 1952) around flate2's raw deflate, for the config drive Ironic
-//! sends (base64 of gzip) and the log bundle (tar.gz).
+//! sends (base64 of gzip, decoded as it is read, inline or downloaded) and
+//! the log bundle (tar.gz).
 //!
 //! flate2's own gzip types (`GzEncoder`, `MultiGzDecoder`) check the CRC
 //! with crc32fast, whose slice-by-16 table (16 KiB) and SIMD code come with
@@ -69,9 +70,22 @@ fn crc32(data: &[u8]) -> u32 {
     !crc_update(!0, data)
 }
 
-/// Decompresses every member of an in-memory gzip stream.
-pub struct Decoder<'a> {
-    input: &'a [u8],
+/// Input read from the source at a time.
+const CHUNK: usize = 64 << 10;
+/// A member header longer than this (a FNAME, FCOMMENT or FEXTRA that
+/// never ends) is an error, not a reason to keep reading into memory.
+const MAX_HEADER: usize = 1 << 20;
+
+/// Decompresses every member of a gzip stream read from `R` (a slice, or
+/// a download through a base64 decoder), holding at most [`CHUNK`] of its
+/// input (a header up to [`MAX_HEADER`]).
+pub struct Decoder<R: Read> {
+    inner: R,
+    /// Input read and not yet used: `buf[pos..]`.
+    buf: Vec<u8>,
+    pos: usize,
+    /// `inner` has no more.
+    eof: bool,
     inflate: Decompress,
     /// Inside a member (after its header).
     in_member: bool,
@@ -82,10 +96,13 @@ pub struct Decoder<'a> {
     size: u32,
 }
 
-impl<'a> Decoder<'a> {
-    pub fn new(gz: &'a [u8]) -> Self {
+impl<R: Read> Decoder<R> {
+    pub fn new(inner: R) -> Self {
         Decoder {
-            input: gz,
+            inner,
+            buf: Vec::new(),
+            pos: 0,
+            eof: false,
             inflate: Decompress::new(false),
             in_member: false,
             members: 0,
@@ -93,36 +110,90 @@ impl<'a> Decoder<'a> {
             size: 0,
         }
     }
+
+    pub fn get_ref(&self) -> &R {
+        &self.inner
+    }
+
+    /// The source; what the decoder has read from it but not used is lost.
+    pub fn get_mut(&mut self) -> &mut R {
+        &mut self.inner
+    }
+
+    fn input(&self) -> &[u8] {
+        &self.buf[self.pos..]
+    }
+
+    fn used(&mut self, n: usize) {
+        self.pos += n;
+    }
+
+    /// Reads more input after what is left; false at its end.
+    fn fill(&mut self) -> io::Result<bool> {
+        if self.eof {
+            return Ok(false);
+        }
+        self.buf.drain(..self.pos);
+        self.pos = 0;
+        let have = self.buf.len();
+        self.buf.resize(have + CHUNK, 0);
+        let n = loop {
+            match self.inner.read(&mut self.buf[have..]) {
+                Ok(n) => break n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    self.buf.truncate(have);
+                    return Err(e);
+                }
+            }
+        };
+        self.buf.truncate(have + n);
+        self.eof = n == 0;
+        Ok(n > 0)
+    }
 }
 
-impl Read for Decoder<'_> {
+impl<R: Read> Read for Decoder<R> {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
         if out.is_empty() {
             return Ok(0);
         }
         loop {
             if !self.in_member {
-                if self.input.is_empty() && self.members > 0 {
+                if self.input().is_empty() && !self.fill()? && self.members > 0 {
                     return Ok(0);
                 }
-                let n = header_len(self.input)?;
+                let n = loop {
+                    match header_len(self.input()) {
+                        Ok(n) => break n,
+                        Err(e)
+                            if e.kind() == io::ErrorKind::UnexpectedEof
+                                && self.input().len() < MAX_HEADER
+                                && self.fill()? => {}
+                        Err(e) => return Err(e),
+                    }
+                };
                 self.members += 1;
-                self.input = &self.input[n..];
+                self.used(n);
                 self.inflate.reset(false);
                 (self.in_member, self.crc, self.size) = (true, !0, 0);
+            }
+            if self.input().is_empty() {
+                self.fill()?;
             }
             let (in0, out0) = (self.inflate.total_in(), self.inflate.total_out());
             let status = self
                 .inflate
-                .decompress(self.input, out, FlushDecompress::None)
+                .decompress(&self.buf[self.pos..], out, FlushDecompress::None)
                 .map_err(|e| bad(&e.to_string()))?;
             let used = (self.inflate.total_in() - in0) as usize;
             let made = (self.inflate.total_out() - out0) as usize;
-            self.input = &self.input[used..];
+            self.used(used);
             self.crc = crc_update(self.crc, &out[..made]);
             self.size = self.size.wrapping_add(made as u32);
             if status == Status::StreamEnd {
-                let t = self.input.get(..8).ok_or_else(|| {
+                while self.input().len() < 8 && self.fill()? {}
+                let t = self.input().get(..8).ok_or_else(|| {
                     io::Error::new(io::ErrorKind::UnexpectedEof, "gzip: truncated trailer")
                 })?;
                 let word = |i: usize| u32::from_le_bytes([t[i], t[i + 1], t[i + 2], t[i + 3]]);
@@ -132,9 +203,9 @@ impl Read for Decoder<'_> {
                 if word(4) != self.size {
                     return Err(bad("length mismatch"));
                 }
-                self.input = &self.input[8..];
+                self.used(8);
                 self.in_member = false;
-            } else if made == 0 && used == 0 {
+            } else if made == 0 && used == 0 && !self.fill()? {
                 return Err(io::Error::new(
                     io::ErrorKind::UnexpectedEof,
                     "gzip: truncated data",
@@ -190,9 +261,35 @@ impl<W: Write> Write for Encoder<W> {
 mod tests {
     use super::*;
 
+    /// A source that gives at most 3 bytes a read, so headers, deflate
+    /// data and trailers all arrive in pieces.
+    struct Dribble<'a>(&'a [u8]);
+
+    impl Read for Dribble<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let n = buf.len().min(3).min(self.0.len());
+            buf[..n].copy_from_slice(&self.0[..n]);
+            self.0 = &self.0[n..];
+            Ok(n)
+        }
+    }
+
+    /// Ours, read whole and read in pieces (which must agree).
     fn ours(gz: &[u8]) -> io::Result<Vec<u8>> {
         let mut v = Vec::new();
-        Decoder::new(gz).read_to_end(&mut v).map(|_| v)
+        let whole = Decoder::new(gz).read_to_end(&mut v).map(|_| v);
+        let mut d = Vec::new();
+        let pieces = Decoder::new(Dribble(gz)).read_to_end(&mut d).map(|_| d);
+        match (&whole, &pieces) {
+            (Ok(a), Ok(b)) => assert!(a == b, "read in pieces, different data"),
+            (Err(_), Err(_)) => {}
+            _ => panic!(
+                "read in pieces: {:?} against {:?}",
+                pieces.is_ok(),
+                whole.is_ok()
+            ),
+        }
+        whole
     }
 
     /// flate2's own reader, the reference.

@@ -66,8 +66,29 @@ pub fn civil_utc(secs: i64) -> (i64, u32, u32, u32, u32, u32) {
 
 /// Standard base64 with padding (RFC 4648 §4).
 pub fn base64_encode(data: &[u8]) -> String {
-    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
-    for chunk in data.chunks(3) {
+    let mut w = Base64Writer::with_capacity(data.len().div_ceil(3) * 4);
+    w.push(data);
+    w.finish()
+}
+
+/// Base64 text built as bytes arrive (a log bundle straight out of its
+/// gzip encoder, never whole in memory as bytes and as text at once).
+#[derive(Default)]
+pub struct Base64Writer {
+    text: String,
+    rest: [u8; 3],
+    n: usize,
+}
+
+impl Base64Writer {
+    pub fn with_capacity(n: usize) -> Base64Writer {
+        Base64Writer {
+            text: String::with_capacity(n),
+            ..Default::default()
+        }
+    }
+
+    fn group(&mut self, chunk: &[u8]) {
         let b = [
             chunk[0],
             *chunk.get(1).unwrap_or(&0),
@@ -76,47 +97,226 @@ pub fn base64_encode(data: &[u8]) -> String {
         let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
         for i in 0..4 {
             if i <= chunk.len() {
-                out.push(B64[(n >> (18 - 6 * i)) as usize & 63] as char);
+                self.text
+                    .push(B64[(n >> (18 - 6 * i)) as usize & 63] as char);
             } else {
-                out.push('=');
+                self.text.push('=');
             }
         }
     }
-    out
+
+    pub fn push(&mut self, mut data: &[u8]) {
+        while self.n > 0 && !data.is_empty() {
+            self.rest[self.n] = data[0];
+            self.n += 1;
+            data = &data[1..];
+            if self.n == 3 {
+                let g = self.rest;
+                self.group(&g);
+                self.n = 0;
+            }
+        }
+        if self.n > 0 {
+            return;
+        }
+        let whole = data.len() / 3 * 3;
+        for chunk in data[..whole].chunks(3) {
+            self.group(chunk);
+        }
+        let tail = &data[whole..];
+        self.rest[..tail.len()].copy_from_slice(tail);
+        self.n = tail.len();
+    }
+
+    /// The text, padded.
+    pub fn finish(mut self) -> String {
+        if self.n > 0 {
+            let g = self.rest;
+            self.group(&g[..self.n]);
+        }
+        self.text
+    }
+}
+
+impl std::io::Write for Base64Writer {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.push(data);
+        Ok(data.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// Decode standard or URL-safe base64; whitespace is ignored, padding is
 /// optional. `None` on any other character or a dangling bit group.
 pub fn base64_decode(text: &str) -> Option<Vec<u8>> {
     let mut out = Vec::with_capacity(text.len() / 4 * 3);
-    let (mut acc, mut bits) = (0u32, 0u32);
-    let mut padding = false;
-    for c in text.bytes() {
-        let v = match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' | b'-' => 62,
-            b'/' | b'_' => 63,
-            b'=' => {
-                padding = true;
-                continue;
+    let mut d = Base64Decoder::default();
+    d.feed(text.as_bytes(), &mut out).ok()?;
+    d.finish().then_some(out)
+}
+
+/// [`base64_decode`] piece by piece: text in, bytes out, in bounded
+/// memory (a configdrive's text is tens of MiB).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Base64Decoder {
+    acc: u32,
+    bits: u32,
+    padding: bool,
+}
+
+impl Base64Decoder {
+    /// Decode `text` onto `out`; `Err(())` on a character base64 does not
+    /// allow here (the decoder is then spent).
+    #[allow(clippy::result_unit_err)]
+    pub fn feed(&mut self, text: &[u8], out: &mut Vec<u8>) -> Result<(), ()> {
+        out.reserve(text.len() / 4 * 3 + 3);
+        for &c in text {
+            let v = match c {
+                b'A'..=b'Z' => c - b'A',
+                b'a'..=b'z' => c - b'a' + 26,
+                b'0'..=b'9' => c - b'0' + 52,
+                b'+' | b'-' => 62,
+                b'/' | b'_' => 63,
+                b'=' => {
+                    self.padding = true;
+                    continue;
+                }
+                b' ' | b'\n' | b'\r' | b'\t' => continue,
+                _ => return Err(()),
+            };
+            if self.padding {
+                return Err(()); // data after padding
             }
-            b' ' | b'\n' | b'\r' | b'\t' => continue,
-            _ => return None,
-        };
-        if padding {
-            return None; // data after padding
+            self.acc = (self.acc << 6) | u32::from(v);
+            self.bits += 6;
+            if self.bits >= 8 {
+                self.bits -= 8;
+                out.push((self.acc >> self.bits) as u8);
+                self.acc &= (1 << self.bits) - 1;
+            }
         }
-        acc = (acc << 6) | u32::from(v);
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-            acc &= (1 << bits) - 1;
+        Ok(())
+    }
+
+    /// Whether the text ended on a whole byte (no dangling bit group).
+    pub fn finish(&self) -> bool {
+        self.bits < 6
+    }
+}
+
+/// Whether `text` is base64 [`base64_decode`] accepts, checked without
+/// decoding it anywhere.
+pub fn base64_valid(text: &[u8]) -> bool {
+    let mut d = Base64Decoder::default();
+    let mut out = Vec::with_capacity(48 << 10);
+    for piece in text.chunks(64 << 10) {
+        out.clear();
+        if d.feed(piece, &mut out).is_err() {
+            return false;
         }
     }
-    (bits < 6).then_some(out)
+    d.finish()
+}
+
+/// The bytes base64 text decodes to, read in pieces: a `Read` over a text
+/// source (a `&[u8]`, an HTTP body). A character base64 does not allow
+/// is an `InvalidData` error, and [`Base64Reader::invalid`] says so.
+pub struct Base64Reader<R> {
+    inner: R,
+    d: Base64Decoder,
+    buf: Vec<u8>,
+    at: usize,
+    text: Vec<u8>,
+    invalid: bool,
+    eof: bool,
+}
+
+impl<R: std::io::Read> Base64Reader<R> {
+    pub fn new(inner: R) -> Self {
+        Base64Reader {
+            inner,
+            d: Base64Decoder::default(),
+            buf: Vec::new(),
+            at: 0,
+            text: vec![0; 64 << 10],
+            invalid: false,
+            eof: false,
+        }
+    }
+
+    /// Whether the text held a character base64 does not allow, or ended
+    /// on a dangling bit group.
+    pub fn invalid(&self) -> bool {
+        self.invalid
+    }
+
+    pub fn get_ref(&self) -> &R {
+        &self.inner
+    }
+
+    pub fn get_mut(&mut self) -> &mut R {
+        &mut self.inner
+    }
+}
+
+impl<R: std::io::Read> std::io::Read for Base64Reader<R> {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        let bad = || std::io::Error::new(std::io::ErrorKind::InvalidData, "invalid base64");
+        while self.at == self.buf.len() {
+            if self.invalid {
+                return Err(bad());
+            }
+            if self.eof {
+                return Ok(0);
+            }
+            self.buf.clear();
+            self.at = 0;
+            let n = match self.inner.read(&mut self.text) {
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            if n == 0 {
+                self.eof = true;
+                self.invalid = !self.d.finish();
+                continue;
+            }
+            if self.d.feed(&self.text[..n], &mut self.buf).is_err() {
+                self.invalid = true;
+                self.buf.clear();
+            }
+        }
+        let n = out.len().min(self.buf.len() - self.at);
+        out[..n].copy_from_slice(&self.buf[self.at..self.at + n]);
+        self.at += n;
+        Ok(n)
+    }
+}
+
+/// Strings longer than this are not repeated in a result or a message.
+pub const ECHO_MAX: usize = 64 * 1024;
+
+/// `v` with each string longer than [`ECHO_MAX`] replaced by a note of its
+/// length: what a command result or an error message repeats of its
+/// input (an inline configdrive, a file's contents), which would
+/// otherwise keep tens of MiB for as long as the agent runs.
+pub fn elided(v: &serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match v {
+        Value::String(s) if s.len() > ECHO_MAX => {
+            Value::String(format!("<{} bytes, not echoed>", s.len()))
+        }
+        Value::Array(a) => Value::Array(a.iter().map(elided).collect()),
+        Value::Object(m) => elided_map(m),
+        v => v.clone(),
+    }
+}
+
+/// [`elided`] of an object.
+pub fn elided_map(m: &serde_json::Map<String, serde_json::Value>) -> serde_json::Value {
+    serde_json::Value::Object(m.iter().map(|(k, v)| (k.clone(), elided(v))).collect())
 }
 
 const CRYPT64: &[u8; 64] = b"./0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
@@ -371,6 +571,39 @@ mod tests {
         assert_eq!(u.len(), 36);
         assert_eq!(&u[14..15], "4");
         assert_ne!(new_uuid(), u);
+    }
+
+    #[test]
+    fn base64_streams() {
+        use std::io::{Read, Write};
+        let data: Vec<u8> = (0..1000u32).map(|i| (i * 7 + i / 5) as u8).collect();
+        let text = base64_encode(&data);
+        for split in [1usize, 2, 3, 4, 5, 64, 999] {
+            let mut w = Base64Writer::default();
+            for piece in data.chunks(split) {
+                w.write_all(piece).unwrap();
+            }
+            assert_eq!(w.finish(), text, "split {split}");
+            let mut d = Base64Decoder::default();
+            let mut out = Vec::new();
+            for piece in text.as_bytes().chunks(split) {
+                d.feed(piece, &mut out).unwrap();
+            }
+            assert!(d.finish());
+            assert_eq!(out, data);
+        }
+        let mut r = Base64Reader::new(text.as_bytes());
+        let mut out = Vec::new();
+        r.read_to_end(&mut out).unwrap();
+        assert_eq!(out, data);
+        assert!(!r.invalid());
+        assert!(base64_valid(text.as_bytes()));
+        for bad in ["Zm9v!", "Z", "Zg==Zg"] {
+            assert!(!base64_valid(bad.as_bytes()), "{bad}");
+            let mut r = Base64Reader::new(bad.as_bytes());
+            assert!(r.read_to_end(&mut Vec::new()).is_err(), "{bad}");
+            assert!(r.invalid(), "{bad}");
+        }
     }
 
     #[test]

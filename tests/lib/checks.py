@@ -288,21 +288,24 @@ def partition_image(size=16 << 20):
     return bytes(sector_pattern(size // SECTOR, b"e2e-root-%d"))
 
 
-def gpt_image(size=8 << 20, loader="BOOTX64.EFI"):
+def gpt_image(size=8 << 20, loader="BOOTX64.EFI", esp_fs=None):
     """A UEFI whole-disk image with a real GPT (protective MBR, primary and
     backup headers and entry arrays with their CRCs): an EFI system
     partition holding EFI/BOOT/BOOTX64.EFI (`loader`: BOOTAA64.EFI for
     arm64), and a Linux partition filled with a pattern. The deploy then
     exercises the GPT relocation, the configdrive partition and the UEFI
-    boot entry as a real image does."""
+    boot entry as a real image does. `esp_fs`: the ESP's filesystem (from
+    LBA 2048), instead of the 1 MiB FAT12 with a stand-in loader."""
     n = size // SECTOR
     last = n - 1
     img = bytearray(size)
-    root = (ESP[1] + 1, n - 35)
+    esp = ESP if esp_fs is None else (2048, 2047 + len(esp_fs) // SECTOR)
+    root = (esp[1] + 1, n - 35)
     img[root[0] * SECTOR:(root[1] + 1) * SECTOR] = sector_pattern(
         root[1] + 1 - root[0], b"e2e-%d", root[0])
-    img[ESP[0] * SECTOR:(ESP[1] + 1) * SECTOR] = fat12_esp(
-        ESP[1] - ESP[0] + 1, ESP[0], loader)
+    img[esp[0] * SECTOR:(esp[1] + 1) * SECTOR] = (
+        fat12_esp(esp[1] - esp[0] + 1, esp[0], loader)
+        if esp_fs is None else esp_fs)
     # protective MBR
     img[446:462] = struct.pack("<B3sB3sII", 0, b"\x00\x02\x00", 0xEE,
                                b"\xff\xff\xff", 1, min(n - 1, 0xFFFFFFFF))
@@ -313,7 +316,7 @@ def gpt_image(size=8 << 20, loader="BOOTX64.EFI"):
                            uuid.uuid4().bytes_le, first, last_lba, 0,
                            name.encode("utf-16-le"))
 
-    entries = (entry(ESP_GUID, *ESP, "EFI system partition")
+    entries = (entry(ESP_GUID, *esp, "EFI system partition")
                + entry(LINUX_GUID, *root, "e2e-root") + bytes(128 * 126))
     ecrc = zlib.crc32(entries)
     disk_guid = uuid.uuid4().bytes_le
@@ -330,6 +333,41 @@ def gpt_image(size=8 << 20, loader="BOOTX64.EFI"):
     img[(last - 32) * SECTOR:(last - 32) * SECTOR + len(entries)] = entries
     img[last * SECTOR:last * SECTOR + 92] = header(last, 1, last - 32)
     return bytes(img)
+
+
+GRUB_MARKER = "ironic-raid-boot: GRUB runs"
+
+
+def grub_esp(size=8 << 20):
+    """A FAT ESP holding EFI/BOOT/BOOTX64.EFI: a standalone GRUB (Debian's
+    grub-efi-amd64-bin) whose built-in grub.cfg prints GRUB_MARKER on the
+    serial console, lists the disks and md arrays it sees, and powers the
+    machine off: what a RAID boot test waits for."""
+    import tempfile
+    with tempfile.TemporaryDirectory() as d:
+        cfg = os.path.join(d, "grub.cfg")
+        with open(cfg, "w") as f:
+            f.write("serial --unit=0 --speed=115200\n"
+                    "terminal_output serial console\n"
+                    f"echo \"{GRUB_MARKER}\"\n"
+                    "insmod part_gpt\ninsmod mdraid1x\nls\n"
+                    "echo \"ironic-raid-boot: done\"\nhalt\n")
+        loader = os.path.join(d, "BOOTX64.EFI")
+        mods = "part_gpt fat serial terminal echo ls halt mdraid1x"
+        subprocess.run(["grub-mkstandalone", "-O", "x86_64-efi",
+                        f"--modules={mods}",
+                        f"--install-modules={mods} normal configfile",
+                        "--locales=", "--themes=", "--fonts=", "-o", loader,
+                        f"boot/grub/grub.cfg={cfg}"], check=True)
+        fs = os.path.join(d, "esp.img")
+        subprocess.run(["mkfs.vfat", "-C", "-n", "ESP", fs, str(size // 1024)],
+                       check=True, capture_output=True)
+        env = dict(os.environ, MTOOLS_SKIP_CHECK="1")
+        subprocess.run(["mmd", "-i", fs, "::EFI", "::EFI/BOOT"], check=True, env=env)
+        subprocess.run(["mcopy", "-i", fs, loader, "::EFI/BOOT/BOOTX64.EFI"],
+                       check=True, env=env)
+        with open(fs, "rb") as f:
+            return f.read()
 
 
 def gpt_partitions(f):

@@ -45,8 +45,10 @@ Phases, each timed:
      the node's metadata follows the image's partitions; a second,
      smaller disk (IPA's default pick) stays untouched because the node's
      root_device hint names the first by serial
-  u  the GPT image again, twice, in a VM booted by OVMF (UEFI, 256 MiB)
-     with the machine's NVRAM kept across boots -> active: install_bootloader
+  u  the GPT image again, twice, in a VM of the same RAM booted by OVMF
+     (UEFI) from the ramdisk as one EFI image (ramdisk/efi-image-create:
+     kernel + initramfs behind ironic-agent-boot, qemu -kernel), with the
+     machine's NVRAM kept across boots -> active: install_bootloader
      writes a Boot#### entry through the kernel's efivarfs; OVMF's variable
      store (the pflash file) then has exactly one entry naming the image's
      \\EFI\\BOOT\\BOOTX64.EFI, first in BootOrder, after each deploy;
@@ -58,6 +60,16 @@ Phases, each timed:
      as Ironic 39 asks, ignored with ipa-ignore-bootloader-failure)
   x  a wrong sha256 -> deploy failed, last_error carrying the agent's
      ImageChecksumError with both digests, the junk-filled first MiB zeroed
+  R  software RAID (raid_interface=agent): the node's target_raid_config
+     (RAID-1 "root" of 5 GiB, is_root_volume, and a RAID-0 "data" of the
+     rest) on two fresh 8 GiB disks; manual cleaning [delete_configuration,
+     create_configuration] -> manageable, Ironic's raid_config, local_gb
+     and raid_level recorded, host mdadm --examine accepts every member;
+     then a deploy under OVMF of a GPT image whose ESP holds a standalone
+     GRUB -> active: the image on both mirrors, an ESP RAID-1 (v1.0) on
+     both holders holding the image's ESP, two NVRAM entries "ironic1
+     (RAID, part0/1)"; OVMF then boots each holder alone into that GRUB,
+     which sees the md arrays (run by tests/vm/run.sh R; not a default phase)
   t  no agent token in any console log (the agents run with ipa-debug)
 
 --arch arm64 (tests/vm/run.sh arm64): the same against the arm64 ramdisk
@@ -106,9 +118,6 @@ QCOW2_IMAGE_SIZE = 256 << 20  # twice the VM's RAM: nothing can be staged
 SMALL_DISK_SIZE = 6 << 30  # over IPA's 4 GiB minimum, under DISK_SIZE
 SMALL_SERIAL = "IRONIC-VM-SMALL"
 MIB = 1 << 20
-# OVMF takes its share: the kernel and initramfs alone needed 154 MiB
-# under UEFI (benches/ramdisk.sh); 256 MiB as phase c of tests/vm/run.sh
-UEFI_MEM = "256M"
 # what the test's switch says (phase l)
 SWITCH = {"chassis": "52:54:00:5a:17:01", "port_id": "Ethernet1/42",
           "system_name": "tor-vm-1", "port_desc": "ironic-vm node port",
@@ -153,6 +162,10 @@ class VM:
     def __init__(self, t, name, inspect=False, smp=1, append=(), nvram=None,
                  mem=None, disks=(), wire=None, initrd=None):
         arch = ["--arch", t.arch] if t.arch != "amd64" else []
+        # amd64 under OVMF: the kernel and initramfs as one EFI image (the
+        # kernel's own EFI stub needs ~154 MiB there, see efi-image-create)
+        boot = (["--kernel", t.efi_image] if nvram and t.efi_image
+                else ["--kernel", t.kernel, "--initrd", initrd or t.initrd])
         self.name = name
         self.logfile = os.path.join(t.work, name, "console.log")
         self.t0 = time.monotonic()
@@ -167,9 +180,9 @@ class VM:
                 + ([f"ipa-inspection-callback-url=http://10.0.2.100:"
                     f"{t.api_port}/v1/continue_inspection"] if inspect else []))
             cmd = [os.path.join(REPO, "ramdisk", "run-vm"), *arch,
-                   "--kernel", t.kernel, "--initrd", initrd or t.initrd,
+                   *boot,
                    "--mem", mem or t.mem, "--mac", t.mac,
-                   "--disk", f"{t.disk},bus=virtio,serial={DISK_SERIAL}",
+                   "--disk", f"{t.disk},bus=virtio,serial={DISK_SERIAL}{t.disk_opts}",
                    "--hostfwd-port", str(self.port),
                    "--guestfwd", str(t.api_port), "--guestfwd", str(t.http_port),
                    "--append", append, "--workdir", os.path.join(t.work, name),
@@ -246,16 +259,19 @@ class Test:
         self.mem = args.mem
         self.mac = "52:54:00:%02x:%02x:%02x" % tuple(os.urandom(3))
         self.arch = args.arch
-        # the loader a UEFI image of this architecture carries, the pattern
-        # clean_uefi_nvram is given for it, and the RAM a UEFI boot takes
-        # (OVMF + GRUB-less direct boot needed 154 MiB on amd64; AAVMF
-        # boots the arm64 ramdisk in the suite's 128 MiB)
+        # the loader a UEFI image of this architecture carries (the pattern
+        # clean_uefi_nvram is given for it), and on amd64 the ramdisk as one
+        # EFI image for the UEFI boots (AAVMF boots the arm64 kernel and
+        # initramfs as they are); UEFI runs in the suite's RAM on both
+        self.uefi_mem = args.mem
         if self.arch == "arm64":
-            self.loader_name, self.uefi_mem = "BOOTAA64.EFI", args.mem
+            self.loader_name, self.efi_image = "BOOTAA64.EFI", None
         else:
-            self.loader_name, self.uefi_mem = "BOOTX64.EFI", UEFI_MEM
+            self.loader_name = "BOOTX64.EFI"
+            self.efi_image = os.path.join(self.work, "ironic-agent.efi")
         self.LOADER = "\\EFI\\BOOT\\" + self.loader_name
         self.disk = os.path.join(self.work, "vm-disk.img")
+        self.disk_opts = ""
         self.vms = []
         self.results = []
         self.blocked = None
@@ -306,6 +322,10 @@ class Test:
         with open(os.path.join(layer, "etc", "hosts"), "w") as f:
             f.write("10.0.2.100\tlocalhost\n")
         self.layered_initrd(layer, os.path.basename(self.initrd))
+        if self.efi_image:
+            subprocess.run([os.path.join(REPO, "ramdisk", "efi-image-create"),
+                            "-o", self.efi_image, "-k", self.kernel,
+                            "-i", self.initrd], check=True)
         with open(self.disk, "wb") as f:
             f.truncate(DISK_SIZE)
 
@@ -857,6 +877,174 @@ class Test:
                                       "after the failed deploy")
         log(f"  last_error: {err[:160]}...; the disk's first MiB zeroed")
 
+    RAID_CONFIG = {"logical_disks": [
+        {"size_gb": 5, "raid_level": "1", "controller": "software",
+         "volume_name": "root", "is_root_volume": True},
+        {"size_gb": "MAX", "raid_level": "0", "controller": "software",
+         "volume_name": "data"}]}
+
+    def phase_raid(self):
+        sys.path.insert(0, os.path.join(REPO, "tests", "lib"))
+        import raid  # tests/lib/raid.py: mdadm --examine as the judge
+        holders = [os.path.join(self.work, f"raid-h{i}.img") for i in (0, 1)]
+        for h in holders:
+            if os.path.exists(h):
+                os.unlink(h)
+            with open(h, "wb") as f:
+                f.truncate(DISK_SIZE)
+        saved = self.disk
+        self.disk, self.disk_opts = holders[0], ",sparse"
+        extra = [f"{holders[1]},bus=virtio,serial=IRONIC-VM-DISK1,sparse"]
+        try:
+            self._raid(raid, holders, extra)
+        finally:
+            self.disk, self.disk_opts = saved, ""
+
+    def _raid(self, raid, holders, extra):
+        uuid = self.uuid
+        # no root device hint: the RAID root must win (phase q sets one)
+        if "root_device" in self.ironic.node(uuid)["properties"]:
+            self.ironic.call("PATCH", f"/v1/nodes/{uuid}", [
+                {"op": "remove", "path": "/properties/root_device"}])
+        self.ironic.call("PUT", f"/v1/nodes/{uuid}/states/raid", self.RAID_CONFIG)
+        self.ironic.ensure_manageable(uuid)
+        self.ironic.provision(uuid, "clean", clean_steps=[
+            {"interface": "raid", "step": "delete_configuration"},
+            {"interface": "raid", "step": "create_configuration"}])
+        self.ironic.wait_state(uuid, "clean wait", ("clean failed",), 60)
+        vm = self.boot("raid-clean", disks=extra)
+        self.ironic.wait_state(uuid, "manageable", ("clean failed",), 300, agent=vm)
+        log(f"  cleaned {vm.since():.1f} s after the VM started")
+        vm.stop()
+        node = self.ironic.node(uuid)
+        rc = {k: v for k, v in (node.get("raid_config") or {}).items()
+              if k != "last_updated"}
+        caps = node["properties"].get("capabilities", "")
+        if rc != self.RAID_CONFIG or node["properties"].get("local_gb") != 5 \
+                or "raid_level:1" not in caps:
+            raise checks.PhaseFailed(
+                f"Ironic recorded raid_config {node.get('raid_config')}, local_gb "
+                f"{node['properties'].get('local_gb')}, capabilities {caps}")
+        log(f"  Ironic: raid_config as asked, local_gb 5, capabilities {caps}")
+        try:
+            for h in holders:
+                for n, level, name in ((1, "raid1", "root"), (2, "raid0", "data")):
+                    log("  " + raid.check_member(h, n, level, name))
+        except raid.Failed as e:
+            raise checks.PhaseFailed(str(e))
+        # deploy under UEFI: the root array, an ESP mirror, two entries
+        self.nvram = os.path.join(self.work, "nvram-raid-OVMF_VARS.fd")
+        if os.path.exists(self.nvram):
+            os.unlink(self.nvram)
+        esp_fs = checks.grub_esp()
+        image = checks.gpt_image(32 << 20, esp_fs=esp_fs)
+        digest = self.serve("vm-raid.img", image)
+        self.make_available()
+        vm = self.deploy_vm("vm-raid.img", digest, nvram=self.nvram, mem=UEFI_MEM,
+                            disks=extra)
+        self.wait_powered_off(vm)
+        text = vm.log_text()
+        for line in text.splitlines():
+            if "now lives on" in line or "Adding loader" in line or "written to device" in line:
+                log("  agent: " + line.split("INFO", 1)[-1].strip())
+        if "written to device /dev/md" not in text:
+            raise checks.PhaseFailed("the image did not go to a software RAID device")
+        try:
+            for i, h in enumerate(holders):
+                log("  " + raid.check_member(h, 3, "raid1", "esp", "1.0"))
+        except raid.Failed as e:
+            raise checks.PhaseFailed(str(e))
+        self.check_raid_disks(raid, holders, image, esp_fs)
+        self.check_raid_entries()
+        for i, h in enumerate(holders):
+            t = self.boot_holder(h, f"holder{i}")
+            log(f"  OVMF with holder {i} alone: GRUB from its ESP in {t:.1f} s, "
+                f"the md arrays seen by GRUB")
+
+    def check_raid_disks(self, raid, holders, image, esp_fs):
+        """Both mirrors hold the image (its partition entries and its root
+        partition's data); both holders' ESPs hold the image's ESP."""
+        n = len(image)
+        for i, h in enumerate(holders):
+            parts = {p[0]: p for p in raid.partitions(h)}
+            _, f, _ = raid.examine(h, parts[1][1], parts[1][2])
+            offset = int(f["Data Offset"].split()[0])
+            with open(h, "rb") as d:
+                d.seek((parts[1][1] + offset) * SECTOR)
+                member = d.read(n)
+                d.seek(parts[3][1] * SECTOR)
+                esp = d.read(len(esp_fs))
+            root = (18432 * SECTOR, n - 34 * SECTOR)  # gpt_image's root partition
+            if member[2 * SECTOR:34 * SECTOR] != image[2 * SECTOR:34 * SECTOR]:
+                raise checks.PhaseFailed(f"holder {i}: the mirror's GPT entries "
+                                      "differ from the image's")
+            if member[root[0]:root[1]] != image[root[0]:root[1]]:
+                raise checks.PhaseFailed(f"holder {i}: the mirror's root "
+                                      "partition differs from the image's")
+            if esp != esp_fs:
+                raise checks.PhaseFailed(f"holder {i}: its ESP partition does "
+                                      "not hold the image's ESP")
+        log(f"  both mirrors hold the image (GPT entries, {root[1] - root[0]} "
+            f"bytes of root partition); both holders' ESPs hold the image's "
+            f"{len(esp_fs) >> 20} MiB ESP, identical")
+
+    def check_raid_entries(self):
+        with open(self.nvram, "rb") as f:
+            nv = uefi_variables(f.read())
+        raw = nv.get("BootOrder", b"")
+        order = list(struct.unpack(f"<{len(raw) // 2}H", raw))
+        loader = self.LOADER.lower().encode("utf-16-le")
+        found = {}
+        for k, d in nv.items():
+            if len(k) == 8 and k.startswith("Boot") and loader in d.lower():
+                for part in (0, 1):
+                    label = f"ironic1 (RAID, part{part})".encode("utf-16-le")
+                    if label in d:
+                        found[part] = int(k[4:], 16)
+        if sorted(found) != [0, 1] or sorted(order[:2]) != sorted(found.values()):
+            raise checks.PhaseFailed(f"NVRAM: entries {found}, BootOrder {order}")
+        log(f"  NVRAM: Boot{found[0]:04X} 'ironic1 (RAID, part0)' and "
+            f"Boot{found[1]:04X} 'ironic1 (RAID, part1)', BootOrder {order}")
+
+    def boot_holder(self, disk, name, timeout=180):
+        """OVMF with the machine's NVRAM (a copy) and only `disk`
+        (snapshot: nothing written): seconds until GRUB_MARKER and an md
+        device in GRUB's `ls`."""
+        vars_copy = os.path.join(self.work, f"nvram-{name}.fd")
+        with open(self.nvram, "rb") as s, open(vars_copy, "wb") as d:
+            d.write(s.read())
+        console = os.path.join(self.work, f"boot-{name}.log")
+        t0 = time.monotonic()
+        p = subprocess.Popen([
+            "qemu-system-x86_64", "-accel", "tcg", "-cpu", "max", "-m", UEFI_MEM,
+            "-display", "none", "-no-reboot", "-serial", f"file:{console}",
+            "-net", "none",
+            "-drive", "if=pflash,format=raw,unit=0,readonly=on,"
+                      "file=/usr/share/OVMF/OVMF_CODE.fd",
+            "-drive", f"if=pflash,format=raw,unit=1,file={vars_copy}",
+            "-drive", f"file={disk},format=raw,if=none,id=d0,snapshot=on",
+            "-device", "virtio-blk-pci,drive=d0"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            while time.monotonic() - t0 < timeout:
+                try:
+                    text = open(console, errors="replace").read()
+                except OSError:
+                    text = ""
+                if checks.GRUB_MARKER in text and "ironic-raid-boot: done" in text:
+                    if "(md/root" not in text:
+                        raise checks.PhaseFailed(f"{name}: GRUB sees no md/root: "
+                                              f"{text[-400:]!r}")
+                    return time.monotonic() - t0
+                if p.poll() is not None:
+                    break
+                time.sleep(0.5)
+            raise checks.PhaseFailed(f"{name}: OVMF did not reach GRUB: "
+                                  f"{text[-600:]!r}")
+        finally:
+            p.kill()
+            p.wait()
+
     def check_qcow2(self, raw):
         """The disk holds `raw` (`qemu-img convert -O raw` of the qcow2)
         as tests/e2e checks a whole-disk deploy, and its config-2 partition
@@ -920,6 +1108,9 @@ class Test:
             self.phase("x", "a wrong checksum -> deploy failed with the "
                        "agent's error, the disk's head zeroed",
                        self.phase_bad_checksum)
+            self.phase("R", "software RAID: manual cleaning builds it, a UEFI "
+                       "deploy onto the mirror, each holder boots alone",
+                       self.phase_raid)
             self.phase("t", "no agent token in the console logs", self.phase_tokens)
         except checks.PhaseFailed as e:
             log(f"setup failed: {e}")

@@ -11,6 +11,7 @@ use crate::hardware::Host;
 use crate::hardware::StepCall;
 use serde_json::{Map, Value};
 use std::fs::{self, File};
+use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -27,11 +28,13 @@ const KNOWN: [&str; 8] = [
     "group",
 ];
 
-/// IPA's `_validate_files`, with its messages.
-pub fn validate_files(
-    from_properties: &Value,
-    from_args: &Value,
-) -> Result<Vec<Map<String, Value>>> {
+/// IPA's `_validate_files`, with its messages (a file is shown as IPA
+/// shows it, its long strings elided: [`crate::util::elided`]). The files
+/// are read in place: their contents can be tens of MiB.
+pub fn validate_files<'a>(
+    from_properties: &'a Value,
+    from_args: &'a Value,
+) -> Result<Vec<&'a Map<String, Value>>> {
     let type_name = |v: &Value| match v {
         Value::Null => "NoneType",
         Value::Bool(_) => "bool",
@@ -40,9 +43,9 @@ pub fn validate_files(
         Value::Array(_) => "list",
         Value::Object(_) => "dict",
     };
-    let props = match from_properties {
-        Value::Null => vec![],
-        Value::Array(a) => a.clone(),
+    let props: &[Value] = match from_properties {
+        Value::Null => &[],
+        Value::Array(a) => a,
         other => {
             return Err(AgentError::invalid_params(format!(
                 "The `inject_files` node property must be a list, got {}",
@@ -50,9 +53,9 @@ pub fn validate_files(
             )))
         }
     };
-    let args = match from_args {
-        Value::Null => vec![],
-        Value::Array(a) => a.clone(),
+    let args: &[Value] = match from_args {
+        Value::Null => &[],
+        Value::Array(a) => a,
         other => {
             return Err(AgentError::invalid_params(format!(
                 "The `files` argument must be a list, got {}",
@@ -62,12 +65,12 @@ pub fn validate_files(
     };
     let mut failures = Vec::new();
     let mut files = Vec::new();
-    for v in props.into_iter().chain(args) {
+    for v in props.iter().chain(args) {
         let Value::Object(fl) = v else {
-            failures.push(format!("expected a dict, got {v}"));
+            failures.push(format!("expected a dict, got {}", crate::util::elided(v)));
             continue;
         };
-        let shown = Value::Object(fl.clone()).to_string();
+        let shown = || shown(fl);
         let unknown: Vec<&str> = fl
             .keys()
             .map(String::as_str)
@@ -75,26 +78,33 @@ pub fn validate_files(
             .collect();
         if !unknown.is_empty() {
             failures.push(format!(
-                "unexpected fields in {shown}: {}",
+                "unexpected fields in {}: {}",
+                shown(),
                 unknown.join(", ")
             ));
         }
         let path = fl.get("path").and_then(Value::as_str).unwrap_or("");
         let has_partition = fl.get("partition").is_some_and(truthy);
         if path.is_empty() {
-            failures.push(format!("expected a path in {shown}"));
+            failures.push(format!("expected a path in {}", shown()));
         } else if parent(path) == "/" && !has_partition {
-            failures.push(format!("{shown} in root directory requires \"partition\""));
+            failures.push(format!(
+                "{} in root directory requires \"partition\"",
+                shown()
+            ));
         } else if path.ends_with('/') {
-            failures.push(format!("directories not supported for {shown}"));
+            failures.push(format!("directories not supported for {}", shown()));
         }
         if fl.get("content").is_some_and(truthy) && fl.get("deleted").is_some_and(truthy) {
-            failures.push(format!("content cannot be used with deleted in {shown}"));
+            failures.push(format!(
+                "content cannot be used with deleted in {}",
+                shown()
+            ));
         }
         for field in ["owner", "group", "mode", "dirmode"] {
             if let Some(v) = fl.get(field) {
                 if !(v.is_i64() || v.is_u64()) {
-                    failures.push(format!("{field} must be a number in {shown}"));
+                    failures.push(format!("{field} must be a number in {}", shown()));
                 }
             }
         }
@@ -107,6 +117,11 @@ pub fn validate_files(
         )));
     }
     Ok(files)
+}
+
+/// A file as IPA's messages show it (its dict), long strings elided.
+fn shown(fl: &Map<String, Value>) -> String {
+    crate::util::elided_map(fl).to_string()
 }
 
 fn truthy(v: &Value) -> bool {
@@ -312,10 +327,23 @@ fn find_and_mount(
     }
 }
 
-fn content_bytes(host: &Host, call: &StepCall, content: &str) -> Result<Vec<u8>> {
+/// The largest file content fetched from a URL.
+const MAX_URL_CONTENT: u64 = 256 << 20;
+
+/// Write `content` into `full`, as IPA's `open(path, 'wb')` then a write
+/// of the base64-decoded content or of the URL's body, chunk by chunk:
+/// both streamed, never whole in memory. Base64 is checked before the file
+/// is opened (IPA opens it first, leaving it empty on bad base64).
+fn write_content(host: &Host, call: &StepCall, full: &Path, content: &str) -> Result<()> {
+    let io_err = |e: std::io::Error| AgentError::execution(format!("OSError: {e}"));
     if !content.contains("://") {
-        return crate::util::base64_decode(content)
-            .ok_or_else(|| AgentError::execution("content is not valid base64"));
+        if !crate::util::base64_valid(content.as_bytes()) {
+            return Err(AgentError::execution("content is not valid base64"));
+        }
+        let mut f = File::create(full).map_err(io_err)?;
+        let mut r = crate::util::Base64Reader::new(content.as_bytes());
+        std::io::copy(&mut r, &mut f).map_err(io_err)?;
+        return Ok(());
     }
     let url = format_url(content, call.node, call.ports)?;
     let mut config = host.env.config.clone();
@@ -331,15 +359,26 @@ fn content_bytes(host: &Host, call: &StepCall, content: &str) -> Result<Vec<u8>>
             )))
             .build(),
     );
-    let mut resp = http
+    let resp = http
         .get(&url)
         .call()
         .map_err(|e| AgentError::execution(format!("downloading {url}: {e}")))?;
-    resp.body_mut()
-        .with_config()
-        .limit(256 << 20)
-        .read_to_vec()
-        .map_err(|e| AgentError::execution(format!("downloading {url}: {e}")))
+    let mut body = resp
+        .into_body()
+        .into_with_config()
+        .limit(MAX_URL_CONTENT)
+        .reader();
+    let mut f = File::create(full).map_err(io_err)?;
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = match body.read(&mut buf) {
+            Ok(0) => return Ok(()),
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(AgentError::execution(format!("downloading {url}: {e}"))),
+        };
+        f.write_all(&buf[..n]).map_err(io_err)?;
+    }
 }
 
 fn inject_one(host: &Host, call: &StepCall, fl: &Map<String, Value>) -> Result<()> {
@@ -349,8 +388,8 @@ fn inject_one(host: &Host, call: &StepCall, fl: &Map<String, Value>) -> Result<(
         let _ = fs::remove_file(&full);
         return Ok(());
     }
-    let shown = Value::Object(fl.clone()).to_string();
-    let wrap = |e: String| AgentError::execution(format!("Failed to process file {shown}. {e}"));
+    let wrap =
+        |e: String| AgentError::execution(format!("Failed to process file {}. {e}", shown(fl)));
     let dir = full.parent().unwrap_or(Path::new("/"));
     if !dir.exists() {
         fs::create_dir_all(dir).map_err(|e| wrap(format!("OSError: {e}")))?;
@@ -360,8 +399,7 @@ fn inject_one(host: &Host, call: &StepCall, fl: &Map<String, Value>) -> Result<(
         }
     }
     let content = fl.get("content").and_then(Value::as_str).unwrap_or("");
-    let bytes = content_bytes(host, call, content).map_err(|e| wrap(e.details))?;
-    fs::write(&full, bytes).map_err(|e| wrap(format!("OSError: {e}")))?;
+    write_content(host, call, &full, content).map_err(|e| wrap(e.details))?;
     if let Some(m) = fl.get("mode").and_then(Value::as_u64) {
         fs::set_permissions(&full, fs::Permissions::from_mode(m as u32))
             .map_err(|e| wrap(format!("OSError: {e}")))?;
@@ -384,19 +422,14 @@ pub fn inject_files(host: &Host, call: &StepCall) -> Result<Value> {
     let from_props = call
         .node
         .pointer("/properties/inject_files")
-        .cloned()
-        .unwrap_or(Value::Null);
-    let from_props = if truthy(&from_props) {
-        from_props
-    } else {
-        Value::Null
-    };
-    let files = validate_files(&from_props, call.args.get("files").unwrap_or(&Value::Null))?;
+        .filter(|v| truthy(v))
+        .unwrap_or(&Value::Null);
+    let files = validate_files(from_props, call.args.get("files").unwrap_or(&Value::Null))?;
     if files.is_empty() {
         log::info!("No files to inject");
         return Ok(Value::Null);
     }
-    for fl in &files {
+    for fl in files {
         inject_one(host, call, fl)?;
     }
     Ok(Value::Null)
@@ -409,12 +442,18 @@ mod tests {
 
     #[test]
     fn validation_like_ipa() {
-        let ok = validate_files(
-            &Value::Null,
-            &json!([{"path": "/etc/x.conf", "content": "eA=="}]),
-        )
-        .unwrap();
+        let files = json!([{"path": "/etc/x.conf", "content": "eA=="}]);
+        let ok = validate_files(&Value::Null, &files).unwrap();
         assert_eq!(ok.len(), 1);
+        // a long content is not repeated in the message
+        let long = json!([{"path": "/x", "content": "eA==".repeat(20_000)}]);
+        let e = validate_files(&Value::Null, &long).unwrap_err();
+        assert!(
+            e.details
+                .contains(r#""content":"<80000 bytes, not echoed>""#),
+            "{}",
+            e.details
+        );
         let e = validate_files(&json!({}), &Value::Null).unwrap_err();
         assert_eq!(
             e.details,

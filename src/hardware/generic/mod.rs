@@ -14,7 +14,11 @@ use crate::config::Env;
 use crate::error::{AgentError, Result};
 use serde_json::{json, Value};
 
-pub struct GenericHardwareManager;
+#[derive(Default)]
+pub struct GenericHardwareManager {
+    /// The arrays `create_configuration` made and which is the root.
+    pub raid: raid::RaidState,
+}
 
 /// `DEPLOY_CLEAN_UEFI_NVRAM_ARGSINFO` in IPA's hardware.py.
 fn clean_uefi_nvram_argsinfo() -> Value {
@@ -110,8 +114,8 @@ impl GenericHardwareManager {
             "erase_pstore" => erase::erase_pstore(env, call),
             "clean_uefi_nvram" => nvram::clean_uefi_nvram(env.root, call),
             "delete_configuration" => raid::delete_configuration(env, call),
-            "create_configuration" => raid::create_configuration(env, call),
-            "apply_configuration" => raid::apply_configuration(env, call),
+            "create_configuration" => raid::create_configuration(env, call, &self.raid),
+            "apply_configuration" => raid::apply_configuration(env, call, &self.raid),
             "write_image" => write_image(host, call),
             "inject_files" => inject::inject_files(host, call),
             _ => return None,
@@ -123,10 +127,21 @@ impl GenericHardwareManager {
         collect::list_hardware_info(env)
     }
 
+    /// IPA's `GenericHardwareManager.initialize`: assemble the software
+    /// RAID devices the disks carry (`_md_scan_and_assemble`), so that the
+    /// inventory, the root device choice and `delete_configuration` see
+    /// them after a reboot.
+    pub fn initialize(&self, env: &Env) {
+        raid::initialize(env);
+    }
+
     /// IPA's `get_os_install_device`: root-device hints from the node
     /// (`instance_info.root_device` over `properties.root_device`, or the
     /// Kilo-era `root_device=` kernel parameter), minus the
-    /// `skip_block_devices`; without hints the smallest disk ≥ 4 GiB.
+    /// `skip_block_devices`; without hints the smallest disk ≥ 4 GiB. A
+    /// software RAID volume created with `is_root_volume: true` wins over
+    /// both; one created with `is_root_volume: false` is never chosen, nor
+    /// are its holder disks and members.
     pub fn get_os_install_device(&self, env: &Env, node: Option<&Value>) -> Result<BlockDevice> {
         let devices = crate::disk::list::list_block_devices(env.root, false)?;
         let node = node.cloned().or_else(|| env.node.clone());
@@ -136,10 +151,33 @@ impl GenericHardwareManager {
             .map(hints::skip_list_hints)
             .transpose()?
             .unwrap_or_default();
-        let candidates: Vec<BlockDevice> = devices
+        let mut candidates: Vec<BlockDevice> = devices
             .into_iter()
             .filter(|d| !hints::matches_any(d, &skip))
             .collect();
+        for (md, is_root) in self.raid.root_mapping() {
+            if is_root {
+                if let Some(d) = candidates.iter().find(|d| d.name == md) {
+                    if hints.as_ref().is_some_and(|h| !h.is_empty()) {
+                        log::warn!(
+                            "Both root device hints ({}) and a root volume from the target \
+                             RAID configuration are defined. The RAID root volume will be used.",
+                            hints::py_repr(&Value::Object(hints.clone().unwrap_or_default()))
+                        );
+                    }
+                    return Ok(d.clone());
+                }
+                continue;
+            }
+            // the array and its holder disks (its members are partitions,
+            // which are not candidates)
+            let mut gone = vec![md.clone()];
+            if let Some(a) = crate::disk::md::array::read(env.root, md.trim_start_matches("/dev/"))
+            {
+                gone.extend(crate::disk::md::array::holders(env.root, &a));
+            }
+            candidates.retain(|d| !gone.contains(&d.name));
+        }
         hints::select_root_device(&candidates, hints.as_ref())
     }
 }
@@ -153,8 +191,8 @@ fn write_image(host: &Host, call: &StepCall) -> Result<Value> {
         .get("image_info")
         .and_then(Value::as_object)
         .ok_or_else(|| AgentError::invalid_params("image_info is required"))?;
+    let configdrive = crate::image::configdrive_of(call.args.get("configdrive"), info);
     let info = crate::image::parse_image_info(&host.env, info)?;
-    let configdrive = call.args.get("configdrive").filter(|v| !v.is_null());
     let node = host.env.node.as_ref();
     let dev = host.os_install_device(node)?;
     let msg = crate::image::prepare_image(&host.env, host.written, &dev, node, &info, configdrive)?;

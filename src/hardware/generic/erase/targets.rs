@@ -203,33 +203,15 @@ fn is_virtual_media(env: &Env, dev: &BlockDevice, labels: &[&str]) -> Option<Str
 
 /// With RAID `volume_name`s in `skip_block_devices`: why `dev` must be
 /// kept, if it must. An md array is kept when its name (read from a
-/// member's 1.x superblock) is one of them, or when its name cannot be
-/// read; a disk is kept when it carries an md 1.1/1.2 superblock of a kept
-/// volume (the ramdisk has no mdadm, so arrays are often not assembled and
-/// their members look like plain disks). IPA resolves names with mdadm.
+/// member's superblock) is one of them, or when its name cannot be read;
+/// a disk is kept when it or one of its partitions carries an md
+/// superblock of a kept volume (arrays that are not assembled leave their
+/// members looking like plain disks). IPA resolves names with mdadm.
 fn kept_raid(root: &Root, dev: &BlockDevice, keep: &[String]) -> Option<String> {
-    let read_sb = |name: &str| -> Vec<(u64, Option<String>)> {
-        let Ok(f) = std::fs::File::open(root.path(name)) else {
-            return vec![];
-        };
-        [0u64, 4096]
-            .into_iter()
-            .filter_map(|off| {
-                let mut b = [0u8; 64];
-                std::os::unix::fs::FileExt::read_exact_at(&f, &mut b, off).ok()?;
-                (u32::from_le_bytes([b[0], b[1], b[2], b[3]]) == probe::MD_MAGIC)
-                    .then(|| (off, probe::md_set_name(&b)))
-            })
-            .collect()
-    };
+    use crate::disk::md::array;
     let kname = kname_of(dev);
-    if kname.starts_with("md") {
-        let slaves = root.list(format!("/sys/block/{kname}/slaves"));
-        let name = slaves
-            .iter()
-            .flat_map(|s| read_sb(&format!("/dev/{s}")))
-            .find_map(|(_, n)| n);
-        return match name {
+    if let Some(a) = array::read(root, &kname) {
+        return match array::volume_name(root, &a) {
             Some(n) if keep.contains(&n) => Some(format!(
                 "RAID volume {n} is kept by properties.skip_block_devices"
             )),
@@ -241,9 +223,12 @@ fn kept_raid(root: &Root, dev: &BlockDevice, keep: &[String]) -> Option<String> 
             ),
         };
     }
-    read_sb(&dev.name)
-        .into_iter()
-        .find_map(|(_, n)| n.filter(|n| keep.contains(n)))
+    let mut devs = vec![kname.clone()];
+    devs.extend(crate::disk::list::partition_names(root, &kname));
+    devs.iter()
+        .flat_map(|k| array::superblocks(root, k))
+        .map(|f| f.sb.name())
+        .find(|n| keep.contains(n))
         .map(|n| format!("a member of RAID volume {n}, kept by properties.skip_block_devices"))
 }
 
@@ -559,14 +544,17 @@ mod tests {
         }
     }
 
-    /// An md 1.2 member: the superblock 4 KiB in, named "host:NAME".
+    /// An md 1.2 member: a valid superblock 4 KiB in, named "host:NAME".
     fn md_member(name: &str, sectors: usize) -> Vec<u8> {
+        use crate::disk::md;
         let mut b = vec![0x11u8; sectors * 512];
-        b[4096..4100].copy_from_slice(&probe::MD_MAGIC.to_le_bytes());
-        b[4100..4104].copy_from_slice(&1u32.to_le_bytes());
-        b[4096 + 32..4096 + 64].fill(0);
-        let n = format!("host:{name}");
-        b[4096 + 32..4096 + 32 + n.len()].copy_from_slice(n.as_bytes());
+        let plan = md::plan(md::Version::V1_2, 1, &[sectors as u64; 2]).unwrap();
+        let id = md::Identity {
+            set_uuid: [7; 16],
+            set_name: md::set_name(Some("host"), name),
+            ctime: 1,
+        };
+        b[4096..8192].copy_from_slice(&plan.superblock(&id, 0, [1; 16]).encode());
         b
     }
 

@@ -1,0 +1,586 @@
+//! md arrays as the kernel runs them: listed from sysfs
+//! (`/sys/block/mdN/md/`), started and stopped through the md ioctls
+//! (`crate::sys::md`) the way mdadm does for native v1.x metadata:
+//!
+//! 1. `mdN` written to `/sys/module/md_mod/parameters/new_array` (the
+//!    kernel creates the device; devtmpfs its node);
+//! 2. `/dev/mdN` opened, `GET_ARRAY_INFO` answers ENODEV (nothing there);
+//! 3. `SET_ARRAY_INFO` with only the version: the members' superblocks
+//!    describe the array;
+//! 4. `ADD_NEW_DISK` per member: the kernel opens it exclusively and checks
+//!    its superblock against the first one's;
+//! 5. `RUN_ARRAY`: the kernel validates the set, loads the personality
+//!    (its own request_module "md-level-N") and starts the array, and a
+//!    resync when the superblocks say it is not in sync.
+//!
+//! Any failure after step 3 ends with `STOP_ARRAY`, which releases the
+//! members bound so far: no half-configured md device stays behind
+//! (the next `SET_ARRAY_INFO` would get EBUSY).
+//!
+//! Names: the kernel knows `mdN` only. `/dev/md/<name>` links are what
+//! udev or mdadm add; this ramdisk has neither, so [`link_name`] makes
+//! them.
+
+use super::{Superblock, Version, SB_BYTES};
+use crate::error::{AgentError, Kind, Result};
+use crate::root::Root;
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::time::{Duration, Instant};
+
+/// One member of a running (or inactive) array.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Member {
+    /// Kernel name of the member ("vda1", "nvme0n1p2", "sdb").
+    pub kname: String,
+    /// Its slot, `None` for spares and faulty members.
+    pub slot: Option<u32>,
+}
+
+/// An md device with a configuration (`array_state` other than "clear").
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Array {
+    pub kname: String,
+    /// "raid1", ...; empty while inactive.
+    pub level: String,
+    /// sysfs `md/uuid` (8-4-4-4-12).
+    pub uuid: String,
+    /// Bytes.
+    pub size: u64,
+    /// In slot order, spares last.
+    pub members: Vec<Member>,
+}
+
+impl Array {
+    pub fn path(&self) -> String {
+        format!("/dev/{}", self.kname)
+    }
+}
+
+/// Is `kname` an md device (it has an `md/` directory in sysfs)?
+pub fn is_md(root: &Root, kname: &str) -> bool {
+    root.exists(format!("/sys/block/{kname}/md"))
+}
+
+/// The array `kname`, when the md device exists and holds a configuration.
+pub fn read(root: &Root, kname: &str) -> Option<Array> {
+    let md = format!("/sys/block/{kname}/md");
+    if !root.exists(&md) {
+        return None;
+    }
+    if root.read(format!("{md}/array_state")).as_deref() == Some("clear") {
+        return None;
+    }
+    let mut members = vec![];
+    for e in root.list(&md) {
+        let Some(name) = e.strip_prefix("dev-") else {
+            continue;
+        };
+        members.push(Member {
+            kname: root
+                .link_name(format!("{md}/{e}/block"))
+                .unwrap_or_else(|| name.to_string()),
+            slot: root.read_u64(format!("{md}/{e}/slot")).map(|n| n as u32),
+        });
+    }
+    // slot order, spares (None) last
+    crate::util::sort_small_by(&mut members, |a, b| {
+        a.slot.unwrap_or(u32::MAX).cmp(&b.slot.unwrap_or(u32::MAX))
+    });
+    Some(Array {
+        kname: kname.to_string(),
+        level: root.read(format!("{md}/level")).unwrap_or_default(),
+        uuid: root.read(format!("{md}/uuid")).unwrap_or_default(),
+        size: root
+            .read_u64(format!("/sys/block/{kname}/size"))
+            .unwrap_or(0)
+            * 512,
+        members,
+    })
+}
+
+/// Every configured md array, in kernel-name order.
+pub fn list(root: &Root) -> Vec<Array> {
+    let mut names: Vec<String> = root
+        .list("/sys/block")
+        .into_iter()
+        .filter(|n| n.starts_with("md"))
+        .collect();
+    crate::util::sort_small_by(&mut names, |a, b| crate::disk::list::natural_cmp(a, b));
+    names.iter().filter_map(|n| read(root, n)).collect()
+}
+
+/// The whole disk a block device lives on: "vda1" → "vda", "md0p1" →
+/// "md0", a whole disk → itself.
+pub fn parent_disk(root: &Root, kname: &str) -> String {
+    if root.exists(format!("/sys/block/{kname}")) {
+        return kname.to_string();
+    }
+    root.list("/sys/block")
+        .into_iter()
+        .find(|d| root.exists(format!("/sys/block/{d}/{kname}/partition")))
+        .unwrap_or_else(|| kname.to_string())
+}
+
+/// The disks holding an array's members (IPA's `get_holder_disks`), as
+/// "/dev/<disk>", in member order, without repeats.
+pub fn holders(root: &Root, a: &Array) -> Vec<String> {
+    let mut out: Vec<String> = vec![];
+    for m in &a.members {
+        let d = format!("/dev/{}", parent_disk(root, &m.kname));
+        if !out.contains(&d) {
+            out.push(d);
+        }
+    }
+    out
+}
+
+/// The size of a block device in 512-byte sectors, from sysfs.
+pub fn sectors(root: &Root, kname: &str) -> Option<u64> {
+    root.read_u64(format!("/sys/class/block/{kname}/size"))
+        .or_else(|| {
+            let disk = parent_disk(root, kname);
+            root.read_u64(format!("/sys/block/{disk}/{kname}/size"))
+        })
+        .or_else(|| root.read_u64(format!("/sys/block/{kname}/size")))
+}
+
+/// Read the valid v1.x superblocks of the block device `kname`.
+pub fn superblocks(root: &Root, kname: &str) -> Vec<super::Found> {
+    let Ok(f) = File::open(root.path(format!("/dev/{kname}"))) else {
+        return vec![];
+    };
+    let size = match crate::sys::block_device_size(&f) {
+        Ok(n) => n,
+        Err(_) => match f.metadata() {
+            Ok(m) if m.is_file() => m.len(),
+            _ => return vec![],
+        },
+    };
+    let read = |off: u64, len: usize| -> io::Result<Vec<u8>> {
+        let mut b = vec![0u8; len];
+        let n = f.read_at(&mut b, off)?;
+        b.truncate(n);
+        Ok(b)
+    };
+    super::find(size, &read)
+}
+
+/// The array's name from a member's superblock (IPA reads it with
+/// `mdadm --detail`: `Name : host:name`): `None` when no member's
+/// superblock can be read.
+pub fn volume_name(root: &Root, a: &Array) -> Option<String> {
+    a.members.iter().find_map(|m| {
+        superblocks(root, &m.kname)
+            .into_iter()
+            .find(|f| f.sb.uuid_sysfs() == a.uuid || a.uuid.is_empty())
+            .map(|f| f.sb.name())
+    })
+}
+
+/// A member's superblock as the kernel keeps it (for tests and logs).
+pub fn member_superblock(root: &Root, kname: &str) -> Option<Superblock> {
+    superblocks(root, kname).into_iter().next().map(|f| f.sb)
+}
+
+/// "major:minor" of a block device from sysfs.
+pub fn dev_numbers(root: &Root, kname: &str) -> Option<(u32, u32)> {
+    let text = root
+        .read(format!("/sys/class/block/{kname}/dev"))
+        .or_else(|| {
+            let disk = parent_disk(root, kname);
+            root.read(format!("/sys/block/{disk}/{kname}/dev"))
+        })?;
+    let (a, b) = text.split_once(':')?;
+    Some((a.trim().parse().ok()?, b.trim().parse().ok()?))
+}
+
+/// True when `mdN` can take a new array: no such device, or one without a
+/// configuration.
+pub fn is_free(root: &Root, kname: &str) -> bool {
+    !root.exists(format!("/sys/block/{kname}")) || read(root, kname).is_none()
+}
+
+/// The first free name among `mdN` for N in `numbers`.
+pub fn free_name(root: &Root, numbers: impl IntoIterator<Item = u32>) -> Option<String> {
+    numbers
+        .into_iter()
+        .map(|n| format!("md{n}"))
+        .find(|k| is_free(root, k))
+}
+
+/// `/dev/md/<name>` → `../mdN`, as udev's mdadm rules (or mdadm itself
+/// without udev) make it. Failures are logged, not fatal: nothing in the
+/// agent opens arrays by these links.
+pub fn link_name(root: &Root, md: &str, name: &str) {
+    if name.is_empty() || name.contains('/') || name.starts_with('.') {
+        return;
+    }
+    let link = root.path(format!("/dev/md/{name}"));
+    let _ = std::fs::create_dir_all(root.path("/dev/md"));
+    let _ = std::fs::remove_file(&link);
+    if let Err(e) = std::os::unix::fs::symlink(format!("../{md}"), &link) {
+        log::warn!("linking /dev/md/{name} to /dev/{md}: {e}");
+    }
+}
+
+/// Drop `/dev/md/*` links that point at `md`.
+pub fn unlink_names(root: &Root, md: &str) {
+    for n in root.list("/dev/md") {
+        let p = root.path(format!("/dev/md/{n}"));
+        if std::fs::read_link(&p)
+            .map(|t| t.file_name().map(|f| f == md).unwrap_or(false))
+            .unwrap_or(false)
+        {
+            let _ = std::fs::remove_file(&p);
+        }
+    }
+}
+
+/// What starts and stops arrays: the kernel ([`Sysfs`]), or a stand-in in
+/// unit tests, where disks are regular files.
+pub trait Kernel {
+    /// Start `md` ("md0") from members whose superblocks are written.
+    fn start(&self, md: &str, version: Version, members: &[String]) -> Result<()>;
+    /// Stop `md` and release its members.
+    fn stop(&self, md: &str) -> Result<()>;
+}
+
+/// The running kernel, through sysfs and the md ioctls.
+pub struct Sysfs<'a>(pub &'a Root);
+
+fn raid_err(details: String) -> AgentError {
+    AgentError::new(Kind::SoftwareRAIDError, details)
+}
+
+impl Sysfs<'_> {
+    fn open_md(&self, md: &str, excl: bool) -> Result<File> {
+        let path = self.0.path(format!("/dev/{md}"));
+        // devtmpfs creates the node when the kernel adds the device; give
+        // it a moment on a busy machine
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let mut o = OpenOptions::new();
+            o.read(true).write(true);
+            if excl {
+                o.custom_flags(libc::O_EXCL);
+            }
+            match o.open(&path) {
+                Ok(f) => return Ok(f),
+                Err(e) if e.kind() == io::ErrorKind::NotFound && Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                Err(e) => return Err(raid_err(format!("opening /dev/{md}: {e}"))),
+            }
+        }
+    }
+}
+
+impl Kernel for Sysfs<'_> {
+    fn start(&self, md: &str, version: Version, members: &[String]) -> Result<()> {
+        let root = self.0;
+        if !root.exists("/sys/module/md_mod") {
+            return Err(raid_err(
+                "the kernel's md driver (md_mod) is not loaded: no software RAID without it".into(),
+            ));
+        }
+        match std::fs::write(root.path("/sys/module/md_mod/parameters/new_array"), md) {
+            Ok(()) => {}
+            Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {}
+            Err(e) => return Err(raid_err(format!("creating /dev/{md} (new_array): {e}"))),
+        }
+        let f = self.open_md(md, true)?;
+        match crate::sys::md::get_array_info(&f) {
+            Err(e) if e.raw_os_error() == Some(libc::ENODEV) => {}
+            Ok(_) => return Err(raid_err(format!("/dev/{md} already holds an array"))),
+            Err(e) => return Err(raid_err(format!("asking /dev/{md} for its array: {e}"))),
+        }
+        crate::sys::md::set_array_version(&f, 1, version.minor())
+            .map_err(|e| raid_err(format!("setting up /dev/{md} (SET_ARRAY_INFO): {e}")))?;
+        let undo = |what: String| -> AgentError {
+            if let Err(e) = crate::sys::md::stop_array(&f) {
+                log::error!("releasing the members of /dev/{md} after a failure: {e}");
+            }
+            raid_err(what)
+        };
+        for m in members {
+            let Some((major, minor)) = dev_numbers(root, m) else {
+                return Err(undo(format!(
+                    "adding /dev/{m} to /dev/{md}: the device is gone"
+                )));
+            };
+            if let Err(e) = crate::sys::md::add_new_disk(&f, major, minor) {
+                let why = match e.raw_os_error() {
+                    Some(libc::EINVAL) => " (no valid md superblock, or one of another array)",
+                    Some(libc::EBUSY) => " (in use, or a slot taken twice)",
+                    _ => "",
+                };
+                return Err(undo(format!("adding /dev/{m} to /dev/{md}: {e}{why}")));
+            }
+        }
+        if let Err(e) = crate::sys::md::run_array(&f) {
+            let why = if e.raw_os_error() == Some(libc::EINVAL) {
+                " (the kernel refused the set: see its log; a personality module that \
+                 could not be loaded, or members that do not agree)"
+            } else {
+                ""
+            };
+            return Err(undo(format!("starting /dev/{md} (RUN_ARRAY): {e}{why}")));
+        }
+        // start_ro=1 would leave it auto-read-only (no resync); EBUSY: it
+        // is read-write already
+        let _ = crate::sys::md::restart_array_rw(&f);
+        Ok(())
+    }
+
+    fn stop(&self, md: &str) -> Result<()> {
+        let f = self.open_md(md, false)?;
+        // mdadm's Manage_stop: 25 tries 200 ms apart while busy (a udev
+        // probe, a partition scan)
+        let mut tries = 0;
+        loop {
+            match crate::sys::md::stop_array(&f) {
+                Ok(()) => return Ok(()),
+                Err(e) if e.raw_os_error() == Some(libc::EBUSY) && tries < 25 => {
+                    tries += 1;
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+                Err(e) => {
+                    let why = if e.raw_os_error() == Some(libc::EBUSY) {
+                        " (still open: mounted, or held by another device)"
+                    } else {
+                        ""
+                    };
+                    return Err(raid_err(format!("stopping /dev/{md}: {e}{why}")));
+                }
+            }
+        }
+    }
+}
+
+/// Zero every md superblock (any version) on `kname` (what
+/// `mdadm --zero-superblock` does, 4 KiB at each location that carries the
+/// magic), through `/dev/<kname>` under `root`. Returns the byte offsets
+/// cleared.
+pub fn zero_superblocks(root: &Root, kname: &str) -> Result<Vec<u64>> {
+    let path = root.path(format!("/dev/{kname}"));
+    // exclusively, as mdadm: never under a running array, a mount, dm
+    let excl = std::fs::metadata(&path)
+        .is_ok_and(|m| std::os::unix::fs::FileTypeExt::is_block_device(&m.file_type()));
+    let f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(if excl { libc::O_EXCL } else { 0 })
+        .open(&path)
+        .map_err(|e| {
+            raid_err(format!(
+                "opening /dev/{kname} to clear its md superblock: {e}"
+            ))
+        })?;
+    let size = crate::sys::block_device_size(&f)
+        .or_else(|_| f.metadata().map(|m| m.len()))
+        .map_err(|e| raid_err(format!("reading the size of /dev/{kname}: {e}")))?;
+    zero_superblocks_in(&f, 0, size, &format!("/dev/{kname}"))
+}
+
+/// [`zero_superblocks`] inside a window `[base, base+size)` of an open
+/// device (a partition reached through its disk).
+pub fn zero_superblocks_in(f: &File, base: u64, size: u64, name: &str) -> Result<Vec<u64>> {
+    let read = |off: u64, len: usize| -> io::Result<Vec<u8>> {
+        let mut b = vec![0u8; len];
+        let n = f.read_at(&mut b, base + off)?;
+        b.truncate(n);
+        Ok(b)
+    };
+    let spots = super::magic_offsets(size, &read);
+    let zero = vec![0u8; SB_BYTES];
+    for &off in &spots {
+        let n = (size - off).min(SB_BYTES as u64) as usize;
+        f.write_all_at(&zero[..n], base + off)
+            .map_err(|e| raid_err(format!("clearing the md superblock of {name}: {e}")))?;
+    }
+    if !spots.is_empty() {
+        f.sync_all()
+            .map_err(|e| raid_err(format!("flushing {name}: {e}")))?;
+        if crate::sys::is_block_device(f) {
+            let _ = crate::sys::flush_buffers(f);
+        }
+    }
+    Ok(spots)
+}
+
+/// The ramdisk's host name, mdadm's default homehost.
+fn homehost(root: &Root) -> Option<String> {
+    root.read_nonempty("/proc/sys/kernel/hostname")
+        .filter(|h| h != "(none)")
+}
+
+/// A new array's identity, as `mdadm --create --name NAME` gives it: a
+/// random UUID, "homehost:NAME", created now.
+pub fn new_identity(root: &Root, name: &str) -> Result<super::Identity> {
+    let mut set_uuid = [0u8; 16];
+    crate::sys::getrandom(&mut set_uuid)
+        .map_err(|e| raid_err(format!("generating an md UUID: {e}")))?;
+    let ctime = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    Ok(super::Identity {
+        set_uuid,
+        set_name: super::set_name(homehost(root).as_deref(), name),
+        ctime,
+    })
+}
+
+/// Clear stale md superblocks in a member's window `[offset, offset+len)`
+/// of an open disk (mdadm's `Kill` before `--create`) and write its new
+/// one there: through the disk, so the partition's device node need not
+/// exist yet. The caller syncs.
+pub fn write_member(f: &File, name: &str, offset: u64, len: u64, sb: &Superblock) -> Result<()> {
+    zero_superblocks_in(f, offset, len, name)?;
+    f.write_all_at(&sb.encode(), offset + sb.super_offset * 512)
+        .map_err(|e| raid_err(format!("writing the md superblock of {name}: {e}")))
+}
+
+/// One member of a new array: a window of an open disk, and the kernel
+/// name the window has as a partition.
+pub struct NewMember<'a> {
+    pub disk: &'a File,
+    pub kname: String,
+    pub offset: u64,
+    pub len: u64,
+}
+
+/// Make and start a new array, as `mdadm --create MD --force --run
+/// --metadata=1.x --level LEVEL --name NAME` does: the superblocks written
+/// (the members in slot order, a full resync to follow for redundant
+/// levels), then the array started and `/dev/md/NAME` linked. Returns its
+/// size in sectors.
+pub fn create(
+    root: &Root,
+    kernel: &dyn Kernel,
+    md: &str,
+    version: Version,
+    level: i32,
+    name: &str,
+    members: &[NewMember],
+) -> Result<u64> {
+    let sizes: Vec<u64> = members.iter().map(|m| m.len / 512).collect();
+    let plan = super::plan(version, level, &sizes).map_err(|e| raid_err(e.details))?;
+    let id = new_identity(root, name)?;
+    let mut knames = vec![];
+    for (i, m) in members.iter().enumerate() {
+        let mut dev_uuid = [0u8; 16];
+        crate::sys::getrandom(&mut dev_uuid)
+            .map_err(|e| raid_err(format!("generating an md UUID: {e}")))?;
+        write_member(
+            m.disk,
+            &m.kname,
+            m.offset,
+            m.len,
+            &plan.superblock(&id, i, dev_uuid),
+        )?;
+        m.disk
+            .sync_all()
+            .map_err(|e| raid_err(format!("flushing /dev/{}: {e}", m.kname)))?;
+        knames.push(m.kname.clone());
+    }
+    kernel.start(md, version, &knames)?;
+    log::info!(
+        "created /dev/{md}: {} \"{name}\" on {}, {} sectors",
+        super::level_name(level),
+        knames.join(" "),
+        plan.array_sectors
+    );
+    link_name(root, md, name);
+    Ok(plan.array_sectors)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn w(root: &std::path::Path, p: &str, v: &str) {
+        let p = root.join(p.trim_start_matches('/'));
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, v).unwrap();
+    }
+
+    #[test]
+    fn arrays_from_sysfs() {
+        let dir = std::env::temp_dir().join(format!("md-array-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        w(&dir, "/sys/block/vda/vda1/partition", "1");
+        w(&dir, "/sys/block/vda/vda1/dev", "254:1");
+        w(&dir, "/sys/block/vdb/vdb1/partition", "1");
+        w(&dir, "/sys/block/md127/size", "1024");
+        w(&dir, "/sys/block/md127/md/level", "raid1");
+        w(&dir, "/sys/block/md127/md/array_state", "clean");
+        w(&dir, "/sys/block/md127/md/metadata_version", "1.2");
+        w(
+            &dir,
+            "/sys/block/md127/md/uuid",
+            "11111111-1111-1111-1111-111111111111",
+        );
+        w(&dir, "/sys/block/md127/md/raid_disks", "2");
+        for (m, slot) in [("vdb1", "1"), ("vda1", "0")] {
+            let d = dir.join(format!("sys/block/md127/md/dev-{m}"));
+            std::fs::create_dir_all(&d).unwrap();
+            std::fs::write(d.join("slot"), slot).unwrap();
+        }
+        // an md device without a configuration
+        w(&dir, "/sys/block/md0/md/array_state", "clear");
+        let root = Root::new(&dir);
+        let all = list(&root);
+        assert_eq!(all.len(), 1);
+        let a = &all[0];
+        assert_eq!(a.path(), "/dev/md127");
+        assert_eq!(a.size, 512 * 1024);
+        let m: Vec<&str> = a.members.iter().map(|m| m.kname.as_str()).collect();
+        assert_eq!(m, vec!["vda1", "vdb1"]);
+        assert_eq!(holders(&root, a), vec!["/dev/vda", "/dev/vdb"]);
+        assert_eq!(parent_disk(&root, "vdb1"), "vdb");
+        assert_eq!(dev_numbers(&root, "vda1"), Some((254, 1)));
+        assert!(is_free(&root, "md0") && is_free(&root, "md1") && !is_free(&root, "md127"));
+        assert_eq!(free_name(&root, (120..=127).rev()), Some("md126".into()));
+        assert!(is_md(&root, "md127") && !is_md(&root, "vda"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn zeroing_in_a_window() {
+        let dir = std::env::temp_dir().join(format!("md-zero-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("disk");
+        let sectors = 614400u64;
+        let f = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&p)
+            .unwrap();
+        f.set_len((1 << 20) + sectors * 512).unwrap();
+        let base = 1 << 20;
+        let plan = super::super::plan(Version::V1_0, 1, &[sectors, sectors]).unwrap();
+        let id = super::super::Identity {
+            set_uuid: [5; 16],
+            set_name: super::super::set_name(None, "esp"),
+            ctime: 1,
+        };
+        let sb = plan.superblock(&id, 0, [6; 16]);
+        f.write_all_at(&sb.encode(), base + sb.super_offset * 512)
+            .unwrap();
+        f.write_all_at(b"data", base).unwrap();
+        let spots = zero_superblocks_in(&f, base, sectors * 512, "t").unwrap();
+        assert_eq!(spots, vec![sb.super_offset * 512]);
+        let mut b = [0u8; 4];
+        f.read_exact_at(&mut b, base).unwrap();
+        assert_eq!(&b, b"data", "only the superblock is cleared");
+        assert!(zero_superblocks_in(&f, base, sectors * 512, "t")
+            .unwrap()
+            .is_empty());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,926 @@
+//! md (Linux software RAID) v1.x superblocks: parse, build, checksum, and
+//! the geometry mdadm gives a new array, so that arrays this agent makes
+//! are ones the kernel starts and mdadm accepts as its own
+//! (`include/uapi/linux/raid/md_p.h: struct mdp_superblock_1`;
+//! `drivers/md/md.c: super_1_load, calc_sb_1_csum`; mdadm
+//! `super1.c: validate_geometry1, write_init_super1`, `Create.c`).
+//!
+//! Layout of the 256-byte superblock (all little-endian, sizes in 512-byte
+//! sectors), followed by `dev_roles[max_dev]` (le16 each):
+//!
+//! ```text
+//! 0x00 magic a92b4efc  0x04 major_version 1  0x08 feature_map  0x0c pad0
+//! 0x10 set_uuid[16]    0x20 set_name[32]     0x40 ctime         0x48 level
+//! 0x4c layout          0x50 size             0x58 chunksize     0x5c raid_disks
+//! 0x60 bitmap_offset   0x64..0x80 reshape fields
+//! 0x80 data_offset     0x88 data_size        0x90 super_offset  0x98 recovery_offset
+//! 0xa0 dev_number      0xa4 cnt_corrected_read 0xa8 device_uuid[16]
+//! 0xb8 devflags 0xb9 bblog_shift 0xba bblog_size 0xbc bblog_offset (signed)
+//! 0xc0 utime           0xc8 events           0xd0 resync_offset 0xd8 sb_csum
+//! 0xdc max_dev         0xe0 pad3[32]         0x100 dev_roles[]
+//! ```
+//!
+//! Where it lives: 1.0 at `(sectors - 16) & !7` (near the end, so the data
+//! starts at the device's first byte: firmware reads a RAID-1 ESP member as
+//! plain FAT), 1.1 at sector 0, 1.2 at sector 8 (4 KiB). The kernel reads
+//! 4 KiB there and rejects a superblock whose `super_offset` is not that
+//! location, whose checksum is wrong, whose pads are not zero or whose
+//! feature bits it does not know.
+//!
+//! [`array`] is the kernel side: running arrays in sysfs, starting and
+//! stopping them through the md ioctls.
+
+pub mod array;
+
+use crate::error::{AgentError, Result};
+use crate::util::bytes::{le16, le32, le64};
+
+/// `MD_SB_MAGIC`.
+pub const MAGIC: u32 = 0xa92b_4efc;
+/// Bytes read and written at a superblock location: the kernel reads 4 KiB
+/// (`read_disk_sb(rdev, 4096)`); a whole block also suits 4Kn devices.
+pub const SB_BYTES: usize = 4096;
+/// `dev_roles` entries mdadm writes for arrays of up to 128 devices.
+pub const MAX_DEV: u32 = 128;
+/// The kernel's limit on `max_dev` ((4096 - 256) / 2).
+const MAX_DEV_LIMIT: u32 = 1920;
+/// `resync_offset` of an array known to be in sync (`MaxSector`).
+pub const IN_SYNC: u64 = u64::MAX;
+/// `MD_FEATURE_RAID0_LAYOUT`: `layout` is meaningful for raid0.
+pub const FEATURE_RAID0_LAYOUT: u32 = 0x1000;
+/// `MD_FEATURE_ALL` in 6.1: any other bit makes the kernel refuse.
+pub const FEATURE_ALL: u32 = 0x1fff;
+/// `dev_roles` values: a spare, a faulty device; below `ROLE_MAX` a slot.
+pub const ROLE_SPARE: u16 = 0xffff;
+pub const ROLE_FAULTY: u16 = 0xfffe;
+pub const ROLE_MAX: u16 = 0xff00;
+/// RAID0_ORIG_LAYOUT, what mdadm writes for raid0.
+pub const RAID0_ORIG_LAYOUT: u32 = 1;
+/// raid10 "near 2" (`near | far << 8`), mdadm's default.
+pub const RAID10_N2: u32 = 0x102;
+/// raid5/6 left-symmetric, mdadm's default.
+pub const LEFT_SYMMETRIC: u32 = 2;
+/// mdadm's default chunk: 512 KiB, in sectors.
+pub const DEFAULT_CHUNK: u32 = 1024;
+
+/// Where the superblock lives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Version {
+    /// Near the end; data from sector 0.
+    V1_0,
+    /// At sector 0.
+    V1_1,
+    /// At sector 8 (what `--metadata=1` means to mdadm).
+    V1_2,
+}
+
+impl Version {
+    /// The minor version, as `SET_ARRAY_INFO` and sysfs want it.
+    pub fn minor(self) -> i32 {
+        match self {
+            Version::V1_0 => 0,
+            Version::V1_1 => 1,
+            Version::V1_2 => 2,
+        }
+    }
+
+    /// "1.0", "1.1", "1.2" (sysfs `md/metadata_version`, mdadm).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Version::V1_0 => "1.0",
+            Version::V1_1 => "1.1",
+            Version::V1_2 => "1.2",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Version> {
+        match s.trim() {
+            "1.0" => Some(Version::V1_0),
+            "1.1" => Some(Version::V1_1),
+            "1.2" => Some(Version::V1_2),
+            _ => None,
+        }
+    }
+
+    /// The superblock's sector on a device of `sectors` 512-byte sectors
+    /// (`super_1_load`); `None` when the device is too small for it.
+    pub fn sb_sector(self, sectors: u64) -> Option<u64> {
+        match self {
+            Version::V1_0 => sectors.checked_sub(16).map(|s| s & !7),
+            Version::V1_1 => Some(0),
+            Version::V1_2 => (sectors >= 16).then_some(8),
+        }
+    }
+
+    pub const ALL: [Version; 3] = [Version::V1_0, Version::V1_1, Version::V1_2];
+}
+
+/// The 0.90 superblock's sector (`MD_NEW_SIZE_SECTORS`: the size rounded
+/// down to 64 KiB, minus 64 KiB); only ever zeroed here, never assembled.
+pub fn sb090_sector(sectors: u64) -> Option<u64> {
+    (sectors & !127).checked_sub(128)
+}
+
+/// One v1.x superblock, every field kept so that a parsed superblock
+/// encodes back to the same bytes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Superblock {
+    pub feature_map: u32,
+    pub set_uuid: [u8; 16],
+    /// NUL-padded; "homehost:name" as mdadm writes it.
+    pub set_name: [u8; 32],
+    /// Seconds since the epoch in bits 0–39, microseconds above.
+    pub ctime: u64,
+    pub level: i32,
+    pub layout: u32,
+    /// Sectors used per member (0 for raid0: each member's data_size).
+    pub size: u64,
+    /// Sectors (0 for raid1).
+    pub chunksize: u32,
+    pub raid_disks: u32,
+    /// `bitmap_offset` (or the PPL union), raw.
+    pub bitmap_offset: u32,
+    /// 0x64..0x80: new_level, reshape_position, delta_disks, new_layout,
+    /// new_chunk, new_offset (meaningful only with the reshape features).
+    pub reshape: [u8; 28],
+    pub data_offset: u64,
+    pub data_size: u64,
+    pub super_offset: u64,
+    pub recovery_offset: u64,
+    pub dev_number: u32,
+    pub cnt_corrected_read: u32,
+    pub device_uuid: [u8; 16],
+    pub devflags: u8,
+    pub bblog_shift: u8,
+    pub bblog_size: u16,
+    /// Signed sectors from the superblock to the bad-block log.
+    pub bblog_offset: i32,
+    pub utime: u64,
+    pub events: u64,
+    pub resync_offset: u64,
+    pub dev_roles: Vec<u16>,
+}
+
+/// `calc_sb_1_csum` (kernel and mdadm alike): the le32 words of the 256
+/// bytes and the roles, with `sb_csum` counted as 0, a trailing half word
+/// added as a u16, folded once to 32 bits (the carry out of the fold is
+/// dropped).
+pub fn checksum(sb: &[u8]) -> u32 {
+    let max_dev = le32(sb, 0xdc) as usize;
+    let len = (256 + 2 * max_dev).min(sb.len());
+    let mut sum: u64 = 0;
+    let mut o = 0;
+    while o + 4 <= len {
+        if o != 0xd8 {
+            sum += u64::from(le32(sb, o));
+        }
+        o += 4;
+    }
+    if len - o == 2 {
+        sum += u64::from(le16(sb, o));
+    }
+    ((sum & 0xffff_ffff) + (sum >> 32)) as u32
+}
+
+fn bad(msg: impl Into<String>) -> AgentError {
+    AgentError::msg(msg)
+}
+
+impl Superblock {
+    /// Parse the bytes at a superblock location, with the kernel's checks
+    /// that need no context: magic, major version 1, a `max_dev` the
+    /// buffer holds, known feature bits, zero pads, the checksum.
+    pub fn parse(b: &[u8]) -> Result<Superblock> {
+        if b.len() < 256 {
+            return Err(bad("md superblock: short read"));
+        }
+        if le32(b, 0) != MAGIC {
+            return Err(bad("no md superblock magic"));
+        }
+        if le32(b, 4) != 1 {
+            return Err(bad(format!(
+                "md superblock major version {} (only 1.x is supported)",
+                le32(b, 4)
+            )));
+        }
+        let max_dev = le32(b, 0xdc);
+        if max_dev > MAX_DEV_LIMIT || 256 + 2 * max_dev as usize > b.len() {
+            return Err(bad(format!("md superblock max_dev {max_dev} out of range")));
+        }
+        let feature_map = le32(b, 8);
+        if feature_map & !FEATURE_ALL != 0 {
+            return Err(bad(format!(
+                "md superblock has unknown features {feature_map:#x}"
+            )));
+        }
+        if le32(b, 0xc) != 0 || b[0xe0..0x100].iter().any(|x| *x != 0) {
+            return Err(bad("md superblock padding is not zero"));
+        }
+        let stored = le32(b, 0xd8);
+        let computed = checksum(b);
+        if stored != computed {
+            return Err(bad(format!(
+                "md superblock checksum {stored:#010x} is wrong (computed {computed:#010x})"
+            )));
+        }
+        let arr = |o: usize| -> [u8; 16] {
+            let mut a = [0u8; 16];
+            a.copy_from_slice(&b[o..o + 16]);
+            a
+        };
+        let mut set_name = [0u8; 32];
+        set_name.copy_from_slice(&b[0x20..0x40]);
+        let mut reshape = [0u8; 28];
+        reshape.copy_from_slice(&b[0x64..0x80]);
+        Ok(Superblock {
+            feature_map,
+            set_uuid: arr(0x10),
+            set_name,
+            ctime: le64(b, 0x40),
+            level: le32(b, 0x48) as i32,
+            layout: le32(b, 0x4c),
+            size: le64(b, 0x50),
+            chunksize: le32(b, 0x58),
+            raid_disks: le32(b, 0x5c),
+            bitmap_offset: le32(b, 0x60),
+            reshape,
+            data_offset: le64(b, 0x80),
+            data_size: le64(b, 0x88),
+            super_offset: le64(b, 0x90),
+            recovery_offset: le64(b, 0x98),
+            dev_number: le32(b, 0xa0),
+            cnt_corrected_read: le32(b, 0xa4),
+            device_uuid: arr(0xa8),
+            devflags: b[0xb8],
+            bblog_shift: b[0xb9],
+            bblog_size: le16(b, 0xba),
+            bblog_offset: le32(b, 0xbc) as i32,
+            utime: le64(b, 0xc0),
+            events: le64(b, 0xc8),
+            resync_offset: le64(b, 0xd0),
+            dev_roles: (0..max_dev as usize)
+                .map(|i| le16(b, 0x100 + 2 * i))
+                .collect(),
+        })
+    }
+
+    /// The 4 KiB block to write at the superblock location, checksum
+    /// included, zero after the roles.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut b = vec![0u8; SB_BYTES];
+        let p32 = |b: &mut [u8], o: usize, v: u32| b[o..o + 4].copy_from_slice(&v.to_le_bytes());
+        let p64 = |b: &mut [u8], o: usize, v: u64| b[o..o + 8].copy_from_slice(&v.to_le_bytes());
+        p32(&mut b, 0, MAGIC);
+        p32(&mut b, 4, 1);
+        p32(&mut b, 8, self.feature_map);
+        b[0x10..0x20].copy_from_slice(&self.set_uuid);
+        b[0x20..0x40].copy_from_slice(&self.set_name);
+        p64(&mut b, 0x40, self.ctime);
+        p32(&mut b, 0x48, self.level as u32);
+        p32(&mut b, 0x4c, self.layout);
+        p64(&mut b, 0x50, self.size);
+        p32(&mut b, 0x58, self.chunksize);
+        p32(&mut b, 0x5c, self.raid_disks);
+        p32(&mut b, 0x60, self.bitmap_offset);
+        b[0x64..0x80].copy_from_slice(&self.reshape);
+        p64(&mut b, 0x80, self.data_offset);
+        p64(&mut b, 0x88, self.data_size);
+        p64(&mut b, 0x90, self.super_offset);
+        p64(&mut b, 0x98, self.recovery_offset);
+        p32(&mut b, 0xa0, self.dev_number);
+        p32(&mut b, 0xa4, self.cnt_corrected_read);
+        b[0xa8..0xb8].copy_from_slice(&self.device_uuid);
+        b[0xb8] = self.devflags;
+        b[0xb9] = self.bblog_shift;
+        b[0xba..0xbc].copy_from_slice(&self.bblog_size.to_le_bytes());
+        p32(&mut b, 0xbc, self.bblog_offset as u32);
+        p64(&mut b, 0xc0, self.utime);
+        p64(&mut b, 0xc8, self.events);
+        p64(&mut b, 0xd0, self.resync_offset);
+        let max_dev = self.dev_roles.len().min(MAX_DEV_LIMIT as usize);
+        p32(&mut b, 0xdc, max_dev as u32);
+        for (i, r) in self.dev_roles.iter().take(max_dev).enumerate() {
+            b[0x100 + 2 * i..0x102 + 2 * i].copy_from_slice(&r.to_le_bytes());
+        }
+        let c = checksum(&b);
+        p32(&mut b, 0xd8, c);
+        b
+    }
+
+    /// The kernel's checks that need the device (`super_1_load`): the
+    /// superblock sits where `version` puts it on a device of `sectors`,
+    /// its data fits, and metadata and data do not overlap.
+    pub fn check_place(&self, version: Version, sectors: u64) -> Result<()> {
+        let at = version
+            .sb_sector(sectors)
+            .ok_or_else(|| bad("device too small for an md superblock"))?;
+        if self.super_offset != at {
+            return Err(bad(format!(
+                "md superblock says it lives at sector {}, not {at}",
+                self.super_offset
+            )));
+        }
+        if self.data_size < 10 {
+            return Err(bad("md superblock data_size too small"));
+        }
+        let sb_sectors = (256 + 2 * self.dev_roles.len() as u64).div_ceil(512);
+        match version {
+            Version::V1_0 => {
+                if at < self.data_size || self.data_offset + self.data_size > at {
+                    return Err(bad("md data overlaps the 1.0 superblock"));
+                }
+            }
+            _ => {
+                if self.data_offset < at + sb_sectors
+                    || sectors.saturating_sub(self.data_offset) < self.data_size
+                {
+                    return Err(bad("md data overlaps the superblock or the device end"));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The whole `set_name` ("host:name" or "name").
+    pub fn full_name(&self) -> String {
+        let end = self.set_name.iter().position(|b| *b == 0).unwrap_or(32);
+        String::from_utf8_lossy(&self.set_name[..end]).into_owned()
+    }
+
+    /// The array's name as IPA reads it from `mdadm --detail`'s `Name :`
+    /// line (`raid_utils.get_volume_name_of_raid_device`): the part after
+    /// the homehost prefix, up to the first space.
+    pub fn name(&self) -> String {
+        let full = self.full_name();
+        let n = full.rsplit_once(':').map_or(full.as_str(), |(_, n)| n);
+        n.split(' ').next().unwrap_or("").to_string()
+    }
+
+    /// The role (slot) this member holds, `None` for a spare or faulty one.
+    pub fn slot(&self) -> Option<u32> {
+        match self.dev_roles.get(self.dev_number as usize) {
+            Some(&r) if r < ROLE_MAX => Some(u32::from(r)),
+            _ => None,
+        }
+    }
+
+    /// The set UUID as mdadm prints it ("35cb2455:48654330:7b2df8f4:dda80f3c").
+    pub fn uuid_mdadm(&self) -> String {
+        let h: Vec<String> = self
+            .set_uuid
+            .chunks(4)
+            .map(|c| c.iter().map(|b| format!("{b:02x}")).collect())
+            .collect();
+        h.join(":")
+    }
+
+    /// The set UUID as sysfs `md/uuid` shows it (`%pU`, bytes in order).
+    pub fn uuid_sysfs(&self) -> String {
+        uuid_text(&self.set_uuid)
+    }
+
+    /// Seconds part of `ctime`.
+    pub fn ctime_secs(&self) -> u64 {
+        self.ctime & 0xff_ffff_ffff
+    }
+}
+
+/// 16 bytes as `8-4-4-4-12` hex, in byte order (the kernel's `%pU`).
+pub fn uuid_text(u: &[u8; 16]) -> String {
+    let h: String = u.iter().map(|b| format!("{b:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
+}
+
+/// `set_name` as mdadm's `init_super1` writes it: "homehost:name" when
+/// that fits in 31 bytes and the name has no colon, else the name cut to
+/// 31 bytes.
+pub fn set_name(homehost: Option<&str>, name: &str) -> [u8; 32] {
+    let full = match homehost {
+        Some(h) if !h.is_empty() && !name.contains(':') && h.len() + 1 + name.len() < 32 => {
+            format!("{h}:{name}")
+        }
+        _ => name.to_string(),
+    };
+    let mut out = [0u8; 32];
+    for (d, s) in out.iter_mut().zip(full.bytes().take(31)) {
+        *d = s;
+    }
+    out
+}
+
+/// RAID levels as md numbers them (`level`), from IPA's names.
+pub fn level_number(raid_level: &str) -> Option<i32> {
+    match raid_level {
+        "0" => Some(0),
+        "1" => Some(1),
+        "1+0" | "10" => Some(10),
+        "5" => Some(5),
+        "6" => Some(6),
+        _ => None,
+    }
+}
+
+/// sysfs `md/level` names ("raid1").
+pub fn level_name(level: i32) -> String {
+    match level {
+        -1 => "linear".into(),
+        l => format!("raid{l}"),
+    }
+}
+
+/// The fewest members a level runs with when created here (what mdadm
+/// accepts with `--force`, as IPA passes it).
+pub fn min_members(level: i32) -> usize {
+    match level {
+        0 | 1 => 1,
+        10 => 2,
+        5 => 2,
+        6 => 4,
+        _ => usize::MAX,
+    }
+}
+
+/// `choose_bm_space` (mdadm and the kernel alike), sectors.
+fn bm_space(s: u64) -> u64 {
+    if s < 128 {
+        0
+    } else if s - 128 >= 400 << 20 {
+        256
+    } else if s - 8 > 16 << 20 {
+        128
+    } else {
+        8
+    }
+}
+
+/// Where one member's data and metadata sit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MemberPlace {
+    pub data_offset: u64,
+    pub data_size: u64,
+    pub super_offset: u64,
+    pub bblog_offset: i32,
+    pub bblog_size: u16,
+}
+
+/// The geometry of a new array, as mdadm's `Create` computes it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Plan {
+    pub version: Version,
+    pub level: i32,
+    pub layout: u32,
+    pub feature_map: u32,
+    /// Sectors; 0 for raid1.
+    pub chunk: u32,
+    /// Component size in sectors (0 for raid0).
+    pub size: u64,
+    pub members: Vec<MemberPlace>,
+    /// The array's size in sectors.
+    pub array_sectors: u64,
+}
+
+/// Plan a new array of `level` over members of `sectors` each (512-byte
+/// sectors), without a write-intent bitmap (mdadm ≥ 4.4 with `--run`, as
+/// IPA calls it, adds none either).
+pub fn plan(version: Version, level: i32, sectors: &[u64]) -> Result<Plan> {
+    let n = sectors.len();
+    if n < min_members(level) {
+        return Err(bad(format!(
+            "RAID level {} needs at least {} member(s), got {n}",
+            level_name(level),
+            min_members(level)
+        )));
+    }
+    let (chunk_k, layout): (u64, u32) = match level {
+        0 => (512, RAID0_ORIG_LAYOUT),
+        1 => (0, 0),
+        10 => (512, RAID10_N2),
+        5 | 6 => (512, LEFT_SYMMETRIC),
+        _ => return Err(bad(format!("unsupported md level {level}"))),
+    };
+    let min = *sectors.iter().min().expect("at least one member");
+    let first = sectors[0];
+    // validate_geometry1: 1.2 data_offset from the first member's size,
+    // about 0.1 % headroom, at least 1 MiB-aligned.
+    let data_offset = match version {
+        Version::V1_0 => 0,
+        Version::V1_1 | Version::V1_2 => {
+            let mut headroom: u64 = 128 * 1024 * 2;
+            while (headroom << 10) > first && (chunk_k == 0 || headroom / 2 >= chunk_k * 4) {
+                headroom >>= 1;
+            }
+            (24 + bm_space(first) + headroom).div_ceil(2048) * 2048
+        }
+    };
+    let free = match version {
+        Version::V1_0 => (min & !7).checked_sub(16 + 8 + bm_space(min)),
+        _ => min.checked_sub(data_offset),
+    }
+    .filter(|f| *f >= 128)
+    .ok_or_else(|| {
+        bad(format!(
+            "a member of {min} sectors is too small for an md {} array",
+            level_name(level)
+        ))
+    })?;
+    let mut size_k = free / 2;
+    if chunk_k > 0 {
+        size_k &= !(chunk_k - 1);
+    }
+    if level == 1 {
+        size_k &= !63;
+    }
+    if size_k == 0 {
+        return Err(bad(format!(
+            "a member of {min} sectors is too small for an md {} array",
+            level_name(level)
+        )));
+    }
+    let size = if level == 0 { 0 } else { size_k * 2 };
+    let mut members = vec![];
+    for &d in sectors {
+        let m = match version {
+            Version::V1_0 => {
+                let sbo = (d - 16) & !7;
+                let used = size;
+                let mut space = bm_space(used) + 8;
+                if sbo < used + space {
+                    space = sbo - used;
+                }
+                MemberPlace {
+                    data_offset: 0,
+                    data_size: sbo - space,
+                    super_offset: sbo,
+                    bblog_offset: if space >= 8 { -8 } else { 0 },
+                    bblog_size: if space >= 8 { 8 } else { 0 },
+                }
+            }
+            _ => {
+                let sbo = if version == Version::V1_2 { 8 } else { 0 };
+                let bms = bm_space(size);
+                let (bbo, bbs) = if data_offset >= sbo + 8 + bms + 8 {
+                    ((8 + bms) as i32, 8)
+                } else if data_offset >= sbo + 16 {
+                    ((data_offset - 8 - sbo) as i32, 8)
+                } else {
+                    (0, 0)
+                };
+                MemberPlace {
+                    data_offset,
+                    data_size: d - data_offset,
+                    super_offset: sbo,
+                    bblog_offset: bbo,
+                    bblog_size: bbs,
+                }
+            }
+        };
+        members.push(m);
+    }
+    let chunk = (chunk_k * 2) as u32;
+    let mut feature_map = 0;
+    let array_sectors = match level {
+        0 => {
+            let c = u64::from(chunk);
+            let zones: Vec<u64> = members.iter().map(|m| m.data_size / c * c).collect();
+            // Members of different sizes make several zones, which a
+            // 5.4+ kernel runs only when the layout is recorded.
+            if zones.iter().any(|z| *z != zones[0]) {
+                feature_map |= FEATURE_RAID0_LAYOUT;
+            }
+            zones.iter().sum()
+        }
+        1 => size,
+        10 => {
+            let c = u64::from(chunk);
+            (size / c) * n as u64 / 2 * c
+        }
+        5 => size * (n as u64 - 1),
+        6 => size * (n as u64 - 2),
+        _ => unreachable!("levels checked above"),
+    };
+    Ok(Plan {
+        version,
+        level,
+        layout,
+        feature_map,
+        chunk,
+        size,
+        members,
+        array_sectors,
+    })
+}
+
+/// What every member of a new array shares.
+#[derive(Clone, Debug)]
+pub struct Identity {
+    pub set_uuid: [u8; 16],
+    pub set_name: [u8; 32],
+    /// Seconds since the epoch.
+    pub ctime: u64,
+}
+
+impl Plan {
+    /// Member `i`'s superblock: active in slot `i`, events 0, as mdadm's
+    /// `write_init_super1` writes it; `resync_offset` 0 (a full resync
+    /// follows, as with `mdadm --create --force`) except for raid0, which
+    /// has nothing to sync.
+    pub fn superblock(&self, id: &Identity, i: usize, device_uuid: [u8; 16]) -> Superblock {
+        let m = &self.members[i];
+        let n = self.members.len();
+        let mut roles = vec![ROLE_SPARE; MAX_DEV.max(n as u32) as usize];
+        for (slot, r) in roles.iter_mut().take(n).enumerate() {
+            *r = slot as u16;
+        }
+        Superblock {
+            feature_map: self.feature_map,
+            set_uuid: id.set_uuid,
+            set_name: id.set_name,
+            ctime: id.ctime,
+            level: self.level,
+            layout: self.layout,
+            size: self.size,
+            chunksize: self.chunk,
+            raid_disks: n as u32,
+            bitmap_offset: 0,
+            reshape: [0; 28],
+            data_offset: m.data_offset,
+            data_size: m.data_size,
+            super_offset: m.super_offset,
+            recovery_offset: 0,
+            dev_number: i as u32,
+            cnt_corrected_read: 0,
+            device_uuid,
+            devflags: 0,
+            bblog_shift: 0,
+            bblog_size: m.bblog_size,
+            bblog_offset: m.bblog_offset,
+            utime: id.ctime,
+            events: 0,
+            resync_offset: if self.level == 0 { IN_SYNC } else { 0 },
+            dev_roles: roles,
+        }
+    }
+}
+
+/// A valid superblock found on a device.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Found {
+    pub version: Version,
+    pub sb: Superblock,
+}
+
+/// Every valid v1.x superblock on a device of `size` bytes, read through
+/// `read(offset, len)`; mdadm's `guess_super` would take the newest
+/// (`ctime`), which is the first of the list.
+pub fn find(size: u64, read: &dyn Fn(u64, usize) -> std::io::Result<Vec<u8>>) -> Vec<Found> {
+    let sectors = size / 512;
+    let mut out = vec![];
+    for version in Version::ALL {
+        let Some(at) = version.sb_sector(sectors) else {
+            continue;
+        };
+        let Ok(buf) = read(at * 512, SB_BYTES) else {
+            continue;
+        };
+        if buf.len() < 256 || le32(&buf, 0) != MAGIC {
+            continue;
+        }
+        match Superblock::parse(&buf).and_then(|sb| sb.check_place(version, sectors).map(|_| sb)) {
+            Ok(sb) => out.push(Found { version, sb }),
+            Err(e) => log::debug!(
+                "md superblock {} at sector {at}: {}",
+                version.as_str(),
+                e.details
+            ),
+        }
+    }
+    crate::util::sort_small_by(&mut out, |a, b| b.sb.ctime_secs().cmp(&a.sb.ctime_secs()));
+    out
+}
+
+/// Byte offsets of every md superblock magic (v0.90, 1.0, 1.1, 1.2, valid
+/// or not) on a device of `size` bytes: what `mdadm --zero-superblock`
+/// clears, found the way `guess_super` looks.
+pub fn magic_offsets(size: u64, read: &dyn Fn(u64, usize) -> std::io::Result<Vec<u8>>) -> Vec<u64> {
+    let sectors = size / 512;
+    let mut spots: Vec<u64> = Version::ALL
+        .iter()
+        .filter_map(|v| v.sb_sector(sectors))
+        .chain(sb090_sector(sectors))
+        .map(|s| s * 512)
+        .collect();
+    crate::util::sort_small(&mut spots);
+    spots.dedup();
+    spots
+        .into_iter()
+        .filter(|&off| {
+            read(off, 512)
+                .map(|b| b.len() >= 4 && le32(&b, 0) == MAGIC)
+                .unwrap_or(false)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id() -> Identity {
+        Identity {
+            set_uuid: [0x11; 16],
+            set_name: set_name(Some("testhost"), "r0"),
+            ctime: 1_796_600_273,
+        }
+    }
+
+    #[test]
+    fn checksum_folds_once_and_skips_itself() {
+        let mut b = vec![0u8; 512];
+        b[0xdc..0xe0].copy_from_slice(&128u32.to_le_bytes());
+        // 256 + 256 bytes, all 0xff words: 128 words of 0xffffffff
+        for x in b[0x100..0x200].iter_mut() {
+            *x = 0xff;
+        }
+        let words = 64u64 * 0xffff_ffff + 128;
+        let want = ((words & 0xffff_ffff) + (words >> 32)) as u32;
+        assert_eq!(checksum(&b), want);
+        b[0xd8..0xdc].copy_from_slice(&0x1234u32.to_le_bytes());
+        assert_eq!(checksum(&b), want, "sb_csum counts as 0");
+        // an odd max_dev leaves a half word, added as u16
+        let mut c = vec![0u8; 512];
+        c[0xdc..0xe0].copy_from_slice(&1u32.to_le_bytes());
+        c[0x100..0x102].copy_from_slice(&0xabcdu16.to_le_bytes());
+        assert_eq!(checksum(&c), 1 + 0xabcd);
+    }
+
+    /// The golden example of the notes (mdadm 4.2, raid0, 2 × 200 MiB,
+    /// member 0): every field we can reproduce.
+    #[test]
+    fn mdadm_raid0_geometry() {
+        let p = plan(Version::V1_2, 0, &[409600, 409600]).unwrap();
+        assert_eq!(p.members[0].data_offset, 4096);
+        assert_eq!(p.members[0].data_size, 405504);
+        assert_eq!(p.members[0].bblog_offset, 8);
+        assert_eq!((p.size, p.chunk, p.layout, p.feature_map), (0, 1024, 1, 0));
+        assert_eq!(p.array_sectors, 811008);
+        let sb = p.superblock(&id(), 0, [0x22; 16]);
+        let b = sb.encode();
+        assert_eq!(&b[0..8], &[0xfc, 0x4e, 0x2b, 0xa9, 1, 0, 0, 0]);
+        assert_eq!(&b[0x20..0x2c], b"testhost:r0\0");
+        assert_eq!(
+            &b[0x50..0x60],
+            &[0, 0, 0, 0, 0, 0, 0, 0, 0, 4, 0, 0, 2, 0, 0, 0]
+        );
+        assert_eq!(
+            &b[0x80..0x98],
+            &[0, 0x10, 0, 0, 0, 0, 0, 0, 0, 0x30, 6, 0, 0, 0, 0, 0, 8, 0, 0, 0, 0, 0, 0, 0]
+        );
+        assert_eq!(&b[0xb8..0xc0], &[0, 0, 8, 0, 8, 0, 0, 0]);
+        assert_eq!(&b[0xd0..0xd8], &[0xff; 8]);
+        assert_eq!(&b[0xdc..0xe0], &[0x80, 0, 0, 0]);
+        assert_eq!(&b[0x100..0x106], &[0, 0, 1, 0, 0xff, 0xff]);
+        assert!(b[0x200..].iter().all(|x| *x == 0));
+        let back = Superblock::parse(&b).unwrap();
+        assert_eq!(back, sb);
+        assert_eq!(back.encode(), b);
+        assert_eq!(back.name(), "r0");
+        assert_eq!(back.slot(), Some(0));
+        back.check_place(Version::V1_2, 409600).unwrap();
+    }
+
+    /// mdadm's data offsets (the notes' table, T-checked rows marked there).
+    #[test]
+    fn data_offsets_like_mdadm() {
+        let gib = 2 * 1024 * 1024u64;
+        let off = |level, s| plan(Version::V1_2, level, &[s, s]).unwrap().members[0].data_offset;
+        assert_eq!(off(1, 300 * 2048), 2048);
+        assert_eq!(off(5, 200 * 2048), 4096);
+        assert_eq!(off(1, gib), 4096);
+        assert_eq!(off(1, 10 * gib), 18432);
+        assert_eq!(off(1, 32 * gib), 67584);
+        assert_eq!(off(1, 100 * gib), 133120);
+        assert_eq!(off(1, 130 * gib), 264192);
+        // raid1 on 300 MiB members: size = data_size = 612352 (T)
+        let p = plan(Version::V1_2, 1, &[614400, 614400]).unwrap();
+        assert_eq!((p.size, p.members[0].data_size), (612352, 612352));
+        // raid5/10/6 on 200 MiB: size 405504, array 811008 (T)
+        let p = plan(Version::V1_2, 5, &[409600; 3]).unwrap();
+        assert_eq!((p.size, p.array_sectors, p.layout), (405504, 811008, 2));
+        let p = plan(Version::V1_2, 10, &[409600; 4]).unwrap();
+        assert_eq!((p.array_sectors, p.layout), (811008, 0x102));
+        let p = plan(Version::V1_2, 6, &[409600; 4]).unwrap();
+        assert_eq!(p.array_sectors, 811008);
+    }
+
+    /// 1.0 (the ESP mirror): T, a 100 MiB partition: sb 204784, data_size
+    /// 204768, size 204672.
+    #[test]
+    fn v1_0_geometry() {
+        let p = plan(Version::V1_0, 1, &[204800, 204800]).unwrap();
+        let m = p.members[0];
+        assert_eq!(
+            (m.super_offset, m.data_size, p.size),
+            (204784, 204768, 204672)
+        );
+        assert_eq!((m.data_offset, m.bblog_offset, m.bblog_size), (0, -8, 8));
+        let sb = p.superblock(&id(), 1, [3; 16]);
+        sb.check_place(Version::V1_0, 204800).unwrap();
+        assert!(sb.check_place(Version::V1_2, 204800).is_err());
+        assert_eq!(sb.slot(), Some(1));
+    }
+
+    #[test]
+    fn raid0_members_of_different_sizes_record_the_layout() {
+        let p = plan(Version::V1_2, 0, &[409600, 819200]).unwrap();
+        assert_eq!(p.feature_map, FEATURE_RAID0_LAYOUT);
+        assert_eq!(p.array_sectors, 405504 + 815104);
+    }
+
+    #[test]
+    fn too_small_or_too_few() {
+        assert!(plan(Version::V1_2, 1, &[2048, 2048]).is_err());
+        assert!(plan(Version::V1_2, 6, &[409600; 3]).is_err());
+        assert!(plan(Version::V1_2, 7, &[409600; 3]).is_err());
+    }
+
+    #[test]
+    fn parse_rejects_what_the_kernel_rejects() {
+        let p = plan(Version::V1_2, 1, &[614400, 614400]).unwrap();
+        let good = p.superblock(&id(), 0, [1; 16]).encode();
+        let mut b = good.clone();
+        b[0x30] ^= 1; // a name byte: checksum
+        assert!(Superblock::parse(&b)
+            .unwrap_err()
+            .details
+            .contains("checksum"));
+        let mut b = good.clone();
+        b[0xe0] = 1;
+        assert!(Superblock::parse(&b).is_err());
+        let mut b = good.clone();
+        b[8] = 0; // feature 0x2000 is unknown
+        b[9] = 0x20;
+        assert!(Superblock::parse(&b).is_err());
+        let mut b = good;
+        b[0] = 0;
+        assert!(Superblock::parse(&b).is_err());
+        assert!(Superblock::parse(&[0u8; 10]).is_err());
+    }
+
+    #[test]
+    fn find_and_magic_offsets() {
+        let sectors = 614400u64;
+        let mut disk = vec![0u8; (sectors * 512) as usize];
+        let p = plan(Version::V1_2, 1, &[sectors, sectors]).unwrap();
+        let sb = p.superblock(&id(), 0, [1; 16]).encode();
+        disk[4096..8192].copy_from_slice(&sb);
+        // a stale 0.90 magic near the end
+        let s090 = (sb090_sector(sectors).unwrap() * 512) as usize;
+        disk[s090..s090 + 4].copy_from_slice(&MAGIC.to_le_bytes());
+        let read = |off: u64, len: usize| Ok(disk[off as usize..off as usize + len].to_vec());
+        let found = find(disk.len() as u64, &read);
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].version, Version::V1_2);
+        assert_eq!(
+            found[0].sb.uuid_mdadm(),
+            "11111111:11111111:11111111:11111111"
+        );
+        assert_eq!(
+            found[0].sb.uuid_sysfs(),
+            "11111111-1111-1111-1111-111111111111"
+        );
+        assert_eq!(
+            magic_offsets(disk.len() as u64, &read),
+            vec![4096, s090 as u64]
+        );
+    }
+
+    #[test]
+    fn names_like_mdadm_and_ipa() {
+        let n = |h, v| {
+            let s = Superblock {
+                set_name: set_name(h, v),
+                ..plan(Version::V1_2, 1, &[614400])
+                    .unwrap()
+                    .superblock(&id(), 0, [0; 16])
+            };
+            (s.full_name(), s.name())
+        };
+        assert_eq!(
+            n(Some("localhost"), "root"),
+            ("localhost:root".into(), "root".into())
+        );
+        assert_eq!(n(None, "root"), ("root".into(), "root".into()));
+        // too long for the prefix: the name alone
+        let long = "a-very-long-volume-name-of-28ch";
+        assert_eq!(n(Some("localhost"), long).0, long);
+        assert_eq!(level_number("1+0"), Some(10));
+        assert_eq!(level_name(5), "raid5");
+    }
+}

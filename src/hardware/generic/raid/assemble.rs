@@ -1,0 +1,175 @@
+//! IPA's `_md_scan_and_assemble` (`mdadm --assemble --scan` at start-up,
+//! and before and after each pass of `delete_configuration`): find every
+//! md v1.x superblock on the disks and their partitions, group members by
+//! array UUID, and start the arrays the kernel does not run yet, whoever
+//! made them (this agent, mdadm, an installed OS).
+//!
+//! Member choice follows mdadm's `Assemble`: the members must agree on
+//! what the array is (level, layout, chunk, member count, creation time);
+//! a member more than one event behind the freshest is left out (the
+//! kernel would kick it); two members claiming one slot: the fresher
+//! wins. The freshest member is added last, as mdadm does. Arrays too
+//! degraded for their level are not started (logged).
+//!
+//! Names follow mdadm's too: md127 downwards, and `/dev/md/<name>`.
+//! Nothing here fails the caller: like IPA, start-up goes on without the
+//! arrays it could not assemble.
+
+use crate::disk::md::array::{self, Kernel};
+use crate::disk::md::{level_name, Found, IN_SYNC};
+use crate::root::Root;
+
+/// One device's superblock.
+struct Candidate {
+    kname: String,
+    found: Found,
+}
+
+/// How many members an array of `level` with `raid_disks` slots needs.
+fn enough(level: i32, raid_disks: usize, present: usize, layout: u32) -> bool {
+    match level {
+        0 | -1 => present == raid_disks,
+        1 => present >= 1,
+        4 | 5 => present + 1 >= raid_disks,
+        6 => present + 2 >= raid_disks,
+        // at least one member of each copy set; the kernel checks the
+        // exact sets, this only keeps hopeless ones out
+        10 => {
+            let copies = ((layout & 0xff) * ((layout >> 8) & 0xff)).max(1) as usize;
+            present * copies >= raid_disks
+        }
+        _ => present > 0,
+    }
+}
+
+/// Block devices that may carry members: disks and their partitions, not
+/// md devices, not devices already held (members of running arrays, dm).
+fn candidates(root: &Root) -> Vec<Candidate> {
+    let devices = match crate::disk::list::list_block_devices(root, true) {
+        Ok(d) => d,
+        Err(e) => {
+            log::warn!("listing block devices to assemble md arrays: {}", e.details);
+            return vec![];
+        }
+    };
+    let mut out = vec![];
+    for d in devices {
+        if d.dev_type != "disk" && d.dev_type != "part" {
+            continue;
+        }
+        let disk = array::parent_disk(root, &d.kname);
+        let sys = if disk == d.kname {
+            format!("/sys/block/{disk}")
+        } else {
+            format!("/sys/block/{disk}/{}", d.kname)
+        };
+        if !root.list(format!("{sys}/holders")).is_empty() {
+            continue;
+        }
+        if let Some(found) = array::superblocks(root, &d.kname).into_iter().next() {
+            out.push(Candidate {
+                kname: d.kname,
+                found,
+            });
+        }
+    }
+    out
+}
+
+/// Assemble what the disks carry. Returns the md devices started.
+pub fn md_scan_and_assemble(root: &Root, kernel: &dyn Kernel) -> Vec<String> {
+    if !root.exists("/sys/module/md_mod") {
+        log::info!("the md driver is not loaded: no software RAID devices assembled");
+        return vec![];
+    }
+    let running: Vec<String> = array::list(root).into_iter().map(|a| a.uuid).collect();
+    let mut groups: Vec<Vec<Candidate>> = vec![];
+    for c in candidates(root) {
+        match groups
+            .iter_mut()
+            .find(|g| g[0].found.sb.set_uuid == c.found.sb.set_uuid)
+        {
+            Some(g) => g.push(c),
+            None => groups.push(vec![c]),
+        }
+    }
+    let mut started = vec![];
+    for g in groups {
+        let uuid = g[0].found.sb.uuid_sysfs();
+        if running.contains(&uuid) {
+            continue;
+        }
+        if let Some(md) = assemble_one(root, kernel, g) {
+            started.push(md);
+        }
+    }
+    started
+}
+
+fn assemble_one(root: &Root, kernel: &dyn Kernel, mut g: Vec<Candidate>) -> Option<String> {
+    // the freshest active member describes the array
+    crate::util::sort_small_by(&mut g, |a, b| b.found.sb.events.cmp(&a.found.sb.events));
+    let fi = g.iter().position(|c| c.found.sb.slot().is_some())?;
+    let (version, sb) = (g[fi].found.version, &g[fi].found.sb);
+    let what = format!(
+        "{} \"{}\" ({})",
+        level_name(sb.level),
+        sb.name(),
+        sb.uuid_mdadm()
+    );
+    // members that agree with it, not stale, one per slot (the freshest
+    // claim wins)
+    let mut members: Vec<String> = vec![];
+    let mut slots: Vec<u32> = vec![];
+    for c in &g {
+        let s = &c.found.sb;
+        let slot = s.slot();
+        if c.found.version == version
+            && (s.level, s.layout, s.chunksize, s.raid_disks, s.ctime)
+                == (sb.level, sb.layout, sb.chunksize, sb.raid_disks, sb.ctime)
+            && s.events + 1 >= sb.events
+            && !slot.is_some_and(|x| slots.contains(&x))
+        {
+            slots.extend(slot);
+            members.push(c.kname.clone());
+        } else {
+            log::warn!(
+                "/dev/{} left out of {what}: a different, stale or repeated member",
+                c.kname
+            );
+        }
+    }
+    // the freshest last, as mdadm adds them
+    members.reverse();
+    let n = sb.raid_disks as usize;
+    let dirty_degraded = slots.len() < n && sb.level >= 4 && sb.resync_offset != IN_SYNC;
+    let md = array::free_name(root, (0..=127).rev())?;
+    let r = if !enough(sb.level, n, slots.len(), sb.layout) || dirty_degraded {
+        Err("too few members (or degraded and not shut down clean)".to_string())
+    } else {
+        kernel.start(&md, version, &members).map_err(|e| e.details)
+    };
+    log::info!(
+        "assembling /dev/{md}: {what} from {} of {n} members ({}): {}",
+        slots.len(),
+        members.join(" "),
+        r.as_ref().err().map_or("started", |e| e.as_str())
+    );
+    r.ok()?;
+    array::link_name(root, &md, &sb.name());
+    Some(md)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn enough_members() {
+        assert!(enough(1, 2, 1, 0));
+        assert!(!enough(0, 2, 1, 1));
+        assert!(enough(5, 3, 2, 2) && !enough(5, 4, 2, 2));
+        assert!(enough(6, 4, 2, 2) && !enough(6, 4, 1, 2));
+        assert!(enough(10, 4, 2, 0x102) && !enough(10, 4, 1, 0x102));
+    }
+}

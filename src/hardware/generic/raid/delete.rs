@@ -1,0 +1,203 @@
+//! `delete_configuration`: IPA's `delete_configuration` and
+//! `_delete_config_pass`, natively. Every software RAID device is
+//! deleted, not only those of `target_raid_config` (IPA: "if that config
+//! has been lost, the cleanup may become difficult").
+//!
+//! A pass, per array (after assembling whatever the disks carry, as
+//! IPA's `mdadm --assemble --scan`):
+//! * delete: the signatures inside the array wiped (`wipefs -af`), the
+//!   array stopped, the md superblock of every component cleared
+//!   (`mdadm --zero-superblock`);
+//! * kept by the skip list: untouched; its neighbours on the same disks
+//!   wiped but kept ([`super::skip`]).
+//!
+//! Then stale superblocks on any other disk or partition are cleared, and
+//! the holder disks wiped (their partition tables with them), except those
+//! holding a kept array, where only the deleted arrays' partitions are
+//! removed (`parted rm`). Two passes at most; arrays still running after
+//! the second fail the step with IPA's "Unable to clean all softraid
+//! correctly. Remaining [...]".
+
+use super::assemble::md_scan_and_assemble;
+use super::skip::{self, Action, Decision};
+use super::validate::raid_error;
+use crate::config::Env;
+use crate::disk::md::array::{self, Array, Kernel};
+use crate::disk::{table, BlockDevice};
+use crate::error::Result;
+use crate::hardware::generic::erase::{metadata, targets};
+use crate::hardware::hints;
+use crate::root::Root;
+use serde_json::Value;
+use std::fs::OpenOptions;
+
+/// Log a failure IPA only warns about (its details name the device).
+fn warn_on(r: Result<()>) {
+    if let Err(e) = r {
+        log::warn!("{}", e.details);
+    }
+}
+
+/// Assemble what the disks carry, then list the arrays (IPA's
+/// `_scan_raids`).
+fn scan(root: &Root, kernel: &dyn Kernel) -> Vec<Array> {
+    md_scan_and_assemble(root, kernel);
+    array::list(root)
+}
+
+/// `wipefs -af` of a device: its signatures and partition tables zeroed
+/// (the erase steps' metadata wipe, which covers what wipefs finds).
+fn wipe(env: &Env, kname: &str) -> Result<()> {
+    let dev = BlockDevice {
+        name: format!("/dev/{kname}"),
+        kname: kname.to_string(),
+        ..Default::default()
+    };
+    let t = targets::survey(env, dev, &[])?;
+    metadata::destroy_disk_metadata(&t)?;
+    Ok(())
+}
+
+/// The partition number of a partition ("vda2" → 2) from sysfs.
+fn partition_number(root: &Root, kname: &str) -> Option<u32> {
+    let disk = array::parent_disk(root, kname);
+    if disk == kname {
+        return None;
+    }
+    root.read_u64(format!("/sys/block/{disk}/{kname}/partition"))
+        .map(|n| n as u32)
+}
+
+/// Remove partitions from a disk that keeps others in use: the table
+/// edited, and each partition dropped from the kernel with BLKPG (the
+/// disk cannot be re-read while a kept array holds its other partitions).
+fn remove_partitions(root: &Root, disk: &str, numbers: &[u32]) -> Result<()> {
+    let name = format!("/dev/{disk}");
+    let f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(root.path(&name))
+        .map_err(|e| raid_error(format!("opening {name}: {e}")))?;
+    let geom = crate::disk::geometry(root, std::path::Path::new(&name), &f)?;
+    table::remove_partitions(&mut &f, geom, numbers)
+        .map_err(|e| raid_error(format!("{name}: {}", e.details)))?;
+    let _ = f.sync_all();
+    if crate::sys::is_block_device(&f) {
+        for &n in numbers {
+            if let Err(e) = crate::sys::blkpg_partition(&f, false, n, 0, 0) {
+                log::warn!("dropping partition {n} of {name} from the kernel: {e}");
+            }
+        }
+    }
+    log::info!("removed partitions {numbers:?} from {name}");
+    Ok(())
+}
+
+fn delete_pass(
+    env: &Env,
+    arrays: Vec<Array>,
+    skip: &[String],
+    kernel: &dyn Kernel,
+) -> Result<Vec<Decision>> {
+    let root = env.root;
+    let decisions = skip::decide(root, arrays, skip);
+    let mut holders: Vec<String> = vec![];
+    let mut keep: Vec<String> = vec![];
+    for d in &decisions {
+        let md = d.array.kname.as_str();
+        if d.array.members.is_empty() {
+            log::info!("Software RAID cleaning is skipping partition /dev/{md}");
+            continue;
+        }
+        for h in &d.holders {
+            if !holders.contains(h) {
+                holders.push(h.clone());
+            }
+        }
+        if d.action != Action::Delete {
+            keep.extend(d.array.members.iter().map(|m| m.kname.clone()));
+            log::warn!(
+                "Software RAID device /dev/{md} is not going to be deleted: the skip list keeps \
+                 {} ({:?})",
+                d.cause.as_deref().or(d.name.as_deref()).unwrap_or("None"),
+                d.action
+            );
+            if matches!(d.action, Action::Wipe(_)) {
+                warn_on(wipe(env, md));
+            }
+            continue;
+        }
+        log::info!("Deleting Software RAID device /dev/{md}");
+        warn_on(wipe(env, md));
+        warn_on(kernel.stop(md));
+        array::unlink_names(root, md);
+    }
+    // every md superblock no kept array uses goes (the deleted arrays'
+    // members, stale ones); on a disk that keeps an array, the partitions
+    // that carried one are removed from its table instead of the whole
+    // table being wiped
+    let keep_disks: Vec<String> = keep
+        .iter()
+        .map(|k| format!("/dev/{}", array::parent_disk(root, k)))
+        .collect();
+    let mut drop_parts: Vec<(String, u32)> = vec![];
+    for d in crate::disk::list::list_block_devices(root, true)? {
+        if array::is_md(root, &d.kname)
+            || keep.contains(&d.kname)
+            || keep_disks.contains(&d.name)
+            || array::superblocks(root, &d.kname).is_empty()
+        {
+            continue;
+        }
+        log::info!("clearing the md superblock of {}", d.name);
+        warn_on(array::zero_superblocks(root, &d.kname).map(drop));
+        let disk = format!("/dev/{}", array::parent_disk(root, &d.kname));
+        if keep_disks.contains(&disk) {
+            if let Some(n) = partition_number(root, &d.kname) {
+                drop_parts.push((disk, n));
+            }
+        }
+    }
+    for h in &holders {
+        if keep_disks.contains(h) {
+            let numbers: Vec<u32> = drop_parts
+                .iter()
+                .filter(|(d, _)| d == h)
+                .map(|(_, n)| *n)
+                .collect();
+            if !numbers.is_empty() {
+                remove_partitions(root, &h[5..], &numbers)?;
+            }
+        } else {
+            warn_on(wipe(env, &h[5..]));
+        }
+    }
+    Ok(decisions)
+}
+
+/// `delete_configuration`.
+pub fn delete(env: &Env, node: &Value, kernel: &dyn Kernel) -> Result<()> {
+    let root = env.root;
+    let mut arrays = scan(root, kernel);
+    let skip = hints::skip_list_volume_names(node);
+    for _ in 0..2 {
+        let decisions = delete_pass(env, arrays, &skip, kernel)?;
+        arrays = scan(root, kernel);
+        if !skip.is_empty() {
+            arrays.retain(|a| {
+                decisions
+                    .iter()
+                    .find(|d| d.array.kname == a.kname)
+                    .is_none_or(|d| d.action == Action::Delete)
+            });
+        }
+        if arrays.is_empty() {
+            return Ok(());
+        }
+    }
+    let names: Vec<String> = arrays.iter().map(|a| format!("'{}'", a.path())).collect();
+    Err(raid_error(format!(
+        "Unable to clean all softraid correctly. Remaining [{}]",
+        names.join(", ")
+    )))
+}
