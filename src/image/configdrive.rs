@@ -863,7 +863,8 @@ fn fill_files(
         .filter(|(e, _)| !e.is_dir && e.size > 0)
         .filter_map(|(e, at)| Some((e.offset, e.size, (*at)?)))
         .collect();
-    files.sort_unstable();
+    // the crate's one heapsort, not an ipnsort instantiated for this tuple
+    crate::util::sort_unstable(&mut files);
     let mut pass = drive.open().map_err(|e| e.details)?;
     let mut buf = vec![0u8; 1 << 20];
     let mut pos = 0u64;

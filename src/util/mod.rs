@@ -316,7 +316,9 @@ pub fn elided(v: &serde_json::Value) -> serde_json::Value {
 
 /// [`elided`] of an object.
 pub fn elided_map(m: &serde_json::Map<String, serde_json::Value>) -> serde_json::Value {
-    serde_json::Value::Object(m.iter().map(|(k, v)| (k.clone(), elided(v))).collect())
+    // collect_map, not collect: a map collected from an iterator is sorted
+    // by std's stable sort first, instantiated for this item type alone
+    serde_json::Value::Object(collect_map(m.iter().map(|(k, v)| (k.clone(), elided(v)))))
 }
 
 const CRYPT64: &[u8; 64] = b"./0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";

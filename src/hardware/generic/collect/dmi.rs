@@ -848,7 +848,10 @@ fn decode_processor(s: &Structure, ver: u16) -> Map<String, Value> {
     put(&mut m, "Version", version);
     let v = s.byte(0x11).unwrap_or(0);
     let voltage = if v & 0x80 != 0 {
-        format!("{:.1} V", f32::from(v & 0x7F) / 10.0)
+        // f64, not f32: the only f32 formatting in the agent would link its
+        // own copy of core's exact float printer; the text is the same for
+        // all 128 values (dmidecode's %.1f).
+        format!("{:.1} V", f64::from(v & 0x7F) / 10.0)
     } else if v == 0 {
         "Unknown".into()
     } else {
