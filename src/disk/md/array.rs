@@ -137,6 +137,7 @@ pub fn holders(root: &Root, a: &Array) -> Vec<String> {
 }
 
 /// The size of a block device in 512-byte sectors, from sysfs.
+#[inline(never)]
 pub fn sectors(root: &Root, kname: &str) -> Option<u64> {
     root.read_u64(format!("/sys/class/block/{kname}/size"))
         .or_else(|| {
@@ -180,11 +181,13 @@ pub fn volume_name(root: &Root, a: &Array) -> Option<String> {
 }
 
 /// A member's superblock as the kernel keeps it (for tests and logs).
+#[inline(never)]
 pub fn member_superblock(root: &Root, kname: &str) -> Option<Superblock> {
     superblocks(root, kname).into_iter().next().map(|f| f.sb)
 }
 
 /// "major:minor" of a block device from sysfs.
+#[inline(never)]
 pub fn dev_numbers(root: &Root, kname: &str) -> Option<(u32, u32)> {
     let text = root
         .read(format!("/sys/class/block/{kname}/dev"))
@@ -363,6 +366,7 @@ impl Kernel for Sysfs<'_> {
 /// `mdadm --zero-superblock` does, 4 KiB at each location that carries the
 /// magic), through `/dev/<kname>` under `root`. Returns the byte offsets
 /// cleared.
+#[inline(never)]
 pub fn zero_superblocks(root: &Root, kname: &str) -> Result<Vec<u64>> {
     let path = root.path(format!("/dev/{kname}"));
     // exclusively, as mdadm: never under a running array, a mount, dm
@@ -411,6 +415,7 @@ pub fn zero_superblocks_in(f: &File, base: u64, size: u64, name: &str) -> Result
 }
 
 /// The ramdisk's host name, mdadm's default homehost.
+#[inline(never)]
 fn homehost(root: &Root) -> Option<String> {
     root.read_nonempty("/proc/sys/kernel/hostname")
         .filter(|h| h != "(none)")
@@ -418,6 +423,7 @@ fn homehost(root: &Root) -> Option<String> {
 
 /// A new array's identity, as `mdadm --create --name NAME` gives it: a
 /// random UUID, "homehost:NAME", created now.
+#[inline(never)]
 pub fn new_identity(root: &Root, name: &str) -> Result<super::Identity> {
     let mut set_uuid = [0u8; 16];
     crate::sys::getrandom(&mut set_uuid)
@@ -437,6 +443,7 @@ pub fn new_identity(root: &Root, name: &str) -> Result<super::Identity> {
 /// of an open disk (mdadm's `Kill` before `--create`) and write its new
 /// one there: through the disk, so the partition's device node need not
 /// exist yet. The caller syncs.
+#[inline(never)]
 pub fn write_member(f: &File, name: &str, offset: u64, len: u64, sb: &Superblock) -> Result<()> {
     zero_superblocks_in(f, offset, len, name)?;
     f.write_all_at(&sb.encode(), offset + sb.super_offset * 512)

@@ -47,6 +47,7 @@ use std::os::unix::fs::{FileExt, FileTypeExt, OpenOptionsExt};
 
 /// The disks a volume may be built on: every disk the inventory lists,
 /// except md arrays and what `skip_block_devices` names.
+#[inline(never)]
 fn holder_candidates(root: &Root, node: &Value) -> Result<Vec<BlockDevice>> {
     let skip = hints::skip_list_hints(node)?;
     let mut out = crate::disk::list::list_block_devices(root, false)?;
@@ -57,6 +58,7 @@ fn holder_candidates(root: &Root, node: &Value) -> Result<Vec<BlockDevice>> {
 /// IPA's `_create_raid_ignore_list`: the logical disks not to build
 /// because their volumes exist and the skip list keeps them (or they
 /// share disks with one it keeps).
+#[inline(never)]
 fn ignore_list<'a>(root: &Root, lds: &[&'a Value], skip: &[String]) -> Result<Vec<&'a Value>> {
     let decisions = skip::decide(root, array::list(root), skip);
     let mut names: Vec<&str> = vec![];
@@ -104,6 +106,7 @@ fn ignore_list<'a>(root: &Root, lds: &[&'a Value], skip: &[String]) -> Result<Ve
 /// Open a holder to write its table: exclusively when asked and it is a
 /// block device (the kernel then refuses while a partition is mounted or
 /// held), never with O_DIRECT (small table writes).
+#[inline(never)]
 fn open_holder(root: &Root, name: &str, excl: bool) -> Result<File> {
     let path = root.path(name);
     let block = std::fs::metadata(&path).is_ok_and(|m| m.file_type().is_block_device());
@@ -122,6 +125,7 @@ fn open_holder(root: &Root, name: &str, excl: bool) -> Result<File> {
 
 /// Undo a failed creation: stop what started, clear the superblocks and
 /// the tables written. Best effort; failures are logged.
+#[inline(never)]
 fn roll_back(
     root: &Root,
     kernel: &dyn Kernel,
@@ -247,6 +251,7 @@ pub fn do_create(
 
 /// Write every holder's table (counting them in `written`), then make and
 /// start each volume's array (recording it in `started`).
+#[inline(never)]
 fn build(
     root: &Root,
     kernel: &dyn Kernel,

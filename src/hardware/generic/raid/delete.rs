@@ -59,6 +59,7 @@ fn wipe(env: &Env, kname: &str) -> Result<()> {
 }
 
 /// The partition number of a partition ("vda2" → 2) from sysfs.
+#[inline(never)]
 fn partition_number(root: &Root, kname: &str) -> Option<u32> {
     let disk = array::parent_disk(root, kname);
     if disk == kname {
@@ -71,6 +72,7 @@ fn partition_number(root: &Root, kname: &str) -> Option<u32> {
 /// Remove partitions from a disk that keeps others in use: the table
 /// edited, and each partition dropped from the kernel with BLKPG (the
 /// disk cannot be re-read while a kept array holds its other partitions).
+#[inline(never)]
 fn remove_partitions(root: &Root, disk: &str, numbers: &[u32]) -> Result<()> {
     let name = format!("/dev/{disk}");
     let f = OpenOptions::new()
@@ -93,6 +95,7 @@ fn remove_partitions(root: &Root, disk: &str, numbers: &[u32]) -> Result<()> {
     Ok(())
 }
 
+#[inline(never)]
 fn delete_pass(
     env: &Env,
     arrays: Vec<Array>,

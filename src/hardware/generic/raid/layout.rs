@@ -57,6 +57,7 @@ pub struct Volume<'a> {
 }
 
 /// Parse the logical disks IPA would build (validation has run).
+#[inline(never)]
 pub fn parse_volumes<'a>(lds: &[&'a Value]) -> Result<Vec<Volume<'a>>> {
     let mut out = vec![];
     for ld in lds {
@@ -115,6 +116,7 @@ pub fn parse_volumes<'a>(lds: &[&'a Value]) -> Result<Vec<Volume<'a>>> {
 /// without `physical_disks`; else, per hint set in order, the first
 /// matching disk not already taken by this volume. Returns the holders of
 /// all volumes, first-seen order.
+#[inline(never)]
 pub fn select_holders(devices: &[BlockDevice], vols: &mut [Volume<'_>]) -> Result<Vec<String>> {
     let mut all: Vec<String> = vec![];
     let names = || -> String {
@@ -167,6 +169,7 @@ pub fn select_holders(devices: &[BlockDevice], vols: &mut [Volume<'_>]) -> Resul
 }
 
 /// The volumes in creation order: the `MAX` one last.
+#[inline(never)]
 pub fn reorder(vols: Vec<Volume<'_>>) -> Vec<Volume<'_>> {
     let (max, mut out): (Vec<Volume>, Vec<Volume>) =
         vols.into_iter().partition(|v| v.size == Size::Max);
@@ -228,6 +231,7 @@ pub fn first_start(label: Label, uefi: bool) -> u64 {
 /// Lay the partitions out on `holders` (name, size in bytes, logical
 /// sector size), for `vols` in creation order. Fails, naming the sizes,
 /// when a partition would not fit or would be too small for its array.
+#[inline(never)]
 pub fn partition(
     holders: &[(String, u64, u64)],
     vols: &[Volume<'_>],
