@@ -296,6 +296,8 @@ fn manage_uefi(
 /// IPA's ESP size on each holder (`raid_utils.ESP_SIZE_MIB`).
 const ESP_SIZE: u64 = 550 << 20;
 
+#[cold]
+#[inline(never)]
 fn raid_err(details: impl Into<String>) -> AgentError {
     AgentError::new(Kind::SoftwareRAIDError, details)
 }
@@ -351,10 +353,10 @@ fn softraid_esp(env: &Env, device: &str, file: &File, esp: &Partition) -> Result
         rw.sync_all()
     };
     copy().map_err(|e| {
-        raid_err(format!(
-            "moving the ESP of {device} to {}: {e}",
-            esp_md.path()
-        ))
+        md::array::io_err(
+            format_args!("moving the ESP of {device} to {}", esp_md.path()),
+            e,
+        )
     })?;
     log::info!("the ESP of {device} now lives on {}", esp_md.path());
     Ok(esp_md)
@@ -381,7 +383,7 @@ fn build_esp_raid(root: &crate::root::Root, holders: &[String]) -> Result<md::ar
             .read(true)
             .write(true)
             .open(root.path(holder))
-            .map_err(|e| raid_err(format!("opening {holder}: {e}")))?;
+            .map_err(|e| md::array::io_err(format_args!("opening {holder}"), e))?;
         let geom = crate::disk::geometry(root, Path::new(holder), &f)?;
         let need = ESP_SIZE / geom.sector;
         let free = crate::disk::gpt::Gpt::read_primary(&f, geom.sector, geom.sectors())
@@ -411,7 +413,7 @@ fn build_esp_raid(root: &crate::root::Root, holders: &[String]) -> Result<md::ar
                 Ok(())
             }
         });
-        r.map_err(|e| raid_err(format!("adding partition {number} to {holder}: {e}")))?;
+        r.map_err(|e| md::array::io_err(format_args!("adding partition {number} to {holder}"), e))?;
         parts.push((partition_path(holder, number)[5..].to_string(), off, len));
         files.push(f);
     }

@@ -253,8 +253,18 @@ pub trait Kernel {
 /// The running kernel, through sysfs and the md ioctls.
 pub struct Sysfs<'a>(pub &'a Root);
 
+#[cold]
+#[inline(never)]
 fn raid_err(details: String) -> AgentError {
     AgentError::new(Kind::SoftwareRAIDError, details)
+}
+
+/// A `SoftwareRAIDError` "<what>: <e>": one out-of-line place that
+/// formats and drops the OS error, instead of every call site.
+#[cold]
+#[inline(never)]
+pub fn io_err(what: std::fmt::Arguments<'_>, e: io::Error) -> AgentError {
+    raid_err(format!("{what}: {e}"))
 }
 
 impl Sysfs<'_> {
@@ -274,7 +284,7 @@ impl Sysfs<'_> {
                 Err(e) if e.kind() == io::ErrorKind::NotFound && Instant::now() < deadline => {
                     std::thread::sleep(Duration::from_millis(50));
                 }
-                Err(e) => return Err(raid_err(format!("opening /dev/{md}: {e}"))),
+                Err(e) => return Err(io_err(format_args!("opening /dev/{md}"), e)),
             }
         }
     }
@@ -291,16 +301,16 @@ impl Kernel for Sysfs<'_> {
         match std::fs::write(root.path("/sys/module/md_mod/parameters/new_array"), md) {
             Ok(()) => {}
             Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {}
-            Err(e) => return Err(raid_err(format!("creating /dev/{md} (new_array): {e}"))),
+            Err(e) => return Err(io_err(format_args!("creating /dev/{md} (new_array)"), e)),
         }
         let f = self.open_md(md, true)?;
         match crate::sys::md::get_array_info(&f) {
             Err(e) if e.raw_os_error() == Some(libc::ENODEV) => {}
             Ok(_) => return Err(raid_err(format!("/dev/{md} already holds an array"))),
-            Err(e) => return Err(raid_err(format!("asking /dev/{md} for its array: {e}"))),
+            Err(e) => return Err(io_err(format_args!("asking /dev/{md} for its array"), e)),
         }
         crate::sys::md::set_array_version(&f, 1, version.minor())
-            .map_err(|e| raid_err(format!("setting up /dev/{md} (SET_ARRAY_INFO): {e}")))?;
+            .map_err(|e| io_err(format_args!("setting up /dev/{md} (SET_ARRAY_INFO)"), e))?;
         let undo = |what: String| -> AgentError {
             if let Err(e) = crate::sys::md::stop_array(&f) {
                 log::error!("releasing the members of /dev/{md} after a failure: {e}");
@@ -378,13 +388,14 @@ pub fn zero_superblocks(root: &Root, kname: &str) -> Result<Vec<u64>> {
         .custom_flags(if excl { libc::O_EXCL } else { 0 })
         .open(&path)
         .map_err(|e| {
-            raid_err(format!(
-                "opening /dev/{kname} to clear its md superblock: {e}"
-            ))
+            io_err(
+                format_args!("opening /dev/{kname} to clear its md superblock"),
+                e,
+            )
         })?;
     let size = crate::sys::block_device_size(&f)
         .or_else(|_| f.metadata().map(|m| m.len()))
-        .map_err(|e| raid_err(format!("reading the size of /dev/{kname}: {e}")))?;
+        .map_err(|e| io_err(format_args!("reading the size of /dev/{kname}"), e))?;
     zero_superblocks_in(&f, 0, size, &format!("/dev/{kname}"))
 }
 
@@ -402,11 +413,11 @@ pub fn zero_superblocks_in(f: &File, base: u64, size: u64, name: &str) -> Result
     for &off in &spots {
         let n = (size - off).min(SB_BYTES as u64) as usize;
         f.write_all_at(&zero[..n], base + off)
-            .map_err(|e| raid_err(format!("clearing the md superblock of {name}: {e}")))?;
+            .map_err(|e| io_err(format_args!("clearing the md superblock of {name}"), e))?;
     }
     if !spots.is_empty() {
         f.sync_all()
-            .map_err(|e| raid_err(format!("flushing {name}: {e}")))?;
+            .map_err(|e| io_err(format_args!("flushing {name}"), e))?;
         if crate::sys::is_block_device(f) {
             let _ = crate::sys::flush_buffers(f);
         }
@@ -427,7 +438,7 @@ fn homehost(root: &Root) -> Option<String> {
 pub fn new_identity(root: &Root, name: &str) -> Result<super::Identity> {
     let mut set_uuid = [0u8; 16];
     crate::sys::getrandom(&mut set_uuid)
-        .map_err(|e| raid_err(format!("generating an md UUID: {e}")))?;
+        .map_err(|e| io_err(format_args!("generating an md UUID"), e))?;
     let ctime = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
@@ -447,7 +458,7 @@ pub fn new_identity(root: &Root, name: &str) -> Result<super::Identity> {
 pub fn write_member(f: &File, name: &str, offset: u64, len: u64, sb: &Superblock) -> Result<()> {
     zero_superblocks_in(f, offset, len, name)?;
     f.write_all_at(&sb.encode(), offset + sb.super_offset * 512)
-        .map_err(|e| raid_err(format!("writing the md superblock of {name}: {e}")))
+        .map_err(|e| io_err(format_args!("writing the md superblock of {name}"), e))
 }
 
 /// One member of a new array: a window of an open disk, and the kernel
@@ -480,7 +491,7 @@ pub fn create(
     for (i, m) in members.iter().enumerate() {
         let mut dev_uuid = [0u8; 16];
         crate::sys::getrandom(&mut dev_uuid)
-            .map_err(|e| raid_err(format!("generating an md UUID: {e}")))?;
+            .map_err(|e| io_err(format_args!("generating an md UUID"), e))?;
         write_member(
             m.disk,
             &m.kname,
@@ -490,7 +501,7 @@ pub fn create(
         )?;
         m.disk
             .sync_all()
-            .map_err(|e| raid_err(format!("flushing /dev/{}: {e}", m.kname)))?;
+            .map_err(|e| io_err(format_args!("flushing /dev/{}", m.kname), e))?;
         knames.push(m.kname.clone());
     }
     kernel.start(md, version, &knames)?;

@@ -202,7 +202,8 @@ pub fn do_create(
     let mut hs: Vec<(String, u64, u64)> = vec![];
     let mut with_parts: Vec<&str> = vec![];
     for h in &holders {
-        let f = File::open(root.path(h)).map_err(|e| raid_error(format!("opening {h}: {e}")))?;
+        let f =
+            File::open(root.path(h)).map_err(|e| array::io_err(format_args!("opening {h}"), e))?;
         let g = crate::disk::geometry(root, std::path::Path::new(h), &f)?;
         if matches!(table::read_table(&f, g), table::Found::Table(t) if !t.partitions.is_empty()) {
             with_parts.push(h);

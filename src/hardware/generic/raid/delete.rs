@@ -79,7 +79,7 @@ fn remove_partitions(root: &Root, disk: &str, numbers: &[u32]) -> Result<()> {
         .read(true)
         .write(true)
         .open(root.path(&name))
-        .map_err(|e| raid_error(format!("opening {name}: {e}")))?;
+        .map_err(|e| array::io_err(format_args!("opening {name}"), e))?;
     let geom = crate::disk::geometry(root, std::path::Path::new(&name), &f)?;
     table::remove_partitions(&mut &f, geom, numbers)
         .map_err(|e| raid_error(format!("{name}: {}", e.details)))?;

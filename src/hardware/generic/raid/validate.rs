@@ -32,6 +32,8 @@ pub fn py_str(v: &Value) -> String {
     }
 }
 
+#[cold]
+#[inline(never)]
 pub fn raid_error(details: impl Into<String>) -> AgentError {
     AgentError::new(Kind::SoftwareRAIDError, details)
 }
