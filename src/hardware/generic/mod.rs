@@ -249,4 +249,3 @@ pub fn full_sync(root: &crate::root::Root) -> Result<()> {
 pub fn step_error(call: &StepCall, details: impl Into<String>) -> AgentError {
     AgentError::new(call.kind.error_kind(), details)
 }
-
