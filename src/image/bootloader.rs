@@ -266,9 +266,10 @@ fn manage_uefi(
     let esp_md = softraid_esp(env, device, &file, esp)?;
     for (i, m) in esp_md.members.iter().enumerate() {
         let disk = md::array::parent_disk(env.root, &m.kname);
-        let number = env
-            .root
-            .read_u64(format!("/sys/block/{disk}/{}/partition", m.kname));
+        let number = md::array::sys_u64(
+            env.root,
+            format_args!("/sys/block/{disk}/{}/partition", m.kname),
+        );
         let disk = format!("/dev/{disk}");
         let (_, t) = table_of(env, &disk)?;
         let Some(part) = t

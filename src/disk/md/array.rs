@@ -58,9 +58,26 @@ impl Array {
     }
 }
 
+/// sysfs reads with the path formatted inside: one copy of the
+/// formatting, the call and the path's drop instead of one per call site.
+#[inline(never)]
+pub fn sys_read(root: &Root, path: std::fmt::Arguments<'_>) -> Option<String> {
+    root.read(std::fmt::format(path))
+}
+
+#[inline(never)]
+pub fn sys_u64(root: &Root, path: std::fmt::Arguments<'_>) -> Option<u64> {
+    root.read_u64(std::fmt::format(path))
+}
+
+#[inline(never)]
+pub fn sys_exists(root: &Root, path: std::fmt::Arguments<'_>) -> bool {
+    root.exists(std::fmt::format(path))
+}
+
 /// Is `kname` an md device (it has an `md/` directory in sysfs)?
 pub fn is_md(root: &Root, kname: &str) -> bool {
-    root.exists(format!("/sys/block/{kname}/md"))
+    sys_exists(root, format_args!("/sys/block/{kname}/md"))
 }
 
 /// The array `kname`, when the md device exists and holds a configuration.
@@ -69,7 +86,7 @@ pub fn read(root: &Root, kname: &str) -> Option<Array> {
     if !root.exists(&md) {
         return None;
     }
-    if root.read(format!("{md}/array_state")).as_deref() == Some("clear") {
+    if sys_read(root, format_args!("{md}/array_state")).as_deref() == Some("clear") {
         return None;
     }
     let mut members = vec![];
@@ -81,7 +98,7 @@ pub fn read(root: &Root, kname: &str) -> Option<Array> {
             kname: root
                 .link_name(format!("{md}/{e}/block"))
                 .unwrap_or_else(|| name.to_string()),
-            slot: root.read_u64(format!("{md}/{e}/slot")).map(|n| n as u32),
+            slot: sys_u64(root, format_args!("{md}/{e}/slot")).map(|n| n as u32),
         });
     }
     // slot order, spares (None) last
@@ -90,12 +107,9 @@ pub fn read(root: &Root, kname: &str) -> Option<Array> {
     });
     Some(Array {
         kname: kname.to_string(),
-        level: root.read(format!("{md}/level")).unwrap_or_default(),
-        uuid: root.read(format!("{md}/uuid")).unwrap_or_default(),
-        size: root
-            .read_u64(format!("/sys/block/{kname}/size"))
-            .unwrap_or(0)
-            * 512,
+        level: sys_read(root, format_args!("{md}/level")).unwrap_or_default(),
+        uuid: sys_read(root, format_args!("{md}/uuid")).unwrap_or_default(),
+        size: sys_u64(root, format_args!("/sys/block/{kname}/size")).unwrap_or(0) * 512,
         members,
     })
 }
@@ -114,12 +128,12 @@ pub fn list(root: &Root) -> Vec<Array> {
 /// The whole disk a block device lives on: "vda1" → "vda", "md0p1" →
 /// "md0", a whole disk → itself.
 pub fn parent_disk(root: &Root, kname: &str) -> String {
-    if root.exists(format!("/sys/block/{kname}")) {
+    if sys_exists(root, format_args!("/sys/block/{kname}")) {
         return kname.to_string();
     }
     root.list("/sys/block")
         .into_iter()
-        .find(|d| root.exists(format!("/sys/block/{d}/{kname}/partition")))
+        .find(|d| sys_exists(root, format_args!("/sys/block/{d}/{kname}/partition")))
         .unwrap_or_else(|| kname.to_string())
 }
 
@@ -139,12 +153,12 @@ pub fn holders(root: &Root, a: &Array) -> Vec<String> {
 /// The size of a block device in 512-byte sectors, from sysfs.
 #[inline(never)]
 pub fn sectors(root: &Root, kname: &str) -> Option<u64> {
-    root.read_u64(format!("/sys/class/block/{kname}/size"))
+    sys_u64(root, format_args!("/sys/class/block/{kname}/size"))
         .or_else(|| {
             let disk = parent_disk(root, kname);
-            root.read_u64(format!("/sys/block/{disk}/{kname}/size"))
+            sys_u64(root, format_args!("/sys/block/{disk}/{kname}/size"))
         })
-        .or_else(|| root.read_u64(format!("/sys/block/{kname}/size")))
+        .or_else(|| sys_u64(root, format_args!("/sys/block/{kname}/size")))
 }
 
 /// Read the valid v1.x superblocks of the block device `kname`.
@@ -189,12 +203,10 @@ pub fn member_superblock(root: &Root, kname: &str) -> Option<Superblock> {
 /// "major:minor" of a block device from sysfs.
 #[inline(never)]
 pub fn dev_numbers(root: &Root, kname: &str) -> Option<(u32, u32)> {
-    let text = root
-        .read(format!("/sys/class/block/{kname}/dev"))
-        .or_else(|| {
-            let disk = parent_disk(root, kname);
-            root.read(format!("/sys/block/{disk}/{kname}/dev"))
-        })?;
+    let text = sys_read(root, format_args!("/sys/class/block/{kname}/dev")).or_else(|| {
+        let disk = parent_disk(root, kname);
+        sys_read(root, format_args!("/sys/block/{disk}/{kname}/dev"))
+    })?;
     let (a, b) = text.split_once(':')?;
     Some((a.trim().parse().ok()?, b.trim().parse().ok()?))
 }
@@ -202,7 +214,7 @@ pub fn dev_numbers(root: &Root, kname: &str) -> Option<(u32, u32)> {
 /// True when `mdN` can take a new array: no such device, or one without a
 /// configuration.
 pub fn is_free(root: &Root, kname: &str) -> bool {
-    !root.exists(format!("/sys/block/{kname}")) || read(root, kname).is_none()
+    !sys_exists(root, format_args!("/sys/block/{kname}")) || read(root, kname).is_none()
 }
 
 /// The first free name among `mdN` for N in `numbers`.

@@ -65,8 +65,7 @@ fn partition_number(root: &Root, kname: &str) -> Option<u32> {
     if disk == kname {
         return None;
     }
-    root.read_u64(format!("/sys/block/{disk}/{kname}/partition"))
-        .map(|n| n as u32)
+    array::sys_u64(root, format_args!("/sys/block/{disk}/{kname}/partition")).map(|n| n as u32)
 }
 
 /// Remove partitions from a disk that keeps others in use: the table
