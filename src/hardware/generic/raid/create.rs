@@ -315,12 +315,14 @@ fn build(
             .collect();
         let name = v.volume_name.clone().unwrap_or_else(|| format!("md{vi}"));
         array::create(root, kernel, &md, Version::V1_2, v.level, &name, &nm).map_err(|e| {
-            let devs: Vec<String> = nm.iter().map(|m| format!("/dev/{}", m.kname)).collect();
-            raid_error(format!(
-                "Failed to create md device /dev/{md} on {}: {}",
-                devs.join(" "),
-                e.details
-            ))
+            let mut msg = format!("Failed to create md device /dev/{md} on ");
+            for (i, m) in nm.iter().enumerate() {
+                msg.push_str(if i > 0 { " /dev/" } else { "/dev/" });
+                msg.push_str(&m.kname);
+            }
+            msg.push_str(": ");
+            msg.push_str(&e.details);
+            raid_error(msg)
         })?;
         started.push(md);
     }

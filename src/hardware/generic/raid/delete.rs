@@ -197,9 +197,15 @@ pub fn delete(env: &Env, node: &Value, kernel: &dyn Kernel) -> Result<()> {
             return Ok(());
         }
     }
-    let names: Vec<String> = arrays.iter().map(|a| format!("'{}'", a.path())).collect();
-    Err(raid_error(format!(
-        "Unable to clean all softraid correctly. Remaining [{}]",
-        names.join(", ")
-    )))
+    let mut msg = String::from("Unable to clean all softraid correctly. Remaining [");
+    for (i, a) in arrays.iter().enumerate() {
+        if i > 0 {
+            msg.push_str(", ");
+        }
+        msg.push_str("'/dev/");
+        msg.push_str(&a.kname);
+        msg.push('\'');
+    }
+    msg.push(']');
+    Err(raid_error(msg))
 }
