@@ -120,11 +120,14 @@ pub fn parse_volumes<'a>(lds: &[&'a Value]) -> Result<Vec<Volume<'a>>> {
 pub fn select_holders(devices: &[BlockDevice], vols: &mut [Volume<'_>]) -> Result<Vec<String>> {
     let mut all: Vec<String> = vec![];
     let names = || -> String {
-        let v: Vec<String> = devices
-            .iter()
-            .map(|d| format!("{} ({} bytes)", d.name, d.size))
-            .collect();
-        format!("[{}]", v.join(", "))
+        use std::fmt::Write;
+        let mut s = String::from("[");
+        for (i, d) in devices.iter().enumerate() {
+            let sep = if i > 0 { ", " } else { "" };
+            let _ = write!(s, "{sep}{} ({} bytes)", d.name, d.size);
+        }
+        s.push(']');
+        s
     };
     for v in vols.iter_mut() {
         let mut matching: Vec<String> = vec![];
@@ -132,10 +135,10 @@ pub fn select_holders(devices: &[BlockDevice], vols: &mut [Volume<'_>]) -> Resul
             None => matching = devices.iter().map(|d| d.name.clone()).collect(),
             Some(hint_sets) => {
                 for h in hint_sets.iter().filter_map(Value::as_object) {
-                    let candidates: Vec<String> = hints::find_devices(devices, h)
+                    let candidates: Vec<&str> = hints::find_devices(devices, h)
                         .map_err(|e| raid_error(e.details))?
                         .into_iter()
-                        .map(|d| d.name.clone())
+                        .map(|d| d.name.as_str())
                         .collect();
                     let hr = hints::py_repr(&Value::Object(h.clone()));
                     if candidates.is_empty() {
@@ -144,8 +147,11 @@ pub fn select_holders(devices: &[BlockDevice], vols: &mut [Volume<'_>]) -> Resul
                             names()
                         )));
                     }
-                    match candidates.iter().find(|c| !matching.contains(c)) {
-                        Some(c) => matching.push(c.clone()),
+                    match candidates
+                        .iter()
+                        .find(|c| !matching.iter().any(|m| m == **c))
+                    {
+                        Some(c) => matching.push(c.to_string()),
                         None => {
                             return Err(raid_error(format!(
                                 "No candidates left for physical disk {hr} from the list \
