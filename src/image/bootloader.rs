@@ -317,8 +317,11 @@ fn raid_err(details: impl Into<String>) -> AgentError {
 fn softraid_esp(env: &Env, device: &str, file: &File, esp: &Partition) -> Result<md::array::Array> {
     let root = env.root;
     let kname = device.trim_start_matches("/dev/");
-    let array = md::array::read(root, kname)
-        .ok_or_else(|| raid_err(format!("{device} is not a running software RAID device")))?;
+    let array = md::array::read(root, kname).ok_or_else(|| {
+        md::array::raid_fmt(format_args!(
+            "{device} is not a running software RAID device"
+        ))
+    })?;
     let holders = md::array::holders(root, &array);
     let esp_md = match find_esp_raid(root) {
         Some(a) => {
@@ -331,7 +334,7 @@ fn softraid_esp(env: &Env, device: &str, file: &File, esp: &Partition) -> Result
     // image's own: its boot sector, and the FAT32 backup boot sector and
     // FSInfo (sectors 6 and 7)
     if esp.len > esp_md.size {
-        return Err(raid_err(format!(
+        return Err(md::array::raid_fmt(format_args!(
             "ESP content ({} bytes) exceeds md device size ({} bytes)",
             esp.len, esp_md.size
         )));
@@ -392,7 +395,7 @@ fn build_esp_raid(root: &crate::root::Root, holders: &[String]) -> Result<md::ar
             .and_then(|g| crate::disk::table::largest_free(&g, geom))
             .filter(|(a, b)| b + 1 - a >= need);
         let Some((first, _)) = free else {
-            return Err(raid_err(format!(
+            return Err(md::array::raid_fmt(format_args!(
                 "{holder} has no GPT with room for a 550 MiB ESP, which UEFI needs on every \
                  software RAID holder"
             )));
@@ -432,7 +435,8 @@ fn build_esp_raid(root: &crate::root::Root, holders: &[String]) -> Result<md::ar
         .ok_or_else(|| raid_err("No free md (RAID) devices are left"))?;
     let kernel = md::array::Sysfs(root);
     md::array::create(root, &kernel, &name, md::Version::V1_0, 1, "esp", &members)?;
-    md::array::read(root, &name).ok_or_else(|| raid_err(format!("/dev/{name} vanished")))
+    md::array::read(root, &name)
+        .ok_or_else(|| md::array::raid_fmt(format_args!("/dev/{name} vanished")))
 }
 
 /// `install_bootloader`'s parameters, as Ironic sends them.

@@ -271,12 +271,20 @@ fn raid_err(details: String) -> AgentError {
     AgentError::new(Kind::SoftwareRAIDError, details)
 }
 
+/// A `SoftwareRAIDError` with its message formatted out of line (one
+/// copy of the formatting and the String's move, not one per call site).
+#[cold]
+#[inline(never)]
+pub fn raid_fmt(details: std::fmt::Arguments<'_>) -> AgentError {
+    raid_err(std::fmt::format(details))
+}
+
 /// A `SoftwareRAIDError` "<what>: <e>": one out-of-line place that
 /// formats and drops the OS error, instead of every call site.
 #[cold]
 #[inline(never)]
 pub fn io_err(what: std::fmt::Arguments<'_>, e: io::Error) -> AgentError {
-    raid_err(format!("{what}: {e}"))
+    raid_fmt(format_args!("{what}: {e}"))
 }
 
 impl Sysfs<'_> {
@@ -318,7 +326,7 @@ impl Kernel for Sysfs<'_> {
         let f = self.open_md(md, true)?;
         match crate::sys::md::get_array_info(&f) {
             Err(e) if e.raw_os_error() == Some(libc::ENODEV) => {}
-            Ok(_) => return Err(raid_err(format!("/dev/{md} already holds an array"))),
+            Ok(_) => return Err(raid_fmt(format_args!("/dev/{md} already holds an array"))),
             Err(e) => return Err(io_err(format_args!("asking /dev/{md} for its array"), e)),
         }
         crate::sys::md::set_array_version(&f, 1, version.minor())
@@ -377,7 +385,7 @@ impl Kernel for Sysfs<'_> {
                     } else {
                         ""
                     };
-                    return Err(raid_err(format!("stopping /dev/{md}: {e}{why}")));
+                    return Err(raid_fmt(format_args!("stopping /dev/{md}: {e}{why}")));
                 }
             }
         }

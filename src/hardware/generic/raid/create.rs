@@ -116,7 +116,7 @@ fn open_holder(root: &Root, name: &str, excl: bool) -> Result<File> {
         o.custom_flags(libc::O_EXCL);
     }
     o.open(&path).map_err(|e| {
-        raid_error(format!(
+        array::raid_fmt(format_args!(
             "opening {name} to partition it: {e} (EBUSY: mounted, or held by md, LVM or \
              dm; delete_configuration first?)"
         ))
@@ -211,7 +211,7 @@ pub fn do_create(
         hs.push((h.clone(), g.size, g.sector));
     }
     if rm_from_list.is_empty() && !with_parts.is_empty() {
-        return Err(raid_error(format!(
+        return Err(array::raid_fmt(format_args!(
             "Partitions detected on devices {} during RAID config",
             with_parts.join(", ")
         )));
@@ -288,7 +288,7 @@ fn build(
         };
         table::write_new(&mut &f, geom, p.label, &parts)
             .and_then(|_| f.sync_all().map_err(|e| raid_error(e.to_string())))
-            .map_err(|e| raid_error(format!("partitioning {}: {}", p.name, e.details)))?;
+            .map_err(|e| array::raid_fmt(format_args!("partitioning {}: {}", p.name, e.details)))?;
         crate::disk::device::reread_partitions(std::path::Path::new(&p.name), &f)?;
     }
     // the superblocks through the holders (not exclusively: md claims the
@@ -365,7 +365,7 @@ mod tests {
             assert_eq!(v, Version::V1_2);
             let n = self.started.borrow().len() + 1;
             if self.fail_at == Some(n) {
-                return Err(raid_error(format!(
+                return Err(array::raid_fmt(format_args!(
                     "adding /dev/{} to /dev/{md}: the device is gone",
                     members[1]
                 )));

@@ -81,7 +81,7 @@ fn remove_partitions(root: &Root, disk: &str, numbers: &[u32]) -> Result<()> {
         .map_err(|e| array::io_err(format_args!("opening {name}"), e))?;
     let geom = crate::disk::geometry(root, std::path::Path::new(&name), &f)?;
     table::remove_partitions(&mut &f, geom, numbers)
-        .map_err(|e| raid_error(format!("{name}: {}", e.details)))?;
+        .map_err(|e| array::raid_fmt(format_args!("{name}: {}", e.details)))?;
     let _ = f.sync_all();
     if crate::sys::is_block_device(&f) {
         for &n in numbers {

@@ -71,7 +71,7 @@ pub fn parse_volumes<'a>(lds: &[&'a Value]) -> Result<Vec<Volume<'a>>> {
                     Size::Gib(s.trim().parse().unwrap_or(0))
                 }
                 other => {
-                    return Err(raid_error(format!(
+                    return Err(crate::disk::md::array::raid_fmt(format_args!(
                         "Invalid size_gb {} for software RAID: a whole number of GiB or 'MAX'",
                         other.map(py_str).unwrap_or_else(|| "None".into())
                     )))
@@ -87,7 +87,7 @@ pub fn parse_volumes<'a>(lds: &[&'a Value]) -> Result<Vec<Volume<'a>>> {
                 .map(py_str)
                 .unwrap_or_else(|| "None".into());
             let level = md::level_number(&raid_level).ok_or_else(|| {
-                raid_error(format!(
+                crate::disk::md::array::raid_fmt(format_args!(
                     "Software RAID configuration does not support RAID level {raid_level}"
                 ))
             })?;
@@ -142,7 +142,7 @@ pub fn select_holders(devices: &[BlockDevice], vols: &mut [Volume<'_>]) -> Resul
                         .collect();
                     let hr = hints::py_repr(&Value::Object(h.clone()));
                     if candidates.is_empty() {
-                        return Err(raid_error(format!(
+                        return Err(crate::disk::md::array::raid_fmt(format_args!(
                             "No candidates for physical disk {hr} from the list {}",
                             names()
                         )));
@@ -153,7 +153,7 @@ pub fn select_holders(devices: &[BlockDevice], vols: &mut [Volume<'_>]) -> Resul
                     {
                         Some(c) => matching.push(c.to_string()),
                         None => {
-                            return Err(raid_error(format!(
+                            return Err(crate::disk::md::array::raid_fmt(format_args!(
                                 "No candidates left for physical disk {hr} from the list \
                                  [{}] after picking [{}] for previous volumes",
                                 candidates.join(", "),
@@ -260,10 +260,9 @@ pub fn partition(
     for (vi, v) in vols.iter().enumerate() {
         let mut mine: Members = vec![];
         for hname in &v.holders {
-            let hi = plans
-                .iter()
-                .position(|p| &p.name == hname)
-                .ok_or_else(|| raid_error(format!("{hname} is not a holder disk")))?;
+            let hi = plans.iter().position(|p| &p.name == hname).ok_or_else(|| {
+                crate::disk::md::array::raid_fmt(format_args!("{hname} is not a holder disk"))
+            })?;
             let p = &mut plans[hi];
             let s = p.sector;
             let mib = (MIB / s).max(1);
@@ -288,7 +287,7 @@ pub fn partition(
                     Size::Gib(g) => g.to_string(),
                     Size::Max => "MAX".into(),
                 };
-                return Err(raid_error(format!(
+                return Err(crate::disk::md::array::raid_fmt(format_args!(
                     "The software RAID configuration does not fit on {hname} ({} bytes): \
                      logical disk {} (size_gb {size}) would span bytes {} to {}, the disk's \
                      usable space ends at byte {}{}",
@@ -330,7 +329,7 @@ pub fn partition(
             })
             .collect();
         md::plan(md::Version::V1_2, v.level, &sizes).map_err(|e| {
-            raid_error(format!(
+            crate::disk::md::array::raid_fmt(format_args!(
                 "The software RAID configuration does not fit: logical disk {} (RAID-{}) on \
                  partitions of {} bytes: {}",
                 vi + 1,

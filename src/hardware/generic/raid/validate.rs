@@ -177,7 +177,7 @@ pub fn validate_configuration(
             .get("uuid")
             .map(py_str)
             .unwrap_or_else(|| "None".into());
-        return Err(raid_error(format!(
+        return Err(crate::disk::md::array::raid_fmt(format_args!(
             "Could not validate Software RAID config for {uuid}: {errors}"
         )));
     }
