@@ -26,7 +26,14 @@ impl Root {
 
     /// Map an absolute machine path ("/sys/block") into the root.
     pub fn path(&self, abs: impl AsRef<Path>) -> PathBuf {
-        let abs = abs.as_ref();
+        self.path_of(abs.as_ref())
+    }
+
+    // The bodies below take &Path: one copy each, not one per argument
+    // type (String, &str, PathBuf, ...) the generic front ends are called
+    // with.
+    #[inline(never)]
+    fn path_of(&self, abs: &Path) -> PathBuf {
         if self.is_real() {
             return abs.to_path_buf();
         }
@@ -47,7 +54,12 @@ impl Root {
     /// Read a small text file (sysfs attribute), trimmed. `None` when it is
     /// missing or unreadable: sysfs attributes come and go with drivers.
     pub fn read(&self, abs: impl AsRef<Path>) -> Option<String> {
-        fs::read_to_string(self.path(abs))
+        self.read_of(abs.as_ref())
+    }
+
+    #[inline(never)]
+    fn read_of(&self, abs: &Path) -> Option<String> {
+        fs::read_to_string(self.path_of(abs))
             .ok()
             .map(|s| s.trim().to_string())
     }
@@ -62,12 +74,22 @@ impl Root {
     }
 
     pub fn exists(&self, abs: impl AsRef<Path>) -> bool {
-        self.path(abs).exists()
+        self.exists_of(abs.as_ref())
+    }
+
+    #[inline(never)]
+    fn exists_of(&self, abs: &Path) -> bool {
+        self.path_of(abs).exists()
     }
 
     /// Sorted entry names of a directory; empty when it does not exist.
     pub fn list(&self, abs: impl AsRef<Path>) -> Vec<String> {
-        let mut v: Vec<String> = match fs::read_dir(self.path(abs)) {
+        self.list_of(abs.as_ref())
+    }
+
+    #[inline(never)]
+    fn list_of(&self, abs: &Path) -> Vec<String> {
+        let mut v: Vec<String> = match fs::read_dir(self.path_of(abs)) {
             Ok(rd) => rd
                 .filter_map(|e| e.ok())
                 .map(|e| e.file_name().to_string_lossy().into_owned())

@@ -153,6 +153,7 @@ fn loader_entries(fat: &Fat<'_>) -> Result<Vec<(String, String)>> {
 /// IPA's `_run_efibootmgr` for one ESP (`part` of the disk whose table is
 /// `table`, named `device` in the log): one entry per loader, labelled
 /// with `suffix` when given, first in BootOrder.
+#[inline(never)]
 fn add_entries(
     nvram: &Nvram,
     loaders: &[(String, String)],
@@ -264,9 +265,10 @@ fn manage_uefi(
     let esp_md = softraid_esp(env, device, &file, esp)?;
     for (i, m) in esp_md.members.iter().enumerate() {
         let disk = md::array::parent_disk(env.root, &m.kname);
-        let number = env
-            .root
-            .read_u64(format!("/sys/block/{disk}/{}/partition", m.kname));
+        let number = md::array::sys_u64(
+            env.root,
+            format_args!("/sys/block/{disk}/{}/partition", m.kname),
+        );
         let disk = format!("/dev/{disk}");
         let (_, t) = table_of(env, &disk)?;
         let Some(part) = t
@@ -294,6 +296,8 @@ fn manage_uefi(
 /// IPA's ESP size on each holder (`raid_utils.ESP_SIZE_MIB`).
 const ESP_SIZE: u64 = 550 << 20;
 
+#[cold]
+#[inline(never)]
 fn raid_err(details: impl Into<String>) -> AgentError {
     AgentError::new(Kind::SoftwareRAIDError, details)
 }
@@ -311,8 +315,11 @@ fn raid_err(details: impl Into<String>) -> AgentError {
 fn softraid_esp(env: &Env, device: &str, file: &File, esp: &Partition) -> Result<md::array::Array> {
     let root = env.root;
     let kname = device.trim_start_matches("/dev/");
-    let array = md::array::read(root, kname)
-        .ok_or_else(|| raid_err(format!("{device} is not a running software RAID device")))?;
+    let array = md::array::read(root, kname).ok_or_else(|| {
+        md::array::raid_fmt(format_args!(
+            "{device} is not a running software RAID device"
+        ))
+    })?;
     let holders = md::array::holders(root, &array);
     let esp_md = match find_esp_raid(root) {
         Some(a) => {
@@ -325,7 +332,7 @@ fn softraid_esp(env: &Env, device: &str, file: &File, esp: &Partition) -> Result
     // image's own: its boot sector, and the FAT32 backup boot sector and
     // FSInfo (sectors 6 and 7)
     if esp.len > esp_md.size {
-        return Err(raid_err(format!(
+        return Err(md::array::raid_fmt(format_args!(
             "ESP content ({} bytes) exceeds md device size ({} bytes)",
             esp.len, esp_md.size
         )));
@@ -348,10 +355,10 @@ fn softraid_esp(env: &Env, device: &str, file: &File, esp: &Partition) -> Result
         rw.sync_all()
     };
     copy().map_err(|e| {
-        raid_err(format!(
-            "moving the ESP of {device} to {}: {e}",
-            esp_md.path()
-        ))
+        md::array::io_err(
+            format_args!("moving the ESP of {device} to {}", esp_md.path()),
+            e,
+        )
     })?;
     log::info!("the ESP of {device} now lives on {}", esp_md.path());
     Ok(esp_md)
@@ -376,7 +383,7 @@ fn build_esp_raid(root: &crate::root::Root, holders: &[String]) -> Result<md::ar
             .read(true)
             .write(true)
             .open(root.path(holder))
-            .map_err(|e| raid_err(format!("opening {holder}: {e}")))?;
+            .map_err(|e| md::array::io_err(format_args!("opening {holder}"), e))?;
         let geom = crate::disk::geometry(root, Path::new(holder), &f)?;
         let need = ESP_SIZE / geom.sector;
         let free = crate::disk::gpt::Gpt::read_primary(&f, geom.sector, geom.sectors())
@@ -384,7 +391,7 @@ fn build_esp_raid(root: &crate::root::Root, holders: &[String]) -> Result<md::ar
             .and_then(|g| crate::disk::table::largest_free(&g, geom))
             .filter(|(a, b)| b + 1 - a >= need);
         let Some((first, _)) = free else {
-            return Err(raid_err(format!(
+            return Err(md::array::raid_fmt(format_args!(
                 "{holder} has no GPT with room for a 550 MiB ESP, which UEFI needs on every \
                  software RAID holder"
             )));
@@ -406,7 +413,7 @@ fn build_esp_raid(root: &crate::root::Root, holders: &[String]) -> Result<md::ar
                 Ok(())
             }
         });
-        r.map_err(|e| raid_err(format!("adding partition {number} to {holder}: {e}")))?;
+        r.map_err(|e| md::array::io_err(format_args!("adding partition {number} to {holder}"), e))?;
         parts.push((partition_path(holder, number)[5..].to_string(), off, len));
         files.push(f);
     }
@@ -424,7 +431,8 @@ fn build_esp_raid(root: &crate::root::Root, holders: &[String]) -> Result<md::ar
         .ok_or_else(|| raid_err("No free md (RAID) devices are left"))?;
     let kernel = md::array::Sysfs(root);
     md::array::create(root, &kernel, &name, md::Version::V1_0, 1, "esp", &members)?;
-    md::array::read(root, &name).ok_or_else(|| raid_err(format!("/dev/{name} vanished")))
+    md::array::read(root, &name)
+        .ok_or_else(|| md::array::raid_fmt(format_args!("/dev/{name} vanished")))
 }
 
 /// `install_bootloader`'s parameters, as Ironic sends them.

@@ -58,9 +58,26 @@ impl Array {
     }
 }
 
+/// sysfs reads with the path formatted inside: one copy of the
+/// formatting, the call and the path's drop instead of one per call site.
+#[inline(never)]
+pub fn sys_read(root: &Root, path: std::fmt::Arguments<'_>) -> Option<String> {
+    root.read(std::fmt::format(path))
+}
+
+#[inline(never)]
+pub fn sys_u64(root: &Root, path: std::fmt::Arguments<'_>) -> Option<u64> {
+    root.read_u64(std::fmt::format(path))
+}
+
+#[inline(never)]
+pub fn sys_exists(root: &Root, path: std::fmt::Arguments<'_>) -> bool {
+    root.exists(std::fmt::format(path))
+}
+
 /// Is `kname` an md device (it has an `md/` directory in sysfs)?
 pub fn is_md(root: &Root, kname: &str) -> bool {
-    root.exists(format!("/sys/block/{kname}/md"))
+    sys_exists(root, format_args!("/sys/block/{kname}/md"))
 }
 
 /// The array `kname`, when the md device exists and holds a configuration.
@@ -69,7 +86,7 @@ pub fn read(root: &Root, kname: &str) -> Option<Array> {
     if !root.exists(&md) {
         return None;
     }
-    if root.read(format!("{md}/array_state")).as_deref() == Some("clear") {
+    if sys_read(root, format_args!("{md}/array_state")).as_deref() == Some("clear") {
         return None;
     }
     let mut members = vec![];
@@ -81,7 +98,7 @@ pub fn read(root: &Root, kname: &str) -> Option<Array> {
             kname: root
                 .link_name(format!("{md}/{e}/block"))
                 .unwrap_or_else(|| name.to_string()),
-            slot: root.read_u64(format!("{md}/{e}/slot")).map(|n| n as u32),
+            slot: sys_u64(root, format_args!("{md}/{e}/slot")).map(|n| n as u32),
         });
     }
     // slot order, spares (None) last
@@ -90,12 +107,9 @@ pub fn read(root: &Root, kname: &str) -> Option<Array> {
     });
     Some(Array {
         kname: kname.to_string(),
-        level: root.read(format!("{md}/level")).unwrap_or_default(),
-        uuid: root.read(format!("{md}/uuid")).unwrap_or_default(),
-        size: root
-            .read_u64(format!("/sys/block/{kname}/size"))
-            .unwrap_or(0)
-            * 512,
+        level: sys_read(root, format_args!("{md}/level")).unwrap_or_default(),
+        uuid: sys_read(root, format_args!("{md}/uuid")).unwrap_or_default(),
+        size: sys_u64(root, format_args!("/sys/block/{kname}/size")).unwrap_or(0) * 512,
         members,
     })
 }
@@ -114,12 +128,12 @@ pub fn list(root: &Root) -> Vec<Array> {
 /// The whole disk a block device lives on: "vda1" → "vda", "md0p1" →
 /// "md0", a whole disk → itself.
 pub fn parent_disk(root: &Root, kname: &str) -> String {
-    if root.exists(format!("/sys/block/{kname}")) {
+    if sys_exists(root, format_args!("/sys/block/{kname}")) {
         return kname.to_string();
     }
     root.list("/sys/block")
         .into_iter()
-        .find(|d| root.exists(format!("/sys/block/{d}/{kname}/partition")))
+        .find(|d| sys_exists(root, format_args!("/sys/block/{d}/{kname}/partition")))
         .unwrap_or_else(|| kname.to_string())
 }
 
@@ -137,13 +151,14 @@ pub fn holders(root: &Root, a: &Array) -> Vec<String> {
 }
 
 /// The size of a block device in 512-byte sectors, from sysfs.
+#[inline(never)]
 pub fn sectors(root: &Root, kname: &str) -> Option<u64> {
-    root.read_u64(format!("/sys/class/block/{kname}/size"))
+    sys_u64(root, format_args!("/sys/class/block/{kname}/size"))
         .or_else(|| {
             let disk = parent_disk(root, kname);
-            root.read_u64(format!("/sys/block/{disk}/{kname}/size"))
+            sys_u64(root, format_args!("/sys/block/{disk}/{kname}/size"))
         })
-        .or_else(|| root.read_u64(format!("/sys/block/{kname}/size")))
+        .or_else(|| sys_u64(root, format_args!("/sys/block/{kname}/size")))
 }
 
 /// Read the valid v1.x superblocks of the block device `kname`.
@@ -180,18 +195,18 @@ pub fn volume_name(root: &Root, a: &Array) -> Option<String> {
 }
 
 /// A member's superblock as the kernel keeps it (for tests and logs).
+#[inline(never)]
 pub fn member_superblock(root: &Root, kname: &str) -> Option<Superblock> {
     superblocks(root, kname).into_iter().next().map(|f| f.sb)
 }
 
 /// "major:minor" of a block device from sysfs.
+#[inline(never)]
 pub fn dev_numbers(root: &Root, kname: &str) -> Option<(u32, u32)> {
-    let text = root
-        .read(format!("/sys/class/block/{kname}/dev"))
-        .or_else(|| {
-            let disk = parent_disk(root, kname);
-            root.read(format!("/sys/block/{disk}/{kname}/dev"))
-        })?;
+    let text = sys_read(root, format_args!("/sys/class/block/{kname}/dev")).or_else(|| {
+        let disk = parent_disk(root, kname);
+        sys_read(root, format_args!("/sys/block/{disk}/{kname}/dev"))
+    })?;
     let (a, b) = text.split_once(':')?;
     Some((a.trim().parse().ok()?, b.trim().parse().ok()?))
 }
@@ -199,7 +214,7 @@ pub fn dev_numbers(root: &Root, kname: &str) -> Option<(u32, u32)> {
 /// True when `mdN` can take a new array: no such device, or one without a
 /// configuration.
 pub fn is_free(root: &Root, kname: &str) -> bool {
-    !root.exists(format!("/sys/block/{kname}")) || read(root, kname).is_none()
+    !sys_exists(root, format_args!("/sys/block/{kname}")) || read(root, kname).is_none()
 }
 
 /// The first free name among `mdN` for N in `numbers`.
@@ -250,8 +265,26 @@ pub trait Kernel {
 /// The running kernel, through sysfs and the md ioctls.
 pub struct Sysfs<'a>(pub &'a Root);
 
+#[cold]
+#[inline(never)]
 fn raid_err(details: String) -> AgentError {
     AgentError::new(Kind::SoftwareRAIDError, details)
+}
+
+/// A `SoftwareRAIDError` with its message formatted out of line (one
+/// copy of the formatting and the String's move, not one per call site).
+#[cold]
+#[inline(never)]
+pub fn raid_fmt(details: std::fmt::Arguments<'_>) -> AgentError {
+    raid_err(std::fmt::format(details))
+}
+
+/// A `SoftwareRAIDError` "<what>: <e>": one out-of-line place that
+/// formats and drops the OS error, instead of every call site.
+#[cold]
+#[inline(never)]
+pub fn io_err(what: std::fmt::Arguments<'_>, e: io::Error) -> AgentError {
+    raid_fmt(format_args!("{what}: {e}"))
 }
 
 impl Sysfs<'_> {
@@ -271,7 +304,7 @@ impl Sysfs<'_> {
                 Err(e) if e.kind() == io::ErrorKind::NotFound && Instant::now() < deadline => {
                     std::thread::sleep(Duration::from_millis(50));
                 }
-                Err(e) => return Err(raid_err(format!("opening /dev/{md}: {e}"))),
+                Err(e) => return Err(io_err(format_args!("opening /dev/{md}"), e)),
             }
         }
     }
@@ -288,16 +321,16 @@ impl Kernel for Sysfs<'_> {
         match std::fs::write(root.path("/sys/module/md_mod/parameters/new_array"), md) {
             Ok(()) => {}
             Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {}
-            Err(e) => return Err(raid_err(format!("creating /dev/{md} (new_array): {e}"))),
+            Err(e) => return Err(io_err(format_args!("creating /dev/{md} (new_array)"), e)),
         }
         let f = self.open_md(md, true)?;
         match crate::sys::md::get_array_info(&f) {
             Err(e) if e.raw_os_error() == Some(libc::ENODEV) => {}
-            Ok(_) => return Err(raid_err(format!("/dev/{md} already holds an array"))),
-            Err(e) => return Err(raid_err(format!("asking /dev/{md} for its array: {e}"))),
+            Ok(_) => return Err(raid_fmt(format_args!("/dev/{md} already holds an array"))),
+            Err(e) => return Err(io_err(format_args!("asking /dev/{md} for its array"), e)),
         }
         crate::sys::md::set_array_version(&f, 1, version.minor())
-            .map_err(|e| raid_err(format!("setting up /dev/{md} (SET_ARRAY_INFO): {e}")))?;
+            .map_err(|e| io_err(format_args!("setting up /dev/{md} (SET_ARRAY_INFO)"), e))?;
         let undo = |what: String| -> AgentError {
             if let Err(e) = crate::sys::md::stop_array(&f) {
                 log::error!("releasing the members of /dev/{md} after a failure: {e}");
@@ -352,7 +385,7 @@ impl Kernel for Sysfs<'_> {
                     } else {
                         ""
                     };
-                    return Err(raid_err(format!("stopping /dev/{md}: {e}{why}")));
+                    return Err(raid_fmt(format_args!("stopping /dev/{md}: {e}{why}")));
                 }
             }
         }
@@ -363,6 +396,7 @@ impl Kernel for Sysfs<'_> {
 /// `mdadm --zero-superblock` does, 4 KiB at each location that carries the
 /// magic), through `/dev/<kname>` under `root`. Returns the byte offsets
 /// cleared.
+#[inline(never)]
 pub fn zero_superblocks(root: &Root, kname: &str) -> Result<Vec<u64>> {
     let path = root.path(format!("/dev/{kname}"));
     // exclusively, as mdadm: never under a running array, a mount, dm
@@ -374,13 +408,14 @@ pub fn zero_superblocks(root: &Root, kname: &str) -> Result<Vec<u64>> {
         .custom_flags(if excl { libc::O_EXCL } else { 0 })
         .open(&path)
         .map_err(|e| {
-            raid_err(format!(
-                "opening /dev/{kname} to clear its md superblock: {e}"
-            ))
+            io_err(
+                format_args!("opening /dev/{kname} to clear its md superblock"),
+                e,
+            )
         })?;
     let size = crate::sys::block_device_size(&f)
         .or_else(|_| f.metadata().map(|m| m.len()))
-        .map_err(|e| raid_err(format!("reading the size of /dev/{kname}: {e}")))?;
+        .map_err(|e| io_err(format_args!("reading the size of /dev/{kname}"), e))?;
     zero_superblocks_in(&f, 0, size, &format!("/dev/{kname}"))
 }
 
@@ -398,11 +433,11 @@ pub fn zero_superblocks_in(f: &File, base: u64, size: u64, name: &str) -> Result
     for &off in &spots {
         let n = (size - off).min(SB_BYTES as u64) as usize;
         f.write_all_at(&zero[..n], base + off)
-            .map_err(|e| raid_err(format!("clearing the md superblock of {name}: {e}")))?;
+            .map_err(|e| io_err(format_args!("clearing the md superblock of {name}"), e))?;
     }
     if !spots.is_empty() {
         f.sync_all()
-            .map_err(|e| raid_err(format!("flushing {name}: {e}")))?;
+            .map_err(|e| io_err(format_args!("flushing {name}"), e))?;
         if crate::sys::is_block_device(f) {
             let _ = crate::sys::flush_buffers(f);
         }
@@ -411,6 +446,7 @@ pub fn zero_superblocks_in(f: &File, base: u64, size: u64, name: &str) -> Result
 }
 
 /// The ramdisk's host name, mdadm's default homehost.
+#[inline(never)]
 fn homehost(root: &Root) -> Option<String> {
     root.read_nonempty("/proc/sys/kernel/hostname")
         .filter(|h| h != "(none)")
@@ -418,10 +454,11 @@ fn homehost(root: &Root) -> Option<String> {
 
 /// A new array's identity, as `mdadm --create --name NAME` gives it: a
 /// random UUID, "homehost:NAME", created now.
+#[inline(never)]
 pub fn new_identity(root: &Root, name: &str) -> Result<super::Identity> {
     let mut set_uuid = [0u8; 16];
     crate::sys::getrandom(&mut set_uuid)
-        .map_err(|e| raid_err(format!("generating an md UUID: {e}")))?;
+        .map_err(|e| io_err(format_args!("generating an md UUID"), e))?;
     let ctime = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
@@ -437,10 +474,11 @@ pub fn new_identity(root: &Root, name: &str) -> Result<super::Identity> {
 /// of an open disk (mdadm's `Kill` before `--create`) and write its new
 /// one there: through the disk, so the partition's device node need not
 /// exist yet. The caller syncs.
+#[inline(never)]
 pub fn write_member(f: &File, name: &str, offset: u64, len: u64, sb: &Superblock) -> Result<()> {
     zero_superblocks_in(f, offset, len, name)?;
     f.write_all_at(&sb.encode(), offset + sb.super_offset * 512)
-        .map_err(|e| raid_err(format!("writing the md superblock of {name}: {e}")))
+        .map_err(|e| io_err(format_args!("writing the md superblock of {name}"), e))
 }
 
 /// One member of a new array: a window of an open disk, and the kernel
@@ -473,7 +511,7 @@ pub fn create(
     for (i, m) in members.iter().enumerate() {
         let mut dev_uuid = [0u8; 16];
         crate::sys::getrandom(&mut dev_uuid)
-            .map_err(|e| raid_err(format!("generating an md UUID: {e}")))?;
+            .map_err(|e| io_err(format_args!("generating an md UUID"), e))?;
         write_member(
             m.disk,
             &m.kname,
@@ -483,7 +521,7 @@ pub fn create(
         )?;
         m.disk
             .sync_all()
-            .map_err(|e| raid_err(format!("flushing /dev/{}: {e}", m.kname)))?;
+            .map_err(|e| io_err(format_args!("flushing /dev/{}", m.kname), e))?;
         knames.push(m.kname.clone());
     }
     kernel.start(md, version, &knames)?;

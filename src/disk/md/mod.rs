@@ -523,26 +523,25 @@ pub fn plan(version: Version, level: i32, sectors: &[u64]) -> Result<Plan> {
         Version::V1_0 => (min & !7).checked_sub(16 + 8 + bm_space(min)),
         _ => min.checked_sub(data_offset),
     }
-    .filter(|f| *f >= 128)
-    .ok_or_else(|| {
-        bad(format!(
-            "a member of {min} sectors is too small for an md {} array",
-            level_name(level)
-        ))
-    })?;
-    let mut size_k = free / 2;
-    if chunk_k > 0 {
-        size_k &= !(chunk_k - 1);
-    }
-    if level == 1 {
-        size_k &= !63;
-    }
-    if size_k == 0 {
-        return Err(bad(format!(
-            "a member of {min} sectors is too small for an md {} array",
-            level_name(level)
-        )));
-    }
+    .filter(|f| *f >= 128);
+    let size_k = free
+        .map(|free| {
+            let mut size_k = free / 2;
+            if chunk_k > 0 {
+                size_k &= !(chunk_k - 1);
+            }
+            if level == 1 {
+                size_k &= !63;
+            }
+            size_k
+        })
+        .filter(|s| *s != 0)
+        .ok_or_else(|| {
+            bad(format!(
+                "a member of {min} sectors is too small for an md {} array",
+                level_name(level)
+            ))
+        })?;
     let size = if level == 0 { 0 } else { size_k * 2 };
     let mut members = vec![];
     for &d in sectors {

@@ -20,54 +20,78 @@ pub struct GenericHardwareManager {
     pub raid: raid::RaidState,
 }
 
+/// A step's `argsinfo` from (argument, description, required): one
+/// builder for every table below instead of a `json!` expansion each.
+#[inline(never)]
+fn argsinfo(args: &[(&str, &str, bool)]) -> Value {
+    let mut m = serde_json::Map::new();
+    for &(name, description, required) in args {
+        let mut a = serde_json::Map::new();
+        a.insert("description".into(), description.into());
+        a.insert("required".into(), required.into());
+        m.insert(name.into(), Value::Object(a));
+    }
+    Value::Object(m)
+}
+
 /// `DEPLOY_CLEAN_UEFI_NVRAM_ARGSINFO` in IPA's hardware.py.
 fn clean_uefi_nvram_argsinfo() -> Value {
-    json!({
-        "match_patterns": {
-            "description": "A list of regular expressions to match the UEFI NVRAM entries \
-                            to be deleted. Default: [\"^HD\\\\(\", \"shim.*\\\\.efi\", \
-                            \"grub.*\\\\.efi\"]",
-            "required": false
-        }
-    })
+    argsinfo(&[(
+        "match_patterns",
+        "A list of regular expressions to match the UEFI NVRAM entries \
+         to be deleted. Default: [\"^HD\\\\(\", \"shim.*\\\\.efi\", \
+         \"grub.*\\\\.efi\"]",
+        false,
+    )])
 }
 
 fn raid_apply_argsinfo() -> Value {
-    json!({
-        "raid_config": {"description": "The RAID configuration to apply.", "required": true},
-        "delete_existing": {
-            "description": "Setting this to 'True' indicates to delete existing RAID \
-                            configuration prior to creating the new configuration. \
-                            Default value is 'True'.",
-            "required": false
-        }
-    })
+    argsinfo(&[
+        ("raid_config", "The RAID configuration to apply.", true),
+        (
+            "delete_existing",
+            "Setting this to 'True' indicates to delete existing RAID \
+             configuration prior to creating the new configuration. \
+             Default value is 'True'.",
+            false,
+        ),
+    ])
 }
 
 fn write_image_argsinfo() -> Value {
-    json!({
-        "image_info": {"description": "Image information (urls, checksum, format).", "required": true},
-        "configdrive": {"description": "Config drive: a URL or base64 gzipped ISO.", "required": false}
-    })
+    argsinfo(&[
+        (
+            "image_info",
+            "Image information (urls, checksum, format).",
+            true,
+        ),
+        (
+            "configdrive",
+            "Config drive: a URL or base64 gzipped ISO.",
+            false,
+        ),
+    ])
 }
 
 /// `inject_files.ARGSINFO` in IPA.
 fn inject_files_argsinfo() -> Value {
-    json!({
-        "files": {
-            "description": "Files to inject, a list of file structures with keys: 'path' \
-                            (path to the file), 'partition' (partition specifier), 'content' \
-                            (base64 encoded string), 'mode' (new file mode) and 'dirmode' \
-                            (mode for the leaf directory, if created). Merged with the values \
-                            from node.properties[inject_files].",
-            "required": false
-        },
-        "verify_ca": {
-            "description": "Whether to verify TLS certificates. Global agent options are \
-                            used by default.",
-            "required": false
-        }
-    })
+    argsinfo(&[
+        (
+            "files",
+            "Files to inject, a list of file structures with keys: 'path' \
+             (path to the file), 'partition' (partition specifier), 'content' \
+             (base64 encoded string), 'mode' (new file mode) and 'dirmode' \
+             (mode for the leaf directory, if created). Merged with the values \
+             from node.properties[inject_files].",
+            false,
+        ),
+        (
+            "verify_ca",
+            "Whether to verify TLS certificates. Global agent options are \
+             used by default.",
+            false,
+        ),
+    ])
 }
 
 impl GenericHardwareManager {

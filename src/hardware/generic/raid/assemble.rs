@@ -26,6 +26,7 @@ struct Candidate {
 }
 
 /// How many members an array of `level` with `raid_disks` slots needs.
+#[inline(never)]
 fn enough(level: i32, raid_disks: usize, present: usize, layout: u32) -> bool {
     match level {
         0 | -1 => present == raid_disks,
@@ -44,6 +45,7 @@ fn enough(level: i32, raid_disks: usize, present: usize, layout: u32) -> bool {
 
 /// Block devices that may carry members: disks and their partitions, not
 /// md devices, not devices already held (members of running arrays, dm).
+#[inline(never)]
 fn candidates(root: &Root) -> Vec<Candidate> {
     let devices = match crate::disk::list::list_block_devices(root, true) {
         Ok(d) => d,
@@ -106,6 +108,7 @@ pub fn md_scan_and_assemble(root: &Root, kernel: &dyn Kernel) -> Vec<String> {
     started
 }
 
+#[inline(never)]
 fn assemble_one(root: &Root, kernel: &dyn Kernel, mut g: Vec<Candidate>) -> Option<String> {
     // the freshest active member describes the array
     crate::util::sort_small_by(&mut g, |a, b| b.found.sb.events.cmp(&a.found.sb.events));

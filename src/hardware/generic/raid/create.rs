@@ -47,6 +47,7 @@ use std::os::unix::fs::{FileExt, FileTypeExt, OpenOptionsExt};
 
 /// The disks a volume may be built on: every disk the inventory lists,
 /// except md arrays and what `skip_block_devices` names.
+#[inline(never)]
 fn holder_candidates(root: &Root, node: &Value) -> Result<Vec<BlockDevice>> {
     let skip = hints::skip_list_hints(node)?;
     let mut out = crate::disk::list::list_block_devices(root, false)?;
@@ -57,6 +58,7 @@ fn holder_candidates(root: &Root, node: &Value) -> Result<Vec<BlockDevice>> {
 /// IPA's `_create_raid_ignore_list`: the logical disks not to build
 /// because their volumes exist and the skip list keeps them (or they
 /// share disks with one it keeps).
+#[inline(never)]
 fn ignore_list<'a>(root: &Root, lds: &[&'a Value], skip: &[String]) -> Result<Vec<&'a Value>> {
     let decisions = skip::decide(root, array::list(root), skip);
     let mut names: Vec<&str> = vec![];
@@ -104,6 +106,7 @@ fn ignore_list<'a>(root: &Root, lds: &[&'a Value], skip: &[String]) -> Result<Ve
 /// Open a holder to write its table: exclusively when asked and it is a
 /// block device (the kernel then refuses while a partition is mounted or
 /// held), never with O_DIRECT (small table writes).
+#[inline(never)]
 fn open_holder(root: &Root, name: &str, excl: bool) -> Result<File> {
     let path = root.path(name);
     let block = std::fs::metadata(&path).is_ok_and(|m| m.file_type().is_block_device());
@@ -113,7 +116,7 @@ fn open_holder(root: &Root, name: &str, excl: bool) -> Result<File> {
         o.custom_flags(libc::O_EXCL);
     }
     o.open(&path).map_err(|e| {
-        raid_error(format!(
+        array::raid_fmt(format_args!(
             "opening {name} to partition it: {e} (EBUSY: mounted, or held by md, LVM or \
              dm; delete_configuration first?)"
         ))
@@ -122,6 +125,7 @@ fn open_holder(root: &Root, name: &str, excl: bool) -> Result<File> {
 
 /// Undo a failed creation: stop what started, clear the superblocks and
 /// the tables written. Best effort; failures are logged.
+#[inline(never)]
 fn roll_back(
     root: &Root,
     kernel: &dyn Kernel,
@@ -198,7 +202,8 @@ pub fn do_create(
     let mut hs: Vec<(String, u64, u64)> = vec![];
     let mut with_parts: Vec<&str> = vec![];
     for h in &holders {
-        let f = File::open(root.path(h)).map_err(|e| raid_error(format!("opening {h}: {e}")))?;
+        let f =
+            File::open(root.path(h)).map_err(|e| array::io_err(format_args!("opening {h}"), e))?;
         let g = crate::disk::geometry(root, std::path::Path::new(h), &f)?;
         if matches!(table::read_table(&f, g), table::Found::Table(t) if !t.partitions.is_empty()) {
             with_parts.push(h);
@@ -206,7 +211,7 @@ pub fn do_create(
         hs.push((h.clone(), g.size, g.sector));
     }
     if rm_from_list.is_empty() && !with_parts.is_empty() {
-        return Err(raid_error(format!(
+        return Err(array::raid_fmt(format_args!(
             "Partitions detected on devices {} during RAID config",
             with_parts.join(", ")
         )));
@@ -247,6 +252,7 @@ pub fn do_create(
 
 /// Write every holder's table (counting them in `written`), then make and
 /// start each volume's array (recording it in `started`).
+#[inline(never)]
 fn build(
     root: &Root,
     kernel: &dyn Kernel,
@@ -282,7 +288,7 @@ fn build(
         };
         table::write_new(&mut &f, geom, p.label, &parts)
             .and_then(|_| f.sync_all().map_err(|e| raid_error(e.to_string())))
-            .map_err(|e| raid_error(format!("partitioning {}: {}", p.name, e.details)))?;
+            .map_err(|e| array::raid_fmt(format_args!("partitioning {}: {}", p.name, e.details)))?;
         crate::disk::device::reread_partitions(std::path::Path::new(&p.name), &f)?;
     }
     // the superblocks through the holders (not exclusively: md claims the
@@ -309,12 +315,14 @@ fn build(
             .collect();
         let name = v.volume_name.clone().unwrap_or_else(|| format!("md{vi}"));
         array::create(root, kernel, &md, Version::V1_2, v.level, &name, &nm).map_err(|e| {
-            let devs: Vec<String> = nm.iter().map(|m| format!("/dev/{}", m.kname)).collect();
-            raid_error(format!(
-                "Failed to create md device /dev/{md} on {}: {}",
-                devs.join(" "),
-                e.details
-            ))
+            let mut msg = format!("Failed to create md device /dev/{md} on ");
+            for (i, m) in nm.iter().enumerate() {
+                msg.push_str(if i > 0 { " /dev/" } else { "/dev/" });
+                msg.push_str(&m.kname);
+            }
+            msg.push_str(": ");
+            msg.push_str(&e.details);
+            raid_error(msg)
         })?;
         started.push(md);
     }
@@ -357,7 +365,7 @@ mod tests {
             assert_eq!(v, Version::V1_2);
             let n = self.started.borrow().len() + 1;
             if self.fail_at == Some(n) {
-                return Err(raid_error(format!(
+                return Err(array::raid_fmt(format_args!(
                     "adding /dev/{} to /dev/{md}: the device is gone",
                     members[1]
                 )));

@@ -59,28 +59,29 @@ fn wipe(env: &Env, kname: &str) -> Result<()> {
 }
 
 /// The partition number of a partition ("vda2" → 2) from sysfs.
+#[inline(never)]
 fn partition_number(root: &Root, kname: &str) -> Option<u32> {
     let disk = array::parent_disk(root, kname);
     if disk == kname {
         return None;
     }
-    root.read_u64(format!("/sys/block/{disk}/{kname}/partition"))
-        .map(|n| n as u32)
+    array::sys_u64(root, format_args!("/sys/block/{disk}/{kname}/partition")).map(|n| n as u32)
 }
 
 /// Remove partitions from a disk that keeps others in use: the table
 /// edited, and each partition dropped from the kernel with BLKPG (the
 /// disk cannot be re-read while a kept array holds its other partitions).
+#[inline(never)]
 fn remove_partitions(root: &Root, disk: &str, numbers: &[u32]) -> Result<()> {
     let name = format!("/dev/{disk}");
     let f = OpenOptions::new()
         .read(true)
         .write(true)
         .open(root.path(&name))
-        .map_err(|e| raid_error(format!("opening {name}: {e}")))?;
+        .map_err(|e| array::io_err(format_args!("opening {name}"), e))?;
     let geom = crate::disk::geometry(root, std::path::Path::new(&name), &f)?;
     table::remove_partitions(&mut &f, geom, numbers)
-        .map_err(|e| raid_error(format!("{name}: {}", e.details)))?;
+        .map_err(|e| array::raid_fmt(format_args!("{name}: {}", e.details)))?;
     let _ = f.sync_all();
     if crate::sys::is_block_device(&f) {
         for &n in numbers {
@@ -93,6 +94,7 @@ fn remove_partitions(root: &Root, disk: &str, numbers: &[u32]) -> Result<()> {
     Ok(())
 }
 
+#[inline(never)]
 fn delete_pass(
     env: &Env,
     arrays: Vec<Array>,
@@ -195,9 +197,15 @@ pub fn delete(env: &Env, node: &Value, kernel: &dyn Kernel) -> Result<()> {
             return Ok(());
         }
     }
-    let names: Vec<String> = arrays.iter().map(|a| format!("'{}'", a.path())).collect();
-    Err(raid_error(format!(
-        "Unable to clean all softraid correctly. Remaining [{}]",
-        names.join(", ")
-    )))
+    let mut msg = String::from("Unable to clean all softraid correctly. Remaining [");
+    for (i, a) in arrays.iter().enumerate() {
+        if i > 0 {
+            msg.push_str(", ");
+        }
+        msg.push_str("'/dev/");
+        msg.push_str(&a.kname);
+        msg.push('\'');
+    }
+    msg.push(']');
+    Err(raid_error(msg))
 }

@@ -57,6 +57,7 @@ pub struct Volume<'a> {
 }
 
 /// Parse the logical disks IPA would build (validation has run).
+#[inline(never)]
 pub fn parse_volumes<'a>(lds: &[&'a Value]) -> Result<Vec<Volume<'a>>> {
     let mut out = vec![];
     for ld in lds {
@@ -70,7 +71,7 @@ pub fn parse_volumes<'a>(lds: &[&'a Value]) -> Result<Vec<Volume<'a>>> {
                     Size::Gib(s.trim().parse().unwrap_or(0))
                 }
                 other => {
-                    return Err(raid_error(format!(
+                    return Err(crate::disk::md::array::raid_fmt(format_args!(
                         "Invalid size_gb {} for software RAID: a whole number of GiB or 'MAX'",
                         other.map(py_str).unwrap_or_else(|| "None".into())
                     )))
@@ -86,7 +87,7 @@ pub fn parse_volumes<'a>(lds: &[&'a Value]) -> Result<Vec<Volume<'a>>> {
                 .map(py_str)
                 .unwrap_or_else(|| "None".into());
             let level = md::level_number(&raid_level).ok_or_else(|| {
-                raid_error(format!(
+                crate::disk::md::array::raid_fmt(format_args!(
                     "Software RAID configuration does not support RAID level {raid_level}"
                 ))
             })?;
@@ -115,14 +116,18 @@ pub fn parse_volumes<'a>(lds: &[&'a Value]) -> Result<Vec<Volume<'a>>> {
 /// without `physical_disks`; else, per hint set in order, the first
 /// matching disk not already taken by this volume. Returns the holders of
 /// all volumes, first-seen order.
+#[inline(never)]
 pub fn select_holders(devices: &[BlockDevice], vols: &mut [Volume<'_>]) -> Result<Vec<String>> {
     let mut all: Vec<String> = vec![];
     let names = || -> String {
-        let v: Vec<String> = devices
-            .iter()
-            .map(|d| format!("{} ({} bytes)", d.name, d.size))
-            .collect();
-        format!("[{}]", v.join(", "))
+        use std::fmt::Write;
+        let mut s = String::from("[");
+        for (i, d) in devices.iter().enumerate() {
+            let sep = if i > 0 { ", " } else { "" };
+            let _ = write!(s, "{sep}{} ({} bytes)", d.name, d.size);
+        }
+        s.push(']');
+        s
     };
     for v in vols.iter_mut() {
         let mut matching: Vec<String> = vec![];
@@ -130,22 +135,25 @@ pub fn select_holders(devices: &[BlockDevice], vols: &mut [Volume<'_>]) -> Resul
             None => matching = devices.iter().map(|d| d.name.clone()).collect(),
             Some(hint_sets) => {
                 for h in hint_sets.iter().filter_map(Value::as_object) {
-                    let candidates: Vec<String> = hints::find_devices(devices, h)
+                    let candidates: Vec<&str> = hints::find_devices(devices, h)
                         .map_err(|e| raid_error(e.details))?
                         .into_iter()
-                        .map(|d| d.name.clone())
+                        .map(|d| d.name.as_str())
                         .collect();
                     let hr = hints::py_repr(&Value::Object(h.clone()));
                     if candidates.is_empty() {
-                        return Err(raid_error(format!(
+                        return Err(crate::disk::md::array::raid_fmt(format_args!(
                             "No candidates for physical disk {hr} from the list {}",
                             names()
                         )));
                     }
-                    match candidates.iter().find(|c| !matching.contains(c)) {
-                        Some(c) => matching.push(c.clone()),
+                    match candidates
+                        .iter()
+                        .find(|c| !matching.iter().any(|m| m == **c))
+                    {
+                        Some(c) => matching.push(c.to_string()),
                         None => {
-                            return Err(raid_error(format!(
+                            return Err(crate::disk::md::array::raid_fmt(format_args!(
                                 "No candidates left for physical disk {hr} from the list \
                                  [{}] after picking [{}] for previous volumes",
                                 candidates.join(", "),
@@ -167,6 +175,7 @@ pub fn select_holders(devices: &[BlockDevice], vols: &mut [Volume<'_>]) -> Resul
 }
 
 /// The volumes in creation order: the `MAX` one last.
+#[inline(never)]
 pub fn reorder(vols: Vec<Volume<'_>>) -> Vec<Volume<'_>> {
     let (max, mut out): (Vec<Volume>, Vec<Volume>) =
         vols.into_iter().partition(|v| v.size == Size::Max);
@@ -228,6 +237,7 @@ pub fn first_start(label: Label, uefi: bool) -> u64 {
 /// Lay the partitions out on `holders` (name, size in bytes, logical
 /// sector size), for `vols` in creation order. Fails, naming the sizes,
 /// when a partition would not fit or would be too small for its array.
+#[inline(never)]
 pub fn partition(
     holders: &[(String, u64, u64)],
     vols: &[Volume<'_>],
@@ -250,10 +260,9 @@ pub fn partition(
     for (vi, v) in vols.iter().enumerate() {
         let mut mine: Members = vec![];
         for hname in &v.holders {
-            let hi = plans
-                .iter()
-                .position(|p| &p.name == hname)
-                .ok_or_else(|| raid_error(format!("{hname} is not a holder disk")))?;
+            let hi = plans.iter().position(|p| &p.name == hname).ok_or_else(|| {
+                crate::disk::md::array::raid_fmt(format_args!("{hname} is not a holder disk"))
+            })?;
             let p = &mut plans[hi];
             let s = p.sector;
             let mib = (MIB / s).max(1);
@@ -278,7 +287,7 @@ pub fn partition(
                     Size::Gib(g) => g.to_string(),
                     Size::Max => "MAX".into(),
                 };
-                return Err(raid_error(format!(
+                return Err(crate::disk::md::array::raid_fmt(format_args!(
                     "The software RAID configuration does not fit on {hname} ({} bytes): \
                      logical disk {} (size_gb {size}) would span bytes {} to {}, the disk's \
                      usable space ends at byte {}{}",
@@ -320,7 +329,7 @@ pub fn partition(
             })
             .collect();
         md::plan(md::Version::V1_2, v.level, &sizes).map_err(|e| {
-            raid_error(format!(
+            crate::disk::md::array::raid_fmt(format_args!(
                 "The software RAID configuration does not fit: logical disk {} (RAID-{}) on \
                  partitions of {} bytes: {}",
                 vi + 1,

@@ -32,6 +32,8 @@ pub fn py_str(v: &Value) -> String {
     }
 }
 
+#[cold]
+#[inline(never)]
 pub fn raid_error(details: impl Into<String>) -> AgentError {
     AgentError::new(Kind::SoftwareRAIDError, details)
 }
@@ -58,35 +60,40 @@ pub fn validate_configuration(
         Value::Array(a) => a.iter().collect(),
         other => vec![other],
     };
-    let mut errors: Vec<String> = vec![];
+    // IPA's errors, "; "-joined as they come
+    let mut errors = String::new();
+    let mut error = |e: &str| {
+        if !errors.is_empty() {
+            errors.push_str("; ");
+        }
+        errors.push_str(e);
+    };
     if !(1..=2).contains(&lds.len()) {
-        errors.push("Software RAID configuration requires one or two logical disks".into());
+        error("Software RAID configuration requires one or two logical disks");
     }
     let skip = hints::skip_list_volume_names(node);
     let mut names: Vec<String> = vec![];
     let mut root_selected = false;
     for ld in &lds {
         if ld.get("controller").and_then(Value::as_str) != Some("software") {
-            errors.push(
+            error(
                 "Software RAID configuration requires all logical disks to have \
-                 'controller'='software'"
-                    .into(),
+                 'controller'='software'",
             );
         }
         match ld.get("volume_name").filter(|v| !v.is_null()) {
             None => {
                 if !skip.is_empty() {
-                    errors.push(
+                    error(
                         "All logical disks are required to have a volume name specified as a \
-                         volume name is mentioned in the property skip block devices."
-                            .into(),
+                         volume name is mentioned in the property skip block devices.",
                     );
                 }
             }
             Some(v) => {
                 let name = py_str(v);
                 if names.contains(&name) {
-                    errors.push(format!(
+                    error(&format!(
                         "Duplicate software RAID device name {name} detected"
                     ));
                 } else {
@@ -96,10 +103,9 @@ pub fn validate_configuration(
         }
         if ld.get("is_root_volume").is_some_and(truthy) {
             if root_selected {
-                errors.push(
+                error(
                     "Software RAID configuration allows only one logical disk to be marked \
-                     as is_root_volume"
-                        .into(),
+                     as is_root_volume",
                 );
             } else {
                 root_selected = true;
@@ -111,10 +117,9 @@ pub fn validate_configuration(
                 _ => vec![],
             };
             if !pd.is_array() || items.len() < 2 {
-                errors.push(
+                error(
                     "The physical_disks parameter for software RAID must be a list with at \
-                     least 2 items, each specifying a disk in the device hints format"
-                        .into(),
+                     least 2 items, each specifying a disk in the device hints format",
                 );
             }
             // Python iterates a string character by character: never dicts
@@ -125,10 +130,9 @@ pub fn validate_configuration(
                 _ => false,
             };
             if not_dicts {
-                errors.push(
+                error(
                     "The physical_disks parameter for software RAID must be a list of device \
-                     hints (dictionaries)"
-                        .into(),
+                     hints (dictionaries)",
                 );
             }
         }
@@ -137,18 +141,17 @@ pub fn validate_configuration(
     // level is not RAID-1 either
     let first_level = lds.first().and_then(|l| l.get("raid_level"));
     if first_level.and_then(Value::as_str) != Some("1") {
-        errors
-            .push("Software RAID Configuration requires RAID-1 for the first logical disk".into());
+        error("Software RAID Configuration requires RAID-1 for the first logical disk");
     }
     if lds.len() == 2 {
         let size = |i: usize| lds[i].get("size_gb").and_then(Value::as_str) == Some("MAX");
         if size(0) && size(1) {
-            errors.push("Software RAID can have only one RAID device with size 'MAX'".into());
+            error("Software RAID can have only one RAID device with size 'MAX'");
         }
         let level = lds[1].get("raid_level").cloned().unwrap_or(Value::Null);
         let level_s = level.as_str().unwrap_or("");
         if !level.is_string() || !SUPPORTED_LEVELS.contains(&level_s) {
-            errors.push(format!(
+            error(&format!(
                 "Software RAID configuration does not support RAID level {}",
                 py_str(&level)
             ));
@@ -156,13 +159,13 @@ pub fn validate_configuration(
         if level_s == "5" || level_s == "6" {
             let count = block_devices()?;
             if level_s == "5" && count < 3 {
-                errors.push(format!(
+                error(&format!(
                     "Software RAID configuration is not possible for RAID level 5 with only \
                      {count} block devices found."
                 ));
             }
             if level_s == "6" && count < 4 {
-                errors.push(format!(
+                error(&format!(
                     "Software RAID configuration is not possible for RAID level 6 with only \
                      {count} block devices found."
                 ));
@@ -174,9 +177,8 @@ pub fn validate_configuration(
             .get("uuid")
             .map(py_str)
             .unwrap_or_else(|| "None".into());
-        return Err(raid_error(format!(
-            "Could not validate Software RAID config for {uuid}: {}",
-            errors.join("; ")
+        return Err(crate::disk::md::array::raid_fmt(format_args!(
+            "Could not validate Software RAID config for {uuid}: {errors}"
         )));
     }
     Ok(true)
