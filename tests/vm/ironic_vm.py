@@ -940,7 +940,7 @@ class Test:
         image = checks.gpt_image(32 << 20, esp_fs=esp_fs)
         digest = self.serve("vm-raid.img", image)
         self.make_available()
-        vm = self.deploy_vm("vm-raid.img", digest, nvram=self.nvram, mem=UEFI_MEM,
+        vm = self.deploy_vm("vm-raid.img", digest, nvram=self.nvram,
                             disks=extra)
         self.wait_powered_off(vm)
         text = vm.log_text()
@@ -1016,7 +1016,7 @@ class Test:
         console = os.path.join(self.work, f"boot-{name}.log")
         t0 = time.monotonic()
         p = subprocess.Popen([
-            "qemu-system-x86_64", "-accel", "tcg", "-cpu", "max", "-m", UEFI_MEM,
+            "qemu-system-x86_64", "-accel", "tcg", "-cpu", "max", "-m", self.mem,
             "-display", "none", "-no-reboot", "-serial", f"file:{console}",
             "-net", "none",
             "-drive", "if=pflash,format=raw,unit=0,readonly=on,"
