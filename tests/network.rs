@@ -13,7 +13,6 @@ mod common;
 use common::test_dir;
 use common::tools::{must, need};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 const PUB_ID: &str = "8c6b6b4e-5c4e-4f0e-9f7e-0f2e1bb0a001";
 const CA: &str = "-----BEGIN CERTIFICATE-----\nMIIB...test CA...\n-----END CERTIFICATE-----\n";
@@ -103,7 +102,7 @@ fn root(dir: &Path, iso: Option<&Path>, cmdline: &str) -> PathBuf {
 
 /// Run network-setup on `root`: (console text, state file).
 fn setup(root: &Path) -> (String, String) {
-    let o = Command::new(common::bin())
+    let o = common::agent_command()
         .args([
             "network-setup",
             "--root",
@@ -311,19 +310,16 @@ fn removable_parameters_image() {
 /// A bad command line is exit 2 with the usage; the DHCPv6 client too.
 #[test]
 fn usage_errors() {
-    let o = Command::new(common::bin())
+    let o = common::agent_command()
         .args(["network-setup", "--bogus"])
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("usage: ironic-agent network-setup"));
-    let o = Command::new(common::bin())
-        .args(["dhcp6"])
-        .output()
-        .unwrap();
+    let o = common::agent_command().args(["dhcp6"]).output().unwrap();
     assert_eq!(o.status.code(), Some(2));
     let dir = test_dir("dhcp6-noif");
-    let o = Command::new(common::bin())
+    let o = common::agent_command()
         .args(["dhcp6", "nosuch0", "--root", dir.to_str().unwrap()])
         .output()
         .unwrap();
