@@ -659,7 +659,16 @@ impl Tree {
                     .ok_or_else(|| invalid(format!("{path}: its directory is not listed first")))?,
             };
             let units = name.encode_utf16().count();
-            if name.is_empty() || units > 255 || name == "." || name == ".." {
+            // A long name ends at U+0000 and is padded with U+FFFF
+            // (Microsoft's FAT spec, "Long Directory Entries"): a name holding
+            // either would read back cut short; control characters are
+            // invalid in long names. Found by the iso9660 fuzz target.
+            if name.is_empty()
+                || units > 255
+                || name == "."
+                || name == ".."
+                || name.chars().any(|c| c < ' ' || c == '\u{ffff}')
+            {
                 return Err(invalid(format!("{path}: unusable FAT name")));
             }
             if size.is_some_and(|s| s > u64::from(u32::MAX)) {
@@ -1115,6 +1124,15 @@ mod tests {
         let mut d = MemDisk::new(64 << 20);
         let orphan = vec![("a/b".into(), None)];
         assert!(write_fat(&mut d, 0, 64 << 20, 4096, "x", 1, 0, orphan).is_err());
+        // names a long entry cannot hold: U+FFFF (its padding), U+0000 (its
+        // end), control characters (the iso9660 fuzz target's find)
+        for bad in ["u\u{ffff}x", "a\0b", "tab\there"] {
+            assert!(
+                !fat_fits(64 << 20, 4096, &[(bad.into(), Some(1))]),
+                "{bad:?}"
+            );
+        }
+        assert!(fat_fits(64 << 20, 4096, &[("user_data".into(), Some(1))]));
     }
 
     #[test]
