@@ -2047,7 +2047,7 @@ mod tests {
 
     #[test]
     fn errors_are_clear() {
-        let err = |r: Result<Config>| r.unwrap_err().details;
+        let err = |r: Result<Config>| r.unwrap_err().into_details();
         assert_eq!(
             parse_args(["--nope"]).unwrap_err().details,
             "unknown option --nope"

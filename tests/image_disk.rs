@@ -343,7 +343,7 @@ fn configdrive_from_a_url() {
     let mut cd = |url: &str| {
         write_cd(&a, "/dev/sda", &mut f, &json!(url))
             .unwrap_err()
-            .details
+            .into_details()
     };
     let url = srv.put("/gone", b"nothing here".to_vec());
     srv.fault("/gone", common::servers::Fault::Status(404));
@@ -386,7 +386,7 @@ fn configdrive_from_a_url() {
     srv.put("/moving", gz_b64(&bigger).into_bytes());
     let e = configdrive::write_configdrive(&a.env(), Path::new("/dev/sda"), &mut f, &d)
         .unwrap_err()
-        .details;
+        .into_details();
     assert!(
         e.starts_with("Config drive for node local changed since it was checked"),
         "{e}"

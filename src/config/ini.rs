@@ -175,7 +175,7 @@ mod tests {
             "[s]\nk = v\n# c\n  more\n",
             "[s]\n  x\n",
         ] {
-            let err = parse(text, Path::new("t.conf")).unwrap_err().details;
+            let err = parse(text, Path::new("t.conf")).unwrap_err().into_details();
             assert!(err.contains("Unexpected continuation line"), "{err}");
         }
         // CRLF files parse like LF files
@@ -209,7 +209,7 @@ mod tests {
             ("[DEFAULT\n", "Invalid section (must end with ])"),
             ("[]\n", "Empty section name"),
         ] {
-            let err = parse(text, Path::new("/etc/x.conf")).unwrap_err().details;
+            let err = parse(text, Path::new("/etc/x.conf")).unwrap_err().into_details();
             assert!(err.contains(want), "{text:?}: {err}");
         }
     }

@@ -838,7 +838,7 @@ mod fixture_tests {
         // usage
         let err = |n: &str| {
             let dev = with_loop.iter().find(|d| d.name == n).unwrap();
-            check_not_in_use(&root, dev).unwrap_err().details
+            check_not_in_use(&root, dev).unwrap_err().into_details()
         };
         assert_eq!(
             err("/dev/sda"),

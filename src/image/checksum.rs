@@ -252,7 +252,7 @@ pub fn resolve_with(
     let mut from_url = |url: &str| -> Result<String> {
         log::debug!("downloading checksums file from {url}");
         let text = fetch(url)?;
-        parse_checksum_file(&text, &fname).map_err(|e| AgentError::download(url, e.details))
+        parse_checksum_file(&text, &fname).map_err(|e| AgentError::download(url, e.into_details()))
     };
     let algo_name = info.os_hash_algo.as_deref();
     let checksum = info.checksum.as_deref();

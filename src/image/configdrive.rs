@@ -284,7 +284,7 @@ impl<'a> Drive<'a> {
         match r {
             Ok(n) if n == self.size => Ok(()),
             Ok(n) => Err(changed(format!("{n} bytes, not {}", self.size))),
-            Err(e) if matches!(self.src, Source::Url { .. }) => Err(changed(e.details)),
+            Err(e) if matches!(self.src, Source::Url { .. }) => Err(changed(e.into_details())),
             Err(e) => Err(e),
         }
     }
@@ -530,7 +530,7 @@ impl Io for Streamed<'_, '_> {
             st.pass = Some(
                 self.drive
                     .open()
-                    .map_err(|e| std::io::Error::other(e.details))?,
+                    .map_err(|e| std::io::Error::other(e.into_details()))?,
             );
             st.pos = 0;
         }
@@ -865,7 +865,7 @@ fn fill_files(
         .collect();
     // the crate's one heapsort, not an ipnsort instantiated for this tuple
     crate::util::sort_unstable(&mut files);
-    let mut pass = drive.open().map_err(|e| e.details)?;
+    let mut pass = drive.open().map_err(|e| e.into_details())?;
     let mut buf = vec![0u8; 1 << 20];
     let mut pos = 0u64;
     // the file whose extent reaches furthest: (start, disk offset)

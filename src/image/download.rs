@@ -197,7 +197,7 @@ impl Client {
     /// The download settings of `image_info` and the agent's configuration.
     pub fn new(env: &Env, info: &ImageInfo, id: &str) -> Result<Client> {
         let dl = |msg: String| AgentError::download(id, msg);
-        let tls = crate::tls::client_tls(env.config).map_err(|e| dl(e.details))?;
+        let tls = crate::tls::client_tls(env.config).map_err(|e| dl(e.into_details()))?;
         // IPA: image_request_authorization wins over basic auth
         let auth = if let Some(b64) = info.auth.request_authorization.as_deref() {
             let raw = crate::util::base64_decode(b64)
@@ -351,7 +351,7 @@ impl Client {
         if_range: Option<&Validator>,
     ) -> std::result::Result<ureq::http::Response<ureq::Body>, Fail> {
         self.check_deadline()?;
-        let agent = self.agent_for(url).map_err(|e| Fail::Fatal(e.details))?;
+        let agent = self.agent_for(url).map_err(|e| Fail::Fatal(e.into_details()))?;
         let mut req = agent.get(url);
         if let Some(a) = &self.auth {
             req = req.header("Authorization", a);

@@ -242,7 +242,7 @@ mod tests {
     #[test]
     fn validation_like_ipa() {
         let ok = |v: Value, md5: bool| parse(v, md5);
-        let msg = |v: Value, md5: bool| ok(v, md5).unwrap_err().details;
+        let msg = |v: Value, md5: bool| ok(v, md5).unwrap_err().into_details();
         assert_eq!(
             msg(json!({"urls": ["u"]}), true),
             "Image is missing 'id' field."

@@ -83,7 +83,7 @@ impl Heartbeater {
                 Ok(r) if r.status == 202 || r.status == 200 => Ok(()),
                 Ok(r) if r.status == 409 => Err(Failure::Conflict(error_text(&r))),
                 Ok(r) => Err(Failure::Other(error_text(&r))),
-                Err(e) => Err(Failure::Other(e.details)),
+                Err(e) => Err(Failure::Other(e.into_details())),
             };
         }
         let version = self.client.api_version();

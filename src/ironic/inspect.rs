@@ -238,7 +238,7 @@ fn run_collector(
             Ok(v) => {
                 data.insert("pci_devices".into(), v);
             }
-            Err(e) => errors.push(e.details),
+            Err(e) => errors.push(e.into_details()),
         },
         "numa-topology" => match collect::numa_topology(&agent.root) {
             Ok(v) => {

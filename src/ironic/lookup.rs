@@ -101,7 +101,7 @@ impl Lookup<'_> {
             Ok(r) => r,
             Err(e) => {
                 return Attempt::Retry {
-                    why: e.details,
+                    why: e.into_details(),
                     pause: Duration::ZERO,
                 }
             }
@@ -191,7 +191,7 @@ impl Lookup<'_> {
                 pause: Duration::ZERO,
             },
             Err(e) => Attempt::Retry {
-                why: e.details,
+                why: e.into_details(),
                 pause: Duration::ZERO,
             },
         }

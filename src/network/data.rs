@@ -244,7 +244,7 @@ pub fn parse(text_in: &str) -> Result<NetworkData> {
                 l.id
             )),
             Ok(l) => nd.links.push(l),
-            Err(why) => nd.problems.push(why.details),
+            Err(why) => nd.problems.push(why.into_details()),
         }
     }
     // links referring to links: bond slaves must be NICs, VLAN parents
@@ -301,7 +301,7 @@ pub fn parse(text_in: &str) -> Result<NetworkData> {
                 nd.problems.extend(notes);
                 nd.networks.push(net);
             }
-            Err(why) => nd.problems.push(why.details),
+            Err(why) => nd.problems.push(why.into_details()),
         }
     }
     // DNS: top-level and per-network `services` of type dns, and each

@@ -505,7 +505,7 @@ pub fn create(
     members: &[NewMember],
 ) -> Result<u64> {
     let sizes: Vec<u64> = members.iter().map(|m| m.len / 512).collect();
-    let plan = super::plan(version, level, &sizes).map_err(|e| raid_err(e.details))?;
+    let plan = super::plan(version, level, &sizes).map_err(|e| raid_err(e.into_details()))?;
     let id = new_identity(root, name)?;
     let mut knames = vec![];
     for (i, m) in members.iter().enumerate() {

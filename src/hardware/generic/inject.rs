@@ -399,7 +399,7 @@ fn inject_one(host: &Host, call: &StepCall, fl: &Map<String, Value>) -> Result<(
         }
     }
     let content = fl.get("content").and_then(Value::as_str).unwrap_or("");
-    write_content(host, call, &full, content).map_err(|e| wrap(e.details))?;
+    write_content(host, call, &full, content).map_err(|e| wrap(e.into_details()))?;
     if let Some(m) = fl.get("mode").and_then(Value::as_u64) {
         fs::set_permissions(&full, fs::Permissions::from_mode(m as u32))
             .map_err(|e| wrap(format!("OSError: {e}")))?;
@@ -466,7 +466,8 @@ mod tests {
                     {"content": "x", "deleted": true}]),
         )
         .unwrap_err();
-        let d = e.details;
+        assert_eq!(e.kind, Kind::InvalidCommandParamsError);
+        let d = e.into_details();
         assert!(d.starts_with("Validation of files failed: "), "{d}");
         assert!(d.contains("unexpected fields in"), "{d}");
         assert!(
@@ -477,7 +478,6 @@ mod tests {
         assert!(d.contains("directories not supported"), "{d}");
         assert!(d.contains("expected a path"), "{d}");
         assert!(d.contains("content cannot be used with deleted"), "{d}");
-        assert_eq!(e.kind, Kind::InvalidCommandParamsError);
     }
 
     #[test]

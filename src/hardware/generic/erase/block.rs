@@ -364,7 +364,7 @@ impl From<RunError> for io::Error {
     fn from(e: RunError) -> io::Error {
         match e {
             RunError::Io(_, e) => e,
-            RunError::Judged(w) => io::Error::other(w.details),
+            RunError::Judged(w) => io::Error::other(w.into_details()),
         }
     }
 }

@@ -172,7 +172,7 @@ fn ata_or_scsi(dev: &mut Dev, f: &Flags) {
                 Outcome::Unsupported("REPORT SUPPORTED OPERATION CODES: not supported".into()),
             ),
             Err(w) => {
-                dev.record("scsi_sanitize", Outcome::Unsupported(w.details));
+                dev.record("scsi_sanitize", Outcome::Unsupported(w.into_details()));
                 return;
             }
         }
@@ -562,7 +562,7 @@ fn finish_express(mut dev: Dev) -> Result<Value> {
                 "Secure erase failed: {w}. Fallback to metadata erase also failed: {}.",
                 e.details
             ),
-            None => e.details,
+            None => e.into_details(),
         })),
     }
 }

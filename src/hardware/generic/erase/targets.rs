@@ -170,7 +170,7 @@ pub fn usage(root: &Root, dev: &BlockDevice) -> Usage {
     }
     match crate::disk::usage::check_not_in_use(root, dev) {
         Ok(()) => Usage::Free,
-        Err(e) => Usage::InUse(e.details),
+        Err(e) => Usage::InUse(e.into_details()),
     }
 }
 

@@ -136,7 +136,7 @@ pub fn select_holders(devices: &[BlockDevice], vols: &mut [Volume<'_>]) -> Resul
             Some(hint_sets) => {
                 for h in hint_sets.iter().filter_map(Value::as_object) {
                     let candidates: Vec<&str> = hints::find_devices(devices, h)
-                        .map_err(|e| raid_error(e.details))?
+                        .map_err(|e| raid_error(e.into_details()))?
                         .into_iter()
                         .map(|d| d.name.as_str())
                         .collect();

@@ -198,7 +198,7 @@ mod tests {
     }
 
     fn err(cfg: Value, devices: usize) -> String {
-        check(cfg, &node(), devices).unwrap_err().details
+        check(cfg, &node(), devices).unwrap_err().into_details()
     }
 
     const PREFIX: &str = "Could not validate Software RAID config for n1: ";
