@@ -52,5 +52,9 @@ log "Ironic ready in $((SECONDS - t1)) s at $IRONIC_URL"
 rc=0
 "$PYTHON" "$HERE/e2e.py" --agent "$AGENT" --ironic-sh "$HERE/ironic.sh" \
   --work "$WORK" "$@" || rc=$?
-log "total $((SECONDS - t0)) s, exit $rc; logs: $WORK"
+if [ "$rc" = 0 ] && [ -z "${E2E_WORK:-}" ] && [ "${E2E_KEEP_IRONIC:-0}" != 1 ]; then
+  log "total $((SECONDS - t0)) s, exit 0 (logs removed; E2E_WORK=DIR keeps them)"
+else
+  log "total $((SECONDS - t0)) s, exit $rc; logs: $WORK"
+fi
 exit "$rc"
