@@ -73,6 +73,18 @@ impl Netns {
         InNs(Some(self.run(make)), self.0.clone())
     }
 
+    /// The veth pair eth<i> (the NIC the agent sees) and sw<i> (the
+    /// switch's end, up); eth<i> up when `up`. Returns sw<i>'s name.
+    fn veth(&self, i: usize, up: bool) -> String {
+        let (eth, sw) = (format!("eth{i}"), format!("sw{i}"));
+        self.ip(&["link", "add", &eth, "type", "veth", "peer", "name", &sw]);
+        self.ip(&["link", "set", &sw, "up"]);
+        if up {
+            self.ip(&["link", "set", &eth, "up"]);
+        }
+        sw
+    }
+
     /// Whether `dev` is administratively up.
     fn is_up(&self, dev: &str) -> bool {
         let out = self.ip(&["-o", "link", "show", dev]);
@@ -165,6 +177,21 @@ fn root_with_nics(dir: &Path, n: usize) -> std::path::PathBuf {
     root
 }
 
+/// A fake Ironic inside `ns` that answers an inspection: lookup with
+/// `tok`, `continue_inspection` accepted, every other POST 202.
+fn inspecting_ironic(ns: &Netns, tok: &str) -> InNs<FakeIronic> {
+    let tok = tok.to_string();
+    ns.make(move || {
+        FakeIronic::start(move |r: &Req| match (r.method.as_str(), r.path.as_str()) {
+            ("GET", "/") => (200, root_doc("1.115")),
+            ("GET", "/v1/lookup") => (200, lookup_doc(UUID, &tok, 300)),
+            ("POST", "/v1/continue_inspection") => (202, json!({"uuid": UUID}).to_string()),
+            ("POST", _) => (202, String::new()),
+            _ => (404, ironic_error("Resource could not be found.")),
+        })
+    })
+}
+
 fn can_run() -> bool {
     need(&["ip", "python3"]);
     // SAFETY: geteuid has no preconditions and cannot fail.
@@ -184,25 +211,10 @@ fn inspection_hears_four_nics_in_one_timeout() {
     }
     let ns = Netns::new();
     for i in 0..4 {
-        let (eth, sw) = (format!("eth{i}"), format!("sw{i}"));
-        ns.ip(&["link", "add", &eth, "type", "veth", "peer", "name", &sw]);
-        ns.ip(&["link", "set", &sw, "up"]);
-        if i != 3 {
-            ns.ip(&["link", "set", &eth, "up"]);
-        }
+        ns.veth(i, i != 3);
     }
     let tok = token('l');
-    let normal = {
-        let tok = tok.clone();
-        move |r: &Req| match (r.method.as_str(), r.path.as_str()) {
-            ("GET", "/") => (200, root_doc("1.115")),
-            ("GET", "/v1/lookup") => (200, lookup_doc(UUID, &tok, 300)),
-            ("POST", "/v1/continue_inspection") => (202, json!({"uuid": UUID}).to_string()),
-            ("POST", _) => (202, String::new()),
-            _ => (404, ironic_error("Resource could not be found.")),
-        }
-    };
-    let ironic = ns.make(move || FakeIronic::start(move |r: &Req| normal(r)));
+    let ironic = inspecting_ironic(&ns, &tok);
     let dir = test_dir("lldp-four");
     let root = root_with_nics(&dir, 4);
     let port0 = ["--port-id", "Ethernet1/7", "--vlan", "100:provisioning"];
@@ -294,24 +306,11 @@ fn no_waiting_when_every_nic_answers() {
     let ns = Netns::new();
     let mut switches = vec![];
     for i in 0..2 {
-        let (eth, sw) = (format!("eth{i}"), format!("sw{i}"));
-        ns.ip(&["link", "add", &eth, "type", "veth", "peer", "name", &sw]);
-        ns.ip(&["link", "set", &sw, "up"]);
-        ns.ip(&["link", "set", &eth, "up"]);
+        let sw = ns.veth(i, true);
         switches.push(Switch::start(&ns, &sw, &["--interval", "0.2"]));
     }
     let tok = token('k');
-    let normal = {
-        let tok = tok.clone();
-        move |r: &Req| match (r.method.as_str(), r.path.as_str()) {
-            ("GET", "/") => (200, root_doc("1.115")),
-            ("GET", "/v1/lookup") => (200, lookup_doc(UUID, &tok, 300)),
-            ("POST", "/v1/continue_inspection") => (202, json!({"uuid": UUID}).to_string()),
-            ("POST", _) => (202, String::new()),
-            _ => (404, ironic_error("Resource could not be found.")),
-        }
-    };
-    let ironic = ns.make(move || FakeIronic::start(move |r: &Req| normal(r)));
+    let ironic = inspecting_ironic(&ns, &tok);
     let dir = test_dir("lldp-all");
     let root = root_with_nics(&dir, 2);
     let t0 = Instant::now();

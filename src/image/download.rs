@@ -351,7 +351,9 @@ impl Client {
         if_range: Option<&Validator>,
     ) -> std::result::Result<ureq::http::Response<ureq::Body>, Fail> {
         self.check_deadline()?;
-        let agent = self.agent_for(url).map_err(|e| Fail::Fatal(e.into_details()))?;
+        let agent = self
+            .agent_for(url)
+            .map_err(|e| Fail::Fatal(e.into_details()))?;
         let mut req = agent.get(url);
         if let Some(a) = &self.auth {
             req = req.header("Authorization", a);

@@ -150,7 +150,9 @@ fn assemble_one(root: &Root, kernel: &dyn Kernel, mut g: Vec<Candidate>) -> Opti
     let r = if !enough(sb.level, n, slots.len(), sb.layout) || dirty_degraded {
         Err("too few members (or degraded and not shut down clean)".to_string())
     } else {
-        kernel.start(&md, version, &members).map_err(|e| e.into_details())
+        kernel
+            .start(&md, version, &members)
+            .map_err(|e| e.into_details())
     };
     log::info!(
         "assembling /dev/{md}: {what} from {} of {n} members ({}): {}",
