@@ -499,7 +499,15 @@ fn fat32_formatter_passes_fsck_and_mtools() {
     for sector in [512u64, 4096] {
         let p = dir.join(format!("esp{sector}"));
         let mut f = sparse(&p, 550 << 20);
-        fat::format_fat32(&mut f, 0, 550 << 20, sector, "efi-part", 0xabcd1234, 2048).unwrap();
+        let vol = fat::Volume {
+            offset: 0,
+            len: 550 << 20,
+            sector,
+            label: "efi-part",
+            volume_id: 0xabcd1234,
+            hidden: 2048,
+        };
+        fat::format_fat32(&mut f, &vol).unwrap();
         drop(f);
         let ps = p.to_str().unwrap();
         must(&["fsck.fat", "-n", ps]);

@@ -57,7 +57,15 @@ fuzz_target!(|data: &[u8]| {
             files.push((e.path.clone(), bytes));
         }
         let mut out = SparseDisk::new(&[], len);
-        if fat::write_fat(&mut out, 0, len, sector, "CONFIG-2", 0x1234_5678, 0, files).is_err() {
+        let vol = fat::Volume {
+            offset: 0,
+            len,
+            sector,
+            label: "CONFIG-2",
+            volume_id: 0x1234_5678,
+            hidden: 0,
+        };
+        if fat::write_fat(&mut out, &vol, files).is_err() {
             continue;
         }
         let f = Fat::open(&out, 0, len).expect("a FAT write_fat made opens");

@@ -455,22 +455,27 @@ fn fat32_geometry(len: u64, sector: u64) -> io::Result<(u64, u64, u64, u64)> {
     Ok((total, spc, clusters, fatsz))
 }
 
+/// Where a FAT goes and what its boot sector names: the region
+/// `[offset, offset+len)` of the device, its sector size, the volume
+/// label and id, and `hidden`, the partition's start LBA (BPB_HiddSec).
+#[derive(Clone, Copy, Debug)]
+pub struct Volume<'a> {
+    pub offset: u64,
+    pub len: u64,
+    pub sector: u64,
+    pub label: &'a str,
+    pub volume_id: u32,
+    pub hidden: u64,
+}
+
 /// An empty FAT labelled `label` on `[offset, offset+len)`, the way IPA's
 /// plain `mkfs.vfat` formats an ESP: FAT32 ([`format_fat32`]) where it
 /// fits, else FAT16 or FAT12 ([`write_fat`]) for an ESP configured smaller.
-pub fn format_empty(
-    io: &mut dyn Io,
-    offset: u64,
-    len: u64,
-    sector: u64,
-    label: &str,
-    volume_id: u32,
-    hidden: u64,
-) -> io::Result<()> {
-    if fat32_geometry(len, sector).is_ok() {
-        return format_fat32(io, offset, len, sector, label, volume_id, hidden);
+pub fn format_empty(io: &mut dyn Io, vol: &Volume) -> io::Result<()> {
+    if fat32_geometry(vol.len, vol.sector).is_ok() {
+        return format_fat32(io, vol);
     }
-    write_fat(io, offset, len, sector, label, volume_id, hidden, vec![]).map(|_| ())
+    write_fat(io, vol, vec![]).map(|_| ())
 }
 
 /// Format `[offset, offset+len)` as FAT32 the way `mkfs.vfat -F 32` lays
@@ -478,15 +483,15 @@ pub fn format_empty(
 /// 6 and 7), two FATs, the root directory in cluster 2 holding the volume
 /// label. `hidden` is the partition's start LBA (BPB_HiddSec). Fails when
 /// the region is too small to be FAT32 (fewer than 65 525 clusters).
-pub fn format_fat32(
-    io: &mut dyn Io,
-    offset: u64,
-    len: u64,
-    sector: u64,
-    label: &str,
-    volume_id: u32,
-    hidden: u64,
-) -> io::Result<()> {
+pub fn format_fat32(io: &mut dyn Io, vol: &Volume) -> io::Result<()> {
+    let Volume {
+        offset,
+        len,
+        sector,
+        label,
+        volume_id,
+        hidden,
+    } = *vol;
     let (total, spc, clusters, fatsz) = fat32_geometry(len, sector)?;
     let (reserved, nfats) = (FAT32_RESERVED, 2u64);
     let s = sector as usize;
@@ -783,22 +788,16 @@ fn set_entry(fat: &mut [u8], bits: u64, c: usize, v: u16) {
 /// clusters. Returns the type written ("FAT12" or "FAT16"). Fails when
 /// the region is outside FAT12/16's range or the entries do not fit
 /// ([`fat_fits`] tells beforehand), before anything is written.
-#[allow(clippy::too_many_arguments)]
 pub fn write_fat(
     io: &mut dyn Io,
-    offset: u64,
-    len: u64,
-    sector: u64,
-    label: &str,
-    volume_id: u32,
-    hidden: u64,
+    vol: &Volume,
     entries: Vec<NewEntry>,
 ) -> io::Result<&'static str> {
     let shape: Vec<(String, Option<u64>)> = entries
         .iter()
         .map(|(p, d)| (p.clone(), d.as_ref().map(|d| d.len() as u64)))
         .collect();
-    let (kind, at) = format_tree(io, offset, len, sector, label, volume_id, hidden, &shape)?;
+    let (kind, at) = format_tree(io, vol, &shape)?;
     for ((_, data), at) in entries.iter().zip(at) {
         if let (Some(d), Some(at)) = (data, at) {
             io.write_all_at(d, at)?;
@@ -813,17 +812,19 @@ pub fn write_fat(
 /// contents are one run of bytes from there); `None` for directories and
 /// empty files. So a caller can copy contents in from a stream, in
 /// whatever order it reads them.
-#[allow(clippy::too_many_arguments)]
 pub fn format_tree(
     io: &mut dyn Io,
-    offset: u64,
-    len: u64,
-    sector: u64,
-    label: &str,
-    volume_id: u32,
-    hidden: u64,
+    vol: &Volume,
     shape: &Shape,
 ) -> io::Result<(&'static str, Vec<Option<u64>>)> {
+    let Volume {
+        offset,
+        len,
+        sector,
+        label,
+        volume_id,
+        hidden,
+    } = *vol;
     let g = small_fat_geometry(len, sector)?;
     let (reserved, nfats) = (1u64, 2u64);
     let root_sectors = (ROOT_ENTRIES * 32).div_ceil(sector);
@@ -994,6 +995,17 @@ fn short_entry(name: &[u8; 11], attr: u8, cluster: u32, size: u32) -> [u8; 32] {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn vol(len: u64, sector: u64, label: &str, volume_id: u32, hidden: u64) -> Volume<'_> {
+        Volume {
+            offset: 0,
+            len,
+            sector,
+            label,
+            volume_id,
+            hidden,
+        }
+    }
     use crate::disk::MemDisk;
 
     /// A directory of long-name entries with no short entry to end them
@@ -1037,7 +1049,7 @@ mod tests {
         for sector in [512u64, 4096] {
             let len = 300u64 << 20;
             let mut d = MemDisk::new(len as usize);
-            format_fat32(&mut d, 0, len, sector, "efi-part", 0x1234abcd, 2048).unwrap();
+            format_fat32(&mut d, &vol(len, sector, "efi-part", 0x1234abcd, 2048)).unwrap();
             let f = Fat::open(&d, 0, len).unwrap();
             assert_eq!(f.kind, Kind::Fat32);
             assert_eq!(f.volume_label().as_deref(), Some("efi-part"));
@@ -1108,13 +1120,13 @@ mod tests {
                 .map(|(p, d)| (p.clone(), d.as_ref().map(|d| d.len() as u64)))
                 .collect();
             assert!(fat_fits(len, sector, &shape));
-            write_fat(&mut d, 0, len, sector, "CONFIG-2", 7, 0, entries.clone()).unwrap();
+            write_fat(&mut d, &vol(len, sector, "CONFIG-2", 7, 0), entries.clone()).unwrap();
             reads_back(&d, len, kind, &entries);
         }
         // too small for the files: refused before anything is written
         let mut d = MemDisk::new(64 << 10);
         let entries = tree();
-        assert!(write_fat(&mut d, 0, 64 << 10, 512, "x", 1, 0, entries).is_err());
+        assert!(write_fat(&mut d, &vol(64 << 10, 512, "x", 1, 0), entries).is_err());
         assert!(d.0.iter().all(|&b| b == 0));
         // FAT sizes: FAT32 only above 2 GiB, no sectors over 4 KiB
         assert!(fat_fits(1 << 20, 512, &[]) && fat_fits(64 << 20, 4096, &[]));
@@ -1123,7 +1135,7 @@ mod tests {
         assert!(!fat_fits(64 << 20, 4096, &[("a/b".into(), None)]));
         let mut d = MemDisk::new(64 << 20);
         let orphan = vec![("a/b".into(), None)];
-        assert!(write_fat(&mut d, 0, 64 << 20, 4096, "x", 1, 0, orphan).is_err());
+        assert!(write_fat(&mut d, &vol(64 << 20, 4096, "x", 1, 0), orphan).is_err());
         // names a long entry cannot hold: U+FFFF (its padding), U+0000 (its
         // end), control characters (the iso9660 fuzz target's find)
         for bad in ["u\u{ffff}x", "a\0b", "tab\there"] {
@@ -1175,7 +1187,7 @@ mod tests {
                 let n = (g.clusters - 1) * g.spc * sector;
                 let data: Vec<u8> = (0..n).map(|i| (i % 253) as u8).collect();
                 let entries = vec![("f".to_string(), Some(data))];
-                write_fat(&mut d, 0, len, sector, "CONFIG-2", 7, 0, entries.clone()).unwrap();
+                write_fat(&mut d, &vol(len, sector, "CONFIG-2", 7, 0), entries.clone()).unwrap();
                 let kind = if g.bits == 12 {
                     Kind::Fat12
                 } else {
@@ -1193,14 +1205,14 @@ mod tests {
     #[test]
     fn too_small_for_fat32() {
         let mut d = MemDisk::new(8 << 20);
-        assert!(format_fat32(&mut d, 0, 8 << 20, 512, "x", 1, 0).is_err());
+        assert!(format_fat32(&mut d, &vol(8 << 20, 512, "x", 1, 0)).is_err());
     }
 
     #[test]
     fn hostile_fat_never_panics_or_loops() {
         let len = 40u64 << 20;
         let mut d = MemDisk::new(len as usize);
-        format_fat32(&mut d, 0, len, 512, "efi-part", 1, 0).unwrap();
+        format_fat32(&mut d, &vol(len, 512, "efi-part", 1, 0)).unwrap();
         let mut rng = fastrand::Rng::with_seed(11);
         for round in 0..300 {
             let mut x = d.clone();

@@ -814,17 +814,16 @@ fn rebuild_as_vfat(
     let mut id = [0u8; 4];
     crate::sys::getrandom(&mut id).map_err(|e| fail(format!("a volume id: {e}")))?;
     let count = entries.len();
-    let (kind, at) = crate::fs::fat::format_tree(
-        file,
+    let vol = crate::fs::fat::Volume {
         offset,
         len,
         sector,
-        "CONFIG-2",
-        u32::from_le_bytes(id),
-        offset / sector,
-        &shape,
-    )
-    .map_err(|e| fail(e.to_string()))?;
+        label: "CONFIG-2",
+        volume_id: u32::from_le_bytes(id),
+        hidden: offset / sector,
+    };
+    let (kind, at) =
+        crate::fs::fat::format_tree(file, &vol, &shape).map_err(|e| fail(e.to_string()))?;
     drop(shape);
     if let Err(e) = fill_files(file, drive, &entries, &at) {
         if strict {

@@ -653,15 +653,15 @@ fn finish_inner(
         crate::sys::getrandom(&mut id).map_err(|e| io_err("generating a volume id", e))?;
         // IPA's plain `mkfs.vfat` picks the FAT type by size: FAT32 for the
         // default 550 MiB, FAT16 or FAT12 for an ESP configured smaller
-        let r = crate::fs::fat::format_empty(
-            file,
-            efi.offset,
-            efi.len,
-            layout.sector,
-            "efi-part",
-            u32::from_le_bytes(id),
-            efi.offset / layout.sector,
-        );
+        let vol = crate::fs::fat::Volume {
+            offset: efi.offset,
+            len: efi.len,
+            sector: layout.sector,
+            label: "efi-part",
+            volume_id: u32::from_le_bytes(id),
+            hidden: efi.offset / layout.sector,
+        };
+        let r = crate::fs::fat::format_empty(file, &vol);
         r.map_err(|e| io_err(format!("creating the FAT filesystem on {}", efi.path), e))?;
     }
     if let Some(swap) = &layout.swap {
