@@ -652,6 +652,13 @@ impl Tree {
             clusters: 0,
         }];
         let mut dirs = std::collections::HashMap::new();
+        // (parent, name folded to lower case): FAT looks long names up
+        // without regard to case (Linux's vfat_cmp, Windows alike), so
+        // "A" beside "a", or two entries of one name (a hostile ISO can
+        // list them; Joliet names decoded lossily can become equal),
+        // would leave one of them unreachable. Found by the iso9660 fuzz
+        // target.
+        let mut names = std::collections::HashSet::new();
         for (path, size) in shape {
             let (dir, name) = match path.rsplit_once('/') {
                 Some((d, n)) => (Some(d), n),
@@ -675,6 +682,11 @@ impl Tree {
                 || name.chars().any(|c| c < ' ' || c == '\u{ffff}')
             {
                 return Err(invalid(format!("{path}: unusable FAT name")));
+            }
+            if !names.insert((parent, name.to_lowercase())) {
+                return Err(invalid(format!(
+                    "{path}: a second entry of that name in its directory (FAT names ignore case)"
+                )));
             }
             if size.is_some_and(|s| s > u64::from(u32::MAX)) {
                 return Err(invalid(format!("{path}: too large for FAT")));
@@ -742,12 +754,14 @@ impl Tree {
 /// Whether [`write_fat`] can put a tree of this shape in `len` bytes with
 /// `sector`-byte sectors (FAT allows 512 to 4096).
 pub fn fat_fits(len: u64, sector: u64, shape: &Shape) -> bool {
-    let Ok(g) = small_fat_geometry(len, sector) else {
-        return false;
-    };
-    Tree::new(shape)
-        .and_then(|mut t| t.place(&g, sector))
-        .is_ok()
+    fat_check(len, sector, shape).is_ok()
+}
+
+/// [`fat_fits`], saying why not: the region's size, a bad or repeated
+/// name, a missing parent, too little room.
+pub fn fat_check(len: u64, sector: u64, shape: &Shape) -> io::Result<()> {
+    let g = small_fat_geometry(len, sector)?;
+    Tree::new(shape)?.place(&g, sector)
 }
 
 /// The smallest whole MiB, from `from` to `to`, in which [`write_fat`] can
@@ -1145,6 +1159,23 @@ mod tests {
             );
         }
         assert!(fat_fits(64 << 20, 4096, &[("user_data".into(), Some(1))]));
+        // one name twice in a directory, or twice but for case (FAT finds
+        // names without regard to case): the iso9660 fuzz target's second
+        // find, a file and a directory both "e\u{fffd}\u{fffd}"
+        let twice = |a: &str, b: &str| -> Vec<(String, Option<u64>)> {
+            vec![(a.into(), None), (b.into(), Some(1))]
+        };
+        for (a, b) in [("e\u{fffd}", "e\u{fffd}"), ("Meta", "meta"), ("ÄB", "äb")] {
+            assert!(!fat_fits(64 << 20, 4096, &twice(a, b)), "{a:?} {b:?}");
+        }
+        // the same name in two directories is fine
+        let apart: Vec<(String, Option<u64>)> = vec![
+            ("a".into(), None),
+            ("b".into(), None),
+            ("a/x".into(), Some(1)),
+            ("b/x".into(), Some(1)),
+        ];
+        assert!(fat_fits(64 << 20, 4096, &apart));
     }
 
     #[test]

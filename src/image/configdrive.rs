@@ -802,10 +802,10 @@ fn rebuild_as_vfat(
         Ok(())
     };
     let shape = crate::fs::iso9660::shape(&entries);
-    if !crate::fs::fat::fat_fits(len, sector, &shape) {
+    if let Err(e) = crate::fs::fat::fat_check(len, sector, &shape) {
         let why = format!(
-            "the {} files and directories of the drive do not fit a FAT filesystem of {} KiB \
-             with {sector}-byte sectors",
+            "the {} files and directories of the drive cannot be a FAT filesystem of {} KiB \
+             with {sector}-byte sectors: {e}",
             shape.len(),
             len >> 10
         );
