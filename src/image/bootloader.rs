@@ -312,6 +312,7 @@ fn raid_err(details: impl Into<String>) -> AgentError {
 /// image's ESP is copied onto the mirror as it is (same UUID and label),
 /// then its own signature is wiped, so only one filesystem carries that
 /// UUID. An ESP mirror already running (vfat on a RAID-1) is reused.
+#[inline(never)]
 fn softraid_esp(env: &Env, device: &str, file: &File, esp: &Partition) -> Result<md::array::Array> {
     let root = env.root;
     let kname = device.trim_start_matches("/dev/");
@@ -365,6 +366,7 @@ fn softraid_esp(env: &Env, device: &str, file: &File, esp: &Partition) -> Result
 }
 
 /// IPA's `find_esp_raid`: a running RAID-1 holding a FAT filesystem.
+#[inline(never)]
 fn find_esp_raid(root: &crate::root::Root) -> Option<md::array::Array> {
     md::array::list(root).into_iter().find(|a| {
         a.level == "raid1"
@@ -375,6 +377,7 @@ fn find_esp_raid(root: &crate::root::Root) -> Option<md::array::Array> {
 }
 
 /// An ESP partition on each holder, and the RAID-1 (v1.0) over them.
+#[inline(never)]
 fn build_esp_raid(root: &crate::root::Root, holders: &[String]) -> Result<md::array::Array> {
     let mut files = vec![];
     let mut parts = vec![];
