@@ -182,6 +182,8 @@ pub fn checksum(sb: &[u8]) -> u32 {
     ((sum & 0xffff_ffff) + (sum >> 32)) as u32
 }
 
+#[cold]
+#[inline(never)]
 fn bad(msg: impl Into<String>) -> AgentError {
     AgentError::msg(msg)
 }
@@ -366,12 +368,7 @@ impl Superblock {
 
     /// The set UUID as mdadm prints it ("35cb2455:48654330:7b2df8f4:dda80f3c").
     pub fn uuid_mdadm(&self) -> String {
-        let h: Vec<String> = self
-            .set_uuid
-            .chunks(4)
-            .map(|c| c.iter().map(|b| format!("{b:02x}")).collect())
-            .collect();
-        h.join(":")
+        hex_groups(&self.set_uuid, &[4, 4, 4, 4], ':')
     }
 
     /// The set UUID as sysfs `md/uuid` shows it (`%pU`, bytes in order).
@@ -387,15 +384,27 @@ impl Superblock {
 
 /// 16 bytes as `8-4-4-4-12` hex, in byte order (the kernel's `%pU`).
 pub fn uuid_text(u: &[u8; 16]) -> String {
-    let h: String = u.iter().map(|b| format!("{b:02x}")).collect();
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[0..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..32]
-    )
+    hex_groups(u, &[4, 2, 2, 2, 6], '-')
+}
+
+/// `u`'s bytes as lowercase hex, in groups of `groups` bytes joined by
+/// `sep` (one loop for both UUID spellings).
+#[inline(never)]
+fn hex_groups(u: &[u8; 16], groups: &[usize], sep: char) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(40);
+    let mut i = 0;
+    for (g, &n) in groups.iter().enumerate() {
+        if g > 0 {
+            out.push(sep);
+        }
+        for b in &u[i..i + n] {
+            out.push(HEX[usize::from(b >> 4)] as char);
+            out.push(HEX[usize::from(b & 15)] as char);
+        }
+        i += n;
+    }
+    out
 }
 
 /// `set_name` as mdadm's `init_super1` writes it: "homehost:name" when
