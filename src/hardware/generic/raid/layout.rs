@@ -176,11 +176,12 @@ pub fn select_holders(devices: &[BlockDevice], vols: &mut [Volume<'_>]) -> Resul
 
 /// The volumes in creation order: the `MAX` one last.
 #[inline(never)]
-pub fn reorder(vols: Vec<Volume<'_>>) -> Vec<Volume<'_>> {
-    let (max, mut out): (Vec<Volume>, Vec<Volume>) =
-        vols.into_iter().partition(|v| v.size == Size::Max);
-    out.extend(max);
-    out
+pub fn reorder(mut vols: Vec<Volume<'_>>) -> Vec<Volume<'_>> {
+    // a stable sort: the others keep their order, so do the MAX ones
+    crate::util::sort_small_by(&mut vols, |a, b| {
+        (a.size == Size::Max).cmp(&(b.size == Size::Max))
+    });
+    vols
 }
 
 /// A partition to create.
