@@ -116,13 +116,14 @@ pub fn read(root: &Root, kname: &str) -> Option<Array> {
 
 /// Every configured md array, in kernel-name order.
 pub fn list(root: &Root) -> Vec<Array> {
-    let mut names: Vec<String> = root
-        .list("/sys/block")
-        .into_iter()
-        .filter(|n| n.starts_with("md"))
-        .collect();
+    let mut names = root.list("/sys/block");
+    names.retain(|n| n.starts_with("md"));
     crate::util::sort_small_by(&mut names, |a, b| crate::disk::list::natural_cmp(a, b));
-    names.iter().filter_map(|n| read(root, n)).collect()
+    let mut out = vec![];
+    for n in &names {
+        out.extend(read(root, n));
+    }
+    out
 }
 
 /// The whole disk a block device lives on: "vda1" → "vda", "md0p1" →
