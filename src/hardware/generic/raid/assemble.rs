@@ -84,7 +84,7 @@ pub fn md_scan_and_assemble(root: &Root, kernel: &dyn Kernel) -> Vec<String> {
         log::info!("the md driver is not loaded: no software RAID devices assembled");
         return vec![];
     }
-    let running: Vec<String> = array::list(root).into_iter().map(|a| a.uuid).collect();
+    let running = array::list(root);
     let mut groups: Vec<Vec<Candidate>> = vec![];
     for c in candidates(root) {
         match groups
@@ -98,7 +98,7 @@ pub fn md_scan_and_assemble(root: &Root, kernel: &dyn Kernel) -> Vec<String> {
     let mut started = vec![];
     for g in groups {
         let uuid = g[0].found.sb.uuid_sysfs();
-        if running.contains(&uuid) {
+        if running.iter().any(|a| a.uuid == uuid) {
             continue;
         }
         if let Some(md) = assemble_one(root, kernel, g) {

@@ -138,10 +138,10 @@ fn delete_pass(
     // members, stale ones); on a disk that keeps an array, the partitions
     // that carried one are removed from its table instead of the whole
     // table being wiped
-    let keep_disks: Vec<String> = keep
-        .iter()
-        .map(|k| format!("/dev/{}", array::parent_disk(root, k)))
-        .collect();
+    let mut keep_disks: Vec<String> = vec![];
+    for k in &keep {
+        keep_disks.push(format!("/dev/{}", array::parent_disk(root, k)));
+    }
     let mut drop_parts: Vec<(String, u32)> = vec![];
     for d in crate::disk::list::list_block_devices(root, true)? {
         if array::is_md(root, &d.kname)
@@ -162,11 +162,12 @@ fn delete_pass(
     }
     for h in &holders {
         if keep_disks.contains(h) {
-            let numbers: Vec<u32> = drop_parts
-                .iter()
-                .filter(|(d, _)| d == h)
-                .map(|(_, n)| *n)
-                .collect();
+            let mut numbers: Vec<u32> = vec![];
+            for (d, n) in &drop_parts {
+                if d == h {
+                    numbers.push(*n);
+                }
+            }
             if !numbers.is_empty() {
                 remove_partitions(root, &h[5..], &numbers)?;
             }

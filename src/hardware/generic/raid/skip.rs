@@ -33,16 +33,16 @@ pub struct Decision {
 
 /// Decide for every array; with an empty skip list, all are deleted.
 pub fn decide(root: &Root, arrays: Vec<Array>, skip: &[String]) -> Vec<Decision> {
-    let mut out: Vec<Decision> = arrays
-        .into_iter()
-        .map(|a| Decision {
+    let mut out: Vec<Decision> = vec![];
+    for a in arrays {
+        out.push(Decision {
             name: array::volume_name(root, &a),
             holders: array::holders(root, &a),
             array: a,
             action: Action::Delete,
             cause: None,
-        })
-        .collect();
+        });
+    }
     if skip.is_empty() {
         return out;
     }
