@@ -270,18 +270,17 @@ fn build(
     }
     for (p, f) in plans.iter().zip(excl) {
         *written += 1;
-        let parts: Vec<NewPart> = p
-            .parts
-            .iter()
-            .map(|part| NewPart {
+        let mut parts: Vec<NewPart> = vec![];
+        for part in &p.parts {
+            parts.push(NewPart {
                 number: part.number,
                 first_lba: part.first_lba,
                 last_lba: part.last_lba,
                 gpt_type: gpt::TYPE_LINUX_DATA,
                 mbr_type: mbr::TYPE_LINUX,
                 name: "primary",
-            })
-            .collect();
+            });
+        }
         let geom = Geometry {
             sector: p.sector,
             size: p.size,
@@ -300,19 +299,17 @@ fn build(
     for (vi, (v, mem)) in vols.iter().zip(members).enumerate() {
         let md = array::free_name(root, vi as u32..=127)
             .ok_or_else(|| raid_error("No free md (RAID) devices are left"))?;
-        let nm: Vec<NewMember> = mem
-            .iter()
-            .map(|&(hi, n)| {
-                let p = &plans[hi];
-                let part = &p.parts[n as usize - 1];
-                NewMember {
-                    disk: &files[hi],
-                    kname: partition_path(&p.name, n)[5..].to_string(),
-                    offset: part.offset(p.sector),
-                    len: part.len(p.sector),
-                }
-            })
-            .collect();
+        let mut nm: Vec<NewMember> = vec![];
+        for &(hi, n) in mem {
+            let p = &plans[hi];
+            let part = &p.parts[n as usize - 1];
+            nm.push(NewMember {
+                disk: &files[hi],
+                kname: partition_path(&p.name, n)[5..].to_string(),
+                offset: part.offset(p.sector),
+                len: part.len(p.sector),
+            });
+        }
         let name = v.volume_name.clone().unwrap_or_else(|| format!("md{vi}"));
         array::create(root, kernel, &md, Version::V1_2, v.level, &name, &nm).map_err(|e| {
             let mut msg = format!("Failed to create md device /dev/{md} on ");

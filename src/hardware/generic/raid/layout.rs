@@ -245,16 +245,16 @@ pub fn partition(
     label: Label,
     uefi: bool,
 ) -> Result<(Vec<HolderPlan>, Vec<Members>)> {
-    let mut plans: Vec<HolderPlan> = holders
-        .iter()
-        .map(|(name, size, sector)| HolderPlan {
+    let mut plans: Vec<HolderPlan> = vec![];
+    for (name, size, sector) in holders {
+        plans.push(HolderPlan {
             name: name.clone(),
             size: *size,
             sector: *sector,
             label,
             parts: vec![],
-        })
-        .collect();
+        });
+    }
     // per holder: the end of the last fixed-size partition, in GiB
     let mut cursor: Vec<Option<u64>> = vec![None; plans.len()];
     let mut members: Vec<Members> = vec![];
@@ -322,13 +322,11 @@ pub fn partition(
             mine.push((hi, number));
         }
         // the array must fit its members (md metadata, chunks)
-        let sizes: Vec<u64> = mine
-            .iter()
-            .map(|(hi, n)| {
-                let p = &plans[*hi];
-                p.parts[*n as usize - 1].len(p.sector) / 512
-            })
-            .collect();
+        let mut sizes: Vec<u64> = vec![];
+        for &(hi, n) in &mine {
+            let p = &plans[hi];
+            sizes.push(p.parts[n as usize - 1].len(p.sector) / 512);
+        }
         md::plan(md::Version::V1_2, v.level, &sizes).map_err(|e| {
             crate::disk::md::array::raid_fmt(format_args!(
                 "The software RAID configuration does not fit: logical disk {} (RAID-{}) on \
