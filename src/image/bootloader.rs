@@ -420,16 +420,15 @@ fn build_esp_raid(root: &crate::root::Root, holders: &[String]) -> Result<md::ar
         parts.push((partition_path(holder, number)[5..].to_string(), off, len));
         files.push(f);
     }
-    let members: Vec<md::array::NewMember> = parts
-        .into_iter()
-        .zip(&files)
-        .map(|((kname, offset, len), disk)| md::array::NewMember {
+    let mut members: Vec<md::array::NewMember> = vec![];
+    for ((kname, offset, len), disk) in parts.into_iter().zip(&files) {
+        members.push(md::array::NewMember {
             disk,
             kname,
             offset,
             len,
-        })
-        .collect();
+        });
+    }
     let name = md::array::free_name(root, 0..=127)
         .ok_or_else(|| raid_err("No free md (RAID) devices are left"))?;
     let kernel = md::array::Sysfs(root);

@@ -505,7 +505,10 @@ pub fn create(
     name: &str,
     members: &[NewMember],
 ) -> Result<u64> {
-    let sizes: Vec<u64> = members.iter().map(|m| m.len / 512).collect();
+    let mut sizes: Vec<u64> = vec![];
+    for m in members {
+        sizes.push(m.len / 512);
+    }
     let plan = super::plan(version, level, &sizes).map_err(|e| raid_err(e.into_details()))?;
     let id = new_identity(root, name)?;
     let mut knames = vec![];

@@ -596,13 +596,17 @@ pub fn plan(version: Version, level: i32, sectors: &[u64]) -> Result<Plan> {
     let array_sectors = match level {
         0 => {
             let c = u64::from(chunk);
-            let zones: Vec<u64> = members.iter().map(|m| m.data_size / c * c).collect();
+            let zone = |m: &MemberPlace| m.data_size / c * c;
             // Members of different sizes make several zones, which a
             // 5.4+ kernel runs only when the layout is recorded.
-            if zones.iter().any(|z| *z != zones[0]) {
-                feature_map |= FEATURE_RAID0_LAYOUT;
+            let mut sum = 0;
+            for m in &members {
+                if zone(m) != zone(&members[0]) {
+                    feature_map |= FEATURE_RAID0_LAYOUT;
+                }
+                sum += zone(m);
             }
-            zones.iter().sum()
+            sum
         }
         1 => size,
         10 => {

@@ -132,7 +132,11 @@ pub fn select_holders(devices: &[BlockDevice], vols: &mut [Volume<'_>]) -> Resul
     for v in vols.iter_mut() {
         let mut matching: Vec<String> = vec![];
         match v.physical_disks {
-            None => matching = devices.iter().map(|d| d.name.clone()).collect(),
+            None => {
+                for d in devices {
+                    matching.push(d.name.clone());
+                }
+            }
             Some(hint_sets) => {
                 for h in hint_sets.iter().filter_map(Value::as_object) {
                     let candidates: Vec<&str> = hints::find_devices(devices, h)
