@@ -722,22 +722,22 @@ pub fn find(size: u64, read: &dyn Fn(u64, usize) -> std::io::Result<Vec<u8>>) ->
 /// clears, found the way `guess_super` looks.
 pub fn magic_offsets(size: u64, read: &dyn Fn(u64, usize) -> std::io::Result<Vec<u8>>) -> Vec<u64> {
     let sectors = size / 512;
-    let mut spots: Vec<u64> = Version::ALL
+    let mut spots: Vec<u64> = vec![];
+    for s in Version::ALL
         .iter()
         .filter_map(|v| v.sb_sector(sectors))
         .chain(sb090_sector(sectors))
-        .map(|s| s * 512)
-        .collect();
+    {
+        spots.push(s * 512);
+    }
     crate::util::sort_small(&mut spots);
     spots.dedup();
+    spots.retain(|&off| {
+        read(off, 512)
+            .map(|b| b.len() >= 4 && le32(&b, 0) == MAGIC)
+            .unwrap_or(false)
+    });
     spots
-        .into_iter()
-        .filter(|&off| {
-            read(off, 512)
-                .map(|b| b.len() >= 4 && le32(&b, 0) == MAGIC)
-                .unwrap_or(false)
-        })
-        .collect()
 }
 
 #[cfg(test)]

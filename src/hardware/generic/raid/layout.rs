@@ -139,11 +139,12 @@ pub fn select_holders(devices: &[BlockDevice], vols: &mut [Volume<'_>]) -> Resul
             }
             Some(hint_sets) => {
                 for h in hint_sets.iter().filter_map(Value::as_object) {
-                    let candidates: Vec<&str> = hints::find_devices(devices, h)
-                        .map_err(|e| raid_error(e.into_details()))?
-                        .into_iter()
-                        .map(|d| d.name.as_str())
-                        .collect();
+                    let mut candidates: Vec<&str> = vec![];
+                    for d in
+                        hints::find_devices(devices, h).map_err(|e| raid_error(e.into_details()))?
+                    {
+                        candidates.push(&d.name);
+                    }
                     let hr = hints::py_repr(&Value::Object(h.clone()));
                     if candidates.is_empty() {
                         return Err(crate::disk::md::array::raid_fmt(format_args!(

@@ -112,11 +112,7 @@ pub fn validate_configuration(
             }
         }
         if let Some(pd) = ld.get("physical_disks").filter(|v| !v.is_null()) {
-            let items: Vec<&Value> = match pd {
-                Value::Array(a) => a.iter().collect(),
-                _ => vec![],
-            };
-            if !pd.is_array() || items.len() < 2 {
+            if pd.as_array().is_none_or(|a| a.len() < 2) {
                 error(
                     "The physical_disks parameter for software RAID must be a list with at \
                      least 2 items, each specifying a disk in the device hints format",
