@@ -1,7 +1,9 @@
 //! The API front's request parsing (`api::guard`), as the front runs it on
 //! a client's bytes: the head scanner over a growing buffer, `parse_head`,
 //! the canonical head handed to tiny_http, the chunked body decoder; then
-//! the request target as the API and the log see it. Checks, besides
+//! the request target as the API and the log see it; and the same bytes
+//! as an image server's answer (`image::http`: response head, framing,
+//! chunk-size lines). Checks, besides
 //! "never panics": the scanner and the decoder give the same answer
 //! however the bytes are split, a canonical head parses back to itself,
 //! and an agent token in the query never reaches the logged target.
@@ -17,6 +19,13 @@ use libfuzzer_sys::fuzz_target;
 const MAX_BODY: u64 = 1 << 20;
 
 fuzz_target!(|data: &[u8]| {
+    // the same bytes as an image server's answer, as image::http reads it
+    if let Ok(Some(h)) = ironic_agent::image::http::parse_head(data) {
+        let _ = h.framing();
+    }
+    for line in data.split(|&b| b == b'\n').take(64) {
+        let _ = ironic_agent::image::http::chunk_size(line);
+    }
     // the head scanner, all at once and one byte at a time
     let whole = HeadScanner::new().scan(data);
     let mut s = HeadScanner::new();

@@ -28,6 +28,7 @@
 use crate::config::Env;
 use crate::error::{AgentError, Kind, Result};
 
+use super::http::field;
 use super::info::ImageInfo;
 use std::collections::{BTreeMap, HashMap};
 use std::io::Read;
@@ -154,17 +155,80 @@ fn url_parts(url: &str) -> Result<(String, String, Option<u16>)> {
 pub struct Validator(pub String);
 
 impl Validator {
-    fn from_response(resp: &ureq::http::Response<ureq::Body>) -> Option<Validator> {
-        let h = |n: &str| {
-            resp.headers()
-                .get(n)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_string)
-        };
-        h("etag")
+    /// From a response's header fields (names lower-case).
+    fn from_fields(h: &[(String, String)]) -> Option<Validator> {
+        field(h, "etag")
             .filter(|e| !e.starts_with("W/"))
-            .or_else(|| h("last-modified"))
-            .map(Validator)
+            .or_else(|| field(h, "last-modified"))
+            .map(|v| Validator(v.to_string()))
+    }
+}
+
+/// ureq's header map as the fields `super::http` gives.
+fn ureq_fields(h: &ureq::http::HeaderMap) -> Vec<(String, String)> {
+    h.iter()
+        .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("?").to_string()))
+        .collect()
+}
+
+/// An image body: straight from the socket (plain HTTP, `super::http`) or
+/// through ureq.
+enum Body {
+    Direct(super::http::Body),
+    Ureq(ureq::BodyReader<'static>),
+}
+
+impl Read for Body {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Body::Direct(b) => b.read(buf),
+            Body::Ureq(b) => b.read(buf),
+        }
+    }
+}
+
+/// What the image stream needs of a 200 or 206 answer.
+struct Answer {
+    status: u16,
+    length: Option<u64>,
+    content_range: Option<(u64, u64, Option<u64>)>,
+    accepts_ranges: bool,
+    validator: Option<Validator>,
+    body: Body,
+}
+
+impl Answer {
+    fn new(status: u16, length: Option<u64>, h: &[(String, String)], body: Body) -> Answer {
+        Answer {
+            status,
+            length,
+            content_range: field(h, "content-range").and_then(parse_content_range),
+            accepts_ranges: field(h, "accept-ranges")
+                .is_some_and(|v| v.eq_ignore_ascii_case("bytes")),
+            validator: Validator::from_fields(h),
+            body,
+        }
+    }
+
+    fn from_ureq(resp: ureq::http::Response<ureq::Body>) -> Answer {
+        let (parts, body) = resp.into_parts();
+        let length = body.content_length();
+        let h = ureq_fields(&parts.headers);
+        Answer::new(
+            parts.status.as_u16(),
+            length,
+            &h,
+            Body::Ureq(body.into_reader()),
+        )
+    }
+
+    fn from_direct(r: super::http::Response) -> Answer {
+        Answer::new(
+            r.head.status,
+            r.length,
+            &r.head.headers,
+            Body::Direct(r.body),
+        )
     }
 }
 
@@ -178,6 +242,42 @@ pub fn parse_content_range(v: &str) -> Option<(u64, u64, Option<u64>)> {
         t => Some(t.parse().ok()?),
     };
     Some((a.trim().parse().ok()?, b.trim().parse().ok()?, total))
+}
+
+/// An answer other than 200 or 206, in IPA's words (`ImageDownload`):
+/// 4xx is final (416 aside), the rest is retried.
+fn status_failure(
+    url: &str,
+    status: u16,
+    body: &mut dyn Read,
+    headers: &[(String, String)],
+) -> Fail {
+    // the first KiB of the body, as text (requests' `resp.text` replaces
+    // what is not UTF-8 too)
+    let mut buf = [0u8; 1024];
+    let mut n = 0;
+    while n < buf.len() {
+        match body.read(&mut buf[n..]) {
+            Ok(0) | Err(_) => break,
+            Ok(k) => n += k,
+        }
+    }
+    let text = String::from_utf8_lossy(&buf[..n]);
+    let headers: Vec<String> = headers
+        .iter()
+        .map(|(k, v)| format!("'{k}': '{v}'"))
+        .collect();
+    let msg = format!(
+        "Received status code {status} from {url}, expected 200. Response body: {} \
+         Response headers: {{{}}}",
+        text.trim(),
+        headers.join(", ")
+    );
+    if status < 500 && status != 416 {
+        Fail::Fatal(msg)
+    } else {
+        Fail::Retry(msg)
+    }
 }
 
 pub struct Client {
@@ -355,46 +455,42 @@ impl Client {
             .agent_for(url)
             .map_err(|e| Fail::Fatal(e.into_details()))?;
         let mut req = agent.get(url);
-        if let Some(a) = &self.auth {
-            req = req.header("Authorization", a);
-        }
-        if let Some((start, end)) = range {
-            let spec = match end {
-                Some(e) => format!("bytes={start}-{e}"),
-                None => format!("bytes={start}-"),
-            };
-            req = req.header("Range", &spec);
-            if let Some(v) = if_range {
-                req = req.header("If-Range", &v.0);
-            }
+        for (n, v) in self.request_fields(range, if_range) {
+            req = req.header(n, v);
         }
         let mut resp = req.call().map_err(|e| Fail::Retry(e.to_string()))?;
         let status = resp.status().as_u16();
         if status == 200 || status == 206 {
             return Ok(resp);
         }
-        let mut body = String::new();
-        let _ = resp
-            .body_mut()
-            .as_reader()
-            .take(1024)
-            .read_to_string(&mut body);
-        let headers: Vec<String> = resp
-            .headers()
-            .iter()
-            .map(|(k, v)| format!("'{k}': '{}'", v.to_str().unwrap_or("?")))
-            .collect();
-        let msg = format!(
-            "Received status code {status} from {url}, expected 200. Response body: {} \
-             Response headers: {{{}}}",
-            body.trim(),
-            headers.join(", ")
-        );
-        if status < 500 && status != 416 {
-            Err(Fail::Fatal(msg))
-        } else {
-            Err(Fail::Retry(msg))
+        let h = ureq_fields(resp.headers());
+        Err(status_failure(
+            url,
+            status,
+            &mut resp.body_mut().as_reader(),
+            &h,
+        ))
+    }
+
+    /// The request's own header fields: authorization, and for a range
+    /// `Range` (with `If-Range` when a validator is known).
+    fn request_fields(
+        &self,
+        range: Option<(u64, Option<u64>)>,
+        if_range: Option<&Validator>,
+    ) -> Vec<(&'static str, String)> {
+        let mut f = vec![];
+        if let Some(a) = &self.auth {
+            f.push(("Authorization", a.clone()));
         }
+        if let Some((start, end)) = range {
+            let end = end.map(|e| e.to_string()).unwrap_or_default();
+            f.push(("Range", format!("bytes={start}-{end}")));
+            if let Some(v) = if_range {
+                f.push(("If-Range", v.0.clone()));
+            }
+        }
+        f
     }
 
     /// `get` with IPA's connection retries: 4xx fails at once, other
@@ -405,9 +501,17 @@ impl Client {
         range: Option<(u64, Option<u64>)>,
         if_range: Option<&Validator>,
     ) -> std::result::Result<ureq::http::Response<ureq::Body>, Fail> {
+        self.retrying(url, || self.get(url, range, if_range))
+    }
+
+    fn retrying<T>(
+        &self,
+        url: &str,
+        get: impl Fn() -> std::result::Result<T, Fail>,
+    ) -> std::result::Result<T, Fail> {
         let mut attempt = 0;
         loop {
-            match self.get(url, range, if_range) {
+            match get() {
                 Err(Fail::Retry(m)) if attempt < self.retries => {
                     attempt += 1;
                     log::warn!("Unable to connect to {url}, retrying. Error: {m}");
@@ -416,6 +520,41 @@ impl Client {
                 r => return r,
             }
         }
+    }
+
+    /// A GET for the image body itself: over plain HTTP without a proxy,
+    /// read straight from the socket when the answer allows
+    /// (`super::http`), otherwise (and for every other answer, which is
+    /// asked again) through ureq as [`Client::get`].
+    fn get_image(
+        &self,
+        url: &str,
+        range: Option<(u64, Option<u64>)>,
+        if_range: Option<&Validator>,
+    ) -> std::result::Result<Answer, Fail> {
+        self.check_deadline()?;
+        if super::http::plain_target(url).is_some() && matches!(self.proxy_for(url), Ok(None)) {
+            let headers = self.request_fields(range, if_range);
+            match super::http::get(url, &headers, self.timeout) {
+                Ok(Some(mut r)) if r.head.status != 200 && r.head.status != 206 => {
+                    let s = r.head.status;
+                    return Err(status_failure(url, s, &mut r.body, &r.head.headers));
+                }
+                Ok(Some(r)) => {
+                    log::debug!("reading the body of {url} straight from the socket");
+                    return Ok(Answer::from_direct(r));
+                }
+                Ok(None) => {}
+                // waiting twice for a server that does not answer helps
+                // nobody; anything else is asked again through ureq, whose
+                // error texts the retries and logs carry
+                Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
+                    return Err(Fail::Retry(e.to_string()))
+                }
+                Err(e) => log::debug!("{url} over plain HTTP: {e}; asking through ureq"),
+            }
+        }
+        self.get(url, range, if_range).map(Answer::from_ureq)
     }
 
     /// A small text document (a checksum file), IPA's
@@ -480,7 +619,7 @@ impl Client {
 pub struct ImageStream {
     client: std::sync::Arc<Client>,
     pub url: String,
-    reader: Option<ureq::BodyReader<'static>>,
+    reader: Option<Body>,
     /// Bytes delivered so far.
     pub pos: u64,
     /// The image size, when the server said (Content-Length).
@@ -497,22 +636,15 @@ pub struct ImageStream {
 impl ImageStream {
     /// GET `url` with IPA's connection retries.
     pub fn open(client: std::sync::Arc<Client>, url: &str) -> std::result::Result<Self, Fail> {
-        let resp = client.get_retrying(url, None, None)?;
-        let total = resp.body().content_length();
-        let accepts_ranges = resp
-            .headers()
-            .get("accept-ranges")
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.eq_ignore_ascii_case("bytes"));
-        let validator = Validator::from_response(&resp);
+        let a = client.retrying(url, || client.get_image(url, None, None))?;
         Ok(ImageStream {
             client,
             url: url.to_string(),
-            reader: Some(resp.into_body().into_reader()),
+            reader: Some(a.body),
             pos: 0,
-            total,
-            validator,
-            accepts_ranges,
+            total: a.length,
+            validator: a.validator,
+            accepts_ranges: a.accepts_ranges,
             failures: 0,
             resumes: 0,
         })
@@ -521,35 +653,27 @@ impl ImageStream {
     /// Continue from `self.pos` after a failure.
     fn resume(&mut self) -> std::result::Result<(), Fail> {
         self.reader = None;
-        let resp = self
-            .client
-            .get(&self.url, Some((self.pos, None)), self.validator.as_ref())?;
-        match resp.status().as_u16() {
-            206 => {
-                let cr = resp
-                    .headers()
-                    .get("content-range")
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(parse_content_range);
-                match cr {
-                    Some((start, _, total))
-                        if start == self.pos
-                            && (total.is_none() || self.total.is_none() || total == self.total) => {
-                    }
-                    other => {
-                        return Err(Fail::NoResume(format!(
-                            "{} answered Range: bytes={}- with Content-Range {other:?}; cannot \
-                             resume",
-                            self.url, self.pos
-                        )))
-                    }
+        let a =
+            self.client
+                .get_image(&self.url, Some((self.pos, None)), self.validator.as_ref())?;
+        match a.status {
+            206 => match a.content_range {
+                Some((start, _, total))
+                    if start == self.pos
+                        && (total.is_none() || self.total.is_none() || total == self.total) => {}
+                other => {
+                    return Err(Fail::NoResume(format!(
+                        "{} answered Range: bytes={}- with Content-Range {other:?}; cannot \
+                         resume",
+                        self.url, self.pos
+                    )))
                 }
-            }
+            },
             // the server ignored the range (or the file changed): only a
             // download that has delivered nothing yet may start over
             _ if self.pos == 0 => {
-                self.total = resp.body().content_length();
-                self.validator = Validator::from_response(&resp);
+                self.total = a.length;
+                self.validator = a.validator;
             }
             s => {
                 return Err(Fail::NoResume(format!(
@@ -568,7 +692,7 @@ impl ImageStream {
         }
         self.resumes += 1;
         log::info!("resumed the download of {} at byte {}", self.url, self.pos);
-        self.reader = Some(resp.into_body().into_reader());
+        self.reader = Some(a.body);
         Ok(())
     }
 

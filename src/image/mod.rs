@@ -6,7 +6,8 @@
 //! written only after the checksum verified:
 //!
 //! * [`checksum`]: which digest `image_info` asks for, checksum files;
-//! * [`download`]: HTTP(S) with auth, proxies, retries and Range resume;
+//! * [`download`]: HTTP(S) with auth, proxies, retries and Range resume
+//!   ([`http`]: plain-HTTP bodies read straight into the aligned buffers);
 //! * [`format`]: sniffing and IPA's format policy (CVE-2024-44082);
 //! * [`qcow2`]: qcow2 → raw while streaming ([`inflate`]: its compressed
 //!   clusters on helper threads);
@@ -45,6 +46,7 @@ pub mod configdrive;
 pub mod download;
 pub mod finish;
 pub mod format;
+pub mod http;
 pub mod inflate;
 pub mod info;
 pub mod partition;
