@@ -218,6 +218,14 @@ fn raw_image_streams_and_reports_like_ipa() {
     let log = agent.log_text();
     assert!(log.contains("detected format gpt"), "{log}");
     assert!(log.contains("sha256 checksum verified"), "{log}");
+    // plain HTTP: the body went from the socket straight into the buffers
+    // (image::http), not through ureq's
+    assert!(
+        log.contains(&format!(
+            "reading the body of {url} straight from the socket"
+        )),
+        "{log}"
+    );
     // the same image again is not downloaded again (IPA's cached_image_id)
     let r = prepare(&agent, image_info("img-1", &url, &img, "raw"));
     assert_eq!(r["command_status"], "SUCCEEDED", "{r}");
@@ -773,6 +781,8 @@ fn proxies_and_no_proxy_from_image_info() {
         agent.log_text()
     );
     assert_disk(&disk, &img);
+    // through a proxy the body is ureq's to read
+    assert!(!agent.log_text().contains("straight from the socket"));
     let tunnels = seen.lock().unwrap().clone();
     assert!(
         tunnels.iter().any(|t| t.starts_with("CONNECT 127.0.0.1:")),
