@@ -37,14 +37,11 @@
 //! corrupt, unknown incompatible features, cluster sizes outside 512 B–2 MiB,
 //! refcount orders above 6, L1 tables beyond qemu's own 32 MiB limit.
 
-use super::writer::{AlignedBuf, Target};
+use super::writer::{AlignedBuf, Behind, Target};
 use crate::error::{AgentError, Kind as ErrorKind};
 use crate::util::bytes::{be32, be64};
-use crate::util::chan::{self as mpsc, Receiver, Sender};
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
-use std::os::unix::fs::FileExt;
-use std::thread::JoinHandle;
 
 /// qemu's `QCOW_MAX_L1_SIZE`.
 const MAX_L1_BYTES: u64 = 32 << 20;
@@ -424,110 +421,24 @@ struct Carry {
     bytes: Vec<u8>,
 }
 
-/// Guest-contiguous data gathered into one large write.
+/// Guest-contiguous data gathered into one large write. Full buffers are
+/// written on `writer::Behind`'s threads, up to [`WRITE_BEHIND`] bytes at
+/// once, while the converter inflates the next clusters (qemu-img overlaps
+/// them too, with its coroutines). Each guest cluster is written once and
+/// the held-back head and tail never there (`Target::direct_slot`); every
+/// write is waited for before the converter finishes, so the head is
+/// committed after them.
 struct Combiner {
     buf: AlignedBuf,
     start: u64,
-    behind: Option<WriteBehind>,
+    behind: Option<Behind>,
+    /// Buffers back from finished writes.
+    spare: Vec<AlignedBuf>,
 }
 
-/// One combined write in flight on a helper thread, so the converter
-/// inflates the next clusters while the device takes the last ones
-/// (qemu-img overlaps them too, with its coroutines). Two buffers take
-/// turns; at most one write is outstanding, and every one is waited for
-/// before the converter finishes, so the head is committed after them.
-/// Its ranges never overlap another write: each guest cluster is written
-/// once, and the held-back head and tail are never written here.
-struct WriteBehind {
-    to: Option<Sender<(AlignedBuf, u64)>>,
-    from: Receiver<(AlignedBuf, u64, std::io::Result<()>)>,
-    spare: Option<AlignedBuf>,
-    busy: bool,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl WriteBehind {
-    fn start(t: &Target) -> Option<WriteBehind> {
-        let file = t.clone_file().ok()?;
-        let (to, rx) = mpsc::sync_channel::<(AlignedBuf, u64)>(1);
-        let (tx, from) = mpsc::sync_channel(1);
-        let thread = std::thread::Builder::new()
-            .name("image-write".into())
-            .spawn(move || {
-                for (buf, abs) in rx {
-                    let r = file.write_all_at(buf.data(), abs);
-                    if tx.send((buf, abs, r)).is_err() {
-                        return;
-                    }
-                }
-            })
-            .ok()?;
-        Some(WriteBehind {
-            to: Some(to),
-            from,
-            spare: None,
-            busy: false,
-            thread: Some(thread),
-        })
-    }
-
-    /// Wait for the write in flight, if any.
-    fn settle(&mut self, t: &Target) -> Result<(), AgentError> {
-        if !self.busy {
-            return Ok(());
-        }
-        self.busy = false;
-        match self.from.recv() {
-            Ok((buf, abs, r)) => {
-                let len = buf.len;
-                self.spare = Some(buf);
-                r.map_err(|e| t.write_failed(abs, len, e))
-            }
-            Err(_) => Err(stopped(t)),
-        }
-    }
-
-    /// The buffer not in flight, once the write in flight is done (the
-    /// second buffer is made on first use).
-    fn free(&mut self, t: &Target, cap: usize) -> Result<AlignedBuf, AgentError> {
-        self.settle(t)?;
-        let mut free = self.spare.take().unwrap_or_else(|| AlignedBuf::new(cap));
-        free.len = 0;
-        Ok(free)
-    }
-
-    /// Write `buf` at device offset `abs` on the helper thread.
-    fn send(&mut self, t: &Target, buf: AlignedBuf, abs: u64) -> Result<(), AgentError> {
-        if let Some(to) = &self.to {
-            if to.send((buf, abs)).is_ok() {
-                self.busy = true;
-                return Ok(());
-            }
-        }
-        Err(stopped(t))
-    }
-}
-
-fn stopped(t: &Target) -> AgentError {
-    AgentError::new(
-        ErrorKind::ImageWriteError,
-        format!(
-            "Writing image to device {} failed: the write thread stopped",
-            t.dev
-        ),
-    )
-}
-
-impl Drop for WriteBehind {
-    fn drop(&mut self) {
-        // the write in flight (if any) completes before the target is
-        // wiped or committed
-        self.to = None;
-        if let Some(h) = self.thread.take() {
-            let _ = h.join();
-        }
-    }
-}
+/// Bytes of combined writes in flight: three 1 MiB writes (one of 2 MiB
+/// for 2 MiB clusters), as the raw path's depth.
+const WRITE_BEHIND: usize = 3 << 20;
 
 impl Combiner {
     fn put(&mut self, t: &mut Target, guest: u64, data: &[u8]) -> Result<(), AgentError> {
@@ -549,15 +460,24 @@ impl Combiner {
             return Ok(());
         }
         if let Some(abs) = t.direct_slot(self.start, self.buf.len as u64)? {
+            let cap = self.buf.capacity();
+            let depth = (WRITE_BEHIND / cap).max(1);
             if self.behind.is_none() {
-                self.behind = WriteBehind::start(t);
+                self.behind = Behind::start(t, depth);
             }
             if let Some(wb) = self.behind.as_mut() {
-                let free = wb.free(t, self.buf.capacity())?;
+                if wb.in_flight() >= depth {
+                    self.spare.extend(wb.reap(t, true)?);
+                }
+                while let Some(b) = wb.reap(t, false)? {
+                    self.spare.push(b);
+                }
+                let mut free = self.spare.pop().unwrap_or_else(|| AlignedBuf::new(cap));
+                free.len = 0;
                 let full = std::mem::replace(&mut self.buf, free);
                 return wb.send(t, full, abs);
             }
-            // no thread: the slot is already counted, write it here
+            // no threads: the slot is already counted, write it here
             return t
                 .write_slot(abs, self.buf.data())
                 .map(|()| self.buf.len = 0);
@@ -567,13 +487,15 @@ impl Combiner {
         Ok(())
     }
 
-    /// Flush, and wait for the write in flight.
+    /// Flush, and wait for the writes in flight.
     fn settle(&mut self, t: &mut Target) -> Result<(), AgentError> {
         self.flush(t)?;
-        match self.behind.as_mut() {
-            Some(wb) => wb.settle(t),
-            None => Ok(()),
+        if let Some(wb) = self.behind.as_mut() {
+            while let Some(b) = wb.reap(t, true)? {
+                self.spare.push(b);
+            }
         }
+        Ok(())
     }
 }
 
@@ -656,6 +578,7 @@ impl Converter {
             pool: None,
             inflate_threads: None,
             comb: Combiner {
+                spare: Vec::new(),
                 buf: AlignedBuf::new(COMBINE.max(cs as usize)),
                 start: 0,
                 behind: None,

@@ -18,7 +18,7 @@ use super::checksum::{Expected, Hasher};
 use super::download::{open_first, Client, Fail, ImageStream};
 use super::format::{self, Format, Policy};
 use super::qcow2::{self, ConvError, Converter};
-use super::writer::{AlignedBuf, Target, MIB};
+use super::writer::{AlignedBuf, Behind, Target, MIB};
 use crate::error::{AgentError, Kind, Result};
 use crate::util::chan::{self as mpsc, Receiver, Sender};
 use std::sync::Arc;
@@ -36,6 +36,10 @@ pub const MAX_CHUNK: usize = 2 << 20;
 /// stages hand over smaller pieces more often, so none of them waits for a
 /// whole 2 MiB buffer to come free.
 pub const IN_FLIGHT: usize = 6 << 20;
+/// Raw chunks written at once (`writer::Behind`): a queue for the device,
+/// where one write at a time left it idle between writes. Half the buffers,
+/// so receiving and hashing keep the other half.
+const WRITE_DEPTH: usize = IN_FLIGHT / CHUNK / 2;
 /// How often progress is logged.
 const PROGRESS_EVERY: Duration = Duration::from_secs(5);
 /// qcow2 L1 tables beyond this offset are fetched with a Range request
@@ -551,15 +555,52 @@ fn write_raw(
     first: AlignedBuf,
     progress: &mut Progress,
 ) -> Result<()> {
+    let mut behind: Option<Behind> = None;
     let mut next = Some((first, 0u64));
     while let Some((buf, off)) = next {
         let m = Mark::now();
-        target.write_at(off, buf.data())?;
-        m.lap(&mut fetch.stages[2].busy);
         let read = off + buf.len as u64;
-        fetch.recycle(buf);
+        match target.direct_slot(off, buf.len as u64)? {
+            // a whole aligned chunk clear of the held-back ranges: written
+            // on the helper threads, up to WRITE_DEPTH at once
+            Some(abs) => {
+                if behind.is_none() {
+                    behind = Behind::start(target, WRITE_DEPTH);
+                }
+                match behind.as_mut() {
+                    Some(b) => {
+                        if b.in_flight() >= WRITE_DEPTH {
+                            if let Some(done) = b.reap(target, true)? {
+                                fetch.recycle(done);
+                            }
+                        }
+                        b.send(target, buf, abs)?;
+                    }
+                    // no threads: the slot is counted, write it here
+                    None => {
+                        target.write_slot(abs, buf.data())?;
+                        fetch.recycle(buf);
+                    }
+                }
+            }
+            None => {
+                target.write_at(off, buf.data())?;
+                fetch.recycle(buf);
+            }
+        }
+        if let Some(b) = behind.as_mut() {
+            while let Some(done) = b.reap(target, false)? {
+                fetch.recycle(done);
+            }
+        }
+        m.lap(&mut fetch.stages[2].busy);
         progress.tick(read, target.written);
         next = fetch.next_chunk()?;
+    }
+    if let Some(b) = behind.as_mut() {
+        while let Some(done) = b.reap(target, true)? {
+            fetch.recycle(done);
+        }
     }
     Ok(())
 }

@@ -127,6 +127,22 @@ impl<T> Receiver<T> {
     }
 }
 
+impl<T> Receiver<T> {
+    /// A queued message without waiting: `Ok(None)` while the queue is
+    /// empty and a sender is left.
+    pub fn try_recv(&self) -> Result<Option<T>, RecvError> {
+        let mut s = self.0.lock();
+        match s.queue.pop_front() {
+            Some(msg) => {
+                self.0.changed.notify_all();
+                Ok(Some(msg))
+            }
+            None if s.senders == 0 => Err(RecvError),
+            None => Ok(None),
+        }
+    }
+}
+
 impl<T> Drop for Receiver<T> {
     fn drop(&mut self) {
         let queued = {
