@@ -259,7 +259,9 @@ dd_zero() {
   local s e m
   m=$(machine_cpu)
   s=$(secs)
-  dd if=/dev/zero of="$LOOP" bs=4M count="$SIZE_MIB" oflag=direct status=none
+  # SIZE_MIB MiB in 4 MiB blocks (until 2026-12-07 `count=$SIZE_MIB`
+  # wrote four times the image: 8 GiB for the 2 GiB runs)
+  dd if=/dev/zero of="$LOOP" bs=4M count=$(( (SIZE_MIB + 3) / 4 )) oflag=direct status=none
   e=$(secs)
   T[zero]=$(python3 -c "print($e-$s)")
   M[zero]=$(python3 -c "print(f'{$(machine_cpu)-$m:.2f}')")
