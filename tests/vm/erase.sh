@@ -19,7 +19,8 @@
 # signatures.
 #
 #   tests/vm/erase.sh            # builds the agent and the `hardware` ramdisk
-# Environment: VM_WORK (keep files there), VM_MEM [256M], DISK_MIB [256],
+# Environment: VM_WORK (keep files there), VM_KEEP=1 (keep a passing
+# run's files too), VM_MEM [256M], DISK_MIB [256],
 # CARGO_TARGET_DIR. Exit status 0 PASS, 1 FAIL.
 set -euo pipefail
 
@@ -29,11 +30,22 @@ ROOT=$(cd "$HERE/../.." && pwd)
 . "$ROOT/scripts/lib.sh"
 MEM=${VM_MEM:-256M}
 DISK_MIB=${DISK_MIB:-256}
+# kept after a pass only when the caller chose the place or asked (read
+# now: run-vm's VM_* lines, evaluated below, set VM_WORK too)
+KEEP=${VM_WORK:+1}${VM_KEEP:-}
 WORK=${VM_WORK:-$(mktemp -d "${TMPDIR:-/tmp}/vm-erase.XXXXXX")}
 mkdir -p "$WORK"; WORK=$(cd "$WORK" && pwd)
 VM_PID=
 log() { echo "[vm-erase $(date +%T)] $*" >&2; }
-cleanup() { [ -z "$VM_PID" ] || kill "$VM_PID" 2>/dev/null || true; }
+# the VM, and the work directory (~0.8 GiB of disk images) unless the
+# caller named VM_WORK or asked VM_KEEP=1, or the run failed
+cleanup() {
+  local rc=$?
+  [ -z "$VM_PID" ] || kill "$VM_PID" 2>/dev/null || true
+  if [ "$rc" = 0 ] && [ -z "$KEEP" ]; then
+    rm -rf "$WORK"
+  fi
+}
 trap cleanup EXIT
 
 # ---------------------------------------------------------------- setup

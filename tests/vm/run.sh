@@ -86,7 +86,8 @@
 #
 # PENDING: the agent answered, but a feature the check needs is not on
 # main yet (e.g. inventory collection). VM_STRICT=1 counts PENDING as FAIL.
-# Environment: VM_WORK (keep files there), VM_MEM [128M], CARGO_TARGET_DIR,
+# Environment: VM_WORK (keep files there), VM_KEEP=1 (keep a passing
+# run's files too; a failing run's are kept), VM_MEM [128M], CARGO_TARGET_DIR,
 # VM_AGENT (an agent binary to test instead of building one, e.g. the
 # output of scripts/build-static --small).
 # Exit status: 1 if any phase FAILed.
@@ -98,6 +99,9 @@ ROOT=$(cd "$HERE/../.." && pwd)
 . "$ROOT/scripts/lib.sh"
 PHASES=("$@"); [ ${#PHASES[@]} -gt 0 ] || PHASES=(a h b z n r k c d arm64 s)
 MEM=${VM_MEM:-128M}
+# kept after a pass only when the caller chose the place or asked (read
+# now: the VM_* lines of run-vm that phases evaluate set VM_WORK too)
+KEEP=${VM_WORK:+1}${VM_KEEP:-}
 WORK=${VM_WORK:-$(mktemp -d "${TMPDIR:-/tmp}/vm-test.XXXXXX")}
 mkdir -p "$WORK"; WORK=$(cd "$WORK" && pwd)
 PIDS=$WORK/vm-pids
@@ -108,6 +112,7 @@ now() { date +%s.%N; }
 since() { awk -v a="$1" -v b="$(now)" 'BEGIN{printf "%.1f", b-a}'; }
 cleanup() {   # only the VMs this run started, by pid
   local p
+  [ -f "$PIDS" ] || return 0
   while read -r p; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done < "$PIDS"
 }
 trap cleanup EXIT
@@ -653,5 +658,12 @@ done
 echo
 echo "=== tests/vm summary (TCG, $MEM)"
 for p in "${PHASES[@]}"; do printf '  %s  %-8s %6s s\n' "$p" "${RESULT[$p]}" "${TIME[$p]}"; done
-echo "  total $(since "$T0") s; files in $WORK"
+# a passing run's disks and ramdisks (~0.9 GiB) go, unless the caller
+# named VM_WORK or asked VM_KEEP=1; a failing run's stay for a look
+if [ "$fail" = 0 ] && [ -z "$KEEP" ]; then
+  rm -rf "$WORK"
+  echo "  total $(since "$T0") s (files removed; VM_KEEP=1 keeps them)"
+else
+  echo "  total $(since "$T0") s; files in $WORK"
+fi
 exit $fail
