@@ -112,7 +112,7 @@ impl Hasher {
             Hasher::Sha256(h) => h.finalize().to_vec(),
             Hasher::Ring(h) => h.finish().as_ref().to_vec(),
         };
-        bytes.iter().map(|b| format!("{b:02x}")).collect()
+        crate::util::bytes::hex(&bytes)
     }
 }
 

@@ -522,10 +522,11 @@ impl Client {
         }
     }
 
-    /// A GET for the image body itself: over plain HTTP without a proxy,
-    /// read straight from the socket when the answer allows
-    /// (`super::http`), otherwise (and for every other answer, which is
-    /// asked again) through ureq as [`Client::get`].
+    /// A GET for the image body itself: over plain HTTP without a proxy
+    /// through `super::http` (the body read straight from the socket; an
+    /// error answer worded as [`Client::get`] words it), otherwise, and for
+    /// a redirect or a connection that failed other than by a timeout,
+    /// through ureq as [`Client::get`].
     fn get_image(
         &self,
         url: &str,

@@ -389,8 +389,7 @@ pub fn get(url: &str, headers: &[(&str, String)], limit: Duration) -> io::Result
             .read(&mut buf[have..])
             .map_err(|e| timed(e, "timeout: receive response"))?;
         if n == 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
+            return Err(closed(
                 "the server closed the connection before its response head",
             ));
         }

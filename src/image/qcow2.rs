@@ -461,15 +461,11 @@ impl Combiner {
         }
         if let Some(abs) = t.direct_slot(self.start, self.buf.len as u64)? {
             let cap = self.buf.capacity();
-            let depth = (WRITE_BEHIND / cap).max(1);
             if self.behind.is_none() {
-                self.behind = Behind::start(t, depth);
+                self.behind = Behind::start(t, (WRITE_BEHIND / cap).max(1));
             }
             if let Some(wb) = self.behind.as_mut() {
-                if wb.in_flight() >= depth {
-                    self.spare.extend(wb.reap(t, true)?);
-                }
-                while let Some(b) = wb.reap(t, false)? {
+                while let Some(b) = wb.room(t)? {
                     self.spare.push(b);
                 }
                 let mut free = self.spare.pop().unwrap_or_else(|| AlignedBuf::new(cap));

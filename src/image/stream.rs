@@ -569,10 +569,8 @@ fn write_raw(
                 }
                 match behind.as_mut() {
                     Some(b) => {
-                        if b.in_flight() >= WRITE_DEPTH {
-                            if let Some(done) = b.reap(target, true)? {
-                                fetch.recycle(done);
-                            }
+                        while let Some(done) = b.room(target)? {
+                            fetch.recycle(done);
                         }
                         b.send(target, buf, abs)?;
                     }

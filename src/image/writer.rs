@@ -522,6 +522,7 @@ impl Target {
 pub struct Behind {
     to: Option<chan::Sender<(AlignedBuf, u64)>>,
     from: chan::Receiver<(AlignedBuf, u64, io::Result<()>)>,
+    depth: usize,
     in_flight: usize,
     threads: Vec<std::thread::JoinHandle<()>>,
 }
@@ -554,6 +555,7 @@ impl Behind {
         Some(Behind {
             to: Some(to),
             from,
+            depth,
             in_flight: 0,
             threads,
         })
@@ -561,6 +563,13 @@ impl Behind {
 
     pub fn in_flight(&self) -> usize {
         self.in_flight
+    }
+
+    /// Buffers of finished writes, one per call, waiting for one only while
+    /// `depth` writes are in flight: `while let Some(b) = room(t)?` makes
+    /// room for the next [`Behind::send`] and hands back what is done.
+    pub fn room(&mut self, t: &Target) -> Result<Option<AlignedBuf>> {
+        self.reap(t, self.in_flight >= self.depth)
     }
 
     /// Write `buf` at device offset `abs` (a slot of `t`'s).

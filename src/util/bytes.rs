@@ -51,6 +51,17 @@ pub fn at(b: &[u8], o: usize, magic: &[u8]) -> bool {
         .is_some_and(|s| s == magic)
 }
 
+/// Lower-case hex, as Python's `binascii.hexlify(...).decode()`.
+pub fn hex(data: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(data.len() * 2);
+    for b in data {
+        s.push(DIGITS[(b >> 4) as usize] as char);
+        s.push(DIGITS[(b & 15) as usize] as char);
+    }
+    s
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -391,17 +391,13 @@ pub fn uuid_text(u: &[u8; 16]) -> String {
 /// `sep` (one loop for both UUID spellings).
 #[inline(never)]
 fn hex_groups(u: &[u8; 16], groups: &[usize], sep: char) -> String {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut out = String::with_capacity(40);
     let mut i = 0;
     for (g, &n) in groups.iter().enumerate() {
         if g > 0 {
             out.push(sep);
         }
-        for b in &u[i..i + n] {
-            out.push(HEX[usize::from(b >> 4)] as char);
-            out.push(HEX[usize::from(b & 15)] as char);
-        }
+        out.push_str(&crate::util::bytes::hex(&u[i..i + n]));
         i += n;
     }
     out

@@ -169,16 +169,7 @@ pub fn parse_tlvs(mut buf: &[u8], base: usize) -> Result<Vec<(u8, &[u8])>, BadFr
     Ok(out)
 }
 
-/// Lower-case hex, as Python's `binascii.hexlify(...).decode()`.
-pub fn hex(data: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(data.len() * 2);
-    for b in data {
-        s.push(DIGITS[(b >> 4) as usize] as char);
-        s.push(DIGITS[(b & 15) as usize] as char);
-    }
-    s
-}
+pub use crate::util::bytes::hex;
 
 /// The inventory's form of a frame's TLVs.
 pub fn encode(tlvs: &[(u8, &[u8])]) -> Vec<Tlv> {
