@@ -249,6 +249,18 @@ machine_cpu() {
   awk -v hz="$(getconf CLK_TCK)" '/^cpu / {printf "%.3f", ($2+$3+$4+$7+$8+$9)/hz; exit}' /proc/stat
 }
 declare -A M
+# One timed run of COMMAND: its seconds in T[KEY], the whole machine's
+# CPU-seconds meanwhile in M[KEY].
+measure() { # KEY COMMAND...
+  local key=$1 s e m
+  shift
+  m=$(machine_cpu)
+  s=$(secs)
+  "$@"
+  e=$(secs)
+  T[$key]=$(python3 -c "print($e-$s)")
+  M[$key]=$(python3 -c "print(f'{$(machine_cpu)-$m:.2f}')")
+}
 
 # --- runs -------------------------------------------------------------------------
 declare -A T R
@@ -256,15 +268,9 @@ drop() { sync "$LOOP"; echo 3 > /proc/sys/vm/drop_caches; }
 
 dd_zero() {
   drop
-  local s e m
-  m=$(machine_cpu)
-  s=$(secs)
   # SIZE_MIB MiB in 4 MiB blocks (until 2026-12-07 `count=$SIZE_MIB`
   # wrote four times the image: 8 GiB for the 2 GiB runs)
-  dd if=/dev/zero of="$LOOP" bs=4M count=$(( (SIZE_MIB + 3) / 4 )) oflag=direct status=none
-  e=$(secs)
-  T[zero]=$(python3 -c "print($e-$s)")
-  M[zero]=$(python3 -c "print(f'{$(machine_cpu)-$m:.2f}')")
+  measure zero dd if=/dev/zero of="$LOOP" bs=4M count=$(( (SIZE_MIB + 3) / 4 )) oflag=direct status=none
 }
 
 # The device at its best: fio, 1 MiB O_DIRECT writes 8 deep (libaio), so
@@ -272,28 +278,16 @@ dd_zero() {
 # buffers counts; its CPU over the whole machine includes the loop worker.
 fio_dev() {
   drop
-  local s e m
-  m=$(machine_cpu)
-  s=$(secs)
-  fio --name=device --filename="$LOOP" --rw=write --bs=1M --iodepth=8 --ioengine=libaio \
-    --direct=1 --size="${SIZE_MIB}M" --output=/dev/null
-  e=$(secs)
-  T[fio]=$(python3 -c "print($e-$s)")
-  M[fio]=$(python3 -c "print(f'{$(machine_cpu)-$m:.2f}')")
+  measure fio fio --name=device --filename="$LOOP" --rw=write --bs=1M --iodepth=8 \
+    --ioengine=libaio --direct=1 --size="${SIZE_MIB}M" --output=/dev/null
 }
 
 # Receiving alone: the image from nginx into curl's buffer, thrown away
 # (the socket copies every HTTP receiver pays, nginx's sendfile beside
 # them), timed and counted over the whole machine.
 curl_null() { # KEY FILE
-  local s e m
   cat "$WORK/$2" > /dev/null
-  m=$(machine_cpu)
-  s=$(secs)
-  curl -fsS -o /dev/null "$URL/$2"
-  e=$(secs)
-  T[$1]=$(python3 -c "print($e-$s)")
-  M[$1]=$(python3 -c "print(f'{$(machine_cpu)-$m:.2f}')")
+  measure "$1" curl -fsS -o /dev/null "$URL/$2"
 }
 
 pipe() {
@@ -332,13 +326,7 @@ qemu_local() { # [KEY IMAGE [CONVERT OPTIONS...]]
 # cannot reach 1.0 against qemu-img on this CPU.
 hash_floor() { # KEY FILE ALGO
   cat "$WORK/$2" > /dev/null
-  local s e m
-  m=$(machine_cpu)
-  s=$(secs)
-  openssl dgst "-$3" -r "$WORK/$2" > /dev/null
-  e=$(secs)
-  T[$1]=$(python3 -c "print($e-$s)")
-  M[$1]=$(python3 -c "print(f'{$(machine_cpu)-$m:.2f}')")
+  measure "$1" openssl dgst "-$3" -r -out /dev/null "$WORK/$2"
 }
 
 # The same local convert with the image verified first (SHA-256 of the
