@@ -250,6 +250,10 @@ fn write_to_device(
         partition: partition_image,
     };
     let (file, mode) = open_for_image(path, device, IoMode::preferred())?;
+    // an array's background resync waits for the image (the image's own
+    // writes reach every mirror); it resumes when this drops
+    let _resync =
+        crate::disk::md::array::pause_resync(env.root, device.trim_start_matches("/dev/"));
     let geom = geometry(env.root, dev_path, &file)?;
     log::info!(
         "writing image {id} to {device} ({} bytes, {}-byte sectors, {})",

@@ -949,6 +949,14 @@ class Test:
                 log("  agent: " + line.split("INFO", 1)[-1].strip())
         if "written to device /dev/md" not in text:
             raise checks.PhaseFailed("the image did not go to a software RAID device")
+        # a resync held back while the image was written is resumed after
+        held = [ln.split("resync of ", 1)[1].split()[0] for ln in text.splitlines()
+                if "holding back the resync of /dev/" in ln]
+        resumed = text.count("resuming the resync (/sys/block/")
+        if len(held) != resumed:
+            raise checks.PhaseFailed(f"md resync held back on {held}, resumed {resumed} times")
+        log(f"  md resync held back during the write on {held or 'no array (none resyncing)'}"
+            f", resumed after: {resumed}")
         try:
             for i, h in enumerate(holders):
                 log("  " + raid.check_member(h, 3, "raid1", "esp", "1.0"))

@@ -151,6 +151,59 @@ pub fn holders(root: &Root, a: &Array) -> Vec<String> {
     out
 }
 
+/// md's background resyncs, held back ("frozen") while an image is
+/// written to an array and let go ("idle") when the guard drops. Right
+/// after `create_configuration` or `apply_configuration` the new arrays
+/// resync and take the disks' bandwidth (and, in a VM, CPU) from the
+/// image; md throttles a resync only when it notices other I/O, and then
+/// still moves the disks' heads to it. What the image writes is redundant
+/// as it lands: raid1 writes every mirror, and raid5/6 write whole stripes
+/// past the resync point (raid5.c: "reconstruct-write" when `recovery_cp`
+/// is below the stripe). The resync only makes the blocks nobody wrote
+/// agree; it resumes from md's checkpoint (`recovery_cp`, saved when a
+/// sync is interrupted: drivers/md/md.c md_do_sync) when the write is
+/// done. Every array's, not only the target's: in the ramdisk they are
+/// all the deploy's, and they share its disks or at least its CPUs.
+pub struct Paused<'a> {
+    root: &'a Root,
+    arrays: Vec<String>,
+}
+
+/// When `kname` is an array: freeze every resync (or rebuild) md runs;
+/// checks and repairs an operator started are left alone.
+pub fn pause_resync<'a>(root: &'a Root, kname: &str) -> Paused<'a> {
+    let mut arrays = vec![];
+    if is_md(root, kname) {
+        for md in root.list("/sys/block") {
+            let action = format!("/sys/block/{md}/md/sync_action");
+            if !matches!(root.read(&action).as_deref(), Some("resync" | "recover")) {
+                continue;
+            }
+            match std::fs::write(root.path(&action), "frozen") {
+                Ok(()) => {
+                    log::info!("holding back the resync of /dev/{md} while the image is written");
+                    arrays.push(action);
+                }
+                Err(e) => log::warn!("could not hold back the resync of /dev/{md}: {e}"),
+            }
+        }
+    }
+    Paused { root, arrays }
+}
+
+impl Drop for Paused<'_> {
+    fn drop(&mut self) {
+        for action in &self.arrays {
+            // "idle" clears md's frozen bit and asks for a sync check: the
+            // resync starts again where it stopped
+            match std::fs::write(self.root.path(action), "idle") {
+                Ok(()) => log::info!("resuming the resync ({action})"),
+                Err(e) => log::error!("resuming the resync ({action}): {e}"),
+            }
+        }
+    }
+}
+
 /// The size of a block device in 512-byte sectors, from sysfs.
 #[inline(never)]
 pub fn sectors(root: &Root, kname: &str) -> Option<u64> {
@@ -587,6 +640,22 @@ mod tests {
         assert!(is_free(&root, "md0") && is_free(&root, "md1") && !is_free(&root, "md127"));
         assert_eq!(free_name(&root, (120..=127).rev()), Some("md126".into()));
         assert!(is_md(&root, "md127") && !is_md(&root, "vda"));
+        // a resync is held back while an image is written to an array, and
+        // let go after; an idle one, or a write to a plain disk, touches none
+        w(&dir, "/sys/block/md127/md/sync_action", "resync");
+        {
+            let _p = pause_resync(&root, "md127");
+            assert_eq!(
+                root.read("/sys/block/md127/md/sync_action").unwrap(),
+                "frozen"
+            );
+        }
+        assert_eq!(
+            root.read("/sys/block/md127/md/sync_action").unwrap(),
+            "idle"
+        );
+        assert!(pause_resync(&root, "md127").arrays.is_empty());
+        assert!(pause_resync(&root, "vda").arrays.is_empty());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
