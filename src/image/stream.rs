@@ -3,7 +3,7 @@
 //! A fetch thread reads the body into a few large aligned buffers, a hash
 //! thread digests each one, and the calling thread writes them (raw) or
 //! converts them (qcow2): network, SHA-256 and disk overlap. Memory:
-//! [`IN_FLIGHT`] bytes of buffers plus the target's held-back MiB and the
+//! [`in_flight`] bytes of buffers plus the target's held-back MiB and the
 //! qcow2 converter's bounded state, whatever the image size.
 //!
 //! Verification comes after EOF, explicitly, with the stream drained to
@@ -29,17 +29,41 @@ use std::time::{Duration, Instant};
 pub const CHUNK: usize = 1 << 20;
 /// The largest chunk: qcow2's largest cluster.
 pub const MAX_CHUNK: usize = 2 << 20;
-/// Bytes of buffers between the fetch thread and the writer: 6 buffers of
-/// 1 MiB (3 of 2 MiB for 2 MiB clusters). At the same memory, 6 × 1 MiB
-/// beat 3 × 2 MiB by 10–15 % in interleaved A/B runs (2 GiB raw, qcow2 and
-/// compressed qcow2, cold source, 2026-12-05): the receive, hash and write
-/// stages hand over smaller pieces more often, so none of them waits for a
-/// whole 2 MiB buffer to come free.
-pub const IN_FLIGHT: usize = 6 << 20;
+/// Bytes of buffers between the fetch thread and the writer on a small
+/// machine: 6 buffers of 1 MiB (3 of 2 MiB for 2 MiB clusters). At the
+/// same memory, 6 × 1 MiB beat 3 × 2 MiB by 10–15 % in interleaved A/B
+/// runs (2 GiB raw, qcow2 and compressed qcow2, cold source, 2026-12-05):
+/// the receive, hash and write stages hand over smaller pieces more often,
+/// so none of them waits for a whole 2 MiB buffer to come free.
+pub const IN_FLIGHT_SMALL: usize = 6 << 20;
+/// The same with [`ROOMY`] RAM or more: 10 MiB. With 6, the writers'
+/// [`WRITE_DEPTH`] buffers in flight (and the one waiting for room) left
+/// receive and hash two, so all three stages stalled together whenever
+/// the device was slow for a moment. Interleaved A/B against 6 MiB
+/// (benches/image-write.sh FLOOR_ONLY, 2 GiB, best of 3 each, 5 rounds:
+/// 3 RAM-backed, 2 disk-backed, 2026-12-07 12:44–13:47 UTC): mean raw
+/// 2.65 → 2.26 s, qcow2 2.83 → 2.58 s, raw SHA-512 4.58 → 4.38 s, each
+/// faster in 3 of the 5 rounds (the machine's noise is ±20 %); peak RSS
+/// 10 → 14 MiB, within issue 19's 16.
+pub const IN_FLIGHT_ROOMY: usize = 10 << 20;
+/// RAM from which a machine gets [`IN_FLIGHT_ROOMY`]: the 128 MiB ramdisk
+/// floors (README) keep the smaller footprint they were measured with.
+pub const ROOMY: u64 = 1 << 30;
 /// Raw chunks written at once (`writer::Behind`): a queue for the device,
-/// where one write at a time left it idle between writes. Half the buffers,
-/// so receiving and hashing keep the other half.
-const WRITE_DEPTH: usize = IN_FLIGHT / CHUNK / 2;
+/// where one write at a time left it idle between writes.
+const WRITE_DEPTH: usize = 3;
+/// Buffers each hand-over (receive → hash → write) may hold.
+const QUEUE: usize = 3;
+
+/// Bytes of buffers for this machine: [`IN_FLIGHT_ROOMY`] with [`ROOMY`]
+/// RAM or more, else [`IN_FLIGHT_SMALL`].
+pub fn in_flight() -> usize {
+    if crate::sys::ram_total() >= ROOMY {
+        IN_FLIGHT_ROOMY
+    } else {
+        IN_FLIGHT_SMALL
+    }
+}
 /// How often progress is logged.
 const PROGRESS_EVERY: Duration = Duration::from_secs(5);
 /// qcow2 L1 tables beyond this offset are fetched with a Range request
@@ -182,14 +206,13 @@ impl Fetch {
     /// the buffers, a second hashes each buffer and hands it on, so the
     /// (sequential) digest overlaps both the network and the disk.
     pub fn start(mut stream: ImageStream, mut hasher: Hasher, id: &str) -> Fetch {
-        // Each hand-over holds at most half the 1 MiB buffers, so no stage
-        // runs the whole pool ahead of the next: measured faster than queues
-        // as long as the pool (compressed qcow2, 4 interleaved rounds: median
-        // 3.36 against 3.86 s, 2026-12-05). With 2 MiB chunks the 3 buffers
-        // all fit in a queue, as before this change.
-        let queue = IN_FLIGHT / CHUNK / 2;
-        let (raw_tx, raw_rx): (Sender<Msg>, Receiver<Msg>) = mpsc::sync_channel(queue);
-        let (tx, rx): (Sender<Msg>, _) = mpsc::sync_channel(queue);
+        // Each hand-over holds at most 3 buffers, so no stage runs the
+        // whole pool ahead of the next: measured faster than queues as long
+        // as the pool (compressed qcow2, 4 interleaved rounds: median 3.36
+        // against 3.86 s, 2026-12-05).
+        let in_flight = in_flight();
+        let (raw_tx, raw_rx): (Sender<Msg>, Receiver<Msg>) = mpsc::sync_channel(QUEUE);
+        let (tx, rx): (Sender<Msg>, _) = mpsc::sync_channel(QUEUE);
         let (back, pool): (Sender<AlignedBuf>, Receiver<AlignedBuf>) = mpsc::channel();
         let info = (
             stream.url.clone(),
@@ -213,7 +236,7 @@ impl Fetch {
                         // never resident (calloc'd pages stay untouched)
                         made += 1;
                         AlignedBuf::new(MAX_CHUNK)
-                    } else if made < IN_FLIGHT / chunk {
+                    } else if made < in_flight / chunk {
                         made += 1;
                         AlignedBuf::new(chunk)
                     } else {

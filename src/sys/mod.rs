@@ -424,6 +424,19 @@ pub fn drop_cache(f: &File, offset: u64, len: u64) -> io::Result<()> {
     }
 }
 
+/// The machine's RAM in bytes (sysinfo(2): totalram × mem_unit), 0 if
+/// the kernel will not say.
+pub fn ram_total() -> u64 {
+    // SAFETY: sysinfo is plain data, zeroed is valid; the kernel fills it.
+    unsafe {
+        let mut si: libc::sysinfo = std::mem::zeroed();
+        if libc::sysinfo(&mut si) != 0 {
+            return 0;
+        }
+        (si.totalram as u64).saturating_mul(u64::from(si.mem_unit.max(1)))
+    }
+}
+
 /// CPU seconds (user, system) the calling thread has used so far:
 /// getrusage(RUSAGE_THREAD). For the image stream's stage timers.
 pub fn thread_cpu() -> (f64, f64) {
