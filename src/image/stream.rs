@@ -64,6 +64,7 @@ pub fn in_flight() -> usize {
         IN_FLIGHT_SMALL
     }
 }
+
 /// How often progress is logged.
 const PROGRESS_EVERY: Duration = Duration::from_secs(5);
 /// qcow2 L1 tables beyond this offset are fetched with a Range request
