@@ -561,6 +561,7 @@ impl Behind {
         })
     }
 
+    #[cfg(test)]
     pub fn in_flight(&self) -> usize {
         self.in_flight
     }

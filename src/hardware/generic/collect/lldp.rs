@@ -169,7 +169,7 @@ pub fn parse_tlvs(mut buf: &[u8], base: usize) -> Result<Vec<(u8, &[u8])>, BadFr
     Ok(out)
 }
 
-pub use crate::util::bytes::hex;
+use crate::util::bytes::hex;
 
 /// The inventory's form of a frame's TLVs.
 pub fn encode(tlvs: &[(u8, &[u8])]) -> Vec<Tlv> {
