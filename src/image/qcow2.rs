@@ -948,6 +948,56 @@ impl Converter {
         Ok(())
     }
 
+    /// When the next chunk, `data` at host offset `c0`, is one run of data
+    /// clusters and nothing else (qemu-img lays uncompressed data out in
+    /// guest order, so nearly every chunk is), take it: its clusters are
+    /// done, and the guest offset the caller writes the whole chunk at is
+    /// returned, so the stream buffer itself goes to the writer threads
+    /// (no copy, several writes in flight). `None`: feed the chunk.
+    pub fn take_run(&mut self, c0: u64, data: &[u8]) -> Result<Option<u64>, ConvError> {
+        let len = data.len() as u64;
+        if len == 0 || len % self.cs != 0 || self.cut.is_some() || !self.carries.is_empty() {
+            return Ok(None);
+        }
+        let Some(&Reverse(first)) = self.heap.peek() else {
+            return Ok(None);
+        };
+        let Kind::Data { guest } = first.kind(self.h.cluster_bits) else {
+            return Ok(None);
+        };
+        if first.host != c0 || guest + len > self.h.size {
+            return Ok(None);
+        }
+        let (cs, bits) = (self.cs, self.h.cluster_bits);
+        let n = len / cs;
+        let at = |i: u64| {
+            Event::new(
+                c0 + i * cs,
+                Kind::Data {
+                    guest: guest + i * cs,
+                },
+                bits,
+            )
+        };
+        let mut k = 0;
+        while k < n && self.heap.peek() == Some(&Reverse(at(k))) {
+            self.heap.pop();
+            k += 1;
+        }
+        // the clusters of a data run are one event each; a chunk holding
+        // less of the run (a table, a cluster mapped twice) is fed instead
+        if k < n || self.heap.peek().is_some_and(|r| r.0.host < c0 + len) {
+            self.heap.extend((0..k).map(|i| Reverse(at(i))));
+            return Ok(None);
+        }
+        if self.prefetched {
+            self.check_tables(c0, data)?;
+        }
+        self.data_bytes += len;
+        self.pos = c0 + len;
+        Ok(Some(guest))
+    }
+
     /// Prefetched mode: the tables' bytes as the hashed stream carries them
     /// must be the bytes the Range requests returned.
     fn check_tables(&mut self, c0: u64, data: &[u8]) -> Result<(), ConvError> {

@@ -573,58 +573,74 @@ fn log_stages(id: &str, started: Instant, mut s: [Stage; 3], cpu0: Cpu) {
     );
 }
 
+/// Whole stream buffers written at their device offset: on `Behind`'s
+/// threads, up to [`WRITE_DEPTH`] at once, when the chunk is an aligned
+/// slot clear of the held-back ranges; otherwise here. Each buffer goes
+/// back to the fetch thread when its write is done.
+#[derive(Default)]
+struct Ahead(Option<Behind>);
+
+impl Ahead {
+    fn write(
+        &mut self,
+        target: &mut Target,
+        fetch: &Fetch,
+        buf: AlignedBuf,
+        at: u64,
+    ) -> Result<()> {
+        let Some(abs) = target.direct_slot(at, buf.len as u64)? else {
+            target.write_at(at, buf.data())?;
+            fetch.recycle(buf);
+            return Ok(());
+        };
+        if self.0.is_none() {
+            self.0 = Behind::start(target, WRITE_DEPTH);
+        }
+        match self.0.as_mut() {
+            Some(b) => {
+                while let Some(done) = b.room(target)? {
+                    fetch.recycle(done);
+                }
+                b.send(target, buf, abs)
+            }
+            // no threads: the slot is counted, write it here
+            None => {
+                target.write_slot(abs, buf.data())?;
+                fetch.recycle(buf);
+                Ok(())
+            }
+        }
+    }
+
+    /// Return the buffers of finished writes; `wait`: of every write.
+    fn reap(&mut self, target: &Target, fetch: &Fetch, wait: bool) -> Result<()> {
+        if let Some(b) = self.0.as_mut() {
+            while let Some(done) = b.reap(target, wait)? {
+                fetch.recycle(done);
+            }
+        }
+        Ok(())
+    }
+}
+
 fn write_raw(
     target: &mut Target,
     fetch: &mut Fetch,
     first: AlignedBuf,
     progress: &mut Progress,
 ) -> Result<()> {
-    let mut behind: Option<Behind> = None;
+    let mut ahead = Ahead::default();
     let mut next = Some((first, 0u64));
     while let Some((buf, off)) = next {
         let m = Mark::now();
         let read = off + buf.len as u64;
-        match target.direct_slot(off, buf.len as u64)? {
-            // a whole aligned chunk clear of the held-back ranges: written
-            // on the helper threads, up to WRITE_DEPTH at once
-            Some(abs) => {
-                if behind.is_none() {
-                    behind = Behind::start(target, WRITE_DEPTH);
-                }
-                match behind.as_mut() {
-                    Some(b) => {
-                        while let Some(done) = b.room(target)? {
-                            fetch.recycle(done);
-                        }
-                        b.send(target, buf, abs)?;
-                    }
-                    // no threads: the slot is counted, write it here
-                    None => {
-                        target.write_slot(abs, buf.data())?;
-                        fetch.recycle(buf);
-                    }
-                }
-            }
-            None => {
-                target.write_at(off, buf.data())?;
-                fetch.recycle(buf);
-            }
-        }
-        if let Some(b) = behind.as_mut() {
-            while let Some(done) = b.reap(target, false)? {
-                fetch.recycle(done);
-            }
-        }
+        ahead.write(target, fetch, buf, off)?;
+        ahead.reap(target, fetch, false)?;
         m.lap(&mut fetch.stages[2].busy);
         progress.tick(read, target.written);
         next = fetch.next_chunk()?;
     }
-    if let Some(b) = behind.as_mut() {
-        while let Some(done) = b.reap(target, true)? {
-            fetch.recycle(done);
-        }
-    }
-    Ok(())
+    ahead.reap(target, fetch, true)
 }
 
 fn qcow2_error(e: ConvError) -> AgentError {
@@ -821,6 +837,9 @@ fn convert(
     progress: &mut Progress,
     mut tables: Option<&mut qcow2::RangeReader>,
 ) -> std::result::Result<(String, u64, u64, [Stage; 3]), ConvError> {
+    // chunks that are one run of data clusters (nearly all of an
+    // uncompressed image) are written as the raw path writes them
+    let mut ahead = Ahead::default();
     let mut next = Some((first, 0u64));
     while let Some((buf, off)) = next {
         if let Some(read_range) = tables.as_mut() {
@@ -831,14 +850,25 @@ fn convert(
             }
         }
         let m = Mark::now();
-        let r = conv.feed(target, off, buf.data());
-        m.lap(&mut fetch.stages[2].busy);
         let read = off + buf.len as u64;
-        fetch.recycle(buf);
-        r?;
+        match conv.take_run(off, buf.data()) {
+            Ok(Some(guest)) => ahead.write(target, &fetch, buf, guest)?,
+            Ok(None) => {
+                let r = conv.feed(target, off, buf.data());
+                fetch.recycle(buf);
+                r?;
+            }
+            Err(e) => {
+                fetch.recycle(buf);
+                return Err(e);
+            }
+        }
+        ahead.reap(target, &fetch, false)?;
+        m.lap(&mut fetch.stages[2].busy);
         progress.tick(read, target.written);
         next = fetch.next_chunk()?;
     }
+    ahead.reap(target, &fetch, true)?;
     conv.finish(target)?;
     let (d, b, r) = fetch.drain()?;
     Ok((d, b, r, fetch.stages))
