@@ -884,7 +884,9 @@ impl Converter {
                 Kind::Data { guest } => {
                     // qemu-img lays data out in guest order: take the run of
                     // clusters contiguous on both sides and write it straight
-                    // from the stream buffer (no copy, one large write).
+                    // from the stream buffer (no copy, one large write; a
+                    // chunk that is one run and nothing else went to the
+                    // writer threads instead, through `take_run`).
                     let mut n = 1u64;
                     while let Some(&Reverse(next)) = self.heap.peek() {
                         let follows = next.host == ev.host + n * self.cs
