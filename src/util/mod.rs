@@ -6,6 +6,7 @@ pub mod chan;
 pub mod guid;
 pub mod gzip;
 pub mod regex;
+pub mod sha512;
 pub mod specs;
 
 use sha2::{Digest, Sha256};
