@@ -17,6 +17,7 @@
 use super::info::ImageInfo;
 use crate::config::Env;
 use crate::error::{AgentError, Kind, Result};
+#[cfg(target_arch = "x86_64")]
 use crate::util::sha512::Sha512;
 use md5::Digest;
 
@@ -60,14 +61,20 @@ impl Algo {
             Algo::Md5 => Hasher::Md5(md5::Md5::new()),
             Algo::Sha224 => Hasher::Sha224(sha2::Sha224::new()),
             Algo::Sha256 => Hasher::Sha256(sha2::Sha256::new()),
-            Algo::Sha384 => Sha512::new_sha384().map_or_else(
-                || Hasher::Ring(ring::digest::Context::new(&ring::digest::SHA384)),
-                Hasher::Sha2x,
-            ),
-            Algo::Sha512 => Sha512::new_sha512().map_or_else(
-                || Hasher::Ring(ring::digest::Context::new(&ring::digest::SHA512)),
-                Hasher::Sha2x,
-            ),
+            Algo::Sha384 => {
+                #[cfg(target_arch = "x86_64")]
+                if let Some(h) = Sha512::new_sha384() {
+                    return Hasher::Sha2x(h);
+                }
+                Hasher::Ring(ring::digest::Context::new(&ring::digest::SHA384))
+            }
+            Algo::Sha512 => {
+                #[cfg(target_arch = "x86_64")]
+                if let Some(h) = Sha512::new_sha512() {
+                    return Hasher::Sha2x(h);
+                }
+                Hasher::Ring(ring::digest::Context::new(&ring::digest::SHA512))
+            }
         }
     }
 }
@@ -92,14 +99,15 @@ pub fn algo_by_length(digest: &str, md5_enabled: bool) -> Result<Algo> {
 }
 
 /// A running digest; the state survives a resumed download. SHA-384/512
-/// come from our AVX2+BMI2 assembly (`util::sha512`: ~850 MB/s here
-/// against ring's ~610) when the CPU has those features, else from ring
+/// come from our AVX2+BMI2 assembly (`util::sha512`: ~830 MB/s here
+/// against ring's ~600) when the CPU has those features, else from ring
 /// (see Cargo.toml: faster than sha2 on x86-64).
 #[derive(Clone)]
 pub enum Hasher {
     Md5(md5::Md5),
     Sha224(sha2::Sha224),
     Sha256(sha2::Sha256),
+    #[cfg(target_arch = "x86_64")]
     Sha2x(Sha512),
     Ring(ring::digest::Context),
 }
@@ -110,6 +118,7 @@ impl Hasher {
             Hasher::Md5(h) => h.update(data),
             Hasher::Sha224(h) => h.update(data),
             Hasher::Sha256(h) => h.update(data),
+            #[cfg(target_arch = "x86_64")]
             Hasher::Sha2x(h) => h.update(data),
             Hasher::Ring(h) => h.update(data),
         }
@@ -121,6 +130,7 @@ impl Hasher {
             Hasher::Md5(h) => h.finalize().to_vec(),
             Hasher::Sha224(h) => h.finalize().to_vec(),
             Hasher::Sha256(h) => h.finalize().to_vec(),
+            #[cfg(target_arch = "x86_64")]
             Hasher::Sha2x(h) => h.finish(),
             Hasher::Ring(h) => h.finish().as_ref().to_vec(),
         };
@@ -385,7 +395,10 @@ mod tests {
             (Algo::Sha512, &ring::digest::SHA512),
         ] {
             let mut h = algo.hasher();
+            #[cfg(target_arch = "x86_64")]
             assert_eq!(matches!(h, Hasher::Sha2x(_)), asm);
+            #[cfg(not(target_arch = "x86_64"))]
+            assert!(matches!(h, Hasher::Ring(_)));
             let mut rest = &data[..];
             while !rest.is_empty() {
                 let n = rng.usize(..=5000).min(rest.len());
