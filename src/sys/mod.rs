@@ -20,6 +20,7 @@ pub mod netlink;
 pub mod packet;
 pub mod passthru;
 pub mod process;
+pub mod sha512;
 
 use std::fs::File;
 use std::io;
