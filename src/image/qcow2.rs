@@ -1536,6 +1536,60 @@ mod tests {
     }
 
     #[test]
+    fn take_run_takes_only_a_chunk_that_is_one_data_run() {
+        const MIB: u64 = 1 << 20;
+        let h = parse_header(&header_bytes(3, 16, 8 * MIB)).unwrap();
+        let cs = h.cluster_size();
+        let chunk = vec![0u8; MIB as usize];
+        // the clusters of host [c0, c0 + 1 MiB) mapped to guest `g`, the
+        // `at`-th one to `moved` instead when given
+        let conv_with = |c0: u64, g: u64, moved: Option<(u64, u64)>| {
+            let mut c = Converter::new(h.clone());
+            c.heap.clear();
+            for i in 0..MIB / cs {
+                let guest = match moved {
+                    Some((at, to)) if at == i => to,
+                    _ => g + i * cs,
+                };
+                c.heap
+                    .push(Reverse(Event::new(c0 + i * cs, Kind::Data { guest }, 16)));
+            }
+            c
+        };
+        // one run: taken whole, the clusters done
+        let mut c = conv_with(2 * MIB, 5 * MIB, None);
+        assert_eq!(c.take_run(2 * MIB, &chunk).ok(), Some(Some(5 * MIB)));
+        assert_eq!((c.waiting(), c.data_bytes, c.pos), (0, MIB, 3 * MIB));
+        // a jump in guest order, a cluster mapped twice, a table in the
+        // chunk, a run past the virtual size, a chunk not starting at the
+        // run: fed instead, with every event left in place
+        let mut cases = vec![
+            conv_with(2 * MIB, 5 * MIB, Some((7, 0))),
+            conv_with(2 * MIB, 7 * MIB + cs, None),
+            conv_with(2 * MIB + cs, 5 * MIB, None),
+        ];
+        let mut twice = conv_with(2 * MIB, 5 * MIB, None);
+        twice.heap.push(Reverse(Event::new(
+            2 * MIB + 3 * cs,
+            Kind::Data { guest: 0 },
+            16,
+        )));
+        cases.push(twice);
+        let mut table = conv_with(2 * MIB, 5 * MIB, None);
+        table.heap.push(Reverse(Event::new(
+            3 * MIB - 8,
+            Kind::L2 { l1_index: 0 },
+            16,
+        )));
+        cases.push(table);
+        for (i, mut c) in cases.into_iter().enumerate() {
+            let before = c.waiting();
+            assert_eq!(c.take_run(2 * MIB, &chunk).ok(), Some(None), "case {i}");
+            assert_eq!((c.waiting(), c.data_bytes), (before, 0), "case {i}");
+        }
+    }
+
+    #[test]
     fn events_pack_into_16_bytes() {
         assert_eq!(std::mem::size_of::<Reverse<Event>>(), 16);
         for bits in [9u32, 16, 21] {
