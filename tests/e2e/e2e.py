@@ -20,7 +20,8 @@ printing each one's wall time:
      process serves cleaning and then the deploy steps, with no new boot;
      a raw UEFI GPT whole-disk image (sha256) with a configdrive -> `active`
   q  undeploy (cleaning with a new agent), then the same image as qcow2
-     with compressed clusters (`qemu-img convert -c`) -> `active`
+     with compressed clusters (`qemu-img convert -c`), verified with
+     SHA-512 (Glance's default os_hash_algo) -> `active`
   p  undeploy, then a partition image (instance_info image_type
      partition, root_gb 1, swap_mb 64, configdrive) -> `active`: a new GPT
      with ESP, swap, config-2 and root partitions, the image in the root
@@ -250,7 +251,7 @@ PHASES = [
     ("c", "second cleaning after the token was wiped", "phase_reclean"),
     ("f", "Ironic stopped and started mid-cleaning", "phase_ironic_restart"),
     ("d", "fast track: clean then deploy, one boot", "phase_fast_track"),
-    ("q", "deploy a qcow2 image with compressed clusters", "phase_qcow2"),
+    ("q", "deploy a qcow2 image with compressed clusters, SHA-512", "phase_qcow2"),
     ("p", "deploy a partition image (swap, configdrive)", "phase_partition"),
     ("w", "wrong checksum -> deploy failed, target wiped",
      "phase_bad_checksum"),
@@ -402,15 +403,16 @@ class E2E:
         return path
 
     def deploy(self, agent, name, instance_info=(), sha256=None,
-               good="active", bad=("deploy failed",), **provision):
+               good="active", bad=("deploy failed",), algo="sha256",
+               **provision):
         """Deploy the served image `name` with `agent` up: instance_info is
         set whole (nothing of an earlier phase's may leak in), with the
-        image's sha256 unless `sha256` is given. Reaching `active` also
-        needs the agent powered off by Ironic (standby.power_off)."""
+        image's digest (`algo`) unless `sha256` is given. Reaching `active`
+        also needs the agent powered off by Ironic (standby.power_off)."""
         with open(os.path.join(self.state, "httpboot", name), "rb") as f:
-            digest = hashlib.sha256(f.read()).hexdigest()
+            digest = hashlib.new(algo, f.read()).hexdigest()
         ii = {"image_source": f"{self.http_url}/{name}",
-              "image_os_hash_algo": "sha256",
+              "image_os_hash_algo": algo,
               "image_os_hash_value": sha256 or digest,
               "root_gb": "1", **dict(instance_info)}
         self.ironic.call("PATCH", f"/v1/nodes/{self.uuid}", [
@@ -533,7 +535,10 @@ class E2E:
         raw = self.serve("disk.raw", gpt_image())
         img = raw[:-len(".raw")] + ".qcow2"
         compress_qcow2(raw, img)
-        self.deploy(a, os.path.basename(img))
+        # SHA-512 (x86-64 with AVX2 and BMI2: the agent's own assembly)
+        self.deploy(a, os.path.basename(img), algo="sha512")
+        if not a.wait_log("sha512 checksum verified", 5):
+            raise PhaseFailed("the agent did not log its SHA-512 verification")
         check_deployed(self.root, raw_of(img), configdrive=False)
 
     def phase_partition(self):
