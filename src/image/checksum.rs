@@ -64,6 +64,7 @@ impl Algo {
             Algo::Sha384 => {
                 #[cfg(target_arch = "x86_64")]
                 if let Some(h) = Sha512::new_sha384() {
+                    log::debug!("sha384: the agent's AVX2+BMI2 assembly");
                     return Hasher::Sha2x(h);
                 }
                 Hasher::Ring(ring::digest::Context::new(&ring::digest::SHA384))
@@ -71,6 +72,7 @@ impl Algo {
             Algo::Sha512 => {
                 #[cfg(target_arch = "x86_64")]
                 if let Some(h) = Sha512::new_sha512() {
+                    log::debug!("sha512: the agent's AVX2+BMI2 assembly");
                     return Hasher::Sha2x(h);
                 }
                 Hasher::Ring(ring::digest::Context::new(&ring::digest::SHA512))

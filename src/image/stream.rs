@@ -574,13 +574,29 @@ fn log_stages(id: &str, started: Instant, mut s: [Stage; 3], cpu0: Cpu) {
 }
 
 /// Whole stream buffers written at their device offset: on `Behind`'s
-/// threads, up to [`WRITE_DEPTH`] at once, when the chunk is an aligned
+/// threads, up to [`ahead_depth`] at once, when the chunk is an aligned
 /// slot clear of the held-back ranges; otherwise here. Each buffer goes
 /// back to the fetch thread when its write is done.
-#[derive(Default)]
-struct Ahead(Option<Behind>);
+struct Ahead(Option<Behind>, usize);
+
+/// Stream buffers on the writer threads at once: [`WRITE_DEPTH`], but at
+/// least two fewer than the fetch thread has for `chunk`-sized chunks
+/// (`in_flight / chunk`). With all of them out, the fetch thread would
+/// wait for a free buffer while the writer waits for its next chunk, and
+/// neither would move: 2 MiB qcow2 clusters on a machine below [`ROOMY`]
+/// get three buffers, so one write at a time.
+fn ahead_depth(in_flight: usize, chunk: usize) -> usize {
+    WRITE_DEPTH
+        .min((in_flight / chunk).saturating_sub(2))
+        .max(1)
+}
 
 impl Ahead {
+    /// For a stream whose first chunk is `first`.
+    fn new(first: &[u8]) -> Ahead {
+        Ahead(None, ahead_depth(in_flight(), chunk_size(first)))
+    }
+
     fn write(
         &mut self,
         target: &mut Target,
@@ -594,7 +610,7 @@ impl Ahead {
             return Ok(());
         };
         if self.0.is_none() {
-            self.0 = Behind::start(target, WRITE_DEPTH);
+            self.0 = Behind::start(target, self.1);
         }
         match self.0.as_mut() {
             Some(b) => {
@@ -629,7 +645,7 @@ fn write_raw(
     first: AlignedBuf,
     progress: &mut Progress,
 ) -> Result<()> {
-    let mut ahead = Ahead::default();
+    let mut ahead = Ahead::new(first.data());
     let mut next = Some((first, 0u64));
     while let Some((buf, off)) = next {
         let m = Mark::now();
@@ -839,7 +855,7 @@ fn convert(
 ) -> std::result::Result<(String, u64, u64, [Stage; 3]), ConvError> {
     // chunks that are one run of data clusters (nearly all of an
     // uncompressed image) are written as the raw path writes them
-    let mut ahead = Ahead::default();
+    let mut ahead = Ahead::new(first.data());
     let mut next = Some((first, 0u64));
     while let Some((buf, off)) = next {
         if let Some(read_range) = tables.as_mut() {
@@ -883,6 +899,24 @@ mod tests {
         h[..4].copy_from_slice(b"QFI\xfb");
         h[20..24].copy_from_slice(&bits.to_be_bytes());
         h
+    }
+
+    #[test]
+    fn the_writer_threads_never_hold_every_buffer() {
+        for in_flight in [IN_FLIGHT_SMALL, IN_FLIGHT_ROOMY] {
+            for chunk in [CHUNK, MAX_CHUNK] {
+                let buffers = in_flight / chunk;
+                let depth = ahead_depth(in_flight, chunk);
+                assert!((1..=WRITE_DEPTH).contains(&depth));
+                assert!(
+                    depth + 2 <= buffers,
+                    "{in_flight} / {chunk}: {depth} of {buffers}"
+                );
+            }
+        }
+        assert_eq!(ahead_depth(IN_FLIGHT_SMALL, MAX_CHUNK), 1);
+        assert_eq!(ahead_depth(IN_FLIGHT_ROOMY, MAX_CHUNK), WRITE_DEPTH);
+        assert_eq!(ahead_depth(IN_FLIGHT_SMALL, CHUNK), WRITE_DEPTH);
     }
 
     #[test]

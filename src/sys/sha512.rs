@@ -67,14 +67,18 @@ pub(crate) static K: [u64; 80] = [
 /// multiple of 128 (it panics otherwise).
 pub type BlocksFn = fn(&mut [u64; 8], &[u8]);
 
-/// The AVX2+BMI2 block function when this CPU has both features (std
+/// The AVX2+BMI2 block function when this CPU has them (and BMI1, for
+/// `andn`; std
 /// caches the CPUID answer, and checks that the kernel saves the YMM
 /// registers), else `None`: the caller keeps ring's. (A hand-written
 /// CPUID/XGETBV check instead of std's detector saved only 352 bytes of
 /// the static binary, so std's it is.)
 pub fn blocks_fn() -> Option<BlocksFn> {
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("bmi2") {
+    if std::arch::is_x86_feature_detected!("avx2")
+        && std::arch::is_x86_feature_detected!("bmi1")
+        && std::arch::is_x86_feature_detected!("bmi2")
+    {
         return Some(x86::blocks);
     }
     None
@@ -93,7 +97,7 @@ mod x86 {
         1, 2, 3, 4, 5, 6, 7, 0, 9, 10, 11, 12, 13, 14, 15, 8,
     ];
 
-    // Stack frame below the 64-byte aligned rsp: the W+K buffer, then
+    // Stack frame above the 64-byte aligned rsp: the W+K buffer, then
     // the arguments and the caller's rsp.
     macro_rules! frame {
         (wk_end) => {
@@ -494,11 +498,13 @@ mod x86 {
         // SAFETY: the assembly reads the 64 bytes of `state` and writes them
         // back, reads the n·128 bytes of `blocks` (n ≥ 1) and the 640 bytes of
         // `K` and 32 of `MASKS`, and writes only its own stack frame
-        // (1,344 bytes below rsp, 64-byte aligned, rsp restored at the end,
-        // rbx and rbp pushed and popped). Every other register it touches
-        // is an input it consumes or declared clobbered. It executes AVX2
-        // and BMI2 instructions: `blocks_fn` hands out this function only
-        // when the CPU reports both.
+        // (rbx and rbp pushed, then 1,344 bytes more, rounded down to 64-byte
+        // alignment: at most 1,423 bytes below the caller's rsp, restored at
+        // the end). No `nostack`, so the compiler keeps nothing below rsp.
+        // Every other register it touches is an input it consumes or
+        // declared clobbered. It executes AVX2, BMI1 and BMI2 instructions:
+        // `blocks_fn` hands out this function only when the CPU reports all
+        // three.
         unsafe {
             asm!(
                 "push rbp",
@@ -551,8 +557,9 @@ mod x86 {
                 "mov ebp, 8",
                 "mov r15, rbx",
                 "xor r15, rcx",
-                // A's rounds 0..63, 16 a time, with the schedule of words
-                // 16..79 of both blocks, 16 a time.
+                // A's rounds 0..63, 8 a time, with the schedule of words
+                // 16..79 of both blocks, 8 a time (the two halves of the
+                // vector window swap places at the end of each pass).
                 "3:",
                 r!(0, "rsi"),
                 step!("ymm0", "ymm1", "ymm4", "ymm5", "ymm7", "rdi", "rsi + 256"),

@@ -88,6 +88,15 @@ POWERED_OFF = "PowerOff requested with a fixture root"
 # Fixture root: a real-sysfs-shaped tree for the agent's --root
 
 
+def cpu_flags():
+    """This machine's CPU flags (/proc/cpuinfo), where the agent runs."""
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("flags"):
+                return set(line.split(":", 1)[1].split())
+    return set()
+
+
 def write(path, text):
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path, "w") as f:
@@ -539,6 +548,10 @@ class E2E:
         self.deploy(a, os.path.basename(img), algo="sha512")
         if not a.wait_log("sha512 checksum verified", 5):
             raise PhaseFailed("the agent did not log its SHA-512 verification")
+        if (not a.wait_log("sha512: the agent's AVX2+BMI2 assembly", 1)
+                and {"avx2", "bmi1", "bmi2"} <= cpu_flags()):
+            raise PhaseFailed("the agent hashed SHA-512 with ring on a CPU "
+                              "that has AVX2, BMI1 and BMI2")
         check_deployed(self.root, raw_of(img), configdrive=False)
 
     def phase_partition(self):
