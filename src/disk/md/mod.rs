@@ -184,8 +184,8 @@ pub fn checksum(sb: &[u8]) -> u32 {
 
 #[cold]
 #[inline(never)]
-fn bad(msg: impl Into<String>) -> AgentError {
-    AgentError::msg(msg)
+fn bad(msg: std::fmt::Arguments<'_>) -> AgentError {
+    AgentError::msg(std::fmt::format(msg))
 }
 
 impl Superblock {
@@ -194,34 +194,36 @@ impl Superblock {
     /// buffer holds, known feature bits, zero pads, the checksum.
     pub fn parse(b: &[u8]) -> Result<Superblock> {
         if b.len() < 256 {
-            return Err(bad("md superblock: short read"));
+            return Err(bad(format_args!("md superblock: short read")));
         }
         if le32(b, 0) != MAGIC {
-            return Err(bad("no md superblock magic"));
+            return Err(bad(format_args!("no md superblock magic")));
         }
         if le32(b, 4) != 1 {
-            return Err(bad(format!(
+            return Err(bad(format_args!(
                 "md superblock major version {} (only 1.x is supported)",
                 le32(b, 4)
             )));
         }
         let max_dev = le32(b, 0xdc);
         if max_dev > MAX_DEV_LIMIT || 256 + 2 * max_dev as usize > b.len() {
-            return Err(bad(format!("md superblock max_dev {max_dev} out of range")));
+            return Err(bad(format_args!(
+                "md superblock max_dev {max_dev} out of range"
+            )));
         }
         let feature_map = le32(b, 8);
         if feature_map & !FEATURE_ALL != 0 {
-            return Err(bad(format!(
+            return Err(bad(format_args!(
                 "md superblock has unknown features {feature_map:#x}"
             )));
         }
         if le32(b, 0xc) != 0 || b[0xe0..0x100].iter().any(|x| *x != 0) {
-            return Err(bad("md superblock padding is not zero"));
+            return Err(bad(format_args!("md superblock padding is not zero")));
         }
         let stored = le32(b, 0xd8);
         let computed = checksum(b);
         if stored != computed {
-            return Err(bad(format!(
+            return Err(bad(format_args!(
                 "md superblock checksum {stored:#010x} is wrong (computed {computed:#010x})"
             )));
         }
@@ -315,28 +317,30 @@ impl Superblock {
     pub fn check_place(&self, version: Version, sectors: u64) -> Result<()> {
         let at = version
             .sb_sector(sectors)
-            .ok_or_else(|| bad("device too small for an md superblock"))?;
+            .ok_or_else(|| bad(format_args!("device too small for an md superblock")))?;
         if self.super_offset != at {
-            return Err(bad(format!(
+            return Err(bad(format_args!(
                 "md superblock says it lives at sector {}, not {at}",
                 self.super_offset
             )));
         }
         if self.data_size < 10 {
-            return Err(bad("md superblock data_size too small"));
+            return Err(bad(format_args!("md superblock data_size too small")));
         }
         let sb_sectors = (256 + 2 * self.dev_roles.len() as u64).div_ceil(512);
         match version {
             Version::V1_0 => {
                 if at < self.data_size || self.data_offset + self.data_size > at {
-                    return Err(bad("md data overlaps the 1.0 superblock"));
+                    return Err(bad(format_args!("md data overlaps the 1.0 superblock")));
                 }
             }
             _ => {
                 if self.data_offset < at + sb_sectors
                     || sectors.saturating_sub(self.data_offset) < self.data_size
                 {
-                    return Err(bad("md data overlaps the superblock or the device end"));
+                    return Err(bad(format_args!(
+                        "md data overlaps the superblock or the device end"
+                    )));
                 }
             }
         }
@@ -497,7 +501,7 @@ pub struct Plan {
 pub fn plan(version: Version, level: i32, sectors: &[u64]) -> Result<Plan> {
     let n = sectors.len();
     if n < min_members(level) {
-        return Err(bad(format!(
+        return Err(bad(format_args!(
             "RAID level {} needs at least {} member(s), got {n}",
             level_name(level),
             min_members(level)
@@ -508,7 +512,7 @@ pub fn plan(version: Version, level: i32, sectors: &[u64]) -> Result<Plan> {
         1 => (0, 0),
         10 => (512, RAID10_N2),
         5 | 6 => (512, LEFT_SYMMETRIC),
-        _ => return Err(bad(format!("unsupported md level {level}"))),
+        _ => return Err(bad(format_args!("unsupported md level {level}"))),
     };
     let min = *sectors.iter().min().expect("at least one member");
     let first = sectors[0];
@@ -542,7 +546,7 @@ pub fn plan(version: Version, level: i32, sectors: &[u64]) -> Result<Plan> {
         })
         .filter(|s| *s != 0)
         .ok_or_else(|| {
-            bad(format!(
+            bad(format_args!(
                 "a member of {min} sectors is too small for an md {} array",
                 level_name(level)
             ))

@@ -189,16 +189,22 @@ pub fn do_create(
     validate_configuration(raid_config, node, &mut || {
         Ok(crate::disk::list::list_block_devices(root, false)?.len())
     })?;
+    // owned values dropped as soon as they are done with: fewer of them
+    // to drop on each later error path
     let skip = hints::skip_list_volume_names(node);
     let rm_from_list = if skip.is_empty() {
         vec![]
     } else {
         ignore_list(root, &lds, &skip)?
     };
+    drop(skip);
     lds.retain(|d| !rm_from_list.iter().any(|r| std::ptr::eq(*r, *d)));
+    let none_removed = rm_from_list.is_empty();
+    drop(rm_from_list);
     let devices = holder_candidates(root, node)?;
     let mut vols = layout::parse_volumes(&lds)?;
     let holders = layout::select_holders(&devices, &mut vols)?;
+    drop(devices);
     let mut hs: Vec<(String, u64, u64)> = vec![];
     let mut with_parts: Vec<&str> = vec![];
     for h in &holders {
@@ -210,13 +216,14 @@ pub fn do_create(
         }
         hs.push((h.clone(), g.size, g.sector));
     }
-    if rm_from_list.is_empty() && !with_parts.is_empty() {
+    if none_removed && !with_parts.is_empty() {
         return Err(array::raid_fmt(format_args!(
             "Partitions detected on devices {} during RAID config",
             with_parts.join(", ")
         )));
     }
-    if holders.is_empty() || vols.is_empty() {
+    drop(with_parts);
+    if hs.is_empty() || vols.is_empty() {
         return Ok(raid_config.clone());
     }
     let label = crate::image::partition::disk_label(env, Some(node));
