@@ -421,7 +421,9 @@ fn build_esp_raid(root: &crate::root::Root, holders: &[String]) -> Result<md::ar
         files.push(f);
     }
     let mut members: Vec<md::array::NewMember> = vec![];
-    for ((kname, offset, len), disk) in parts.into_iter().zip(&files) {
+    for (disk, part) in files.iter().zip(&mut parts) {
+        // taken out by reference: no IntoIter and its drop glue
+        let (kname, offset, len) = std::mem::take(part);
         members.push(md::array::NewMember {
             disk,
             kname,

@@ -242,7 +242,7 @@ pub fn superblocks(root: &Root, kname: &str) -> Vec<super::Found> {
 pub fn volume_name(root: &Root, a: &Array) -> Option<String> {
     a.members.iter().find_map(|m| {
         superblocks(root, &m.kname)
-            .into_iter()
+            .iter()
             .find(|f| f.sb.uuid_sysfs() == a.uuid || a.uuid.is_empty())
             .map(|f| f.sb.name())
     })

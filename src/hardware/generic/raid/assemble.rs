@@ -68,10 +68,12 @@ fn candidates(root: &Root) -> Vec<Candidate> {
         if !root.list(format!("{sys}/holders")).is_empty() {
             continue;
         }
-        if let Some(found) = array::superblocks(root, &d.kname).into_iter().next() {
+        // the first (newest) one, without an IntoIter and its drop
+        let mut found = array::superblocks(root, &d.kname);
+        if !found.is_empty() {
             out.push(Candidate {
                 kname: d.kname,
-                found,
+                found: found.swap_remove(0),
             });
         }
     }
@@ -96,7 +98,7 @@ pub fn md_scan_and_assemble(root: &Root, kernel: &dyn Kernel) -> Vec<String> {
         }
     }
     let mut started = vec![];
-    for g in groups {
+    for g in &mut groups {
         let uuid = g[0].found.sb.uuid_sysfs();
         if running.iter().any(|a| a.uuid == uuid) {
             continue;
@@ -109,9 +111,9 @@ pub fn md_scan_and_assemble(root: &Root, kernel: &dyn Kernel) -> Vec<String> {
 }
 
 #[inline(never)]
-fn assemble_one(root: &Root, kernel: &dyn Kernel, mut g: Vec<Candidate>) -> Option<String> {
+fn assemble_one(root: &Root, kernel: &dyn Kernel, g: &mut [Candidate]) -> Option<String> {
     // the freshest active member describes the array
-    crate::util::sort_small_by(&mut g, |a, b| b.found.sb.events.cmp(&a.found.sb.events));
+    crate::util::sort_small_by(g, |a, b| b.found.sb.events.cmp(&a.found.sb.events));
     let fi = g.iter().position(|c| c.found.sb.slot().is_some())?;
     let (version, sb) = (g[fi].found.version, &g[fi].found.sb);
     let what = format!(
@@ -124,7 +126,7 @@ fn assemble_one(root: &Root, kernel: &dyn Kernel, mut g: Vec<Candidate>) -> Opti
     // claim wins)
     let mut members: Vec<String> = vec![];
     let mut slots: Vec<u32> = vec![];
-    for c in &g {
+    for c in g.iter() {
         let s = &c.found.sb;
         let slot = s.slot();
         if c.found.version == version

@@ -93,7 +93,7 @@ fn ignore_list<'a>(root: &Root, lds: &[&'a Value], skip: &[String]) -> Result<Ve
     }
     let esp_kept = decisions
         .iter()
-        .any(|d| d.name.as_deref() == Some("esp") && d.action == Action::Keep);
+        .any(|d| d.name.as_deref() == Some("esp") && matches!(d.action, Action::Keep));
     names.retain(|n| !(esp_kept && *n == "esp"));
     if bad || !names.is_empty() {
         return Err(raid_error(

@@ -116,7 +116,7 @@ fn delete_pass(
                 holders.push(h.clone());
             }
         }
-        if d.action != Action::Delete {
+        if !matches!(d.action, Action::Delete) {
             keep.extend(d.array.members.iter().map(|m| m.kname.clone()));
             log::warn!(
                 "Software RAID device /dev/{md} is not going to be deleted: the skip list keeps \
@@ -191,7 +191,7 @@ pub fn delete(env: &Env, node: &Value, kernel: &dyn Kernel) -> Result<()> {
                 decisions
                     .iter()
                     .find(|d| d.array.kname == a.kname)
-                    .is_none_or(|d| d.action == Action::Delete)
+                    .is_none_or(|d| matches!(d.action, Action::Delete))
             });
         }
         if arrays.is_empty() {

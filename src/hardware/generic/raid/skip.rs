@@ -56,7 +56,9 @@ pub fn decide(root: &Root, arrays: Vec<Array>, skip: &[String]) -> Vec<Decision>
         let cause = out[i].name.clone();
         let holders = out[i].holders.clone();
         for (j, d) in out.iter_mut().enumerate() {
-            if j != i && d.action == Action::Delete && d.holders.iter().any(|h| holders.contains(h))
+            if j != i
+                && matches!(d.action, Action::Delete)
+                && d.holders.iter().any(|h| holders.contains(h))
             {
                 d.action = Action::Wipe(cause.clone());
                 d.cause = cause.clone();
