@@ -368,12 +368,15 @@ fn softraid_esp(env: &Env, device: &str, file: &File, esp: &Partition) -> Result
 /// IPA's `find_esp_raid`: a running RAID-1 holding a FAT filesystem.
 #[inline(never)]
 fn find_esp_raid(root: &crate::root::Root) -> Option<md::array::Array> {
-    md::array::list(root).into_iter().find(|a| {
+    // taken out with swap_remove: no IntoIter and its drop glue
+    let mut all = md::array::list(root);
+    let i = all.iter().position(|a| {
         a.level == "raid1"
             && File::open(root.path(a.path()))
                 .ok()
                 .is_some_and(|f| Fat::open(&f, 0, a.size).is_ok())
-    })
+    })?;
+    Some(all.swap_remove(i))
 }
 
 /// An ESP partition on each holder, and the RAID-1 (v1.0) over them.
@@ -431,7 +434,7 @@ fn build_esp_raid(root: &crate::root::Root, holders: &[String]) -> Result<md::ar
             len,
         });
     }
-    let name = md::array::free_name(root, 0..=127)
+    let name = md::array::free_name(root, &mut (0..=127))
         .ok_or_else(|| raid_err("No free md (RAID) devices are left"))?;
     let kernel = md::array::Sysfs(root);
     md::array::create(root, &kernel, &name, md::Version::V1_0, 1, "esp", &members)?;

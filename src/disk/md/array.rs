@@ -132,10 +132,14 @@ pub fn parent_disk(root: &Root, kname: &str) -> String {
     if sys_exists(root, format_args!("/sys/block/{kname}")) {
         return kname.to_string();
     }
-    root.list("/sys/block")
-        .into_iter()
-        .find(|d| sys_exists(root, format_args!("/sys/block/{d}/{kname}/partition")))
-        .unwrap_or_else(|| kname.to_string())
+    let mut disks = root.list("/sys/block");
+    match disks
+        .iter()
+        .position(|d| sys_exists(root, format_args!("/sys/block/{d}/{kname}/partition")))
+    {
+        Some(i) => disks.swap_remove(i),
+        None => kname.to_string(),
+    }
 }
 
 /// The disks holding an array's members (IPA's `get_holder_disks`), as
@@ -271,12 +275,10 @@ pub fn is_free(root: &Root, kname: &str) -> bool {
     !sys_exists(root, format_args!("/sys/block/{kname}")) || read(root, kname).is_none()
 }
 
-/// The first free name among `mdN` for N in `numbers`.
-pub fn free_name(root: &Root, numbers: impl IntoIterator<Item = u32>) -> Option<String> {
-    numbers
-        .into_iter()
-        .map(|n| format!("md{n}"))
-        .find(|k| is_free(root, k))
+/// The first free name among `mdN` for N in `numbers` (a `dyn` iterator:
+/// one copy for the ascending and the descending callers).
+pub fn free_name(root: &Root, numbers: &mut dyn Iterator<Item = u32>) -> Option<String> {
+    numbers.map(|n| format!("md{n}")).find(|k| is_free(root, k))
 }
 
 /// `/dev/md/<name>` → `../mdN`, as udev's mdadm rules (or mdadm itself
@@ -638,7 +640,10 @@ mod tests {
         assert_eq!(parent_disk(&root, "vdb1"), "vdb");
         assert_eq!(dev_numbers(&root, "vda1"), Some((254, 1)));
         assert!(is_free(&root, "md0") && is_free(&root, "md1") && !is_free(&root, "md127"));
-        assert_eq!(free_name(&root, (120..=127).rev()), Some("md126".into()));
+        assert_eq!(
+            free_name(&root, &mut (120..=127).rev()),
+            Some("md126".into())
+        );
         assert!(is_md(&root, "md127") && !is_md(&root, "vda"));
         // a resync is held back while an image is written to an array, and
         // let go after; an idle one, or a write to a plain disk, touches none

@@ -148,7 +148,7 @@ fn assemble_one(root: &Root, kernel: &dyn Kernel, g: &mut [Candidate]) -> Option
     members.reverse();
     let n = sb.raid_disks as usize;
     let dirty_degraded = slots.len() < n && sb.level >= 4 && sb.resync_offset != IN_SYNC;
-    let md = array::free_name(root, (0..=127).rev())?;
+    let md = array::free_name(root, &mut (0..=127).rev())?;
     let r = if !enough(sb.level, n, slots.len(), sb.layout) || dirty_degraded {
         Err("too few members (or degraded and not shut down clean)".to_string())
     } else {

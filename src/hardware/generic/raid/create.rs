@@ -304,7 +304,7 @@ fn build(
         files.push(open_holder(root, &p.name, false)?);
     }
     for (vi, (v, mem)) in vols.iter().zip(members).enumerate() {
-        let md = array::free_name(root, vi as u32..=127)
+        let md = array::free_name(root, &mut (vi as u32..=127))
             .ok_or_else(|| raid_error("No free md (RAID) devices are left"))?;
         let mut nm: Vec<NewMember> = vec![];
         for &(hi, n) in mem {

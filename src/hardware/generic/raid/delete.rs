@@ -143,7 +143,7 @@ fn delete_pass(
         keep_disks.push(format!("/dev/{}", array::parent_disk(root, k)));
     }
     let mut drop_parts: Vec<(String, u32)> = vec![];
-    for d in crate::disk::list::list_block_devices(root, true)? {
+    for d in &crate::disk::list::list_block_devices(root, true)? {
         if array::is_md(root, &d.kname)
             || keep.contains(&d.kname)
             || keep_disks.contains(&d.name)
