@@ -52,6 +52,14 @@ fn make_raw(path: &Path, size: u64) {
     f.write_all_at(b"last", size - 4).unwrap();
 }
 
+/// `qemu-img convert [OPTS] -O qcow2 RAW Q`.
+fn qcow2_of(raw: &Path, q: &Path, opts: &[&str]) {
+    let mut a = vec!["qemu-img", "convert"];
+    a.extend_from_slice(opts);
+    a.extend_from_slice(&["-O", "qcow2", raw.to_str().unwrap(), q.to_str().unwrap()]);
+    must(&a);
+}
+
 fn target_file(path: &Path, size: u64) {
     let f = OpenOptions::new()
         .read(true)
@@ -325,17 +333,7 @@ fn dense_data_is_written_in_whole_chunks() {
     std::fs::write(&raw, &b).unwrap();
     for (name, cluster, chunk) in [("c64k", "65536", 1usize << 20), ("c2m", "2M", 2 << 20)] {
         let q = d.join(format!("{name}.qcow2"));
-        let o = format!("cluster_size={cluster}");
-        must(&[
-            "qemu-img",
-            "convert",
-            "-O",
-            "qcow2",
-            "-o",
-            &o,
-            raw.to_str().unwrap(),
-            q.to_str().unwrap(),
-        ]);
+        qcow2_of(&raw, &q, &["-o", &format!("cluster_size={cluster}")]);
         TAKEN.set(0);
         assert!(!check(&d, &q), "{name}: one forward pass");
         // qemu-img lays the clusters out in guest order behind the
@@ -390,16 +388,7 @@ fn l1_behind_the_data_needs_prefetch() {
     let raw = d.join("src.raw");
     make_raw(&raw, 24 << 20);
     let q = d.join("r.qcow2");
-    must(&[
-        "qemu-img",
-        "convert",
-        "-O",
-        "qcow2",
-        "-o",
-        "cluster_size=4096",
-        raw.to_str().unwrap(),
-        q.to_str().unwrap(),
-    ]);
+    qcow2_of(&raw, &q, &["-o", "cluster_size=4096"]);
     // 4 KiB clusters: one L1 cluster maps 1 GiB; growing past it moves the
     // L1 table to the end of the file
     must(&["qemu-img", "resize", q.to_str().unwrap(), "1200M"]);
@@ -426,14 +415,7 @@ fn hostile_tables_fail_cleanly() {
     let raw = d.join("src.raw");
     make_raw(&raw, 8 << 20);
     let q = d.join("h.qcow2");
-    must(&[
-        "qemu-img",
-        "convert",
-        "-O",
-        "qcow2",
-        raw.to_str().unwrap(),
-        q.to_str().unwrap(),
-    ]);
+    qcow2_of(&raw, &q, &[]);
     let orig = std::fs::read(&q).unwrap();
     let h = header(&q);
     let cs = h.cluster_size() as usize;
@@ -505,16 +487,7 @@ fn prefetched_tables_must_match_the_checksummed_stream() {
     let raw = d.join("src.raw");
     make_raw(&raw, 32 << 20);
     let img = d.join("img.qcow2");
-    must(&[
-        "qemu-img",
-        "convert",
-        "-f",
-        "raw",
-        "-O",
-        "qcow2",
-        raw.to_str().unwrap(),
-        img.to_str().unwrap(),
-    ]);
+    qcow2_of(&raw, &img, &["-f", "raw"]);
     let h = header(&img);
     let file = File::open(&img).unwrap();
     let l1 = (h.l1_offset, h.l1_size * 8);
@@ -699,17 +672,7 @@ fn a_data_cluster_cut_mid_stream_fails() {
     let raw = d.join("src.raw");
     make_raw(&raw, 12 << 20);
     let q = d.join("c2m.qcow2");
-    let (r, qs) = (raw.to_str().unwrap(), q.to_str().unwrap());
-    must(&[
-        "qemu-img",
-        "convert",
-        "-O",
-        "qcow2",
-        "-o",
-        "cluster_size=2M",
-        r,
-        qs,
-    ]);
+    qcow2_of(&raw, &q, &["-o", "cluster_size=2M"]);
     let img = std::fs::read(&q).unwrap();
     assert_eq!(chunk_size(&img[..CHUNK]), 2 << 20);
     let h = header(&q);
@@ -740,8 +703,7 @@ fn compressed_text(d: &Path, len: usize) -> PathBuf {
         .collect();
     std::fs::write(&raw, text).unwrap();
     let q = d.join("c.qcow2");
-    let (r, qs) = (raw.to_str().unwrap(), q.to_str().unwrap());
-    must(&["qemu-img", "convert", "-c", "-O", "qcow2", r, qs]);
+    qcow2_of(&raw, &q, &["-c"]);
     q
 }
 

@@ -61,23 +61,28 @@ impl Algo {
             Algo::Md5 => Hasher::Md5(md5::Md5::new()),
             Algo::Sha224 => Hasher::Sha224(sha2::Sha224::new()),
             Algo::Sha256 => Hasher::Sha256(sha2::Sha256::new()),
-            Algo::Sha384 => {
-                #[cfg(target_arch = "x86_64")]
-                if let Some(h) = Sha512::new_sha384() {
-                    log::debug!("sha384: the agent's AVX2+BMI2 assembly");
-                    return Hasher::Sha2x(h);
-                }
-                Hasher::Ring(ring::digest::Context::new(&ring::digest::SHA384))
-            }
-            Algo::Sha512 => {
-                #[cfg(target_arch = "x86_64")]
-                if let Some(h) = Sha512::new_sha512() {
-                    log::debug!("sha512: the agent's AVX2+BMI2 assembly");
-                    return Hasher::Sha2x(h);
-                }
-                Hasher::Ring(ring::digest::Context::new(&ring::digest::SHA512))
+            Algo::Sha384 => self.sha2x_or_ring(&ring::digest::SHA384),
+            Algo::Sha512 => self.sha2x_or_ring(&ring::digest::SHA512),
+        }
+    }
+}
+
+impl Algo {
+    /// SHA-384/512: the agent's assembly where the CPU runs it, else ring's
+    /// `fallback`.
+    fn sha2x_or_ring(self, fallback: &'static ring::digest::Algorithm) -> Hasher {
+        #[cfg(target_arch = "x86_64")]
+        {
+            let own = match self {
+                Algo::Sha384 => Sha512::new_sha384(),
+                _ => Sha512::new_sha512(),
+            };
+            if let Some(h) = own {
+                log::debug!("{}: the agent's AVX2+BMI2 assembly", self.name());
+                return Hasher::Sha2x(h);
             }
         }
+        Hasher::Ring(ring::digest::Context::new(fallback))
     }
 }
 

@@ -197,6 +197,8 @@ pub struct Fetch {
     pub accepts_ranges: bool,
     pub validator: Option<super::download::Validator>,
     done: Option<(String, u64, u64)>,
+    /// Bytes of buffers the fetch thread makes ([`in_flight`]).
+    in_flight: usize,
     /// Stage timers: receive and hash (from their threads, at the end), and
     /// write (waits here; the writer adds its busy time).
     pub stages: [Stage; 3],
@@ -327,6 +329,7 @@ impl Fetch {
             accepts_ranges: info.2,
             validator: info.3,
             done: None,
+            in_flight,
             stages: [Stage::default(); 3],
         }
     }
@@ -577,7 +580,10 @@ fn log_stages(id: &str, started: Instant, mut s: [Stage; 3], cpu0: Cpu) {
 /// threads, up to [`ahead_depth`] at once, when the chunk is an aligned
 /// slot clear of the held-back ranges; otherwise here. Each buffer goes
 /// back to the fetch thread when its write is done.
-struct Ahead(Option<Behind>, usize);
+struct Ahead {
+    behind: Option<Behind>,
+    depth: usize,
+}
 
 /// Stream buffers on the writer threads at once: [`WRITE_DEPTH`], but at
 /// least two fewer than the fetch thread has for `chunk`-sized chunks
@@ -592,9 +598,12 @@ fn ahead_depth(in_flight: usize, chunk: usize) -> usize {
 }
 
 impl Ahead {
-    /// For a stream whose first chunk is `first`.
-    fn new(first: &[u8]) -> Ahead {
-        Ahead(None, ahead_depth(in_flight(), chunk_size(first)))
+    /// For `fetch`'s stream, whose first chunk is `first`.
+    fn new(fetch: &Fetch, first: &[u8]) -> Ahead {
+        Ahead {
+            behind: None,
+            depth: ahead_depth(fetch.in_flight, chunk_size(first)),
+        }
     }
 
     fn write(
@@ -609,10 +618,10 @@ impl Ahead {
             fetch.recycle(buf);
             return Ok(());
         };
-        if self.0.is_none() {
-            self.0 = Behind::start(target, self.1);
+        if self.behind.is_none() {
+            self.behind = Behind::start(target, self.depth);
         }
-        match self.0.as_mut() {
+        match self.behind.as_mut() {
             Some(b) => {
                 while let Some(done) = b.room(target)? {
                     fetch.recycle(done);
@@ -630,7 +639,7 @@ impl Ahead {
 
     /// Return the buffers of finished writes; `wait`: of every write.
     fn reap(&mut self, target: &Target, fetch: &Fetch, wait: bool) -> Result<()> {
-        if let Some(b) = self.0.as_mut() {
+        if let Some(b) = self.behind.as_mut() {
             while let Some(done) = b.reap(target, wait)? {
                 fetch.recycle(done);
             }
@@ -645,7 +654,7 @@ fn write_raw(
     first: AlignedBuf,
     progress: &mut Progress,
 ) -> Result<()> {
-    let mut ahead = Ahead::new(first.data());
+    let mut ahead = Ahead::new(fetch, first.data());
     let mut next = Some((first, 0u64));
     while let Some((buf, off)) = next {
         let m = Mark::now();
@@ -855,7 +864,7 @@ fn convert(
 ) -> std::result::Result<(String, u64, u64, [Stage; 3]), ConvError> {
     // chunks that are one run of data clusters (nearly all of an
     // uncompressed image) are written as the raw path writes them
-    let mut ahead = Ahead::new(first.data());
+    let mut ahead = Ahead::new(&fetch, first.data());
     let mut next = Some((first, 0u64));
     while let Some((buf, off)) = next {
         if let Some(read_range) = tables.as_mut() {

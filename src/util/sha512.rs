@@ -2,7 +2,7 @@
 //! `sys::sha512`: the streaming around it (partial blocks, the padding
 //! with the 128-bit message length, big-endian output, SHA-384's initial
 //! values and truncation). Only available where that block function is
-//! (x86-64 with AVX2 and BMI2); elsewhere the image hash keeps ring's.
+//! (x86-64 with AVX2, BMI1 and BMI2); elsewhere the image hash keeps ring's.
 
 use crate::sys::sha512::{blocks_fn, BlocksFn};
 
