@@ -225,32 +225,77 @@ pub struct NewPart {
     pub name: &'static str,
 }
 
+impl NewPart {
+    /// A Linux data partition as parted's `mkpart primary` makes it: GPT
+    /// type Linux filesystem named "primary", msdos type 0x83.
+    pub fn linux(number: u32, first_lba: u64, last_lba: u64) -> NewPart {
+        NewPart {
+            number,
+            first_lba,
+            last_lba,
+            gpt_type: gpt::TYPE_LINUX_DATA,
+            mbr_type: mbr::TYPE_LINUX,
+            name: "primary",
+        }
+    }
+    /// Byte offset on a disk of `sector`-byte sectors.
+    pub fn offset(&self, sector: u64) -> u64 {
+        self.first_lba * sector
+    }
+    /// Length in bytes.
+    pub fn len(&self, sector: u64) -> u64 {
+        (self.last_lba - self.first_lba + 1) * sector
+    }
+}
+
+/// "<what>: <e>" as a table error: one out-of-line copy of the
+/// formatting for every failure of [`write_new`].
+#[cold]
+#[inline(never)]
+fn fail(what: &str, e: &dyn std::fmt::Display) -> AgentError {
+    AgentError::msg(format!("{what}: {e}"))
+}
+
+/// One write of [`write_new`], its failure named by `what`: the I/O
+/// error is formatted and dropped here, not at every call site.
+#[inline(never)]
+fn write_at(io: &mut dyn Io, buf: &[u8], off: u64, what: &str) -> Result<()> {
+    io.write_all_at(buf, off).map_err(|e| fail(what, &e))
+}
+
+/// A random GUID, or [`write_new`]'s error.
+fn new_guid() -> Result<Guid> {
+    Guid::random().map_err(|e| fail("generating a GUID", &e))
+}
+
 /// Write a fresh partition table on a disk (`parted mklabel` + `mkpart`):
 /// the first and last MiB are cleared first (old primary and backup
 /// tables), then a protective MBR and both GPT copies, or an MBR with a
 /// random disk signature. Partition GUIDs are random. The caller syncs.
-pub fn write_new(io: &mut impl Io, geom: Geometry, label: Label, parts: &[NewPart]) -> Result<()> {
-    let fail = |what: &str, e: &dyn std::fmt::Display| AgentError::msg(format!("{what}: {e}"));
+pub fn write_new(io: &mut dyn Io, geom: Geometry, label: Label, parts: &[NewPart]) -> Result<()> {
     let mib = 1u64 << 20;
     let zero = vec![0u8; mib as usize];
     let head = mib.min(geom.size);
-    io.write_all_at(&zero[..head as usize], 0)
-        .map_err(|e| fail("clearing the old partition table", &e))?;
+    write_at(io, &zero[..head as usize], 0, "clearing the old partition table")?;
     if geom.size > 2 * mib {
-        io.write_all_at(&zero, geom.size - mib)
-            .map_err(|e| fail("clearing the old backup partition table", &e))?;
+        write_at(
+            io,
+            &zero,
+            geom.size - mib,
+            "clearing the old backup partition table",
+        )?;
     }
+    drop(zero);
     let sectors = geom.sectors();
     let mut lba0 = vec![0u8; geom.sector as usize];
-    match label {
+    let what = match label {
         Label::Gpt => {
-            let guid = Guid::random().map_err(|e| fail("generating a GUID", &e))?;
-            let mut g =
-                Gpt::new(geom.sector, sectors, guid).map_err(|e| fail("creating a GPT", &e))?;
+            let mut g = Gpt::new(geom.sector, sectors, new_guid()?)
+                .map_err(|e| fail("creating a GPT", &e))?;
             for p in parts {
                 let e = gpt::Entry {
                     type_guid: p.gpt_type,
-                    unique_guid: Guid::random().map_err(|e| fail("generating a GUID", &e))?,
+                    unique_guid: new_guid()?,
                     first_lba: p.first_lba,
                     last_lba: p.last_lba,
                     attributes: 0,
@@ -260,9 +305,9 @@ pub fn write_new(io: &mut impl Io, geom: Geometry, label: Label, parts: &[NewPar
                     .map_err(|e| fail("creating a GPT", &e))?;
             }
             Mbr::protective(sectors).write_into(&mut lba0);
-            io.write_all_at(&lba0, 0)
-                .map_err(|e| fail("writing the protective MBR", &e))?;
+            write_at(io, &lba0, 0, "writing the protective MBR")?;
             g.write(io).map_err(|e| fail("writing the GPT", &e))?;
+            return Ok(());
         }
         Label::Msdos => {
             let mut sig = [0u8; 4];
@@ -290,11 +335,10 @@ pub fn write_new(io: &mut impl Io, geom: Geometry, label: Label, parts: &[NewPar
                 };
             }
             m.write_into(&mut lba0);
-            io.write_all_at(&lba0, 0)
-                .map_err(|e| fail("writing the MBR", &e))?;
+            "writing the MBR"
         }
-    }
-    Ok(())
+    };
+    write_at(io, &lba0, 0, what)
 }
 
 /// `sgdisk -F`: the first 1 MiB-aligned sector of the largest free

@@ -36,8 +36,8 @@ use super::RaidState;
 use crate::config::Env;
 use crate::disk::md::array::{self, Kernel, NewMember};
 use crate::disk::md::Version;
-use crate::disk::table::{self, partition_path, NewPart};
-use crate::disk::{gpt, mbr, BlockDevice, Geometry};
+use crate::disk::table::{self, partition_path};
+use crate::disk::{BlockDevice, Geometry};
 use crate::error::Result;
 use crate::hardware::hints;
 use crate::root::Root;
@@ -271,66 +271,91 @@ fn build(
 ) -> Result<()> {
     // every holder opened exclusively before the first write: the kernel
     // refuses one that is mounted or held (by md, LVM, dm)
-    let mut excl = vec![];
+    let mut files = vec![];
     for p in plans {
-        excl.push(open_holder(root, &p.name, true)?);
+        files.push(open_holder(root, &p.name, true)?);
     }
-    for (p, f) in plans.iter().zip(excl) {
+    for (p, f) in plans.iter().zip(&files) {
         *written += 1;
-        let mut parts: Vec<NewPart> = vec![];
-        for part in &p.parts {
-            parts.push(NewPart {
-                number: part.number,
-                first_lba: part.first_lba,
-                last_lba: part.last_lba,
-                gpt_type: gpt::TYPE_LINUX_DATA,
-                mbr_type: mbr::TYPE_LINUX,
-                name: "primary",
-            });
-        }
-        let geom = Geometry {
-            sector: p.sector,
-            size: p.size,
-        };
-        table::write_new(&mut &f, geom, p.label, &parts)
-            .and_then(|_| f.sync_all().map_err(|e| raid_error(e.to_string())))
-            .map_err(|e| array::raid_fmt(format_args!("partitioning {}: {}", p.name, e.details)))?;
-        crate::disk::device::reread_partitions(std::path::Path::new(&p.name), &f)?;
+        write_table(p, f)?;
     }
     // the superblocks through the holders (not exclusively: md claims the
     // partitions when the array starts)
-    let mut files = vec![];
+    files.clear();
     for p in plans {
         files.push(open_holder(root, &p.name, false)?);
     }
     for (vi, (v, mem)) in vols.iter().zip(members).enumerate() {
         let md = array::free_name(root, &mut (vi as u32..=127))
             .ok_or_else(|| raid_error("No free md (RAID) devices are left"))?;
-        let mut nm: Vec<NewMember> = vec![];
-        for &(hi, n) in mem {
-            let p = &plans[hi];
-            let part = &p.parts[n as usize - 1];
-            nm.push(NewMember {
-                disk: &files[hi],
-                kname: partition_path(&p.name, n)[5..].to_string(),
-                offset: part.offset(p.sector),
-                len: part.len(p.sector),
-            });
-        }
-        let name = v.volume_name.clone().unwrap_or_else(|| format!("md{vi}"));
-        array::create(root, kernel, &md, Version::V1_2, v.level, &name, &nm).map_err(|e| {
-            let mut msg = format!("Failed to create md device /dev/{md} on ");
-            for (i, m) in nm.iter().enumerate() {
-                msg.push_str(if i > 0 { " /dev/" } else { "/dev/" });
-                msg.push_str(&m.kname);
-            }
-            msg.push_str(": ");
-            msg.push_str(&e.details);
-            raid_error(msg)
-        })?;
+        make_array(root, kernel, &md, vi, v, mem, plans, &files)?;
         started.push(md);
     }
     Ok(())
+}
+
+/// One holder's new table, synced and re-read by the kernel.
+#[inline(never)]
+fn write_table(p: &HolderPlan, mut f: &File) -> Result<()> {
+    let geom = Geometry {
+        sector: p.sector,
+        size: p.size,
+    };
+    let r = table::write_new(&mut f, geom, p.label, &p.parts)
+        .and_then(|_| f.sync_all().map_err(|e| raid_error(e.to_string())));
+    if let Err(e) = r {
+        return Err(array::raid_fmt(format_args!(
+            "partitioning {}: {}",
+            p.name, e.details
+        )));
+    }
+    crate::disk::device::reread_partitions(std::path::Path::new(&p.name), f)
+}
+
+/// Volume `vi`'s array `md` over its members' partitions (`files`: the
+/// holders, open).
+#[allow(clippy::too_many_arguments)]
+#[inline(never)]
+fn make_array(
+    root: &Root,
+    kernel: &dyn Kernel,
+    md: &str,
+    vi: usize,
+    v: &Volume<'_>,
+    mem: &Members,
+    plans: &[HolderPlan],
+    files: &[File],
+) -> Result<()> {
+    let mut nm: Vec<NewMember> = vec![];
+    for &(hi, n) in mem {
+        let p = &plans[hi];
+        let part = &p.parts[n as usize - 1];
+        nm.push(NewMember {
+            disk: &files[hi],
+            // "sda1": the holder's name is "/dev/sda"
+            kname: partition_path(&p.name[5..], n),
+            offset: part.offset(p.sector),
+            len: part.len(p.sector),
+        });
+    }
+    let r = match &v.volume_name {
+        Some(name) => array::create(root, kernel, md, Version::V1_2, v.level, name, &nm),
+        None => {
+            let name = format!("md{vi}");
+            array::create(root, kernel, md, Version::V1_2, v.level, &name, &nm)
+        }
+    };
+    let Err(e) = r else {
+        return Ok(());
+    };
+    let mut msg = format!("Failed to create md device /dev/{md} on ");
+    for (i, m) in nm.iter().enumerate() {
+        msg.push_str(if i > 0 { " /dev/" } else { "/dev/" });
+        msg.push_str(&m.kname);
+    }
+    msg.push_str(": ");
+    msg.push_str(&e.details);
+    Err(raid_error(msg))
 }
 
 /// `delete_existing`'s default and Python truthiness for `apply_configuration`.
@@ -365,7 +390,7 @@ mod tests {
     }
 
     impl Kernel for FakeKernel {
-        fn start(&self, md: &str, v: Version, members: &[String]) -> Result<()> {
+        fn start(&self, md: &str, v: Version, members: &[&str]) -> Result<()> {
             assert_eq!(v, Version::V1_2);
             let n = self.started.borrow().len() + 1;
             if self.fail_at == Some(n) {
@@ -374,9 +399,8 @@ mod tests {
                     members[1]
                 )));
             }
-            self.started
-                .borrow_mut()
-                .push((md.into(), members.to_vec()));
+            let members = members.iter().map(|m| m.to_string()).collect();
+            self.started.borrow_mut().push((md.into(), members));
             Ok(())
         }
         fn stop(&self, md: &str) -> Result<()> {

@@ -189,22 +189,9 @@ pub fn reorder(mut vols: Vec<Volume<'_>>) -> Vec<Volume<'_>> {
     vols
 }
 
-/// A partition to create.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Part {
-    pub number: u32,
-    pub first_lba: u64,
-    pub last_lba: u64,
-}
-
-impl Part {
-    pub fn offset(&self, sector: u64) -> u64 {
-        self.first_lba * sector
-    }
-    pub fn len(&self, sector: u64) -> u64 {
-        (self.last_lba - self.first_lba + 1) * sector
-    }
-}
+/// A partition to create: a Linux data partition (the table's own type,
+/// so the plan is written as it is).
+pub type Part = crate::disk::table::NewPart;
 
 /// One holder disk's new table.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -314,11 +301,7 @@ pub fn partition(
                 )));
             }
             let number = p.parts.len() as u32 + 1;
-            p.parts.push(Part {
-                number,
-                first_lba: first,
-                last_lba: last,
-            });
+            p.parts.push(Part::linux(number, first, last));
             cursor[hi] = match (cursor[hi], v.size) {
                 (None, Size::Gib(g)) => Some(g),
                 (Some(c), Size::Gib(g)) => Some(c + g),
