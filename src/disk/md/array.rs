@@ -313,7 +313,7 @@ pub fn unlink_names(root: &Root, md: &str) {
 /// unit tests, where disks are regular files.
 pub trait Kernel {
     /// Start `md` ("md0") from members whose superblocks are written.
-    fn start(&self, md: &str, version: Version, members: &[String]) -> Result<()>;
+    fn start(&self, md: &str, version: Version, members: &[&str]) -> Result<()>;
     /// Stop `md` and release its members.
     fn stop(&self, md: &str) -> Result<()>;
 }
@@ -367,7 +367,7 @@ impl Sysfs<'_> {
 }
 
 impl Kernel for Sysfs<'_> {
-    fn start(&self, md: &str, version: Version, members: &[String]) -> Result<()> {
+    fn start(&self, md: &str, version: Version, members: &[&str]) -> Result<()> {
         let root = self.0;
         if !root.exists("/sys/module/md_mod") {
             return Err(raid_err(
@@ -566,7 +566,7 @@ pub fn create(
     }
     let plan = super::plan(version, level, &sizes).map_err(|e| raid_err(e.into_details()))?;
     let id = new_identity(root, name)?;
-    let mut knames = vec![];
+    let mut knames: Vec<&str> = vec![];
     for (i, m) in members.iter().enumerate() {
         let mut dev_uuid = [0u8; 16];
         crate::sys::getrandom(&mut dev_uuid)
@@ -581,7 +581,7 @@ pub fn create(
         m.disk
             .sync_all()
             .map_err(|e| io_err(format_args!("flushing /dev/{}", m.kname), e))?;
-        knames.push(m.kname.clone());
+        knames.push(&m.kname);
     }
     kernel.start(md, version, &knames)?;
     log::info!(

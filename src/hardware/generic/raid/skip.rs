@@ -53,15 +53,16 @@ pub fn decide(root: &Root, arrays: Vec<Array>, skip: &[String]) -> Vec<Decision>
         }
         log::warn!("RAID device {} will not be deleted", out[i].array.path());
         out[i].action = Action::Keep;
-        let cause = out[i].name.clone();
-        let holders = out[i].holders.clone();
-        for (j, d) in out.iter_mut().enumerate() {
+        // by index: the kept one's holders and name read in place, cloned
+        // only for the neighbours that get them
+        for j in 0..out.len() {
             if j != i
-                && matches!(d.action, Action::Delete)
-                && d.holders.iter().any(|h| holders.contains(h))
+                && matches!(out[j].action, Action::Delete)
+                && out[j].holders.iter().any(|h| out[i].holders.contains(h))
             {
-                d.action = Action::Wipe(cause.clone());
-                d.cause = cause.clone();
+                let cause = out[i].name.clone();
+                out[j].action = Action::Wipe(cause.clone());
+                out[j].cause = cause;
             }
         }
     }
