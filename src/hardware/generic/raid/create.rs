@@ -55,11 +55,11 @@ fn holder_candidates(root: &Root, node: &Value) -> Result<Vec<BlockDevice>> {
     Ok(out)
 }
 
-/// IPA's `_create_raid_ignore_list`: the logical disks not to build
-/// because their volumes exist and the skip list keeps them (or they
-/// share disks with one it keeps).
+/// IPA's `_create_raid_ignore_list`: drop from `lds` the logical disks
+/// not to build because their volumes exist and the skip list keeps them
+/// (or they share disks with one it keeps). Returns whether any was.
 #[inline(never)]
-fn ignore_list<'a>(root: &Root, lds: &[&'a Value], skip: &[String]) -> Result<Vec<&'a Value>> {
+fn ignore_list(root: &Root, lds: &mut Vec<&Value>, skip: &[String]) -> Result<bool> {
     let decisions = skip::decide(root, array::list(root), skip);
     let mut names: Vec<&str> = vec![];
     for d in &decisions {
@@ -74,11 +74,13 @@ fn ignore_list<'a>(root: &Root, lds: &[&'a Value], skip: &[String]) -> Result<Ve
             }
         }
     }
-    let mut rm = vec![];
+    let before = lds.len();
     let mut bad = false;
-    for ld in lds {
-        let vn = ld.get("volume_name").and_then(Value::as_str);
+    let mut i = 0;
+    while i < lds.len() {
+        let vn = lds[i].get("volume_name").and_then(Value::as_str);
         let Some(pos) = names.iter().position(|n| Some(*n) == vn) else {
+            i += 1;
             continue;
         };
         // an existing volume not kept itself must be a kept one's neighbour
@@ -89,7 +91,7 @@ fn ignore_list<'a>(root: &Root, lds: &[&'a Value], skip: &[String]) -> Result<Ve
         bad |= !skip.iter().any(|s| Some(s.as_str()) == vn)
             && !matches!(d.action, Action::Wipe(Some(_)));
         names.remove(pos);
-        rm.push(*ld);
+        lds.remove(i);
     }
     let esp_kept = decisions
         .iter()
@@ -100,7 +102,7 @@ fn ignore_list<'a>(root: &Root, lds: &[&'a Value], skip: &[String]) -> Result<Ve
             "Existing Software RAID device detected that should not",
         ));
     }
-    Ok(rm)
+    Ok(lds.len() != before)
 }
 
 /// Open a holder to write its table: exclusively when asked and it is a
@@ -172,12 +174,12 @@ pub fn do_create(
     state: &RaidState,
 ) -> Result<Value> {
     let root = env.root;
-    let empty = vec![];
-    let all = raid_config
-        .get("logical_disks")
-        .and_then(Value::as_array)
-        .unwrap_or(&empty);
-    let mut lds: Vec<&Value> = all.iter().collect();
+    let mut lds: Vec<&Value> = vec![];
+    if let Some(all) = raid_config.get("logical_disks").and_then(Value::as_array) {
+        for ld in all {
+            lds.push(ld);
+        }
+    }
     if !lds
         .iter()
         .any(|ld| ld.get("controller").and_then(Value::as_str) == Some("software"))
@@ -189,47 +191,64 @@ pub fn do_create(
     validate_configuration(raid_config, node, &mut || {
         Ok(crate::disk::list::list_block_devices(root, false)?.len())
     })?;
-    // owned values dropped as soon as they are done with: fewer of them
-    // to drop on each later error path
     let skip = hints::skip_list_volume_names(node);
-    let rm_from_list = if skip.is_empty() {
-        vec![]
-    } else {
-        ignore_list(root, &lds, &skip)?
-    };
+    let none_removed = skip.is_empty() || !ignore_list(root, &mut lds, &skip)?;
     drop(skip);
-    lds.retain(|d| !rm_from_list.iter().any(|r| std::ptr::eq(*r, *d)));
-    let none_removed = rm_from_list.is_empty();
-    drop(rm_from_list);
-    let devices = holder_candidates(root, node)?;
-    let mut vols = layout::parse_volumes(&lds)?;
-    let holders = layout::select_holders(&devices, &mut vols)?;
-    drop(devices);
+    create(env, node, &lds, none_removed, kernel, state)?;
+    Ok(raid_config.clone())
+}
+
+/// The holders' sizes and sector sizes; refused when one carries
+/// partitions and the skip list kept nothing.
+#[inline(never)]
+fn probe(root: &Root, holders: Vec<String>, none_removed: bool) -> Result<Vec<(String, u64, u64)>> {
     let mut hs: Vec<(String, u64, u64)> = vec![];
-    let mut with_parts: Vec<&str> = vec![];
-    for h in &holders {
+    let mut with_parts = String::new();
+    for h in holders {
         let f =
-            File::open(root.path(h)).map_err(|e| array::io_err(format_args!("opening {h}"), e))?;
-        let g = crate::disk::geometry(root, std::path::Path::new(h), &f)?;
+            File::open(root.path(&h)).map_err(|e| array::io_err(format_args!("opening {h}"), e))?;
+        let g = crate::disk::geometry(root, std::path::Path::new(&h), &f)?;
         if matches!(table::read_table(&f, g), table::Found::Table(t) if !t.partitions.is_empty()) {
-            with_parts.push(h);
+            if !with_parts.is_empty() {
+                with_parts.push_str(", ");
+            }
+            with_parts.push_str(&h);
         }
-        hs.push((h.clone(), g.size, g.sector));
+        hs.push((h, g.size, g.sector));
     }
     if none_removed && !with_parts.is_empty() {
         return Err(array::raid_fmt(format_args!(
-            "Partitions detected on devices {} during RAID config",
-            with_parts.join(", ")
+            "Partitions detected on devices {with_parts} during RAID config"
         )));
     }
-    drop(with_parts);
+    Ok(hs)
+}
+
+/// The logical disks `lds` laid out, written and started (rolled back on
+/// failure).
+#[inline(never)]
+fn create(
+    env: &Env,
+    node: &Value,
+    lds: &[&Value],
+    none_removed: bool,
+    kernel: &dyn Kernel,
+    state: &RaidState,
+) -> Result<()> {
+    let root = env.root;
+    let devices = holder_candidates(root, node)?;
+    let mut vols = layout::parse_volumes(lds)?;
+    let holders = layout::select_holders(&devices, &mut vols)?;
+    drop(devices);
+    let hs = probe(root, holders, none_removed)?;
     if hs.is_empty() || vols.is_empty() {
-        return Ok(raid_config.clone());
+        return Ok(());
     }
     let label = crate::image::partition::disk_label(env, Some(node));
     let uefi = crate::image::partition::node_boot_mode(env, Some(node)) == "uefi";
     let vols = layout::reorder(vols);
     let (plans, members) = layout::partition(&hs, &vols, label, uefi)?;
+    drop(hs);
     let mut written = 0;
     let mut started = vec![];
     if let Err(e) = build(
@@ -254,7 +273,7 @@ pub fn do_create(
         }
     }
     log::info!("Successfully created Software RAID");
-    Ok(raid_config.clone())
+    Ok(())
 }
 
 /// Write every holder's table (counting them in `written`), then make and
