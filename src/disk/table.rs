@@ -276,7 +276,12 @@ pub fn write_new(io: &mut dyn Io, geom: Geometry, label: Label, parts: &[NewPart
     let mib = 1u64 << 20;
     let zero = vec![0u8; mib as usize];
     let head = mib.min(geom.size);
-    write_at(io, &zero[..head as usize], 0, "clearing the old partition table")?;
+    write_at(
+        io,
+        &zero[..head as usize],
+        0,
+        "clearing the old partition table",
+    )?;
     if geom.size > 2 * mib {
         write_at(
             io,

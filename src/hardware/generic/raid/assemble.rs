@@ -127,11 +127,7 @@ fn assemble_one(root: &Root, kernel: &dyn Kernel, g: &mut [Candidate]) -> Option
     let fi = g.iter().position(|c| c.found.sb.slot().is_some())?;
     let (version, sb) = (g[fi].found.version, &g[fi].found.sb);
     let name = sb.name();
-    let what = format!(
-        "{} \"{name}\" ({})",
-        level_name(sb.level),
-        sb.uuid_mdadm()
-    );
+    let what = format!("{} \"{name}\" ({})", level_name(sb.level), sb.uuid_mdadm());
     // members that agree with it, not stale, one per slot (the freshest
     // claim wins)
     let mut members: Vec<&str> = vec![];

@@ -201,18 +201,22 @@ pub fn do_create(
 /// The holders' sizes and sector sizes; refused when one carries
 /// partitions and the skip list kept nothing.
 #[inline(never)]
-fn probe(root: &Root, holders: Vec<String>, none_removed: bool) -> Result<Vec<(String, u64, u64)>> {
-    let mut hs: Vec<(String, u64, u64)> = vec![];
+fn probe<'a>(
+    root: &Root,
+    holders: &[&'a str],
+    none_removed: bool,
+) -> Result<Vec<(&'a str, u64, u64)>> {
+    let mut hs = vec![];
     let mut with_parts = String::new();
-    for h in holders {
+    for &h in holders {
         let f =
-            File::open(root.path(&h)).map_err(|e| array::io_err(format_args!("opening {h}"), e))?;
-        let g = crate::disk::geometry(root, std::path::Path::new(&h), &f)?;
+            File::open(root.path(h)).map_err(|e| array::io_err(format_args!("opening {h}"), e))?;
+        let g = crate::disk::geometry(root, std::path::Path::new(h), &f)?;
         if matches!(table::read_table(&f, g), table::Found::Table(t) if !t.partitions.is_empty()) {
             if !with_parts.is_empty() {
                 with_parts.push_str(", ");
             }
-            with_parts.push_str(&h);
+            with_parts.push_str(h);
         }
         hs.push((h, g.size, g.sector));
     }
@@ -239,8 +243,8 @@ fn create(
     let devices = holder_candidates(root, node)?;
     let mut vols = layout::parse_volumes(lds)?;
     let holders = layout::select_holders(&devices, &mut vols)?;
-    drop(devices);
-    let hs = probe(root, holders, none_removed)?;
+    let hs = probe(root, &holders, none_removed)?;
+    drop(holders);
     if hs.is_empty() || vols.is_empty() {
         return Ok(());
     }

@@ -212,7 +212,7 @@ fn error(errors: &mut String, e: std::fmt::Arguments<'_>) {
 
 /// [`py_str`] as a `Display`, formatted where it is used (no String);
 /// JSON null is Python's None.
-struct PyStr<'a>(&'a Value);
+pub struct PyStr<'a>(pub &'a Value);
 
 impl std::fmt::Display for PyStr<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
