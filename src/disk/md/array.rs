@@ -533,7 +533,7 @@ pub fn new_identity(root: &Root, name: &str) -> Result<super::Identity> {
 #[inline(never)]
 pub fn write_member(f: &File, name: &str, offset: u64, len: u64, sb: &Superblock) -> Result<()> {
     zero_superblocks_in(f, offset, len, name)?;
-    f.write_all_at(&sb.encode(), offset + sb.super_offset * 512)
+    f.write_all_at(&sb.encode(), offset + sb.super_offset() * 512)
         .map_err(|e| io_err(format_args!("writing the md superblock of {name}"), e))
 }
 
@@ -686,11 +686,11 @@ mod tests {
             ctime: 1,
         };
         let sb = plan.superblock(&id, 0, [6; 16]);
-        f.write_all_at(&sb.encode(), base + sb.super_offset * 512)
+        f.write_all_at(&sb.encode(), base + sb.super_offset() * 512)
             .unwrap();
         f.write_all_at(b"data", base).unwrap();
         let spots = zero_superblocks_in(&f, base, sectors * 512, "t").unwrap();
-        assert_eq!(spots, vec![sb.super_offset * 512]);
+        assert_eq!(spots, vec![sb.super_offset() * 512]);
         let mut b = [0u8; 4];
         f.read_exact_at(&mut b, base).unwrap();
         assert_eq!(&b, b"data", "only the superblock is cleared");

@@ -102,7 +102,7 @@ pub fn md_scan_and_assemble(root: &Root, kernel: &dyn Kernel) -> Vec<String> {
     while i < all.len() {
         let mut end = i + 1;
         for j in i + 1..all.len() {
-            if all[j].found.sb.set_uuid == all[i].found.sb.set_uuid {
+            if all[j].found.sb.set_uuid() == all[i].found.sb.set_uuid() {
                 all[end..=j].rotate_right(1);
                 end += 1;
             }
@@ -123,11 +123,15 @@ pub fn md_scan_and_assemble(root: &Root, kernel: &dyn Kernel) -> Vec<String> {
 #[inline(never)]
 fn assemble_one(root: &Root, kernel: &dyn Kernel, g: &mut [Candidate]) -> Option<String> {
     // the freshest active member describes the array
-    crate::util::sort_small_by(g, |a, b| b.found.sb.events.cmp(&a.found.sb.events));
+    crate::util::sort_small_by(g, |a, b| b.found.sb.events().cmp(&a.found.sb.events()));
     let fi = g.iter().position(|c| c.found.sb.slot().is_some())?;
     let (version, sb) = (g[fi].found.version, &g[fi].found.sb);
     let name = sb.name();
-    let what = format!("{} \"{name}\" ({})", level_name(sb.level), sb.uuid_mdadm());
+    let what = format!(
+        "{} \"{name}\" ({})",
+        level_name(sb.level()),
+        sb.uuid_mdadm()
+    );
     // members that agree with it, not stale, one per slot (the freshest
     // claim wins)
     let mut members: Vec<&str> = vec![];
@@ -136,9 +140,20 @@ fn assemble_one(root: &Root, kernel: &dyn Kernel, g: &mut [Candidate]) -> Option
         let s = &c.found.sb;
         let slot = s.slot();
         if c.found.version == version
-            && (s.level, s.layout, s.chunksize, s.raid_disks, s.ctime)
-                == (sb.level, sb.layout, sb.chunksize, sb.raid_disks, sb.ctime)
-            && s.events + 1 >= sb.events
+            && (
+                s.level(),
+                s.layout(),
+                s.chunksize(),
+                s.raid_disks(),
+                s.ctime(),
+            ) == (
+                sb.level(),
+                sb.layout(),
+                sb.chunksize(),
+                sb.raid_disks(),
+                sb.ctime(),
+            )
+            && s.events() + 1 >= sb.events()
             && !slot.is_some_and(|x| slots.contains(&x))
         {
             slots.extend(slot);
@@ -152,10 +167,10 @@ fn assemble_one(root: &Root, kernel: &dyn Kernel, g: &mut [Candidate]) -> Option
     }
     // the freshest last, as mdadm adds them
     members.reverse();
-    let n = sb.raid_disks as usize;
-    let dirty_degraded = slots.len() < n && sb.level >= 4 && sb.resync_offset != IN_SYNC;
+    let n = sb.raid_disks() as usize;
+    let dirty_degraded = slots.len() < n && sb.level() >= 4 && sb.resync_offset() != IN_SYNC;
     let md = array::free_name(root, &mut (0..=127).rev())?;
-    let err = if !enough(sb.level, n, slots.len(), sb.layout) || dirty_degraded {
+    let err = if !enough(sb.level(), n, slots.len(), sb.layout()) || dirty_degraded {
         Some("too few members (or degraded and not shut down clean)".to_string())
     } else {
         kernel

@@ -527,13 +527,13 @@ mod tests {
             assert_eq!(lbas, vec![(1128448, 20971519), (20971520, 41940991)]);
             let data = read_sb(&f, d, 1128448);
             assert_eq!(
-                (data.level, data.full_name(), data.dev_number),
+                (data.level(), data.full_name(), data.dev_number()),
                 (0, "ramdisk:data".into(), i as u32)
             );
-            assert_eq!(data.resync_offset, md::IN_SYNC);
+            assert_eq!(data.resync_offset(), md::IN_SYNC);
             let root = read_sb(&f, d, 20971520);
             assert_eq!(
-                (root.level, root.name(), root.resync_offset),
+                (root.level(), root.name(), root.resync_offset()),
                 (1, "root".into(), 0)
             );
             root.check_place(Version::V1_2, 41940992 - 20971520)
@@ -541,12 +541,12 @@ mod tests {
         }
         // the two members share the array's identity
         assert_eq!(
-            read_sb(&f, "sda", 1128448).set_uuid,
-            read_sb(&f, "sdb", 1128448).set_uuid
+            read_sb(&f, "sda", 1128448).set_uuid(),
+            read_sb(&f, "sdb", 1128448).set_uuid()
         );
         assert_ne!(
-            read_sb(&f, "sda", 1128448).set_uuid,
-            read_sb(&f, "sda", 20971520).set_uuid
+            read_sb(&f, "sda", 1128448).set_uuid(),
+            read_sb(&f, "sda", 20971520).set_uuid()
         );
         // a second run refuses: the holders have partitions now
         let e = do_create(&f.env.env(), &node(cfg.clone()), &cfg, &k, &state).unwrap_err();
