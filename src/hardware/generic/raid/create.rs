@@ -89,13 +89,13 @@ fn ignore_list(root: &Root, lds: &mut Vec<&Value>, skip: &[String]) -> Result<bo
             .position(|d| d.name.as_deref() == vn)
             .unwrap_or(0)];
         bad |= !skip.iter().any(|s| Some(s.as_str()) == vn)
-            && !matches!(d.action, Action::Wipe(Some(_)));
+            && !(d.action == Action::Wipe && d.cause.is_some());
         names.remove(pos);
         lds.remove(i);
     }
     let esp_kept = decisions
         .iter()
-        .any(|d| d.name.as_deref() == Some("esp") && matches!(d.action, Action::Keep));
+        .any(|d| d.name.as_deref() == Some("esp") && d.action == Action::Keep);
     names.retain(|n| !(esp_kept && *n == "esp"));
     if bad || !names.is_empty() {
         return Err(raid_error(

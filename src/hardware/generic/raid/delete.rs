@@ -123,17 +123,16 @@ fn delete_pass(
                 holders.push(h);
             }
         }
-        if !matches!(d.action, Action::Delete) {
+        if d.action != Action::Delete {
             for m in &d.array.members {
                 keep.push(&m.kname);
             }
             log::warn!(
                 "Software RAID device /dev/{md} is not going to be deleted: the skip list keeps \
-                 {} ({:?})",
+                 {} ({d})",
                 d.cause.as_deref().or(d.name.as_deref()).unwrap_or("None"),
-                d.action
             );
-            if matches!(d.action, Action::Wipe(_)) {
+            if d.action == Action::Wipe {
                 warn_on(wipe(env, md));
             }
             continue;
@@ -204,7 +203,7 @@ pub fn delete(env: &Env, node: &Value, kernel: &dyn Kernel) -> Result<()> {
                 decisions
                     .iter()
                     .find(|d| d.array.kname == a.kname)
-                    .is_none_or(|d| matches!(d.action, Action::Delete))
+                    .is_none_or(|d| d.action == Action::Delete)
             });
         }
         if arrays.is_empty() {

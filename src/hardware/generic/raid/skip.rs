@@ -8,19 +8,21 @@ use crate::disk::md::array::{self, Array};
 use crate::root::Root;
 
 /// What `delete_configuration` does with an array.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(test, derive(Debug))]
 pub enum Action {
     /// Stop it, clear its members' superblocks, drop its partitions.
     Delete,
-    /// Keep the array, wipe the signatures inside it; the volume kept by
-    /// the skip list that shares its disks.
-    Wipe(Option<String>),
+    /// Keep the array, wipe the signatures inside it; `cause` names the
+    /// volume kept by the skip list that shares its disks.
+    Wipe,
     /// Leave it alone.
     Keep,
 }
 
 /// One array and what to do with it.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
+#[cfg_attr(test, derive(Debug))]
 pub struct Decision {
     pub array: Array,
     /// The volume name from its superblock (None: unreadable).
@@ -29,6 +31,18 @@ pub struct Decision {
     pub action: Action,
     /// The kept volume that made this one `Wipe` or (ESP) `Keep`.
     pub cause: Option<String>,
+}
+
+impl std::fmt::Display for Decision {
+    /// The action as IPA's log shows it, `Wipe(Some("root"))` with its
+    /// cause (what a derived Debug of `Wipe(Option<String>)` printed).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.action {
+            Action::Delete => f.write_str("Delete"),
+            Action::Wipe => write!(f, "Wipe({:?})", self.cause),
+            Action::Keep => f.write_str("Keep"),
+        }
+    }
 }
 
 /// Decide for every array; with an empty skip list, all are deleted.
@@ -60,14 +74,13 @@ pub fn decide(root: &Root, arrays: Vec<Array>, skip: &[String]) -> Vec<Decision>
                 && matches!(out[j].action, Action::Delete)
                 && out[j].holders.iter().any(|h| out[i].holders.contains(h))
             {
-                let cause = out[i].name.clone();
-                out[j].action = Action::Wipe(cause.clone());
-                out[j].cause = cause;
+                out[j].action = Action::Wipe;
+                out[j].cause = out[i].name.clone();
             }
         }
     }
     for d in out.iter_mut() {
-        if d.name.as_deref() == Some("esp") && matches!(d.action, Action::Wipe(_)) {
+        if d.name.as_deref() == Some("esp") && d.action == Action::Wipe {
             d.action = Action::Keep;
         }
     }
