@@ -377,22 +377,22 @@ pub fn largest_free(g: &Gpt, geom: Geometry) -> Option<(u64, u64)> {
     (start <= to).then_some((start, to))
 }
 
-/// Add a GPT partition `[first, last]` in the first free slot (`sgdisk -n
-/// 0:...`); returns its number and unique GUID.
+/// Add a GPT partition `[first, last]` in the first free slot of `g`
+/// (the disk's primary GPT, as the caller read it to find the room) and
+/// write the table (`sgdisk -n 0:...`); returns its number and unique
+/// GUID.
 pub fn gpt_add(
-    io: &mut impl Io,
-    geom: Geometry,
+    io: &mut dyn Io,
+    mut g: Gpt,
     first: u64,
     last: u64,
     type_guid: Guid,
     name: &str,
 ) -> Result<(u32, Guid)> {
-    let mut g = Gpt::read_primary(io, geom.sector, geom.sectors())
-        .map_err(|e| AgentError::msg(format!("reading the GPT: {e}")))?;
     let slot = g
         .free_slot()
         .ok_or_else(|| AgentError::msg("the GPT has no free partition slot"))?;
-    let unique = Guid::random().map_err(|e| AgentError::msg(format!("generating a GUID: {e}")))?;
+    let unique = new_guid()?;
     g.set_entry(
         slot,
         &gpt::Entry {
@@ -404,16 +404,15 @@ pub fn gpt_add(
             name: name.to_string(),
         },
     )
-    .map_err(|e| AgentError::msg(format!("adding a partition: {e}")))?;
-    g.write(io)
-        .map_err(|e| AgentError::msg(format!("writing the GPT: {e}")))?;
+    .map_err(|e| fail("adding a partition", &e))?;
+    g.write(io).map_err(|e| fail("writing the GPT", &e))?;
     Ok((slot as u32 + 1, unique))
 }
 
 /// Drop partitions by number from a GPT or MBR table (`parted rm`).
-pub fn remove_partitions(io: &mut impl Io, geom: Geometry, numbers: &[u32]) -> Result<()> {
-    let fail = |e: &dyn std::fmt::Display| AgentError::msg(format!("removing partitions: {e}"));
-    match Gpt::read_primary(io, geom.sector, geom.sectors()) {
+pub fn remove_partitions(io: &mut dyn Io, geom: Geometry, numbers: &[u32]) -> Result<()> {
+    let what = "removing partitions";
+    match Gpt::read_primary(&*io, geom.sector, geom.sectors()) {
         Ok(mut g) => {
             for &n in numbers {
                 let empty = gpt::Entry {
@@ -424,20 +423,23 @@ pub fn remove_partitions(io: &mut impl Io, geom: Geometry, numbers: &[u32]) -> R
                     attributes: 0,
                     name: String::new(),
                 };
-                g.set_entry(n as usize - 1, &empty).map_err(|e| fail(&e))?;
+                g.set_entry(n as usize - 1, &empty)
+                    .map_err(|e| fail(what, &e))?;
             }
-            g.write(io).map_err(|e| fail(&e))
+            g.write(io).map_err(|e| fail(what, &e))
         }
         Err(_) => {
-            let mut lba0 = mbr::read(io).map_err(|e| fail(&e))?;
-            let mut m = Mbr::parse(&lba0).ok_or_else(|| fail(&"no partition table"))?;
+            let mut lba0 = mbr::read(&*io).map_err(|e| fail(what, &e))?;
+            let Some(mut m) = Mbr::parse(&lba0) else {
+                return Err(fail(what, &"no partition table"));
+            };
             for &n in numbers {
                 if let Some(e) = m.entries.get_mut(n as usize - 1) {
                     *e = mbr::Entry::default();
                 }
             }
             m.write_into(&mut lba0);
-            io.write_all_at(&lba0, 0).map_err(|e| fail(&e))
+            write_at(io, &lba0, 0, what)
         }
     }
 }
@@ -573,7 +575,7 @@ pub(crate) mod tests {
         let g = Gpt::read_primary(&d, 512, geom.sectors()).unwrap();
         // the gap before partition 1 (20 MiB) is larger than the tail
         assert_eq!(largest_free(&g, geom), Some((2048, 40959)));
-        let (n, _) = gpt_add(&mut d, geom, 2048, 40959, gpt::TYPE_ESP, "uefi-holder-0").unwrap();
+        let (n, _) = gpt_add(&mut d, g, 2048, 40959, gpt::TYPE_ESP, "uefi-holder-0").unwrap();
         assert_eq!(n, 3);
         let g = Gpt::read_primary(&d, 512, geom.sectors()).unwrap();
         assert_eq!(largest_free(&g, geom), Some((122880, geom.sectors() - 34)));

@@ -383,28 +383,30 @@ fn find_esp_raid(root: &crate::root::Root) -> Option<md::array::Array> {
 #[inline(never)]
 fn build_esp_raid(root: &crate::root::Root, holders: &[String]) -> Result<md::array::Array> {
     let mut files = vec![];
-    let mut parts = vec![];
+    // per holder: the new partition's number, offset and length
+    let mut parts: Vec<(u32, u64, u64)> = vec![];
     for (i, holder) in holders.iter().enumerate() {
-        let f = OpenOptions::new()
+        let mut f = OpenOptions::new()
             .read(true)
             .write(true)
             .open(root.path(holder))
             .map_err(|e| md::array::io_err(format_args!("opening {holder}"), e))?;
         let geom = crate::disk::geometry(root, Path::new(holder), &f)?;
         let need = ESP_SIZE / geom.sector;
-        let free = crate::disk::gpt::Gpt::read_primary(&f, geom.sector, geom.sectors())
-            .ok()
-            .and_then(|g| crate::disk::table::largest_free(&g, geom))
+        let gpt = crate::disk::gpt::Gpt::read_primary(&f, geom.sector, geom.sectors()).ok();
+        let first = gpt
+            .as_ref()
+            .and_then(|g| crate::disk::table::largest_free(g, geom))
             .filter(|(a, b)| b + 1 - a >= need);
-        let Some((first, _)) = free else {
+        let (Some(g), Some((first, _))) = (gpt, first) else {
             return Err(md::array::raid_fmt(format_args!(
                 "{holder} has no GPT with room for a 550 MiB ESP, which UEFI needs on every \
                  software RAID holder"
             )));
         };
         let (number, _) = crate::disk::table::gpt_add(
-            &mut &f,
-            geom,
+            &mut f,
+            g,
             first,
             first + need - 1,
             crate::disk::gpt::TYPE_ESP,
@@ -420,16 +422,15 @@ fn build_esp_raid(root: &crate::root::Root, holders: &[String]) -> Result<md::ar
             }
         });
         r.map_err(|e| md::array::io_err(format_args!("adding partition {number} to {holder}"), e))?;
-        parts.push((partition_path(holder, number)[5..].to_string(), off, len));
+        parts.push((number, off, len));
         files.push(f);
     }
     let mut members: Vec<md::array::NewMember> = vec![];
-    for (disk, part) in files.iter().zip(&mut parts) {
-        // taken out by reference: no IntoIter and its drop glue
-        let (kname, offset, len) = std::mem::take(part);
+    for ((disk, &(number, offset, len)), holder) in files.iter().zip(&parts).zip(holders) {
         members.push(md::array::NewMember {
             disk,
-            kname,
+            // "sda2": the holder's name is "/dev/sda"
+            kname: partition_path(&holder[5..], number),
             offset,
             len,
         });
