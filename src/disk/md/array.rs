@@ -90,7 +90,7 @@ pub fn read(root: &Root, kname: &str) -> Option<Array> {
         return None;
     }
     let mut members = vec![];
-    for e in root.list(&md) {
+    for e in &root.list(&md) {
         let Some(name) = e.strip_prefix("dev-") else {
             continue;
         };
@@ -117,11 +117,17 @@ pub fn read(root: &Root, kname: &str) -> Option<Array> {
 /// Every configured md array, in kernel-name order.
 pub fn list(root: &Root) -> Vec<Array> {
     let mut names = root.list("/sys/block");
-    names.retain(|n| n.starts_with("md"));
+    // the md ones keep their relative order among the others (a stable
+    // sort): filtered in the loop, no retain
     crate::util::sort_small_by(&mut names, |a, b| crate::disk::list::natural_cmp(a, b));
     let mut out = vec![];
     for n in &names {
-        out.extend(read(root, n));
+        if !n.starts_with("md") {
+            continue;
+        }
+        if let Some(a) = read(root, n) {
+            out.push(a);
+        }
     }
     out
 }
@@ -288,8 +294,10 @@ pub fn link_name(root: &Root, md: &str, name: &str) {
     if name.is_empty() || name.contains('/') || name.starts_with('.') {
         return;
     }
-    let link = root.path(format!("/dev/md/{name}"));
-    let _ = std::fs::create_dir_all(root.path("/dev/md"));
+    let dir = root.path("/dev/md");
+    let _ = std::fs::create_dir_all(&dir);
+    // no '/' in the name: the link sits in /dev/md
+    let link = dir.join(name);
     let _ = std::fs::remove_file(&link);
     if let Err(e) = std::os::unix::fs::symlink(format!("../{md}"), &link) {
         log::warn!("linking /dev/md/{name} to /dev/{md}: {e}");
