@@ -121,13 +121,14 @@ pub fn sb090_sector(sectors: u64) -> Option<u64> {
     (sectors & !127).checked_sub(128)
 }
 
-/// One v1.x superblock: its bytes as they sit at the superblock location
-/// (the 256-byte header and `dev_roles`, `256 + 2 * max_dev` bytes, the
-/// checksum right), read through accessors named after the fields. A
-/// parsed superblock encodes back to the same bytes.
+/// One v1.x superblock: the 4 KiB block as it sits at the superblock
+/// location (the 256-byte header, `dev_roles`, zeros after them, the
+/// checksum right), read through accessors named after the fields (at
+/// fixed offsets of a fixed-size block: no bounds checks). A parsed
+/// superblock encodes back to the same bytes.
 #[derive(Clone, PartialEq, Eq)]
 #[cfg_attr(test, derive(Debug))]
-pub struct Superblock(Vec<u8>);
+pub struct Superblock(Box<[u8; SB_BYTES]>);
 
 /// `calc_sb_1_csum` (kernel and mdadm alike): the le32 words of the 256
 /// bytes and the roles, with `sb_csum` counted as 0, a trailing half word
@@ -204,23 +205,31 @@ impl Superblock {
                 "md superblock checksum {stored:#010x} is wrong (computed {computed:#010x})"
             )));
         }
-        Ok(Superblock(b[..256 + 2 * max_dev as usize].to_vec()))
+        let n = 256 + 2 * max_dev as usize;
+        let mut sb = Box::new([0u8; SB_BYTES]);
+        sb[..n].copy_from_slice(&b[..n]);
+        Ok(Superblock(sb))
     }
 
     /// The 4 KiB block to write at the superblock location, checksum
     /// included, zero after the roles.
     pub fn encode(&self) -> Vec<u8> {
-        let mut b = vec![0u8; SB_BYTES];
-        b[..self.0.len()].copy_from_slice(&self.0);
-        b
+        self.0.to_vec()
     }
 
     fn u32_at(&self, o: usize) -> u32 {
-        le32(&self.0, o)
+        le32(&self.0[..], o)
     }
 
     fn u64_at(&self, o: usize) -> u64 {
-        le64(&self.0, o)
+        le64(&self.0[..], o)
+    }
+
+    /// Do two members describe the same array as mdadm's `Assemble`
+    /// compares them: ctime, level, layout (0x40..0x50), chunksize and
+    /// raid_disks (0x58..0x60)?
+    pub fn same_array(&self, o: &Superblock) -> bool {
+        self.0[0x40..0x50] == o.0[0x40..0x50] && self.0[0x58..0x60] == o.0[0x58..0x60]
     }
 
     pub fn feature_map(&self) -> u32 {
@@ -270,7 +279,7 @@ impl Superblock {
     }
     /// `max_dev`: how many `dev_roles` follow the header.
     pub fn max_dev(&self) -> usize {
-        (self.0.len() - 256) / 2
+        self.u32_at(0xdc) as usize
     }
 
     /// The kernel's checks that need the device (`super_1_load`): the
@@ -331,7 +340,7 @@ impl Superblock {
         if i >= self.max_dev() {
             return None;
         }
-        let r = le16(&self.0, 0x100 + 2 * i);
+        let r = le16(&self.0[..], 0x100 + 2 * i);
         (r < ROLE_MAX).then_some(u32::from(r))
     }
 
@@ -612,36 +621,36 @@ impl Plan {
         let m = &self.members[i];
         let n = self.members.len();
         let max_dev = MAX_DEV.max(n as u32).min(MAX_DEV_LIMIT) as usize;
-        let mut b = vec![0u8; 256 + 2 * max_dev];
-        put32(&mut b, 0, MAGIC);
-        put32(&mut b, 4, 1);
-        put32(&mut b, 8, self.feature_map);
+        let mut b = Box::new([0u8; SB_BYTES]);
+        put32(&mut b[..], 0, MAGIC);
+        put32(&mut b[..], 4, 1);
+        put32(&mut b[..], 8, self.feature_map);
         b[0x10..0x20].copy_from_slice(&id.set_uuid);
         b[0x20..0x40].copy_from_slice(&id.set_name);
-        put64(&mut b, 0x40, id.ctime);
-        put32(&mut b, 0x48, self.level as u32);
-        put32(&mut b, 0x4c, self.layout);
-        put64(&mut b, 0x50, self.size);
-        put32(&mut b, 0x58, self.chunk);
-        put32(&mut b, 0x5c, n as u32);
-        put64(&mut b, 0x80, m.data_offset);
-        put64(&mut b, 0x88, m.data_size);
-        put64(&mut b, 0x90, m.super_offset);
-        put32(&mut b, 0xa0, i as u32);
+        put64(&mut b[..], 0x40, id.ctime);
+        put32(&mut b[..], 0x48, self.level as u32);
+        put32(&mut b[..], 0x4c, self.layout);
+        put64(&mut b[..], 0x50, self.size);
+        put32(&mut b[..], 0x58, self.chunk);
+        put32(&mut b[..], 0x5c, n as u32);
+        put64(&mut b[..], 0x80, m.data_offset);
+        put64(&mut b[..], 0x88, m.data_size);
+        put64(&mut b[..], 0x90, m.super_offset);
+        put32(&mut b[..], 0xa0, i as u32);
         b[0xa8..0xb8].copy_from_slice(&device_uuid);
         b[0xba..0xbc].copy_from_slice(&m.bblog_size.to_le_bytes());
-        put32(&mut b, 0xbc, m.bblog_offset as u32);
+        put32(&mut b[..], 0xbc, m.bblog_offset as u32);
         // utime: the creation time; events 0
-        put64(&mut b, 0xc0, id.ctime);
-        put64(&mut b, 0xd0, if self.level == 0 { IN_SYNC } else { 0 });
-        put32(&mut b, 0xdc, max_dev as u32);
+        put64(&mut b[..], 0xc0, id.ctime);
+        put64(&mut b[..], 0xd0, if self.level == 0 { IN_SYNC } else { 0 });
+        put32(&mut b[..], 0xdc, max_dev as u32);
         // slots 0..n, the rest spare
         for r in 0..max_dev {
             let role = if r < n { r as u16 } else { ROLE_SPARE };
             b[0x100 + 2 * r..0x102 + 2 * r].copy_from_slice(&role.to_le_bytes());
         }
-        let c = checksum(&b);
-        put32(&mut b, 0xd8, c);
+        let c = checksum(&b[..]);
+        put32(&mut b[..], 0xd8, c);
         Superblock(b)
     }
 }

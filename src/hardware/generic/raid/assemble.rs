@@ -140,19 +140,7 @@ fn assemble_one(root: &Root, kernel: &dyn Kernel, g: &mut [Candidate]) -> Option
         let s = &c.found.sb;
         let slot = s.slot();
         if c.found.version == version
-            && (
-                s.level(),
-                s.layout(),
-                s.chunksize(),
-                s.raid_disks(),
-                s.ctime(),
-            ) == (
-                sb.level(),
-                sb.layout(),
-                sb.chunksize(),
-                sb.raid_disks(),
-                sb.ctime(),
-            )
+            && s.same_array(sb)
             && s.events() + 1 >= sb.events()
             && !slot.is_some_and(|x| slots.contains(&x))
         {
