@@ -386,10 +386,7 @@ fn build_esp_raid(root: &crate::root::Root, holders: &[String]) -> Result<md::ar
     // per holder: the new partition's number, offset and length
     let mut parts: Vec<(u32, u64, u64)> = vec![];
     for (i, holder) in holders.iter().enumerate() {
-        let mut f = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(root.path(holder))
+        let mut f = md::array::open_rw(root, holder, false)
             .map_err(|e| md::array::io_err(format_args!("opening {holder}"), e))?;
         let geom = crate::disk::geometry(root, Path::new(holder), &f)?;
         let need = ESP_SIZE / geom.sector;

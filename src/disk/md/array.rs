@@ -462,25 +462,36 @@ impl Kernel for Sysfs<'_> {
 /// cleared.
 #[inline(never)]
 pub fn zero_superblocks(root: &Root, kname: &str) -> Result<Vec<u64>> {
-    let path = root.path(format!("/dev/{kname}"));
+    let name = format!("/dev/{kname}");
     // exclusively, as mdadm: never under a running array, a mount, dm
-    let excl = std::fs::metadata(&path)
-        .is_ok_and(|m| std::os::unix::fs::FileTypeExt::is_block_device(&m.file_type()));
-    let f = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .custom_flags(if excl { libc::O_EXCL } else { 0 })
-        .open(&path)
-        .map_err(|e| {
-            io_err(
-                format_args!("opening /dev/{kname} to clear its md superblock"),
-                e,
-            )
-        })?;
+    let f = open_rw(root, &name, true).map_err(|e| {
+        io_err(
+            format_args!("opening {name} to clear its md superblock"),
+            e,
+        )
+    })?;
     let size = crate::sys::block_device_size(&f)
         .or_else(|_| f.metadata().map(|m| m.len()))
-        .map_err(|e| io_err(format_args!("reading the size of /dev/{kname}"), e))?;
-    zero_superblocks_in(&f, 0, size, &format!("/dev/{kname}"))
+        .map_err(|e| io_err(format_args!("reading the size of {name}"), e))?;
+    zero_superblocks_in(&f, 0, size, &name)
+}
+
+/// Open a device (`path` under the root) read-write; with `excl` and when
+/// it is a block device, exclusively (O_EXCL: the kernel refuses while it
+/// or one of its partitions is mounted or held by md, LVM or dm). One
+/// copy for every RAID caller.
+#[inline(never)]
+pub fn open_rw(root: &Root, path: &str, excl: bool) -> io::Result<File> {
+    let path = root.path(path);
+    let excl = excl
+        && std::fs::metadata(&path)
+            .is_ok_and(|m| std::os::unix::fs::FileTypeExt::is_block_device(&m.file_type()));
+    let mut o = OpenOptions::new();
+    o.read(true).write(true);
+    if excl {
+        o.custom_flags(libc::O_EXCL);
+    }
+    o.open(&path)
 }
 
 /// [`zero_superblocks`] inside a window `[base, base+size)` of an open

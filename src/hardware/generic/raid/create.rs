@@ -42,8 +42,8 @@ use crate::error::Result;
 use crate::hardware::hints;
 use crate::root::Root;
 use serde_json::{json, Value};
-use std::fs::{File, OpenOptions};
-use std::os::unix::fs::{FileExt, FileTypeExt, OpenOptionsExt};
+use std::fs::File;
+use std::os::unix::fs::FileExt;
 
 /// The disks a volume may be built on: every disk the inventory lists,
 /// except md arrays and what `skip_block_devices` names.
@@ -110,14 +110,7 @@ fn ignore_list(root: &Root, lds: &mut Vec<&Value>, skip: &[String]) -> Result<bo
 /// held), never with O_DIRECT (small table writes).
 #[inline(never)]
 fn open_holder(root: &Root, name: &str, excl: bool) -> Result<File> {
-    let path = root.path(name);
-    let block = std::fs::metadata(&path).is_ok_and(|m| m.file_type().is_block_device());
-    let mut o = OpenOptions::new();
-    o.read(true).write(true);
-    if block && excl {
-        o.custom_flags(libc::O_EXCL);
-    }
-    o.open(&path).map_err(|e| {
+    array::open_rw(root, name, excl).map_err(|e| {
         array::raid_fmt(format_args!(
             "opening {name} to partition it: {e} (EBUSY: mounted, or held by md, LVM or \
              dm; delete_configuration first?)"

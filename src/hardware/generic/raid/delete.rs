@@ -29,7 +29,6 @@ use crate::hardware::generic::erase::{metadata, targets};
 use crate::hardware::hints;
 use crate::root::Root;
 use serde_json::Value;
-use std::fs::OpenOptions;
 
 /// Log a failure IPA only warns about (its details name the device).
 fn warn_on(r: Result<()>) {
@@ -74,10 +73,7 @@ fn partition_number(root: &Root, kname: &str) -> Option<u32> {
 /// partitions).
 #[inline(never)]
 fn remove_partitions(root: &Root, name: &str, numbers: &[u32]) -> Result<()> {
-    let f = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(root.path(name))
+    let f = array::open_rw(root, name, false)
         .map_err(|e| array::io_err(format_args!("opening {name}"), e))?;
     let geom = crate::disk::geometry(root, std::path::Path::new(name), &f)?;
     if let Err(e) = table::remove_partitions(&mut &f, geom, numbers) {
