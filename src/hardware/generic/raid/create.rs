@@ -354,13 +354,15 @@ fn make_array(
             len: part.len(p.sector),
         });
     }
-    let r = match &v.volume_name {
-        Some(name) => array::create(root, kernel, md, Version::V1_2, v.level, name, &nm),
+    let fallback;
+    let name = match &v.volume_name {
+        Some(name) => name,
         None => {
-            let name = format!("md{vi}");
-            array::create(root, kernel, md, Version::V1_2, v.level, &name, &nm)
+            fallback = format!("md{vi}");
+            &fallback
         }
     };
+    let r = array::create(root, kernel, md, Version::V1_2, v.level, name, &nm);
     let Err(e) = r else {
         return Ok(());
     };
