@@ -321,14 +321,15 @@ fn softraid_esp(env: &Env, device: &str, file: &File, esp: &Partition) -> Result
             "{device} is not a running software RAID device"
         ))
     })?;
-    let holders = md::array::holders(root, &array);
+    // paths as "/dev/{kname}" where they are formatted: no Strings
     let esp_md = match find_esp_raid(root) {
         Some(a) => {
-            log::info!("Found RAIDed ESP {}, skip creation", a.path());
+            log::info!("Found RAIDed ESP /dev/{}, skip creation", a.kname);
             a
         }
-        None => build_esp_raid(root, &holders)?,
+        None => build_esp_raid(root, &md::array::holders(root, &array))?,
     };
+    drop(array);
     // the image's ESP onto the mirror, as it is; then wipefs -a of the
     // image's own: its boot sector, and the FAT32 backup boot sector and
     // FSInfo (sectors 6 and 7)
@@ -341,7 +342,7 @@ fn softraid_esp(env: &Env, device: &str, file: &File, esp: &Partition) -> Result
     let copy = || -> std::io::Result<()> {
         let out = OpenOptions::new()
             .write(true)
-            .open(root.path(esp_md.path()))?;
+            .open(root.path(format!("/dev/{}", esp_md.kname)))?;
         let mut buf = vec![0u8; 1 << 20];
         let mut off = 0;
         while off < esp.len {
@@ -357,11 +358,11 @@ fn softraid_esp(env: &Env, device: &str, file: &File, esp: &Partition) -> Result
     };
     copy().map_err(|e| {
         md::array::io_err(
-            format_args!("moving the ESP of {device} to {}", esp_md.path()),
+            format_args!("moving the ESP of {device} to /dev/{}", esp_md.kname),
             e,
         )
     })?;
-    log::info!("the ESP of {device} now lives on {}", esp_md.path());
+    log::info!("the ESP of {device} now lives on /dev/{}", esp_md.kname);
     Ok(esp_md)
 }
 
