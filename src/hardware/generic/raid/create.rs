@@ -193,7 +193,6 @@ pub fn do_create(
 
 /// The holders' sizes and sector sizes; refused when one carries
 /// partitions and the skip list kept nothing.
-#[inline(never)]
 fn probe<'a>(
     root: &Root,
     holders: &[&'a str],
@@ -223,7 +222,6 @@ fn probe<'a>(
 
 /// The logical disks `lds` laid out, written and started (rolled back on
 /// failure).
-#[inline(never)]
 fn create(
     env: &Env,
     node: &Value,
@@ -311,7 +309,6 @@ fn build(
 }
 
 /// One holder's new table, synced and re-read by the kernel.
-#[inline(never)]
 fn write_table(p: &HolderPlan, mut f: &File) -> Result<()> {
     let geom = Geometry {
         sector: p.sector,
@@ -331,7 +328,6 @@ fn write_table(p: &HolderPlan, mut f: &File) -> Result<()> {
 /// Volume `vi`'s array `md` over its members' partitions (`files`: the
 /// holders, open).
 #[allow(clippy::too_many_arguments)]
-#[inline(never)]
 fn make_array(
     root: &Root,
     kernel: &dyn Kernel,
