@@ -184,7 +184,7 @@ pub struct Paused<'a> {
 pub fn pause_resync<'a>(root: &'a Root, kname: &str) -> Paused<'a> {
     let mut arrays = vec![];
     if is_md(root, kname) {
-        for md in root.list("/sys/block") {
+        for md in &root.list("/sys/block") {
             let action = format!("/sys/block/{md}/md/sync_action");
             if !matches!(root.read(&action).as_deref(), Some("resync" | "recover")) {
                 continue;
@@ -306,12 +306,10 @@ pub fn link_name(root: &Root, md: &str, name: &str) {
 
 /// Drop `/dev/md/*` links that point at `md`.
 pub fn unlink_names(root: &Root, md: &str) {
-    for n in root.list("/dev/md") {
-        let p = root.path(format!("/dev/md/{n}"));
-        if std::fs::read_link(&p)
-            .map(|t| t.file_name().map(|f| f == md).unwrap_or(false))
-            .unwrap_or(false)
-        {
+    let dir = root.path("/dev/md");
+    for n in &root.list("/dev/md") {
+        let p = dir.join(n);
+        if std::fs::read_link(&p).is_ok_and(|t| t.file_name().is_some_and(|f| f == md)) {
             let _ = std::fs::remove_file(&p);
         }
     }
