@@ -393,35 +393,11 @@ impl Kernel for Sysfs<'_> {
         }
         crate::sys::md::set_array_version(&f, 1, version.minor())
             .map_err(|e| io_err(format_args!("setting up /dev/{md} (SET_ARRAY_INFO)"), e))?;
-        let undo = |what: String| -> AgentError {
+        if let Err(e) = bind(root, &f, md, members) {
             if let Err(e) = crate::sys::md::stop_array(&f) {
                 log::error!("releasing the members of /dev/{md} after a failure: {e}");
             }
-            raid_err(what)
-        };
-        for m in members {
-            let Some((major, minor)) = dev_numbers(root, m) else {
-                return Err(undo(format!(
-                    "adding /dev/{m} to /dev/{md}: the device is gone"
-                )));
-            };
-            if let Err(e) = crate::sys::md::add_new_disk(&f, major, minor) {
-                let why = match e.raw_os_error() {
-                    Some(libc::EINVAL) => " (no valid md superblock, or one of another array)",
-                    Some(libc::EBUSY) => " (in use, or a slot taken twice)",
-                    _ => "",
-                };
-                return Err(undo(format!("adding /dev/{m} to /dev/{md}: {e}{why}")));
-            }
-        }
-        if let Err(e) = crate::sys::md::run_array(&f) {
-            let why = if e.raw_os_error() == Some(libc::EINVAL) {
-                " (the kernel refused the set: see its log; a personality module that \
-                 could not be loaded, or members that do not agree)"
-            } else {
-                ""
-            };
-            return Err(undo(format!("starting /dev/{md} (RUN_ARRAY): {e}{why}")));
+            return Err(e);
         }
         // start_ro=1 would leave it auto-read-only (no resync); EBUSY: it
         // is read-write already
@@ -454,6 +430,40 @@ impl Kernel for Sysfs<'_> {
     }
 }
 
+/// [`Sysfs::start`]'s members added and the array run; on failure the
+/// caller releases what was bound.
+fn bind(root: &Root, f: &File, md: &str, members: &[&str]) -> Result<()> {
+    for m in members {
+        let Some((major, minor)) = dev_numbers(root, m) else {
+            return Err(raid_fmt(format_args!(
+                "adding /dev/{m} to /dev/{md}: the device is gone"
+            )));
+        };
+        if let Err(e) = crate::sys::md::add_new_disk(f, major, minor) {
+            let why = match e.raw_os_error() {
+                Some(libc::EINVAL) => " (no valid md superblock, or one of another array)",
+                Some(libc::EBUSY) => " (in use, or a slot taken twice)",
+                _ => "",
+            };
+            return Err(raid_fmt(format_args!(
+                "adding /dev/{m} to /dev/{md}: {e}{why}"
+            )));
+        }
+    }
+    if let Err(e) = crate::sys::md::run_array(f) {
+        let why = if e.raw_os_error() == Some(libc::EINVAL) {
+            " (the kernel refused the set: see its log; a personality module that could not \
+             be loaded, or members that do not agree)"
+        } else {
+            ""
+        };
+        return Err(raid_fmt(format_args!(
+            "starting /dev/{md} (RUN_ARRAY): {e}{why}"
+        )));
+    }
+    Ok(())
+}
+
 /// Zero every md superblock (any version) on `kname` (what
 /// `mdadm --zero-superblock` does, 4 KiB at each location that carries the
 /// magic), through `/dev/<kname>` under `root`. Returns the byte offsets
@@ -462,12 +472,8 @@ impl Kernel for Sysfs<'_> {
 pub fn zero_superblocks(root: &Root, kname: &str) -> Result<Vec<u64>> {
     let name = format!("/dev/{kname}");
     // exclusively, as mdadm: never under a running array, a mount, dm
-    let f = open_rw(root, &name, true).map_err(|e| {
-        io_err(
-            format_args!("opening {name} to clear its md superblock"),
-            e,
-        )
-    })?;
+    let f = open_rw(root, &name, true)
+        .map_err(|e| io_err(format_args!("opening {name} to clear its md superblock"), e))?;
     let size = crate::sys::block_device_size(&f)
         .or_else(|_| f.metadata().map(|m| m.len()))
         .map_err(|e| io_err(format_args!("reading the size of {name}"), e))?;

@@ -329,9 +329,17 @@ impl Superblock {
     /// line (`raid_utils.get_volume_name_of_raid_device`): the part after
     /// the homehost prefix, up to the first space.
     pub fn name(&self) -> String {
-        let full = self.full_name();
-        let n = full.rsplit_once(':').map_or(full.as_str(), |(_, n)| n);
-        n.split(' ').next().unwrap_or("").to_string()
+        // on the bytes: ':' and ' ' are ASCII, so cutting before the
+        // lossy UTF-8 conversion cuts where the text would be cut
+        let n = &self.0[0x20..0x40];
+        let mut n = &n[..n.iter().position(|b| *b == 0).unwrap_or(32)];
+        if let Some(c) = n.iter().rposition(|b| *b == b':') {
+            n = &n[c + 1..];
+        }
+        if let Some(sp) = n.iter().position(|b| *b == b' ') {
+            n = &n[..sp];
+        }
+        String::from_utf8_lossy(n).into_owned()
     }
 
     /// The role (slot) this member holds, `None` for a spare or faulty one.
@@ -385,15 +393,24 @@ fn hex_groups(u: &[u8], groups: &[usize], sep: char) -> String {
 /// that fits in 31 bytes and the name has no colon, else the name cut to
 /// 31 bytes.
 pub fn set_name(homehost: Option<&str>, name: &str) -> [u8; 32] {
-    let full = match homehost {
-        Some(h) if !h.is_empty() && !name.contains(':') && h.len() + 1 + name.len() < 32 => {
-            format!("{h}:{name}")
-        }
-        _ => name.to_string(),
-    };
     let mut out = [0u8; 32];
-    for (d, s) in out.iter_mut().zip(full.bytes().take(31)) {
-        *d = s;
+    let mut n = 0;
+    // the bytes in, up to 31 (the last stays NUL)
+    let mut put = |s: &[u8]| {
+        for &b in s {
+            if n < 31 {
+                out[n] = b;
+                n += 1;
+            }
+        }
+    };
+    match homehost {
+        Some(h) if !h.is_empty() && !name.contains(':') && h.len() + 1 + name.len() < 32 => {
+            put(h.as_bytes());
+            put(b":");
+            put(name.as_bytes());
+        }
+        _ => put(name.as_bytes()),
     }
     out
 }
@@ -410,11 +427,20 @@ pub fn level_number(raid_level: &str) -> Option<i32> {
     }
 }
 
-/// sysfs `md/level` names ("raid1").
-pub fn level_name(level: i32) -> String {
-    match level {
-        -1 => "linear".into(),
-        l => format!("raid{l}"),
+/// sysfs `md/level` names ("raid1"), formatted where they are used.
+pub fn level_name(level: i32) -> LevelName {
+    LevelName(level)
+}
+
+/// [`level_name`]'s text: "linear" or "raid<N>".
+pub struct LevelName(i32);
+
+impl std::fmt::Display for LevelName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            -1 => f.write_str("linear"),
+            l => write!(f, "raid{l}"),
+        }
     }
 }
 
@@ -909,6 +935,6 @@ mod tests {
         let long = "a-very-long-volume-name-of-28ch";
         assert_eq!(n(Some("localhost"), long).0, long);
         assert_eq!(level_number("1+0"), Some(10));
-        assert_eq!(level_name(5), "raid5");
+        assert_eq!(level_name(5).to_string(), "raid5");
     }
 }
