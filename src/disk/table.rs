@@ -272,6 +272,7 @@ fn new_guid() -> Result<Guid> {
 /// the first and last MiB are cleared first (old primary and backup
 /// tables), then a protective MBR and both GPT copies, or an MBR with a
 /// random disk signature. Partition GUIDs are random. The caller syncs.
+#[inline(never)]
 pub fn write_new(io: &mut dyn Io, geom: Geometry, label: Label, parts: &[NewPart]) -> Result<()> {
     let mib = 1u64 << 20;
     let zero = vec![0u8; mib as usize];
@@ -348,6 +349,7 @@ pub fn write_new(io: &mut dyn Io, geom: Geometry, label: Label, parts: &[NewPart
 
 /// `sgdisk -F`: the first 1 MiB-aligned sector of the largest free
 /// stretch of a GPT disk, and the last free sector of that stretch.
+#[inline(never)]
 pub fn largest_free(g: &Gpt, geom: Geometry) -> Option<(u64, u64)> {
     let mut used: Vec<(u64, u64)> = g
         .used()
@@ -381,6 +383,7 @@ pub fn largest_free(g: &Gpt, geom: Geometry) -> Option<(u64, u64)> {
 /// (the disk's primary GPT, as the caller read it to find the room) and
 /// write the table (`sgdisk -n 0:...`); returns its number and unique
 /// GUID.
+#[inline(never)]
 pub fn gpt_add(
     io: &mut dyn Io,
     mut g: Gpt,
@@ -410,6 +413,7 @@ pub fn gpt_add(
 }
 
 /// Drop partitions by number from a GPT or MBR table (`parted rm`).
+#[inline(never)]
 pub fn remove_partitions(io: &mut dyn Io, geom: Geometry, numbers: &[u32]) -> Result<()> {
     let what = "removing partitions";
     match Gpt::read_primary(&*io, geom.sector, geom.sectors()) {
