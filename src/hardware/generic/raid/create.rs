@@ -59,7 +59,7 @@ fn holder_candidates(root: &Root, node: &Value) -> Result<Vec<BlockDevice>> {
 /// not to build because their volumes exist and the skip list keeps them
 /// (or they share disks with one it keeps). Returns whether any was.
 #[inline(never)]
-fn ignore_list(root: &Root, lds: &mut Vec<&Value>, skip: &[String]) -> Result<bool> {
+fn ignore_list(root: &Root, lds: &mut Vec<&Value>, skip: &[&str]) -> Result<bool> {
     let decisions = skip::decide(root, array::list(root), skip);
     let mut names: Vec<&str> = vec![];
     for d in &decisions {
@@ -88,7 +88,7 @@ fn ignore_list(root: &Root, lds: &mut Vec<&Value>, skip: &[String]) -> Result<bo
             .iter()
             .position(|d| d.name.as_deref() == vn)
             .unwrap_or(0)];
-        bad |= !skip.iter().any(|s| Some(s.as_str()) == vn)
+        bad |= !skip.iter().any(|s| Some(*s) == vn)
             && !(d.action == Action::Wipe && d.cause.is_some());
         names.remove(pos);
         lds.remove(i);

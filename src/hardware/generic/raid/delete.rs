@@ -100,7 +100,7 @@ fn has(v: &[&str], s: &str) -> bool {
 fn delete_pass(
     env: &Env,
     arrays: Vec<Array>,
-    skip: &[String],
+    skip: &[&str],
     kernel: &dyn Kernel,
 ) -> Result<Vec<Decision>> {
     let root = env.root;

@@ -46,7 +46,7 @@ impl std::fmt::Display for Decision {
 }
 
 /// Decide for every array; with an empty skip list, all are deleted.
-pub fn decide(root: &Root, arrays: Vec<Array>, skip: &[String]) -> Vec<Decision> {
+pub fn decide(root: &Root, arrays: Vec<Array>, skip: &[&str]) -> Vec<Decision> {
     let mut out: Vec<Decision> = vec![];
     for a in arrays {
         out.push(Decision {
@@ -61,7 +61,7 @@ pub fn decide(root: &Root, arrays: Vec<Array>, skip: &[String]) -> Vec<Decision>
         return out;
     }
     for i in 0..out.len() {
-        let kept = out[i].name.as_ref().is_some_and(|n| skip.contains(n));
+        let kept = out[i].name.as_deref().is_some_and(|n| skip.contains(&n));
         if !kept {
             continue;
         }
