@@ -57,16 +57,6 @@ fn wipe(env: &Env, kname: &str) -> Result<()> {
     Ok(())
 }
 
-/// The partition number of a partition ("vda2" → 2) from sysfs.
-#[inline(never)]
-fn partition_number(root: &Root, kname: &str) -> Option<u32> {
-    let disk = array::parent_disk(root, kname);
-    if disk == kname {
-        return None;
-    }
-    array::sys_u64(root, format_args!("/sys/block/{disk}/{kname}/partition")).map(|n| n as u32)
-}
-
 /// Remove partitions from a disk ("/dev/vda") that keeps others in use:
 /// the table edited, and each partition dropped from the kernel with
 /// BLKPG (the disk cannot be re-read while a kept array holds its other
@@ -147,33 +137,37 @@ fn delete_pass(
     for k in &keep {
         keep_disks.push(array::parent_disk(root, k));
     }
-    let keeps = |disk: &str| keep_disks.iter().any(|k| k == disk);
-    let mut drop_parts: Vec<(String, u32)> = vec![];
+    let keeps = |disk: &str| keep_disks.iter().position(|k| k == disk);
+    // (index in keep_disks, partition number)
+    let mut drop_parts: Vec<(usize, u32)> = vec![];
     for d in &crate::disk::list::list_block_devices(root, true)? {
         let kname = d.kname.as_str();
         if array::is_md(root, kname)
             || has(&keep, kname)
-            || keeps(kname)
+            || keeps(kname).is_some()
             || array::superblocks(root, kname).is_empty()
         {
             continue;
         }
         log::info!("clearing the md superblock of {}", d.name);
         warn_on(array::zero_superblocks(root, kname).map(drop));
+        // a partition of a disk that keeps an array (a kept whole disk
+        // was skipped above)
         let disk = array::parent_disk(root, kname);
-        if keeps(&disk) {
-            if let Some(n) = partition_number(root, kname) {
-                drop_parts.push((disk, n));
+        if let Some(k) = keeps(&disk) {
+            let n = array::sys_u64(root, format_args!("/sys/block/{disk}/{kname}/partition"));
+            if let Some(n) = n {
+                drop_parts.push((k, n as u32));
             }
         }
     }
     for h in &holders {
         let disk = &h[5..];
-        if keeps(disk) {
+        if let Some(k) = keeps(disk) {
             let mut numbers: Vec<u32> = vec![];
-            for (d, n) in &drop_parts {
-                if d == disk {
-                    numbers.push(*n);
+            for &(d, n) in &drop_parts {
+                if d == k {
+                    numbers.push(n);
                 }
             }
             if !numbers.is_empty() {
