@@ -55,8 +55,8 @@ impl std::fmt::Display for Size {
 #[derive(Clone, Debug)]
 pub struct Volume<'a> {
     pub size: Size,
-    /// "1", "1+0", ... (as IPA prints it).
-    pub raid_level: String,
+    /// "1", "1+0", ... (printed as IPA prints it: [`PyStr`]).
+    pub raid_level: &'a Value,
     /// md's level number.
     pub level: i32,
     pub volume_name: Option<String>,
@@ -93,10 +93,15 @@ pub fn parse_volumes<'a>(lds: &[&'a Value]) -> Result<Vec<Volume<'a>>> {
                 )))
             }
         };
-        let raid_level = PyStr(ld.get("raid_level").unwrap_or(&Value::Null)).to_string();
-        let Some(level) = md::level_number(&raid_level) else {
+        let raid_level = ld.get("raid_level").unwrap_or(&Value::Null);
+        let level = match raid_level {
+            Value::String(s) => md::level_number(s),
+            other => md::level_number(&hints::py_repr(other)),
+        };
+        let Some(level) = level else {
             return Err(raid_fmt(format_args!(
-                "Software RAID configuration does not support RAID level {raid_level}"
+                "Software RAID configuration does not support RAID level {}",
+                PyStr(raid_level)
             )));
         };
         let physical_disks = match ld.get("physical_disks") {
@@ -329,7 +334,7 @@ pub fn partition<'a>(
                 "The software RAID configuration does not fit: logical disk {} (RAID-{}) on \
                  partitions of {} bytes: {}",
                 vi + 1,
-                v.raid_level,
+                PyStr(v.raid_level),
                 if sizes.is_empty() { 0 } else { smallest * 512 },
                 e.details
             )));
