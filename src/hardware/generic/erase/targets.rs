@@ -225,11 +225,18 @@ fn kept_raid(root: &Root, dev: &BlockDevice, keep: &[&str]) -> Option<String> {
     }
     let mut devs = vec![kname.clone()];
     devs.extend(crate::disk::list::partition_names(root, &kname));
-    devs.iter()
-        .flat_map(|k| array::superblocks(root, k))
-        .map(|f| f.sb.name())
-        .find(|n| keep.contains(&n.as_str()))
-        .map(|n| format!("a member of RAID volume {n}, kept by properties.skip_block_devices"))
+    // plain loops: no FlatMap and its drop glue
+    for k in &devs {
+        for f in &array::superblocks(root, k) {
+            let n = f.sb.name();
+            if keep.contains(&n.as_str()) {
+                return Some(format!(
+                    "a member of RAID volume {n}, kept by properties.skip_block_devices"
+                ));
+            }
+        }
+    }
+    None
 }
 
 /// Open and survey one disk read-only: its probe and its partitions'.
