@@ -250,12 +250,14 @@ pub fn superblocks(root: &Root, kname: &str) -> Vec<super::Found> {
 /// `mdadm --detail`: `Name : host:name`): `None` when no member's
 /// superblock can be read.
 pub fn volume_name(root: &Root, a: &Array) -> Option<String> {
-    a.members.iter().find_map(|m| {
-        superblocks(root, &m.kname)
-            .iter()
-            .find(|f| f.sb.uuid_sysfs() == a.uuid || a.uuid.is_empty())
-            .map(|f| f.sb.name())
-    })
+    for m in &a.members {
+        for f in &superblocks(root, &m.kname) {
+            if a.uuid.is_empty() || f.sb.uuid_sysfs() == a.uuid {
+                return Some(f.sb.name());
+            }
+        }
+    }
+    None
 }
 
 /// A member's superblock as the kernel keeps it (for tests and logs).

@@ -724,20 +724,22 @@ pub fn find(size: u64, read: &dyn Fn(u64, usize) -> std::io::Result<Vec<u8>>) ->
 pub fn magic_offsets(size: u64, read: &dyn Fn(u64, usize) -> std::io::Result<Vec<u8>>) -> Vec<u64> {
     let sectors = size / 512;
     let mut spots: Vec<u64> = vec![];
-    for s in Version::ALL
-        .iter()
-        .filter_map(|v| v.sb_sector(sectors))
-        .chain(sb090_sector(sectors))
-    {
-        spots.push(s * 512);
+    let places = [
+        Version::V1_0.sb_sector(sectors),
+        Version::V1_1.sb_sector(sectors),
+        Version::V1_2.sb_sector(sectors),
+        sb090_sector(sectors),
+    ];
+    // each place once, kept when it holds the magic; then in disk order
+    for s in places.into_iter().flatten() {
+        let off = s * 512;
+        if !spots.contains(&off)
+            && read(off, 512).is_ok_and(|b| b.len() >= 4 && le32(&b, 0) == MAGIC)
+        {
+            spots.push(off);
+        }
     }
     crate::util::sort_small(&mut spots);
-    spots.dedup();
-    spots.retain(|&off| {
-        read(off, 512)
-            .map(|b| b.len() >= 4 && le32(&b, 0) == MAGIC)
-            .unwrap_or(false)
-    });
     spots
 }
 

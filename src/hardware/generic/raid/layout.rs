@@ -157,7 +157,10 @@ pub fn select_holders<'a>(
                 }
             }
             Some(hint_sets) => {
-                for h in hint_sets.iter().filter_map(Value::as_object) {
+                for h in hint_sets {
+                    let Some(h) = h.as_object() else {
+                        continue;
+                    };
                     let candidates = hints::find_devices(devices, h)
                         .map_err(|e| raid_error(e.into_details()))?;
                     let mut pick = None;

@@ -65,7 +65,10 @@ pub fn decide(root: &Root, arrays: Vec<Array>, skip: &[&str]) -> Vec<Decision> {
         if !kept {
             continue;
         }
-        log::warn!("RAID device /dev/{} will not be deleted", out[i].array.kname);
+        log::warn!(
+            "RAID device /dev/{} will not be deleted",
+            out[i].array.kname
+        );
         out[i].action = Action::Keep;
         // by index: the kept one's holders and name read in place, cloned
         // only for the neighbours that get them
