@@ -96,8 +96,9 @@ fn ignore_list(root: &Root, lds: &mut Vec<&Value>, skip: &[&str]) -> Result<bool
     let esp_kept = decisions
         .iter()
         .any(|d| d.name.as_deref() == Some("esp") && d.action == Action::Keep);
-    names.retain(|n| !(esp_kept && *n == "esp"));
-    if bad || !names.is_empty() {
+    // any existing volume left over, but a kept ESP mirror
+    let left = names.iter().any(|n| !(esp_kept && *n == "esp"));
+    if bad || left {
         return Err(raid_error(
             "Existing Software RAID device detected that should not",
         ));
