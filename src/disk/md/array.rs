@@ -39,7 +39,7 @@ pub struct Member {
 }
 
 /// An md device with a configuration (`array_state` other than "clear").
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Array {
     pub kname: String,
     /// "raid1", ...; empty while inactive.

@@ -46,13 +46,14 @@ impl std::fmt::Display for Decision {
 }
 
 /// Decide for every array; with an empty skip list, all are deleted.
-pub fn decide(root: &Root, arrays: Vec<Array>, skip: &[&str]) -> Vec<Decision> {
+pub fn decide(root: &Root, mut arrays: Vec<Array>, skip: &[&str]) -> Vec<Decision> {
     let mut out: Vec<Decision> = vec![];
-    for a in arrays {
+    // taken out by reference: no IntoIter and its drop glue
+    for a in arrays.iter_mut() {
         out.push(Decision {
-            name: array::volume_name(root, &a),
-            holders: array::holders(root, &a),
-            array: a,
+            name: array::volume_name(root, a),
+            holders: array::holders(root, a),
+            array: std::mem::take(a),
             action: Action::Delete,
             cause: None,
         });
