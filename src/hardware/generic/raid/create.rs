@@ -88,8 +88,9 @@ fn ignore_list(root: &Root, lds: &mut Vec<&Value>, skip: &[&str]) -> Result<bool
             .iter()
             .position(|d| d.name.as_deref() == vn)
             .unwrap_or(0)];
-        bad |= !skip.iter().any(|s| Some(*s) == vn)
-            && !(d.action == Action::Wipe && d.cause.is_some());
+        let kept = skip.iter().any(|s| Some(*s) == vn);
+        let neighbour = d.action == Action::Wipe && d.cause.is_some();
+        bad |= !(kept || neighbour);
         names.remove(pos);
         lds.remove(i);
     }
@@ -136,9 +137,9 @@ fn roll_back(
         array::unlink_names(root, md);
     }
     for p in &plans[..holders] {
-        let r = open_holder(root, &p.name, false).and_then(|f| {
+        let r = open_holder(root, p.name, false).and_then(|f| {
             for part in &p.parts {
-                let name = partition_path(&p.name, part.number);
+                let name = partition_path(p.name, part.number);
                 array::zero_superblocks_in(&f, part.offset(p.sector), part.len(p.sector), &name)?;
             }
             clear_tables(&f, p.size)
@@ -288,7 +289,7 @@ fn build(
     // refuses one that is mounted or held (by md, LVM, dm)
     let mut files = vec![];
     for p in plans {
-        files.push(open_holder(root, &p.name, true)?);
+        files.push(open_holder(root, p.name, true)?);
     }
     for (p, f) in plans.iter().zip(&files) {
         *written += 1;
@@ -298,7 +299,7 @@ fn build(
     // partitions when the array starts)
     files.clear();
     for p in plans {
-        files.push(open_holder(root, &p.name, false)?);
+        files.push(open_holder(root, p.name, false)?);
     }
     for (vi, (v, mem)) in vols.iter().zip(members).enumerate() {
         let md = array::free_name(root, &mut (vi as u32..=127))
