@@ -144,7 +144,9 @@ fn assemble_one(root: &Root, kernel: &dyn Kernel, g: &mut [Candidate]) -> Option
             && s.events() + 1 >= sb.events()
             && !slot.is_some_and(|x| slots.contains(&x))
         {
-            slots.extend(slot);
+            if let Some(x) = slot {
+                slots.push(x);
+            }
             members.push(&c.kname);
         } else {
             log::warn!(
