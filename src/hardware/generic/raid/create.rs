@@ -50,8 +50,14 @@ use std::os::unix::fs::FileExt;
 #[inline(never)]
 fn holder_candidates(root: &Root, node: &Value) -> Result<Vec<BlockDevice>> {
     let skip = hints::skip_list_hints(node)?;
-    let mut out = crate::disk::list::list_block_devices(root, false)?;
-    out.retain(|d| !array::is_md(root, &d.kname) && !hints::matches_any(d, &skip));
+    let mut all = crate::disk::list::list_block_devices(root, false)?;
+    // taken out in order by reference (no retain)
+    let mut out = vec![];
+    for d in all.iter_mut() {
+        if !array::is_md(root, &d.kname) && !hints::matches_any(d, &skip) {
+            out.push(std::mem::take(d));
+        }
+    }
     Ok(out)
 }
 
