@@ -225,32 +225,83 @@ pub struct NewPart {
     pub name: &'static str,
 }
 
+impl NewPart {
+    /// A Linux data partition as parted's `mkpart primary` makes it: GPT
+    /// type Linux filesystem named "primary", msdos type 0x83.
+    pub fn linux(number: u32, first_lba: u64, last_lba: u64) -> NewPart {
+        NewPart {
+            number,
+            first_lba,
+            last_lba,
+            gpt_type: gpt::TYPE_LINUX_DATA,
+            mbr_type: mbr::TYPE_LINUX,
+            name: "primary",
+        }
+    }
+    /// Byte offset on a disk of `sector`-byte sectors.
+    pub fn offset(&self, sector: u64) -> u64 {
+        self.first_lba * sector
+    }
+    /// Length in bytes.
+    pub fn len(&self, sector: u64) -> u64 {
+        (self.last_lba - self.first_lba + 1) * sector
+    }
+}
+
+/// "<what>: <e>" as a table error: one out-of-line copy of the
+/// formatting for every failure of [`write_new`].
+#[cold]
+#[inline(never)]
+fn fail(what: &str, e: &dyn std::fmt::Display) -> AgentError {
+    AgentError::msg(format!("{what}: {e}"))
+}
+
+/// One write of [`write_new`], its failure named by `what`: the I/O
+/// error is formatted and dropped here, not at every call site.
+#[inline(never)]
+fn write_at(io: &mut dyn Io, buf: &[u8], off: u64, what: &str) -> Result<()> {
+    io.write_all_at(buf, off).map_err(|e| fail(what, &e))
+}
+
+/// A random GUID, or [`write_new`]'s error.
+fn new_guid() -> Result<Guid> {
+    Guid::random().map_err(|e| fail("generating a GUID", &e))
+}
+
 /// Write a fresh partition table on a disk (`parted mklabel` + `mkpart`):
 /// the first and last MiB are cleared first (old primary and backup
 /// tables), then a protective MBR and both GPT copies, or an MBR with a
 /// random disk signature. Partition GUIDs are random. The caller syncs.
-pub fn write_new(io: &mut impl Io, geom: Geometry, label: Label, parts: &[NewPart]) -> Result<()> {
-    let fail = |what: &str, e: &dyn std::fmt::Display| AgentError::msg(format!("{what}: {e}"));
+#[inline(never)]
+pub fn write_new(io: &mut dyn Io, geom: Geometry, label: Label, parts: &[NewPart]) -> Result<()> {
     let mib = 1u64 << 20;
     let zero = vec![0u8; mib as usize];
     let head = mib.min(geom.size);
-    io.write_all_at(&zero[..head as usize], 0)
-        .map_err(|e| fail("clearing the old partition table", &e))?;
+    write_at(
+        io,
+        &zero[..head as usize],
+        0,
+        "clearing the old partition table",
+    )?;
     if geom.size > 2 * mib {
-        io.write_all_at(&zero, geom.size - mib)
-            .map_err(|e| fail("clearing the old backup partition table", &e))?;
+        write_at(
+            io,
+            &zero,
+            geom.size - mib,
+            "clearing the old backup partition table",
+        )?;
     }
+    drop(zero);
     let sectors = geom.sectors();
     let mut lba0 = vec![0u8; geom.sector as usize];
-    match label {
+    let what = match label {
         Label::Gpt => {
-            let guid = Guid::random().map_err(|e| fail("generating a GUID", &e))?;
-            let mut g =
-                Gpt::new(geom.sector, sectors, guid).map_err(|e| fail("creating a GPT", &e))?;
+            let mut g = Gpt::new(geom.sector, sectors, new_guid()?)
+                .map_err(|e| fail("creating a GPT", &e))?;
             for p in parts {
                 let e = gpt::Entry {
                     type_guid: p.gpt_type,
-                    unique_guid: Guid::random().map_err(|e| fail("generating a GUID", &e))?,
+                    unique_guid: new_guid()?,
                     first_lba: p.first_lba,
                     last_lba: p.last_lba,
                     attributes: 0,
@@ -260,9 +311,9 @@ pub fn write_new(io: &mut impl Io, geom: Geometry, label: Label, parts: &[NewPar
                     .map_err(|e| fail("creating a GPT", &e))?;
             }
             Mbr::protective(sectors).write_into(&mut lba0);
-            io.write_all_at(&lba0, 0)
-                .map_err(|e| fail("writing the protective MBR", &e))?;
+            write_at(io, &lba0, 0, "writing the protective MBR")?;
             g.write(io).map_err(|e| fail("writing the GPT", &e))?;
+            return Ok(());
         }
         Label::Msdos => {
             let mut sig = [0u8; 4];
@@ -290,15 +341,15 @@ pub fn write_new(io: &mut impl Io, geom: Geometry, label: Label, parts: &[NewPar
                 };
             }
             m.write_into(&mut lba0);
-            io.write_all_at(&lba0, 0)
-                .map_err(|e| fail("writing the MBR", &e))?;
+            "writing the MBR"
         }
-    }
-    Ok(())
+    };
+    write_at(io, &lba0, 0, what)
 }
 
 /// `sgdisk -F`: the first 1 MiB-aligned sector of the largest free
 /// stretch of a GPT disk, and the last free sector of that stretch.
+#[inline(never)]
 pub fn largest_free(g: &Gpt, geom: Geometry) -> Option<(u64, u64)> {
     let mut used: Vec<(u64, u64)> = g
         .used()
@@ -328,22 +379,23 @@ pub fn largest_free(g: &Gpt, geom: Geometry) -> Option<(u64, u64)> {
     (start <= to).then_some((start, to))
 }
 
-/// Add a GPT partition `[first, last]` in the first free slot (`sgdisk -n
-/// 0:...`); returns its number and unique GUID.
+/// Add a GPT partition `[first, last]` in the first free slot of `g`
+/// (the disk's primary GPT, as the caller read it to find the room) and
+/// write the table (`sgdisk -n 0:...`); returns its number and unique
+/// GUID.
+#[inline(never)]
 pub fn gpt_add(
-    io: &mut impl Io,
-    geom: Geometry,
+    io: &mut dyn Io,
+    mut g: Gpt,
     first: u64,
     last: u64,
     type_guid: Guid,
     name: &str,
 ) -> Result<(u32, Guid)> {
-    let mut g = Gpt::read_primary(io, geom.sector, geom.sectors())
-        .map_err(|e| AgentError::msg(format!("reading the GPT: {e}")))?;
     let slot = g
         .free_slot()
         .ok_or_else(|| AgentError::msg("the GPT has no free partition slot"))?;
-    let unique = Guid::random().map_err(|e| AgentError::msg(format!("generating a GUID: {e}")))?;
+    let unique = new_guid()?;
     g.set_entry(
         slot,
         &gpt::Entry {
@@ -355,16 +407,16 @@ pub fn gpt_add(
             name: name.to_string(),
         },
     )
-    .map_err(|e| AgentError::msg(format!("adding a partition: {e}")))?;
-    g.write(io)
-        .map_err(|e| AgentError::msg(format!("writing the GPT: {e}")))?;
+    .map_err(|e| fail("adding a partition", &e))?;
+    g.write(io).map_err(|e| fail("writing the GPT", &e))?;
     Ok((slot as u32 + 1, unique))
 }
 
 /// Drop partitions by number from a GPT or MBR table (`parted rm`).
-pub fn remove_partitions(io: &mut impl Io, geom: Geometry, numbers: &[u32]) -> Result<()> {
-    let fail = |e: &dyn std::fmt::Display| AgentError::msg(format!("removing partitions: {e}"));
-    match Gpt::read_primary(io, geom.sector, geom.sectors()) {
+#[inline(never)]
+pub fn remove_partitions(io: &mut dyn Io, geom: Geometry, numbers: &[u32]) -> Result<()> {
+    let what = "removing partitions";
+    match Gpt::read_primary(&*io, geom.sector, geom.sectors()) {
         Ok(mut g) => {
             for &n in numbers {
                 let empty = gpt::Entry {
@@ -375,20 +427,23 @@ pub fn remove_partitions(io: &mut impl Io, geom: Geometry, numbers: &[u32]) -> R
                     attributes: 0,
                     name: String::new(),
                 };
-                g.set_entry(n as usize - 1, &empty).map_err(|e| fail(&e))?;
+                g.set_entry(n as usize - 1, &empty)
+                    .map_err(|e| fail(what, &e))?;
             }
-            g.write(io).map_err(|e| fail(&e))
+            g.write(io).map_err(|e| fail(what, &e))
         }
         Err(_) => {
-            let mut lba0 = mbr::read(io).map_err(|e| fail(&e))?;
-            let mut m = Mbr::parse(&lba0).ok_or_else(|| fail(&"no partition table"))?;
+            let mut lba0 = mbr::read(&*io).map_err(|e| fail(what, &e))?;
+            let Some(mut m) = Mbr::parse(&lba0) else {
+                return Err(fail(what, &"no partition table"));
+            };
             for &n in numbers {
                 if let Some(e) = m.entries.get_mut(n as usize - 1) {
                     *e = mbr::Entry::default();
                 }
             }
             m.write_into(&mut lba0);
-            io.write_all_at(&lba0, 0).map_err(|e| fail(&e))
+            write_at(io, &lba0, 0, what)
         }
     }
 }
@@ -524,7 +579,7 @@ pub(crate) mod tests {
         let g = Gpt::read_primary(&d, 512, geom.sectors()).unwrap();
         // the gap before partition 1 (20 MiB) is larger than the tail
         assert_eq!(largest_free(&g, geom), Some((2048, 40959)));
-        let (n, _) = gpt_add(&mut d, geom, 2048, 40959, gpt::TYPE_ESP, "uefi-holder-0").unwrap();
+        let (n, _) = gpt_add(&mut d, g, 2048, 40959, gpt::TYPE_ESP, "uefi-holder-0").unwrap();
         assert_eq!(n, 3);
         let g = Gpt::read_primary(&d, 512, geom.sectors()).unwrap();
         assert_eq!(largest_free(&g, geom), Some((122880, geom.sectors() - 34)));

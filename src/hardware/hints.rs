@@ -414,18 +414,21 @@ fn is_falsy(v: &Value) -> bool {
 
 /// The RAID `volume_name`s `properties.skip_block_devices` keeps (IPA's
 /// `get_skip_list_from_node_for_raids`).
-pub fn skip_list_volume_names(node: &Value) -> Vec<String> {
-    node.get("properties")
+pub fn skip_list_volume_names(node: &Value) -> Vec<&str> {
+    // borrowed from the node: no copies
+    let mut out = vec![];
+    if let Some(items) = node
+        .get("properties")
         .and_then(|p| p.get("skip_block_devices"))
         .and_then(Value::as_array)
-        .map(|items| {
-            items
-                .iter()
-                .filter_map(|i| i.get("volume_name").and_then(Value::as_str))
-                .map(String::from)
-                .collect()
-        })
-        .unwrap_or_default()
+    {
+        for i in items {
+            if let Some(n) = i.get("volume_name").and_then(Value::as_str) {
+                out.push(n);
+            }
+        }
+    }
+    out
 }
 
 /// `properties.skip_block_devices` as a list of hint sets, validated.

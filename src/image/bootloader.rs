@@ -321,14 +321,15 @@ fn softraid_esp(env: &Env, device: &str, file: &File, esp: &Partition) -> Result
             "{device} is not a running software RAID device"
         ))
     })?;
-    let holders = md::array::holders(root, &array);
+    // paths as "/dev/{kname}" where they are formatted: no Strings
     let esp_md = match find_esp_raid(root) {
         Some(a) => {
-            log::info!("Found RAIDed ESP {}, skip creation", a.path());
+            log::info!("Found RAIDed ESP /dev/{}, skip creation", a.kname);
             a
         }
-        None => build_esp_raid(root, &holders)?,
+        None => build_esp_raid(root, &md::array::holders(root, &array))?,
     };
+    drop(array);
     // the image's ESP onto the mirror, as it is; then wipefs -a of the
     // image's own: its boot sector, and the FAT32 backup boot sector and
     // FSInfo (sectors 6 and 7)
@@ -341,7 +342,7 @@ fn softraid_esp(env: &Env, device: &str, file: &File, esp: &Partition) -> Result
     let copy = || -> std::io::Result<()> {
         let out = OpenOptions::new()
             .write(true)
-            .open(root.path(esp_md.path()))?;
+            .open(root.path(format!("/dev/{}", esp_md.kname)))?;
         let mut buf = vec![0u8; 1 << 20];
         let mut off = 0;
         while off < esp.len {
@@ -357,11 +358,11 @@ fn softraid_esp(env: &Env, device: &str, file: &File, esp: &Partition) -> Result
     };
     copy().map_err(|e| {
         md::array::io_err(
-            format_args!("moving the ESP of {device} to {}", esp_md.path()),
+            format_args!("moving the ESP of {device} to /dev/{}", esp_md.kname),
             e,
         )
     })?;
-    log::info!("the ESP of {device} now lives on {}", esp_md.path());
+    log::info!("the ESP of {device} now lives on /dev/{}", esp_md.kname);
     Ok(esp_md)
 }
 
@@ -383,28 +384,27 @@ fn find_esp_raid(root: &crate::root::Root) -> Option<md::array::Array> {
 #[inline(never)]
 fn build_esp_raid(root: &crate::root::Root, holders: &[String]) -> Result<md::array::Array> {
     let mut files = vec![];
-    let mut parts = vec![];
+    // per holder: the new partition's number, offset and length
+    let mut parts: Vec<(u32, u64, u64)> = vec![];
     for (i, holder) in holders.iter().enumerate() {
-        let f = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(root.path(holder))
+        let mut f = md::array::open_rw(root, holder, false)
             .map_err(|e| md::array::io_err(format_args!("opening {holder}"), e))?;
         let geom = crate::disk::geometry(root, Path::new(holder), &f)?;
         let need = ESP_SIZE / geom.sector;
-        let free = crate::disk::gpt::Gpt::read_primary(&f, geom.sector, geom.sectors())
-            .ok()
-            .and_then(|g| crate::disk::table::largest_free(&g, geom))
+        let gpt = crate::disk::gpt::Gpt::read_primary(&f, geom.sector, geom.sectors()).ok();
+        let first = gpt
+            .as_ref()
+            .and_then(|g| crate::disk::table::largest_free(g, geom))
             .filter(|(a, b)| b + 1 - a >= need);
-        let Some((first, _)) = free else {
+        let (Some(g), Some((first, _))) = (gpt, first) else {
             return Err(md::array::raid_fmt(format_args!(
                 "{holder} has no GPT with room for a 550 MiB ESP, which UEFI needs on every \
                  software RAID holder"
             )));
         };
         let (number, _) = crate::disk::table::gpt_add(
-            &mut &f,
-            geom,
+            &mut f,
+            g,
             first,
             first + need - 1,
             crate::disk::gpt::TYPE_ESP,
@@ -420,16 +420,15 @@ fn build_esp_raid(root: &crate::root::Root, holders: &[String]) -> Result<md::ar
             }
         });
         r.map_err(|e| md::array::io_err(format_args!("adding partition {number} to {holder}"), e))?;
-        parts.push((partition_path(holder, number)[5..].to_string(), off, len));
+        parts.push((number, off, len));
         files.push(f);
     }
     let mut members: Vec<md::array::NewMember> = vec![];
-    for (disk, part) in files.iter().zip(&mut parts) {
-        // taken out by reference: no IntoIter and its drop glue
-        let (kname, offset, len) = std::mem::take(part);
+    for ((disk, &(number, offset, len)), holder) in files.iter().zip(&parts).zip(holders) {
         members.push(md::array::NewMember {
             disk,
-            kname,
+            // "sda2": the holder's name is "/dev/sda"
+            kname: partition_path(&holder[5..], number),
             offset,
             len,
         });

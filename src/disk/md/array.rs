@@ -39,7 +39,7 @@ pub struct Member {
 }
 
 /// An md device with a configuration (`array_state` other than "clear").
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Array {
     pub kname: String,
     /// "raid1", ...; empty while inactive.
@@ -90,7 +90,7 @@ pub fn read(root: &Root, kname: &str) -> Option<Array> {
         return None;
     }
     let mut members = vec![];
-    for e in root.list(&md) {
+    for e in &root.list(&md) {
         let Some(name) = e.strip_prefix("dev-") else {
             continue;
         };
@@ -117,11 +117,17 @@ pub fn read(root: &Root, kname: &str) -> Option<Array> {
 /// Every configured md array, in kernel-name order.
 pub fn list(root: &Root) -> Vec<Array> {
     let mut names = root.list("/sys/block");
-    names.retain(|n| n.starts_with("md"));
+    // the md ones keep their relative order among the others (a stable
+    // sort): filtered in the loop, no retain
     crate::util::sort_small_by(&mut names, |a, b| crate::disk::list::natural_cmp(a, b));
     let mut out = vec![];
     for n in &names {
-        out.extend(read(root, n));
+        if !n.starts_with("md") {
+            continue;
+        }
+        if let Some(a) = read(root, n) {
+            out.push(a);
+        }
     }
     out
 }
@@ -178,7 +184,7 @@ pub struct Paused<'a> {
 pub fn pause_resync<'a>(root: &'a Root, kname: &str) -> Paused<'a> {
     let mut arrays = vec![];
     if is_md(root, kname) {
-        for md in root.list("/sys/block") {
+        for md in &root.list("/sys/block") {
             let action = format!("/sys/block/{md}/md/sync_action");
             if !matches!(root.read(&action).as_deref(), Some("resync" | "recover")) {
                 continue;
@@ -244,12 +250,14 @@ pub fn superblocks(root: &Root, kname: &str) -> Vec<super::Found> {
 /// `mdadm --detail`: `Name : host:name`): `None` when no member's
 /// superblock can be read.
 pub fn volume_name(root: &Root, a: &Array) -> Option<String> {
-    a.members.iter().find_map(|m| {
-        superblocks(root, &m.kname)
-            .iter()
-            .find(|f| f.sb.uuid_sysfs() == a.uuid || a.uuid.is_empty())
-            .map(|f| f.sb.name())
-    })
+    for m in &a.members {
+        for f in &superblocks(root, &m.kname) {
+            if a.uuid.is_empty() || f.sb.uuid_sysfs() == a.uuid {
+                return Some(f.sb.name());
+            }
+        }
+    }
+    None
 }
 
 /// A member's superblock as the kernel keeps it (for tests and logs).
@@ -288,8 +296,10 @@ pub fn link_name(root: &Root, md: &str, name: &str) {
     if name.is_empty() || name.contains('/') || name.starts_with('.') {
         return;
     }
-    let link = root.path(format!("/dev/md/{name}"));
-    let _ = std::fs::create_dir_all(root.path("/dev/md"));
+    let dir = root.path("/dev/md");
+    let _ = std::fs::create_dir_all(&dir);
+    // no '/' in the name: the link sits in /dev/md
+    let link = dir.join(name);
     let _ = std::fs::remove_file(&link);
     if let Err(e) = std::os::unix::fs::symlink(format!("../{md}"), &link) {
         log::warn!("linking /dev/md/{name} to /dev/{md}: {e}");
@@ -298,12 +308,10 @@ pub fn link_name(root: &Root, md: &str, name: &str) {
 
 /// Drop `/dev/md/*` links that point at `md`.
 pub fn unlink_names(root: &Root, md: &str) {
-    for n in root.list("/dev/md") {
-        let p = root.path(format!("/dev/md/{n}"));
-        if std::fs::read_link(&p)
-            .map(|t| t.file_name().map(|f| f == md).unwrap_or(false))
-            .unwrap_or(false)
-        {
+    let dir = root.path("/dev/md");
+    for n in &root.list("/dev/md") {
+        let p = dir.join(n);
+        if std::fs::read_link(&p).is_ok_and(|t| t.file_name().is_some_and(|f| f == md)) {
             let _ = std::fs::remove_file(&p);
         }
     }
@@ -313,7 +321,7 @@ pub fn unlink_names(root: &Root, md: &str) {
 /// unit tests, where disks are regular files.
 pub trait Kernel {
     /// Start `md` ("md0") from members whose superblocks are written.
-    fn start(&self, md: &str, version: Version, members: &[String]) -> Result<()>;
+    fn start(&self, md: &str, version: Version, members: &[&str]) -> Result<()>;
     /// Stop `md` and release its members.
     fn stop(&self, md: &str) -> Result<()>;
 }
@@ -367,7 +375,7 @@ impl Sysfs<'_> {
 }
 
 impl Kernel for Sysfs<'_> {
-    fn start(&self, md: &str, version: Version, members: &[String]) -> Result<()> {
+    fn start(&self, md: &str, version: Version, members: &[&str]) -> Result<()> {
         let root = self.0;
         if !root.exists("/sys/module/md_mod") {
             return Err(raid_err(
@@ -387,35 +395,11 @@ impl Kernel for Sysfs<'_> {
         }
         crate::sys::md::set_array_version(&f, 1, version.minor())
             .map_err(|e| io_err(format_args!("setting up /dev/{md} (SET_ARRAY_INFO)"), e))?;
-        let undo = |what: String| -> AgentError {
+        if let Err(e) = bind(root, &f, md, members) {
             if let Err(e) = crate::sys::md::stop_array(&f) {
                 log::error!("releasing the members of /dev/{md} after a failure: {e}");
             }
-            raid_err(what)
-        };
-        for m in members {
-            let Some((major, minor)) = dev_numbers(root, m) else {
-                return Err(undo(format!(
-                    "adding /dev/{m} to /dev/{md}: the device is gone"
-                )));
-            };
-            if let Err(e) = crate::sys::md::add_new_disk(&f, major, minor) {
-                let why = match e.raw_os_error() {
-                    Some(libc::EINVAL) => " (no valid md superblock, or one of another array)",
-                    Some(libc::EBUSY) => " (in use, or a slot taken twice)",
-                    _ => "",
-                };
-                return Err(undo(format!("adding /dev/{m} to /dev/{md}: {e}{why}")));
-            }
-        }
-        if let Err(e) = crate::sys::md::run_array(&f) {
-            let why = if e.raw_os_error() == Some(libc::EINVAL) {
-                " (the kernel refused the set: see its log; a personality module that \
-                 could not be loaded, or members that do not agree)"
-            } else {
-                ""
-            };
-            return Err(undo(format!("starting /dev/{md} (RUN_ARRAY): {e}{why}")));
+            return Err(e);
         }
         // start_ro=1 would leave it auto-read-only (no resync); EBUSY: it
         // is read-write already
@@ -448,31 +432,72 @@ impl Kernel for Sysfs<'_> {
     }
 }
 
+/// [`Sysfs::start`]'s members added and the array run; on failure the
+/// caller releases what was bound.
+fn bind(root: &Root, f: &File, md: &str, members: &[&str]) -> Result<()> {
+    for m in members {
+        let Some((major, minor)) = dev_numbers(root, m) else {
+            return Err(raid_fmt(format_args!(
+                "adding /dev/{m} to /dev/{md}: the device is gone"
+            )));
+        };
+        if let Err(e) = crate::sys::md::add_new_disk(f, major, minor) {
+            let why = match e.raw_os_error() {
+                Some(libc::EINVAL) => " (no valid md superblock, or one of another array)",
+                Some(libc::EBUSY) => " (in use, or a slot taken twice)",
+                _ => "",
+            };
+            return Err(raid_fmt(format_args!(
+                "adding /dev/{m} to /dev/{md}: {e}{why}"
+            )));
+        }
+    }
+    if let Err(e) = crate::sys::md::run_array(f) {
+        let why = if e.raw_os_error() == Some(libc::EINVAL) {
+            " (the kernel refused the set: see its log; a personality module that could not \
+             be loaded, or members that do not agree)"
+        } else {
+            ""
+        };
+        return Err(raid_fmt(format_args!(
+            "starting /dev/{md} (RUN_ARRAY): {e}{why}"
+        )));
+    }
+    Ok(())
+}
+
 /// Zero every md superblock (any version) on `kname` (what
 /// `mdadm --zero-superblock` does, 4 KiB at each location that carries the
 /// magic), through `/dev/<kname>` under `root`. Returns the byte offsets
 /// cleared.
 #[inline(never)]
 pub fn zero_superblocks(root: &Root, kname: &str) -> Result<Vec<u64>> {
-    let path = root.path(format!("/dev/{kname}"));
+    let name = format!("/dev/{kname}");
     // exclusively, as mdadm: never under a running array, a mount, dm
-    let excl = std::fs::metadata(&path)
-        .is_ok_and(|m| std::os::unix::fs::FileTypeExt::is_block_device(&m.file_type()));
-    let f = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .custom_flags(if excl { libc::O_EXCL } else { 0 })
-        .open(&path)
-        .map_err(|e| {
-            io_err(
-                format_args!("opening /dev/{kname} to clear its md superblock"),
-                e,
-            )
-        })?;
+    let f = open_rw(root, &name, true)
+        .map_err(|e| io_err(format_args!("opening {name} to clear its md superblock"), e))?;
     let size = crate::sys::block_device_size(&f)
         .or_else(|_| f.metadata().map(|m| m.len()))
-        .map_err(|e| io_err(format_args!("reading the size of /dev/{kname}"), e))?;
-    zero_superblocks_in(&f, 0, size, &format!("/dev/{kname}"))
+        .map_err(|e| io_err(format_args!("reading the size of {name}"), e))?;
+    zero_superblocks_in(&f, 0, size, &name)
+}
+
+/// Open a device (`path` under the root) read-write; with `excl` and when
+/// it is a block device, exclusively (O_EXCL: the kernel refuses while it
+/// or one of its partitions is mounted or held by md, LVM or dm). One
+/// copy for every RAID caller.
+#[inline(never)]
+pub fn open_rw(root: &Root, path: &str, excl: bool) -> io::Result<File> {
+    let path = root.path(path);
+    let excl = excl
+        && std::fs::metadata(&path)
+            .is_ok_and(|m| std::os::unix::fs::FileTypeExt::is_block_device(&m.file_type()));
+    let mut o = OpenOptions::new();
+    o.read(true).write(true);
+    if excl {
+        o.custom_flags(libc::O_EXCL);
+    }
+    o.open(&path)
 }
 
 /// [`zero_superblocks`] inside a window `[base, base+size)` of an open
@@ -533,7 +558,7 @@ pub fn new_identity(root: &Root, name: &str) -> Result<super::Identity> {
 #[inline(never)]
 pub fn write_member(f: &File, name: &str, offset: u64, len: u64, sb: &Superblock) -> Result<()> {
     zero_superblocks_in(f, offset, len, name)?;
-    f.write_all_at(&sb.encode(), offset + sb.super_offset * 512)
+    f.write_all_at(&sb.encode(), offset + sb.super_offset() * 512)
         .map_err(|e| io_err(format_args!("writing the md superblock of {name}"), e))
 }
 
@@ -566,7 +591,7 @@ pub fn create(
     }
     let plan = super::plan(version, level, &sizes).map_err(|e| raid_err(e.into_details()))?;
     let id = new_identity(root, name)?;
-    let mut knames = vec![];
+    let mut knames: Vec<&str> = vec![];
     for (i, m) in members.iter().enumerate() {
         let mut dev_uuid = [0u8; 16];
         crate::sys::getrandom(&mut dev_uuid)
@@ -581,7 +606,7 @@ pub fn create(
         m.disk
             .sync_all()
             .map_err(|e| io_err(format_args!("flushing /dev/{}", m.kname), e))?;
-        knames.push(m.kname.clone());
+        knames.push(&m.kname);
     }
     kernel.start(md, version, &knames)?;
     log::info!(
@@ -686,11 +711,11 @@ mod tests {
             ctime: 1,
         };
         let sb = plan.superblock(&id, 0, [6; 16]);
-        f.write_all_at(&sb.encode(), base + sb.super_offset * 512)
+        f.write_all_at(&sb.encode(), base + sb.super_offset() * 512)
             .unwrap();
         f.write_all_at(b"data", base).unwrap();
         let spots = zero_superblocks_in(&f, base, sectors * 512, "t").unwrap();
-        assert_eq!(spots, vec![sb.super_offset * 512]);
+        assert_eq!(spots, vec![sb.super_offset() * 512]);
         let mut b = [0u8; 4];
         f.read_exact_at(&mut b, base).unwrap();
         assert_eq!(&b, b"data", "only the superblock is cleared");

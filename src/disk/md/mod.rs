@@ -121,45 +121,14 @@ pub fn sb090_sector(sectors: u64) -> Option<u64> {
     (sectors & !127).checked_sub(128)
 }
 
-/// One v1.x superblock, every field kept so that a parsed superblock
-/// encodes back to the same bytes.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Superblock {
-    pub feature_map: u32,
-    pub set_uuid: [u8; 16],
-    /// NUL-padded; "homehost:name" as mdadm writes it.
-    pub set_name: [u8; 32],
-    /// Seconds since the epoch in bits 0–39, microseconds above.
-    pub ctime: u64,
-    pub level: i32,
-    pub layout: u32,
-    /// Sectors used per member (0 for raid0: each member's data_size).
-    pub size: u64,
-    /// Sectors (0 for raid1).
-    pub chunksize: u32,
-    pub raid_disks: u32,
-    /// `bitmap_offset` (or the PPL union), raw.
-    pub bitmap_offset: u32,
-    /// 0x64..0x80: new_level, reshape_position, delta_disks, new_layout,
-    /// new_chunk, new_offset (meaningful only with the reshape features).
-    pub reshape: [u8; 28],
-    pub data_offset: u64,
-    pub data_size: u64,
-    pub super_offset: u64,
-    pub recovery_offset: u64,
-    pub dev_number: u32,
-    pub cnt_corrected_read: u32,
-    pub device_uuid: [u8; 16],
-    pub devflags: u8,
-    pub bblog_shift: u8,
-    pub bblog_size: u16,
-    /// Signed sectors from the superblock to the bad-block log.
-    pub bblog_offset: i32,
-    pub utime: u64,
-    pub events: u64,
-    pub resync_offset: u64,
-    pub dev_roles: Vec<u16>,
-}
+/// One v1.x superblock: the 4 KiB block as it sits at the superblock
+/// location (the 256-byte header, `dev_roles`, zeros after them, the
+/// checksum right), read through accessors named after the fields (at
+/// fixed offsets of a fixed-size block: no bounds checks). A parsed
+/// superblock encodes back to the same bytes.
+#[derive(Clone, PartialEq, Eq)]
+#[cfg_attr(test, derive(Debug))]
+pub struct Superblock(Box<[u8; SB_BYTES]>);
 
 /// `calc_sb_1_csum` (kernel and mdadm alike): the le32 words of the 256
 /// bytes and the roles, with `sb_csum` counted as 0, a trailing half word
@@ -186,6 +155,15 @@ pub fn checksum(sb: &[u8]) -> u32 {
 #[inline(never)]
 fn bad(msg: std::fmt::Arguments<'_>) -> AgentError {
     AgentError::msg(std::fmt::format(msg))
+}
+
+/// Little-endian stores into a superblock's bytes.
+fn put32(b: &mut [u8], o: usize, v: u32) {
+    b[o..o + 4].copy_from_slice(&v.to_le_bytes());
+}
+
+fn put64(b: &mut [u8], o: usize, v: u64) {
+    b[o..o + 8].copy_from_slice(&v.to_le_bytes());
 }
 
 impl Superblock {
@@ -227,88 +205,81 @@ impl Superblock {
                 "md superblock checksum {stored:#010x} is wrong (computed {computed:#010x})"
             )));
         }
-        let arr = |o: usize| -> [u8; 16] {
-            let mut a = [0u8; 16];
-            a.copy_from_slice(&b[o..o + 16]);
-            a
-        };
-        let mut set_name = [0u8; 32];
-        set_name.copy_from_slice(&b[0x20..0x40]);
-        let mut reshape = [0u8; 28];
-        reshape.copy_from_slice(&b[0x64..0x80]);
-        Ok(Superblock {
-            feature_map,
-            set_uuid: arr(0x10),
-            set_name,
-            ctime: le64(b, 0x40),
-            level: le32(b, 0x48) as i32,
-            layout: le32(b, 0x4c),
-            size: le64(b, 0x50),
-            chunksize: le32(b, 0x58),
-            raid_disks: le32(b, 0x5c),
-            bitmap_offset: le32(b, 0x60),
-            reshape,
-            data_offset: le64(b, 0x80),
-            data_size: le64(b, 0x88),
-            super_offset: le64(b, 0x90),
-            recovery_offset: le64(b, 0x98),
-            dev_number: le32(b, 0xa0),
-            cnt_corrected_read: le32(b, 0xa4),
-            device_uuid: arr(0xa8),
-            devflags: b[0xb8],
-            bblog_shift: b[0xb9],
-            bblog_size: le16(b, 0xba),
-            bblog_offset: le32(b, 0xbc) as i32,
-            utime: le64(b, 0xc0),
-            events: le64(b, 0xc8),
-            resync_offset: le64(b, 0xd0),
-            dev_roles: (0..max_dev as usize)
-                .map(|i| le16(b, 0x100 + 2 * i))
-                .collect(),
-        })
+        let n = 256 + 2 * max_dev as usize;
+        let mut sb = Box::new([0u8; SB_BYTES]);
+        sb[..n].copy_from_slice(&b[..n]);
+        Ok(Superblock(sb))
     }
 
     /// The 4 KiB block to write at the superblock location, checksum
     /// included, zero after the roles.
     pub fn encode(&self) -> Vec<u8> {
-        let mut b = vec![0u8; SB_BYTES];
-        let p32 = |b: &mut [u8], o: usize, v: u32| b[o..o + 4].copy_from_slice(&v.to_le_bytes());
-        let p64 = |b: &mut [u8], o: usize, v: u64| b[o..o + 8].copy_from_slice(&v.to_le_bytes());
-        p32(&mut b, 0, MAGIC);
-        p32(&mut b, 4, 1);
-        p32(&mut b, 8, self.feature_map);
-        b[0x10..0x20].copy_from_slice(&self.set_uuid);
-        b[0x20..0x40].copy_from_slice(&self.set_name);
-        p64(&mut b, 0x40, self.ctime);
-        p32(&mut b, 0x48, self.level as u32);
-        p32(&mut b, 0x4c, self.layout);
-        p64(&mut b, 0x50, self.size);
-        p32(&mut b, 0x58, self.chunksize);
-        p32(&mut b, 0x5c, self.raid_disks);
-        p32(&mut b, 0x60, self.bitmap_offset);
-        b[0x64..0x80].copy_from_slice(&self.reshape);
-        p64(&mut b, 0x80, self.data_offset);
-        p64(&mut b, 0x88, self.data_size);
-        p64(&mut b, 0x90, self.super_offset);
-        p64(&mut b, 0x98, self.recovery_offset);
-        p32(&mut b, 0xa0, self.dev_number);
-        p32(&mut b, 0xa4, self.cnt_corrected_read);
-        b[0xa8..0xb8].copy_from_slice(&self.device_uuid);
-        b[0xb8] = self.devflags;
-        b[0xb9] = self.bblog_shift;
-        b[0xba..0xbc].copy_from_slice(&self.bblog_size.to_le_bytes());
-        p32(&mut b, 0xbc, self.bblog_offset as u32);
-        p64(&mut b, 0xc0, self.utime);
-        p64(&mut b, 0xc8, self.events);
-        p64(&mut b, 0xd0, self.resync_offset);
-        let max_dev = self.dev_roles.len().min(MAX_DEV_LIMIT as usize);
-        p32(&mut b, 0xdc, max_dev as u32);
-        for (i, r) in self.dev_roles.iter().take(max_dev).enumerate() {
-            b[0x100 + 2 * i..0x102 + 2 * i].copy_from_slice(&r.to_le_bytes());
-        }
-        let c = checksum(&b);
-        p32(&mut b, 0xd8, c);
-        b
+        self.0.to_vec()
+    }
+
+    fn u32_at(&self, o: usize) -> u32 {
+        le32(&self.0[..], o)
+    }
+
+    fn u64_at(&self, o: usize) -> u64 {
+        le64(&self.0[..], o)
+    }
+
+    /// Do two members describe the same array as mdadm's `Assemble`
+    /// compares them: ctime, level, layout (0x40..0x50), chunksize and
+    /// raid_disks (0x58..0x60)?
+    pub fn same_array(&self, o: &Superblock) -> bool {
+        self.0[0x40..0x50] == o.0[0x40..0x50] && self.0[0x58..0x60] == o.0[0x58..0x60]
+    }
+
+    pub fn feature_map(&self) -> u32 {
+        self.u32_at(8)
+    }
+    pub fn set_uuid(&self) -> &[u8] {
+        &self.0[0x10..0x20]
+    }
+    /// Seconds since the epoch in bits 0–39, microseconds above.
+    pub fn ctime(&self) -> u64 {
+        self.u64_at(0x40)
+    }
+    pub fn level(&self) -> i32 {
+        self.u32_at(0x48) as i32
+    }
+    pub fn layout(&self) -> u32 {
+        self.u32_at(0x4c)
+    }
+    /// Sectors used per member (0 for raid0: each member's data_size).
+    pub fn size(&self) -> u64 {
+        self.u64_at(0x50)
+    }
+    /// Sectors (0 for raid1).
+    pub fn chunksize(&self) -> u32 {
+        self.u32_at(0x58)
+    }
+    pub fn raid_disks(&self) -> u32 {
+        self.u32_at(0x5c)
+    }
+    pub fn data_offset(&self) -> u64 {
+        self.u64_at(0x80)
+    }
+    pub fn data_size(&self) -> u64 {
+        self.u64_at(0x88)
+    }
+    pub fn super_offset(&self) -> u64 {
+        self.u64_at(0x90)
+    }
+    pub fn dev_number(&self) -> u32 {
+        self.u32_at(0xa0)
+    }
+    pub fn events(&self) -> u64 {
+        self.u64_at(0xc8)
+    }
+    pub fn resync_offset(&self) -> u64 {
+        self.u64_at(0xd0)
+    }
+    /// `max_dev`: how many `dev_roles` follow the header.
+    pub fn max_dev(&self) -> usize {
+        self.u32_at(0xdc) as usize
     }
 
     /// The kernel's checks that need the device (`super_1_load`): the
@@ -318,25 +289,25 @@ impl Superblock {
         let at = version
             .sb_sector(sectors)
             .ok_or_else(|| bad(format_args!("device too small for an md superblock")))?;
-        if self.super_offset != at {
+        let (data_offset, data_size) = (self.data_offset(), self.data_size());
+        if self.super_offset() != at {
             return Err(bad(format_args!(
                 "md superblock says it lives at sector {}, not {at}",
-                self.super_offset
+                self.super_offset()
             )));
         }
-        if self.data_size < 10 {
+        if data_size < 10 {
             return Err(bad(format_args!("md superblock data_size too small")));
         }
-        let sb_sectors = (256 + 2 * self.dev_roles.len() as u64).div_ceil(512);
+        let sb_sectors = (256 + 2 * self.max_dev() as u64).div_ceil(512);
         match version {
             Version::V1_0 => {
-                if at < self.data_size || self.data_offset + self.data_size > at {
+                if at < data_size || data_offset + data_size > at {
                     return Err(bad(format_args!("md data overlaps the 1.0 superblock")));
                 }
             }
             _ => {
-                if self.data_offset < at + sb_sectors
-                    || sectors.saturating_sub(self.data_offset) < self.data_size
+                if data_offset < at + sb_sectors || sectors.saturating_sub(data_offset) < data_size
                 {
                     return Err(bad(format_args!(
                         "md data overlaps the superblock or the device end"
@@ -349,40 +320,51 @@ impl Superblock {
 
     /// The whole `set_name` ("host:name" or "name").
     pub fn full_name(&self) -> String {
-        let end = self.set_name.iter().position(|b| *b == 0).unwrap_or(32);
-        String::from_utf8_lossy(&self.set_name[..end]).into_owned()
+        let n = &self.0[0x20..0x40];
+        let end = n.iter().position(|b| *b == 0).unwrap_or(32);
+        String::from_utf8_lossy(&n[..end]).into_owned()
     }
 
     /// The array's name as IPA reads it from `mdadm --detail`'s `Name :`
     /// line (`raid_utils.get_volume_name_of_raid_device`): the part after
     /// the homehost prefix, up to the first space.
     pub fn name(&self) -> String {
-        let full = self.full_name();
-        let n = full.rsplit_once(':').map_or(full.as_str(), |(_, n)| n);
-        n.split(' ').next().unwrap_or("").to_string()
+        // on the bytes: ':' and ' ' are ASCII, so cutting before the
+        // lossy UTF-8 conversion cuts where the text would be cut
+        let n = &self.0[0x20..0x40];
+        let mut n = &n[..n.iter().position(|b| *b == 0).unwrap_or(32)];
+        if let Some(c) = n.iter().rposition(|b| *b == b':') {
+            n = &n[c + 1..];
+        }
+        if let Some(sp) = n.iter().position(|b| *b == b' ') {
+            n = &n[..sp];
+        }
+        String::from_utf8_lossy(n).into_owned()
     }
 
     /// The role (slot) this member holds, `None` for a spare or faulty one.
     pub fn slot(&self) -> Option<u32> {
-        match self.dev_roles.get(self.dev_number as usize) {
-            Some(&r) if r < ROLE_MAX => Some(u32::from(r)),
-            _ => None,
+        let i = self.dev_number() as usize;
+        if i >= self.max_dev() {
+            return None;
         }
+        let r = le16(&self.0[..], 0x100 + 2 * i);
+        (r < ROLE_MAX).then_some(u32::from(r))
     }
 
     /// The set UUID as mdadm prints it ("35cb2455:48654330:7b2df8f4:dda80f3c").
     pub fn uuid_mdadm(&self) -> String {
-        hex_groups(&self.set_uuid, &[4, 4, 4, 4], ':')
+        hex_groups(self.set_uuid(), &[4, 4, 4, 4], ':')
     }
 
     /// The set UUID as sysfs `md/uuid` shows it (`%pU`, bytes in order).
     pub fn uuid_sysfs(&self) -> String {
-        uuid_text(&self.set_uuid)
+        hex_groups(self.set_uuid(), &[4, 2, 2, 2, 6], '-')
     }
 
     /// Seconds part of `ctime`.
     pub fn ctime_secs(&self) -> u64 {
-        self.ctime & 0xff_ffff_ffff
+        self.ctime() & 0xff_ffff_ffff
     }
 }
 
@@ -394,7 +376,7 @@ pub fn uuid_text(u: &[u8; 16]) -> String {
 /// `u`'s bytes as lowercase hex, in groups of `groups` bytes joined by
 /// `sep` (one loop for both UUID spellings).
 #[inline(never)]
-fn hex_groups(u: &[u8; 16], groups: &[usize], sep: char) -> String {
+fn hex_groups(u: &[u8], groups: &[usize], sep: char) -> String {
     let mut out = String::with_capacity(40);
     let mut i = 0;
     for (g, &n) in groups.iter().enumerate() {
@@ -411,15 +393,24 @@ fn hex_groups(u: &[u8; 16], groups: &[usize], sep: char) -> String {
 /// that fits in 31 bytes and the name has no colon, else the name cut to
 /// 31 bytes.
 pub fn set_name(homehost: Option<&str>, name: &str) -> [u8; 32] {
-    let full = match homehost {
-        Some(h) if !h.is_empty() && !name.contains(':') && h.len() + 1 + name.len() < 32 => {
-            format!("{h}:{name}")
-        }
-        _ => name.to_string(),
-    };
     let mut out = [0u8; 32];
-    for (d, s) in out.iter_mut().zip(full.bytes().take(31)) {
-        *d = s;
+    let mut n = 0;
+    // the bytes in, up to 31 (the last stays NUL)
+    let mut put = |s: &[u8]| {
+        for &b in s {
+            if n < 31 {
+                out[n] = b;
+                n += 1;
+            }
+        }
+    };
+    match homehost {
+        Some(h) if !h.is_empty() && !name.contains(':') && h.len() + 1 + name.len() < 32 => {
+            put(h.as_bytes());
+            put(b":");
+            put(name.as_bytes());
+        }
+        _ => put(name.as_bytes()),
     }
     out
 }
@@ -436,11 +427,20 @@ pub fn level_number(raid_level: &str) -> Option<i32> {
     }
 }
 
-/// sysfs `md/level` names ("raid1").
-pub fn level_name(level: i32) -> String {
-    match level {
-        -1 => "linear".into(),
-        l => format!("raid{l}"),
+/// sysfs `md/level` names ("raid1"), formatted where they are used.
+pub fn level_name(level: i32) -> LevelName {
+    LevelName(level)
+}
+
+/// [`level_name`]'s text: "linear" or "raid<N>".
+pub struct LevelName(i32);
+
+impl std::fmt::Display for LevelName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            -1 => f.write_str("linear"),
+            l => write!(f, "raid{l}"),
+        }
     }
 }
 
@@ -642,47 +642,48 @@ impl Plan {
     /// Member `i`'s superblock: active in slot `i`, events 0, as mdadm's
     /// `write_init_super1` writes it; `resync_offset` 0 (a full resync
     /// follows, as with `mdadm --create --force`) except for raid0, which
-    /// has nothing to sync.
+    /// has nothing to sync. Fields not set here are zero.
     pub fn superblock(&self, id: &Identity, i: usize, device_uuid: [u8; 16]) -> Superblock {
         let m = &self.members[i];
         let n = self.members.len();
-        let mut roles = vec![ROLE_SPARE; MAX_DEV.max(n as u32) as usize];
-        for (slot, r) in roles.iter_mut().take(n).enumerate() {
-            *r = slot as u16;
+        let max_dev = MAX_DEV.max(n as u32).min(MAX_DEV_LIMIT) as usize;
+        let mut b = Box::new([0u8; SB_BYTES]);
+        put32(&mut b[..], 0, MAGIC);
+        put32(&mut b[..], 4, 1);
+        put32(&mut b[..], 8, self.feature_map);
+        b[0x10..0x20].copy_from_slice(&id.set_uuid);
+        b[0x20..0x40].copy_from_slice(&id.set_name);
+        put64(&mut b[..], 0x40, id.ctime);
+        put32(&mut b[..], 0x48, self.level as u32);
+        put32(&mut b[..], 0x4c, self.layout);
+        put64(&mut b[..], 0x50, self.size);
+        put32(&mut b[..], 0x58, self.chunk);
+        put32(&mut b[..], 0x5c, n as u32);
+        put64(&mut b[..], 0x80, m.data_offset);
+        put64(&mut b[..], 0x88, m.data_size);
+        put64(&mut b[..], 0x90, m.super_offset);
+        put32(&mut b[..], 0xa0, i as u32);
+        b[0xa8..0xb8].copy_from_slice(&device_uuid);
+        b[0xba..0xbc].copy_from_slice(&m.bblog_size.to_le_bytes());
+        put32(&mut b[..], 0xbc, m.bblog_offset as u32);
+        // utime: the creation time; events 0
+        put64(&mut b[..], 0xc0, id.ctime);
+        put64(&mut b[..], 0xd0, if self.level == 0 { IN_SYNC } else { 0 });
+        put32(&mut b[..], 0xdc, max_dev as u32);
+        // slots 0..n, the rest spare
+        for r in 0..max_dev {
+            let role = if r < n { r as u16 } else { ROLE_SPARE };
+            b[0x100 + 2 * r..0x102 + 2 * r].copy_from_slice(&role.to_le_bytes());
         }
-        Superblock {
-            feature_map: self.feature_map,
-            set_uuid: id.set_uuid,
-            set_name: id.set_name,
-            ctime: id.ctime,
-            level: self.level,
-            layout: self.layout,
-            size: self.size,
-            chunksize: self.chunk,
-            raid_disks: n as u32,
-            bitmap_offset: 0,
-            reshape: [0; 28],
-            data_offset: m.data_offset,
-            data_size: m.data_size,
-            super_offset: m.super_offset,
-            recovery_offset: 0,
-            dev_number: i as u32,
-            cnt_corrected_read: 0,
-            device_uuid,
-            devflags: 0,
-            bblog_shift: 0,
-            bblog_size: m.bblog_size,
-            bblog_offset: m.bblog_offset,
-            utime: id.ctime,
-            events: 0,
-            resync_offset: if self.level == 0 { IN_SYNC } else { 0 },
-            dev_roles: roles,
-        }
+        let c = checksum(&b[..]);
+        put32(&mut b[..], 0xd8, c);
+        Superblock(b)
     }
 }
 
 /// A valid superblock found on a device.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
+#[cfg_attr(test, derive(Debug))]
 pub struct Found {
     pub version: Version,
     pub sb: Superblock,
@@ -723,20 +724,22 @@ pub fn find(size: u64, read: &dyn Fn(u64, usize) -> std::io::Result<Vec<u8>>) ->
 pub fn magic_offsets(size: u64, read: &dyn Fn(u64, usize) -> std::io::Result<Vec<u8>>) -> Vec<u64> {
     let sectors = size / 512;
     let mut spots: Vec<u64> = vec![];
-    for s in Version::ALL
-        .iter()
-        .filter_map(|v| v.sb_sector(sectors))
-        .chain(sb090_sector(sectors))
-    {
-        spots.push(s * 512);
+    let places = [
+        Version::V1_0.sb_sector(sectors),
+        Version::V1_1.sb_sector(sectors),
+        Version::V1_2.sb_sector(sectors),
+        sb090_sector(sectors),
+    ];
+    // each place once, kept when it holds the magic; then in disk order
+    for s in places.into_iter().flatten() {
+        let off = s * 512;
+        if !spots.contains(&off)
+            && read(off, 512).is_ok_and(|b| b.len() >= 4 && le32(&b, 0) == MAGIC)
+        {
+            spots.push(off);
+        }
     }
     crate::util::sort_small(&mut spots);
-    spots.dedup();
-    spots.retain(|&off| {
-        read(off, 512)
-            .map(|b| b.len() >= 4 && le32(&b, 0) == MAGIC)
-            .unwrap_or(false)
-    });
     spots
 }
 
@@ -916,12 +919,13 @@ mod tests {
     #[test]
     fn names_like_mdadm_and_ipa() {
         let n = |h, v| {
-            let s = Superblock {
+            let id = Identity {
                 set_name: set_name(h, v),
-                ..plan(Version::V1_2, 1, &[614400])
-                    .unwrap()
-                    .superblock(&id(), 0, [0; 16])
+                ..id()
             };
+            let s = plan(Version::V1_2, 1, &[614400])
+                .unwrap()
+                .superblock(&id, 0, [0; 16]);
             (s.full_name(), s.name())
         };
         assert_eq!(
@@ -933,6 +937,6 @@ mod tests {
         let long = "a-very-long-volume-name-of-28ch";
         assert_eq!(n(Some("localhost"), long).0, long);
         assert_eq!(level_number("1+0"), Some(10));
-        assert_eq!(level_name(5), "raid5");
+        assert_eq!(level_name(5).to_string(), "raid5");
     }
 }

@@ -179,9 +179,9 @@ impl GenericHardwareManager {
             .into_iter()
             .filter(|d| !hints::matches_any(d, &skip))
             .collect();
-        for (md, is_root) in self.raid.root_mapping() {
-            if is_root {
-                if let Some(d) = candidates.iter().find(|d| d.name == md) {
+        for (md, is_root) in &self.raid.root_mapping() {
+            if *is_root {
+                if let Some(d) = candidates.iter().find(|d| d.name == *md) {
                     if hints.as_ref().is_some_and(|h| !h.is_empty()) {
                         log::warn!(
                             "Both root device hints ({}) and a root volume from the target \
@@ -195,12 +195,12 @@ impl GenericHardwareManager {
             }
             // the array and its holder disks (its members are partitions,
             // which are not candidates)
-            let mut gone = vec![md.clone()];
-            if let Some(a) = crate::disk::md::array::read(env.root, md.trim_start_matches("/dev/"))
+            let gone = match crate::disk::md::array::read(env.root, md.trim_start_matches("/dev/"))
             {
-                gone.extend(crate::disk::md::array::holders(env.root, &a));
-            }
-            candidates.retain(|d| !gone.contains(&d.name));
+                Some(a) => crate::disk::md::array::holders(env.root, &a),
+                None => vec![],
+            };
+            candidates.retain(|d| d.name != *md && !gone.contains(&d.name));
         }
         hints::select_root_device(&candidates, hints.as_ref())
     }

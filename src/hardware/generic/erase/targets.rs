@@ -207,12 +207,12 @@ fn is_virtual_media(env: &Env, dev: &BlockDevice, labels: &[&str]) -> Option<Str
 /// a disk is kept when it or one of its partitions carries an md
 /// superblock of a kept volume (arrays that are not assembled leave their
 /// members looking like plain disks). IPA resolves names with mdadm.
-fn kept_raid(root: &Root, dev: &BlockDevice, keep: &[String]) -> Option<String> {
+fn kept_raid(root: &Root, dev: &BlockDevice, keep: &[&str]) -> Option<String> {
     use crate::disk::md::array;
     let kname = kname_of(dev);
     if let Some(a) = array::read(root, &kname) {
         return match array::volume_name(root, &a) {
-            Some(n) if keep.contains(&n) => Some(format!(
+            Some(n) if keep.contains(&n.as_str()) => Some(format!(
                 "RAID volume {n} is kept by properties.skip_block_devices"
             )),
             Some(_) => None,
@@ -225,11 +225,18 @@ fn kept_raid(root: &Root, dev: &BlockDevice, keep: &[String]) -> Option<String> 
     }
     let mut devs = vec![kname.clone()];
     devs.extend(crate::disk::list::partition_names(root, &kname));
-    devs.iter()
-        .flat_map(|k| array::superblocks(root, k))
-        .map(|f| f.sb.name())
-        .find(|n| keep.contains(n))
-        .map(|n| format!("a member of RAID volume {n}, kept by properties.skip_block_devices"))
+    // plain loops: no FlatMap and its drop glue
+    for k in &devs {
+        for f in &array::superblocks(root, k) {
+            let n = f.sb.name();
+            if keep.contains(&n.as_str()) {
+                return Some(format!(
+                    "a member of RAID volume {n}, kept by properties.skip_block_devices"
+                ));
+            }
+        }
+    }
+    None
 }
 
 /// Open and survey one disk read-only: its probe and its partitions'.

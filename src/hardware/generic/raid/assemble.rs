@@ -47,7 +47,7 @@ fn enough(level: i32, raid_disks: usize, present: usize, layout: u32) -> bool {
 /// md devices, not devices already held (members of running arrays, dm).
 #[inline(never)]
 fn candidates(root: &Root) -> Vec<Candidate> {
-    let devices = match crate::disk::list::list_block_devices(root, true) {
+    let mut devices = match crate::disk::list::list_block_devices(root, true) {
         Ok(d) => d,
         Err(e) => {
             log::warn!("listing block devices to assemble md arrays: {}", e.details);
@@ -55,29 +55,36 @@ fn candidates(root: &Root) -> Vec<Candidate> {
         }
     };
     let mut out = vec![];
-    for d in devices {
+    // by reference, the name taken out: no IntoIter and its drop glue
+    for d in devices.iter_mut() {
         if d.dev_type != "disk" && d.dev_type != "part" {
             continue;
         }
-        let disk = array::parent_disk(root, &d.kname);
-        let sys = if disk == d.kname {
-            format!("/sys/block/{disk}")
-        } else {
-            format!("/sys/block/{disk}/{}", d.kname)
-        };
-        if !root.list(format!("{sys}/holders")).is_empty() {
+        if held(root, &d.kname) {
             continue;
         }
         // the first (newest) one, without an IntoIter and its drop
         let mut found = array::superblocks(root, &d.kname);
         if !found.is_empty() {
             out.push(Candidate {
-                kname: d.kname,
+                kname: std::mem::take(&mut d.kname),
                 found: found.swap_remove(0),
             });
         }
     }
     out
+}
+
+/// Does something hold `kname` (its sysfs `holders` is not empty)?
+#[inline(never)]
+fn held(root: &Root, kname: &str) -> bool {
+    let disk = array::parent_disk(root, kname);
+    let holders = if disk == kname {
+        format!("/sys/block/{disk}/holders")
+    } else {
+        format!("/sys/block/{disk}/{kname}/holders")
+    };
+    !root.list(holders).is_empty()
 }
 
 /// Assemble what the disks carry. Returns the md devices started.
@@ -87,18 +94,21 @@ pub fn md_scan_and_assemble(root: &Root, kernel: &dyn Kernel) -> Vec<String> {
         return vec![];
     }
     let running = array::list(root);
-    let mut groups: Vec<Vec<Candidate>> = vec![];
-    for c in candidates(root) {
-        match groups
-            .iter_mut()
-            .find(|g| g[0].found.sb.set_uuid == c.found.sb.set_uuid)
-        {
-            Some(g) => g.push(c),
-            None => groups.push(vec![c]),
-        }
-    }
+    // grouped by set UUID in place, each group a run of the list: groups
+    // in the order first seen, members in the order found
+    let mut all = candidates(root);
     let mut started = vec![];
-    for g in &mut groups {
+    let mut i = 0;
+    while i < all.len() {
+        let mut end = i + 1;
+        for j in i + 1..all.len() {
+            if all[j].found.sb.set_uuid() == all[i].found.sb.set_uuid() {
+                all[end..=j].rotate_right(1);
+                end += 1;
+            }
+        }
+        let g = &mut all[i..end];
+        i = end;
         let uuid = g[0].found.sb.uuid_sysfs();
         if running.iter().any(|a| a.uuid == uuid) {
             continue;
@@ -113,30 +123,31 @@ pub fn md_scan_and_assemble(root: &Root, kernel: &dyn Kernel) -> Vec<String> {
 #[inline(never)]
 fn assemble_one(root: &Root, kernel: &dyn Kernel, g: &mut [Candidate]) -> Option<String> {
     // the freshest active member describes the array
-    crate::util::sort_small_by(g, |a, b| b.found.sb.events.cmp(&a.found.sb.events));
+    crate::util::sort_small_by(g, |a, b| b.found.sb.events().cmp(&a.found.sb.events()));
     let fi = g.iter().position(|c| c.found.sb.slot().is_some())?;
     let (version, sb) = (g[fi].found.version, &g[fi].found.sb);
+    let name = sb.name();
     let what = format!(
-        "{} \"{}\" ({})",
-        level_name(sb.level),
-        sb.name(),
+        "{} \"{name}\" ({})",
+        level_name(sb.level()),
         sb.uuid_mdadm()
     );
     // members that agree with it, not stale, one per slot (the freshest
     // claim wins)
-    let mut members: Vec<String> = vec![];
+    let mut members: Vec<&str> = vec![];
     let mut slots: Vec<u32> = vec![];
     for c in g.iter() {
         let s = &c.found.sb;
         let slot = s.slot();
         if c.found.version == version
-            && (s.level, s.layout, s.chunksize, s.raid_disks, s.ctime)
-                == (sb.level, sb.layout, sb.chunksize, sb.raid_disks, sb.ctime)
-            && s.events + 1 >= sb.events
+            && s.same_array(sb)
+            && s.events() + 1 >= sb.events()
             && !slot.is_some_and(|x| slots.contains(&x))
         {
-            slots.extend(slot);
-            members.push(c.kname.clone());
+            if let Some(x) = slot {
+                slots.push(x);
+            }
+            members.push(&c.kname);
         } else {
             log::warn!(
                 "/dev/{} left out of {what}: a different, stale or repeated member",
@@ -146,24 +157,27 @@ fn assemble_one(root: &Root, kernel: &dyn Kernel, g: &mut [Candidate]) -> Option
     }
     // the freshest last, as mdadm adds them
     members.reverse();
-    let n = sb.raid_disks as usize;
-    let dirty_degraded = slots.len() < n && sb.level >= 4 && sb.resync_offset != IN_SYNC;
+    let n = sb.raid_disks() as usize;
+    let dirty_degraded = slots.len() < n && sb.level() >= 4 && sb.resync_offset() != IN_SYNC;
     let md = array::free_name(root, &mut (0..=127).rev())?;
-    let r = if !enough(sb.level, n, slots.len(), sb.layout) || dirty_degraded {
-        Err("too few members (or degraded and not shut down clean)".to_string())
+    let err = if !enough(sb.level(), n, slots.len(), sb.layout()) || dirty_degraded {
+        Some("too few members (or degraded and not shut down clean)".to_string())
     } else {
         kernel
             .start(&md, version, &members)
-            .map_err(|e| e.into_details())
+            .err()
+            .map(|e| e.into_details())
     };
     log::info!(
         "assembling /dev/{md}: {what} from {} of {n} members ({}): {}",
         slots.len(),
         members.join(" "),
-        r.as_ref().err().map_or("started", |e| e.as_str())
+        err.as_deref().unwrap_or("started")
     );
-    r.ok()?;
-    array::link_name(root, &md, &sb.name());
+    if err.is_some() {
+        return None;
+    }
+    array::link_name(root, &md, &name);
     Some(md)
 }
 

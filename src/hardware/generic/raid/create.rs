@@ -36,30 +36,36 @@ use super::RaidState;
 use crate::config::Env;
 use crate::disk::md::array::{self, Kernel, NewMember};
 use crate::disk::md::Version;
-use crate::disk::table::{self, partition_path, NewPart};
-use crate::disk::{gpt, mbr, BlockDevice, Geometry};
+use crate::disk::table::{self, partition_path};
+use crate::disk::{BlockDevice, Geometry};
 use crate::error::Result;
 use crate::hardware::hints;
 use crate::root::Root;
 use serde_json::{json, Value};
-use std::fs::{File, OpenOptions};
-use std::os::unix::fs::{FileExt, FileTypeExt, OpenOptionsExt};
+use std::fs::File;
+use std::os::unix::fs::FileExt;
 
 /// The disks a volume may be built on: every disk the inventory lists,
 /// except md arrays and what `skip_block_devices` names.
 #[inline(never)]
 fn holder_candidates(root: &Root, node: &Value) -> Result<Vec<BlockDevice>> {
     let skip = hints::skip_list_hints(node)?;
-    let mut out = crate::disk::list::list_block_devices(root, false)?;
-    out.retain(|d| !array::is_md(root, &d.kname) && !hints::matches_any(d, &skip));
+    let mut all = crate::disk::list::list_block_devices(root, false)?;
+    // taken out in order by reference (no retain)
+    let mut out = vec![];
+    for d in all.iter_mut() {
+        if !array::is_md(root, &d.kname) && !hints::matches_any(d, &skip) {
+            out.push(std::mem::take(d));
+        }
+    }
     Ok(out)
 }
 
-/// IPA's `_create_raid_ignore_list`: the logical disks not to build
-/// because their volumes exist and the skip list keeps them (or they
-/// share disks with one it keeps).
+/// IPA's `_create_raid_ignore_list`: drop from `lds` the logical disks
+/// not to build because their volumes exist and the skip list keeps them
+/// (or they share disks with one it keeps). Returns whether any was.
 #[inline(never)]
-fn ignore_list<'a>(root: &Root, lds: &[&'a Value], skip: &[String]) -> Result<Vec<&'a Value>> {
+fn ignore_list(root: &Root, lds: &mut Vec<&Value>, skip: &[&str]) -> Result<bool> {
     let decisions = skip::decide(root, array::list(root), skip);
     let mut names: Vec<&str> = vec![];
     for d in &decisions {
@@ -74,11 +80,13 @@ fn ignore_list<'a>(root: &Root, lds: &[&'a Value], skip: &[String]) -> Result<Ve
             }
         }
     }
-    let mut rm = vec![];
+    let before = lds.len();
     let mut bad = false;
-    for ld in lds {
-        let vn = ld.get("volume_name").and_then(Value::as_str);
+    let mut i = 0;
+    while i < lds.len() {
+        let vn = lds[i].get("volume_name").and_then(Value::as_str);
         let Some(pos) = names.iter().position(|n| Some(*n) == vn) else {
+            i += 1;
             continue;
         };
         // an existing volume not kept itself must be a kept one's neighbour
@@ -86,21 +94,23 @@ fn ignore_list<'a>(root: &Root, lds: &[&'a Value], skip: &[String]) -> Result<Ve
             .iter()
             .position(|d| d.name.as_deref() == vn)
             .unwrap_or(0)];
-        bad |= !skip.iter().any(|s| Some(s.as_str()) == vn)
-            && !matches!(d.action, Action::Wipe(Some(_)));
+        let kept = skip.iter().any(|s| Some(*s) == vn);
+        let neighbour = d.action == Action::Wipe && d.cause.is_some();
+        bad |= !(kept || neighbour);
         names.remove(pos);
-        rm.push(*ld);
+        lds.remove(i);
     }
     let esp_kept = decisions
         .iter()
-        .any(|d| d.name.as_deref() == Some("esp") && matches!(d.action, Action::Keep));
-    names.retain(|n| !(esp_kept && *n == "esp"));
-    if bad || !names.is_empty() {
+        .any(|d| d.name.as_deref() == Some("esp") && d.action == Action::Keep);
+    // any existing volume left over, but a kept ESP mirror
+    let left = names.iter().any(|n| !(esp_kept && *n == "esp"));
+    if bad || left {
         return Err(raid_error(
             "Existing Software RAID device detected that should not",
         ));
     }
-    Ok(rm)
+    Ok(lds.len() != before)
 }
 
 /// Open a holder to write its table: exclusively when asked and it is a
@@ -108,14 +118,7 @@ fn ignore_list<'a>(root: &Root, lds: &[&'a Value], skip: &[String]) -> Result<Ve
 /// held), never with O_DIRECT (small table writes).
 #[inline(never)]
 fn open_holder(root: &Root, name: &str, excl: bool) -> Result<File> {
-    let path = root.path(name);
-    let block = std::fs::metadata(&path).is_ok_and(|m| m.file_type().is_block_device());
-    let mut o = OpenOptions::new();
-    o.read(true).write(true);
-    if block && excl {
-        o.custom_flags(libc::O_EXCL);
-    }
-    o.open(&path).map_err(|e| {
+    array::open_rw(root, name, excl).map_err(|e| {
         array::raid_fmt(format_args!(
             "opening {name} to partition it: {e} (EBUSY: mounted, or held by md, LVM or \
              dm; delete_configuration first?)"
@@ -140,9 +143,9 @@ fn roll_back(
         array::unlink_names(root, md);
     }
     for p in &plans[..holders] {
-        let r = open_holder(root, &p.name, false).and_then(|f| {
+        let r = open_holder(root, p.name, false).and_then(|f| {
             for part in &p.parts {
-                let name = partition_path(&p.name, part.number);
+                let name = partition_path(p.name, part.number);
                 array::zero_superblocks_in(&f, part.offset(p.sector), part.len(p.sector), &name)?;
             }
             clear_tables(&f, p.size)
@@ -172,12 +175,12 @@ pub fn do_create(
     state: &RaidState,
 ) -> Result<Value> {
     let root = env.root;
-    let empty = vec![];
-    let all = raid_config
-        .get("logical_disks")
-        .and_then(Value::as_array)
-        .unwrap_or(&empty);
-    let mut lds: Vec<&Value> = all.iter().collect();
+    let mut lds: Vec<&Value> = vec![];
+    if let Some(all) = raid_config.get("logical_disks").and_then(Value::as_array) {
+        for ld in all {
+            lds.push(ld);
+        }
+    }
     if !lds
         .iter()
         .any(|ld| ld.get("controller").and_then(Value::as_str) == Some("software"))
@@ -189,47 +192,66 @@ pub fn do_create(
     validate_configuration(raid_config, node, &mut || {
         Ok(crate::disk::list::list_block_devices(root, false)?.len())
     })?;
-    // owned values dropped as soon as they are done with: fewer of them
-    // to drop on each later error path
     let skip = hints::skip_list_volume_names(node);
-    let rm_from_list = if skip.is_empty() {
-        vec![]
-    } else {
-        ignore_list(root, &lds, &skip)?
-    };
+    let none_removed = skip.is_empty() || !ignore_list(root, &mut lds, &skip)?;
     drop(skip);
-    lds.retain(|d| !rm_from_list.iter().any(|r| std::ptr::eq(*r, *d)));
-    let none_removed = rm_from_list.is_empty();
-    drop(rm_from_list);
-    let devices = holder_candidates(root, node)?;
-    let mut vols = layout::parse_volumes(&lds)?;
-    let holders = layout::select_holders(&devices, &mut vols)?;
-    drop(devices);
-    let mut hs: Vec<(String, u64, u64)> = vec![];
-    let mut with_parts: Vec<&str> = vec![];
-    for h in &holders {
+    create(env, node, &lds, none_removed, kernel, state)?;
+    Ok(raid_config.clone())
+}
+
+/// The holders' sizes and sector sizes; refused when one carries
+/// partitions and the skip list kept nothing.
+fn probe<'a>(
+    root: &Root,
+    holders: &[&'a str],
+    none_removed: bool,
+) -> Result<Vec<(&'a str, u64, u64)>> {
+    let mut hs = vec![];
+    let mut with_parts = String::new();
+    for &h in holders {
         let f =
             File::open(root.path(h)).map_err(|e| array::io_err(format_args!("opening {h}"), e))?;
         let g = crate::disk::geometry(root, std::path::Path::new(h), &f)?;
         if matches!(table::read_table(&f, g), table::Found::Table(t) if !t.partitions.is_empty()) {
-            with_parts.push(h);
+            if !with_parts.is_empty() {
+                with_parts.push_str(", ");
+            }
+            with_parts.push_str(h);
         }
-        hs.push((h.clone(), g.size, g.sector));
+        hs.push((h, g.size, g.sector));
     }
     if none_removed && !with_parts.is_empty() {
         return Err(array::raid_fmt(format_args!(
-            "Partitions detected on devices {} during RAID config",
-            with_parts.join(", ")
+            "Partitions detected on devices {with_parts} during RAID config"
         )));
     }
-    drop(with_parts);
+    Ok(hs)
+}
+
+/// The logical disks `lds` laid out, written and started (rolled back on
+/// failure).
+fn create(
+    env: &Env,
+    node: &Value,
+    lds: &[&Value],
+    none_removed: bool,
+    kernel: &dyn Kernel,
+    state: &RaidState,
+) -> Result<()> {
+    let root = env.root;
+    let devices = holder_candidates(root, node)?;
+    let mut vols = layout::parse_volumes(lds)?;
+    let holders = layout::select_holders(&devices, &mut vols)?;
+    let hs = probe(root, &holders, none_removed)?;
+    drop(holders);
     if hs.is_empty() || vols.is_empty() {
-        return Ok(raid_config.clone());
+        return Ok(());
     }
     let label = crate::image::partition::disk_label(env, Some(node));
     let uefi = crate::image::partition::node_boot_mode(env, Some(node)) == "uefi";
     let vols = layout::reorder(vols);
     let (plans, members) = layout::partition(&hs, &vols, label, uefi)?;
+    drop(hs);
     let mut written = 0;
     let mut started = vec![];
     if let Err(e) = build(
@@ -254,7 +276,7 @@ pub fn do_create(
         }
     }
     log::info!("Successfully created Software RAID");
-    Ok(raid_config.clone())
+    Ok(())
 }
 
 /// Write every holder's table (counting them in `written`), then make and
@@ -271,66 +293,91 @@ fn build(
 ) -> Result<()> {
     // every holder opened exclusively before the first write: the kernel
     // refuses one that is mounted or held (by md, LVM, dm)
-    let mut excl = vec![];
+    let mut files = vec![];
     for p in plans {
-        excl.push(open_holder(root, &p.name, true)?);
+        files.push(open_holder(root, p.name, true)?);
     }
-    for (p, f) in plans.iter().zip(excl) {
+    for (p, f) in plans.iter().zip(&files) {
         *written += 1;
-        let mut parts: Vec<NewPart> = vec![];
-        for part in &p.parts {
-            parts.push(NewPart {
-                number: part.number,
-                first_lba: part.first_lba,
-                last_lba: part.last_lba,
-                gpt_type: gpt::TYPE_LINUX_DATA,
-                mbr_type: mbr::TYPE_LINUX,
-                name: "primary",
-            });
-        }
-        let geom = Geometry {
-            sector: p.sector,
-            size: p.size,
-        };
-        table::write_new(&mut &f, geom, p.label, &parts)
-            .and_then(|_| f.sync_all().map_err(|e| raid_error(e.to_string())))
-            .map_err(|e| array::raid_fmt(format_args!("partitioning {}: {}", p.name, e.details)))?;
-        crate::disk::device::reread_partitions(std::path::Path::new(&p.name), &f)?;
+        write_table(p, f)?;
     }
     // the superblocks through the holders (not exclusively: md claims the
     // partitions when the array starts)
-    let mut files = vec![];
+    files.clear();
     for p in plans {
-        files.push(open_holder(root, &p.name, false)?);
+        files.push(open_holder(root, p.name, false)?);
     }
     for (vi, (v, mem)) in vols.iter().zip(members).enumerate() {
         let md = array::free_name(root, &mut (vi as u32..=127))
             .ok_or_else(|| raid_error("No free md (RAID) devices are left"))?;
-        let mut nm: Vec<NewMember> = vec![];
-        for &(hi, n) in mem {
-            let p = &plans[hi];
-            let part = &p.parts[n as usize - 1];
-            nm.push(NewMember {
-                disk: &files[hi],
-                kname: partition_path(&p.name, n)[5..].to_string(),
-                offset: part.offset(p.sector),
-                len: part.len(p.sector),
-            });
-        }
-        let name = v.volume_name.clone().unwrap_or_else(|| format!("md{vi}"));
-        array::create(root, kernel, &md, Version::V1_2, v.level, &name, &nm).map_err(|e| {
-            let mut msg = format!("Failed to create md device /dev/{md} on ");
-            for (i, m) in nm.iter().enumerate() {
-                msg.push_str(if i > 0 { " /dev/" } else { "/dev/" });
-                msg.push_str(&m.kname);
-            }
-            msg.push_str(": ");
-            msg.push_str(&e.details);
-            raid_error(msg)
-        })?;
+        make_array(root, kernel, &md, vi, v, mem, plans, &files)?;
         started.push(md);
     }
     Ok(())
+}
+
+/// One holder's new table, synced and re-read by the kernel.
+fn write_table(p: &HolderPlan, mut f: &File) -> Result<()> {
+    let geom = Geometry {
+        sector: p.sector,
+        size: p.size,
+    };
+    let r = table::write_new(&mut f, geom, p.label, &p.parts)
+        .and_then(|_| f.sync_all().map_err(|e| raid_error(e.to_string())));
+    if let Err(e) = r {
+        return Err(array::raid_fmt(format_args!(
+            "partitioning {}: {}",
+            p.name, e.details
+        )));
+    }
+    crate::disk::device::reread_partitions(std::path::Path::new(&p.name), f)
+}
+
+/// Volume `vi`'s array `md` over its members' partitions (`files`: the
+/// holders, open).
+#[allow(clippy::too_many_arguments)]
+fn make_array(
+    root: &Root,
+    kernel: &dyn Kernel,
+    md: &str,
+    vi: usize,
+    v: &Volume<'_>,
+    mem: &Members,
+    plans: &[HolderPlan],
+    files: &[File],
+) -> Result<()> {
+    let mut nm: Vec<NewMember> = vec![];
+    for &(hi, n) in mem {
+        let p = &plans[hi];
+        let part = &p.parts[n as usize - 1];
+        nm.push(NewMember {
+            disk: &files[hi],
+            // "sda1": the holder's name is "/dev/sda"
+            kname: partition_path(&p.name[5..], n),
+            offset: part.offset(p.sector),
+            len: part.len(p.sector),
+        });
+    }
+    let fallback;
+    let name = match &v.volume_name {
+        Some(name) => name,
+        None => {
+            fallback = format!("md{vi}");
+            &fallback
+        }
+    };
+    let r = array::create(root, kernel, md, Version::V1_2, v.level, name, &nm);
+    let Err(e) = r else {
+        return Ok(());
+    };
+    let mut msg = format!("Failed to create md device /dev/{md} on ");
+    for (i, m) in nm.iter().enumerate() {
+        msg.push_str(if i > 0 { " /dev/" } else { "/dev/" });
+        msg.push_str(&m.kname);
+    }
+    msg.push_str(": ");
+    msg.push_str(&e.details);
+    Err(raid_error(msg))
 }
 
 /// `delete_existing`'s default and Python truthiness for `apply_configuration`.
@@ -365,7 +412,7 @@ mod tests {
     }
 
     impl Kernel for FakeKernel {
-        fn start(&self, md: &str, v: Version, members: &[String]) -> Result<()> {
+        fn start(&self, md: &str, v: Version, members: &[&str]) -> Result<()> {
             assert_eq!(v, Version::V1_2);
             let n = self.started.borrow().len() + 1;
             if self.fail_at == Some(n) {
@@ -374,9 +421,8 @@ mod tests {
                     members[1]
                 )));
             }
-            self.started
-                .borrow_mut()
-                .push((md.into(), members.to_vec()));
+            let members = members.iter().map(|m| m.to_string()).collect();
+            self.started.borrow_mut().push((md.into(), members));
             Ok(())
         }
         fn stop(&self, md: &str) -> Result<()> {
@@ -480,13 +526,13 @@ mod tests {
             assert_eq!(lbas, vec![(1128448, 20971519), (20971520, 41940991)]);
             let data = read_sb(&f, d, 1128448);
             assert_eq!(
-                (data.level, data.full_name(), data.dev_number),
+                (data.level(), data.full_name(), data.dev_number()),
                 (0, "ramdisk:data".into(), i as u32)
             );
-            assert_eq!(data.resync_offset, md::IN_SYNC);
+            assert_eq!(data.resync_offset(), md::IN_SYNC);
             let root = read_sb(&f, d, 20971520);
             assert_eq!(
-                (root.level, root.name(), root.resync_offset),
+                (root.level(), root.name(), root.resync_offset()),
                 (1, "root".into(), 0)
             );
             root.check_place(Version::V1_2, 41940992 - 20971520)
@@ -494,12 +540,12 @@ mod tests {
         }
         // the two members share the array's identity
         assert_eq!(
-            read_sb(&f, "sda", 1128448).set_uuid,
-            read_sb(&f, "sdb", 1128448).set_uuid
+            read_sb(&f, "sda", 1128448).set_uuid(),
+            read_sb(&f, "sdb", 1128448).set_uuid()
         );
         assert_ne!(
-            read_sb(&f, "sda", 1128448).set_uuid,
-            read_sb(&f, "sda", 20971520).set_uuid
+            read_sb(&f, "sda", 1128448).set_uuid(),
+            read_sb(&f, "sda", 20971520).set_uuid()
         );
         // a second run refuses: the holders have partitions now
         let e = do_create(&f.env.env(), &node(cfg.clone()), &cfg, &k, &state).unwrap_err();

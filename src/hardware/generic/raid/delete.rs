@@ -29,7 +29,6 @@ use crate::hardware::generic::erase::{metadata, targets};
 use crate::hardware::hints;
 use crate::root::Root;
 use serde_json::Value;
-use std::fs::OpenOptions;
 
 /// Log a failure IPA only warns about (its details name the device).
 fn warn_on(r: Result<()>) {
@@ -58,30 +57,18 @@ fn wipe(env: &Env, kname: &str) -> Result<()> {
     Ok(())
 }
 
-/// The partition number of a partition ("vda2" → 2) from sysfs.
+/// Remove partitions from a disk ("/dev/vda") that keeps others in use:
+/// the table edited, and each partition dropped from the kernel with
+/// BLKPG (the disk cannot be re-read while a kept array holds its other
+/// partitions).
 #[inline(never)]
-fn partition_number(root: &Root, kname: &str) -> Option<u32> {
-    let disk = array::parent_disk(root, kname);
-    if disk == kname {
-        return None;
-    }
-    array::sys_u64(root, format_args!("/sys/block/{disk}/{kname}/partition")).map(|n| n as u32)
-}
-
-/// Remove partitions from a disk that keeps others in use: the table
-/// edited, and each partition dropped from the kernel with BLKPG (the
-/// disk cannot be re-read while a kept array holds its other partitions).
-#[inline(never)]
-fn remove_partitions(root: &Root, disk: &str, numbers: &[u32]) -> Result<()> {
-    let name = format!("/dev/{disk}");
-    let f = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(root.path(&name))
+fn remove_partitions(root: &Root, name: &str, numbers: &[u32]) -> Result<()> {
+    let f = array::open_rw(root, name, false)
         .map_err(|e| array::io_err(format_args!("opening {name}"), e))?;
-    let geom = crate::disk::geometry(root, std::path::Path::new(&name), &f)?;
-    table::remove_partitions(&mut &f, geom, numbers)
-        .map_err(|e| array::raid_fmt(format_args!("{name}: {}", e.details)))?;
+    let geom = crate::disk::geometry(root, std::path::Path::new(name), &f)?;
+    if let Err(e) = table::remove_partitions(&mut &f, geom, numbers) {
+        return Err(array::raid_fmt(format_args!("{name}: {}", e.details)));
+    }
     let _ = f.sync_all();
     if crate::sys::is_block_device(&f) {
         for &n in numbers {
@@ -94,17 +81,23 @@ fn remove_partitions(root: &Root, disk: &str, numbers: &[u32]) -> Result<()> {
     Ok(())
 }
 
+/// Is `s` one of `v`? (One non-generic copy for the `&str` lists below.)
+fn has(v: &[&str], s: &str) -> bool {
+    v.contains(&s)
+}
+
 #[inline(never)]
 fn delete_pass(
     env: &Env,
     arrays: Vec<Array>,
-    skip: &[String],
+    skip: &[&str],
     kernel: &dyn Kernel,
 ) -> Result<Vec<Decision>> {
     let root = env.root;
     let decisions = skip::decide(root, arrays, skip);
-    let mut holders: Vec<String> = vec![];
-    let mut keep: Vec<String> = vec![];
+    // borrowed from the decisions: nothing cloned
+    let mut holders: Vec<&str> = vec![];
+    let mut keep: Vec<&str> = vec![];
     for d in &decisions {
         let md = d.array.kname.as_str();
         if d.array.members.is_empty() {
@@ -112,19 +105,20 @@ fn delete_pass(
             continue;
         }
         for h in &d.holders {
-            if !holders.contains(h) {
-                holders.push(h.clone());
+            if !has(&holders, h) {
+                holders.push(h);
             }
         }
-        if !matches!(d.action, Action::Delete) {
-            keep.extend(d.array.members.iter().map(|m| m.kname.clone()));
+        if d.action != Action::Delete {
+            for m in &d.array.members {
+                keep.push(&m.kname);
+            }
             log::warn!(
                 "Software RAID device /dev/{md} is not going to be deleted: the skip list keeps \
-                 {} ({:?})",
+                 {} ({d})",
                 d.cause.as_deref().or(d.name.as_deref()).unwrap_or("None"),
-                d.action
             );
-            if matches!(d.action, Action::Wipe(_)) {
+            if d.action == Action::Wipe {
                 warn_on(wipe(env, md));
             }
             continue;
@@ -137,42 +131,50 @@ fn delete_pass(
     // every md superblock no kept array uses goes (the deleted arrays'
     // members, stale ones); on a disk that keeps an array, the partitions
     // that carried one are removed from its table instead of the whole
-    // table being wiped
+    // table being wiped. Disks by kernel name ("vda"): a device's name is
+    // "/dev/" and its kernel name.
     let mut keep_disks: Vec<String> = vec![];
     for k in &keep {
-        keep_disks.push(format!("/dev/{}", array::parent_disk(root, k)));
+        keep_disks.push(array::parent_disk(root, k));
     }
-    let mut drop_parts: Vec<(String, u32)> = vec![];
+    let keeps = |disk: &str| keep_disks.iter().position(|k| k == disk);
+    // (index in keep_disks, partition number)
+    let mut drop_parts: Vec<(usize, u32)> = vec![];
     for d in &crate::disk::list::list_block_devices(root, true)? {
-        if array::is_md(root, &d.kname)
-            || keep.contains(&d.kname)
-            || keep_disks.contains(&d.name)
-            || array::superblocks(root, &d.kname).is_empty()
+        let kname = d.kname.as_str();
+        if array::is_md(root, kname)
+            || has(&keep, kname)
+            || keeps(kname).is_some()
+            || array::superblocks(root, kname).is_empty()
         {
             continue;
         }
         log::info!("clearing the md superblock of {}", d.name);
-        warn_on(array::zero_superblocks(root, &d.kname).map(drop));
-        let disk = format!("/dev/{}", array::parent_disk(root, &d.kname));
-        if keep_disks.contains(&disk) {
-            if let Some(n) = partition_number(root, &d.kname) {
-                drop_parts.push((disk, n));
+        warn_on(array::zero_superblocks(root, kname).map(drop));
+        // a partition of a disk that keeps an array (a kept whole disk
+        // was skipped above)
+        let disk = array::parent_disk(root, kname);
+        if let Some(k) = keeps(&disk) {
+            let n = array::sys_u64(root, format_args!("/sys/block/{disk}/{kname}/partition"));
+            if let Some(n) = n {
+                drop_parts.push((k, n as u32));
             }
         }
     }
     for h in &holders {
-        if keep_disks.contains(h) {
+        let disk = &h[5..];
+        if let Some(k) = keeps(disk) {
             let mut numbers: Vec<u32> = vec![];
-            for (d, n) in &drop_parts {
-                if d == h {
-                    numbers.push(*n);
+            for &(d, n) in &drop_parts {
+                if d == k {
+                    numbers.push(n);
                 }
             }
             if !numbers.is_empty() {
-                remove_partitions(root, &h[5..], &numbers)?;
+                remove_partitions(root, h, &numbers)?;
             }
         } else {
-            warn_on(wipe(env, &h[5..]));
+            warn_on(wipe(env, disk));
         }
     }
     Ok(decisions)
@@ -191,7 +193,7 @@ pub fn delete(env: &Env, node: &Value, kernel: &dyn Kernel) -> Result<()> {
                 decisions
                     .iter()
                     .find(|d| d.array.kname == a.kname)
-                    .is_none_or(|d| matches!(d.action, Action::Delete))
+                    .is_none_or(|d| d.action == Action::Delete)
             });
         }
         if arrays.is_empty() {

@@ -23,8 +23,9 @@
 //! * GPT partitions are of type Linux filesystem and named "primary",
 //!   msdos ones of type 0x83, as parted's `mkpart primary` makes them.
 
-use super::validate::{py_str, raid_error};
+use super::validate::{py_str, raid_error, PyStr};
 use crate::disk::md;
+use crate::disk::md::array::raid_fmt;
 use crate::disk::{BlockDevice, Label};
 use crate::error::Result;
 use crate::hardware::hints;
@@ -40,12 +41,22 @@ pub enum Size {
     Gib(u64),
 }
 
-/// One logical disk to build.
+impl std::fmt::Display for Size {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Size::Max => f.write_str("MAX"),
+            Size::Gib(g) => write!(f, "{g}"),
+        }
+    }
+}
+
+/// One logical disk to build; borrows the configuration and the block
+/// devices it was parsed and placed from.
 #[derive(Clone, Debug)]
 pub struct Volume<'a> {
     pub size: Size,
-    /// "1", "1+0", ...
-    pub raid_level: String,
+    /// "1", "1+0", ... (printed as IPA prints it: [`PyStr`]).
+    pub raid_level: &'a Value,
     /// md's level number.
     pub level: i32,
     pub volume_name: Option<String>,
@@ -53,7 +64,7 @@ pub struct Volume<'a> {
     pub is_root: Option<bool>,
     pub physical_disks: Option<&'a Vec<Value>>,
     /// Holder disks ("/dev/sda"), chosen by [`select_holders`].
-    pub holders: Vec<String>,
+    pub holders: Vec<&'a str>,
 }
 
 /// Parse the logical disks IPA would build (validation has run).
@@ -61,55 +72,70 @@ pub struct Volume<'a> {
 pub fn parse_volumes<'a>(lds: &[&'a Value]) -> Result<Vec<Volume<'a>>> {
     let mut out = vec![];
     for ld in lds {
-        out.push({
-            let size = match ld.get("size_gb") {
-                Some(Value::String(s)) if s == "MAX" => Size::Max,
-                Some(Value::Number(n)) if n.as_u64().is_some() => {
-                    Size::Gib(n.as_u64().unwrap_or(0))
-                }
-                Some(Value::String(s)) if s.trim().parse::<u64>().is_ok() => {
-                    Size::Gib(s.trim().parse().unwrap_or(0))
-                }
-                other => {
-                    return Err(crate::disk::md::array::raid_fmt(format_args!(
-                        "Invalid size_gb {} for software RAID: a whole number of GiB or 'MAX'",
-                        other.map(py_str).unwrap_or_else(|| "None".into())
-                    )))
-                }
-            };
-            if size == Size::Gib(0) {
+        let size_gb = ld.get("size_gb");
+        let size = match size_gb {
+            Some(Value::String(s)) if s == "MAX" => Some(Size::Max),
+            Some(Value::Number(n)) => n.as_u64().map(Size::Gib),
+            Some(Value::String(s)) => s.trim().parse().ok().map(Size::Gib),
+            _ => None,
+        };
+        let size = match size {
+            Some(Size::Gib(0)) => {
                 return Err(raid_error(
                     "Invalid size_gb 0 for software RAID: a whole number of GiB or 'MAX'",
-                ));
-            }
-            let raid_level = ld
-                .get("raid_level")
-                .map(py_str)
-                .unwrap_or_else(|| "None".into());
-            let level = md::level_number(&raid_level).ok_or_else(|| {
-                crate::disk::md::array::raid_fmt(format_args!(
-                    "Software RAID configuration does not support RAID level {raid_level}"
                 ))
-            })?;
-            let physical_disks = match ld.get("physical_disks") {
-                Some(Value::Array(a)) if !a.is_empty() => Some(a),
-                _ => None,
-            };
-            Volume {
-                size,
-                raid_level,
-                level,
-                volume_name: ld.get("volume_name").filter(|v| !v.is_null()).map(py_str),
-                is_root: ld
-                    .get("is_root_volume")
-                    .filter(|v| !v.is_null())
-                    .map(super::validate::truthy),
-                physical_disks,
-                holders: vec![],
             }
+            Some(size) => size,
+            None => {
+                return Err(raid_fmt(format_args!(
+                    "Invalid size_gb {} for software RAID: a whole number of GiB or 'MAX'",
+                    PyStr(size_gb.unwrap_or(&Value::Null))
+                )))
+            }
+        };
+        let raid_level = ld.get("raid_level").unwrap_or(&Value::Null);
+        let level = match raid_level {
+            Value::String(s) => md::level_number(s),
+            other => md::level_number(&hints::py_repr(other)),
+        };
+        let Some(level) = level else {
+            return Err(raid_fmt(format_args!(
+                "Software RAID configuration does not support RAID level {}",
+                PyStr(raid_level)
+            )));
+        };
+        let physical_disks = match ld.get("physical_disks") {
+            Some(Value::Array(a)) if !a.is_empty() => Some(a),
+            _ => None,
+        };
+        out.push(Volume {
+            size,
+            raid_level,
+            level,
+            volume_name: ld.get("volume_name").filter(|v| !v.is_null()).map(py_str),
+            is_root: ld
+                .get("is_root_volume")
+                .filter(|v| !v.is_null())
+                .map(super::validate::truthy),
+            physical_disks,
+            holders: vec![],
         });
     }
     Ok(out)
+}
+
+/// The devices as IPA lists them in its errors: "[/dev/sda (N bytes), ...]".
+struct Listed<'a>(&'a [BlockDevice]);
+
+impl std::fmt::Display for Listed<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[")?;
+        for (i, d) in self.0.iter().enumerate() {
+            let sep = if i > 0 { ", " } else { "" };
+            write!(f, "{sep}{} ({} bytes)", d.name, d.size)?;
+        }
+        f.write_str("]")
+    }
 }
 
 /// IPA's `get_block_devices_for_raid`: every candidate for a volume
@@ -117,61 +143,60 @@ pub fn parse_volumes<'a>(lds: &[&'a Value]) -> Result<Vec<Volume<'a>>> {
 /// matching disk not already taken by this volume. Returns the holders of
 /// all volumes, first-seen order.
 #[inline(never)]
-pub fn select_holders(devices: &[BlockDevice], vols: &mut [Volume<'_>]) -> Result<Vec<String>> {
-    let mut all: Vec<String> = vec![];
-    let names = || -> String {
-        use std::fmt::Write;
-        let mut s = String::from("[");
-        for (i, d) in devices.iter().enumerate() {
-            let sep = if i > 0 { ", " } else { "" };
-            let _ = write!(s, "{sep}{} ({} bytes)", d.name, d.size);
-        }
-        s.push(']');
-        s
-    };
+pub fn select_holders<'a>(
+    devices: &'a [BlockDevice],
+    vols: &mut [Volume<'a>],
+) -> Result<Vec<&'a str>> {
+    let mut all: Vec<&str> = vec![];
     for v in vols.iter_mut() {
-        let mut matching: Vec<String> = vec![];
+        let mut matching: Vec<&str> = vec![];
         match v.physical_disks {
             None => {
                 for d in devices {
-                    matching.push(d.name.clone());
+                    matching.push(&d.name);
                 }
             }
             Some(hint_sets) => {
-                for h in hint_sets.iter().filter_map(Value::as_object) {
-                    let mut candidates: Vec<&str> = vec![];
-                    for d in
-                        hints::find_devices(devices, h).map_err(|e| raid_error(e.into_details()))?
-                    {
-                        candidates.push(&d.name);
+                for h in hint_sets {
+                    let Some(h) = h.as_object() else {
+                        continue;
+                    };
+                    let candidates = hints::find_devices(devices, h)
+                        .map_err(|e| raid_error(e.into_details()))?;
+                    let mut pick = None;
+                    for c in &candidates {
+                        if !matching.contains(&c.name.as_str()) {
+                            pick = Some(c.name.as_str());
+                            break;
+                        }
+                    }
+                    if let Some(c) = pick {
+                        matching.push(c);
+                        continue;
                     }
                     let hr = hints::py_repr(&Value::Object(h.clone()));
                     if candidates.is_empty() {
-                        return Err(crate::disk::md::array::raid_fmt(format_args!(
+                        return Err(raid_fmt(format_args!(
                             "No candidates for physical disk {hr} from the list {}",
-                            names()
+                            Listed(devices)
                         )));
                     }
-                    match candidates
-                        .iter()
-                        .find(|c| !matching.iter().any(|m| m == **c))
-                    {
-                        Some(c) => matching.push(c.to_string()),
-                        None => {
-                            return Err(crate::disk::md::array::raid_fmt(format_args!(
-                                "No candidates left for physical disk {hr} from the list \
-                                 [{}] after picking [{}] for previous volumes",
-                                candidates.join(", "),
-                                matching.join(", ")
-                            )))
-                        }
+                    let mut names: Vec<&str> = vec![];
+                    for c in &candidates {
+                        names.push(&c.name);
                     }
+                    return Err(raid_fmt(format_args!(
+                        "No candidates left for physical disk {hr} from the list [{}] after \
+                         picking [{}] for previous volumes",
+                        names.join(", "),
+                        matching.join(", ")
+                    )));
                 }
             }
         }
         for m in &matching {
             if !all.contains(m) {
-                all.push(m.clone());
+                all.push(m);
             }
         }
         v.holders = matching;
@@ -189,27 +214,14 @@ pub fn reorder(mut vols: Vec<Volume<'_>>) -> Vec<Volume<'_>> {
     vols
 }
 
-/// A partition to create.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Part {
-    pub number: u32,
-    pub first_lba: u64,
-    pub last_lba: u64,
-}
-
-impl Part {
-    pub fn offset(&self, sector: u64) -> u64 {
-        self.first_lba * sector
-    }
-    pub fn len(&self, sector: u64) -> u64 {
-        (self.last_lba - self.first_lba + 1) * sector
-    }
-}
+/// A partition to create: a Linux data partition (the table's own type,
+/// so the plan is written as it is).
+pub type Part = crate::disk::table::NewPart;
 
 /// One holder disk's new table.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct HolderPlan {
-    pub name: String,
+pub struct HolderPlan<'a> {
+    pub name: &'a str,
     pub size: u64,
     pub sector: u64,
     pub label: Label,
@@ -244,104 +256,92 @@ pub fn first_start(label: Label, uefi: bool) -> u64 {
 /// sector size), for `vols` in creation order. Fails, naming the sizes,
 /// when a partition would not fit or would be too small for its array.
 #[inline(never)]
-pub fn partition(
-    holders: &[(String, u64, u64)],
+pub fn partition<'a>(
+    holders: &[(&'a str, u64, u64)],
     vols: &[Volume<'_>],
     label: Label,
     uefi: bool,
-) -> Result<(Vec<HolderPlan>, Vec<Members>)> {
+) -> Result<(Vec<HolderPlan<'a>>, Vec<Members>)> {
     let mut plans: Vec<HolderPlan> = vec![];
-    for (name, size, sector) in holders {
+    for &(name, size, sector) in holders {
         plans.push(HolderPlan {
-            name: name.clone(),
-            size: *size,
-            sector: *sector,
+            name,
+            size,
+            sector,
             label,
             parts: vec![],
         });
     }
-    // per holder: the end of the last fixed-size partition, in GiB
-    let mut cursor: Vec<Option<u64>> = vec![None; plans.len()];
+    // per holder: the end of the last fixed-size partition, in GiB (0:
+    // none yet; a fixed size is never 0)
+    let mut cursor: Vec<u64> = vec![0; plans.len()];
     let mut members: Vec<Members> = vec![];
     for (vi, v) in vols.iter().enumerate() {
         let mut mine: Members = vec![];
-        for hname in &v.holders {
-            let hi = plans.iter().position(|p| &p.name == hname).ok_or_else(|| {
-                crate::disk::md::array::raid_fmt(format_args!("{hname} is not a holder disk"))
-            })?;
+        for &hname in &v.holders {
+            let Some(hi) = plans.iter().position(|p| p.name == hname) else {
+                return Err(raid_fmt(format_args!("{hname} is not a holder disk")));
+            };
             let p = &mut plans[hi];
             let s = p.sector;
             let mib = (MIB / s).max(1);
             let usable = last_usable(label, p.size, s);
-            let (start, end) = match (cursor[hi], v.size) {
-                (None, Size::Gib(g)) => (first_start(label, uefi), Some(g * GIB)),
-                (Some(c), Size::Gib(g)) => (c * GIB, Some((c + g) * GIB)),
-                (None, Size::Max) => (first_start(label, uefi), None),
-                (Some(c), Size::Max) => (c * GIB, None),
+            let c = cursor[hi];
+            let start = if c == 0 {
+                first_start(label, uefi)
+            } else {
+                c * GIB
             };
             let first = (start / s).div_ceil(mib) * mib;
-            let last = match end {
-                Some(e) => (e / s).saturating_sub(1),
+            let last = match v.size {
+                Size::Gib(g) => (((c + g) * GIB) / s).saturating_sub(1),
                 // parted reads "-1" as 1 MB before the end (its default
                 // unit), ±0.5 MB, and -a optimal ends on a MiB boundary
-                None => (p.size.saturating_sub(500_000) / MIB * MIB / s).saturating_sub(1),
+                Size::Max => (p.size.saturating_sub(500_000) / MIB * MIB / s).saturating_sub(1),
             };
             // past the usable end, no room at all, or beyond an msdos
             // table's 32-bit sectors
-            if last > usable || last < first + mib || (label == Label::Msdos && last >> 32 != 0) {
-                let size = match v.size {
-                    Size::Gib(g) => g.to_string(),
-                    Size::Max => "MAX".into(),
-                };
-                return Err(crate::disk::md::array::raid_fmt(format_args!(
+            let msdos = label == Label::Msdos;
+            if last > usable || last < first + mib || (msdos && last >> 32 != 0) {
+                return Err(raid_fmt(format_args!(
                     "The software RAID configuration does not fit on {hname} ({} bytes): \
-                     logical disk {} (size_gb {size}) would span bytes {} to {}, the disk's \
+                     logical disk {} (size_gb {}) would span bytes {} to {}, the disk's \
                      usable space ends at byte {}{}",
                     p.size,
                     vi + 1,
+                    v.size,
                     first * s,
                     (last + 1) * s,
-                    ((usable + 1) * s).min(if label == Label::Msdos {
-                        s << 32
-                    } else {
-                        u64::MAX
-                    }),
-                    if label == Label::Msdos {
-                        " (msdos label)"
-                    } else {
-                        ""
-                    }
+                    ((usable + 1) * s).min(if msdos { s << 32 } else { u64::MAX }),
+                    if msdos { " (msdos label)" } else { "" }
                 )));
             }
             let number = p.parts.len() as u32 + 1;
-            p.parts.push(Part {
-                number,
-                first_lba: first,
-                last_lba: last,
-            });
-            cursor[hi] = match (cursor[hi], v.size) {
-                (None, Size::Gib(g)) => Some(g),
-                (Some(c), Size::Gib(g)) => Some(c + g),
-                (c, Size::Max) => c,
-            };
+            p.parts.push(Part::linux(number, first, last));
+            if let Size::Gib(g) = v.size {
+                cursor[hi] = c + g;
+            }
             mine.push((hi, number));
         }
         // the array must fit its members (md metadata, chunks)
         let mut sizes: Vec<u64> = vec![];
+        let mut smallest = u64::MAX;
         for &(hi, n) in &mine {
             let p = &plans[hi];
-            sizes.push(p.parts[n as usize - 1].len(p.sector) / 512);
+            let sectors = p.parts[n as usize - 1].len(p.sector) / 512;
+            smallest = smallest.min(sectors);
+            sizes.push(sectors);
         }
-        md::plan(md::Version::V1_2, v.level, &sizes).map_err(|e| {
-            crate::disk::md::array::raid_fmt(format_args!(
+        if let Err(e) = md::plan(md::Version::V1_2, v.level, &sizes) {
+            return Err(raid_fmt(format_args!(
                 "The software RAID configuration does not fit: logical disk {} (RAID-{}) on \
                  partitions of {} bytes: {}",
                 vi + 1,
-                v.raid_level,
-                sizes.iter().min().copied().unwrap_or(0) * 512,
+                PyStr(v.raid_level),
+                if sizes.is_empty() { 0 } else { smallest * 512 },
                 e.details
-            ))
-        })?;
+            )));
+        }
         members.push(mine);
     }
     Ok((plans, members))
@@ -360,6 +360,11 @@ mod tests {
             dev_type: "disk".into(),
             ..Default::default()
         }
+    }
+
+    /// Devices that outlive the volumes placed on them.
+    fn leak(d: Vec<BlockDevice>) -> &'static [BlockDevice] {
+        Box::leak(d.into_boxed_slice())
     }
 
     fn vols(v: Value) -> Vec<Volume<'static>> {
@@ -384,8 +389,10 @@ mod tests {
         let devs = [dev("/dev/sda", 20), dev("/dev/sdb", 20)];
         let hs = select_holders(&devs, &mut v).unwrap();
         assert_eq!(hs, vec!["/dev/sda", "/dev/sdb"]);
-        let holders: Vec<(String, u64, u64)> =
-            devs.iter().map(|d| (d.name.clone(), d.size, 512)).collect();
+        let holders: Vec<(&str, u64, u64)> = devs
+            .iter()
+            .map(|d| (d.name.as_str(), d.size, 512))
+            .collect();
         let (plans, members) = partition(&holders, &reorder(v), Label::Gpt, true).unwrap();
         // parted 3.5 on a 20 GiB file: 1128448-20971519, 20971520-41940991
         assert_eq!(
@@ -395,7 +402,7 @@ mod tests {
         assert_eq!(
             plans[0],
             HolderPlan {
-                name: "/dev/sda".into(),
+                name: "/dev/sda",
                 ..plans[0].clone()
             }
         );
@@ -409,8 +416,8 @@ mod tests {
             {"size_gb": "10", "raid_level": "1", "controller": "software"},
             {"size_gb": "20", "raid_level": "0", "controller": "software"}]));
         let mut v = reorder(v);
-        select_holders(&[dev("/dev/sda", 40)], &mut v).unwrap();
-        let h = [("/dev/sda".to_string(), 40 * GIB, 512)];
+        select_holders(leak(vec![dev("/dev/sda", 40)]), &mut v).unwrap();
+        let h = [("/dev/sda", 40 * GIB, 512)];
         let (p, _) = partition(&h, &v, Label::Msdos, false).unwrap();
         assert_eq!(lbas(&p[0]), vec![(2048, 10 * G - 1), (10 * G, 30 * G - 1)]);
         let (p, _) = partition(&h, &v, Label::Gpt, false).unwrap();
@@ -422,7 +429,7 @@ mod tests {
         assert_eq!(v[0].size, Size::Gib(20));
         // msdos MAX ends on the last MiB boundary, as parted -a optimal
         let mut v = v;
-        select_holders(&[dev("/dev/sda", 40)], &mut v).unwrap();
+        select_holders(leak(vec![dev("/dev/sda", 40)]), &mut v).unwrap();
         let (p, _) = partition(&h, &v, Label::Msdos, false).unwrap();
         assert_eq!(
             lbas(&p[0]),
@@ -436,8 +443,8 @@ mod tests {
     fn four_k_sectors() {
         let mut v = vols(json!([
             {"size_gb": 2, "raid_level": "1", "controller": "software"}]));
-        select_holders(&[dev("/dev/sda", 4)], &mut v).unwrap();
-        let h = [("/dev/sda".to_string(), 4 * GIB, 4096)];
+        select_holders(leak(vec![dev("/dev/sda", 4)]), &mut v).unwrap();
+        let h = [("/dev/sda", 4 * GIB, 4096)];
         let (p, _) = partition(&h, &v, Label::Gpt, true).unwrap();
         assert_eq!(lbas(&p[0]), vec![(551 * 256, 2 * 262144 - 1)]);
     }
@@ -446,11 +453,8 @@ mod tests {
     fn does_not_fit_names_the_sizes() {
         let mut v = vols(json!([
             {"size_gb": 10, "raid_level": "1", "controller": "software"}]));
-        select_holders(&[dev("/dev/sda", 8), dev("/dev/sdb", 8)], &mut v).unwrap();
-        let h = [
-            ("/dev/sda".to_string(), 8 * GIB, 512),
-            ("/dev/sdb".to_string(), 8 * GIB, 512),
-        ];
+        select_holders(leak(vec![dev("/dev/sda", 8), dev("/dev/sdb", 8)]), &mut v).unwrap();
+        let h = [("/dev/sda", 8 * GIB, 512), ("/dev/sdb", 8 * GIB, 512)];
         let e = partition(&h, &v, Label::Gpt, true).unwrap_err();
         assert_eq!(
             e.details,
@@ -461,8 +465,8 @@ mod tests {
         // MAX on a disk smaller than the room kept for the ESP
         let mut v = vols(json!([
             {"size_gb": "MAX", "raid_level": "1", "controller": "software"}]));
-        select_holders(&[dev("/dev/sda", 8)], &mut v).unwrap();
-        let small = [("/dev/sda".to_string(), 512 * MIB, 512)];
+        select_holders(leak(vec![dev("/dev/sda", 8)]), &mut v).unwrap();
+        let small = [("/dev/sda", 512 * MIB, 512)];
         assert!(partition(&small, &v, Label::Gpt, false).is_ok());
         let e = partition(&small, &v, Label::Gpt, true).unwrap_err();
         assert!(
@@ -520,9 +524,9 @@ mod tests {
         let mut v = vols(json!([{"size_gb": "MAX", "raid_level": "6", "controller": "software"}]));
         let devs: Vec<BlockDevice> = (0..4).map(|i| dev(&format!("/dev/sd{i}"), 1)).collect();
         select_holders(&devs, &mut v).unwrap();
-        let h: Vec<(String, u64, u64)> = devs
+        let h: Vec<(&str, u64, u64)> = devs
             .iter()
-            .map(|d| (d.name.clone(), 600 * MIB, 512))
+            .map(|d| (d.name.as_str(), 600 * MIB, 512))
             .collect();
         let (p, m) = partition(&h, &v, Label::Gpt, true).unwrap();
         assert_eq!(m[0].len(), 4);

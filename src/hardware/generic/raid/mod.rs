@@ -58,16 +58,12 @@ impl RaidState {
 
 /// The `create_configuration` step: the node's `target_raid_config`.
 pub fn create_configuration(env: &Env, call: &StepCall, state: &RaidState) -> Result<Value> {
-    let cfg = call
-        .node
-        .get("target_raid_config")
-        .cloned()
-        .unwrap_or(Value::Null);
-    if !validate::truthy(&cfg) {
+    let cfg = call.node.get("target_raid_config").unwrap_or(&Value::Null);
+    if !validate::truthy(cfg) {
         log::debug!("No target_raid_config found");
         return Ok(json!({}));
     }
-    create::do_create(env, call.node, &cfg, &Sysfs(env.root), state)
+    create::do_create(env, call.node, cfg, &Sysfs(env.root), state)
 }
 
 /// The `delete_configuration` step (IPA returns None).

@@ -56,46 +56,50 @@ pub fn validate_configuration(
         .filter(|v| truthy(v))
         .ok_or_else(|| raid_error("RAID config contains no logical disks"))?;
     // a list, as Ironic's schema makes it; anything else is "one item"
-    let lds: Vec<&Value> = match logical_disks {
-        Value::Array(a) => a.iter().collect(),
-        other => vec![other],
+    let lds: &[Value] = match logical_disks {
+        Value::Array(a) => a,
+        other => std::slice::from_ref(other),
     };
     // IPA's errors, "; "-joined as they come
     let mut errors = String::new();
-    let mut error = |e: &str| {
-        if !errors.is_empty() {
-            errors.push_str("; ");
-        }
-        errors.push_str(e);
-    };
     if !(1..=2).contains(&lds.len()) {
-        error("Software RAID configuration requires one or two logical disks");
+        error(
+            &mut errors,
+            format_args!("Software RAID configuration requires one or two logical disks"),
+        );
     }
     let skip = hints::skip_list_volume_names(node);
     let mut names: Vec<String> = vec![];
     let mut root_selected = false;
-    for ld in &lds {
+    for ld in lds {
         if ld.get("controller").and_then(Value::as_str) != Some("software") {
             error(
-                "Software RAID configuration requires all logical disks to have \
-                 'controller'='software'",
+                &mut errors,
+                format_args!(
+                    "Software RAID configuration requires all logical disks to have \
+                     'controller'='software'"
+                ),
             );
         }
         match ld.get("volume_name").filter(|v| !v.is_null()) {
             None => {
                 if !skip.is_empty() {
                     error(
-                        "All logical disks are required to have a volume name specified as a \
-                         volume name is mentioned in the property skip block devices.",
+                        &mut errors,
+                        format_args!(
+                            "All logical disks are required to have a volume name specified \
+                             as a volume name is mentioned in the property skip block devices."
+                        ),
                     );
                 }
             }
             Some(v) => {
                 let name = py_str(v);
                 if names.contains(&name) {
-                    error(&format!(
-                        "Duplicate software RAID device name {name} detected"
-                    ));
+                    error(
+                        &mut errors,
+                        format_args!("Duplicate software RAID device name {name} detected"),
+                    );
                 } else {
                     names.push(name);
                 }
@@ -104,8 +108,11 @@ pub fn validate_configuration(
         if ld.get("is_root_volume").is_some_and(truthy) {
             if root_selected {
                 error(
-                    "Software RAID configuration allows only one logical disk to be marked \
-                     as is_root_volume",
+                    &mut errors,
+                    format_args!(
+                        "Software RAID configuration allows only one logical disk to be \
+                         marked as is_root_volume"
+                    ),
                 );
             } else {
                 root_selected = true;
@@ -114,8 +121,11 @@ pub fn validate_configuration(
         if let Some(pd) = ld.get("physical_disks").filter(|v| !v.is_null()) {
             if pd.as_array().is_none_or(|a| a.len() < 2) {
                 error(
-                    "The physical_disks parameter for software RAID must be a list with at \
-                     least 2 items, each specifying a disk in the device hints format",
+                    &mut errors,
+                    format_args!(
+                        "The physical_disks parameter for software RAID must be a list with \
+                         at least 2 items, each specifying a disk in the device hints format"
+                    ),
                 );
             }
             // Python iterates a string character by character: never dicts
@@ -127,57 +137,90 @@ pub fn validate_configuration(
             };
             if not_dicts {
                 error(
-                    "The physical_disks parameter for software RAID must be a list of device \
-                     hints (dictionaries)",
+                    &mut errors,
+                    format_args!(
+                        "The physical_disks parameter for software RAID must be a list of \
+                         device hints (dictionaries)"
+                    ),
                 );
             }
         }
     }
+    drop(names);
+    drop(skip);
     // IPA indexes ['raid_level'] (a KeyError when missing): a missing
     // level is not RAID-1 either
     let first_level = lds.first().and_then(|l| l.get("raid_level"));
     if first_level.and_then(Value::as_str) != Some("1") {
-        error("Software RAID Configuration requires RAID-1 for the first logical disk");
+        error(
+            &mut errors,
+            format_args!("Software RAID Configuration requires RAID-1 for the first logical disk"),
+        );
     }
     if lds.len() == 2 {
         let size = |i: usize| lds[i].get("size_gb").and_then(Value::as_str) == Some("MAX");
         if size(0) && size(1) {
-            error("Software RAID can have only one RAID device with size 'MAX'");
+            error(
+                &mut errors,
+                format_args!("Software RAID can have only one RAID device with size 'MAX'"),
+            );
         }
-        let level = lds[1].get("raid_level").cloned().unwrap_or(Value::Null);
+        let level = lds[1].get("raid_level").unwrap_or(&Value::Null);
         let level_s = level.as_str().unwrap_or("");
         if !level.is_string() || !SUPPORTED_LEVELS.contains(&level_s) {
-            error(&format!(
-                "Software RAID configuration does not support RAID level {}",
-                py_str(&level)
-            ));
+            error(
+                &mut errors,
+                format_args!(
+                    "Software RAID configuration does not support RAID level {}",
+                    PyStr(level)
+                ),
+            );
         }
         if level_s == "5" || level_s == "6" {
             let count = block_devices()?;
-            if level_s == "5" && count < 3 {
-                error(&format!(
-                    "Software RAID configuration is not possible for RAID level 5 with only \
-                     {count} block devices found."
-                ));
-            }
-            if level_s == "6" && count < 4 {
-                error(&format!(
-                    "Software RAID configuration is not possible for RAID level 6 with only \
-                     {count} block devices found."
-                ));
+            let need = if level_s == "5" { 3 } else { 4 };
+            if count < need {
+                error(
+                    &mut errors,
+                    format_args!(
+                        "Software RAID configuration is not possible for RAID level {level_s} \
+                         with only {count} block devices found."
+                    ),
+                );
             }
         }
     }
     if !errors.is_empty() {
-        let uuid = node
-            .get("uuid")
-            .map(py_str)
-            .unwrap_or_else(|| "None".into());
+        let uuid = node.get("uuid").unwrap_or(&Value::Null);
         return Err(crate::disk::md::array::raid_fmt(format_args!(
-            "Could not validate Software RAID config for {uuid}: {errors}"
+            "Could not validate Software RAID config for {}: {errors}",
+            PyStr(uuid)
         )));
     }
     Ok(true)
+}
+
+/// One of IPA's errors, after a "; " when others came before.
+#[inline(never)]
+fn error(errors: &mut String, e: std::fmt::Arguments<'_>) {
+    use std::fmt::Write;
+    if !errors.is_empty() {
+        errors.push_str("; ");
+    }
+    let _ = errors.write_fmt(e);
+}
+
+/// [`py_str`] as a `Display`, formatted where it is used (no String);
+/// JSON null is Python's None.
+pub struct PyStr<'a>(pub &'a Value);
+
+impl std::fmt::Display for PyStr<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Value::String(s) => f.write_str(s),
+            other => f.write_str(&hints::py_repr(other)),
+        }
+    }
 }
 
 #[cfg(test)]
