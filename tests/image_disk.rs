@@ -9,7 +9,7 @@
 
 mod common;
 
-use common::blockdev::Loop;
+use common::blockdev::{Loop, Mounted};
 use common::tools::{must, must_input, need, need_root};
 use ironic_agent::config::{Config, OwnedEnv as Agent};
 use ironic_agent::disk::{self, Found, Geometry};
@@ -1152,7 +1152,7 @@ fn inject_files_into_loop_ext4() {
     // look with our own mount
     let mnt = dir.join("mnt");
     std::fs::create_dir_all(&mnt).unwrap();
-    must(&["mount", "-t", "ext4", &dev, mnt.to_str().unwrap()]);
+    let mounted = Mounted::new(&["-t", "ext4", &dev], &mnt);
     let f = mnt.join("etc/sysctl.d/99-x.conf");
     let content = std::fs::read(&f);
     let mode = std::fs::metadata(&f).map(|m| {
@@ -1163,7 +1163,7 @@ fn inject_files_into_loop_ext4() {
         use std::os::unix::fs::PermissionsExt;
         m.permissions().mode() & 0o777
     });
-    must(&["umount", mnt.to_str().unwrap()]);
+    drop(mounted);
     assert_eq!(content.unwrap(), b"hello\n");
     assert_eq!(mode.unwrap(), 0o600);
     assert_eq!(dmode.unwrap(), 0o750);

@@ -709,22 +709,7 @@ fn a_disk_failing_mid_image_fails_the_deploy_cleanly() {
     let dir = test_dir("img-fail");
     let mnt = dir.join("tmpfs");
     fs::create_dir(&mnt).unwrap();
-    must(&[
-        "mount",
-        "-t",
-        "tmpfs",
-        "-o",
-        "size=40M",
-        "tmpfs",
-        mnt.to_str().unwrap(),
-    ]);
-    struct Unmount(PathBuf);
-    impl Drop for Unmount {
-        fn drop(&mut self) {
-            let _ = std::process::Command::new("umount").arg(&self.0).status();
-        }
-    }
-    let _unmount = Unmount(mnt.clone());
+    let _tmpfs = blockdev::Mounted::new(&["-t", "tmpfs", "-o", "size=40M", "tmpfs"], &mnt);
     let root = blockdev::empty_root(&dir);
     let lo = blockdev::Loop::new(&mnt.join("backing"), DISK, false, false);
     blockdev::present(&root, "vda", &lo);

@@ -107,6 +107,26 @@ impl Drop for Loop {
     }
 }
 
+/// A filesystem mounted for a test (`mount ARGS... DIR`); unmounted on
+/// drop, so a failing assertion leaves no mount behind.
+pub struct Mounted(pub PathBuf);
+
+impl Mounted {
+    pub fn new(args: &[&str], dir: &Path) -> Mounted {
+        let mut a = vec!["mount"];
+        a.extend_from_slice(args);
+        a.push(dir.to_str().unwrap());
+        must(&a);
+        Mounted(dir.to_path_buf())
+    }
+}
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
 /// `len` bytes at `off` of a block device, read with O_DIRECT through a
 /// 4 KiB-aligned window.
 pub fn read_direct(dev: &str, off: u64, len: usize) -> Vec<u8> {
