@@ -61,28 +61,33 @@ impl Algo {
             Algo::Md5 => Hasher::Md5(md5::Md5::new()),
             Algo::Sha224 => Hasher::Sha224(sha2::Sha224::new()),
             Algo::Sha256 => Hasher::Sha256(sha2::Sha256::new()),
-            Algo::Sha384 => self.sha2x_or_ring(&ring::digest::SHA384),
-            Algo::Sha512 => self.sha2x_or_ring(&ring::digest::SHA512),
+            Algo::Sha384 | Algo::Sha512 => self.sha2x_or_ring(),
         }
     }
 }
 
 impl Algo {
-    /// SHA-384/512: the agent's assembly where the CPU runs it, else ring's
-    /// `fallback`.
-    fn sha2x_or_ring(self, fallback: &'static ring::digest::Algorithm) -> Hasher {
+    /// SHA-384 (`self` is Sha384) or SHA-512: the agent's assembly where
+    /// the CPU runs it, else ring's.
+    fn sha2x_or_ring(self) -> Hasher {
+        let sha384 = self == Algo::Sha384;
         #[cfg(target_arch = "x86_64")]
         {
-            let own = match self {
-                Algo::Sha384 => Sha512::new_sha384(),
-                _ => Sha512::new_sha512(),
+            let own = if sha384 {
+                Sha512::new_sha384()
+            } else {
+                Sha512::new_sha512()
             };
             if let Some(h) = own {
                 log::debug!("{}: the agent's AVX2+BMI2 assembly", self.name());
                 return Hasher::Sha2x(h);
             }
         }
-        Hasher::Ring(ring::digest::Context::new(fallback))
+        Hasher::Ring(ring::digest::Context::new(if sha384 {
+            &ring::digest::SHA384
+        } else {
+            &ring::digest::SHA512
+        }))
     }
 }
 
