@@ -66,8 +66,9 @@ pub enum Parsed {
 // Parsing and normalising hints (device_hints.py)
 // ---------------------------------------------------------------------
 
-/// Python's `str(value)` for JSON values.
-fn py_str(v: &Value) -> String {
+/// Python's `str(value)` for JSON values (also the volume names and RAID
+/// levels the RAID steps interpolate).
+pub fn py_str(v: &Value) -> String {
     match v {
         Value::String(s) => s.clone(),
         _ => py_repr(v),

@@ -232,9 +232,6 @@ impl Superblock {
         self.0[0x40..0x50] == o.0[0x40..0x50] && self.0[0x58..0x60] == o.0[0x58..0x60]
     }
 
-    pub fn feature_map(&self) -> u32 {
-        self.u32_at(8)
-    }
     pub fn set_uuid(&self) -> &[u8] {
         &self.0[0x10..0x20]
     }
@@ -247,14 +244,6 @@ impl Superblock {
     }
     pub fn layout(&self) -> u32 {
         self.u32_at(0x4c)
-    }
-    /// Sectors used per member (0 for raid0: each member's data_size).
-    pub fn size(&self) -> u64 {
-        self.u64_at(0x50)
-    }
-    /// Sectors (0 for raid1).
-    pub fn chunksize(&self) -> u32 {
-        self.u32_at(0x58)
     }
     pub fn raid_disks(&self) -> u32 {
         self.u32_at(0x5c)
@@ -302,7 +291,12 @@ impl Superblock {
         let sb_sectors = (256 + 2 * self.max_dev() as u64).div_ceil(512);
         match version {
             Version::V1_0 => {
-                if at < data_size || data_offset + data_size > at {
+                // checked: both come from the disk
+                if at < data_size
+                    || data_offset
+                        .checked_add(data_size)
+                        .is_none_or(|end| end > at)
+                {
                     return Err(bad(format_args!("md data overlaps the 1.0 superblock")));
                 }
             }
@@ -366,11 +360,6 @@ impl Superblock {
     pub fn ctime_secs(&self) -> u64 {
         self.ctime() & 0xff_ffff_ffff
     }
-}
-
-/// 16 bytes as `8-4-4-4-12` hex, in byte order (the kernel's `%pU`).
-pub fn uuid_text(u: &[u8; 16]) -> String {
-    hex_groups(u, &[4, 2, 2, 2, 6], '-')
 }
 
 /// `u`'s bytes as lowercase hex, in groups of `groups` bytes joined by
@@ -832,6 +821,20 @@ mod tests {
         assert_eq!((p.array_sectors, p.layout), (811008, 0x102));
         let p = plan(Version::V1_2, 6, &[409600; 4]).unwrap();
         assert_eq!(p.array_sectors, 811008);
+    }
+
+    /// data_offset and data_size come from the disk: a sum past u64 is
+    /// refused, not wrapped under the 1.0 superblock's sector.
+    #[test]
+    fn a_data_range_past_u64_is_refused() {
+        let p = plan(Version::V1_0, 1, &[204800, 204800]).unwrap();
+        let mut b = p.superblock(&id(), 0, [0x22; 16]).encode();
+        b[0x80..0x88].copy_from_slice(&(u64::MAX - 5).to_le_bytes());
+        let c = checksum(&b);
+        b[0xd8..0xdc].copy_from_slice(&c.to_le_bytes());
+        let sb = Superblock::parse(&b).unwrap();
+        let e = sb.check_place(Version::V1_0, 204800).unwrap_err();
+        assert!(e.to_string().contains("overlaps the 1.0 superblock"), "{e}");
     }
 
     /// 1.0 (the ESP mirror): T, a 100 MiB partition: sb 204784, data_size

@@ -141,7 +141,7 @@ fn assemble_one(root: &Root, kernel: &dyn Kernel, g: &mut [Candidate]) -> Option
         let slot = s.slot();
         if c.found.version == version
             && s.same_array(sb)
-            && s.events() + 1 >= sb.events()
+            && s.events().saturating_add(1) >= sb.events()
             && !slot.is_some_and(|x| slots.contains(&x))
         {
             if let Some(x) = slot {

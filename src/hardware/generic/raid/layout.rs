@@ -23,12 +23,13 @@
 //! * GPT partitions are of type Linux filesystem and named "primary",
 //!   msdos ones of type 0x83, as parted's `mkpart primary` makes them.
 
-use super::validate::{py_str, raid_error, PyStr};
+use super::validate::{raid_error, PyStr};
 use crate::disk::md;
 use crate::disk::md::array::raid_fmt;
 use crate::disk::{BlockDevice, Label};
 use crate::error::Result;
 use crate::hardware::hints;
+use crate::hardware::hints::py_str;
 use serde_json::Value;
 
 const MIB: u64 = 1 << 20;

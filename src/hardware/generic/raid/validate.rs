@@ -23,15 +23,6 @@ pub fn truthy(v: &Value) -> bool {
     }
 }
 
-/// `str(value)` for the few values IPA interpolates (volume names, RAID
-/// levels): strings bare, anything else as Python would print it.
-pub fn py_str(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        other => hints::py_repr(other),
-    }
-}
-
 #[cold]
 #[inline(never)]
 pub fn raid_error(details: impl Into<String>) -> AgentError {
@@ -94,7 +85,7 @@ pub fn validate_configuration(
                 }
             }
             Some(v) => {
-                let name = py_str(v);
+                let name = hints::py_str(v);
                 if names.contains(&name) {
                     error(
                         &mut errors,
@@ -210,7 +201,7 @@ fn error(errors: &mut String, e: std::fmt::Arguments<'_>) {
     let _ = errors.write_fmt(e);
 }
 
-/// [`py_str`] as a `Display`, formatted where it is used (no String);
+/// [`hints::py_str`] (Python's `str`) as a `Display`, formatted where it is used (no String);
 /// JSON null is Python's None.
 pub struct PyStr<'a>(pub &'a Value);
 
