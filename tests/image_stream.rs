@@ -19,7 +19,7 @@ use std::fs;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 const MIB: usize = 1 << 20;
 const DISK: u64 = 8 << 30;
@@ -738,15 +738,25 @@ fn a_disk_failing_mid_image_fails_the_deploy_cleanly() {
             text.contains("the image write failed; cleared the first MiB"),
             "{text}"
         );
-        let threads: Vec<String> = fs::read_dir(format!("/proc/{}/task", agent.pid()))
-            .unwrap()
-            .flatten()
-            .filter_map(|t| fs::read_to_string(t.path().join("comm")).ok())
-            .collect();
-        assert!(
-            !threads.iter().any(|n| n.starts_with("image-")),
-            "{fmt}: image threads left: {threads:?}"
-        );
+        // The writer reports at once; the receive and hash threads see the
+        // closed channels at their next hand-over (one chunk later: a
+        // debug build hashes a MiB in tens of ms), so give them a moment.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let threads: Vec<String> = fs::read_dir(format!("/proc/{}/task", agent.pid()))
+                .unwrap()
+                .flatten()
+                .filter_map(|t| fs::read_to_string(t.path().join("comm")).ok())
+                .collect();
+            if !threads.iter().any(|n| n.starts_with("image-")) {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{fmt}: image threads left after 10 s: {threads:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
     let (status, body) = common::get(&agent.url_with_token("/v1/commands/"));
     assert_eq!(status, 200, "{body}");
