@@ -558,7 +558,7 @@ pub fn new_identity(root: &Root, name: &str) -> Result<super::Identity> {
 #[inline(never)]
 pub fn write_member(f: &File, name: &str, offset: u64, len: u64, sb: &Superblock) -> Result<()> {
     zero_superblocks_in(f, offset, len, name)?;
-    f.write_all_at(&sb.encode(), offset + sb.super_offset() * 512)
+    f.write_all_at(sb.as_bytes(), offset + sb.super_offset() * 512)
         .map_err(|e| io_err(format_args!("writing the md superblock of {name}"), e))
 }
 

@@ -217,6 +217,11 @@ impl Superblock {
         self.0.to_vec()
     }
 
+    /// The same block, borrowed (what is written: no copy).
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0[..]
+    }
+
     fn u32_at(&self, o: usize) -> u32 {
         le32(&self.0[..], o)
     }
