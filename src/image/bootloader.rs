@@ -367,7 +367,6 @@ fn softraid_esp(env: &Env, device: &str, file: &File, esp: &Partition) -> Result
 }
 
 /// IPA's `find_esp_raid`: a running RAID-1 holding a FAT filesystem.
-#[inline(never)]
 fn find_esp_raid(root: &crate::root::Root) -> Option<md::array::Array> {
     // taken out with swap_remove: no IntoIter and its drop glue
     let mut all = md::array::list(root);

@@ -267,7 +267,6 @@ pub fn member_superblock(root: &Root, kname: &str) -> Option<Superblock> {
 }
 
 /// "major:minor" of a block device from sysfs.
-#[inline(never)]
 pub fn dev_numbers(root: &Root, kname: &str) -> Option<(u32, u32)> {
     let text = sys_read(root, format_args!("/sys/class/block/{kname}/dev")).or_else(|| {
         let disk = parent_disk(root, kname);
@@ -470,7 +469,6 @@ fn bind(root: &Root, f: &File, md: &str, members: &[&str]) -> Result<()> {
 /// `mdadm --zero-superblock` does, 4 KiB at each location that carries the
 /// magic), through `/dev/<kname>` under `root`. Returns the byte offsets
 /// cleared.
-#[inline(never)]
 pub fn zero_superblocks(root: &Root, kname: &str) -> Result<Vec<u64>> {
     let name = format!("/dev/{kname}");
     // exclusively, as mdadm: never under a running array, a mount, dm
@@ -527,7 +525,6 @@ pub fn zero_superblocks_in(f: &File, base: u64, size: u64, name: &str) -> Result
 }
 
 /// The ramdisk's host name, mdadm's default homehost.
-#[inline(never)]
 fn homehost(root: &Root) -> Option<String> {
     root.read_nonempty("/proc/sys/kernel/hostname")
         .filter(|h| h != "(none)")
@@ -535,7 +532,6 @@ fn homehost(root: &Root) -> Option<String> {
 
 /// A new array's identity, as `mdadm --create --name NAME` gives it: a
 /// random UUID, "homehost:NAME", created now.
-#[inline(never)]
 pub fn new_identity(root: &Root, name: &str) -> Result<super::Identity> {
     let mut set_uuid = [0u8; 16];
     crate::sys::getrandom(&mut set_uuid)
@@ -555,7 +551,6 @@ pub fn new_identity(root: &Root, name: &str) -> Result<super::Identity> {
 /// of an open disk (mdadm's `Kill` before `--create`) and write its new
 /// one there: through the disk, so the partition's device node need not
 /// exist yet. The caller syncs.
-#[inline(never)]
 pub fn write_member(f: &File, name: &str, offset: u64, len: u64, sb: &Superblock) -> Result<()> {
     zero_superblocks_in(f, offset, len, name)?;
     f.write_all_at(sb.as_bytes(), offset + sb.super_offset() * 512)

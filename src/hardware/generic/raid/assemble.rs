@@ -26,7 +26,6 @@ struct Candidate {
 }
 
 /// How many members an array of `level` with `raid_disks` slots needs.
-#[inline(never)]
 fn enough(level: i32, raid_disks: usize, present: usize, layout: u32) -> bool {
     match level {
         0 | -1 => present == raid_disks,
@@ -76,7 +75,6 @@ fn candidates(root: &Root) -> Vec<Candidate> {
 }
 
 /// Does something hold `kname` (its sysfs `holders` is not empty)?
-#[inline(never)]
 fn held(root: &Root, kname: &str) -> bool {
     let disk = array::parent_disk(root, kname);
     let holders = if disk == kname {
