@@ -47,7 +47,6 @@ use std::os::unix::fs::FileExt;
 
 /// The disks a volume may be built on: every disk the inventory lists,
 /// except md arrays and what `skip_block_devices` names.
-#[inline(never)]
 fn holder_candidates(root: &Root, node: &Value) -> Result<Vec<BlockDevice>> {
     let skip = hints::skip_list_hints(node)?;
     let mut all = crate::disk::list::list_block_devices(root, false)?;
@@ -64,7 +63,6 @@ fn holder_candidates(root: &Root, node: &Value) -> Result<Vec<BlockDevice>> {
 /// IPA's `_create_raid_ignore_list`: drop from `lds` the logical disks
 /// not to build because their volumes exist and the skip list keeps them
 /// (or they share disks with one it keeps). Returns whether any was.
-#[inline(never)]
 fn ignore_list(root: &Root, lds: &mut Vec<&Value>, skip: &[&str]) -> Result<bool> {
     let decisions = skip::decide(root, array::list(root), skip);
     let mut names: Vec<&str> = vec![];
@@ -128,7 +126,6 @@ fn open_holder(root: &Root, name: &str, excl: bool) -> Result<File> {
 
 /// Undo a failed creation: stop what started, clear the superblocks and
 /// the tables written. Best effort; failures are logged.
-#[inline(never)]
 fn roll_back(
     root: &Root,
     kernel: &dyn Kernel,
@@ -281,7 +278,6 @@ fn create(
 
 /// Write every holder's table (counting them in `written`), then make and
 /// start each volume's array (recording it in `started`).
-#[inline(never)]
 fn build(
     root: &Root,
     kernel: &dyn Kernel,
