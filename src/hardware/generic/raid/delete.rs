@@ -61,7 +61,6 @@ fn wipe(env: &Env, kname: &str) -> Result<()> {
 /// the table edited, and each partition dropped from the kernel with
 /// BLKPG (the disk cannot be re-read while a kept array holds its other
 /// partitions).
-#[inline(never)]
 fn remove_partitions(root: &Root, name: &str, numbers: &[u32]) -> Result<()> {
     let f = array::open_rw(root, name, false)
         .map_err(|e| array::io_err(format_args!("opening {name}"), e))?;
@@ -86,7 +85,6 @@ fn has(v: &[&str], s: &str) -> bool {
     v.contains(&s)
 }
 
-#[inline(never)]
 fn delete_pass(
     env: &Env,
     arrays: Vec<Array>,
