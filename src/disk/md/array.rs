@@ -347,7 +347,21 @@ pub fn raid_fmt(details: std::fmt::Arguments<'_>) -> AgentError {
 #[cold]
 #[inline(never)]
 pub fn io_err(what: std::fmt::Arguments<'_>, e: io::Error) -> AgentError {
-    raid_fmt(format_args!("{what}: {e}"))
+    io_why(what, e, &[])
+}
+
+/// [`io_err`] with a hint after the OS error: the text `why` pairs with
+/// its errno, if any does ("<what>: <e><hint>").
+#[cold]
+#[inline(never)]
+fn io_why(what: std::fmt::Arguments<'_>, e: io::Error, why: &[(i32, &str)]) -> AgentError {
+    let mut hint = "";
+    for &(errno, text) in why {
+        if e.raw_os_error() == Some(errno) {
+            hint = text;
+        }
+    }
+    raid_fmt(format_args!("{what}: {e}{hint}"))
 }
 
 impl Sysfs<'_> {
@@ -419,12 +433,14 @@ impl Kernel for Sysfs<'_> {
                     std::thread::sleep(Duration::from_millis(200));
                 }
                 Err(e) => {
-                    let why = if e.raw_os_error() == Some(libc::EBUSY) {
-                        " (still open: mounted, or held by another device)"
-                    } else {
-                        ""
-                    };
-                    return Err(raid_fmt(format_args!("stopping /dev/{md}: {e}{why}")));
+                    return Err(io_why(
+                        format_args!("stopping /dev/{md}"),
+                        e,
+                        &[(
+                            libc::EBUSY,
+                            " (still open: mounted, or held by another device)",
+                        )],
+                    ));
                 }
             }
         }
@@ -441,28 +457,30 @@ fn bind(root: &Root, f: &File, md: &str, members: &[&str]) -> Result<()> {
             )));
         };
         if let Err(e) = crate::sys::md::add_new_disk(f, major, minor) {
-            let why = match e.raw_os_error() {
-                Some(libc::EINVAL) => " (no valid md superblock, or one of another array)",
-                Some(libc::EBUSY) => " (in use, or a slot taken twice)",
-                _ => "",
-            };
-            return Err(raid_fmt(format_args!(
-                "adding /dev/{m} to /dev/{md}: {e}{why}"
-            )));
+            return Err(io_why(
+                format_args!("adding /dev/{m} to /dev/{md}"),
+                e,
+                &[
+                    (
+                        libc::EINVAL,
+                        " (no valid md superblock, or one of another array)",
+                    ),
+                    (libc::EBUSY, " (in use, or a slot taken twice)"),
+                ],
+            ));
         }
     }
-    if let Err(e) = crate::sys::md::run_array(f) {
-        let why = if e.raw_os_error() == Some(libc::EINVAL) {
-            " (the kernel refused the set: see its log; a personality module that could not \
-             be loaded, or members that do not agree)"
-        } else {
-            ""
-        };
-        return Err(raid_fmt(format_args!(
-            "starting /dev/{md} (RUN_ARRAY): {e}{why}"
-        )));
-    }
-    Ok(())
+    crate::sys::md::run_array(f).map_err(|e| {
+        io_why(
+            format_args!("starting /dev/{md} (RUN_ARRAY)"),
+            e,
+            &[(
+                libc::EINVAL,
+                " (the kernel refused the set: see its log; a personality module that could \
+                 not be loaded, or members that do not agree)",
+            )],
+        )
+    })
 }
 
 /// Zero every md superblock (any version) on `kname` (what
