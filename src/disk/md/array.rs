@@ -191,10 +191,15 @@ pub fn pause_resync<'a>(root: &'a Root, kname: &str) -> Paused<'a> {
             }
             match std::fs::write(root.path(&action), "frozen") {
                 Ok(()) => {
-                    log::info!("holding back the resync of /dev/{md} while the image is written");
+                    crate::util::log_at!(
+                        Info,
+                        "holding back the resync of /dev/{md} while the image is written"
+                    );
                     arrays.push(action);
                 }
-                Err(e) => log::warn!("could not hold back the resync of /dev/{md}: {e}"),
+                Err(e) => {
+                    crate::util::log_at!(Warn, "could not hold back the resync of /dev/{md}: {e}")
+                }
             }
         }
     }
@@ -207,8 +212,8 @@ impl Drop for Paused<'_> {
             // "idle" clears md's frozen bit and asks for a sync check: the
             // resync starts again where it stopped
             match std::fs::write(self.root.path(action), "idle") {
-                Ok(()) => log::info!("resuming the resync ({action})"),
-                Err(e) => log::error!("resuming the resync ({action}): {e}"),
+                Ok(()) => crate::util::log_at!(Info, "resuming the resync ({action})"),
+                Err(e) => crate::util::log_at!(Error, "resuming the resync ({action}): {e}"),
             }
         }
     }
@@ -301,7 +306,7 @@ pub fn link_name(root: &Root, md: &str, name: &str) {
     let link = dir.join(name);
     let _ = std::fs::remove_file(&link);
     if let Err(e) = std::os::unix::fs::symlink(format!("../{md}"), &link) {
-        log::warn!("linking /dev/md/{name} to /dev/{md}: {e}");
+        crate::util::log_at!(Warn, "linking /dev/md/{name} to /dev/{md}: {e}");
     }
 }
 
@@ -410,7 +415,10 @@ impl Kernel for Sysfs<'_> {
             .map_err(|e| io_err(format_args!("setting up /dev/{md} (SET_ARRAY_INFO)"), e))?;
         if let Err(e) = bind(root, &f, md, members) {
             if let Err(e) = crate::sys::md::stop_array(&f) {
-                log::error!("releasing the members of /dev/{md} after a failure: {e}");
+                crate::util::log_at!(
+                    Error,
+                    "releasing the members of /dev/{md} after a failure: {e}"
+                );
             }
             return Err(e);
         }
@@ -622,7 +630,8 @@ pub fn create(
         knames.push(&m.kname);
     }
     kernel.start(md, version, &knames)?;
-    log::info!(
+    crate::util::log_at!(
+        Info,
         "created /dev/{md}: {} \"{name}\" on {}, {} sectors",
         super::level_name(level),
         knames.join(" "),

@@ -701,7 +701,8 @@ pub fn find(size: u64, read: &dyn Fn(u64, usize) -> std::io::Result<Vec<u8>>) ->
         }
         match Superblock::parse(&buf).and_then(|sb| sb.check_place(version, sectors).map(|_| sb)) {
             Ok(sb) => out.push(Found { version, sb }),
-            Err(e) => log::debug!(
+            Err(e) => crate::util::log_at!(
+                Debug,
                 "md superblock {} at sector {at}: {}",
                 version.as_str(),
                 e.details

@@ -49,7 +49,11 @@ fn candidates(root: &Root) -> Vec<Candidate> {
     let mut devices = match crate::disk::list::list_block_devices(root, true) {
         Ok(d) => d,
         Err(e) => {
-            log::warn!("listing block devices to assemble md arrays: {}", e.details);
+            crate::util::log_at!(
+                Warn,
+                "listing block devices to assemble md arrays: {}",
+                e.details
+            );
             return vec![];
         }
     };
@@ -88,7 +92,10 @@ fn held(root: &Root, kname: &str) -> bool {
 /// Assemble what the disks carry. Returns the md devices started.
 pub fn md_scan_and_assemble(root: &Root, kernel: &dyn Kernel) -> Vec<String> {
     if !root.exists("/sys/module/md_mod") {
-        log::info!("the md driver is not loaded: no software RAID devices assembled");
+        crate::util::log_at!(
+            Info,
+            "the md driver is not loaded: no software RAID devices assembled"
+        );
         return vec![];
     }
     let running = array::list(root);
@@ -147,7 +154,8 @@ fn assemble_one(root: &Root, kernel: &dyn Kernel, g: &mut [Candidate]) -> Option
             }
             members.push(&c.kname);
         } else {
-            log::warn!(
+            crate::util::log_at!(
+                Warn,
                 "/dev/{} left out of {what}: a different, stale or repeated member",
                 c.kname
             );
@@ -166,7 +174,8 @@ fn assemble_one(root: &Root, kernel: &dyn Kernel, g: &mut [Candidate]) -> Option
             .err()
             .map(|e| e.into_details())
     };
-    log::info!(
+    crate::util::log_at!(
+        Info,
         "assembling /dev/{md}: {what} from {} of {n} members ({}): {}",
         slots.len(),
         members.join(" "),

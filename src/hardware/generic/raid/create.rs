@@ -135,7 +135,7 @@ fn roll_back(
 ) {
     for md in started.iter().rev() {
         if let Err(e) = kernel.stop(md) {
-            log::error!("rolling back: {}", e.details);
+            crate::util::log_at!(Error, "rolling back: {}", e.details);
         }
         array::unlink_names(root, md);
     }
@@ -152,10 +152,11 @@ fn roll_back(
             Ok(())
         });
         if let Err(e) = r {
-            log::error!("rolling back {}: {}", p.name, e.details);
+            crate::util::log_at!(Error, "rolling back {}: {}", p.name, e.details);
         }
     }
-    log::info!(
+    crate::util::log_at!(
+        Info,
         "rolled back: {} started arrays, {holders} partition tables",
         started.len()
     );
@@ -182,10 +183,10 @@ pub fn do_create(
         .iter()
         .any(|ld| ld.get("controller").and_then(Value::as_str) == Some("software"))
     {
-        log::debug!("No Software RAID config found");
+        crate::util::log_at!(Debug, "No Software RAID config found");
         return Ok(json!({}));
     }
-    log::info!("Creating Software RAID");
+    crate::util::log_at!(Info, "Creating Software RAID");
     validate_configuration(raid_config, node, &mut || {
         Ok(crate::disk::list::list_block_devices(root, false)?.len())
     })?;
@@ -260,7 +261,8 @@ fn create(
         &mut written,
         &mut started,
     ) {
-        log::error!(
+        crate::util::log_at!(
+            Error,
             "creating the software RAID failed: {}; rolling back",
             e.details
         );
@@ -272,7 +274,7 @@ fn create(
             state.record(&format!("/dev/{md}"), is_root);
         }
     }
-    log::info!("Successfully created Software RAID");
+    crate::util::log_at!(Info, "Successfully created Software RAID");
     Ok(())
 }
 

@@ -60,7 +60,7 @@ impl RaidState {
 pub fn create_configuration(env: &Env, call: &StepCall, state: &RaidState) -> Result<Value> {
     let cfg = call.node.get("target_raid_config").unwrap_or(&Value::Null);
     if !validate::truthy(cfg) {
-        log::debug!("No target_raid_config found");
+        crate::util::log_at!(Debug, "No target_raid_config found");
         return Ok(json!({}));
     }
     create::do_create(env, call.node, cfg, &Sysfs(env.root), state)
@@ -96,6 +96,6 @@ pub fn apply_configuration(env: &Env, call: &StepCall, state: &RaidState) -> Res
 /// `_md_scan_and_assemble` in `GenericHardwareManager.initialize`).
 pub fn initialize(env: &Env) {
     if assemble::md_scan_and_assemble(env.root, &Sysfs(env.root)).is_empty() {
-        log::info!("No new RAID devices assembled during start-up");
+        crate::util::log_at!(Info, "No new RAID devices assembled during start-up");
     }
 }
