@@ -290,7 +290,13 @@ pub fn is_free(root: &Root, kname: &str) -> bool {
 /// The first free name among `mdN` for N in `numbers` (a `dyn` iterator:
 /// one copy for the ascending and the descending callers).
 pub fn free_name(root: &Root, numbers: &mut dyn Iterator<Item = u32>) -> Option<String> {
-    numbers.map(|n| format!("md{n}")).find(|k| is_free(root, k))
+    for n in numbers {
+        let k = format!("md{n}");
+        if is_free(root, &k) {
+            return Some(k);
+        }
+    }
+    None
 }
 
 /// `/dev/md/<name>` → `../mdN`, as udev's mdadm rules (or mdadm itself

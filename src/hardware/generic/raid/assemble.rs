@@ -108,7 +108,13 @@ pub fn md_scan_and_assemble(root: &Root, kernel: &dyn Kernel) -> Vec<String> {
         let mut end = i + 1;
         for j in i + 1..all.len() {
             if all[j].found.sb.set_uuid() == all[i].found.sb.set_uuid() {
-                all[end..=j].rotate_right(1);
+                // j moves to `end`, the ones between one place on (no
+                // rotate_right and its generic copy)
+                let mut k = j;
+                while k > end {
+                    all.swap(k - 1, k);
+                    k -= 1;
+                }
                 end += 1;
             }
         }
@@ -162,7 +168,10 @@ fn assemble_one(root: &Root, kernel: &dyn Kernel, g: &mut [Candidate]) -> Option
         }
     }
     // the freshest last, as mdadm adds them
-    members.reverse();
+    let last = members.len().saturating_sub(1);
+    for i in 0..members.len() / 2 {
+        members.swap(i, last - i);
+    }
     let n = sb.raid_disks() as usize;
     let dirty_degraded = slots.len() < n && sb.level() >= 4 && sb.resync_offset() != IN_SYNC;
     let md = array::free_name(root, &mut (0..=127).rev())?;
