@@ -271,7 +271,7 @@ fn create(
     }
     for (v, md) in vols.iter().zip(&started) {
         if let Some(is_root) = v.is_root {
-            state.record(&format!("/dev/{md}"), is_root);
+            state.record(format!("/dev/{md}"), is_root);
         }
     }
     crate::util::log_at!(Info, "Successfully created Software RAID");

@@ -45,10 +45,14 @@ pub struct RaidState {
 }
 
 impl RaidState {
-    pub fn record(&self, md: &str, is_root: bool) {
+    /// `md` ("/dev/md0") maps to `is_root`, in place of an earlier entry
+    /// (there is at most one per device: every entry comes through here).
+    pub fn record(&self, md: String, is_root: bool) {
         let mut m = lock(&self.root_mapping);
-        m.retain(|(d, _)| d != md);
-        m.push((md.to_string(), is_root));
+        if let Some(i) = m.iter().position(|(d, _)| *d == md) {
+            m.remove(i);
+        }
+        m.push((md, is_root));
     }
 
     pub fn root_mapping(&self) -> Vec<(String, bool)> {
