@@ -47,9 +47,9 @@ fn scan(root: &Root, kernel: &dyn Kernel) -> Vec<Array> {
 /// `wipefs -af` of a device: its signatures and partition tables zeroed
 /// (the erase steps' metadata wipe, which covers what wipefs finds).
 fn wipe(env: &Env, kname: &str) -> Result<()> {
+    // the survey takes the kernel name from the device's name
     let dev = BlockDevice {
         name: format!("/dev/{kname}"),
-        kname: kname.to_string(),
         ..Default::default()
     };
     let t = targets::survey(env, dev, &[])?;
