@@ -324,7 +324,7 @@ fn softraid_esp(env: &Env, device: &str, file: &File, esp: &Partition) -> Result
     // paths as "/dev/{kname}" where they are formatted: no Strings
     let esp_md = match find_esp_raid(root) {
         Some(a) => {
-            log::info!("Found RAIDed ESP /dev/{}, skip creation", a.kname);
+            crate::util::log_at!(Info, "Found RAIDed ESP /dev/{}, skip creation", a.kname);
             a
         }
         None => build_esp_raid(root, &md::array::holders(root, &array))?,
@@ -362,12 +362,15 @@ fn softraid_esp(env: &Env, device: &str, file: &File, esp: &Partition) -> Result
             e,
         )
     })?;
-    log::info!("the ESP of {device} now lives on /dev/{}", esp_md.kname);
+    crate::util::log_at!(
+        Info,
+        "the ESP of {device} now lives on /dev/{}",
+        esp_md.kname
+    );
     Ok(esp_md)
 }
 
 /// IPA's `find_esp_raid`: a running RAID-1 holding a FAT filesystem.
-#[inline(never)]
 fn find_esp_raid(root: &crate::root::Root) -> Option<md::array::Array> {
     // taken out with swap_remove: no IntoIter and its drop glue
     let mut all = md::array::list(root);
@@ -511,7 +514,7 @@ pub fn install_bootloader(
                  every holder disk ({holders}); this agent does not run grub-install. Deploy \
                  this node in UEFI mode (its ESP is then mirrored on every holder)"
             );
-            log::error!("{msg}");
+            crate::util::log_at!(Error, "{msg}");
             if ignore_failure {
                 return Ok(Value::Null);
             }

@@ -557,6 +557,23 @@ pub fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// One log record from `target` (the caller's `module_path!()`, which the
+/// log line names), at `level`, made out of line: a call site passes its
+/// arguments and this one copy builds the record (what `log!` builds
+/// inline at every site). Same target, level, filtering and text.
+#[inline(never)]
+pub fn log_to(level: log::Level, target: &'static str, args: std::fmt::Arguments<'_>) {
+    log::log!(target: target, level, "{args}");
+}
+
+/// `log::info!(...)` as `log_at!(Info, ...)`, through [`log_to`].
+macro_rules! log_at {
+    ($level:ident, $($arg:tt)+) => {
+        $crate::util::log_to(log::Level::$level, module_path!(), format_args!($($arg)+))
+    };
+}
+pub(crate) use log_at;
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -191,10 +191,15 @@ pub fn pause_resync<'a>(root: &'a Root, kname: &str) -> Paused<'a> {
             }
             match std::fs::write(root.path(&action), "frozen") {
                 Ok(()) => {
-                    log::info!("holding back the resync of /dev/{md} while the image is written");
+                    crate::util::log_at!(
+                        Info,
+                        "holding back the resync of /dev/{md} while the image is written"
+                    );
                     arrays.push(action);
                 }
-                Err(e) => log::warn!("could not hold back the resync of /dev/{md}: {e}"),
+                Err(e) => {
+                    crate::util::log_at!(Warn, "could not hold back the resync of /dev/{md}: {e}")
+                }
             }
         }
     }
@@ -207,8 +212,8 @@ impl Drop for Paused<'_> {
             // "idle" clears md's frozen bit and asks for a sync check: the
             // resync starts again where it stopped
             match std::fs::write(self.root.path(action), "idle") {
-                Ok(()) => log::info!("resuming the resync ({action})"),
-                Err(e) => log::error!("resuming the resync ({action}): {e}"),
+                Ok(()) => crate::util::log_at!(Info, "resuming the resync ({action})"),
+                Err(e) => crate::util::log_at!(Error, "resuming the resync ({action}): {e}"),
             }
         }
     }
@@ -267,7 +272,6 @@ pub fn member_superblock(root: &Root, kname: &str) -> Option<Superblock> {
 }
 
 /// "major:minor" of a block device from sysfs.
-#[inline(never)]
 pub fn dev_numbers(root: &Root, kname: &str) -> Option<(u32, u32)> {
     let text = sys_read(root, format_args!("/sys/class/block/{kname}/dev")).or_else(|| {
         let disk = parent_disk(root, kname);
@@ -286,7 +290,13 @@ pub fn is_free(root: &Root, kname: &str) -> bool {
 /// The first free name among `mdN` for N in `numbers` (a `dyn` iterator:
 /// one copy for the ascending and the descending callers).
 pub fn free_name(root: &Root, numbers: &mut dyn Iterator<Item = u32>) -> Option<String> {
-    numbers.map(|n| format!("md{n}")).find(|k| is_free(root, k))
+    for n in numbers {
+        let k = format!("md{n}");
+        if is_free(root, &k) {
+            return Some(k);
+        }
+    }
+    None
 }
 
 /// `/dev/md/<name>` → `../mdN`, as udev's mdadm rules (or mdadm itself
@@ -302,7 +312,7 @@ pub fn link_name(root: &Root, md: &str, name: &str) {
     let link = dir.join(name);
     let _ = std::fs::remove_file(&link);
     if let Err(e) = std::os::unix::fs::symlink(format!("../{md}"), &link) {
-        log::warn!("linking /dev/md/{name} to /dev/{md}: {e}");
+        crate::util::log_at!(Warn, "linking /dev/md/{name} to /dev/{md}: {e}");
     }
 }
 
@@ -348,7 +358,21 @@ pub fn raid_fmt(details: std::fmt::Arguments<'_>) -> AgentError {
 #[cold]
 #[inline(never)]
 pub fn io_err(what: std::fmt::Arguments<'_>, e: io::Error) -> AgentError {
-    raid_fmt(format_args!("{what}: {e}"))
+    io_why(what, e, &[])
+}
+
+/// [`io_err`] with a hint after the OS error: the text `why` pairs with
+/// its errno, if any does ("<what>: <e><hint>").
+#[cold]
+#[inline(never)]
+fn io_why(what: std::fmt::Arguments<'_>, e: io::Error, why: &[(i32, &str)]) -> AgentError {
+    let mut hint = "";
+    for &(errno, text) in why {
+        if e.raw_os_error() == Some(errno) {
+            hint = text;
+        }
+    }
+    raid_fmt(format_args!("{what}: {e}{hint}"))
 }
 
 impl Sysfs<'_> {
@@ -397,7 +421,10 @@ impl Kernel for Sysfs<'_> {
             .map_err(|e| io_err(format_args!("setting up /dev/{md} (SET_ARRAY_INFO)"), e))?;
         if let Err(e) = bind(root, &f, md, members) {
             if let Err(e) = crate::sys::md::stop_array(&f) {
-                log::error!("releasing the members of /dev/{md} after a failure: {e}");
+                crate::util::log_at!(
+                    Error,
+                    "releasing the members of /dev/{md} after a failure: {e}"
+                );
             }
             return Err(e);
         }
@@ -420,12 +447,14 @@ impl Kernel for Sysfs<'_> {
                     std::thread::sleep(Duration::from_millis(200));
                 }
                 Err(e) => {
-                    let why = if e.raw_os_error() == Some(libc::EBUSY) {
-                        " (still open: mounted, or held by another device)"
-                    } else {
-                        ""
-                    };
-                    return Err(raid_fmt(format_args!("stopping /dev/{md}: {e}{why}")));
+                    return Err(io_why(
+                        format_args!("stopping /dev/{md}"),
+                        e,
+                        &[(
+                            libc::EBUSY,
+                            " (still open: mounted, or held by another device)",
+                        )],
+                    ));
                 }
             }
         }
@@ -442,35 +471,36 @@ fn bind(root: &Root, f: &File, md: &str, members: &[&str]) -> Result<()> {
             )));
         };
         if let Err(e) = crate::sys::md::add_new_disk(f, major, minor) {
-            let why = match e.raw_os_error() {
-                Some(libc::EINVAL) => " (no valid md superblock, or one of another array)",
-                Some(libc::EBUSY) => " (in use, or a slot taken twice)",
-                _ => "",
-            };
-            return Err(raid_fmt(format_args!(
-                "adding /dev/{m} to /dev/{md}: {e}{why}"
-            )));
+            return Err(io_why(
+                format_args!("adding /dev/{m} to /dev/{md}"),
+                e,
+                &[
+                    (
+                        libc::EINVAL,
+                        " (no valid md superblock, or one of another array)",
+                    ),
+                    (libc::EBUSY, " (in use, or a slot taken twice)"),
+                ],
+            ));
         }
     }
-    if let Err(e) = crate::sys::md::run_array(f) {
-        let why = if e.raw_os_error() == Some(libc::EINVAL) {
-            " (the kernel refused the set: see its log; a personality module that could not \
-             be loaded, or members that do not agree)"
-        } else {
-            ""
-        };
-        return Err(raid_fmt(format_args!(
-            "starting /dev/{md} (RUN_ARRAY): {e}{why}"
-        )));
-    }
-    Ok(())
+    crate::sys::md::run_array(f).map_err(|e| {
+        io_why(
+            format_args!("starting /dev/{md} (RUN_ARRAY)"),
+            e,
+            &[(
+                libc::EINVAL,
+                " (the kernel refused the set: see its log; a personality module that could \
+                 not be loaded, or members that do not agree)",
+            )],
+        )
+    })
 }
 
 /// Zero every md superblock (any version) on `kname` (what
 /// `mdadm --zero-superblock` does, 4 KiB at each location that carries the
 /// magic), through `/dev/<kname>` under `root`. Returns the byte offsets
 /// cleared.
-#[inline(never)]
 pub fn zero_superblocks(root: &Root, kname: &str) -> Result<Vec<u64>> {
     let name = format!("/dev/{kname}");
     // exclusively, as mdadm: never under a running array, a mount, dm
@@ -527,7 +557,6 @@ pub fn zero_superblocks_in(f: &File, base: u64, size: u64, name: &str) -> Result
 }
 
 /// The ramdisk's host name, mdadm's default homehost.
-#[inline(never)]
 fn homehost(root: &Root) -> Option<String> {
     root.read_nonempty("/proc/sys/kernel/hostname")
         .filter(|h| h != "(none)")
@@ -535,7 +564,6 @@ fn homehost(root: &Root) -> Option<String> {
 
 /// A new array's identity, as `mdadm --create --name NAME` gives it: a
 /// random UUID, "homehost:NAME", created now.
-#[inline(never)]
 pub fn new_identity(root: &Root, name: &str) -> Result<super::Identity> {
     let mut set_uuid = [0u8; 16];
     crate::sys::getrandom(&mut set_uuid)
@@ -555,10 +583,9 @@ pub fn new_identity(root: &Root, name: &str) -> Result<super::Identity> {
 /// of an open disk (mdadm's `Kill` before `--create`) and write its new
 /// one there: through the disk, so the partition's device node need not
 /// exist yet. The caller syncs.
-#[inline(never)]
 pub fn write_member(f: &File, name: &str, offset: u64, len: u64, sb: &Superblock) -> Result<()> {
     zero_superblocks_in(f, offset, len, name)?;
-    f.write_all_at(&sb.encode(), offset + sb.super_offset() * 512)
+    f.write_all_at(sb.as_bytes(), offset + sb.super_offset() * 512)
         .map_err(|e| io_err(format_args!("writing the md superblock of {name}"), e))
 }
 
@@ -609,7 +636,8 @@ pub fn create(
         knames.push(&m.kname);
     }
     kernel.start(md, version, &knames)?;
-    log::info!(
+    crate::util::log_at!(
+        Info,
         "created /dev/{md}: {} \"{name}\" on {}, {} sectors",
         super::level_name(level),
         knames.join(" "),

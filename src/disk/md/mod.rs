@@ -217,6 +217,11 @@ impl Superblock {
         self.0.to_vec()
     }
 
+    /// The same block, borrowed (what is written: no copy).
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0[..]
+    }
+
     fn u32_at(&self, o: usize) -> u32 {
         le32(&self.0[..], o)
     }
@@ -696,7 +701,8 @@ pub fn find(size: u64, read: &dyn Fn(u64, usize) -> std::io::Result<Vec<u8>>) ->
         }
         match Superblock::parse(&buf).and_then(|sb| sb.check_place(version, sectors).map(|_| sb)) {
             Ok(sb) => out.push(Found { version, sb }),
-            Err(e) => log::debug!(
+            Err(e) => crate::util::log_at!(
+                Debug,
                 "md superblock {} at sector {at}: {}",
                 version.as_str(),
                 e.details

@@ -183,7 +183,8 @@ impl GenericHardwareManager {
             if *is_root {
                 if let Some(d) = candidates.iter().find(|d| d.name == *md) {
                     if hints.as_ref().is_some_and(|h| !h.is_empty()) {
-                        log::warn!(
+                        crate::util::log_at!(
+                            Warn,
                             "Both root device hints ({}) and a root volume from the target \
                              RAID configuration are defined. The RAID root volume will be used.",
                             hints::py_repr(&Value::Object(hints.clone().unwrap_or_default()))

@@ -26,7 +26,6 @@ struct Candidate {
 }
 
 /// How many members an array of `level` with `raid_disks` slots needs.
-#[inline(never)]
 fn enough(level: i32, raid_disks: usize, present: usize, layout: u32) -> bool {
     match level {
         0 | -1 => present == raid_disks,
@@ -50,7 +49,11 @@ fn candidates(root: &Root) -> Vec<Candidate> {
     let mut devices = match crate::disk::list::list_block_devices(root, true) {
         Ok(d) => d,
         Err(e) => {
-            log::warn!("listing block devices to assemble md arrays: {}", e.details);
+            crate::util::log_at!(
+                Warn,
+                "listing block devices to assemble md arrays: {}",
+                e.details
+            );
             return vec![];
         }
     };
@@ -76,7 +79,6 @@ fn candidates(root: &Root) -> Vec<Candidate> {
 }
 
 /// Does something hold `kname` (its sysfs `holders` is not empty)?
-#[inline(never)]
 fn held(root: &Root, kname: &str) -> bool {
     let disk = array::parent_disk(root, kname);
     let holders = if disk == kname {
@@ -90,7 +92,10 @@ fn held(root: &Root, kname: &str) -> bool {
 /// Assemble what the disks carry. Returns the md devices started.
 pub fn md_scan_and_assemble(root: &Root, kernel: &dyn Kernel) -> Vec<String> {
     if !root.exists("/sys/module/md_mod") {
-        log::info!("the md driver is not loaded: no software RAID devices assembled");
+        crate::util::log_at!(
+            Info,
+            "the md driver is not loaded: no software RAID devices assembled"
+        );
         return vec![];
     }
     let running = array::list(root);
@@ -103,7 +108,13 @@ pub fn md_scan_and_assemble(root: &Root, kernel: &dyn Kernel) -> Vec<String> {
         let mut end = i + 1;
         for j in i + 1..all.len() {
             if all[j].found.sb.set_uuid() == all[i].found.sb.set_uuid() {
-                all[end..=j].rotate_right(1);
+                // j moves to `end`, the ones between one place on (no
+                // rotate_right and its generic copy)
+                let mut k = j;
+                while k > end {
+                    all.swap(k - 1, k);
+                    k -= 1;
+                }
                 end += 1;
             }
         }
@@ -149,14 +160,18 @@ fn assemble_one(root: &Root, kernel: &dyn Kernel, g: &mut [Candidate]) -> Option
             }
             members.push(&c.kname);
         } else {
-            log::warn!(
+            crate::util::log_at!(
+                Warn,
                 "/dev/{} left out of {what}: a different, stale or repeated member",
                 c.kname
             );
         }
     }
     // the freshest last, as mdadm adds them
-    members.reverse();
+    let last = members.len().saturating_sub(1);
+    for i in 0..members.len() / 2 {
+        members.swap(i, last - i);
+    }
     let n = sb.raid_disks() as usize;
     let dirty_degraded = slots.len() < n && sb.level() >= 4 && sb.resync_offset() != IN_SYNC;
     let md = array::free_name(root, &mut (0..=127).rev())?;
@@ -168,7 +183,8 @@ fn assemble_one(root: &Root, kernel: &dyn Kernel, g: &mut [Candidate]) -> Option
             .err()
             .map(|e| e.into_details())
     };
-    log::info!(
+    crate::util::log_at!(
+        Info,
         "assembling /dev/{md}: {what} from {} of {n} members ({}): {}",
         slots.len(),
         members.join(" "),

@@ -47,7 +47,6 @@ use std::os::unix::fs::FileExt;
 
 /// The disks a volume may be built on: every disk the inventory lists,
 /// except md arrays and what `skip_block_devices` names.
-#[inline(never)]
 fn holder_candidates(root: &Root, node: &Value) -> Result<Vec<BlockDevice>> {
     let skip = hints::skip_list_hints(node)?;
     let mut all = crate::disk::list::list_block_devices(root, false)?;
@@ -64,7 +63,6 @@ fn holder_candidates(root: &Root, node: &Value) -> Result<Vec<BlockDevice>> {
 /// IPA's `_create_raid_ignore_list`: drop from `lds` the logical disks
 /// not to build because their volumes exist and the skip list keeps them
 /// (or they share disks with one it keeps). Returns whether any was.
-#[inline(never)]
 fn ignore_list(root: &Root, lds: &mut Vec<&Value>, skip: &[&str]) -> Result<bool> {
     let decisions = skip::decide(root, array::list(root), skip);
     let mut names: Vec<&str> = vec![];
@@ -128,7 +126,6 @@ fn open_holder(root: &Root, name: &str, excl: bool) -> Result<File> {
 
 /// Undo a failed creation: stop what started, clear the superblocks and
 /// the tables written. Best effort; failures are logged.
-#[inline(never)]
 fn roll_back(
     root: &Root,
     kernel: &dyn Kernel,
@@ -138,7 +135,7 @@ fn roll_back(
 ) {
     for md in started.iter().rev() {
         if let Err(e) = kernel.stop(md) {
-            log::error!("rolling back: {}", e.details);
+            crate::util::log_at!(Error, "rolling back: {}", e.details);
         }
         array::unlink_names(root, md);
     }
@@ -155,10 +152,11 @@ fn roll_back(
             Ok(())
         });
         if let Err(e) = r {
-            log::error!("rolling back {}: {}", p.name, e.details);
+            crate::util::log_at!(Error, "rolling back {}: {}", p.name, e.details);
         }
     }
-    log::info!(
+    crate::util::log_at!(
+        Info,
         "rolled back: {} started arrays, {holders} partition tables",
         started.len()
     );
@@ -185,10 +183,10 @@ pub fn do_create(
         .iter()
         .any(|ld| ld.get("controller").and_then(Value::as_str) == Some("software"))
     {
-        log::debug!("No Software RAID config found");
+        crate::util::log_at!(Debug, "No Software RAID config found");
         return Ok(json!({}));
     }
-    log::info!("Creating Software RAID");
+    crate::util::log_at!(Info, "Creating Software RAID");
     validate_configuration(raid_config, node, &mut || {
         Ok(crate::disk::list::list_block_devices(root, false)?.len())
     })?;
@@ -263,7 +261,8 @@ fn create(
         &mut written,
         &mut started,
     ) {
-        log::error!(
+        crate::util::log_at!(
+            Error,
             "creating the software RAID failed: {}; rolling back",
             e.details
         );
@@ -272,16 +271,15 @@ fn create(
     }
     for (v, md) in vols.iter().zip(&started) {
         if let Some(is_root) = v.is_root {
-            state.record(&format!("/dev/{md}"), is_root);
+            state.record(format!("/dev/{md}"), is_root);
         }
     }
-    log::info!("Successfully created Software RAID");
+    crate::util::log_at!(Info, "Successfully created Software RAID");
     Ok(())
 }
 
 /// Write every holder's table (counting them in `written`), then make and
 /// start each volume's array (recording it in `started`).
-#[inline(never)]
 fn build(
     root: &Root,
     kernel: &dyn Kernel,

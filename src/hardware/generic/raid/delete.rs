@@ -33,7 +33,7 @@ use serde_json::Value;
 /// Log a failure IPA only warns about (its details name the device).
 fn warn_on(r: Result<()>) {
     if let Err(e) = r {
-        log::warn!("{}", e.details);
+        crate::util::log_at!(Warn, "{}", e.details);
     }
 }
 
@@ -47,9 +47,9 @@ fn scan(root: &Root, kernel: &dyn Kernel) -> Vec<Array> {
 /// `wipefs -af` of a device: its signatures and partition tables zeroed
 /// (the erase steps' metadata wipe, which covers what wipefs finds).
 fn wipe(env: &Env, kname: &str) -> Result<()> {
+    // the survey takes the kernel name from the device's name
     let dev = BlockDevice {
         name: format!("/dev/{kname}"),
-        kname: kname.to_string(),
         ..Default::default()
     };
     let t = targets::survey(env, dev, &[])?;
@@ -61,7 +61,6 @@ fn wipe(env: &Env, kname: &str) -> Result<()> {
 /// the table edited, and each partition dropped from the kernel with
 /// BLKPG (the disk cannot be re-read while a kept array holds its other
 /// partitions).
-#[inline(never)]
 fn remove_partitions(root: &Root, name: &str, numbers: &[u32]) -> Result<()> {
     let f = array::open_rw(root, name, false)
         .map_err(|e| array::io_err(format_args!("opening {name}"), e))?;
@@ -73,11 +72,14 @@ fn remove_partitions(root: &Root, name: &str, numbers: &[u32]) -> Result<()> {
     if crate::sys::is_block_device(&f) {
         for &n in numbers {
             if let Err(e) = crate::sys::blkpg_partition(&f, false, n, 0, 0) {
-                log::warn!("dropping partition {n} of {name} from the kernel: {e}");
+                crate::util::log_at!(
+                    Warn,
+                    "dropping partition {n} of {name} from the kernel: {e}"
+                );
             }
         }
     }
-    log::info!("removed partitions {numbers:?} from {name}");
+    crate::util::log_at!(Info, "removed partitions {numbers:?} from {name}");
     Ok(())
 }
 
@@ -86,7 +88,6 @@ fn has(v: &[&str], s: &str) -> bool {
     v.contains(&s)
 }
 
-#[inline(never)]
 fn delete_pass(
     env: &Env,
     arrays: Vec<Array>,
@@ -101,7 +102,10 @@ fn delete_pass(
     for d in &decisions {
         let md = d.array.kname.as_str();
         if d.array.members.is_empty() {
-            log::info!("Software RAID cleaning is skipping partition /dev/{md}");
+            crate::util::log_at!(
+                Info,
+                "Software RAID cleaning is skipping partition /dev/{md}"
+            );
             continue;
         }
         for h in &d.holders {
@@ -113,7 +117,8 @@ fn delete_pass(
             for m in &d.array.members {
                 keep.push(&m.kname);
             }
-            log::warn!(
+            crate::util::log_at!(
+                Warn,
                 "Software RAID device /dev/{md} is not going to be deleted: the skip list keeps \
                  {} ({d})",
                 d.cause.as_deref().or(d.name.as_deref()).unwrap_or("None"),
@@ -123,7 +128,7 @@ fn delete_pass(
             }
             continue;
         }
-        log::info!("Deleting Software RAID device /dev/{md}");
+        crate::util::log_at!(Info, "Deleting Software RAID device /dev/{md}");
         warn_on(wipe(env, md));
         warn_on(kernel.stop(md));
         array::unlink_names(root, md);
@@ -149,7 +154,7 @@ fn delete_pass(
         {
             continue;
         }
-        log::info!("clearing the md superblock of {}", d.name);
+        crate::util::log_at!(Info, "clearing the md superblock of {}", d.name);
         warn_on(array::zero_superblocks(root, kname).map(drop));
         // a partition of a disk that keeps an array (a kept whole disk
         // was skipped above)

@@ -69,7 +69,6 @@ pub struct Volume<'a> {
 }
 
 /// Parse the logical disks IPA would build (validation has run).
-#[inline(never)]
 pub fn parse_volumes<'a>(lds: &[&'a Value]) -> Result<Vec<Volume<'a>>> {
     let mut out = vec![];
     for ld in lds {
@@ -143,7 +142,6 @@ impl std::fmt::Display for Listed<'_> {
 /// without `physical_disks`; else, per hint set in order, the first
 /// matching disk not already taken by this volume. Returns the holders of
 /// all volumes, first-seen order.
-#[inline(never)]
 pub fn select_holders<'a>(
     devices: &'a [BlockDevice],
     vols: &mut [Volume<'a>],
@@ -206,7 +204,6 @@ pub fn select_holders<'a>(
 }
 
 /// The volumes in creation order: the `MAX` one last.
-#[inline(never)]
 pub fn reorder(mut vols: Vec<Volume<'_>>) -> Vec<Volume<'_>> {
     // a stable sort: the others keep their order, so do the MAX ones
     crate::util::sort_small_by(&mut vols, |a, b| {
@@ -256,7 +253,6 @@ pub fn first_start(label: Label, uefi: bool) -> u64 {
 /// Lay the partitions out on `holders` (name, size in bytes, logical
 /// sector size), for `vols` in creation order. Fails, naming the sizes,
 /// when a partition would not fit or would be too small for its array.
-#[inline(never)]
 pub fn partition<'a>(
     holders: &[(&'a str, u64, u64)],
     vols: &[Volume<'_>],

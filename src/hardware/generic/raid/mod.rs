@@ -45,10 +45,14 @@ pub struct RaidState {
 }
 
 impl RaidState {
-    pub fn record(&self, md: &str, is_root: bool) {
+    /// `md` ("/dev/md0") maps to `is_root`, in place of an earlier entry
+    /// (there is at most one per device: every entry comes through here).
+    pub fn record(&self, md: String, is_root: bool) {
         let mut m = lock(&self.root_mapping);
-        m.retain(|(d, _)| d != md);
-        m.push((md.to_string(), is_root));
+        if let Some(i) = m.iter().position(|(d, _)| *d == md) {
+            m.remove(i);
+        }
+        m.push((md, is_root));
     }
 
     pub fn root_mapping(&self) -> Vec<(String, bool)> {
@@ -60,7 +64,7 @@ impl RaidState {
 pub fn create_configuration(env: &Env, call: &StepCall, state: &RaidState) -> Result<Value> {
     let cfg = call.node.get("target_raid_config").unwrap_or(&Value::Null);
     if !validate::truthy(cfg) {
-        log::debug!("No target_raid_config found");
+        crate::util::log_at!(Debug, "No target_raid_config found");
         return Ok(json!({}));
     }
     create::do_create(env, call.node, cfg, &Sysfs(env.root), state)
@@ -96,6 +100,6 @@ pub fn apply_configuration(env: &Env, call: &StepCall, state: &RaidState) -> Res
 /// `_md_scan_and_assemble` in `GenericHardwareManager.initialize`).
 pub fn initialize(env: &Env) {
     if assemble::md_scan_and_assemble(env.root, &Sysfs(env.root)).is_empty() {
-        log::info!("No new RAID devices assembled during start-up");
+        crate::util::log_at!(Info, "No new RAID devices assembled during start-up");
     }
 }

@@ -66,7 +66,8 @@ pub fn decide(root: &Root, mut arrays: Vec<Array>, skip: &[&str]) -> Vec<Decisio
         if !kept {
             continue;
         }
-        log::warn!(
+        crate::util::log_at!(
+            Warn,
             "RAID device /dev/{} will not be deleted",
             out[i].array.kname
         );

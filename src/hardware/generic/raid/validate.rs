@@ -37,9 +37,9 @@ pub fn validate_configuration(
     node: &Value,
     block_devices: &mut dyn FnMut() -> Result<usize>,
 ) -> Result<bool> {
-    log::debug!("Validating Software RAID config: {raid_config}");
+    crate::util::log_at!(Debug, "Validating Software RAID config: {raid_config}");
     if !truthy(raid_config) {
-        log::error!("No RAID config passed");
+        crate::util::log_at!(Error, "No RAID config passed");
         return Ok(false);
     }
     let logical_disks = raid_config
