@@ -290,6 +290,16 @@ impl Fetch {
         std::thread::Builder::new()
             .name("image-hash".into())
             .spawn(move || {
+                // The digest is the deploy's one serial chain: nothing
+                // else on its CPU may preempt it while it has a buffer
+                // (it blocks between buffers, so everything else still
+                // runs). A/B on 2 CPUs, 2026-12-07: the hash thread lost
+                // 0.1-0.2 s of a 2 GiB image to preemption before, none
+                // after (benches/RESULTS.md). Without CAP_SYS_NICE the
+                // thread stays an ordinary one.
+                if let Err(e) = crate::sys::sched_fifo(1) {
+                    log::debug!("image hash thread stays SCHED_OTHER: {e}");
+                }
                 let (cpu0, mut st) = (cpu_now(), Stage::default());
                 let mut m = Mark::now();
                 for msg in raw_rx {

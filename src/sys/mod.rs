@@ -453,6 +453,27 @@ pub fn thread_cpu() -> (f64, f64) {
     (secs(ru.ru_utime), secs(ru.ru_stime))
 }
 
+/// The calling thread under SCHED_FIFO at `priority` (1 is the lowest
+/// real-time priority): ahead of every ordinary thread on its CPU until it
+/// blocks. Needs CAP_SYS_NICE (the agent runs as root in the ramdisk).
+pub fn sched_fifo(priority: i32) -> io::Result<()> {
+    // (musl's sched_setscheduler is a stub answering ENOSYS: the per-
+    // thread call is pthread_setschedparam, which returns the error.)
+    // SAFETY: sched_param is plain data (musl's has sporadic-server
+    // fields beside the priority), zeroed is valid; pthread_self is the
+    // calling thread.
+    let r = unsafe {
+        let mut p: libc::sched_param = std::mem::zeroed();
+        p.sched_priority = priority;
+        libc::pthread_setschedparam(libc::pthread_self(), libc::SCHED_FIFO, &p)
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::from_raw_os_error(r))
+    }
+}
+
 /// True when `f` is a block device (not a regular file standing in for
 /// one in a fixture root).
 pub fn is_block_device(f: &File) -> bool {
@@ -477,6 +498,39 @@ pub(crate) fn under_qemu_user() -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// SCHED_FIFO lands on the calling thread only (as root; an
+    /// unprivileged run gets EPERM and the thread is left as it was).
+    #[test]
+    fn sched_fifo_is_per_thread() {
+        let policy = || {
+            // SAFETY: out-parameters of plain data for the calling thread.
+            unsafe {
+                let mut pol = 0;
+                let mut p: libc::sched_param = std::mem::zeroed();
+                assert_eq!(
+                    libc::pthread_getschedparam(libc::pthread_self(), &mut pol, &mut p),
+                    0
+                );
+                (pol, p.sched_priority)
+            }
+        };
+        let (r, inside) = std::thread::spawn(move || (sched_fifo(1), policy()))
+            .join()
+            .unwrap();
+        match r {
+            Ok(()) => assert_eq!(inside, (libc::SCHED_FIFO, 1)),
+            Err(e) => {
+                assert_eq!(e.raw_os_error(), Some(libc::EPERM), "{e}");
+                assert_eq!(inside.0, libc::SCHED_OTHER);
+            }
+        }
+        assert_eq!(
+            policy().0,
+            libc::SCHED_OTHER,
+            "the caller's thread is untouched"
+        );
+    }
 
     #[test]
     fn random_bytes() {
