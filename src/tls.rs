@@ -382,7 +382,8 @@ pub fn auto_tls(ip: IpAddr, hostname: &str, config: &Config) -> Result<ServerTls
         not_after: now + 30 * 86400,
     };
     let cert = self_signed(&key, curve, &fields, &rng)?;
-    log::info!(
+    crate::util::log_at!(
+        Info,
         "generated a TLS certificate for IP address {ip}, valid for 30 days \
          (from {} s in the past)",
         config.auto_tls_allowed_clock_skew

@@ -135,7 +135,7 @@ impl Agent {
         state.lookup.apply(&config);
         match config.get("agent_token").and_then(Value::as_str) {
             Some(t) if t.len() >= 32 => {
-                log::debug!("agent token recorded as designated by Ironic");
+                crate::util::log_at!(Debug, "agent token recorded as designated by Ironic");
                 state.token = Some(t.to_string());
             }
             Some("******") => {
@@ -148,9 +148,15 @@ impl Agent {
                          accept this agent until the node is rebooted. This is FATAL.",
                     ));
                 }
-                log::warn!("the agent token was already retrieved; keeping the one this agent has");
+                crate::util::log_at!(
+                    Warn,
+                    "the agent token was already retrieved; keeping the one this agent has"
+                );
             }
-            Some(_) => log::warn!("an invalid (short) agent token was received and ignored"),
+            Some(_) => crate::util::log_at!(
+                Warn,
+                "an invalid (short) agent token was received and ignored"
+            ),
             None => {}
         }
         Ok(())

@@ -147,7 +147,10 @@ impl Limits {
         else {
             return l;
         };
-        log::warn!("API front deadlines set to {secs} s by IRONIC_AGENT_API_DEADLINE");
+        crate::util::log_at!(
+            Warn,
+            "API front deadlines set to {secs} s by IRONIC_AGENT_API_DEADLINE"
+        );
         let d = Duration::from_secs(secs);
         Limits {
             handshake: d,
@@ -364,7 +367,8 @@ fn note_pressure(evicted: bool) {
     static LAST: AtomicU64 = AtomicU64::new(0);
     if evicted { &EVICTED } else { &REFUSED }.fetch_add(1, Ordering::Relaxed);
     if now_and_then(&LAST) {
-        log::warn!(
+        crate::util::log_at!(
+            Warn,
             "API connections: all {MAX_SLOTS} slots (or {MAX_PER_GROUP} for one address) taken; \
              {} closed to make room, {} refused",
             EVICTED.swap(0, Ordering::Relaxed),
@@ -378,14 +382,15 @@ fn note_refusal(peer: SocketAddr, r: &Refusal) {
     static SUPPRESSED: AtomicU64 = AtomicU64::new(0);
     static LAST: AtomicU64 = AtomicU64::new(0);
     if now_and_then(&LAST) {
-        log::warn!(
+        crate::util::log_at!(
+            Warn,
             "refusing a request from {peer}: {} ({} more refused since the last such line)",
             r.status,
             SUPPRESSED.swap(0, Ordering::Relaxed)
         );
     } else {
         SUPPRESSED.fetch_add(1, Ordering::Relaxed);
-        log::debug!("refusing a request from {peer}: {}", r.status);
+        crate::util::log_at!(Debug, "refusing a request from {peer}: {}", r.status);
     }
 }
 
@@ -434,7 +439,7 @@ fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
             Ok([0]) => continue,
             Ok(_) => {}
             Err(e) => {
-                log::warn!("waiting for API connections: {e}");
+                crate::util::log_at!(Warn, "waiting for API connections: {e}");
                 std::thread::sleep(Duration::from_millis(50));
                 continue;
             }
@@ -442,7 +447,7 @@ fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
         let (tcp, peer) = match listener.accept() {
             Ok(s) => s,
             Err(e) => {
-                log::warn!("accepting an API connection: {e}");
+                crate::util::log_at!(Warn, "accepting an API connection: {e}");
                 std::thread::sleep(Duration::from_millis(50));
                 continue;
             }
@@ -455,20 +460,20 @@ fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
             .name("api-conn".into())
             .spawn(move || {
                 if let Err(e) = serve(tcp, peer, state, &sh) {
-                    log::debug!("API connection from {peer}: {e}");
+                    crate::util::log_at!(Debug, "API connection from {peer}: {e}");
                 }
                 release(id);
             });
         if let Err(e) = spawned {
             release(id);
-            log::error!("spawning an API connection thread: {e}");
+            crate::util::log_at!(Error, "spawning an API connection thread: {e}");
         }
     }
     // IPA stops its server: the port refuses connections from now on
     drop(listener);
     STOPPED_AT.store(clock_ms(), Ordering::Relaxed);
     STOPPED.store(true, Ordering::SeqCst);
-    log::info!("API listener closed");
+    crate::util::log_at!(Info, "API listener closed");
     for s in slots().iter() {
         let p = Phase::from_u8(s.state.phase.load(Ordering::Relaxed));
         if p.evictable() && p != Phase::Answer {
@@ -892,7 +897,11 @@ impl Conn<'_> {
                 Ok(0) => return Ok(Next::Close),
                 Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::TimedOut && self.input.is_empty() => {
-                    log::debug!("closing an idle API connection from {}", self.peer);
+                    crate::util::log_at!(
+                        Debug,
+                        "closing an idle API connection from {}",
+                        self.peer
+                    );
                     return Ok(Next::Close);
                 }
                 Err(e) if e.kind() == io::ErrorKind::TimedOut => {
@@ -964,11 +973,15 @@ impl Conn<'_> {
         let (status, mut out, body) = match self.exchange(canonical, body, head.is_head(), wait) {
             Ok(a) => a,
             Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => {
-                log::debug!("{}: {e}", self.describe(&head));
+                crate::util::log_at!(Debug, "{}: {e}", self.describe(&head));
                 return Ok(Next::Close);
             }
             Err(e) => {
-                log::warn!("{}: no answer from the API: {e}", self.describe(&head));
+                crate::util::log_at!(
+                    Warn,
+                    "{}: no answer from the API: {e}",
+                    self.describe(&head)
+                );
                 let r = if e.kind() == io::ErrorKind::TimedOut {
                     Refusal::new("504 Gateway Timeout", "the agent did not answer in time")
                 } else {
@@ -978,7 +991,12 @@ impl Conn<'_> {
             }
         };
         if log::log_enabled!(log::Level::Debug) {
-            log::debug!("{}: {status} in {:.1?}", self.describe(&head), t0.elapsed());
+            crate::util::log_at!(
+                Debug,
+                "{}: {status} in {:.1?}",
+                self.describe(&head),
+                t0.elapsed()
+            );
         }
 
         // the answer
@@ -1113,7 +1131,7 @@ impl Conn<'_> {
                 if let Err(e) = out.write_to(&mut api) {
                     // tiny_http answered and closed without the body: the
                     // answer is still to be read
-                    log::debug!("writing a request to the API: {e}");
+                    crate::util::log_at!(Debug, "writing a request to the API: {e}");
                     out = Spool::default();
                 }
             }

@@ -194,11 +194,12 @@ fn run_command(agent: &Arc<Agent>, req: &mut Request, target: &Target) -> Reply 
     let doc = match doc {
         Ok(v) => v,
         Err(body::BodyError::TooLarge) => {
-            log::warn!("refusing a request body over {max} bytes");
+            crate::util::log_at!(Warn, "refusing a request body over {max} bytes");
             return fault(413, TOO_LARGE);
         }
         Err(body::BodyError::TooManyValues) => {
-            log::warn!(
+            crate::util::log_at!(
+                Warn,
                 "refusing a request body of more than {} JSON values",
                 body::MAX_VALUES
             );
@@ -227,7 +228,7 @@ fn run_command(agent: &Arc<Agent>, req: &mut Request, target: &Target) -> Reply 
     else {
         return fault(400, "400 Bad Request: Missing or invalid name or params");
     };
-    log::info!("command {name} requested");
+    crate::util::log_at!(Info, "command {name} requested");
     match commands::execute(agent, &name, params) {
         Ok(entry) if target.wait() => Reply::Wait(entry),
         Ok(entry) => Reply::Entry(entry),
@@ -325,7 +326,7 @@ fn json_answer(
 ) -> Response<Pieces> {
     let mut data = Pieces::default();
     if let Err(e) = write(&mut data) {
-        log::error!("serializing an answer: {e}");
+        crate::util::log_at!(Error, "serializing an answer: {e}");
         data = Pieces::default();
         let _ = std::io::Write::write_all(&mut data, b"{}");
     }
@@ -350,13 +351,13 @@ fn json_response(status: u16, body: &Value) -> Response<Pieces> {
 
 fn respond(req: Request, status: u16, body: &Value) {
     if let Err(e) = req.respond(json_response(status, body)) {
-        log::debug!("writing a response: {e}");
+        crate::util::log_at!(Debug, "writing a response: {e}");
     }
 }
 
 fn respond_entry(req: Request, entry: &Entry) {
     if let Err(e) = req.respond(json_answer(200, |w| entry.write_json(w))) {
-        log::debug!("writing a response: {e}");
+        crate::util::log_at!(Debug, "writing a response: {e}");
     }
 }
 
@@ -374,7 +375,8 @@ pub fn handle(agent: &Arc<Agent>, mut req: Request, scheme: &str) {
                 .downcast_ref::<&str>()
                 .map(|s| s.to_string())
                 .or_else(|| p.downcast_ref::<String>().cloned());
-            log::error!(
+            crate::util::log_at!(
+                Error,
                 "internal error handling {}: {}",
                 redact_url(req.url()),
                 what.as_deref().unwrap_or("panic")
@@ -390,7 +392,7 @@ pub fn handle(agent: &Arc<Agent>, mut req: Request, scheme: &str) {
         Reply::List => {
             let list = json_answer(200, |w| agent.commands.write_list_json(w));
             if let Err(e) = req.respond(list) {
-                log::debug!("writing a response: {e}");
+                crate::util::log_at!(Debug, "writing a response: {e}");
             }
         }
         Reply::Allow(methods) => {
@@ -418,7 +420,7 @@ pub fn handle(agent: &Arc<Agent>, mut req: Request, scheme: &str) {
                 // The request moved into the closure is answered with an
                 // empty 500 by tiny_http when the closure is dropped.
                 WAITERS.fetch_sub(1, Ordering::SeqCst);
-                log::error!("spawning a waiter thread: {e}");
+                crate::util::log_at!(Error, "spawning a waiter thread: {e}");
             }
         }
     }
@@ -431,12 +433,12 @@ pub fn serve(agent: &Arc<Agent>, server: &Server, scheme: &str) {
             Ok(Some(req)) => handle(agent, req, scheme),
             Ok(None) => {}
             Err(e) => {
-                log::error!("accepting a request: {e}");
+                crate::util::log_at!(Error, "accepting a request: {e}");
                 std::thread::sleep(Duration::from_millis(50));
             }
         }
     }
-    log::info!("API stopped");
+    crate::util::log_at!(Info, "API stopped");
 }
 
 #[cfg(test)]

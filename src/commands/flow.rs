@@ -46,7 +46,7 @@ pub fn validate_start_flow(_agent: &Agent, p: &Params) -> Result<()> {
 
 pub fn start_flow(agent: &Arc<Agent>, p: &Params) -> Result<Value> {
     for (name, params) in tasks(p)? {
-        log::info!("flow: running {name}");
+        crate::util::log_at!(Info, "flow: running {name}");
         if let Err(e) = super::run_inline(agent, &name, params) {
             return Err(AgentError::execution(format!("{name} failed: {e}")));
         }

@@ -224,7 +224,8 @@ fn bundle_into<W: Write>(agent: &Agent, out: W) -> io::Result<W> {
 pub fn collect_system_logs(agent: &Arc<Agent>, _p: &Params) -> Result<Value> {
     let text = bundle_base64(agent)
         .map_err(|e| AgentError::execution(format!("building the log bundle: {e}")))?;
-    log::info!(
+    crate::util::log_at!(
+        Info,
         "collected system logs: {} bytes compressed",
         text.len() / 4 * 3
     );

@@ -187,7 +187,7 @@ fn run_guarded(agent: &Arc<Agent>, def: &CommandDef, params: &Params) -> Result<
             .map(|s| s.to_string())
             .or_else(|| p.downcast_ref::<String>().cloned())
             .unwrap_or_else(|| "unknown panic".into());
-        log::error!("command {}.{} panicked: {what}", def.ext, def.name);
+        crate::util::log_at!(Error, "command {}.{} panicked: {what}", def.ext, def.name);
         Err(AgentError::execution(format!(
             "internal error (panic): {what}"
         )))
@@ -209,7 +209,7 @@ pub fn execute(
     }
     if let Some(last) = agent.commands.last() {
         if last.status() == Status::Running {
-            log::warn!("refusing {full_name}: still executing {}", last.name);
+            crate::util::log_at!(Warn, "refusing {full_name}: still executing {}", last.name);
             return Err(Rejection {
                 status: 409,
                 faultstring: format!("Agent is busy: executing command {}", last.name),
@@ -223,7 +223,7 @@ pub fn execute(
     }
     if let Some(v) = def.validate {
         if let Err(e) = v(agent, &params) {
-            log::warn!("{full_name}: {e}");
+            crate::util::log_at!(Warn, "{full_name}: {e}");
             return Err(Rejection::from_error(&e));
         }
     }
@@ -234,24 +234,34 @@ pub fn execute(
             if is_invalid_content(e) {
                 return Err(Rejection::from_error(e));
             }
-            log::error!("command {full_name} failed: {e}");
+            crate::util::log_at!(Error, "command {full_name} failed: {e}");
         } else {
-            log::debug!("command {full_name} completed");
+            crate::util::log_at!(Debug, "command {full_name} completed");
         }
         entry.finish(r, false);
         agent.commands.push(entry.clone());
         return Ok(entry);
     }
     agent.commands.push(entry.clone());
-    log::info!("asynchronous command {full_name} started ({})", entry.id);
+    crate::util::log_at!(
+        Info,
+        "asynchronous command {full_name} started ({})",
+        entry.id
+    );
     let (a, e) = (agent.clone(), entry.clone());
     let job: Job = Box::new(move || {
         let r = run_guarded(&a, def, &params);
         // the parameters (an inline configdrive) go before the result stays
         drop(params);
         match &r {
-            Ok(_) => log::info!("asynchronous command {}.{} completed", def.ext, def.name),
-            Err(err) => log::error!(
+            Ok(_) => crate::util::log_at!(
+                Info,
+                "asynchronous command {}.{} completed",
+                def.ext,
+                def.name
+            ),
+            Err(err) => crate::util::log_at!(
+                Error,
                 "asynchronous command {}.{} failed: {err}",
                 def.ext,
                 def.name

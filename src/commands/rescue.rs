@@ -25,7 +25,10 @@ pub fn finalize_rescue(agent: &Arc<Agent>, p: &Params) -> Result<Value> {
         .map_err(|e| io("writing the rescue password", e))?;
     std::fs::write(agent.root.path("/etc/.rescued"), "")
         .map_err(|e| io("writing /etc/.rescued", e))?;
-    log::info!("rescue password stored; stopping the API and heartbeats");
+    crate::util::log_at!(
+        Info,
+        "rescue password stored; stopping the API and heartbeats"
+    );
     agent.stop_serving();
     Ok(Value::Null)
 }

@@ -64,7 +64,7 @@ pub fn sync(agent: &Arc<Agent>, _p: &Params) -> Result<Value> {
 /// as a rebooted ramdisk would disappear.
 fn power(agent: &Arc<Agent>, action: PowerAction) -> Result<Value> {
     if let Err(e) = full_sync(agent) {
-        log::warn!("syncing before {action:?}: {e}");
+        crate::util::log_at!(Warn, "syncing before {action:?}: {e}");
     }
     // Let the response and a final heartbeat go out first (IPA's command
     // returns, Ironic then polls the BMC).
@@ -72,19 +72,25 @@ fn power(agent: &Arc<Agent>, action: PowerAction) -> Result<Value> {
     std::thread::spawn(move || {
         std::thread::sleep(std::time::Duration::from_millis(500));
         if !a.root.is_real() {
-            log::warn!("{action:?} requested with a fixture root: exiting the agent instead");
+            crate::util::log_at!(
+                Warn,
+                "{action:?} requested with a fixture root: exiting the agent instead"
+            );
             std::process::exit(0);
         }
-        log::warn!("{action:?} now");
+        crate::util::log_at!(Warn, "{action:?} now");
         let err = crate::sys::power(action);
-        log::error!("{action:?} failed: {err}; trying /proc/sysrq-trigger");
+        crate::util::log_at!(
+            Error,
+            "{action:?} failed: {err}; trying /proc/sysrq-trigger"
+        );
         let key = if action == PowerAction::PowerOff {
             "o"
         } else {
             "b"
         };
         if let Err(e) = std::fs::write("/proc/sysrq-trigger", key) {
-            log::error!("writing /proc/sysrq-trigger: {e}");
+            crate::util::log_at!(Error, "writing /proc/sysrq-trigger: {e}");
         }
     });
     Ok(Value::Null)

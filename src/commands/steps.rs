@@ -64,7 +64,7 @@ fn execute_step(agent: &Arc<Agent>, params: &Params, kind: StepKind) -> Result<V
         step.get("args").and_then(Value::as_object),
     );
     let ports = params.get("ports").unwrap_or(&null);
-    log::info!("executing {k} step {name}");
+    crate::util::log_at!(Info, "executing {k} step {name}");
     let call = StepCall {
         kind,
         step: name,
@@ -76,7 +76,7 @@ fn execute_step(agent: &Arc<Agent>, params: &Params, kind: StepKind) -> Result<V
     let result = agent
         .managers
         .dispatch(name, |m| m.execute_step(&host, &call))?;
-    log::info!("{k} step {name} completed");
+    crate::util::log_at!(Info, "{k} step {name} completed");
     // The step as IPA echoes it (Ironic compares it by interface and
     // name), without its long strings (an inline configdrive, twice in
     // Ironic's write_image step; inject_files' contents): a result is kept

@@ -9,14 +9,17 @@ use serde_json::Value;
 use std::sync::Arc;
 
 pub fn lockdown(agent: &Arc<Agent>, _p: &Params) -> Result<Value> {
-    log::warn!("lockdown requested: stopping the API and heartbeats");
+    crate::util::log_at!(Warn, "lockdown requested: stopping the API and heartbeats");
     agent.stop_serving();
     let a = agent.clone();
     std::thread::spawn(move || {
         // after the response has gone out
         std::thread::sleep(std::time::Duration::from_millis(500));
         if !a.root.is_real() {
-            log::warn!("lockdown with a fixture root: leaving the host's NICs alone");
+            crate::util::log_at!(
+                Warn,
+                "lockdown with a fixture root: leaving the host's NICs alone"
+            );
             return;
         }
         for nic in a.root.list("/sys/class/net") {
@@ -24,8 +27,8 @@ pub fn lockdown(agent: &Arc<Agent>, _p: &Params) -> Result<Value> {
                 continue;
             }
             match crate::sys::set_link_down(&nic) {
-                Ok(()) => log::info!("lockdown: {nic} down"),
-                Err(e) => log::error!("lockdown: taking {nic} down: {e}"),
+                Ok(()) => crate::util::log_at!(Info, "lockdown: {nic} down"),
+                Err(e) => crate::util::log_at!(Error, "lockdown: taking {nic} down: {e}"),
             }
         }
     });

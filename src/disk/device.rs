@@ -248,7 +248,11 @@ pub fn kname(dev_path: &Path) -> String {
 /// over the file it opened with O_DIRECT.
 pub fn direct_off(dev_path: &Path, file: &File) -> bool {
     crate::sys::set_o_direct(file, false).unwrap_or_else(|e| {
-        log::warn!("{}: cannot turn O_DIRECT off: {e}", dev_path.display());
+        crate::util::log_at!(
+            Warn,
+            "{}: cannot turn O_DIRECT off: {e}",
+            dev_path.display()
+        );
         false
     })
 }
@@ -257,7 +261,11 @@ pub fn direct_off(dev_path: &Path, file: &File) -> bool {
 pub fn direct_restore(dev_path: &Path, file: &File, was: bool) {
     if was {
         if let Err(e) = crate::sys::set_o_direct(file, true) {
-            log::warn!("{}: cannot turn O_DIRECT back on: {e}", dev_path.display());
+            crate::util::log_at!(
+                Warn,
+                "{}: cannot turn O_DIRECT back on: {e}",
+                dev_path.display()
+            );
         }
     }
 }
@@ -343,7 +351,8 @@ pub fn reread_partitions(dev_path: &Path, file: &File) -> Result<()> {
     match reread(file) {
         Ok(true) => Ok(()),
         Ok(false) => {
-            log::warn!(
+            crate::util::log_at!(
+                Warn,
                 "{}: the kernel cannot re-read its partition table (not a partitionable \
                  device, e.g. a loop device without partscan)",
                 dev_path.display()
@@ -423,7 +432,10 @@ pub fn open_for_image(path: &Path, dev: &str, want: IoMode) -> Result<(File, IoM
             Ok(f) => return Ok((f, IoMode::Direct)),
             // tmpfs, overlayfs and some drivers refuse O_DIRECT
             Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
-                log::info!("{dev} does not accept O_DIRECT; writing through the page cache");
+                crate::util::log_at!(
+                    Info,
+                    "{dev} does not accept O_DIRECT; writing through the page cache"
+                );
             }
             Err(e) => return Err(busy(e)),
         }

@@ -189,7 +189,10 @@ fn read_disk(
         return None;
     }
     if mpath_members.contains(kname) {
-        log::debug!("{kname} is a path of a multipath device, listing the dm device instead");
+        crate::util::log_at!(
+            Debug,
+            "{kname} is a path of a multipath device, listing the dm device instead"
+        );
         return None;
     }
     if root.read(format!("{base}/hidden")).as_deref() == Some("1") {

@@ -173,7 +173,8 @@ pub fn fix_gpt(dev_path: &Path, io: &mut dyn Io, geom: Geometry) -> Result<()> {
     match gpt::relocate_backup(io, geom.sector, sectors) {
         Ok(gpt::Relocation::AlreadyAtEnd) => {}
         Ok(gpt::Relocation::Moved { from, to }) => {
-            log::info!(
+            crate::util::log_at!(
+                Info,
                 "{}: moved the backup GPT from LBA {from} to the end of the disk (LBA {to})",
                 dev_path.display()
             );

@@ -262,9 +262,9 @@ impl Nvram {
             match fs::read(e.path()) {
                 Ok(bytes) => match parse_boot_entry(number, &bytes) {
                     Some(b) => out.push(b),
-                    None => log::warn!("ignoring malformed UEFI variable {name}"),
+                    None => crate::util::log_at!(Warn, "ignoring malformed UEFI variable {name}"),
                 },
-                Err(err) => log::warn!("reading {name}: {err}"),
+                Err(err) => crate::util::log_at!(Warn, "reading {name}: {err}"),
             }
         }
         crate::util::sort_small_by(&mut out, |a, b| a.number.cmp(&b.number));

@@ -85,7 +85,7 @@ impl ExampleBiosHardwareManager {
     pub fn evaluate_hardware_support(&self, env: &Env) -> u32 {
         match env.root.read("/sys/class/dmi/id/sys_vendor") {
             Some(v) if v == VENDOR => {
-                log::info!("{VENDOR} machine: the example BIOS manager is active");
+                crate::util::log_at!(Info, "{VENDOR} machine: the example BIOS manager is active");
                 support::SERVICE_PROVIDER
             }
             _ => support::NONE,
@@ -144,7 +144,7 @@ fn update_bios_firmware(env: &Env, call: &StepCall) -> Result<Value> {
         .read("/sys/class/dmi/id/bios_version")
         .unwrap_or_default();
     if current == version {
-        log::info!("BIOS {current} is already installed");
+        crate::util::log_at!(Info, "BIOS {current} is already installed");
         return Ok(json!({"updated": false, "bios_version": current}));
     }
     let Some((dev, size)) = bios_flash(env) else {
@@ -174,7 +174,7 @@ fn update_bios_firmware(env: &Env, call: &StepCall) -> Result<Value> {
             ),
         ));
     }
-    log::info!("flashing BIOS {version} (was {current}) to {dev}");
+    crate::util::log_at!(Info, "flashing BIOS {version} (was {current}) to {dev}");
     let kind = call.kind.error_kind();
     let mut f = std::fs::OpenOptions::new()
         .read(true)

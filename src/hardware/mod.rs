@@ -355,7 +355,11 @@ impl Managers {
             })
             .filter(|(m, s)| {
                 if *s > support::NONE {
-                    log::info!("hardware manager found: {} (support {s})", m.class_name());
+                    crate::util::log_at!(
+                        Info,
+                        "hardware manager found: {} (support {s})",
+                        m.class_name()
+                    );
                 }
                 *s > support::NONE
             })
@@ -377,9 +381,12 @@ impl Managers {
     ) -> Result<T> {
         for (m, _) in &self.list {
             match f(m) {
-                None => log::debug!("{} does not have method {method}", m.class_name()),
+                None => {
+                    crate::util::log_at!(Debug, "{} does not have method {method}", m.class_name())
+                }
                 Some(Err(e)) if e.is(Kind::IncompatibleHardwareMethodError) => {
-                    log::debug!(
+                    crate::util::log_at!(
+                        Debug,
                         "{} is not compatible with {method}: {}",
                         m.class_name(),
                         e.details
@@ -427,7 +434,10 @@ impl Managers {
         };
         let current = Value::Object(self.versions());
         if *provided != current {
-            log::warn!("hardware manager versions changed: agent {current}, ironic {provided}");
+            crate::util::log_at!(
+                Warn,
+                "hardware manager versions changed: agent {current}, ironic {provided}"
+            );
             return Err(AgentError::new(
                 Kind::VersionMismatch,
                 format!("Current versions: {current}, versions used by ironic: {provided}"),

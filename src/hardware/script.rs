@@ -240,14 +240,16 @@ impl ScriptHardwareManager {
             match loaded {
                 Ok((step, kinds, timeout)) => {
                     if steps.iter().any(|s| s.step.step == step.step) {
-                        log::warn!(
+                        crate::util::log_at!(
+                            Warn,
                             "script step manifest {}: step {} is already defined, skipped",
                             manifest.display(),
                             step.step
                         );
                         continue;
                     }
-                    log::info!(
+                    crate::util::log_at!(
+                        Info,
                         "script step {} ({:?}) from {}",
                         step.step,
                         kinds,
@@ -260,7 +262,8 @@ impl ScriptHardwareManager {
                         timeout,
                     });
                 }
-                Err(why) => log::warn!(
+                Err(why) => crate::util::log_at!(
+                    Warn,
                     "script step manifest {} is invalid, skipped: {}",
                     manifest.display(),
                     why.details
@@ -363,7 +366,7 @@ fn run(s: &ScriptStep, dir: &Path, call: &StepCall) -> Result<Value> {
         "args": Value::Object(call.args.to_map()),
     })
     .to_string();
-    log::info!("running script step {name}: {}", s.path.display());
+    crate::util::log_at!(Info, "running script step {name}: {}", s.path.display());
     let mut child = Command::new(&s.path)
         .current_dir(dir)
         .env("IRONIC_AGENT_STEP", name)
@@ -402,7 +405,7 @@ fn run(s: &ScriptStep, dir: &Path, call: &StepCall) -> Result<Value> {
                 }
                 Ok(false) => std::thread::sleep(Duration::from_millis(20)),
                 Err(e) => {
-                    log::warn!("waiting for script step {name}: {e}");
+                    crate::util::log_at!(Warn, "waiting for script step {name}: {e}");
                     break;
                 }
             }
@@ -420,7 +423,11 @@ fn run(s: &ScriptStep, dir: &Path, call: &StepCall) -> Result<Value> {
     };
     let err = String::from_utf8_lossy(&err).into_owned();
     if !err.trim().is_empty() {
-        log::info!("script step {name} stderr: {}", tail(&err, STDERR_TAIL));
+        crate::util::log_at!(
+            Info,
+            "script step {name} stderr: {}",
+            tail(&err, STDERR_TAIL)
+        );
     }
     if timed_out {
         return Err(fail(format!(
@@ -443,7 +450,8 @@ fn run(s: &ScriptStep, dir: &Path, call: &StepCall) -> Result<Value> {
     }
     let text = String::from_utf8_lossy(&out);
     let text = text.trim();
-    log::info!(
+    crate::util::log_at!(
+        Info,
         "script step {name} succeeded in {:.1} s",
         started.elapsed().as_secs_f64()
     );

@@ -118,7 +118,8 @@ fn loader_entries(fat: &Fat<'_>) -> Result<Vec<(String, String)>> {
         .map(|(_, e)| e.name.to_ascii_lowercase())
         .collect();
     if foreign_loaders(&names, OWN_LOADER_ARCH) {
-        log::warn!(
+        crate::util::log_at!(
+            Warn,
             "The EFI partition holds no loader for this {} machine, only {names:?}: its \
              firmware will not run them. Is the image built for {0}?",
             std::env::consts::ARCH
@@ -184,10 +185,11 @@ fn add_entries(
                 .ok_or_else(|| AgentError::execution("no free Boot#### number"))?,
         };
         for &n in same.iter().skip(1) {
-            log::debug!("Found bootnum {n:04X} matching label");
+            crate::util::log_at!(Debug, "Found bootnum {n:04X} matching label");
             nvram.delete_entry(n)?;
         }
-        log::info!(
+        crate::util::log_at!(
+            Info,
             "Adding loader {loader} on partition {} of device {device} with label {label}",
             part.number
         );
@@ -254,7 +256,7 @@ fn manage_uefi(
     })?;
     let loaders = loader_entries(&fat)?;
     if loaders.is_empty() {
-        log::warn!("Empty EFI partition detected.");
+        crate::util::log_at!(Warn, "Empty EFI partition detected.");
         return Ok(false);
     }
     let kname = device.trim_start_matches("/dev/");
@@ -471,7 +473,8 @@ pub fn install_bootloader(
     let current = super::partition::ramdisk_boot_mode(env.root);
     if let Some(t) = target {
         if t != current {
-            log::warn!(
+            crate::util::log_at!(
+                Warn,
                 "Boot mode mismatch: target boot mode is {t}, current boot mode is {current}. \
                  Installing boot loader may fail or work incorrectly."
             );
@@ -479,7 +482,7 @@ pub fn install_bootloader(
     }
     if current == "uefi" {
         match Nvram::open(env.root) {
-            None => log::warn!("efivarfs is not available in the ramdisk"),
+            None => crate::util::log_at!(Warn, "efivarfs is not available in the ramdisk"),
             // The device is looked up only here: the BIOS and whole-disk
             // paths below need none.
             Some(nvram) => match install_device()
@@ -488,7 +491,7 @@ pub fn install_bootloader(
                 Ok(true) => return Ok(Value::Null),
                 Ok(false) => {}
                 Err(e) => {
-                    log::error!("Error setting up bootloader. Error {e}");
+                    crate::util::log_at!(Error, "Error setting up bootloader. Error {e}");
                     if !ignore_failure {
                         return Err(e);
                     }
@@ -522,7 +525,8 @@ pub fn install_bootloader(
         }
     }
     if root_uuid.is_none() || root_uuid == Some("0x00000000") {
-        log::info!(
+        crate::util::log_at!(
+            Info,
             "Not using grub2-install since root UUID is not provided. Assuming a whole disk image"
         );
         return Ok(Value::Null);
@@ -534,7 +538,7 @@ pub fn install_bootloader(
         "Install of legacy BIOS bootloaders disabled by CONF.enable_bios_bootloader_install as \
          part of CVE-2026-43003 mitigation."
     };
-    log::error!("{msg}");
+    crate::util::log_at!(Error, "{msg}");
     if ignore_failure {
         return Ok(Value::Null);
     }

@@ -79,7 +79,7 @@ impl Algo {
                 Sha512::new_sha512()
             };
             if let Some(h) = own {
-                log::debug!("{}: the agent's AVX2+BMI2 assembly", self.name());
+                crate::util::log_at!(Debug, "{}: the agent's AVX2+BMI2 assembly", self.name());
                 return Hasher::Sha2x(h);
             }
         }
@@ -261,7 +261,7 @@ pub fn parse_checksum_file(text: &str, fname: &str) -> Result<String> {
 }
 
 fn checksum_error(details: String) -> AgentError {
-    log::error!("{details}");
+    crate::util::log_at!(Error, "{details}");
     AgentError::new(Kind::ImageChecksumError, details)
 }
 
@@ -284,7 +284,7 @@ pub fn resolve_with(
     let first_url = info.urls.first().map(String::as_str).unwrap_or("");
     let fname = url_basename(first_url).to_string();
     let mut from_url = |url: &str| -> Result<String> {
-        log::debug!("downloading checksums file from {url}");
+        crate::util::log_at!(Debug, "downloading checksums file from {url}");
         let text = fetch(url)?;
         parse_checksum_file(&text, &fname).map_err(|e| AgentError::download(url, e.into_details()))
     };
@@ -334,7 +334,8 @@ pub fn resolve_with(
     // (an easy mistake with checksum URLs).
     if let (Some(name), Ok(detected)) = (algo_name, algo_by_length(&value, true)) {
         if detected != algo {
-            log::warn!(
+            crate::util::log_at!(
+                Warn,
                 "Provided checksum algorithm {name} does not match the detected algorithm {}. \
                  It may be a sign of a user error when providing the algorithm or the checksum \
                  URL.",

@@ -325,7 +325,7 @@ impl<'a> Drive<'a> {
             }),
         };
         let entries = crate::fs::iso9660::list(&io, 0, self.size)
-            .inspect_err(|e| log::debug!("listing the config drive: {e}"))
+            .inspect_err(|e| crate::util::log_at!(Debug, "listing the config drive: {e}"))
             .ok()?;
         Some(crate::fs::iso9660::shape(&entries))
     }
@@ -369,7 +369,10 @@ fn load_url<'a>(env: &Env, url: &'a str, node: String, limit: Limit) -> Result<D
     let size = if base64 {
         measured?
     } else {
-        log::debug!("config drive for node {node} is not base64 encoded, assuming binary");
+        crate::util::log_at!(
+            Debug,
+            "config drive for node {node} is not base64 encoded, assuming binary"
+        );
         let (max, too_big) = limits(&node, limit);
         if body.n > max {
             return Err(too_big(body.n));
@@ -594,7 +597,10 @@ fn write_drive(file: &mut File, offset: u64, len: u64, part: &str, drive: &Drive
     })?;
     file.sync_all()
         .map_err(|e| AgentError::io(Kind::DeploymentError, format!("syncing {part}"), e))?;
-    log::info!("Configdrive for node {node} successfully copied onto partition {part}");
+    crate::util::log_at!(
+        Info,
+        "Configdrive for node {node} successfully copied onto partition {part}"
+    );
     Ok(())
 }
 
@@ -622,7 +628,8 @@ fn new_partition_span(
 ) -> Result<(u64, u64)> {
     let mib = geom.mib();
     let (first, last) = if t.label == disk::Label::Msdos && geom.size >> 20 > MBR_LIMIT_MB {
-        log::warn!(
+        crate::util::log_at!(
+            Warn,
             "Disk size is larger than 2TB for node {node}. Creating config drive at the end of \
              the disk {dev}."
         );
@@ -702,13 +709,15 @@ fn write_configdrive_inner(
             found.join(" and ")
         )));
     }
-    log::debug!(
+    crate::util::log_at!(
+        Debug,
         "Adding config drive partition {} MiB to device: {dev} for node {node}",
         drive.mib()
     );
     let part = match existing.into_iter().next() {
         Some(p) => {
-            log::debug!(
+            crate::util::log_at!(
+                Debug,
                 "Configdrive for node {node} exists at {}",
                 disk::partition_path(&dev, p.number)
             );
@@ -757,7 +766,8 @@ fn rebuild_as_vfat(
         // (FAT allows sectors of 4 KiB at most; an existing config-2
         // partition may be over FAT16's 2 GiB, where mkfs.vfat would pick
         // FAT32, which this agent does not write with files)
-        log::warn!(
+        crate::util::log_at!(
+            Warn,
             "{path}: the config drive stays ISO 9660, which the instance may not read from \
              {sector}-byte sectors: no FAT12 or FAT16 fits {} MiB with them",
             len >> 20
@@ -766,7 +776,8 @@ fn rebuild_as_vfat(
     }
     if drive.size > MAX_REBUILD {
         // (whole-disk drives never are: IPA's 64 MiB limit)
-        log::warn!(
+        crate::util::log_at!(
+            Warn,
             "{path}: the config drive stays ISO 9660, which the instance may not read from \
              {sector}-byte sectors: it is over the {MAX_MB} MiB rebuilt as FAT"
         );
@@ -777,7 +788,8 @@ fn rebuild_as_vfat(
         Ok(e) => e,
         Err(e) => {
             // IPA: "We were unable to examine the configuration drive, bypassing."
-            log::warn!(
+            crate::util::log_at!(
+                Warn,
                 "{path}: the config drive is not a readable ISO 9660 image ({e}); left as \
                  written, though the instance may not read it from {sector}-byte sectors"
             );
@@ -798,7 +810,7 @@ fn rebuild_as_vfat(
         if strict {
             return Err(fail(why));
         }
-        log::warn!("{path}: the config drive stays ISO 9660: {why}");
+        crate::util::log_at!(Warn, "{path}: the config drive stays ISO 9660: {why}");
         Ok(())
     };
     let shape = crate::fs::iso9660::shape(&entries);
@@ -829,12 +841,16 @@ fn rebuild_as_vfat(
         if strict {
             return Err(fail(e));
         }
-        log::warn!("{path}: the config drive stays ISO 9660: copying its files: {e}");
+        crate::util::log_at!(
+            Warn,
+            "{path}: the config drive stays ISO 9660: copying its files: {e}"
+        );
         return write_drive(file, offset, len, path, drive);
     }
     file.sync_all()
         .map_err(|e| AgentError::io(Kind::DeploymentError, format!("syncing {path}"), e))?;
-    log::info!(
+    crate::util::log_at!(
+        Info,
         "{path}: the config drive was rebuilt as {kind} labelled CONFIG-2 with its {count} files \
          and directories ({})",
         if sector > 2048 {

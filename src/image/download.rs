@@ -369,7 +369,8 @@ impl Client {
     pub fn check_deadline(&self) -> Result<(), Fail> {
         match self.max_duration {
             Some(max) if self.started.elapsed() > max => {
-                log::error!(
+                crate::util::log_at!(
+                    Error,
                     "Total download timeout ({} seconds) exceeded",
                     max.as_secs()
                 );
@@ -514,7 +515,7 @@ impl Client {
             match get() {
                 Err(Fail::Retry(m)) if attempt < self.retries => {
                     attempt += 1;
-                    log::warn!("Unable to connect to {url}, retrying. Error: {m}");
+                    crate::util::log_at!(Warn, "Unable to connect to {url}, retrying. Error: {m}");
                     std::thread::sleep(self.retry_interval);
                 }
                 r => return r,
@@ -542,7 +543,10 @@ impl Client {
                     return Err(status_failure(url, s, &mut r.body, &r.head.headers));
                 }
                 Ok(Some(r)) => {
-                    log::debug!("reading the body of {url} straight from the socket");
+                    crate::util::log_at!(
+                        Debug,
+                        "reading the body of {url} straight from the socket"
+                    );
                     return Ok(Answer::from_direct(r));
                 }
                 Ok(None) => {}
@@ -552,7 +556,9 @@ impl Client {
                 Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
                     return Err(Fail::Retry(e.to_string()))
                 }
-                Err(e) => log::debug!("{url} over plain HTTP: {e}; asking through ureq"),
+                Err(e) => {
+                    crate::util::log_at!(Debug, "{url} over plain HTTP: {e}; asking through ureq")
+                }
             }
         }
         self.get(url, range, if_range).map(Answer::from_ureq)
@@ -692,7 +698,12 @@ impl ImageStream {
             }
         }
         self.resumes += 1;
-        log::info!("resumed the download of {} at byte {}", self.url, self.pos);
+        crate::util::log_at!(
+            Info,
+            "resumed the download of {} at byte {}",
+            self.url,
+            self.pos
+        );
         self.reader = Some(a.body);
         Ok(())
     }
@@ -737,7 +748,8 @@ impl ImageStream {
                         self.url, self.pos, self.failures
                     )));
                 }
-                log::warn!(
+                crate::util::log_at!(
+                    Warn,
                     "reading {} failed at byte {}: {err}; resuming in {} s (attempt {} of {})",
                     self.url,
                     self.pos,
@@ -748,7 +760,7 @@ impl ImageStream {
                 std::thread::sleep(self.client.retry_interval);
                 match self.resume() {
                     Ok(()) => break,
-                    Err(Fail::Retry(m)) => log::warn!("resuming failed: {m}"),
+                    Err(Fail::Retry(m)) => crate::util::log_at!(Warn, "resuming failed: {m}"),
                     Err(f) => return Err(f),
                 }
             }
@@ -779,7 +791,7 @@ pub fn open_first(
     let mut details = vec![];
     let mut fatal = None;
     for url in urls {
-        log::info!("Attempting to download image from {url}");
+        crate::util::log_at!(Info, "Attempting to download image from {url}");
         match ImageStream::open(client.clone(), url) {
             Ok(s) => return Ok(s),
             Err(Fail::Timeout(m)) => return Err(Fail::Timeout(m).into_error(id)),
@@ -789,7 +801,7 @@ pub fn open_first(
                     client.elapsed().as_secs_f64(),
                     f.message()
                 );
-                log::warn!("{msg}");
+                crate::util::log_at!(Warn, "{msg}");
                 details.push(msg);
                 if let Fail::Fatal(_) = f {
                     fatal = Some(());

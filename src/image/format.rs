@@ -242,7 +242,7 @@ pub struct Policy<'a> {
 }
 
 fn invalid(details: String) -> AgentError {
-    log::error!("{details}");
+    crate::util::log_at!(Error, "{details}");
     AgentError::new(Kind::InvalidImage, details)
 }
 

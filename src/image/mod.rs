@@ -165,7 +165,7 @@ pub fn prepare_image(
     configdrive: Option<&Value>,
 ) -> Result<String> {
     let id = info.id.clone();
-    log::debug!("Preparing image {id}");
+    crate::util::log_at!(Debug, "Preparing image {id}");
     let device = dev.name.clone();
     let dev_path = Path::new(&device);
     let path = env.root.path(&device);
@@ -176,7 +176,10 @@ pub fn prepare_image(
         .get()
         .filter(|w| w.image_id == id && w.device == device);
     let uuids = if let Some(w) = cached {
-        log::info!("image {id} is already on {device}; not writing it again");
+        crate::util::log_at!(
+            Info,
+            "image {id} is already on {device}; not writing it again"
+        );
         if !partition_image {
             let drive = load_drive(env, configdrive)?;
             let mut file = reopen(&path, &device)?;
@@ -199,7 +202,7 @@ pub fn prepare_image(
         partition_uuids: uuids.clone(),
     }));
     let msg = result_message(&id, &device, info, &uuids);
-    log::info!("{msg}");
+    crate::util::log_at!(Info, "{msg}");
     Ok(msg)
 }
 
@@ -255,7 +258,8 @@ fn write_to_device(
     let _resync =
         crate::disk::md::array::pause_resync(env.root, device.trim_start_matches("/dev/"));
     let geom = geometry(env.root, dev_path, &file)?;
-    log::info!(
+    crate::util::log_at!(
+        Info,
         "writing image {id} to {device} ({} bytes, {}-byte sectors, {})",
         geom.size,
         geom.sector,
@@ -310,7 +314,8 @@ fn write_to_device(
 
 fn log_done(id: &str, dev: &str, s: &stream::Summary) {
     let mib = s.bytes as f64 / (1 << 20) as f64;
-    log::info!(
+    crate::util::log_at!(
+        Info,
         "Image {id} streamed onto device {dev} in {:.2} seconds for {} bytes ({:.1} MiB/s, {}; \
          {} bytes written){}",
         s.seconds,

@@ -264,7 +264,8 @@ fn prepare_layout_inner(
             // the extra MiB for the FAT must not fail a layout that fits
             // at IPA's size: the drive then stays ISO 9660
             let (ipa, fat) = cd_mb.unwrap_or_default();
-            log::warn!(
+            crate::util::log_at!(
+                Warn,
                 "{dev}: no room for a {fat} MiB configdrive partition ({e}); using {ipa} MiB, \
                  where the drive may not fit as FAT"
             );

@@ -727,7 +727,8 @@ impl Converter {
             if self.pool.is_none() {
                 self.out = AlignedBuf::new(self.cs as usize);
             }
-            log::debug!(
+            crate::util::log_at!(
+                Debug,
                 "qcow2: compressed clusters inflate on {} helper threads (0: inline)",
                 self.pool.as_ref().map_or(0, |_| threads)
             );

@@ -298,7 +298,7 @@ impl Fetch {
                 // after (benches/RESULTS.md). Without CAP_SYS_NICE the
                 // thread stays an ordinary one.
                 if let Err(e) = crate::sys::sched_fifo(1) {
-                    log::debug!("image hash thread stays SCHED_OTHER: {e}");
+                    crate::util::log_at!(Debug, "image hash thread stays SCHED_OTHER: {e}");
                 }
                 let (cpu0, mut st) = (cpu_now(), Stage::default());
                 let mut m = Mark::now();
@@ -419,7 +419,8 @@ impl Progress {
             .total
             .map(|t| format!(" of {:.1}", t as f64 / MIB as f64))
             .unwrap_or_default();
-        log::info!(
+        crate::util::log_at!(
+            Info,
             "image {}: {:.1}{of} MiB downloaded, {:.1} MiB written to {} ({:.1} MiB/s)",
             self.id,
             read as f64 / MIB as f64,
@@ -469,7 +470,7 @@ pub fn write_image(job: &Job, target: &mut Target) -> Result<Summary> {
                     return Err(e);
                 }
                 attempt += 1;
-                log::warn!("Image download failed, {attempt} of {retries}: {e}");
+                crate::util::log_at!(Warn, "Image download failed, {attempt} of {retries}: {e}");
                 std::thread::sleep(job.client.retry_interval);
             }
         }
@@ -506,7 +507,8 @@ fn write_once(job: &Job, target: &mut Target) -> Result<Summary> {
     };
     let head = &first.data()[..first.len.min(format::SNIFF_LEN.max(4096))];
     let fmt = format::check(head, &job.policy)?;
-    log::info!(
+    crate::util::log_at!(
+        Info,
         "image {}: detected format {} ({} bytes announced by {})",
         job.id,
         fmt.name(),
@@ -533,7 +535,8 @@ fn write_once(job: &Job, target: &mut Target) -> Result<Summary> {
     let _ = (stages, cpu0);
     // explicit verification, after EOF, before the head is written
     if !job.expected.matches(&digest) {
-        log::error!(
+        crate::util::log_at!(
+            Error,
             "Image failed to verify against checksum. location: {}; image ID: {}; image \
              checksum: {}; verification checksum: {digest}",
             target.dev,
@@ -547,7 +550,8 @@ fn write_once(job: &Job, target: &mut Target) -> Result<Summary> {
             &digest,
         ));
     }
-    log::info!(
+    crate::util::log_at!(
+        Info,
         "image {}: {} checksum verified ({bytes} bytes{})",
         job.id,
         job.expected.algo.name(),
@@ -577,7 +581,8 @@ fn log_stages(id: &str, started: Instant, mut s: [Stage; 3], cpu0: Cpu) {
             st.busy.0, st.user.0, st.sys.0, st.wait_in.0, st.wait_out.0
         )
     };
-    log::info!(
+    crate::util::log_at!(
+        Info,
         "image {id} stage-times: wall={:.3} receive={} hash={} write={}",
         started.elapsed().as_secs_f64(),
         one(&s[0]),
@@ -682,7 +687,7 @@ fn qcow2_error(e: ConvError) -> AgentError {
     match e {
         ConvError::Write(e) => e,
         ConvError::Invalid(m) => {
-            log::error!("qcow2: {}", m.details);
+            crate::util::log_at!(Error, "qcow2: {}", m.details);
             AgentError::new(Kind::InvalidImage, format!("qcow2 image: {}", m.details))
         }
         ConvError::Backward { host, at } => AgentError::new(
@@ -706,13 +711,15 @@ fn write_qcow2(
         return Err(too_big(job, target, h.size, "virtual size"));
     }
     if h.dirty {
-        log::warn!(
+        crate::util::log_at!(
+            Warn,
             "image {}: the qcow2 image is marked dirty (not closed cleanly); its refcounts may \
              be stale, its cluster mapping is used as is",
             job.id
         );
     }
-    log::info!(
+    crate::util::log_at!(
+        Info,
         "image {}: qcow2 version {}, {} bytes virtual, {} KiB clusters, L1 at {}",
         job.id,
         h.version,
@@ -730,7 +737,8 @@ fn write_qcow2(
         let mut read_range = range_reader(job, &stream_url, fetch.validator.clone());
         match qcow2::tables_trail_data(&h, first.data(), &mut *read_range) {
             Ok(true) => {
-                log::info!(
+                crate::util::log_at!(
+                    Info,
                     "image {}: an L2 table of the qcow2 image follows data it maps (as \
                      qemu-img convert -c lays them out); reading the tables with Range \
                      requests first",
@@ -742,7 +750,8 @@ fn write_qcow2(
                 return convert_prefetched(h, target, fetch, first, progress, &mut *read_range);
             }
             Ok(false) => {}
-            Err(e) => log::warn!(
+            Err(e) => crate::util::log_at!(
+                Warn,
                 "image {}: could not read the qcow2 tables ahead ({}); converting as they come",
                 job.id,
                 qcow2_error(e)
@@ -753,16 +762,19 @@ fn write_qcow2(
         let mut conv = Converter::new(h.clone());
         match convert(&mut conv, target, fetch, first, progress, None) {
             Ok(r) => return Ok(r),
-            Err(ConvError::Backward { host, at }) => log::info!(
+            Err(ConvError::Backward { host, at }) => {
+                crate::util::log_at!(Info,
                 "image {}: qcow2 metadata at byte {at} points back to byte {host}; reading the \
                  tables with Range requests and streaming the image again",
                 job.id
-            ),
+            )
+            }
             Err(e) => return Err(qcow2_error(e)),
         }
     } else {
         drop(fetch);
-        log::info!(
+        crate::util::log_at!(
+            Info,
             "image {}: the qcow2 L1 table sits at byte {}; reading the tables with Range \
              requests first",
             job.id,

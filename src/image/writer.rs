@@ -371,7 +371,8 @@ impl Target {
                         Some(libc::EOPNOTSUPP) | Some(libc::EINVAL) | Some(libc::ENODEV)
                     ) =>
                 {
-                    log::info!(
+                    crate::util::log_at!(
+                        Info,
                         "{}: the device cannot zero ranges without writing ({e}); reading \
                          holes and writing zeroes only where they are not zero",
                         self.dev
@@ -447,7 +448,8 @@ impl Target {
         self.zero_held_on_device()
             .map_err(|e| self.write_error(format!("clearing the first MiB of {}", self.dev), e))?;
         let (disk_size, sector) = (self.disk_size, self.sector);
-        log::debug!(
+        crate::util::log_at!(
+            Debug,
             "{}: cleared the first MiB{} (disk {disk_size} bytes, {sector}-byte sectors)",
             self.dev,
             if self.tail.is_some() {
@@ -492,7 +494,8 @@ impl Target {
         head.len = head_len;
         self.head.buf = head;
         match self.zero_held_on_device() {
-            Ok(()) => log::warn!(
+            Ok(()) => crate::util::log_at!(
+                Warn,
                 "{}: the image write failed; cleared the first MiB{} so nothing half-written \
                  can boot",
                 self.dev,
@@ -502,7 +505,8 @@ impl Target {
                     ""
                 }
             ),
-            Err(e) => log::error!(
+            Err(e) => crate::util::log_at!(
+                Error,
                 "{}: the image write failed, and clearing the first MiB failed too: {e}",
                 self.dev
             ),

@@ -90,7 +90,8 @@ impl Heartbeater {
         let body = self.body(version, self.agent.token().as_deref());
         let header = version.min(AGENT_VERIFY_CA_IRONIC_VERSION);
         let path = format!("/v1/heartbeat/{}", self.node_uuid);
-        log::debug!(
+        crate::util::log_at!(
+            Debug,
             "heartbeat: announcing callback URL {}, API {}.{}",
             self.callback_url,
             header.0,
@@ -123,7 +124,10 @@ impl Heartbeater {
     /// the agent is stopping, so the caller backs off instead of
     /// hammering Ironic with heartbeat + lookup pairs.
     fn relookup(&mut self) -> bool {
-        log::info!("Ironic no longer accepts our agent token; looking the node up again");
+        crate::util::log_at!(
+            Info,
+            "Ironic no longer accepts our agent token; looking the node up again"
+        );
         let before = self.agent.token();
         let agent = self.agent.clone();
         let keep_going = || agent.is_serving();
@@ -136,19 +140,20 @@ impl Heartbeater {
         ) {
             Ok(f) => f,
             Err(e) => {
-                log::warn!("re-lookup stopped: {e}");
+                crate::util::log_at!(Warn, "re-lookup stopped: {e}");
                 return false;
             }
         };
         if let Err(e) = self.agent.apply_lookup_data(&found.content) {
-            log::error!("{e}");
+            crate::util::log_at!(Error, "{e}");
             return false;
         }
         if let Some(u) = found.content["node"]["uuid"].as_str() {
             self.node_uuid = u.to_string();
         }
         if self.agent.token() == before {
-            log::error!(
+            crate::util::log_at!(
+                Error,
                 "Ironic did not hand out a new agent token (it gave it to another agent \
                  process, or expects the pre-shared ipa-agent-token); it will refuse our \
                  heartbeats until the token is wiped again"
@@ -166,7 +171,7 @@ impl Heartbeater {
         // goes too: cleaning may have wiped the disk since.
         self.agent.commands.forget_finished();
         self.agent.written.set(None);
-        log::info!("new agent token received; heartbeating again");
+        crate::util::log_at!(Info, "new agent token received; heartbeating again");
         true
     }
 
@@ -202,25 +207,29 @@ impl Heartbeater {
                     forced = false;
                     let timeout = self.agent.lookup_settings().heartbeat_timeout as f64;
                     interval = success_interval(timeout);
-                    log::debug!("heartbeat successful; next in {interval:.1} s");
+                    crate::util::log_at!(Debug, "heartbeat successful; next in {interval:.1} s");
                 }
                 Err(f) => {
                     interval = failure_interval();
                     match f {
-                        Failure::Conflict(t) => log::warn!("heartbeat conflict (node locked): {t}"),
+                        Failure::Conflict(t) => {
+                            crate::util::log_at!(Warn, "heartbeat conflict (node locked): {t}")
+                        }
                         Failure::Token(t) => {
-                            log::warn!("heartbeat refused: {t}");
+                            crate::util::log_at!(Warn, "heartbeat refused: {t}");
                             if self.relookup() {
                                 interval = 0.0;
                             }
                         }
-                        Failure::Other(t) => log::error!("error sending heartbeat: {t}"),
+                        Failure::Other(t) => {
+                            crate::util::log_at!(Error, "error sending heartbeat: {t}")
+                        }
                     }
                 }
             }
             previous = Some(Instant::now());
         }
-        log::info!("heartbeats stopped");
+        crate::util::log_at!(Info, "heartbeats stopped");
     }
 
     /// Start the thread. It restarts its loop after a panic and only ends
@@ -249,7 +258,8 @@ pub fn supervise(mut body: impl FnMut(), keep_going: impl Fn() -> bool, pause: D
         if !keep_going() {
             return panics;
         }
-        log::error!(
+        crate::util::log_at!(
+            Error,
             "the heartbeat loop panicked; restarting it in {} s",
             pause.as_secs_f64()
         );

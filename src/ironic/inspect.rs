@@ -85,7 +85,8 @@ fn wait_for_dhcp(agent: &Agent) {
             return;
         }
         if Instant::now() >= deadline {
-            log::warn!(
+            crate::util::log_at!(
+                Warn,
                 "not all network interfaces have an IPv4 address after {} s",
                 c.inspection_dhcp_wait_timeout
             );
@@ -176,7 +177,7 @@ pub fn collect_data(agent: &Agent) -> (Map<String, Value>, Vec<String>) {
     let mut errors: Vec<String> = vec![];
     let names = collector_names(agent);
     if let Some(e) = unknown_collectors(&names) {
-        log::error!("{e}");
+        crate::util::log_at!(Error, "{e}");
         return (data, vec![e]);
     }
     for name in &names {
@@ -205,7 +206,7 @@ fn run_collector(
                         Ok(d) => {
                             data.insert("root_disk".into(), json!(d));
                         }
-                        Err(_) => log::warn!("no suitable root device detected"),
+                        Err(_) => crate::util::log_at!(Warn, "no suitable root device detected"),
                     }
                 }
                 Err(e) => errors.push(format!("collector default failed: {e}")),
@@ -229,7 +230,7 @@ fn run_collector(
             Ok(b) => {
                 data.insert("logs".into(), Value::String(b));
             }
-            Err(e) => log::warn!("failed to get system journal: {e}"),
+            Err(e) => crate::util::log_at!(Warn, "failed to get system journal: {e}"),
         },
         "extra-hardware" => {
             data.insert("data".into(), json!(collect::extra::detect(&agent.root)));
@@ -246,7 +247,7 @@ fn run_collector(
             }
             // IPA's numa_inspector only warns when the kernel exposes
             // no NUMA nodes (or an unexpected format) and adds nothing.
-            Err(e) => log::warn!("Failed to get some NUMA information ({e})"),
+            Err(e) => crate::util::log_at!(Warn, "Failed to get some NUMA information ({e})"),
         },
         "dmi-decode" => {
             data.insert("dmi".into(), dmi::dmi_decode(&agent.root));
@@ -267,7 +268,8 @@ pub fn inspect(agent: &Agent, client_tls: ureq::tls::TlsConfig) -> Option<String
     if urls.is_empty() {
         return None;
     }
-    log::info!(
+    crate::util::log_at!(
+        Info,
         "inspection is enabled with collectors {:?}",
         collector_names(agent)
     );
@@ -295,7 +297,7 @@ pub fn inspect(agent: &Agent, client_tls: ureq::tls::TlsConfig) -> Option<String
     for attempt in 1..=RETRY_ATTEMPTS {
         let mut outcome: Option<(u16, String)> = None;
         for url in &urls {
-            log::info!("posting collected data to {url}");
+            crate::util::log_at!(Info, "posting collected data to {url}");
             let mut req = http
                 .post(url)
                 .header("Content-Type", "application/json")
@@ -309,7 +311,8 @@ pub fn inspect(agent: &Agent, client_tls: ureq::tls::TlsConfig) -> Option<String
                     outcome = Some((r.status().as_u16(), text));
                     break;
                 }
-                Err(e) => log::warn!(
+                Err(e) => crate::util::log_at!(
+                    Warn,
                     "connection error posting inspection data to {url}: {}",
                     super::describe(&e)
                 ),
@@ -318,20 +321,21 @@ pub fn inspect(agent: &Agent, client_tls: ureq::tls::TlsConfig) -> Option<String
         match outcome {
             Some((status, text)) if status < 500 && status != 409 => {
                 if status >= 400 {
-                    log::error!(
+                    crate::util::log_at!(
+                        Error,
                         "inspection callback returned {status}: {text}; proceeding with lookup"
                     );
                 }
                 if let Some(e) = &error {
                     // IPA: `failures.raise_if_needed()` after posting; the
                     // agent logs it and looks up without the node UUID
-                    log::error!("Failed to perform inspection: {e}");
+                    crate::util::log_at!(Error, "Failed to perform inspection: {e}");
                     return None;
                 }
                 if status >= 400 {
                     return None;
                 }
-                log::info!("inspection finished successfully");
+                crate::util::log_at!(Info, "inspection finished successfully");
                 return serde_json::from_str::<Value>(&text).ok().and_then(|v| {
                     v.get("uuid")
                         .or_else(|| v.pointer("/node/uuid"))
@@ -339,7 +343,9 @@ pub fn inspect(agent: &Agent, client_tls: ureq::tls::TlsConfig) -> Option<String
                         .map(String::from)
                 });
             }
-            Some((status, text)) => log::warn!("inspection callback returned {status}: {text}"),
+            Some((status, text)) => {
+                crate::util::log_at!(Warn, "inspection callback returned {status}: {text}")
+            }
             None => {}
         }
         if attempt < RETRY_ATTEMPTS {
@@ -347,7 +353,10 @@ pub fn inspect(agent: &Agent, client_tls: ureq::tls::TlsConfig) -> Option<String
             wait = (wait * 1.5).min(RETRY_WAIT_MAX);
         }
     }
-    log::error!("giving up posting inspection data; proceeding with lookup");
+    crate::util::log_at!(
+        Error,
+        "giving up posting inspection data; proceeding with lookup"
+    );
     None
 }
 

@@ -89,7 +89,8 @@ impl Lookup<'_> {
         if let Some(u) = self.node_uuid {
             query.push(("node_uuid", u));
         }
-        log::debug!(
+        crate::util::log_at!(
+            Debug,
             "looking up node with addresses {macs} and UUID {}",
             self.node_uuid.unwrap_or("(none)")
         );
@@ -170,7 +171,10 @@ impl Lookup<'_> {
             "/v1/drivers/{}/vendor_passthru/lookup",
             self.agent.config.driver_name
         );
-        log::info!("Ironic predates /v1/lookup; trying the vendor_passthru lookup at {path}");
+        crate::util::log_at!(
+            Info,
+            "Ironic predates /v1/lookup; trying the vendor_passthru lookup at {path}"
+        );
         match self.client.request("POST", &path, &[], Some(&body), None) {
             Ok(r) if r.status == 200 => match r
                 .json()
@@ -234,7 +238,7 @@ pub fn lookup_node(
                     .as_str()
                     .unwrap_or_default()
                     .to_string();
-                log::info!("lookup succeeded, node UUID is {uuid}");
+                crate::util::log_at!(Info, "lookup succeeded, node UUID is {uuid}");
                 return Ok(f);
             }
             Attempt::Retry { why, pause } => {
@@ -256,7 +260,11 @@ pub fn lookup_node(
                     }
                     wait = wait.min(t - elapsed);
                 }
-                log::warn!("lookup: {why}; retrying in {:.1} s", wait.as_secs_f64());
+                crate::util::log_at!(
+                    Warn,
+                    "lookup: {why}; retrying in {:.1} s",
+                    wait.as_secs_f64()
+                );
                 let until = Instant::now() + wait;
                 while Instant::now() < until {
                     if !keep_going() {

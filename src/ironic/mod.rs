@@ -128,7 +128,8 @@ impl Client {
                 Err(e) => {
                     let e = describe(&e);
                     if idx + 1 < urls.len() {
-                        log::warn!(
+                        crate::util::log_at!(
+                            Warn,
                             "connection error when accessing {url}, trying the next URL: {e}"
                         );
                     }
@@ -207,17 +208,23 @@ impl Client {
                     Some((a.parse().ok()?, b.parse().ok()?))
                 });
                 if let Some(v) = v {
-                    log::info!("Ironic API version {}.{} detected", v.0, v.1);
+                    crate::util::log_at!(Info, "Ironic API version {}.{} detected", v.0, v.1);
                     *crate::util::lock(&self.version) = Some(v);
                     return v;
                 }
-                log::warn!("Ironic's root document has no default_version.version; assuming 1.31");
+                crate::util::log_at!(
+                    Warn,
+                    "Ironic's root document has no default_version.version; assuming 1.31"
+                );
             }
-            Ok(r) => log::warn!(
+            Ok(r) => crate::util::log_at!(
+                Warn,
                 "detecting the Ironic API version: {}; assuming 1.31",
                 error_text(&r)
             ),
-            Err(e) => log::warn!("detecting the Ironic API version: {e}; assuming 1.31"),
+            Err(e) => {
+                crate::util::log_at!(Warn, "detecting the Ironic API version: {e}; assuming 1.31")
+            }
         }
         MIN_IRONIC_VERSION
     }
@@ -332,7 +339,8 @@ pub fn advertise_host(agent: &Agent, hosts: &[(String, u16)]) -> Result<String> 
             }
         }
         if attempt + 1 < c.ip_lookup_attempts {
-            log::warn!(
+            crate::util::log_at!(
+                Warn,
                 "no route toward Ironic yet; retrying in {} s",
                 c.ip_lookup_sleep
             );

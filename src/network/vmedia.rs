@@ -200,7 +200,8 @@ pub fn copy_config(root: &Root, iso: &Iso) -> Result<Vec<String>> {
             .ctx(Kind::CommandExecutionError, || format!("creating /{dir}"))?;
         for e in files {
             if e.is_dir {
-                log::warn!(
+                crate::util::log_at!(
+                    Warn,
                     "{}: {} is a directory; IPA does not copy those either",
                     iso.dev,
                     e.path

@@ -49,7 +49,7 @@ pub fn list_hardware_info(env: &Env) -> Result<Inventory> {
     let dmi_bytes = dmi::memory_device_bytes(root);
     let physical_mb = cpu::physical_mb(dmi_bytes, total, || cpu::hotplug_memory(root));
     let (bmc_address, bmc_v6address, bmc_mac) = if env.lookup.clone().agent_skip_bmc_detect {
-        log::info!("Skipping BMC detection as requested by Ironic");
+        crate::util::log_at!(Info, "Skipping BMC detection as requested by Ironic");
         (None, None, None)
     } else {
         match bmc_info(root) {
@@ -160,7 +160,11 @@ fn bmc_info(root: &Root) -> Option<BmcInfo> {
     let info = match bmc::Device::open(&dev) {
         Ok(mut d) => bmc::query(&mut d),
         Err(e) => {
-            log::warn!("Cannot get BMC address: opening {}: {e}", dev.display());
+            crate::util::log_at!(
+                Warn,
+                "Cannot get BMC address: opening {}: {e}",
+                dev.display()
+            );
             bmc::query(&mut Unreachable)
         }
     };
@@ -205,7 +209,10 @@ pub fn pci_devices(root: &Root) -> Result<Value> {
             root.read(format!("{d}/class")).and_then(after_x),
         );
         let (Some(vendor), Some(device), Some(class)) = ids else {
-            log::warn!("Failed to gather vendor id, product id or pci class from PCI device {bus}");
+            crate::util::log_at!(
+                Warn,
+                "Failed to gather vendor id, product id or pci class from PCI device {bus}"
+            );
             continue;
         };
         out.push(json!({

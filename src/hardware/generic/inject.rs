@@ -212,7 +212,7 @@ impl Drop for Mounted {
     fn drop(&mut self) {
         crate::sys::sync_all_filesystems();
         if let Err(e) = crate::sys::umount(&self.dir) {
-            log::error!("unmounting {}: {e}", self.dir.display());
+            crate::util::log_at!(Error, "unmounting {}: {e}", self.dir.display());
         } else {
             let _ = fs::remove_dir(&self.dir);
         }
@@ -312,12 +312,17 @@ fn find_and_mount(
                 match mount(host, &dev) {
                     Ok(m) => {
                         if m.dir.join(detect).is_dir() {
-                            log::info!("Path {detect} has been found on partition {dev}");
+                            crate::util::log_at!(
+                                Info,
+                                "Path {detect} has been found on partition {dev}"
+                            );
                             let full = m.dir.join(detect).join(rest);
                             return Ok((m, full));
                         }
                     }
-                    Err(e) => log::warn!("Failure when inspecting partition {dev}: {e}"),
+                    Err(e) => {
+                        crate::util::log_at!(Warn, "Failure when inspecting partition {dev}: {e}")
+                    }
                 }
             }
             Err(AgentError::device_not_found(format!(
@@ -426,7 +431,7 @@ pub fn inject_files(host: &Host, call: &StepCall) -> Result<Value> {
         .unwrap_or(&Value::Null);
     let files = validate_files(from_props, call.args.get("files").unwrap_or(&Value::Null))?;
     if files.is_empty() {
-        log::info!("No files to inject");
+        crate::util::log_at!(Info, "No files to inject");
         return Ok(Value::Null);
     }
     for fl in files {

@@ -237,10 +237,10 @@ pub fn full_sync(root: &crate::root::Root) -> Result<()> {
                 if let Err(e) = crate::sys::flush_buffers(&f) {
                     // Regular files (fixture roots) cannot answer BLKFLSBUF.
                     let _ = f.sync_all();
-                    log::debug!("flushing {}: {e}", d.name);
+                    crate::util::log_at!(Debug, "flushing {}: {e}", d.name);
                 }
             }
-            Err(e) => log::warn!("opening {} to flush it: {e}", d.name),
+            Err(e) => crate::util::log_at!(Warn, "opening {} to flush it: {e}", d.name),
         }
     }
     Ok(())

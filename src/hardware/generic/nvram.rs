@@ -70,7 +70,8 @@ pub fn clean_uefi_nvram(root: &Root, call: &StepCall) -> Result<Value> {
                 )
             })?;
             if hit {
-                log::debug!(
+                crate::util::log_at!(
+                    Debug,
                     "Path {} matched pattern {}, entry will be deleted: {}",
                     e.path_text,
                     p,

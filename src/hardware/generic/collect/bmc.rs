@@ -108,7 +108,7 @@ fn get(b: &mut dyn LanParams, dead: &mut bool, ch: u8, param: u8, set: u8) -> Op
     match b.get(ch, param, set) {
         Ok(v) => v,
         Err(e) => {
-            log::warn!("Cannot get BMC information: {e}");
+            crate::util::log_at!(Warn, "Cannot get BMC information: {e}");
             *dead = true;
             None
         }

@@ -138,7 +138,7 @@ pub fn cpu(root: &Root) -> Cpu {
         .bytes()
         .any(|b| b.is_ascii_uppercase() || b"!@#$%^&*()+{}|:\"<>?".contains(&b))
     {
-        log::warn!("Malformed CPU flags information: {flags}");
+        crate::util::log_at!(Warn, "Malformed CPU flags information: {flags}");
         vec![]
     } else {
         flags.split_whitespace().map(String::from).collect()

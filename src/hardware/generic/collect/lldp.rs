@@ -226,7 +226,8 @@ pub fn listen<S: FrameSource>(
         sources.into_iter().map(|(n, s)| (n, s, 0)).collect();
     let mut buf = vec![0u8; FRAME_BUF];
     if !waiting.is_empty() {
-        log::info!(
+        crate::util::log_at!(
+            Info,
             "Waiting on LLDP info for interfaces: {:?}, timeout: {:.1} s",
             waiting.iter().map(|w| w.0.as_str()).collect::<Vec<_>>(),
             deadline
@@ -244,7 +245,7 @@ pub fn listen<S: FrameSource>(
         let ready = match packet::poll_any(&fds, left_ms.min(i32::MAX as u128) as i32) {
             Ok(r) => r,
             Err(e) => {
-                log::error!("Error while getting LLDP info: poll: {e}");
+                crate::util::log_at!(Error, "Error while getting LLDP info: poll: {e}");
                 break;
             }
         };
@@ -266,7 +267,8 @@ pub fn listen<S: FrameSource>(
         });
     }
     if !waiting.is_empty() {
-        log::warn!(
+        crate::util::log_at!(
+            Warn,
             "LLDP timed out, remaining interfaces: {:?}",
             waiting.iter().map(|w| w.0.as_str()).collect::<Vec<_>>()
         );
@@ -294,7 +296,8 @@ fn read_batch<S: FrameSource>(
 ) -> Option<Heard> {
     for _ in 0..BATCH {
         if *count >= max_frames {
-            log::warn!(
+            crate::util::log_at!(
+                Warn,
                 "{count} frames on {name} and no valid LLDPDU among them: not listening \
                  on it any more"
             );
@@ -304,7 +307,8 @@ fn read_batch<S: FrameSource>(
             Ok(Some(r)) => r,
             Ok(None) => return None,
             Err(e) => {
-                log::error!(
+                crate::util::log_at!(
+                    Error,
                     "Socket for network interface {name} said that it was ready to read we \
                      were unable to read from the socket while trying to get LLDP packet. \
                      Skipping this network interface. ({e})"
@@ -323,14 +327,20 @@ fn read_batch<S: FrameSource>(
         };
         match parsed {
             Ok(tlvs) => {
-                log::info!("Found LLDP info for interface: {name}");
+                crate::util::log_at!(Info, "Found LLDP info for interface: {name}");
                 return Some(Heard::Frame(encode(&tlvs)));
             }
             // the first bad frame of a NIC is worth a warning, a flood is not
             Err(e) if *count == 1 => {
-                log::warn!("skipping a frame on {name} that is not an LLDPDU: {e}")
+                crate::util::log_at!(
+                    Warn,
+                    "skipping a frame on {name} that is not an LLDPDU: {e}"
+                )
             }
-            Err(e) => log::debug!("skipping a frame on {name} that is not an LLDPDU: {e}"),
+            Err(e) => crate::util::log_at!(
+                Debug,
+                "skipping a frame on {name} that is not an LLDPDU: {e}"
+            ),
         }
     }
     None
@@ -348,8 +358,14 @@ impl Drop for BroughtUp {
         let Some(sock) = &self.sock else { return };
         for name in self.names.iter().rev() {
             match sock.set_up(name, false) {
-                Ok(()) => log::info!("{name} is down again, as it was before the LLDP listen"),
-                Err(e) => log::warn!("taking {name} down again after the LLDP listen: {e}"),
+                Ok(()) => crate::util::log_at!(
+                    Info,
+                    "{name} is down again, as it was before the LLDP listen"
+                ),
+                Err(e) => crate::util::log_at!(
+                    Warn,
+                    "taking {name} down again after the LLDP listen: {e}"
+                ),
             }
         }
     }
@@ -362,7 +378,7 @@ impl Drop for BroughtUp {
 pub fn capture(names: &[String], timeout: Duration) -> PerInterface<Heard> {
     let deadline = Instant::now() + timeout;
     let ifsock = crate::sys::net::IfSocket::new()
-        .map_err(|e| log::warn!("LLDP: no socket for interface flags: {e}"))
+        .map_err(|e| crate::util::log_at!(Warn, "LLDP: no socket for interface flags: {e}"))
         .ok();
     let mut up = BroughtUp {
         sock: ifsock,
@@ -374,10 +390,16 @@ pub fn capture(names: &[String], timeout: Duration) -> PerInterface<Heard> {
             if let Ok(false) = s.is_up(name) {
                 match s.set_up(name, true) {
                     Ok(()) => {
-                        log::info!("{name} is down: bringing it up to listen for LLDP");
+                        crate::util::log_at!(
+                            Info,
+                            "{name} is down: bringing it up to listen for LLDP"
+                        );
                         up.names.push(name.clone());
                     }
-                    Err(e) => log::warn!("{name} is down and could not be brought up: {e}"),
+                    Err(e) => crate::util::log_at!(
+                        Warn,
+                        "{name} is down and could not be brought up: {e}"
+                    ),
                 }
             }
         }
@@ -389,7 +411,7 @@ pub fn capture(names: &[String], timeout: Duration) -> PerInterface<Heard> {
         });
         match sock {
             Ok(s) => sources.push((name.clone(), s)),
-            Err(e) => log::error!("Failed to open an LLDP socket on {name}: {e}"),
+            Err(e) => crate::util::log_at!(Error, "Failed to open an LLDP socket on {name}: {e}"),
         }
     }
     let heard = listen(sources, deadline, MAX_FRAMES_PER_NIC);

@@ -80,7 +80,7 @@ impl AddressTables {
         match s.permanent_mac(name) {
             Ok(m) => m.map(|b| format_mac(&b)),
             Err(e) => {
-                log::debug!("no permanent MAC for {name}: {e}");
+                crate::util::log_at!(Debug, "no permanent MAC for {name}: {e}");
                 None
             }
         }
@@ -93,7 +93,7 @@ impl AddressTables {
             return match s.ipv4_address(name) {
                 Ok(a) => a.map(|a| a.to_string()),
                 Err(e) => {
-                    log::debug!("no IPv4 address for {name}: {e}");
+                    crate::util::log_at!(Debug, "no IPv4 address for {name}: {e}");
                     None
                 }
             };
@@ -254,11 +254,12 @@ pub fn interface(root: &Root, tables: &AddressTables, name: &str) -> Option<Netw
         .or_else(|| current.clone())
         .map(|m| m.to_ascii_lowercase());
     let Some(mac) = mac else {
-        log::debug!("interface {name} has no MAC address, skipping it");
+        crate::util::log_at!(Debug, "interface {name} has no MAC address, skipping it");
         return None;
     };
     if mac.starts_with("fa:") {
-        log::warn!(
+        crate::util::log_at!(
+            Warn,
             "Interface mac address {mac} for interface {name} is being ignored because it \
              appears to be a locally assigned address and is unexpected"
         );

@@ -331,7 +331,8 @@ fn unlock(port: &dyn AtaPort, name: &str) -> Option<&'static [u8]> {
         let mut b = password_block(pw, false);
         match port.ata(ATA_SEC_UNLOCK, Proto::PioOut, &mut b, SHORT) {
             Ok(()) => return Some(pw),
-            Err(e) => log::info!(
+            Err(e) => crate::util::log_at!(
+                Info,
                 "Security unlock failed for device {name} using password \"{}\": {e}",
                 String::from_utf8_lossy(pw)
             ),
@@ -362,7 +363,8 @@ pub fn secure_erase(port: &dyn AtaPort, name: &str) -> (&'static str, Outcome) {
     if sec.enhanced_supported {
         method = "ata_enhanced_security_erase";
     }
-    log::info!(
+    crate::util::log_at!(
+        Info,
         "{name}: ATA {} ({}), security {sec:?}",
         id.model(),
         id.serial()
@@ -424,7 +426,8 @@ pub fn secure_erase(port: &dyn AtaPort, name: &str) -> (&'static str, Outcome) {
     } else {
         sec.normal_time
     });
-    log::info!(
+    crate::util::log_at!(
+        Info,
         "{name}: {} (timeout {} min)",
         method,
         timeout.as_secs() / 60

@@ -141,7 +141,7 @@ pub struct Progress {
 
 impl Progress {
     pub fn new(name: &str, what: String, total: u64) -> Progress {
-        log::info!("erasing {name}: {what} started ({total} bytes)");
+        crate::util::log_at!(Info, "erasing {name}: {what} started ({total} bytes)");
         let now = Instant::now();
         Progress {
             name: name.to_string(),
@@ -156,7 +156,8 @@ impl Progress {
         if self.last.elapsed() >= Duration::from_secs(10) {
             self.last = Instant::now();
             let secs = self.started.elapsed().as_secs_f64().max(0.001);
-            log::info!(
+            crate::util::log_at!(
+                Info,
                 "erasing {}: {} {:.1}% ({:.0} MiB/s)",
                 self.name,
                 self.what,
@@ -168,7 +169,8 @@ impl Progress {
 
     pub fn finish(&self) {
         let secs = self.started.elapsed().as_secs_f64().max(0.001);
-        log::info!(
+        crate::util::log_at!(
+            Info,
             "erasing {}: {} done in {secs:.1} s ({:.0} MiB/s)",
             self.name,
             self.what,
@@ -488,7 +490,8 @@ impl Sample {
                     blocks.push(entry(off, &b));
                 }
             }
-            log::warn!(
+            crate::util::log_at!(
+                Warn,
                 "{}: {} of {} sample blocks unreadable before the erase ({e})",
                 disk.name,
                 offsets.len() - blocks.len(),

@@ -177,7 +177,7 @@ pub fn destroy_disk_metadata(t: &Target) -> Result<Value> {
         .ctx(Kind::BlockDeviceEraseError, || format!("flushing {name}"))?;
     if let Err(e) = disk.reread_partitions() {
         // The table is gone from the disk; only the kernel's view is stale.
-        log::warn!("re-reading the partition table of {name}: {e}");
+        crate::util::log_at!(Warn, "re-reading the partition table of {name}: {e}");
     }
     let parts: Vec<&str> = t
         .parts
@@ -185,7 +185,8 @@ pub fn destroy_disk_metadata(t: &Target) -> Result<Value> {
         .filter(|p| !p.skip)
         .map(|p| p.name.as_str())
         .collect();
-    log::info!(
+    crate::util::log_at!(
+        Info,
         "disk metadata on {name} destroyed: {written} bytes zeroed in {} areas",
         ranges.len()
     );

@@ -131,10 +131,12 @@ impl<'a> Dev<'a> {
         match &outcome {
             Outcome::Done(p) => self.done = Some((method, *p)),
             Outcome::Failed(w) => {
-                log::error!("{}: {method} failed: {w}", self.t.dev.name);
+                crate::util::log_at!(Error, "{}: {method} failed: {w}", self.t.dev.name);
                 self.failure = Some(w.clone());
             }
-            Outcome::Unsupported(w) => log::info!("{}: {method} unsupported: {w}", self.t.dev.name),
+            Outcome::Unsupported(w) => {
+                crate::util::log_at!(Info, "{}: {method} unsupported: {w}", self.t.dev.name)
+            }
         }
         self.attempts.push(Attempt { method, outcome });
     }
@@ -200,7 +202,8 @@ fn nvme_group(devs: &mut [Dev], f: &Flags, whole_controller: bool, formats_only:
             return;
         }
     };
-    log::info!(
+    crate::util::log_at!(
+        Info,
         "NVMe controller {} ({}, firmware {}): OACS 0x{:x}, SANICAP 0x{:x}, FNA 0x{:x}",
         ctrl.model,
         ctrl.serial,
@@ -262,7 +265,10 @@ fn finish(mut dev: Dev, env: &Env, f: &Flags) -> Result<Value> {
                 "Failed to invoke secure erase, fallback to shred is not enabled: {w}"
             )));
         }
-        log::warn!("Failed to invoke secure erase, falling back to shred: {w}");
+        crate::util::log_at!(
+            Warn,
+            "Failed to invoke secure erase, falling back to shred: {w}"
+        );
     }
     if dev.done.is_none() {
         let o = block::secure_discard(&dev.disk);
@@ -297,10 +303,11 @@ fn finish(mut dev: Dev, env: &Env, f: &Flags) -> Result<Value> {
         .sync()
         .ctx(Kind::BlockDeviceEraseError, || format!("flushing {name}"))?;
     if let Err(e) = dev.disk.reread_partitions() {
-        log::warn!("re-reading the partition table of {name}: {e}");
+        crate::util::log_at!(Warn, "re-reading the partition table of {name}: {e}");
     }
     let seconds = (dev.started.elapsed().as_secs_f64() * 10.0).round() / 10.0;
-    log::info!(
+    crate::util::log_at!(
+        Info,
         "{name} erased with {method} in {seconds} s, verification: {} ({} blocks)",
         v.how,
         v.blocks
@@ -472,7 +479,8 @@ fn collect(results: Vec<(String, Result<Value>)>, prefix: &str) -> Result<Map<St
 pub fn erase_devices(env: &Env, call: &StepCall) -> Result<Value> {
     let f = Flags::from_node(call.node);
     let (targets, skipped) = targets::erasable(env, call.node, Purpose::Erase)?;
-    log::info!(
+    crate::util::log_at!(
+        Info,
         "erase_devices: {} disk(s), concurrency {}, {f:?}",
         targets.len(),
         f.concurrency
@@ -501,7 +509,8 @@ pub fn erase_devices_metadata(env: &Env, call: &StepCall) -> Result<Value> {
                 out.insert(t.dev.name.clone(), rec);
             }
             Err(e) => {
-                log::error!(
+                crate::util::log_at!(
+                    Error,
                     "Failed to erase the metadata on device \"{}\". Error: {}",
                     t.dev.name,
                     e.details
@@ -532,7 +541,7 @@ fn finish_express(mut dev: Dev) -> Result<Value> {
             ))
         })?;
         if let Err(e) = dev.disk.reread_partitions() {
-            log::warn!("re-reading the partition table of {name}: {e}");
+            crate::util::log_at!(Warn, "re-reading the partition table of {name}: {e}");
         }
         return Ok(json!({
             "method": method,
@@ -543,7 +552,7 @@ fn finish_express(mut dev: Dev) -> Result<Value> {
         }));
     }
     if let Some(w) = &secure_error {
-        log::error!(
+        crate::util::log_at!(Error,
             "Failed to securely erase device \"{name}\". Error: {w}, falling back to metadata clean"
         );
     }
@@ -575,7 +584,7 @@ pub fn erase_devices_express(env: &Env, call: &StepCall) -> Result<Value> {
     let f = Flags::from_node(call.node);
     let (targets, skipped) = targets::erasable(env, call.node, Purpose::Metadata)?;
     if targets.is_empty() {
-        log::debug!("No erasable devices have been found.");
+        crate::util::log_at!(Debug, "No erasable devices have been found.");
     }
     let jobs = jobs(env.root, &targets);
     let mut out = collect(
@@ -601,10 +610,10 @@ fn pstore_mount(root: &Root) -> Option<String> {
 /// their data). No pstore mounted: nothing to do.
 pub fn erase_pstore(env: &Env, _call: &StepCall) -> Result<Value> {
     let Some(mnt) = pstore_mount(env.root) else {
-        log::debug!("No pstore found");
+        crate::util::log_at!(Debug, "No pstore found");
         return Ok(json!({"pstore": null, "deleted": 0}));
     };
-    log::info!("Cleaning up pstore in {mnt}");
+    crate::util::log_at!(Info, "Cleaning up pstore in {mnt}");
     let dir = env.root.path(&mnt);
     let entries =
         std::fs::read_dir(&dir).ctx(Kind::CleaningError, || format!("listing pstore {mnt}"))?;

@@ -393,7 +393,7 @@ pub fn run(dev: &dyn Admin, m: Method, ns: &IdNs, nsid: u32, wait: &dyn Fn(Durat
                 timeout_ms: if ses == 2 { 600_000 } else { 4 * 3_600_000 },
                 ..Default::default()
             };
-            log::info!("NVMe {} (SES {ses}) on namespace {nsid}", m.name());
+            crate::util::log_at!(Info, "NVMe {} (SES {ses}) on namespace {nsid}", m.name());
             match dev.admin(&mut cmd, &mut []) {
                 Ok(c) if c.status == 0 => Outcome::Done(m.promise()),
                 Ok(c) => status_outcome("Format NVM", c.status),
@@ -412,7 +412,7 @@ fn sanitize(dev: &dyn Admin, m: Method, wait: &dyn Fn(Duration)) -> Outcome {
         cdw11: 0,
         ..Default::default()
     };
-    log::info!("NVMe {}: starting", m.name());
+    crate::util::log_at!(Info, "NVMe {}: starting", m.name());
     match dev.admin(&mut cmd, &mut []) {
         Ok(c) if c.status == 0 => {}
         Ok(c) => return status_outcome("Sanitize", c.status),
@@ -444,7 +444,8 @@ fn sanitize(dev: &dyn Admin, m: Method, wait: &dyn Fn(Duration)) -> Outcome {
         match st.state() {
             2 => seen_running = true,
             1 | 4 if seen_running || st.scdw10 == cdw10 => {
-                log::info!(
+                crate::util::log_at!(
+                    Info,
                     "NVMe {}: completed in {:.1} s",
                     m.name(),
                     started.elapsed().as_secs_f64()
@@ -473,7 +474,8 @@ fn sanitize(dev: &dyn Admin, m: Method, wait: &dyn Fn(Duration)) -> Outcome {
         }
         if last_log.elapsed() >= Duration::from_secs(10) {
             last_log = Instant::now();
-            log::info!(
+            crate::util::log_at!(
+                Info,
                 "NVMe {}: {:.1}% done",
                 m.name(),
                 f64::from(st.sprog) * 100.0 / 65536.0

@@ -137,7 +137,8 @@ pub fn run(port: &dyn ScsiPort, sa: u8, promise: Promise, wait: &dyn Fn(Duration
             // GOOD from the device *and* no transport error: a host error
             // with status 0 is not "sanitize complete" (found in review)
             Ok(r) if r.status == 0 && r.host_status == 0 => {
-                log::info!(
+                crate::util::log_at!(
+                    Info,
                     "SCSI sanitize (action 0x{sa:02x}) completed in {:.1} s",
                     started.elapsed().as_secs_f64()
                 );

@@ -378,7 +378,7 @@ pub fn erasable(env: &Env, node: &Value, purpose: Purpose) -> Result<(Vec<Target
         .iter()
         .filter(|p| hints::matches_any(p, &skip_hints))
         .map(|p| {
-            log::warn!("skip_block_devices protects partition {}", p.name);
+            crate::util::log_at!(Warn, "skip_block_devices protects partition {}", p.name);
             p.name.clone()
         })
         .collect();
@@ -386,7 +386,7 @@ pub fn erasable(env: &Env, node: &Value, purpose: Purpose) -> Result<(Vec<Target
     let mut targets = vec![];
     let mut skipped = vec![];
     let mut skip = |name: &str, why: String| {
-        log::info!("not erasing {name}: {why}");
+        crate::util::log_at!(Info, "not erasing {name}: {why}");
         skipped.push(Skipped {
             name: name.to_string(),
             why,
