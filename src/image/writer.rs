@@ -655,7 +655,17 @@ mod tests {
     use std::fs::OpenOptions;
     use std::path::Path;
 
-    fn scratch(name: &str, size: u64, fill: u8) -> (std::path::PathBuf, File) {
+    /// A test's scratch directory, removed when the test ends (passing or
+    /// not).
+    struct Gone(std::path::PathBuf);
+
+    impl Drop for Gone {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn scratch(name: &str, size: u64, fill: u8) -> (std::path::PathBuf, File, Gone) {
         let dir =
             std::env::temp_dir().join(format!("ironic-agent-writer-{}-{name}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
@@ -669,7 +679,7 @@ mod tests {
             .open(&p)
             .unwrap();
         f.write_all_at(&vec![fill; size as usize], 0).unwrap();
-        (p, f)
+        (p, f, Gone(dir))
     }
 
     fn target(p: &Path, len: u64, whole: bool, want: IoMode) -> Target {
@@ -690,7 +700,7 @@ mod tests {
     fn head_and_tail_are_held_back_until_commit() {
         for mode in [IoMode::Direct, IoMode::Buffered] {
             let size = 4 * MIB;
-            let (p, _) = scratch(&format!("held-{mode:?}"), size, 0xee);
+            let (p, _, _gone) = scratch(&format!("held-{mode:?}"), size, 0xee);
             let mut t = target(&p, size, true, mode);
             t.prepare().unwrap();
             let disk = std::fs::read(&p).unwrap();
@@ -717,7 +727,7 @@ mod tests {
     #[test]
     fn unaligned_writes_and_bounds() {
         let size = 3 * MIB;
-        let (p, _) = scratch("unaligned", size, 0x11);
+        let (p, _, _gone) = scratch("unaligned", size, 0x11);
         let mut t = target(&p, size, false, IoMode::Direct);
         // misaligned offset, length and memory
         let data: Vec<u8> = (0..10_000u32).map(|i| i as u8).collect();
@@ -736,7 +746,7 @@ mod tests {
     #[test]
     fn zero_ranges_read_as_zero() {
         let size = 4 * MIB;
-        let (p, _) = scratch("zero", size, 0x5a);
+        let (p, _, _gone) = scratch("zero", size, 0x5a);
         let mut t = target(&p, size, false, IoMode::Direct);
         t.zero_range(MIB + 100, 2 * MIB).unwrap();
         t.zero_range(10, 20).unwrap();
@@ -758,7 +768,7 @@ mod tests {
     #[test]
     fn region_targets_hold_their_own_head() {
         let size = 4 * MIB;
-        let (p, _) = scratch("region", size, 0x33);
+        let (p, _, _gone) = scratch("region", size, 0x33);
         let (f, mode) =
             crate::disk::device::open_for_image(&p, "/dev/test", IoMode::Direct).unwrap();
         let mut t = Target::new(f, "/dev/test2", "img", mode, 512, size, MIB, 2 * MIB, false);
@@ -782,7 +792,7 @@ mod tests {
     #[test]
     fn writes_behind_at_depth() {
         let size = 12 * MIB;
-        let (p, _) = scratch("behind", size, 0);
+        let (p, _, _gone) = scratch("behind", size, 0);
         let mut t = target(&p, size, true, IoMode::Direct);
         t.prepare().unwrap();
         if t.mode() != IoMode::Direct {
