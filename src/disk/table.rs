@@ -7,7 +7,6 @@ use super::gpt::{self, Gpt, GptError, Guid};
 use super::mbr::{self, Mbr};
 use super::{Geometry, Io};
 use crate::error::{AgentError, Kind, Result};
-use crate::util::bytes::le64;
 use std::path::Path;
 
 /// "gpt" or "msdos", as parted names them.
@@ -353,18 +352,11 @@ pub fn write_new(io: &mut dyn Io, geom: Geometry, label: Label, parts: &[NewPart
 /// stretch of a GPT disk, and the last free sector of that stretch.
 #[inline(never)]
 pub fn largest_free(g: &Gpt, geom: Geometry) -> Option<(u64, u64)> {
-    // the used entries' spans, read from the raw array (no entries and
-    // their names decoded): a used entry's type GUID is not zero
-    let size = g.header.entry_size as usize;
-    let mut used: Vec<(u64, u64)> = vec![];
-    for i in 0..g.header.num_entries as usize {
-        let Some(e) = g.entries.get(i * size..i * size + size) else {
-            break;
-        };
-        if e[..16].iter().any(|b| *b != 0) {
-            used.push((le64(e, 32), le64(e, 40)));
-        }
-    }
+    let mut used: Vec<(u64, u64)> = g
+        .used()
+        .into_iter()
+        .map(|(_, e)| (e.first_lba, e.last_lba))
+        .collect();
     crate::util::sort_small(&mut used);
     let mut best: Option<(u64, u64)> = None;
     let mut cur = g.header.first_usable;

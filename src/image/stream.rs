@@ -293,10 +293,10 @@ impl Fetch {
                 // The digest is the deploy's one serial chain: nothing
                 // else on its CPU may preempt it while it has a buffer
                 // (it blocks between buffers, so everything else still
-                // runs). A/B on 2 CPUs, 2026-12-07: the hash thread lost
-                // 0.1-0.2 s of a 2 GiB image to preemption before, none
-                // after (benches/RESULTS.md). Without CAP_SYS_NICE the
-                // thread stays an ordinary one.
+                // runs). A/B on 2 CPUs, 2026-12-07: preempted 0.04-0.13 s
+                // of a 2 GiB image on a quiet machine and 0.27-0.54 s under
+                // load before, ~0 after (benches/RESULTS.md). Without
+                // CAP_SYS_NICE the thread stays an ordinary one.
                 if let Err(e) = crate::sys::sched_fifo(1) {
                     crate::util::log_at!(Debug, "image hash thread stays SCHED_OTHER: {e}");
                 }
