@@ -432,6 +432,8 @@ struct Combiner {
     buf: AlignedBuf,
     start: u64,
     behind: Option<Behind>,
+    /// Writes in flight at most ([`WRITE_BEHIND`]'s, fewer once inflating).
+    depth: usize,
     /// Buffers back from finished writes.
     spare: Vec<AlignedBuf>,
 }
@@ -439,6 +441,12 @@ struct Combiner {
 /// Bytes of combined writes in flight: three 1 MiB writes (one of 2 MiB
 /// for 2 MiB clusters), as the raw path's depth.
 const WRITE_BEHIND: usize = 3 << 20;
+/// Combined writes in flight once compressed clusters are met: inflating
+/// (~160 MB/s a core) leaves the device idle between writes anyway.
+/// Against three (a 3 GiB root filesystem and a 512 MiB half-compressible
+/// image, `qemu-img convert -c`, two rounds each, 2026-12-08): as fast
+/// (5.37/5.51 s against 5.50/5.81 s), peak RSS 16.3 -> 14.1 MiB.
+const INFLATING_WRITES: usize = 1;
 
 impl Combiner {
     fn put(&mut self, t: &mut Target, guest: u64, data: &[u8]) -> Result<(), AgentError> {
@@ -462,7 +470,7 @@ impl Combiner {
         if let Some(abs) = t.direct_slot(self.start, self.buf.len as u64)? {
             let cap = self.buf.capacity();
             if self.behind.is_none() {
-                self.behind = Behind::start(t, (WRITE_BEHIND / cap).max(1));
+                self.behind = Behind::start(t, (WRITE_BEHIND / cap).clamp(1, self.depth));
             }
             if let Some(wb) = self.behind.as_mut() {
                 while let Some(b) = wb.room(t)? {
@@ -578,6 +586,7 @@ impl Converter {
                 buf: AlignedBuf::new(COMBINE.max(cs as usize)),
                 start: 0,
                 behind: None,
+                depth: usize::MAX,
             },
             zero_start: 0,
             zero_len: 0,
@@ -604,6 +613,12 @@ impl Converter {
     }
 
     /// Clusters and tables still waiting for their bytes.
+    /// True once a compressed cluster was met (the inflate helpers, or
+    /// the inline inflate buffer, exist).
+    pub fn inflating(&self) -> bool {
+        self.pool.is_some() || self.out.capacity() > 0
+    }
+
     pub fn waiting(&self) -> usize {
         self.heap.len()
     }
@@ -724,6 +739,10 @@ impl Converter {
                 .inflate_threads
                 .unwrap_or_else(|| crate::sys::cpus_allowed().min(MAX_INFLATE_THREADS));
             self.pool = super::inflate::Pool::new(self.cs as usize, threads);
+            self.comb.depth = INFLATING_WRITES;
+            if let Some(b) = self.comb.behind.as_mut() {
+                b.limit(INFLATING_WRITES);
+            }
             if self.pool.is_none() {
                 self.out = AlignedBuf::new(self.cs as usize);
             }

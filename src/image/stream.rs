@@ -21,6 +21,7 @@ use super::qcow2::{self, ConvError, Converter};
 use super::writer::{AlignedBuf, Behind, Target, MIB};
 use crate::error::{AgentError, Kind, Result};
 use crate::util::chan::{self as mpsc, Receiver, Sender};
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -54,6 +55,12 @@ pub const ROOMY: u64 = 1 << 30;
 const WRITE_DEPTH: usize = 3;
 /// Buffers each hand-over (receive → hash → write) may hold.
 const QUEUE: usize = 3;
+/// Buffers the fetch thread may make before the writer has seen what the
+/// image is: [`IN_FLIGHT_SMALL`]'s. A compressed qcow2 never needs more
+/// (inflating is its slowest stage), and the fetch thread fills every
+/// buffer it may while the writer reads the qcow2 tables ahead, which
+/// set the peak RSS before the first cluster was inflated (17.6 MiB).
+const KEEP_FIRST: usize = IN_FLIGHT_SMALL / CHUNK;
 
 /// Bytes of buffers for this machine: [`IN_FLIGHT_ROOMY`] with [`ROOMY`]
 /// RAM or more, else [`IN_FLIGHT_SMALL`].
@@ -199,6 +206,12 @@ pub struct Fetch {
     done: Option<(String, u64, u64)>,
     /// Bytes of buffers the fetch thread makes ([`in_flight`]).
     in_flight: usize,
+    /// Buffers the fetch thread made and [`Fetch::recycle`] did not drop,
+    /// and how many it may have: [`KEEP_FIRST`] until the writer knows
+    /// what it writes ([`Fetch::grow`], [`Fetch::shrink`]).
+    made: Arc<AtomicUsize>,
+    keep: Arc<AtomicUsize>,
+    shrunk: bool,
     /// Stage timers: receive and hash (from their threads, at the end), and
     /// write (waits here; the writer adds its busy time).
     pub stages: [Stage; 3],
@@ -224,23 +237,27 @@ impl Fetch {
             stream.validator.clone(),
         );
         let id = id.to_string();
+        let made = Arc::new(AtomicUsize::new(0));
+        let keep = Arc::new(AtomicUsize::new(KEEP_FIRST));
+        let (made2, keep2) = (made.clone(), keep.clone());
         std::thread::Builder::new()
             .name("image-fetch".into())
             .spawn(move || {
-                let mut made = 0;
+                let (made, keep) = (made2, keep2);
                 let mut off = 0u64;
                 let mut chunk = CHUNK;
                 let (cpu0, mut st) = (cpu_now(), Stage::default());
                 loop {
                     let m = Mark::now();
-                    let mut buf = if made == 0 {
+                    let n = made.load(Relaxed);
+                    let mut buf = if n == 0 {
                         // room for a first chunk of the largest size; with
                         // 1 MiB chunks its second MiB is never written, so
                         // never resident (calloc'd pages stay untouched)
-                        made += 1;
+                        made.fetch_add(1, Relaxed);
                         AlignedBuf::new(MAX_CHUNK)
-                    } else if made < in_flight / chunk {
-                        made += 1;
+                    } else if n < (in_flight / chunk).min(keep.load(Relaxed)) {
+                        made.fetch_add(1, Relaxed);
                         AlignedBuf::new(chunk)
                     } else {
                         match pool.recv() {
@@ -340,6 +357,9 @@ impl Fetch {
             validator: info.3,
             done: None,
             in_flight,
+            made,
+            keep,
+            shrunk: false,
             stages: [Stage::default(); 3],
         }
     }
@@ -374,8 +394,37 @@ impl Fetch {
         }
     }
 
+    /// Hand a buffer back to the fetch thread, or drop it while more
+    /// buffers exist than [`Fetch::shrink`] keeps.
     pub fn recycle(&self, b: AlignedBuf) {
+        if self.made.load(Relaxed) > self.keep.load(Relaxed) {
+            self.made.fetch_sub(1, Relaxed);
+            return;
+        }
         let _ = self.back.send(b);
+    }
+
+    /// Let the fetch thread make all of [`in_flight`]: the writer keeps
+    /// pace with the network and the hash (raw images, qcow2 data runs).
+    /// Not after [`Fetch::shrink`].
+    fn grow(&mut self) {
+        if !self.shrunk {
+            self.keep.store(usize::MAX, Relaxed);
+        }
+    }
+
+    /// Keep at most `buffers` buffers from now on: the ones over it are
+    /// dropped as they come back. For a writer that turns out to be the
+    /// slowest stage (inflating compressed qcow2 clusters), where more
+    /// buffers would only sit full in the queues.
+    fn shrink(&mut self, buffers: usize) {
+        self.shrunk = true;
+        self.keep.fetch_min(buffers.max(1), Relaxed);
+    }
+
+    /// Buffers of `chunk` bytes the fetch thread may have now.
+    fn buffers(&self, chunk: usize) -> usize {
+        (self.in_flight / chunk).min(self.keep.load(Relaxed))
     }
 
     /// Read to the end of the image (what the writer did not need), and
@@ -612,12 +661,19 @@ fn ahead_depth(in_flight: usize, chunk: usize) -> usize {
         .max(1)
 }
 
+/// Stream buffers kept once the writer inflates: [`IN_FLIGHT_SMALL`]'s,
+/// and never fewer than two more than [`Ahead`] may have on its threads.
+fn inflating_keep(chunk: usize, depth: usize) -> usize {
+    (IN_FLIGHT_SMALL / chunk).max(depth + 2)
+}
+
 impl Ahead {
     /// For `fetch`'s stream, whose first chunk is `first`.
     fn new(fetch: &Fetch, first: &[u8]) -> Ahead {
+        let chunk = chunk_size(first);
         Ahead {
             behind: None,
-            depth: ahead_depth(fetch.in_flight, chunk_size(first)),
+            depth: ahead_depth(fetch.buffers(chunk) * chunk, chunk),
         }
     }
 
@@ -669,6 +725,7 @@ fn write_raw(
     first: AlignedBuf,
     progress: &mut Progress,
 ) -> Result<()> {
+    fetch.grow();
     let mut ahead = Ahead::new(fetch, first.data());
     let mut next = Some((first, 0u64));
     while let Some((buf, off)) = next {
@@ -887,6 +944,8 @@ fn convert(
     // chunks that are one run of data clusters (nearly all of an
     // uncompressed image) are written as the raw path writes them
     let mut ahead = Ahead::new(&fetch, first.data());
+    let chunk = chunk_size(first.data());
+    let mut inflating = false;
     let mut next = Some((first, 0u64));
     while let Some((buf, off)) = next {
         if let Some(read_range) = tables.as_mut() {
@@ -899,11 +958,23 @@ fn convert(
         let m = Mark::now();
         let read = off + buf.len as u64;
         match conv.take_run(off, buf.data()) {
-            Ok(Some(guest)) => ahead.write(target, &fetch, buf, guest)?,
+            Ok(Some(guest)) => {
+                fetch.grow();
+                ahead.write(target, &fetch, buf, guest)?
+            }
             Ok(None) => {
                 let r = conv.feed(target, off, buf.data());
                 fetch.recycle(buf);
                 r?;
+                if !inflating && conv.inflating() {
+                    // Inflating is the slowest stage from here on (~160 MB/s
+                    // a core, against ~1 GB/s for the rest): the small
+                    // machine's buffers keep it busy, more would only
+                    // raise the peak RSS. Never below what the direct
+                    // writes of data runs need (`ahead_depth`).
+                    inflating = true;
+                    fetch.shrink(inflating_keep(chunk, ahead.depth));
+                }
             }
             Err(e) => {
                 fetch.recycle(buf);
@@ -948,6 +1019,25 @@ mod tests {
         assert_eq!(ahead_depth(IN_FLIGHT_SMALL, MAX_CHUNK), 1);
         assert_eq!(ahead_depth(IN_FLIGHT_ROOMY, MAX_CHUNK), WRITE_DEPTH);
         assert_eq!(ahead_depth(IN_FLIGHT_SMALL, CHUNK), WRITE_DEPTH);
+    }
+
+    #[test]
+    fn the_first_and_the_inflating_budgets_leave_the_writers_room() {
+        for in_flight in [IN_FLIGHT_SMALL, IN_FLIGHT_ROOMY] {
+            for chunk in [CHUNK, MAX_CHUNK] {
+                // as `Ahead::new` sees the fetch thread before `grow`
+                let first = (in_flight / chunk).min(KEEP_FIRST);
+                let depth = ahead_depth(first * chunk, chunk);
+                assert!(depth + 2 <= first, "{in_flight} / {chunk}");
+                let keep = inflating_keep(chunk, depth);
+                assert!(depth + 2 <= keep && keep <= KEEP_FIRST.max(depth + 2));
+            }
+        }
+        // the depth a roomy machine's writers get is not cut by the first budget
+        assert_eq!(
+            ahead_depth(KEEP_FIRST * CHUNK, CHUNK),
+            ahead_depth(IN_FLIGHT_ROOMY, CHUNK)
+        );
     }
 
     #[test]

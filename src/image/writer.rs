@@ -577,6 +577,11 @@ impl Behind {
         self.reap(t, self.in_flight >= self.depth)
     }
 
+    /// At most `depth` writes in flight from now on.
+    pub fn limit(&mut self, depth: usize) {
+        self.depth = self.depth.min(depth.max(1));
+    }
+
     /// Write `buf` at device offset `abs` (a slot of `t`'s).
     pub fn send(&mut self, t: &Target, buf: AlignedBuf, abs: u64) -> Result<()> {
         match &self.to {
