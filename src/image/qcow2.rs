@@ -476,6 +476,9 @@ impl Combiner {
                 while let Some(b) = wb.room(t)? {
                     self.spare.push(b);
                 }
+                // the buffers of writes sent before the depth was cut
+                // (`INFLATING_WRITES`) are not kept
+                self.spare.truncate(self.depth);
                 let mut free = self.spare.pop().unwrap_or_else(|| AlignedBuf::new(cap));
                 free.len = 0;
                 let full = std::mem::replace(&mut self.buf, free);
@@ -612,13 +615,13 @@ impl Converter {
         self
     }
 
-    /// Clusters and tables still waiting for their bytes.
     /// True once a compressed cluster was met (the inflate helpers, or
     /// the inline inflate buffer, exist).
     pub fn inflating(&self) -> bool {
         self.pool.is_some() || self.out.capacity() > 0
     }
 
+    /// Clusters and tables still waiting for their bytes.
     pub fn waiting(&self) -> usize {
         self.heap.len()
     }
@@ -1553,6 +1556,83 @@ mod tests {
         let mut b = good;
         b[72..80].copy_from_slice(&1u64.to_be_bytes());
         assert!(parse_header(&b).unwrap().dirty);
+    }
+
+    #[test]
+    fn combined_writes_keep_no_more_buffers_than_their_depth_once_inflating() {
+        use std::os::unix::fs::FileExt;
+        const MIB: u64 = 1 << 20;
+        let dir = std::env::temp_dir().join(format!("ironic-agent-comb-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        // removed when the test ends, passing or not
+        struct Gone(std::path::PathBuf);
+        impl Drop for Gone {
+            fn drop(&mut self) {
+                let _ = std::fs::remove_dir_all(&self.0);
+            }
+        }
+        let _gone = Gone(dir.clone());
+        let p = dir.join("disk");
+        let f = std::fs::File::create(&p).unwrap();
+        f.write_all_at(&[0], 16 * MIB - 1).unwrap();
+        let (f, mode) = crate::disk::device::open_for_image(
+            &p,
+            "/dev/test",
+            crate::disk::device::IoMode::Direct,
+        )
+        .unwrap();
+        if mode != crate::disk::device::IoMode::Direct {
+            // a temporary directory without O_DIRECT (tmpfs): no write
+            // threads to count
+            return;
+        }
+        let mut t = Target::new(
+            f,
+            "/dev/test",
+            "img",
+            mode,
+            512,
+            16 * MIB,
+            0,
+            16 * MIB,
+            true,
+        );
+        t.prepare().unwrap();
+        let mut c = Combiner {
+            buf: AlignedBuf::new(COMBINE),
+            start: MIB,
+            behind: None,
+            spare: vec![],
+            depth: usize::MAX,
+        };
+        let data = vec![7u8; COMBINE];
+        // three writes in flight: their buffers come back as spares
+        for i in 1..6 {
+            c.put(&mut t, i * MIB, &data).unwrap();
+        }
+        c.settle(&mut t).unwrap();
+        assert!(c.spare.len() > INFLATING_WRITES, "{}", c.spare.len());
+        // what `Converter::inflate` does at the first compressed cluster
+        c.depth = INFLATING_WRITES;
+        c.behind.as_mut().unwrap().limit(INFLATING_WRITES);
+        for i in 6..12 {
+            c.put(&mut t, i * MIB, &data).unwrap();
+            if i == 6 {
+                continue; // into the empty buffer: no write yet
+            }
+            let out = c.behind.as_ref().unwrap().in_flight();
+            assert!(out <= INFLATING_WRITES);
+            assert!(
+                c.spare.len() + out <= INFLATING_WRITES,
+                "{} + {out}",
+                c.spare.len()
+            );
+        }
+        c.settle(&mut t).unwrap();
+        let mut back = vec![0u8; 10 * MIB as usize];
+        let plain = std::fs::File::open(&p).unwrap();
+        plain.read_exact_at(&mut back, MIB).unwrap();
+        assert!(back.iter().all(|&b| b == 7));
     }
 
     #[test]

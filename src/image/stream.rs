@@ -829,7 +829,8 @@ fn write_qcow2(
             Err(e) => return Err(qcow2_error(e)),
         }
     } else {
-        drop(fetch);
+        // the first pass's stream and its first buffer are not needed again
+        drop((fetch, first));
         crate::util::log_at!(
             Info,
             "image {}: the qcow2 L1 table sits at byte {}; reading the tables with Range \
