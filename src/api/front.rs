@@ -1228,21 +1228,130 @@ impl Drop for LargeBody {
     }
 }
 
-/// A private directory for the API's Unix socket (mode 0700).
+/// A private directory for the API's Unix socket (mode 0700); the run
+/// directories that agents which are gone left behind are removed first
+/// ([`sweep_run_dirs`]).
 pub fn private_socket_path() -> io::Result<PathBuf> {
     use std::os::unix::fs::DirBuilderExt;
-    let dir = std::env::temp_dir().join(format!(
+    let tmp = std::env::temp_dir();
+    let dir = tmp.join(format!(
         "ironic-agent-{}-{:08x}",
         std::process::id(),
         fastrand::u32(..)
     ));
     std::fs::DirBuilder::new().mode(0o700).create(&dir)?;
+    sweep_run_dirs(&tmp, &dir);
     Ok(dir.join("api.sock"))
+}
+
+/// What an agent puts in its run directory: the API socket, the TLS
+/// certificate and, standalone, the generated token (a secret).
+const RUN_FILES: [&str; 3] = ["api.sock", "agent.crt", "agent-token"];
+
+/// The pid in a run directory's name, `ironic-agent-<pid>-<8 hex digits>`.
+fn run_dir_pid(name: &str) -> Option<u32> {
+    let (pid, tag) = name.strip_prefix("ironic-agent-")?.split_once('-')?;
+    let hex = tag.len() == 8 && tag.bytes().all(|b| b.is_ascii_hexdigit());
+    let digits = !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit());
+    (hex && digits).then(|| pid.parse().ok()).flatten()
+}
+
+/// Remove the run directories in `tmp` whose agent no longer runs: an
+/// agent that is killed (SIGKILL, a test's `Child::kill`, a bench's
+/// `kill`) cannot remove its own, and on a host, as opposed to the
+/// ramdisk's tmpfs, they piled up (320 on the test machine, 2026-12-08),
+/// standalone ones with their token. Only directories of the same owner
+/// as `ours`, whose pid has no /proc entry, holding nothing but
+/// [`RUN_FILES`]; without /proc nothing is removed.
+fn sweep_run_dirs(tmp: &std::path::Path, ours: &std::path::Path) {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(uid) = std::fs::metadata(ours).map(|m| m.uid()) else {
+        return;
+    };
+    if !std::path::Path::new("/proc/self").exists() {
+        return;
+    }
+    let Ok(entries) = std::fs::read_dir(tmp) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(run_dir_pid) else {
+            continue;
+        };
+        let dir = e.path();
+        let owned = std::fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir() && m.uid() == uid);
+        if !owned || dir == ours || std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            continue;
+        }
+        let Ok(inside) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        let names: Vec<_> = inside.flatten().map(|f| f.file_name()).collect();
+        if names.iter().all(|n| RUN_FILES.iter().any(|k| n == *k)) {
+            for n in names {
+                let _ = std::fs::remove_file(dir.join(n));
+            }
+            if std::fs::remove_dir(&dir).is_ok() {
+                crate::util::log_at!(
+                    Debug,
+                    "removed {}, left by an agent that is gone",
+                    dir.display()
+                );
+            }
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn run_dirs_of_agents_that_are_gone_are_swept() {
+        assert_eq!(run_dir_pid("ironic-agent-123-0a1b2c3d"), Some(123));
+        for other in [
+            "ironic-agent-tests",
+            "ironic-agent-writer-123-held",
+            "ironic-agent-123-0a1b2c3",
+            "ironic-agent--0a1b2c3d",
+            "ironic-agent-12x-0a1b2c3d",
+            "ironic-agent-123-0a1b2c3g",
+        ] {
+            assert_eq!(run_dir_pid(other), None, "{other}");
+        }
+        let tmp = std::env::temp_dir().join(format!("ironic-agent-sweep-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&tmp);
+        std::fs::create_dir_all(&tmp).unwrap();
+        struct Gone(PathBuf);
+        impl Drop for Gone {
+            fn drop(&mut self) {
+                let _ = std::fs::remove_dir_all(&self.0);
+            }
+        }
+        let _gone = Gone(tmp.clone());
+        let make = |name: &str, files: &[&str]| {
+            let d = tmp.join(name);
+            std::fs::create_dir(&d).unwrap();
+            for f in files {
+                std::fs::write(d.join(f), b"x").unwrap();
+            }
+            d
+        };
+        // above the kernel's largest pid_max (2^22): never a live process
+        let gone = make("ironic-agent-4194999-0000abcd", &RUN_FILES);
+        let empty = make("ironic-agent-4194998-0000abcd", &[]);
+        let foreign = make("ironic-agent-4194997-0000abcd", &["api.sock", "notes.txt"]);
+        let live = make(
+            &format!("ironic-agent-{}-0000abcd", std::process::id()),
+            &RUN_FILES,
+        );
+        let other = make("ironic-agent-tests", &[]);
+        let ours = make("ironic-agent-4194996-ffffffff", &["api.sock"]);
+        sweep_run_dirs(&tmp, &ours);
+        assert!(!gone.exists() && !empty.exists());
+        assert!(foreign.join("api.sock").exists() && foreign.join("notes.txt").exists());
+        assert!(live.exists() && other.exists() && ours.exists());
+    }
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()
