@@ -1261,8 +1261,9 @@ fn run_dir_pid(name: &str) -> Option<u32> {
 /// `kill`) cannot remove its own, and on a host, as opposed to the
 /// ramdisk's tmpfs, they piled up (320 on the test machine, 2026-12-08),
 /// standalone ones with their token. Only directories of the same owner
-/// as `ours`, whose pid has no /proc entry, holding nothing but
-/// [`RUN_FILES`]; without /proc nothing is removed.
+/// as `ours`, whose pid has no /proc entry and whose socket does not
+/// answer, holding nothing but [`RUN_FILES`]; without /proc nothing is
+/// removed.
 fn sweep_run_dirs(tmp: &std::path::Path, ours: &std::path::Path) {
     use std::os::unix::fs::MetadataExt;
     let Ok(uid) = std::fs::metadata(ours).map(|m| m.uid()) else {
@@ -1281,6 +1282,11 @@ fn sweep_run_dirs(tmp: &std::path::Path, ours: &std::path::Path) {
         let dir = e.path();
         let owned = std::fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir() && m.uid() == uid);
         if !owned || dir == ours || std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            continue;
+        }
+        // an agent in another pid namespace sharing this directory still
+        // answers on its socket
+        if UnixStream::connect(dir.join("api.sock")).is_ok() {
             continue;
         }
         let Ok(inside) = std::fs::read_dir(&dir) else {
@@ -1346,11 +1352,18 @@ mod tests {
             &RUN_FILES,
         );
         let other = make("ironic-agent-tests", &[]);
+        let elsewhere = make("ironic-agent-4194995-0000abcd", &[]);
+        let _listening =
+            std::os::unix::net::UnixListener::bind(elsewhere.join("api.sock")).unwrap();
         let ours = make("ironic-agent-4194996-ffffffff", &["api.sock"]);
         sweep_run_dirs(&tmp, &ours);
         assert!(!gone.exists() && !empty.exists());
         assert!(foreign.join("api.sock").exists() && foreign.join("notes.txt").exists());
         assert!(live.exists() && other.exists() && ours.exists());
+        assert!(
+            elsewhere.join("api.sock").exists(),
+            "a socket that answers is kept"
+        );
     }
 
     fn ip(s: &str) -> IpAddr {
