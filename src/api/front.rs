@@ -1325,16 +1325,8 @@ mod tests {
         ] {
             assert_eq!(run_dir_pid(other), None, "{other}");
         }
-        let tmp = std::env::temp_dir().join(format!("ironic-agent-sweep-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&tmp);
-        std::fs::create_dir_all(&tmp).unwrap();
-        struct Gone(PathBuf);
-        impl Drop for Gone {
-            fn drop(&mut self) {
-                let _ = std::fs::remove_dir_all(&self.0);
-            }
-        }
-        let _gone = Gone(tmp.clone());
+        let scratch = crate::util::Scratch::new("sweep");
+        let tmp = &scratch.0;
         let make = |name: &str, files: &[&str]| {
             let d = tmp.join(name);
             std::fs::create_dir(&d).unwrap();
@@ -1356,7 +1348,7 @@ mod tests {
         let _listening =
             std::os::unix::net::UnixListener::bind(elsewhere.join("api.sock")).unwrap();
         let ours = make("ironic-agent-4194996-ffffffff", &["api.sock"]);
-        sweep_run_dirs(&tmp, &ours);
+        sweep_run_dirs(tmp, &ours);
         assert!(!gone.exists() && !empty.exists());
         assert!(foreign.join("api.sock").exists() && foreign.join("notes.txt").exists());
         assert!(live.exists() && other.exists() && ours.exists());

@@ -1562,17 +1562,8 @@ mod tests {
     fn combined_writes_keep_no_more_buffers_than_their_depth_once_inflating() {
         use std::os::unix::fs::FileExt;
         const MIB: u64 = 1 << 20;
-        let dir = std::env::temp_dir().join(format!("ironic-agent-comb-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        // removed when the test ends, passing or not
-        struct Gone(std::path::PathBuf);
-        impl Drop for Gone {
-            fn drop(&mut self) {
-                let _ = std::fs::remove_dir_all(&self.0);
-            }
-        }
-        let _gone = Gone(dir.clone());
-        let p = dir.join("disk");
+        let dir = crate::util::Scratch::new("comb");
+        let p = dir.0.join("disk");
         let f = std::fs::File::create(&p).unwrap();
         f.write_all_at(&[0], 16 * MIB - 1).unwrap();
         let (f, mode) = crate::disk::device::open_for_image(

@@ -647,6 +647,8 @@ fn log_stages(id: &str, started: Instant, mut s: [Stage; 3], cpu0: Cpu) {
 struct Ahead {
     behind: Option<Behind>,
     depth: usize,
+    /// The stream's chunk size ([`chunk_size`]).
+    chunk: usize,
 }
 
 /// Stream buffers on the writer threads at once: [`WRITE_DEPTH`], but at
@@ -662,7 +664,8 @@ fn ahead_depth(in_flight: usize, chunk: usize) -> usize {
 }
 
 /// Stream buffers kept once the writer inflates: [`IN_FLIGHT_SMALL`]'s,
-/// and never fewer than two more than [`Ahead`] may have on its threads.
+/// and never fewer than two more than [`Ahead`] may have on its threads
+/// (`depth`).
 fn inflating_keep(chunk: usize, depth: usize) -> usize {
     (IN_FLIGHT_SMALL / chunk).max(depth + 2)
 }
@@ -674,6 +677,7 @@ impl Ahead {
         Ahead {
             behind: None,
             depth: ahead_depth(fetch.buffers(chunk) * chunk, chunk),
+            chunk,
         }
     }
 
@@ -945,8 +949,6 @@ fn convert(
     // chunks that are one run of data clusters (nearly all of an
     // uncompressed image) are written as the raw path writes them
     let mut ahead = Ahead::new(&fetch, first.data());
-    let chunk = chunk_size(first.data());
-    let mut inflating = false;
     let mut next = Some((first, 0u64));
     while let Some((buf, off)) = next {
         if let Some(read_range) = tables.as_mut() {
@@ -967,14 +969,13 @@ fn convert(
                 let r = conv.feed(target, off, buf.data());
                 fetch.recycle(buf);
                 r?;
-                if !inflating && conv.inflating() {
+                if !fetch.shrunk && conv.inflating() {
                     // Inflating is the slowest stage from here on (~160 MB/s
                     // a core, against ~1 GB/s for the rest): the small
                     // machine's buffers keep it busy, more would only
                     // raise the peak RSS. Never below what the direct
                     // writes of data runs need (`ahead_depth`).
-                    inflating = true;
-                    fetch.shrink(inflating_keep(chunk, ahead.depth));
+                    fetch.shrink(inflating_keep(ahead.chunk, ahead.depth));
                 }
             }
             Err(e) => {

@@ -660,22 +660,11 @@ mod tests {
     use std::fs::OpenOptions;
     use std::path::Path;
 
-    /// A test's scratch directory, removed when the test ends (passing or
-    /// not).
-    struct Gone(std::path::PathBuf);
+    use crate::util::Scratch;
 
-    impl Drop for Gone {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-
-    fn scratch(name: &str, size: u64, fill: u8) -> (std::path::PathBuf, File, Gone) {
-        let dir =
-            std::env::temp_dir().join(format!("ironic-agent-writer-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let p = dir.join("disk");
+    fn scratch(name: &str, size: u64, fill: u8) -> (std::path::PathBuf, File, Scratch) {
+        let dir = Scratch::new(&format!("writer-{name}"));
+        let p = dir.0.join("disk");
         let f = OpenOptions::new()
             .read(true)
             .write(true)
@@ -684,7 +673,7 @@ mod tests {
             .open(&p)
             .unwrap();
         f.write_all_at(&vec![fill; size as usize], 0).unwrap();
-        (p, f, Gone(dir))
+        (p, f, dir)
     }
 
     fn target(p: &Path, len: u64, whole: bool, want: IoMode) -> Target {

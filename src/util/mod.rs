@@ -577,6 +577,29 @@ macro_rules! log_at {
 }
 pub(crate) use log_at;
 
+/// A test's scratch directory, `ironic-agent-<name>-<pid>` under the
+/// temporary directory: made empty, and removed when the test ends
+/// (passing or not).
+#[cfg(test)]
+pub struct Scratch(pub std::path::PathBuf);
+
+#[cfg(test)]
+impl Scratch {
+    pub fn new(name: &str) -> Scratch {
+        let dir = std::env::temp_dir().join(format!("ironic-agent-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Scratch(dir)
+    }
+}
+
+#[cfg(test)]
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
